@@ -1,0 +1,340 @@
+"""``DrivingEnv``: a gymnasium env over a highway-env world, with the ego camera.
+
+Observation (a gymnasium ``Dict`` of fixed-shape sensors; a subset can be asked for):
+
+=========  ==========================  =================================================
+sensor     value                       meaning
+=========  ==========================  =================================================
+camera     uint8[H, W, 3]              ego camera (:mod:`sim.camera`), RGB, row 0 ahead
+speed      float32[1]                  ego speed [m/s]
+pose       float64[3]                  localisation: world x [m], y [m], heading [rad]
+command    int in [0, 4)               navigation command, index into ``COMMANDS``
+=========  ==========================  =================================================
+
+Structured sensors travel in ``info`` when asked for: ``truth`` (every other object's
+pose, size and velocity), ``map`` (lane and route geometry; static, so only in the
+``reset`` info), ``autopilot`` (highway-env's IDM/MOBIL decision for the ego, normalised).  ``info`` always carries ``events``
+(collision with what, off-road, lane departure, route completed) and ``ego`` (the
+ground-truth state the control loop scores with; agents never receive it).
+
+Action: normalised ``[acceleration, steering]`` (or ``[steering]`` in steering-only
+scenarios) in [-1, 1]; steering +1 = +pi/4 rad = full *left* (counter-clockwise),
+acceleration +1 = +5 m/s^2.
+
+Reward: progress along the route as a fraction of its length, minus 1 on a collision
+or on leaving the road.  It is there for RL users; the harness scores with metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from highway_env.vehicle.objects import Landmark, Obstacle
+
+from sim.autopilot import IDMAutopilot
+from sim.camera import CameraSpec
+from sim.frames import hw_to_world_heading, hw_to_world_xy, wrap_to_pi
+from sim.render import KIND_OBSTACLE, KIND_VEHICLE, SceneObjects, SceneRenderer
+from sim.roadmap import RoadGeometry, lane_id
+from sim.route import Route, RouteProgress
+from sim.scenarios import COMMANDS, Scenario, get_scenario
+
+OBS_SENSORS = ("camera", "speed", "pose", "command")
+INFO_SENSORS = ("truth", "map", "autopilot")
+SENSORS = OBS_SENSORS + INFO_SENSORS
+
+LANE_DEPARTURE_M = 1.0  # [m] |offset from lane centre| beyond which the ego has departed its lane
+TTC_HORIZON_S = 10.0  # [s] time-to-collision above this (or no closing vehicle) reads as this
+
+# Road geometry depends only on the scenario's world class and config; sampling it is
+# the slow part of a reset, so it is shared across resets and envs of one process.
+_GEOMETRY_CACHE: dict[tuple, tuple[RoadGeometry, SceneRenderer]] = {}
+
+
+def _validate_sensors(sensors: Sequence[str] | None) -> tuple[str, ...]:
+    if sensors is None:
+        return SENSORS
+    unknown = [s for s in sensors if s not in SENSORS]
+    if unknown:
+        raise ValueError(f"unknown sensor(s) {unknown}; known: {', '.join(SENSORS)}")
+    return tuple(dict.fromkeys(sensors))
+
+
+class DrivingEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(
+        self,
+        scenario: str | Scenario = "highway",
+        camera: CameraSpec | dict | None = None,
+        sensors: Sequence[str] | None = None,
+        render_mode: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        """
+        :param scenario: a scenario name (``drive scenarios``) or a :class:`Scenario`
+        :param camera: the ego camera's :class:`CameraSpec` (or its dict); default 128x128 at 0.5 m/px
+        :param sensors: which sensors to compute (default: all of ``SENSORS``); the
+            observation space holds the fixed-shape ones among them
+        :param render_mode: ``"rgb_array"`` for a north-up overview from :meth:`render`
+        :param overrides: scenario fields to override, e.g. ``{"duration_s": 10}``
+        """
+        if isinstance(scenario, str):
+            scenario = get_scenario(scenario, **(overrides or {}))
+        elif overrides:
+            scenario = scenario.with_overrides(**overrides)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"unknown render_mode {render_mode!r}; known: {self.metadata['render_modes']}"
+            )
+        self.scenario = scenario
+        self.camera_spec = CameraSpec.from_dict(camera) if isinstance(camera, dict) else (
+            camera or CameraSpec())
+        self.sensors = _validate_sensors(sensors)
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": scenario.control_hz}
+
+        obs_spaces: dict[str, spaces.Space] = {}
+        if "camera" in self.sensors:
+            obs_spaces["camera"] = spaces.Box(0, 255, self.camera_spec.shape, np.uint8)
+        if "speed" in self.sensors:
+            obs_spaces["speed"] = spaces.Box(-50.0, 50.0, (1,), np.float32)
+        if "pose" in self.sensors:
+            obs_spaces["pose"] = spaces.Box(-np.inf, np.inf, (3,), np.float64)
+        if "command" in self.sensors:
+            obs_spaces["command"] = spaces.Discrete(len(COMMANDS))
+        self.observation_space = spaces.Dict(obs_spaces)
+        n_act = 2 if scenario.longitudinal else 1
+        self.action_space = spaces.Box(-1.0, 1.0, (n_act,), np.float32)
+
+        self.world = scenario.world(config=scenario.highway_env_config())
+        self.world.render_mode = None
+        self.geometry: RoadGeometry | None = None
+        self.renderer: SceneRenderer | None = None
+        self.route: Route | None = None
+        self.progress: RouteProgress | None = None
+        self.autopilot: IDMAutopilot | None = None
+        self.command = "follow"
+        self.time_s = 0.0
+        self.steps = 0
+        self._object_ids: dict[int, int] = {}
+        self._objects: list = []
+
+    # -- gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is None:
+            # highway-env needs a seed to be reproducible; derive one from our own stream
+            seed = int(self.np_random.integers(2**31 - 1))
+        self.world.reset(seed=int(seed))
+        self._load_geometry()
+        plan = self.world.route_plan()
+        self.command = plan.command
+        self.route = Route.along_lanes(self.geometry, plan.lanes, plan.start_s_m, plan.length_m)
+        self.progress = RouteProgress(self.route)
+        self.time_s, self.steps = 0.0, 0
+        self._objects = [o for o in self.world.road.vehicles if o is not self.world.vehicle] + [
+            o for o in self.world.road.objects if not isinstance(o, Landmark)]
+        self._object_ids = {id(o): k for k, o in enumerate(self._objects)}
+        self.autopilot = None
+        if "autopilot" in self.sensors:
+            dest = None
+            if plan.command in ("left", "straight", "right"):
+                dest = plan.lanes[-1][1]
+            self.autopilot = IDMAutopilot(
+                self.world, target_speed_mps=self.scenario.cruise_speed_mps,
+                lane_changes=self.scenario.lane_changes_allowed, destination=dest,
+                dt_s=self.scenario.dt_s, longitudinal=self.scenario.longitudinal)
+        ego_state = self._ego_state()
+        self.progress.update(ego_state["position_m"])
+        return self._observe(), self._info(self._events(None), ego_state)
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != self.action_space.shape:
+            raise ValueError(
+                f"action must have shape {self.action_space.shape} "
+                f"({', '.join(self.scenario.action_names)}), got {np.shape(action)}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be finite, got {a.tolist()}")
+        hw_action = np.clip(a, -1.0, 1.0)
+        hw_action[-1] = -hw_action[-1]  # highway-env steers clockwise-positive
+        was_crashed = self.world.vehicle.crashed
+        self.world.step(hw_action)
+        self.steps += 1
+        self.time_s = self.steps * self.scenario.dt_s
+        ego_state = self._ego_state()
+        before = self.progress.completion
+        self.progress.update(ego_state["position_m"])
+        events = self._events(None if was_crashed else self._collision_kind())
+        terminated = bool(events["collision"] or events["offroad"] or events["route_completed"])
+        truncated = (not terminated) and self.steps >= self.scenario.max_steps
+        reward = self.progress.completion - before
+        if events["collision"] or events["offroad"]:
+            reward -= 1.0
+        return self._observe(), float(reward), terminated, bool(truncated), self._info(events, ego_state)
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        ego = self.world.vehicle
+        xy = hw_to_world_xy(ego.position)
+        return self.renderer.top_down(
+            (256, 256), 0.5, xy, self._scene_objects(), xy, hw_to_world_heading(ego.heading),
+            ego.LENGTH, ego.WIDTH, route_m=self.route.points_m)
+
+    def close(self) -> None:
+        self.world.close()
+
+    # -- internals ----------------------------------------------------------------------------
+    def _load_geometry(self) -> None:
+        key = (self.scenario.world, repr(sorted(self.scenario.world_config.items())))
+        if key not in _GEOMETRY_CACHE:
+            geometry = RoadGeometry.from_network(self.world.road.network)
+            _GEOMETRY_CACHE[key] = (geometry, SceneRenderer(geometry))
+        self.geometry, self.renderer = _GEOMETRY_CACHE[key]
+
+    def _ego_state(self) -> dict[str, Any]:
+        ego = self.world.vehicle
+        s_lane, lat_hw = ego.lane.local_coordinates(ego.position)
+        heading = float(wrap_to_pi(hw_to_world_heading(ego.heading)))
+        lane_heading = float(hw_to_world_heading(ego.lane.heading_at(s_lane)))
+        return {
+            "position_m": hw_to_world_xy(ego.position),
+            "heading_rad": heading,
+            "speed_mps": float(ego.speed),
+            "lane_id": lane_id(ego.lane_index),
+            "lateral_offset_m": -float(lat_hw),  # left-positive
+            "heading_error_rad": float(wrap_to_pi(heading - lane_heading)),
+            "length_m": float(ego.LENGTH),
+            "width_m": float(ego.WIDTH),
+        }
+
+    def _on_road(self) -> bool:
+        ego = self.world.vehicle
+        if ego.lane.on_lane(ego.position):
+            return True
+        return any(lane.on_lane(ego.position) for lane in self.world.road.network.lanes_list())
+
+    def _collision_kind(self) -> str | None:
+        """What the ego hit this step: ``"vehicle"``, ``"object"``, or None."""
+        ego = self.world.vehicle
+        if not ego.crashed:
+            return None
+        best, best_d = None, np.inf
+        for o in self._objects:
+            if getattr(o, "crashed", False) or getattr(o, "hit", False):
+                d = float(np.linalg.norm(o.position - ego.position))
+                if d < best_d:
+                    best, best_d = o, d
+        return "object" if isinstance(best, Obstacle) else "vehicle"
+
+    def _events(self, collision: str | None) -> dict[str, Any]:
+        ego = self.world.vehicle
+        _, lat = ego.lane.local_coordinates(ego.position)
+        return {
+            "collision": collision,
+            "offroad": not self._on_road(),
+            "lane_departure": bool(abs(lat) > LANE_DEPARTURE_M),
+            "route_completed": self.progress.max_s_m >= self.route.length_m - 1e-6,
+        }
+
+    def _object_arrays(self) -> dict[str, np.ndarray]:
+        objs = self._objects
+        n = len(objs)
+        pos = np.empty((n, 2))
+        heading = np.empty(n)
+        speed = np.empty(n)
+        length = np.empty(n)
+        width = np.empty(n)
+        kind = np.empty(n, dtype=np.int8)
+        for k, o in enumerate(objs):
+            pos[k] = o.position
+            heading[k] = o.heading
+            speed[k] = o.speed
+            length[k] = o.LENGTH
+            width[k] = o.WIDTH
+            kind[k] = KIND_OBSTACLE if isinstance(o, Obstacle) else KIND_VEHICLE
+        pos[:, 1] *= -1.0
+        heading = -heading
+        return {"position_m": pos, "heading_rad": heading, "speed_mps": speed,
+                "length_m": length, "width_m": width, "kind": kind}
+
+    def _scene_objects(self, arrays: dict | None = None) -> SceneObjects:
+        a = arrays or self._object_arrays()
+        return SceneObjects(a["position_m"], a["heading_rad"], a["length_m"], a["width_m"], a["kind"])
+
+    def _observe(self) -> dict[str, Any]:
+        ego = self.world.vehicle
+        obs: dict[str, Any] = {}
+        if "camera" in self.sensors:
+            obs["camera"] = self.renderer.ego_camera(
+                self.camera_spec, hw_to_world_xy(ego.position), hw_to_world_heading(ego.heading),
+                self._scene_objects(), ego.LENGTH, ego.WIDTH)
+        if "speed" in self.sensors:
+            obs["speed"] = np.array([ego.speed], dtype=np.float32)
+        if "pose" in self.sensors:
+            xy = hw_to_world_xy(ego.position)
+            obs["pose"] = np.array([xy[0], xy[1], wrap_to_pi(hw_to_world_heading(ego.heading))])
+        if "command" in self.sensors:
+            obs["command"] = COMMANDS.index(self.command)
+        return obs
+
+    def _truth(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every other object (vehicles and obstacles), world frame, structure of arrays."""
+        h = arrays["heading_rad"]
+        vel = arrays["speed_mps"][:, None] * np.stack([np.cos(h), np.sin(h)], axis=-1)
+        return {
+            "id": np.arange(len(self._objects), dtype=np.int64),
+            "kind": np.where(arrays["kind"] == KIND_OBSTACLE, "obstacle", "vehicle"),
+            "position_m": arrays["position_m"],
+            "heading_rad": h,
+            "velocity_mps": vel,
+            "speed_mps": arrays["speed_mps"],
+            "length_m": arrays["length_m"],
+            "width_m": arrays["width_m"],
+        }
+
+    def _min_ttc(self, arrays: dict[str, np.ndarray], ego_state: dict[str, Any]) -> float:
+        """Time-to-collision [s] with the nearest object ahead in the ego's corridor."""
+        if not len(arrays["position_m"]):
+            return TTC_HORIZON_S
+        h = ego_state["heading_rad"]
+        fwd = np.array([np.cos(h), np.sin(h)])
+        left = np.array([-fwd[1], fwd[0]])
+        d = arrays["position_m"] - ego_state["position_m"]
+        x, y = d @ fwd, d @ left
+        oh = arrays["heading_rad"]
+        v_other_fwd = arrays["speed_mps"] * (np.cos(oh) * fwd[0] + np.sin(oh) * fwd[1])
+        gap = x - (ego_state["length_m"] + arrays["length_m"]) / 2
+        in_lane = (np.abs(y) < (ego_state["width_m"] + arrays["width_m"]) / 2) & (x > 0)
+        closing = ego_state["speed_mps"] - v_other_fwd
+        ok = in_lane & (closing > 1e-6)
+        if not ok.any():
+            return TTC_HORIZON_S
+        ttc = np.maximum(gap[ok], 0.0) / closing[ok]
+        return float(min(TTC_HORIZON_S, ttc.min()))
+
+    def _info(self, events: dict[str, Any], ego_state: dict[str, Any]) -> dict[str, Any]:
+        arrays = self._object_arrays()
+        ego_state = {
+            **ego_state,
+            "time_s": self.time_s,
+            "progress_m": self.progress.s_m,
+            "route_completion": self.progress.completion,
+            "ttc_s": self._min_ttc(arrays, ego_state),
+        }
+        info: dict[str, Any] = {"events": events, "ego": ego_state, "command": self.command}
+        if "truth" in self.sensors:
+            info["truth"] = self._truth(arrays)
+        if "map" in self.sensors and self.steps == 0:
+            # static for the episode: in the reset info only (read-only arrays, shared by
+            # every env of the process); the control loop re-hands it to agents each step
+            info["map"] = {"lanes": self.geometry.map_sensor(), "route": self.route.sensor()}
+        if "autopilot" in self.sensors:
+            info["autopilot"] = self.autopilot.action()
+        return info

@@ -1,0 +1,51 @@
+"""Coordinate frames: the one place where highway-env's screen frame is converted.
+
+highway-env draws its world with y pointing *down* the screen, so its headings grow
+clockwise on screen.  The project uses a right-handed world frame (x east, y north,
+heading counter-clockwise positive) and an ego frame (x forward, y left, origin at
+the ego's centre), as DESIGN.md fixes.  Everything that leaves ``sim`` is in these
+frames; nothing else in the project flips a sign.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def hw_to_world_xy(xy_hw: np.ndarray) -> np.ndarray:
+    """highway-env position(s) ``[..., 2]`` -> world position(s) [m] (y up)."""
+    out = np.array(xy_hw, dtype=np.float64, copy=True)
+    out[..., 1] *= -1.0
+    return out
+
+
+def hw_to_world_heading(heading_hw: float | np.ndarray) -> float | np.ndarray:
+    """highway-env heading [rad] -> world heading [rad] (counter-clockwise positive)."""
+    return -np.asarray(heading_hw, dtype=np.float64) if np.ndim(heading_hw) else -float(heading_hw)
+
+
+def hw_to_world_lateral(lateral_hw: float) -> float:
+    """highway-env lane-lateral coordinate (positive to the driver's right) -> left-positive [m]."""
+    return -float(lateral_hw)
+
+
+def world_to_ego(xy_world: np.ndarray, ego_xy: np.ndarray, ego_heading: float) -> np.ndarray:
+    """World points ``[N, 2]`` -> ego frame (x forward, y left) [m]."""
+    c, s = np.cos(ego_heading), np.sin(ego_heading)
+    d = np.asarray(xy_world, dtype=np.float64) - np.asarray(ego_xy, dtype=np.float64)
+    return np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], axis=-1)
+
+
+def ego_to_world(xy_ego: np.ndarray, ego_xy: np.ndarray, ego_heading: float) -> np.ndarray:
+    """Ego-frame points ``[N, 2]`` -> world frame [m]."""
+    c, s = np.cos(ego_heading), np.sin(ego_heading)
+    p = np.asarray(xy_ego, dtype=np.float64)
+    return np.stack(
+        [c * p[..., 0] - s * p[..., 1] + ego_xy[0], s * p[..., 0] + c * p[..., 1] + ego_xy[1]],
+        axis=-1,
+    )
+
+
+def wrap_to_pi(angle: float | np.ndarray) -> float | np.ndarray:
+    """Wrap an angle [rad] to [-pi, pi)."""
+    return (np.asarray(angle) + np.pi) % (2.0 * np.pi) - np.pi
