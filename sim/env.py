@@ -181,11 +181,16 @@ class DrivingEnv(gym.Env):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
+        return self.overview()
+
+    def overview(self, size_px: tuple[int, int] = (256, 256),
+                 metres_per_pixel: float = 0.5) -> np.ndarray:
+        """A north-up view centred on the ego, with the route drawn: for people, not agents."""
         ego = self.world.vehicle
         xy = hw_to_world_xy(ego.position)
         return self.renderer.top_down(
-            (256, 256), 0.5, xy, self._scene_objects(), xy, hw_to_world_heading(ego.heading),
-            ego.LENGTH, ego.WIDTH, route_m=self.route.points_m)
+            size_px, metres_per_pixel, xy, self._scene_objects(), xy,
+            hw_to_world_heading(ego.heading), ego.LENGTH, ego.WIDTH, route_m=self.route.points_m)
 
     def close(self) -> None:
         self.world.close()

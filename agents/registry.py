@@ -1,0 +1,23 @@
+"""Agents by name: ``make_agent("idm", task)``; an unknown name lists the known ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agents.base import Agent, TaskSpec
+from agents.baselines import IDMAgent, StraightAgent
+
+AGENTS: dict[str, tuple[Callable[[TaskSpec], Agent], str]] = {
+    "idm": (IDMAgent, "highway-env's IDM/MOBIL driver in the ego's seat (stock baseline)"),
+    "straight": (StraightAgent, "wheel straight, speed held (lower bound)"),
+}
+
+DEFAULT_AGENT = "idm"
+
+
+def make_agent(name: str, task: TaskSpec) -> Agent:
+    try:
+        factory, _ = AGENTS[name]
+    except KeyError:
+        raise ValueError(f"unknown agent {name!r}; known: {', '.join(AGENTS)}") from None
+    return factory(task)

@@ -1,0 +1,141 @@
+"""``drive run``: one agent, one scenario, a list of seeds -> episodes.jsonl (+ a video).
+
+The run folder gets ``config.json`` first (what ran, with versions and git revision),
+then one ``episodes.jsonl`` line per finished episode, written atomically, so an
+interrupted run keeps every episode it finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from agents import TaskSpec, make_agent
+from sim.camera import CameraSpec
+from sim.env import DrivingEnv
+from sim.io import append_jsonl, atomic_write_json, ensure_writable_dir
+from sim.loop import EpisodeResult, env_sensors_for, run_episode
+from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario, get_scenario
+from sim.versions import git_revision, package_versions
+from sim.video import EpisodeVideo
+
+
+def task_spec(scenario: Scenario, camera: CameraSpec) -> TaskSpec:
+    return TaskSpec(
+        scenario=scenario.name, action_names=scenario.action_names,
+        control_hz=float(scenario.control_hz), steering_range_rad=STEERING_RANGE_RAD,
+        acceleration_range_mps2=ACCELERATION_RANGE_MPS2, camera=camera)
+
+
+def default_run_dir(scenario: str, agent: str, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"run__{scenario}__{agent}__seed{seed}__{stamp}"
+
+
+def scenario_record(scenario: Scenario) -> dict[str, Any]:
+    d = dataclasses.asdict(scenario)
+    d["world"] = f"{scenario.world.__module__}.{scenario.world.__qualname__}"
+    return d
+
+
+def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path, *,
+              video_path: Path | None = None, camera: CameraSpec | None = None,
+              progress: bool = True, argv: Sequence[str] | None = None) -> list[EpisodeResult]:
+    """Run ``agent_name`` on ``scenario`` for each seed; write config, episodes and video."""
+    camera = camera or CameraSpec()
+    agent = make_agent(agent_name, task_spec(scenario, camera))
+    out_dir = ensure_writable_dir(out_dir)
+    if video_path is not None:
+        ensure_writable_dir(video_path.parent)
+    episodes_path = out_dir / "episodes.jsonl"
+    if episodes_path.exists():
+        raise FileExistsError(f"{episodes_path} already exists; choose a new --out folder")
+    atomic_write_json(out_dir / "config.json", {
+        "command": list(argv) if argv is not None else None,
+        "agent": agent_name,
+        "sensors": list(agent.sensors),
+        "scenario": scenario_record(scenario),
+        "camera": camera.to_dict(),
+        "seeds": [int(s) for s in seeds],
+        "video": str(video_path) if video_path else None,
+        "versions": package_versions(),
+        "git_revision": git_revision(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    results: list[EpisodeResult] = []
+    bar = tqdm(total=len(seeds), desc=f"{agent_name} on {scenario.name}", unit="ep",
+               disable=not progress, dynamic_ncols=True)
+    plain_env: DrivingEnv | None = None
+    try:
+        for k, seed in enumerate(seeds):
+            with_video = video_path is not None and k == 0
+            if with_video:
+                env = DrivingEnv(scenario, camera=camera,
+                                 sensors=env_sensors_for(agent, camera=True))
+                video = EpisodeVideo(video_path, agent=agent_name, seed=int(seed),
+                                     fps=scenario.control_hz)
+                try:
+                    result = run_episode(env, agent, seed, observers=(video,))
+                except BaseException:
+                    video.abort()
+                    raise
+                video.close()
+                env.close()
+            else:
+                if plain_env is None:
+                    plain_env = DrivingEnv(scenario, camera=camera, sensors=env_sensors_for(agent))
+                result = run_episode(plain_env, agent, seed)
+            append_jsonl(episodes_path, result.record())
+            results.append(result)
+            bar.set_postfix_str(f"seed {seed}: {result.status}, "
+                                f"score {result.metrics['driving_score']:.2f}")
+            bar.update(1)
+    finally:
+        bar.close()
+        if plain_env is not None:
+            plain_env.close()
+    return results
+
+
+SUMMARY_COLUMNS = (
+    ("seed", "seed", "{}"),
+    ("status", "status", "{}"),
+    ("route", "route_completion", "{:.2f}"),
+    ("score", "driving_score", "{:.2f}"),
+    ("speed m/s", "mean_speed_mps", "{:.1f}"),
+    ("lat rms m", "lateral_offset_rms_m", "{:.2f}"),
+    ("autonomy %", "autonomy_pct", "{:.0f}"),
+    ("min ttc s", "min_ttc_s", "{:.1f}"),
+    ("comfort viol", "comfort_violation_rate", "{:.2f}"),
+    ("p50 ms", "latency_p50_ms", "{:.2f}"),
+    ("p99 ms", "latency_p99_ms", "{:.2f}"),
+)
+
+
+def format_summary(records: Sequence[dict]) -> str:
+    """A fixed-width table: one row per episode, then the mean and the status counts."""
+    head = [c[0] for c in SUMMARY_COLUMNS]
+    rows = [[fmt.format(r[key]) for _, key, fmt in SUMMARY_COLUMNS] for r in records]
+    if records:
+        mean_row = ["mean", ""]
+        for _, key, fmt in SUMMARY_COLUMNS[2:]:
+            mean_row.append(fmt.format(float(np.mean([r[key] for r in records]))))
+        rows.append(mean_row)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = "  ".join(h.rjust(w) for h, w in zip(head, widths))
+    out = [line, "-" * len(line)]
+    for k, r in enumerate(rows):
+        if records and k == len(rows) - 1:
+            out.append("-" * len(line))
+        out.append("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    out.append("status: " + ", ".join(f"{k} {v}/{len(records)}" for k, v in sorted(counts.items())))
+    return "\n".join(out)
