@@ -51,7 +51,8 @@ class CameraSpec:
             )
         if not (0 <= self.ego_u_px <= self.width_px - 1 and 0 <= self.ego_v_px <= self.height_px - 1):
             raise ValueError(
-                f"CameraSpec ego pixel ({self.ego_u_px}, {self.ego_v_px}) lies outside the "
+                f"CameraSpec ego pixel (ego_u_px={self.ego_u_px}, ego_v_px={self.ego_v_px}) lies "
+                f"outside the "
                 f"{self.width_px}x{self.height_px} image"
             )
 

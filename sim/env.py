@@ -46,6 +46,7 @@ from sim.scenarios import COMMANDS, Scenario, get_scenario
 OBS_SENSORS = ("camera", "speed", "pose", "command")
 INFO_SENSORS = ("truth", "map", "autopilot")
 SENSORS = OBS_SENSORS + INFO_SENSORS
+TRUTH_KINDS = ("vehicle", "obstacle")  # truth["kind"] codes (== sim.render.KIND_*)
 
 LANE_DEPARTURE_M = 1.0  # [m] |offset from lane centre| beyond which the ego has departed its lane
 TTC_HORIZON_S = 10.0  # [s] time-to-collision above this (or no closing vehicle) reads as this
@@ -104,7 +105,8 @@ class DrivingEnv(gym.Env):
         if "speed" in self.sensors:
             obs_spaces["speed"] = spaces.Box(-50.0, 50.0, (1,), np.float32)
         if "pose" in self.sensors:
-            obs_spaces["pose"] = spaces.Box(-np.inf, np.inf, (3,), np.float64)
+            lim = np.array([1e6, 1e6, np.pi])  # [m, m, rad]: worlds are far smaller than 1000 km
+            obs_spaces["pose"] = spaces.Box(-lim, lim, (3,), np.float64)
         if "command" in self.sensors:
             obs_spaces["command"] = spaces.Discrete(len(COMMANDS))
         self.observation_space = spaces.Dict(obs_spaces)
@@ -295,7 +297,7 @@ class DrivingEnv(gym.Env):
         vel = arrays["speed_mps"][:, None] * np.stack([np.cos(h), np.sin(h)], axis=-1)
         return {
             "id": np.arange(len(self._objects), dtype=np.int64),
-            "kind": np.where(arrays["kind"] == KIND_OBSTACLE, "obstacle", "vehicle"),
+            "kind": arrays["kind"].copy(),  # index into TRUTH_KINDS
             "position_m": arrays["position_m"],
             "heading_rad": h,
             "velocity_mps": vel,
@@ -337,8 +339,8 @@ class DrivingEnv(gym.Env):
         if "truth" in self.sensors:
             info["truth"] = self._truth(arrays)
         if "map" in self.sensors and self.steps == 0:
-            # static for the episode: in the reset info only (read-only arrays, shared by
-            # every env of the process); the control loop re-hands it to agents each step
+            # static for the episode: in the reset info only; the control loop re-hands it
+            # to agents each step
             info["map"] = {"lanes": self.geometry.map_sensor(), "route": self.route.sensor()}
         if "autopilot" in self.sensors:
             info["autopilot"] = self.autopilot.action()

@@ -157,14 +157,17 @@ class RoadGeometry:
         self.dashes = np.concatenate(dashes, axis=0) if dashes else np.zeros((0, 2, 2))
 
     def map_sensor(self) -> dict:
-        """The ``map`` sensor: every lane as plain arrays, keyed by lane id ``"from-to-k"``."""
+        """The ``map`` sensor: every lane as plain arrays, keyed by lane id ``"from-to-k"``.
+
+        Fresh copies, so a user who edits them cannot corrupt the shared geometry.
+        """
         return {
             lane.id: {
-                "centre_m": lane.centre_m,
-                "left_m": lane.left_m,
-                "right_m": lane.right_m,
-                "heading_rad": lane.heading_rad,
-                "s_m": lane.s_m,
+                "centre_m": lane.centre_m.copy(),
+                "left_m": lane.left_m.copy(),
+                "right_m": lane.right_m.copy(),
+                "heading_rad": lane.heading_rad.copy(),
+                "s_m": lane.s_m.copy(),
                 "width_m": lane.width_m,
                 "speed_limit_mps": lane.speed_limit_mps,
                 "line_left": lane.line_left,

@@ -74,8 +74,8 @@ class Route:
         """The route part of the ``map`` sensor."""
         return {
             "lane_ids": [lane_id(i) for i in self.lanes],
-            "centre_m": self.points_m,
-            "s_m": self.s_m,
+            "centre_m": self.points_m.copy(),
+            "s_m": self.s_m.copy(),
             "length_m": self.length_m,
         }
 

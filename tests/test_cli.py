@@ -1,0 +1,81 @@
+"""CLI smoke tests on tiny budgets, and bad input giving clear messages."""
+
+import json
+import subprocess
+import sys
+
+import av
+import pytest
+
+from sim.cli import main
+
+
+def test_help_for_every_subcommand(capsys):
+    for argv in (["--help"], ["run", "--help"], ["scenarios", "--help"], ["agents", "--help"],
+                 ["bench", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+        assert "usage: drive" in capsys.readouterr().out
+
+
+def test_scenarios_lists_each_with_a_description(capsys):
+    assert main(["scenarios"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["lane-keep", "highway", "merge", "roundabout"]
+    assert all(len(line.split()) > 3 for line in out)
+
+
+def test_unknown_scenario_and_agent(capsys, tmp_path):
+    assert main(["run", "--scenario", "hgihway", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown scenario 'hgihway'" in err and "lane-keep" in err and "Traceback" not in err
+    assert main(["run", "--agent", "pilot", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown agent 'pilot'" in err and "idm" in err
+
+
+def test_negative_episodes_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--episodes", "-1"])
+    assert e.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["run", "--out", str(blocker / "sub"), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "not writable" in err and "Traceback" not in err
+
+
+def test_existing_results_are_not_overwritten(capsys, tmp_path):
+    (tmp_path / "episodes.jsonl").write_text('{"seed": 0}\n')
+    assert main(["run", "--out", str(tmp_path), "--episodes", "1", "--video", "none"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "episodes.jsonl").read_text() == '{"seed": 0}\n'
+
+
+def test_run_writes_episodes_config_and_a_playable_video(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "run", "--agent", "idm", "--scenario", "merge",
+         "--episodes", "2", "--seed", "3", "--duration", "3", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "status:" in proc.stdout and "mean" in proc.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["agent"] == "idm" and config["seeds"] == [3, 4]
+    assert config["versions"]["highway-env"]
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    assert [r["seed"] for r in recs] == [3, 4]
+    assert all(r["scenario"] == "merge" and r["agent"] == "idm" for r in recs)
+    with av.open(str(out / "video.mp4")) as c:
+        stream = c.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        frames = [f for f in c.decode(video=0)]
+    assert len(frames) == recs[0]["steps"] + 1  # the reset frame + one per decision
+    assert frames[0].width == 768 and frames[0].height % 2 == 0

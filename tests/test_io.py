@@ -1,0 +1,38 @@
+"""Atomic writes and damaged-file detection."""
+
+import json
+
+import pytest
+
+from sim.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl
+
+
+def test_append_and_read(tmp_path):
+    p = tmp_path / "e.jsonl"
+    append_jsonl(p, {"a": 1})
+    append_jsonl(p, {"a": 2, "x": float("nan")})
+    recs = read_jsonl(p)
+    assert [r["a"] for r in recs] == [1, 2]
+    assert not list(tmp_path.glob(".*tmp"))  # no temp files left behind
+
+
+def test_damaged_file_is_refused_with_path(tmp_path):
+    p = tmp_path / "e.jsonl"
+    p.write_text('{"a": 1}\n{"a": 2')
+    with pytest.raises(ValueError, match="incomplete"):
+        append_jsonl(p, {"a": 3})
+    with pytest.raises(ValueError, match=r"e\.jsonl:2"):
+        read_jsonl(p)
+
+
+def test_atomic_json(tmp_path):
+    p = tmp_path / "c.json"
+    atomic_write_json(p, {"b": [1, 2]})
+    assert json.loads(p.read_text()) == {"b": [1, 2]}
+
+
+def test_unwritable_dir_is_a_clear_error(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(PermissionError, match="not writable"):
+        ensure_writable_dir(f / "sub")

@@ -1,0 +1,111 @@
+"""Metrics on synthetic traces: each definition checked against a hand computation."""
+
+import numpy as np
+import pytest
+
+from sim.metrics import (
+    INFRACTION_PENALTY,
+    EpisodeTrace,
+    comfort_metrics,
+    count_interventions,
+    driving_score,
+    episode_metrics,
+)
+
+DT = 1 / 15
+
+
+def _trace(n=150, speed=20.0, lateral=None, heading=None):
+    tr = EpisodeTrace(dt_s=DT)
+    lateral = np.zeros(n + 1) if lateral is None else lateral
+    heading = np.zeros(n + 1) if heading is None else heading
+    for k in range(n + 1):
+        tr.record({"time_s": k * DT, "position_m": [speed * k * DT, 0.0],
+                   "heading_rad": heading[k], "speed_mps": speed,
+                   "lateral_offset_m": lateral[k], "lane_id": "0-1-0", "ttc_s": 10.0 - k * 0.01,
+                   "route_completion": k / n})
+        if k:
+            tr.actions.append([0.0, 0.0])
+            tr.latency_ms.append(1.0 + k % 3)
+    return tr
+
+
+def test_penalty_table_matches_design():
+    assert INFRACTION_PENALTY == {"collision_vehicle": 0.60, "collision_object": 0.65,
+                                  "offroad": 0.70}
+    assert driving_score(0.8, {"collision_vehicle": 1, "collision_object": 0, "offroad": 0}) == \
+        pytest.approx(0.48)
+    assert driving_score(1.0, {"collision_vehicle": 0, "collision_object": 1, "offroad": 1}) == \
+        pytest.approx(0.65 * 0.70)
+
+
+def test_clean_episode():
+    m = episode_metrics(_trace(), "ok", lane_changes_allowed=True)
+    assert m["route_completion"] == pytest.approx(1.0) and m["route_completed"]
+    assert m["driving_score"] == pytest.approx(1.0)
+    assert m["distance_m"] == pytest.approx(200.0)
+    assert m["mean_speed_mps"] == pytest.approx(20.0)
+    assert m["autonomy_pct"] == 100.0 and m["interventions"] == 0
+    assert m["comfortable"] and m["comfort_violation_rate"] == 0.0
+    assert m["min_ttc_s"] == pytest.approx(8.5)
+    assert m["latency_p50_ms"] == pytest.approx(2.0)
+    assert m["infractions_per_km"] == 0.0
+
+
+def test_collision_scores_and_counts_an_intervention():
+    tr = _trace()
+    tr.collision = "vehicle"
+    m = episode_metrics(tr, "collision", lane_changes_allowed=True)
+    assert m["collision_vehicle"] == 1 and m["driving_score"] == pytest.approx(0.6)
+    assert m["interventions"] == 1
+    assert m["autonomy_pct"] == pytest.approx(100 * (1 - 6.0 / 10.0))
+    assert m["infractions_per_km"] == pytest.approx(1 / 0.2)
+
+
+def test_unknown_status_is_rejected():
+    with pytest.raises(ValueError, match="agent_error"):
+        episode_metrics(_trace(), "crashed", lane_changes_allowed=True)
+
+
+def test_weave_out_and_back_is_an_intervention_lane_change_is_not():
+    weave = np.concatenate([np.zeros(5), [0.5, 1.2, 1.5, 1.2, 0.5], np.zeros(5)])
+    lane_change = np.concatenate([np.zeros(5), [0.5, 1.2, 1.9, -1.9, -1.2, -0.5], np.zeros(5)])
+    assert count_interventions(weave, lane_changes_allowed=True) == (1, 0)
+    assert count_interventions(lane_change, lane_changes_allowed=True) == (0, 1)
+    # in lane-keep every excursion is an intervention
+    assert count_interventions(lane_change, lane_changes_allowed=False) == (1, 0)
+    assert count_interventions(np.zeros(10), True) == (0, 0)
+    # still out at the end of the episode: counted
+    assert count_interventions(np.array([0.0, 1.5, 1.6]), True) == (1, 0)
+
+
+def test_autonomy_follows_pilotnet():
+    n = 300  # 20 s
+    lateral = np.zeros(n + 1)
+    lateral[50:60] = 1.5
+    lateral[200:210] = -1.5
+    m = episode_metrics(_trace(n, lateral=lateral), "ok", lane_changes_allowed=False)
+    assert m["interventions"] == 2
+    assert m["autonomy_pct"] == pytest.approx(100 * (1 - 2 * 6.0 / 20.0))
+    assert m["lane_departures"] == 2
+
+
+def test_comfort_flags_hard_braking_and_fast_yaw():
+    n = 60
+    v = np.concatenate([np.full(20, 25.0), 25.0 - 8.0 * DT * np.arange(1, 21), np.full(21, 25 - 8 * 20 * DT)])
+    m = comfort_metrics(v, np.zeros(n + 1), DT)
+    assert m["min_long_accel_mps2"] == pytest.approx(-8.0, abs=0.6)
+    assert not m["comfortable"] and m["comfort_violation_rate"] > 0.2
+    yaw = comfort_metrics(np.full(n + 1, 10.0), 1.5 * DT * np.arange(n + 1), DT)
+    assert yaw["max_abs_yaw_rate_radps"] == pytest.approx(1.5, rel=1e-6)
+    assert yaw["max_abs_lat_accel_mps2"] == pytest.approx(15.0, rel=1e-6)
+    assert not yaw["comfortable"]
+    smooth = comfort_metrics(np.linspace(20, 22, n + 1), np.zeros(n + 1), DT)
+    assert smooth["comfortable"]
+
+
+def test_heading_wrap_is_not_a_yaw_spike():
+    h = np.pi - 0.01 + 0.005 * np.arange(10)
+    wrapped = (h + np.pi) % (2 * np.pi) - np.pi
+    m = comfort_metrics(np.full(10, 10.0), wrapped, DT)
+    assert m["max_abs_yaw_rate_radps"] == pytest.approx(0.005 / DT, rel=1e-3)

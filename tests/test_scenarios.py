@@ -1,0 +1,108 @@
+"""Scenarios: the registry, configuration, gymnasium conformance and the merge fix."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from highway_env.envs.merge_env import MergeEnv
+from highway_env.envs.roundabout_env import RoundaboutEnv
+
+import sim
+from sim.env import DrivingEnv
+from sim.scenarios import COMMANDS, SCENARIOS, get_scenario
+
+NAMES = list(SCENARIOS)
+
+
+def test_the_four_scenarios_exist():
+    assert set(NAMES) == {"lane-keep", "highway", "merge", "roundabout"}
+
+
+def test_unknown_scenario_lists_the_known_ones():
+    with pytest.raises(ValueError) as e:
+        get_scenario("hgihway")
+    for name in NAMES:
+        assert name in str(e.value)
+
+
+def test_overrides_reject_typos():
+    assert get_scenario("highway", duration_s=5.0).duration_s == 5.0
+    assert get_scenario("highway", vehicles_count=3).world_config["vehicles_count"] == 3
+    with pytest.raises(ValueError, match="duration_s"):
+        get_scenario("highway", duraton_s=5.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_control_rate_is_at_least_15_hz(name):
+    s = SCENARIOS[name]
+    assert s.control_hz >= 15 and s.sim_hz % s.control_hz == 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_check_env_passes(name):
+    env = gym.make(sim.env_id(name))
+    check_env(env.unwrapped, skip_render_check=False)
+    env.close()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spaces_and_route(name):
+    env = DrivingEnv(name)
+    obs, info = env.reset(seed=2)
+    assert env.observation_space.contains(obs)
+    expected = (2,) if SCENARIOS[name].longitudinal else (1,)
+    assert env.action_space.shape == expected
+    route = info["map"]["route"]
+    assert route["length_m"] > 50.0
+    assert np.all(np.diff(route["s_m"]) >= 0)
+    assert info["ego"]["route_completion"] == pytest.approx(0.0, abs=0.01)
+    assert obs["command"] in range(len(COMMANDS))
+
+
+def test_lane_keep_route_is_one_lap_of_the_ego_lane():
+    env = DrivingEnv("lane-keep")
+    _, info = env.reset(seed=0)
+    route = info["map"]["route"]
+    pts = route["centre_m"]
+    # the lap ends where it began
+    assert np.linalg.norm(pts[0] - pts[-1]) < 0.5
+    assert route["length_m"] == pytest.approx(348.2, abs=1.0) or \
+        route["length_m"] == pytest.approx(381.9, abs=1.0)
+
+
+def test_roundabout_command_matches_route_exit():
+    seen = set()
+    for seed in range(12):
+        env = DrivingEnv("roundabout", sensors=("command", "map"))
+        obs, info = env.reset(seed=seed)
+        cmd = COMMANDS[obs["command"]]
+        seen.add(cmd)
+        exit_road = info["map"]["route"]["lane_ids"][-1]
+        assert exit_road.split("-")[1] == {"right": "exr", "straight": "nxr", "left": "wxr"}[cmd]
+    assert seen == {"left", "straight", "right"}
+
+
+def test_stock_merge_and_roundabout_crash_with_continuous_actions():
+    """The highway-env bug the scenarios work around (reward does `action in [0, 2]`)."""
+    for cls in (MergeEnv, RoundaboutEnv):
+        with pytest.raises(ValueError, match="truth value"):
+            env = cls(config={"action": {"type": "ContinuousAction"}})
+            env.reset(seed=0)
+            env.step(np.zeros(2, dtype=np.float32))
+
+
+@pytest.mark.parametrize("name", ["merge", "roundabout"])
+def test_our_merge_and_roundabout_step_with_continuous_actions(name):
+    env = DrivingEnv(name, sensors=("speed",))
+    env.reset(seed=0)
+    for _ in range(5):
+        env.step(np.array([0.2, 0.0]))
+
+
+def test_steering_positive_turns_left():
+    env = DrivingEnv("highway", sensors=("pose",), overrides={"vehicles_count": 0})
+    obs, _ = env.reset(seed=0)
+    h0 = obs["pose"][2]
+    for _ in range(5):
+        obs, *_ = env.step(np.array([0.0, 0.5]))
+    assert obs["pose"][2] > h0 + 0.05  # heading grew: counter-clockwise = left
