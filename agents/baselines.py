@@ -16,7 +16,8 @@ class IDMAgent(BaseAgent):
 
     The stock baseline: what highway-env's traffic would do in the ego's seat.  It sees
     privileged state (every neighbour's exact position and speed), so it is a reference,
-    not a competitor to camera-based agents.
+    not a competitor to camera-based agents.  Its decision is computed sim-side as the
+    ``autopilot`` sensor, so its measured decision latency is ~0 ms by construction.
     """
 
     name = "idm"

@@ -4,6 +4,11 @@
 ``GrayscaleObservation`` (pygame, offscreen) at the same image size and scale, on the
 same sequence of world states.  The two are interleaved state by state, so machine
 noise hits both alike.
+
+highway-env switches its viewer off when ``SDL_VIDEODRIVER=dummy`` (the only way to run
+it headless), and then returns all-black frames in no time.  The benchmark switches the
+viewer back on (it draws into an offscreen ``pygame.Surface``, which needs no display)
+and checks the frame is not blank, so the baseline does its real work.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ def bench_camera(scenario: str = "highway", frames: int = 300, size_px: int = 12
     stock = GrayscaleObservation(
         env.world, observation_shape=(size_px, size_px), stack_size=1,
         weights=[0.2989, 0.5870, 0.1140], scaling=1.0 / spec.metres_per_pixel)
+    stock.viewer.enabled = True  # see the module docstring
+    if stock.observe().max() == 0:
+        raise RuntimeError("highway-env's GrayscaleObservation rendered a blank frame; "
+                           "the comparison would be meaningless")
 
     def ours() -> np.ndarray:
         ego = env.world.vehicle

@@ -27,11 +27,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _int(text: str) -> int:
+def _seed(text: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seeds are non-negative integers, got {value}")
+    return value
 
 
 def _cmd_scenarios(args) -> int:
@@ -127,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenario", default=DEFAULT_SCENARIO,
                    help=f"scenario name (default: {DEFAULT_SCENARIO}; known: {', '.join(SCENARIOS)})")
     s.add_argument("--episodes", type=_positive_int, default=3, help="number of episodes (default: 3)")
-    s.add_argument("--seed", type=_int, default=0,
+    s.add_argument("--seed", type=_seed, default=0,
                    help="seed of the first episode; episode k uses seed+k (default: 0)")
     s.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default: runs/run__{scenario}__{agent}__seed{S}__{time})")

@@ -232,11 +232,14 @@ class DrivingEnv(gym.Env):
         ego = self.world.vehicle
         if not ego.crashed:
             return None
+        # highway-env flags both parties `crashed`; the ego's partner is the nearest flagged
+        # object within touching distance (traffic may have crashed elsewhere earlier)
         best, best_d = None, np.inf
         for o in self._objects:
             if getattr(o, "crashed", False) or getattr(o, "hit", False):
                 d = float(np.linalg.norm(o.position - ego.position))
-                if d < best_d:
+                reach = (ego.diagonal + o.diagonal) / 2 + ego.speed * self.scenario.dt_s + 1.0
+                if d < min(best_d, reach):
                     best, best_d = o, d
         return "object" if isinstance(best, Obstacle) else "vehicle"
 
@@ -247,7 +250,7 @@ class DrivingEnv(gym.Env):
             "collision": collision,
             "offroad": not self._on_road(),
             "lane_departure": bool(abs(lat) > LANE_DEPARTURE_M),
-            "route_completed": self.progress.max_s_m >= self.route.length_m - 1e-6,
+            "route_completed": self.progress.max_s_m >= self.route.length_m,
         }
 
     def _object_arrays(self) -> dict[str, np.ndarray]:

@@ -56,17 +56,25 @@ class SceneObjects:
         return cls(np.zeros((0, 2)), z, z, z, np.zeros(0, dtype=np.int8))
 
 
+_UNIT_BOX = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])  # rear-right first, ccw
+
+
 def box_corners(position_m: np.ndarray, heading_rad: np.ndarray, length_m: np.ndarray,
                 width_m: np.ndarray) -> np.ndarray:
     """Corners ``[N, 4, 2]`` of oriented boxes, counter-clockwise from rear-right."""
-    c, s = np.cos(heading_rad), np.sin(heading_rad)
-    hl, hw = length_m / 2.0, width_m / 2.0
-    local = np.stack(
-        [np.stack([-hl, -hw], -1), np.stack([hl, -hw], -1), np.stack([hl, hw], -1),
-         np.stack([-hl, hw], -1)], axis=1)  # [N, 4, 2]
-    x = c[:, None] * local[..., 0] - s[:, None] * local[..., 1]
-    y = s[:, None] * local[..., 0] + c[:, None] * local[..., 1]
-    return np.stack([x, y], axis=-1) + position_m[:, None, :]
+    lx = _UNIT_BOX[:, 0] * np.asarray(length_m)[:, None]  # [N, 4]
+    ly = _UNIT_BOX[:, 1] * np.asarray(width_m)[:, None]
+    c, s = np.cos(heading_rad)[:, None], np.sin(heading_rad)[:, None]
+    out = np.empty(lx.shape + (2,))
+    out[..., 0] = c * lx - s * ly + np.asarray(position_m)[:, 0:1]
+    out[..., 1] = s * lx + c * ly + np.asarray(position_m)[:, 1:2]
+    return out
+
+
+def _near(centres: np.ndarray, view_xy: np.ndarray, reach: np.ndarray | float) -> np.ndarray:
+    """Indices of items whose centre lies within ``reach`` of the view centre."""
+    d = centres - view_xy
+    return np.flatnonzero(np.einsum("ij,ij->i", d, d) <= np.square(reach))
 
 
 class SceneRenderer:
@@ -104,7 +112,8 @@ class SceneRenderer:
         self._draw(img, m, t, np.asarray(centre_xy_m, dtype=np.float64), radius, metres_per_pixel,
                    objects)
         if route_m is not None and len(route_m) > 1:
-            near = np.linalg.norm(route_m - centre_xy_m, axis=1) < radius + 50.0
+            d = route_m - centre_xy_m
+            near = np.einsum("ij,ij->i", d, d) < (radius + 50.0) ** 2
             if near.any():
                 pts = self._to_px(route_m[near], m, t)
                 cv2.polylines(img, [pts], False, self.palette.route, 1, cv2.LINE_AA, SHIFT)
@@ -116,33 +125,38 @@ class SceneRenderer:
     # -- drawing -----------------------------------------------------------------------------
     @staticmethod
     def _to_px(xy: np.ndarray, m: np.ndarray, t: np.ndarray) -> np.ndarray:
-        uv = xy @ m.T + t
-        return np.round(uv * SCALE).astype(np.int32)
+        uv = xy @ (m.T * SCALE) + t * SCALE
+        return np.rint(uv).astype(np.int32)
+
+    def _many_to_px(self, arrays: list[np.ndarray], idx: np.ndarray, m, t) -> list[np.ndarray]:
+        """Transform the selected polylines with one matrix product."""
+        if len(idx) == 0:
+            return []
+        chosen = [arrays[i] for i in idx]
+        flat = self._to_px(np.concatenate(chosen), m, t)
+        return np.split(flat, np.cumsum([len(a) for a in chosen])[:-1])
 
     def _draw(self, img: np.ndarray, m: np.ndarray, t: np.ndarray, view_xy: np.ndarray,
               view_radius: float, mpp: float, objects: SceneObjects) -> None:
         g, pal = self.geometry, self.palette
         img[:] = pal.ground
-        if len(g.surface_polys):
-            near = np.linalg.norm(g.surface_centres - view_xy, axis=1) <= view_radius + g.surface_radii
-            polys = [self._to_px(g.surface_polys[i], m, t) for i in np.flatnonzero(near)]
-            if polys:
-                cv2.fillPoly(img, polys, pal.road, cv2.LINE_AA, SHIFT)
+        polys = self._many_to_px(
+            g.surface_polys, _near(g.surface_centres, view_xy, view_radius + g.surface_radii), m, t)
+        if polys:
+            cv2.fillPoly(img, polys, pal.road, cv2.LINE_AA, SHIFT)
         thickness = 1 if mpp >= 0.25 else max(1, int(round(0.15 / mpp)))
-        if len(g.solid_lines):
-            near = np.linalg.norm(g.solid_centres - view_xy, axis=1) <= view_radius + g.solid_radii
-            lines = [self._to_px(g.solid_lines[i], m, t) for i in np.flatnonzero(near)]
-            if lines:
-                cv2.polylines(img, lines, False, pal.marking, thickness, cv2.LINE_AA, SHIFT)
-        if len(g.dashes):
-            mid = g.dashes.mean(axis=1)
-            near = np.linalg.norm(mid - view_xy, axis=1) <= view_radius + 2.0
-            if near.any():
-                seg = self._to_px(g.dashes[near].reshape(-1, 2), m, t).reshape(-1, 2, 2)
-                cv2.polylines(img, list(seg), False, pal.marking, thickness, cv2.LINE_AA, SHIFT)
+        lines = self._many_to_px(
+            g.solid_lines, _near(g.solid_centres, view_xy, view_radius + g.solid_radii), m, t)
+        if lines:
+            cv2.polylines(img, lines, False, pal.marking, thickness, cv2.LINE_AA, SHIFT)
+        idx = _near(g.dash_mids, view_xy, view_radius + 2.0)
+        if len(idx):
+            seg = self._to_px(g.dashes[idx].reshape(-1, 2), m, t).reshape(-1, 2, 2)
+            cv2.polylines(img, list(seg), False, pal.marking, thickness, cv2.LINE_AA, SHIFT)
         if len(objects.position_m):
             diag = np.hypot(objects.length_m, objects.width_m) / 2
-            near = np.linalg.norm(objects.position_m - view_xy, axis=1) <= view_radius + diag
+            near = np.zeros(len(objects.position_m), dtype=bool)
+            near[_near(objects.position_m, view_xy, view_radius + diag)] = True
             for kind, colour in ((KIND_OBSTACLE, pal.obstacle), (KIND_VEHICLE, pal.vehicle)):
                 sel = near & (objects.kind == kind)
                 if sel.any():

@@ -119,6 +119,7 @@ class RoadGeometry:
     solid_centres: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     solid_radii: np.ndarray = field(default_factory=lambda: np.zeros(0))
     dashes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 2)))  # [K, 2, 2]
+    dash_mids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # [K, 2]
 
     @classmethod
     def from_network(cls, network: RoadNetwork) -> "RoadGeometry":
@@ -155,6 +156,7 @@ class RoadGeometry:
         self.solid_lines = solids
         self.solid_centres, self.solid_radii = _bounding_circles(solids)
         self.dashes = np.concatenate(dashes, axis=0) if dashes else np.zeros((0, 2, 2))
+        self.dash_mids = self.dashes.mean(axis=1)
 
     def map_sensor(self) -> dict:
         """The ``map`` sensor: every lane as plain arrays, keyed by lane id ``"from-to-k"``.

@@ -108,6 +108,8 @@ class RouteProgress:
         d2 = np.einsum("ij,ij->i", position_m - proj, position_m - proj)
         k = int(np.argmin(d2))
         self.s_m = float(np.clip(sa[k] + t[k] * (sb[k] - sa[k]), 0.0, r.length_m))
+        if self.s_m > r.length_m - 1e-6:  # projection round-off at the route's end
+            self.s_m = r.length_m
         self.max_s_m = max(self.max_s_m, self.s_m)
         return self.s_m
 

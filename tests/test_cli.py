@@ -79,3 +79,20 @@ def test_run_writes_episodes_config_and_a_playable_video(tmp_path):
         frames = [f for f in c.decode(video=0)]
     assert len(frames) == recs[0]["steps"] + 1  # the reset frame + one per decision
     assert frames[0].width == 768 and frames[0].height % 2 == 0
+
+
+def test_negative_seed_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--seed", "-3"])
+    assert e.value.code == 2
+    assert "non-negative" in capsys.readouterr().err
+
+
+def test_bench_camera_smoke(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "camera", "--frames", "5", "--scenario", "merge", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ego camera" in text and "GrayscaleObservation" in text and "ratio" in text
+    result = json.loads(out.read_text())
+    assert result["frames"] == 5
+    assert result["ego_camera_rgb_median_ms"] > 0 and result["highway_env_grayscale_median_ms"] > 0
