@@ -6,11 +6,13 @@ Pure functions of arrays: no simulator objects, so they are tested on synthetic 
   penalties, one factor per infraction (table ``INFRACTION_PENALTY``).
 * **autonomy** (Bojarski et al. 2016, PilotNet): ``(1 - interventions * 6 s / elapsed s) * 100``,
   clipped to [0, 100].  An intervention is an excursion of more than 1 m from the centre
-  of the lane being followed that a safety driver would have corrected: it ends back in
-  the same lane, or, where the scenario forbids lane changes (lane-keep), anywhere.  An
-  excursion that crosses into the next lane where lane changes are allowed is a lane
-  change, not an intervention.  An episode ended by a collision or by leaving the road
-  counts one more intervention.
+  of the nearest lane that a safety driver would have corrected.  Where the scenario
+  allows lane changes, an excursion that ends on another lane is a *manoeuvre*, not an
+  intervention: it crossed a lane boundary (the offset's sign flipped), or it passed a
+  junction (the road segment changed: highway-env's roundabout entries and exits do not
+  join their ring lanes exactly, so following them leaves every lane centre briefly).
+  Where lane changes are forbidden (lane-keep) every excursion is an intervention.  An
+  episode ended by a collision or by leaving the road counts one more intervention.
 * **comfort** (nuPlan closed-loop bounds): longitudinal acceleration, lateral acceleration,
   jerk and yaw rate, each differentiated with a Savitzky-Golay filter as nuPlan does, so
   that 15 Hz quantisation does not read as jerk; ``comfort_violation_rate`` is the share of
@@ -78,17 +80,24 @@ class EpisodeTrace:
         self.route_completion.append(float(ego["route_completion"]))
 
 
-def count_interventions(lateral_offset_m: np.ndarray, lane_changes_allowed: bool,
+def _road(lane_id: str) -> str:
+    """``"from-to-k"`` -> ``"from-to"``: the road segment, whatever the lane."""
+    return lane_id.rsplit("-", 1)[0]
+
+
+def count_interventions(lateral_offset_m: np.ndarray, lane_ids: list[str] | None,
+                        lane_changes_allowed: bool,
                         threshold_m: float = LANE_DEPARTURE_M) -> tuple[int, int]:
-    """Count (interventions, lane changes) among excursions beyond ``threshold_m``.
+    """Count (interventions, manoeuvres) among excursions beyond ``threshold_m``.
 
     ``lateral_offset_m`` is the signed offset from the centre of the *nearest* lane; a
     lane change shows as an excursion that leaves on one side of a lane centre and comes
-    back on the other side of the next lane's centre, so its sign flips.
+    back on the other side of the next lane's centre, so its sign flips.  ``lane_ids``
+    (``"from-to-k"`` per step) reveal junctions: the road segment changes.
     """
     d = np.asarray(lateral_offset_m, dtype=np.float64)
     out = np.abs(d) > threshold_m
-    interventions = lane_changes = 0
+    interventions = manoeuvres = 0
     k, n = 0, len(d)
     while k < n:
         if not out[k]:
@@ -99,11 +108,13 @@ def count_interventions(lateral_offset_m: np.ndarray, lane_changes_allowed: bool
             k += 1
         end = k - 1
         crossed = np.sign(d[start]) != np.sign(d[end])
+        if lane_ids is not None:
+            crossed = crossed or _road(lane_ids[start]) != _road(lane_ids[end])
         if lane_changes_allowed and crossed:
-            lane_changes += 1
+            manoeuvres += 1
         else:
             interventions += 1
-    return interventions, lane_changes
+    return interventions, manoeuvres
 
 
 def _derivative(x: np.ndarray, dt: float) -> np.ndarray:
@@ -161,8 +172,8 @@ def episode_metrics(trace: EpisodeTrace, status: str, lane_changes_allowed: bool
         "collision_object": int(trace.collision == "object"),
         "offroad": int(trace.offroad),
     }
-    interventions, lane_changes = count_interventions(
-        np.asarray(trace.lateral_offset_m), lane_changes_allowed)
+    interventions, manoeuvres = count_interventions(
+        np.asarray(trace.lateral_offset_m), trace.lane_id, lane_changes_allowed)
     if trace.collision or trace.offroad:
         interventions += 1
     autonomy = 100.0 * (1.0 - interventions * INTERVENTION_PENALTY_S / elapsed_s) if elapsed_s else 0.0
@@ -184,7 +195,7 @@ def episode_metrics(trace: EpisodeTrace, status: str, lane_changes_allowed: bool
         "mean_speed_mps": float(np.mean(trace.speed_mps)) if trace.speed_mps else 0.0,
         "lateral_offset_rms_m": float(np.sqrt(np.mean(lat**2))) if len(lat) else 0.0,
         "lane_departures": lane_departures,
-        "lane_changes": lane_changes,
+        "manoeuvres": manoeuvres,
         "interventions": interventions,
         "autonomy_pct": float(np.clip(autonomy, 0.0, 100.0)),
         **comfort_metrics(np.asarray(trace.speed_mps), np.asarray(trace.heading_rad), trace.dt_s),

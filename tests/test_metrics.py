@@ -70,13 +70,23 @@ def test_unknown_status_is_rejected():
 def test_weave_out_and_back_is_an_intervention_lane_change_is_not():
     weave = np.concatenate([np.zeros(5), [0.5, 1.2, 1.5, 1.2, 0.5], np.zeros(5)])
     lane_change = np.concatenate([np.zeros(5), [0.5, 1.2, 1.9, -1.9, -1.2, -0.5], np.zeros(5)])
-    assert count_interventions(weave, lane_changes_allowed=True) == (1, 0)
-    assert count_interventions(lane_change, lane_changes_allowed=True) == (0, 1)
+    assert count_interventions(weave, None, lane_changes_allowed=True) == (1, 0)
+    assert count_interventions(lane_change, None, lane_changes_allowed=True) == (0, 1)
     # in lane-keep every excursion is an intervention
-    assert count_interventions(lane_change, lane_changes_allowed=False) == (1, 0)
-    assert count_interventions(np.zeros(10), True) == (0, 0)
+    assert count_interventions(lane_change, None, lane_changes_allowed=False) == (1, 0)
+    assert count_interventions(np.zeros(10), None, True) == (0, 0)
     # still out at the end of the episode: counted
-    assert count_interventions(np.array([0.0, 1.5, 1.6]), True) == (1, 0)
+    assert count_interventions(np.array([0.0, 1.5, 1.6]), None, True) == (1, 0)
+
+
+def test_junction_transition_is_a_manoeuvre_where_lane_changes_are_allowed():
+    lateral = np.array([0.0, -1.1, -1.8, -1.3, 0.2])
+    lanes = ["ses-se-0", "ses-se-0", "sx-se-1", "sx-se-1", "se-ex-1"]
+    assert count_interventions(lateral, lanes, lane_changes_allowed=True) == (0, 1)
+    assert count_interventions(lateral, lanes, lane_changes_allowed=False) == (1, 0)
+    # same road segment, same side: a weave, whatever the lane index says
+    same_road = ["0-1-2"] * 5
+    assert count_interventions(lateral, same_road, lane_changes_allowed=True) == (1, 0)
 
 
 def test_autonomy_follows_pilotnet():
