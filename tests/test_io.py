@@ -36,3 +36,14 @@ def test_unwritable_dir_is_a_clear_error(tmp_path):
     f.write_text("x")
     with pytest.raises(PermissionError, match="not writable"):
         ensure_writable_dir(f / "sub")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    p = tmp_path / "c.json"
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(p, {})
+    finally:
+        os.umask(old)
+    assert (p.stat().st_mode & 0o777) == 0o644
