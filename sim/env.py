@@ -153,7 +153,8 @@ class DrivingEnv(gym.Env):
                 dt_s=self.scenario.dt_s, longitudinal=self.scenario.longitudinal)
         ego_state = self._ego_state()
         self.progress.update(ego_state["position_m"])
-        return self._observe(), self._info(self._events(None), ego_state)
+        arrays = self._object_arrays()
+        return self._observe(arrays), self._info(self._events(None), ego_state, arrays)
 
     def step(self, action):
         a = np.asarray(action, dtype=np.float64).reshape(-1)
@@ -178,7 +179,9 @@ class DrivingEnv(gym.Env):
         reward = self.progress.completion - before
         if events["collision"] or events["offroad"]:
             reward -= 1.0
-        return self._observe(), float(reward), terminated, bool(truncated), self._info(events, ego_state)
+        arrays = self._object_arrays()
+        return (self._observe(arrays), float(reward), terminated, bool(truncated),
+                self._info(events, ego_state, arrays))
 
     def render(self):
         if self.render_mode != "rgb_array":
@@ -275,16 +278,16 @@ class DrivingEnv(gym.Env):
                 "length_m": length, "width_m": width, "kind": kind}
 
     def _scene_objects(self, arrays: dict | None = None) -> SceneObjects:
-        a = arrays or self._object_arrays()
+        a = arrays if arrays is not None else self._object_arrays()
         return SceneObjects(a["position_m"], a["heading_rad"], a["length_m"], a["width_m"], a["kind"])
 
-    def _observe(self) -> dict[str, Any]:
+    def _observe(self, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
         ego = self.world.vehicle
         obs: dict[str, Any] = {}
         if "camera" in self.sensors:
             obs["camera"] = self.renderer.ego_camera(
                 self.camera_spec, hw_to_world_xy(ego.position), hw_to_world_heading(ego.heading),
-                self._scene_objects(), ego.LENGTH, ego.WIDTH)
+                self._scene_objects(arrays), ego.LENGTH, ego.WIDTH)
         if "speed" in self.sensors:
             obs["speed"] = np.array([ego.speed], dtype=np.float32)
         if "pose" in self.sensors:
@@ -329,8 +332,8 @@ class DrivingEnv(gym.Env):
         ttc = np.maximum(gap[ok], 0.0) / closing[ok]
         return float(min(TTC_HORIZON_S, ttc.min()))
 
-    def _info(self, events: dict[str, Any], ego_state: dict[str, Any]) -> dict[str, Any]:
-        arrays = self._object_arrays()
+    def _info(self, events: dict[str, Any], ego_state: dict[str, Any],
+              arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         ego_state = {
             **ego_state,
             "time_s": self.time_s,
