@@ -30,6 +30,16 @@ def _int_at_least(minimum: int, what: str):
     return parse
 
 
+def _duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and value < 1e6):  # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text}")
+    return value
+
+
 _positive_int = _int_at_least(1, "must be at least 1")
 _seed = _int_at_least(0, "seeds are non-negative integers")
 
@@ -134,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--video", default=None, metavar="FILE.mp4",
                    help="where to write the first episode's video (default: DIR/video.mp4; "
                         "'none' for no video)")
-    s.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+    s.add_argument("--duration", type=_duration, default=None, metavar="SECONDS",
                    help="override the scenario's episode time limit [s]")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_run)
@@ -164,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("drive: interrupted; finished episodes are kept", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug: one line for users, the trace on request
+        if os.environ.get("DRIVE_DEBUG"):
+            raise
+        print(f"drive: internal error: {type(e).__name__}: {e} "
+              "(set DRIVE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

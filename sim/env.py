@@ -338,6 +338,7 @@ class DrivingEnv(gym.Env):
             **ego_state,
             "time_s": self.time_s,
             "progress_m": self.progress.s_m,
+            "route_offset_m": self.progress.offset_m,
             "route_completion": self.progress.completion,
             "ttc_s": self._min_ttc(arrays, ego_state),
         }

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 
-def _default_file_mode() -> int:
-    """0o666 less the process umask: what ``open(path, "w")`` would have given."""
+def _read_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+# Read once at import (os.umask can only be read by setting it, which is not thread-safe).
+_FILE_MODE = 0o666 & ~_read_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -21,7 +24,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600 files
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; give what open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -82,6 +82,26 @@ def agent_view(sensors: tuple[str, ...], obs: Mapping[str, Any], info: Mapping[s
     return view
 
 
+def gate_action(raw: Any, n_act: int, names: tuple[str, ...]) -> tuple[np.ndarray | None, str]:
+    """The agent's output as a clipped float64 ``[n_act]`` action, or None and the reason.
+
+    Exactly shape ``(n_act,)`` of real numbers, all finite; anything else (a ``(1, n)``
+    batch, None, a string, a complex or a grad-tracking tensor) is refused, never guessed.
+    """
+    try:
+        arr = np.asarray(raw)
+    except Exception as e:  # noqa: BLE001 - e.g. a torch tensor that requires grad
+        return None, f"not convertible to an array: {type(e).__name__}: {e}"
+    if arr.dtype.kind not in "fiu":
+        return None, f"not a real numeric array (got {type(raw).__name__}, dtype {arr.dtype})"
+    if arr.shape != (n_act,):
+        return None, f"expected shape ({n_act},) ({', '.join(names)}), got shape {arr.shape}"
+    action = arr.astype(np.float64)
+    if not np.all(np.isfinite(action)):
+        return None, f"non-finite action {action.tolist()}"
+    return np.clip(action, -1.0, 1.0), ""
+
+
 def _describe(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
@@ -119,31 +139,20 @@ def run_episode(env: DrivingEnv, agent, seed: int,
             break
         finally:
             trace.latency_ms.append((time.perf_counter_ns() - t0) / 1e6)
-        try:
-            action = np.asarray(raw, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError) as e:
-            status, error = "invalid_action", f"not a numeric array: {e}"
+        action, why = gate_action(raw, n_act, scenario.action_names)
+        if action is None:
+            status, error = "invalid_action", why
             break
-        if action.shape != (n_act,):
-            status, error = "invalid_action", (
-                f"expected {n_act} value(s) ({', '.join(scenario.action_names)}), "
-                f"got shape {np.shape(raw)}")
-            break
-        if not np.all(np.isfinite(action)):
-            status, error = "invalid_action", f"non-finite action {action.tolist()}"
-            break
-        action = np.clip(action, -1.0, 1.0)
         trace.actions.append(action.tolist())
         obs, _, terminated, truncated, info = env.step(action)
         trace.record(info["ego"])
         for observe in observers:
             observe(env, obs, action, info)
         events = info["events"]
+        trace.record_events(events)
         if events["collision"]:
-            trace.collision = events["collision"]
             status = "collision"
         elif events["offroad"]:
-            trace.offroad = True
             status = "offroad"
         if terminated or truncated:
             break

@@ -6,13 +6,18 @@ Pure functions of arrays: no simulator objects, so they are tested on synthetic 
   penalties, one factor per infraction (table ``INFRACTION_PENALTY``).
 * **autonomy** (Bojarski et al. 2016, PilotNet): ``(1 - interventions * 6 s / elapsed s) * 100``,
   clipped to [0, 100].  An intervention is an excursion of more than 1 m from the centre
-  of the nearest lane that a safety driver would have corrected.  Where the scenario
-  allows lane changes, an excursion that ends on another lane is a *manoeuvre*, not an
-  intervention: it crossed a lane boundary (the offset's sign flipped), or it passed a
-  junction (the road segment changed: highway-env's roundabout entries and exits do not
-  join their ring lanes exactly, so following them leaves every lane centre briefly).
-  Where lane changes are forbidden (lane-keep) every excursion is an intervention.  An
-  episode ended by a collision or by leaving the road counts one more intervention.
+  of the lane being followed that a safety driver would have corrected, one per started
+  6 s of excursion (PilotNet's safety driver re-centres the car in that time, so a car
+  that holds 1.6 m off-centre for 50 s is charged 9, not 1).  The lane being followed is
+  the route's lane where lane changes are forbidden (lane-keep), else the nearest lane.
+  Where lane changes are allowed, an excursion that ends on a lane of another index is a
+  *manoeuvre*, not an intervention: a lane change (the offset's sign flips as the car
+  crosses the boundary), or a junction (highway-env's roundabout entries and exits do not
+  join the ring lanes exactly, so following them leaves every lane centre briefly).  An
+  episode ended by a collision, by leaving the road or by an agent fault counts one more.
+* **agent faults** (``agent_error``, ``invalid_action``, ``timeout``) score 0: an agent that
+  stops driving has failed its route; otherwise raising just before a crash would beat
+  crashing.
 * **comfort** (nuPlan closed-loop bounds): longitudinal acceleration, lateral acceleration,
   jerk and yaw rate, each differentiated with a Savitzky-Golay filter as nuPlan does, so
   that 15 Hz quantisation does not read as jerk; ``comfort_violation_rate`` is the share of
@@ -27,6 +32,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 STATUSES = ("ok", "collision", "offroad", "timeout", "agent_error", "invalid_action")
+AGENT_FAULTS = ("timeout", "agent_error", "invalid_action")
 
 # CARLA-leaderboard-style infraction penalties: driving score is multiplied by the factor
 # once per infraction of that kind.
@@ -59,14 +65,39 @@ class EpisodeTrace:
     y_m: list[float] = field(default_factory=list)
     heading_rad: list[float] = field(default_factory=list)
     speed_mps: list[float] = field(default_factory=list)
-    lateral_offset_m: list[float] = field(default_factory=list)
+    lateral_offset_m: list[float] = field(default_factory=list)  # from the nearest lane centre
+    route_offset_m: list[float] = field(default_factory=list)  # from the route's centre line
     lane_id: list[str] = field(default_factory=list)
     ttc_s: list[float] = field(default_factory=list)
     route_completion: list[float] = field(default_factory=list)
     actions: list[list[float]] = field(default_factory=list)  # one per decision
     latency_ms: list[float] = field(default_factory=list)  # one per decision
-    collision: str | None = None  # "vehicle" | "object" | None
+    lane_departure: list[bool] = field(default_factory=list)  # per decision
+    collision: str | None = None  # "vehicle" | "object" | None (the episode's first)
     offroad: bool = False
+
+    def record_events(self, events: dict) -> None:
+        """The env's events after one decision."""
+        self.lane_departure.append(bool(events["lane_departure"]))
+        if events["collision"] and self.collision is None:
+            self.collision = events["collision"]
+        if events["offroad"]:
+            self.offroad = True
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The trace as arrays, for ``np.savez`` (no pickled objects)."""
+        return {
+            "t_s": np.asarray(self.t_s), "x_m": np.asarray(self.x_m), "y_m": np.asarray(self.y_m),
+            "heading_rad": np.asarray(self.heading_rad),
+            "speed_mps": np.asarray(self.speed_mps),
+            "lateral_offset_m": np.asarray(self.lateral_offset_m),
+            "route_offset_m": np.asarray(self.route_offset_m),
+            "lane_id": np.asarray(self.lane_id, dtype=str), "ttc_s": np.asarray(self.ttc_s),
+            "route_completion": np.asarray(self.route_completion),
+            "actions": np.asarray(self.actions, dtype=np.float64).reshape(len(self.actions), -1),
+            "latency_ms": np.asarray(self.latency_ms),
+            "lane_departure": np.asarray(self.lane_departure, dtype=bool),
+        }
 
     def record(self, ego: dict) -> None:
         self.t_s.append(float(ego["time_s"]))
@@ -75,25 +106,27 @@ class EpisodeTrace:
         self.heading_rad.append(float(ego["heading_rad"]))
         self.speed_mps.append(float(ego["speed_mps"]))
         self.lateral_offset_m.append(float(ego["lateral_offset_m"]))
+        self.route_offset_m.append(float(ego["route_offset_m"]))
         self.lane_id.append(str(ego["lane_id"]))
         self.ttc_s.append(float(ego["ttc_s"]))
         self.route_completion.append(float(ego["route_completion"]))
 
 
-def _road(lane_id: str) -> str:
-    """``"from-to-k"`` -> ``"from-to"``: the road segment, whatever the lane."""
-    return lane_id.rsplit("-", 1)[0]
+def _lane_number(lane_id: str) -> str:
+    """``"from-to-k"`` -> ``"k"``: the lane's index across its road."""
+    return lane_id.rsplit("-", 1)[-1]
 
 
 def count_interventions(lateral_offset_m: np.ndarray, lane_ids: list[str] | None,
-                        lane_changes_allowed: bool,
+                        lane_changes_allowed: bool, dt_s: float,
                         threshold_m: float = LANE_DEPARTURE_M) -> tuple[int, int]:
     """Count (interventions, manoeuvres) among excursions beyond ``threshold_m``.
 
-    ``lateral_offset_m`` is the signed offset from the centre of the *nearest* lane; a
-    lane change shows as an excursion that leaves on one side of a lane centre and comes
-    back on the other side of the next lane's centre, so its sign flips.  ``lane_ids``
-    (``"from-to-k"`` per step) reveal junctions: the road segment changes.
+    ``lateral_offset_m`` is the signed offset from the centre of the lane followed; with
+    the *nearest* lane, a lane change shows as an excursion that leaves on one side of a
+    lane centre and comes back on the other side of the next lane's centre, so its sign
+    flips.  ``lane_ids`` (``"from-to-k"`` per step) reveal junctions: the index k changes.
+    An excursion is charged one intervention per started ``INTERVENTION_PENALTY_S``.
     """
     d = np.asarray(lateral_offset_m, dtype=np.float64)
     out = np.abs(d) > threshold_m
@@ -109,11 +142,12 @@ def count_interventions(lateral_offset_m: np.ndarray, lane_ids: list[str] | None
         end = k - 1
         crossed = np.sign(d[start]) != np.sign(d[end])
         if lane_ids is not None:
-            crossed = crossed or _road(lane_ids[start]) != _road(lane_ids[end])
+            crossed = crossed or _lane_number(lane_ids[start]) != _lane_number(lane_ids[end])
         if lane_changes_allowed and crossed:
             manoeuvres += 1
         else:
-            interventions += 1
+            duration_s = (end - start + 1) * dt_s
+            interventions += max(1, int(np.ceil(duration_s / INTERVENTION_PENALTY_S - 1e-9)))
     return interventions, manoeuvres
 
 
@@ -172,12 +206,14 @@ def episode_metrics(trace: EpisodeTrace, status: str, lane_changes_allowed: bool
         "collision_object": int(trace.collision == "object"),
         "offroad": int(trace.offroad),
     }
+    # the lane being followed: the route's where lane changes are forbidden, else the nearest
+    followed = np.asarray(trace.lateral_offset_m if lane_changes_allowed else trace.route_offset_m)
     interventions, manoeuvres = count_interventions(
-        np.asarray(trace.lateral_offset_m), trace.lane_id, lane_changes_allowed)
-    if trace.collision or trace.offroad:
+        followed, trace.lane_id, lane_changes_allowed, trace.dt_s)
+    if trace.collision or trace.offroad or status in AGENT_FAULTS:
         interventions += 1
     autonomy = 100.0 * (1.0 - interventions * INTERVENTION_PENALTY_S / elapsed_s) if elapsed_s else 0.0
-    lat = np.asarray(trace.lateral_offset_m)
+    lat = followed
     lat_moves = np.abs(lat) > LANE_DEPARTURE_M
     lane_departures = int(np.sum(lat_moves[1:] & ~lat_moves[:-1])) + int(bool(len(lat) and lat_moves[0]))
     latency = np.asarray(trace.latency_ms)
@@ -188,7 +224,7 @@ def episode_metrics(trace: EpisodeTrace, status: str, lane_changes_allowed: bool
         "elapsed_s": float(elapsed_s),
         "route_completion": completion,
         "route_completed": bool(completion >= 1.0 - 1e-9),
-        "driving_score": driving_score(completion, infractions),
+        "driving_score": 0.0 if status in AGENT_FAULTS else driving_score(completion, infractions),
         **infractions,
         "distance_m": distance_m,
         "infractions_per_km": float(n_infractions / (max(distance_m, 1.0) / 1000.0)),

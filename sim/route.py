@@ -39,23 +39,18 @@ class Route:
             raise ValueError(f"route length must be positive, got {length_m}")
         pts, ss = [], []
         offset = -start_s_m
-        for k, idx in enumerate(lanes):
+        for idx in lanes:
             lane = geometry.lanes[idx]
             s_route = lane.s_m + offset
-            keep = (s_route >= -1e-9) & (s_route <= length_m + 1e-9)
-            if keep.any():
-                s_keep = s_route[keep]
-                p_keep = lane.centre_m[keep]
-                # exact start / end points by interpolation on the lane
-                lo, hi = max(0.0, s_route[0]), min(length_m, s_route[-1])
-                if s_keep[0] > lo + 1e-9:
-                    s_keep = np.concatenate([[lo], s_keep])
-                    p_keep = np.concatenate([[_interp_xy(lane.s_m, lane.centre_m, lo - offset)], p_keep])
-                if s_keep[-1] < hi - 1e-9:
-                    s_keep = np.concatenate([s_keep, [hi]])
-                    p_keep = np.concatenate([p_keep, [_interp_xy(lane.s_m, lane.centre_m, hi - offset)]])
-                pts.append(p_keep)
-                ss.append(s_keep)
+            lo, hi = max(0.0, s_route[0]), min(length_m, s_route[-1])
+            if hi > lo + 1e-9:  # this lane overlaps [0, length]: exact ends, samples between
+                inner = (s_route > lo + 1e-9) & (s_route < hi - 1e-9)
+                ss.append(np.concatenate([[lo], s_route[inner], [hi]]))
+                pts.append(np.concatenate([
+                    [_interp_xy(lane.s_m, lane.centre_m, lo - offset)],
+                    lane.centre_m[inner],
+                    [_interp_xy(lane.s_m, lane.centre_m, hi - offset)],
+                ]))
             offset += float(lane.s_m[-1])
             if offset >= length_m:
                 break
@@ -91,6 +86,7 @@ class RouteProgress:
         self.route = route
         self.s_m = 0.0  # current progress
         self.max_s_m = 0.0  # farthest progress reached
+        self.offset_m = 0.0  # signed distance from the route's centre line, left-positive
 
     def update(self, position_m: np.ndarray) -> float:
         r = self.route
@@ -107,6 +103,9 @@ class RouteProgress:
         proj = a + t[:, None] * ab
         d2 = np.einsum("ij,ij->i", position_m - proj, position_m - proj)
         k = int(np.argmin(d2))
+        rel = position_m - proj[k]
+        side = ab[k, 0] * rel[1] - ab[k, 1] * rel[0]  # z of (segment x offset): > 0 on the left
+        self.offset_m = float(np.copysign(np.sqrt(d2[k]), side)) if side != 0 else 0.0
         self.s_m = float(np.clip(sa[k] + t[k] * (sb[k] - sa[k]), 0.0, r.length_m))
         if self.s_m > r.length_m - 1e-6:  # projection round-off at the route's end
             self.s_m = r.length_m

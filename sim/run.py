@@ -1,13 +1,16 @@
 """``drive run``: one agent, one scenario, a list of seeds -> episodes.jsonl (+ a video).
 
 The run folder gets ``config.json`` first (what ran, with versions and git revision),
-then one ``episodes.jsonl`` line per finished episode, written atomically, so an
+then per finished episode one ``episodes.jsonl`` line and a per-step trace
+``traces/{scenario}__{agent}__{seed}.npz`` (pose, speed, action, offsets, TTC, latency,
+lane-departure events; load with ``np.load(path)``), all written atomically, so an
 interrupted run keeps every episode it finished.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +22,7 @@ from tqdm import tqdm
 from agents import TaskSpec, make_agent
 from sim.camera import CameraSpec
 from sim.env import DrivingEnv
-from sim.io import append_jsonl, atomic_write_json, ensure_writable_dir
+from sim.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.loop import EpisodeResult, env_sensors_for, run_episode
 from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario, get_scenario
 from sim.versions import git_revision, package_versions
@@ -52,6 +55,8 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
     agent = make_agent(agent_name, task_spec(scenario, camera))
     out_dir = ensure_writable_dir(out_dir)
     if video_path is not None:
+        if video_path.is_dir():
+            raise ValueError(f"--video {str(video_path)!r} is a folder; give a file name ending in .mp4")
         ensure_writable_dir(video_path.parent)
     episodes_path = out_dir / "episodes.jsonl"
     if episodes_path.exists():
@@ -74,8 +79,8 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
     plain_env: DrivingEnv | None = None
     try:
         for k, seed in enumerate(seeds):
-            with_video = video_path is not None and k == 0
-            if with_video:
+            video = None
+            if video_path is not None and k == 0:
                 env = DrivingEnv(scenario, camera=camera,
                                  sensors=env_sensors_for(agent, camera=True))
                 video = EpisodeVideo(video_path, agent=agent_name, seed=int(seed),
@@ -85,14 +90,22 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
                 except BaseException:
                     video.abort()
                     raise
-                video.close()
-                env.close()
+                finally:
+                    env.close()
             else:
                 if plain_env is None:
                     plain_env = DrivingEnv(scenario, camera=camera, sensors=env_sensors_for(agent))
                 result = run_episode(plain_env, agent, seed)
+            # the result first: a failing video must not lose the episode
             append_jsonl(episodes_path, result.record())
+            save_trace(out_dir / "traces" / f"{scenario.name}__{agent_name}__{seed}.npz", result)
             results.append(result)
+            if video is not None:
+                try:
+                    video.close()
+                except Exception as e:  # noqa: BLE001 - report, keep the results
+                    video.abort()
+                    print(f"warning: video not written ({type(e).__name__}: {e})")
             bar.set_postfix_str(f"seed {seed}: {result.status}, "
                                 f"score {result.metrics['driving_score']:.2f}")
             bar.update(1)
@@ -101,6 +114,14 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
         if plain_env is not None:
             plain_env.close()
     return results
+
+
+def save_trace(path: Path, result: EpisodeResult) -> None:
+    """The episode's per-step trace as a plain ``.npz`` (no pickle), written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, dt_s=np.float64(result.trace.dt_s), **result.trace.arrays())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 SUMMARY_COLUMNS = (

@@ -2,7 +2,7 @@
 
 | name | world | action | control / sim | duration | route |
 | --- | --- | --- | --- | --- | --- |
-| lane-keep | racetrack, no traffic | [steering], speed held at 10 m/s | 15 / 15 Hz | 50 s | one lap of the ego's lane (348 or 382 m) |
+| lane-keep | racetrack, no traffic | [steering], speed held at 8 m/s | 15 / 15 Hz | 60 s | one lap of the ego's lane (348 or 382 m) |
 | highway | 4 lanes, 50 IDM/MOBIL cars | [acceleration, steering] | 15 / 15 Hz | 40 s | 750 m along the road |
 | merge | on-ramp onto a 2-lane road, 10 cars | [acceleration, steering] | 15 / 15 Hz | 30 s | ramp -> right lane, ~340 m |
 | roundabout | 2-lane roundabout, 5 cars | [acceleration, steering] + command | 15 / 15 Hz | 40 s | entry -> commanded exit + 50 m |
@@ -13,7 +13,7 @@ step moves a car at 30 m/s by 2 m, well inside the collision check's swept test,
 behaves exactly as in the stock envs.  Control runs at the simulation rate (one
 physics step per decision): steering at highway-env's default 1 Hz policy rate is
 far too slow.  Durations give an expert comfortable slack over the route at the
-scenario's typical speed (lane-keep 10 m/s, highway ~25, merge ~20, roundabout ~8).
+scenario's typical speed (lane-keep 8 m/s, highway ~25, merge ~20, roundabout ~8).
 """
 
 from __future__ import annotations
@@ -59,8 +59,10 @@ class Scenario:
     """Extra highway-env config keys for this world (e.g. ``vehicles_count``)."""
 
     def __post_init__(self) -> None:
-        if self.duration_s <= 0:
-            raise ValueError(f"scenario {self.name!r}: duration_s must be > 0, got {self.duration_s}")
+        if not (np.isfinite(self.duration_s) and self.duration_s > 0):
+            raise ValueError(
+                f"scenario {self.name!r}: duration_s must be a finite number > 0, "
+                f"got {self.duration_s}")
         if self.control_hz <= 0 or self.sim_hz % self.control_hz:
             raise ValueError(
                 f"scenario {self.name!r}: sim_hz ({self.sim_hz}) must be a positive multiple of "
@@ -124,13 +126,13 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario(
             name="lane-keep",
-            summary="racetrack lap, no traffic, steering only at a held 10 m/s",
+            summary="racetrack lap, no traffic, steering only at a held 8 m/s",
             world=worlds.LaneKeepWorld,
             longitudinal=False,
-            duration_s=50.0,
+            duration_s=60.0,
             lane_changes_allowed=False,
-            cruise_speed_mps=10.0,
-            world_config={"other_vehicles": 0, "terminate_off_road": False},
+            cruise_speed_mps=8.0,
+            world_config={"other_vehicles": 0, "terminate_off_road": False, "ego_speed_mps": 8.0},
         ),
         Scenario(
             name="highway",

@@ -69,7 +69,23 @@ class WorldMixin:
 
 
 class LaneKeepWorld(WorldMixin, RacetrackEnv):
-    """highway-env's racetrack with no other traffic; the route is one lap of the ego's lane."""
+    """highway-env's racetrack with no other traffic; the route is one lap of the ego's lane.
+
+    The ego's speed is held at ``ego_speed_mps`` (default 8 m/s, not the track's 10 m/s
+    limit): the tightest curve has a 14.6 m radius, and at 10 m/s merely following it
+    takes 6.8 m/s^2 of lateral acceleration, beyond nuPlan's 4.89 m/s^2 comfort bound,
+    so no agent could be comfortable.  At 8 m/s it takes 4.4 m/s^2.
+    """
+
+    @classmethod
+    def default_config(cls) -> dict:
+        config = super().default_config()
+        config["ego_speed_mps"] = 8.0
+        return config
+
+    def _make_vehicles(self) -> None:
+        super()._make_vehicles()
+        self.vehicle.speed = float(self.config["ego_speed_mps"])
 
     def route_plan(self) -> RoutePlan:
         ego = self.vehicle

@@ -96,3 +96,31 @@ def test_bench_camera_smoke(capsys, tmp_path):
     result = json.loads(out.read_text())
     assert result["frames"] == 5
     assert result["ego_camera_rgb_median_ms"] > 0 and result["highway_env_grayscale_median_ms"] > 0
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-2", "0", "soon"])
+def test_bad_duration_is_a_usage_error(capsys, value):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--duration", value])
+    assert e.value.code == 2
+    assert "--duration" in capsys.readouterr().err
+
+
+def test_video_path_that_is_a_folder_is_refused_before_running(capsys, tmp_path):
+    folder = tmp_path / "clip.mp4"
+    folder.mkdir()
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--video", str(folder), "--episodes", "1"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_traces_are_saved_without_pickle(tmp_path):
+    import numpy as np
+
+    out = tmp_path / "run"
+    assert main(["run", "--scenario", "lane-keep", "--agent", "straight", "--episodes", "1",
+                 "--video", "none", "--out", str(out), "--quiet"]) == 0
+    rec = json.loads((out / "episodes.jsonl").read_text())
+    with np.load(out / "traces" / "lane-keep__straight__0.npz", allow_pickle=False) as z:
+        assert len(z["actions"]) == rec["steps"] and len(z["x_m"]) == rec["steps"] + 1
+        assert z["lane_departure"].dtype == bool

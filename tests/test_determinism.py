@@ -75,14 +75,16 @@ def test_bit_identical_across_processes_and_hash_seeds():
     assert len(digests) == 1
 
 
-def test_autopilot_sensor_does_not_change_the_world():
+@pytest.mark.parametrize("name", ["lane-keep", "highway", "merge", "roundabout"])
+def test_autopilot_sensor_does_not_change_the_world(name):
     """Computing the shadow IDM decision must not perturb the simulation."""
     def positions(sensors):
-        env = DrivingEnv("highway", sensors=sensors)
+        env = DrivingEnv(name, sensors=sensors)
         env.reset(seed=4)
         out = []
         for k in range(30):
-            env.step(np.array([0.1, 0.02 * np.sin(k / 3)]))
+            steer = 0.02 * np.sin(k / 3)
+            env.step(np.array([0.1, steer]) if env.scenario.longitudinal else np.array([steer]))
             out.append(np.array([v.position.copy() for v in env.world.road.vehicles]))
         return np.stack(out)
     assert np.array_equal(positions(("speed",)), positions(("speed", "autopilot")))

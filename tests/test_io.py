@@ -39,11 +39,8 @@ def test_unwritable_dir_is_a_clear_error(tmp_path):
 
 
 def test_written_files_get_ordinary_permissions(tmp_path):
-    import os
+    from sim import io
+
     p = tmp_path / "c.json"
-    old = os.umask(0o022)
-    try:
-        atomic_write_json(p, {})
-    finally:
-        os.umask(old)
-    assert (p.stat().st_mode & 0o777) == 0o644
+    atomic_write_json(p, {})
+    assert (p.stat().st_mode & 0o777) == io._FILE_MODE

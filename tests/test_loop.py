@@ -20,11 +20,11 @@ def _task(name="highway"):
 class Spy(BaseAgent):
     name = "spy"
 
-    def __init__(self, task, sensors, action=None):
+    def __init__(self, task, sensors, action=...):
         super().__init__(task)
         self.sensors = sensors
         self.seen: list[set] = []
-        self.action = np.zeros(task.action_size) if action is None else action
+        self.action = np.zeros(task.action_size) if action is ... else action
 
     def act(self, obs):
         self.seen.append(set(obs))
@@ -63,11 +63,22 @@ def test_unknown_sensor_is_rejected_with_the_known_list():
         env_sensors_for(Spy(_task(), ("lidar",)))
 
 
+class GradTensorLike:
+    """Stands in for a torch tensor that requires grad: refuses numpy conversion."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("Can't call numpy() on Tensor that requires grad")
+
+
 @pytest.mark.parametrize("bad,why", [
     (np.array([np.nan, 0.0]), "non-finite"),
     (np.array([0.0, np.inf]), "non-finite"),
-    (np.zeros(3), "expected 2"),
+    (np.zeros(3), "expected shape (2,)"),
+    (np.zeros((1, 2)), "got shape (1, 2)"),
     ("left", "numeric"),
+    (None, "numeric"),
+    (np.array([1j, 0.0]), "numeric"),
+    (GradTensorLike(), "RuntimeError"),
 ])
 def test_bad_actions_end_the_episode_as_invalid_action(bad, why):
     r = _run(Spy(_task(), ("speed",), action=bad))
@@ -75,6 +86,7 @@ def test_bad_actions_end_the_episode_as_invalid_action(bad, why):
     assert why in r.error
     assert r.metrics["status"] == "invalid_action"
     assert r.metrics["driving_score"] == 0.0
+    assert r.metrics["interventions"] == 1
 
 
 class Raiser(BaseAgent):
@@ -92,7 +104,7 @@ class Raiser(BaseAgent):
         self.k += 1
         if self.k > self.after:
             raise RuntimeError("boom")
-        return np.zeros(2)
+        return np.zeros(self.task.action_size)
 
 
 def test_raising_agent_is_recorded_and_the_run_goes_on():
@@ -144,3 +156,21 @@ def test_every_design_metric_is_recorded():
                 "latency_p50_ms", "latency_p99_ms", "device", "sensors"]:
         assert key in rec, key
     assert rec["sensors"] == ["autopilot"]
+
+
+class LateRaiser(Raiser):
+    """Drives well (the IDM autopilot), then raises."""
+
+    sensors = ("autopilot",)
+
+    def act(self, obs):
+        super().act(obs)
+        return obs["autopilot"]
+
+
+def test_an_agent_fault_scores_zero_even_after_progress():
+    agent = LateRaiser(_task("lane-keep"), after=300)
+    env = DrivingEnv(get_scenario("lane-keep"), sensors=env_sensors_for(agent))
+    r = run_episode(env, agent, 0)
+    assert r.status == "agent_error" and r.metrics["route_completion"] > 0.3
+    assert r.metrics["driving_score"] == 0.0

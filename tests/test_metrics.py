@@ -15,15 +15,16 @@ from sim.metrics import (
 DT = 1 / 15
 
 
-def _trace(n=150, speed=20.0, lateral=None, heading=None):
+def _trace(n=150, speed=20.0, lateral=None, heading=None, route_offset=None):
     tr = EpisodeTrace(dt_s=DT)
     lateral = np.zeros(n + 1) if lateral is None else lateral
+    route_offset = lateral if route_offset is None else route_offset
     heading = np.zeros(n + 1) if heading is None else heading
     for k in range(n + 1):
         tr.record({"time_s": k * DT, "position_m": [speed * k * DT, 0.0],
                    "heading_rad": heading[k], "speed_mps": speed,
-                   "lateral_offset_m": lateral[k], "lane_id": "0-1-0", "ttc_s": 10.0 - k * 0.01,
-                   "route_completion": k / n})
+                   "lateral_offset_m": lateral[k], "route_offset_m": route_offset[k],
+                   "lane_id": "0-1-0", "ttc_s": 10.0 - k * 0.01, "route_completion": k / n})
         if k:
             tr.actions.append([0.0, 0.0])
             tr.latency_ms.append(1.0 + k % 3)
@@ -70,23 +71,37 @@ def test_unknown_status_is_rejected():
 def test_weave_out_and_back_is_an_intervention_lane_change_is_not():
     weave = np.concatenate([np.zeros(5), [0.5, 1.2, 1.5, 1.2, 0.5], np.zeros(5)])
     lane_change = np.concatenate([np.zeros(5), [0.5, 1.2, 1.9, -1.9, -1.2, -0.5], np.zeros(5)])
-    assert count_interventions(weave, None, lane_changes_allowed=True) == (1, 0)
-    assert count_interventions(lane_change, None, lane_changes_allowed=True) == (0, 1)
+    assert count_interventions(weave, None, True, DT) == (1, 0)
+    assert count_interventions(lane_change, None, True, DT) == (0, 1)
     # in lane-keep every excursion is an intervention
-    assert count_interventions(lane_change, None, lane_changes_allowed=False) == (1, 0)
-    assert count_interventions(np.zeros(10), None, True) == (0, 0)
+    assert count_interventions(lane_change, None, False, DT) == (1, 0)
+    assert count_interventions(np.zeros(10), None, True, DT) == (0, 0)
     # still out at the end of the episode: counted
-    assert count_interventions(np.array([0.0, 1.5, 1.6]), None, True) == (1, 0)
+    assert count_interventions(np.array([0.0, 1.5, 1.6]), None, True, DT) == (1, 0)
 
 
 def test_junction_transition_is_a_manoeuvre_where_lane_changes_are_allowed():
     lateral = np.array([0.0, -1.1, -1.8, -1.3, 0.2])
     lanes = ["ses-se-0", "ses-se-0", "sx-se-1", "sx-se-1", "se-ex-1"]
-    assert count_interventions(lateral, lanes, lane_changes_allowed=True) == (0, 1)
-    assert count_interventions(lateral, lanes, lane_changes_allowed=False) == (1, 0)
-    # same road segment, same side: a weave, whatever the lane index says
-    same_road = ["0-1-2"] * 5
-    assert count_interventions(lateral, same_road, lane_changes_allowed=True) == (1, 0)
+    assert count_interventions(lateral, lanes, True, DT) == (0, 1)
+    assert count_interventions(lateral, lanes, False, DT) == (1, 0)
+    # same lane index, same side: a weave, even across a road-segment boundary (a ring)
+    ring = ["se-ex-1", "se-ex-1", "ex-ee-1", "ex-ee-1", "ex-ee-1"]
+    assert count_interventions(lateral, ring, True, DT) == (1, 0)
+
+
+def test_a_long_excursion_is_charged_every_six_seconds():
+    n = 750  # 50 s held 1.6 m off the followed lane's centre
+    held = np.full(n + 1, 1.6)
+    m = episode_metrics(_trace(n, lateral=np.zeros(n + 1), route_offset=held), "ok",
+                        lane_changes_allowed=False)
+    assert m["interventions"] == 9  # ceil(50.07 s / 6 s)
+    assert m["autonomy_pct"] == 0.0
+    assert m["lateral_offset_rms_m"] == pytest.approx(1.6)
+    # where lane changes are allowed the nearest lane is followed: here it is centred
+    m2 = episode_metrics(_trace(n, lateral=np.zeros(n + 1), route_offset=held), "ok",
+                         lane_changes_allowed=True)
+    assert m2["interventions"] == 0 and m2["lateral_offset_rms_m"] == 0.0
 
 
 def test_autonomy_follows_pilotnet():
