@@ -123,8 +123,7 @@ class DrivingEnv(gym.Env):
         self.command = "follow"
         self.time_s = 0.0
         self.steps = 0
-        self._object_ids: dict[int, int] = {}
-        self._objects: list = []
+        self._objects: list = []  # other vehicles and obstacles; truth ids are indices here
 
     # -- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -141,7 +140,6 @@ class DrivingEnv(gym.Env):
         self.time_s, self.steps = 0.0, 0
         self._objects = [o for o in self.world.road.vehicles if o is not self.world.vehicle] + [
             o for o in self.world.road.objects if not isinstance(o, Landmark)]
-        self._object_ids = {id(o): k for k, o in enumerate(self._objects)}
         self.autopilot = None
         if "autopilot" in self.sensors:
             dest = None
