@@ -72,7 +72,7 @@ class EpisodeVideo:
         _put(frame, f"t={ego['time_s']:5.1f}s  speed={ego['speed_mps']:5.1f} m/s "
                     f"({ego['speed_mps'] * 3.6:5.1f} km/h)  route={100 * ego['route_completion']:5.1f}%",
              (8, y0 + 22))
-        # steering bar: left is left; acceleration bar: up is accelerate
+        # steering bar grows to the left for a left turn; acceleration bar to the right
         cx, cy, half = 2 * PANEL_PX - 120, y0 - 6, 100
         cv2.rectangle(frame, (cx - half, cy - 6), (cx + half, cy + 6), (80, 80, 80), 1)
         cv2.rectangle(frame, (cx, cy - 5), (int(cx - steer * half), cy + 5), (80, 200, 255), -1)
@@ -102,7 +102,10 @@ class EpisodeVideo:
         return self.path
 
     def abort(self) -> None:
+        """Drop the unfinished video (best effort: the episode's results matter more)."""
         try:
             self._container.close()
+        except Exception:  # noqa: BLE001 - the container may be the thing that failed
+            pass
         finally:
             self._tmp.unlink(missing_ok=True)
