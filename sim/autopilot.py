@@ -45,13 +45,19 @@ class IDMAutopilot:
         sh.heading, sh.speed = ego.heading, ego.speed
         sh.lane_index, sh.lane = ego.lane_index, ego.lane
         sh.crashed = ego.crashed
-        vehicles = self.world.road.vehicles
+        road = self.world.road
+        vehicles = road.vehicles
         i = next(k for k, v in enumerate(vehicles) if v is ego)
+        forget = getattr(road, "invalidate_caches", None)  # FastRoad caches the vehicle list
         vehicles[i] = sh
         try:
+            if forget:
+                forget()
             sh.act()
         finally:
             vehicles[i] = ego
+            if forget:
+                forget()
         sh.timer += self.dt_s
         # highway-env steers clockwise-positive on its y-down screen; the project is ccw-positive
         steer = float(np.clip(-sh.action["steering"] / STEERING_RANGE_RAD, -1.0, 1.0))

@@ -37,6 +37,7 @@ from highway_env.vehicle.objects import Landmark, Obstacle
 
 from sim.autopilot import IDMAutopilot
 from sim.camera import CameraSpec
+from sim.fastroad import make_fast
 from sim.frames import hw_to_world_heading, hw_to_world_xy, wrap_to_pi
 from sim.render import KIND_OBSTACLE, KIND_VEHICLE, SceneObjects, SceneRenderer
 from sim.roadmap import RoadGeometry, lane_id
@@ -75,6 +76,7 @@ class DrivingEnv(gym.Env):
         sensors: Sequence[str] | None = None,
         render_mode: str | None = None,
         overrides: dict[str, Any] | None = None,
+        fast_physics: bool = True,
     ) -> None:
         """
         :param scenario: a scenario name (``drive scenarios``) or a :class:`Scenario`
@@ -83,6 +85,8 @@ class DrivingEnv(gym.Env):
             observation space holds the fixed-shape ones among them
         :param render_mode: ``"rgb_array"`` for a north-up overview from :meth:`render`
         :param overrides: scenario fields to override, e.g. ``{"duration_s": 10}``
+        :param fast_physics: step the world with :class:`sim.fastroad.FastRoad` (same
+            trajectories as highway-env, several times faster); False runs stock highway-env
         """
         if isinstance(scenario, str):
             scenario = get_scenario(scenario, **(overrides or {}))
@@ -96,6 +100,7 @@ class DrivingEnv(gym.Env):
         self.camera_spec = CameraSpec.from_dict(camera) if isinstance(camera, dict) else (
             camera or CameraSpec())
         self.sensors = _validate_sensors(sensors)
+        self.fast_physics = bool(fast_physics)
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": scenario.control_hz}
 
@@ -132,6 +137,8 @@ class DrivingEnv(gym.Env):
             # highway-env needs a seed to be reproducible; derive one from our own stream
             seed = int(self.np_random.integers(2**31 - 1))
         self.world.reset(seed=int(seed))
+        if self.fast_physics:
+            make_fast(self.world.road)
         self._load_geometry()
         plan = self.world.route_plan()
         self.command = plan.command
