@@ -81,12 +81,13 @@ def _cmd_run(args) -> int:
         if video.suffix.lower() != ".mp4":
             raise ValueError(f"--video must end in .mp4 (or be 'none'), got {args.video!r}")
     seeds = list(range(args.seed, args.seed + args.episodes))
-    results = run_agent(args.agent, scenario, seeds, out, video_path=video,
-                        progress=not args.quiet, argv=sys.argv)
-    print(format_summary([r.record() for r in results]))
-    for r in results:
-        if r.error:
-            print(f"seed {r.seed}: {r.status}: {r.error}")
+    records = run_agent(args.agent, scenario, seeds, out, video_path=video, workers=args.workers,
+                        fast_physics=args.physics == "fast", progress=not args.quiet,
+                        argv=sys.argv)
+    print(format_summary(records))
+    for r in records:
+        if r.get("error"):
+            print(f"seed {r['seed']}: {r['status']}: {r['error']}")
     print(f"episodes: {out / 'episodes.jsonl'}")
     if video is not None:
         print(f"video:    {video}")
@@ -146,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "'none' for no video)")
     s.add_argument("--duration", type=_duration, default=None, metavar="SECONDS",
                    help="override the scenario's episode time limit [s]")
+    s.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes; whole episodes are spread over them, results per "
+                        "seed do not depend on it (default: 1, in-process)")
+    s.add_argument("--physics", choices=["fast", "stock"], default="fast",
+                   help="fast: sim.fastroad, bit-identical to highway-env and several times "
+                        "faster; stock: plain highway-env (default: fast)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_run)
 

@@ -24,6 +24,7 @@ from sim.camera import CameraSpec
 from sim.env import DrivingEnv
 from sim.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.loop import EpisodeResult, env_sensors_for, run_episode
+from sim.parallel import run_parallel
 from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario, get_scenario
 from sim.versions import git_revision, package_versions
 from sim.video import EpisodeVideo
@@ -47,12 +48,70 @@ def scenario_record(scenario: Scenario) -> dict[str, Any]:
     return d
 
 
+class EpisodeRunner:
+    """Runs single episodes of one agent in one scenario and writes their traces.
+
+    One per process: the in-process path (``--workers 1``) and each worker of
+    :mod:`sim.parallel` build their own, so agents and envs never cross processes.
+    """
+
+    def __init__(self, agent_name: str, scenario: Scenario, camera: CameraSpec, *,
+                 fast_physics: bool, out_dir: Path) -> None:
+        self.scenario, self.camera, self.fast_physics = scenario, camera, fast_physics
+        self.agent_name, self.out_dir = agent_name, out_dir
+        self.agent = make_agent(agent_name, task_spec(scenario, camera))
+        self._env: DrivingEnv | None = None
+
+    def _make_env(self, camera: bool) -> DrivingEnv:
+        return DrivingEnv(self.scenario, camera=self.camera, fast_physics=self.fast_physics,
+                          sensors=env_sensors_for(self.agent, camera=camera))
+
+    def run(self, seed: int, video_path: Path | None = None) -> dict:
+        """One episode -> its ``episodes.jsonl`` record; the trace and video go to disk."""
+        video = None
+        if video_path is not None:
+            env = self._make_env(camera=True)
+            video = EpisodeVideo(video_path, agent=self.agent_name, seed=int(seed),
+                                 fps=self.scenario.control_hz)
+            try:
+                result = run_episode(env, self.agent, seed, observers=(video,))
+            except BaseException:
+                video.abort()
+                raise
+            finally:
+                env.close()
+        else:
+            if self._env is None:
+                self._env = self._make_env(camera=False)
+            result = run_episode(self._env, self.agent, seed)
+        save_trace(self.out_dir / "traces" / f"{self.scenario.name}__{self.agent_name}__{seed}.npz",
+                   result)
+        if video is not None:
+            try:
+                video.close()
+            except Exception as e:  # noqa: BLE001 - report, keep the results
+                video.abort()
+                print(f"warning: video not written ({type(e).__name__}: {e})")
+        return result.record()
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+
+
 def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path, *,
               video_path: Path | None = None, camera: CameraSpec | None = None,
-              progress: bool = True, argv: Sequence[str] | None = None) -> list[EpisodeResult]:
-    """Run ``agent_name`` on ``scenario`` for each seed; write config, episodes and video."""
+              workers: int = 1, fast_physics: bool = True, progress: bool = True,
+              argv: Sequence[str] | None = None) -> list[dict]:
+    """Run ``agent_name`` on ``scenario`` for each seed; write config, episodes and video.
+
+    Returns the episode records sorted by seed.  With ``workers > 1`` whole episodes run
+    in worker processes (:mod:`sim.parallel`); per-seed results are the same.
+    """
     camera = camera or CameraSpec()
-    agent = make_agent(agent_name, task_spec(scenario, camera))
+    probe = make_agent(agent_name, task_spec(scenario, camera))  # fails fast on a bad name
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = ensure_writable_dir(out_dir)
     if video_path is not None:
         if video_path.is_dir():
@@ -64,56 +123,44 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
     atomic_write_json(out_dir / "config.json", {
         "command": list(argv) if argv is not None else None,
         "agent": agent_name,
-        "sensors": list(agent.sensors),
+        "sensors": list(probe.sensors),
         "scenario": scenario_record(scenario),
         "camera": camera.to_dict(),
         "seeds": [int(s) for s in seeds],
+        "workers": int(workers),
+        "fast_physics": bool(fast_physics),
         "video": str(video_path) if video_path else None,
         "versions": package_versions(),
         "git_revision": git_revision(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
-    results: list[EpisodeResult] = []
+    records: list[dict] = []
     bar = tqdm(total=len(seeds), desc=f"{agent_name} on {scenario.name}", unit="ep",
                disable=not progress, dynamic_ncols=True)
-    plain_env: DrivingEnv | None = None
+
+    def on_record(record: dict) -> None:
+        append_jsonl(episodes_path, record)
+        records.append(record)
+        bar.set_postfix_str(f"seed {record['seed']}: {record['status']}, "
+                            f"score {record['driving_score']:.2f}")
+        bar.update(1)
+
     try:
-        for k, seed in enumerate(seeds):
-            video = None
-            if video_path is not None and k == 0:
-                env = DrivingEnv(scenario, camera=camera,
-                                 sensors=env_sensors_for(agent, camera=True))
-                video = EpisodeVideo(video_path, agent=agent_name, seed=int(seed),
-                                     fps=scenario.control_hz)
-                try:
-                    result = run_episode(env, agent, seed, observers=(video,))
-                except BaseException:
-                    video.abort()
-                    raise
-                finally:
-                    env.close()
-            else:
-                if plain_env is None:
-                    plain_env = DrivingEnv(scenario, camera=camera, sensors=env_sensors_for(agent))
-                result = run_episode(plain_env, agent, seed)
-            # the result first: a failing video must not lose the episode
-            append_jsonl(episodes_path, result.record())
-            save_trace(out_dir / "traces" / f"{scenario.name}__{agent_name}__{seed}.npz", result)
-            results.append(result)
-            if video is not None:
-                try:
-                    video.close()
-                except Exception as e:  # noqa: BLE001 - report, keep the results
-                    video.abort()
-                    print(f"warning: video not written ({type(e).__name__}: {e})")
-            bar.set_postfix_str(f"seed {seed}: {result.status}, "
-                                f"score {result.metrics['driving_score']:.2f}")
-            bar.update(1)
+        if workers == 1:
+            runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics,
+                                   out_dir=out_dir)
+            try:
+                for k, seed in enumerate(seeds):
+                    on_record(runner.run(seed, video_path if k == 0 else None))
+            finally:
+                runner.close()
+        else:
+            run_parallel(agent_name, scenario, seeds, workers=workers, camera=camera,
+                         fast_physics=fast_physics, out_dir=out_dir, video_path=video_path,
+                         on_record=on_record)
     finally:
         bar.close()
-        if plain_env is not None:
-            plain_env.close()
-    return results
+    return sorted(records, key=lambda r: r["seed"])
 
 
 def save_trace(path: Path, result: EpisodeResult) -> None:
@@ -142,11 +189,13 @@ SUMMARY_COLUMNS = (
 def format_summary(records: Sequence[dict]) -> str:
     """A fixed-width table: one row per episode, then the mean and the status counts."""
     head = [c[0] for c in SUMMARY_COLUMNS]
-    rows = [[fmt.format(r[key]) for _, key, fmt in SUMMARY_COLUMNS] for r in records]
+    rows = [[fmt.format(r[key]) if key in r else "-" for _, key, fmt in SUMMARY_COLUMNS]
+            for r in records]
     if records:
         mean_row = ["mean", ""]
         for _, key, fmt in SUMMARY_COLUMNS[2:]:
-            mean_row.append(fmt.format(float(np.mean([r[key] for r in records]))))
+            values = [r[key] for r in records if key in r]
+            mean_row.append(fmt.format(float(np.mean(values))) if values else "-")
         rows.append(mean_row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     line = "  ".join(h.rjust(w) for h, w in zip(head, widths))
