@@ -91,3 +91,125 @@ def format_camera(r: dict[str, Any]) -> str:
         f"{r['highway_env_grayscale_median_ms']:10.3f} {r['highway_env_grayscale_p90_ms']:8.3f}",
         f"ratio (highway-env / ours, medians): {r['speedup_median']:.1f}x",
     ])
+
+
+# -- simulation ------------------------------------------------------------------------------
+
+DOUBLE_TRAFFIC = {"highway": 100, "merge": 20}  # scenarios whose traffic is a vehicles_count
+
+
+def _record_actions(scenario: str, seed: int, steps: int, overrides: dict) -> list[np.ndarray]:
+    """The IDM autopilot's actions over one episode (resetting on a new seed if it ends)."""
+    from sim.env import DrivingEnv
+
+    env = DrivingEnv(scenario, sensors=("autopilot",), overrides=overrides)
+    _, info = env.reset(seed=seed)
+    actions = []
+    while len(actions) < steps:
+        actions.append(info["autopilot"])
+        _, _, term, trunc, info = env.step(info["autopilot"])
+        if term or trunc:
+            break
+    return actions
+
+
+def _step_times_ms(scenario: str, seed: int, actions: list[np.ndarray], overrides: dict,
+                   fast: bool) -> list[float]:
+    from sim.env import DrivingEnv
+
+    env = DrivingEnv(scenario, sensors=("speed",), overrides=overrides, fast_physics=fast)
+    env.reset(seed=seed)
+    times = []
+    for a in actions:
+        times.append(_time_ms(lambda: env.step(a)))
+    return times
+
+
+def bench_physics(scenario: str, overrides: dict | None = None, steps: int = 200,
+                  repeats: int = 3) -> dict[str, Any]:
+    """Stock vs fast physics on the same replayed action sequences, repeats interleaved.
+
+    Each repeat replays one recorded episode open-loop through a stock and a fast env
+    (same seed, same actions: identical trajectories), so both do the same work; the
+    figure is the median step time over all steps of all repeats.
+    """
+    overrides = overrides or {}
+    stock, fast = [], []
+    for r in range(repeats):
+        actions = _record_actions(scenario, r, steps, overrides)
+        stock += _step_times_ms(scenario, r, actions, overrides, fast=False)
+        fast += _step_times_ms(scenario, r, actions, overrides, fast=True)
+    s, f = float(np.median(stock)), float(np.median(fast))
+    return {"scenario": scenario, "overrides": overrides, "steps_timed": len(fast),
+            "stock_median_ms": s, "fast_median_ms": f,
+            "stock_steps_per_s": 1000.0 / s, "fast_steps_per_s": 1000.0 / f, "speedup": s / f}
+
+
+def bench_workers(scenario: str = "highway", episodes: int = 6, workers: tuple[int, ...] = (1, 2),
+                  duration_s: float | None = None) -> list[dict[str, Any]]:
+    """Episodes per minute of ``drive run`` (idm, no video) at each worker count."""
+    import tempfile
+    from pathlib import Path
+
+    from sim.run import run_agent
+    from sim.scenarios import get_scenario
+
+    sc = get_scenario(scenario, **({"duration_s": duration_s} if duration_s else {}))
+    out = []
+    for w in workers:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            run_agent("idm", sc, list(range(episodes)), Path(tmp) / "run", workers=w,
+                      progress=False)
+            wall = time.perf_counter() - t0
+        out.append({"scenario": scenario, "workers": w, "episodes": episodes, "wall_s": wall,
+                    "episodes_per_min": 60.0 * episodes / wall})
+    return out
+
+
+def bench_sim(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge", "roundabout"),
+              steps: int = 200, repeats: int = 3, worker_episodes: int = 6) -> dict[str, Any]:
+    rows = []
+    for name in scenarios:
+        rows.append({**bench_physics(name, None, steps, repeats), "traffic": "default"})
+        if name in DOUBLE_TRAFFIC:
+            rows.append({**bench_physics(name, {"vehicles_count": DOUBLE_TRAFFIC[name]}, steps,
+                                         repeats), "traffic": "2x"})
+    scaling = [bench_physics("highway", {"vehicles_count": n}, steps, repeats) | {"vehicles": n}
+               for n in (25, 50, 100)]
+    for key in ("stock_median_ms", "fast_median_ms"):
+        slope = np.log(scaling[-1][key] / scaling[0][key]) / np.log(100 / 25)
+        for row in scaling:
+            row[f"{key.split('_')[0]}_growth_exponent"] = float(slope)
+    workers = bench_workers("highway", worker_episodes) if worker_episodes else []
+    return {"benchmark": "sim", "steps": steps, "repeats": repeats, "physics": rows,
+            "highway_scaling": scaling, "workers": workers}
+
+
+def format_sim(r: dict[str, Any]) -> str:
+    lines = [f"physics: median step time over {r['repeats']} replayed episodes x <= {r['steps']} "
+             f"steps (stock and fast interleaved, identical trajectories)",
+             f"{'scenario':12s} {'traffic':8s} {'stock steps/s':>14s} {'fast steps/s':>13s} "
+             f"{'speed-up':>9s}"]
+    for row in r["physics"]:
+        lines.append(f"{row['scenario']:12s} {row['traffic']:8s} {row['stock_steps_per_s']:14.0f} "
+                     f"{row['fast_steps_per_s']:13.0f} {row['speedup']:8.1f}x")
+    lines.append("")
+    lines.append("highway step time vs vehicle count")
+    lines.append(f"{'vehicles':>8s} {'stock ms':>9s} {'fast ms':>8s} {'speed-up':>9s}")
+    for row in r["highway_scaling"]:
+        lines.append(f"{row['vehicles']:8d} {row['stock_median_ms']:9.2f} {row['fast_median_ms']:8.2f} "
+                     f"{row['speedup']:8.1f}x")
+    if r["highway_scaling"]:
+        s = r["highway_scaling"][0]
+        lines.append(f"cost ~ N^{s['stock_growth_exponent']:.2f} (stock) vs "
+                     f"N^{s['fast_growth_exponent']:.2f} (fast), fitted from 25 to 100 vehicles")
+    if r["workers"]:
+        lines.append("")
+        lines.append("drive run (idm, highway, no video): episodes per minute")
+        base = r["workers"][0]["episodes_per_min"]
+        for row in r["workers"]:
+            lines.append(f"  --workers {row['workers']}: {row['episodes_per_min']:6.1f} ep/min "
+                         f"({row['episodes']} episodes in {row['wall_s']:.1f} s, "
+                         f"{row['episodes_per_min'] / base:.2f}x)")
+    return "\n".join(lines)

@@ -98,10 +98,20 @@ def _cmd_bench(args) -> int:
     from sim.bench import bench_camera, format_camera
     from sim.io import atomic_write_json, ensure_writable_dir
 
-    if args.what != "camera":  # argparse choices guard this; kept for direct calls
-        raise ValueError(f"unknown benchmark {args.what!r}; known: camera")
-    result = bench_camera(scenario=args.scenario, frames=args.frames, size_px=args.size)
-    print(format_camera(result))
+    if args.what == "camera":
+        result = bench_camera(scenario=args.scenario or "highway", frames=args.frames,
+                              size_px=args.size)
+        print(format_camera(result))
+    elif args.what == "sim":
+        from sim.bench import bench_sim, format_sim
+        from sim.scenarios import SCENARIOS, get_scenario
+
+        names = tuple(SCENARIOS) if args.scenario is None else (get_scenario(args.scenario).name,)
+        result = bench_sim(names, steps=args.steps, repeats=args.repeats,
+                           worker_episodes=args.worker_episodes)
+        print(format_sim(result))
+    else:  # argparse choices guard this; kept for direct calls
+        raise ValueError(f"unknown benchmark {args.what!r}; known: camera, sim")
     if args.out:
         path = Path(args.out)
         ensure_writable_dir(path.parent if str(path.parent) else Path("."))
@@ -157,13 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("bench", help="benchmarks (median and ratio against a baseline)",
-                       description="Benchmarks. 'camera': the ego camera's frame time beside "
-                                   "highway-env's GrayscaleObservation at the same size, measured "
-                                   "in the same run.")
-    s.add_argument("what", choices=["camera"], help="what to benchmark")
-    s.add_argument("--scenario", default="highway", help="scenario (default: highway)")
-    s.add_argument("--frames", type=_positive_int, default=300, help="frames timed (default: 300)")
-    s.add_argument("--size", type=_positive_int, default=128, help="image side [px] (default: 128)")
+                       description="Benchmarks, each against a baseline measured in the same run. "
+                                   "'camera': the ego camera's frame time beside highway-env's "
+                                   "GrayscaleObservation at the same size. 'sim': steps/s of stock "
+                                   "vs fast physics per scenario at default and 2x traffic, highway "
+                                   "cost vs vehicle count, and drive run episodes/min with 1 vs 2 "
+                                   "workers.")
+    s.add_argument("what", choices=["camera", "sim"], help="what to benchmark")
+    s.add_argument("--scenario", default=None,
+                   help="scenario (camera default: highway; sim default: all)")
+    s.add_argument("--frames", type=_positive_int, default=300,
+                   help="camera: frames timed (default: 300)")
+    s.add_argument("--size", type=_positive_int, default=128,
+                   help="camera: image side [px] (default: 128)")
+    s.add_argument("--steps", type=_positive_int, default=200,
+                   help="sim: steps per replayed episode (default: 200)")
+    s.add_argument("--repeats", type=_positive_int, default=3,
+                   help="sim: episodes replayed per configuration (default: 3)")
+    s.add_argument("--worker-episodes", type=_int_at_least(0, "must be 0 or more"), default=6,
+                   help="sim: episodes for the --workers comparison; 0 skips it (default: 6)")
     s.add_argument("--out", default=None, metavar="FILE.json", help="also write the result as JSON")
     s.set_defaults(func=_cmd_bench)
     return p

@@ -47,7 +47,7 @@ BROAD_PHASE_MARGIN_M = 1.0  # [m] extra reach of the collision broad phase over 
 
 
 def _axis_aligned(lane: AbstractLane) -> bool:
-    if type(lane) is not StraightLane:
+    if type(lane) not in (StraightLane, _MemoStraightLane):
         return False
     d = lane.direction
     return bool((d[0] == 0.0 and abs(d[1]) == 1.0) or (d[1] == 0.0 and abs(d[0]) == 1.0))
@@ -111,6 +111,22 @@ class _LaneView:
         order = np.argsort(s[idx], kind="stable")
         self.s_sorted: list[float] = s[idx][order].tolist()
         self.idx_sorted: list[int] = idx[order].tolist()
+
+
+class _MemoStraightLane(StraightLane):
+    """A straight lane that remembers ``local_coordinates`` by position *value* for one step.
+
+    A vehicle's coordinates on its lane are asked for five or six times per step (road
+    following, steering, neighbour search, IDM gaps); a value-keyed memo can never go
+    stale, and :class:`FastRoad` empties it every step to bound its size.
+    """
+
+    def local_coordinates(self, position: np.ndarray) -> tuple[float, float]:
+        key = (position[0], position[1])
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = StraightLane.local_coordinates(self, position)
+        return hit
 
 
 class FastRoad(Road):
@@ -189,6 +205,8 @@ class FastRoad(Road):
             vehicle.step(dt)
         self._handle_collisions(dt)
         self.invalidate_caches()
+        for lane in self.network._memo_lanes:
+            lane._memo.clear()
 
     def _handle_collisions(self, dt: float) -> None:
         vehicles, objects = self.vehicles, self.objects
@@ -237,6 +255,7 @@ class FastRoadNetwork(RoadNetwork):
         self._lat = np.array([lane.direction_lateral for lane in al]).reshape(-1, 2)
         self._length = np.array([lane.length for lane in al])
         self._heading = np.array([lane.heading for lane in al])
+        self._memo_lanes = [lane for lane in lanes if type(lane) is _MemoStraightLane]
         self._aligned_rows = [
             (k, float(lane.start[0]), float(lane.start[1]), float(lane.direction[0]),
              float(lane.direction[1]), float(lane.direction_lateral[0]),
@@ -258,7 +277,8 @@ class FastRoadNetwork(RoadNetwork):
             dist[k] = abs(r) + max(s - length, 0) + max(0 - s, 0) + 1.0 * angle
         for k in self._others:
             dist[k] = self._lanes[k].distance_with_heading(position, heading)
-        return self._indexes[int(np.argmin(dist))]
+        # np.argmin's answer (the first minimum; no NaN here) without building an array
+        return self._indexes[min(range(len(dist)), key=dist.__getitem__)]
 
 
 def make_fast(road: Road) -> FastRoad:
@@ -277,6 +297,10 @@ def make_fast(road: Road) -> FastRoad:
                         f"{type(road.network).__name__}")
     road.__class__ = FastRoad
     road._fast_init()
+    for lane in road.network.lanes_list():
+        if type(lane) is StraightLane:
+            lane.__class__ = _MemoStraightLane
+            lane._memo = {}
     road.network.__class__ = FastRoadNetwork
     road.network._fast_init()
     for v in road.vehicles:
