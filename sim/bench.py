@@ -114,15 +114,24 @@ def _record_actions(scenario: str, seed: int, steps: int, overrides: dict) -> li
 
 
 def _step_times_ms(scenario: str, seed: int, actions: list[np.ndarray], overrides: dict,
-                   fast: bool) -> list[float]:
+                   fast: bool) -> tuple[list[float], list[float]]:
+    """(whole ``DrivingEnv.step``, the highway-env world step inside it) per step [ms]."""
     from sim.env import DrivingEnv
 
     env = DrivingEnv(scenario, sensors=("speed",), overrides=overrides, fast_physics=fast)
     env.reset(seed=seed)
-    times = []
-    for a in actions:
-        times.append(_time_ms(lambda: env.step(a)))
-    return times
+    world_step = env.world.step
+    physics: list[float] = []
+
+    def timed_world_step(action):
+        t0 = time.perf_counter_ns()
+        out = world_step(action)
+        physics.append((time.perf_counter_ns() - t0) / 1e6)
+        return out
+
+    env.world.step = timed_world_step
+    times = [_time_ms(lambda: env.step(a)) for a in actions]
+    return times, physics
 
 
 def bench_physics(scenario: str, overrides: dict | None = None, steps: int = 200,
@@ -134,15 +143,22 @@ def bench_physics(scenario: str, overrides: dict | None = None, steps: int = 200
     figure is the median step time over all steps of all repeats.
     """
     overrides = overrides or {}
-    stock, fast = [], []
+    stock, fast, stock_phys, fast_phys = [], [], [], []
     for r in range(repeats):
         actions = _record_actions(scenario, r, steps, overrides)
-        stock += _step_times_ms(scenario, r, actions, overrides, fast=False)
-        fast += _step_times_ms(scenario, r, actions, overrides, fast=True)
+        env_ms, phys_ms = _step_times_ms(scenario, r, actions, overrides, fast=False)
+        stock += env_ms
+        stock_phys += phys_ms
+        env_ms, phys_ms = _step_times_ms(scenario, r, actions, overrides, fast=True)
+        fast += env_ms
+        fast_phys += phys_ms
     s, f = float(np.median(stock)), float(np.median(fast))
+    sp, fp = float(np.median(stock_phys)), float(np.median(fast_phys))
     return {"scenario": scenario, "overrides": overrides, "steps_timed": len(fast),
             "stock_median_ms": s, "fast_median_ms": f,
-            "stock_steps_per_s": 1000.0 / s, "fast_steps_per_s": 1000.0 / f, "speedup": s / f}
+            "stock_steps_per_s": 1000.0 / s, "fast_steps_per_s": 1000.0 / f, "speedup": s / f,
+            "stock_physics_median_ms": sp, "fast_physics_median_ms": fp,
+            "physics_speedup": sp / fp}
 
 
 def bench_workers(scenario: str = "highway", episodes: int = 6, workers: tuple[int, ...] = (1, 2),
@@ -187,19 +203,22 @@ def bench_sim(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge", "ro
 
 
 def format_sim(r: dict[str, Any]) -> str:
-    lines = [f"physics: median step time over {r['repeats']} replayed episodes x <= {r['steps']} "
-             f"steps (stock and fast interleaved, identical trajectories)",
-             f"{'scenario':12s} {'traffic':8s} {'stock steps/s':>14s} {'fast steps/s':>13s} "
-             f"{'speed-up':>9s}"]
+    lines = [f"median over {r['repeats']} replayed episodes x <= {r['steps']} steps, stock and fast "
+             f"alternating (same seeds and actions: identical trajectories). 'env' is a whole "
+             f"DrivingEnv.step, 'physics' the highway-env world step inside it",
+             f"{'scenario':12s} {'traffic':8s} {'stock env st/s':>15s} {'fast env st/s':>14s} "
+             f"{'env x':>6s} {'physics x':>10s}"]
     for row in r["physics"]:
-        lines.append(f"{row['scenario']:12s} {row['traffic']:8s} {row['stock_steps_per_s']:14.0f} "
-                     f"{row['fast_steps_per_s']:13.0f} {row['speedup']:8.1f}x")
+        lines.append(f"{row['scenario']:12s} {row['traffic']:8s} {row['stock_steps_per_s']:15.0f} "
+                     f"{row['fast_steps_per_s']:14.0f} {row['speedup']:5.1f}x "
+                     f"{row['physics_speedup']:9.1f}x")
     lines.append("")
     lines.append("highway step time vs vehicle count")
-    lines.append(f"{'vehicles':>8s} {'stock ms':>9s} {'fast ms':>8s} {'speed-up':>9s}")
+    lines.append(f"{'vehicles':>8s} {'stock ms':>9s} {'fast ms':>8s} {'env x':>6s} "
+                 f"{'physics x':>10s}")
     for row in r["highway_scaling"]:
         lines.append(f"{row['vehicles']:8d} {row['stock_median_ms']:9.2f} {row['fast_median_ms']:8.2f} "
-                     f"{row['speedup']:8.1f}x")
+                     f"{row['speedup']:5.1f}x {row['physics_speedup']:9.1f}x")
     if r["highway_scaling"]:
         s = r["highway_scaling"][0]
         lines.append(f"cost ~ N^{s['stock_growth_exponent']:.2f} (stock) vs "

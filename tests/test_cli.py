@@ -124,3 +124,11 @@ def test_traces_are_saved_without_pickle(tmp_path):
     with np.load(out / "traces" / "lane-keep__straight__0.npz", allow_pickle=False) as z:
         assert len(z["actions"]) == rec["steps"] and len(z["x_m"]) == rec["steps"] + 1
         assert z["lane_departure"].dtype == bool
+
+
+def test_bench_sim_smoke(capsys):
+    assert main(["bench", "sim", "--scenario", "merge", "--steps", "5", "--repeats", "1",
+                 "--worker-episodes", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "merge" in out and "2x" in out and "physics x" in out
+    assert "vehicles" in out and "N^" in out
