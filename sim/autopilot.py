@@ -48,16 +48,16 @@ class IDMAutopilot:
         road = self.world.road
         vehicles = road.vehicles
         i = next(k for k, v in enumerate(vehicles) if v is ego)
-        forget = getattr(road, "invalidate_caches", None)  # FastRoad caches the vehicle list
         vehicles[i] = sh
         try:
-            if forget:
-                forget()
-            sh.act()
+            batch = getattr(road, "batched_queries", None)  # FastRoad: share one snapshot
+            if batch is None:
+                sh.act()
+            else:
+                with batch():
+                    sh.act()
         finally:
             vehicles[i] = ego
-            if forget:
-                forget()
         sh.timer += self.dt_s
         # highway-env steers clockwise-positive on its y-down screen; the project is ccw-positive
         steer = float(np.clip(-sh.action["steering"] / STEERING_RANGE_RAD, -1.0, 1.0))

@@ -163,20 +163,26 @@ def bench_physics(scenario: str, overrides: dict | None = None, steps: int = 200
 
 def bench_workers(scenario: str = "highway", episodes: int = 6, workers: tuple[int, ...] = (1, 2),
                   duration_s: float | None = None) -> list[dict[str, Any]]:
-    """Episodes per minute of ``drive run`` (idm, no video) at each worker count."""
+    """Episodes per minute of ``drive run`` (idm, no video) at each worker count.
+
+    Each run is a fresh ``drive run`` process, so every worker count pays the same
+    interpreter start-up and imports that a user's command does.
+    """
+    import subprocess
+    import sys
     import tempfile
     from pathlib import Path
 
-    from sim.run import run_agent
-    from sim.scenarios import get_scenario
-
-    sc = get_scenario(scenario, **({"duration_s": duration_s} if duration_s else {}))
     out = []
     for w in workers:
         with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "sim.cli", "run", "--agent", "idm", "--scenario", scenario,
+                   "--episodes", str(episodes), "--workers", str(w), "--video", "none", "--quiet",
+                   "--out", str(Path(tmp) / "run")]
+            if duration_s:
+                cmd += ["--duration", str(duration_s)]
             t0 = time.perf_counter()
-            run_agent("idm", sc, list(range(episodes)), Path(tmp) / "run", workers=w,
-                      progress=False)
+            subprocess.run(cmd, check=True, capture_output=True)
             wall = time.perf_counter() - t0
         out.append({"scenario": scenario, "workers": w, "episodes": episodes, "wall_s": wall,
                     "episodes_per_min": 60.0 * episodes / wall})
@@ -191,12 +197,14 @@ def bench_sim(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge", "ro
         if name in DOUBLE_TRAFFIC:
             rows.append({**bench_physics(name, {"vehicles_count": DOUBLE_TRAFFIC[name]}, steps,
                                          repeats), "traffic": "2x"})
+    counts = (25, 50, 100)
     scaling = [bench_physics("highway", {"vehicles_count": n}, steps, repeats) | {"vehicles": n}
-               for n in (25, 50, 100)]
-    for key in ("stock_median_ms", "fast_median_ms"):
-        slope = np.log(scaling[-1][key] / scaling[0][key]) / np.log(100 / 25)
+               for n in counts]
+    for kind in ("stock", "fast"):  # least-squares slope of log(physics ms) on log(N)
+        ms = [row[f"{kind}_physics_median_ms"] for row in scaling]
+        slope = float(np.polyfit(np.log(counts), np.log(ms), 1)[0])
         for row in scaling:
-            row[f"{key.split('_')[0]}_growth_exponent"] = float(slope)
+            row[f"{kind}_growth_exponent"] = slope
     workers = bench_workers("highway", worker_episodes) if worker_episodes else []
     return {"benchmark": "sim", "steps": steps, "repeats": repeats, "physics": rows,
             "highway_scaling": scaling, "workers": workers}
@@ -214,15 +222,16 @@ def format_sim(r: dict[str, Any]) -> str:
                      f"{row['physics_speedup']:9.1f}x")
     lines.append("")
     lines.append("highway step time vs vehicle count")
-    lines.append(f"{'vehicles':>8s} {'stock ms':>9s} {'fast ms':>8s} {'env x':>6s} "
-                 f"{'physics x':>10s}")
+    lines.append(f"{'vehicles':>8s} {'stock physics ms':>17s} {'fast physics ms':>16s} "
+                 f"{'physics x':>10s} {'env x':>6s}")
     for row in r["highway_scaling"]:
-        lines.append(f"{row['vehicles']:8d} {row['stock_median_ms']:9.2f} {row['fast_median_ms']:8.2f} "
-                     f"{row['speedup']:5.1f}x {row['physics_speedup']:9.1f}x")
+        lines.append(f"{row['vehicles']:8d} {row['stock_physics_median_ms']:17.2f} "
+                     f"{row['fast_physics_median_ms']:16.2f} {row['physics_speedup']:9.1f}x "
+                     f"{row['speedup']:5.1f}x")
     if r["highway_scaling"]:
         s = r["highway_scaling"][0]
-        lines.append(f"cost ~ N^{s['stock_growth_exponent']:.2f} (stock) vs "
-                     f"N^{s['fast_growth_exponent']:.2f} (fast), fitted from 25 to 100 vehicles")
+        lines.append(f"physics cost ~ N^{s['stock_growth_exponent']:.2f} (stock) vs "
+                     f"N^{s['fast_growth_exponent']:.2f} (fast), least squares over 25/50/100")
     if r["workers"]:
         lines.append("")
         lines.append("drive run (idm, highway, no video): episodes per minute")

@@ -33,6 +33,7 @@ events at every step.
 from __future__ import annotations
 
 from bisect import bisect_left
+from contextlib import contextmanager
 
 import numpy as np
 from highway_env.road.lane import AbstractLane, CircularLane, SineLane, StraightLane
@@ -136,11 +137,26 @@ class FastRoad(Road):
         self._views: dict[LaneIndex, _LaneView] = {}
         self._objs: list | None = None
         self._pos: np.ndarray | None = None
+        self._batching = False
 
     def invalidate_caches(self) -> None:
         """Forget per-step coordinates: positions (or the vehicle list) may have changed."""
         self._views.clear()
         self._objs = None
+
+    @contextmanager
+    def batched_queries(self):
+        """Within this block nobody moves a vehicle or edits the lists, so neighbour queries
+        may share one snapshot.  ``act()`` runs inside one; outside any, every query
+        takes highway-env's own path, so user code that moves cars between steps still
+        gets stock answers."""
+        self.invalidate_caches()
+        self._batching = True
+        try:
+            yield self
+        finally:
+            self._batching = False
+            self.invalidate_caches()
 
     # -- neighbour search -------------------------------------------------------------------
     def _snapshot(self) -> None:
@@ -156,7 +172,7 @@ class FastRoad(Road):
         return view
 
     def neighbour_vehicles(self, vehicle, lane_index: LaneIndex = None):
-        if self.neighbour_vehicles_connected_lanes:  # not used by our worlds: stock path
+        if not self._batching or self.neighbour_vehicles_connected_lanes:
             return super().neighbour_vehicles(vehicle, lane_index)
         lane_index = lane_index or vehicle.lane_index
         if not lane_index:
@@ -197,8 +213,8 @@ class FastRoad(Road):
 
     # -- dynamics -----------------------------------------------------------------------------
     def act(self) -> None:
-        self.invalidate_caches()  # anyone may have moved a vehicle since the last step
-        super().act()
+        with self.batched_queries():  # vehicles only decide here; positions stay put
+            super().act()
 
     def step(self, dt: float) -> None:
         for vehicle in self.vehicles:
@@ -261,6 +277,10 @@ class FastRoadNetwork(RoadNetwork):
              float(lane.direction[1]), float(lane.direction_lateral[0]),
              float(lane.direction_lateral[1]), float(lane.length), float(lane.heading))
             for k, lane in zip(aligned, al)]
+
+    def add_lane(self, _from: str, _to: str, lane: AbstractLane) -> None:
+        super().add_lane(_from, _to, lane)
+        self._fast_init()  # the lane table must list every lane
 
     def get_closest_lane_index(self, position: np.ndarray, heading: float | None = None):
         if heading is None:

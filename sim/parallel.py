@@ -1,12 +1,17 @@
 """Whole episodes spread over worker processes, robust to a worker dying.
 
-Each worker is a ``spawn``ed process with its own pipe: the parent hands it one episode
-at a time and waits on every pipe and every process sentinel at once
-(``multiprocessing.connection.wait``).  So the parent always knows which episode each
-worker holds, and a worker that dies (killed, segfault, out of memory) is noticed at
-once: its episode is recorded as ``agent_error`` with the exit code, a fresh worker
-takes over the remaining episodes, and the run never hangs.  A shared queue could not
-promise that: a process killed mid-write leaves a half message that blocks the reader.
+Each worker is a ``spawn``ed process with its own pipe.  The parent hands it one
+episode at a time; the worker acknowledges an episode when it starts it and answers
+when it is done.  The parent waits on every pipe and every process sentinel at once
+(``multiprocessing.connection.wait``), so it always knows which episode each worker is
+running, and a worker that dies (killed, segfault, out of memory) is noticed at once:
+
+* an episode it had *started* is recorded as ``agent_error`` with the exit code;
+* an episode it had been sent but not started goes back to the queue (once);
+* a fresh worker takes over the remaining episodes, and the run never hangs.
+
+A shared queue could not promise that: a process killed mid-write leaves a half
+message that blocks the reader, and nobody knows which task it held.
 
 Episodes are independent and seeded, so the per-seed results do not depend on the
 number of workers (``tests/test_parallel.py`` checks it).
@@ -26,20 +31,34 @@ from pathlib import Path
 from sim.camera import CameraSpec
 from sim.scenarios import Scenario
 
-# Testing hook: a worker that starts this seed kills itself with SIGKILL, so the tests can
-# check that a dying worker is recorded and does not hang the run.
-KILL_AT_SEED_ENV = "DRIVE_TEST_KILL_WORKER_AT_SEED"
+# Testing hook: "kill-at:S" (a worker SIGKILLs itself on starting seed S), "kill-after:S"
+# (right after reporting seed S done) or "init" (a worker fails to start).  Tests use it
+# to show that faults are recorded and never hang a run.
+FAULT_ENV = "DRIVE_TEST_WORKER_FAULT"
+MAX_SENDS_PER_EPISODE = 2  # an episode whose worker died before starting it is re-sent once
+
+
+def _fault(kind: str, seed: int | None = None) -> bool:
+    spec = os.environ.get(FAULT_ENV, "")
+    if kind == "init":
+        return spec == "init"
+    return spec == f"{kind}:{seed}"
 
 
 def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: CameraSpec,
                  fast_physics: bool, out_dir: str) -> None:
-    # imported here: the parent does not need them, and spawn starts from a clean interpreter
+    # imported here: spawn starts from a clean interpreter, and the parent needs none of it
     from sim.run import EpisodeRunner
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics,
-                           out_dir=Path(out_dir))
-    kill_at = os.environ.get(KILL_AT_SEED_ENV)
+    try:
+        if _fault("init"):
+            raise RuntimeError("worker start-up fault injected for a test")
+        runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics,
+                               out_dir=Path(out_dir))
+    except Exception:  # noqa: BLE001 - report why, then stop: no episode can run here
+        conn.send(("init_failed", None, traceback.format_exc(limit=8)))
+        return
     while True:
         try:
             task = conn.recv()
@@ -48,13 +67,16 @@ def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: 
         if task is None:
             return
         k, seed, video_path = task
-        if kill_at is not None and int(kill_at) == seed:
+        conn.send(("started", k, None))
+        if _fault("kill-at", seed):
             os.kill(os.getpid(), signal.SIGKILL)
         try:
             record = runner.run(seed, Path(video_path) if video_path else None)
             conn.send(("done", k, record))
         except Exception:  # noqa: BLE001 - a sim-side failure: report it, keep serving
-            conn.send(("failed", k, traceback.format_exc(limit=5)))
+            conn.send(("failed", k, traceback.format_exc(limit=8)))
+        if _fault("kill-after", seed):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def failure_record(agent: str, scenario: str, seed: int, error: str) -> dict:
@@ -63,13 +85,22 @@ def failure_record(agent: str, scenario: str, seed: int, error: str) -> dict:
             "error": error, "driving_score": 0.0, "route_completion": 0.0}
 
 
+class _Worker:
+    def __init__(self, proc: mp.Process, conn: Connection) -> None:
+        self.proc, self.conn = proc, conn
+        self.sent: tuple[int, int] | None = None  # (k, seed) handed over
+        self.started = False  # acknowledged by the worker
+
+
 def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, workers: int,
                  camera: CameraSpec, fast_physics: bool, out_dir: Path,
                  video_path: Path | None, on_record: Callable[[dict], None]) -> None:
-    """Run every seed on ``workers`` processes; ``on_record`` gets each finished record."""
+    """Run every seed on ``workers`` processes; ``on_record`` gets each finished record once."""
     ctx = mp.get_context("spawn")
-    todo = deque(enumerate(seeds))
-    busy: dict[Connection, tuple[mp.Process, tuple[int, int] | None]] = {}
+    todo: deque[tuple[int, int]] = deque(enumerate(seeds))
+    sends: dict[int, int] = {}
+    live: dict[Connection, _Worker] = {}
+    every_proc: list[mp.Process] = []
 
     def start_worker() -> None:
         parent, child = ctx.Pipe()
@@ -77,68 +108,86 @@ def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, w
                            args=(child, agent_name, scenario, camera, fast_physics, str(out_dir)))
         proc.start()
         child.close()
-        busy[parent] = (proc, None)
-        feed(parent)
+        every_proc.append(proc)
+        live[parent] = _Worker(proc, parent)
+        feed(live[parent])
 
-    def feed(conn: Connection) -> None:
-        proc, _ = busy[conn]
-        if todo:
-            k, seed = todo.popleft()
-            conn.send((k, seed, str(video_path) if (video_path and k == 0) else None))
-            busy[conn] = (proc, (k, seed))
+    def feed(w: _Worker) -> None:
+        """Hand ``w`` the next episode, or tell it to stop; a dead pipe retires it."""
+        w.sent, w.started = None, False
+        task = todo.popleft() if todo else None
+        try:
+            if task is None:
+                w.conn.send(None)
+                release(w)
+                return
+            k, seed = task
+            w.conn.send((k, seed, str(video_path) if (video_path and k == 0) else None))
+            w.sent = task
+            sends[k] = sends.get(k, 0) + 1
+        except OSError:  # it died between two messages: the task was never handed over
+            if task is not None:
+                todo.appendleft(task)
+            retire(w)
+
+    def release(w: _Worker) -> None:
+        live.pop(w.conn, None)
+        w.conn.close()
+
+    def retire(w: _Worker) -> None:
+        """``w`` is dead (or its pipe is): account for its episode, replace it if needed."""
+        release(w)
+        if w.proc.is_alive():
+            w.proc.kill()
+        w.proc.join()
+        if w.sent is not None:
+            k, seed = w.sent
+            if w.started or sends.get(k, 0) >= MAX_SENDS_PER_EPISODE:
+                on_record(failure_record(agent_name, scenario.name, seed,
+                                         f"worker process died (exit code {w.proc.exitcode}) "
+                                         f"while running this episode"))
+            else:
+                todo.appendleft(w.sent)  # never started: hand it to someone else
+        if todo and len(live) < workers:
+            start_worker()
+
+    def handle(w: _Worker) -> None:
+        try:
+            kind, k, payload = w.conn.recv()
+        except (EOFError, OSError):
+            retire(w)  # died mid-message or with nothing to say
+            return
+        if kind == "init_failed":
+            raise RuntimeError(f"a worker could not start: {payload}")
+        if kind == "started":
+            w.started = True
+            return
+        seed = w.sent[1]
+        if kind == "done":
+            on_record(payload)
         else:
-            conn.send(None)
-            busy[conn] = (proc, None)
-
-    def retire(conn: Connection) -> None:
-        proc, held = busy.pop(conn)
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        conn.close()
-        if held is not None:
-            k, seed = held
             on_record(failure_record(agent_name, scenario.name, seed,
-                                     f"worker process died (exit code {proc.exitcode}) "
-                                     f"while running this episode"))
-            if todo:
-                start_worker()
+                                     f"episode failed in the simulator: {payload}"))
+        feed(w)
 
     try:
         for _ in range(min(workers, len(todo))):
             start_worker()
-        while busy:
-            by_sentinel = {proc.sentinel: conn for conn, (proc, _) in busy.items()}
-            ready = wait(list(busy) + list(by_sentinel), timeout=5.0)
-            for obj in ready:
-                conn = obj if obj in busy else by_sentinel.get(obj)
-                if conn is None or conn not in busy:
-                    continue  # already retired in this round
-                proc, held = busy[conn]
-                if obj is conn:
-                    try:
-                        kind, k, payload = conn.recv()
-                    except (EOFError, OSError):
-                        retire(conn)  # died mid-message or before answering
-                        continue
-                    seed = held[1]
-                    if kind == "done":
-                        on_record(payload)
-                    else:
-                        on_record(failure_record(agent_name, scenario.name, seed,
-                                                 f"episode failed in the simulator: {payload}"))
-                    busy[conn] = (proc, None)
-                    feed(conn)
-                    if busy[conn][1] is None:  # told to stop: wait for it to exit
-                        proc.join(timeout=10)
-                        conn.close()
-                        busy.pop(conn)
-                elif not conn.poll():  # the process ended and left no message behind
-                    retire(conn)
+        while live:
+            by_sentinel = {w.proc.sentinel: w for w in live.values()}
+            for obj in wait(list(live) + list(by_sentinel), timeout=5.0):
+                w = live.get(obj) or by_sentinel.get(obj)
+                if w is None or w.conn not in live:
+                    continue  # retired earlier in this round
+                if obj is w.conn or w.conn.poll():
+                    handle(w)  # messages first: a worker may answer and then die
+                else:
+                    retire(w)
     finally:
-        for conn, (proc, _) in list(busy.items()):
+        for w in list(live.values()):
+            release(w)
+        for proc in every_proc:
+            proc.join(timeout=2)
             if proc.is_alive():
                 proc.kill()
-            proc.join()
-            conn.close()
+                proc.join()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from sim.camera import CameraSpec
 from sim.env import DrivingEnv
 from sim.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.loop import EpisodeResult, env_sensors_for, run_episode
-from sim.parallel import run_parallel
+from sim.parallel import failure_record, run_parallel
 from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario, get_scenario
 from sim.versions import git_revision, package_versions
 from sim.video import EpisodeVideo
@@ -151,7 +152,13 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
                                    out_dir=out_dir)
             try:
                 for k, seed in enumerate(seeds):
-                    on_record(runner.run(seed, video_path if k == 0 else None))
+                    try:
+                        record = runner.run(seed, video_path if k == 0 else None)
+                    except Exception:  # noqa: BLE001 - as a worker would: record, go on
+                        record = failure_record(agent_name, scenario.name, seed,
+                                                "episode failed in the simulator: "
+                                                + traceback.format_exc(limit=8))
+                    on_record(record)
             finally:
                 runner.close()
         else:

@@ -96,10 +96,11 @@ def test_neighbour_queries_match_stock_on_every_lane():
         lanes = list(road.network.lanes_dict())
         for k in range(40):
             if k % 10 == 0:
-                for v in road.vehicles:
-                    for lane_index in lanes:
-                        assert road.neighbour_vehicles(v, lane_index) == \
-                            Road.neighbour_vehicles(road, v, lane_index), (name, k, lane_index)
+                with road.batched_queries():  # the cached path, as inside act()
+                    for v in road.vehicles:
+                        for lane_index in lanes:
+                            assert road.neighbour_vehicles(v, lane_index) == \
+                                Road.neighbour_vehicles(road, v, lane_index), (name, k, lane_index)
             _, _, term, trunc, info = env.step(info["autopilot"])
             if term or trunc:
                 break
@@ -119,8 +120,40 @@ def test_neighbour_ties_follow_stock_rules():
     b.position = lane.position(120.0, -0.5)
     c.position = lane.position(90.0, 0.5)  # two cars level 10 m behind
     d.position = lane.position(90.0, -0.5)
-    road.invalidate_caches()
-    assert road.neighbour_vehicles(ego) == Road.neighbour_vehicles(road, ego) == (b, c)
+    with road.batched_queries():
+        assert road.neighbour_vehicles(ego) == Road.neighbour_vehicles(road, ego) == (b, c)
+
+
+def test_queries_between_steps_see_moved_and_added_cars():
+    """Outside act() nothing is cached: user code may move or add cars and ask again."""
+    env = DrivingEnv("highway", sensors=("speed",), fast_physics=True)
+    env.reset(seed=0)
+    road = env.world.road
+    env.step(np.array([0.0, 0.0]))
+    ego = env.world.vehicle
+    front, _ = road.neighbour_vehicles(ego)
+    assert front is not None
+    lane = road.network.get_lane(ego.lane_index)
+    s_ego = lane.local_coordinates(ego.position)[0]
+    front.position = lane.position(s_ego - 30.0, 0.0)  # move the leader behind the ego
+    assert road.neighbour_vehicles(ego) == Road.neighbour_vehicles(road, ego)
+    assert road.neighbour_vehicles(ego)[0] is not front
+    newcomer = type(front)(road, lane.position(s_ego + 8.0, 0.0), speed=20.0)
+    road.vehicles.append(newcomer)
+    assert road.neighbour_vehicles(ego)[0] is newcomer
+    assert road.neighbour_vehicles(ego) == Road.neighbour_vehicles(road, ego)
+
+
+def test_a_lane_added_later_is_searched():
+    from highway_env.road.lane import StraightLane
+
+    env = DrivingEnv("highway", sensors=("speed",), fast_physics=True)
+    env.reset(seed=0)
+    net = env.world.road.network
+    net.add_lane("x", "y", StraightLane([0.0, 100.0], [500.0, 100.0]))
+    p, h = np.array([50.0, 100.5]), 0.0
+    assert net.get_closest_lane_index(p, h) == RoadNetwork.get_closest_lane_index(net, p, h) \
+        == ("x", "y", 0)
 
 
 def test_closest_lane_matches_stock_distances():

@@ -2,8 +2,10 @@
 
 import json
 
+import multiprocessing
+
 from sim.cli import main
-from sim.parallel import KILL_AT_SEED_ENV
+from sim.parallel import FAULT_ENV
 
 
 def _records(path):
@@ -29,7 +31,7 @@ def test_results_per_seed_do_not_depend_on_worker_count(tmp_path):
 
 
 def test_a_killed_worker_is_recorded_and_the_run_finishes(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(KILL_AT_SEED_ENV, "11")  # the worker that starts seed 11 SIGKILLs itself
+    monkeypatch.setenv(FAULT_ENV, "kill-at:11")  # the worker that starts seed 11 SIGKILLs itself
     assert _run(tmp_path / "k", 2) == 0
     recs = _records(tmp_path / "k" / "episodes.jsonl")
     assert sorted(recs) == [10, 11, 12, 13]  # every episode accounted for
@@ -37,6 +39,26 @@ def test_a_killed_worker_is_recorded_and_the_run_finishes(tmp_path, monkeypatch,
     assert recs[11]["driving_score"] == 0.0
     assert all(recs[s]["status"] == "ok" for s in (10, 12, 13))
     assert "seed 11: agent_error: worker process died" in capsys.readouterr().out
+    assert multiprocessing.active_children() == []  # nothing left running
+
+
+def test_a_worker_dying_between_episodes_loses_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv(FAULT_ENV, "kill-after:10")  # dies right after reporting seed 10
+    assert _run(tmp_path / "a", 2) == 0
+    recs = _records(tmp_path / "a" / "episodes.jsonl")
+    assert sorted(recs) == [10, 11, 12, 13]
+    assert all(r["status"] == "ok" for r in recs.values()), recs  # nobody blamed
+    lines = (tmp_path / "a" / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 4  # each episode recorded once
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_that_cannot_start_stops_the_run_with_its_reason(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(FAULT_ENV, "init")
+    assert _run(tmp_path / "i", 2) == 1
+    err = capsys.readouterr().err
+    assert "a worker could not start" in err and "fault injected" in err
+    assert multiprocessing.active_children() == []
 
 
 def test_stock_physics_flag_gives_the_same_episodes(tmp_path):
