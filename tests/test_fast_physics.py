@@ -169,6 +169,15 @@ def test_closest_lane_matches_stock_distances():
             assert net.get_closest_lane_index(p, h) == RoadNetwork.get_closest_lane_index(net, p, h)
 
 
+def test_numpy_squares_by_multiplying():
+    """FastIDMVehicle replaces np.power(q, 2) by q * q; that is only exact if numpy agrees."""
+    rng = np.random.default_rng(0)
+    for scale in (1e-3, 1.0, 30.0, 1e4):
+        q = rng.normal(scale=scale, size=2_000_000)
+        assert np.array_equal(np.power(q, 2), q * q)
+    assert all(np.power(float(v), 2) == float(v) * float(v) for v in q[:5000])
+
+
 def test_fast_physics_is_on_by_default_and_switchable():
     env = DrivingEnv("merge", sensors=("speed",))
     env.reset(seed=0)
