@@ -129,6 +129,7 @@ class DrivingEnv(gym.Env):
         self.time_s = 0.0
         self.steps = 0
         self._objects: list = []  # other vehicles and obstacles; truth ids are indices here
+        self._object_static: tuple | None = None  # (the list it describes, lengths, widths, kinds)
 
     # -- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -147,6 +148,7 @@ class DrivingEnv(gym.Env):
         self.time_s, self.steps = 0.0, 0
         self._objects = [o for o in self.world.road.vehicles if o is not self.world.vehicle] + [
             o for o in self.world.road.objects if not isinstance(o, Landmark)]
+        self._object_static = None
         self.autopilot = None
         if "autopilot" in self.sensors:
             dest = None
@@ -262,25 +264,22 @@ class DrivingEnv(gym.Env):
         }
 
     def _object_arrays(self) -> dict[str, np.ndarray]:
+        """Every other object's state, world frame; sizes and kinds are fixed per episode."""
         objs = self._objects
-        n = len(objs)
-        pos = np.empty((n, 2))
-        heading = np.empty(n)
-        speed = np.empty(n)
-        length = np.empty(n)
-        width = np.empty(n)
-        kind = np.empty(n, dtype=np.int8)
-        for k, o in enumerate(objs):
-            pos[k] = o.position
-            heading[k] = o.heading
-            speed[k] = o.speed
-            length[k] = o.LENGTH
-            width[k] = o.WIDTH
-            kind[k] = KIND_OBSTACLE if isinstance(o, Obstacle) else KIND_VEHICLE
+        pos = np.array([o.position for o in objs], dtype=np.float64).reshape(-1, 2)
         pos[:, 1] *= -1.0
-        heading = -heading
+        heading = -np.array([o.heading for o in objs], dtype=np.float64)
+        speed = np.array([o.speed for o in objs], dtype=np.float64)
+        if self._object_static is None or self._object_static[0] is not objs:
+            self._object_static = (
+                objs,
+                np.array([o.LENGTH for o in objs], dtype=np.float64),
+                np.array([o.WIDTH for o in objs], dtype=np.float64),
+                np.array([KIND_OBSTACLE if isinstance(o, Obstacle) else KIND_VEHICLE
+                          for o in objs], dtype=np.int8))
+        _, length, width, kind = self._object_static
         return {"position_m": pos, "heading_rad": heading, "speed_mps": speed,
-                "length_m": length, "width_m": width, "kind": kind}
+                "length_m": length.copy(), "width_m": width.copy(), "kind": kind.copy()}
 
     def _scene_objects(self, arrays: dict | None = None) -> SceneObjects:
         a = arrays if arrays is not None else self._object_arrays()

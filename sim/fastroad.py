@@ -217,14 +217,20 @@ class FastRoad(Road):
             super().act()
 
     def step(self, dt: float) -> None:
-        self._lanes_pending: list = []
-        self._deferring_lanes = not self.record_history  # history snapshots need the lane now
-        try:
+        if self.record_history:  # history snapshots need each car's lane at once: stock path
             for vehicle in self.vehicles:
                 vehicle.step(dt)
-        finally:
-            self._deferring_lanes = False
-        self.network.assign_closest_lanes(self._lanes_pending)
+        else:
+            # a car's step reads only its own state, so the order of the cars is free:
+            # the IDM traffic moves in one vectorised pass, any other car as highway-env has it
+            batch = []
+            for vehicle in self.vehicles:
+                if type(vehicle) is FastIDMVehicle:
+                    batch.append(vehicle)
+                else:
+                    vehicle.step(dt)
+            _kinematics(batch, dt)
+            self.network.assign_closest_lanes(batch)
         self._handle_collisions(dt)
         self.invalidate_caches()
         for lane in self.network._memo_lanes:
@@ -238,10 +244,10 @@ class FastRoad(Road):
         everything = vehicles + objects
         pos = np.array([o.position for o in everything], dtype=np.float64)
         half_diag = np.array([o.diagonal for o in everything]) / 2
-        reach_v = np.array([abs(v.speed) * dt for v in vehicles]) + BROAD_PHASE_MARGIN_M
+        reach_v = np.array([abs(v.speed) for v in vehicles]) * dt + BROAD_PHASE_MARGIN_M
         d = pos[:n, None, :] - pos[None, :, :]
-        dist = np.sqrt(d[..., 0] ** 2 + d[..., 1] ** 2)  # [n, n + m]
-        near = dist <= half_diag[:n, None] + half_diag[None, :] + reach_v[:, None]
+        reach = half_diag[:n, None] + half_diag[None, :] + reach_v[:, None]  # > 0
+        near = d[..., 0] ** 2 + d[..., 1] ** 2 <= reach * reach  # [n, n + m]
         near[:, :n] &= np.triu(np.ones((n, n), dtype=bool), k=1)  # stock pairs: j > i only
         rows, cols = np.nonzero(near)  # row-major: by vehicle, then vehicles before objects
         for i, j in zip(rows.tolist(), cols.tolist()):
@@ -332,6 +338,42 @@ class FastRoadNetwork(RoadNetwork):
         return self._indexes[min(range(len(dist)), key=dist.__getitem__)]
 
 
+def _kinematics(cars: list, dt: float) -> None:
+    """``IDMVehicle.step`` for many cars at once, up to ``on_state_update`` (done by
+    ``FastRoadNetwork.assign_closest_lanes``).
+
+    Element by element these are highway-env's operations in highway-env's order
+    (``Vehicle.step``, 1.12.1).  numpy evaluates ``tan``/``arctan``/``sin``/``cos`` with the
+    same kernel for an array as for a scalar, so each car gets the same bits as when it
+    steps alone; ``tests/test_fast_physics.py`` checks both that and the trajectories.
+    """
+    if not cars:
+        return
+    for car in cars:
+        car.timer += dt
+        car.clip_actions()  # may rewrite the action (crashed, speed limits), as stock
+    steering = np.array([car.action["steering"] for car in cars], dtype=np.float64)
+    acceleration = np.array([car.action["acceleration"] for car in cars], dtype=np.float64)
+    heading = np.array([car.heading for car in cars], dtype=np.float64)
+    speed = np.array([car.speed for car in cars], dtype=np.float64)
+    beta = np.arctan(1 / 2 * np.tan(steering))
+    course = heading + beta
+    dx = speed * np.cos(course) * dt  # stock: (speed * [cos, sin]) * dt, added to position
+    dy = speed * np.sin(course) * dt
+    new_heading = heading + speed * np.sin(beta) / (cars[0].LENGTH / 2) * dt
+    new_speed = speed + acceleration * dt
+    for k, car in enumerate(cars):
+        if car.LENGTH != cars[0].LENGTH:  # a car of another size: its own stock arithmetic
+            new_heading[k] = heading[k] + speed[k] * np.sin(beta[k]) / (car.LENGTH / 2) * dt
+        car.position += (dx[k], dy[k])
+        if car.impact is not None:
+            car.position += car.impact
+            car.crashed = True
+            car.impact = None
+        car.heading = new_heading[k]
+        car.speed = new_speed[k]
+
+
 def make_fast(road: Road) -> FastRoad:
     """Turn a freshly built highway-env ``Road`` into a :class:`FastRoad`, in place.
 
@@ -372,7 +414,8 @@ class FastIDMVehicle(IDMVehicle):
       ``min(max(x, lo), hi)``, the same value for non-NaN input;
     * ``np.power(q, 2)`` becomes ``q * q`` (numpy's own kernel does exactly that);
     * ``direction`` and ``velocity`` are built once per heading/speed value;
-    * inside ``FastRoad.step`` the closest-lane search is deferred to one pass for all.
+    * ``FastRoad.step`` moves all of them in one vectorised pass (:func:`_kinematics`)
+      and assigns their closest lanes in another.
 
     Everything else, transcendental functions included, is the stock arithmetic in the
     stock order (numpy's ``arcsin``/``arctan``/``power`` are kept: libm's ``math``
@@ -436,27 +479,6 @@ class FastIDMVehicle(IDMVehicle):
             # bit on 10 million values in tests/test_fast_physics.py)
             acceleration -= self.COMFORT_ACC_MAX * (q * q)
         return acceleration
-
-    def step(self, dt: float) -> None:
-        """Inside ``FastRoad.step``: stock kinematics, with the closest-lane search deferred
-        to one vectorised pass over all cars (no car's step reads another's lane)."""
-        road = self.road
-        if not getattr(road, "_deferring_lanes", False):
-            return super().step(dt)
-        self.timer += dt
-        # Vehicle.step up to on_state_update, verbatim (highway-env 1.12.1)
-        self.clip_actions()
-        delta_f = self.action["steering"]
-        beta = np.arctan(1 / 2 * np.tan(delta_f))
-        v = self.speed * np.array([np.cos(self.heading + beta), np.sin(self.heading + beta)])
-        self.position += v * dt
-        if self.impact is not None:
-            self.position += self.impact
-            self.crashed = True
-            self.impact = None
-        self.heading += self.speed * np.sin(beta) / (self.LENGTH / 2) * dt
-        self.speed += self.action["acceleration"] * dt
-        road._lanes_pending.append(self)
 
     def steering_control(self, target_lane_index: LaneIndex) -> float:
         target_lane = self.road.network.get_lane(target_lane_index)
