@@ -24,10 +24,17 @@ scans:
   go to the stock ``handle_collisions``, in the stock order (by vehicle index, then
   other vehicles, then static objects), so impacts and crash flags are identical.
 
-Everything else (IDM, MOBIL, kinematics) is highway-env's code, untouched.  The
-equivalence suite (``tests/test_fast_physics.py``) runs stock and fast worlds side by
-side for full episodes and requires identical positions, headings, speeds, lanes and
-events at every step.
+* **Per-car work.**  The closest-lane search every car runs after moving scores the
+  axis-aligned lanes for all cars in one array pass (:class:`FastRoadNetwork`); the IDM
+  traffic's kinematics run as one array pass (:func:`_kinematics`); IDM's scalar
+  ``np.clip`` calls become ``min``/``max`` and ``direction``/``velocity`` are built once
+  per value (:class:`FastIDMVehicle`); straight lanes remember coordinates per position
+  for one step (:class:`_MemoStraightLane`).
+
+IDM and MOBIL decisions are highway-env's code.  The equivalence suite
+(``tests/test_fast_physics.py``) runs stock and fast worlds side by side for full
+episodes and requires identical positions, headings, speeds, lanes and events at every
+step; it also pins the numpy facts the array passes rely on.
 """
 
 from __future__ import annotations
