@@ -95,21 +95,20 @@ class _LaneView:
         s = np.empty(n)
         on = np.zeros(n, dtype=bool)
         lo, hi = -lane.VEHICLE_LENGTH, lane.length + lane.VEHICLE_LENGTH
-        estimate = None if _axis_aligned(lane) else _estimate_coordinates(lane, pos)
         if _axis_aligned(lane):
             delta = pos - lane.start
             s[:] = delta[:, 0] * lane.direction[0] + delta[:, 1] * lane.direction[1]
             lat = delta[:, 0] * lane.direction_lateral[0] + delta[:, 1] * lane.direction_lateral[1]
             on[:] = (np.abs(lat) <= lane.width / 2 + margin) & (lo <= s) & (s < hi)
         else:
-            if estimate is None:
+            estimate = _estimate_coordinates(lane, pos)
+            if estimate is None:  # a lane type we cannot estimate (e.g. PolyLane): ask it all
                 near = np.arange(n)
             else:
                 s_est, lat_est = estimate
                 band = PREFILTER_BAND_M
-                # the lane's width may vary along it (PolyLane): take the widest it gets
-                w_max = max(lane.width_at(0.0), lane.width_at(lane.length))
-                near = np.flatnonzero((np.abs(lat_est) <= w_max / 2 + margin + band)
+                w = lane.width_at(0.0)  # straight, sine and circular lanes: constant width
+                near = np.flatnonzero((np.abs(lat_est) <= w / 2 + margin + band)
                                       & (lo - band <= s_est) & (s_est < hi + band))
             for i in near:
                 si, lati = lane.local_coordinates(objs[i].position)
