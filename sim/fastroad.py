@@ -261,8 +261,8 @@ class FastRoad(Road):
 
 
 class FastRoadNetwork(RoadNetwork):
-    """``get_closest_lane_index`` (called by every vehicle after every physics step) with
-    the axis-aligned straight lanes scored in one vectorised pass.
+    """The closest-lane search (run by every vehicle after every physics step) with the
+    axis-aligned straight lanes scored in one vectorised pass, for one car or many.
 
     On those lanes each term of highway-env's ``distance_with_heading`` is computed with
     the same float operations in the same order (products by 0 or +-1 are exact), so the
@@ -290,24 +290,15 @@ class FastRoadNetwork(RoadNetwork):
         self._length = np.array([lane.length for lane in al])
         self._heading = np.array([lane.heading for lane in al])
         self._memo_lanes = [lane for lane in lanes if type(lane) is _MemoStraightLane]
-        self._aligned_rows = [
-            (k, float(lane.start[0]), float(lane.start[1]), float(lane.direction[0]),
-             float(lane.direction[1]), float(lane.direction_lateral[0]),
-             float(lane.direction_lateral[1]), float(lane.length), float(lane.heading))
-            for k, lane in zip(aligned, al)]
-
     def add_lane(self, _from: str, _to: str, lane: AbstractLane) -> None:
         super().add_lane(_from, _to, lane)
         self._fast_init()  # the lane table must list every lane
 
-    def assign_closest_lanes(self, vehicles: list) -> None:
-        """``on_state_update`` for many cars at once: the stock closest-lane rule, with the
-        aligned lanes scored for all cars in one pass (same operations, same order)."""
-        if not vehicles:
-            return
-        pos = np.array([v.position for v in vehicles], dtype=np.float64)
-        heading = np.array([v.heading for v in vehicles], dtype=np.float64)
-        dist = np.empty((len(vehicles), len(self._lanes)))
+    def _distances(self, pos: np.ndarray, heading: np.ndarray) -> np.ndarray:
+        """highway-env's ``distance_with_heading`` of N poses to every lane, ``[N, lanes]``:
+        the aligned lanes in one array pass (same operations, same order), the others by
+        their own method."""
+        dist = np.empty((len(pos), len(self._lanes)))
         if len(self._aligned):
             dx = pos[:, 0:1] - self._start[None, :, 0]
             dy = pos[:, 1:2] - self._start[None, :, 1]
@@ -319,29 +310,27 @@ class FastRoadNetwork(RoadNetwork):
                                       + np.maximum(0 - s, 0) + 1.0 * angle)
         for k in self._others:
             lane = self._lanes[k]
-            for i, v in enumerate(vehicles):
-                dist[i, k] = lane.distance_with_heading(v.position, v.heading)
-        for v, j in zip(vehicles, np.argmin(dist, axis=1).tolist()):  # first minimum, as stock
+            for i in range(len(pos)):
+                dist[i, k] = lane.distance_with_heading(pos[i], heading[i])
+        return dist
+
+    def assign_closest_lanes(self, vehicles: list) -> None:
+        """``on_state_update`` for many cars at once (the closest-lane rule, no history)."""
+        if not vehicles:
+            return
+        pos = np.array([v.position for v in vehicles], dtype=np.float64)
+        heading = np.array([v.heading for v in vehicles], dtype=np.float64)
+        best = np.argmin(self._distances(pos, heading), axis=1)  # first minimum, as stock
+        for v, j in zip(vehicles, best.tolist()):
             v.lane_index = self._indexes[j]
             v.lane = self.get_lane(v.lane_index)
 
     def get_closest_lane_index(self, position: np.ndarray, heading: float | None = None):
         if heading is None:
             return super().get_closest_lane_index(position, heading)
-        dist = [0.0] * len(self._lanes)
-        x, y = float(position[0]), float(position[1])
-        two_pi = 2 * np.pi
-        # plain floats: for a handful of lanes the interpreter beats numpy's dispatch; each
-        # operation is the IEEE one numpy does, in the stock order
-        for k, sx, sy, dx, dy, lx, ly, length, lh in self._aligned_rows:
-            s = (x - sx) * dx + (y - sy) * dy
-            r = (x - sx) * lx + (y - sy) * ly
-            angle = abs(((heading - lh) + np.pi) % two_pi - np.pi)
-            dist[k] = abs(r) + max(s - length, 0) + max(0 - s, 0) + 1.0 * angle
-        for k in self._others:
-            dist[k] = self._lanes[k].distance_with_heading(position, heading)
-        # np.argmin's answer (the first minimum; no NaN here) without building an array
-        return self._indexes[min(range(len(dist)), key=dist.__getitem__)]
+        dist = self._distances(np.asarray(position, dtype=np.float64).reshape(1, 2),
+                               np.array([heading], dtype=np.float64))
+        return self._indexes[int(np.argmin(dist[0]))]
 
 
 def _kinematics(cars: list, dt: float) -> None:
