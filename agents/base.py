@@ -42,6 +42,8 @@ class TaskSpec:
     """Acceleration [m/s^2] of a normalised +1."""
     camera: Any = None
     """The ego camera's ``CameraSpec`` (pixel <-> metre mapping)."""
+    lane_changes_allowed: bool = True
+    """False where the route's lane must be kept (``lane-keep``)."""
 
     @property
     def action_size(self) -> int:

@@ -94,7 +94,9 @@ class EpisodeTrace:
             "route_offset_m": np.asarray(self.route_offset_m),
             "lane_id": np.asarray(self.lane_id, dtype=str), "ttc_s": np.asarray(self.ttc_s),
             "route_completion": np.asarray(self.route_completion),
-            "actions": np.asarray(self.actions, dtype=np.float64).reshape(len(self.actions), -1),
+            # (steps, action size); (0, 0) when the agent failed before its first action
+            "actions": (np.asarray(self.actions, dtype=np.float64).reshape(len(self.actions), -1)
+                        if self.actions else np.zeros((0, 0))),
             "latency_ms": np.asarray(self.latency_ms),
             "lane_departure": np.asarray(self.lane_departure, dtype=bool),
         }
@@ -125,7 +127,8 @@ def count_interventions(lateral_offset_m: np.ndarray, lane_ids: list[str] | None
     ``lateral_offset_m`` is the signed offset from the centre of the lane followed; with
     the *nearest* lane, a lane change shows as an excursion that leaves on one side of a
     lane centre and comes back on the other side of the next lane's centre, so its sign
-    flips.  ``lane_ids`` (``"from-to-k"`` per step) reveal junctions: the index k changes.
+    flips.  ``lane_ids`` (``"from-to-k"`` per step) reveal junctions: the index k of the
+    lane just before the excursion differs from that of the lane just after it.
     An excursion is charged one intervention per started ``INTERVENTION_PENALTY_S``.
     """
     d = np.asarray(lateral_offset_m, dtype=np.float64)
@@ -142,7 +145,10 @@ def count_interventions(lateral_offset_m: np.ndarray, lane_ids: list[str] | None
         end = k - 1
         crossed = np.sign(d[start]) != np.sign(d[end])
         if lane_ids is not None:
-            crossed = crossed or _lane_number(lane_ids[start]) != _lane_number(lane_ids[end])
+            # the lanes just outside the excursion: inside it the nearest lane may still be
+            # the one being left (a roundabout exit is > 1 m from every lane for a moment)
+            before, after = lane_ids[max(start - 1, 0)], lane_ids[min(end + 1, n - 1)]
+            crossed = crossed or _lane_number(before) != _lane_number(after)
         if lane_changes_allowed and crossed:
             manoeuvres += 1
         else:

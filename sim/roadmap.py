@@ -25,6 +25,9 @@ LaneIndex = tuple[str, str, int]
 STRAIGHT_SAMPLE_M = 10.0  # [m] straight lanes are exact with any spacing; 10 m keeps culling chunks small
 CURVED_SAMPLE_M = 1.0  # [m] arcs and sines: 1 m chords deviate < 1 cm from a >= 15 m radius
 CHUNK_LENGTH_M = 40.0  # [m] renderer culling granularity
+SUCCESSOR_GAP_M = 8.0  # [m] a lane leaving a lane's end node within this distance of its end
+# may follow it (highway-env's roundabout exits start ~7.7 m from the ring's lane ends) ...
+SUCCESSOR_LATERAL = 0.6  # ... unless it starts beside the end (|lateral| > this x lane width)
 STRIPE_PERIOD_M = 8.0  # [m] one dash + one gap of a striped marking
 STRIPE_DASH_M = 3.0  # [m] dash length (highway-env draws 3 m dashes too)
 
@@ -120,6 +123,8 @@ class RoadGeometry:
     solid_radii: np.ndarray = field(default_factory=lambda: np.zeros(0))
     dashes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 2)))  # [K, 2, 2]
     dash_mids: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # [K, 2]
+    # per lane: {"next": [lane ids], "left": lane id | None, "right": lane id | None}
+    topology: dict[LaneIndex, dict] = field(default_factory=dict)
 
     @classmethod
     def from_network(cls, network: RoadNetwork) -> "RoadGeometry":
@@ -130,6 +135,7 @@ class RoadGeometry:
                     lanes[(_from, _to, k)] = sample_lane((_from, _to, k), lane)
         geo = cls(lanes=lanes)
         geo._build_chunks()
+        geo.topology = geo._build_topology()
         for lane in lanes.values():  # shared by every env of the process: protect it
             for arr in (lane.s_m, lane.centre_m, lane.left_m, lane.right_m, lane.heading_rad):
                 arr.setflags(write=False)
@@ -158,13 +164,52 @@ class RoadGeometry:
         self.dashes = np.concatenate(dashes, axis=0) if dashes else np.zeros((0, 2, 2))
         self.dash_mids = self.dashes.mean(axis=1)
 
+    def _build_topology(self) -> dict[LaneIndex, dict]:
+        """Per lane: successors (nearest start first) and the lateral neighbours.
+
+        Successors are the lanes leaving the lane's end node that start within
+        ``SUCCESSOR_GAP_M`` of its end and not beside it; neighbours are the lanes of the same road
+        (``from``, ``to``) with index k -+ 1, named left or right by where their centre lies.
+        """
+        by_start: dict[str, list[LaneGeometry]] = {}
+        for lane in self.lanes.values():
+            by_start.setdefault(lane.index[0], []).append(lane)
+        topo: dict[LaneIndex, dict] = {}
+        for idx, lane in self.lanes.items():
+            end, h = lane.centre_m[-1], lane.heading_rad[-1]
+            nxt = []
+            for o in by_start.get(idx[1], []):
+                rel = o.centre_m[0] - end
+                lateral = -np.sin(h) * rel[0] + np.cos(h) * rel[1]
+                gap = float(np.hypot(*rel))
+                # a lane starting beside the end (the next road's other lanes) is not a successor
+                if o.index != idx and gap <= SUCCESSOR_GAP_M and abs(lateral) <= SUCCESSOR_LATERAL * lane.width_m:
+                    nxt.append((gap, o.id))
+            nxt.sort()
+            entry = {"next": [i for _, i in nxt], "left": None, "right": None}
+            h = lane.heading_rad[0]
+            for k in (idx[2] - 1, idx[2] + 1):
+                other = self.lanes.get((idx[0], idx[1], k))
+                if other is None:
+                    continue
+                rel = other.centre_m[0] - lane.centre_m[0]
+                side = "left" if np.cos(h) * rel[1] - np.sin(h) * rel[0] > 0 else "right"
+                entry[side] = other.id
+            topo[idx] = entry
+        return topo
+
     def map_sensor(self) -> dict:
-        """The ``map`` sensor: every lane as plain arrays, keyed by lane id ``"from-to-k"``.
+        """The ``map`` sensor: every lane as plain arrays, keyed by lane id ``"from-to-k"``,
+        with its successors (``next``) and lateral neighbours (``left``, ``right``).
 
         Fresh copies, so a user who edits them cannot corrupt the shared geometry.
         """
+        topology = self.topology
         return {
             lane.id: {
+                "next": list(topology[lane.index]["next"]),
+                "left": topology[lane.index]["left"],
+                "right": topology[lane.index]["right"],
                 "centre_m": lane.centre_m.copy(),
                 "left_m": lane.left_m.copy(),
                 "right_m": lane.right_m.copy(),

@@ -1,0 +1,198 @@
+"""The planning agents: perception -> prediction -> planner -> controller.
+
+``expert``   ground truth objects (privileged) -> CTRV forecasts -> PDM-style planner
+             -> pure pursuit + speed PID.  The demo source for the end-to-end network
+             and the upper bound in every report.
+``modular``  the same planner and controllers fed by a pluggable perception source.
+             Until the detector lands (issue 5) its source is ground truth too, so
+             swapping the source is the only change the detector needs.
+
+Each decision leaves :attr:`PlanningAgent.overlay` behind (the chosen trajectory, every
+candidate, the objects the planner saw), which videos draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from agents.base import BaseAgent, TaskSpec
+from planning.control import PurePursuit, SpeedPID, Stanley, normalise_action
+from planning.lanes import LaneMap, ReferencePath
+from planning.planner import EgoState, PathOption, Plan, Planner, PlannerConfig
+from planning.prediction import ObjectStates, YawRateEstimator, forecast
+
+CORRIDOR_M = 250.0  # [m] how far ahead reference paths reach (> 4 s at 40 m/s + look-ahead)
+
+
+class PerceptionSource(Protocol):
+    """Turns the agent's sensors into object states (world frame)."""
+
+    sensors: tuple[str, ...]
+
+    def reset(self) -> None: ...
+
+    def perceive(self, obs: Mapping[str, Any], dt_s: float) -> ObjectStates: ...
+
+
+class GroundTruthPerception:
+    """Every object exactly, from the privileged ``truth`` sensor; yaw rates estimated
+    from heading changes between decisions (the sensor gives poses, not rates)."""
+
+    sensors = ("truth",)
+
+    def __init__(self) -> None:
+        self._yaw = YawRateEstimator()
+
+    def reset(self) -> None:
+        self._yaw.reset()
+
+    def perceive(self, obs: Mapping[str, Any], dt_s: float) -> ObjectStates:
+        return self._yaw.update(ObjectStates.from_truth(obs["truth"]), dt_s)
+
+
+@dataclass
+class Overlay:
+    """What the last decision looked like, for videos (world frame)."""
+
+    trajectory_m: np.ndarray  # [T+1, 2] the chosen rollout
+    candidates_m: np.ndarray  # [C, T+1, 2] every candidate
+    candidate_ok: np.ndarray  # [C] passed the planner's gates
+    objects: ObjectStates  # what perception reported
+    path_lanes: tuple[str, ...]  # the chosen corridor's lane ids
+
+
+class PlanningAgent(BaseAgent):
+    """Perception -> prediction -> :class:`~planning.planner.Planner` -> controllers."""
+
+    name = "planning"
+    base_sensors = ("map", "pose", "speed")
+
+    def __init__(self, task: TaskSpec, perception: PerceptionSource | None = None,
+                 config: PlannerConfig | None = None, lateral: str = "pure-pursuit",
+                 motion_model: str = "ctrv") -> None:
+        super().__init__(task)
+        self.perception = perception or GroundTruthPerception()
+        self.sensors = tuple(dict.fromkeys(self.perception.sensors + self.base_sensors))
+        self.planner = Planner(config)
+        self.longitudinal = "acceleration" in task.action_names
+        if lateral == "pure-pursuit":
+            c = self.planner.config
+            self.lateral = PurePursuit(c.lookahead_gain_s, c.min_lookahead_m, c.max_lookahead_m)
+        elif lateral == "stanley":
+            self.lateral = Stanley()
+        else:
+            raise ValueError(f"unknown lateral controller {lateral!r}; known: pure-pursuit, stanley")
+        self.speed_pid = SpeedPID(accel_limits_mps2=(-task.acceleration_range_mps2,
+                                                     task.acceleration_range_mps2))
+        self.motion_model = motion_model
+        self.dt_s = 1.0 / task.control_hz
+        self.overlay: Overlay | None = None
+        self.last_plan: Plan | None = None
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        self.perception.reset()
+        self.planner.reset()
+        self.lateral.reset()
+        self.speed_pid.reset()
+        self._map_source: Any = None
+        self.lane_map: LaneMap | None = None
+        self._lane: str | None = None  # lane under the ego at the last decision
+        self._target: tuple[str, ...] = ()  # corridor chosen at the last decision
+        self._target_path: ReferencePath | None = None
+        self._last_accel = 0.0
+        self.overlay = None
+        self.last_plan = None
+
+    # -- one decision ------------------------------------------------------------------------
+    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
+        if obs["map"] is not self._map_source:  # a new episode's map
+            self.lane_map = LaneMap(obs["map"])
+            self._map_source = obs["map"]
+        x, y, heading = (float(v) for v in np.asarray(obs["pose"], dtype=np.float64))
+        speed = float(np.asarray(obs["speed"]).reshape(-1)[0])
+        ego = EgoState(x, y, heading, speed, self._last_accel)
+        objects = self.perception.perceive(obs, self.dt_s)
+        options = self._path_options(ego)
+        fc = forecast(objects, np.arange(self.planner.config.steps + 1) * self.planner.config.step_s,
+                      self.motion_model)
+        plan = self.planner.plan(ego, options, fc, longitudinal=self.longitudinal)
+        chosen = options[int(plan.path_index[plan.best])].path
+        self._target = chosen.lanes
+        self._target_path = chosen
+        steering, _ = self.lateral.update(x, y, heading, speed, chosen)
+        accel = 0.0
+        if self.longitudinal:
+            # track the plan's speed one control period ahead, its acceleration as feed-forward
+            v_next = float(np.interp(self.dt_s, plan.times_s, plan.speed_mps[plan.best]))
+            accel, _ = self.speed_pid.update(v_next, speed, self.dt_s, plan.acceleration_mps2)
+        self._last_accel = accel
+        self.last_plan = plan
+        self.overlay = Overlay(
+            trajectory_m=plan.best_trajectory_m, candidates_m=plan.trajectory_m,
+            candidate_ok=plan.scores["total"] > 0, objects=objects, path_lanes=chosen.lanes)
+        return normalise_action(accel, steering, self.task.action_names,
+                                self.task.steering_range_rad, self.task.acceleration_range_mps2)
+
+    def _on_target(self, rear_xy: np.ndarray, heading_rad: float) -> tuple[str, float] | None:
+        """(lane, s on it) along the corridor chosen last time while the car is still on it:
+        through a junction gap (a roundabout exit) the corridor knows where it was going."""
+        path = self._target_path
+        if path is None:
+            return None
+        s, d = path.project(rear_xy)
+        s = float(s)
+        aligned = abs(np.angle(np.exp(1j * (float(path.heading_at(s)) - heading_rad)))) < np.pi / 3
+        if abs(float(d)) > path.width_m / 2 or not aligned or not 0.0 <= s <= path.length_m:
+            return None
+        return path.lane_at(s)
+
+    def _path_options(self, ego: EgoState) -> list[PathOption]:
+        lm = self.lane_map
+        xy = np.array([ego.x_m, ego.y_m])
+        rear = xy - ego.length_m / 2 * np.array([np.cos(ego.heading_rad), np.sin(ego.heading_rad)])
+        found = self._on_target(rear, ego.heading_rad) or lm.locate(rear, ego.heading_rad)
+        if found is None:  # no lane heads our way: steer for the route's first lane
+            found = (lm.route_lanes[0], None)
+        lane, s_on_lane = found
+        if not self.task.lane_changes_allowed:  # keep the route's lane on this road
+            road = lane.rsplit("-", 1)[0]
+            lane = next((r for r in lm.route_lanes if r.rsplit("-", 1)[0] == road), lane)
+        self._lane = lane
+        candidates = [(lane, 0)]
+        if self.task.lane_changes_allowed:
+            here = lm.lanes[lane]
+            candidates += [(n, side) for n, side in ((here.left, -1), (here.right, +1)) if n]
+        options = []
+        for lane_id, change in candidates:
+            # lanes of one road share their parameterisation closely enough for a search window
+            corridor = lm.corridor(lane_id, CORRIDOR_M, s_on_lane or 0.0)
+            path: ReferencePath = lm.path(corridor)
+            s, _ = path.project(rear, s_guess_m=s_on_lane, window_m=30.0)
+            options.append(PathOption(
+                path=path, s_m=float(s), lane_change=change,
+                on_route=all(lm.is_route_lane(x) for x in corridor),
+                previous=bool(self._target) and corridor[0] in self._target))
+        return options
+
+
+class ExpertAgent(PlanningAgent):
+    """Privileged expert: ground-truth objects, the map and localisation."""
+
+    name = "expert"
+
+    def __init__(self, task: TaskSpec) -> None:
+        super().__init__(task, GroundTruthPerception())
+
+
+class ModularAgent(PlanningAgent):
+    """The modular stack; perception is pluggable (ground truth until the detector lands)."""
+
+    name = "modular"
+
+    def __init__(self, task: TaskSpec, perception: PerceptionSource | None = None) -> None:
+        super().__init__(task, perception or GroundTruthPerception())

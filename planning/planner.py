@@ -1,0 +1,415 @@
+"""A PDM-Closed-style trajectory planner: propose, simulate, score, pick.
+
+Dauner, Hallgarten, Geiger, Chitta (CoRL 2023), "Parting with Misconceptions about
+Learning-based Vehicle Motion Planning": a rule-based planner that proposes a few
+candidates (centre lines x IDM target speeds), simulates each in closed loop with a
+tracking controller and a kinematic bicycle, scores them with nuPlan's closed-loop
+metrics against forecasts of the other agents, and executes the best; it won the
+2023 nuPlan challenge (92-93 closed-loop score) ahead of learned planners.
+
+Here, per decision:
+
+1. **Candidates** = reference paths (the lane followed and, where lane changes are
+   allowed, its left and right neighbours, each continued along the route: see
+   :mod:`planning.lanes`) x target speeds (fractions of the lane's speed limit, capped
+   by the curvature ahead), plus a stop candidate per path.
+2. **Rollout** of all candidates at once for ``horizon_s`` at ``step_s``: pure pursuit
+   steers (:func:`planning.control.pure_pursuit_steering`), the Intelligent Driver Model
+   (Treiber, Hennecke, Helbing 2000) sets the acceleration behind the lead object on
+   that path (and before a dead end), and highway-env's own bicycle
+   (:mod:`planning.vehicle`) integrates the motion.
+3. **Score** (nuPlan-style): multiplicative gates - no at-fault collision with the
+   forecasts (:mod:`planning.prediction`), no driving past a dead end, no lane change
+   that makes the new follower brake harder than ``unsafe_follower_decel_mps2`` (MOBIL's
+   safety criterion, Kesting et al. 2007) - times a weighted mean of progress
+   (relative to the best candidate's), time-to-collision, comfort (nuPlan's bounds),
+   staying on the route's lanes and keeping the current lane.
+4. **Pick** the best; if every candidate collides, the one that collides latest,
+   then the slowest.
+
+Pure numpy, world frame [m, s, rad], no simulator objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planning.control import lookahead_distance, pure_pursuit_steering
+from planning.lanes import ReferencePath
+from planning.prediction import Forecast
+from planning.vehicle import (MAX_SPEED_MPS, VEHICLE_LENGTH_M, VEHICLE_WIDTH_M, BicycleState,
+                              bicycle_step, curvature_of_steering)
+
+# nuPlan comfort bounds (same as sim.metrics; planning may not import sim)
+LONG_ACCEL_MIN_MPS2 = -4.05
+LONG_ACCEL_MAX_MPS2 = 2.40
+LAT_ACCEL_MAX_MPS2 = 4.89
+JERK_MAX_MPS3 = 8.37
+YAW_RATE_MAX_RADPS = 0.95
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Every tunable of the planner, with units."""
+
+    horizon_s: float = 4.0  # [s] rollout length
+    step_s: float = 0.1  # [s] rollout step (10 Hz)
+    speed_fractions: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0)  # of the lane's speed limit
+    stop_candidate: bool = True  # also a candidate that brakes to a stop on each path
+    stop_decel_mps2: float = 3.0  # [m/s^2] its braking
+    lateral_accel_mps2: float = 2.5  # [m/s^2] curvature speed limit v <= sqrt(a / |k|)
+    # IDM
+    idm_accel_mps2: float = 1.5  # [m/s^2] maximum acceleration a
+    idm_decel_mps2: float = 2.5  # [m/s^2] comfortable deceleration b
+    idm_headway_s: float = 1.2  # [s] desired time gap T
+    idm_min_gap_m: float = 3.0  # [m] jam distance s0
+    idm_delta: float = 4.0  # acceleration exponent
+    max_brake_mps2: float = 5.0  # [m/s^2] the car's braking limit
+    dead_end_margin_m: float = 3.0  # [m] stop this far before a corridor's end
+    # pure pursuit (the same law the agent drives with)
+    lookahead_gain_s: float = 0.5  # [s]
+    min_lookahead_m: float = 5.0  # [m]
+    max_lookahead_m: float = 25.0  # [m]
+    # scoring
+    safety_length_m: float = 1.0  # [m] ego box grown by this for the collision check
+    safety_width_m: float = 0.4  # [m]
+    lane_margin_m: float = 0.3  # [m] an object this close to the path's swept width is "in lane"
+    ttc_good_s: float = 3.0  # [s] time-to-collision at and above which the TTC score is 1
+    ttc_bad_s: float = 1.0  # [s] ... and at and below which it is 0
+    unsafe_follower_decel_mps2: float = 3.0  # [m/s^2] MOBIL's b_safe
+    weights: dict = field(default_factory=lambda: {
+        "progress": 5.0, "ttc": 5.0, "comfort": 2.0, "route": 3.0, "keep_lane": 1.0})
+
+    @property
+    def steps(self) -> int:
+        return int(round(self.horizon_s / self.step_s))
+
+
+@dataclass(frozen=True)
+class PathOption:
+    """One reference path offered to the planner."""
+
+    path: ReferencePath
+    s_m: float  # ego's arc length on it now (rear-axle projection)
+    lane_change: int  # 0 keep the current lane, -1 / +1 move to the left / right neighbour
+    on_route: bool  # the corridor stays on the route's roads
+    previous: bool = False  # the path the previous decision chose (commitment)
+
+
+@dataclass(frozen=True)
+class EgoState:
+    x_m: float
+    y_m: float
+    heading_rad: float
+    speed_mps: float
+    acceleration_mps2: float = 0.0  # [m/s^2] the last command (for jerk)
+    length_m: float = VEHICLE_LENGTH_M
+    width_m: float = VEHICLE_WIDTH_M
+
+
+@dataclass
+class Plan:
+    """The chosen trajectory, every candidate, and why the winner won."""
+
+    best: int  # index into the candidate arrays
+    acceleration_mps2: float  # first command of the best candidate
+    steering_rad: float
+    target_speed_mps: np.ndarray  # [C] each candidate's desired speed (0: the stop candidate)
+    path_index: np.ndarray  # [C] index into the path options
+    trajectory_m: np.ndarray  # [C, T+1, 2] every candidate's rollout
+    speed_mps: np.ndarray  # [C, T+1]
+    heading_rad: np.ndarray  # [C, T+1]
+    scores: dict[str, np.ndarray]  # [C] each term, plus "total"
+    times_s: np.ndarray  # [T+1]
+
+    @property
+    def best_trajectory_m(self) -> np.ndarray:
+        return self.trajectory_m[self.best]
+
+
+def _speed_profile(path: ReferencePath, lateral_accel: float, decel: float) -> np.ndarray:
+    """Speed cap [m/s] along a path: the lane's limit and the curvature limit, lowered so
+    a car braking at ``decel`` reaches each curve at its limit."""
+    v_curve = np.sqrt(lateral_accel / np.maximum(np.abs(path.curvature_1pm), 1e-6))
+    v2 = np.minimum(v_curve, path.speed_limit_mps) ** 2
+    s = np.arange(len(v2)) * path.spacing_m
+    # v(s)^2 = min_{j >= i} (v_j^2 + 2 b (s_j - s_i)): a reversed running minimum
+    reach = np.minimum.accumulate((v2 + 2 * decel * s)[::-1])[::-1] - 2 * decel * s
+    return np.sqrt(np.maximum(reach, 0.0))
+
+
+def _boxes_overlap(c1, h1, l1, w1, c2, h2, l2, w2) -> np.ndarray:
+    """Separating-axis test of oriented boxes (broadcast over leading dimensions)."""
+    d = c2 - c1
+    u1 = np.stack([np.cos(h1), np.sin(h1)], axis=-1)
+    v1 = np.stack([-np.sin(h1), np.cos(h1)], axis=-1)
+    u2 = np.stack([np.cos(h2), np.sin(h2)], axis=-1)
+    v2 = np.stack([-np.sin(h2), np.cos(h2)], axis=-1)
+    overlap = np.ones(np.broadcast_shapes(d.shape[:-1], np.shape(h2)), dtype=bool)
+    for axis in (u1, v1, u2, v2):
+        dist = np.abs(np.sum(d * axis, axis=-1))
+        r1 = l1 / 2 * np.abs(np.sum(u1 * axis, axis=-1)) + w1 / 2 * np.abs(np.sum(v1 * axis, axis=-1))
+        r2 = l2 / 2 * np.abs(np.sum(u2 * axis, axis=-1)) + w2 / 2 * np.abs(np.sum(v2 * axis, axis=-1))
+        overlap &= dist <= r1 + r2
+    return overlap
+
+
+class Planner:
+    """Stateless per decision except for per-path speed profiles (cached per episode)."""
+
+    def __init__(self, config: PlannerConfig | None = None) -> None:
+        self.config = config or PlannerConfig()
+        self._profiles: dict[int, tuple[ReferencePath, np.ndarray]] = {}
+
+    def reset(self) -> None:
+        self._profiles.clear()
+
+    def _profile(self, path: ReferencePath) -> np.ndarray:
+        hit = self._profiles.get(id(path))
+        if hit is None or hit[0] is not path:
+            c = self.config
+            hit = (path, _speed_profile(path, c.lateral_accel_mps2, c.idm_decel_mps2))
+            self._profiles[id(path)] = hit
+        return hit[1]
+
+    def plan(self, ego: EgoState, options: Sequence[PathOption], forecast: Forecast,
+             longitudinal: bool = True) -> Plan:
+        if not options:
+            raise ValueError("the planner needs at least one reference path")
+        c = self.config
+        T = c.steps
+        times = np.arange(T + 1) * c.step_s
+        half_l = ego.length_m / 2
+
+        # -- candidates -------------------------------------------------------------------
+        fractions = list(c.speed_fractions) + ([0.0] if c.stop_candidate else [])
+        if not longitudinal:
+            fractions = [1.0]
+        pidx = np.repeat(np.arange(len(options)), len(fractions))
+        frac = np.tile(np.asarray(fractions, dtype=np.float64), len(options))
+        C = len(pidx)
+
+        # each path cropped to the window the rollout can reach, padded to one width
+        reach_m = max(ego.speed_mps, 5.0) * c.horizon_s + 0.5 * c.idm_accel_mps2 * c.horizon_s ** 2 \
+            + c.max_lookahead_m + 60.0
+        win = int(np.ceil(reach_m / options[0].path.spacing_m)) + 30
+        xy = np.empty((len(options), win, 2))
+        tan = np.empty((len(options), win, 2))
+        vcap = np.empty((len(options), win))
+        s_base = np.empty(len(options))
+        s_end = np.empty(len(options))  # local s of the corridor's end [m]
+        dead = np.array([o.path.dead_end for o in options])
+        spacing = options[0].path.spacing_m
+        for k, o in enumerate(options):
+            p = o.path
+            i0 = int(max(0, np.floor(o.s_m / p.spacing_m) - 20))
+            i1 = min(len(p.xy_m), i0 + win)
+            n = i1 - i0
+            xy[k, :n], tan[k, :n] = p.xy_m[i0:i1], p.tangent[i0:i1]
+            prof = self._profile(p)
+            vcap[k, :n] = prof[i0:i1]
+            if n < win:  # straight on past the end
+                ext = np.arange(1, win - n + 1)[:, None] * p.spacing_m
+                xy[k, n:] = p.xy_m[i1 - 1] + ext * p.tangent[i1 - 1]
+                tan[k, n:] = p.tangent[i1 - 1]
+                vcap[k, n:] = prof[i1 - 1]
+            s_base[k] = i0 * p.spacing_m
+            s_end[k] = (len(p.xy_m) - 1 - i0) * p.spacing_m
+        # flat per-sample arrays (x, y, tangent and their increments to the next sample), so
+        # one gather per quantity evaluates every candidate's own path
+        fx, fy = xy[..., 0].reshape(-1), xy[..., 1].reshape(-1)
+        ftx, fty = tan[..., 0].reshape(-1), tan[..., 1].reshape(-1)
+        dfx, dfy = np.diff(fx, append=fx[-1]), np.diff(fy, append=fy[-1])
+        dtx, dty = np.diff(ftx, append=ftx[-1]), np.diff(fty, append=fty[-1])
+        flat_v = vcap.reshape(-1)
+        base = pidx * win
+        inv_sp = 1.0 / spacing
+        top = win - 1.000001
+
+        def frame(s_local: np.ndarray):
+            f = np.minimum(np.maximum(s_local * inv_sp, 0.0), top)
+            i = f.astype(np.int64)
+            u = f - i
+            j = base + i
+            tx, ty = ftx[j] + u * dtx[j], fty[j] + u * dty[j]
+            n = np.sqrt(tx * tx + ty * ty)
+            return fx[j] + u * dfx[j], fy[j] + u * dfy[j], tx / n, ty / n
+
+        # -- objects on each path (Frenet, constant velocity along it) for IDM ---------------
+        K = len(forecast.id)
+        if K:  # only objects that can come near within the horizon
+            dist = np.linalg.norm(forecast.position_m - np.array([ego.x_m, ego.y_m]), axis=-1).min(axis=1)
+            keep = dist < reach_m + 20.0
+            forecast = Forecast(forecast.times_s, forecast.position_m[keep], forecast.heading_rad[keep],
+                                forecast.speed_mps[keep], forecast.length_m[keep], forecast.width_m[keep],
+                                forecast.id[keep])
+            K = int(keep.sum())
+        if K:
+            obj_pos0 = forecast.position_m[:, 0]
+            obj_vel = forecast.speed_mps[:, None] * np.stack(
+                [np.cos(forecast.heading_rad[:, 0]), np.sin(forecast.heading_rad[:, 0])], axis=-1)
+        obj_s = np.zeros((len(options), K))
+        obj_d = np.zeros((len(options), K))
+        obj_vs = np.zeros((len(options), K))
+        obj_vd = np.zeros((len(options), K))
+        for k, o in enumerate(options):
+            if not K:
+                break
+            sk, dk = o.path.project(obj_pos0, s_guess_m=np.full(K, o.s_m), window_m=reach_m)
+            _, t_obj = o.path.frame(sk)
+            obj_s[k], obj_d[k] = sk - s_base[k], dk
+            obj_vs[k] = np.einsum("ij,ij->i", obj_vel, t_obj)
+            obj_vd[k] = obj_vel[:, 1] * t_obj[:, 0] - obj_vel[:, 0] * t_obj[:, 1]
+        half_w_sum = (forecast.width_m + ego.width_m) / 2 + c.lane_margin_m if K else np.zeros(0)
+        half_l_sum = (forecast.length_m + ego.length_m) / 2 if K else np.zeros(0)
+
+        # -- rollout ------------------------------------------------------------------------
+        x, y = np.full(C, ego.x_m), np.full(C, ego.y_m)
+        h, v = np.full(C, ego.heading_rad), np.full(C, max(ego.speed_mps, 0.0))
+        s0_local = np.array([options[p].s_m for p in pidx]) - s_base[pidx]
+        s = s0_local.copy()  # rear axle, local
+        X = np.empty((C, T + 1)); Y = np.empty((C, T + 1))
+        H = np.empty((C, T + 1)); V = np.empty((C, T + 1))
+        A = np.empty((C, T)); D = np.empty((C, T))
+        X[:, 0], Y[:, 0], H[:, 0], V[:, 0] = x, y, h, v
+        min_ttc = np.full(C, np.inf)
+        os_c, od_c = obj_s[pidx], obj_d[pidx]  # [C, K]
+        ovs_c, ovd_c = obj_vs[pidx], obj_vd[pidx]
+        abs_od_c = np.abs(od_c)
+        v_lim_path = np.array([o.path.speed_limit_mps.max() for o in options])
+        v_target = frac * v_lim_path[pidx]
+        stop = frac == 0.0
+        dead_c, s_end_c = dead[pidx], s_end[pidx]
+        rows = np.arange(C)
+        idm_sqrt_ab2 = 2 * np.sqrt(c.idm_accel_mps2 * c.idm_decel_mps2)
+        wheelbase2 = 2.0 * ego.length_m
+        max_steer = np.pi / 4
+        for k in range(T):
+            t = times[k]
+            ch, sh = np.cos(h), np.sin(h)
+            rx, ry = x - half_l * ch, y - half_l * sh
+            cx, cy, tx, ty = frame(s)
+            s = s + (rx - cx) * tx + (ry - cy) * ty  # Gauss-Newton step onto the path
+            ld = np.minimum(np.maximum(c.lookahead_gain_s * v, c.min_lookahead_m), c.max_lookahead_m)
+            gx, gy, _, _ = frame(s + ld)
+            # pure pursuit (planning.control.pure_pursuit_steering, inlined for speed)
+            ex, ey = gx - rx, gy - ry
+            alpha = np.arctan2(ey, ex) - h
+            dist = np.maximum(np.sqrt(ex * ex + ey * ey), 1e-3)
+            steer = np.arctan(wheelbase2 * np.sin(alpha) / dist)
+            steer = np.minimum(np.maximum(steer, -max_steer), max_steer)
+            D[:, k] = steer
+            if longitudinal:
+                cap = flat_v[base + np.minimum(np.maximum((s * inv_sp).astype(np.int64), 0), win - 1)]
+                v0 = np.maximum(np.minimum(v_target, cap), 0.1)
+                gap = np.full(C, np.inf)
+                v_lead = np.zeros(C)
+                if K:
+                    so = os_c + ovs_c * t
+                    centre = (s + half_l)[:, None]  # rear axle -> centre
+                    g = so - centre - half_l_sum
+                    ahead = (np.abs(od_c + ovd_c * t) < half_w_sum) & (so > centre)
+                    g = np.where(ahead, g, np.inf)
+                    lead = np.argmin(g, axis=1)
+                    gap = g[rows, lead]
+                    found = gap < np.inf
+                    v_lead = np.where(found, ovs_c[rows, lead], 0.0)
+                    closing = v - v_lead
+                    ttc = np.where((closing > 0.1) & found, np.maximum(gap, 0.0) / np.maximum(closing, 0.1),
+                                   np.inf)
+                    min_ttc = np.minimum(min_ttc, ttc)
+                dead_gap = s_end_c - (s + ego.length_m) - c.dead_end_margin_m
+                use_dead = dead_c & (dead_gap < gap)
+                gap = np.maximum(np.where(use_dead, dead_gap, gap), 0.1)
+                v_lead = np.where(use_dead, 0.0, v_lead)
+                s_star = c.idm_min_gap_m + np.maximum(0.0, v * c.idm_headway_s + v * (v - v_lead) / idm_sqrt_ab2)
+                acc = c.idm_accel_mps2 * (1 - (v / v0) ** c.idm_delta - (s_star / gap) ** 2)
+                acc = np.where(stop, np.minimum(acc, -np.minimum(c.stop_decel_mps2, v / c.step_s)), acc)
+                acc = np.minimum(np.maximum(acc, -c.max_brake_mps2), c.idm_accel_mps2)
+                acc = np.maximum(acc, -v / c.step_s)  # brake to a stop, never reverse
+            else:
+                acc = np.zeros(C)
+            A[:, k] = acc
+            # highway-env's bicycle (planning.vehicle.bicycle_step, inlined for speed)
+            beta = np.arctan(0.5 * np.tan(steer))
+            x = x + v * np.cos(h + beta) * c.step_s
+            y = y + v * np.sin(h + beta) * c.step_s
+            h = h + v * np.sin(beta) / half_l * c.step_s
+            v = np.minimum(np.maximum(v + acc * c.step_s, 0.0), MAX_SPEED_MPS)
+            X[:, k + 1], Y[:, k + 1], H[:, k + 1], V[:, k + 1] = x, y, h, v
+        progress = s - s0_local
+
+        # -- scoring ----------------------------------------------------------------------
+        traj = np.stack([X, Y], axis=-1)
+        first_hit = np.full(C, np.inf)
+        if K:
+            fpos = forecast.position_m
+            fh = forecast.heading_rad
+            fl, fw = forecast.length_m, forecast.width_m
+            if len(fpos):
+                hit = _boxes_overlap(
+                    traj[:, :, None, :], H[:, :, None], ego.length_m + c.safety_length_m,
+                    ego.width_m + c.safety_width_m,
+                    fpos.transpose(1, 0, 2)[None], fh.T[None], fl[None, None], fw[None, None])
+                # at fault: not objects already touching now, nor a car running into our back
+                # while we keep our lane (changing lanes in front of one is our fault)
+                rel = fpos.transpose(1, 0, 2)[None] - traj[:, :, None, :]
+                rel_x = rel[..., 0] * np.cos(H)[:, :, None] + rel[..., 1] * np.sin(H)[:, :, None]
+                from_behind = (rel_x < -half_l) & (np.array([options[p].lane_change for p in pidx]) == 0)[:, None, None]
+                hit &= ~from_behind
+                hit[:, 0] = False
+                any_t = hit.any(axis=2)
+                first_hit = np.where(any_t.any(axis=1), np.argmax(any_t, axis=1) * c.step_s, np.inf)
+        no_collision = ~np.isfinite(first_hit)
+        overrun = dead[pidx] & (s + ego.length_m > s_end[pidx])  # s: final rear axle, local
+        # MOBIL safety: the new follower in the target lane must not have to brake hard
+        safe_change = np.ones(len(options), dtype=bool)
+        for k, o in enumerate(options):
+            if o.lane_change == 0 or not K:
+                continue
+            s_ego = o.s_m - s_base[k] + half_l
+            behind = (np.abs(obj_d[k]) < half_w_sum) & (obj_s[k] < s_ego)
+            for q in np.flatnonzero(behind):
+                gap_f = s_ego - obj_s[k, q] - half_l_sum[q]
+                vf = max(obj_vs[k, q], 0.0)
+                s_star = c.idm_min_gap_m + max(0.0, vf * c.idm_headway_s + vf * (vf - ego.speed_mps)
+                                               / (2 * np.sqrt(c.idm_accel_mps2 * c.idm_decel_mps2)))
+                acc_f = c.idm_accel_mps2 * (1 - (s_star / max(gap_f, 0.1)) ** 2)
+                if gap_f < 0 or acc_f < -c.unsafe_follower_decel_mps2:
+                    safe_change[k] = False
+        gate = no_collision & ~overrun & safe_change[pidx]
+
+        best_progress = progress[gate].max() if gate.any() else progress.max()
+        progress_score = np.clip(progress / best_progress, 0.0, 1.0) if best_progress > 5.0 else np.ones(C)
+        ttc_score = np.clip((min_ttc - c.ttc_bad_s) / (c.ttc_good_s - c.ttc_bad_s), 0.0, 1.0)
+        kappa = curvature_of_steering(D, ego.length_m)
+        v_mid = V[:, :-1]
+        jerk = np.diff(np.concatenate([np.full((C, 1), ego.acceleration_mps2), A], axis=1), axis=1) / c.step_s
+        comfy = ((A >= LONG_ACCEL_MIN_MPS2) & (A <= LONG_ACCEL_MAX_MPS2)
+                 & (np.abs(v_mid ** 2 * kappa) <= LAT_ACCEL_MAX_MPS2)
+                 & (np.abs(v_mid * kappa) <= YAW_RATE_MAX_RADPS) & (np.abs(jerk) <= JERK_MAX_MPS3))
+        comfort_score = comfy.mean(axis=1)
+        route_score = np.array([float(options[p].on_route) for p in pidx])
+        keep = np.array([float(options[p].previous if any(o.previous for o in options)
+                               else options[p].lane_change == 0) for p in pidx])
+        w = c.weights
+        weighted = (w["progress"] * progress_score + w["ttc"] * ttc_score + w["comfort"] * comfort_score
+                    + w["route"] * route_score + w["keep_lane"] * keep) / sum(w.values())
+        total = gate * weighted
+        if gate.any():
+            best = int(np.argmax(total))
+        else:  # everything collides: the latest collision, then the slowest
+            key = np.lexsort((V[:, -1], -np.where(np.isfinite(first_hit), first_hit, 1e9)))
+            best = int(key[0])
+        return Plan(
+            best=best, acceleration_mps2=float(A[best, 0]), steering_rad=float(D[best, 0]),
+            target_speed_mps=frac * v_lim_path[pidx], path_index=pidx, trajectory_m=traj,
+            speed_mps=V, heading_rad=H, times_s=times,
+            scores={"no_collision": no_collision.astype(float), "first_collision_s": first_hit,
+                    "no_overrun": (~overrun).astype(float), "safe_lane_change": safe_change[pidx].astype(float),
+                    "progress": progress_score, "progress_m": progress, "ttc": ttc_score,
+                    "min_ttc_s": min_ttc, "comfort": comfort_score, "route": route_score,
+                    "keep_lane": keep, "total": total})

@@ -1,0 +1,133 @@
+"""What other road users will do over the planning horizon.
+
+The planner consumes :class:`ObjectStates` (whoever produced them: ground truth for the
+expert, a detector + tracker for the modular agent) and forecasts each object with a
+motion model:
+
+* **constant velocity (CV)**: straight line at the current speed and heading;
+* **constant turn rate and velocity (CTRV)** (Schubert et al. 2008, "Comparison and
+  evaluation of advanced motion models for vehicle tracking"): an arc at the current
+  yaw rate, exact in closed form.  It is what keeps a car circulating in a roundabout
+  *in* the ring over a 4 s horizon instead of flying off along the tangent.
+
+The yaw rate is estimated from consecutive observations of the same object id
+(:class:`YawRateEstimator`) when the source does not provide it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+YAW_RATE_EPS_RADPS = 1e-4  # [rad/s] below this an arc is a straight line
+MAX_YAW_RATE_RADPS = 1.0  # [rad/s] clamp on estimates (a car at 8 m/s on a 8 m radius)
+
+
+@dataclass
+class ObjectStates:
+    """Other objects at one instant, world frame, one row each."""
+
+    id: np.ndarray  # [K] int64, stable across time for one object
+    kind: np.ndarray  # [K] int8, 0 vehicle, 1 static obstacle
+    position_m: np.ndarray  # [K, 2]
+    heading_rad: np.ndarray  # [K]
+    speed_mps: np.ndarray  # [K]
+    length_m: np.ndarray  # [K]
+    width_m: np.ndarray  # [K]
+    yaw_rate_radps: np.ndarray  # [K]
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    @classmethod
+    def empty(cls) -> "ObjectStates":
+        z = np.zeros(0)
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros((0, 2)), z, z, z, z, z)
+
+    @classmethod
+    def from_truth(cls, truth: Mapping[str, np.ndarray]) -> "ObjectStates":
+        """From the env's ``truth`` sensor (yaw rates zero until estimated)."""
+        n = len(truth["id"])
+        return cls(
+            id=np.asarray(truth["id"], dtype=np.int64),
+            kind=np.asarray(truth["kind"], dtype=np.int8),
+            position_m=np.asarray(truth["position_m"], dtype=np.float64).reshape(n, 2),
+            heading_rad=np.asarray(truth["heading_rad"], dtype=np.float64),
+            speed_mps=np.asarray(truth["speed_mps"], dtype=np.float64),
+            length_m=np.asarray(truth["length_m"], dtype=np.float64),
+            width_m=np.asarray(truth["width_m"], dtype=np.float64),
+            yaw_rate_radps=np.zeros(n),
+        )
+
+    def select(self, mask: np.ndarray) -> "ObjectStates":
+        return ObjectStates(self.id[mask], self.kind[mask], self.position_m[mask],
+                            self.heading_rad[mask], self.speed_mps[mask], self.length_m[mask],
+                            self.width_m[mask], self.yaw_rate_radps[mask])
+
+
+@dataclass
+class Forecast:
+    """Predicted poses of K objects at T times."""
+
+    times_s: np.ndarray  # [T] from now
+    position_m: np.ndarray  # [K, T, 2]
+    heading_rad: np.ndarray  # [K, T]
+    speed_mps: np.ndarray  # [K]
+    length_m: np.ndarray  # [K]
+    width_m: np.ndarray  # [K]
+    id: np.ndarray  # [K]
+
+
+def forecast(objects: ObjectStates, times_s: np.ndarray, model: str = "ctrv") -> Forecast:
+    """Forecast every object at ``times_s`` with ``model`` ("cv" or "ctrv")."""
+    if model not in ("cv", "ctrv"):
+        raise ValueError(f"unknown motion model {model!r}; known: cv, ctrv")
+    t = np.asarray(times_s, dtype=np.float64)[None, :]  # [1, T]
+    v = objects.speed_mps[:, None]
+    h0 = objects.heading_rad[:, None]
+    w = objects.yaw_rate_radps[:, None] if model == "ctrv" else np.zeros_like(v)
+    turning = np.abs(w) > YAW_RATE_EPS_RADPS
+    w_safe = np.where(turning, w, 1.0)
+    h = h0 + w * t
+    # CTRV closed form; CV where the yaw rate is ~0
+    dx = np.where(turning, v / w_safe * (np.sin(h) - np.sin(h0)), v * np.cos(h0) * t)
+    dy = np.where(turning, v / w_safe * (np.cos(h0) - np.cos(h)), v * np.sin(h0) * t)
+    pos = objects.position_m[:, None, :] + np.stack([dx, dy], axis=-1)
+    return Forecast(times_s=t[0], position_m=pos, heading_rad=h, speed_mps=objects.speed_mps,
+                    length_m=objects.length_m, width_m=objects.width_m, id=objects.id)
+
+
+class YawRateEstimator:
+    """Yaw rate per object id from its heading change since the previous observation."""
+
+    def __init__(self, smoothing: float = 0.5) -> None:
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.smoothing = smoothing  # weight of the previous estimate (exponential filter)
+        self.reset()
+
+    def reset(self) -> None:
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._heading = np.zeros(0)
+        self._rate = np.zeros(0)
+
+    def update(self, objects: ObjectStates, dt_s: float) -> ObjectStates:
+        """``objects`` with ``yaw_rate_radps`` filled in (0 for an object seen first now)."""
+        ids = objects.id
+        # match each object to its previous observation by id (ids need not be sorted)
+        order = np.argsort(self._ids, kind="stable")
+        pos = np.searchsorted(self._ids[order], ids)
+        pos = np.minimum(pos, max(len(order) - 1, 0))
+        seen = np.zeros(len(ids), dtype=bool) if not len(order) else self._ids[order][pos] == ids
+        prev = order[pos] if len(order) else np.zeros(len(ids), dtype=np.int64)
+        rates = np.zeros(len(ids))
+        if seen.any():
+            dh = np.angle(np.exp(1j * (objects.heading_rad[seen] - self._heading[prev[seen]])))
+            raw = np.clip(dh / dt_s, -MAX_YAW_RATE_RADPS, MAX_YAW_RATE_RADPS)
+            rates[seen] = self.smoothing * self._rate[prev[seen]] + (1 - self.smoothing) * raw
+        self._ids, self._heading, self._rate = ids.copy(), objects.heading_rad.copy(), rates
+        out = objects.select(np.ones(len(objects), dtype=bool))
+        out.yaw_rate_radps = rates
+        return out
