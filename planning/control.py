@@ -18,7 +18,8 @@ Commands are physical (steering angle [rad], acceleration [m/s^2]);
   an arc with zero cross-track error the heading error *is* the steering angle needed:
   Stanley tracks constant curvature without a feed-forward term.
 * **Speed PID**: acceleration = feed-forward + proportional + integral + derivative
-  terms on the speed error, the integral clamped (anti-windup).
+  terms on the speed error; the integral is clamped and frozen while the output is
+  saturated (conditional integration, an anti-windup scheme).
 """
 
 from __future__ import annotations
@@ -148,12 +149,16 @@ class SpeedPID:
     def update(self, target_speed_mps: float, speed_mps: float, dt_s: float,
                feedforward_mps2: float = 0.0) -> tuple[float, dict]:
         error = float(target_speed_mps - speed_mps)
-        self._integral = float(np.clip(self._integral + error * dt_s,
-                                       -self.integral_limit_mps, self.integral_limit_mps))
         deriv = 0.0 if self._last_error is None else (error - self._last_error) / dt_s
         self._last_error = error
+        lo, hi = self.accel_limits_mps2
+        unclamped = feedforward_mps2 + self.kp * error + self.ki * self._integral + self.kd * deriv
+        # conditional integration (anti-windup): no integrating further into saturation
+        if not ((unclamped >= hi and error > 0) or (unclamped <= lo and error < 0)):
+            self._integral = float(np.clip(self._integral + error * dt_s,
+                                           -self.integral_limit_mps, self.integral_limit_mps))
         p, i, d = self.kp * error, self.ki * self._integral, self.kd * deriv
-        accel = float(np.clip(feedforward_mps2 + p + i + d, *self.accel_limits_mps2))
+        accel = float(np.clip(feedforward_mps2 + p + i + d, lo, hi))
         return accel, {"error_mps": error, "p": p, "i": i, "d": d, "ff": feedforward_mps2,
                        "acceleration_mps2": accel}
 

@@ -24,6 +24,7 @@ from planning.geometry import MIN_SEGMENT_M, Polyline, _perp
 PATH_SPACING_M = 1.0  # [m] reference path sample spacing
 JUNCTION_GAP_M = 0.5  # [m] lane ends further apart than this are joined by a straight segment
 CURVATURE_WINDOW_M = 6.0  # [m] curvature is averaged over about a car length: junction kinks are not curves
+DESTINATION_SLACK_M = 10.0  # [m] a lane ending this close to the destination lane's end is no dead end
 ALIGNED_RAD = np.pi / 3  # [rad] a lane counts as the ego's only if headings differ by less
 
 
@@ -133,6 +134,14 @@ class LaneMap:
             self._paths[key] = ReferencePath.along(self, key)
         return self._paths[key]
 
+    def reaches_destination(self, lane_id: str) -> bool:
+        """Whether a lane runs on beside the route's last lane to (nearly) its end."""
+        if _road(lane_id) != _road(self.destination):
+            return False
+        dest = self.lanes[self.destination].centre
+        s_end, _ = dest.project(self.lanes[lane_id].centre.points_m[-1])
+        return bool(s_end >= dest.length_m - DESTINATION_SLACK_M)
+
     def is_route_lane(self, lane_id: str) -> bool:
         return _road(lane_id) in self.route_roads
 
@@ -163,9 +172,11 @@ class ReferencePath:
         for k, lid in enumerate(lanes):
             lane = lane_map.lanes[lid]
             p, h = lane.centre.points_m, lane.centre.heading_rad
+            start = sum(len(a) for a in pts)
             if pts and np.linalg.norm(p[0] - pts[-1][-1]) < JUNCTION_GAP_M:
-                p, h = p[1:], h[1:]  # the shared junction point once
-            first_index.append(sum(len(a) for a in pts))
+                p, h = p[1:], h[1:]  # the shared junction point once: the lane starts there
+                start -= 1
+            first_index.append(start)
             pts.append(p)
             heads.append(h)
             limits.append(np.full(len(p), lane.speed_limit_mps))
@@ -184,7 +195,7 @@ class ReferencePath:
         curvature = np.convolve(np.pad(grid.curvature_1pm, (n // 2, n - 1 - n // 2), mode="edge"),
                                 kernel, mode="valid")
         last = lanes[-1]
-        dead_end = not lane_map.lanes[last].next and _road(last) != _road(lane_map.destination)
+        dead_end = not lane_map.lanes[last].next and not lane_map.reaches_destination(last)
         lane_start = np.array([line.s_m[kept_index[i]] for i in first_index])
         lane_start[0] = 0.0
         return cls(lanes=lanes, lane_start_s_m=lane_start, xy_m=grid.points_m, tangent=grid.tangent, heading_rad=grid.heading_rad,

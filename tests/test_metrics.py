@@ -88,6 +88,10 @@ def test_junction_transition_is_a_manoeuvre_where_lane_changes_are_allowed():
     # same lane index, same side: a weave, even across a road-segment boundary (a ring)
     ring = ["se-ex-1", "se-ex-1", "ex-ee-1", "ex-ee-1", "ex-ee-1"]
     assert count_interventions(lateral, ring, True, DT) == (1, 0)
+    # a roundabout exit: inside the excursion the nearest lane is still the ring's; the
+    # lanes just before and after it tell the transition
+    exit_lanes = ["se-ex-1", "ex-ee-1", "ex-ee-1", "ex-ee-1", "ex-exs-0"]
+    assert count_interventions(lateral, exit_lanes, True, DT) == (0, 1)
 
 
 def test_a_long_excursion_is_charged_every_six_seconds():
