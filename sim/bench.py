@@ -241,3 +241,97 @@ def format_sim(r: dict[str, Any]) -> str:
                          f"({row['episodes']} episodes in {row['wall_s']:.1f} s, "
                          f"{row['episodes_per_min'] / base:.2f}x)")
     return "\n".join(lines)
+
+
+# -- planner ---------------------------------------------------------------------------------
+
+PLANNER_BUDGET_MS = 10.0  # [ms] a decision over this counts against the planner
+
+
+def _latency_row(latency_ms: list[float], step_ms: list[float]) -> dict[str, Any]:
+    lat = np.asarray(latency_ms, dtype=np.float64)
+    row: dict[str, Any] = {"decisions": int(len(lat))}
+    if len(lat):
+        p50, p90, p99 = np.percentile(lat, [50, 90, 99])
+        row |= {"latency_p50_ms": float(p50), "latency_p90_ms": float(p90),
+                "latency_p99_ms": float(p99), "latency_max_ms": float(lat.max()),
+                "latency_mean_ms": float(lat.mean()),
+                "over_budget_share": float(np.mean(lat > PLANNER_BUDGET_MS))}
+    row["env_step_median_ms"] = float(np.median(step_ms)) if step_ms else None
+    return row
+
+
+def bench_planner(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge", "roundabout"),
+                  episodes: int = 2, agent: str = "expert",
+                  duration_s: float | None = None) -> dict[str, Any]:
+    """Per-decision latency of ``agent`` in closed loop: ``episodes`` episodes (seeds
+    0..episodes-1) per scenario, in-process through :func:`sim.loop.run_episode`.
+
+    Latency is the loop's own timing of ``agent.act`` (``EpisodeTrace.latency_ms``), so
+    the first decision of an episode (map parsing) is in it.  ``env_step_median_ms`` is
+    the median ``DrivingEnv.step`` over the same steps, for scale.  Names are checked
+    before anything runs.
+    """
+    from agents import make_agent
+    from sim.env import DrivingEnv
+    from sim.loop import env_sensors_for, run_episode
+    from sim.run import task_spec
+    from sim.scenarios import get_scenario
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    if not scenarios:
+        raise ValueError("no scenarios given")
+    overrides = {"duration_s": duration_s} if duration_s is not None else {}
+    resolved = [get_scenario(name, **overrides) for name in dict.fromkeys(scenarios)]
+    camera = CameraSpec()
+    bots = [make_agent(agent, task_spec(sc, camera)) for sc in resolved]  # fails fast on a bad name
+    rows = []
+    for scenario, bot in zip(resolved, bots):
+        env = DrivingEnv(scenario, camera=camera, sensors=env_sensors_for(bot))
+        env_step = env.step
+        step_ms: list[float] = []
+
+        def timed_step(action, env_step=env_step, step_ms=step_ms):
+            t0 = time.perf_counter_ns()
+            out = env_step(action)
+            step_ms.append((time.perf_counter_ns() - t0) / 1e6)
+            return out
+
+        env.step = timed_step  # the loop calls env.step; the instance attribute wins
+        latency: list[float] = []
+        statuses: dict[str, int] = {}
+        try:
+            for seed in range(episodes):
+                result = run_episode(env, bot, seed)
+                latency += result.trace.latency_ms
+                statuses[result.status] = statuses.get(result.status, 0) + 1
+        finally:
+            env.close()
+        rows.append({"scenario": scenario.name, "episodes": episodes, "statuses": statuses,
+                     **_latency_row(latency, step_ms)})
+    return {"benchmark": "planner", "agent": agent, "episodes": episodes,
+            "duration_s": duration_s, "budget_ms": PLANNER_BUDGET_MS, "scenarios": rows}
+
+
+def format_planner(r: dict[str, Any]) -> str:
+    budget = r["budget_ms"]
+    over = f"> {budget:g} ms"
+    lines = [f"planner benchmark: agent {r['agent']}, {r['episodes']} episode(s) per scenario "
+             f"(seeds 0..{r['episodes'] - 1}), closed loop. Latency: one agent.act [ms]; "
+             f"env step: median DrivingEnv.step [ms]",
+             f"{'scenario':12s} {'decisions':>9s} {'p50':>7s} {'p90':>7s} {'p99':>7s} "
+             f"{'max':>7s} {over:>9s} {'env step':>9s}  status"]
+    for row in r["scenarios"]:
+        status = ", ".join(f"{k} {v}" for k, v in sorted(row["statuses"].items()))
+        if not row["decisions"]:
+            lines.append(f"{row['scenario']:12s} {0:9d} {'-':>7s} {'-':>7s} {'-':>7s} {'-':>7s} "
+                         f"{'-':>9s} {'-':>9s}  {status}")
+            continue
+        step = row["env_step_median_ms"]
+        lines.append(
+            f"{row['scenario']:12s} {row['decisions']:9d} {row['latency_p50_ms']:7.2f} "
+            f"{row['latency_p90_ms']:7.2f} {row['latency_p99_ms']:7.2f} "
+            f"{row['latency_max_ms']:7.2f} {100 * row['over_budget_share']:8.1f}% "
+            f"{'-' if step is None else f'{step:.2f}':>9s}  {status}")
+    return "\n".join(lines)

@@ -6,6 +6,8 @@
               [--workers W] [--physics fast|stock]
     drive bench camera                    ego camera vs highway-env's renderer
     drive bench sim                       fast vs stock physics, workers
+    drive bench planner [--scenarios a,b] [--episodes 2] [--agent expert] [--duration S]
+                                          per-decision latency in closed loop
 """
 
 from __future__ import annotations
@@ -96,6 +98,24 @@ def _cmd_run(args) -> int:
     return 0
 
 
+PLANNER_SCENARIOS = ("lane-keep", "highway", "merge", "roundabout")
+
+
+def _scenario_list(text: str) -> tuple[str, ...]:
+    """``"a,b"`` -> ``("a", "b")``, each a known scenario (the error lists the known ones)."""
+    from sim.scenarios import SCENARIOS
+
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise ValueError(f"--scenarios names no scenario (got {text!r}); known: "
+                         f"{', '.join(SCENARIOS)}")
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(map(repr, unknown))}; known: "
+                         f"{', '.join(SCENARIOS)}")
+    return names
+
+
 def _cmd_bench(args) -> int:
     from sim.bench import bench_camera, format_camera
     from sim.io import atomic_write_json, ensure_writable_dir
@@ -112,8 +132,15 @@ def _cmd_bench(args) -> int:
         result = bench_sim(names, steps=args.steps, repeats=args.repeats,
                            worker_episodes=args.worker_episodes)
         print(format_sim(result))
+    elif args.what == "planner":
+        from sim.bench import bench_planner, format_planner
+
+        names = _scenario_list(args.scenarios or args.scenario or ",".join(PLANNER_SCENARIOS))
+        result = bench_planner(names, episodes=args.episodes, agent=args.agent,
+                               duration_s=args.duration)
+        print(format_planner(result))
     else:  # argparse choices guard this; kept for direct calls
-        raise ValueError(f"unknown benchmark {args.what!r}; known: camera, sim")
+        raise ValueError(f"unknown benchmark {args.what!r}; known: camera, sim, planner")
     if args.out:
         path = Path(args.out)
         ensure_writable_dir(path.parent if str(path.parent) else Path("."))
@@ -174,10 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "GrayscaleObservation at the same size. 'sim': steps/s of stock "
                                    "vs fast physics per scenario at default and 2x traffic, highway "
                                    "cost vs vehicle count, and drive run episodes/min with 1 vs 2 "
-                                   "workers.")
-    s.add_argument("what", choices=["camera", "sim"], help="what to benchmark")
+                                   "workers. 'planner': an agent's per-decision latency (p50, p90, "
+                                   "p99, max, share over 10 ms) in closed-loop episodes per "
+                                   "scenario, beside the env's step time.")
+    s.add_argument("what", choices=["camera", "sim", "planner"], help="what to benchmark")
     s.add_argument("--scenario", default=None,
-                   help="scenario (camera default: highway; sim default: all)")
+                   help="scenario (camera default: highway; sim default: all; planner: same "
+                        "as --scenarios)")
+    s.add_argument("--scenarios", default=None, metavar="A,B",
+                   help=f"planner: comma-separated scenarios (default: "
+                        f"{','.join(PLANNER_SCENARIOS)})")
+    s.add_argument("--episodes", type=_positive_int, default=2,
+                   help="planner: episodes per scenario, seeds 0..N-1 (default: 2)")
+    s.add_argument("--agent", default="expert",
+                   help=f"planner: agent name (default: expert; known: {', '.join(AGENTS)})")
+    s.add_argument("--duration", type=_duration, default=None, metavar="SECONDS",
+                   help="planner: override each scenario's episode time limit [s]")
     s.add_argument("--frames", type=_positive_int, default=300,
                    help="camera: frames timed (default: 300)")
     s.add_argument("--size", type=_positive_int, default=128,

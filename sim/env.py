@@ -39,7 +39,8 @@ from sim.autopilot import IDMAutopilot
 from sim.camera import CameraSpec
 from sim.fastroad import make_fast
 from sim.frames import hw_to_world_heading, hw_to_world_xy, wrap_to_pi
-from sim.render import KIND_OBSTACLE, KIND_VEHICLE, SceneObjects, SceneRenderer
+from sim.render import (KIND_OBSTACLE, KIND_VEHICLE, SceneObjects, SceneRenderer,
+                        top_down_transform)
 from sim.roadmap import RoadGeometry, lane_id
 from sim.route import Route, RouteProgress
 from sim.scenarios import COMMANDS, Scenario, get_scenario
@@ -197,12 +198,25 @@ class DrivingEnv(gym.Env):
 
     def overview(self, size_px: tuple[int, int] = (256, 256),
                  metres_per_pixel: float = 0.5) -> np.ndarray:
-        """A north-up view centred on the ego, with the route drawn: for people, not agents."""
+        """A north-up view centred on the ego, with the route drawn: for people, not agents.
+
+        :meth:`overview_transform` gives its world -> pixel map, to draw more on it.
+        """
         ego = self.world.vehicle
-        xy = hw_to_world_xy(ego.position)
+        xy = self._overview_centre_m()
         return self.renderer.top_down(
             size_px, metres_per_pixel, xy, self._scene_objects(), xy,
             hw_to_world_heading(ego.heading), ego.LENGTH, ego.WIDTH, route_m=self.route.points_m)
+
+    def overview_transform(self, size_px: tuple[int, int] = (256, 256),
+                           metres_per_pixel: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """The affine world -> pixel map ``(m, t)`` of :meth:`overview` with the same
+        arguments, in the current state (see :func:`sim.render.top_down_transform`)."""
+        return top_down_transform(size_px, metres_per_pixel, self._overview_centre_m())
+
+    def _overview_centre_m(self) -> np.ndarray:
+        """The overview's centre: the ego's position (world frame)."""
+        return hw_to_world_xy(self.world.vehicle.position)
 
     def close(self) -> None:
         self.world.close()

@@ -6,6 +6,9 @@ Two views share one drawing routine (an affine world -> pixel map):
   the car (the car points up at a fixed pixel).  This is what agents see.
 * :meth:`SceneRenderer.top_down`: a larger north-up overview for videos and reports.
 
+:func:`top_down_transform` is the overview's map, public so that whatever draws on an
+overview afterwards (the planner overlay of :mod:`sim.video`) lands on the same pixels.
+
 Nothing here touches pygame, so it works with no display and no SDL driver, and it is
 deterministic: the same state gives the same bytes.
 """
@@ -71,6 +74,26 @@ def box_corners(position_m: np.ndarray, heading_rad: np.ndarray, length_m: np.nd
     return out
 
 
+def top_down_transform(size_px: tuple[int, int], metres_per_pixel: float,
+                       centre_xy_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The affine world -> pixel map ``(m, t)`` of :meth:`SceneRenderer.top_down`.
+
+    A world point ``xy`` [m] (y up) lands at pixel ``uv = m @ xy + t`` (u right, v down;
+    integer ``uv`` are pixel centres); ``centre_xy_m`` lands at the image centre.
+    """
+    w, h = size_px
+    m = np.array([[1.0, 0.0], [0.0, -1.0]]) / metres_per_pixel
+    t = np.array([(w - 1) / 2.0, (h - 1) / 2.0]) - m @ np.asarray(centre_xy_m, dtype=np.float64)
+    return m, t
+
+
+def to_px(xy: np.ndarray, m: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """World points ``[N, 2]`` -> OpenCV fixed-point pixels ``int32[N, 2]`` (``SHIFT``
+    fractional bits: pass ``shift=SHIFT`` to the cv2 drawing call)."""
+    uv = np.asarray(xy, dtype=np.float64) @ (m.T * SCALE) + t * SCALE
+    return np.rint(uv).astype(np.int32)
+
+
 def _near(centres: np.ndarray, view_xy: np.ndarray, reach: np.ndarray | float) -> np.ndarray:
     """Indices of items whose centre lies within ``reach`` of the view centre."""
     d = centres - view_xy
@@ -105,8 +128,7 @@ class SceneRenderer:
                  route_m: np.ndarray | None = None) -> np.ndarray:
         """A north-up overview ``uint8[H, W, 3]`` centred on ``centre_xy_m``."""
         w, h = size_px
-        m = np.array([[1.0, 0.0], [0.0, -1.0]]) / metres_per_pixel
-        t = np.array([(w - 1) / 2.0, (h - 1) / 2.0]) - m @ np.asarray(centre_xy_m, dtype=np.float64)
+        m, t = top_down_transform(size_px, metres_per_pixel, centre_xy_m)
         img = np.empty((h, w, 3), dtype=np.uint8)
         radius = 0.5 * np.hypot(w, h) * metres_per_pixel
         self._draw(img, m, t, np.asarray(centre_xy_m, dtype=np.float64), radius, metres_per_pixel,
@@ -123,10 +145,7 @@ class SceneRenderer:
         return img
 
     # -- drawing -----------------------------------------------------------------------------
-    @staticmethod
-    def _to_px(xy: np.ndarray, m: np.ndarray, t: np.ndarray) -> np.ndarray:
-        uv = xy @ (m.T * SCALE) + t * SCALE
-        return np.rint(uv).astype(np.int32)
+    _to_px = staticmethod(to_px)
 
     def _many_to_px(self, arrays: list[np.ndarray], idx: np.ndarray, m, t) -> list[np.ndarray]:
         """Transform the selected polylines with one matrix product."""

@@ -74,7 +74,7 @@ class EpisodeRunner:
         if video_path is not None:
             env = self._make_env(camera=True)
             video = EpisodeVideo(video_path, agent=self.agent_name, seed=int(seed),
-                                 fps=self.scenario.control_hz)
+                                 fps=self.scenario.control_hz, overlay_source=self.agent)
             try:
                 result = run_episode(env, self.agent, seed, observers=(video,))
             except BaseException:

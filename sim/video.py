@@ -1,5 +1,11 @@
 """Episode videos: the ego camera beside a north-up overview, with a driving HUD.
 
+With an ``overlay_source`` (an agent that leaves an ``overlay`` behind each decision, as
+:class:`agents.expert.PlanningAgent` does) the overview also shows the planner's view:
+every candidate rollout (thin; light if it passed the planner's gates, grey if not) and
+the chosen trajectory (thick, magenta).  A frame shows the decision that led to it,
+made one step earlier; the reset frame has none.
+
 H.264 (yuv420p, ``+faststart``) in MP4, which every browser plays.  The file is written
 to a temp name and renamed at the end, so a crash never leaves a half video behind.
 """
@@ -14,26 +20,81 @@ import av
 import cv2
 import numpy as np
 
+from sim.render import SHIFT, to_px
 from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD
 
 PANEL_PX = 384  # each of the two panels is PANEL_PX x PANEL_PX
 HUD_PX = 64  # text strip under the panels
 OVERVIEW_MPP = 0.35  # [m/px] overview scale: 134 m across
 
+PLAN_RGB = (255, 60, 255)  # the chosen trajectory: magenta, a colour the scene never uses
+CANDIDATE_OK_RGB = (150, 225, 255)  # candidates that passed the planner's gates
+CANDIDATE_REJECTED_RGB = (150, 150, 150)
+PLAN_THICKNESS_PX = 3
+CANDIDATE_THICKNESS_PX = 1
+
 
 def _put(img, text, org, scale=0.5, colour=(255, 255, 255)):
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
+def _polylines_px(lines_m: np.ndarray, m: np.ndarray, t: np.ndarray) -> list[np.ndarray]:
+    """``[N, P, 2]`` world polylines -> fixed-point pixel polylines, non-finite points
+    dropped and polylines left with fewer than two points skipped."""
+    out = []
+    for line in np.asarray(lines_m, dtype=np.float64).reshape(-1, *np.shape(lines_m)[-2:]):
+        line = line[np.isfinite(line).all(axis=1)]
+        if len(line) >= 2:
+            out.append(to_px(line, m, t))
+    return out
+
+
+def draw_plan_overlay(img: np.ndarray, overlay: Any, m: np.ndarray, t: np.ndarray) -> None:
+    """Draw a planner overlay (``trajectory_m`` [T+1, 2], ``candidates_m`` [C, T+1, 2],
+    ``candidate_ok`` [C]; world frame) onto an overview ``img`` in place, with a legend.
+
+    ``(m, t)`` is the overview's world -> pixel map
+    (:meth:`sim.env.DrivingEnv.overview_transform`).
+    """
+    candidates = np.asarray(overlay.candidates_m, dtype=np.float64)
+    ok = np.asarray(overlay.candidate_ok, dtype=bool).reshape(-1)
+    if candidates.size:
+        if len(ok) != len(candidates):
+            raise ValueError(f"overlay has {len(candidates)} candidates but {len(ok)} "
+                             f"candidate_ok flags")
+        # rejected first, so the candidates the planner could pick stay on top
+        for sel, colour in ((~ok, CANDIDATE_REJECTED_RGB), (ok, CANDIDATE_OK_RGB)):
+            lines = _polylines_px(candidates[sel], m, t)
+            if lines:
+                cv2.polylines(img, lines, False, colour, CANDIDATE_THICKNESS_PX, cv2.LINE_AA,
+                              SHIFT)
+    plan = _polylines_px(overlay.trajectory_m, m, t)
+    if plan:
+        cv2.polylines(img, plan, False, PLAN_RGB, PLAN_THICKNESS_PX, cv2.LINE_AA, SHIFT)
+    h = img.shape[0]
+    for k, (label, colour, width) in enumerate((
+            ("plan", PLAN_RGB, PLAN_THICKNESS_PX),
+            ("candidates (grey: rejected)", CANDIDATE_OK_RGB, CANDIDATE_THICKNESS_PX))):
+        y = h - 28 + 16 * k
+        cv2.line(img, (8, y), (28, y), colour, width, cv2.LINE_AA)
+        _put(img, label, (34, y + 4), 0.4, colour)
+
+
 class EpisodeVideo:
-    """A step observer for :func:`sim.loop.run_episode` that writes an MP4."""
+    """A step observer for :func:`sim.loop.run_episode` that writes an MP4.
+
+    ``overlay_source``: an object whose ``overlay`` attribute (read at every frame; None
+    or absent: nothing drawn) holds the last decision's plan (see :func:`draw_plan_overlay`),
+    normally the agent itself.
+    """
 
     def __init__(self, path: str | os.PathLike, *, agent: str, seed: int, fps: int,
-                 crf: int = 23) -> None:
+                 crf: int = 23, overlay_source: Any = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp.mp4")
         self.agent, self.seed = agent, seed
+        self.overlay_source = overlay_source
         self._container = av.open(str(self._tmp), mode="w", options={"movflags": "+faststart"})
         self._stream = self._container.add_stream("libx264", rate=int(fps))
         self._stream.width = 2 * PANEL_PX
@@ -49,6 +110,10 @@ class EpisodeVideo:
     def compose(self, env, obs, action, info) -> np.ndarray:
         cam = cv2.resize(obs["camera"], (PANEL_PX, PANEL_PX), interpolation=cv2.INTER_NEAREST)
         top = env.overview((PANEL_PX, PANEL_PX), OVERVIEW_MPP)
+        overlay = self._overlay(action)
+        if overlay is not None:
+            m, t = env.overview_transform((PANEL_PX, PANEL_PX), OVERVIEW_MPP)
+            draw_plan_overlay(top, overlay, m, t)
         frame = np.zeros((PANEL_PX + HUD_PX, 2 * PANEL_PX, 3), dtype=np.uint8)
         frame[:PANEL_PX, :PANEL_PX] = cam
         frame[:PANEL_PX, PANEL_PX:] = top
@@ -57,6 +122,13 @@ class EpisodeVideo:
         _put(frame, "top-down (north up)", (PANEL_PX + 8, 18))
         self._hud(frame, env, action, info)
         return frame
+
+    def _overlay(self, action) -> Any:
+        """The overlay to draw on this frame, or None.  The reset frame (no action yet)
+        gets none: the source may still hold the previous episode's last plan."""
+        if action is None or self.overlay_source is None:
+            return None
+        return getattr(self.overlay_source, "overlay", None)
 
     def _hud(self, frame: np.ndarray, env, action, info: dict[str, Any]) -> None:
         sc = env.scenario

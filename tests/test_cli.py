@@ -132,3 +132,30 @@ def test_bench_sim_smoke(capsys):
     out = capsys.readouterr().out
     assert "merge" in out and "2x" in out and "physics x" in out
     assert "vehicles" in out and "N^" in out
+
+
+def test_bench_planner_smoke(capsys, tmp_path):
+    out = tmp_path / "planner.json"
+    assert main(["bench", "planner", "--scenarios", "lane-keep", "--episodes", "1",
+                 "--duration", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "lane-keep" in text and "p99" in text and "> 10 ms" in text
+    result = json.loads(out.read_text())
+    assert result["agent"] == "expert" and result["episodes"] == 1
+    (row,) = result["scenarios"]
+    assert row["scenario"] == "lane-keep" and row["decisions"] > 0
+    assert 0 < row["latency_p50_ms"] <= row["latency_p90_ms"] <= row["latency_p99_ms"] \
+        <= row["latency_max_ms"]
+    assert 0.0 <= row["over_budget_share"] <= 1.0 and row["env_step_median_ms"] > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--scenarios", "lane-keep,hgihway"], "unknown scenario(s) 'hgihway'"),
+    (["--scenarios", ","], "names no scenario"),
+    (["--agent", "pilot"], "unknown agent 'pilot'"),
+])
+def test_bench_planner_bad_names_fail_before_running(capsys, argv, message):
+    assert main(["bench", "planner", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert "lane-keep" in err or "expert" in err  # the known names are listed

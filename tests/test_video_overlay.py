@@ -1,0 +1,116 @@
+"""The planner overlay of episode videos lands on the overview's own pixels."""
+
+import json
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+
+from agents.expert import Overlay
+from planning.prediction import ObjectStates
+from sim.cli import main
+from sim.env import DrivingEnv
+from sim.render import top_down_transform
+from sim.video import OVERVIEW_MPP, PANEL_PX, PLAN_RGB, EpisodeVideo
+
+PLAN_AHEAD_M = 30.0
+
+
+@pytest.fixture(scope="module")
+def scene():
+    env = DrivingEnv("highway", sensors=("camera", "truth", "map", "pose", "speed"))
+    obs, info = env.reset(seed=0)
+    yield env, obs, info
+    env.close()
+
+
+def _plan_overlay(info) -> Overlay:
+    """A plan PLAN_AHEAD_M ahead of the ego, bending left (so a mirrored map would miss
+    it), and two candidates beside it."""
+    xy = np.asarray(info["ego"]["position_m"], dtype=np.float64)
+    heading = info["ego"]["heading_rad"]
+    fwd = np.array([np.cos(heading), np.sin(heading)])
+    left = np.array([-fwd[1], fwd[0]])
+    s = np.linspace(0.0, PLAN_AHEAD_M, 41)[:, None]
+    plan = xy + s * fwd + (s**2 / 100.0) * left  # 9 m to the left at 30 m
+    candidates = np.stack([plan + 4.0 * left, plan - 4.0 * left])
+    return Overlay(trajectory_m=plan, candidates_m=candidates,
+                   candidate_ok=np.array([True, False]), objects=ObjectStates.empty(),
+                   path_lanes=())
+
+
+def _compose(tmp_path, name, scene, source, action="zeros"):
+    env, obs, info = scene
+    video = EpisodeVideo(tmp_path / f"{name}.mp4", agent="fake", seed=0, fps=15,
+                         overlay_source=source)
+    try:
+        if action == "zeros":
+            action = np.zeros(env.action_space.shape[0])
+        return video.compose(env, obs, action, info)
+    finally:
+        video.abort()
+
+
+def _frame_px(info, points_m: np.ndarray) -> np.ndarray:
+    """Rows and columns in the composed frame of world points on the overview panel."""
+    m, t = top_down_transform((PANEL_PX, PANEL_PX), OVERVIEW_MPP, info["ego"]["position_m"])
+    uv = np.rint(points_m @ m.T + t).astype(int)
+    return np.stack([uv[:, 1], PANEL_PX + uv[:, 0]], axis=1)
+
+
+def test_plan_is_drawn_on_the_projected_trajectory(tmp_path, scene):
+    _, _, info = scene
+    overlay = _plan_overlay(info)
+    plain = _compose(tmp_path, "plain", scene, None)
+    drawn = _compose(tmp_path, "drawn", scene, SimpleNamespace(overlay=overlay))
+
+    # the plan's pixels (clear of the ego box at its start) are the plan colour
+    along = overlay.trajectory_m[8:-2]
+    rows, cols = _frame_px(info, along).T
+    assert np.all(np.abs(drawn[rows, cols].astype(int) - PLAN_RGB).max(axis=1) <= 8)
+    assert np.all(np.abs(plain[rows, cols].astype(int) - PLAN_RGB).max(axis=1) > 8)
+    # both candidates changed pixels along their own lines, and only the overview changed
+    for cand in overlay.candidates_m:
+        rows, cols = _frame_px(info, cand[8:-2]).T
+        assert np.any(drawn[rows, cols] != plain[rows, cols], axis=1).mean() > 0.8
+    changed = np.any(drawn != plain, axis=2)
+    assert not changed[:, :PANEL_PX].any() and not changed[PANEL_PX:].any()
+    assert changed[:PANEL_PX, PANEL_PX:].any()
+
+
+def test_no_overlay_draws_nothing(tmp_path, scene):
+    _, _, info = scene
+    plain = _compose(tmp_path, "plain", scene, None)
+    assert np.array_equal(_compose(tmp_path, "none", scene, SimpleNamespace(overlay=None)), plain)
+    assert np.array_equal(_compose(tmp_path, "attr", scene, object()), plain)  # no attribute
+    # the reset frame (no action yet) never shows a plan: it may be the last episode's
+    stale = SimpleNamespace(overlay=_plan_overlay(info))
+    assert np.array_equal(_compose(tmp_path, "reset", scene, stale, action=None), plain)
+
+
+def test_mismatched_candidate_flags_are_named(tmp_path, scene):
+    _, _, info = scene
+    overlay = _plan_overlay(info)
+    overlay.candidate_ok = np.array([True])
+    with pytest.raises(ValueError, match="2 candidates but 1 candidate_ok"):
+        _compose(tmp_path, "bad", scene, SimpleNamespace(overlay=overlay))
+
+
+def test_expert_run_writes_a_video_with_the_plan(tmp_path):
+    out, video = tmp_path / "run", tmp_path / "clips" / "expert.mp4"
+    assert main(["run", "--agent", "expert", "--scenario", "highway", "--episodes", "1",
+                 "--duration", "3", "--video", str(video), "--out", str(out), "--quiet"]) == 0
+    assert video.stat().st_size > 0
+    rec = json.loads((out / "episodes.jsonl").read_text())
+    assert rec["status"] == "ok", rec["error"]
+    with av.open(str(video)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == rec["steps"] + 1
+
+    def plan_px(frame):  # near the plan colour, after H.264's chroma subsampling
+        top = frame[:PANEL_PX, PANEL_PX:].astype(int)
+        return int((np.abs(top - PLAN_RGB).max(axis=2) < 60).sum())
+
+    assert plan_px(frames[0]) == 0  # the reset frame has no plan
+    assert plan_px(frames[-1]) > 100
