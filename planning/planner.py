@@ -141,20 +141,19 @@ def _speed_profile(path: ReferencePath, lateral_accel: float, decel: float) -> n
     return np.sqrt(np.maximum(reach, 0.0))
 
 
-def _boxes_overlap(c1, h1, l1, w1, c2, h2, l2, w2) -> np.ndarray:
-    """Separating-axis test of oriented boxes (broadcast over leading dimensions)."""
-    d = c2 - c1
-    u1 = np.stack([np.cos(h1), np.sin(h1)], axis=-1)
-    v1 = np.stack([-np.sin(h1), np.cos(h1)], axis=-1)
-    u2 = np.stack([np.cos(h2), np.sin(h2)], axis=-1)
-    v2 = np.stack([-np.sin(h2), np.cos(h2)], axis=-1)
-    overlap = np.ones(np.broadcast_shapes(d.shape[:-1], np.shape(h2)), dtype=bool)
-    for axis in (u1, v1, u2, v2):
-        dist = np.abs(np.sum(d * axis, axis=-1))
-        r1 = l1 / 2 * np.abs(np.sum(u1 * axis, axis=-1)) + w1 / 2 * np.abs(np.sum(v1 * axis, axis=-1))
-        r2 = l2 / 2 * np.abs(np.sum(u2 * axis, axis=-1)) + w2 / 2 * np.abs(np.sum(v2 * axis, axis=-1))
-        overlap &= dist <= r1 + r2
-    return overlap
+def boxes_overlap(c1: np.ndarray, h1: np.ndarray, l1, w1, c2: np.ndarray, h2: np.ndarray,
+                  l2, w2) -> np.ndarray:
+    """Separating-axis test of oriented boxes, one pair per row: centres ``[N, 2]``,
+    headings ``[N]``, lengths and widths ``[N]`` or scalars [m, rad]."""
+    dx, dy = c2[:, 0] - c1[:, 0], c2[:, 1] - c1[:, 1]
+    ca, sa, cb, sb = np.cos(h1), np.sin(h1), np.cos(h2), np.sin(h2)
+    cos_ab = np.abs(ca * cb + sa * sb)  # |u1 . u2| = |v1 . v2|
+    sin_ab = np.abs(sa * cb - ca * sb)  # |u1 . v2| = |v1 . u2|
+    hl1, hw1, hl2, hw2 = l1 / 2, w1 / 2, l2 / 2, w2 / 2
+    return ((np.abs(dx * ca + dy * sa) <= hl1 + hl2 * cos_ab + hw2 * sin_ab)  # along u1
+            & (np.abs(-dx * sa + dy * ca) <= hw1 + hl2 * sin_ab + hw2 * cos_ab)  # along v1
+            & (np.abs(dx * cb + dy * sb) <= hl2 + hl1 * cos_ab + hw1 * sin_ab)  # along u2
+            & (np.abs(-dx * sb + dy * cb) <= hw2 + hl1 * sin_ab + hw1 * cos_ab))  # along v2
 
 
 class Planner:
@@ -229,11 +228,14 @@ class Planner:
         inv_sp = 1.0 / spacing
         top = win - 1.000001
 
+        base2 = np.concatenate([base, base])
+
         def frame(s_local: np.ndarray):
+            """Centre and unit tangent of each candidate's path at ``s_local`` ([C] or [2C])."""
             f = np.minimum(np.maximum(s_local * inv_sp, 0.0), top)
             i = f.astype(np.int64)
             u = f - i
-            j = base + i
+            j = (base if len(s_local) == len(base) else base2) + i
             tx, ty = ftx[j] + u * dtx[j], fty[j] + u * dty[j]
             n = np.sqrt(tx * tx + ty * ty)
             return fx[j] + u * dfx[j], fy[j] + u * dfy[j], tx / n, ty / n
@@ -287,32 +289,31 @@ class Planner:
         idm_sqrt_ab2 = 2 * np.sqrt(c.idm_accel_mps2 * c.idm_decel_mps2)
         wheelbase2 = 2.0 * ego.length_m
         max_steer = np.pi / 4
+        if K and longitudinal:  # objects along each candidate's path at every step: [T, C, K]
+            so_all = os_c[None] + ovs_c[None] * times[:T, None, None]
+            in_lane_all = np.abs(od_c[None] + ovd_c[None] * times[:T, None, None]) < half_w_sum
+            g_all = so_all - half_l_sum  # gap = this - the ego's centre s
+        any_dead, any_stop = bool(dead_c.any()), bool(stop.any())
         for k in range(T):
-            t = times[k]
-            ch, sh = np.cos(h), np.sin(h)
-            rx, ry = x - half_l * ch, y - half_l * sh
-            cx, cy, tx, ty = frame(s)
-            s = s + (rx - cx) * tx + (ry - cy) * ty  # Gauss-Newton step onto the path
+            rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
             ld = np.minimum(np.maximum(c.lookahead_gain_s * v, c.min_lookahead_m), c.max_lookahead_m)
-            gx, gy, _, _ = frame(s + ld)
+            # one lookup for the foot point (at the predicted s) and the look-ahead point; the
+            # Gauss-Newton correction below is centimetres, so the look-ahead point keeps it
+            fcx, fcy, ftx_, fty_ = frame(np.concatenate([s, s + ld]))
+            s = s + (rx - fcx[:C]) * ftx_[:C] + (ry - fcy[:C]) * fty_[:C]
             # pure pursuit (planning.control.pure_pursuit_steering, inlined for speed)
-            ex, ey = gx - rx, gy - ry
+            ex, ey = fcx[C:] - rx, fcy[C:] - ry
             alpha = np.arctan2(ey, ex) - h
-            dist = np.maximum(np.sqrt(ex * ex + ey * ey), 1e-3)
-            steer = np.arctan(wheelbase2 * np.sin(alpha) / dist)
+            steer = np.arctan(wheelbase2 * np.sin(alpha) / np.maximum(np.sqrt(ex * ex + ey * ey), 1e-3))
             steer = np.minimum(np.maximum(steer, -max_steer), max_steer)
             D[:, k] = steer
             if longitudinal:
                 cap = flat_v[base + np.minimum(np.maximum((s * inv_sp).astype(np.int64), 0), win - 1)]
                 v0 = np.maximum(np.minimum(v_target, cap), 0.1)
-                gap = np.full(C, np.inf)
-                v_lead = np.zeros(C)
+                centre = s + half_l  # rear axle -> centre
                 if K:
-                    so = os_c + ovs_c * t
-                    centre = (s + half_l)[:, None]  # rear axle -> centre
-                    g = so - centre - half_l_sum
-                    ahead = (np.abs(od_c + ovd_c * t) < half_w_sum) & (so > centre)
-                    g = np.where(ahead, g, np.inf)
+                    g = np.where(in_lane_all[k] & (so_all[k] > centre[:, None]),
+                                 g_all[k] - centre[:, None], np.inf)
                     lead = np.argmin(g, axis=1)
                     gap = g[rows, lead]
                     found = gap < np.inf
@@ -321,48 +322,65 @@ class Planner:
                     ttc = np.where((closing > 0.1) & found, np.maximum(gap, 0.0) / np.maximum(closing, 0.1),
                                    np.inf)
                     min_ttc = np.minimum(min_ttc, ttc)
-                dead_gap = s_end_c - (s + ego.length_m) - c.dead_end_margin_m
-                use_dead = dead_c & (dead_gap < gap)
-                gap = np.maximum(np.where(use_dead, dead_gap, gap), 0.1)
-                v_lead = np.where(use_dead, 0.0, v_lead)
+                else:
+                    gap, v_lead = np.full(C, np.inf), np.zeros(C)
+                if any_dead:
+                    dead_gap = s_end_c - (s + ego.length_m) - c.dead_end_margin_m
+                    use_dead = dead_c & (dead_gap < gap)
+                    gap = np.where(use_dead, dead_gap, gap)
+                    v_lead = np.where(use_dead, 0.0, v_lead)
+                gap = np.maximum(gap, 0.1)
                 s_star = c.idm_min_gap_m + np.maximum(0.0, v * c.idm_headway_s + v * (v - v_lead) / idm_sqrt_ab2)
                 acc = c.idm_accel_mps2 * (1 - (v / v0) ** c.idm_delta - (s_star / gap) ** 2)
-                acc = np.where(stop, np.minimum(acc, -np.minimum(c.stop_decel_mps2, v / c.step_s)), acc)
-                acc = np.minimum(np.maximum(acc, -c.max_brake_mps2), c.idm_accel_mps2)
-                acc = np.maximum(acc, -v / c.step_s)  # brake to a stop, never reverse
+                if any_stop:
+                    acc = np.where(stop, np.minimum(acc, -np.minimum(c.stop_decel_mps2, v / c.step_s)), acc)
+                acc = np.minimum(np.maximum(acc, np.maximum(-c.max_brake_mps2, -v / c.step_s)),
+                                 c.idm_accel_mps2)  # never reverse
             else:
                 acc = np.zeros(C)
             A[:, k] = acc
             # highway-env's bicycle (planning.vehicle.bicycle_step, inlined for speed)
             beta = np.arctan(0.5 * np.tan(steer))
-            x = x + v * np.cos(h + beta) * c.step_s
-            y = y + v * np.sin(h + beta) * c.step_s
+            hb = h + beta
+            x = x + v * np.cos(hb) * c.step_s
+            y = y + v * np.sin(hb) * c.step_s
             h = h + v * np.sin(beta) / half_l * c.step_s
+            s = s + v * np.cos(beta) * c.step_s  # predicted rear-axle progress (corrected next step)
             v = np.minimum(np.maximum(v + acc * c.step_s, 0.0), MAX_SPEED_MPS)
             X[:, k + 1], Y[:, k + 1], H[:, k + 1], V[:, k + 1] = x, y, h, v
+        # the final foot point
+        rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
+        fcx, fcy, ftx_, fty_ = frame(s)
+        s = s + (rx - fcx) * ftx_ + (ry - fcy) * fty_
         progress = s - s0_local
 
         # -- scoring ----------------------------------------------------------------------
         traj = np.stack([X, Y], axis=-1)
         first_hit = np.full(C, np.inf)
         if K:
-            fpos = forecast.position_m
-            fh = forecast.heading_rad
+            fpos, fh = forecast.position_m, forecast.heading_rad  # [K, T+1, 2], [K, T+1]
             fl, fw = forecast.length_m, forecast.width_m
-            if len(fpos):
-                hit = _boxes_overlap(
-                    traj[:, :, None, :], H[:, :, None], ego.length_m + c.safety_length_m,
-                    ego.width_m + c.safety_width_m,
-                    fpos.transpose(1, 0, 2)[None], fh.T[None], fl[None, None], fw[None, None])
-                # at fault: not objects already touching now, nor a car running into our back
-                # while we keep our lane (changing lanes in front of one is our fault)
-                rel = fpos.transpose(1, 0, 2)[None] - traj[:, :, None, :]
-                rel_x = rel[..., 0] * np.cos(H)[:, :, None] + rel[..., 1] * np.sin(H)[:, :, None]
-                from_behind = (rel_x < -half_l) & (np.array([options[p].lane_change for p in pidx]) == 0)[:, None, None]
-                hit &= ~from_behind
-                hit[:, 0] = False
-                any_t = hit.any(axis=2)
-                first_hit = np.where(any_t.any(axis=1), np.argmax(any_t, axis=1) * c.step_s, np.inf)
+            el, ew = ego.length_m + c.safety_length_m, ego.width_m + c.safety_width_m
+            # broad phase: only pairs whose bounding circles touch go to the exact test
+            ox = fpos[:, :, 0].T[None]  # [1, T+1, K]
+            oy = fpos[:, :, 1].T[None]
+            reach2 = ((np.hypot(el, ew) + np.hypot(fl, fw)) / 2) ** 2  # [K]
+            close = (X[:, :, None] - ox) ** 2 + (Y[:, :, None] - oy) ** 2 <= reach2
+            close[:, 0] = False  # touching now is not something a plan can avoid
+            ci, ti, ki = np.nonzero(close)
+            if len(ci):
+                hit = boxes_overlap(np.stack([X[ci, ti], Y[ci, ti]], -1), H[ci, ti], el, ew,
+                                    fpos[ki, ti], fh[ki, ti], fl[ki], fw[ki])
+                # at fault: not a car running into our back while we keep our lane
+                # (changing lanes in front of one is our fault)
+                rel_x = (fpos[ki, ti, 0] - X[ci, ti]) * np.cos(H[ci, ti]) \
+                    + (fpos[ki, ti, 1] - Y[ci, ti]) * np.sin(H[ci, ti])
+                keeps_lane = np.array([options[p].lane_change == 0 for p in pidx])[ci]
+                hit &= ~((rel_x < -half_l) & keeps_lane)
+                if hit.any():
+                    t_hit = np.full(C, np.inf)
+                    np.minimum.at(t_hit, ci[hit], ti[hit] * c.step_s)
+                    first_hit = t_hit
         no_collision = ~np.isfinite(first_hit)
         overrun = dead[pidx] & (s + ego.length_m > s_end[pidx])  # s: final rear axle, local
         # MOBIL safety: the new follower in the target lane must not have to brake hard

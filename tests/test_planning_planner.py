@@ -161,3 +161,24 @@ def test_planner_output_is_always_finite_and_in_range(x, y, heading, speed, rows
     assert np.isfinite(p.trajectory_m).all() and (p.speed_mps >= 0).all()
     assert 0 <= p.best < len(p.path_index)
     assert np.all((p.scores["total"] >= 0) & (p.scores["total"] <= 1))
+
+
+@pytest.mark.parametrize("c2, h2, expected", [
+    ((4.9, 0.0), 0.0, True),  # nose to tail, 0.1 m overlap (two 5 m cars)
+    ((5.1, 0.0), 0.0, False),  # 0.1 m apart
+    ((0.0, 1.9), 0.0, True),  # side by side, touching (2 m wide)
+    ((0.0, 2.1), 0.0, False),
+    ((3.7, 3.7), np.pi / 4, False),  # diagonal: bounding circles overlap, the boxes do not
+    ((3.4, 3.4), np.pi / 4, True),  # ... a corner 0.16 m inside
+    ((2.0, 2.0), np.pi / 2, True),  # crossing at right angles
+])
+def test_boxes_overlap_separating_axes(c2, h2, expected):
+    from planning.planner import boxes_overlap
+
+    got = boxes_overlap(np.array([[0.0, 0.0]]), np.array([0.0]), 5.0, 2.0,
+                        np.array([c2]), np.array([h2]), np.array([5.0]), np.array([2.0]))
+    assert got.tolist() == [expected]
+    # symmetric in its two boxes
+    back = boxes_overlap(np.array([c2]), np.array([h2]), np.array([5.0]), np.array([2.0]),
+                         np.array([[0.0, 0.0]]), np.array([0.0]), 5.0, 2.0)
+    assert back.tolist() == [expected]
