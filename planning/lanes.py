@@ -118,7 +118,9 @@ class LaneMap:
         while total < length_m:
             cur = self.lanes[lanes[-1]]
             nxt = self.route_next.get(cur.id)
-            if nxt is None or (nxt not in cur.next and _road(nxt) != _road(cur.next[0] if cur.next else "")):
+            if nxt is None or not (nxt in cur.next or self._drivable_chord(cur.id, nxt)):
+                # the route jumps sideways here (a merge): follow the road; a lane change
+                # onto the route is the planner's to find
                 on_route = [n for n in cur.next if _road(n) in self.route_roads]
                 nxt = on_route[0] if on_route else (cur.next[0] if cur.next else None)
             if nxt is None or len(lanes) > 64:
@@ -126,6 +128,17 @@ class LaneMap:
             lanes.append(nxt)
             total += self.lanes[nxt].centre.length_m
         return tuple(lanes)
+
+    def _drivable_chord(self, a: str, b: str) -> bool:
+        """Whether a straight chord from lane ``a``'s end to lane ``b``'s start can be
+        driven: it points forward and turns by at most 45 degrees (a roundabout entry),
+        unlike the route's sideways jump from an on-ramp to the lane it merges into."""
+        end, start = self.lanes[a].centre.points_m[-1], self.lanes[b].centre.points_m[0]
+        h = self.lanes[a].centre.heading_rad[-1]
+        rel = start - end
+        lon = np.cos(h) * rel[0] + np.sin(h) * rel[1]
+        lat = -np.sin(h) * rel[0] + np.cos(h) * rel[1]
+        return bool(np.hypot(lon, lat) < JUNCTION_GAP_M or (lon > JUNCTION_GAP_M and abs(lat) <= lon))
 
     def path(self, lanes: Sequence[str]) -> "ReferencePath":
         """The reference path along a corridor (cached: corridors repeat step after step)."""

@@ -15,8 +15,9 @@ Here, per decision:
    by the curvature ahead), plus a stop candidate per path.
 2. **Rollout** of all candidates at once for ``horizon_s`` at ``step_s``: pure pursuit
    steers (:func:`planning.control.pure_pursuit_steering`), the Intelligent Driver Model
-   (Treiber, Hennecke, Helbing 2000) sets the acceleration behind the lead object on
-   that path (and before a dead end), and highway-env's own bicycle
+   (Treiber, Hennecke, Helbing 2000; above the desired speed its "improved" free-road
+   term, Treiber & Kesting 2013) sets the acceleration behind the lead object on that
+   path (and before a dead end), and highway-env's own bicycle
    (:mod:`planning.vehicle`) integrates the motion.
 3. **Score** (nuPlan-style): multiplicative gates - no at-fault collision with the
    forecasts (:mod:`planning.prediction`), no driving past a dead end, no lane change
@@ -122,6 +123,8 @@ class Plan:
     trajectory_m: np.ndarray  # [C, T+1, 2] every candidate's rollout
     speed_mps: np.ndarray  # [C, T+1]
     heading_rad: np.ndarray  # [C, T+1]
+    accelerations_mps2: np.ndarray  # [C, T] commanded in the rollout
+    steerings_rad: np.ndarray  # [C, T]
     scores: dict[str, np.ndarray]  # [C] each term, plus "total"
     times_s: np.ndarray  # [T+1]
 
@@ -331,7 +334,12 @@ class Planner:
                     v_lead = np.where(use_dead, 0.0, v_lead)
                 gap = np.maximum(gap, 0.1)
                 s_star = c.idm_min_gap_m + np.maximum(0.0, v * c.idm_headway_s + v * (v - v_lead) / idm_sqrt_ab2)
-                acc = c.idm_accel_mps2 * (1 - (v / v0) ** c.idm_delta - (s_star / gap) ** 2)
+                # free-road term of the improved IDM (Treiber & Kesting 2013): above the
+                # desired speed, ease off at up to b instead of IDM's (v/v0)^4 plunge
+                free = np.where(v <= v0, c.idm_accel_mps2 * (1 - (v / v0) ** c.idm_delta),
+                                -c.idm_decel_mps2 * (1 - (v0 / np.maximum(v, 1e-6))
+                                                     ** (c.idm_accel_mps2 * c.idm_delta / c.idm_decel_mps2)))
+                acc = free - c.idm_accel_mps2 * (s_star / gap) ** 2
                 if any_stop:
                     acc = np.where(stop, np.minimum(acc, -np.minimum(c.stop_decel_mps2, v / c.step_s)), acc)
                 acc = np.minimum(np.maximum(acc, np.maximum(-c.max_brake_mps2, -v / c.step_s)),
@@ -425,7 +433,7 @@ class Planner:
         return Plan(
             best=best, acceleration_mps2=float(A[best, 0]), steering_rad=float(D[best, 0]),
             target_speed_mps=frac * v_lim_path[pidx], path_index=pidx, trajectory_m=traj,
-            speed_mps=V, heading_rad=H, times_s=times,
+            speed_mps=V, heading_rad=H, accelerations_mps2=A, steerings_rad=D, times_s=times,
             scores={"no_collision": no_collision.astype(float), "first_collision_s": first_hit,
                     "no_overrun": (~overrun).astype(float), "safe_lane_change": safe_change[pidx].astype(float),
                     "progress": progress_score, "progress_m": progress, "ttc": ttc_score,
