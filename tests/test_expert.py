@@ -32,7 +32,7 @@ def test_expert_and_modular_declare_what_they_see():
 
 
 @pytest.mark.parametrize("scenario, seed, duration_s", [
-    ("lane-keep", 0, 6.0), ("highway", 3, 6.0), ("merge", 1, 10.0), ("roundabout", 2, 8.0)])
+    ("lane-keep", 0, 6.0), ("highway", 3, 6.0), ("merge", 3, 10.0), ("roundabout", 2, 8.0)])
 def test_expert_drives_every_scenario_cleanly(scenario, seed, duration_s):
     result, agent = episode("expert", scenario, seed, duration_s)
     assert result.status == "ok", result.error
