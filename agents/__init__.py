@@ -1,4 +1,5 @@
-"""Agents: the Agent protocol, baselines, and (to come) expert, modular and end-to-end drivers.
+"""Agents: the Agent protocol, baselines, the expert and modular planning agents, and (to
+come) the end-to-end driver.
 
 Agents never import highway-env; they see the world only through the sensors they declare.
 """

@@ -58,11 +58,18 @@ def _cmd_scenarios(args) -> int:
 
 
 def _cmd_agents(args) -> int:
-    from agents import AGENTS
+    from agents import AGENTS, make_agent
+    from sim.camera import CameraSpec
+    from sim.run import task_spec
+    from sim.scenarios import DEFAULT_SCENARIO, get_scenario
 
+    # an agent's sensors can depend on how it is built (a pluggable perception source):
+    # ask a built one
+    task = task_spec(get_scenario(DEFAULT_SCENARIO), CameraSpec())
     width = max(len(n) for n in AGENTS)
-    for name, (factory, summary) in AGENTS.items():
-        print(f"{name:{width}s}  sensors: {', '.join(factory.sensors) or '(none)':28s} {summary}")
+    for name, (_, summary) in AGENTS.items():
+        sensors = ", ".join(make_agent(name, task).sensors) or "(none)"
+        print(f"{name:{width}s}  sensors: {sensors:28s} {summary}")
     return 0
 
 

@@ -26,6 +26,14 @@ def test_scenarios_lists_each_with_a_description(capsys):
     assert all(len(line.split()) > 3 for line in out)
 
 
+def test_agents_lists_the_sensors_each_is_handed(capsys):
+    assert main(["agents"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert {"expert", "modular", "idm", "straight"} <= set(rows)
+    assert "sensors: truth, map, pose, speed" in rows["expert"]
+    assert "sensors: autopilot" in rows["idm"]
+
+
 def test_unknown_scenario_and_agent(capsys, tmp_path):
     assert main(["run", "--scenario", "hgihway", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
