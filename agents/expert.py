@@ -21,7 +21,7 @@ import numpy as np
 
 from agents.base import BaseAgent, TaskSpec
 from planning.control import PurePursuit, SpeedPID, Stanley, normalise_action
-from planning.lanes import LaneMap, ReferencePath
+from planning.lanes import BlendedPath, LaneMap, ReferencePath
 from planning.planner import EgoState, PathOption, Plan, Planner, PlannerConfig
 from planning.prediction import ObjectStates, YawRateEstimator, forecast
 
@@ -104,6 +104,7 @@ class PlanningAgent(BaseAgent):
         self._lane: str | None = None  # lane under the ego at the last decision
         self._target: tuple[str, ...] = ()  # corridor chosen at the last decision
         self._target_path: ReferencePath | None = None
+        self._seen_ids = np.zeros(0, dtype=np.int64)
         self._last_accel = 0.0
         self.overlay = None
         self.last_plan = None
@@ -116,15 +117,19 @@ class PlanningAgent(BaseAgent):
         x, y, heading = (float(v) for v in np.asarray(obs["pose"], dtype=np.float64))
         speed = float(np.asarray(obs["speed"]).reshape(-1)[0])
         ego = EgoState(x, y, heading, speed, self._last_accel)
-        objects = self.perception.perceive(obs, self.dt_s)
+        objects = self._with_lane_yaw_rates(self.perception.perceive(obs, self.dt_s))
         options = self._path_options(ego)
         fc = forecast(objects, np.arange(self.planner.config.steps + 1) * self.planner.config.step_s,
                       self.motion_model)
         plan = self.planner.plan(ego, options, fc, longitudinal=self.longitudinal)
-        chosen = options[int(plan.path_index[plan.best])].path
+        option = options[int(plan.path_index[plan.best])]
+        chosen = option.path
         self._target = chosen.lanes
         self._target_path = chosen
-        steering, _ = self.lateral.update(x, y, heading, speed, chosen)
+        # steer along the same transition onto the path that the planner rolled out
+        line = BlendedPath(chosen, option.s_m, option.d_m, float(np.tan(np.clip(option.heading_error_rad, -1, 1))),
+                           self.planner.config.transition_length_m(speed))
+        steering, _ = self.lateral.update(x, y, heading, speed, line)
         accel = 0.0
         if self.longitudinal:
             # track the plan's speed one control period ahead, its acceleration as feed-forward
@@ -137,6 +142,20 @@ class PlanningAgent(BaseAgent):
             candidate_ok=plan.scores["total"] > 0, objects=objects, path_lanes=chosen.lanes)
         return normalise_action(accel, steering, self.task.action_names,
                                 self.task.steering_range_rad, self.task.acceleration_range_mps2)
+
+    def _with_lane_yaw_rates(self, objects: ObjectStates) -> ObjectStates:
+        """Objects seen for the first time have no heading history: give them the yaw rate
+        of following their lane (speed x the lane's curvature), so a car already in a
+        roundabout is forecast around it rather than off along its tangent."""
+        new = ~np.isin(objects.id, self._seen_ids)
+        self._seen_ids = np.union1d(self._seen_ids, objects.id)
+        for k in np.flatnonzero(new & (objects.kind == 0) & (objects.speed_mps > 0.5)):
+            found = self.lane_map.locate(objects.position_m[k], float(objects.heading_rad[k]))
+            if found is not None:
+                lane, s = found
+                kappa = float(self.lane_map.lanes[lane].centre.curvature_at(s))
+                objects.yaw_rate_radps[k] = objects.speed_mps[k] * kappa
+        return objects
 
     def _on_target(self, rear_xy: np.ndarray, heading_rad: float) -> tuple[str, float] | None:
         """(lane, s on it) along the corridor chosen last time while the car is still on it:
@@ -172,9 +191,10 @@ class PlanningAgent(BaseAgent):
             # lanes of one road share their parameterisation closely enough for a search window
             corridor = lm.corridor(lane_id, CORRIDOR_M, s_on_lane or 0.0)
             path: ReferencePath = lm.path(corridor)
-            s, _ = path.project(rear, s_guess_m=s_on_lane, window_m=30.0)
+            s, d = path.project(rear, s_guess_m=s_on_lane, window_m=30.0)
+            heading_error = float(np.angle(np.exp(1j * (ego.heading_rad - float(path.heading_at(float(s)))))))
             options.append(PathOption(
-                path=path, s_m=float(s), lane_change=change,
+                path=path, s_m=float(s), d_m=float(d), heading_error_rad=heading_error, lane_change=change,
                 on_route=all(lm.is_route_lane(x) for x in corridor),
                 previous=bool(self._target) and corridor[0] in self._target))
         return options

@@ -274,3 +274,43 @@ class ReferencePath:
         """A per-sample array (speed limit, curvature) at ``s_m``, clamped to the ends."""
         i = np.clip(np.rint(np.asarray(s_m) / self.spacing_m).astype(np.int64), 0, len(values) - 1)
         return values[i]
+
+
+def hermite_offset(s_m: np.ndarray, d0_m: np.ndarray, slope0: np.ndarray,
+                   length_m: np.ndarray) -> np.ndarray:
+    """Lateral offset [m] of a transition that leaves the car's offset ``d0_m`` with its
+    lateral slope ``slope0`` (tan of the heading error) at ``s = 0`` and joins the
+    centre line tangentially at ``s = length_m``: a cubic Hermite curve in Frenet
+    coordinates (the lane-change paths of Werling et al. 2010, in their simplest form)."""
+    u = np.clip(np.asarray(s_m) / length_m, 0.0, 1.0)
+    m0 = np.clip(slope0, -1.0, 1.0) * length_m
+    return d0_m * (2 * u ** 3 - 3 * u ** 2 + 1) + m0 * (u ** 3 - 2 * u ** 2 + u)
+
+
+@dataclass(frozen=True, eq=False)
+class BlendedPath:
+    """A reference path approached from the car's current offset instead of jumped to:
+    the target line is the centre line shifted by :func:`hermite_offset`.  Offers the
+    ``project`` / ``to_xy`` / ``heading_at`` the controllers use."""
+
+    base: ReferencePath
+    s0_m: float  # where the transition starts (the car, now)
+    d0_m: float  # the car's offset there, left positive
+    slope0: float  # tan of the car's heading relative to the line there
+    length_m: float  # transition length
+
+    def offset(self, s_m):
+        return hermite_offset(np.asarray(s_m, dtype=np.float64) - self.s0_m, self.d0_m,
+                              self.slope0, self.length_m)
+
+    def project(self, xy_m: np.ndarray, s_guess_m=None, window_m: float = 200.0):
+        s, d = self.base.project(xy_m, s_guess_m, window_m)
+        return s, d - self.offset(s)
+
+    def to_xy(self, s_m, d_m):
+        return self.base.to_xy(s_m, np.asarray(d_m, dtype=np.float64) + self.offset(s_m))
+
+    def heading_at(self, s_m):
+        eps = 0.5  # [m] slope of the offset by central difference
+        slope = (self.offset(np.asarray(s_m) + eps) - self.offset(np.asarray(s_m) - eps)) / (2 * eps)
+        return self.base.heading_at(s_m) + np.arctan(slope)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planning.control import lookahead_distance, pure_pursuit_steering
-from planning.lanes import ReferencePath
+from planning.lanes import ReferencePath, hermite_offset
 from planning.prediction import Forecast
 from planning.vehicle import (MAX_SPEED_MPS, VEHICLE_LENGTH_M, VEHICLE_WIDTH_M, BicycleState,
                               bicycle_step, curvature_of_steering)
@@ -70,6 +70,10 @@ class PlannerConfig:
     idm_delta: float = 4.0  # acceleration exponent
     max_brake_mps2: float = 5.0  # [m/s^2] the car's braking limit
     dead_end_margin_m: float = 3.0  # [m] stop this far before a corridor's end
+    # the way onto a path: from the car's offset and heading to the centre line over
+    # max(min_transition_m, speed x transition_time_s) (planning.lanes.hermite_offset)
+    transition_time_s: float = 3.0  # [s] a 4 m lane change then peaks near 2.7 m/s^2 lateral
+    min_transition_m: float = 12.0  # [m]
     # pure pursuit (the same law the agent drives with)
     lookahead_gain_s: float = 0.5  # [s]
     min_lookahead_m: float = 5.0  # [m]
@@ -88,6 +92,9 @@ class PlannerConfig:
     def steps(self) -> int:
         return int(round(self.horizon_s / self.step_s))
 
+    def transition_length_m(self, speed_mps: float) -> float:
+        return max(self.min_transition_m, speed_mps * self.transition_time_s)
+
 
 @dataclass(frozen=True)
 class PathOption:
@@ -98,6 +105,8 @@ class PathOption:
     lane_change: int  # 0 keep the current lane, -1 / +1 move to the left / right neighbour
     on_route: bool  # the corridor stays on the route's roads
     previous: bool = False  # the path the previous decision chose (commitment)
+    d_m: float = 0.0  # the rear axle's offset from it now, left positive
+    heading_error_rad: float = 0.0  # the car's heading minus the path's, at s_m
 
 
 @dataclass(frozen=True)
@@ -275,6 +284,9 @@ class Planner:
         x, y = np.full(C, ego.x_m), np.full(C, ego.y_m)
         h, v = np.full(C, ego.heading_rad), np.full(C, max(ego.speed_mps, 0.0))
         s0_local = np.array([options[p].s_m for p in pidx]) - s_base[pidx]
+        blend_d0 = np.array([options[p].d_m for p in pidx])
+        blend_slope = np.tan(np.clip([options[p].heading_error_rad for p in pidx], -1.0, 1.0))
+        blend_len = c.transition_length_m(max(ego.speed_mps, 0.0))
         s = s0_local.copy()  # rear axle, local
         X = np.empty((C, T + 1)); Y = np.empty((C, T + 1))
         H = np.empty((C, T + 1)); V = np.empty((C, T + 1))
@@ -304,8 +316,11 @@ class Planner:
             # Gauss-Newton correction below is centimetres, so the look-ahead point keeps it
             fcx, fcy, ftx_, fty_ = frame(np.concatenate([s, s + ld]))
             s = s + (rx - fcx[:C]) * ftx_[:C] + (ry - fcy[:C]) * fty_[:C]
+            # the look-ahead point on the way onto the path (planning.lanes.BlendedPath)
+            off = hermite_offset(s + ld - s0_local, blend_d0, blend_slope, blend_len)
+            gx, gy = fcx[C:] - off * fty_[C:], fcy[C:] + off * ftx_[C:]
             # pure pursuit (planning.control.pure_pursuit_steering, inlined for speed)
-            ex, ey = fcx[C:] - rx, fcy[C:] - ry
+            ex, ey = gx - rx, gy - ry
             alpha = np.arctan2(ey, ex) - h
             steer = np.arctan(wheelbase2 * np.sin(alpha) / np.maximum(np.sqrt(ex * ex + ey * ey), 1e-3))
             steer = np.minimum(np.maximum(steer, -max_steer), max_steer)

@@ -112,9 +112,11 @@ class YawRateEstimator:
         self._ids = np.zeros(0, dtype=np.int64)
         self._heading = np.zeros(0)
         self._rate = np.zeros(0)
+        self._valid = np.zeros(0, dtype=bool)  # has a rate from two observations
 
     def update(self, objects: ObjectStates, dt_s: float) -> ObjectStates:
-        """``objects`` with ``yaw_rate_radps`` filled in (0 for an object seen first now)."""
+        """``objects`` with ``yaw_rate_radps`` estimated; an object seen for the first time
+        keeps the rate it came with (0 from ground truth)."""
         ids = objects.id
         # match each object to its previous observation by id (ids need not be sorted)
         order = np.argsort(self._ids, kind="stable")
@@ -122,12 +124,17 @@ class YawRateEstimator:
         pos = np.minimum(pos, max(len(order) - 1, 0))
         seen = np.zeros(len(ids), dtype=bool) if not len(order) else self._ids[order][pos] == ids
         prev = order[pos] if len(order) else np.zeros(len(ids), dtype=np.int64)
-        rates = np.zeros(len(ids))
+        rates = objects.yaw_rate_radps.copy()  # a source's own rates stand for the unseen
+        valid = seen.copy()
         if seen.any():
             dh = np.angle(np.exp(1j * (objects.heading_rad[seen] - self._heading[prev[seen]])))
             raw = np.clip(dh / dt_s, -MAX_YAW_RATE_RADPS, MAX_YAW_RATE_RADPS)
-            rates[seen] = self.smoothing * self._rate[prev[seen]] + (1 - self.smoothing) * raw
+            # the first difference is the first estimate: no smoothing towards a made-up prior
+            had = self._valid[prev[seen]]
+            rates[seen] = np.where(had, self.smoothing * self._rate[prev[seen]] + (1 - self.smoothing) * raw,
+                                   raw)
         self._ids, self._heading, self._rate = ids.copy(), objects.heading_rad.copy(), rates
+        self._valid = valid
         out = objects.select(np.ones(len(objects), dtype=bool))
         out.yaw_rate_radps = rates
         return out
