@@ -217,7 +217,7 @@ def _quadratic_roots_in_unit(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.
     eps = 1e-9
     a = np.broadcast_to(a, b.shape)
     linear = np.abs(a) < 1e-12
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # out-of-range roots are dropped
         disc = b * b - 4.0 * a * c
         sq = np.sqrt(np.maximum(disc, 0.0))
         qq = -0.5 * (b + np.where(b >= 0, sq, -sq))

@@ -110,3 +110,23 @@ def test_expert_full_episodes(scenario):
         result, _ = episode("expert", scenario, seed, get_scenario(scenario).duration_s)
         assert result.status == "ok", (seed, result.error)
         assert result.metrics["route_completed"], seed
+
+
+def test_first_seen_cars_in_the_ring_are_forecast_around_it():
+    """With no heading history yet, a car in the roundabout gets its lane's yaw rate
+    (speed x curvature), so the first plan does not see it fly off along its tangent."""
+    from sim.loop import agent_view
+
+    sc = get_scenario("roundabout")
+    agent = make_agent("expert", task_spec(sc, CameraSpec()))
+    env = DrivingEnv(sc, sensors=env_sensors_for(agent))
+    obs, info = env.reset(seed=0)
+    agent.reset(0)
+    agent.act(agent_view(agent.sensors, obs, info, {"map": info["map"]}))
+    objs = agent.overlay.objects
+    radius = np.linalg.norm(objs.position_m, axis=1)
+    in_ring = (radius > 18) & (radius < 26) & (objs.speed_mps > 1)
+    assert in_ring.any()
+    expected = objs.speed_mps[in_ring] / radius[in_ring]  # counter-clockwise: left turn, > 0
+    assert np.allclose(objs.yaw_rate_radps[in_ring], expected, rtol=0.35)
+    env.close()

@@ -106,3 +106,31 @@ def test_lane_map_corridors_follow_the_route_and_flag_dead_ends():
 def test_lane_map_rejects_a_route_through_unknown_lanes():
     with pytest.raises(ValueError, match="not in the map"):
         LaneMap(_map({"a-b-0": ([[0, 0], [10, 0]], [], None, None)}, ["a-b-0", "b-c-0"]))
+
+
+def test_hermite_transition_leaves_the_car_and_joins_the_line_tangentially():
+    from planning.lanes import hermite_offset
+
+    d0, slope, length = 3.0, 0.2, 40.0
+    s = np.array([0.0, length, length + 10.0])
+    assert hermite_offset(s, d0, slope, length).tolist() == pytest.approx([3.0, 0.0, 0.0])
+    eps = 1e-4
+    start_slope = (hermite_offset(eps, d0, slope, length) - hermite_offset(0.0, d0, slope, length)) / eps
+    end_slope = (hermite_offset(length, d0, slope, length)
+                 - hermite_offset(length - eps, d0, slope, length)) / eps
+    assert start_slope == pytest.approx(slope, abs=1e-3)  # leaves along the car's heading
+    assert end_slope == pytest.approx(0.0, abs=1e-3)  # arrives along the line
+
+
+def test_blended_path_is_the_shifted_line_for_the_controllers():
+    from planning.lanes import BlendedPath
+
+    m = LaneMap(_map({"a-b-0": ([[0, 0], [300, 0]], [], None, None)}, ["a-b-0"]))
+    base = m.path(("a-b-0",))
+    line = BlendedPath(base, s0_m=50.0, d0_m=4.0, slope0=0.0, length_m=30.0)
+    # the car itself is on the blended line; 30 m on, the line is the lane centre
+    assert line.to_xy(50.0, 0.0).tolist() == pytest.approx([50.0, 4.0])
+    assert line.to_xy(80.0, 0.0).tolist() == pytest.approx([80.0, 0.0])
+    s, d = line.project(np.array([[65.0, 2.0]]))
+    assert (float(s[0]), float(d[0])) == (pytest.approx(65.0), pytest.approx(0.0, abs=1e-9))
+    assert float(line.heading_at(65.0)) < -0.1  # heading down towards the centre line
