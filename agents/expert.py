@@ -128,7 +128,7 @@ class PlanningAgent(BaseAgent):
         self._target_path = chosen
         # steer along the same transition onto the path that the planner rolled out
         line = BlendedPath(chosen, option.s_m, option.d_m, float(np.tan(np.clip(option.heading_error_rad, -1, 1))),
-                           self.planner.config.transition_length_m(speed))
+                           float(self.planner.config.transition_length_m(speed, option.d_m)))
         steering, _ = self.lateral.update(x, y, heading, speed, line)
         accel = 0.0
         if self.longitudinal:

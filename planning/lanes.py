@@ -282,8 +282,10 @@ def hermite_offset(s_m: np.ndarray, d0_m: np.ndarray, slope0: np.ndarray,
     lateral slope ``slope0`` (tan of the heading error) at ``s = 0`` and joins the
     centre line tangentially at ``s = length_m``: a cubic Hermite curve in Frenet
     coordinates (the lane-change paths of Werling et al. 2010, in their simplest form)."""
-    u = np.clip(np.asarray(s_m) / length_m, 0.0, 1.0)
-    m0 = np.clip(slope0, -1.0, 1.0) * length_m
+    length = np.asarray(length_m, dtype=np.float64)
+    none = length < 1e-6  # no transition: the centre line itself
+    u = np.where(none, 1.0, np.clip(np.asarray(s_m) / np.where(none, 1.0, length), 0.0, 1.0))
+    m0 = np.clip(slope0, -1.0, 1.0) * length
     return d0_m * (2 * u ** 3 - 3 * u ** 2 + 1) + m0 * (u ** 3 - 2 * u ** 2 + u)
 
 

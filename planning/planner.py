@@ -70,10 +70,12 @@ class PlannerConfig:
     idm_delta: float = 4.0  # acceleration exponent
     max_brake_mps2: float = 5.0  # [m/s^2] the car's braking limit
     dead_end_margin_m: float = 3.0  # [m] stop this far before a corridor's end
-    # the way onto a path: from the car's offset and heading to the centre line over
+    # the way onto a path: from the car's offset and heading to the centre line over up to
     # max(min_transition_m, speed x transition_time_s) (planning.lanes.hermite_offset)
     transition_time_s: float = 3.0  # [s] a 4 m lane change then peaks near 2.7 m/s^2 lateral
     min_transition_m: float = 12.0  # [m]
+    transition_from_m: float = 0.5  # [m] offsets up to this are corrected directly
+    transition_full_m: float = 2.0  # [m] offsets from this on get the full transition
     # pure pursuit (the same law the agent drives with)
     lookahead_gain_s: float = 0.5  # [s]
     min_lookahead_m: float = 5.0  # [m]
@@ -92,8 +94,15 @@ class PlannerConfig:
     def steps(self) -> int:
         return int(round(self.horizon_s / self.step_s))
 
-    def transition_length_m(self, speed_mps: float) -> float:
-        return max(self.min_transition_m, speed_mps * self.transition_time_s)
+    def transition_length_m(self, speed_mps, offset_m):
+        """Length [m] of the way onto a path from ``offset_m`` away: none within
+        ``transition_from_m`` (lane keeping stays stiff), the full
+        ``max(min_transition_m, speed x transition_time_s)`` from ``transition_full_m`` on
+        (a lane change), linear between."""
+        full = np.maximum(self.min_transition_m, np.asarray(speed_mps) * self.transition_time_s)
+        share = np.clip((np.abs(offset_m) - self.transition_from_m)
+                        / (self.transition_full_m - self.transition_from_m), 0.0, 1.0)
+        return full * share
 
 
 @dataclass(frozen=True)
@@ -286,7 +295,7 @@ class Planner:
         s0_local = np.array([options[p].s_m for p in pidx]) - s_base[pidx]
         blend_d0 = np.array([options[p].d_m for p in pidx])
         blend_slope = np.tan(np.clip([options[p].heading_error_rad for p in pidx], -1.0, 1.0))
-        blend_len = c.transition_length_m(max(ego.speed_mps, 0.0))
+        blend_len = c.transition_length_m(max(ego.speed_mps, 0.0), blend_d0)
         s = s0_local.copy()  # rear axle, local
         X = np.empty((C, T + 1)); Y = np.empty((C, T + 1))
         H = np.empty((C, T + 1)); V = np.empty((C, T + 1))
