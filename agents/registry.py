@@ -17,7 +17,7 @@ AGENTS: dict[str, tuple[Callable[[TaskSpec], Agent], str]] = {
     "straight": (StraightAgent, "wheel straight, speed held (lower bound)"),
 }
 
-DEFAULT_AGENT = "idm"
+DEFAULT_AGENT = "expert"
 
 
 def make_agent(name: str, task: TaskSpec) -> Agent:

@@ -2,7 +2,7 @@
 
     drive scenarios                       list the scenarios
     drive agents                          list the agents and the sensors each uses
-    drive run [--agent idm] [--scenario highway] [--episodes 3] [--seed 0] [--out DIR]
+    drive run [--agent expert] [--scenario highway] [--episodes 3] [--seed 0] [--out DIR]
               [--workers W] [--physics fast|stock]
     drive bench camera                    ego camera vs highway-env's renderer
     drive bench sim                       fast vs stock physics, workers
