@@ -20,7 +20,7 @@ import av
 import cv2
 import numpy as np
 
-from sim.render import SHIFT, to_px
+from sim.render import SHIFT, box_corners, to_px
 from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD
 
 PANEL_PX = 384  # each of the two panels is PANEL_PX x PANEL_PX
@@ -29,6 +29,7 @@ OVERVIEW_MPP = 0.35  # [m/px] overview scale: 134 m across
 
 PLAN_RGB = (255, 60, 255)  # the chosen trajectory: magenta, a colour the scene never uses
 CANDIDATE_OK_RGB = (150, 225, 255)  # candidates that passed the planner's gates
+PERCEIVED_RGB = (235, 40, 40)  # red outlines of the objects the agent's perception reported
 CANDIDATE_REJECTED_RGB = (150, 150, 150)
 PLAN_THICKNESS_PX = 3
 CANDIDATE_THICKNESS_PX = 1
@@ -68,14 +69,24 @@ def draw_plan_overlay(img: np.ndarray, overlay: Any, m: np.ndarray, t: np.ndarra
             if lines:
                 cv2.polylines(img, lines, False, colour, CANDIDATE_THICKNESS_PX, cv2.LINE_AA,
                               SHIFT)
+    objects = getattr(overlay, "objects", None)
+    if objects is not None and len(objects.position_m):
+        # what perception reported, as outlines over the true cars (they differ once a
+        # detector replaces ground truth)
+        boxes = box_corners(np.asarray(objects.position_m), np.asarray(objects.heading_rad),
+                            np.asarray(objects.length_m), np.asarray(objects.width_m))
+        outlines = _polylines_px(boxes, m, t)
+        if outlines:
+            cv2.polylines(img, outlines, True, PERCEIVED_RGB, 1, cv2.LINE_AA, SHIFT)
     plan = _polylines_px(overlay.trajectory_m, m, t)
     if plan:
         cv2.polylines(img, plan, False, PLAN_RGB, PLAN_THICKNESS_PX, cv2.LINE_AA, SHIFT)
     h = img.shape[0]
-    for k, (label, colour, width) in enumerate((
-            ("plan", PLAN_RGB, PLAN_THICKNESS_PX),
-            ("candidates (grey: rejected)", CANDIDATE_OK_RGB, CANDIDATE_THICKNESS_PX))):
-        y = h - 28 + 16 * k
+    legend = (("plan", PLAN_RGB, PLAN_THICKNESS_PX),
+              ("candidates (grey: rejected)", CANDIDATE_OK_RGB, CANDIDATE_THICKNESS_PX),
+              ("perceived objects", PERCEIVED_RGB, 1))
+    for k, (label, colour, width) in enumerate(legend):
+        y = h - 44 + 16 * k
         cv2.line(img, (8, y), (28, y), colour, width, cv2.LINE_AA)
         _put(img, label, (34, y + 4), 0.4, colour)
 

@@ -12,7 +12,7 @@ from planning.prediction import ObjectStates
 from sim.cli import main
 from sim.env import DrivingEnv
 from sim.render import top_down_transform
-from sim.video import OVERVIEW_MPP, PANEL_PX, PLAN_RGB, EpisodeVideo
+from sim.video import OVERVIEW_MPP, PANEL_PX, PERCEIVED_RGB, PLAN_RGB, EpisodeVideo
 
 PLAN_AHEAD_M = 30.0
 
@@ -87,6 +87,24 @@ def test_no_overlay_draws_nothing(tmp_path, scene):
     # the reset frame (no action yet) never shows a plan: it may be the last episode's
     stale = SimpleNamespace(overlay=_plan_overlay(info))
     assert np.array_equal(_compose(tmp_path, "reset", scene, stale, action=None), plain)
+
+
+def test_perceived_objects_are_outlined_where_perception_put_them(tmp_path, scene):
+    """A phantom 5 m x 2 m object 12 m behind-left of the ego (no real car there):
+    its outline's pixels turn the perceived-object colour."""
+    _, _, info = scene
+    xy = np.asarray(info["ego"]["position_m"], dtype=np.float64)
+    phantom = xy + np.array([-12.0, 7.0])
+    overlay = _plan_overlay(info)
+    overlay.objects = ObjectStates(np.array([0]), np.zeros(1, np.int8), phantom[None], np.zeros(1),
+                                   np.zeros(1), np.array([5.0]), np.array([2.0]), np.zeros(1))
+    drawn = _compose(tmp_path, "objects", scene, SimpleNamespace(overlay=overlay))
+    edges = phantom + np.array([[0.0, 1.0], [0.0, -1.0], [2.5, 0.0], [-2.5, 0.0]])  # side midpoints
+    rows, cols = _frame_px(info, edges).T
+    near = [drawn[r - 1:r + 2, c - 1:c + 2].reshape(-1, 3).astype(int) for r, c in zip(rows, cols)]
+    assert all((np.abs(px - PERCEIVED_RGB).max(axis=1) <= 40).any() for px in near)
+    centre_r, centre_c = _frame_px(info, phantom[None])[0]
+    assert np.abs(drawn[centre_r, centre_c].astype(int) - PERCEIVED_RGB).max() > 40  # an outline
 
 
 def test_mismatched_candidate_flags_are_named(tmp_path, scene):
