@@ -58,7 +58,9 @@ class PlannerConfig:
 
     horizon_s: float = 4.0  # [s] rollout length
     step_s: float = 0.1  # [s] rollout step (10 Hz)
-    speed_fractions: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0)  # of the lane's speed limit
+    # desired speeds: fractions of the speed the path allows where the car is (the lane's
+    # limit, lowered ahead of curves so they are taken at lateral_accel_mps2)
+    speed_fractions: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0)
     stop_candidate: bool = True  # also a candidate that brakes to a stop on each path
     stop_decel_mps2: float = 3.0  # [m/s^2] its braking
     lateral_accel_mps2: float = 2.5  # [m/s^2] curvature speed limit v <= sqrt(a / |k|)
@@ -305,8 +307,7 @@ class Planner:
         os_c, od_c = obj_s[pidx], obj_d[pidx]  # [C, K]
         ovs_c, ovd_c = obj_vs[pidx], obj_vd[pidx]
         abs_od_c = np.abs(od_c)
-        v_lim_path = np.array([o.path.speed_limit_mps.max() for o in options])
-        v_target = frac * v_lim_path[pidx]
+        cap0 = flat_v[base + np.minimum(np.maximum((s * inv_sp).astype(np.int64), 0), win - 1)]  # [m/s] here
         stop = frac == 0.0
         dead_c, s_end_c = dead[pidx], s_end[pidx]
         rows = np.arange(C)
@@ -336,7 +337,7 @@ class Planner:
             D[:, k] = steer
             if longitudinal:
                 cap = flat_v[base + np.minimum(np.maximum((s * inv_sp).astype(np.int64), 0), win - 1)]
-                v0 = np.maximum(np.minimum(v_target, cap), 0.1)
+                v0 = np.maximum(frac * cap, 0.1)  # a fraction of the speed this spot allows
                 centre = s + half_l  # rear axle -> centre
                 if K:
                     g = np.where(in_lane_all[k] & (so_all[k] > centre[:, None]),
@@ -456,7 +457,7 @@ class Planner:
             best = int(key[0])
         return Plan(
             best=best, acceleration_mps2=float(A[best, 0]), steering_rad=float(D[best, 0]),
-            target_speed_mps=frac * v_lim_path[pidx], path_index=pidx, trajectory_m=traj,
+            target_speed_mps=frac * cap0, path_index=pidx, trajectory_m=traj,
             speed_mps=V, heading_rad=H, accelerations_mps2=A, steerings_rad=D, times_s=times,
             scores={"no_collision": no_collision.astype(float), "first_collision_s": first_hit,
                     "no_overrun": (~overrun).astype(float), "safe_lane_change": safe_change[pidx].astype(float),
