@@ -11,8 +11,11 @@ Here, per decision:
 
 1. **Candidates** = reference paths (the lane followed and, where lane changes are
    allowed, its left and right neighbours, each continued along the route: see
-   :mod:`planning.lanes`) x target speeds (fractions of the lane's speed limit, capped
-   by the curvature ahead), plus a stop candidate per path.
+   :mod:`planning.lanes`) x desired speeds (fractions of the speed the path allows at
+   each point: the lane's limit, lowered so curves are taken at
+   ``lateral_accel_mps2``), plus a stop candidate per path.  Each candidate approaches
+   its path from the car's current offset along a cubic transition
+   (:func:`planning.lanes.hermite_offset`), so a lane change is a smooth S, not a jump.
 2. **Rollout** of all candidates at once for ``horizon_s`` at ``step_s``: pure pursuit
    steers (:func:`planning.control.pure_pursuit_steering`), the Intelligent Driver Model
    (Treiber, Hennecke, Helbing 2000; above the desired speed its "improved" free-road
