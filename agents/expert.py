@@ -92,6 +92,7 @@ class PlanningAgent(BaseAgent):
         self.dt_s = 1.0 / task.control_hz
         self.overlay: Overlay | None = None
         self.last_plan: Plan | None = None
+        self._path_cache: dict = {}  # reference paths, reused across episodes of one network
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
@@ -112,7 +113,7 @@ class PlanningAgent(BaseAgent):
     # -- one decision ------------------------------------------------------------------------
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         if obs["map"] is not self._map_source:  # a new episode's map
-            self.lane_map = LaneMap(obs["map"])
+            self.lane_map = LaneMap(obs["map"], path_cache=self._path_cache)
             self._map_source = obs["map"]
         x, y, heading = (float(v) for v in np.asarray(obs["pose"], dtype=np.float64))
         speed = float(np.asarray(obs["speed"]).reshape(-1)[0])

@@ -22,6 +22,7 @@ import numpy as np
 from planning.geometry import MIN_SEGMENT_M, Polyline, _perp
 
 PATH_SPACING_M = 1.0  # [m] reference path sample spacing
+PATH_CACHE_LIMIT = 512  # reference paths kept across episodes before the cache starts over
 JUNCTION_GAP_M = 0.5  # [m] lane ends further apart than this are joined by a straight segment
 CURVATURE_WINDOW_M = 6.0  # [m] curvature is averaged over about a car length: junction kinks are not curves
 DESTINATION_SLACK_M = 10.0  # [m] a lane ending this close to the destination lane's end is no dead end
@@ -42,7 +43,13 @@ class Lane:
 class LaneMap:
     """Lanes and route from one episode's ``map`` sensor; builds corridors on demand."""
 
-    def __init__(self, map_sensor: Mapping, default_speed_limit_mps: float = 30.0) -> None:
+    def __init__(self, map_sensor: Mapping, default_speed_limit_mps: float = 30.0,
+                 path_cache: dict | None = None) -> None:
+        """
+        :param path_cache: a dict to keep reference paths in across episodes of the same
+            road network (keys include the network's fingerprint and the destination), so
+            each corridor is resampled once per process rather than once per episode
+        """
         try:
             lanes_in, route = map_sensor["lanes"], map_sensor["route"]
         except (KeyError, TypeError):
@@ -79,7 +86,13 @@ class LaneMap:
         self._seg_heading = np.arctan2(self._seg_ab[:, 1], self._seg_ab[:, 0])
         self._seg_owner = np.concatenate(owner)
         self._seg_s = np.concatenate([self.lanes[lid].centre.s_m[:-1] for lid in self._lane_ids])
-        self._paths: dict[tuple[str, ...], ReferencePath] = {}
+        self._paths: dict = {} if path_cache is None else path_cache
+        if len(self._paths) > PATH_CACHE_LIMIT:
+            self._paths.clear()
+        # what identifies this network's geometry (the same map in every episode of a scenario)
+        self._fingerprint = hash(tuple(
+            (lid, len(lane.centre), round(float(lane.centre.points_m.sum()), 3))
+            for lid, lane in sorted(self.lanes.items())))
 
     def locate(self, xy_m: np.ndarray, heading_rad: float,
                prefer: Sequence[str] = ()) -> tuple[str, float] | None:
@@ -142,10 +155,12 @@ class LaneMap:
 
     def path(self, lanes: Sequence[str]) -> "ReferencePath":
         """The reference path along a corridor (cached: corridors repeat step after step)."""
-        key = tuple(lanes)
-        if key not in self._paths:
-            self._paths[key] = ReferencePath.along(self, key)
-        return self._paths[key]
+        lanes = tuple(lanes)
+        key = (self._fingerprint, self.destination, lanes)  # dead ends depend on the destination
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = ReferencePath.along(self, lanes)
+        return path
 
     def reaches_destination(self, lane_id: str) -> bool:
         """Whether a lane runs on beside the route's last lane to (nearly) its end."""
@@ -223,13 +238,13 @@ class ReferencePath:
     def frame(self, s_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Centre point and unit tangent at ``s_m`` (any shape), straight beyond the ends."""
         s = np.asarray(s_m, dtype=np.float64)
-        f = np.clip(s / self.spacing_m, 0.0, len(self.xy_m) - 1.000001)
+        f = np.minimum(np.maximum(s / self.spacing_m, 0.0), len(self.xy_m) - 1.000001)
         i = f.astype(np.int64)
         u = (f - i)[..., None]
         c = self.xy_m[i] * (1 - u) + self.xy_m[i + 1] * u
         t = self.tangent[i] * (1 - u) + self.tangent[i + 1] * u
-        t = t / np.linalg.norm(t, axis=-1, keepdims=True)
-        beyond = (s - np.clip(s, 0.0, self.length_m))[..., None]
+        t = t / np.sqrt(t[..., 0:1] ** 2 + t[..., 1:2] ** 2)
+        beyond = (s - np.minimum(np.maximum(s, 0.0), self.length_m))[..., None]
         return c + beyond * t, t
 
     def project(self, xy_m: np.ndarray, s_guess_m: np.ndarray | None = None,
@@ -251,9 +266,10 @@ class ReferencePath:
         s = (lo + np.argmin(d2, axis=1)) * self.spacing_m  # the first of equally near samples
         for _ in range(2):
             c, t = self.frame(s)
-            s = s + np.einsum("ij,ij->i", q - c, t)
-        c, t = self.frame(s)
-        d = np.einsum("ij,ij->i", q - c, _perp(t))
+            r = q - c
+            s = s + (r[:, 0] * t[:, 0] + r[:, 1] * t[:, 1])
+        # the offset from the last frame: its along-track shift leaves d unchanged to first order
+        d = r[:, 1] * t[:, 0] - r[:, 0] * t[:, 1]
         return s.reshape(shape), d.reshape(shape)
 
     def lane_at(self, s_m: float) -> tuple[str, float]:

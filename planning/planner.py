@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planning.control import lookahead_distance, pure_pursuit_steering
-from planning.lanes import ReferencePath, hermite_offset
+from planning.lanes import ReferencePath
 from planning.prediction import Forecast
 from planning.vehicle import (MAX_SPEED_MPS, VEHICLE_LENGTH_M, VEHICLE_WIDTH_M, BicycleState,
                               bicycle_step, curvature_of_steering)
@@ -301,6 +301,9 @@ class Planner:
         blend_d0 = np.array([options[p].d_m for p in pidx])
         blend_slope = np.tan(np.clip([options[p].heading_error_rad for p in pidx], -1.0, 1.0))
         blend_len = c.transition_length_m(max(ego.speed_mps, 0.0), blend_d0)
+        # planning.lanes.hermite_offset, with its per-candidate constants hoisted
+        blend_inv_len = np.where(blend_len > 1e-6, 1.0 / np.maximum(blend_len, 1e-6), 1e9)
+        blend_m0 = np.clip(blend_slope, -1.0, 1.0) * blend_len
         s = s0_local.copy()  # rear axle, local
         X = np.empty((C, T + 1)); Y = np.empty((C, T + 1))
         H = np.empty((C, T + 1)); V = np.empty((C, T + 1))
@@ -330,7 +333,9 @@ class Planner:
             fcx, fcy, ftx_, fty_ = frame(np.concatenate([s, s + ld]))
             s = s + (rx - fcx[:C]) * ftx_[:C] + (ry - fcy[:C]) * fty_[:C]
             # the look-ahead point on the way onto the path (planning.lanes.BlendedPath)
-            off = hermite_offset(s + ld - s0_local, blend_d0, blend_slope, blend_len)
+            u = np.minimum(np.maximum((s + ld - s0_local) * blend_inv_len, 0.0), 1.0)
+            u2 = u * u
+            off = blend_d0 * (2 * u2 * u - 3 * u2 + 1) + blend_m0 * (u2 * u - 2 * u2 + u)
             gx, gy = fcx[C:] - off * fty_[C:], fcy[C:] + off * ftx_[C:]
             # pure pursuit (planning.control.pure_pursuit_steering, inlined for speed)
             ex, ey = gx - rx, gy - ry

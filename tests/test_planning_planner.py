@@ -182,3 +182,29 @@ def test_boxes_overlap_separating_axes(c2, h2, expected):
     back = boxes_overlap(np.array([c2]), np.array([h2]), np.array([5.0]), np.array([2.0]),
                          np.array([[0.0, 0.0]]), np.array([0.0]), 5.0, 2.0)
     assert back.tolist() == [expected]
+
+
+@pytest.mark.parametrize("y, heading", [(3.0, 0.0), (-1.2, 0.1), (0.2, -0.05)])
+def test_the_rollouts_first_steer_is_what_the_agents_controller_commands(y, heading):
+    """The planner inlines pure pursuit on the blended path for speed; the agent steers
+    with planning.control.PurePursuit on planning.lanes.BlendedPath. They must agree, or
+    the car would not drive the trajectory that won."""
+    from planning.control import PurePursuit
+    from planning.lanes import BlendedPath
+
+    lm = three_lane_map()
+    ego = EgoState(100.0, y, heading, 20.0)
+    rear = np.array([ego.x_m - 2.5 * np.cos(heading), ego.y_m - 2.5 * np.sin(heading)])
+    opts = []
+    for o in options(lm, ego):
+        s, d = (float(v) for v in o.path.project(rear))
+        opts.append(PathOption(o.path, s, o.lane_change, o.on_route, d_m=d, heading_error_rad=heading))
+    planner = Planner()
+    p = planner.plan(ego, opts, forecast(ObjectStates.empty(), TIMES))
+    for k, o in enumerate(opts):
+        c = planner.config
+        line = BlendedPath(o.path, o.s_m, o.d_m, np.tan(heading), float(c.transition_length_m(20.0, o.d_m)))
+        steer, _ = PurePursuit(c.lookahead_gain_s, c.min_lookahead_m, c.max_lookahead_m).update(
+            ego.x_m, ego.y_m, heading, 20.0, line)
+        first = p.steerings_rad[p.path_index == k][0, 0]
+        assert first == pytest.approx(steer, abs=2e-3)
