@@ -3,6 +3,8 @@ topology they plan on."""
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agents import AGENTS, make_agent
 from agents.expert import ModularAgent
@@ -130,3 +132,35 @@ def test_first_seen_cars_in_the_ring_are_forecast_around_it():
     expected = objs.speed_mps[in_ring] / radius[in_ring]  # counter-clockwise: left turn, > 0
     assert np.allclose(objs.yaw_rate_radps[in_ring], expected, rtol=0.35)
     env.close()
+
+
+@pytest.fixture(scope="module")
+def highway_map():
+    env = DrivingEnv("highway", sensors=("map",))
+    _, info = env.reset(seed=0)
+    env.close()
+    return info["map"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(x=st.floats(50, 900), y=st.floats(-25, 12), heading=st.floats(-np.pi, np.pi),
+       speed=st.floats(0, 40), cars=st.lists(st.tuples(st.floats(-60, 60), st.floats(-15, 15),
+                                                       st.floats(-np.pi, np.pi), st.floats(0, 40)),
+                                             max_size=8))
+def test_expert_always_returns_a_valid_action(highway_map, x, y, heading, speed, cars):
+    """Anywhere near (or off) the road, facing any way, among arbitrary traffic: a finite
+    action of the right shape in [-1, 1], never an exception."""
+    task = task_spec(get_scenario("highway"), CameraSpec())
+    agent = make_agent("expert", task)
+    agent.reset(0)
+    rows = np.array(cars, dtype=float).reshape(-1, 4)
+    n = len(rows)
+    truth = {"id": np.arange(n), "kind": np.zeros(n, np.int8),
+             "position_m": np.array([x, y]) + rows[:, :2], "heading_rad": rows[:, 2],
+             "speed_mps": rows[:, 3], "velocity_mps": np.zeros((n, 2)), "length_m": np.full(n, 5.0),
+             "width_m": np.full(n, 2.0)}
+    obs = {"map": highway_map, "truth": truth, "pose": np.array([x, y, heading]),
+           "speed": np.array([speed], dtype=np.float32)}
+    for _ in range(2):  # the second decision has history (yaw rates, previous target)
+        action = agent.act(obs)
+        assert action.shape == (2,) and np.all(np.isfinite(action)) and np.all(np.abs(action) <= 1)
