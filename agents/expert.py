@@ -23,9 +23,10 @@ from agents.base import BaseAgent, TaskSpec
 from planning.control import PurePursuit, SpeedPID, Stanley, normalise_action
 from planning.lanes import BlendedPath, LaneMap, ReferencePath
 from planning.planner import EgoState, PathOption, Plan, Planner, PlannerConfig
-from planning.prediction import ObjectStates, YawRateEstimator, forecast
+from planning.prediction import ObjectStates, YawRateEstimator, forecast, forecast_along_paths
 
 CORRIDOR_M = 250.0  # [m] how far ahead reference paths reach (> 4 s at 40 m/s + look-ahead)
+MAX_FORECAST_SPEED_MPS = 20.0  # [m/s] objects within 2 x horizon x this get lane-following forecasts
 
 
 class PerceptionSource(Protocol):
@@ -88,6 +89,12 @@ class PlanningAgent(BaseAgent):
             raise ValueError(f"unknown lateral controller {lateral!r}; known: pure-pursuit, stanley")
         self.speed_pid = SpeedPID(accel_limits_mps2=(-task.acceleration_range_mps2,
                                                      task.acceleration_range_mps2))
+        if motion_model not in ("lane", "ctrv", "cv"):
+            raise ValueError(f"unknown motion model {motion_model!r}; known: lane, ctrv, cv")
+        # "ctrv" (default) or "cv"; "lane": lane following where the map bends, else CTRV.
+        # Measured on roundabout seeds 0-29: "lane" hesitates less (3.3 vs 4.7 large
+        # acceleration jumps per episode) but accepts tighter gaps (median min TTC 0.57 s
+        # vs 1.51 s, comfort violations 2.4% vs 1.5%), so the expert keeps CTRV.
         self.motion_model = motion_model
         self.dt_s = 1.0 / task.control_hz
         self.overlay: Overlay | None = None
@@ -120,8 +127,11 @@ class PlanningAgent(BaseAgent):
         ego = EgoState(x, y, heading, speed, self._last_accel)
         objects = self._with_lane_yaw_rates(self.perception.perceive(obs, self.dt_s))
         options = self._path_options(ego)
-        fc = forecast(objects, np.arange(self.planner.config.steps + 1) * self.planner.config.step_s,
-                      self.motion_model)
+        times = np.arange(self.planner.config.steps + 1) * self.planner.config.step_s
+        paths = self._object_paths(objects, ego) if self.motion_model == "lane" else None
+        kinematic = "ctrv" if self.motion_model == "lane" else self.motion_model
+        fc = (forecast_along_paths(objects, times, paths, fallback=kinematic) if paths is not None
+              else forecast(objects, times, kinematic))
         plan = self.planner.plan(ego, options, fc, longitudinal=self.longitudinal)
         option = options[int(plan.path_index[plan.best])]
         chosen = option.path
@@ -143,6 +153,30 @@ class PlanningAgent(BaseAgent):
             candidate_ok=plan.scores["total"] > 0, objects=objects, path_lanes=chosen.lanes)
         return normalise_action(accel, steering, self.task.action_names,
                                 self.task.steering_range_rad, self.task.acceleration_range_mps2)
+
+    def _object_paths(self, objects: ObjectStates, ego: EgoState) -> list | None:
+        """The lane path each nearby moving vehicle follows (None: forecast it with CTRV),
+        on maps whose lanes bend; None on straight maps, where CTRV is lane following."""
+        lm = self.lane_map
+        if not lm.curved:
+            return None
+        c = self.planner.config
+        near_m = 2 * c.horizon_s * MAX_FORECAST_SPEED_MPS
+        paths: list = []
+        for k in range(len(objects)):
+            path = None
+            pos, v = objects.position_m[k], float(objects.speed_mps[k])
+            if (objects.kind[k] == 0 and v > 0.5
+                    and np.hypot(pos[0] - ego.x_m, pos[1] - ego.y_m) < near_m):
+                found = lm.locate(pos, float(objects.heading_rad[k]))
+                if found is not None:
+                    lane, s = found
+                    candidate = lm.path(lm.corridor(lane, v * c.horizon_s + 10.0, s, follow_route=False))
+                    _, d = candidate.project(pos)
+                    if abs(float(d)) <= candidate.width_m / 2:  # on that lane, not just near it
+                        path = candidate
+            paths.append(path)
+        return paths
 
     def _with_lane_yaw_rates(self, objects: ObjectStates) -> ObjectStates:
         """Objects seen for the first time have no heading history: give them the yaw rate

@@ -26,6 +26,7 @@ PATH_CACHE_LIMIT = 512  # reference paths kept across episodes before the cache 
 JUNCTION_GAP_M = 0.5  # [m] lane ends further apart than this are joined by a straight segment
 CURVATURE_WINDOW_M = 6.0  # [m] curvature is averaged over about a car length: junction kinks are not curves
 DESTINATION_SLACK_M = 10.0  # [m] a lane ending this close to the destination lane's end is no dead end
+CURVED_MAP_1PM = 0.02  # [1/m] a lane bending tighter than a 50 m radius makes a map "curved"
 ALIGNED_RAD = np.pi / 3  # [rad] a lane counts as the ego's only if headings differ by less
 
 
@@ -71,6 +72,9 @@ class LaneMap:
         self.route_next: dict[str, str] = {a: b for a, b in zip(self.route_lanes, self.route_lanes[1:])
                                            if a != b}
         self.route_roads = {_road(r) for r in self.route_lanes}
+        # whether any lane bends (a roundabout, a racetrack): where lane-following forecasts pay
+        self.curved = any(np.abs(lane.centre.curvature_1pm).max() > CURVED_MAP_1PM
+                          for lane in self.lanes.values() if len(lane.centre) > 2)
         self.destination = self.route_lanes[-1]
         # every lane's segments stacked, to find the lane under a point in one pass
         starts, ends, owner = [], [], []
@@ -122,14 +126,22 @@ class LaneMap:
             return None
         return self._lane_ids[self._seg_owner[best]], float(self._seg_s[best] + t[best] * np.sqrt(self._seg_len2[best]))
 
-    def corridor(self, lane_id: str, length_m: float, start_s_m: float = 0.0) -> tuple[str, ...]:
+    def corridor(self, lane_id: str, length_m: float, start_s_m: float = 0.0,
+                 follow_route: bool = True) -> tuple[str, ...]:
         """``lane_id`` and the lanes that follow it for at least ``length_m`` metres beyond
         ``start_s_m`` on it (or to a dead end): the route's next lane where the route goes
-        on from here, else the successor on a route road, else the nearest successor."""
+        on from here, else the successor on a route road, else the nearest successor.
+        ``follow_route=False`` (another car's lane) always takes the nearest successor."""
         lanes = [lane_id]
         total = self.lanes[lane_id].centre.length_m - start_s_m
         while total < length_m:
             cur = self.lanes[lanes[-1]]
+            if not follow_route:
+                if not cur.next or len(lanes) > 64:
+                    break
+                lanes.append(cur.next[0])
+                total += self.lanes[cur.next[0]].centre.length_m
+                continue
             nxt = self.route_next.get(cur.id)
             if nxt is None or not (nxt in cur.next or self._drivable_chord(cur.id, nxt)):
                 # the route jumps sideways here (a merge): follow the road; a lane change

@@ -208,3 +208,17 @@ def test_the_rollouts_first_steer_is_what_the_agents_controller_commands(y, head
             ego.x_m, ego.y_m, heading, 20.0, line)
         first = p.steerings_rad[p.path_index == k][0, 0]
         assert first == pytest.approx(steer, abs=2e-3)
+
+
+def test_lane_following_forecast_stays_on_the_path_and_falls_back_without_one():
+    from planning.prediction import forecast_along_paths
+
+    lm = three_lane_map()
+    path = lm.path(("a-b-1",))
+    cars = objects([(100.0, 0.5, 0.3, 10.0), (100.0, 4.0, 0.3, 10.0)])  # heading off the lane
+    f = forecast_along_paths(cars, TIMES, [path, None], fallback="cv")
+    # the first follows its lane at its speed, keeping its 0.5 m offset
+    assert np.allclose(f.position_m[0, :, 1], 0.5) and f.position_m[0, -1, 0] == pytest.approx(140.0)
+    assert np.allclose(f.heading_rad[0], 0.0)
+    # the second, with no path, goes straight along its heading
+    assert f.position_m[1, -1, 1] == pytest.approx(4.0 + 40.0 * np.sin(0.3))
