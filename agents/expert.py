@@ -138,7 +138,8 @@ class PlanningAgent(BaseAgent):
         self._target = chosen.lanes
         self._target_path = chosen
         # steer along the same transition onto the path that the planner rolled out
-        line = BlendedPath(chosen, option.s_m, option.d_m, float(np.tan(np.clip(option.heading_error_rad, -1, 1))),
+        slope = float(np.tan(np.clip(option.heading_error_rad, -1.0, 1.0)))
+        line = BlendedPath(chosen, option.s_m, option.d_m, slope,
                            float(self.planner.config.transition_length_m(speed, option.d_m)))
         steering, _ = self.lateral.update(x, y, heading, speed, line)
         accel = 0.0

@@ -164,3 +164,17 @@ def test_expert_always_returns_a_valid_action(highway_map, x, y, heading, speed,
     for _ in range(2):  # the second decision has history (yaw rates, previous target)
         action = agent.act(obs)
         assert action.shape == (2,) and np.all(np.isfinite(action)) and np.all(np.abs(action) <= 1)
+
+
+def test_the_lateral_controller_and_motion_model_are_choices_with_named_options():
+    from agents.expert import PlanningAgent
+
+    task = task_spec(get_scenario("lane-keep", duration_s=5.0), CameraSpec())
+    stanley = PlanningAgent(task, lateral="stanley")
+    stanley.name = "stanley"
+    result, _ = episode("stanley", "lane-keep", 0, 5.0, agent=stanley)
+    assert result.status == "ok" and result.metrics["lateral_offset_rms_m"] < 0.6
+    with pytest.raises(ValueError, match="known: pure-pursuit, stanley"):
+        PlanningAgent(task, lateral="mpc")
+    with pytest.raises(ValueError, match="known: lane, ctrv, cv"):
+        PlanningAgent(task, motion_model="kalman")
