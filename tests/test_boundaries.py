@@ -6,8 +6,10 @@ import sys
 import pytest
 
 PROBE = """
-import sys, importlib
-importlib.import_module({module!r})
+import sys, importlib, pkgutil
+package = importlib.import_module({module!r})
+for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+    importlib.import_module(info.name)  # every module of the package, not just its __init__
 bad = sorted(m for m in sys.modules if m.split('.')[0] in {forbidden!r})
 print(",".join(bad))
 """
