@@ -1,0 +1,158 @@
+"""Multi-object tracking: detections frame by frame -> tracks with velocities.
+
+Tracking-by-detection in the style of SORT (Bewley et al. 2016, "Simple online and
+realtime tracking"), on box centres in the world frame:
+
+* **predict** every track with a constant-velocity Kalman filter, state
+  ``[x, y, vx, vy]`` (white-noise acceleration model, spectral density ``accel_psd``);
+* **associate** detections to predicted tracks by the Hungarian algorithm
+  (``scipy.optimize.linear_sum_assignment``) on centre distance, refusing pairs
+  farther apart than ``gate_m``;
+* **update** matched tracks with the measured centre; box size and heading are
+  smoothed separately (heading modulo pi: a box has no front, so a moving track takes
+  its heading from its velocity);
+* **births and deaths with hysteresis**: a track is reported once it has been matched
+  ``confirm_hits`` times in a row, and dropped after ``max_misses`` frames unmatched,
+  so a one-frame false positive never reaches the planner and a one-frame miss does
+  not lose a car.
+
+:meth:`Tracker.objects` reports confirmed tracks with the keys and units of the env's
+``truth`` sensor, so whatever consumes ground truth (the planner, through
+``ObjectStates.from_truth``) consumes tracks unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from perception.boxes import Boxes, ego_to_world, wrap_angle
+
+MOVING_MPS = 1.0  # [m/s] above this a track's heading follows its velocity
+
+
+@dataclass
+class Track:
+    id: int
+    x: np.ndarray  # [4] x, y, vx, vy (world)
+    P: np.ndarray  # [4, 4] covariance
+    heading_rad: float
+    length_m: float
+    width_m: float
+    kind: int
+    hits: int = 1  # consecutive matches
+    misses: int = 0  # consecutive frames unmatched
+    confirmed: bool = False
+    age: int = 1
+    history: list = field(default_factory=list, repr=False)
+
+
+class Tracker:
+    """SORT-style tracker on world-frame box centres."""
+
+    def __init__(self, dt_s: float, gate_m: float = 3.0, confirm_hits: int = 2, max_misses: int = 3,
+                 accel_psd: float = 2.0, position_noise_m: float = 0.3,
+                 initial_speed_sigma_mps: float = 15.0, size_smoothing: float = 0.8) -> None:
+        if dt_s <= 0 or gate_m <= 0 or confirm_hits < 1 or max_misses < 0:
+            raise ValueError(f"need dt_s > 0, gate_m > 0, confirm_hits >= 1, max_misses >= 0; got "
+                             f"{dt_s}, {gate_m}, {confirm_hits}, {max_misses}")
+        self.dt_s = float(dt_s)  # [s] between frames
+        self.gate_m = float(gate_m)  # [m] farthest a detection may be from a track's prediction
+        self.confirm_hits = int(confirm_hits)
+        self.max_misses = int(max_misses)
+        dt = self.dt_s
+        self.F = np.array([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
+        # white-noise acceleration: Q = q * [[dt^3/3, dt^2/2], [dt^2/2, dt]] per axis
+        q = float(accel_psd)  # [m^2/s^3]
+        block = q * np.array([[dt ** 3 / 3, dt ** 2 / 2], [dt ** 2 / 2, dt]])
+        self.Q = np.zeros((4, 4))
+        self.Q[np.ix_([0, 2], [0, 2])] = block
+        self.Q[np.ix_([1, 3], [1, 3])] = block
+        self.H = np.eye(2, 4)
+        self.R = np.eye(2) * position_noise_m ** 2
+        self.P0 = np.diag([position_noise_m ** 2, position_noise_m ** 2,
+                           initial_speed_sigma_mps ** 2, initial_speed_sigma_mps ** 2])
+        self.size_smoothing = float(size_smoothing)  # weight of the old size estimate
+        self.reset()
+
+    def reset(self) -> None:
+        self.tracks: list[Track] = []
+        self._next_id = 0
+
+    # -- one frame ----------------------------------------------------------------------
+    def update(self, detections: Boxes, pose: np.ndarray) -> None:
+        """Advance one frame with ``detections`` (ego frame) seen from ``pose`` [x, y, heading]."""
+        pose = np.asarray(pose, dtype=np.float64)
+        centres = ego_to_world(detections.centre_m, pose)
+        headings = wrap_angle(detections.heading_rad + pose[2])
+        for t in self.tracks:  # predict
+            t.x = self.F @ t.x
+            t.P = self.F @ t.P @ self.F.T + self.Q
+        rows, cols = self._associate(centres)
+        matched_tracks, matched_dets = set(rows.tolist()), set(cols.tolist())
+        for r, c in zip(rows, cols):
+            self._correct(self.tracks[r], centres[c], headings[c], detections, c)
+        for k, t in enumerate(self.tracks):
+            if k not in matched_tracks:
+                t.misses += 1
+                t.hits = 0
+            t.age += 1
+        self.tracks = [t for t in self.tracks if t.misses <= self.max_misses]
+        for c in range(len(detections)):
+            if c not in matched_dets:
+                self.tracks.append(Track(
+                    id=self._next_id, x=np.r_[centres[c], 0.0, 0.0], P=self.P0.copy(),
+                    heading_rad=float(headings[c]), length_m=float(detections.length_m[c]),
+                    width_m=float(detections.width_m[c]), kind=int(detections.kind[c]),
+                    confirmed=self.confirm_hits <= 1))
+                self._next_id += 1
+
+    def _associate(self, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.tracks or not len(centres):
+            return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+        predicted = np.array([t.x[:2] for t in self.tracks])
+        cost = np.linalg.norm(predicted[:, None, :] - centres[None, :, :], axis=-1)
+        big = 1e6
+        rows, cols = linear_sum_assignment(np.where(cost <= self.gate_m, cost, big))
+        ok = cost[rows, cols] <= self.gate_m
+        return rows[ok], cols[ok]
+
+    def _correct(self, t: Track, z: np.ndarray, heading: float, det: Boxes, c: int) -> None:
+        y = z - self.H @ t.x
+        S = self.H @ t.P @ self.H.T + self.R
+        K = t.P @ self.H.T @ np.linalg.inv(S)
+        t.x = t.x + K @ y
+        t.P = (np.eye(4) - K @ self.H) @ t.P
+        a = self.size_smoothing
+        t.length_m = a * t.length_m + (1 - a) * float(det.length_m[c])
+        t.width_m = a * t.width_m + (1 - a) * float(det.width_m[c])
+        # heading modulo pi: take the measured axis nearest to the current estimate
+        d = float(wrap_angle(2 * (heading - t.heading_rad)) / 2)
+        t.heading_rad = float(wrap_angle(t.heading_rad + (1 - a) * d))
+        t.hits += 1
+        t.misses = 0
+        if t.hits >= self.confirm_hits:
+            t.confirmed = True
+
+    # -- output -------------------------------------------------------------------------
+    def objects(self) -> dict[str, np.ndarray]:
+        """Confirmed tracks, world frame, as the ``truth`` sensor lays objects out: ``id``,
+        ``kind``, ``position_m``, ``heading_rad``, ``velocity_mps``, ``speed_mps``,
+        ``length_m``, ``width_m``."""
+        live = [t for t in self.tracks if t.confirmed]
+        x = np.array([t.x for t in live]).reshape(-1, 4)
+        speed = np.hypot(x[:, 2], x[:, 3])
+        heading = np.array([t.heading_rad for t in live], dtype=np.float64)
+        heading = np.where(speed > MOVING_MPS, np.arctan2(x[:, 3], x[:, 2]), heading)
+        return {
+            "id": np.array([t.id for t in live], dtype=np.int64),
+            "kind": np.array([t.kind for t in live], dtype=np.int8),
+            "position_m": x[:, :2].copy(),
+            "heading_rad": heading,
+            "velocity_mps": x[:, 2:].copy(),
+            "speed_mps": speed,
+            "length_m": np.array([t.length_m for t in live], dtype=np.float64),
+            "width_m": np.array([t.width_m for t in live], dtype=np.float64),
+        }
