@@ -8,6 +8,10 @@
     drive bench sim                       fast vs stock physics, workers
     drive bench planner [--scenarios a,b] [--episodes 2] [--agent expert] [--duration S]
                                           per-decision latency in closed loop
+    drive perception data --out DIR [--scenarios a,b] [--frames N] [--every K]
+                                          record auto-labelled camera frames
+    drive eval detector --data DIR [--detector opencv] [--corrupt none,noise,...]
+                                          detection AP by range and corruption
 """
 
 from __future__ import annotations
@@ -156,6 +160,59 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+DETECTORS = ("opencv",)
+
+
+def _cmd_perception(args) -> int:
+    from sim.perception_data import dataset_size_bytes, record_frames
+
+    names = _scenario_list(args.scenarios)
+    out = Path(args.out)
+    manifest = record_frames(names, args.frames, out, seed=args.seed, every=args.every,
+                             per_episode=args.per_episode, progress=not args.quiet)
+    size = dataset_size_bytes(out) / 1e6
+    print(f"dataset: {out}  frames {manifest['frames']}  labels {manifest['labels']}  "
+          f"shards {len(manifest['shards'])}  episodes {manifest['recorder']['episodes']}  "
+          f"{size:.1f} MB  scenarios {', '.join(names)}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from perception.corruptions import CORRUPTIONS
+    from perception.dataset import FrameDataset
+    from perception.opencv_detector import OpenCVDetector
+    from sim.camera import CameraSpec
+    from sim.io import atomic_write_json, ensure_writable_dir
+    from sim.perception_data import evaluate_detector, format_detection_report
+
+    dataset = FrameDataset(args.data)
+    spec = CameraSpec.from_dict(dataset.camera)
+    corruptions = [c.strip() for c in args.corrupt.split(",") if c.strip()]
+    unknown = [c for c in corruptions if c not in CORRUPTIONS]
+    if unknown or not corruptions:
+        raise ValueError(f"unknown corruption(s) {unknown or args.corrupt!r}; known: {', '.join(CORRUPTIONS)}")
+    names = [d.strip() for d in args.detector.split(",") if d.strip()]
+    bad = [d for d in names if d not in DETECTORS]
+    if bad or not names:
+        raise ValueError(f"unknown detector(s) {bad or args.detector!r}; known: {', '.join(DETECTORS)}")
+    detectors = {"opencv": lambda: OpenCVDetector(spec)}
+    reports = []
+    for name in names:
+        det = detectors[name]()
+        for c in corruptions:
+            reports.append((name, evaluate_detector(det, dataset, c)))
+    print(f"{args.data}: {len(dataset)} frames; nuScenes-style AP, centre distance thresholds; "
+          f"position error of true positives at 2 m")
+    print(format_detection_report(reports))
+    if args.out:
+        path = Path(args.out)
+        ensure_writable_dir(path.parent if str(path.parent) else Path("."))
+        atomic_write_json(path, {"data": str(args.data), "reports": [
+            {"detector": n, **r} for n, r in reports]})
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from agents import AGENTS, DEFAULT_AGENT
     from sim.scenarios import DEFAULT_SCENARIO, SCENARIOS
@@ -236,6 +293,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim: episodes for the --workers comparison; 0 skips it (default: 6)")
     s.add_argument("--out", default=None, metavar="FILE.json", help="also write the result as JSON")
     s.set_defaults(func=_cmd_bench)
+
+    s = sub.add_parser(
+        "perception", help="record auto-labelled camera frames for detectors",
+        description="'data': drive episodes with highway-env's autopilot and keep every "
+                    "--every-th camera frame with its labels (each visible vehicle's box in "
+                    "ego-frame metres, from ground truth) until --frames are recorded; written "
+                    "as perception.dataset format 1 (sharded .npz + manifest.json, written last).")
+    s.add_argument("what", choices=["data"], help="what to do")
+    s.add_argument("--scenarios", default="highway,merge", metavar="A,B",
+                   help="scenarios, visited round-robin (default: highway,merge)")
+    s.add_argument("--frames", type=_positive_int, default=2000, help="frames to record (default: 2000)")
+    s.add_argument("--out", required=True, metavar="DIR", help="dataset folder (must not hold one)")
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the first episode (default: 0)")
+    s.add_argument("--every", type=_positive_int, default=5,
+                   help="keep every N-th step of an episode (default: 5)")
+    s.add_argument("--per-episode", type=_positive_int, default=40,
+                   help="at most N frames from one episode (default: 40)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_perception)
+
+    s = sub.add_parser(
+        "eval", help="score detectors on a recorded dataset",
+        description="'detector': nuScenes-style average precision (centre distance 0.5/1/2/4 m) "
+                    "overall and by range (0-20, 20-40, 40+ m), with position error of true "
+                    "positives, for each detector and each sensor corruption.")
+    s.add_argument("what", choices=["detector"], help="what to evaluate")
+    s.add_argument("--data", required=True, metavar="DIR", help="a dataset from 'drive perception data'")
+    s.add_argument("--detector", default="opencv", metavar="A,B",
+                   help=f"detectors (default: opencv; known: {', '.join(DETECTORS)})")
+    s.add_argument("--corrupt", default="none,noise,blur,brightness", metavar="A,B",
+                   help="corruptions to evaluate under (default: none,noise,blur,brightness)")
+    s.add_argument("--out", default=None, metavar="FILE.json", help="also write the reports as JSON")
+    s.set_defaults(func=_cmd_eval)
     return p
 
 
