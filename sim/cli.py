@@ -10,8 +10,10 @@
                                           per-decision latency in closed loop
     drive perception data --out DIR [--scenarios a,b] [--frames N] [--every K]
                                           record auto-labelled camera frames
-    drive eval detector --data DIR [--detector opencv] [--corrupt none,noise,...]
+    drive eval detector --data DIR [--detector opencv,learned:CKPT] [--corrupt none,noise,...]
                                           detection AP by range and corruption
+    drive train detector --data DIR --out CKPT [--epochs 30] [--device auto]
+                                          train the CenterNet vehicle detector
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ def _cmd_bench(args) -> int:
     return 0
 
 
-DETECTORS = ("opencv",)
+DETECTORS = ("opencv", "learned")
 
 
 def _cmd_perception(args) -> int:
@@ -192,13 +194,21 @@ def _cmd_eval(args) -> int:
     if unknown or not corruptions:
         raise ValueError(f"unknown corruption(s) {unknown or args.corrupt!r}; known: {', '.join(CORRUPTIONS)}")
     names = [d.strip() for d in args.detector.split(",") if d.strip()]
-    bad = [d for d in names if d not in DETECTORS]
+    bad = [d for d in names if d.split(":", 1)[0] not in DETECTORS]
     if bad or not names:
-        raise ValueError(f"unknown detector(s) {bad or args.detector!r}; known: {', '.join(DETECTORS)}")
-    detectors = {"opencv": lambda: OpenCVDetector(spec)}
+        raise ValueError(f"unknown detector(s) {bad or args.detector!r}; known: opencv, "
+                         f"learned:CHECKPOINT_DIR")
     reports = []
     for name in names:
-        det = detectors[name]()
+        if name == "opencv":
+            det = OpenCVDetector(spec)
+        else:
+            from perception.detector import LearnedDetector
+
+            kind, _, path = name.partition(":")
+            if not path:
+                raise ValueError("the learned detector needs its checkpoint: --detector learned:DIR")
+            det = LearnedDetector(path, device=args.device)
         for c in corruptions:
             reports.append((name, evaluate_detector(det, dataset, c)))
     print(f"{args.data}: {len(dataset)} frames; nuScenes-style AP, centre distance thresholds; "
@@ -210,6 +220,22 @@ def _cmd_eval(args) -> int:
         atomic_write_json(path, {"data": str(args.data), "reports": [
             {"detector": n, **r} for n, r in reports]})
         print(f"wrote {path}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from perception.detector import TrainConfig, train_detector
+    from sim.versions import git_revision, package_versions
+
+    recipe = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, width=args.width,
+                         seed=args.seed, patience=args.patience)
+    result = train_detector(args.data, args.out, recipe, device=args.device, progress=not args.quiet,
+                            extra_meta={"git_revision": git_revision(), "versions": package_versions(),
+                                        "command": ["drive", "train", "detector", "--data", str(args.data)]})
+    best = result["history"][result["best_epoch"] - 1]
+    print(f"checkpoint: {args.out}  best epoch {result['best_epoch']}/{len(result['history'])}  "
+          f"val loss {best['val_loss']:.4f}  val AP@2m {best['val_ap_2m']:.3f}  "
+          f"({best['elapsed_s']:.0f} s; TensorBoard logs in {Path(args.out) / 'tensorboard'})")
     return 0
 
 
@@ -321,11 +347,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("what", choices=["detector"], help="what to evaluate")
     s.add_argument("--data", required=True, metavar="DIR", help="a dataset from 'drive perception data'")
     s.add_argument("--detector", default="opencv", metavar="A,B",
-                   help=f"detectors (default: opencv; known: {', '.join(DETECTORS)})")
+                   help="detectors: opencv, learned:CHECKPOINT_DIR (default: opencv)")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the learned detector runs (default: auto = CUDA when present)")
     s.add_argument("--corrupt", default="none,noise,blur,brightness", metavar="A,B",
                    help="corruptions to evaluate under (default: none,noise,blur,brightness)")
     s.add_argument("--out", default=None, metavar="FILE.json", help="also write the reports as JSON")
     s.set_defaults(func=_cmd_eval)
+
+    s = sub.add_parser(
+        "train", help="train a network",
+        description="'detector': train the CenterNet vehicle detector on a dataset from 'drive "
+                    "perception data' (split by episode, augmentation, AdamW + cosine schedule, "
+                    "early stopping on the validation loss); writes OUT/model.safetensors and "
+                    "OUT/detector.json for the best epoch, and TensorBoard logs in OUT/tensorboard.")
+    s.add_argument("what", choices=["detector"], help="what to train")
+    s.add_argument("--data", required=True, metavar="DIR", help="a dataset from 'drive perception data'")
+    s.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (must not hold one)")
+    s.add_argument("--epochs", type=_positive_int, default=30, help="at most this many epochs (default: 30)")
+    s.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
+    s.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: 2e-3)")
+    s.add_argument("--width", type=_positive_int, default=32, help="network width (default: 32)")
+    s.add_argument("--patience", type=_positive_int, default=5,
+                   help="stop after this many epochs without a better validation loss (default: 5)")
+    s.add_argument("--seed", type=_seed, default=0, help="(default: 0)")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: auto)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_train)
     return p
 
 

@@ -1,0 +1,152 @@
+"""The CenterNet detector: decoding, targets, training that learns, safe checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from perception.boxes import Boxes
+from perception.centernet import CenterNet, CenterNetConfig, decode, encode_targets
+from perception.detector import (CheckpointError, LearnedDetector, TrainConfig, load_checkpoint,
+                                 resolve_device, save_checkpoint, train_detector)
+from sim.cli import main
+from sim.perception_data import record_frames
+
+CFG = CenterNetConfig(width=8)
+
+
+def labels(rows):
+    a = np.asarray(rows, dtype=float).reshape(-1, 3)
+    n = len(a)
+    return Boxes(a[:, :2], a[:, 2], np.full(n, 5.0), np.full(n, 2.0), np.zeros(n, np.int8), np.ones(n))
+
+
+def as_logits(targets: dict) -> dict:
+    """Targets in the shape of network outputs (heatmap as logits)."""
+    p = np.clip(targets["heatmap"], 1e-6, 1 - 1e-6)
+    out = {k: torch.from_numpy(v) for k, v in targets.items() if k != "mask"}
+    out["heatmap"] = torch.from_numpy(np.log(p / (1 - p)))
+    return out
+
+
+def test_decoding_a_synthetic_heatmap_finds_the_box():
+    h = w = 32
+    heat = torch.full((1, 1, h, w), -10.0)
+    heat[0, 0, 10, 20] = 5.0  # one confident peak at cell (x=20, y=10)
+    outputs = {"heatmap": heat, "offset": torch.zeros(1, 2, h, w), "size": torch.zeros(1, 2, h, w),
+               "heading": torch.zeros(1, 2, h, w)}
+    outputs["offset"][0, :, 10, 20] = torch.tensor([0.25, -0.5])
+    outputs["size"][0, :, 10, 20] = torch.tensor([4.5, 1.8])
+    outputs["heading"][0, :, 10, 20] = torch.tensor([np.sin(0.4), np.cos(0.4)])  # 2a = 0.4
+    (boxes,) = decode(outputs, CFG, threshold=0.3)
+    assert len(boxes) == 1
+    uv = (np.array([20.25, 9.5]) + 0.5) * 4 - 0.5
+    assert boxes.centre_m[0] == pytest.approx(CFG.pixel_to_ego(uv))
+    assert (boxes.length_m[0], boxes.width_m[0]) == (pytest.approx(4.5), pytest.approx(1.8))
+    assert boxes.heading_rad[0] == pytest.approx(0.2)
+    assert boxes.score[0] == pytest.approx(torch.sigmoid(torch.tensor(5.0)).item())
+
+
+def test_targets_decode_back_to_the_labels():
+    gt = labels([(20.0, 0.0, 0.0), (35.5, 4.2, 0.3), (-5.0, -3.7, -0.2)])
+    (boxes,) = decode(as_logits(encode_targets([gt], CFG)), CFG, threshold=0.5)
+    assert len(boxes) == 3
+    got, want = np.argsort(boxes.centre_m[:, 0]), np.argsort(gt.centre_m[:, 0])
+    assert np.allclose(boxes.centre_m[got], gt.centre_m[want], atol=1e-4)
+    assert np.allclose(boxes.heading_rad[got], gt.heading_rad[want], atol=1e-4)
+
+
+def test_network_checks_its_input_with_a_helpful_message():
+    with pytest.raises(ValueError, match=r"expected images \[B, 3, 128, 128\].*frames_to_tensor"):
+        CenterNet(CFG)(torch.zeros(1, 128, 128, 3))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("det")
+    data = root / "data"
+    record_frames(["highway"], 30, data, seed=5, every=5, per_episode=10, progress=False)
+    ckpt = root / "ckpt"
+    result = train_detector(data, ckpt, TrainConfig(epochs=4, width=8, batch_size=8, patience=4), device="cpu",
+                            progress=False, extra_meta={"git_revision": "test"})
+    return data, ckpt, result
+
+
+def test_a_tiny_training_run_reduces_the_loss(trained):
+    _, _, result = trained
+    history = result["history"]
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert result["best_val_loss"] < history[0]["val_loss"]
+
+
+def test_checkpoint_round_trip_is_exact_and_self_describing(trained, tmp_path):
+    _, ckpt, _ = trained
+    model, meta = load_checkpoint(ckpt)
+    assert meta["architecture"] == "centernet-v1" and meta["config"]["width"] == 8
+    assert meta["git_revision"] == "test" and meta["training"]["val_frames"] > 0
+    save_checkpoint(model, tmp_path / "copy", {"note": "copy"})
+    again, _ = load_checkpoint(tmp_path / "copy")
+    x = torch.randint(0, 255, (2, 3, 128, 128), dtype=torch.uint8)
+    with torch.inference_mode():
+        a, b = model(x), again(x)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _copy(src, dst):
+    dst.mkdir()
+    for f in src.iterdir():
+        if f.is_file():
+            (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_damaged_or_mismatched_checkpoints_are_refused(trained, tmp_path):
+    _, ckpt, _ = trained
+    broken = _copy(ckpt, tmp_path / "broken")
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="model.safetensors: cannot be read"):
+        load_checkpoint(broken)
+    other = _copy(ckpt, tmp_path / "other")
+    meta = json.loads((other / "detector.json").read_text())
+    meta["architecture"] = "yolo"
+    (other / "detector.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="architecture 'yolo'"):
+        load_checkpoint(other)
+    wider = _copy(ckpt, tmp_path / "wider")
+    meta = json.loads((wider / "detector.json").read_text())
+    meta["config"]["width"] = 16
+    (wider / "detector.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not fit the config"):
+        load_checkpoint(wider)
+    with pytest.raises(CheckpointError, match="not a detector checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_learned_detector_runs_batched_on_the_cpu(trained):
+    from perception.dataset import FrameDataset
+
+    data, ckpt, _ = trained
+    frames = np.stack([f for f, _, _ in FrameDataset(data).iter_frames()][:4])
+    det = LearnedDetector(ckpt, device="cpu")
+    batch = det.detect_batch(frames)
+    assert len(batch) == 4 and all(isinstance(b, Boxes) for b in batch)
+    single = det.detect(frames[0])
+    assert np.allclose(single.centre_m, batch[0].centre_m)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+def test_cli_trains_and_evaluates_the_learned_detector(trained, tmp_path, capsys):
+    data, ckpt, _ = trained
+    out = tmp_path / "cli_ckpt"
+    assert main(["train", "detector", "--data", str(data), "--out", str(out), "--epochs", "1", "--width", "8",
+                 "--quiet"]) == 0
+    assert "checkpoint:" in capsys.readouterr().out and (out / "detector.json").exists()
+    assert main(["eval", "detector", "--data", str(data), "--detector", f"opencv,learned:{ckpt}",
+                 "--corrupt", "none", "--device", "cpu"]) == 0
+    assert f"learned:{ckpt}" in capsys.readouterr().out
+    assert main(["train", "detector", "--data", str(data), "--out", str(out), "--epochs", "1", "--quiet"]) == 2
+    assert "already exists" in capsys.readouterr().err
