@@ -5,6 +5,7 @@ Agents never import highway-env; they see the world only through the sensors the
 """
 
 from agents.base import Agent, BaseAgent, TaskSpec
-from agents.registry import AGENTS, DEFAULT_AGENT, make_agent
+from agents.registry import AGENTS, DEFAULT_AGENT, agent_label, make_agent, parse_agent
 
-__all__ = ["Agent", "BaseAgent", "TaskSpec", "AGENTS", "DEFAULT_AGENT", "make_agent"]
+__all__ = ["Agent", "BaseAgent", "TaskSpec", "AGENTS", "DEFAULT_AGENT", "agent_label", "make_agent",
+           "parse_agent"]

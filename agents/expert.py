@@ -3,9 +3,9 @@
 ``expert``   ground truth objects (privileged) -> CTRV forecasts -> PDM-style planner
              -> pure pursuit + speed PID.  The demo source for the end-to-end network
              and the upper bound in every report.
-``modular``  the same planner and controllers fed by a pluggable perception source.
-             Until the detector lands (issue 5) its source is ground truth too, so
-             swapping the source is the only change the detector needs.
+``modular``  the same planner and controllers fed by the camera: a learned detector
+             and a tracker (:class:`CameraPerception`); ``modular-gt`` is the same stack
+             with ground-truth perception (the ablation).
 
 Each decision leaves :attr:`PlanningAgent.overlay` behind (the chosen trajectory, every
 candidate, the objects the planner saw), which videos draw.
@@ -53,6 +53,56 @@ class GroundTruthPerception:
 
     def perceive(self, obs: Mapping[str, Any], dt_s: float) -> ObjectStates:
         return self._yaw.update(ObjectStates.from_truth(obs["truth"]), dt_s)
+
+
+DEFAULT_DETECTOR = "runs/detector"  # where `drive train detector --out runs/detector` puts it
+
+
+class CameraPerception:
+    """Objects from the camera only: detector -> tracker (world frame, via localisation).
+
+    The detector is loaded at the first frame, so an agent can be built (and listed)
+    before a checkpoint exists; a missing checkpoint then fails with how to make one.
+    """
+
+    sensors = ("camera", "pose")
+
+    def __init__(self, checkpoint: str = DEFAULT_DETECTOR, device: str = "auto", dt_s: float = 1 / 15) -> None:
+        from perception.tracker import Tracker
+
+        self.checkpoint = checkpoint
+        self.device_name = device
+        self.detector = None
+        self.tracker = Tracker(dt_s)
+        self.last_detections = None
+
+    def ensure_ready(self) -> None:
+        """Load the detector now (a run calls this before its first episode)."""
+        if self.detector is None:
+            self._load()
+
+    def _load(self) -> None:
+        from pathlib import Path
+
+        from perception.detector import LearnedDetector
+
+        if not (Path(self.checkpoint) / "detector.json").exists():
+            raise ValueError(
+                f"no detector checkpoint at {self.checkpoint}; record frames and train one: "
+                f"drive perception data --scenarios highway,merge,roundabout --frames 3000 --out runs/frames "
+                f"&& drive train detector --data runs/frames --out {self.checkpoint}")
+        self.detector = LearnedDetector(self.checkpoint, device=self.device_name)
+
+    def reset(self) -> None:
+        self.tracker.reset()
+        self.last_detections = None
+
+    def perceive(self, obs: Mapping[str, Any], dt_s: float) -> ObjectStates:
+        if self.detector is None:
+            self._load()
+        self.last_detections = self.detector.detect(obs["camera"])
+        self.tracker.update(self.last_detections, np.asarray(obs["pose"], dtype=np.float64))
+        return ObjectStates.from_truth(self.tracker.objects())
 
 
 @dataclass
@@ -179,6 +229,13 @@ class PlanningAgent(BaseAgent):
             paths.append(path)
         return paths
 
+    def ensure_ready(self) -> None:
+        """Load whatever the perception source needs (a checkpoint) before the first episode,
+        so a missing file stops a run up front instead of failing every episode."""
+        ready = getattr(self.perception, "ensure_ready", None)
+        if ready is not None:
+            ready()
+
     def _with_lane_yaw_rates(self, objects: ObjectStates) -> ObjectStates:
         """Objects seen for the first time have no heading history: give them the yaw rate
         of following their lane (speed x the lane's curvature), so a car already in a
@@ -246,9 +303,29 @@ class ExpertAgent(PlanningAgent):
 
 
 class ModularAgent(PlanningAgent):
-    """The modular stack; perception is pluggable (ground truth until the detector lands)."""
+    """The modular stack from the camera: learned detector -> tracker -> the expert's
+    planner and controllers.  Sensors: camera, pose, map, speed.  ``checkpoint``: the
+    detector's folder (``modular:PATH``; default ``runs/detector``)."""
 
     name = "modular"
 
-    def __init__(self, task: TaskSpec, perception: PerceptionSource | None = None) -> None:
-        super().__init__(task, perception or GroundTruthPerception())
+    def __init__(self, task: TaskSpec, checkpoint: str | None = None,
+                 perception: PerceptionSource | None = None) -> None:
+        super().__init__(task, perception or CameraPerception(checkpoint or DEFAULT_DETECTOR,
+                                                              dt_s=1.0 / task.control_hz))
+
+    @property
+    def device(self) -> str:
+        """Where the detector runs (known once it is loaded, at the first frame)."""
+        detector = getattr(self.perception, "detector", None)
+        return str(getattr(detector, "device", "cpu"))
+
+
+class ModularGroundTruthAgent(PlanningAgent):
+    """The modular stack with perfect perception (ground-truth objects): the ablation that
+    separates perception errors from planning errors.  Drives exactly like ``expert``."""
+
+    name = "modular-gt"
+
+    def __init__(self, task: TaskSpec) -> None:
+        super().__init__(task, GroundTruthPerception())

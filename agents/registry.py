@@ -1,28 +1,52 @@
-"""Agents by name: ``make_agent("idm", task)``; an unknown name lists the known ones."""
+"""Agents by name: ``make_agent("idm", task)``; an unknown name lists the known ones.
+
+Agents that load a checkpoint take it after a colon: ``modular:runs/detector``.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from agents.base import Agent, TaskSpec
 from agents.baselines import IDMAgent, StraightAgent
-from agents.expert import ExpertAgent, ModularAgent
+from agents.expert import ExpertAgent, ModularAgent, ModularGroundTruthAgent
 
-AGENTS: dict[str, tuple[Callable[[TaskSpec], Agent], str]] = {
+AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
     "expert": (ExpertAgent, "privileged expert: ground-truth objects -> PDM-style planner -> "
                             "pure pursuit + speed PID (demo source, upper bound)"),
-    "modular": (ModularAgent, "modular stack: perception (ground truth until the detector lands) "
-                              "-> the expert's planner and controllers"),
+    "modular": (ModularAgent, "modular stack from the camera: CenterNet detector -> tracker -> "
+                              "the expert's planner and controllers (modular:CHECKPOINT_DIR; "
+                              "default runs/detector)"),
+    "modular-gt": (ModularGroundTruthAgent, "the modular stack with ground-truth perception "
+                                            "(ablation: planning without perception errors)"),
     "idm": (IDMAgent, "highway-env's IDM/MOBIL driver in the ego's seat (stock baseline)"),
     "straight": (StraightAgent, "wheel straight, speed held (lower bound)"),
 }
 
+TAKES_CHECKPOINT = ("modular",)
 DEFAULT_AGENT = "expert"
 
 
-def make_agent(name: str, task: TaskSpec) -> Agent:
-    try:
-        factory, _ = AGENTS[name]
-    except KeyError:
-        raise ValueError(f"unknown agent {name!r}; known: {', '.join(AGENTS)}") from None
-    return factory(task)
+def parse_agent(spec: str) -> tuple[str, str | None]:
+    """``"modular:runs/det"`` -> ``("modular", "runs/det")``; checks the name and the argument."""
+    name, sep, arg = spec.partition(":")
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; known: {', '.join(AGENTS)}")
+    if sep and name not in TAKES_CHECKPOINT:
+        raise ValueError(f"agent {name!r} takes no checkpoint (got {spec!r}); "
+                         f"agents that do: {', '.join(TAKES_CHECKPOINT)}")
+    if sep and not arg:
+        raise ValueError(f"agent spec {spec!r} names no checkpoint after the colon")
+    return name, (arg or None)
+
+
+def agent_label(spec: str) -> str:
+    """A file-name-safe label of an agent spec (``modular:runs/det`` -> ``modular-runs-det``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec).strip("-")
+
+
+def make_agent(spec: str, task: TaskSpec) -> Agent:
+    name, checkpoint = parse_agent(spec)
+    factory, _ = AGENTS[name]
+    return factory(task, checkpoint) if checkpoint else factory(task)

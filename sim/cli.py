@@ -80,15 +80,14 @@ def _cmd_agents(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from agents import AGENTS
+    from agents import agent_label, parse_agent
     from sim.run import default_run_dir, format_summary, run_agent
     from sim.scenarios import get_scenario
 
-    if args.agent not in AGENTS:
-        raise ValueError(f"unknown agent {args.agent!r}; known: {', '.join(AGENTS)}")
+    parse_agent(args.agent)  # an unknown name lists the known ones
     overrides = {"duration_s": args.duration} if args.duration is not None else {}
     scenario = get_scenario(args.scenario, **overrides)
-    out = Path(args.out) if args.out else default_run_dir(args.scenario, args.agent, args.seed)
+    out = Path(args.out) if args.out else default_run_dir(args.scenario, agent_label(args.agent), args.seed)
     if args.video is None:
         video = out / "video.mp4"
     elif args.video.lower() == "none":

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agents import TaskSpec, make_agent
+from agents import TaskSpec, agent_label, make_agent
 from sim.camera import CameraSpec
 from sim.env import DrivingEnv
 from sim.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
@@ -86,7 +86,7 @@ class EpisodeRunner:
             if self._env is None:
                 self._env = self._make_env(camera=False)
             result = run_episode(self._env, self.agent, seed)
-        save_trace(self.out_dir / "traces" / f"{self.scenario.name}__{self.agent_name}__{seed}.npz",
+        save_trace(self.out_dir / "traces" / f"{self.scenario.name}__{agent_label(self.agent_name)}__{seed}.npz",
                    result)
         if video is not None:
             try:
@@ -112,6 +112,7 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
     """
     camera = camera or CameraSpec()
     probe = make_agent(agent_name, task_spec(scenario, camera))  # fails fast on a bad name
+    getattr(probe, "ensure_ready", lambda: None)()  # ... and on a missing checkpoint
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = ensure_writable_dir(out_dir)

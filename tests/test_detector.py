@@ -150,3 +150,34 @@ def test_cli_trains_and_evaluates_the_learned_detector(trained, tmp_path, capsys
     assert f"learned:{ckpt}" in capsys.readouterr().out
     assert main(["train", "detector", "--data", str(data), "--out", str(out), "--epochs", "1", "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_modular_drives_from_the_camera_only(trained):
+    from agents.expert import ModularAgent
+    from sim.camera import CameraSpec
+    from sim.env import DrivingEnv
+    from sim.loop import env_sensors_for, run_episode
+    from sim.run import task_spec
+    from sim.scenarios import get_scenario
+
+    _, ckpt, _ = trained
+    sc = get_scenario("highway", duration_s=3.0)
+    agent = ModularAgent(task_spec(sc, CameraSpec()), checkpoint=str(ckpt))
+    assert set(agent.sensors) == {"camera", "pose", "map", "speed"}  # no truth
+    env = DrivingEnv(sc, sensors=env_sensors_for(agent))
+    result = run_episode(env, agent, 3)
+    env.close()
+    assert result.status in ("ok", "collision"), result.error  # a 4-epoch detector; it must run
+    assert result.device == "cpu"
+    assert agent.perception.last_detections is not None
+    assert isinstance(agent.overlay.objects.id, np.ndarray)
+
+
+def test_a_missing_detector_stops_a_run_up_front(tmp_path, capsys):
+    code = main(["run", "--agent", f"modular:{tmp_path / 'nothing'}", "--episodes", "1", "--video", "none",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no detector checkpoint" in err and "drive train detector" in err
+    assert main(["run", "--agent", "expert:foo", "--out", str(tmp_path / "r2")]) == 2
+    assert "takes no checkpoint" in capsys.readouterr().err

@@ -29,8 +29,9 @@ def episode(agent_name: str, scenario: str, seed: int, duration_s: float, agent=
 def test_expert_and_modular_declare_what_they_see():
     task = task_spec(get_scenario("highway"), CameraSpec())
     assert set(make_agent("expert", task).sensors) == {"truth", "map", "pose", "speed"}
-    assert set(make_agent("modular", task).sensors) == {"truth", "map", "pose", "speed"}
-    assert {"expert", "modular"} <= set(AGENTS)
+    assert set(make_agent("modular", task).sensors) == {"camera", "map", "pose", "speed"}
+    assert set(make_agent("modular-gt", task).sensors) == {"truth", "map", "pose", "speed"}
+    assert {"expert", "modular", "modular-gt"} <= set(AGENTS)
 
 
 @pytest.mark.parametrize("scenario, seed, duration_s", [
