@@ -114,6 +114,7 @@ class Overlay:
     candidate_ok: np.ndarray  # [C] passed the planner's gates
     objects: ObjectStates  # what perception reported
     path_lanes: tuple[str, ...]  # the chosen corridor's lane ids
+    detections: Any = None  # the detector's raw boxes (ego frame) when perception has a camera
 
 
 class PlanningAgent(BaseAgent):
@@ -201,7 +202,8 @@ class PlanningAgent(BaseAgent):
         self.last_plan = plan
         self.overlay = Overlay(
             trajectory_m=plan.best_trajectory_m, candidates_m=plan.trajectory_m,
-            candidate_ok=plan.scores["total"] > 0, objects=objects, path_lanes=chosen.lanes)
+            candidate_ok=plan.scores["total"] > 0, objects=objects, path_lanes=chosen.lanes,
+            detections=getattr(self.perception, "last_detections", None))
         return normalise_action(accel, steering, self.task.action_names,
                                 self.task.steering_range_rad, self.task.acceleration_range_mps2)
 

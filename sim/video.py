@@ -91,6 +91,17 @@ def draw_plan_overlay(img: np.ndarray, overlay: Any, m: np.ndarray, t: np.ndarra
         _put(img, label, (34, y + 4), 0.4, colour)
 
 
+def draw_detections(img: np.ndarray, detections: Any, spec: Any, scale: float) -> None:
+    """Outline a detector's boxes (ego frame: ``centre_m``, ``heading_rad``, ``length_m``,
+    ``width_m``) on the camera panel ``img``, the camera frame scaled by ``scale``."""
+    corners = box_corners(np.asarray(detections.centre_m), np.asarray(detections.heading_rad),
+                          np.asarray(detections.length_m),
+                          np.asarray(detections.width_m))  # ego frame [N, 4, 2]
+    uv = spec.ego_to_pixel(corners)  # [N, 4, 2] camera pixels (centres at integers)
+    px = np.rint((uv + 0.5) * scale * (1 << SHIFT)).astype(np.int32)
+    cv2.polylines(img, list(px), True, PERCEIVED_RGB, 1, cv2.LINE_AA, SHIFT)
+
+
 class EpisodeVideo:
     """A step observer for :func:`sim.loop.run_episode` that writes an MP4.
 
@@ -125,6 +136,9 @@ class EpisodeVideo:
         if overlay is not None:
             m, t = env.overview_transform((PANEL_PX, PANEL_PX), OVERVIEW_MPP)
             draw_plan_overlay(top, overlay, m, t)
+            detections = getattr(overlay, "detections", None)
+            if detections is not None and len(detections.centre_m):
+                draw_detections(cam, detections, env.camera_spec, PANEL_PX / env.camera_spec.width_px)
         frame = np.zeros((PANEL_PX + HUD_PX, 2 * PANEL_PX, 3), dtype=np.uint8)
         frame[:PANEL_PX, :PANEL_PX] = cam
         frame[:PANEL_PX, PANEL_PX:] = top

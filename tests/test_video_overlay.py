@@ -132,3 +132,21 @@ def test_expert_run_writes_a_video_with_the_plan(tmp_path):
 
     assert plan_px(frames[0]) == 0  # the reset frame has no plan
     assert plan_px(frames[-1]) > 100
+
+
+def test_detections_are_outlined_on_the_camera_panel(tmp_path, scene):
+    from perception.boxes import Boxes
+
+    env, _, info = scene
+    overlay = _plan_overlay(info)
+    overlay.detections = Boxes(np.array([[20.0, -8.0]]), np.zeros(1), np.array([5.0]), np.array([2.0]),
+                               np.zeros(1, np.int8), np.ones(1))  # 20 m ahead, 8 m right: empty ground
+    plain = _compose(tmp_path, "plain", scene, SimpleNamespace(overlay=_plan_overlay(info)))
+    drawn = _compose(tmp_path, "dets", scene, SimpleNamespace(overlay=overlay))
+    scale = PANEL_PX / env.camera_spec.width_px
+    u, v = env.camera_spec.ego_to_pixel(np.array([20.0, -8.0 - 1.0]))  # the box's right edge
+    r, c = int(round((v + 0.5) * scale)), int(round((u + 0.5) * scale))
+    patch = drawn[r - 2:r + 3, c - 2:c + 3].reshape(-1, 3).astype(int)
+    assert (np.abs(patch - PERCEIVED_RGB).max(axis=1) <= 60).any()
+    changed = np.any(drawn != plain, axis=2)
+    assert changed[:PANEL_PX, :PANEL_PX].any() and not changed[:, PANEL_PX:].any()
