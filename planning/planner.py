@@ -41,11 +41,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planning.control import lookahead_distance, pure_pursuit_steering
 from planning.lanes import ReferencePath
 from planning.prediction import Forecast
-from planning.vehicle import (MAX_SPEED_MPS, VEHICLE_LENGTH_M, VEHICLE_WIDTH_M, BicycleState,
-                              bicycle_step, curvature_of_steering)
+from planning.vehicle import MAX_SPEED_MPS, VEHICLE_LENGTH_M, VEHICLE_WIDTH_M, curvature_of_steering
 
 # nuPlan comfort bounds (same as sim.metrics; planning may not import sim)
 LONG_ACCEL_MIN_MPS2 = -4.05
@@ -312,7 +310,6 @@ class Planner:
         min_ttc = np.full(C, np.inf)
         os_c, od_c = obj_s[pidx], obj_d[pidx]  # [C, K]
         ovs_c, ovd_c = obj_vs[pidx], obj_vd[pidx]
-        abs_od_c = np.abs(od_c)
         cap0 = flat_v[base + np.minimum(np.maximum((s * inv_sp).astype(np.int64), 0), win - 1)]  # [m/s] here
         stop = frac == 0.0
         dead_c, s_end_c = dead[pidx], s_end[pidx]
