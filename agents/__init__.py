@@ -1,5 +1,5 @@
-"""Agents: the Agent protocol, baselines, the expert and modular planning agents, and (to
-come) the end-to-end driver.
+"""Agents: the Agent protocol, baselines, the expert and modular planning agents, and the
+end-to-end PilotNet driver with its demos loader and behaviour-cloning trainer.
 
 Agents never import highway-env; they see the world only through the sensors they declare.
 """

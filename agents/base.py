@@ -60,13 +60,24 @@ class Agent(Protocol):
 
     def act(self, obs: Mapping[str, Any]) -> np.ndarray: ...
 
-    def act_batch(self, obs: Sequence[Mapping[str, Any]]) -> np.ndarray: ...
+    def act_batch(self, obs: Sequence[Mapping[str, Any]], slots: Sequence[int] | None = None) -> np.ndarray: ...
+
+
+class StatelessMixin:
+    """For agents whose action depends on the current observation only: they can be
+    stepped in lock-step over many environments (``sim.loop.run_episodes_lockstep``)."""
+
+    def reset_slot(self, slot: int, seed: int | None = None) -> None:
+        return None
 
 
 class BaseAgent:
     """Convenience base: ``act_batch`` loops over ``act``; ``reset`` does nothing.
 
-    Agents that run a network override ``act_batch`` to batch on the device.
+    Agents that run a network override ``act_batch`` to batch on the device.  Agents
+    that can serve several environments at once also define ``reset_slot(slot, seed)``
+    and keep any per-episode state by slot; ``act_batch(obs, slots)`` gets one slot
+    number per observation.
     """
 
     name: str = "agent"
@@ -82,5 +93,5 @@ class BaseAgent:
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         raise NotImplementedError
 
-    def act_batch(self, obs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    def act_batch(self, obs: Sequence[Mapping[str, Any]], slots: Sequence[int] | None = None) -> np.ndarray:
         return np.stack([np.asarray(self.act(o), dtype=np.float32) for o in obs])

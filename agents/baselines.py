@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import BaseAgent, TaskSpec
+from agents.base import BaseAgent, StatelessMixin, TaskSpec
 
 
-class IDMAgent(BaseAgent):
+class IDMAgent(StatelessMixin, BaseAgent):
     """highway-env's own driver model for the ego: IDM speed, MOBIL lane changes, and its
     cascaded lane controller (the ``autopilot`` sensor, computed in ``sim``).
 
@@ -27,7 +27,7 @@ class IDMAgent(BaseAgent):
         return np.asarray(obs["autopilot"], dtype=np.float32)
 
 
-class StraightAgent(BaseAgent):
+class StraightAgent(StatelessMixin, BaseAgent):
     """Zero steering, zero acceleration: holds the wheel straight at the initial speed.
 
     A lower bound: whatever it scores comes from the road being straight, not from driving.

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from agents.base import Agent, TaskSpec
 from agents.baselines import IDMAgent, StraightAgent
+from agents.e2e import E2EAgent
 from agents.expert import ExpertAgent, ModularAgent, ModularGroundTruthAgent
 
 AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
@@ -20,11 +21,15 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
                               "default runs/detector)"),
     "modular-gt": (ModularGroundTruthAgent, "the modular stack with ground-truth perception "
                                             "(ablation: planning without perception errors)"),
+    "e2e": (E2EAgent, "end-to-end PilotNet CNN, camera (+ speed, command) -> action, behaviour-"
+                      "cloned from expert demos (e2e:CHECKPOINT_DIR; default runs/e2e/{scenario})"),
     "idm": (IDMAgent, "highway-env's IDM/MOBIL driver in the ego's seat (stock baseline)"),
     "straight": (StraightAgent, "wheel straight, speed held (lower bound)"),
 }
 
-TAKES_CHECKPOINT = ("modular",)
+TAKES_CHECKPOINT = ("modular", "e2e")
+TAKES_DEVICE = ("e2e",)
+"""Agents built with ``device=`` (``auto``/``cpu``/``cuda``); the modular detector picks its own."""
 DEFAULT_AGENT = "expert"
 
 
@@ -46,7 +51,9 @@ def agent_label(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec).strip("-")
 
 
-def make_agent(spec: str, task: TaskSpec) -> Agent:
+def make_agent(spec: str, task: TaskSpec, device: str | None = None) -> Agent:
+    """Build agent ``spec`` for ``task``; ``device`` reaches the agents that run a network."""
     name, checkpoint = parse_agent(spec)
     factory, _ = AGENTS[name]
-    return factory(task, checkpoint) if checkpoint else factory(task)
+    kwargs = {"device": device} if device is not None and name in TAKES_DEVICE else {}
+    return factory(task, checkpoint, **kwargs) if checkpoint else factory(task, **kwargs)

@@ -16,90 +16,52 @@ after ``patience`` epochs without improvement.  Progress bar and TensorBoard sca
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from perception.boxes import Boxes
-from perception.centernet import (CenterNet, CenterNetConfig, centernet_loss, decode, encode_targets,
-                                  frames_to_tensor)
+from perception.centernet import (
+    CenterNet,
+    CenterNetConfig,
+    centernet_loss,
+    decode,
+    encode_targets,
+    frames_to_tensor,
+)
+from perception.checkpoint import (
+    CheckpointError,
+    load_weights_into,
+    read_meta,
+    resolve_device,
+    write_checkpoint,
+)
 from perception.dataset import FrameDataset
 from perception.metrics import average_precision
 
 ARCHITECTURE = "centernet-v1"
-WEIGHTS = "model.safetensors"
 META = "detector.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded, with the path and the reason."""
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; known: auto, cpu, cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda, but no CUDA device is available (use auto or cpu)")
-    return torch.device(name)
 
 
 # -- checkpoints ---------------------------------------------------------------------------
 def save_checkpoint(model: CenterNet, out: Path, meta: dict) -> None:
     """Weights and JSON into folder ``out``, each written to a temp file and renamed."""
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=out)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp)
-        os.replace(tmp, out / WEIGHTS)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    body = {"architecture": ARCHITECTURE, "config": model.config.to_dict(), **meta}
-    fd, tmp = tempfile.mkstemp(prefix=".detector.", suffix=".tmp", dir=out)
-    with os.fdopen(fd, "w") as f:
-        json.dump(body, f, indent=2, default=float)
-    os.replace(tmp, out / META)
+    write_checkpoint(out, model.state_dict(), META,
+                     {"architecture": ARCHITECTURE, "config": model.config.to_dict(), **meta})
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[CenterNet, dict]:
     path = Path(path)
-    meta_path, weights_path = path / META, path / WEIGHTS
-    if not meta_path.exists() or not weights_path.exists():
-        raise CheckpointError(f"{path}: not a detector checkpoint (needs {META} and {WEIGHTS})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{meta_path}: not valid JSON ({e})") from None
-    if meta.get("architecture") != ARCHITECTURE:
-        raise CheckpointError(f"{meta_path}: architecture {meta.get('architecture')!r}, this code loads "
-                              f"{ARCHITECTURE!r}")
+    meta = read_meta(path, META, ARCHITECTURE, "detector")
     try:
         model = CenterNet(CenterNetConfig.from_dict(meta["config"]))
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{meta_path}: bad config ({e})") from None
-    try:
-        state = load_file(str(weights_path))
-    except Exception as e:  # noqa: BLE001 - safetensors' errors for a damaged file
-        raise CheckpointError(f"{weights_path}: cannot be read ({type(e).__name__}: {e})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or extra or wrong:
-        raise CheckpointError(f"{weights_path}: does not fit the config: missing {missing[:3]}, "
-                              f"unexpected {extra[:3]}, wrong shape {wrong[:3]}")
-    model.load_state_dict(state)
+        raise CheckpointError(f"{path / META}: bad config ({e})") from None
+    load_weights_into(model, path)
     return model.to(device).eval(), meta
 
 

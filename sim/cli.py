@@ -40,6 +40,16 @@ def _int_at_least(minimum: int, what: str):
     return parse
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not (0.0 <= value < 1.0):
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def _duration(text: str) -> float:
     try:
         value = float(text)
@@ -99,7 +109,7 @@ def _cmd_run(args) -> int:
     seeds = list(range(args.seed, args.seed + args.episodes))
     records = run_agent(args.agent, scenario, seeds, out, video_path=video, workers=args.workers,
                         fast_physics=args.physics == "fast", progress=not args.quiet,
-                        argv=sys.argv)
+                        argv=sys.argv, batch=args.batch, device=args.device)
     print(format_summary(records))
     for r in records:
         if r.get("error"):
@@ -223,18 +233,85 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from perception.detector import TrainConfig, train_detector
     from sim.versions import git_revision, package_versions
 
-    recipe = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, width=args.width,
-                         seed=args.seed, patience=args.patience)
+    meta = {"git_revision": git_revision(), "versions": package_versions(), "command": sys.argv}
+    if args.what == "e2e":
+        return _train_e2e(args, meta)
+    if args.what == "dagger":
+        return _train_dagger(args, meta)
+    from perception.detector import TrainConfig, train_detector
+
+    if not args.data:
+        raise ValueError("drive train detector needs --data (a dataset from 'drive perception data')")
+    recipe = TrainConfig(epochs=args.epochs or 30, batch_size=args.batch_size or 32, lr=args.lr or 2e-3,
+                         width=args.width, seed=args.seed, patience=args.patience or 5)
     result = train_detector(args.data, args.out, recipe, device=args.device, progress=not args.quiet,
-                            extra_meta={"git_revision": git_revision(), "versions": package_versions(),
-                                        "command": ["drive", "train", "detector", "--data", str(args.data)]})
+                            extra_meta=meta)
     best = result["history"][result["best_epoch"] - 1]
     print(f"checkpoint: {args.out}  best epoch {result['best_epoch']}/{len(result['history'])}  "
           f"val loss {best['val_loss']:.4f}  val AP@2m {best['val_ap_2m']:.3f}  "
           f"({best['elapsed_s']:.0f} s; TensorBoard logs in {Path(args.out) / 'tensorboard'})")
+    return 0
+
+
+def _e2e_recipe(args, **overrides):
+    from agents.e2e_train import E2ETrainConfig
+
+    values = dict(model=args.model, stack=args.stack, loss=args.loss, epochs=args.epochs or 20,
+                  batch_size=args.batch_size or 64, lr=args.lr or 1e-3, patience=args.patience or 4,
+                  seed=args.seed, augment=not args.no_augment, budget_s=60.0 * args.budget_min)
+    values.update(overrides)
+    return E2ETrainConfig(**values)
+
+
+def _train_e2e(args, meta: dict) -> int:
+    from agents.e2e_train import train_e2e
+
+    if not args.data:
+        raise ValueError("drive train e2e needs --data (datasets from 'drive record', comma-separated)")
+    result = train_e2e([d for d in args.data.split(",") if d], args.out, _e2e_recipe(args), device=args.device,
+                       progress=not args.quiet, extra_meta=meta)
+    print(format_training(result))
+    return 0
+
+
+def format_training(result: dict) -> str:
+    best = result["history"][result["best_epoch"] - 1]
+    return (f"checkpoint: {result['out']}  best epoch {result['best_epoch']}/{len(result['history'])} "
+            f"({result['stopped']})  val loss {best['val_loss']:.4f}  {result['parameters']:,} parameters  "
+            f"{result['train_seconds']:.0f} s\n"
+            f"throughput: training {result['train_samples_per_s']:.0f} samples/s, data loading alone "
+            f"{result['loader_samples_per_s']:.0f} samples/s  ({result['train_frames']} train / "
+            f"{result['val_frames']} validation frames; TensorBoard logs in {Path(result['out']) / 'tensorboard'})")
+
+
+def _train_dagger(args, meta: dict) -> int:
+    from sim.dagger import DaggerConfig, format_dagger, run_dagger
+
+    if not args.init:
+        raise ValueError("drive train dagger needs --init RUN (an e2e checkpoint from 'drive train e2e')")
+    config = DaggerConfig(rounds=args.rounds, episodes=args.episodes, beta=args.beta,
+                          eval_episodes=args.eval_episodes, workers=args.workers)
+    recipe = _e2e_recipe(args, epochs=args.epochs or 4, lr=args.lr or 3e-4, patience=args.patience or 2)
+    data = [d for d in args.data.split(",") if d] if args.data else None
+    result = run_dagger(args.init, args.out, config, recipe, scenario=args.scenario, data=data,
+                        device=args.device, progress=not args.quiet, extra_meta=meta)
+    print(format_dagger(result))
+    return 0
+
+
+def _cmd_record(args) -> int:
+    from agents import parse_agent
+    from sim.record import NoiseConfig, format_record_summary, record_dataset
+    from sim.scenarios import get_scenario
+
+    parse_agent(args.agent)
+    scenario = get_scenario(args.scenario)
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    summary = record_dataset(scenario, seeds, Path(args.out), noise=NoiseConfig(fraction=args.noise),
+                             expert=args.agent, workers=args.workers, progress=not args.quiet)
+    print(format_record_summary(summary))
     return 0
 
 
@@ -278,11 +355,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive_int, default=1,
                    help="worker processes; whole episodes are spread over them, results per "
                         "seed do not depend on it (default: 1, in-process)")
+    s.add_argument("--batch", type=_positive_int, default=1,
+                   help="step K environments in lock-step with one batched decision per step "
+                        "(agents with per-slot state: e2e, idm, straight); results per seed do "
+                        "not depend on it (default: 1)")
+    s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                   help="where network agents (e2e) run (default: auto = CUDA when present)")
     s.add_argument("--physics", choices=["fast", "stock"], default="fast",
                    help="fast: sim.fastroad, bit-identical to highway-env and several times "
                         "faster; stock: plain highway-env (default: fast)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser(
+        "record", help="record expert demonstrations as a Minari dataset",
+        description="Drive episodes with the expert and record what the end-to-end network sees "
+                    "(camera, speed, command), the executed action and the expert's clean action "
+                    "(the label) as a Minari dataset (HDF5, lossless frames). --noise injects "
+                    "triangular steering impulses into the executed action for that fraction of "
+                    "the time (Codevilla et al. 2019); the label stays the expert's. The dataset "
+                    "is built in a temp folder and renamed into place when complete.")
+    s.add_argument("--agent", default="expert", help="the demonstrator (default: expert)")
+    s.add_argument("--scenario", default=DEFAULT_SCENARIO,
+                   help=f"scenario name (default: {DEFAULT_SCENARIO}; known: {', '.join(SCENARIOS)})")
+    s.add_argument("--episodes", type=_positive_int, default=40, help="episodes (default: 40)")
+    s.add_argument("--seed", type=_seed, default=1000,
+                   help="seed of the first episode; keep evaluation seeds (0..) apart (default: 1000)")
+    s.add_argument("--noise", type=_fraction, default=0.2,
+                   help="share of steps under a steering impulse, 0 for clean demos (default: 0.2)")
+    s.add_argument("--out", required=True, metavar="DATASET", help="dataset folder (must not exist)")
+    s.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default: 2)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_record)
 
     s = sub.add_parser("bench", help="benchmarks (median and ratio against a baseline)",
                        description="Benchmarks, each against a baseline measured in the same run. "
@@ -355,20 +459,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_eval)
 
     s = sub.add_parser(
-        "train", help="train a network",
-        description="'detector': train the CenterNet vehicle detector on a dataset from 'drive "
-                    "perception data' (split by episode, augmentation, AdamW + cosine schedule, "
-                    "early stopping on the validation loss); writes OUT/model.safetensors and "
-                    "OUT/detector.json for the best epoch, and TensorBoard logs in OUT/tensorboard.")
-    s.add_argument("what", choices=["detector"], help="what to train")
-    s.add_argument("--data", required=True, metavar="DIR", help="a dataset from 'drive perception data'")
+        "train", help="train a network: detector, e2e (behaviour cloning) or dagger",
+        description="'detector': the CenterNet vehicle detector on a dataset from 'drive perception "
+                    "data'. 'e2e': the PilotNet policy by behaviour cloning on datasets from 'drive "
+                    "record' (split by episode, viewpoint + photometric augmentation, L1/MSE, AdamW "
+                    "+ cosine, early stopping, optional --budget-min). 'dagger': DAgger rounds from "
+                    "an e2e checkpoint (--init): roll out the policy mixed with the expert (beta), "
+                    "label every visited state with the expert, aggregate, fine-tune, and score each "
+                    "round in closed loop. Each writes OUT/model.safetensors + a JSON config for the "
+                    "best epoch and TensorBoard logs in OUT/tensorboard.")
+    s.add_argument("what", choices=["detector", "e2e", "dagger"], help="what to train")
+    s.add_argument("--data", default=None, metavar="DIR[,DIR]",
+                   help="detector: a 'drive perception data' dataset; e2e: demo datasets from "
+                        "'drive record' (comma-separated); dagger: the demos to aggregate with "
+                        "(default: the --init checkpoint's)")
     s.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (must not hold one)")
-    s.add_argument("--epochs", type=_positive_int, default=30, help="at most this many epochs (default: 30)")
-    s.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
-    s.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: 2e-3)")
-    s.add_argument("--width", type=_positive_int, default=32, help="network width (default: 32)")
-    s.add_argument("--patience", type=_positive_int, default=5,
-                   help="stop after this many epochs without a better validation loss (default: 5)")
+    s.add_argument("--model", default="pilotnet-m", help="e2e: pilotnet-s, pilotnet-m or pilotnet-l "
+                                                          "(default: pilotnet-m)")
+    s.add_argument("--stack", type=_positive_int, default=1, help="e2e: frames stacked (default: 1)")
+    s.add_argument("--loss", default="l1", choices=["l1", "mse"], help="e2e: (default: l1)")
+    s.add_argument("--budget-min", type=float, default=0.0,
+                   help="e2e/dagger: stop training after this many minutes (default: none)")
+    s.add_argument("--no-augment", action="store_true", help="e2e: no augmentation")
+    s.add_argument("--epochs", type=_positive_int, default=None,
+                   help="at most this many epochs (default: detector 30, e2e 20, dagger rounds 4)")
+    s.add_argument("--batch-size", type=_positive_int, default=None, help="(default: detector 32, e2e 64)")
+    s.add_argument("--lr", type=float, default=None,
+                   help="AdamW peak learning rate (default: detector 2e-3, e2e 1e-3, dagger 3e-4)")
+    s.add_argument("--width", type=_positive_int, default=32, help="detector: network width (default: 32)")
+    s.add_argument("--patience", type=_positive_int, default=None,
+                   help="stop after this many epochs without a better validation loss (default: 5, e2e 4)")
+    s.add_argument("--init", default=None, metavar="RUN", help="dagger: the e2e checkpoint to start from")
+    s.add_argument("--scenario", default=None, help="dagger: scenario (default: the --init checkpoint's)")
+    s.add_argument("--rounds", type=_positive_int, default=3, help="dagger: rounds (default: 3)")
+    s.add_argument("--episodes", type=_positive_int, default=10,
+                   help="dagger: episodes collected per round (default: 10)")
+    s.add_argument("--beta", type=_fraction, default=0.5,
+                   help="dagger: share of expert control in round 1, halved every round (default: 0.5)")
+    s.add_argument("--eval-episodes", type=_int_at_least(0, "must be 0 or more"), default=20,
+                   help="dagger: closed-loop episodes scored per round on seeds 0.. (default: 20)")
+    s.add_argument("--workers", type=_positive_int, default=2, help="dagger: worker processes (default: 2)")
     s.add_argument("--seed", type=_seed, default=0, help="(default: 0)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: auto)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")

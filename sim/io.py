@@ -16,7 +16,10 @@ def _read_umask() -> int:
 
 
 # Read once at import (os.umask can only be read by setting it, which is not thread-safe).
-_FILE_MODE = 0o666 & ~_read_umask()
+_UMASK = _read_umask()
+_FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
+"""What ``mkdir`` would give a folder (``mkdtemp`` makes 0700 ones)."""
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

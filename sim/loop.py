@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,55 +108,154 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def run_episode(env: DrivingEnv, agent, seed: int,
-                observers: tuple[StepObserver, ...] = ()) -> EpisodeResult:
-    """Run one episode of ``agent`` in ``env`` from ``seed``; never raises for agent faults."""
-    sensors = check_sensors(agent)
+class _Episode:
+    """One episode's bookkeeping, shared by the one-at-a-time and the lock-step loops."""
+
+    def __init__(self, env: DrivingEnv, sensors: tuple[str, ...], seed: int,
+                 observers: tuple[StepObserver, ...] = ()) -> None:
+        self.env, self.sensors, self.seed, self.observers = env, sensors, int(seed), observers
+        self.scenario = env.scenario
+        self.n_act = env.action_space.shape[0]
+        self.obs, self.info = env.reset(seed=self.seed)
+        self.static = {"map": self.info["map"]} if "map" in self.info else {}
+        self.trace = EpisodeTrace(dt_s=self.scenario.dt_s)
+        self.trace.record(self.info["ego"])
+        for observe in observers:
+            observe(env, self.obs, None, self.info)
+        self.status, self.error, self.done = "ok", None, False
+
+    def view(self) -> dict[str, Any]:
+        return agent_view(self.sensors, self.obs, self.info, self.static)
+
+    def fail(self, status: str, error: str) -> None:
+        self.status, self.error, self.done = status, error, True
+
+    def apply(self, raw: Any, latency_ms: float) -> None:
+        """Gate the agent's output and step the world with it."""
+        self.trace.latency_ms.append(latency_ms)
+        action, why = gate_action(raw, self.n_act, self.scenario.action_names)
+        if action is None:
+            self.fail("invalid_action", why)
+            return
+        self.trace.actions.append(action.tolist())
+        self.obs, _, terminated, truncated, self.info = self.env.step(action)
+        self.trace.record(self.info["ego"])
+        for observe in self.observers:
+            observe(self.env, self.obs, action, self.info)
+        events = self.info["events"]
+        self.trace.record_events(events)
+        if events["collision"]:
+            self.status = "collision"
+        elif events["offroad"]:
+            self.status = "offroad"
+        self.done = self.status != "ok" or terminated or truncated
+
+    def result(self, agent) -> EpisodeResult:
+        metrics = episode_metrics(self.trace, self.status, self.scenario.lane_changes_allowed)
+        return EpisodeResult(
+            agent=agent.name, scenario=self.scenario.name, seed=self.seed, status=self.status,
+            metrics=metrics, sensors=self.sensors, device=str(getattr(agent, "device", "cpu")),
+            error=self.error, trace=self.trace)
+
+
+def _check_env(env: DrivingEnv, agent, sensors: tuple[str, ...]) -> None:
     missing = [s for s in sensors if s not in env.sensors]
     if missing:
         raise ValueError(f"env does not compute sensor(s) {missing} that agent "
                          f"{agent.name!r} declares; build it with env_sensors_for(agent)")
-    scenario = env.scenario
-    n_act = env.action_space.shape[0]
-    obs, info = env.reset(seed=int(seed))
-    static = {"map": info["map"]} if "map" in info else {}
-    trace = EpisodeTrace(dt_s=scenario.dt_s)
-    trace.record(info["ego"])
-    for observe in observers:
-        observe(env, obs, None, info)
-    status, error = "ok", None
+
+
+def run_episode(env: DrivingEnv, agent, seed: int,
+                observers: tuple[StepObserver, ...] = ()) -> EpisodeResult:
+    """Run one episode of ``agent`` in ``env`` from ``seed``; never raises for agent faults."""
+    sensors = check_sensors(agent)
+    _check_env(env, agent, sensors)
+    ep = _Episode(env, sensors, seed, observers)
     try:
         agent.reset(seed=int(seed))
     except Exception as e:  # noqa: BLE001 - any agent fault is recorded, not raised
-        status, error = "agent_error", f"reset: {_describe(e)}"
-    while status == "ok":
-        view = agent_view(sensors, obs, info, static)
+        ep.fail("agent_error", f"reset: {_describe(e)}")
+    while not ep.done:
+        view = ep.view()
         t0 = time.perf_counter_ns()
         try:
             raw = agent.act(view)
         except Exception as e:  # noqa: BLE001
-            status, error = "agent_error", _describe(e)
+            ep.trace.latency_ms.append((time.perf_counter_ns() - t0) / 1e6)
+            ep.fail("agent_error", _describe(e))
             break
-        finally:
-            trace.latency_ms.append((time.perf_counter_ns() - t0) / 1e6)
-        action, why = gate_action(raw, n_act, scenario.action_names)
-        if action is None:
-            status, error = "invalid_action", why
-            break
-        trace.actions.append(action.tolist())
-        obs, _, terminated, truncated, info = env.step(action)
-        trace.record(info["ego"])
-        for observe in observers:
-            observe(env, obs, action, info)
-        events = info["events"]
-        trace.record_events(events)
-        if events["collision"]:
-            status = "collision"
-        elif events["offroad"]:
-            status = "offroad"
-        if terminated or truncated:
-            break
-    metrics = episode_metrics(trace, status, scenario.lane_changes_allowed)
-    return EpisodeResult(
-        agent=agent.name, scenario=scenario.name, seed=int(seed), status=status, metrics=metrics,
-        sensors=sensors, device=str(getattr(agent, "device", "cpu")), error=error, trace=trace)
+        ep.apply(raw, (time.perf_counter_ns() - t0) / 1e6)
+    return ep.result(agent)
+
+
+def supports_lockstep(agent) -> bool:
+    """Agents that keep per-environment state by slot (``reset_slot``) can be batched."""
+    return callable(getattr(agent, "reset_slot", None))
+
+
+def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int],
+                          on_result: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+    """Run ``seeds`` on K environments in lock-step, one ``act_batch`` call per step.
+
+    Each environment is a slot; when its episode ends the slot takes the next seed
+    (continuous batching), so a GPU serves K cars per forward pass.  Per seed the
+    episode is the same as :func:`run_episode`'s for an agent whose outputs do not depend
+    on the batch (``e2e`` pads to a batch-invariant size); the decision latency each car
+    records is the whole batch's.  An ``act_batch`` that raises or returns the wrong
+    shape ends every episode in that batch with ``agent_error`` / ``invalid_action``.
+    Results come back in seed order.
+    """
+    if not supports_lockstep(agent):
+        raise ValueError(f"agent {agent.name!r} keeps per-episode state without slots and cannot be "
+                         "stepped in lock-step; run it with --batch 1 (and --workers for parallelism)")
+    sensors = check_sensors(agent)
+    for env in envs:
+        _check_env(env, agent, sensors)
+    pending = list(enumerate(int(s) for s in seeds))[::-1]
+    active: dict[int, tuple[int, _Episode]] = {}
+    results: dict[int, EpisodeResult] = {}
+
+    def finish(slot: int) -> None:
+        order, ep = active.pop(slot)
+        results[order] = r = ep.result(agent)
+        if on_result is not None:
+            on_result(r)
+
+    def fill(slot: int) -> None:
+        while pending:
+            order, seed = pending.pop()
+            ep = _Episode(envs[slot], sensors, seed)
+            active[slot] = (order, ep)
+            try:
+                agent.reset_slot(slot, seed=seed)
+            except Exception as e:  # noqa: BLE001
+                ep.fail("agent_error", f"reset: {_describe(e)}")
+                finish(slot)
+                continue
+            return
+
+    for slot in range(min(len(envs), len(pending))):
+        fill(slot)
+    while active:
+        slots = sorted(active)
+        views = [active[s][1].view() for s in slots]
+        t0 = time.perf_counter_ns()
+        try:
+            raw = np.asarray(agent.act_batch(views, slots=slots))
+            if raw.shape[:1] != (len(slots),):
+                raise ValueError(f"act_batch returned shape {raw.shape} for {len(slots)} observations")
+            error = None
+        except Exception as e:  # noqa: BLE001
+            error = _describe(e)
+        latency = (time.perf_counter_ns() - t0) / 1e6
+        for k, s in enumerate(slots):
+            ep = active[s][1]
+            if error is not None:
+                ep.trace.latency_ms.append(latency)
+                ep.fail("agent_error", error)
+            else:
+                ep.apply(raw[k], latency)
+            if ep.done:
+                finish(s)
+                fill(s)
+    return [results[k] for k in sorted(results)]

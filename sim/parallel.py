@@ -46,7 +46,7 @@ def _fault(kind: str, seed: int | None = None) -> bool:
 
 
 def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: CameraSpec,
-                 fast_physics: bool, out_dir: str) -> None:
+                 fast_physics: bool, out_dir: str, device: str | None = None) -> None:
     # imported here: spawn starts from a clean interpreter, and the parent needs none of it
     from sim.run import EpisodeRunner
 
@@ -54,7 +54,7 @@ def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: 
     try:
         if _fault("init"):
             raise RuntimeError("worker start-up fault injected for a test")
-        runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics,
+        runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics, device=device,
                                out_dir=Path(out_dir))
     except Exception:  # noqa: BLE001 - report why, then stop: no episode can run here
         conn.send(("init_failed", None, traceback.format_exc(limit=8)))
@@ -93,7 +93,7 @@ class _Worker:
 
 
 def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, workers: int,
-                 camera: CameraSpec, fast_physics: bool, out_dir: Path,
+                 camera: CameraSpec, fast_physics: bool, out_dir: Path, device: str | None = None,
                  video_path: Path | None, on_record: Callable[[dict], None]) -> None:
     """Run every seed on ``workers`` processes; ``on_record`` gets each finished record once."""
     ctx = mp.get_context("spawn")
@@ -105,7 +105,7 @@ def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, w
     def start_worker() -> None:
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker_main, daemon=True,
-                           args=(child, agent_name, scenario, camera, fast_physics, str(out_dir)))
+                           args=(child, agent_name, scenario, camera, fast_physics, str(out_dir), device))
         proc.start()
         child.close()
         every_proc.append(proc)

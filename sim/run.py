@@ -24,7 +24,7 @@ from agents import TaskSpec, agent_label, make_agent
 from sim.camera import CameraSpec
 from sim.env import DrivingEnv
 from sim.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
-from sim.loop import EpisodeResult, env_sensors_for, run_episode
+from sim.loop import EpisodeResult, env_sensors_for, run_episode, run_episodes_lockstep, supports_lockstep
 from sim.parallel import failure_record, run_parallel
 from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario, get_scenario
 from sim.versions import git_revision, package_versions
@@ -58,10 +58,10 @@ class EpisodeRunner:
     """
 
     def __init__(self, agent_name: str, scenario: Scenario, camera: CameraSpec, *,
-                 fast_physics: bool, out_dir: Path) -> None:
+                 fast_physics: bool, out_dir: Path, device: str | None = None) -> None:
         self.scenario, self.camera, self.fast_physics = scenario, camera, fast_physics
         self.agent_name, self.out_dir = agent_name, out_dir
-        self.agent = make_agent(agent_name, task_spec(scenario, camera))
+        self.agent = make_agent(agent_name, task_spec(scenario, camera), device=device)
         self._env: DrivingEnv | None = None
 
     def _make_env(self, camera: bool) -> DrivingEnv:
@@ -86,8 +86,7 @@ class EpisodeRunner:
             if self._env is None:
                 self._env = self._make_env(camera=False)
             result = run_episode(self._env, self.agent, seed)
-        save_trace(self.out_dir / "traces" / f"{self.scenario.name}__{agent_label(self.agent_name)}__{seed}.npz",
-                   result)
+        self.save(result)
         if video is not None:
             try:
                 video.close()
@@ -95,6 +94,20 @@ class EpisodeRunner:
                 video.abort()
                 print(f"warning: video not written ({type(e).__name__}: {e})")
         return result.record()
+
+    def save(self, result: EpisodeResult) -> dict:
+        save_trace(self.out_dir / "traces" / f"{self.scenario.name}__{agent_label(self.agent_name)}__{result.seed}.npz",
+                   result)
+        return result.record()
+
+    def run_lockstep(self, seeds: Sequence[int], batch: int, on_record) -> None:
+        """Episodes on ``batch`` environments in lock-step, one ``act_batch`` per step."""
+        envs = [self._make_env(camera=False) for _ in range(min(batch, len(seeds)))]
+        try:
+            run_episodes_lockstep(envs, self.agent, seeds, on_result=lambda r: on_record(self.save(r)))
+        finally:
+            for env in envs:
+                env.close()
 
     def close(self) -> None:
         if self._env is not None:
@@ -104,17 +117,26 @@ class EpisodeRunner:
 def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path, *,
               video_path: Path | None = None, camera: CameraSpec | None = None,
               workers: int = 1, fast_physics: bool = True, progress: bool = True,
-              argv: Sequence[str] | None = None) -> list[dict]:
+              argv: Sequence[str] | None = None, batch: int = 1, device: str | None = None) -> list[dict]:
     """Run ``agent_name`` on ``scenario`` for each seed; write config, episodes and video.
 
     Returns the episode records sorted by seed.  With ``workers > 1`` whole episodes run
-    in worker processes (:mod:`sim.parallel`); per-seed results are the same.
+    in worker processes (:mod:`sim.parallel`); with ``batch > 1`` ``batch`` environments
+    are stepped in lock-step with one ``act_batch`` call per step.  Per-seed results are
+    the same either way.
     """
     camera = camera or CameraSpec()
-    probe = make_agent(agent_name, task_spec(scenario, camera))  # fails fast on a bad name
+    probe = make_agent(agent_name, task_spec(scenario, camera), device=device)  # fails fast on a bad name
     getattr(probe, "ensure_ready", lambda: None)()  # ... and on a missing checkpoint
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    if batch > 1 and workers > 1:
+        raise ValueError("--batch steps environments in lock-step in one process; use it with --workers 1")
+    if batch > 1 and not supports_lockstep(probe):
+        raise ValueError(f"agent {agent_name!r} keeps per-episode state without slots and cannot be run "
+                         "with --batch; use --workers for parallel episodes")
     out_dir = ensure_writable_dir(out_dir)
     if video_path is not None:
         if video_path.is_dir():
@@ -131,6 +153,8 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
         "camera": camera.to_dict(),
         "seeds": [int(s) for s in seeds],
         "workers": int(workers),
+        "batch": int(batch),
+        "device": str(getattr(probe, "device", "cpu")),
         "fast_physics": bool(fast_physics),
         "video": str(video_path) if video_path else None,
         "versions": package_versions(),
@@ -151,9 +175,14 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
     try:
         if workers == 1:
             runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics,
-                                   out_dir=out_dir)
+                                   out_dir=out_dir, device=device)
             try:
-                for k, seed in enumerate(seeds):
+                if batch > 1:
+                    rest = list(seeds)
+                    if video_path is not None and rest:  # the video's episode alone: same result
+                        on_record(runner.run(rest.pop(0), video_path))
+                    runner.run_lockstep(rest, batch, on_record)
+                for k, seed in enumerate(seeds if batch == 1 else []):
                     try:
                         record = runner.run(seed, video_path if k == 0 else None)
                     except Exception:  # noqa: BLE001 - as a worker would: record, go on
@@ -165,7 +194,7 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
                 runner.close()
         else:
             run_parallel(agent_name, scenario, seeds, workers=workers, camera=camera,
-                         fast_physics=fast_physics, out_dir=out_dir, video_path=video_path,
+                         fast_physics=fast_physics, out_dir=out_dir, video_path=video_path, device=device,
                          on_record=on_record)
     finally:
         bar.close()

@@ -1,0 +1,182 @@
+"""Loading recorded demonstrations (the Minari datasets :mod:`sim.record` writes).
+
+:func:`load_demos` reads one or more datasets into memory as flat arrays for training
+and checks them as it goes: a dataset that is not one of ours, was written by a newer
+recorder, has a truncated or damaged HDF5 file, or whose episodes disagree with their
+own lengths is refused with :class:`DemoError` naming the path and the reason; nothing
+is skipped silently.  Several datasets (DAgger's rounds) load together when they share
+the scenario, camera and action layout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DEMO_FORMAT = "drive-demos"
+RECORDER_VERSION = 1
+DATA_DIR = "data"
+RECORDED_SENSORS = ("camera", "speed", "command")
+
+
+class DemoError(ValueError):
+    """A demonstration dataset that cannot be used, with the path and the reason."""
+
+
+@dataclass
+class Demos:
+    """Every labelled state of one or more datasets, as flat arrays (row = one state)."""
+
+    frames: np.ndarray
+    """uint8[N, H, W, 3] camera frames."""
+    speed: np.ndarray
+    """float32[N] ego speed [m/s]."""
+    command: np.ndarray
+    """int64[N] route command index."""
+    labels: np.ndarray
+    """float32[N, k] the expert's normalised action at each state."""
+    episode: np.ndarray
+    """int64[N] index into ``episodes`` of each state's episode."""
+    step: np.ndarray
+    """int64[N] step of the state within its episode (0 = the reset state)."""
+    episodes: list[dict] = field(default_factory=list)
+    """Per episode: dataset path, seed, scenario, status, driving score, steps."""
+    scenario: str = ""
+    camera: dict = field(default_factory=dict)
+    action_names: tuple[str, ...] = ()
+    sources: list[dict] = field(default_factory=list)
+    """Per dataset: path, dataset id, recorder version, noise, beta, frames."""
+
+    def __len__(self) -> int:
+        return int(len(self.labels))
+
+    def stacked_indices(self, stack: int) -> np.ndarray:
+        """int64[N, stack]: row indices of each state's ``stack`` frames, oldest first
+        (the first frames of an episode repeat its reset frame)."""
+        offsets = np.arange(stack - 1, -1, -1)
+        back = np.minimum(self.step[:, None], offsets[None, :])  # never reach into the previous episode
+        return np.arange(len(self))[:, None] - back
+
+
+def _read_metadata(path: Path) -> dict:
+    meta_path = path / DATA_DIR / "metadata.json"
+    if not meta_path.exists():
+        raise DemoError(f"{path}: not a demonstration dataset (no {DATA_DIR}/metadata.json); "
+                        f"record one with: drive record --out {path}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DemoError(f"{meta_path}: damaged metadata, not valid JSON ({e})") from None
+    drive = meta.get("drive")
+    if not isinstance(drive, dict) or drive.get("format") != DEMO_FORMAT:
+        raise DemoError(f"{meta_path}: a Minari dataset, but not one recorded by `drive record` "
+                        f"(no 'drive' block of format {DEMO_FORMAT!r})")
+    if int(drive.get("recorder_version", 0)) > RECORDER_VERSION:
+        raise DemoError(f"{meta_path}: recorder version {drive['recorder_version']} is newer than this "
+                        f"code reads ({RECORDER_VERSION}); update the project")
+    return meta
+
+
+def dataset_info(path: str | Path) -> dict:
+    """The dataset's Minari metadata (checked) without loading its frames."""
+    return _read_metadata(Path(path))
+
+
+def _load_one(path: Path) -> tuple[dict, list[tuple[dict, dict]]]:
+    import h5py
+
+    meta = _read_metadata(path)
+    h5_path = path / DATA_DIR / "main_data.hdf5"
+    if not h5_path.exists():
+        raise DemoError(f"{h5_path}: missing; the dataset is incomplete")
+    drive = meta["drive"]
+    cam = drive["camera"]
+    frame_shape = (int(cam["height_px"]), int(cam["width_px"]), 3)
+    n_act = len(drive["action_names"])
+    episodes = []
+    try:
+        with h5py.File(h5_path, "r") as f:
+            names = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+            if len(names) != int(meta.get("total_episodes", -1)):
+                raise DemoError(f"{h5_path}: holds {len(names)} episodes, the metadata says "
+                                f"{meta.get('total_episodes')}; the dataset is truncated or damaged")
+            for name in names:
+                g = f[name]
+                where = f"{h5_path}: {name}"
+                try:
+                    t = int(g.attrs["total_steps"])
+                    arrays = {
+                        "camera": g["observations/camera"][()], "speed": g["observations/speed"][()],
+                        "command": g["observations/command"][()], "actions": g["actions"][()],
+                        "expert_action": g["infos/expert_action"][()],
+                    }
+                except KeyError as e:
+                    raise DemoError(f"{where}: missing {e}; the dataset is damaged") from None
+                checks = [
+                    (arrays["camera"].shape == (t + 1, *frame_shape) and arrays["camera"].dtype == np.uint8,
+                     f"camera {arrays['camera'].shape} {arrays['camera'].dtype}, expected "
+                     f"({t + 1}, {', '.join(map(str, frame_shape))}) uint8"),
+                    (arrays["speed"].shape[0] == t + 1, f"speed has {arrays['speed'].shape[0]} rows, expected {t + 1}"),
+                    (arrays["command"].shape == (t + 1,), f"command {arrays['command'].shape}, expected ({t + 1},)"),
+                    (arrays["actions"].shape == (t, n_act), f"actions {arrays['actions'].shape}, expected ({t}, {n_act})"),
+                    (arrays["expert_action"].shape == (t + 1, n_act),
+                     f"expert_action {arrays['expert_action'].shape}, expected ({t + 1}, {n_act})"),
+                    (bool(np.all(np.isfinite(arrays["expert_action"]))), "non-finite labels"),
+                ]
+                for ok, why in checks:
+                    if not ok:
+                        raise DemoError(f"{where}: {why}; the dataset is damaged")
+                attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}
+                episodes.append((attrs, arrays))
+    except DemoError:
+        raise
+    except Exception as e:  # noqa: BLE001 - h5py's errors for truncated / corrupt files
+        raise DemoError(f"{h5_path}: cannot be read ({type(e).__name__}: {e}); the file is truncated "
+                        f"or damaged - record it again") from None
+    return meta, episodes
+
+
+def load_demos(paths: str | Path | list[str | Path]) -> Demos:
+    """Load one dataset or several compatible ones (e.g. DAgger's aggregate) into memory."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not paths:
+        raise DemoError("no demonstration datasets given")
+    parts: dict[str, list] = {k: [] for k in ("frames", "speed", "command", "labels", "episode", "step")}
+    episodes: list[dict] = []
+    sources: list[dict] = []
+    first: dict | None = None
+    for p in map(Path, paths):
+        meta, eps = _load_one(p)
+        drive = meta["drive"]
+        key = {"scenario": drive["scenario"], "camera": drive["camera"], "action_names": drive["action_names"]}
+        if first is None:
+            first = key
+        elif key != first:
+            raise DemoError(f"{p}: scenario/camera/actions {key} differ from the first dataset's {first}; "
+                            "train on datasets of one layout")
+        sources.append({"path": str(p), "dataset_id": meta.get("dataset_id"), "frames": drive.get("frames"),
+                        "recorder_version": drive.get("recorder_version"), "noise": drive.get("noise"),
+                        "beta": drive.get("beta"), "learner": drive.get("learner"),
+                        "git_revision": drive.get("git_revision")})
+        for attrs, a in eps:
+            n = len(a["expert_action"])
+            parts["frames"].append(a["camera"])
+            parts["speed"].append(np.asarray(a["speed"], np.float32).reshape(n))
+            parts["command"].append(np.asarray(a["command"], np.int64))
+            parts["labels"].append(np.asarray(a["expert_action"], np.float32))
+            parts["episode"].append(np.full(n, len(episodes), np.int64))
+            parts["step"].append(np.arange(n, dtype=np.int64))
+            episodes.append({"path": str(p), "seed": int(attrs.get("seed", -1)),
+                             "scenario": attrs.get("scenario"), "status": attrs.get("status"),
+                             "driving_score": attrs.get("driving_score"), "steps": n - 1})
+    if not episodes:
+        raise DemoError(f"{', '.join(map(str, paths))}: no episodes")
+    return Demos(frames=np.concatenate(parts["frames"]), speed=np.concatenate(parts["speed"]),
+                 command=np.concatenate(parts["command"]), labels=np.concatenate(parts["labels"]),
+                 episode=np.concatenate(parts["episode"]), step=np.concatenate(parts["step"]),
+                 episodes=episodes, scenario=first["scenario"], camera=first["camera"],
+                 action_names=tuple(first["action_names"]), sources=sources)

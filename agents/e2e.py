@@ -1,0 +1,156 @@
+"""The end-to-end agent: camera frames (+ speed, + command) -> the normalised action.
+
+``e2e`` loads a PilotNet checkpoint (:mod:`agents.e2e_train`; ``e2e:PATH``, default
+``runs/e2e/{scenario}``) at the first decision or at ``ensure_ready()`` and runs it in
+the control loop under ``torch.inference_mode``:
+
+* ``device``: ``auto`` (CUDA when present), ``cpu`` or ``cuda``;
+* on CUDA, optional ``channels_last`` + bf16 autocast (``half=True``) and
+  ``torch.compile`` (``compile=True``, CUDA graphs via ``mode="reduce-overhead"``);
+* **batch invariance**: the loop may step K environments in lock-step and ask for K
+  actions at once (:meth:`act_batch`).  Kernels pick different code paths for different
+  batch shapes (oneDNN's small-batch convolutions, GEMV vs GEMM; the choice even
+  differs between widths), so the same frame can give actions a few 1e-8 apart and the
+  episodes drift apart.  With ``batch_invariant=True`` (the default) the network only
+  ever sees one batch shape: the batch is cut into chunks of :data:`BATCH_CHUNK` rows
+  (the last padded), so an episode is bit-identical whether it ran alone or beside
+  63 others (tested on the CPU).  The chunk is 1 on the CPU, where batching buys little
+  and batch-1 latency matters most, and 32 on CUDA, where batching is the point.
+  ``batch_invariant=False`` runs the whole batch in one call (``drive bench inference``
+  shows both).
+
+Frame stacking keeps a short history per *slot*: ``act(obs)`` uses slot 0;
+``act_batch(obs, slots)`` one slot per environment, each restarted by ``reset_slot``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.base import BaseAgent, TaskSpec
+
+DEFAULT_E2E_DIR = "runs/e2e"
+BATCH_CHUNK = {"cpu": 1, "cuda": 32}
+"""Rows per forward call in batch-invariant mode, by device type."""
+SENSORS = ("camera", "speed", "command")
+
+
+def default_checkpoint(scenario: str) -> str:
+    return f"{DEFAULT_E2E_DIR}/{scenario}"
+
+
+class E2EAgent(BaseAgent):
+    """PilotNet behaviour-cloned policy.  Sensors: camera, speed, command."""
+
+    name = "e2e"
+    sensors = SENSORS
+
+    def __init__(self, task: TaskSpec, checkpoint: str | None = None, *, device: str = "auto",
+                 half: bool = False, compile: bool = False, batch_invariant: bool = True) -> None:
+        super().__init__(task)
+        self.checkpoint = str(checkpoint or default_checkpoint(task.scenario))
+        self.requested_device, self.half, self.compile = device, half, compile
+        self.batch_invariant = batch_invariant
+        self.model = None
+        self.meta: dict = {}
+        self._device = None
+        self._history: dict[int, deque] = {}
+
+    # -- loading ------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return str(self._device) if self._device is not None else self.requested_device
+
+    def ensure_ready(self) -> None:
+        if self.model is not None:
+            return
+        from agents.e2e_train import load_policy
+        from perception.checkpoint import resolve_device
+
+        path = Path(self.checkpoint)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no end-to-end checkpoint at {path}; train one with: drive record --scenario "
+                f"{self.task.scenario} --out runs/demos/{self.task.scenario} && drive train e2e --data "
+                f"runs/demos/{self.task.scenario} --out {path}")
+        dev = resolve_device(self.requested_device)
+        model, meta = load_policy(path, dev)
+        if tuple(meta["action_names"]) != tuple(self.task.action_names):
+            raise ValueError(f"{path}: the policy drives {meta['action_names']}, scenario "
+                             f"{self.task.scenario!r} needs {list(self.task.action_names)}")
+        cam = self.task.camera
+        if cam is not None:
+            want = {k: float(getattr(cam, k)) for k in ("width_px", "height_px", "metres_per_pixel",
+                                                        "ego_u_px", "ego_v_px")}
+            got = {k: float(meta["camera"][k]) for k in want}
+            if want != got:
+                raise ValueError(f"{path}: trained on camera {got}, this run's camera is {want}")
+        if dev.type == "cuda":
+            model = model.to_channels_last()
+            if self.compile:
+                import torch
+
+                model = torch.compile(model, mode="reduce-overhead")
+        self.model, self.meta, self._device = model, meta, dev
+
+    @property
+    def config(self):
+        self.ensure_ready()
+        return getattr(self.model, "_orig_mod", self.model).config
+
+    # -- episodes and slots ---------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        self._history.clear()
+
+    def reset_slot(self, slot: int, seed: int | None = None) -> None:
+        self._history.pop(int(slot), None)
+
+    def _stacked(self, slot: int, frame: np.ndarray, stack: int) -> np.ndarray:
+        if stack == 1:
+            return frame
+        h = self._history.get(slot)
+        if h is None:
+            h = self._history[slot] = deque([frame] * stack, maxlen=stack)
+        else:
+            h.append(frame)
+        return np.concatenate(list(h), axis=-1)
+
+    # -- acting ---------------------------------------------------------------------------------------
+    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
+        return self.act_batch([obs], slots=[0])[0]
+
+    def act_batch(self, obs: Sequence[Mapping[str, Any]], slots: Sequence[int] | None = None) -> np.ndarray:
+        import torch
+
+        from agents.pilotnet import aux_inputs
+
+        self.ensure_ready()
+        config = self.config
+        slots = range(len(obs)) if slots is None else slots
+        frames = np.stack([self._stacked(int(s), np.asarray(o["camera"]), config.stack) for s, o in zip(slots, obs)])
+        speed = np.array([float(np.asarray(o["speed"]).reshape(-1)[0]) for o in obs], np.float32)
+        command = np.array([int(o.get("command", 0)) for o in obs], np.int64)
+        dev = self._device
+        n = len(frames)
+        chunk = BATCH_CHUNK.get(dev.type, 1) if self.batch_invariant else n
+        pad = (-n) % chunk
+        if pad:  # the last chunk is filled with copies of the last row; their outputs are dropped
+            frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+            speed = np.concatenate([speed, np.repeat(speed[-1:], pad)])
+            command = np.concatenate([command, np.repeat(command[-1:], pad)])
+        with torch.inference_mode():
+            x = torch.from_numpy(frames).to(dev, non_blocking=True)
+            aux = aux_inputs(speed, command, config).to(dev)
+            outs = []
+            for i in range(0, len(x), chunk):
+                if self.half and dev.type == "cuda":
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        outs.append(self.model(x[i:i + chunk], aux[i:i + chunk]).float())
+                else:
+                    outs.append(self.model(x[i:i + chunk], aux[i:i + chunk]))
+            return torch.cat(outs)[:n].cpu().numpy().astype(np.float64)

@@ -1,0 +1,334 @@
+"""Behaviour cloning of the PilotNet policy, and its checkpoints.
+
+:func:`train_e2e` trains on one or more demonstration datasets (:mod:`agents.demos`):
+
+* train / validation split **by episode** (a seed's frames are all on one side);
+* augmentation on the fly, in torch, on the sampled batch: PilotNet-style **viewpoint
+  shifts** - the frame is re-rendered as if the car stood up to ``shift_m`` to the side
+  and ``rotate_deg`` off its heading (an exact affine map of the top-down camera), and
+  the steering label is corrected by pure pursuit towards the point the expert's arc
+  reaches ``4 m + 1 s x speed`` ahead - plus brightness/contrast jitter and pixel noise;
+* L1 (default) or MSE loss on the normalised actions, AdamW, cosine learning-rate
+  schedule per step, early stopping on the validation loss (the best epoch's weights are
+  kept), an optional wall-clock budget, a progress bar and TensorBoard scalars;
+* data loading is an index gather from one in-memory uint8 array plus the batch
+  augmentation; its own throughput is measured and reported beside the training
+  throughput, so it can be seen not to be the bottleneck.
+
+Checkpoints are a folder (``e2e:PATH``): ``model.safetensors`` and ``e2e.json`` (the
+architecture and :class:`~agents.pilotnet.PilotNetConfig`, the camera, action names and
+steering range, the recipe and its history, the datasets, whatever the caller adds such
+as the git revision).  Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agents.demos import Demos, load_demos
+from agents.pilotnet import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
+from perception.checkpoint import CheckpointError, load_weights_into, read_meta, resolve_device, write_checkpoint
+from perception.detector import split_by_episode
+from planning.vehicle import curvature_of_steering, steering_for_curvature
+
+ARCHITECTURE = "pilotnet-v1"
+META = "e2e.json"
+
+
+@dataclass(frozen=True)
+class E2ETrainConfig:
+    """The behaviour-cloning recipe (saved in the checkpoint)."""
+
+    model: str = "pilotnet-m"
+    stack: int = 1
+    loss: str = "l1"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 4
+    val_fraction: float = 0.1
+    seed: int = 0
+    augment: bool = True
+    view_prob: float = 0.5
+    """Share of samples given a viewpoint shift."""
+    shift_m: float = 1.0
+    """Largest lateral viewpoint shift [m]."""
+    rotate_deg: float = 5.0
+    """Largest viewpoint rotation [deg]."""
+    budget_s: float = 0.0
+    """Stop training after this many seconds (0 = no budget)."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def __post_init__(self) -> None:
+        parse_model(self.model)
+        if self.loss not in ("l1", "mse"):
+            raise ValueError(f"unknown loss {self.loss!r}; known: l1, mse")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch size must be >= 1")
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+def save_policy(model: PilotNet, out: Path, meta: dict) -> None:
+    write_checkpoint(out, model.state_dict(), META,
+                     {"architecture": ARCHITECTURE, "config": model.config.to_dict(), **meta})
+
+
+def load_policy(path: str | Path, device: torch.device | str = "cpu") -> tuple[PilotNet, dict]:
+    """The trained policy (eval mode) and its ``e2e.json``; refuses anything that does not fit."""
+    path = Path(path)
+    meta = read_meta(path, META, ARCHITECTURE, "end-to-end policy")
+    try:
+        model = PilotNet(PilotNetConfig.from_dict(meta["config"]))
+        for key in ("camera", "action_names", "steering_range_rad"):
+            meta[key]  # noqa: B018 - the agent needs these
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / META}: bad config ({type(e).__name__}: {e})") from None
+    load_weights_into(model, path)
+    return model.to(device).eval(), meta
+
+
+# -- augmentation ---------------------------------------------------------------------------------
+class ViewAugmenter:
+    """Viewpoint shifts of the top-down ego camera with corrected steering labels."""
+
+    def __init__(self, camera: dict, steering_index: int, steering_range_rad: float) -> None:
+        self.h, self.w = int(camera["height_px"]), int(camera["width_px"])
+        self.mpp = float(camera["metres_per_pixel"])
+        self.eu, self.ev = float(camera["ego_u_px"]), float(camera["ego_v_px"])
+        self.steer_i, self.steer_range = steering_index, steering_range_rad
+        v, u = torch.meshgrid(torch.arange(self.h, dtype=torch.float32),
+                              torch.arange(self.w, dtype=torch.float32), indexing="ij")
+        # output pixel -> ego-frame metres (x forward, y left) of the new viewpoint
+        self.base = torch.stack([(self.ev - v) * self.mpp, (self.eu - u) * self.mpp], dim=-1)
+
+    def grid(self, dy: torch.Tensor, dtheta: torch.Tensor) -> torch.Tensor:
+        """grid_sample grid [B, H, W, 2]: where each new pixel was in the recorded frame."""
+        c, s = torch.cos(dtheta)[:, None, None], torch.sin(dtheta)[:, None, None]
+        x, y = self.base[..., 0][None], self.base[..., 1][None]
+        px = c * x - s * y  # p = R(dtheta) p' + (0, dy)
+        py = s * x + c * y + dy[:, None, None]
+        u = self.eu - py / self.mpp
+        v = self.ev - px / self.mpp
+        return torch.stack([(2 * u + 1) / self.w - 1, (2 * v + 1) / self.h - 1], dim=-1)
+
+    def correct(self, labels: np.ndarray, speed: np.ndarray, dy: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+        """Steering labels for the shifted viewpoints (pure pursuit to the expert's arc)."""
+        out = labels.copy()
+        k0 = curvature_of_steering(labels[:, self.steer_i].astype(np.float64) * self.steer_range)
+        look = 4.0 + 1.0 * np.abs(speed.astype(np.float64))
+        y0 = 0.5 * k0 * look * look
+        tx, ty = look, y0 - dy  # the target in the shifted frame: R(-dtheta) ((L, y0) - (0, dy))
+        c, s = np.cos(dtheta), np.sin(dtheta)
+        nx, ny = c * tx + s * ty, -s * tx + c * ty
+        k = k0 + 2 * ny / (nx * nx + ny * ny) - 2 * y0 / (look * look + y0 * y0)
+        out[:, self.steer_i] = np.clip(steering_for_curvature(k) / self.steer_range, -1.0, 1.0)
+        return out
+
+
+def _photometric(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    b = x.shape[0]
+    gain = 0.75 + 0.5 * torch.rand(b, 1, 1, 1, generator=gen)
+    bias = (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 30.0
+    noise = torch.randn(x.shape, generator=gen) * 3.0
+    return x * gain + bias + noise
+
+
+class BatchMaker:
+    """Index gather + augmentation from the in-memory arrays (the data loader)."""
+
+    def __init__(self, demos: Demos, config: PilotNetConfig, recipe: E2ETrainConfig,
+                 steering_range_rad: float) -> None:
+        self.d, self.config, self.recipe = demos, config, recipe
+        self.frames = torch.from_numpy(demos.frames)  # shares memory, no copy
+        self.stacked = demos.stacked_indices(config.stack)
+        self.aug = ViewAugmenter(demos.camera, list(demos.action_names).index("steering"), steering_range_rad)
+        self.gen = torch.Generator().manual_seed(recipe.seed)
+        self.rng = np.random.default_rng(recipe.seed)
+
+    def batch(self, idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = torch.from_numpy(self.stacked[idx].reshape(-1))
+        b, k = len(idx), self.config.stack
+        frames = self.frames[rows].reshape(b, k, *self.frames.shape[1:])  # [B, k, H, W, 3]
+        labels = self.d.labels[idx]
+        speed = self.d.speed[idx]
+        if augment:
+            x = frames.permute(0, 1, 4, 2, 3).reshape(b, k * 3, *frames.shape[2:4]).float()
+            view = self.rng.random(b) < self.recipe.view_prob
+            dy = np.where(view, self.rng.uniform(-self.recipe.shift_m, self.recipe.shift_m, b), 0.0)
+            dth = np.where(view, np.radians(self.rng.uniform(-self.recipe.rotate_deg, self.recipe.rotate_deg, b)), 0.0)
+            if view.any():
+                grid = self.aug.grid(torch.from_numpy(dy).float(), torch.from_numpy(dth).float())
+                x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border",
+                                                    align_corners=False)
+                labels = self.aug.correct(labels, speed, dy, dth)
+            x = _photometric(x, self.gen).round_().clamp_(0, 255).to(torch.uint8)
+            frames = x.reshape(b, k, 3, *x.shape[2:]).permute(0, 1, 3, 4, 2)
+        frames = frames.permute(0, 2, 3, 1, 4).reshape(b, frames.shape[2], frames.shape[3], k * 3).contiguous()
+        aux = aux_inputs(speed, self.d.command[idx], self.config)
+        return frames, aux, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
+
+
+def _loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    return (pred - target).abs().mean() if kind == "l1" else ((pred - target) ** 2).mean()
+
+
+@torch.inference_mode()
+def evaluate_loss(model: PilotNet, maker: BatchMaker, idx: np.ndarray, device: torch.device, kind: str,
+                  batch_size: int = 256) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    for i in range(0, len(idx), batch_size):
+        frames, aux, y = maker.batch(idx[i:i + batch_size], augment=False)
+        pred = model(frames.to(device), aux.to(device))
+        total += float(_loss(pred, y.to(device), kind)) * len(y)
+        n += len(y)
+    return total / max(n, 1)
+
+
+def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig = E2ETrainConfig(), *,
+              device: str = "auto", init: str | Path | None = None, progress: bool = True,
+              extra_meta: dict | None = None, demos: Demos | None = None) -> dict:
+    """Train a PilotNet policy on the demonstrations ``data``; the best epoch goes to ``out``.
+
+    ``init``: a policy checkpoint to start from (DAgger's rounds fine-tune); its
+    architecture wins over ``recipe.model``/``recipe.stack``.
+    """
+    out = Path(out)
+    if (out / META).exists():
+        raise FileExistsError(f"{out / META} already exists; choose a new --out folder")
+    dev = resolve_device(device)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)
+    paths = [str(p) for p in (data if isinstance(data, list) else [data])]
+    demos = demos if demos is not None else load_demos(paths)
+    steer_range = _steering_range(paths)
+    train_idx, val_idx = split_by_episode(demos.episode.tolist(), recipe.val_fraction, recipe.seed)
+    if not len(train_idx) or not len(val_idx):
+        raise ValueError(f"{', '.join(paths)}: need at least two episodes to split train / validation, "
+                         f"found {len(demos.episodes)}")
+    h, w = int(demos.camera["height_px"]), int(demos.camera["width_px"])
+    if init is not None:
+        model, init_meta = load_policy(init, dev)
+        if tuple(init_meta["action_names"]) != demos.action_names:
+            raise ValueError(f"--init {init} drives {init_meta['action_names']}, the data has {demos.action_names}")
+        recipe = replace(recipe, model=model.config.model_name, stack=model.config.stack)
+    else:
+        config = PilotNetConfig(width=parse_model(recipe.model), image_hw=(h, w), stack=recipe.stack,
+                                n_actions=len(demos.action_names),
+                                use_command=bool(len(np.unique(demos.command)) > 1 or demos.scenario == "roundabout"))
+        model = PilotNet(config).to(dev)
+    if model.config.image_hw != (h, w):
+        raise ValueError(f"the model takes {model.config.image_hw} frames, the data has {(h, w)}")
+    maker = BatchMaker(demos, model.config, recipe, steer_range)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs * steps_per_epoch)
+    writer = None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(out / "tensorboard"))
+    except ImportError:  # pragma: no cover - tensorboard is a dependency
+        pass
+    history: list[dict] = []
+    best, best_epoch, started, step = math.inf, 0, time.time(), 0
+    load_s = compute_s = 0.0
+    samples = 0
+    stopped = "epochs"
+    rng = np.random.default_rng(recipe.seed)
+    for epoch in range(recipe.epochs):
+        model.train()
+        order = rng.permutation(train_idx)
+        bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="frame",
+                   disable=not progress, leave=False, dynamic_ncols=True)
+        run_loss, run_n = 0.0, 0
+        for i in range(0, len(order), recipe.batch_size):
+            t0 = time.perf_counter()
+            frames, aux, y = maker.batch(order[i:i + recipe.batch_size], augment=recipe.augment)
+            t1 = time.perf_counter()
+            pred = model(frames.to(dev, non_blocking=True), aux.to(dev))
+            loss = _loss(pred, y.to(dev), recipe.loss)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            t2 = time.perf_counter()
+            load_s += t1 - t0
+            compute_s += t2 - t1
+            samples += len(y)
+            step += 1
+            run_loss += loss.item() * len(y)
+            run_n += len(y)
+            bar.update(len(y))
+            if step % 20 == 0:
+                bar.set_postfix_str(f"loss {run_loss / run_n:.4f}")
+                if writer is not None:
+                    writer.add_scalar("train/loss_step", loss.item(), step)
+            if recipe.budget_s and time.time() - started > recipe.budget_s:
+                stopped = "budget"
+                break
+        bar.close()
+        val_loss = evaluate_loss(model, maker, val_idx, dev, recipe.loss)
+        elapsed = time.time() - started
+        history.append({"epoch": epoch + 1, "train_loss": run_loss / max(run_n, 1), "val_loss": val_loss,
+                        "lr": optimiser.param_groups[0]["lr"], "elapsed_s": elapsed})
+        if writer is not None:
+            for k in ("train_loss", "val_loss", "lr"):
+                writer.add_scalar(k, history[-1][k], epoch + 1)
+        if progress:
+            print(f"epoch {epoch + 1}: train {history[-1]['train_loss']:.4f}  val {val_loss:.4f}  "
+                  f"({elapsed:.0f} s)", flush=True)
+        if val_loss < best:
+            best, best_epoch = val_loss, epoch + 1
+            save_policy(model, out, _meta(demos, paths, recipe, model, steer_range, history, best_epoch,
+                                          train_idx, val_idx, dev, init, samples, load_s, compute_s,
+                                          stopped, extra_meta))
+        elif epoch + 1 - best_epoch >= recipe.patience:
+            stopped = "early_stopping"
+            break
+        if stopped == "budget":
+            break
+    if writer is not None:
+        writer.close()
+    # the final JSON carries the whole history (the best epoch's weights stay as saved)
+    final_model, _ = load_policy(out, "cpu")
+    save_policy(final_model, out, _meta(demos, paths, recipe, model, steer_range, history, best_epoch, train_idx,
+                                        val_idx, dev, init, samples, load_s, compute_s, stopped, extra_meta))
+    return {"out": str(out), "best_epoch": best_epoch, "best_val_loss": best, "history": history,
+            "parameters": count_parameters(model), "train_seconds": time.time() - started,
+            "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
+            "loader_samples_per_s": samples / max(load_s, 1e-9), "stopped": stopped,
+            "train_frames": int(len(train_idx)), "val_frames": int(len(val_idx))}
+
+
+def _steering_range(paths: list[str]) -> float:
+    from agents.demos import dataset_info
+
+    return float(dataset_info(paths[0])["drive"].get("steering_range_rad", math.pi / 4))
+
+
+def _meta(demos, paths, recipe, model, steer_range, history, best_epoch, train_idx, val_idx, dev, init, samples,
+          load_s, compute_s, stopped, extra_meta) -> dict:
+    return {
+        "model": model.config.model_name, "parameters": count_parameters(model),
+        "camera": demos.camera, "action_names": list(demos.action_names), "steering_range_rad": steer_range,
+        "scenario": demos.scenario,
+        "training": {**asdict(recipe), "device": str(dev), "best_epoch": best_epoch, "history": history,
+                     "train_frames": int(len(train_idx)), "val_frames": int(len(val_idx)),
+                     "init": str(init) if init else None, "samples_seen": int(samples),
+                     "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
+                     "loader_samples_per_s": samples / max(load_s, 1e-9), "stopped": stopped},
+        "dataset": {"paths": paths, "sources": demos.sources, "frames": len(demos),
+                    "episodes": len(demos.episodes)},
+        **(extra_meta or {}),
+    }

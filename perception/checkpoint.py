@@ -1,0 +1,88 @@
+"""Checkpoint folders: ``model.safetensors`` (weights only) beside a JSON description.
+
+Used by every trained network in the project (the detector, the end-to-end policy).
+Nothing is pickled: weights go through safetensors, everything else is JSON.  Both
+files are written to a temp file and renamed, so a crash never leaves half a
+checkpoint under the final name; loading names the path and the reason for anything
+it refuses (missing file, bad JSON, another architecture, tensors that do not fit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+WEIGHTS = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded, with the path and the reason."""
+
+
+def write_checkpoint(out: Path, state_dict: dict, meta_name: str, body: dict) -> None:
+    """Weights and JSON into folder ``out``, each written to a temp file and renamed."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=out)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp)
+        os.replace(tmp, out / WEIGHTS)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{meta_name}.", suffix=".tmp", dir=out)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(body, f, indent=2, default=float)
+        os.replace(tmp, out / meta_name)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def read_meta(path: str | Path, meta_name: str, architecture: str, kind: str) -> dict:
+    """The checkpoint's JSON, checked for the architecture this code loads."""
+    path = Path(path)
+    meta_path = path / meta_name
+    if not meta_path.exists() or not (path / WEIGHTS).exists():
+        raise CheckpointError(f"{path}: not a {kind} checkpoint (needs {meta_name} and {WEIGHTS})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{meta_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("architecture") != architecture:
+        got = meta.get("architecture") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{meta_path}: architecture {got!r}, this code loads {architecture!r}")
+    return meta
+
+
+def load_weights_into(model: torch.nn.Module, path: str | Path) -> None:
+    """Load ``path/model.safetensors`` into ``model``; every name and shape must fit."""
+    weights_path = Path(path) / WEIGHTS
+    try:
+        state = load_file(str(weights_path))
+    except Exception as e:  # noqa: BLE001 - safetensors' errors for a damaged file
+        raise CheckpointError(f"{weights_path}: cannot be read ({type(e).__name__}: {e})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or extra or wrong:
+        raise CheckpointError(f"{weights_path}: does not fit the config: missing {missing[:3]}, "
+                              f"unexpected {extra[:3]}, wrong shape {wrong[:3]}")
+    model.load_state_dict(state)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; known: auto, cpu, cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but no CUDA device is available (use auto or cpu)")
+    return torch.device(name)

@@ -1,0 +1,170 @@
+"""DAgger (Ross et al. 2011) for the end-to-end policy: ``drive train dagger``.
+
+Round ``r`` (1..K):
+
+1. roll out ``beta_r * expert + (1 - beta_r) * policy_{r-1}`` (per step: the expert's
+   action with probability ``beta_r``, else the network's; ``beta_r = beta * 0.5^(r-1)``)
+   on fresh training seeds, labelling **every visited state** with the expert's action
+   (:func:`sim.record.record_dataset` with a learner);
+2. aggregate: the initial demos plus every round's data so far;
+3. fine-tune the previous round's policy on the aggregate (same recipe, fewer epochs);
+4. score the new policy in closed loop (``beta = 0``) on held-out seeds ``0..N-1``.
+
+Round 0 is the initial policy's score, so the curve starts from behaviour cloning.
+``OUT/dagger.jsonl`` gets one line per round (appended atomically); a rerun of the same
+command skips the rounds already there (resume).  The last round's checkpoint is copied
+to ``OUT`` itself, so ``e2e:OUT`` is the DAgger policy; ``OUT/rounds/r/`` keeps each
+round's demos, checkpoint and evaluation episodes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agents.e2e_train import META, E2ETrainConfig, load_policy, save_policy, train_e2e
+from sim.io import append_jsonl, read_jsonl
+from sim.record import NoiseConfig, record_dataset
+from sim.run import run_agent
+from sim.scenarios import get_scenario
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    rounds: int = 3
+    episodes: int = 10
+    """Episodes collected per round."""
+    beta: float = 0.5
+    """Share of expert control in round 1; halved each round."""
+    decay: float = 0.5
+    eval_episodes: int = 20
+    """Closed-loop episodes scored per round, seeds 0..N-1 (held out from training)."""
+    data_seed_start: int = 5000
+    """Round r collects seeds data_seed_start + (r-1) * episodes + i."""
+    workers: int = 2
+    duration_s: float | None = None
+    """Episode time limit override [s] (None: the scenario's); for quick runs and tests."""
+
+
+def closed_loop_summary(records: list[dict]) -> dict:
+    """Mean driving score, collision rate, route completion and autonomy of some episodes."""
+    if not records:
+        return {"episodes": 0}
+    return {
+        "episodes": len(records),
+        "driving_score": float(np.mean([r["driving_score"] for r in records])),
+        "collision_rate": float(np.mean([r["status"] == "collision" for r in records])),
+        "offroad_rate": float(np.mean([r["status"] == "offroad" for r in records])),
+        "route_completion": float(np.mean([r["route_completion"] for r in records])),
+        "autonomy_pct": float(np.mean([r["autonomy_pct"] for r in records])),
+    }
+
+
+def _scenario(name: str, config: DaggerConfig):
+    return get_scenario(name, **({"duration_s": config.duration_s} if config.duration_s else {}))
+
+
+def _evaluate(policy: Path, scenario, n: int, out: Path, workers: int, progress: bool) -> dict:
+    if n <= 0:
+        return {"episodes": 0}
+    if out.exists():
+        shutil.rmtree(out)  # a half-finished evaluation from an interrupted round
+    records = run_agent(f"e2e:{policy}", scenario, list(range(n)), out, video_path=None,
+                        workers=workers, progress=progress)
+    return closed_loop_summary(records)
+
+
+def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerConfig(),
+               recipe: E2ETrainConfig = E2ETrainConfig(epochs=4, lr=3e-4, patience=2), *,
+               scenario: str | None = None, data: list[str] | None = None, device: str = "auto",
+               progress: bool = True, extra_meta: dict | None = None) -> dict:
+    init, out = Path(init), Path(out)
+    _, init_meta = load_policy(init)
+    scenario = scenario or init_meta.get("scenario")
+    if not scenario:
+        raise ValueError(f"{init / META} names no scenario; pass --scenario")
+    data = list(data or init_meta["dataset"]["paths"])
+    log_path = out / "dagger.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    done = {int(r["round"]): r for r in read_jsonl(log_path)} if log_path.exists() else {}
+    started = time.time()
+    if 0 not in done:
+        if progress:
+            print(f"round 0: scoring the initial policy {init} on {config.eval_episodes} seeds", flush=True)
+        row = {"round": 0, "beta": None, "policy": str(init), "frames": _frames(data), "new_frames": 0,
+               "closed_loop": _evaluate(init, _scenario(scenario, config), config.eval_episodes, out / "rounds" / "0" / "eval",
+                                        config.workers, progress),
+               "val_loss": _best_val(init_meta), "seconds": time.time() - started}
+        append_jsonl(log_path, row)
+        done[0] = row
+    current = init
+    for r in range(1, config.rounds + 1):
+        rdir = out / "rounds" / str(r)
+        beta = config.beta * config.decay ** (r - 1)
+        if r in done:
+            current = Path(done[r]["policy"])
+            data.append(str(rdir / "demos"))
+            continue
+        t0 = time.time()
+        demos = rdir / "demos"
+        if demos.exists():  # complete (datasets appear atomically) from an interrupted round
+            new = {"frames": _frames([str(demos)])}
+        else:
+            seeds = [config.data_seed_start + (r - 1) * config.episodes + i for i in range(config.episodes)]
+            if progress:
+                print(f"round {r}: collecting {len(seeds)} episodes, beta {beta:.3f}", flush=True)
+            new = record_dataset(_scenario(scenario, config), seeds, demos, noise=NoiseConfig(0.0),
+                                 learner=f"e2e:{current}", beta=beta, workers=config.workers,
+                                 progress=progress, extra={"dagger_round": r})
+        data.append(str(demos))
+        policy = rdir / "policy"
+        if policy.exists():
+            shutil.rmtree(policy)  # a half-trained round: train it again
+        result = train_e2e(data, policy, recipe, device=device, init=current, progress=progress,
+                           extra_meta={**(extra_meta or {}), "dagger_round": r})
+        current = policy
+        row = {"round": r, "beta": beta, "policy": str(policy), "frames": _frames(data),
+               "new_frames": int(new["frames"]),
+               "closed_loop": _evaluate(policy, _scenario(scenario, config), config.eval_episodes, rdir / "eval",
+                                        config.workers,
+                                        progress),
+               "val_loss": float(result["best_val_loss"]), "seconds": time.time() - t0}
+        append_jsonl(log_path, row)
+        done[r] = row
+        if progress:
+            cl = row["closed_loop"]
+            print(f"round {r}: score {cl.get('driving_score', float('nan')):.3f}, collisions "
+                  f"{cl.get('collision_rate', float('nan')):.2f}, val loss {row['val_loss']:.4f}", flush=True)
+    final, final_meta = load_policy(current)
+    final_meta["dagger"] = {"config": asdict(config), "rounds": [done[k] for k in sorted(done)], "init": str(init)}
+    save_policy(final, out, {k: v for k, v in final_meta.items() if k not in ("architecture", "config")})
+    return {"out": str(out), "rounds": [done[k] for k in sorted(done)], "scenario": scenario}
+
+
+def _frames(paths: list[str]) -> int:
+    from agents.demos import dataset_info
+
+    return int(sum(dataset_info(p)["drive"]["frames"] for p in paths))
+
+
+def _best_val(meta: dict) -> float | None:
+    t = meta.get("training", {})
+    hist, best = t.get("history") or [], t.get("best_epoch")
+    return float(hist[best - 1]["val_loss"]) if hist and best else None
+
+
+def format_dagger(result: dict) -> str:
+    lines = [f"DAgger on {result['scenario']} -> {result['out']} (e2e:{result['out']})",
+             "round  beta   frames  val loss  score  collisions  route  autonomy %"]
+    for row in result["rounds"]:
+        cl = row["closed_loop"]
+        beta = "-" if row["beta"] is None else f"{row['beta']:.3f}"
+        vl = "-" if row["val_loss"] is None else f"{row['val_loss']:.4f}"
+        lines.append(f"{row['round']:5d}  {beta:>5s}  {row['frames']:7d}  {vl:>8s}  "
+                     f"{cl.get('driving_score', float('nan')):5.3f}  {cl.get('collision_rate', float('nan')):10.2f}  "
+                     f"{cl.get('route_completion', float('nan')):5.2f}  {cl.get('autonomy_pct', float('nan')):10.1f}")
+    return "\n".join(lines)

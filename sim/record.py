@@ -1,0 +1,370 @@
+"""Recording driving demonstrations as Minari datasets (``drive record``, DAgger rounds).
+
+Each step stores what the end-to-end network sees (``camera``, ``speed``, ``command``),
+the action that was *executed* (Minari's ``actions``) and the expert's clean action at
+that state (``infos/expert_action``, the training label).  The two differ when
+
+* **noise is injected** (Codevilla et al. 2019): triangular steering impulses are added
+  to the executed action for a chosen fraction of the time, so the data shows the car
+  drifting off and the expert's recovery labels, while the label stays clean;
+* **a learner drives** (DAgger, Ross et al. 2011): per step the expert's action is
+  executed with probability ``beta``, the learner's otherwise; every visited state is
+  labelled by the expert.
+
+Layout (Minari 0.5 HDF5, ``jpeg_encoding=False`` so frames stay lossless)::
+
+    DATASET/data/main_data.hdf5   episode_{i}/observations/{camera,speed,command}, actions,
+                                  rewards (0: this project scores with metrics, not rewards),
+                                  terminations, truncations,
+                                  infos/{expert_action, learner_driving, noise}
+    DATASET/data/metadata.json    Minari's metadata + "drive": scenario, camera, action names,
+                                  recorder version, noise, beta, seeds, versions, git revision
+
+Episode attributes: ``seed``, ``scenario``, ``recorder_version``, ``status``,
+``driving_score``.  ``observations`` have T+1 entries (the last is the final state),
+``actions`` T; ``infos/expert_action[t]`` labels ``observations[t]``.  The dataset is
+built in a temp folder beside ``DATASET`` and renamed into place when complete, so a
+crash never leaves a half dataset under the final name.  ``minari.MinariDataset(
+"DATASET/data")`` opens it with Minari's own API; :mod:`agents.demos` loads it for
+training and rejects damaged files with the path and the reason.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from agents import make_agent
+from agents.demos import DATA_DIR, DEMO_FORMAT, RECORDED_SENSORS, RECORDER_VERSION
+from planning.vehicle import VEHICLE_LENGTH_M
+from sim.camera import CameraSpec
+from sim.env import DrivingEnv
+from sim.io import DIR_MODE
+from sim.loop import agent_view, check_sensors, gate_action
+from sim.metrics import EpisodeTrace, episode_metrics
+from sim.scenarios import ACCELERATION_RANGE_MPS2, COMMANDS, STEERING_RANGE_RAD, Scenario, get_scenario
+from sim.versions import git_revision, package_versions
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Triangular steering impulses (Codevilla et al. 2019, "noise injection").
+
+    Each impulse ramps linearly up to a peak and back down over ``duration``; its peak is
+    a yaw rate, so the steering it takes shrinks with speed (a fixed steering angle that
+    is a nudge at 8 m/s would be a swerve at 25 m/s).  Gaps between impulses are drawn
+    so that about ``fraction`` of the steps are perturbed.
+    """
+
+    fraction: float = 0.0
+    """Share of the steps under an impulse (0 = clean demos)."""
+    duration_s: tuple[float, float] = (0.5, 1.5)
+    """Impulse length [s], uniform in this range."""
+    peak_yaw_rate_rps: tuple[float, float] = (0.1, 0.35)
+    """Peak of an impulse as a yaw rate [rad/s], uniform in this range, random sign."""
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.fraction < 1.0):
+            raise ValueError(f"--noise must be a fraction in [0, 1), got {self.fraction}")
+
+    def profile(self, n_steps: int, dt_s: float, rng: np.random.Generator) -> np.ndarray:
+        """Per-step impulse value as a yaw rate [rad/s] (0 outside impulses)."""
+        out = np.zeros(n_steps)
+        if self.fraction <= 0.0:
+            return out
+        mean_duration = 0.5 * sum(self.duration_s)
+        mean_gap = mean_duration * (1.0 - self.fraction) / self.fraction
+        t = rng.exponential(mean_gap)
+        while True:
+            length = rng.uniform(*self.duration_s)
+            start = int(round(t / dt_s))
+            if start >= n_steps:
+                return out
+            k = max(2, int(round(length / dt_s)))
+            peak = rng.uniform(*self.peak_yaw_rate_rps) * rng.choice((-1.0, 1.0))
+            tri = peak * (1.0 - np.abs(np.linspace(-1.0, 1.0, k)))
+            stop = min(n_steps, start + k)
+            out[start:stop] = tri[: stop - start]
+            t += length + rng.exponential(mean_gap)
+
+
+def steering_of_yaw_rate(yaw_rate_rps: float, speed_mps: float) -> float:
+    """Normalised steering that turns at ``yaw_rate_rps`` at ``speed_mps`` (kinematic bicycle)."""
+    v = max(abs(float(speed_mps)), 2.0)
+    return float(np.arctan(yaw_rate_rps * VEHICLE_LENGTH_M / v) / STEERING_RANGE_RAD)
+
+
+@dataclass
+class DemoEpisode:
+    """One recorded episode as arrays (see the module docstring for the alignment)."""
+
+    seed: int
+    camera: np.ndarray
+    speed: np.ndarray
+    command: np.ndarray
+    actions: np.ndarray
+    expert_action: np.ndarray
+    learner_driving: np.ndarray
+    noise: np.ndarray
+    terminated: bool
+    truncated: bool
+    status: str
+    driving_score: float
+    metrics: dict
+
+    @property
+    def steps(self) -> int:
+        return int(len(self.actions))
+
+
+def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = NoiseConfig(),
+                    learner=None, beta: float = 1.0) -> DemoEpisode:
+    """Drive one episode and label every visited state with ``expert``'s action.
+
+    The executed action is the expert's (or, with probability ``1 - beta`` per step, the
+    ``learner``'s), plus the noise impulse on the steering.  An expert that fails ends
+    the recording with an error: demos are never labelled by a broken expert.  A learner
+    that fails or returns garbage is replaced by the expert for that step.
+    """
+    scenario = env.scenario
+    names = scenario.action_names
+    n_act = len(names)
+    steer_i = names.index("steering")
+    rng = np.random.default_rng([int(seed), 0x5EED])  # noise and mixture: a function of the seed
+    impulses = noise.profile(scenario.max_steps + 1, scenario.dt_s, rng)
+    e_sensors = check_sensors(expert)
+    l_sensors = check_sensors(learner) if learner is not None else ()
+    obs, info = env.reset(seed=int(seed))
+    static = {"map": info["map"]} if "map" in info else {}
+    expert.reset(seed=int(seed))
+    if learner is not None:
+        learner.reset(seed=int(seed))
+    trace = EpisodeTrace(dt_s=scenario.dt_s)
+    trace.record(info["ego"])
+    cams, speeds, cmds, acts, labels, by_learner, noises = [], [], [], [], [], [], []
+    status, terminated, truncated = "ok", False, False
+
+    def label_of(obs, info) -> np.ndarray:
+        action, why = gate_action(expert.act(agent_view(e_sensors, obs, info, static)), n_act, names)
+        if action is None:
+            raise RuntimeError(f"expert {expert.name!r} returned an invalid action at seed {seed}: {why}")
+        return action
+
+    step = 0
+    while True:
+        cams.append(obs["camera"])
+        speeds.append(np.asarray(obs["speed"], np.float32).reshape(1))
+        cmds.append(int(obs["command"]))
+        label = label_of(obs, info)
+        labels.append(label)
+        if status != "ok" or terminated or truncated:
+            by_learner.append(False)
+            noises.append(0.0)
+            break
+        executed, driven_by_learner = label.copy(), False
+        if learner is not None and rng.random() >= beta:
+            try:
+                proposal, _ = gate_action(learner.act(agent_view(l_sensors, obs, info, static)), n_act, names)
+            except Exception:  # noqa: BLE001 - a failing learner hands the wheel back
+                proposal = None
+            if proposal is not None:
+                executed, driven_by_learner = proposal, True
+        kick = steering_of_yaw_rate(impulses[step], float(np.asarray(obs["speed"]).reshape(-1)[0]))
+        executed[steer_i] = np.clip(executed[steer_i] + kick, -1.0, 1.0)
+        by_learner.append(driven_by_learner)
+        noises.append(kick)
+        acts.append(executed.astype(np.float32))
+        trace.actions.append(executed.tolist())
+        obs, _, terminated, truncated, info = env.step(executed)
+        trace.record(info["ego"])
+        events = info["events"]
+        trace.record_events(events)
+        if events["collision"]:
+            status = "collision"
+        elif events["offroad"]:
+            status = "offroad"
+        step += 1
+    metrics = episode_metrics(trace, status, scenario.lane_changes_allowed)
+    return DemoEpisode(
+        seed=int(seed), camera=np.stack(cams), speed=np.stack(speeds).astype(np.float32),
+        command=np.asarray(cmds, np.int64),
+        actions=np.stack(acts).astype(np.float32) if acts else np.zeros((0, n_act), np.float32),
+        expert_action=np.stack(labels).astype(np.float32), learner_driving=np.asarray(by_learner, np.int8),
+        noise=np.asarray(noises, np.float32), terminated=bool(terminated or status != "ok"),
+        truncated=bool(truncated), status=status, driving_score=float(metrics["driving_score"]),
+        metrics=metrics)
+
+
+# -- collecting in worker processes -----------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _worker_init(scenario: str, camera: dict, expert: str, learner: str | None, fast_physics: bool,
+                 device: str) -> None:
+    from sim.run import task_spec  # local: sim.run imports the agents' registry
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sc = get_scenario(scenario)
+    cam = CameraSpec(**camera)
+    task = task_spec(sc, cam)
+    expert_agent = make_agent(expert, task)
+    learner_agent = _make_learner(learner, task, device) if learner else None
+    sensors = set(RECORDED_SENSORS) | set(check_sensors(expert_agent))
+    if learner_agent is not None:
+        sensors |= set(check_sensors(learner_agent))
+    from sim.env import SENSORS
+
+    env = DrivingEnv(sc, camera=cam, fast_physics=fast_physics,
+                     sensors=tuple(s for s in SENSORS if s in sensors))
+    _WORKER.update(env=env, expert=expert_agent, learner=learner_agent)
+
+
+def _make_learner(spec: str, task, device: str):
+    agent = make_agent(spec, task)
+    if hasattr(agent, "to_device"):
+        agent.to_device(device)
+    return agent
+
+
+def _worker_episode(args: tuple[int, NoiseConfig, float]) -> DemoEpisode:
+    seed, noise, beta = args
+    return collect_episode(_WORKER["env"], _WORKER["expert"], seed, noise=noise,
+                           learner=_WORKER["learner"], beta=beta)
+
+
+def collect(scenario: Scenario, seeds: Sequence[int], *, camera: CameraSpec, noise: NoiseConfig,
+            expert: str = "expert", learner: str | None = None, beta: float = 1.0, workers: int = 1,
+            fast_physics: bool = True, device: str = "cpu"):
+    """Yield :class:`DemoEpisode` s in seed order (the same arrays for any ``workers``)."""
+    init = (scenario.name, camera.to_dict(), expert, learner, fast_physics, device)
+    jobs = [(int(s), noise, float(beta)) for s in seeds]
+    if workers <= 1:
+        _worker_init(*init)
+        try:
+            for job in jobs:
+                yield _worker_episode(job)
+        finally:
+            _WORKER["env"].close()
+            _WORKER.clear()
+        return
+    with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=init) as pool:
+        yield from pool.imap(_worker_episode, jobs)
+
+
+# -- writing the Minari dataset ----------------------------------------------------------------
+def _spaces(scenario: Scenario, camera: CameraSpec):
+    from gymnasium import spaces
+
+    obs = spaces.Dict({
+        "camera": spaces.Box(0, 255, camera.shape, np.uint8),
+        "speed": spaces.Box(-50.0, 50.0, (1,), np.float32),
+        "command": spaces.Discrete(len(COMMANDS)),
+    })
+    return obs, spaces.Box(-1.0, 1.0, (len(scenario.action_names),), np.float32)
+
+
+def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camera: CameraSpec | None = None,
+                   noise: NoiseConfig = NoiseConfig(), expert: str = "expert", learner: str | None = None,
+                   beta: float = 1.0, workers: int = 1, fast_physics: bool = True, device: str = "cpu",
+                   progress: bool = True, extra: dict | None = None,
+                   on_episode: Callable[[DemoEpisode], None] | None = None) -> dict:
+    """Record ``seeds`` into a new Minari dataset at ``out``; return its summary."""
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+    from minari.dataset.minari_storage import MinariStorage
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose a new --out path")
+    out = out.resolve()  # Minari's size bookkeeping breaks on relative paths
+    if not seeds:
+        raise ValueError("nothing to record: no seeds")
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
+    if learner is None and beta < 1.0:
+        raise ValueError("beta < 1 mixes in a learner, but none was given")
+    camera = camera or CameraSpec()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    os.chmod(tmp, DIR_MODE)
+    started = time.time()
+    try:
+        obs_space, act_space = _spaces(scenario, camera)
+        storage = MinariStorage.new(tmp / DATA_DIR, observation_space=obs_space, action_space=act_space,
+                                    data_format="hdf5", jpeg_encoding=False)
+        statuses: dict[str, int] = {}
+        episode_meta, frames = [], 0
+        bar = tqdm(total=len(seeds), desc=f"recording {scenario.name}", unit="ep", disable=not progress,
+                   dynamic_ncols=True)
+        for i, ep in enumerate(collect(scenario, seeds, camera=camera, noise=noise, expert=expert,
+                                       learner=learner, beta=beta, workers=workers,
+                                       fast_physics=fast_physics, device=device)):
+            n = ep.steps
+            buffer = EpisodeBuffer(
+                id=i, seed=ep.seed,
+                observations={"camera": ep.camera, "speed": ep.speed, "command": ep.command},
+                actions=ep.actions, rewards=[0.0] * n,
+                terminations=[False] * (n - 1) + [ep.terminated] if n else [],
+                truncations=[False] * (n - 1) + [ep.truncated and not ep.terminated] if n else [],
+                infos={"expert_action": ep.expert_action, "learner_driving": ep.learner_driving,
+                       "noise": ep.noise})
+            storage.update_episodes([buffer])
+            episode_meta.append({"scenario": scenario.name, "recorder_version": RECORDER_VERSION,
+                                 "status": ep.status, "driving_score": ep.driving_score})
+            statuses[ep.status] = statuses.get(ep.status, 0) + 1
+            frames += n + 1
+            if on_episode is not None:
+                on_episode(ep)
+            bar.set_postfix_str(f"seed {ep.seed}: {ep.status}, {frames} frames")
+            bar.update(1)
+        bar.close()
+        storage.update_episode_metadata(episode_meta)
+        drive = {
+            "format": DEMO_FORMAT, "recorder_version": RECORDER_VERSION, "scenario": scenario.name,
+            "action_names": list(scenario.action_names), "control_hz": scenario.control_hz,
+            "steering_range_rad": STEERING_RANGE_RAD, "acceleration_range_mps2": ACCELERATION_RANGE_MPS2,
+            "camera": camera.to_dict(), "sensors": list(RECORDED_SENSORS), "expert": expert,
+            "learner": learner, "beta": float(beta),
+            "noise": {"fraction": noise.fraction, "duration_s": list(noise.duration_s),
+                      "peak_yaw_rate_rps": list(noise.peak_yaw_rate_rps)},
+            "seeds": [int(s) for s in seeds], "frames": frames, "statuses": statuses,
+            "versions": package_versions(), "git_revision": git_revision(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {}),
+        }
+        storage.update_metadata({
+            "minari_version": minari.__version__,
+            "dataset_id": f"drive/{scenario.name}/{_slug(out.name)}-v0",
+            "algorithm_name": expert if learner is None else f"dagger({expert}, {learner}, beta={beta:g})",
+            "description": f"{scenario.name}: {len(seeds)} episodes driven by {expert}"
+                           f"{' mixed with ' + learner if learner else ''}, noise fraction "
+                           f"{noise.fraction:g}; labels in infos/expert_action",
+            "drive": drive,
+        })
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {"path": str(out), "episodes": len(seeds), "frames": frames, "bytes": size,
+            "statuses": statuses, "seconds": time.time() - started}
+
+
+def _slug(name: str) -> str:
+    s = "".join(c if c.isalnum() or c in "_" else "_" for c in name).strip("_") or "demos"
+    return s.lower()
+
+
+def format_record_summary(summary: dict) -> str:
+    st = ", ".join(f"{k} {v}" for k, v in sorted(summary["statuses"].items()))
+    return (f"recorded {summary['episodes']} episodes, {summary['frames']} frames, "
+            f"{summary['bytes'] / 1e6:.1f} MB in {summary['seconds']:.0f} s -> {summary['path']}\n"
+            f"expert under noise: {st}")
