@@ -99,7 +99,7 @@ def _load_one(path: Path) -> tuple[dict, list[tuple[dict, dict]]]:
     episodes = []
     try:
         with h5py.File(h5_path, "r") as f:
-            names = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+            names = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
             if len(names) != int(meta.get("total_episodes", -1)):
                 raise DemoError(f"{h5_path}: holds {len(names)} episodes, the metadata says "
                                 f"{meta.get('total_episodes')}; the dataset is truncated or damaged")

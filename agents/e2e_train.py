@@ -34,7 +34,13 @@ from tqdm import tqdm
 
 from agents.demos import Demos, load_demos
 from agents.pilotnet import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
-from perception.checkpoint import CheckpointError, load_weights_into, read_meta, resolve_device, write_checkpoint
+from perception.checkpoint import (
+    CheckpointError,
+    load_weights_into,
+    read_meta,
+    resolve_device,
+    write_checkpoint,
+)
 from perception.detector import split_by_episode
 from planning.vehicle import curvature_of_steering, steering_for_curvature
 
@@ -88,8 +94,9 @@ def load_policy(path: str | Path, device: torch.device | str = "cpu") -> tuple[P
     meta = read_meta(path, META, ARCHITECTURE, "end-to-end policy")
     try:
         model = PilotNet(PilotNetConfig.from_dict(meta["config"]))
-        for key in ("camera", "action_names", "steering_range_rad"):
-            meta[key]  # noqa: B018 - the agent needs these
+        missing = [k for k in ("camera", "action_names", "steering_range_rad") if k not in meta]
+        if missing:
+            raise KeyError(f"missing {missing}")
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path / META}: bad config ({type(e).__name__}: {e})") from None
     load_weights_into(model, path)

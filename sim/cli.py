@@ -161,8 +161,13 @@ def _cmd_bench(args) -> int:
         result = bench_planner(names, episodes=args.episodes, agent=args.agent,
                                duration_s=args.duration)
         print(format_planner(result))
+    elif args.what == "inference":
+        from sim.bench_inference import bench_inference, format_inference
+
+        result = bench_inference(repeats=args.repeats_inference, loop_episodes=args.loop_episodes)
+        print(format_inference(result))
     else:  # argparse choices guard this; kept for direct calls
-        raise ValueError(f"unknown benchmark {args.what!r}; known: camera, sim, planner")
+        raise ValueError(f"unknown benchmark {args.what!r}; known: camera, sim, planner, inference")
     if args.out:
         path = Path(args.out)
         ensure_writable_dir(path.parent if str(path.parent) else Path("."))
@@ -396,8 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cost vs vehicle count, and drive run episodes/min with 1 vs 2 "
                                    "workers. 'planner': an agent's per-decision latency (p50, p90, "
                                    "p99, max, share over 10 ms) in closed-loop episodes per "
-                                   "scenario, beside the env's step time.")
-    s.add_argument("what", choices=["camera", "sim", "planner"], help="what to benchmark")
+                                   "scenario, beside the env's step time. 'inference': PilotNet "
+                                   "s/m/l batch-1 latency p50/p99 and throughput vs batch size on "
+                                   "each device, beside SB3's NatureCNN policy.predict at the same "
+                                   "input, and decisions/s of the lock-step loop against K.")
+    s.add_argument("what", choices=["camera", "sim", "planner", "inference"], help="what to benchmark")
     s.add_argument("--scenario", default=None,
                    help="scenario (camera default: highway; sim default: all; planner: same "
                         "as --scenarios)")
@@ -420,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim: episodes replayed per configuration (default: 3)")
     s.add_argument("--worker-episodes", type=_int_at_least(0, "must be 0 or more"), default=6,
                    help="sim: episodes for the --workers comparison; 0 skips it (default: 6)")
+    s.add_argument("--repeats-inference", type=_positive_int, default=200,
+                   help="inference: timed calls per row (default: 200)")
+    s.add_argument("--loop-episodes", type=_positive_int, default=8,
+                   help="inference: highway episodes per lock-step K (default: 8)")
     s.add_argument("--out", default=None, metavar="FILE.json", help="also write the result as JSON")
     s.set_defaults(func=_cmd_bench)
 

@@ -79,10 +79,11 @@ def _evaluate(policy: Path, scenario, n: int, out: Path, workers: int, progress:
 
 
 def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerConfig(),
-               recipe: E2ETrainConfig = E2ETrainConfig(epochs=4, lr=3e-4, patience=2), *,
+               recipe: E2ETrainConfig | None = None, *,
                scenario: str | None = None, data: list[str] | None = None, device: str = "auto",
                progress: bool = True, extra_meta: dict | None = None) -> dict:
     init, out = Path(init), Path(out)
+    recipe = recipe or E2ETrainConfig(epochs=4, lr=3e-4, patience=2)
     _, init_meta = load_policy(init)
     scenario = scenario or init_meta.get("scenario")
     if not scenario:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -47,10 +48,15 @@ def _fault(kind: str, seed: int | None = None) -> bool:
 
 def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: CameraSpec,
                  fast_physics: bool, out_dir: str, device: str | None = None) -> None:
+    # one BLAS/OpenMP thread per worker: W workers already fill W cores, and torch's
+    # default (all cores per process) would oversubscribe them
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    if "torch" in sys.modules:  # pragma: no cover - spawn starts clean; kept for forked starts
+        sys.modules["torch"].set_num_threads(1)
     # imported here: spawn starts from a clean interpreter, and the parent needs none of it
     from sim.run import EpisodeRunner
 
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         if _fault("init"):
             raise RuntimeError("worker start-up fault injected for a test")

@@ -51,7 +51,13 @@ from sim.env import DrivingEnv
 from sim.io import DIR_MODE
 from sim.loop import agent_view, check_sensors, gate_action
 from sim.metrics import EpisodeTrace, episode_metrics
-from sim.scenarios import ACCELERATION_RANGE_MPS2, COMMANDS, STEERING_RANGE_RAD, Scenario, get_scenario
+from sim.scenarios import (
+    ACCELERATION_RANGE_MPS2,
+    COMMANDS,
+    STEERING_RANGE_RAD,
+    Scenario,
+    get_scenario,
+)
 from sim.versions import git_revision, package_versions
 
 
@@ -212,7 +218,8 @@ def _worker_init(scenario: str, camera: dict, expert: str, learner: str | None, 
                  device: str) -> None:
     from sim.run import task_spec  # local: sim.run imports the agents' registry
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if mp.parent_process() is not None:  # a pool worker: one thread each (see sim.parallel)
+        os.environ["OMP_NUM_THREADS"] = "1"
     sc = get_scenario(scenario)
     cam = CameraSpec(**camera)
     task = task_spec(sc, cam)

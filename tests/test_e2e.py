@@ -72,10 +72,10 @@ def test_pilotnet_checks_its_input_with_a_helpful_message():
 def test_overfitting_a_handful_of_frames_reaches_near_zero_loss():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    frames = torch.from_numpy(rng.integers(0, 256, (6, 128, 128, 3), dtype=np.uint8))
+    frames = torch.from_numpy(rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8))
     aux = torch.rand(6, 1)
     target = torch.from_numpy(rng.uniform(-0.5, 0.5, (6, 1)).astype(np.float32))
-    net = PilotNet(PilotNetConfig(width="s"))
+    net = PilotNet(PilotNetConfig(width="s", image_hw=(64, 64)))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     first = None
     for _ in range(300):
@@ -257,10 +257,37 @@ def test_dagger_round_aggregates_relabels_and_scores(trained, demos_dir, tmp_pat
     ds = minari.MinariDataset(tmp_path / "dagger" / "rounds" / "1" / "demos" / "data")
     drove = np.concatenate([ep.infos["learner_driving"] for ep in ds.iterate_episodes()])
     assert 0 < drove.mean() < 1  # beta 0.5: both drove
-    final, meta = load_policy(tmp_path / "dagger")
+    _, meta = load_policy(tmp_path / "dagger")
     assert meta["dagger"]["rounds"][1]["round"] == 1
     # a rerun resumes: nothing left to do, same rounds
     again = run_dagger(out, tmp_path / "dagger", config, recipe, device="cpu", progress=False)
     assert [r["round"] for r in again["rounds"]] == [0, 1]
     assert len((tmp_path / "dagger" / "dagger.jsonl").read_text().splitlines()) == 2
     assert len(load_demos([demos_dir, tmp_path / "dagger" / "rounds" / "1" / "demos"]).episodes) == 6
+
+
+def test_bench_inference_reports_every_width_and_the_sb3_baseline():
+    from sim.bench_inference import bench_inference, format_inference
+
+    r = bench_inference(repeats=3, loop_episodes=2, loop_batches=(1, 2), loop_duration_s=0.5, devices=("cpu",))
+    rows = r["devices"]["cpu"]["models"]
+    assert {"pilotnet-s fp32", "pilotnet-m fp32", "pilotnet-l fp32", "SB3 NatureCNN policy.predict"} <= set(rows)
+    assert rows["pilotnet-s fp32"]["parameters"] < rows["pilotnet-l fp32"]["parameters"]
+    assert set(r["loop"]["by_batch"]) == {1, 2}
+    text = format_inference(r)
+    assert "SB3 NatureCNN" in text and "decisions/s" in text
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run: pytest -m gpu)")
+def test_e2e_on_cuda_matches_the_cpu_and_is_batch_invariant(trained):
+    out, _ = trained
+    rng = np.random.default_rng(2)
+    obs = _obs(rng, 40)
+    cpu = make_agent(f"e2e:{out}", _task(), device="cpu").act_batch(obs)
+    cuda = make_agent(f"e2e:{out}", _task(), device="cuda")
+    one = np.stack([cuda.act(o) for o in obs])
+    np.testing.assert_array_equal(cuda.act_batch(obs), one)  # chunks of 32: invariant
+    np.testing.assert_allclose(one, cpu, atol=1e-3)
+    half = E2EAgent(_task(), str(out), device="cuda", half=True)
+    np.testing.assert_allclose(half.act_batch(obs), cpu, atol=5e-2)
