@@ -53,10 +53,10 @@ class Demos:
     def __len__(self) -> int:
         return int(len(self.labels))
 
-    def stacked_indices(self, stack: int) -> np.ndarray:
-        """int64[N, stack]: row indices of each state's ``stack`` frames, oldest first
-        (the first frames of an episode repeat its reset frame)."""
-        offsets = np.arange(stack - 1, -1, -1)
+    def stacked_indices(self, stack: int, stride: int = 1) -> np.ndarray:
+        """int64[N, stack]: row indices of each state's ``stack`` frames, ``stride`` steps
+        apart, oldest first (the first frames of an episode repeat its reset frame)."""
+        offsets = np.arange(stack - 1, -1, -1) * stride
         back = np.minimum(self.step[:, None], offsets[None, :])  # never reach into the previous episode
         return np.arange(len(self))[:, None] - back
 

@@ -110,15 +110,18 @@ class E2EAgent(BaseAgent):
     def reset_slot(self, slot: int, seed: int | None = None) -> None:
         self._history.pop(int(slot), None)
 
-    def _stacked(self, slot: int, frame: np.ndarray, stack: int) -> np.ndarray:
+    def _stacked(self, slot: int, frame: np.ndarray, stack: int, stride: int = 1) -> np.ndarray:
+        """This step's input: ``stack`` frames ``stride`` steps apart, oldest first; an
+        episode's first steps repeat its first frame (as ``Demos.stacked_indices``)."""
         if stack == 1:
             return frame
+        span = (stack - 1) * stride + 1
         h = self._history.get(slot)
         if h is None:
-            h = self._history[slot] = deque([frame] * stack, maxlen=stack)
+            h = self._history[slot] = deque([frame] * span, maxlen=span)
         else:
             h.append(frame)
-        return np.concatenate(list(h), axis=-1)
+        return np.concatenate(list(h)[::stride], axis=-1)
 
     # -- acting ---------------------------------------------------------------------------------------
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
@@ -132,7 +135,7 @@ class E2EAgent(BaseAgent):
         self.ensure_ready()
         config = self.config
         slots = range(len(obs)) if slots is None else slots
-        frames = np.stack([self._stacked(int(s), np.asarray(o["camera"]), config.stack) for s, o in zip(slots, obs)])
+        frames = np.stack([self._stacked(int(s), np.asarray(o["camera"]), config.stack, config.stride) for s, o in zip(slots, obs)])
         speed = np.array([float(np.asarray(o["speed"]).reshape(-1)[0]) for o in obs], np.float32)
         command = np.array([int(o.get("command", 0)) for o in obs], np.int64)
         dev = self._device

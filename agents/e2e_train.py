@@ -54,6 +54,7 @@ class E2ETrainConfig:
 
     model: str = "pilotnet-m"
     stack: int = 1
+    stride: int = 1
     loss: str = "l1"
     epochs: int = 20
     batch_size: int = 64
@@ -156,7 +157,7 @@ class BatchMaker:
                  steering_range_rad: float) -> None:
         self.d, self.config, self.recipe = demos, config, recipe
         self.frames = torch.from_numpy(demos.frames)  # shares memory, no copy
-        self.stacked = demos.stacked_indices(config.stack)
+        self.stacked = demos.stacked_indices(config.stack, config.stride)
         self.aug = ViewAugmenter(demos.camera, list(demos.action_names).index("steering"), steering_range_rad)
         self.gen = torch.Generator().manual_seed(recipe.seed)
         self.rng = np.random.default_rng(recipe.seed)
@@ -228,9 +229,11 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
         model, init_meta = load_policy(init, dev)
         if tuple(init_meta["action_names"]) != demos.action_names:
             raise ValueError(f"--init {init} drives {init_meta['action_names']}, the data has {demos.action_names}")
-        recipe = replace(recipe, model=model.config.model_name, stack=model.config.stack)
+        recipe = replace(recipe, model=model.config.model_name, stack=model.config.stack,
+                         stride=model.config.stride)
     else:
         config = PilotNetConfig(width=parse_model(recipe.model), image_hw=(h, w), stack=recipe.stack,
+                                stride=recipe.stride,
                                 n_actions=len(demos.action_names),
                                 use_command=bool(len(np.unique(demos.command)) > 1 or demos.scenario == "roundabout"))
         model = PilotNet(config).to(dev)

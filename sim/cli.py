@@ -263,7 +263,7 @@ def _cmd_train(args) -> int:
 def _e2e_recipe(args, **overrides):
     from agents.e2e_train import E2ETrainConfig
 
-    values = dict(model=args.model, stack=args.stack, loss=args.loss, epochs=args.epochs or 20,
+    values = dict(model=args.model, stack=args.stack, stride=args.stride, loss=args.loss, epochs=args.epochs or 20,
                   batch_size=args.batch_size or 64, lr=args.lr or 1e-3, patience=args.patience or 4,
                   seed=args.seed, augment=not args.no_augment, budget_s=60.0 * args.budget_min)
     values.update(overrides)
@@ -489,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="pilotnet-m", help="e2e: pilotnet-s, pilotnet-m or pilotnet-l "
                                                           "(default: pilotnet-m)")
     s.add_argument("--stack", type=_positive_int, default=1, help="e2e: frames stacked (default: 1)")
+    s.add_argument("--stride", type=_positive_int, default=1,
+                   help="e2e: control steps between stacked frames (default: 1)")
     s.add_argument("--loss", default="l1", choices=["l1", "mse"], help="e2e: (default: l1)")
     s.add_argument("--budget-min", type=float, default=0.0,
                    help="e2e/dagger: stop training after this many minutes (default: none)")

@@ -175,6 +175,24 @@ def test_e2e_agent_acts_through_the_contract_and_is_batch_invariant(trained):
     assert agent.device == "cpu"
 
 
+def test_agent_frame_history_matches_the_training_gather_with_a_stride(demos_dir):
+    """What the agent stacks in closed loop is what training stacked: same frames, same
+    order, the first frame repeated at an episode's start, ``stride`` steps apart."""
+    d = load_demos(demos_dir)
+    stack, stride = 3, 2
+    gathered = d.frames[d.stacked_indices(stack, stride)]  # [N, stack, H, W, 3]
+    agent = E2EAgent(_task())
+    for ep in np.unique(d.episode)[:2]:
+        rows = np.flatnonzero(d.episode == ep)
+        agent.reset_slot(5)
+        for r in rows:
+            got = agent._stacked(5, d.frames[r], stack, stride)
+            want = np.concatenate(list(gathered[r]), axis=-1)
+            assert np.array_equal(got, want), (ep, r)
+    with pytest.raises(ValueError, match="stride"):
+        PilotNetConfig(stack=2, stride=0)
+
+
 def test_e2e_agent_errors_name_the_fix(trained, tmp_path):
     agent = E2EAgent(_task(), str(tmp_path / "none"))
     with pytest.raises(FileNotFoundError, match="drive train e2e"):

@@ -96,6 +96,12 @@ def test_demos_load_flat_with_stacked_indices_that_stay_in_their_episode(recorde
     assert np.all(idx[first] == first[:, None])  # the reset frame repeats
     later = np.flatnonzero(d.step >= 2)
     assert np.all(idx[later] == later[:, None] + np.array([-2, -1, 0]))
+    strided = d.stacked_indices(3, stride=4)
+    assert np.all(d.episode[strided] == d.episode[:, None])
+    deep = np.flatnonzero(d.step >= 8)
+    assert np.all(strided[deep] == deep[:, None] + np.array([-8, -4, 0]))
+    mid = np.flatnonzero(d.step == 5)  # 5 - 8 reaches before the reset: clamped to it
+    assert np.all(strided[mid] == mid[:, None] + np.array([-5, -4, 0]))
 
 
 def test_existing_output_is_refused_and_a_failed_recording_leaves_nothing(recorded, tmp_path, monkeypatch):
