@@ -26,7 +26,7 @@ from sim.env import DrivingEnv
 from sim.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.loop import EpisodeResult, env_sensors_for, run_episode, run_episodes_lockstep, supports_lockstep
 from sim.parallel import failure_record, run_parallel
-from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario, get_scenario
+from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario
 from sim.versions import git_revision, package_versions
 from sim.video import EpisodeVideo
 

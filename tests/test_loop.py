@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from agents import BaseAgent, TaskSpec, make_agent
+from agents import BaseAgent, make_agent
 from sim.camera import CameraSpec
 from sim.env import DrivingEnv
 from sim.loop import env_sensors_for, run_episode
