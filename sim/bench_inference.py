@@ -12,7 +12,9 @@ Measured in one run, interleaved round-robin so machine noise hits every row ali
 * on every device present (CPU always; CUDA with fp32 and with bf16 autocast +
   channels_last; the card is named).
 
-Weights are random: the cost of a forward pass does not depend on their values.
+Weights are random: the cost of a forward pass does not depend on their values. The
+output layer is zeroed, so the loop's car holds its lane and speed and every episode runs
+its full length (a random policy crashes within a second and the loop would time resets).
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
             config = PilotNetConfig(width=width, image_hw=(h, w), n_actions=2)
             torch.manual_seed(0)
             model = PilotNet(config).eval()
+            with torch.no_grad():  # action 0: hold lane and speed (same compute as any weights)
+                model.head[-1].weight.zero_()
+                model.head[-1].bias.zero_()
             ckpt = tmp / f"pilotnet-{width}"
             save_policy(model, ckpt, {"camera": cam.to_dict(), "action_names": list(task.action_names),
                                       "steering_range_rad": task.steering_range_rad, "scenario": "highway"})
@@ -159,6 +164,7 @@ def _bench_loop(task, ckpt: Path, scenario, episodes: int, batches: tuple[int, .
         calls = [r.trace.latency_ms for r in results]
         infer_ms = float(np.sum([np.sum(c) for c in calls])) / max(k, 1)  # each batch counted once per car
         rows[k] = {"decisions_per_s": decisions / wall, "wall_s": wall, "decisions": decisions,
+                   "statuses": sorted(r.status for r in results),
                    "inference_share": min(1.0, infer_ms / 1e3 / wall), "device": agent.device}
         for env in envs:
             env.close()

@@ -291,7 +291,11 @@ def test_bench_inference_reports_every_width_and_the_sb3_baseline():
     rows = r["devices"]["cpu"]["models"]
     assert {"pilotnet-s fp32", "pilotnet-m fp32", "pilotnet-l fp32", "SB3 NatureCNN policy.predict"} <= set(rows)
     assert rows["pilotnet-s fp32"]["parameters"] < rows["pilotnet-l fp32"]["parameters"]
-    assert set(r["loop"]["by_batch"]) == {1, 2}
+    loop = r["loop"]["by_batch"]
+    assert set(loop) == {1, 2}
+    # the zeroed head holds lane and speed: both K run the same full-length episodes
+    assert loop[1]["statuses"] == loop[2]["statuses"] == ["ok", "ok"]
+    assert loop[1]["decisions"] == loop[2]["decisions"] >= 2 * 7
     text = format_inference(r)
     assert "SB3 NatureCNN" in text and "decisions/s" in text
 
