@@ -121,7 +121,7 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
         except ImportError:  # SB3 is an optional extra here
             dev_rows["sb3"] = "stable-baselines3 not installed (pip install stable-baselines3)"
         samples: dict[str, dict[str, list[float]]] = {k: {} for k in timers}
-        for k, t in timers.items():  # warm up
+        for t in timers.values():  # warm up
             for _ in range(5):
                 if "fwd" in t:
                     for b in BATCHES:

@@ -213,7 +213,7 @@ def test_lockstep_episodes_equal_one_by_one_episodes(trained):
     envs = [DrivingEnv(sc, sensors=agent.sensors) for _ in range(3)]
     together = run_episodes_lockstep(envs, make_agent(f"e2e:{out}", task, device="cpu"), seeds)
     assert [r.seed for r in together] == seeds
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         assert a.status == b.status
         ta, tb = a.trace.arrays(), b.trace.arrays()
         for key in ta:
