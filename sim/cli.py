@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -192,7 +193,39 @@ def _cmd_perception(args) -> int:
     return 0
 
 
+def _cmd_eval_agents(args) -> int:
+    from agents import parse_agent
+    from sim.evaluate import RESULTS, format_eval, run_eval
+
+    agents = list(dict.fromkeys(a.strip() for a in args.agents.split(",") if a.strip()))
+    if not agents:
+        raise ValueError(f"--agents names no agent (got {args.agents!r})")
+    for a in agents:
+        parse_agent(a)  # an unknown name lists the known ones
+    out = Path(args.out) if args.out else Path("runs") / f"eval__{time.strftime('%Y%m%d-%H%M%S')}"
+    seeds = list(range(args.seed_start, args.seed_start + args.episodes))
+    records = run_eval(out, agents, _scenario_list(args.scenarios), seeds, workers=args.workers,
+                       device=args.device, resume=args.resume, duration_s=args.duration,
+                       progress=not args.quiet, argv=sys.argv)
+    print(format_eval(records))
+    print(f"results: {out / RESULTS}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from sim.report import write_report
+
+    paths = write_report(args.dir)
+    for kind in ("md", "html", "json"):
+        print(f"{kind + ':':<6} {paths[kind]}")
+    return 0
+
+
 def _cmd_eval(args) -> int:
+    if args.what is None:
+        return _cmd_eval_agents(args)
+    if not args.data:
+        raise ValueError("drive eval detector needs --data DIR (a dataset from 'drive perception data')")
     from perception.corruptions import CORRUPTIONS
     from perception.dataset import FrameDataset
     from perception.opencv_detector import OpenCVDetector
@@ -454,19 +487,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_perception)
 
     s = sub.add_parser(
-        "eval", help="score detectors on a recorded dataset",
-        description="'detector': nuScenes-style average precision (centre distance 0.5/1/2/4 m) "
-                    "overall and by range (0-20, 20-40, 40+ m), with position error of true "
-                    "positives, for each detector and each sensor corruption.")
-    s.add_argument("what", choices=["detector"], help="what to evaluate")
-    s.add_argument("--data", required=True, metavar="DIR", help="a dataset from 'drive perception data'")
+        "report", help="write the side-by-side report of a 'drive eval' folder",
+        description="Reads DIR/config.json and DIR/results.jsonl and writes DIR/report.md (figures "
+                    "in DIR/report_files/), a self-contained DIR/report.html and DIR/report.json: per "
+                    "scenario, every agent's statuses and metrics with 95%% bootstrap intervals "
+                    "(mean and interquartile mean), paired comparisons on shared seeds, the sensors "
+                    "each agent used, and figures.")
+    s.add_argument("dir", metavar="DIR", help="a folder written by 'drive eval'")
+    s.set_defaults(func=_cmd_report)
+
+    s = sub.add_parser(
+        "eval", help="run every agent on every scenario on the same seeds; or score detectors",
+        description="Without 'detector': every agent of --agents on every scenario of --scenarios "
+                    "on the same seeds, one line per finished episode appended to "
+                    "DIR/results.jsonl (config.json first, with checkpoint hashes); --resume runs "
+                    "only what is missing. 'detector': nuScenes-style average precision (centre "
+                    "distance 0.5/1/2/4 m) overall and by range (0-20, 20-40, 40+ m), with position "
+                    "error of true positives, for each detector and each sensor corruption.")
+    s.add_argument("what", nargs="?", choices=["detector"], default=None,
+                   help="'detector' to score detectors; omit to evaluate agents")
+    s.add_argument("--agents", default="expert,modular,e2e,idm", metavar="A,B",
+                   help="agents to evaluate (default: expert,modular,e2e,idm)")
+    s.add_argument("--scenarios", default="lane-keep,highway", metavar="A,B",
+                   help="scenarios (default: lane-keep,highway)")
+    s.add_argument("--episodes", type=_positive_int, default=20, help="seeds per scenario (default: 20)")
+    s.add_argument("--seed-start", type=_seed, default=0, help="first seed (default: 0)")
+    s.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default: 2)")
+    s.add_argument("--duration", type=_duration, default=None, metavar="SECONDS",
+                   help="override every scenario's episode time limit [s]")
+    s.add_argument("--resume", action="store_true", help="continue the evaluation in --out")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--data", default=None, metavar="DIR", help="detector: a dataset from 'drive perception data'")
     s.add_argument("--detector", default="opencv", metavar="A,B",
                    help="detectors: opencv, learned:CHECKPOINT_DIR (default: opencv)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="where the learned detector runs (default: auto = CUDA when present)")
+                   help="where networks run (default: auto = CUDA when present)")
     s.add_argument("--corrupt", default="none,noise,blur,brightness", metavar="A,B",
                    help="corruptions to evaluate under (default: none,noise,blur,brightness)")
-    s.add_argument("--out", default=None, metavar="FILE.json", help="also write the reports as JSON")
+    s.add_argument("--out", default=None, metavar="DIR|FILE.json",
+                   help="agents: the evaluation folder (default: runs/eval__{time}); detector: "
+                        "also write the reports as JSON")
     s.set_defaults(func=_cmd_eval)
 
     s = sub.add_parser(

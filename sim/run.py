@@ -13,7 +13,7 @@ import dataclasses
 import io
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,13 @@ from agents import TaskSpec, agent_label, make_agent
 from sim.camera import CameraSpec
 from sim.env import DrivingEnv
 from sim.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
-from sim.loop import EpisodeResult, env_sensors_for, run_episode, run_episodes_lockstep, supports_lockstep
+from sim.loop import (
+    EpisodeResult,
+    env_sensors_for,
+    run_episode,
+    run_episodes_lockstep,
+    supports_lockstep,
+)
 from sim.parallel import failure_record, run_parallel
 from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario
 from sim.versions import git_revision, package_versions
@@ -62,6 +68,12 @@ class EpisodeRunner:
         self.scenario, self.camera, self.fast_physics = scenario, camera, fast_physics
         self.agent_name, self.out_dir = agent_name, out_dir
         self.agent = make_agent(agent_name, task_spec(scenario, camera), device=device)
+        # load checkpoints now, so the first decision's latency is a decision's, not a load's;
+        # a failure here is left to the first decision, which records it as the episode's fault
+        try:
+            getattr(self.agent, "ensure_ready", lambda: None)()
+        except Exception:  # noqa: BLE001, S110
+            pass
         self._env: DrivingEnv | None = None
 
     def _make_env(self, camera: bool) -> DrivingEnv:
@@ -173,32 +185,43 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
         bar.update(1)
 
     try:
-        if workers == 1:
-            runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics,
-                                   out_dir=out_dir, device=device)
-            try:
-                if batch > 1:
-                    rest = list(seeds)
-                    if video_path is not None and rest:  # the video's episode alone: same result
-                        on_record(runner.run(rest.pop(0), video_path))
-                    runner.run_lockstep(rest, batch, on_record)
-                for k, seed in enumerate(seeds if batch == 1 else []):
-                    try:
-                        record = runner.run(seed, video_path if k == 0 else None)
-                    except Exception:  # noqa: BLE001 - as a worker would: record, go on
-                        record = failure_record(agent_name, scenario.name, seed,
-                                                "episode failed in the simulator: "
-                                                + traceback.format_exc(limit=8))
-                    on_record(record)
-            finally:
-                runner.close()
-        else:
-            run_parallel(agent_name, scenario, seeds, workers=workers, camera=camera,
-                         fast_physics=fast_physics, out_dir=out_dir, video_path=video_path, device=device,
-                         on_record=on_record)
+        run_seeds(agent_name, scenario, seeds, out_dir, on_record, camera=camera, workers=workers,
+                  fast_physics=fast_physics, video_path=video_path, batch=batch, device=device)
     finally:
         bar.close()
     return sorted(records, key=lambda r: r["seed"])
+
+
+def run_seeds(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path,
+              on_record: Callable[[dict], None], *, camera: CameraSpec, workers: int = 1,
+              fast_physics: bool = True, video_path: Path | None = None, batch: int = 1,
+              device: str | None = None) -> None:
+    """The episodes of one agent on one scenario, each record handed to ``on_record`` as it
+    finishes (in-process, lock-step or over worker processes); traces go to ``out_dir``.
+    A failing episode is recorded with its status, never raised."""
+    if workers == 1:
+        runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics,
+                               out_dir=out_dir, device=device)
+        try:
+            if batch > 1:
+                rest = list(seeds)
+                if video_path is not None and rest:  # the video's episode alone: same result
+                    on_record(runner.run(rest.pop(0), video_path))
+                runner.run_lockstep(rest, batch, on_record)
+            for k, seed in enumerate(seeds if batch == 1 else []):
+                try:
+                    record = runner.run(seed, video_path if k == 0 else None)
+                except Exception:  # noqa: BLE001 - as a worker would: record, go on
+                    record = failure_record(agent_name, scenario.name, seed,
+                                            "episode failed in the simulator: "
+                                            + traceback.format_exc(limit=8))
+                on_record(record)
+        finally:
+            runner.close()
+    else:
+        run_parallel(agent_name, scenario, seeds, workers=workers, camera=camera,
+                     fast_physics=fast_physics, out_dir=out_dir, video_path=video_path, device=device,
+                     on_record=on_record)
 
 
 def save_trace(path: Path, result: EpisodeResult) -> None:

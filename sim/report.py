@@ -1,0 +1,317 @@
+"""``drive report DIR``: the side-by-side report of a ``drive eval`` folder.
+
+Writes ``DIR/report.md`` (figures beside it in ``DIR/report_files/``) and a self-contained
+``DIR/report.html`` (the same content, figures embedded), both from the same rows:
+
+* per scenario, agents as rows: statuses counted, then every headline metric as the mean
+  with its 95% bootstrap interval, and again as the interquartile mean;
+* paired comparisons on shared seeds: each agent against ``expert``, and every ``modular``
+  agent against every ``e2e`` agent - the mean difference of the driving score with its
+  interval and the share of seeds each wins;
+* the inputs (sensors) each agent was handed, and each checkpoint with its hash;
+* figures: driving-score distributions per agent, per-seed scores of ``modular`` against
+  ``e2e``, decision-latency histograms, and DAgger's score per round where an ``e2e``
+  checkpoint came from DAgger.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.evaluate import CONFIG, RESULTS, read_results
+from sim.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from sim.stats import bootstrap, paired, wilson
+
+# (column, record field or derived name, digits); rates are shares of episodes.
+METRICS: tuple[tuple[str, str, int], ...] = (
+    ("driving score", "driving_score", 3),
+    ("route completion", "route_completion", 3),
+    ("collision rate", "collision_rate", 2),
+    ("off-road rate", "offroad_rate", 2),
+    ("autonomy %", "autonomy_pct", 1),
+    ("mean speed m/s", "mean_speed_mps", 1),
+    ("lateral RMS m", "lateral_offset_rms_m", 3),
+    ("comfort violations", "comfort_violation_rate", 3),
+    ("min TTC s", "min_ttc_s", 1),
+    ("infractions / km", "infractions_per_km", 2),
+    ("latency p50 ms", "latency_p50_ms", 2),
+    ("latency p99 ms", "latency_p99_ms", 2),
+)
+FILES = "report_files"
+RATES = ("collision_rate", "offroad_rate")
+
+
+def _value(record: dict, field: str) -> float:
+    if field == "collision_rate":
+        return float(record["status"] == "collision")
+    if field == "offroad_rate":
+        return float(record["status"] == "offroad")
+    v = record.get(field)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+
+
+def load_eval(folder: str | Path) -> tuple[dict, list[dict]]:
+    """``config.json`` and the records of a ``drive eval`` folder, with clear errors."""
+    folder = Path(folder)
+    config_path, results_path = folder / CONFIG, folder / RESULTS
+    if not results_path.exists():
+        raise ValueError(f"{results_path} does not exist; {folder} is not an evaluation folder "
+                         f"(make one with: drive eval --out {folder})")
+    try:
+        config = json.loads(config_path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{config_path} does not exist; {folder} is not a drive eval folder") from None
+    except ValueError as e:
+        raise ValueError(f"{config_path}: not valid JSON ({e})") from None
+    records = read_results(results_path)
+    if not records:
+        raise ValueError(f"{results_path} holds no episode yet")
+    return config, records
+
+
+def _pairs(agents: list[str]) -> list[tuple[str, str]]:
+    family = lambda a, f: a.split(":", 1)[0] == f  # noqa: E731
+    out = [(a, b) for a in agents for b in agents if family(a, "modular") and family(b, "e2e")]
+    if "expert" in agents:
+        out += [(a, "expert") for a in agents if a != "expert"]
+    return out
+
+
+def build_rows(config: dict, records: list[dict]) -> dict[str, Any]:
+    """Everything the report shows, as plain data (also written as ``report.json``)."""
+    scenarios = [s for s in config.get("scenarios", []) if any(r["scenario"] == s for r in records)]
+    agents = list(config.get("agents", []))
+    out: dict[str, Any] = {"scenarios": {}, "sensors": config.get("sensors", {}),
+                           "checkpoints": config.get("checkpoints", {}), "seeds": config.get("seeds", []),
+                           "git_revision": config.get("git_revision")}
+    for s in scenarios:
+        by_agent = {a: sorted((r for r in records if r["scenario"] == s and r["agent"] == a),
+                              key=lambda r: r["seed"]) for a in agents}
+        by_agent = {a: rs for a, rs in by_agent.items() if rs}
+        table = {}
+        for a, rs in by_agent.items():
+            row = {"episodes": len(rs), "status": dict(Counter(r["status"] for r in rs)),
+                   "device": sorted({str(r.get("device", "?")) for r in rs})}
+            for _, field, _ in METRICS:
+                vals = [_value(r, field) for r in rs]
+                if field in RATES:  # a share of episodes: Wilson (the IQM of 0/1 values means little)
+                    rate = wilson(int(np.nansum(vals)), len(vals))
+                    row[field] = {"mean": rate, "iqm": rate}
+                else:
+                    row[field] = {"mean": bootstrap(vals, "mean"), "iqm": bootstrap(vals, "iqm")}
+            table[a] = row
+        comps = []
+        for a, b in _pairs(list(by_agent)):
+            sa = {r["seed"]: float(r["driving_score"]) for r in by_agent[a]}
+            sb = {r["seed"]: float(r["driving_score"]) for r in by_agent[b]}
+            comps.append({"a": a, "b": b, "result": paired(sa, sb)})
+        out["scenarios"][s] = {"table": table, "paired": comps, "records": by_agent}
+    return out
+
+
+# -- figures -------------------------------------------------------------------------------------
+def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs: dict[str, list[tuple[str, Path]]] = {}
+    for s, data in rows["scenarios"].items():
+        recs = data["records"]
+        agents = list(recs)
+        out = figs.setdefault(s, [])
+        fig, ax = plt.subplots(figsize=(1.4 + 1.3 * len(agents), 3.2))
+        scores = [[r["driving_score"] for r in recs[a]] for a in agents]
+        ax.boxplot(scores, showfliers=False, widths=0.5)
+        rng = np.random.default_rng(0)
+        for k, v in enumerate(scores, start=1):
+            ax.scatter(k + rng.uniform(-0.15, 0.15, len(v)), v, s=10, alpha=0.6)
+        ax.set_xticks(range(1, len(agents) + 1), agents, rotation=15)
+        ax.set_ylabel("driving score")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"{s}: driving score per episode")
+        out.append(("Driving score per episode (box: quartiles; dots: episodes)", _save(fig, files / f"{s}__scores.png")))
+        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+        for a in agents:
+            lat = [r["latency_p50_ms"] for r in recs[a] if np.isfinite(r.get("latency_p50_ms", np.nan))]
+            if lat:
+                ax.hist(lat, bins=20, alpha=0.6, label=a)
+        ax.set_xlabel("decision latency p50 per episode [ms]")
+        ax.set_ylabel("episodes")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{s}: decision latency")
+        out.append(("Decision latency (per-episode median)", _save(fig, files / f"{s}__latency.png")))
+        for c in data["paired"]:
+            a, b = c["a"], c["b"]
+            if not (a.startswith("modular") and b.startswith("e2e")):
+                continue
+            sa = {r["seed"]: r["driving_score"] for r in recs[a]}
+            sb = {r["seed"]: r["driving_score"] for r in recs[b]}
+            seeds = sorted(set(sa) & set(sb))
+            fig, ax = plt.subplots(figsize=(3.6, 3.6))
+            ax.scatter([sa[k] for k in seeds], [sb[k] for k in seeds], s=14, alpha=0.7)
+            ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+            ax.set_xlabel(f"{a} driving score")
+            ax.set_ylabel(f"{b} driving score")
+            ax.set_title(f"{s}: per seed")
+            name = f"{s}__{_slug(a)}__vs__{_slug(b)}.png"
+            out.append((f"Per seed: {a} against {b} (above the line: {b} better)", _save(fig, files / name)))
+    dagger = _dagger_rounds(rows)
+    if dagger:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for label, rounds in dagger.items():
+            ax.plot([r["round"] for r in rounds], [r["closed_loop"].get("driving_score", np.nan) for r in rounds],
+                    marker="o", label=label)
+        ax.set_xlabel("DAgger round (0 = behaviour cloning)")
+        ax.set_ylabel("driving score (DAgger's own eval seeds)")
+        ax.legend(fontsize=8)
+        figs.setdefault("DAgger", []).append(("Driving score per DAgger round", _save(fig, files / "dagger.png")))
+    return figs
+
+
+def _dagger_rounds(rows: dict) -> dict[str, list[dict]]:
+    out = {}
+    for agent, per_scenario in (rows.get("checkpoints") or {}).items():
+        for scenario, ck in per_scenario.items():
+            meta_path = Path(ck["path"]) / "e2e.json"
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError):
+                continue
+            rounds = (meta.get("dagger") or {}).get("rounds")
+            if rounds:
+                out[f"{agent} ({scenario})"] = rounds
+    return out
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+# -- rendering -------------------------------------------------------------------------------
+def _status(counts: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, cells) for every table, in order; shared by markdown and HTML."""
+    out = []
+    for s, data in rows["scenarios"].items():
+        for stat, label in (("mean", "mean [95% CI]"), ("iqm", "interquartile mean [95% CI]")):
+            header = ["agent", "episodes", "status", *[m[0] for m in METRICS], "device"]
+            cells = []
+            for a, row in data["table"].items():
+                cells.append([a, str(row["episodes"]), _status(row["status"]),
+                              *[row[f][stat].format(d) for _, f, d in METRICS], ", ".join(row["device"])])
+            out.append((f"{s}: {label}", header, cells))
+        if data["paired"]:
+            header = ["a", "b", "seeds", "driving score a - b [95% CI]", "a better", "b better", "tied"]
+            cells = [[c["a"], c["b"], str(c["result"].n), c["result"].difference.format(3),
+                      f"{c['result'].a_wins:.0%}", f"{c['result'].b_wins:.0%}", f"{c['result'].ties:.0%}"]
+                     for c in data["paired"]]
+            out.append((f"{s}: paired on shared seeds", header, cells))
+    sensors = rows.get("sensors") or {}
+    if sensors:
+        out.append(("Inputs each agent was handed", ["agent", "sensors"],
+                    [[a, ", ".join(v) or "(none)"] for a, v in sensors.items()]))
+    cks = rows.get("checkpoints") or {}
+    if cks:
+        out.append(("Checkpoints", ["agent", "scenario", "path", "model sha256"],
+                    [[a, s, c["path"], (c["sha256"].get("model.safetensors") or "")[:16]]
+                     for a, per in cks.items() for s, c in per.items()]))
+    return out
+
+
+def _md_table(header: list[str], cells: list[list[str]]) -> str:
+    esc = lambda t: t.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+INTRO = ("Each scenario's agents ran the same seeds. Intervals are 95% bootstrap intervals over "
+         "episodes (BCa, 2000 resamples), except the collision and off-road rates (shares of "
+         "episodes), which have Wilson score intervals: a bootstrap cannot see an event that never "
+         "happened. A metric equal in every episode has a zero-width interval. Every status counts "
+         "in every denominator: an agent fault scores 0.")
+
+
+def write_report(folder: str | Path) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` and ``report.json`` into ``folder``."""
+    folder = Path(folder)
+    config, records = load_eval(folder)
+    rows = build_rows(config, records)
+    files = ensure_writable_dir(folder / FILES)
+    figs = _figures(rows, files)
+    tables = _tables(rows)
+    seeds = rows["seeds"]
+    seed_text = f"seeds {seeds[0]}-{seeds[-1]}" if seeds else "no seeds"
+    md = [f"# Evaluation report: {folder.name}", "",
+          f"{len(records)} episodes; {seed_text}; git revision {rows['git_revision']}.", "", INTRO, ""]
+    body = [f"<h1>Evaluation report: {html.escape(folder.name)}</h1>",
+            f"<p>{len(records)} episodes; {html.escape(seed_text)}; git revision "
+            f"{html.escape(str(rows['git_revision']))}.</p>", f"<p>{html.escape(INTRO)}</p>"]
+    for title, header, cells in tables:
+        md += [f"## {title}", "", _md_table(header, cells), ""]
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        body.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+                    + "</tr></thead><tbody>"
+                    + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                              for row in cells) + "</tbody></table>")
+    for group, items in figs.items():
+        md += [f"## Figures: {group}", ""]
+        body.append(f"<h2>Figures: {html.escape(group)}</h2>")
+        for caption, path in items:
+            md += [f"![{caption}]({FILES}/{path.name})", "", f"*{caption}*", ""]
+            data = base64.b64encode(path.read_bytes()).decode()
+            body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>"
+            + html.escape(f"Evaluation report: {folder.name}") + "</title><style>"
+            "body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}"
+            "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
+            "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+            "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
+            "figure{display:inline-block;margin:0 1em 1em 0}figcaption{font-size:12px;color:#555}"
+            "</style></head><body>" + "\n".join(body) + "</body></html>\n")
+    paths = {"md": folder / "report.md", "html": folder / "report.html", "json": folder / "report.json"}
+    atomic_write_text(paths["md"], "\n".join(md))
+    atomic_write_text(paths["html"], page)
+    atomic_write_text(paths["json"], json.dumps(_plain(rows), indent=1, sort_keys=True) + "\n")
+    return paths
+
+
+def _plain(rows: dict) -> Any:
+    """report.json: the tables' numbers (records left out: they are in results.jsonl)."""
+    def conv(o):
+        if hasattr(o, "__dataclass_fields__"):
+            return {k: conv(getattr(o, k)) for k in o.__dataclass_fields__}
+        if isinstance(o, dict):
+            return {str(k): conv(v) for k, v in o.items() if k != "records"}
+        if isinstance(o, list):
+            return [conv(v) for v in o]
+        if isinstance(o, float) and not np.isfinite(o):
+            return None
+        return o
+    return conv(rows)

@@ -1,0 +1,183 @@
+"""``drive eval``: shared seeds, atomic results, resume after kill -9, refusals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sim.cli import main
+from sim.evaluate import RESULTS, TIMING_FIELDS, read_results, run_eval
+
+AGENTS = ["idm", "straight"]
+SCENARIOS = ["lane-keep", "highway"]
+SEEDS = [0, 1, 2]
+
+
+def _comparable(records):
+    """Results keyed by (agent, scenario, seed), wall-clock fields dropped."""
+    out = {}
+    for r in records:
+        key = (r["agent"], r["scenario"], r["seed"])
+        assert key not in out, f"episode {key} recorded twice"
+        out[key] = {k: v for k, v in r.items() if k not in TIMING_FIELDS}
+    return out
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "serial"
+    return out, run_eval(out, AGENTS, SCENARIOS, SEEDS, workers=1, duration_s=3.0, progress=False)
+
+
+def test_every_agent_runs_every_scenario_on_the_same_seeds(serial):
+    out, records = serial
+    got = _comparable(records)
+    assert set(got) == {(a, s, seed) for a in AGENTS for s in SCENARIOS for seed in SEEDS}
+    config = json.loads((out / "config.json").read_text())
+    assert config["agents"] == AGENTS and config["scenarios"] == SCENARIOS and config["seeds"] == SEEDS
+    assert config["sensors"]["straight"] == [] and "git_revision" in config and "versions" in config
+    for r in records:
+        assert r["versions"] == config["versions"]
+        assert {"status", "driving_score", "latency_p50_ms", "latency_p99_ms", "device"} <= set(r)
+    assert (out / "traces" / "highway__idm__2.npz").exists()
+
+
+def test_parallel_results_equal_serial_results(serial, tmp_path):
+    _, records = serial
+    parallel = run_eval(tmp_path / "par", AGENTS, SCENARIOS, SEEDS, workers=2, duration_s=3.0, progress=False)
+    assert _comparable(parallel) == _comparable(records)
+
+
+def test_a_run_killed_with_sigkill_and_resumed_equals_an_uninterrupted_one(serial, tmp_path):
+    _, records = serial
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "sim.cli", "eval", "--agents", ",".join(AGENTS), "--scenarios",
+           ",".join(SCENARIOS), "--episodes", str(len(SEEDS)), "--duration", "3", "--workers", "1",
+           "--out", str(out), "--quiet"]
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results = out / RESULTS
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = read_results(results)  # whole lines only: every append is a rename
+    assert 2 <= len(partial) < len(records)
+    resumed = run_eval(out, AGENTS, SCENARIOS, SEEDS, workers=1, duration_s=3.0, resume=True, progress=False)
+    assert _comparable(resumed) == _comparable(records)
+
+
+def test_existing_evaluations_are_never_overwritten_or_silently_mixed(serial, tmp_path):
+    out, _ = serial
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_eval(out, AGENTS, SCENARIOS, SEEDS, duration_s=3.0, progress=False)
+    with pytest.raises(ValueError, match="seeds differ"):
+        run_eval(out, AGENTS, SCENARIOS, [0, 1, 2, 3], duration_s=3.0, resume=True, progress=False)
+    with pytest.raises(ValueError, match="duration_s differ"):
+        run_eval(out, AGENTS, SCENARIOS, SEEDS, duration_s=4.0, resume=True, progress=False)
+
+
+def test_a_damaged_results_file_stops_the_resume_with_the_line(serial, tmp_path):
+    src, _ = serial
+    out = tmp_path / "damaged"
+    out.mkdir()
+    (out / "config.json").write_bytes((src / "config.json").read_bytes())
+    lines = (src / RESULTS).read_text().splitlines()
+    (out / RESULTS).write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2] + "\n")
+    with pytest.raises(ValueError, match=rf"{RESULTS}:2: not valid JSON"):
+        run_eval(out, AGENTS, SCENARIOS, SEEDS, duration_s=3.0, resume=True, progress=False)
+    (out / RESULTS).write_text('{"agent": "idm"}\n')
+    with pytest.raises(ValueError, match="lacks scenario, seed, status"):
+        run_eval(out, AGENTS, SCENARIOS, SEEDS, duration_s=3.0, resume=True, progress=False)
+
+
+def test_cli_eval_refuses_unknown_names_and_keeps_eval_detector(tmp_path, capsys):
+    assert main(["eval", "--agents", "idm,nope", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "expert" in err
+    assert main(["eval", "--scenarios", "highway,moon", "--agents", "idm", "--out", str(tmp_path / "y")]) == 2
+    assert "lane-keep" in capsys.readouterr().err
+    assert main(["eval", "detector"]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+# -- statistics and the report ---------------------------------------------------------------------
+def test_bootstrap_interval_covers_the_known_mean_at_about_95_percent():
+    import numpy as np
+
+    from sim.stats import bootstrap
+
+    rng = np.random.default_rng(3)
+    hits = 0
+    for _ in range(200):
+        est = bootstrap(rng.normal(1.0, 2.0, 40))
+        hits += est.low <= 1.0 <= est.high
+    assert 0.88 <= hits / 200 <= 0.99  # nominal 95%; BCa on n=40 runs slightly narrow
+    # the normal-theory interval for a known case: n=400, sd 1 -> half-width ~ 1.96 / 20
+    x = np.random.default_rng(4).normal(0.0, 1.0, 400)
+    est = bootstrap(x)
+    assert abs((est.high - est.low) / 2 - 1.96 * x.std(ddof=1) / 20) < 0.02
+    assert bootstrap([0.5] * 10).format() == "0.500 [0.500, 0.500]"
+    assert bootstrap([1.0]).format() == "1.000" and bootstrap([]).format() == "-"
+    assert bootstrap([1.0, float("nan"), 3.0]).n == 2
+
+
+def test_iqm_ignores_the_outer_quartiles_and_paired_counts_wins():
+    from sim.stats import bootstrap, paired
+
+    x = [0, 1, 1, 1, 1, 1, 1, 100]
+    assert bootstrap(x, "iqm").value == 1.0 and bootstrap(x).value > 10
+    p = paired({0: 1.0, 1: 0.5, 2: 0.2, 9: 1.0}, {0: 0.5, 1: 0.5, 2: 0.4, 7: 0.0})
+    assert p.n == 3 and (p.a_wins, p.b_wins, p.ties) == (1 / 3, 1 / 3, 1 / 3)
+    assert abs(p.difference.value - (0.5 + 0.0 - 0.2) / 3) < 1e-12
+
+
+def test_report_has_every_agent_interval_paired_rows_sensors_and_figures(serial, tmp_path):
+    import shutil
+
+    from sim.report import write_report
+
+    src, records = serial
+    out = tmp_path / "rep"
+    shutil.copytree(src, out)
+    # pretend idm is the expert to get paired rows (the report pairs everything with "expert")
+    text = (out / RESULTS).read_text().replace('"agent": "idm"', '"agent": "expert"')
+    (out / RESULTS).write_text(text)
+    config = json.loads((out / "config.json").read_text())
+    config["agents"] = ["expert", "straight"]
+    config["sensors"] = {"expert": ["autopilot"], "straight": []}
+    (out / "config.json").write_text(json.dumps(config))
+    paths = write_report(out)
+    md = paths["md"].read_text()
+    for s in SCENARIOS:
+        assert f"## {s}: mean [95% CI]" in md and f"## {s}: paired on shared seeds" in md
+    assert "| straight | expert | 3 |" in md
+    assert "| straight | (none) |" in md
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") >= 2 * len(SCENARIOS) and "<table>" in page
+    rep = json.loads(paths["json"].read_text())
+    row = rep["scenarios"]["highway"]["table"]["straight"]["driving_score"]["mean"]
+    assert row["low"] <= row["value"] <= row["high"] and row["n"] == 3
+
+
+def test_report_refuses_folders_that_are_not_evaluations(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "drive eval" in capsys.readouterr().err
+
+
+def test_wilson_rate_intervals_do_not_collapse_when_nothing_happened():
+    from sim.stats import wilson
+
+    zero = wilson(0, 20)
+    assert zero.value == 0.0 and zero.low == 0.0 and 0.15 < zero.high < 0.17  # 0/20: 0-16%
+    half = wilson(10, 20)
+    assert abs(half.low - 0.299) < 1e-3 and abs(half.high - 0.701) < 1e-3  # textbook values
