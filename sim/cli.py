@@ -60,6 +60,13 @@ def _duration(text: str) -> float:
     return value
 
 
+def _timeout(text: str) -> float | None:
+    """Seconds per decision; 0 = no limit."""
+    if text.strip() in ("0", "0.0", "none"):
+        return None
+    return _duration(text)
+
+
 _positive_int = _int_at_least(1, "must be at least 1")
 _seed = _int_at_least(0, "seeds are non-negative integers")
 
@@ -109,7 +116,8 @@ def _cmd_run(args) -> int:
     seeds = list(range(args.seed, args.seed + args.episodes))
     records = run_agent(args.agent, scenario, seeds, out, video_path=video, workers=args.workers,
                         fast_physics=args.physics == "fast", progress=not args.quiet,
-                        argv=sys.argv, batch=args.batch, device=args.device)
+                        argv=sys.argv, batch=args.batch, device=args.device,
+                        decision_timeout_s=args.decision_timeout)
     print(format_summary(records))
     for r in records:
         if r.get("error"):
@@ -206,7 +214,7 @@ def _cmd_eval_agents(args) -> int:
     seeds = list(range(args.seed_start, args.seed_start + args.episodes))
     records = run_eval(out, agents, _scenario_list(args.scenarios), seeds, workers=args.workers,
                        device=args.device, resume=args.resume, duration_s=args.duration,
-                       progress=not args.quiet, argv=sys.argv)
+                       progress=not args.quiet, argv=sys.argv, decision_timeout_s=args.decision_timeout)
     print(format_eval(records))
     print(f"results: {out / RESULTS}")
     return 0
@@ -398,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "not depend on it (default: 1)")
     s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
                    help="where network agents (e2e) run (default: auto = CUDA when present)")
+    s.add_argument("--decision-timeout", type=_timeout, default=None, metavar="SECONDS",
+                   help="end an episode with status 'timeout' when one decision takes longer "
+                        "(default: 0 = no limit)")
     s.add_argument("--physics", choices=["fast", "stock"], default="fast",
                    help="fast: sim.fastroad, bit-identical to highway-env and several times "
                         "faster; stock: plain highway-env (default: fast)")
@@ -515,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default: 2)")
     s.add_argument("--duration", type=_duration, default=None, metavar="SECONDS",
                    help="override every scenario's episode time limit [s]")
+    s.add_argument("--decision-timeout", type=_timeout, default=5.0, metavar="SECONDS",
+                   help="a decision slower than this ends its episode with status 'timeout' "
+                        "(default: 5; 0 = no limit)")
     s.add_argument("--resume", action="store_true", help="continue the evaluation in --out")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--data", default=None, metavar="DIR", help="detector: a dataset from 'drive perception data'")

@@ -37,8 +37,11 @@ RESULTS = "results.jsonl"
 CONFIG = "config.json"
 TIMING_FIELDS = ("latency_p50_ms", "latency_p99_ms")
 """Wall-clock measurements: the only fields that differ between two runs of the same seeds."""
-MATCHED = ("agents", "scenarios", "seeds", "camera", "duration_s", "checkpoints")
+MATCHED = ("agents", "scenarios", "seeds", "camera", "duration_s", "checkpoints", "decision_timeout_s")
 """What a resumed run must share with the run it continues."""
+DECISION_TIMEOUT_S = 5.0
+"""A decision slower than this ends its episode with ``timeout`` (at 15 Hz a decision is due
+every 67 ms; 5 s leaves room for a GPU's first call, not for a hang)."""
 
 
 def checkpoint_path(agent: Any) -> str | None:
@@ -77,7 +80,7 @@ def read_results(path: str | Path) -> list[dict]:
 def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], seeds: Sequence[int], *,
              workers: int = 1, device: str | None = None, resume: bool = False,
              duration_s: float | None = None, camera: CameraSpec | None = None, progress: bool = True,
-             argv: Sequence[str] | None = None) -> list[dict]:
+             argv: Sequence[str] | None = None, decision_timeout_s: float | None = DECISION_TIMEOUT_S) -> list[dict]:
     """Run every agent on every scenario for ``seeds``; return all records of ``out``."""
     out = Path(out)
     camera = camera or CameraSpec()
@@ -101,6 +104,7 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
     config = {
         "agents": agents, "scenarios": scenarios, "seeds": seeds, "camera": camera.to_dict(),
         "duration_s": duration_s, "checkpoints": checkpoints, "sensors": sensors,
+        "decision_timeout_s": decision_timeout_s,
         "scenario_specs": {n: scenario_record(w) for n, w in worlds.items()},
         "workers": int(workers), "device": device or "auto", "command": list(argv) if argv else None,
         "versions": package_versions(), "git_revision": git_revision(),
@@ -135,7 +139,8 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
 
         try:
             run_seeds(spec, worlds[scenario_name], todo_seeds, out, on_record, camera=camera,
-                      workers=min(workers, len(todo_seeds)), device=device)
+                      workers=min(workers, len(todo_seeds)), device=device,
+                      decision_timeout_s=decision_timeout_s)
         finally:
             bar.close()
     return read_results(results_path) if results_path.exists() else []

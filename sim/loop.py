@@ -4,14 +4,20 @@ It hands the agent *only* the sensors it declares, gates every action (wrong sha
 non-finite: the episode ends with ``invalid_action``; ``np.clip`` does not remove NaN),
 times every decision, records the ego's ground-truth state per step and scores the
 episode (:mod:`sim.metrics`).  An agent that raises ends its episode with
-``agent_error``; the caller's run goes on.
+``agent_error``; one whose decision takes longer than ``decision_timeout_s`` ends it with
+``timeout`` - interrupted by ``SIGALRM`` where the loop runs in a process's main thread on
+a POSIX system (a hang in Python code, or in C code that returns to Python), judged by
+the measured latency otherwise.  The caller's run goes on.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +164,40 @@ class _Episode:
             error=self.error, trace=self.trace)
 
 
+class DecisionTimeout(BaseException):
+    """Raised into an agent's decision by the alarm.  A ``BaseException``, so an agent's own
+    ``except Exception`` cannot swallow it."""
+
+
+def _on_alarm(signum, frame) -> None:
+    raise DecisionTimeout()
+
+
+@contextmanager
+def _alarm(limit_s: float | None) -> Iterator[Callable[[bool], None]]:
+    """Yields ``arm(on)``: start (``True``) or stop (``False``) the per-decision alarm.  A
+    no-op where signals cannot interrupt (no limit, not the main thread, no SIGALRM)."""
+    usable = (bool(limit_s) and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield lambda on: None
+        return
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+
+    def arm(on: bool) -> None:
+        signal.setitimer(signal.ITIMER_REAL, float(limit_s) if on else 0.0)
+
+    try:
+        yield arm
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _timeout_message(limit_s: float, latency_ms: float) -> str:
+    return f"a decision took longer than the {limit_s:g} s limit (stopped after {latency_ms / 1e3:.2f} s)"
+
+
 def _check_env(env: DrivingEnv, agent, sensors: tuple[str, ...]) -> None:
     missing = [s for s in sensors if s not in env.sensors]
     if missing:
@@ -165,8 +205,8 @@ def _check_env(env: DrivingEnv, agent, sensors: tuple[str, ...]) -> None:
                          f"{agent.name!r} declares; build it with env_sensors_for(agent)")
 
 
-def run_episode(env: DrivingEnv, agent, seed: int,
-                observers: tuple[StepObserver, ...] = ()) -> EpisodeResult:
+def run_episode(env: DrivingEnv, agent, seed: int, observers: tuple[StepObserver, ...] = (),
+                decision_timeout_s: float | None = None) -> EpisodeResult:
     """Run one episode of ``agent`` in ``env`` from ``seed``; never raises for agent faults."""
     sensors = check_sensors(agent)
     _check_env(env, agent, sensors)
@@ -175,16 +215,31 @@ def run_episode(env: DrivingEnv, agent, seed: int,
         agent.reset(seed=int(seed))
     except Exception as e:  # noqa: BLE001 - any agent fault is recorded, not raised
         ep.fail("agent_error", f"reset: {_describe(e)}")
-    while not ep.done:
-        view = ep.view()
-        t0 = time.perf_counter_ns()
-        try:
-            raw = agent.act(view)
-        except Exception as e:  # noqa: BLE001
-            ep.trace.latency_ms.append((time.perf_counter_ns() - t0) / 1e6)
-            ep.fail("agent_error", _describe(e))
-            break
-        ep.apply(raw, (time.perf_counter_ns() - t0) / 1e6)
+    limit_ms = 1e3 * decision_timeout_s if decision_timeout_s else float("inf")
+    with _alarm(decision_timeout_s) as arm:
+        while not ep.done:
+            view = ep.view()
+            t0 = time.perf_counter_ns()
+            try:
+                arm(True)
+                raw = agent.act(view)
+                arm(False)
+            except DecisionTimeout:
+                latency = (time.perf_counter_ns() - t0) / 1e6
+                ep.trace.latency_ms.append(latency)
+                ep.fail("timeout", _timeout_message(decision_timeout_s, latency))
+                break
+            except Exception as e:  # noqa: BLE001
+                arm(False)
+                ep.trace.latency_ms.append((time.perf_counter_ns() - t0) / 1e6)
+                ep.fail("agent_error", _describe(e))
+                break
+            latency = (time.perf_counter_ns() - t0) / 1e6
+            if latency > limit_ms:  # where no alarm could interrupt it
+                ep.trace.latency_ms.append(latency)
+                ep.fail("timeout", _timeout_message(decision_timeout_s, latency))
+                break
+            ep.apply(raw, latency)
     return ep.result(agent)
 
 
@@ -194,7 +249,8 @@ def supports_lockstep(agent) -> bool:
 
 
 def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int],
-                          on_result: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+                          on_result: Callable[[EpisodeResult], None] | None = None,
+                          decision_timeout_s: float | None = None) -> list[EpisodeResult]:
     """Run ``seeds`` on K environments in lock-step, one ``act_batch`` call per step.
 
     Each environment is a slot; when its episode ends the slot takes the next seed
@@ -202,8 +258,8 @@ def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int
     episode is the same as :func:`run_episode`'s for an agent whose outputs do not depend
     on the batch (``e2e`` pads to a batch-invariant size); the decision latency each car
     records is the whole batch's.  An ``act_batch`` that raises or returns the wrong
-    shape ends every episode in that batch with ``agent_error`` / ``invalid_action``.
-    Results come back in seed order.
+    shape ends every episode in that batch with ``agent_error`` / ``invalid_action``, one
+    past ``decision_timeout_s`` with ``timeout``.  Results come back in seed order.
     """
     if not supports_lockstep(agent):
         raise ValueError(f"agent {agent.name!r} keeps per-episode state without slots and cannot be "
@@ -236,26 +292,38 @@ def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int
 
     for slot in range(min(len(envs), len(pending))):
         fill(slot)
-    while active:
-        slots = sorted(active)
-        views = [active[s][1].view() for s in slots]
-        t0 = time.perf_counter_ns()
-        try:
-            raw = np.asarray(agent.act_batch(views, slots=slots))
-            if raw.shape[:1] != (len(slots),):
-                raise ValueError(f"act_batch returned shape {raw.shape} for {len(slots)} observations")
-            error = None
-        except Exception as e:  # noqa: BLE001
-            error = _describe(e)
-        latency = (time.perf_counter_ns() - t0) / 1e6
-        for k, s in enumerate(slots):
-            ep = active[s][1]
-            if error is not None:
-                ep.trace.latency_ms.append(latency)
-                ep.fail("agent_error", error)
-            else:
-                ep.apply(raw[k], latency)
-            if ep.done:
-                finish(s)
-                fill(s)
+    limit_ms = 1e3 * decision_timeout_s if decision_timeout_s else float("inf")
+    with _alarm(decision_timeout_s) as arm:
+        while active:
+            slots = sorted(active)
+            views = [active[s][1].view() for s in slots]
+            t0 = time.perf_counter_ns()
+            status, error = "ok", None
+            try:
+                arm(True)
+                raw = agent.act_batch(views, slots=slots)
+                arm(False)
+                raw = np.asarray(raw)
+                if raw.shape[:1] != (len(slots),):
+                    raise ValueError(f"act_batch returned shape {raw.shape} for {len(slots)} observations")
+            except DecisionTimeout:
+                status = "timeout"
+            except Exception as e:  # noqa: BLE001
+                arm(False)
+                status, error = "agent_error", _describe(e)
+            latency = (time.perf_counter_ns() - t0) / 1e6
+            if status == "ok" and latency > limit_ms:
+                status = "timeout"
+            if status == "timeout":
+                error = _timeout_message(decision_timeout_s, latency)
+            for k, s in enumerate(slots):
+                ep = active[s][1]
+                if status != "ok":
+                    ep.trace.latency_ms.append(latency)
+                    ep.fail(status, error)
+                else:
+                    ep.apply(raw[k], latency)
+                if ep.done:
+                    finish(s)
+                    fill(s)
     return [results[k] for k in sorted(results)]

@@ -47,7 +47,8 @@ def _fault(kind: str, seed: int | None = None) -> bool:
 
 
 def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: CameraSpec,
-                 fast_physics: bool, out_dir: str, device: str | None = None) -> None:
+                 fast_physics: bool, out_dir: str, device: str | None = None,
+                 decision_timeout_s: float | None = None) -> None:
     # one BLAS/OpenMP thread per worker: W workers already fill W cores, and torch's
     # default (all cores per process) would oversubscribe them
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -61,7 +62,7 @@ def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: 
         if _fault("init"):
             raise RuntimeError("worker start-up fault injected for a test")
         runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics, device=device,
-                               out_dir=Path(out_dir))
+                               out_dir=Path(out_dir), decision_timeout_s=decision_timeout_s)
     except Exception:  # noqa: BLE001 - report why, then stop: no episode can run here
         conn.send(("init_failed", None, traceback.format_exc(limit=8)))
         return
@@ -100,7 +101,8 @@ class _Worker:
 
 def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, workers: int,
                  camera: CameraSpec, fast_physics: bool, out_dir: Path, device: str | None = None,
-                 video_path: Path | None, on_record: Callable[[dict], None]) -> None:
+                 video_path: Path | None, on_record: Callable[[dict], None],
+                 decision_timeout_s: float | None = None) -> None:
     """Run every seed on ``workers`` processes; ``on_record`` gets each finished record once."""
     ctx = mp.get_context("spawn")
     todo: deque[tuple[int, int]] = deque(enumerate(seeds))
@@ -111,7 +113,8 @@ def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, w
     def start_worker() -> None:
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker_main, daemon=True,
-                           args=(child, agent_name, scenario, camera, fast_physics, str(out_dir), device))
+                           args=(child, agent_name, scenario, camera, fast_physics, str(out_dir), device,
+                                 decision_timeout_s))
         proc.start()
         child.close()
         every_proc.append(proc)

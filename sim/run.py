@@ -64,8 +64,10 @@ class EpisodeRunner:
     """
 
     def __init__(self, agent_name: str, scenario: Scenario, camera: CameraSpec, *,
-                 fast_physics: bool, out_dir: Path, device: str | None = None) -> None:
+                 fast_physics: bool, out_dir: Path, device: str | None = None,
+                 decision_timeout_s: float | None = None) -> None:
         self.scenario, self.camera, self.fast_physics = scenario, camera, fast_physics
+        self.decision_timeout_s = decision_timeout_s
         self.agent_name, self.out_dir = agent_name, out_dir
         self.agent = make_agent(agent_name, task_spec(scenario, camera), device=device)
         # load checkpoints now, so the first decision's latency is a decision's, not a load's;
@@ -88,7 +90,8 @@ class EpisodeRunner:
             video = EpisodeVideo(video_path, agent=self.agent_name, seed=int(seed),
                                  fps=self.scenario.control_hz, overlay_source=self.agent)
             try:
-                result = run_episode(env, self.agent, seed, observers=(video,))
+                result = run_episode(env, self.agent, seed, observers=(video,),
+                                     decision_timeout_s=self.decision_timeout_s)
             except BaseException:
                 video.abort()
                 raise
@@ -97,7 +100,7 @@ class EpisodeRunner:
         else:
             if self._env is None:
                 self._env = self._make_env(camera=False)
-            result = run_episode(self._env, self.agent, seed)
+            result = run_episode(self._env, self.agent, seed, decision_timeout_s=self.decision_timeout_s)
         self.save(result)
         if video is not None:
             try:
@@ -116,7 +119,8 @@ class EpisodeRunner:
         """Episodes on ``batch`` environments in lock-step, one ``act_batch`` per step."""
         envs = [self._make_env(camera=False) for _ in range(min(batch, len(seeds)))]
         try:
-            run_episodes_lockstep(envs, self.agent, seeds, on_result=lambda r: on_record(self.save(r)))
+            run_episodes_lockstep(envs, self.agent, seeds, on_result=lambda r: on_record(self.save(r)),
+                                  decision_timeout_s=self.decision_timeout_s)
         finally:
             for env in envs:
                 env.close()
@@ -129,7 +133,8 @@ class EpisodeRunner:
 def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path, *,
               video_path: Path | None = None, camera: CameraSpec | None = None,
               workers: int = 1, fast_physics: bool = True, progress: bool = True,
-              argv: Sequence[str] | None = None, batch: int = 1, device: str | None = None) -> list[dict]:
+              argv: Sequence[str] | None = None, batch: int = 1, device: str | None = None,
+              decision_timeout_s: float | None = None) -> list[dict]:
     """Run ``agent_name`` on ``scenario`` for each seed; write config, episodes and video.
 
     Returns the episode records sorted by seed.  With ``workers > 1`` whole episodes run
@@ -166,6 +171,7 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
         "seeds": [int(s) for s in seeds],
         "workers": int(workers),
         "batch": int(batch),
+        "decision_timeout_s": decision_timeout_s,
         "device": str(getattr(probe, "device", "cpu")),
         "fast_physics": bool(fast_physics),
         "video": str(video_path) if video_path else None,
@@ -186,7 +192,8 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
 
     try:
         run_seeds(agent_name, scenario, seeds, out_dir, on_record, camera=camera, workers=workers,
-                  fast_physics=fast_physics, video_path=video_path, batch=batch, device=device)
+                  fast_physics=fast_physics, video_path=video_path, batch=batch, device=device,
+                  decision_timeout_s=decision_timeout_s)
     finally:
         bar.close()
     return sorted(records, key=lambda r: r["seed"])
@@ -195,13 +202,13 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
 def run_seeds(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path,
               on_record: Callable[[dict], None], *, camera: CameraSpec, workers: int = 1,
               fast_physics: bool = True, video_path: Path | None = None, batch: int = 1,
-              device: str | None = None) -> None:
+              device: str | None = None, decision_timeout_s: float | None = None) -> None:
     """The episodes of one agent on one scenario, each record handed to ``on_record`` as it
     finishes (in-process, lock-step or over worker processes); traces go to ``out_dir``.
     A failing episode is recorded with its status, never raised."""
     if workers == 1:
         runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics,
-                               out_dir=out_dir, device=device)
+                               out_dir=out_dir, device=device, decision_timeout_s=decision_timeout_s)
         try:
             if batch > 1:
                 rest = list(seeds)
@@ -221,7 +228,7 @@ def run_seeds(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
     else:
         run_parallel(agent_name, scenario, seeds, workers=workers, camera=camera,
                      fast_physics=fast_physics, out_dir=out_dir, video_path=video_path, device=device,
-                     on_record=on_record)
+                     on_record=on_record, decision_timeout_s=decision_timeout_s)
 
 
 def save_trace(path: Path, result: EpisodeResult) -> None:

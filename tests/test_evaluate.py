@@ -181,3 +181,44 @@ def test_wilson_rate_intervals_do_not_collapse_when_nothing_happened():
     assert zero.value == 0.0 and zero.low == 0.0 and 0.15 < zero.high < 0.17  # 0/20: 0-16%
     half = wilson(10, 20)
     assert abs(half.low - 0.299) < 1e-3 and abs(half.high - 0.701) < 1e-3  # textbook values
+
+
+def test_each_fault_gets_its_status_counts_in_the_denominators_and_the_report(tmp_path, monkeypatch):
+    import time as _time
+
+    import numpy as np
+
+    from agents import BaseAgent
+    from agents.registry import AGENTS as REGISTRY
+    from sim.report import write_report
+
+    class Faulty(BaseAgent):
+        sensors = ("speed",)
+        how = "ok"
+
+        def act(self, obs):
+            if self.how == "raise":
+                raise RuntimeError("perception crashed")
+            if self.how == "nan":
+                return np.full(self.task.action_size, np.nan)
+            if self.how == "hang":
+                _time.sleep(60)
+            return np.zeros(self.task.action_size)
+
+    for how in ("raise", "nan", "hang"):
+        cls = type(f"Faulty_{how}", (Faulty,), {"how": how, "name": f"faulty-{how}"})
+        monkeypatch.setitem(REGISTRY, f"faulty-{how}", (cls, f"test agent: {how}"))
+    agents = ["faulty-raise", "faulty-nan", "faulty-hang", "straight"]
+    out = tmp_path / "faults"
+    t0 = _time.monotonic()
+    records = run_eval(out, agents, ["highway"], [0, 1], workers=1, duration_s=2.0, progress=False,
+                       decision_timeout_s=0.3)
+    assert _time.monotonic() - t0 < 30  # the hang was cut, twice
+    status = {(r["agent"], r["seed"]): r["status"] for r in records}
+    assert {status[("faulty-raise", s)] for s in (0, 1)} == {"agent_error"}
+    assert {status[("faulty-nan", s)] for s in (0, 1)} == {"invalid_action"}
+    assert {status[("faulty-hang", s)] for s in (0, 1)} == {"timeout"}
+    assert all(r["driving_score"] == 0.0 for r in records if r["agent"].startswith("faulty"))
+    md = write_report(out)["md"].read_text()
+    assert "| faulty-hang | 2 | timeout 2 |" in md and "| faulty-raise | 2 | agent_error 2 |" in md
+    assert "| faulty-nan | 2 | invalid_action 2 |" in md

@@ -174,3 +174,72 @@ def test_an_agent_fault_scores_zero_even_after_progress():
     r = run_episode(env, agent, 0)
     assert r.status == "agent_error" and r.metrics["route_completion"] > 0.3
     assert r.metrics["driving_score"] == 0.0
+
+
+# -- per-decision timeout ---------------------------------------------------------------------------
+class Hanger(BaseAgent):
+    """Hangs on decision ``at``: a busy loop that even swallows ``Exception``, or a sleep."""
+
+    name = "hanger"
+    sensors = ("speed",)
+
+    def __init__(self, task, at=3, how="spin", seconds=30.0):
+        super().__init__(task)
+        self.at, self.how, self.seconds, self.calls = at, how, seconds, 0
+
+    def act(self, obs):
+        self.calls += 1
+        if self.calls == self.at:
+            import time
+
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < self.seconds:
+                try:
+                    if self.how == "sleep":
+                        time.sleep(self.seconds)
+                except Exception:  # noqa: BLE001, S110 - a badly written agent
+                    pass
+        return np.zeros(self.task.action_size)
+
+    def reset_slot(self, slot, seed=None):
+        return None
+
+
+@pytest.mark.parametrize("how", ["spin", "sleep"])
+def test_a_hanging_decision_ends_the_episode_as_timeout_and_the_alarm_is_cleared(how):
+    import signal
+    import time
+
+    agent = Hanger(_task(), at=3, how=how)
+    env = DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent))
+    before = signal.getsignal(signal.SIGALRM)
+    t0 = time.monotonic()
+    r = run_episode(env, agent, 0, decision_timeout_s=0.2)
+    assert time.monotonic() - t0 < 10
+    assert r.status == "timeout" and "0.2 s limit" in r.error
+    assert r.metrics["driving_score"] == 0.0 and len(r.trace.latency_ms) == 3
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and signal.getsignal(signal.SIGALRM) is before
+    ok = run_episode(env, Hanger(_task(), at=10**6), 1, decision_timeout_s=0.2)
+    assert ok.status == "ok"  # fast decisions are never cut
+
+
+def test_off_the_main_thread_a_slow_decision_is_judged_by_its_latency():
+    import threading
+
+    agent = Hanger(_task(), at=2, how="sleep", seconds=0.4)
+    env = DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent))
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", run_episode(env, agent, 0, decision_timeout_s=0.1)))
+    t.start()
+    t.join(30)
+    assert out["r"].status == "timeout" and out["r"].trace.latency_ms[-1] >= 400
+
+
+def test_a_hanging_batch_times_out_every_episode_in_it():
+    from sim.loop import run_episodes_lockstep
+
+    agent = Hanger(_task(), at=3)
+    agent.act_batch = lambda obs, slots=None: np.stack([agent.act(o) for o in obs])
+    envs = [DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent)) for _ in range(2)]
+    rs = run_episodes_lockstep(envs, agent, [0, 1], decision_timeout_s=0.2)
+    assert [r.status for r in rs] == ["timeout", "timeout"]
