@@ -223,7 +223,7 @@ def _cmd_eval_agents(args) -> int:
 def _cmd_report(args) -> int:
     from sim.report import write_report
 
-    paths = write_report(args.dir)
+    paths = write_report(args.dir, videos=args.videos, progress=not args.quiet)
     for kind in ("md", "html", "json"):
         print(f"{kind + ':':<6} {paths[kind]}")
     return 0
@@ -505,6 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(mean and interquartile mean), paired comparisons on shared seeds, the sensors "
                     "each agent used, and figures.")
     s.add_argument("dir", metavar="DIR", help="a folder written by 'drive eval'")
+    s.add_argument("--videos", type=int, default=3, metavar="N",
+                   help="side-by-side videos per scenario (seeds re-driven by every agent; "
+                        "0 for none; default: 3)")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_cmd_report)
 
     s = sub.add_parser(

@@ -257,14 +257,67 @@ INTRO = ("Each scenario's agents ran the same seeds. Intervals are 95% bootstrap
          "in every denominator: an agent fault scores 0.")
 
 
-def write_report(folder: str | Path) -> dict[str, Path]:
-    """Write ``report.md``, ``report.html`` and ``report.json`` into ``folder``."""
+def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: bool) -> dict[str, list[dict]]:
+    """Side-by-side videos of picked seeds per scenario, and the failure gallery's thumbnails."""
+    import cv2
+
+    from sim.camera import CameraSpec
+    from sim.sidebyside import pick_seeds, side_by_side
+
+    out: dict[str, list[dict]] = {}
+    camera = CameraSpec.from_dict(config["camera"]) if config.get("camera") else None
+    for s, data in rows["scenarios"].items():
+        by_agent = data["records"]
+        agents = list(by_agent)
+        worst = {a: min(rs, key=lambda r: (r["driving_score"], r["seed"])) for a, rs in by_agent.items()}
+        items = out.setdefault(s, [])
+        for seed, why in pick_seeds(by_agent)[:per_scenario]:
+            path = files / f"{s}__seed{seed}.mp4"
+            if progress:
+                print(f"video: {s} seed {seed} ({len(agents)} agents)", flush=True)
+            made = side_by_side(agents, s, seed, path, duration_s=config.get("duration_s"), camera=camera,
+                                device=None if config.get("device") in (None, "auto") else config["device"],
+                                decision_timeout_s=config.get("decision_timeout_s"))
+            evaluated = {a: next((r for r in by_agent[a] if r["seed"] == seed), None) for a in agents}
+            differs = [a for a in agents if evaluated[a] is not None and
+                       (made["records"][a]["status"], made["records"][a]["driving_score"])
+                       != (evaluated[a]["status"], evaluated[a]["driving_score"])]
+            thumbs = {}
+            for a, img in made["thumbnails"].items():
+                if worst[a]["seed"] == seed:
+                    thumb = files / f"{s}__seed{seed}__{_slug(a)}.png"
+                    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                    if ok:
+                        atomic_write_bytes(thumb, buf.tobytes())
+                        thumbs[a] = thumb
+            items.append({"seed": seed, "why": why, "path": path, "differs": differs, "thumbnails": thumbs})
+    return out
+
+
+def _gallery(rows: dict, videos: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Per scenario, each agent's worst episode: status, score, error, thumbnail if filmed."""
+    out = {}
+    for s, data in rows["scenarios"].items():
+        thumbs = {a: v["thumbnails"][a] for v in videos.get(s, []) for a in v["thumbnails"]}
+        out[s] = []
+        for a, rs in data["records"].items():
+            w = min(rs, key=lambda r: (r["driving_score"], r["seed"]))
+            out[s].append({"agent": a, "seed": w["seed"], "status": w["status"],
+                           "score": w["driving_score"], "error": w.get("error"), "thumbnail": thumbs.get(a)})
+    return out
+
+
+def write_report(folder: str | Path, videos: int = 3, progress: bool = False) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` and ``report.json`` into ``folder``; with
+    ``videos`` > 0, up to that many side-by-side videos per scenario (episodes re-driven)."""
     folder = Path(folder)
     config, records = load_eval(folder)
     rows = build_rows(config, records)
     files = ensure_writable_dir(folder / FILES)
     figs = _figures(rows, files)
     tables = _tables(rows)
+    clips = _videos(config, rows, files, videos, progress) if videos > 0 else {}
+    gallery = _gallery(rows, clips)
     seeds = rows["seeds"]
     seed_text = f"seeds {seeds[0]}-{seeds[-1]}" if seeds else "no seeds"
     md = [f"# Evaluation report: {folder.name}", "",
@@ -287,6 +340,36 @@ def write_report(folder: str | Path) -> dict[str, Path]:
             data = base64.b64encode(path.read_bytes()).decode()
             body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    for s, items in clips.items():
+        if not items:
+            continue
+        md += [f"## Side by side: {s}", ""]
+        body.append(f"<h2>Side by side: {html.escape(s)}</h2>")
+        for v in items:
+            note = (f" Re-driven episode differs from the evaluation for: {', '.join(v['differs'])}."
+                    if v["differs"] else "")
+            md += [f"[{v['why']}]({FILES}/{v['path'].name}){note}", ""]
+            data = base64.b64encode(v["path"].read_bytes()).decode()
+            body.append(f"<figure><video controls muted preload=metadata width=900 "
+                        f'src="data:video/mp4;base64,{data}"></video>'
+                        f"<figcaption>{html.escape(v['why'] + note)}</figcaption></figure>")
+    md += ["## Failure gallery: each agent's worst episode", ""]
+    body.append("<h2>Failure gallery: each agent's worst episode</h2>")
+    for s, items in gallery.items():
+        md += [f"### {s}", "", "| agent | seed | status | driving score | error |", "|---|---|---|---|---|"]
+        body.append(f"<h3>{html.escape(s)}</h3><div class=gallery>")
+        for g in items:
+            err = (g["error"] or "").splitlines()[0][:120] if g["error"] else ""
+            md.append(f"| {g['agent']} | {g['seed']} | {g['status']} | {g['score']:.3f} | {err.replace('|', '/')} |")
+            img = ""
+            if g["thumbnail"] is not None:
+                data = base64.b64encode(Path(g["thumbnail"]).read_bytes()).decode()
+                img = f'<img alt="last frame" width=384 src="data:image/png;base64,{data}">'
+            body.append(f"<figure>{img}<figcaption>{html.escape(g['agent'])}: seed {g['seed']}, "
+                        f"{html.escape(g['status'])}, score {g['score']:.3f}"
+                        f"{(' - ' + html.escape(err)) if err else ''}</figcaption></figure>")
+        md.append("")
+        body.append("</div>")
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>"
             + html.escape(f"Evaluation report: {folder.name}") + "</title><style>"
             "body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}"

@@ -222,3 +222,31 @@ def test_each_fault_gets_its_status_counts_in_the_denominators_and_the_report(tm
     md = write_report(out)["md"].read_text()
     assert "| faulty-hang | 2 | timeout 2 |" in md and "| faulty-raise | 2 | agent_error 2 |" in md
     assert "| faulty-nan | 2 | invalid_action 2 |" in md
+
+
+def test_report_videos_tile_every_agent_on_the_same_seed_and_match_the_evaluation(serial, tmp_path):
+    import shutil
+
+    import av
+
+    from sim.report import FILES, write_report
+    from sim.sidebyside import pick_seeds
+
+    src, records = serial
+    out = tmp_path / "vid"
+    shutil.copytree(src, out)
+    paths = write_report(out, videos=1)
+    videos = sorted((out / FILES).glob("*.mp4"))
+    assert sorted(v.name.split("__")[0] for v in videos) == sorted(SCENARIOS)  # one per scenario
+    with av.open(str(videos[0])) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    steps = max(r["steps"] for r in records if r["scenario"] == videos[0].name.split("__")[0]
+                and r["seed"] == int(videos[0].stem.split("seed")[1]))
+    assert frames[0].shape == (224, 2 * 384, 3) and len(frames) == steps + 1
+    md, page = paths["md"].read_text(), paths["html"].read_text()
+    assert "differs from the evaluation" not in md  # the re-driven episodes equal the evaluation's
+    assert page.count("data:video/mp4;base64,") == 2 and "Failure gallery" in page
+    by_agent = {"a": [{"seed": 0, "driving_score": 1.0, "status": "ok"}, {"seed": 1, "driving_score": 1.0, "status": "ok"}],
+                "b": [{"seed": 0, "driving_score": 1.0, "status": "ok"}, {"seed": 1, "driving_score": 0.2, "status": "collision"}]}
+    picks = pick_seeds(by_agent)
+    assert picks[0][0] == 1 and "differ by 0.80" in picks[0][1] and [s for s, _ in picks] == [1, 0]
