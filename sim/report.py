@@ -307,6 +307,22 @@ def _gallery(rows: dict, videos: dict[str, list[dict]]) -> dict[str, list[dict]]
     return out
 
 
+SELF_CHECK = """<script>
+// After load, count the figures and videos the browser could decode; the result lands in
+// the body's data-media attribute ("images 9 of 9 ..."), which the tests read in headless Chromium.
+window.addEventListener("load", () => {
+  const imgs = [...document.images], vids = [...document.querySelectorAll("video")];
+  const okImgs = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  Promise.all(vids.map(v => v.readyState >= 1 ? true : new Promise(done => {
+    v.addEventListener("loadedmetadata", () => done(v.videoWidth > 0));
+    v.addEventListener("error", () => done(false));
+  }))).then(res => {
+    document.body.dataset.media = `images ${okImgs}/${imgs.length}, videos ${res.filter(Boolean).length}/${vids.length}`;
+  });
+});
+</script>"""
+
+
 def write_report(folder: str | Path, videos: int = 3, progress: bool = False) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and ``report.json`` into ``folder``; with
     ``videos`` > 0, up to that many side-by-side videos per scenario (episodes re-driven)."""
@@ -377,7 +393,7 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False) ->
             "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}"
             "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
             "figure{display:inline-block;margin:0 1em 1em 0}figcaption{font-size:12px;color:#555}"
-            "</style></head><body>" + "\n".join(body) + "</body></html>\n")
+            "</style></head><body>" + "\n".join(body) + SELF_CHECK + "</body></html>\n")
     paths = {"md": folder / "report.md", "html": folder / "report.html", "json": folder / "report.json"}
     atomic_write_text(paths["md"], "\n".join(md))
     atomic_write_text(paths["html"], page)

@@ -250,3 +250,30 @@ def test_report_videos_tile_every_agent_on_the_same_seed_and_match_the_evaluatio
                 "b": [{"seed": 0, "driving_score": 1.0, "status": "ok"}, {"seed": 1, "driving_score": 0.2, "status": "collision"}]}
     picks = pick_seeds(by_agent)
     assert picks[0][0] == 1 and "differ by 0.80" in picks[0][1] and [s for s, _ in picks] == [1, 0]
+
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; .ci/run does)")
+def test_report_html_loads_every_table_figure_and_video_in_headless_chromium(serial, tmp_path):
+    import re
+    import shutil
+
+    from sim.report import write_report
+
+    src, _ = serial
+    out = tmp_path / "html"
+    shutil.copytree(src, out)
+    page = write_report(out, videos=1)["html"]
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--dump-dom",
+           page.resolve().as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    media = re.search(r'<body data-media="images (\d+)/(\d+), videos (\d+)/(\d+)"', dom)
+    assert media, f"the page's self-check did not run: {dom[:500]!r}"
+    ok_img, n_img, ok_vid, n_vid = map(int, media.groups())
+    assert n_img >= 2 * len(SCENARIOS) and ok_img == n_img  # every figure decodes
+    assert n_vid == len(SCENARIOS) and ok_vid == n_vid  # every H.264 video plays
+    assert dom.count("<table>") == 2 * len(SCENARIOS) + 1  # mean and IQM per scenario, sensors
