@@ -166,16 +166,22 @@ def _cmd_bench(args) -> int:
         from sim.bench import bench_planner, format_planner
 
         names = _scenario_list(args.scenarios or args.scenario or ",".join(PLANNER_SCENARIOS))
-        result = bench_planner(names, episodes=args.episodes, agent=args.agent,
+        result = bench_planner(names, episodes=args.episodes or 2, agent=args.agent,
                                duration_s=args.duration)
         print(format_planner(result))
+    elif args.what == "loop":
+        from sim.bench_loop import bench_loop, format_loop
+
+        agents = tuple(a.strip() for a in args.agents.split(",") if a.strip())
+        result = bench_loop(agents=agents, episodes=args.episodes or 10, duration_s=args.duration)
+        print(format_loop(result))
     elif args.what == "inference":
         from sim.bench_inference import bench_inference, format_inference
 
         result = bench_inference(repeats=args.repeats_inference, loop_episodes=args.loop_episodes)
         print(format_inference(result))
     else:  # argparse choices guard this; kept for direct calls
-        raise ValueError(f"unknown benchmark {args.what!r}; known: camera, sim, planner, inference")
+        raise ValueError(f"unknown benchmark {args.what!r}; known: camera, sim, planner, inference, loop")
     if args.out:
         path = Path(args.out)
         ensure_writable_dir(path.parent if str(path.parent) else Path("."))
@@ -447,16 +453,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scenario, beside the env's step time. 'inference': PilotNet "
                                    "s/m/l batch-1 latency p50/p99 and throughput vs batch size on "
                                    "each device, beside SB3's NatureCNN policy.predict at the same "
-                                   "input, and decisions/s of the lock-step loop against K.")
-    s.add_argument("what", choices=["camera", "sim", "planner", "inference"], help="what to benchmark")
+                                   "input, and decisions/s of the lock-step loop against K. 'loop': "
+                                   "episodes/min and decisions/s of the whole evaluation harness "
+                                   "per agent on highway with 1 and 2 workers, beside stock "
+                                   "highway-env + GrayscaleObservation + SB3 CnnPolicy.predict.")
+    s.add_argument("what", choices=["camera", "sim", "planner", "inference", "loop"], help="what to benchmark")
     s.add_argument("--scenario", default=None,
                    help="scenario (camera default: highway; sim default: all; planner: same "
                         "as --scenarios)")
     s.add_argument("--scenarios", default=None, metavar="A,B",
                    help=f"planner: comma-separated scenarios (default: "
                         f"{','.join(PLANNER_SCENARIOS)})")
-    s.add_argument("--episodes", type=_positive_int, default=2,
-                   help="planner: episodes per scenario, seeds 0..N-1 (default: 2)")
+    s.add_argument("--episodes", type=_positive_int, default=None,
+                   help="planner: episodes per scenario, seeds 0..N-1 (default: 2); loop: "
+                        "episodes per agent and worker count (default: 10)")
+    s.add_argument("--agents", default="expert,modular,e2e,idm", metavar="A,B",
+                   help="loop: agents (default: expert,modular,e2e,idm)")
     s.add_argument("--agent", default="expert",
                    help=f"planner: agent name (default: expert; known: {', '.join(AGENTS)})")
     s.add_argument("--duration", type=_duration, default=None, metavar="SECONDS",

@@ -277,3 +277,16 @@ def test_report_html_loads_every_table_figure_and_video_in_headless_chromium(ser
     assert n_img >= 2 * len(SCENARIOS) and ok_img == n_img  # every figure decodes
     assert n_vid == len(SCENARIOS) and ok_vid == n_vid  # every H.264 video plays
     assert dom.count("<table>") == 2 * len(SCENARIOS) + 1  # mean and IQM per scenario, sensors
+
+
+def test_bench_loop_times_the_harness_beside_the_stock_sb3_loop():
+    from sim.bench_loop import bench_loop, format_loop
+
+    r = bench_loop(agents=("idm", "e2e:/nonexistent"), episodes=1, workers=(1,), duration_s=1.0)
+    idm = r["agents"]["idm"]["runs"][0]
+    assert idm["episodes"] == 1 and idm["steps"] == 15 and idm["decisions_per_s"] > 0
+    assert idm["vs_baseline"] == idm["decisions_per_s"] / r["baseline"]["decisions_per_s"]
+    assert "no end-to-end checkpoint" in r["agents"]["e2e:/nonexistent"]["skipped"]
+    assert r["baseline"]["steps"] in (15, 16)  # highway-env ends at time >= 1 s (float steps); frames non-blank
+    text = format_loop(r)
+    assert "stock highway-env + SB3 CnnPolicy.predict" in text and "skipped" in text
