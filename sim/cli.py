@@ -517,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(mean and interquartile mean), paired comparisons on shared seeds, the sensors "
                     "each agent used, and figures.")
     s.add_argument("dir", metavar="DIR", help="a folder written by 'drive eval'")
-    s.add_argument("--videos", type=int, default=3, metavar="N",
+    s.add_argument("--videos", type=_int_at_least(0, "must be 0 or more"), default=3, metavar="N",
                    help="side-by-side videos per scenario (seeds re-driven by every agent; "
                         "0 for none; default: 3)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
