@@ -27,10 +27,9 @@ from sim.scenarios import get_scenario
 AGENTS = ("expert", "modular", "e2e", "idm")
 
 
-def _harness(spec: str, seeds: list[int], workers: int, duration_s: float | None) -> dict[str, Any]:
+def _harness(spec: str, world, seeds: list[int], workers: int) -> dict[str, Any]:
     from sim.run import run_seeds
 
-    world = get_scenario("highway", **({"duration_s": duration_s} if duration_s else {}))
     records: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="drive-bench-loop-") as tmp:
         t0 = time.perf_counter()
@@ -106,7 +105,7 @@ def bench_loop(agents: tuple[str, ...] = AGENTS, episodes: int = 10, workers: tu
         except Exception as e:  # noqa: BLE001
             result["agents"][spec] = {"skipped": f"{type(e).__name__}: {e}"}
             continue
-        result["agents"][spec] = {"runs": [_harness(spec, seeds, w, duration_s) for w in workers]}
+        result["agents"][spec] = {"runs": [_harness(spec, world, seeds, w) for w in workers]}
     result["baseline"] = _stock_loop(seeds, world.duration_s)
     base = result["baseline"]["decisions_per_s"]
     for row in result["agents"].values():

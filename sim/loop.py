@@ -194,8 +194,29 @@ def _alarm(limit_s: float | None) -> Iterator[Callable[[bool], None]]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _timeout_message(limit_s: float, latency_ms: float) -> str:
-    return f"a decision took longer than the {limit_s:g} s limit (stopped after {latency_ms / 1e3:.2f} s)"
+def _decide(arm: Callable[[bool], None], limit_s: float | None, call: Callable[..., Any],
+            *args: Any) -> tuple[Any, str, str | None, float]:
+    """One timed decision ``call(*args)`` under the alarm: ``(raw, status, error, latency_ms)`` with status
+    ``ok``, ``agent_error`` (it raised) or ``timeout`` (interrupted, or slower than the limit
+    where no alarm could interrupt it)."""
+    t0 = time.perf_counter_ns()
+    raw, status, error = None, "ok", None
+    try:
+        arm(True)
+        try:
+            raw = call(*args)
+        finally:
+            arm(False)
+    except DecisionTimeout:
+        status = "timeout"
+    except Exception as e:  # noqa: BLE001 - any agent fault is recorded, not raised
+        status, error = "agent_error", _describe(e)
+    latency = (time.perf_counter_ns() - t0) / 1e6
+    if status == "ok" and limit_s and latency > 1e3 * limit_s:
+        status = "timeout"
+    if status == "timeout":
+        error = f"a decision took longer than the {limit_s:g} s limit (stopped after {latency / 1e3:.2f} s)"
+    return raw, status, error, latency
 
 
 def _check_env(env: DrivingEnv, agent, sensors: tuple[str, ...]) -> None:
@@ -215,29 +236,13 @@ def run_episode(env: DrivingEnv, agent, seed: int, observers: tuple[StepObserver
         agent.reset(seed=int(seed))
     except Exception as e:  # noqa: BLE001 - any agent fault is recorded, not raised
         ep.fail("agent_error", f"reset: {_describe(e)}")
-    limit_ms = 1e3 * decision_timeout_s if decision_timeout_s else float("inf")
     with _alarm(decision_timeout_s) as arm:
         while not ep.done:
             view = ep.view()
-            t0 = time.perf_counter_ns()
-            try:
-                arm(True)
-                raw = agent.act(view)
-                arm(False)
-            except DecisionTimeout:
-                latency = (time.perf_counter_ns() - t0) / 1e6
+            raw, status, error, latency = _decide(arm, decision_timeout_s, agent.act, view)
+            if status != "ok":
                 ep.trace.latency_ms.append(latency)
-                ep.fail("timeout", _timeout_message(decision_timeout_s, latency))
-                break
-            except Exception as e:  # noqa: BLE001
-                arm(False)
-                ep.trace.latency_ms.append((time.perf_counter_ns() - t0) / 1e6)
-                ep.fail("agent_error", _describe(e))
-                break
-            latency = (time.perf_counter_ns() - t0) / 1e6
-            if latency > limit_ms:  # where no alarm could interrupt it
-                ep.trace.latency_ms.append(latency)
-                ep.fail("timeout", _timeout_message(decision_timeout_s, latency))
+                ep.fail(status, error)
                 break
             ep.apply(raw, latency)
     return ep.result(agent)
@@ -292,30 +297,17 @@ def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int
 
     for slot in range(min(len(envs), len(pending))):
         fill(slot)
-    limit_ms = 1e3 * decision_timeout_s if decision_timeout_s else float("inf")
+    def batch(views: list, slots: list[int]) -> np.ndarray:
+        raw = np.asarray(agent.act_batch(views, slots=slots))
+        if raw.shape[:1] != (len(slots),):
+            raise ValueError(f"act_batch returned shape {raw.shape} for {len(slots)} observations")
+        return raw
+
     with _alarm(decision_timeout_s) as arm:
         while active:
             slots = sorted(active)
             views = [active[s][1].view() for s in slots]
-            t0 = time.perf_counter_ns()
-            status, error = "ok", None
-            try:
-                arm(True)
-                raw = agent.act_batch(views, slots=slots)
-                arm(False)
-                raw = np.asarray(raw)
-                if raw.shape[:1] != (len(slots),):
-                    raise ValueError(f"act_batch returned shape {raw.shape} for {len(slots)} observations")
-            except DecisionTimeout:
-                status = "timeout"
-            except Exception as e:  # noqa: BLE001
-                arm(False)
-                status, error = "agent_error", _describe(e)
-            latency = (time.perf_counter_ns() - t0) / 1e6
-            if status == "ok" and latency > limit_ms:
-                status = "timeout"
-            if status == "timeout":
-                error = _timeout_message(decision_timeout_s, latency)
+            raw, status, error, latency = _decide(arm, decision_timeout_s, batch, views, slots)
             for k, s in enumerate(slots):
                 ep = active[s][1]
                 if status != "ok":

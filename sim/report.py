@@ -262,14 +262,14 @@ def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: 
     import cv2
 
     from sim.camera import CameraSpec
-    from sim.sidebyside import pick_seeds, side_by_side
+    from sim.sidebyside import pick_seeds, side_by_side, worst_episode
 
     out: dict[str, list[dict]] = {}
     camera = CameraSpec.from_dict(config["camera"]) if config.get("camera") else None
     for s, data in rows["scenarios"].items():
         by_agent = data["records"]
         agents = list(by_agent)
-        worst = {a: min(rs, key=lambda r: (r["driving_score"], r["seed"])) for a, rs in by_agent.items()}
+        worst = {a: worst_episode(rs) for a, rs in by_agent.items()}
         items = out.setdefault(s, [])
         for seed, why in pick_seeds(by_agent)[:per_scenario]:
             path = files / f"{s}__seed{seed}.mp4"
@@ -296,12 +296,14 @@ def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: 
 
 def _gallery(rows: dict, videos: dict[str, list[dict]]) -> dict[str, list[dict]]:
     """Per scenario, each agent's worst episode: status, score, error, thumbnail if filmed."""
+    from sim.sidebyside import worst_episode
+
     out = {}
     for s, data in rows["scenarios"].items():
         thumbs = {a: v["thumbnails"][a] for v in videos.get(s, []) for a in v["thumbnails"]}
         out[s] = []
         for a, rs in data["records"].items():
-            w = min(rs, key=lambda r: (r["driving_score"], r["seed"]))
+            w = worst_episode(rs)
             out[s].append({"agent": a, "seed": w["seed"], "status": w["status"],
                            "score": w["driving_score"], "error": w.get("error"), "thumbnail": thumbs.get(a)})
     return out

@@ -123,6 +123,11 @@ def side_by_side(agents: Sequence[str], scenario: str, seed: int, out: Path, **k
     return {"records": {a: rec for a, (_, rec) in zip(agents, clips, strict=True)}, "thumbnails": thumbs}
 
 
+def worst_episode(records: Sequence[dict]) -> dict | None:
+    """The lowest driving score, the earliest seed among equals (None for no records)."""
+    return min(records, key=lambda r: (r["driving_score"], r["seed"]), default=None)
+
+
 def pick_seeds(by_agent: dict[str, list[dict]], n_representative: int = 2) -> list[tuple[int, str]]:
     """Seeds worth watching, with why: where the agents' scores differ most (then the first
     seed), and each agent's worst episode (lowest score, then the earliest seed)."""
@@ -137,8 +142,7 @@ def pick_seeds(by_agent: dict[str, list[dict]], n_representative: int = 2) -> li
         gap = max(scores[s].values()) - min(scores[s].values())
         picks.append((s, f"seed {s}: agents' scores differ by {gap:.2f}" if gap > 0 else f"seed {s}"))
     for a, rs in by_agent.items():
-        worst = min((r for r in rs if int(r["seed"]) in shared), key=lambda r: (r["driving_score"], r["seed"]),
-                    default=None)
+        worst = worst_episode([r for r in rs if int(r["seed"]) in shared])
         if worst is not None and worst["driving_score"] < 1.0:
             picks.append((int(worst["seed"]), f"seed {worst['seed']}: worst episode of {a} "
                                               f"({worst['status']}, score {worst['driving_score']:.2f})"))
