@@ -1,7 +1,8 @@
 """The end-to-end agent: camera frames (+ speed, + command) -> the normalised action.
 
 ``e2e`` loads a PilotNet checkpoint (:mod:`agents.e2e_train`; ``e2e:PATH``, default
-``runs/e2e/{scenario}``) at the first decision or at ``ensure_ready()`` and runs it in
+``runs/e2e/{scenario}``; a ``{scenario}`` in PATH becomes the scenario's name, so one
+spec names a checkpoint per scenario) at the first decision or at ``ensure_ready()`` and runs it in
 the control loop under ``torch.inference_mode``:
 
 * ``device``: ``auto`` (CUDA when present), ``cpu`` or ``cuda``;
@@ -53,7 +54,7 @@ class E2EAgent(BaseAgent):
     def __init__(self, task: TaskSpec, checkpoint: str | None = None, *, device: str = "auto",
                  half: bool = False, compile: bool = False, batch_invariant: bool = True) -> None:
         super().__init__(task)
-        self.checkpoint = str(checkpoint or default_checkpoint(task.scenario))
+        self.checkpoint = str(checkpoint or default_checkpoint(task.scenario)).replace("{scenario}", task.scenario)
         self.requested_device, self.half, self.compile = device, half, compile
         self.batch_invariant = batch_invariant
         self.model = None
@@ -135,7 +136,7 @@ class E2EAgent(BaseAgent):
         self.ensure_ready()
         config = self.config
         slots = range(len(obs)) if slots is None else slots
-        frames = np.stack([self._stacked(int(s), np.asarray(o["camera"]), config.stack, config.stride) for s, o in zip(slots, obs)])
+        frames = np.stack([self._stacked(int(s), np.asarray(o["camera"]), config.stack, config.stride) for s, o in zip(slots, obs, strict=True)])
         speed = np.array([float(np.asarray(o["speed"]).reshape(-1)[0]) for o in obs], np.float32)
         command = np.array([int(o.get("command", 0)) for o in obs], np.int64)
         dev = self._device

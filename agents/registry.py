@@ -22,7 +22,8 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
     "modular-gt": (ModularGroundTruthAgent, "the modular stack with ground-truth perception "
                                             "(ablation: planning without perception errors)"),
     "e2e": (E2EAgent, "end-to-end PilotNet CNN, camera (+ speed, command) -> action, behaviour-"
-                      "cloned from expert demos (e2e:CHECKPOINT_DIR; default runs/e2e/{scenario})"),
+                      "cloned from expert demos (e2e:CHECKPOINT_DIR, '{scenario}' in it becomes the scenario; "
+                      "default runs/e2e/{scenario})"),
     "idm": (IDMAgent, "highway-env's IDM/MOBIL driver in the ego's seat (stock baseline)"),
     "straight": (StraightAgent, "wheel straight, speed held (lower bound)"),
 }

@@ -226,6 +226,16 @@ def _cmd_eval_agents(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from sim.compare import get_recipe, run_compare
+
+    recipe = get_recipe(args.quick, episodes=args.episodes)
+    summary = run_compare(recipe, device=args.device, workers=args.workers, videos=args.videos,
+                          quiet=args.quiet, argv=sys.argv)
+    print(f"report: {summary['report']['html']}")
+    return 0
+
+
 def _cmd_report(args) -> int:
     from sim.report import write_report
 
@@ -508,6 +518,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N frames from one episode (default: 40)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_perception)
+
+    s = sub.add_parser(
+        "compare", help="the main job: train what is missing, evaluate every agent, write the report",
+        description="Make what the comparison needs and is not cached under runs/ (detector frames and "
+                    "detector, expert demos and the end-to-end network per scenario), run 'drive eval' of "
+                    "expert, modular, e2e and idm on lane-keep and highway with the same seeds, and write "
+                    "'drive report'.  Defaults: 20 seeds per scenario, about 17 min from nothing on 2 CPU "
+                    "cores (minutes once the checkpoints exist); --quick: 3 seeds and small networks under "
+                    "runs/quick, about 4 min.  An interrupted run resumes.")
+    s.add_argument("--quick", action="store_true", help="smoke view in a few minutes (runs/quick)")
+    s.add_argument("--episodes", type=_positive_int, default=None,
+                   help="seeds per scenario (default: 20, --quick 3)")
+    s.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: 2)")
+    s.add_argument("--videos", type=_int_at_least(0, "must be 0 or more"), default=None, metavar="N",
+                   help="side-by-side videos per scenario (default: 2, --quick 1)")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: auto)")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.set_defaults(func=_cmd_compare)
 
     s = sub.add_parser(
         "report", help="write the side-by-side report of a 'drive eval' folder",

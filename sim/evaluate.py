@@ -146,6 +146,10 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
     return read_results(results_path) if results_path.exists() else []
 
 
+class ConfigMismatch(ValueError):
+    """``--resume`` on a folder whose evaluation differs (agents, seeds, checkpoints, ...)."""
+
+
 def _check_resumable(config_path: Path, config: dict) -> None:
     if not config_path.exists():
         raise ValueError(f"{config_path} is missing: cannot tell what the results in its folder are; "
@@ -156,7 +160,7 @@ def _check_resumable(config_path: Path, config: dict) -> None:
         raise ValueError(f"{config_path}: unreadable ({e}); choose a new --out folder") from None
     diff = [k for k in MATCHED if old.get(k) != config.get(k)]
     if diff:
-        raise ValueError(f"--resume: this run's {', '.join(diff)} differ from {config_path}; "
+        raise ConfigMismatch(f"--resume: this run's {', '.join(diff)} differ from {config_path}; "
                          "resume with the same arguments and checkpoints, or choose a new --out folder")
 
 

@@ -1,0 +1,266 @@
+"""``drive compare``: the main job, from a fresh clone to a side-by-side report.
+
+It makes what the comparison needs and does not find, in this order, and caches each
+piece under the recipe's root so the next run reuses it:
+
+1. detector frames (``ROOT/frames``, auto-labelled camera frames) and the CenterNet
+   detector of the modular agent (``ROOT/detector``);
+2. per scenario, expert demonstrations (``ROOT/demos/SCENARIO``, Minari) and the
+   behaviour-cloned PilotNet of the end-to-end agent (``ROOT/e2e/SCENARIO``);
+3. ``drive eval`` of every agent on the same seeds (``ROOT/compare``; a run that was
+   interrupted resumes, one whose checkpoints or settings changed is kept aside under a
+   new name and a new one starts), then ``drive report`` into the same folder.
+
+The default recipe keeps its artefacts where the other commands look for them
+(``runs/detector``, ``runs/e2e/{scenario}``), so ``drive run --agent e2e`` drives the
+network ``drive compare`` trained; checkpoints already there (say, a longer training
+or DAgger) are used as they are, and their hashes are in the report.  ``--quick`` keeps
+its smaller, worse networks apart, under ``runs/quick``.
+
+What was reused, what was made and how long each step took goes to
+``ROOT/compare/compare.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sim.io import atomic_write_json
+
+EVAL_DIR = "compare"
+SUMMARY = "compare.json"
+
+
+@dataclass(frozen=True)
+class E2ERecipe:
+    """Demonstrations and behaviour cloning for one scenario."""
+
+    demo_episodes: int
+    model: str = "pilotnet-m"
+    stack: int = 1
+    epochs: int = 5
+    budget_s: float = 300.0
+    """A wall-clock bound on training; ``epochs`` is chosen to end well inside it."""
+
+
+@dataclass(frozen=True)
+class CompareRecipe:
+    name: str
+    root: str
+    """Where the artefacts live (relative to the working directory)."""
+    episodes: int
+    """Evaluation seeds per scenario (``seed_start`` ...)."""
+    e2e: Mapping[str, E2ERecipe]
+    """Per scenario; scenarios not named use ``e2e["*"]``."""
+    scenarios: tuple[str, ...] = ("lane-keep", "highway")
+    agents: tuple[str, ...] = ("expert", "modular", "e2e", "idm")
+    seed_start: int = 0
+    duration_s: float | None = None
+    """Episode length of the evaluation and the demos (None: each scenario's own)."""
+    detector_frames: int = 2000
+    detector_scenarios: tuple[str, ...] = ("highway", "merge", "roundabout")
+    detector_epochs: int = 4
+    detector_width: int = 32
+    demo_seed: int = 1000
+    """Demos use seeds from here on, apart from the evaluation's 0, 1, ..."""
+    demo_noise: float = 0.2
+    videos: int = 2
+    """Side-by-side videos per scenario in the report."""
+    workers: int = 2
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def e2e_recipe(self, scenario: str) -> E2ERecipe:
+        return self.e2e.get(scenario) or self.e2e["*"]
+
+
+# Measured on the 2-core CPU reference machine (README "drive compare"): the default
+# finishes in about 17 minutes from nothing, --quick in about 4.
+HIGHWAY_BC = E2ERecipe(demo_episodes=40, stack=2, epochs=3, budget_s=240.0)
+RECIPES: dict[str, CompareRecipe] = {
+    "default": CompareRecipe(
+        name="default", root="runs", episodes=20,
+        e2e={"lane-keep": E2ERecipe(demo_episodes=30, epochs=6, budget_s=300.0), "*": HIGHWAY_BC}),
+    "quick": CompareRecipe(
+        name="quick", root="runs/quick", episodes=3, detector_frames=400, detector_epochs=2, videos=1,
+        e2e={"*": E2ERecipe(demo_episodes=6, model="pilotnet-s", stack=1, epochs=3, budget_s=45.0)},
+        notes=("--quick is a smoke view: 3 seeds per scenario and networks trained for under a "
+               "minute each; run 'drive compare' for numbers worth quoting",)),
+}
+
+
+def artefacts(recipe: CompareRecipe) -> dict[str, Any]:
+    root = Path(recipe.root)
+    return {"frames": root / "frames", "detector": root / "detector",
+            "demos": {s: root / "demos" / s for s in recipe.scenarios},
+            "e2e": {s: root / "e2e" / s for s in recipe.scenarios},
+            "eval": root / EVAL_DIR}
+
+
+def agent_specs(recipe: CompareRecipe) -> list[str]:
+    """The ``drive eval`` agent specs: plain names where the artefacts sit at the agents'
+    default paths, ``name:PATH`` otherwise (``{scenario}`` in the e2e path)."""
+    from agents.e2e import DEFAULT_E2E_DIR
+    from agents.expert import DEFAULT_DETECTOR
+
+    root = Path(recipe.root)
+    specs = []
+    for name in recipe.agents:
+        if name == "modular" and root / "detector" != Path(DEFAULT_DETECTOR):
+            name = f"modular:{(root / 'detector').as_posix()}"
+        elif name == "e2e" and root / "e2e" != Path(DEFAULT_E2E_DIR):
+            name = f"e2e:{(root / 'e2e').as_posix()}/{{scenario}}"
+        specs.append(name)
+    return specs
+
+
+class _Log:
+    """Stages, each reused or made, with its wall time; printed as it goes."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.stages, self.t0 = quiet, [], time.perf_counter()
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(f"compare: {text}", flush=True)
+
+    def reused(self, stage: str, path: Path) -> None:
+        self.stages.append({"stage": stage, "path": str(path), "action": "reused", "seconds": 0.0})
+        self.say(f"{stage}: reusing {path}")
+
+    def made(self, stage: str, path: Path, t0: float, **extra: Any) -> None:
+        seconds = time.perf_counter() - t0
+        self.stages.append({"stage": stage, "path": str(path), "action": "made", "seconds": round(seconds, 1),
+                            **extra})
+        self.say(f"{stage}: made {path} in {seconds:.0f} s")
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def _detector(recipe: CompareRecipe, paths: dict, log: _Log, device: str, meta: dict) -> None:
+    from perception.dataset import MANIFEST
+    from perception.detector import META, TrainConfig, train_detector
+    from sim.perception_data import record_frames
+
+    if (paths["detector"] / META).exists():
+        log.reused("detector", paths["detector"])
+        return
+    if (paths["frames"] / MANIFEST).exists():
+        log.reused("detector frames", paths["frames"])
+    else:
+        log.say(f"recording {recipe.detector_frames} labelled camera frames for the detector "
+                f"({', '.join(recipe.detector_scenarios)})")
+        t0 = time.perf_counter()
+        record_frames(list(recipe.detector_scenarios), recipe.detector_frames, paths["frames"], seed=0,
+                      progress=not log.quiet)
+        log.made("detector frames", paths["frames"], t0, frames=recipe.detector_frames)
+    log.say(f"training the modular agent's detector ({recipe.detector_epochs} epochs)")
+    t0 = time.perf_counter()
+    result = train_detector(paths["frames"], paths["detector"],
+                            TrainConfig(epochs=recipe.detector_epochs, width=recipe.detector_width),
+                            device=device, progress=not log.quiet, extra_meta=meta)
+    best = result["history"][result["best_epoch"] - 1]
+    log.made("detector", paths["detector"], t0, val_ap_2m=round(float(best["val_ap_2m"]), 4))
+
+
+def _e2e(recipe: CompareRecipe, scenario: str, paths: dict, log: _Log, device: str, workers: int,
+         meta: dict) -> None:
+    from agents.e2e_train import META, E2ETrainConfig, train_e2e
+    from sim.record import NoiseConfig, record_dataset
+    from sim.scenarios import get_scenario
+
+    ckpt, demos = paths["e2e"][scenario], paths["demos"][scenario]
+    if (ckpt / META).exists():
+        log.reused(f"e2e {scenario}", ckpt)
+        return
+    r = recipe.e2e_recipe(scenario)
+    if demos.exists():
+        log.reused(f"demos {scenario}", demos)
+    else:
+        log.say(f"recording {r.demo_episodes} expert demonstrations on {scenario}")
+        t0 = time.perf_counter()
+        world = get_scenario(scenario, **({"duration_s": recipe.duration_s} if recipe.duration_s else {}))
+        seeds = list(range(recipe.demo_seed, recipe.demo_seed + r.demo_episodes))
+        record_dataset(world, seeds, demos, noise=NoiseConfig(fraction=recipe.demo_noise), workers=workers,
+                       progress=not log.quiet)
+        log.made(f"demos {scenario}", demos, t0, episodes=r.demo_episodes)
+    log.say(f"training the end-to-end network for {scenario} ({r.model}, {r.stack} frame(s), "
+            f"{r.epochs} epochs, at most {r.budget_s:.0f} s)")
+    t0 = time.perf_counter()
+    result = train_e2e([demos], ckpt, E2ETrainConfig(model=r.model, stack=r.stack, epochs=r.epochs,
+                                                     budget_s=r.budget_s),
+                       device=device, progress=not log.quiet, extra_meta=meta)
+    log.made(f"e2e {scenario}", ckpt, t0, epochs=len(result["history"]), stopped=result["stopped"])
+
+
+def _evaluate(recipe: CompareRecipe, paths: dict, log: _Log, device: str, workers: int,
+              argv: Sequence[str] | None) -> list[dict]:
+    from sim.evaluate import CONFIG, ConfigMismatch, run_eval
+
+    out = paths["eval"]
+    specs = agent_specs(recipe)
+    seeds = list(range(recipe.seed_start, recipe.seed_start + recipe.episodes))
+    n = len(specs) * len(recipe.scenarios) * len(seeds)
+    log.say(f"evaluating {', '.join(specs)} on {', '.join(recipe.scenarios)}: {len(seeds)} seeds each "
+            f"({seeds[0]}-{seeds[-1]}), {n} episodes -> {out}")
+    kwargs = dict(workers=workers, device=device, duration_s=recipe.duration_s, progress=not log.quiet,
+                  argv=argv)
+    t0 = time.perf_counter()
+    resume = (out / CONFIG).exists()
+    try:
+        records = run_eval(out, specs, recipe.scenarios, seeds, resume=resume, **kwargs)
+    except ConfigMismatch as e:
+        kept = out.with_name(f"{out.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+        out.rename(kept)
+        log.say(f"the comparison in {out} was made with other checkpoints or settings ({e}); "
+                f"kept it as {kept} and starting a new one")
+        records = run_eval(out, specs, recipe.scenarios, seeds, resume=False, **kwargs)
+    log.made("evaluation", out, t0, episodes=len(records), resumed=resume)
+    return records
+
+
+def run_compare(recipe: CompareRecipe, *, device: str = "auto", workers: int | None = None,
+                videos: int | None = None, quiet: bool = False, argv: Sequence[str] | None = None) -> dict:
+    """Make what is missing, evaluate, report; return the summary written to compare.json."""
+    from sim.evaluate import format_eval
+    from sim.report import write_report
+    from sim.scenarios import get_scenario
+    from sim.versions import git_revision, package_versions
+
+    for name in recipe.scenarios:
+        get_scenario(name)  # an unknown name lists the known ones, before any work
+    workers = recipe.workers if workers is None else workers
+    videos = recipe.videos if videos is None else videos
+    log = _Log(quiet)
+    paths = artefacts(recipe)
+    meta = {"git_revision": git_revision(), "versions": package_versions(),
+            "command": list(argv) if argv else None, "made_by": f"drive compare ({recipe.name} recipe)"}
+    _detector(recipe, paths, log, device, meta)
+    for scenario in recipe.scenarios:
+        _e2e(recipe, scenario, paths, log, device, workers, meta)
+    records = _evaluate(recipe, paths, log, device, workers, argv)
+    log.say(f"writing the report ({videos} side-by-side video(s) per scenario)")
+    t0 = time.perf_counter()
+    report = write_report(paths["eval"], videos=videos, progress=not quiet)
+    log.made("report", report["html"], t0)
+    summary = {"recipe": asdict(recipe), "agents": agent_specs(recipe), "device": device,
+               "workers": workers, "videos": videos, "stages": log.stages,
+               "seconds": round(log.elapsed(), 1), "report": {k: str(v) for k, v in report.items()},
+               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_json(paths["eval"] / SUMMARY, summary)
+    if not quiet:
+        print(format_eval(records))
+        for note in recipe.notes:
+            print(f"note: {note}")
+        made = sum(s["seconds"] for s in log.stages if s["stage"] not in ("evaluation", "report"))
+        print(f"compare: done in {summary['seconds'] / 60:.1f} min ({made / 60:.1f} min making checkpoints)")
+    return summary
+
+
+def get_recipe(quick: bool, **overrides: Any) -> CompareRecipe:
+    recipe = RECIPES["quick" if quick else "default"]
+    return replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
