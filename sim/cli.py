@@ -1,5 +1,7 @@
 """The ``drive`` command line.
 
+    drive compare [--quick]               the main job: train what is missing under runs/,
+                                          evaluate expert, modular, e2e, idm; write the report
     drive scenarios                       list the scenarios
     drive agents                          list the agents and the sensors each uses
     drive run [--agent expert] [--scenario highway] [--episodes 3] [--seed 0] [--out DIR]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -250,6 +252,9 @@ def _md_table(header: list[str], cells: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+GALLERY_INTRO = ("Per scenario and agent: the failed episodes (not ok, or a driving score under 1), "
+                 "worst first, with the last frame of the worst one (camera and top-down view at the "
+                 "moment it ended).")
 INTRO = ("Each scenario's agents ran the same seeds. Intervals are 95% bootstrap intervals over "
          "episodes (BCa, 2000 resamples), except the collision and off-road rates (shares of "
          "episodes), which have Wilson score intervals: a bootstrap cannot see an event that never "
@@ -294,19 +299,58 @@ def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: 
     return out
 
 
-def _gallery(rows: dict, videos: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """Per scenario, each agent's worst episode: status, score, error, thumbnail if filmed."""
-    from sim.sidebyside import worst_episode
+GALLERY_PER_AGENT = 3
+"""Failed episodes listed per agent and scenario, worst first."""
 
+
+def failed(record: dict) -> bool:
+    return record["status"] != "ok" or record["driving_score"] < 1.0
+
+
+def _gallery(config: dict, rows: dict, videos: dict[str, list[dict]], files: Path,
+             progress: bool) -> dict[str, list[dict]]:
+    """Per scenario and agent, the failed episodes (worst first, up to GALLERY_PER_AGENT) and a
+    thumbnail of the worst: the filmed one's, else (when videos are on) the seed re-driven alone."""
     out = {}
     for s, data in rows["scenarios"].items():
         thumbs = {a: v["thumbnails"][a] for v in videos.get(s, []) for a in v["thumbnails"]}
         out[s] = []
         for a, rs in data["records"].items():
-            w = worst_episode(rs)
-            out[s].append({"agent": a, "seed": w["seed"], "status": w["status"],
-                           "score": w["driving_score"], "error": w.get("error"), "thumbnail": thumbs.get(a)})
+            bad = sorted((r for r in rs if failed(r)), key=lambda r: (r["driving_score"], r["seed"]))
+            episodes = [{"seed": r["seed"], "status": r["status"], "score": r["driving_score"],
+                         "error": r.get("error")} for r in bad[:GALLERY_PER_AGENT]]
+            thumb = thumbs.get(a)
+            if bad and thumb is None and videos:
+                thumb = _thumbnail(config, a, s, int(bad[0]["seed"]), files, progress)
+            out[s].append({"agent": a, "episodes": len(rs), "failed": len(bad), "worst": episodes,
+                           "thumbnail": thumb if bad else None})
     return out
+
+
+def _thumbnail(config: dict, agent: str, scenario: str, seed: int, files: Path, progress: bool) -> Path | None:
+    """Re-drive one agent's episode and keep its last frame (the moment it failed)."""
+    import cv2
+
+    from sim.camera import CameraSpec
+    from sim.sidebyside import drive_clips, last_frame
+
+    if progress:
+        print(f"thumbnail: {scenario} seed {seed} ({agent})", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="drive-thumb-", dir=files))
+    try:
+        [(clip, _)] = drive_clips([agent], scenario, seed, work, duration_s=config.get("duration_s"),
+                                  camera=CameraSpec.from_dict(config["camera"]) if config.get("camera") else None,
+                                  device=None if config.get("device") in (None, "auto") else config["device"],
+                                  decision_timeout_s=config.get("decision_timeout_s"))
+        img = last_frame(clip)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR)) if img is not None else (False, None)
+    if not ok:
+        return None
+    path = files / f"{scenario}__seed{seed}__{_slug(agent)}.png"
+    atomic_write_bytes(path, buf.tobytes())
+    return path
 
 
 SELF_CHECK = """<script>
@@ -335,7 +379,7 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False) ->
     figs = _figures(rows, files)
     tables = _tables(rows)
     clips = _videos(config, rows, files, videos, progress) if videos > 0 else {}
-    gallery = _gallery(rows, clips)
+    gallery = _gallery(config, rows, clips, files, progress)
     seeds = rows["seeds"]
     seed_text = f"seeds {seeds[0]}-{seeds[-1]}" if seeds else "no seeds"
     md = [f"# Evaluation report: {folder.name}", "",
@@ -371,21 +415,32 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False) ->
             body.append(f"<figure><video controls muted preload=metadata width=900 "
                         f'src="data:video/mp4;base64,{data}"></video>'
                         f"<figcaption>{html.escape(v['why'] + note)}</figcaption></figure>")
-    md += ["## Failure gallery: each agent's worst episode", ""]
-    body.append("<h2>Failure gallery: each agent's worst episode</h2>")
+    md += ["## Failure gallery", "", GALLERY_INTRO, ""]
+    body += ["<h2>Failure gallery</h2>", f"<p>{html.escape(GALLERY_INTRO)}</p>"]
     for s, items in gallery.items():
-        md += [f"### {s}", "", "| agent | seed | status | driving score | error |", "|---|---|---|---|---|"]
+        md += [f"### {s}", "", "| agent | failed | seed | status | driving score | error |",
+               "|---|---|---|---|---|---|"]
         body.append(f"<h3>{html.escape(s)}</h3><div class=gallery>")
         for g in items:
-            err = (g["error"] or "").splitlines()[0][:120] if g["error"] else ""
-            md.append(f"| {g['agent']} | {g['seed']} | {g['status']} | {g['score']:.3f} | {err.replace('|', '/')} |")
+            if not g["worst"]:
+                md.append(f"| {g['agent']} | 0 of {g['episodes']} | | | | |")
+                body.append(f"<p class=clean>{html.escape(g['agent'])}: no failed episode "
+                            f"(all {g['episodes']} ok, score 1.000)</p>")
+                continue
+            lines, count = [], f"{g['failed']} of {g['episodes']}"
+            for k, w in enumerate(g["worst"]):
+                err = (w["error"] or "").splitlines()[0][:120] if w["error"] else ""
+                first = k == 0
+                md.append(f"| {g['agent'] if first else ''} | {count if first else ''} "
+                          f"| {w['seed']} | {w['status']} | {w['score']:.3f} | {err.replace('|', '/')} |")
+                lines.append(f"seed {w['seed']}: {html.escape(w['status'])}, score {w['score']:.3f}"
+                             + (f" - {html.escape(err)}" if err else ""))
             img = ""
             if g["thumbnail"] is not None:
                 data = base64.b64encode(Path(g["thumbnail"]).read_bytes()).decode()
-                img = f'<img alt="last frame" width=384 src="data:image/png;base64,{data}">'
-            body.append(f"<figure>{img}<figcaption>{html.escape(g['agent'])}: seed {g['seed']}, "
-                        f"{html.escape(g['status'])}, score {g['score']:.3f}"
-                        f"{(' - ' + html.escape(err)) if err else ''}</figcaption></figure>")
+                img = f'<img alt="last frame of seed {g["worst"][0]["seed"]}" width=384 src="data:image/png;base64,{data}">'
+            body.append(f"<figure>{img}<figcaption><b>{html.escape(g['agent'])}</b>: {g['failed']} of "
+                        f"{g['episodes']} failed<br>" + "<br>".join(lines) + "</figcaption></figure>")
         md.append("")
         body.append("</div>")
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>"
@@ -394,7 +449,8 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False) ->
             "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
             "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}"
             "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
-            "figure{display:inline-block;margin:0 1em 1em 0}figcaption{font-size:12px;color:#555}"
+            "figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}"
+            "figcaption{font-size:12px;color:#555}p.clean{font-size:13px;color:#2a7a2a}"
             "</style></head><body>" + "\n".join(body) + SELF_CHECK + "</body></html>\n")
     paths = {"md": folder / "report.md", "html": folder / "report.html", "json": folder / "report.json"}
     atomic_write_text(paths["md"], "\n".join(md))

@@ -140,7 +140,8 @@ def pick_seeds(by_agent: dict[str, list[dict]], n_representative: int = 2) -> li
     spread = sorted(shared, key=lambda s: (-(max(scores[s].values()) - min(scores[s].values())), s))
     for s in spread[:n_representative]:
         gap = max(scores[s].values()) - min(scores[s].values())
-        picks.append((s, f"seed {s}: agents' scores differ by {gap:.2f}" if gap > 0 else f"seed {s}"))
+        picks.append((s, f"seed {s}: agents' scores differ by {gap:.2f}" if gap > 0
+                      else f"seed {s}: every agent scored {max(scores[s].values()):.2f}"))
     for a, rs in by_agent.items():
         worst = worst_episode([r for r in rs if int(r["seed"]) in shared])
         if worst is not None and worst["driving_score"] < 1.0:
@@ -152,3 +153,12 @@ def pick_seeds(by_agent: dict[str, list[dict]], n_representative: int = 2) -> li
             seen.add(s)
             out.append((s, why))
     return out
+
+
+def last_frame(clip: Path) -> np.ndarray | None:
+    """The last frame of a video (RGB), or None for an empty one."""
+    img = None
+    with av.open(str(clip)) as c:
+        for frame in c.decode(video=0):
+            img = frame
+    return None if img is None else img.to_ndarray(format="rgb24")

@@ -290,3 +290,27 @@ def test_bench_loop_times_the_harness_beside_the_stock_sb3_loop():
     assert r["baseline"]["steps"] in (15, 16)  # highway-env ends at time >= 1 s (float steps); frames non-blank
     text = format_loop(r)
     assert "stock highway-env + SB3 CnnPolicy.predict" in text and "skipped" in text
+
+
+def test_failure_gallery_lists_failed_episodes_worst_first_and_films_only_the_worst(monkeypatch, tmp_path):
+    from sim import report
+
+    calls = []
+    monkeypatch.setattr(report, "_thumbnail", lambda config, a, s, seed, files, progress:
+                        calls.append((a, s, seed)) or tmp_path / f"{a}.png")
+
+    def rec(seed, score, status="ok"):
+        return {"seed": seed, "driving_score": score, "status": status, "error": None}
+
+    rows = {"scenarios": {"highway": {"records": {
+        "clean": [rec(0, 1.0), rec(1, 1.0)],
+        "bad": [rec(0, 0.5, "collision"), rec(1, 0.2, "collision"), rec(2, 1.0), rec(3, 0.9, "ok"),
+                rec(4, 0.2, "offroad"), rec(5, 0.0, "agent_error")]}}}}
+    filmed = {"highway": [{"thumbnails": {"clean": tmp_path / "c.png"}}]}
+    g = {x["agent"]: x for x in report._gallery({}, rows, filmed, tmp_path, False)["highway"]}
+    assert g["clean"]["failed"] == 0 and g["clean"]["worst"] == [] and g["clean"]["thumbnail"] is None
+    assert g["bad"]["failed"] == 5 and [w["seed"] for w in g["bad"]["worst"]] == [5, 1, 4]
+    assert calls == [("bad", "highway", 5)] and g["bad"]["thumbnail"] == tmp_path / "bad.png"
+    calls.clear()
+    assert report._gallery({}, rows, {}, tmp_path, False)["highway"][1]["thumbnail"] is None  # no videos, no re-drive
+    assert calls == []

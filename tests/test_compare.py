@@ -1,0 +1,88 @@
+"""``drive compare``: makes what is missing, reuses what exists, resumes, keeps old runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+from sim.compare import RECIPES, SUMMARY, CompareRecipe, E2ERecipe, agent_specs, get_recipe, run_compare
+from sim.evaluate import CONFIG, RESULTS, read_results
+
+
+def tiny(root: Path, **overrides) -> CompareRecipe:
+    values = dict(name="tiny", root=str(root), episodes=1, duration_s=3.0, detector_frames=24,
+                  detector_scenarios=("highway",), detector_epochs=1, detector_width=8, videos=0, workers=1,
+                  e2e={"*": E2ERecipe(demo_episodes=2, model="pilotnet-s", epochs=1, budget_s=60.0)})
+    values.update(overrides)
+    return CompareRecipe(**values)
+
+
+def stages(summary: dict) -> dict[str, str]:
+    return {s["stage"]: s["action"] for s in summary["stages"]}
+
+
+def test_compare_makes_then_reuses_then_keeps_a_changed_run_aside(tmp_path):
+    root = tmp_path / "runs"
+    recipe = tiny(root)
+    first = run_compare(recipe, device="cpu", quiet=True)
+    assert stages(first) == {"detector frames": "made", "detector": "made", "demos lane-keep": "made",
+                             "e2e lane-keep": "made", "demos highway": "made", "e2e highway": "made",
+                             "evaluation": "made", "report": "made"}
+    out = root / "compare"
+    for name in ("report.html", "report.md", "report.json", CONFIG, RESULTS, SUMMARY):
+        assert (out / name).is_file(), name
+    records = read_results(out / RESULTS)
+    specs = agent_specs(recipe)
+    assert specs == ["expert", f"modular:{(root / 'detector').as_posix()}",
+                     f"e2e:{(root / 'e2e').as_posix()}/{{scenario}}", "idm"]
+    assert sorted((r["agent"], r["scenario"]) for r in records) == sorted(
+        (a, s) for a in specs for s in ("lane-keep", "highway"))
+    config = json.loads((out / CONFIG).read_text())
+    e2e_ckpts = config["checkpoints"][specs[2]]  # the {scenario} template picked one per scenario
+    assert {s: Path(c["path"]).name for s, c in e2e_ckpts.items()} == {"lane-keep": "lane-keep",
+                                                                        "highway": "highway"}
+    assert json.loads((out / SUMMARY).read_text())["stages"] == first["stages"]
+    before = (out / RESULTS).read_bytes()
+
+    again = run_compare(recipe, device="cpu", quiet=True)  # everything cached: nothing retrained or re-run
+    assert stages(again) == {"detector": "reused", "e2e lane-keep": "reused", "e2e highway": "reused",
+                             "evaluation": "made", "report": "made"}
+    assert next(s for s in again["stages"] if s["stage"] == "evaluation")["resumed"] is True
+    assert (out / RESULTS).read_bytes() == before
+
+    changed = run_compare(tiny(root, agents=("expert",)), device="cpu", quiet=True)
+    kept = [p for p in root.iterdir() if p.name.startswith("compare.")]
+    assert len(kept) == 1 and (kept[0] / RESULTS).read_bytes() == before  # the old run is kept, whole
+    assert {r["agent"] for r in read_results(out / RESULTS)} == {"expert"}
+    assert next(s for s in changed["stages"] if s["stage"] == "evaluation")["resumed"] is False
+
+
+def test_compare_reuses_demos_when_only_the_checkpoint_is_missing(tmp_path):
+    root = tmp_path / "runs"
+    recipe = tiny(root, scenarios=("lane-keep",), agents=("e2e",))
+    run_compare(recipe, device="cpu", quiet=True)
+    for f in (root / "e2e" / "lane-keep").iterdir():
+        if f.is_file():
+            f.unlink()
+    summary = run_compare(recipe, device="cpu", quiet=True)
+    assert stages(summary)["demos lane-keep"] == "reused" and stages(summary)["e2e lane-keep"] == "made"
+
+
+def test_recipes_and_cli_flags():
+    default, quick = RECIPES["default"], RECIPES["quick"]
+    assert agent_specs(default) == ["expert", "modular", "e2e", "idm"]  # the agents' own default paths
+    assert default.scenarios == quick.scenarios == ("lane-keep", "highway")
+    assert default.episodes >= 20 and quick.root != default.root  # quick's small nets never shadow the default's
+    assert get_recipe(True, episodes=7).episodes == 7 and get_recipe(False, episodes=None).episodes == default.episodes
+    assert default.e2e_recipe("merge") is default.e2e["*"]
+
+
+@pytest.mark.parametrize("argv", [["compare", "--episodes", "0"], ["compare", "--videos", "-1"],
+                                  ["compare", "--device", "tpu"]])
+def test_compare_refuses_bad_flags(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
