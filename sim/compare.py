@@ -64,6 +64,8 @@ class CompareRecipe:
     """Episode length of the evaluation and the demos (None: each scenario's own)."""
     detector_frames: int = 2000
     detector_scenarios: tuple[str, ...] = ("highway", "merge", "roundabout")
+    detector_per_episode: int = 40
+    """Frames per recorded episode (many short drives: many traffic layouts)."""
     detector_epochs: int = 4
     detector_width: int = 32
     demo_seed: int = 1000
@@ -157,7 +159,7 @@ def _detector(recipe: CompareRecipe, paths: dict, log: _Log, device: str, meta: 
                 f"({', '.join(recipe.detector_scenarios)})")
         t0 = time.perf_counter()
         record_frames(list(recipe.detector_scenarios), recipe.detector_frames, paths["frames"], seed=0,
-                      progress=not log.quiet)
+                      per_episode=recipe.detector_per_episode, progress=not log.quiet)
         log.made("detector frames", paths["frames"], t0, frames=recipe.detector_frames)
     log.say(f"training the modular agent's detector ({recipe.detector_epochs} epochs)")
     t0 = time.perf_counter()
@@ -214,16 +216,19 @@ def _evaluate(recipe: CompareRecipe, paths: dict, log: _Log, device: str, worker
     kwargs = dict(workers=workers, device=device, duration_s=recipe.duration_s, progress=not log.quiet,
                   argv=argv)
     t0 = time.perf_counter()
-    resume = (out / CONFIG).exists()
+    resume, kept = (out / CONFIG).exists(), None
     try:
         records = run_eval(out, specs, recipe.scenarios, seeds, resume=resume, **kwargs)
     except ConfigMismatch as e:
-        kept = out.with_name(f"{out.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        names = (out.with_name(f"{out.name}.{stamp}" + (f"-{k}" if k else "")) for k in range(1000))
+        kept = next(p for p in names if not p.exists())
         out.rename(kept)
         log.say(f"the comparison in {out} was made with other checkpoints or settings ({e}); "
                 f"kept it as {kept} and starting a new one")
+        resume = False
         records = run_eval(out, specs, recipe.scenarios, seeds, resume=False, **kwargs)
-    log.made("evaluation", out, t0, episodes=len(records), resumed=resume)
+    log.made("evaluation", out, t0, episodes=len(records), resumed=resume, kept_previous=kept and str(kept))
     return records
 
 

@@ -30,6 +30,7 @@ OVERVIEW_MPP = 0.35  # [m/px] overview scale: 134 m across
 PLAN_RGB = (255, 60, 255)  # the chosen trajectory: magenta, a colour the scene never uses
 CANDIDATE_OK_RGB = (150, 225, 255)  # candidates that passed the planner's gates
 PERCEIVED_RGB = (235, 40, 40)  # red outlines of the objects the agent's perception reported
+DETECTION_THICKNESS_PX = 2  # on the camera panel: still visible at the side-by-side's half size
 CANDIDATE_REJECTED_RGB = (150, 150, 150)
 PLAN_THICKNESS_PX = 3
 CANDIDATE_THICKNESS_PX = 1
@@ -99,7 +100,7 @@ def draw_detections(img: np.ndarray, detections: Any, spec: Any, scale: float) -
                           np.asarray(detections.width_m))  # ego frame [N, 4, 2]
     uv = spec.ego_to_pixel(corners)  # [N, 4, 2] camera pixels (centres at integers)
     px = np.rint((uv + 0.5) * scale * (1 << SHIFT)).astype(np.int32)
-    cv2.polylines(img, list(px), True, PERCEIVED_RGB, 1, cv2.LINE_AA, SHIFT)
+    cv2.polylines(img, list(px), True, PERCEIVED_RGB, DETECTION_THICKNESS_PX, cv2.LINE_AA, SHIFT)
 
 
 class EpisodeVideo:

@@ -8,13 +8,21 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
-from sim.compare import RECIPES, SUMMARY, CompareRecipe, E2ERecipe, agent_specs, get_recipe, run_compare
+from sim.compare import (
+    RECIPES,
+    SUMMARY,
+    CompareRecipe,
+    E2ERecipe,
+    agent_specs,
+    get_recipe,
+    run_compare,
+)
 from sim.evaluate import CONFIG, RESULTS, read_results
 
 
 def tiny(root: Path, **overrides) -> CompareRecipe:
     values = dict(name="tiny", root=str(root), episodes=1, duration_s=3.0, detector_frames=24,
-                  detector_scenarios=("highway",), detector_epochs=1, detector_width=8, videos=0, workers=1,
+                  detector_per_episode=8, detector_scenarios=("highway",), detector_epochs=1, detector_width=8, videos=0, workers=1,
                   e2e={"*": E2ERecipe(demo_episodes=2, model="pilotnet-s", epochs=1, budget_s=60.0)})
     values.update(overrides)
     return CompareRecipe(**values)
