@@ -11,7 +11,8 @@ the scenario, camera and action layout.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,19 @@ class Demos:
 
     def __len__(self) -> int:
         return int(len(self.labels))
+
+    def subset(self, episodes: Sequence[int]) -> Demos:
+        """The states of ``episodes`` (indices into ``self.episodes``), in that order, as a new
+        Demos whose episodes are renumbered 0, 1, ... (frames are copied)."""
+        episodes = [int(e) for e in episodes]
+        if len(set(episodes)) != len(episodes) or any(not 0 <= e < len(self.episodes) for e in episodes):
+            raise ValueError(f"episode indices must be distinct and in [0, {len(self.episodes)}), got {episodes}")
+        rows = [np.flatnonzero(self.episode == e) for e in episodes]
+        idx = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        renumber = np.concatenate([np.full(len(r), k, np.int64) for k, r in enumerate(rows)]) if rows else idx
+        return replace(self, frames=self.frames[idx], speed=self.speed[idx], command=self.command[idx],
+                       labels=self.labels[idx], episode=renumber, step=self.step[idx],
+                       episodes=[self.episodes[e] for e in episodes])
 
     def stacked_indices(self, stack: int, stride: int = 1) -> np.ndarray:
         """int64[N, stack]: row indices of each state's ``stack`` frames, ``stride`` steps

@@ -36,6 +36,7 @@ from agents.demos import Demos, load_demos
 from agents.pilotnet import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
 from perception.checkpoint import (
     CheckpointError,
+    check_fresh_out,
     load_weights_into,
     read_meta,
     resolve_device,
@@ -211,8 +212,7 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
     architecture wins over ``recipe.model``/``recipe.stack``.
     """
     out = Path(out)
-    if (out / META).exists():
-        raise FileExistsError(f"{out / META} already exists; choose a new --out folder")
+    check_fresh_out(out, META)
     dev = resolve_device(device)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
@@ -313,7 +313,8 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
     # the final JSON carries the whole history (the best epoch's weights stay as saved)
     final_model, _ = load_policy(out, "cpu")
     save_policy(final_model, out, _meta(demos, paths, recipe, model, steer_range, history, best_epoch, train_idx,
-                                        val_idx, dev, init, samples, load_s, compute_s, stopped, extra_meta))
+                                        val_idx, dev, init, samples, load_s, compute_s, stopped, extra_meta,
+                                        complete=True))
     return {"out": str(out), "best_epoch": best_epoch, "best_val_loss": best, "history": history,
             "parameters": count_parameters(model), "train_seconds": time.time() - started,
             "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
@@ -328,7 +329,7 @@ def _steering_range(paths: list[str]) -> float:
 
 
 def _meta(demos, paths, recipe, model, steer_range, history, best_epoch, train_idx, val_idx, dev, init, samples,
-          load_s, compute_s, stopped, extra_meta) -> dict:
+          load_s, compute_s, stopped, extra_meta, complete: bool = False) -> dict:
     return {
         "model": model.config.model_name, "parameters": count_parameters(model),
         "camera": demos.camera, "action_names": list(demos.action_names), "steering_range_rad": steer_range,
@@ -337,7 +338,8 @@ def _meta(demos, paths, recipe, model, steer_range, history, best_epoch, train_i
                      "train_frames": int(len(train_idx)), "val_frames": int(len(val_idx)),
                      "init": str(init) if init else None, "samples_seen": int(samples),
                      "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
-                     "loader_samples_per_s": samples / max(load_s, 1e-9), "stopped": stopped},
+                     "loader_samples_per_s": samples / max(load_s, 1e-9), "stopped": stopped,
+                     "complete": complete},
         "dataset": {"paths": paths, "sources": demos.sources, "frames": len(demos),
                     "episodes": len(demos.episodes)},
         **(extra_meta or {}),

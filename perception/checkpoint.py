@@ -44,6 +44,41 @@ def write_checkpoint(out: Path, state_dict: dict, meta_name: str, body: dict) ->
         Path(tmp).unlink(missing_ok=True)
 
 
+def training_complete(path: str | Path, meta_name: str) -> bool:
+    """Whether folder ``path`` holds a checkpoint whose training finished.  Training saves the
+    best epoch as it goes with ``training.complete`` false and sets it true at the end, so a
+    checkpoint left by an interrupted run is told apart (written before the flag: complete)."""
+    meta_path = Path(path) / meta_name
+    if not meta_path.exists() or not (Path(path) / WEIGHTS).exists():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(isinstance(meta, dict) and (meta.get("training") or {}).get("complete", True))
+
+
+def check_fresh_out(out: Path, meta_name: str) -> None:
+    """Refuse to train into a folder that holds a finished checkpoint; the leftovers of an
+    interrupted training there are overwritten."""
+    if training_complete(out, meta_name):
+        raise FileExistsError(f"{Path(out) / meta_name} already exists; choose a new --out folder")
+
+
+def mark_complete(path: str | Path, meta_name: str) -> None:
+    """Set ``training.complete`` in the checkpoint's JSON (atomically)."""
+    meta_path = Path(path) / meta_name
+    meta = json.loads(meta_path.read_text())
+    meta.setdefault("training", {})["complete"] = True
+    fd, tmp = tempfile.mkstemp(prefix=f".{meta_name}.", suffix=".tmp", dir=meta_path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(meta, f, indent=2, default=float)
+        os.replace(tmp, meta_path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def read_meta(path: str | Path, meta_name: str, architecture: str, kind: str) -> dict:
     """The checkpoint's JSON, checked for the architecture this code loads."""
     path = Path(path)

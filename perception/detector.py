@@ -35,7 +35,9 @@ from perception.centernet import (
 )
 from perception.checkpoint import (
     CheckpointError,
+    check_fresh_out,
     load_weights_into,
+    mark_complete,
     read_meta,
     resolve_device,
     write_checkpoint,
@@ -190,7 +192,7 @@ def validation_ap(model, frames, labels, idx, device, config, threshold_m: float
     with torch.inference_mode():
         for b in _batches(idx, 64, None):
             dets = decode(model(frames_to_tensor(frames[b], device)), config)
-            pairs += list(zip(dets, [labels[i].select(labels[i].kind == 0) for i in b]))
+            pairs += list(zip(dets, [labels[i].select(labels[i].kind == 0) for i in b], strict=True))
     return average_precision(pairs, threshold_m)["ap"]
 
 
@@ -198,8 +200,7 @@ def train_detector(data: str | Path, out: str | Path, recipe: TrainConfig = Trai
                    progress: bool = True, extra_meta: dict | None = None) -> dict:
     """Train on dataset ``data``; write the best epoch's checkpoint to folder ``out``."""
     out = Path(out)
-    if (out / META).exists():
-        raise FileExistsError(f"{out / META} already exists; choose a new --out folder")
+    check_fresh_out(out, META)
     dev = resolve_device(device)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
@@ -247,11 +248,12 @@ def train_detector(data: str | Path, out: str | Path, recipe: TrainConfig = Trai
             save_checkpoint(model, out, {
                 "training": {**asdict(recipe), "device": str(dev), "best_epoch": best_epoch,
                              "history": history, "train_frames": int(len(train_idx)),
-                             "val_frames": int(len(val_idx))},
+                             "val_frames": int(len(val_idx)), "complete": False},
                 "dataset": {"path": str(data), "frames": len(ds), "manifest_created": ds.manifest.get("created")},
                 **(extra_meta or {})})
         elif epoch + 1 - best_epoch >= recipe.patience:
             break
     if writer is not None:
         writer.close()
+    mark_complete(out, META)
     return {"best_epoch": best_epoch, "best_val_loss": best, "history": history, "out": str(out)}

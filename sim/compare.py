@@ -145,11 +145,12 @@ class _Log:
 
 
 def _detector(recipe: CompareRecipe, paths: dict, log: _Log, device: str, meta: dict) -> None:
+    from perception.checkpoint import training_complete
     from perception.dataset import MANIFEST
     from perception.detector import META, TrainConfig, train_detector
     from sim.perception_data import record_frames
 
-    if (paths["detector"] / META).exists():
+    if training_complete(paths["detector"], META):
         log.reused("detector", paths["detector"])
         return
     if (paths["frames"] / MANIFEST).exists():
@@ -176,11 +177,12 @@ def _detector(recipe: CompareRecipe, paths: dict, log: _Log, device: str, meta: 
 def _e2e(recipe: CompareRecipe, scenario: str, paths: dict, log: _Log, device: str, workers: int,
          meta: dict) -> None:
     from agents.e2e_train import META, E2ETrainConfig, train_e2e
+    from perception.checkpoint import training_complete
     from sim.record import NoiseConfig, record_dataset
     from sim.scenarios import get_scenario
 
     ckpt, demos = paths["e2e"][scenario], paths["demos"][scenario]
-    if (ckpt / META).exists():
+    if training_complete(ckpt, META):
         log.reused(f"e2e {scenario}", ckpt)
         return
     r = recipe.e2e_recipe(scenario)

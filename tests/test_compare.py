@@ -68,15 +68,24 @@ def test_compare_makes_then_reuses_then_keeps_a_changed_run_aside(tmp_path):
     assert next(s for s in changed["stages"] if s["stage"] == "evaluation")["resumed"] is False
 
 
-def test_compare_reuses_demos_when_only_the_checkpoint_is_missing(tmp_path):
+def test_compare_retrains_a_checkpoint_an_interrupted_training_left_and_reuses_its_demos(tmp_path):
+    from agents.e2e_train import META
+    from perception.checkpoint import check_fresh_out, training_complete
+
     root = tmp_path / "runs"
     recipe = tiny(root, scenarios=("lane-keep",), agents=("e2e",))
     run_compare(recipe, device="cpu", quiet=True)
-    for f in (root / "e2e" / "lane-keep").iterdir():
-        if f.is_file():
-            f.unlink()
+    ckpt = root / "e2e" / "lane-keep"
+    assert training_complete(ckpt, META)
+    with pytest.raises(FileExistsError):
+        check_fresh_out(ckpt, META)  # a finished checkpoint is never trained over
+    meta = json.loads((ckpt / META).read_text())
+    meta["training"]["complete"] = False  # what a killed training leaves: the best epoch so far
+    (ckpt / META).write_text(json.dumps(meta))
+    assert not training_complete(ckpt, META)
     summary = run_compare(recipe, device="cpu", quiet=True)
     assert stages(summary)["demos lane-keep"] == "reused" and stages(summary)["e2e lane-keep"] == "made"
+    assert training_complete(ckpt, META)
 
 
 def test_recipes_and_cli_flags():
