@@ -238,6 +238,26 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_study(args) -> int:
+    from sim.study import StudyConfig, parse_sizes, run_study, write_study_report
+
+    models = tuple(m.strip().removeprefix("pilotnet-") for m in args.models.split(",") if m.strip())
+    refs = tuple(a.strip() for a in args.references.split(",") if a.strip())
+    cfg = StudyConfig(scenario=args.scenario, frames=parse_sizes(args.frames), models=models,
+                      train_seeds=args.train_seeds, episodes=args.episodes, seed_start=args.seed_start,
+                      samples=parse_sizes(args.samples)[0], max_epochs=args.max_epochs,
+                      budget_s=60.0 * args.budget_min, stack=args.stack, duration_s=args.duration, references=refs,
+                      data=tuple(d for d in (args.data or "").split(",") if d))
+    out = Path(args.out or f"runs/study/{args.scenario}")
+    run_study(cfg, out, workers=args.workers, device=args.device, resume=args.resume, backend=args.backend,
+              address=args.address, progress=not args.quiet, argv=sys.argv)
+    paths = write_study_report(out)
+    print("\n".join(line for line in paths["md"].read_text().splitlines()[2:] if not line.startswith("![")))
+    for kind in ("md", "html", "chart"):
+        print(f"{kind + ':':<6} {paths[kind]}")
+    return 0
+
+
 def _cmd_report(args) -> int:
     from sim.report import write_report
 
@@ -538,6 +558,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: auto)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_cmd_compare)
+
+    s = sub.add_parser(
+        "study", help="scaling study: closed-loop score of the e2e network against data and model size",
+        description="Record (or reuse) one expert dataset, train PilotNet on nested subsets of it for every "
+                    "(data size, model size, training seed) cell with the same recipe and compute, drive each "
+                    "cell on the same held-out seeds, and chart driving score against labelled frames with "
+                    "modular and expert as references.  Resumable cell by cell (--resume).")
+    s.add_argument("what", choices=["scale"], help="the study")
+    s.add_argument("--scenario", default="lane-keep", help="(default: lane-keep)")
+    s.add_argument("--frames", default="2k,5k,20k,50k", metavar="A,B",
+                   help="data sizes in labelled frames (default: 2k,5k,20k,50k)")
+    s.add_argument("--models", default="s,m,l", metavar="A,B", help="PilotNet widths (default: s,m,l)")
+    s.add_argument("--train-seeds", type=_positive_int, default=3, help="training seeds per cell (default: 3)")
+    s.add_argument("--episodes", type=_positive_int, default=20, help="held-out seeds per cell (default: 20)")
+    s.add_argument("--seed-start", type=_seed, default=0, help="first held-out seed (default: 0)")
+    s.add_argument("--samples", default="120k", help="training samples per cell, any size (default: 120k)")
+    s.add_argument("--max-epochs", type=_positive_int, default=60, help="(default: 60)")
+    s.add_argument("--budget-min", type=float, default=15.0, help="training minutes per cell at most (default: 15)")
+    s.add_argument("--stack", type=_positive_int, default=1, help="frames stacked (default: 1; highway: 2)")
+    s.add_argument("--duration", type=_duration, default=None, metavar="SECONDS", help="episode length")
+    s.add_argument("--references", default="expert,modular", metavar="A,B",
+                   help="agents driven once as horizontal lines (default: expert,modular)")
+    s.add_argument("--data", default=None, metavar="DATASET[,DATASET]",
+                   help="demos to take subsets of (default: record them into OUT/demos)")
+    s.add_argument("--workers", type=_positive_int, default=1, help="cells at a time (default: 1)")
+    s.add_argument("--backend", default="local", choices=["local", "ray"], help="(default: local processes)")
+    s.add_argument("--address", default=None, help="ray: the cluster address (default: start a local one)")
+    s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="(default: cpu)")
+    s.add_argument("--out", default=None, metavar="DIR", help="(default: runs/study/SCENARIO)")
+    s.add_argument("--resume", action="store_true", help="continue the study in --out")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.set_defaults(func=_cmd_study)
 
     s = sub.add_parser(
         "report", help="write the side-by-side report of a 'drive eval' folder",

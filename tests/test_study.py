@@ -1,0 +1,118 @@
+"""``drive study scale``: nested subsets, cells trained and driven, resume, grown grids, the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.demos import load_demos
+from sim.cli import main
+from sim.record import NoiseConfig, record_dataset
+from sim.scenarios import get_scenario
+from sim.study import (
+    CELLS,
+    StudyConfig,
+    matches,
+    nested_subsets,
+    parse_sizes,
+    read_cells,
+    run_study,
+    write_study_report,
+)
+
+
+@given(st.lists(st.integers(1, 500), min_size=2, max_size=40), st.integers(0, 5), st.data())
+@settings(max_examples=60, deadline=None)
+def test_nested_subsets_are_prefixes_of_one_order_and_the_shortest_that_fit(frames, order_seed, data):
+    total = sum(frames)
+    sizes = sorted(set(data.draw(st.lists(st.integers(1, total), min_size=1, max_size=5))))
+    subsets = nested_subsets(frames, sizes, order_seed)
+    for small, big in zip(sizes, sizes[1:], strict=False):
+        assert subsets[big][:len(subsets[small])] == subsets[small]  # nested: a prefix of the bigger one
+    for size, eps in subsets.items():
+        assert len(set(eps)) == len(eps)  # whole episodes, none twice
+        assert sum(frames[e] for e in eps) >= size and len(eps) >= 2
+        assert len(eps) == 2 or size > sum(frames[e] for e in eps[:-1])  # the shortest that fits
+    with pytest.raises(ValueError, match="needs more data"):
+        nested_subsets(frames, [total + 1], order_seed)
+
+
+def test_demos_subset_keeps_whole_episodes_in_order(tmp_path):
+    path = tmp_path / "demos"
+    record_dataset(get_scenario("lane-keep", duration_s=2.0), [3, 4, 5], path, noise=NoiseConfig(0.2), progress=False)
+    demos = load_demos(path)
+    sub = demos.subset([2, 0])
+    assert [e["seed"] for e in sub.episodes] == [5, 3]
+    for k, e in enumerate((2, 0)):
+        np.testing.assert_array_equal(sub.frames[sub.episode == k], demos.frames[demos.episode == e])
+        np.testing.assert_array_equal(sub.step[sub.episode == k], demos.step[demos.episode == e])
+    with pytest.raises(ValueError):
+        demos.subset([0, 0])
+
+
+def test_parse_sizes_and_config_checks():
+    assert parse_sizes("5k,2k, 20000,1.5M") == (2000, 5000, 20000, 1_500_000)
+    for bad in ("", "2q", "0", "-3k", "1.5"):
+        with pytest.raises(ValueError):
+            parse_sizes(bad)
+    with pytest.raises(ValueError, match="known: s, m, l"):
+        StudyConfig(scenario="lane-keep", frames=(100,), models=("xl",))
+
+
+def test_matches_marks_the_smallest_size_that_reaches_the_reference():
+    rows = [{"model": "s", "frames": f, "score": v} for f, v in ((1, 0.2), (2, 0.95), (3, 0.99))]
+    assert matches(rows, {"score": 1.0, "low": 0.9, "high": 1.0}) == {"s": 2}
+    assert matches(rows, {"score": 1.0, "low": 1.0, "high": 1.0}) == {"s": None}
+
+
+def test_a_tiny_study_runs_end_to_end_resumes_and_grows(tmp_path):
+    out = tmp_path / "study"
+    cfg = StudyConfig(scenario="lane-keep", frames=(60, 150), models=("s",), train_seeds=1, episodes=1,
+                      samples=200, max_epochs=2, budget_s=60, duration_s=3.0, references=("expert",),
+                      demo_seed=2000)
+    cells = run_study(cfg, out, progress=False)
+    assert sorted((c["frames"], c["model"], c["seed"]) for c in cells) == [(60, "s", 0), (150, "s", 0)]
+    by = {c["frames"]: c for c in cells}
+    assert by[60]["labelled_frames"] >= 60 and by[150]["labelled_frames"] >= 150
+    assert by[60]["episodes_used"] <= by[150]["episodes_used"] and by[60]["eval_episodes"] == 1
+    small = json.loads((out / "cells" / "s__60__seed0" / "policy" / "e2e.json").read_text())["study"]["episodes"]
+    big = json.loads((out / "cells" / "s__150__seed0" / "policy" / "e2e.json").read_text())["study"]["episodes"]
+    assert big[:len(small)] == small  # the bigger cell trained on a superset, in the same order
+    assert (out / "reference" / "results.jsonl").exists()
+    before = (out / CELLS).read_bytes()
+    with pytest.raises(FileExistsError):
+        run_study(cfg, out, progress=False)
+    assert run_study(cfg, out, resume=True, progress=False) == cells and (out / CELLS).read_bytes() == before
+    with pytest.raises(ValueError, match="samples"):
+        run_study(StudyConfig(**{**cfg.__dict__, "samples": 300}), out, resume=True, progress=False)
+    grown = StudyConfig(**{**cfg.__dict__, "train_seeds": 2})  # the grid may grow: only new cells run
+    cells = run_study(grown, out, resume=True, workers=2, progress=False)
+    assert len(cells) == 4 and (out / CELLS).read_bytes().startswith(before)
+    paths = write_study_report(out)
+    md = paths["md"].read_text()
+    assert "4 of 4 cells" in md and "| PilotNet-s |" in md and "expert:" in md and paths["chart"].stat().st_size > 0
+    assert "no modular reference" in md
+    (out / CELLS).write_text((out / CELLS).read_text() + '{"cell": "x"}\n')
+    with pytest.raises(ValueError, match="lacks"):
+        read_cells(out)
+
+
+def test_study_cli_refuses_bad_input(capsys):
+    assert main(["study", "scale", "--frames", "2q"]) == 2
+    assert "not a size" in capsys.readouterr().err
+    assert main(["study", "scale", "--models", "xl"]) == 2
+    assert main(["study", "scale", "--scenario", "moon"]) == 2
+    assert "known:" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_the_ray_backend_runs_cells_on_a_local_cluster(tmp_path):
+    pytest.importorskip("ray")
+    cfg = StudyConfig(scenario="lane-keep", frames=(60,), models=("s",), train_seeds=2, episodes=1, samples=100,
+                      max_epochs=1, budget_s=60, duration_s=3.0, references=(), demo_seed=2000)
+    cells = run_study(cfg, tmp_path / "ray", backend="ray", progress=False)
+    assert len(cells) == 2
