@@ -256,11 +256,14 @@ def run_compare(recipe: CompareRecipe, *, device: str = "auto", workers: int | N
     records = _evaluate(recipe, paths, log, device, workers, argv)
     log.say(f"writing the report ({videos} side-by-side video(s) per scenario)")
     t0 = time.perf_counter()
-    report = write_report(paths["eval"], videos=videos, progress=not quiet)
+    studies = sorted(Path(recipe.root, "study").glob("*/study.html"))
+    report = write_report(paths["eval"], videos=videos, progress=not quiet,
+                          links=[(f"scaling study: {p.parent.name}", p) for p in studies])
     log.made("report", report["html"], t0)
     summary = {"recipe": asdict(recipe), "agents": agent_specs(recipe), "device": device,
                "workers": workers, "videos": videos, "stages": log.stages,
                "seconds": round(log.elapsed(), 1), "report": {k: str(v) for k, v in report.items()},
+               "studies": [str(p) for p in studies],
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write_json(paths["eval"] / SUMMARY, summary)
     if not quiet:
@@ -268,6 +271,8 @@ def run_compare(recipe: CompareRecipe, *, device: str = "auto", workers: int | N
         for note in recipe.notes:
             print(f"note: {note}")
         made = sum(s["seconds"] for s in log.stages if s["stage"] not in ("evaluation", "report"))
+        for p in studies:
+            print(f"scaling study: {p}")
         print(f"compare: done in {summary['seconds'] / 60:.1f} min ({made / 60:.1f} min making checkpoints)")
     return summary
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -369,9 +371,11 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-def write_report(folder: str | Path, videos: int = 3, progress: bool = False) -> dict[str, Path]:
+def write_report(folder: str | Path, videos: int = 3, progress: bool = False,
+                 links: Sequence[tuple[str, Path]] = ()) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and ``report.json`` into ``folder``; with
-    ``videos`` > 0, up to that many side-by-side videos per scenario (episodes re-driven)."""
+    ``videos`` > 0, up to that many side-by-side videos per scenario (episodes re-driven);
+    ``links``: (title, file) pairs listed at the end (``drive compare``: scaling studies)."""
     folder = Path(folder)
     config, records = load_eval(folder)
     rows = build_rows(config, records)
@@ -443,6 +447,15 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False) ->
                         f"{g['episodes']} failed<br>" + "<br>".join(lines) + "</figcaption></figure>")
         md.append("")
         body.append("</div>")
+    if links:
+        md += ["## See also", ""]
+        body.append("<h2>See also</h2><ul>")
+        for title, target in links:
+            rel = os.path.relpath(Path(target).resolve(), folder.resolve())
+            md.append(f"- [{title}]({rel})")
+            body.append(f'<li><a href="{html.escape(rel)}">{html.escape(title)}</a></li>')
+        md.append("")
+        body.append("</ul>")
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>"
             + html.escape(f"Evaluation report: {folder.name}") + "</title><style>"
             "body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}"

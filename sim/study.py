@@ -261,7 +261,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
         for key in ("datasets", "dataset_frames", "dataset_episodes", "started"):
             config[key] = old.get(key)
     if not config.get("datasets"):
-        paths = list(cfg.data) or _record_data(cfg, out, max(1, workers), progress)
+        paths = list(cfg.data) or _record_data(cfg, out, max(workers, os.cpu_count() or 1), progress)
         config["datasets"] = [str(p) for p in paths]
         counts = episode_frames(config["datasets"])
         nested_subsets(counts, cfg.frames, cfg.order_seed)  # every size fits, before any training

@@ -55,7 +55,12 @@ def test_compare_makes_then_reuses_then_keeps_a_changed_run_aside(tmp_path):
     assert json.loads((out / SUMMARY).read_text())["stages"] == first["stages"]
     before = (out / RESULTS).read_bytes()
 
+    study = root / "study" / "lane-keep" / "study.html"
+    study.parent.mkdir(parents=True)
+    study.write_text("<html></html>")
     again = run_compare(recipe, device="cpu", quiet=True)  # everything cached: nothing retrained or re-run
+    assert again["studies"] == [str(study)]
+    assert "[scaling study: lane-keep](../study/lane-keep/study.html)" in (out / "report.md").read_text()
     assert stages(again) == {"detector": "reused", "e2e lane-keep": "reused", "e2e highway": "reused",
                              "evaluation": "made", "report": "made"}
     assert next(s for s in again["stages"] if s["stage"] == "evaluation")["resumed"] is True
