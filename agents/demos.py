@@ -99,7 +99,7 @@ def dataset_info(path: str | Path) -> dict:
     return _read_metadata(Path(path))
 
 
-def _load_one(path: Path) -> tuple[dict, list[tuple[dict, dict]]]:
+def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tuple[dict, dict]]]:
     import h5py
 
     meta = _read_metadata(path)
@@ -117,7 +117,9 @@ def _load_one(path: Path) -> tuple[dict, list[tuple[dict, dict]]]:
             if len(names) != int(meta.get("total_episodes", -1)):
                 raise DemoError(f"{h5_path}: holds {len(names)} episodes, the metadata says "
                                 f"{meta.get('total_episodes')}; the dataset is truncated or damaged")
-            for name in names:
+            for i, name in enumerate(names):
+                if wanted is not None and i not in wanted:
+                    continue
                 g = f[name]
                 where = f"{h5_path}: {name}"
                 try:
@@ -153,18 +155,57 @@ def _load_one(path: Path) -> tuple[dict, list[tuple[dict, dict]]]:
     return meta, episodes
 
 
-def load_demos(paths: str | Path | list[str | Path]) -> Demos:
-    """Load one dataset or several compatible ones (e.g. DAgger's aggregate) into memory."""
+def episode_lengths(paths: str | Path | list[str | Path]) -> list[int]:
+    """Labelled states per episode of one or more datasets (in load order), frames unread."""
+    import h5py
+
+    out = []
+    for p in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
+        meta = _read_metadata(p)
+        h5_path = p / DATA_DIR / "main_data.hdf5"
+        try:
+            with h5py.File(h5_path, "r") as f:
+                names = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+                if len(names) != int(meta.get("total_episodes", -1)):
+                    raise DemoError(f"{h5_path}: holds {len(names)} episodes, the metadata says "
+                                    f"{meta.get('total_episodes')}; the dataset is truncated or damaged")
+                out += [int(f[n].attrs["total_steps"]) + 1 for n in names]
+        except DemoError:
+            raise
+        except Exception as e:  # noqa: BLE001 - h5py's errors for truncated / corrupt files
+            raise DemoError(f"{h5_path}: cannot be read ({type(e).__name__}: {e})") from None
+    return out
+
+
+def load_demos(paths: str | Path | list[str | Path], episodes: Sequence[int] | None = None) -> Demos:
+    """Load one dataset or several compatible ones (e.g. DAgger's aggregate) into memory;
+    ``episodes``: only these (indices over all the datasets' episodes, in load order), in
+    that order, the others' frames never read."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    if episodes is not None:
+        episodes = [int(e) for e in episodes]
+        wanted = set(episodes)
+        counts = [int(_read_metadata(Path(p)).get("total_episodes", 0)) for p in paths]
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+        if len(wanted) != len(episodes) or any(not 0 <= e < starts[-1] for e in episodes):
+            raise ValueError(f"episodes must be distinct and in [0, {starts[-1]}), got {episodes}")
+        local = [{e - int(starts[k]) for e in wanted if starts[k] <= e < starts[k + 1]} for k in range(len(paths))]
+        demos = _load(paths, local)
+        position = {g: k for k, g in enumerate(sorted(wanted))}
+        return demos.subset([position[e] for e in episodes])
+    return _load(paths, [None] * len(paths))
+
+
+def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
     if not paths:
         raise DemoError("no demonstration datasets given")
     parts: dict[str, list] = {k: [] for k in ("frames", "speed", "command", "labels", "episode", "step")}
     episodes: list[dict] = []
     sources: list[dict] = []
     first: dict | None = None
-    for p in map(Path, paths):
-        meta, eps = _load_one(p)
+    for p, want in zip(map(Path, paths), wanted, strict=True):
+        meta, eps = _load_one(p, want)
         drive = meta["drive"]
         key = {"scenario": drive["scenario"], "camera": drive["camera"], "action_names": drive["action_names"]}
         if first is None:

@@ -133,7 +133,7 @@ def nested_subsets(episode_frames: Sequence[int], sizes: Sequence[int], order_se
 
 def _record_data(cfg: StudyConfig, folder: Path, workers: int, progress: bool) -> list[str]:
     """Record expert demos until the largest size fits (a second dataset tops up a shortfall)."""
-    from agents.demos import load_demos
+    from agents.demos import episode_lengths
     from sim.record import NoiseConfig, record_dataset
     from sim.scenarios import get_scenario
 
@@ -150,19 +150,12 @@ def _record_data(cfg: StudyConfig, folder: Path, workers: int, progress: bool) -
             record_dataset(world, list(range(seed, seed + n)), path, noise=NoiseConfig(fraction=cfg.demo_noise),
                            workers=workers, progress=progress)
         paths.append(str(path))
-        demos = load_demos(paths)
-        have = len(demos)
-        seed = cfg.demo_seed + len(demos.episodes)
-        per_episode = max(1.0, have / len(demos.episodes))
+        lengths = episode_lengths(paths)
+        have = sum(lengths)
+        seed = cfg.demo_seed + len(lengths)
+        per_episode = max(1.0, have / len(lengths))
         part += 1
     return paths
-
-
-def episode_frames(paths: Sequence[str]) -> list[int]:
-    from agents.demos import load_demos
-
-    demos = load_demos(list(paths))
-    return np.bincount(demos.episode, minlength=len(demos.episodes)).tolist()
 
 
 # ---------------------------------------------------------------------------- one cell
@@ -172,7 +165,7 @@ def run_cell(folder: str, cfg_dict: dict, cell: dict, threads: int, device: str)
     """Train and evaluate one cell (a process of its own); returns its study.jsonl line."""
     import torch
 
-    from agents.demos import load_demos
+    from agents.demos import episode_lengths, load_demos
     from agents.e2e_train import META, E2ETrainConfig, train_e2e
     from perception.checkpoint import training_complete
     from sim.evaluate import run_eval
@@ -185,11 +178,8 @@ def run_cell(folder: str, cfg_dict: dict, cell: dict, threads: int, device: str)
     paths = json.loads((folder_p / CONFIG).read_text())["datasets"]
     out = folder_p / "cells" / cell_name(cell["model"], cell["frames"], cell["seed"])
     ckpt = out / "policy"
-    demos = load_demos(paths)
-    counts = np.bincount(demos.episode, minlength=len(demos.episodes))
-    chosen = nested_subsets(counts, [cell["frames"]], cfg.order_seed)[cell["frames"]]
-    subset = demos.subset(chosen)
-    del demos
+    chosen = nested_subsets(episode_lengths(paths), [cell["frames"]], cfg.order_seed)[cell["frames"]]
+    subset = load_demos(paths, episodes=chosen)  # only the chosen episodes' frames are read
     train_frames_est = 0.9 * len(subset)
     epochs = int(min(cfg.max_epochs, max(1, math.ceil(cfg.samples / max(train_frames_est, 1)))))
     recipe = E2ETrainConfig(model=f"pilotnet-{cell['model']}", stack=cfg.stack, epochs=epochs,
@@ -242,6 +232,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
               backend: str = "local", address: str | None = None, progress: bool = True,
               argv: Sequence[str] | None = None) -> list[dict]:
     """Run (or resume) the study in ``out``; returns every finished cell's line."""
+    from agents.demos import episode_lengths
     from sim.evaluate import run_eval
     from sim.scenarios import get_scenario
     from sim.versions import git_revision, package_versions
@@ -263,12 +254,16 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
     if not config.get("datasets"):
         paths = list(cfg.data) or _record_data(cfg, out, max(workers, os.cpu_count() or 1), progress)
         config["datasets"] = [str(p) for p in paths]
-        counts = episode_frames(config["datasets"])
+        counts = episode_lengths(config["datasets"])
         nested_subsets(counts, cfg.frames, cfg.order_seed)  # every size fits, before any training
         config["dataset_frames"], config["dataset_episodes"] = int(sum(counts)), len(counts)
     atomic_write_json(config_path, config)
 
     seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.episodes))
+    if progress and cfg.samples < 2 * max(cfg.frames):
+        print(f"study: warning: {cfg.samples:,} training samples per cell is under two passes over the "
+              f"{max(cfg.frames):,}-frame subset; the largest cells are under-trained rather than data-limited "
+              f"(raise --samples)", flush=True)
     ref_dir = out / "reference"
     if cfg.references:
         if progress:
@@ -412,6 +407,7 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from sim.io import atomic_write_bytes, atomic_write_text
     from sim.scenarios import get_scenario
@@ -448,11 +444,18 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
             ax.axhline(ref["score"], color="black", ls=style, lw=1.2, label=f"{agent} ({ref['score']:.3f})")
             if np.isfinite(ref["low"]) and ref["high"] > ref["low"]:
                 ax.axhspan(ref["low"], ref["high"], color="grey", alpha=0.12)
+    sizes = sorted({r["labelled_frames"] for r in rows})
     for a in (ax, ax2):
         a.set_xscale("log")
         a.set_xlabel("labelled frames (log scale)")
+        if sizes:
+            a.set_xticks(sizes, [f"{f / 1000:.0f}k" if f >= 1000 else str(f) for f in sizes])
+            a.xaxis.set_minor_formatter(NullFormatter())
         top = a.secondary_xaxis("top", functions=(lambda f: f / hz / 3600.0, lambda h: h * hz * 3600.0))
         top.set_xlabel("hours of driving")
+        if sizes:
+            top.set_xticks([f / hz / 3600.0 for f in sizes], [f"{f / hz / 3600.0:.2g}" for f in sizes])
+            top.xaxis.set_minor_formatter(NullFormatter())
         a.grid(True, which="both", alpha=0.3)
     ax.set_ylabel("closed-loop driving score")
     ax.set_ylim(-0.02, 1.05)

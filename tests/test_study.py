@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.demos import load_demos
+from agents.demos import episode_lengths, load_demos
 from sim.cli import main
 from sim.record import NoiseConfig, record_dataset
 from sim.scenarios import get_scenario
@@ -52,6 +52,12 @@ def test_demos_subset_keeps_whole_episodes_in_order(tmp_path):
         np.testing.assert_array_equal(sub.step[sub.episode == k], demos.step[demos.episode == e])
     with pytest.raises(ValueError):
         demos.subset([0, 0])
+    only = load_demos(path, episodes=[2, 0])  # the others' frames are never read
+    np.testing.assert_array_equal(only.frames, sub.frames)
+    np.testing.assert_array_equal(only.episode, sub.episode)
+    assert episode_lengths(path) == np.bincount(demos.episode).tolist()
+    with pytest.raises(ValueError):
+        load_demos(path, episodes=[3])
 
 
 def test_parse_sizes_and_config_checks():
