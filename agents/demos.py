@@ -99,6 +99,15 @@ def dataset_info(path: str | Path) -> dict:
     return _read_metadata(Path(path))
 
 
+def _episode_names(f, meta: dict, h5_path: Path) -> list[str]:
+    """The HDF5 file's episode groups in recording order, checked against the metadata's count."""
+    names = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+    if len(names) != int(meta.get("total_episodes", -1)):
+        raise DemoError(f"{h5_path}: holds {len(names)} episodes, the metadata says "
+                        f"{meta.get('total_episodes')}; the dataset is truncated or damaged")
+    return names
+
+
 def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tuple[dict, dict]]]:
     import h5py
 
@@ -113,11 +122,7 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
     episodes = []
     try:
         with h5py.File(h5_path, "r") as f:
-            names = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
-            if len(names) != int(meta.get("total_episodes", -1)):
-                raise DemoError(f"{h5_path}: holds {len(names)} episodes, the metadata says "
-                                f"{meta.get('total_episodes')}; the dataset is truncated or damaged")
-            for i, name in enumerate(names):
+            for i, name in enumerate(_episode_names(f, meta, h5_path)):
                 if wanted is not None and i not in wanted:
                     continue
                 g = f[name]
@@ -165,11 +170,7 @@ def episode_lengths(paths: str | Path | list[str | Path]) -> list[int]:
         h5_path = p / DATA_DIR / "main_data.hdf5"
         try:
             with h5py.File(h5_path, "r") as f:
-                names = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
-                if len(names) != int(meta.get("total_episodes", -1)):
-                    raise DemoError(f"{h5_path}: holds {len(names)} episodes, the metadata says "
-                                    f"{meta.get('total_episodes')}; the dataset is truncated or damaged")
-                out += [int(f[n].attrs["total_steps"]) + 1 for n in names]
+                out += [int(f[n].attrs["total_steps"]) + 1 for n in _episode_names(f, meta, h5_path)]
         except DemoError:
             raise
         except Exception as e:  # noqa: BLE001 - h5py's errors for truncated / corrupt files

@@ -264,15 +264,23 @@ INTRO = ("Each scenario's agents ran the same seeds. Intervals are 95% bootstrap
          "in every denominator: an agent fault scores 0.")
 
 
+def _redrive(config: dict) -> dict:
+    """The evaluation's settings an episode is re-driven with (videos, thumbnails)."""
+    from sim.camera import CameraSpec
+
+    return {"duration_s": config.get("duration_s"),
+            "camera": CameraSpec.from_dict(config["camera"]) if config.get("camera") else None,
+            "device": None if config.get("device") in (None, "auto") else config["device"],
+            "decision_timeout_s": config.get("decision_timeout_s")}
+
+
 def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: bool) -> dict[str, list[dict]]:
     """Side-by-side videos of picked seeds per scenario, and the failure gallery's thumbnails."""
     import cv2
 
-    from sim.camera import CameraSpec
     from sim.sidebyside import pick_seeds, side_by_side, worst_episode
 
     out: dict[str, list[dict]] = {}
-    camera = CameraSpec.from_dict(config["camera"]) if config.get("camera") else None
     for s, data in rows["scenarios"].items():
         by_agent = data["records"]
         agents = list(by_agent)
@@ -282,9 +290,7 @@ def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: 
             path = files / f"{s}__seed{seed}.mp4"
             if progress:
                 print(f"video: {s} seed {seed} ({len(agents)} agents)", flush=True)
-            made = side_by_side(agents, s, seed, path, duration_s=config.get("duration_s"), camera=camera,
-                                device=None if config.get("device") in (None, "auto") else config["device"],
-                                decision_timeout_s=config.get("decision_timeout_s"))
+            made = side_by_side(agents, s, seed, path, **_redrive(config))
             evaluated = {a: next((r for r in by_agent[a] if r["seed"] == seed), None) for a in agents}
             differs = [a for a in agents if evaluated[a] is not None and
                        (made["records"][a]["status"], made["records"][a]["driving_score"])
@@ -333,17 +339,13 @@ def _thumbnail(config: dict, agent: str, scenario: str, seed: int, files: Path, 
     """Re-drive one agent's episode and keep its last frame (the moment it failed)."""
     import cv2
 
-    from sim.camera import CameraSpec
     from sim.sidebyside import drive_clips, last_frame
 
     if progress:
         print(f"thumbnail: {scenario} seed {seed} ({agent})", flush=True)
     work = Path(tempfile.mkdtemp(prefix="drive-thumb-", dir=files))
     try:
-        [(clip, _)] = drive_clips([agent], scenario, seed, work, duration_s=config.get("duration_s"),
-                                  camera=CameraSpec.from_dict(config["camera"]) if config.get("camera") else None,
-                                  device=None if config.get("device") in (None, "auto") else config["device"],
-                                  decision_timeout_s=config.get("decision_timeout_s"))
+        [(clip, _)] = drive_clips([agent], scenario, seed, work, **_redrive(config))
         img = last_frame(clip)
     finally:
         shutil.rmtree(work, ignore_errors=True)
