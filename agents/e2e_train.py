@@ -62,6 +62,11 @@ class E2ETrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 4
+    """Stop after this many epochs without a better validation loss (``keep="best"`` only)."""
+    keep: str = "best"
+    """``best``: keep the epoch with the lowest validation loss (early stopping); ``last``:
+    train every epoch and keep the final weights (fixed compute, no selection on a small
+    validation split: the scaling study)."""
     val_fraction: float = 0.1
     seed: int = 0
     augment: bool = True
@@ -80,6 +85,8 @@ class E2ETrainConfig:
         parse_model(self.model)
         if self.loss not in ("l1", "mse"):
             raise ValueError(f"unknown loss {self.loss!r}; known: l1, mse")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"unknown keep {self.keep!r}; known: best, last")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
 
@@ -203,6 +210,27 @@ def evaluate_loss(model: PilotNet, maker: BatchMaker, idx: np.ndarray, device: t
     return total / max(n, 1)
 
 
+def policy_loss(path: str | Path, demos: Demos, device: str | torch.device = "cpu") -> float:
+    """A trained policy's loss (its own loss kind, no augmentation) on every state of
+    ``demos``: open-loop error on data it never saw, comparable across policies."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    model, meta = load_policy(path, dev)
+    if tuple(meta["action_names"]) != tuple(demos.action_names):
+        raise ValueError(f"{path} drives {meta['action_names']}, the data has {list(demos.action_names)}")
+    h, w = int(demos.camera["height_px"]), int(demos.camera["width_px"])
+    if model.config.image_hw != (h, w):
+        raise ValueError(f"{path} takes {model.config.image_hw} frames, the data has {(h, w)}")
+    maker = BatchMaker(demos, model.config, E2ETrainConfig(), float(meta["steering_range_rad"]))
+    kind = meta.get("training", {}).get("loss", E2ETrainConfig().loss)
+    return evaluate_loss(model, maker, np.arange(len(demos)), dev, kind)
+
+
+def epochs_for(samples: int, frames: int, max_epochs: int, val_fraction: float = 0.1) -> int:
+    """Epochs that show about ``samples`` training samples from ``frames`` labelled states
+    (a ``val_fraction`` of them held out): equal compute across data sizes, at least 1."""
+    return int(min(max_epochs, max(1, math.ceil(samples / max((1 - val_fraction) * frames, 1)))))
+
+
 def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig = E2ETrainConfig(), *,
               device: str = "auto", init: str | Path | None = None, progress: bool = True,
               extra_meta: dict | None = None, demos: Demos | None = None) -> dict:
@@ -298,7 +326,7 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
         if progress:
             print(f"epoch {epoch + 1}: train {history[-1]['train_loss']:.4f}  val {val_loss:.4f}  "
                   f"({elapsed:.0f} s)", flush=True)
-        if val_loss < best:
+        if val_loss < best or recipe.keep == "last":
             best, best_epoch = val_loss, epoch + 1
             save_policy(model, out, _meta(demos, paths, recipe, model, steer_range, history, best_epoch,
                                           train_idx, val_idx, dev, init, samples, load_s, compute_s,

@@ -71,6 +71,7 @@ def _timeout(text: str) -> float | None:
 
 _positive_int = _int_at_least(1, "must be at least 1")
 _seed = _int_at_least(0, "seeds are non-negative integers")
+_count = _int_at_least(0, "must be 0 or more")
 
 
 def _cmd_scenarios(args) -> int:
@@ -247,7 +248,9 @@ def _cmd_study(args) -> int:
                       train_seeds=args.train_seeds, episodes=args.episodes, seed_start=args.seed_start,
                       samples=parse_sizes(args.samples)[0], max_epochs=args.max_epochs,
                       budget_s=60.0 * args.budget_min, stack=args.stack, duration_s=args.duration, references=refs,
-                      data=tuple(d for d in (args.data or "").split(",") if d))
+                      data=tuple(d for d in (args.data or "").split(",") if d),
+                      heldout_episodes=args.heldout_episodes, dagger_rounds=args.dagger_rounds,
+                      dagger_episodes=args.dagger_episodes, keep=args.keep)
     out = Path(args.out or f"runs/study/{args.scenario}")
     run_study(cfg, out, workers=args.workers, device=args.device, resume=args.resume, backend=args.backend,
               address=args.address, progress=not args.quiet, argv=sys.argv)
@@ -513,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim: steps per replayed episode (default: 200)")
     s.add_argument("--repeats", type=_positive_int, default=3,
                    help="sim: episodes replayed per configuration (default: 3)")
-    s.add_argument("--worker-episodes", type=_int_at_least(0, "must be 0 or more"), default=6,
+    s.add_argument("--worker-episodes", type=_count, default=6,
                    help="sim: episodes for the --workers comparison; 0 skips it (default: 6)")
     s.add_argument("--repeats-inference", type=_positive_int, default=200,
                    help="inference: timed calls per row (default: 200)")
@@ -553,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--episodes", type=_positive_int, default=None,
                    help="seeds per scenario (default: 20, --quick 3)")
     s.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: 2)")
-    s.add_argument("--videos", type=_int_at_least(0, "must be 0 or more"), default=None, metavar="N",
+    s.add_argument("--videos", type=_count, default=None, metavar="N",
                    help="side-by-side videos per scenario (default: 2, --quick 1)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: auto)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -582,6 +585,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="agents driven once as horizontal lines (default: expert,modular)")
     s.add_argument("--data", default=None, metavar="DATASET[,DATASET]",
                    help="demos to take subsets of (default: record them into OUT/demos)")
+    s.add_argument("--heldout-episodes", type=_count, default=5,
+                   help="expert episodes in no subset, every cell's open-loop test set (default: 5; 0: none)")
+    s.add_argument("--dagger-rounds", type=_count, default=0,
+                   help="after behaviour cloning, DAgger rounds per cell, charted as lines of their own "
+                        "(default: 0; a study may add them on --resume)")
+    s.add_argument("--dagger-episodes", type=_positive_int, default=5,
+                   help="episodes collected per DAgger round (default: 5)")
+    s.add_argument("--keep", default="last", choices=["last", "best"],
+                   help="weights a cell keeps: the final epoch (fixed compute) or the lowest loss on its own "
+                        "validation episodes, with early stopping (default: last; studies before it: best)")
     s.add_argument("--workers", type=_positive_int, default=1, help="cells at a time (default: 1)")
     s.add_argument("--backend", default="local", choices=["local", "ray"], help="(default: local processes)")
     s.add_argument("--address", default=None, help="ray: the cluster address (default: start a local one)")
@@ -599,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(mean and interquartile mean), paired comparisons on shared seeds, the sensors "
                     "each agent used, and figures.")
     s.add_argument("dir", metavar="DIR", help="a folder written by 'drive eval'")
-    s.add_argument("--videos", type=_int_at_least(0, "must be 0 or more"), default=3, metavar="N",
+    s.add_argument("--videos", type=_count, default=3, metavar="N",
                    help="side-by-side videos per scenario (seeds re-driven by every agent; "
                         "0 for none; default: 3)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -681,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dagger: episodes collected per round (default: 10)")
     s.add_argument("--beta", type=_fraction, default=0.5,
                    help="dagger: share of expert control in round 1, halved every round (default: 0.5)")
-    s.add_argument("--eval-episodes", type=_int_at_least(0, "must be 0 or more"), default=20,
+    s.add_argument("--eval-episodes", type=_count, default=20,
                    help="dagger: closed-loop episodes scored per round on seeds 0.. (default: 20)")
     s.add_argument("--workers", type=_positive_int, default=2, help="dagger: worker processes (default: 2)")
     s.add_argument("--seed", type=_seed, default=0, help="(default: 0)")

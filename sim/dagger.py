@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from agents.e2e_train import META, E2ETrainConfig, load_policy, save_policy, train_e2e
+from agents.demos import Demos, episode_lengths, load_demos
+from agents.e2e_train import META, E2ETrainConfig, epochs_for, load_policy, save_policy, train_e2e
 from sim.io import append_jsonl, read_jsonl
 from sim.record import NoiseConfig, record_dataset
 from sim.run import run_agent
@@ -80,8 +81,17 @@ def _evaluate(policy: Path, scenario, n: int, out: Path, workers: int, progress:
 
 def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerConfig(),
                recipe: E2ETrainConfig | None = None, *,
-               scenario: str | None = None, data: list[str] | None = None, device: str = "auto",
-               progress: bool = True, extra_meta: dict | None = None) -> dict:
+               scenario: str | None = None, data: list[str] | None = None, episodes: list[int] | None = None,
+               samples: int | None = None, device: str = "auto", progress: bool = True,
+               extra_meta: dict | None = None) -> dict:
+    """Run (or resume) ``config.rounds`` DAgger rounds from the policy ``init``.
+
+    ``data``: the initial demos (default: ``init``'s training data); ``episodes``: only these
+    of them (indices over ``data``'s episodes, as :func:`agents.demos.load_demos` takes them;
+    the scaling study's subsets).  ``samples``: each round fine-tunes for about that many
+    samples (epochs from the aggregate's size, at most ``recipe.epochs``) instead of a fixed
+    ``recipe.epochs``.
+    """
     init, out = Path(init), Path(out)
     recipe = recipe or E2ETrainConfig(epochs=4, lr=3e-4, patience=2)
     _, init_meta = load_policy(init)
@@ -89,6 +99,7 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
     if not scenario:
         raise ValueError(f"{init / META} names no scenario; pass --scenario")
     data = list(data or init_meta["dataset"]["paths"])
+    aggregate = _Aggregate(data, episodes)
     log_path = out / "dagger.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     done = {int(r["round"]): r for r in read_jsonl(log_path)} if log_path.exists() else {}
@@ -96,7 +107,7 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
     if 0 not in done:
         if progress:
             print(f"round 0: scoring the initial policy {init} on {config.eval_episodes} seeds", flush=True)
-        row = {"round": 0, "beta": None, "policy": str(init), "frames": _frames(data), "new_frames": 0,
+        row = {"round": 0, "beta": None, "policy": str(init), "frames": aggregate.frames(), "new_frames": 0,
                "closed_loop": _evaluate(init, _scenario(scenario, config), config.eval_episodes, out / "rounds" / "0" / "eval",
                                         config.workers, progress),
                "val_loss": _best_val(init_meta), "seconds": time.time() - started}
@@ -108,12 +119,12 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
         beta = config.beta * config.decay ** (r - 1)
         if r in done:
             current = Path(done[r]["policy"])
-            data.append(str(rdir / "demos"))
+            aggregate.add(rdir / "demos")
             continue
         t0 = time.time()
         demos = rdir / "demos"
         if demos.exists():  # complete (datasets appear atomically) from an interrupted round
-            new = {"frames": _frames([str(demos)])}
+            new = {"frames": _frames([demos])}
         else:
             seeds = [config.data_seed_start + (r - 1) * config.episodes + i for i in range(config.episodes)]
             if progress:
@@ -121,14 +132,16 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
             new = record_dataset(_scenario(scenario, config), seeds, demos, noise=NoiseConfig(0.0),
                                  learner=f"e2e:{current}", beta=beta, workers=config.workers,
                                  progress=progress, extra={"dagger_round": r})
-        data.append(str(demos))
+        aggregate.add(demos)
         policy = rdir / "policy"
         if policy.exists():
             shutil.rmtree(policy)  # a half-trained round: train it again
-        result = train_e2e(data, policy, recipe, device=device, init=current, progress=progress,
-                           extra_meta={**(extra_meta or {}), "dagger_round": r})
+        frames = aggregate.frames()
+        rec = recipe if samples is None else replace(recipe, epochs=epochs_for(samples, frames, recipe.epochs))
+        result = train_e2e(aggregate.paths, policy, rec, device=device, init=current, progress=progress,
+                           demos=aggregate.load(), extra_meta={**(extra_meta or {}), "dagger_round": r})
         current = policy
-        row = {"round": r, "beta": beta, "policy": str(policy), "frames": _frames(data),
+        row = {"round": r, "beta": beta, "policy": str(policy), "frames": frames,
                "new_frames": int(new["frames"]),
                "closed_loop": _evaluate(policy, _scenario(scenario, config), config.eval_episodes, rdir / "eval",
                                         config.workers,
@@ -146,7 +159,35 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
     return {"out": str(out), "rounds": [done[k] for k in sorted(done)], "scenario": scenario}
 
 
-def _frames(paths: list[str]) -> int:
+class _Aggregate:
+    """The initial demos (all their episodes, or the chosen ones) plus every round's data."""
+
+    def __init__(self, data: list[str], episodes: list[int] | None) -> None:
+        self.paths = [str(p) for p in data]
+        self.base = None if episodes is None else [int(e) for e in episodes]
+        self.n_base = len(episode_lengths(self.paths)) if episodes is not None else 0
+
+    def add(self, path: str | Path) -> None:
+        self.paths.append(str(path))
+
+    def chosen(self) -> list[int] | None:
+        if self.base is None:
+            return None
+        return self.base + list(range(self.n_base, len(episode_lengths(self.paths))))
+
+    def frames(self) -> int:
+        chosen = self.chosen()
+        if chosen is None:
+            return _frames(self.paths)
+        lengths = episode_lengths(self.paths)
+        return int(sum(lengths[e] for e in chosen))
+
+    def load(self) -> Demos | None:
+        chosen = self.chosen()
+        return None if chosen is None else load_demos(self.paths, episodes=chosen)
+
+
+def _frames(paths: list) -> int:
     from agents.demos import dataset_info
 
     return int(sum(dataset_info(p)["drive"]["frames"] for p in paths))

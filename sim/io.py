@@ -59,6 +59,12 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     atomic_write_bytes(path, old + line.encode("utf-8"))
 
 
+def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
+    """Replace a JSONL file whole, atomically (a rewrite of lines appended earlier)."""
+    text = "".join(json.dumps(r, sort_keys=True, default=_json_default, allow_nan=True) + "\n" for r in records)
+    atomic_write_text(path, text)
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSONL file; a damaged line is an error naming the file and line."""
     records = []

@@ -35,14 +35,20 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl
+from sim.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl, write_jsonl
 
 CONFIG = "study.json"
 CELLS = "study.jsonl"
 MODELS = ("s", "m", "l")
 MATCHED = ("scenario", "samples", "max_epochs", "budget_s", "stack", "episodes", "seed_start", "duration_s",
-           "order_seed", "data")
-"""A resumed study must agree on these; the grid (sizes, models, seeds) may grow."""
+           "order_seed", "data", "heldout_episodes", "heldout_seed", "keep")
+"""A resumed study must agree on these; the grid (sizes, models, seeds, DAgger rounds) may grow."""
+MATCHED_DAGGER = ("dagger_episodes", "dagger_seed")
+"""... and on these once it has DAgger lines."""
+LEGACY = {"keep": "best"}
+"""What a study written before these settings existed did (its study.json lacks them)."""
+HELDOUT = "heldout"
+"""The study's shared open-loop test set: expert episodes in no subset, recorded once."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,18 @@ class StudyConfig:
     demo_noise: float = 0.2
     order_seed: int = 0
     """The permutation of episodes that makes the nested subsets."""
+    heldout_episodes: int = 5
+    """Expert episodes (seeds heldout_seed, ...) in no subset: every cell's open-loop loss is
+    measured on the same states (0: only each cell's own validation split)."""
+    heldout_seed: int = 90_000
+    dagger_rounds: int = 0
+    """After behaviour cloning, this many DAgger rounds per cell (a second line per cell)."""
+    dagger_episodes: int = 5
+    """Episodes collected (and labelled by the expert) per DAgger round."""
+    dagger_seed: int = 5_000
+    keep: str = "last"
+    """Which weights a cell keeps: ``last`` (fixed compute, the final epoch) or ``best`` (lowest
+    loss on the cell's own validation episodes, with early stopping)."""
 
     def __post_init__(self) -> None:
         if not self.frames or any(f <= 0 for f in self.frames) or list(self.frames) != sorted(set(self.frames)):
@@ -78,6 +96,10 @@ class StudyConfig:
             raise ValueError(f"unknown model size(s) {bad or self.models}; known: {', '.join(MODELS)}")
         if self.train_seeds < 1 or self.episodes < 1 or self.samples < 1:
             raise ValueError("train_seeds, episodes and samples must be >= 1")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"unknown keep {self.keep!r}; known: best, last")
+        if self.heldout_episodes < 0 or self.dagger_rounds < 0 or self.dagger_episodes < 1:
+            raise ValueError("heldout_episodes and dagger_rounds must be >= 0, dagger_episodes >= 1")
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -105,6 +127,12 @@ def grid(cfg: StudyConfig) -> list[dict]:
     """Cells in the order they run: small data first, so a partial study already draws a curve."""
     return [{"model": m, "frames": f, "seed": s} for f in cfg.frames for m in cfg.models
             for s in range(cfg.train_seeds)]
+
+
+def line_names(cfg: StudyConfig, cell: dict) -> list[str]:
+    """The study.jsonl lines a cell owes: behaviour cloning, then DAgger when asked for."""
+    name = cell_name(cell["model"], cell["frames"], cell["seed"])
+    return [name] + ([f"{name}__dagger{cfg.dagger_rounds}"] if cfg.dagger_rounds else [])
 
 
 MIN_EPISODES = 2
@@ -161,57 +189,128 @@ def _record_data(cfg: StudyConfig, folder: Path, workers: int, progress: bool) -
 # ---------------------------------------------------------------------------- one cell
 
 
-def run_cell(folder: str, cfg_dict: dict, cell: dict, threads: int, device: str) -> dict:
-    """Train and evaluate one cell (a process of its own); returns its study.jsonl line."""
+def run_cell(folder: str, cfg_dict: dict, cell: dict, threads: int, device: str) -> list[dict]:
+    """Train and evaluate one cell (a process of its own): behaviour cloning on the cell's
+    subset, then (``dagger_rounds``) DAgger from that policy; returns the study.jsonl lines
+    not in ``cell["done"]``."""
     import torch
 
     from agents.demos import episode_lengths, load_demos
-    from agents.e2e_train import META, E2ETrainConfig, train_e2e
+    from agents.e2e_train import META, E2ETrainConfig, epochs_for, train_e2e
     from perception.checkpoint import training_complete
-    from sim.evaluate import run_eval
-    from sim.scenarios import get_scenario
+    from sim.dagger import DaggerConfig, run_dagger
 
     if threads:
         torch.set_num_threads(threads)
     cfg = _cfg(cfg_dict)
     folder_p = Path(folder)
     paths = json.loads((folder_p / CONFIG).read_text())["datasets"]
-    out = folder_p / "cells" / cell_name(cell["model"], cell["frames"], cell["seed"])
+    names = line_names(cfg, cell)
+    done = set(cell.get("done", ()))
+    out = folder_p / "cells" / names[0]
     ckpt = out / "policy"
     chosen = nested_subsets(episode_lengths(paths), [cell["frames"]], cfg.order_seed)[cell["frames"]]
     subset = load_demos(paths, episodes=chosen)  # only the chosen episodes' frames are read
-    train_frames_est = 0.9 * len(subset)
-    epochs = int(min(cfg.max_epochs, max(1, math.ceil(cfg.samples / max(train_frames_est, 1)))))
-    recipe = E2ETrainConfig(model=f"pilotnet-{cell['model']}", stack=cfg.stack, epochs=epochs,
+    epochs = epochs_for(cfg.samples, len(subset), cfg.max_epochs)
+    # keep="last" (the default): fixed compute, final weights, no selection on a validation split
+    # that is one episode for the smallest subsets (where best-epoch selection kept barely
+    # trained epoch-1 networks)
+    recipe = E2ETrainConfig(model=f"pilotnet-{cell['model']}", stack=cfg.stack, epochs=epochs, keep=cfg.keep,
                             patience=max(4, epochs // 4), seed=int(cell["seed"]), budget_s=cfg.budget_s,
                             threads=threads)
+    key = {k: cell[k] for k in ("model", "frames", "seed")}
     if not training_complete(ckpt, META):
         train_e2e(paths, ckpt, recipe, device=device, progress=False, demos=subset,
-                  extra_meta={"study": {"cell": cell, "episodes": [subset.episodes[k]["seed"]
-                                                                    for k in range(len(subset.episodes))]}})
-    meta = json.loads((ckpt / META).read_text())
-    tr = meta["training"]
-    best = tr["history"][tr["best_epoch"] - 1]
+                  extra_meta={"study": {"cell": key, "episodes": [subset.episodes[k]["seed"]
+                                                                   for k in range(len(subset.episodes))]}})
+    lines = []
+    if names[0] not in done:
+        meta = json.loads((ckpt / META).read_text())
+        tr = meta["training"]
+        lines.append({**key, **_score(folder_p, cfg, ckpt, out / "eval", device), "cell": names[0], "method": "bc",
+                      "labelled_frames": len(subset), "episodes_used": len(chosen), "epochs_planned": epochs,
+                      "epochs_run": len(tr["history"]), "stopped": tr["stopped"],
+                      "samples_seen": int(tr["samples_seen"]),
+                      "train_seconds": round(float(tr["history"][-1]["elapsed_s"]), 1),
+                      "val_loss": _best_val(tr)})
+    if cfg.dagger_rounds and names[1] not in done:
+        del subset
+        t0 = time.perf_counter()
+        dagger = out / "dagger"
+        dcfg = DaggerConfig(rounds=cfg.dagger_rounds, episodes=cfg.dagger_episodes, eval_episodes=0,
+                            data_seed_start=cfg.dagger_seed, workers=1, duration_s=cfg.duration_s)
+        fine_tune = E2ETrainConfig(epochs=cfg.max_epochs, lr=3e-4, keep=cfg.keep, patience=3, seed=int(cell["seed"]),
+                                   budget_s=cfg.budget_s, threads=threads)
+        result = run_dagger(ckpt, dagger, dcfg, fine_tune, scenario=cfg.scenario, data=paths, episodes=chosen,
+                            samples=cfg.samples // 2, device=device, progress=False,
+                            extra_meta={"study": {"cell": key, "dagger_rounds": cfg.dagger_rounds}})
+        rounds = [r for r in result["rounds"] if 1 <= r["round"] <= cfg.dagger_rounds]
+        final = Path(rounds[-1]["policy"])
+        bc = json.loads((ckpt / META).read_text())["training"]
+        trs = [json.loads((Path(r["policy"]) / META).read_text())["training"] for r in rounds]
+        lines.append({**key, **_score(folder_p, cfg, final, dagger / f"eval{cfg.dagger_rounds}", device),
+                      "cell": names[1], "method": "dagger", "dagger_rounds": cfg.dagger_rounds,
+                      "labelled_frames": int(rounds[-1]["frames"]),
+                      "dagger_frames": int(sum(r["new_frames"] for r in rounds)),
+                      "episodes_used": len(chosen) + cfg.dagger_rounds * cfg.dagger_episodes,
+                      "epochs_planned": sum(int(t["epochs"]) for t in trs),
+                      "epochs_run": len(bc["history"]) + sum(len(t["history"]) for t in trs),
+                      "stopped": trs[-1]["stopped"],
+                      "samples_seen": int(bc["samples_seen"]) + sum(int(t["samples_seen"]) for t in trs),
+                      "train_seconds": round(float(bc["history"][-1]["elapsed_s"])
+                                             + sum(float(t["history"][-1]["elapsed_s"]) for t in trs), 1),
+                      "dagger_seconds": round(time.perf_counter() - t0, 1),
+                      "val_loss": _best_val(trs[-1])})
+    return lines
+
+
+def _best_val(training: dict) -> float:
+    return float(training["history"][training["best_epoch"] - 1]["val_loss"])
+
+
+def _score(folder: Path, cfg: StudyConfig, policy: Path, eval_dir: Path, device: str) -> dict:
+    """A policy's study figures: closed loop on the held-out seeds (through the harness) and
+    open-loop loss on the study's held-out episodes."""
+    from agents.e2e_train import META
+    from sim.evaluate import run_eval
+    from sim.scenarios import get_scenario
+
+    meta = json.loads((policy / META).read_text())
     world = get_scenario(cfg.scenario, **({"duration_s": cfg.duration_s} if cfg.duration_s else {}))
     seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.episodes))
     t1 = time.perf_counter()
-    eval_dir = out / "eval"
-    records = run_eval(eval_dir, [f"e2e:{ckpt}"], [cfg.scenario], seeds, workers=1, device=device,
+    records = run_eval(eval_dir, [f"e2e:{policy}"], [cfg.scenario], seeds, workers=1, device=device,
                        duration_s=cfg.duration_s, progress=False, resume=(eval_dir / "config.json").exists())
     eval_s = time.perf_counter() - t1
     scores = [float(r["driving_score"]) for r in records]
-    return {**cell, "cell": out.name, "labelled_frames": len(subset), "episodes_used": len(chosen),
-            "hours": len(subset) / world.control_hz / 3600.0, "model_name": meta["model"],
-            "parameters": int(meta["parameters"]), "epochs_planned": epochs, "epochs_run": len(tr["history"]),
-            "stopped": tr["stopped"], "samples_seen": int(tr["samples_seen"]),
-            "train_seconds": round(float(tr["history"][-1]["elapsed_s"]), 1),
-            "val_loss": float(best["val_loss"]), "eval_seconds": round(eval_s, 1), "eval_episodes": len(records),
+    frames = int(meta["dataset"]["frames"])
+    return {"policy": str(policy.relative_to(folder)), "hours": frames / world.control_hz / 3600.0,
+            "model_name": meta["model"], "parameters": int(meta["parameters"]),
+            "heldout_loss": _heldout_loss(folder, policy, device),
+            "eval_seconds": round(eval_s, 1), "eval_episodes": len(records),
             "driving_score": float(np.mean(scores)),
             "collision_rate": float(np.mean([r["status"] == "collision" for r in records])),
             "offroad_rate": float(np.mean([r["status"] == "offroad" for r in records])),
             "autonomy_pct": float(np.mean([r.get("autonomy_pct", np.nan) for r in records])),
             "route_completion": float(np.mean([r.get("route_completion", np.nan) for r in records])),
             "statuses": {s: sum(r["status"] == s for r in records) for s in sorted({r["status"] for r in records})}}
+
+
+def _heldout_loss(folder: Path, policy: Path, device: str) -> float | None:
+    """Open-loop loss on the study's held-out episodes (None when the study has none)."""
+    from agents.demos import load_demos
+    from agents.e2e_train import policy_loss
+
+    path = json.loads((folder / CONFIG).read_text()).get(HELDOUT)
+    if not path:
+        return None
+    if path not in _HELDOUT_CACHE:
+        _HELDOUT_CACHE.clear()
+        _HELDOUT_CACHE[path] = load_demos(path)
+    return policy_loss(policy, _HELDOUT_CACHE[path], device)
+
+
+_HELDOUT_CACHE: dict = {}
 
 
 # ---------------------------------------------------------------------------- the study
@@ -222,7 +321,9 @@ def _check_config(path: Path, config: dict) -> None:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: unreadable ({e}); choose a new --out folder") from None
-    diff = [k for k in MATCHED if old.get("study", {}).get(k) != config["study"].get(k)]
+    old_cfg = json.loads(json.dumps(asdict(_cfg(old["study"])))) if "scenario" in old.get("study", {}) else {}
+    keys = MATCHED + (MATCHED_DAGGER if any(r["method"] == "dagger" for r in read_cells(path.parent)) else ())
+    diff = [k for k in keys if old_cfg.get(k) != config["study"].get(k)]
     if diff:
         raise ValueError(f"--resume: this study's {', '.join(diff)} differ from {path}; resume with the same "
                          "recipe (the grid of sizes, models and seeds may grow), or choose a new --out folder")
@@ -249,7 +350,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
             raise FileExistsError(f"{out} already holds a study; pass --resume to continue it, or choose a new --out")
         _check_config(config_path, config)
         old = json.loads(config_path.read_text())
-        for key in ("datasets", "dataset_frames", "dataset_episodes", "started"):
+        for key in ("datasets", "dataset_frames", "dataset_episodes", "started", HELDOUT):
             config[key] = old.get(key)
     if not config.get("datasets"):
         paths = list(cfg.data) or _record_data(cfg, out, max(workers, os.cpu_count() or 1), progress)
@@ -257,7 +358,10 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
         counts = episode_lengths(config["datasets"])
         nested_subsets(counts, cfg.frames, cfg.order_seed)  # every size fits, before any training
         config["dataset_frames"], config["dataset_episodes"] = int(sum(counts)), len(counts)
+    if cfg.heldout_episodes and not config.get(HELDOUT):
+        config[HELDOUT] = str(_record_heldout(cfg, out, max(workers, os.cpu_count() or 1), progress))
     atomic_write_json(config_path, config)
+    _backfill_heldout(out, device, progress)
 
     seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.episodes))
     if progress and cfg.samples < 2 * max(cfg.frames):
@@ -272,25 +376,31 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
                  duration_s=cfg.duration_s, progress=progress, resume=(ref_dir / "config.json").exists())
 
     done = {r["cell"] for r in read_cells(out)}
-    todo = [c for c in grid(cfg) if cell_name(c["model"], c["frames"], c["seed"]) not in done]
+    todo = [{**c, "done": [n for n in line_names(cfg, c) if n in done]} for c in grid(cfg)
+            if any(n not in done for n in line_names(cfg, c))]
     total = len(grid(cfg))
     if progress:
+        dagger = f", each then {cfg.dagger_rounds} DAgger rounds" if cfg.dagger_rounds else ""
         print(f"study: {total} cells ({len(cfg.frames)} sizes x {len(cfg.models)} models x {cfg.train_seeds} "
-              f"seeds), {total - len(todo)} done, {len(todo)} to run, {workers} at a time", flush=True)
+              f"seeds{dagger}), {total - len(todo)} done, {len(todo)} to run, {workers} at a time", flush=True)
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     t0, finished = time.perf_counter(), 0
 
-    def record(line: dict) -> None:
+    def record(lines: list[dict]) -> None:
         nonlocal finished
-        append_jsonl(out / CELLS, line)
+        for line in lines:
+            append_jsonl(out / CELLS, line)
         finished += 1
         if progress:
             per = (time.perf_counter() - t0) / finished
             left = per * (len(todo) - finished)
-            print(f"study: cell {total - len(todo) + finished}/{total} {line['cell']}: score "
-                  f"{line['driving_score']:.3f}, collisions {line['collision_rate']:.2f}, val loss "
-                  f"{line['val_loss']:.4f}, {line['train_seconds']:.0f}+{line['eval_seconds']:.0f} s; "
-                  f"about {left / 60:.0f} min left", flush=True)
+            for line in lines:
+                held = line.get("heldout_loss")
+                print(f"study: cell {total - len(todo) + finished}/{total} {line['cell']}: score "
+                      f"{line['driving_score']:.3f}, collisions {line['collision_rate']:.2f}, val loss "
+                      f"{line['val_loss']:.4f}" + ("" if held is None else f", held-out loss {held:.4f}")
+                      + f", {line['train_seconds']:.0f}+{line['eval_seconds']:.0f} s; about {left / 60:.0f} min left",
+                      flush=True)
 
     args = (str(out), asdict(cfg), threads, device)
     if backend == "ray":
@@ -300,7 +410,35 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
     return read_cells(out)
 
 
-def _run_local(todo: list[dict], args: tuple, record: Callable[[dict], None], workers: int) -> None:
+def _record_heldout(cfg: StudyConfig, folder: Path, workers: int, progress: bool) -> Path:
+    """The shared open-loop test set (reused when a complete one is there)."""
+    from sim.record import NoiseConfig, record_dataset
+    from sim.scenarios import get_scenario
+
+    path = folder / HELDOUT
+    if not (path / "data").exists():
+        if progress:
+            print(f"study: recording {cfg.heldout_episodes} held-out expert episodes into {path}", flush=True)
+        world = get_scenario(cfg.scenario, **({"duration_s": cfg.duration_s} if cfg.duration_s else {}))
+        record_dataset(world, list(range(cfg.heldout_seed, cfg.heldout_seed + cfg.heldout_episodes)), path,
+                       noise=NoiseConfig(fraction=cfg.demo_noise), workers=workers, progress=progress)
+    return path
+
+
+def _backfill_heldout(folder: Path, device: str, progress: bool) -> None:
+    """Lines written before the study had its held-out set get their held-out loss now."""
+    lines = read_cells(folder)
+    todo = [r for r in lines if r.get("heldout_loss") is None]
+    if not todo or not json.loads((folder / CONFIG).read_text()).get(HELDOUT):
+        return
+    if progress:
+        print(f"study: held-out loss for {len(todo)} earlier cells", flush=True)
+    for r in todo:
+        r["heldout_loss"] = _heldout_loss(folder, folder / r.get("policy", f"cells/{r['cell']}/policy"), device)
+    write_jsonl(folder / CELLS, lines)
+
+
+def _run_local(todo: list[dict], args: tuple, record: Callable[[list[dict]], None], workers: int) -> None:
     folder, cfg, threads, device = args
     if workers <= 1:
         for cell in todo:
@@ -314,7 +452,7 @@ def _run_local(todo: list[dict], args: tuple, record: Callable[[dict], None], wo
                 record(f.result())
 
 
-def _run_ray(todo: list[dict], args: tuple, record: Callable[[dict], None], address: str | None) -> None:
+def _run_ray(todo: list[dict], args: tuple, record: Callable[[list[dict]], None], address: str | None) -> None:
     try:
         import ray
     except ImportError:
@@ -339,6 +477,7 @@ def read_cells(folder: str | Path) -> list[dict]:
         missing = [f for f in ("cell", "model", "frames", "seed", "driving_score") if f not in r]
         if missing:
             raise ValueError(f"{path}: line {k} lacks {', '.join(missing)}; not a drive study file")
+        r.setdefault("method", "bc")  # lines from before DAgger cells
     return lines
 
 
@@ -346,21 +485,26 @@ def read_cells(folder: str | Path) -> list[dict]:
 
 
 def summarise(cells: Sequence[dict]) -> list[dict]:
-    """Per (model, frames): mean and spread over training seeds."""
-    groups: dict[tuple[str, int], list[dict]] = {}
+    """Per (model, method, frames): mean and spread over training seeds."""
+    groups: dict[tuple[str, str, int], list[dict]] = {}
     for c in cells:
-        groups.setdefault((c["model"], int(c["frames"])), []).append(c)
+        groups.setdefault((c["model"], c.get("method", "bc"), int(c["frames"])), []).append(c)
     out = []
-    for (model, frames), cs in sorted(groups.items(), key=lambda kv: (MODELS.index(kv[0][0]), kv[0][1])):
+    for (model, method, frames), cs in sorted(groups.items(), key=lambda kv: (MODELS.index(kv[0][0]), kv[0][1],
+                                                                              kv[0][2])):
         score = np.array([c["driving_score"] for c in cs])
         val = np.array([c["val_loss"] for c in cs])
-        out.append({"model": model, "frames": frames, "labelled_frames": int(np.mean([c["labelled_frames"] for c in cs])),
+        held = np.array([np.nan if c.get("heldout_loss") is None else c["heldout_loss"] for c in cs], float)
+        out.append({"model": model, "method": method, "dagger_rounds": cs[0].get("dagger_rounds", 0),
+                    "frames": frames, "labelled_frames": int(np.mean([c["labelled_frames"] for c in cs])),
                     "hours": float(np.mean([c["hours"] for c in cs])), "parameters": cs[0]["parameters"],
                     "seeds": len(cs), "score": float(score.mean()), "score_min": float(score.min()),
                     "score_max": float(score.max()), "score_sd": float(score.std(ddof=1)) if len(cs) > 1 else 0.0,
                     "collision_rate": float(np.mean([c["collision_rate"] for c in cs])),
                     "offroad_rate": float(np.mean([c["offroad_rate"] for c in cs])),
                     "val_loss": float(val.mean()), "val_loss_min": float(val.min()), "val_loss_max": float(val.max()),
+                    "heldout_loss": float(held.mean()), "heldout_loss_min": float(held.min()),
+                    "heldout_loss_max": float(held.max()),
                     "train_seconds": float(np.mean([c["train_seconds"] for c in cs])),
                     "epochs_run": float(np.mean([c["epochs_run"] for c in cs]))})
     return out
@@ -384,17 +528,24 @@ def references(folder: str | Path) -> dict[str, dict]:
     return out
 
 
+def series_name(row: dict) -> str:
+    """``PilotNet-m`` (behaviour cloning) or ``PilotNet-m + DAgger x2``."""
+    base = f"PilotNet-{row['model']}"
+    return base if row.get("method", "bc") == "bc" else f"{base} + DAgger x{row.get('dagger_rounds', '?')}"
+
+
 def matches(rows: Sequence[dict], reference: dict | None) -> dict[str, int | None]:
-    """Per model, the smallest data size whose seed-mean score reaches the reference's 95%
-    interval (its lower end); None when no size does."""
+    """Per series (model, and method), the fewest labelled frames whose seed-mean score reaches
+    the reference's 95% interval (its lower end); None when no size does."""
     if not reference:
         return {}
     bar = reference["low"] if np.isfinite(reference["low"]) else reference["score"]
     out: dict[str, int | None] = {}
-    for r in rows:
-        out.setdefault(r["model"], None)
-        if out[r["model"]] is None and r["score"] >= bar - 1e-12:
-            out[r["model"]] = r["frames"]
+    for r in sorted(rows, key=lambda r: r["labelled_frames"]):
+        name = series_name(r)
+        out.setdefault(name, None)
+        if out[name] is None and r["score"] >= bar - 1e-12:
+            out[name] = r["labelled_frames"]
     return out
 
 
@@ -422,22 +573,29 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     reached = matches(rows, refs.get("modular"))
     files = ensure_writable_dir(folder / "study_files")
 
+    # open loop on the shared held-out episodes when every row has it, else each cell's own split
+    shared = bool(rows) and all(np.isfinite(r["heldout_loss"]) for r in rows)
+    loss_key = "heldout_loss" if shared else "val_loss"
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
     colours = {"s": "tab:green", "m": "tab:blue", "l": "tab:purple"}
-    for model in [m for m in MODELS if any(r["model"] == m for r in rows)]:
-        rs = [r for r in rows if r["model"] == model]
+    series: dict[str, list[dict]] = {}
+    for r in rows:
+        series.setdefault(series_name(r), []).append(r)
+    for name, rs in series.items():
+        rs = sorted(rs, key=lambda r: r["labelled_frames"])
+        colour, bc = colours[rs[0]["model"]], rs[0]["method"] == "bc"
+        style = "o-" if bc else "s--"
         x = [r["labelled_frames"] for r in rs]
-        params = rs[0]["parameters"]
-        ax.plot(x, [r["score"] for r in rs], "o-", color=colours[model],
-                label=f"PilotNet-{model} ({params / 1e3:.0f}k params)")
-        ax.fill_between(x, [r["score_min"] for r in rs], [r["score_max"] for r in rs], color=colours[model],
-                        alpha=0.15)
-        ax2.plot(x, [r["val_loss"] for r in rs], "o-", color=colours[model], label=f"PilotNet-{model}")
-        ax2.fill_between(x, [r["val_loss_min"] for r in rs], [r["val_loss_max"] for r in rs],
-                         color=colours[model], alpha=0.15)
-        if reached.get(model):
-            r = next(r for r in rs if r["frames"] == reached[model])
-            ax.plot([r["labelled_frames"]], [r["score"]], marker="*", ms=16, color=colours[model], mec="black")
+        label = f"{name} ({rs[0]['parameters'] / 1e3:.0f}k params)" if bc else name
+        ax.plot(x, [r["score"] for r in rs], style, color=colour, label=label, mfc=None if bc else "white")
+        ax.fill_between(x, [r["score_min"] for r in rs], [r["score_max"] for r in rs], color=colour,
+                        alpha=0.15 if bc else 0.07)
+        ax2.plot(x, [r[loss_key] for r in rs], style, color=colour, label=name, mfc=None if bc else "white")
+        ax2.fill_between(x, [r[f"{loss_key}_min"] for r in rs], [r[f"{loss_key}_max"] for r in rs],
+                         color=colour, alpha=0.15 if bc else 0.07)
+        if reached.get(name):
+            r = next(r for r in rs if r["labelled_frames"] == reached[name])
+            ax.plot([r["labelled_frames"]], [r["score"]], marker="*", ms=16, color=colour, mec="black")
     for agent, style in (("expert", ":"), ("modular", "--")):
         if agent in refs:
             ref = refs[agent]
@@ -461,8 +619,9 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     ax.set_ylim(-0.02, 1.05)
     ax.set_title(f"{cfg['scenario']}: closed loop ({cfg['episodes']} held-out seeds per cell)")
     ax.legend(fontsize=8, loc="lower right")
-    ax2.set_ylabel("validation loss (L1, open loop)")
-    ax2.set_title("open loop: each cell's held-out demo episodes")
+    ax2.set_ylabel("loss (L1, open loop)")
+    ax2.set_title(f"open loop: {cfg.get('heldout_episodes')} held-out expert episodes, in no subset" if shared
+                  else "open loop: each cell's own validation episodes")
     ax2.legend(fontsize=8)
     fig.tight_layout()
     from io import BytesIO
@@ -473,30 +632,45 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     chart = files / "scaling.png"
     atomic_write_bytes(chart, buf.getvalue())
 
-    header = ["model", "params", "frames", "hours", "seeds", "driving score (mean, min-max)", "collision rate",
-              "off-road rate", "val loss", "epochs", "train s"]
-    table = [[f"PilotNet-{r['model']}", f"{r['parameters'] / 1e3:.0f}k", f"{r['labelled_frames']:,}",
+    header = ["policy", "params", "frames", "hours", "seeds", "driving score (mean, min-max)", "collision rate",
+              "off-road rate", "held-out loss", "val loss", "epochs", "train s"]
+    table = [[series_name(r), f"{r['parameters'] / 1e3:.0f}k", f"{r['labelled_frames']:,}",
               f"{r['hours']:.2f}", str(r["seeds"]),
               f"{r['score']:.3f} ({r['score_min']:.3f}-{r['score_max']:.3f})", f"{r['collision_rate']:.2f}",
-              f"{r['offroad_rate']:.2f}", f"{r['val_loss']:.4f}", f"{r['epochs_run']:.0f}",
-              f"{r['train_seconds']:.0f}"] for r in rows]
+              f"{r['offroad_rate']:.2f}", "-" if not np.isfinite(r["heldout_loss"]) else f"{r['heldout_loss']:.4f}",
+              f"{r['val_loss']:.4f}", f"{r['epochs_run']:.0f}", f"{r['train_seconds']:.0f}"]
+             for r in sorted(rows, key=lambda r: (r["method"], MODELS.index(r["model"]), r["frames"]))]
     ref_lines = [f"{a}: {v['score']:.3f} [{v['low']:.3f}, {v['high']:.3f}] over {v['episodes']} episodes"
                  for a, v in refs.items()]
     if "modular" in refs:
-        match_lines = [f"PilotNet-{m}: " + (f"reaches modular at {f:,} frames" if f else
-                                             "does not reach modular within the sizes run")
+        match_lines = [f"{m}: " + (f"reaches modular at {f:,} labelled frames" if f else
+                                    "does not reach modular within the sizes run")
                        for m, f in reached.items()]
     else:
         match_lines = ["no modular reference in this study"]
-    total_train = sum(c["train_seconds"] for c in cells)
-    total_eval = sum(c["eval_seconds"] for c in cells)
-    intro = (f"Scenario {cfg['scenario']}; {len(cells)} of {len(grid(_cfg(cfg)))} cells done; every cell trained "
+    bc_cells = [c for c in cells if c["method"] == "bc"]
+    dagger_cells = [c for c in cells if c["method"] == "dagger"]
+    total_train = sum(c["train_seconds"] for c in bc_cells)
+    total_eval = sum(c["eval_seconds"] for c in bc_cells)
+    total_dagger = sum(c.get("dagger_seconds", 0.0) for c in dagger_cells)
+    dagger_text = ""
+    if dagger_cells:
+        k = sorted({c["dagger_rounds"] for c in dagger_cells})
+        dagger_text = (f" DAgger lines: from each cell's policy, {'/'.join(map(str, k))} rounds of "
+                       f"{cfg.get('dagger_episodes')} episodes driven by the mix of expert and network, every "
+                       f"visited state labelled by the expert and aggregated with the cell's subset, fine-tuned on "
+                       f"{cfg['samples'] // 2:,} samples per round; their x is all labelled frames (subset + "
+                       f"DAgger's), {total_dagger / 60:.0f} min of cell time.")
+    held_text = (f" Open-loop loss on {cfg.get('heldout_episodes')} expert episodes in no subset (seeds "
+                 f"{cfg.get('heldout_seed')}+)." if shared else " Open-loop loss on each cell's own validation "
+                 "episodes (not comparable across sizes).")
+    intro = (f"Scenario {cfg['scenario']}; {len(bc_cells)} of {len(grid(_cfg(cfg)))} cells done; every cell trained "
              f"on {cfg['samples']:,} samples (at most {cfg['max_epochs']} epochs, {cfg['budget_s']:.0f} s budget) "
              f"from nested subsets of {config.get('dataset_episodes')} expert episodes "
              f"({config.get('dataset_frames'):,} frames), then driven on seeds {cfg['seed_start']}-"
              f"{cfg['seed_start'] + cfg['episodes'] - 1}. Bands: min-max over training seeds. A star marks the "
              f"smallest size whose mean reaches modular's 95% interval. Training {total_train / 60:.0f} min and "
-             f"evaluation {total_eval / 60:.0f} min of cell time in all.")
+             f"evaluation {total_eval / 60:.0f} min of cell time in all." + held_text + dagger_text)
     md = [f"# Scaling study: {cfg['scenario']}", "", intro, "", "![scaling](study_files/scaling.png)", "",
           "References: " + "; ".join(ref_lines), "", *[f"- {x}" for x in match_lines], "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
@@ -521,5 +695,7 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
 
 
 def _cfg(d: dict) -> StudyConfig:
+    """A study.json's recipe (keys it lacks: what the version that wrote it did, LEGACY)."""
+    d = {**{k: v for k, v in LEGACY.items() if k not in d}, **d}
     return StudyConfig(**{**d, "frames": tuple(d["frames"]), "models": tuple(d["models"]),
                           "references": tuple(d["references"]), "data": tuple(d["data"])})

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from agents.demos import episode_lengths, load_demos
 from sim.cli import main
+from sim.io import write_jsonl
 from sim.record import NoiseConfig, record_dataset
 from sim.scenarios import get_scenario
 from sim.study import (
@@ -70,17 +71,25 @@ def test_parse_sizes_and_config_checks():
 
 
 def test_matches_marks_the_smallest_size_that_reaches_the_reference():
-    rows = [{"model": "s", "frames": f, "score": v} for f, v in ((1, 0.2), (2, 0.95), (3, 0.99))]
-    assert matches(rows, {"score": 1.0, "low": 0.9, "high": 1.0}) == {"s": 2}
-    assert matches(rows, {"score": 1.0, "low": 1.0, "high": 1.0}) == {"s": None}
+    rows = [{"model": "s", "method": "bc", "frames": f, "labelled_frames": f + 1, "score": v}
+            for f, v in ((3, 0.99), (1, 0.2), (2, 0.95))]
+    rows += [{"model": "s", "method": "dagger", "dagger_rounds": 2, "frames": 1, "labelled_frames": 9, "score": 1.0}]
+    assert matches(rows, {"score": 1.0, "low": 0.9, "high": 1.0}) == {"PilotNet-s": 3,
+                                                                       "PilotNet-s + DAgger x2": 9}
+    assert matches(rows, {"score": 1.0, "low": 1.0, "high": 1.0}) == {"PilotNet-s": None,
+                                                                       "PilotNet-s + DAgger x2": 9}
 
 
 def test_a_tiny_study_runs_end_to_end_resumes_and_grows(tmp_path):
     out = tmp_path / "study"
     cfg = StudyConfig(scenario="lane-keep", frames=(60, 150), models=("s",), train_seeds=1, episodes=1,
                       samples=200, max_epochs=2, budget_s=60, duration_s=3.0, references=("expert",),
-                      demo_seed=2000)
+                      demo_seed=2000, heldout_episodes=2)
     cells = run_study(cfg, out, progress=False)
+    assert all(np.isfinite(c["heldout_loss"]) and c["method"] == "bc" for c in cells)  # one shared test set
+    assert json.loads((out / "study.json").read_text())["heldout"] == str(out / "heldout")
+    trained = json.loads((out / "cells" / "s__60__seed0" / "policy" / "e2e.json").read_text())["training"]
+    assert trained["keep"] == "last" and trained["best_epoch"] == len(trained["history"]) == trained["epochs"]
     assert sorted((c["frames"], c["model"], c["seed"]) for c in cells) == [(60, "s", 0), (150, "s", 0)]
     by = {c["frames"]: c for c in cells}
     assert by[60]["labelled_frames"] >= 60 and by[150]["labelled_frames"] >= 150
@@ -101,7 +110,37 @@ def test_a_tiny_study_runs_end_to_end_resumes_and_grows(tmp_path):
     paths = write_study_report(out)
     md = paths["md"].read_text()
     assert "4 of 4 cells" in md and "| PilotNet-s |" in md and "expert:" in md and paths["chart"].stat().st_size > 0
-    assert "no modular reference" in md
+    assert "no modular reference" in md and "expert episodes in no subset" in md
+
+    # DAgger added on resume: a second line per cell, from that cell's policy and subset
+    dagger = StudyConfig(**{**grown.__dict__, "train_seeds": 1, "dagger_rounds": 1, "dagger_episodes": 1})
+    cells = run_study(dagger, out, resume=True, progress=False)
+    assert len(cells) == 6 and (out / CELLS).read_bytes().startswith(before)
+    bc = {c["frames"]: c for c in cells if c["method"] == "bc" and c["seed"] == 0}
+    for d in (c for c in cells if c["method"] == "dagger"):
+        assert d["cell"] == f"s__{d['frames']}__seed0__dagger1" and d["dagger_frames"] > 0
+        assert d["labelled_frames"] == bc[d["frames"]]["labelled_frames"] + d["dagger_frames"]
+        assert d["samples_seen"] > bc[d["frames"]]["samples_seen"] and np.isfinite(d["heldout_loss"])
+        assert (out / d["policy"]).parent.name == "1"  # cells/NAME/dagger/rounds/1/policy
+    md = write_study_report(out)["md"].read_text()
+    assert "| PilotNet-s + DAgger x1 |" in md and "DAgger lines" in md
+
+    # a study from before the shared held-out set: its lines get the loss on resume
+    lines = read_cells(out)
+    for r in lines:
+        r.pop("heldout_loss")
+    write_jsonl(out / CELLS, lines)
+    again = run_study(dagger, out, resume=True, progress=False)
+    assert [round(r["heldout_loss"], 6) for r in again] == [round(r["heldout_loss"], 6) for r in cells]
+    # and one from before `keep`: it kept the best epoch, so a default (last) resume is refused
+    config = json.loads((out / "study.json").read_text())
+    del config["study"]["keep"]
+    (out / "study.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="keep"):
+        run_study(dagger, out, resume=True, progress=False)
+    assert len(run_study(StudyConfig(**{**dagger.__dict__, "keep": "best"}), out, resume=True,
+                         progress=False)) == 6
+
     (out / CELLS).write_text((out / CELLS).read_text() + '{"cell": "x"}\n')
     with pytest.raises(ValueError, match="lacks"):
         read_cells(out)
