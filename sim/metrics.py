@@ -3,7 +3,8 @@
 Pure functions of arrays: no simulator objects, so they are tested on synthetic traces.
 
 * **driving score** (CARLA leaderboard): route completion x the product of infraction
-  penalties, one factor per infraction (table ``INFRACTION_PENALTY``).
+  penalties, one factor per infraction (table ``INFRACTION_PENALTY``): collisions, leaving
+  the road, and (where lane changes are forbidden) leaving the followed lane.
 * **autonomy** (Bojarski et al. 2016, PilotNet): ``(1 - interventions * 6 s / elapsed s) * 100``,
   clipped to [0, 100].  An intervention is an excursion of more than 1 m from the centre
   of the lane being followed that a safety driver would have corrected, one per started
@@ -40,7 +41,12 @@ INFRACTION_PENALTY = {
     "collision_vehicle": 0.60,
     "collision_object": 0.65,
     "offroad": 0.70,
+    "lane_violation": 0.70,
 }
+"""``lane_violation``: a departure (> LANE_DEPARTURE_M) from the lane being followed where the
+scenario forbids lane changes (lane-keep) - DESIGN.md's lane-boundary violation; a whole lap
+in the wrong lane is one violation.  Lane changes where allowed are manoeuvres, not
+infractions."""
 
 # nuPlan comfort bounds
 LONG_ACCEL_MIN_MPS2 = -4.05
@@ -207,21 +213,22 @@ def episode_metrics(trace: EpisodeTrace, status: str, lane_changes_allowed: bool
     elapsed_s = steps * trace.dt_s
     distance_m = float(np.sum(np.hypot(np.diff(x), np.diff(y)))) if len(x) > 1 else 0.0
     completion = float(max(trace.route_completion)) if trace.route_completion else 0.0
+    # the lane being followed: the route's where lane changes are forbidden, else the nearest
+    followed = np.asarray(trace.lateral_offset_m if lane_changes_allowed else trace.route_offset_m)
+    lat = followed
+    lat_moves = np.abs(lat) > LANE_DEPARTURE_M
+    lane_departures = int(np.sum(lat_moves[1:] & ~lat_moves[:-1])) + int(bool(len(lat) and lat_moves[0]))
     infractions = {
         "collision_vehicle": int(trace.collision == "vehicle"),
         "collision_object": int(trace.collision == "object"),
         "offroad": int(trace.offroad),
+        "lane_violation": 0 if lane_changes_allowed else lane_departures,
     }
-    # the lane being followed: the route's where lane changes are forbidden, else the nearest
-    followed = np.asarray(trace.lateral_offset_m if lane_changes_allowed else trace.route_offset_m)
     interventions, manoeuvres = count_interventions(
         followed, trace.lane_id, lane_changes_allowed, trace.dt_s)
     if trace.collision or trace.offroad or status in AGENT_FAULTS:
         interventions += 1
     autonomy = 100.0 * (1.0 - interventions * INTERVENTION_PENALTY_S / elapsed_s) if elapsed_s else 0.0
-    lat = followed
-    lat_moves = np.abs(lat) > LANE_DEPARTURE_M
-    lane_departures = int(np.sum(lat_moves[1:] & ~lat_moves[:-1])) + int(bool(len(lat) and lat_moves[0]))
     latency = np.asarray(trace.latency_ms)
     n_infractions = sum(infractions.values())
     return {

@@ -56,7 +56,6 @@ from sim.scenarios import (
     COMMANDS,
     STEERING_RANGE_RAD,
     Scenario,
-    get_scenario,
 )
 from sim.versions import git_revision, package_versions
 
@@ -214,13 +213,13 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
 _WORKER: dict = {}
 
 
-def _worker_init(scenario: str, camera: dict, expert: str, learner: str | None, fast_physics: bool,
+def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | None, fast_physics: bool,
                  device: str) -> None:
     from sim.run import task_spec  # local: sim.run imports the agents' registry
 
     if mp.parent_process() is not None:  # a pool worker: one thread each (see sim.parallel)
         os.environ["OMP_NUM_THREADS"] = "1"
-    sc = get_scenario(scenario)
+    sc = scenario  # the object, not its name: overrides (a shorter duration_s) must reach the worker
     cam = CameraSpec(**camera)
     task = task_spec(sc, cam)
     expert_agent = make_agent(expert, task)
@@ -252,7 +251,7 @@ def collect(scenario: Scenario, seeds: Sequence[int], *, camera: CameraSpec, noi
             expert: str = "expert", learner: str | None = None, beta: float = 1.0, workers: int = 1,
             fast_physics: bool = True, device: str = "cpu"):
     """Yield :class:`DemoEpisode` s in seed order (the same arrays for any ``workers``)."""
-    init = (scenario.name, camera.to_dict(), expert, learner, fast_physics, device)
+    init = (scenario, camera.to_dict(), expert, learner, fast_physics, device)
     jobs = [(int(s), noise, float(beta)) for s in seeds]
     if workers <= 1:
         _worker_init(*init)

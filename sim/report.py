@@ -39,6 +39,7 @@ METRICS: tuple[tuple[str, str, int], ...] = (
     ("route completion", "route_completion", 3),
     ("collision rate", "collision_rate", 2),
     ("off-road rate", "offroad_rate", 2),
+    ("lane violation rate", "lane_violation_rate", 2),
     ("autonomy %", "autonomy_pct", 1),
     ("mean speed m/s", "mean_speed_mps", 1),
     ("lateral RMS m", "lateral_offset_rms_m", 3),
@@ -49,7 +50,7 @@ METRICS: tuple[tuple[str, str, int], ...] = (
     ("latency p99 ms", "latency_p99_ms", 2),
 )
 FILES = "report_files"
-RATES = ("collision_rate", "offroad_rate")
+RATES = ("collision_rate", "offroad_rate", "lane_violation_rate")
 
 
 def _value(record: dict, field: str) -> float:
@@ -57,6 +58,8 @@ def _value(record: dict, field: str) -> float:
         return float(record["status"] == "collision")
     if field == "offroad_rate":
         return float(record["status"] == "offroad")
+    if field == "lane_violation_rate":  # episodes that left a lane they had to keep (absent: older records)
+        return float(record["lane_violation"] > 0) if "lane_violation" in record else float("nan")
     v = record.get(field)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
 
@@ -106,7 +109,8 @@ def build_rows(config: dict, records: list[dict]) -> dict[str, Any]:
             for _, field, _ in METRICS:
                 vals = [_value(r, field) for r in rs]
                 if field in RATES:  # a share of episodes: Wilson (the IQM of 0/1 values means little)
-                    rate = wilson(int(np.nansum(vals)), len(vals))
+                    known = [v for v in vals if np.isfinite(v)]  # records older than a rate count as unknown
+                    rate = wilson(int(np.sum(known)), len(known))
                     row[field] = {"mean": rate, "iqm": rate}
                 else:
                     row[field] = {"mean": bootstrap(vals, "mean"), "iqm": bootstrap(vals, "iqm")}

@@ -502,6 +502,7 @@ def summarise(cells: Sequence[dict]) -> list[dict]:
                     "score_max": float(score.max()), "score_sd": float(score.std(ddof=1)) if len(cs) > 1 else 0.0,
                     "collision_rate": float(np.mean([c["collision_rate"] for c in cs])),
                     "offroad_rate": float(np.mean([c["offroad_rate"] for c in cs])),
+                    "autonomy_pct": float(np.mean([c.get("autonomy_pct", np.nan) for c in cs])),
                     "val_loss": float(val.mean()), "val_loss_min": float(val.min()), "val_loss_max": float(val.max()),
                     "heldout_loss": float(held.mean()), "heldout_loss_min": float(held.min()),
                     "heldout_loss_max": float(held.max()),
@@ -633,11 +634,12 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     atomic_write_bytes(chart, buf.getvalue())
 
     header = ["policy", "params", "frames", "hours", "seeds", "driving score (mean, min-max)", "collision rate",
-              "off-road rate", "held-out loss", "val loss", "epochs", "train s"]
+              "off-road rate", "autonomy %", "held-out loss", "val loss", "epochs", "train s"]
     table = [[series_name(r), f"{r['parameters'] / 1e3:.0f}k", f"{r['labelled_frames']:,}",
               f"{r['hours']:.2f}", str(r["seeds"]),
               f"{r['score']:.3f} ({r['score_min']:.3f}-{r['score_max']:.3f})", f"{r['collision_rate']:.2f}",
-              f"{r['offroad_rate']:.2f}", "-" if not np.isfinite(r["heldout_loss"]) else f"{r['heldout_loss']:.4f}",
+              f"{r['offroad_rate']:.2f}", f"{r['autonomy_pct']:.1f}",
+              "-" if not np.isfinite(r["heldout_loss"]) else f"{r['heldout_loss']:.4f}",
               f"{r['val_loss']:.4f}", f"{r['epochs_run']:.0f}", f"{r['train_seconds']:.0f}"]
              for r in sorted(rows, key=lambda r: (r["method"], MODELS.index(r["model"]), r["frames"]))]
     ref_lines = [f"{a}: {v['score']:.3f} [{v['low']:.3f}, {v['high']:.3f}] over {v['episodes']} episodes"

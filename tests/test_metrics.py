@@ -33,7 +33,7 @@ def _trace(n=150, speed=20.0, lateral=None, heading=None, route_offset=None):
 
 def test_penalty_table_matches_design():
     assert INFRACTION_PENALTY == {"collision_vehicle": 0.60, "collision_object": 0.65,
-                                  "offroad": 0.70}
+                                  "offroad": 0.70, "lane_violation": 0.70}
     assert driving_score(0.8, {"collision_vehicle": 1, "collision_object": 0, "offroad": 0}) == \
         pytest.approx(0.48)
     assert driving_score(1.0, {"collision_vehicle": 0, "collision_object": 1, "offroad": 1}) == \
@@ -102,10 +102,13 @@ def test_a_long_excursion_is_charged_every_six_seconds():
     assert m["interventions"] == 9  # ceil(50.07 s / 6 s)
     assert m["autonomy_pct"] == 0.0
     assert m["lateral_offset_rms_m"] == pytest.approx(1.6)
+    # ... and it is a lane-boundary violation: the lap in the wrong lane is not a clean lap
+    assert m["lane_violation"] == 1 and m["driving_score"] == pytest.approx(0.70)
     # where lane changes are allowed the nearest lane is followed: here it is centred
     m2 = episode_metrics(_trace(n, lateral=np.zeros(n + 1), route_offset=held), "ok",
                          lane_changes_allowed=True)
     assert m2["interventions"] == 0 and m2["lateral_offset_rms_m"] == 0.0
+    assert m2["lane_violation"] == 0 and m2["driving_score"] == pytest.approx(1.0)
 
 
 def test_autonomy_follows_pilotnet():
@@ -117,6 +120,9 @@ def test_autonomy_follows_pilotnet():
     assert m["interventions"] == 2
     assert m["autonomy_pct"] == pytest.approx(100 * (1 - 2 * 6.0 / 20.0))
     assert m["lane_departures"] == 2
+    assert m["lane_violation"] == 2 and m["driving_score"] == pytest.approx(0.70 ** 2)
+    lane_changes = episode_metrics(_trace(n, lateral=lateral), "ok", lane_changes_allowed=True)
+    assert lane_changes["lane_violation"] == 0 and lane_changes["driving_score"] == pytest.approx(1.0)
 
 
 def test_comfort_flags_hard_braking_and_fast_yaw():

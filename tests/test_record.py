@@ -62,6 +62,13 @@ def test_dataset_is_a_minari_dataset_with_seeds_and_versions(recorded):
     assert not list(root.glob(".a.*"))  # no temp folder left behind
 
 
+def test_a_scenario_override_reaches_the_recorder(recorded):
+    root, _ = recorded
+    steps = get_scenario("lane-keep", duration_s=4.0).max_steps
+    d = load_demos(root / "a")
+    assert all(e["steps"] <= steps for e in d.episodes) and len(d) <= len(SEEDS) * (steps + 1)
+
+
 def test_noise_perturbs_the_executed_action_but_not_the_label(recorded):
     import minari
 
