@@ -620,7 +620,8 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     ax.set_ylim(-0.02, 1.05)
     ax.set_title(f"{cfg['scenario']}: closed loop ({cfg['episodes']} held-out seeds per cell)")
     ax.legend(fontsize=8, loc="lower right")
-    ax2.set_ylabel("loss (L1, open loop)")
+    ax2.set_ylabel("loss (L1, open loop, log scale)")
+    ax2.set_yscale("log")
     ax2.set_title(f"open loop: {cfg.get('heldout_episodes')} held-out expert episodes, in no subset" if shared
                   else "open loop: each cell's own validation episodes")
     ax2.legend(fontsize=8)
