@@ -183,6 +183,22 @@ def test_wilson_rate_intervals_do_not_collapse_when_nothing_happened():
     assert abs(half.low - 0.299) < 1e-3 and abs(half.high - 0.701) < 1e-3  # textbook values
 
 
+def test_lane_violation_rate_counts_episodes_and_leaves_older_records_unknown():
+    from sim.report import build_rows
+
+    def rec(seed, **extra):
+        return {"agent": "e2e", "scenario": "lane-keep", "seed": seed, "status": "ok", "driving_score": 1.0,
+                **extra}
+
+    config = {"agents": ["e2e"], "scenarios": ["lane-keep"]}
+    rows = build_rows(config, [rec(0, lane_violation=1), rec(1, lane_violation=0), rec(2, lane_violation=0),
+                               rec(3, lane_violation=2)])
+    rate = rows["scenarios"]["lane-keep"]["table"]["e2e"]["lane_violation_rate"]["mean"]
+    assert rate.value == 0.5 and rate.n == 4
+    old = build_rows(config, [rec(0), rec(1)])["scenarios"]["lane-keep"]["table"]["e2e"]["lane_violation_rate"]
+    assert old["mean"].format(2) == "-"  # not 0.00: those records never measured it
+
+
 def test_each_fault_gets_its_status_counts_in_the_denominators_and_the_report(tmp_path, monkeypatch):
     import time as _time
 
