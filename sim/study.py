@@ -667,7 +667,8 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     held_text = (f" Open-loop loss on {cfg.get('heldout_episodes')} expert episodes in no subset (seeds "
                  f"{cfg.get('heldout_seed')}+)." if shared else " Open-loop loss on each cell's own validation "
                  "episodes (not comparable across sizes).")
-    intro = (f"Scenario {cfg['scenario']}; {len(bc_cells)} of {len(grid(_cfg(cfg)))} cells done; every cell trained "
+    intro = (f"Scenario {cfg['scenario']}; {len(bc_cells)} cells done ({len(grid(_cfg(cfg)))} in the last run's "
+             f"grid); every cell trained "
              f"on {cfg['samples']:,} samples (at most {cfg['max_epochs']} epochs, {cfg['budget_s']:.0f} s budget) "
              f"from nested subsets of {config.get('dataset_episodes')} expert episodes "
              f"({config.get('dataset_frames'):,} frames), then driven on seeds {cfg['seed_start']}-"
