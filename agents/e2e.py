@@ -45,16 +45,37 @@ def default_checkpoint(scenario: str) -> str:
     return f"{DEFAULT_E2E_DIR}/{scenario}"
 
 
+def policy_experience(meta: dict) -> dict:
+    """``{"demo_frames": N, "env_steps": M}`` of a policy checkpoint's JSON.
+
+    Behaviour cloning: the dataset's frames (its ``dataset.frames`` already include DAgger's
+    aggregated rounds, whose rollouts are also environment steps the learner drove); RL
+    (``ppo.json``): the environment steps of training plus the demo frames of the
+    behaviour-cloned network it started from, if any.
+    """
+    if "ppo" in meta:
+        init = meta["ppo"].get("init") or {}
+        return {"demo_frames": int(init.get("demo_frames", 0)),
+                "env_steps": int(meta["ppo"].get("timesteps", 0)) + int(init.get("env_steps", 0))}
+    frames = int((meta.get("dataset") or {}).get("frames", 0))
+    rounds = (meta.get("dagger") or {}).get("rounds") or []
+    return {"demo_frames": frames, "env_steps": int(sum(int(r.get("new_frames", 0)) for r in rounds))}
+
+
 class E2EAgent(BaseAgent):
     """PilotNet behaviour-cloned policy.  Sensors: camera, speed, command."""
 
     name = "e2e"
     sensors = SENSORS
+    meta_name = "e2e.json"
+    """The checkpoint's JSON (``agents.ppo.PPOAgent`` loads ``ppo.json``: a PilotNet too)."""
+    default_dir = DEFAULT_E2E_DIR
+    kind = "end-to-end"
 
     def __init__(self, task: TaskSpec, checkpoint: str | None = None, *, device: str = "auto",
                  half: bool = False, compile: bool = False, batch_invariant: bool = True) -> None:
         super().__init__(task)
-        self.checkpoint = str(checkpoint or default_checkpoint(task.scenario)).replace("{scenario}", task.scenario)
+        self.checkpoint = str(checkpoint or f"{self.default_dir}/{task.scenario}").replace("{scenario}", task.scenario)
         self.requested_device, self.half, self.compile = device, half, compile
         self.batch_invariant = batch_invariant
         self.model = None
@@ -75,12 +96,9 @@ class E2EAgent(BaseAgent):
 
         path = Path(self.checkpoint)
         if not path.exists():
-            raise FileNotFoundError(
-                f"no end-to-end checkpoint at {path}; train one with: drive record --scenario "
-                f"{self.task.scenario} --out runs/demos/{self.task.scenario} && drive train e2e --data "
-                f"runs/demos/{self.task.scenario} --out {path}")
+            raise FileNotFoundError(f"no {self.kind} checkpoint at {path}; train one with: {self.how_to_train(path)}")
         dev = resolve_device(self.requested_device)
-        model, meta = load_policy(path, dev)
+        model, meta = load_policy(path, dev, self.meta_name, f"{self.kind} policy")
         if tuple(meta["action_names"]) != tuple(self.task.action_names):
             raise ValueError(f"{path}: the policy drives {meta['action_names']}, scenario "
                              f"{self.task.scenario!r} needs {list(self.task.action_names)}")
@@ -98,6 +116,17 @@ class E2EAgent(BaseAgent):
 
                 model = torch.compile(model, mode="reduce-overhead")
         self.model, self.meta, self._device = model, meta, dev
+
+    def how_to_train(self, path: Path) -> str:
+        sc = self.task.scenario
+        return (f"drive record --scenario {sc} --out runs/demos/{sc} && drive train e2e --data "
+                f"runs/demos/{sc} --out {path}")
+
+    def experience(self) -> dict:
+        """What the policy learned from: expert-labelled demo frames and environment steps it
+        drove itself (DAgger's rollouts, RL), for the report."""
+        self.ensure_ready()
+        return policy_experience(self.meta)
 
     @property
     def config(self):

@@ -97,17 +97,19 @@ def save_policy(model: PilotNet, out: Path, meta: dict) -> None:
                      {"architecture": ARCHITECTURE, "config": model.config.to_dict(), **meta})
 
 
-def load_policy(path: str | Path, device: torch.device | str = "cpu") -> tuple[PilotNet, dict]:
-    """The trained policy (eval mode) and its ``e2e.json``; refuses anything that does not fit."""
+def load_policy(path: str | Path, device: torch.device | str = "cpu", meta_name: str = META,
+                kind: str = "end-to-end policy") -> tuple[PilotNet, dict]:
+    """The trained policy (eval mode) and its JSON (``e2e.json``; the RL policy's ``ppo.json``
+    describes a PilotNet too); refuses anything that does not fit."""
     path = Path(path)
-    meta = read_meta(path, META, ARCHITECTURE, "end-to-end policy")
+    meta = read_meta(path, meta_name, ARCHITECTURE, kind)
     try:
         model = PilotNet(PilotNetConfig.from_dict(meta["config"]))
         missing = [k for k in ("camera", "action_names", "steering_range_rad") if k not in meta]
         if missing:
             raise KeyError(f"missing {missing}")
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / META}: bad config ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path / meta_name}: bad config ({type(e).__name__}: {e})") from None
     load_weights_into(model, path)
     return model.to(device).eval(), meta
 

@@ -148,11 +148,16 @@ class PilotNet(nn.Module):
 
     def forward(self, frames: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
         self.check_input(frames, aux)
-        x = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # NHWC memory: already channels_last
+        x = frames.permute(0, 3, 1, 2).float()  # NHWC memory: already channels_last
         if not self.channels_last:
             x = x.contiguous()
-        x = self.pool(self.features(x)).flatten(1)
-        return self.head(torch.cat([x, aux.to(x.dtype)], dim=1))
+        return self.head(torch.cat([self.encode(x), aux.to(x.dtype)], dim=1))
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The image features: ``pixels`` float [B, 3*stack, H, W] in 0..255 -> [B, flat_features]
+        (normalised here, so every user of the conv stack - the RL extractor too - sees the
+        same input scale)."""
+        return self.pool(self.features(pixels / 127.5 - 1.0)).flatten(1)
 
 
 def aux_inputs(speed_mps, command, config: PilotNetConfig) -> torch.Tensor:

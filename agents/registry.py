@@ -12,6 +12,7 @@ from agents.base import Agent, TaskSpec
 from agents.baselines import IDMAgent, StraightAgent
 from agents.e2e import E2EAgent
 from agents.expert import ExpertAgent, ModularAgent, ModularGroundTruthAgent
+from agents.ppo import PPOAgent
 
 AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
     "expert": (ExpertAgent, "privileged expert: ground-truth objects -> PDM-style planner -> "
@@ -24,12 +25,15 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
     "e2e": (E2EAgent, "end-to-end PilotNet CNN, camera (+ speed, command) -> action, behaviour-"
                       "cloned from expert demos (e2e:CHECKPOINT_DIR, '{scenario}' in it becomes the scenario; "
                       "default runs/e2e/{scenario})"),
+    "ppo": (PPOAgent, "PilotNet trained by reinforcement learning (SB3 PPO, shaped reward), camera (+ speed, "
+                      "command) -> action, from scratch or from an e2e network (ppo:CHECKPOINT_DIR; "
+                      "default runs/ppo/{scenario})"),
     "idm": (IDMAgent, "highway-env's IDM/MOBIL driver in the ego's seat (stock baseline)"),
     "straight": (StraightAgent, "wheel straight, speed held (lower bound)"),
 }
 
-TAKES_CHECKPOINT = ("modular", "e2e")
-TAKES_DEVICE = ("e2e",)
+TAKES_CHECKPOINT = ("modular", "e2e", "ppo")
+TAKES_DEVICE = ("e2e", "ppo")
 """Agents built with ``device=`` (``auto``/``cpu``/``cuda``); the modular detector picks its own."""
 DEFAULT_AGENT = "expert"
 

@@ -162,7 +162,7 @@ def _cmd_bench(args) -> int:
         from sim.scenarios import SCENARIOS, get_scenario
 
         names = tuple(SCENARIOS) if args.scenario is None else (get_scenario(args.scenario).name,)
-        result = bench_sim(names, steps=args.steps, repeats=args.repeats,
+        result = bench_sim(names, steps=args.steps or 200, repeats=args.repeats,
                            worker_episodes=args.worker_episodes)
         print(format_sim(result))
     elif args.what == "planner":
@@ -183,8 +183,14 @@ def _cmd_bench(args) -> int:
 
         result = bench_inference(repeats=args.repeats_inference, loop_episodes=args.loop_episodes)
         print(format_inference(result))
+    elif args.what == "ppo":
+        from sim.ppo import bench_ppo, format_bench_ppo
+
+        result = bench_ppo(scenario=args.scenario or "highway", steps=args.steps or 1024,
+                           repeats=args.repeats)
+        print(format_bench_ppo(result))
     else:  # argparse choices guard this; kept for direct calls
-        raise ValueError(f"unknown benchmark {args.what!r}; known: camera, sim, planner, inference, loop")
+        raise ValueError(f"unknown benchmark {args.what!r}; known: camera, sim, planner, inference, loop, ppo")
     if args.out:
         path = Path(args.out)
         ensure_writable_dir(path.parent if str(path.parent) else Path("."))
@@ -326,6 +332,8 @@ def _cmd_train(args) -> int:
         return _train_e2e(args, meta)
     if args.what == "dagger":
         return _train_dagger(args, meta)
+    if args.what == "ppo":
+        return _train_ppo(args, meta)
     from perception.detector import TrainConfig, train_detector
 
     if not args.data:
@@ -344,7 +352,7 @@ def _cmd_train(args) -> int:
 def _e2e_recipe(args, **overrides):
     from agents.e2e_train import E2ETrainConfig
 
-    values = dict(model=args.model, stack=args.stack, stride=args.stride, loss=args.loss, epochs=args.epochs or 20,
+    values = dict(model=args.model or "pilotnet-m", stack=args.stack, stride=args.stride, loss=args.loss, epochs=args.epochs or 20,
                   batch_size=args.batch_size or 64, lr=args.lr or 1e-3, patience=args.patience or 4,
                   seed=args.seed, augment=not args.no_augment, budget_s=60.0 * args.budget_min)
     values.update(overrides)
@@ -378,12 +386,34 @@ def _train_dagger(args, meta: dict) -> int:
     if not args.init:
         raise ValueError("drive train dagger needs --init RUN (an e2e checkpoint from 'drive train e2e')")
     config = DaggerConfig(rounds=args.rounds, episodes=args.episodes, beta=args.beta,
-                          eval_episodes=args.eval_episodes, workers=args.workers)
+                          eval_episodes=20 if args.eval_episodes is None else args.eval_episodes,
+                          workers=args.workers)
     recipe = _e2e_recipe(args, epochs=args.epochs or 4, lr=args.lr or 3e-4, patience=args.patience or 2)
     data = [d for d in args.data.split(",") if d] if args.data else None
     result = run_dagger(args.init, args.out, config, recipe, scenario=args.scenario, data=data,
                         device=args.device, progress=not args.quiet, extra_meta=meta)
     print(format_dagger(result))
+    return 0
+
+
+def _train_ppo(args, meta: dict) -> int:
+    from sim.ppo import PPOConfig, format_ppo, train_ppo
+
+    values = dict(steps=args.steps, envs=args.envs, vec=args.vec, model=args.model or "pilotnet-s",
+                  seed=args.seed, budget_s=60.0 * args.budget_min, fast_physics=args.physics == "fast",
+                  eval_every=args.eval_every, eval_episodes=5 if args.eval_episodes is None else args.eval_episodes,
+                  critic_warmup=(args.critic_warmup if args.critic_warmup is not None
+                                 else (10_000 if args.init else 0)),
+                  duration_s=args.duration)
+    for arg, field in (("lr", "lr"), ("batch_size", "batch_size"), ("epochs", "n_epochs"),
+                       ("n_steps", "n_steps"), ("log_std_init", "log_std_init")):
+        if getattr(args, arg) is not None:
+            values[field] = getattr(args, arg)
+    result = train_ppo(args.scenario, args.out, PPOConfig(**values), init=args.init, device=args.device,
+                       resume=args.resume, progress=not args.quiet, extra_meta=meta)
+    print(format_ppo(result))
+    print(f"TensorBoard logs in {Path(args.out) / 'tensorboard'}; drive it with: drive run --agent ppo:{args.out} "
+          f"--scenario {result['scenario']}")
     return 0
 
 
@@ -491,8 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "input, and decisions/s of the lock-step loop against K. 'loop': "
                                    "episodes/min and decisions/s of the whole evaluation harness "
                                    "per agent on highway with 1 and 2 workers, beside stock "
-                                   "highway-env + GrayscaleObservation + SB3 CnnPolicy.predict.")
-    s.add_argument("what", choices=["camera", "sim", "planner", "inference", "loop"], help="what to benchmark")
+                                   "highway-env + GrayscaleObservation + SB3 CnnPolicy.predict. "
+                                   "'ppo': PPO training throughput (environment steps/s, rollout and "
+                                   "update apart) with the fast physics vs stock (default: highway, "
+                                   "--steps 1024 per round, --repeats rounds).")
+    s.add_argument("what", choices=["camera", "sim", "planner", "inference", "loop", "ppo"],
+                   help="what to benchmark")
     s.add_argument("--scenario", default=None,
                    help="scenario (camera default: highway; sim default: all; planner: same "
                         "as --scenarios)")
@@ -512,8 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="camera: frames timed (default: 300)")
     s.add_argument("--size", type=_positive_int, default=128,
                    help="camera: image side [px] (default: 128)")
-    s.add_argument("--steps", type=_positive_int, default=200,
-                   help="sim: steps per replayed episode (default: 200)")
+    s.add_argument("--steps", type=_positive_int, default=None,
+                   help="sim: steps per replayed episode (default: 200); ppo: environment steps per round "
+                        "(default: 1024)")
     s.add_argument("--repeats", type=_positive_int, default=3,
                    help="sim: episodes replayed per configuration (default: 3)")
     s.add_argument("--worker-episodes", type=_count, default=6,
@@ -655,23 +690,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_eval)
 
     s = sub.add_parser(
-        "train", help="train a network: detector, e2e (behaviour cloning) or dagger",
+        "train", help="train a network: detector, e2e (behaviour cloning), dagger or ppo (RL)",
         description="'detector': the CenterNet vehicle detector on a dataset from 'drive perception "
                     "data'. 'e2e': the PilotNet policy by behaviour cloning on datasets from 'drive "
                     "record' (split by episode, viewpoint + photometric augmentation, L1/MSE, AdamW "
                     "+ cosine, early stopping, optional --budget-min). 'dagger': DAgger rounds from "
                     "an e2e checkpoint (--init): roll out the policy mixed with the expert (beta), "
                     "label every visited state with the expert, aggregate, fine-tune, and score each "
-                    "round in closed loop. Each writes OUT/model.safetensors + a JSON config for the "
-                    "best epoch and TensorBoard logs in OUT/tensorboard.")
-    s.add_argument("what", choices=["detector", "e2e", "dagger"], help="what to train")
+                    "round in closed loop. 'ppo': reinforcement learning with Stable-Baselines3 PPO on the "
+                    "camera (+ speed) with the shaped reward of sim.rl, PilotNet as the actor, from scratch or "
+                    "from an e2e network (--init e2e:RUN), K environment processes, a closed-loop "
+                    "evaluation every --eval-every steps (--resume continues an interrupted run). Each "
+                    "writes OUT/model.safetensors + a JSON config and TensorBoard logs in OUT/tensorboard.")
+    s.add_argument("what", choices=["detector", "e2e", "dagger", "ppo"], help="what to train")
     s.add_argument("--data", default=None, metavar="DIR[,DIR]",
                    help="detector: a 'drive perception data' dataset; e2e: demo datasets from "
                         "'drive record' (comma-separated); dagger: the demos to aggregate with "
                         "(default: the --init checkpoint's)")
     s.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (must not hold one)")
-    s.add_argument("--model", default="pilotnet-m", help="e2e: pilotnet-s, pilotnet-m or pilotnet-l "
-                                                          "(default: pilotnet-m)")
+    s.add_argument("--model", default=None, help="e2e/ppo: pilotnet-s, pilotnet-m or pilotnet-l "
+                                                  "(default: e2e pilotnet-m, ppo pilotnet-s)")
     s.add_argument("--stack", type=_positive_int, default=1, help="e2e: frames stacked (default: 1)")
     s.add_argument("--stride", type=_positive_int, default=1,
                    help="e2e: control steps between stacked frames (default: 1)")
@@ -687,15 +725,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=_positive_int, default=32, help="detector: network width (default: 32)")
     s.add_argument("--patience", type=_positive_int, default=None,
                    help="stop after this many epochs without a better validation loss (default: 5, e2e 4)")
-    s.add_argument("--init", default=None, metavar="RUN", help="dagger: the e2e checkpoint to start from")
-    s.add_argument("--scenario", default=None, help="dagger: scenario (default: the --init checkpoint's)")
+    s.add_argument("--init", default=None, metavar="RUN",
+                   help="dagger: the e2e checkpoint to start from; ppo: e2e:RUN (BC -> PPO) or ppo:RUN")
+    s.add_argument("--scenario", default=None, help="dagger/ppo: scenario (default: the --init checkpoint's)")
+    s.add_argument("--steps", type=_positive_int, default=200_000,
+                   help="ppo: environment steps, all environments together (default: 200000)")
+    s.add_argument("--envs", type=_positive_int, default=4, help="ppo: environments stepped in parallel (default: 4)")
+    s.add_argument("--vec", default="subproc", choices=["subproc", "dummy"],
+                   help="ppo: one process per environment, or all in this one (default: subproc)")
+    s.add_argument("--n-steps", type=_positive_int, default=None,
+                   help="ppo: steps per environment per rollout (default: 256)")
+    s.add_argument("--log-std-init", type=float, default=None,
+                   help="ppo: initial log std of the Gaussian policy (default: -1.6)")
+    s.add_argument("--critic-warmup", type=_count, default=None,
+                   help="ppo: environment steps at the start that train only the critic (default: 10000 "
+                        "with --init, else 0)")
+    s.add_argument("--eval-every", type=_positive_int, default=20_000,
+                   help="ppo: environment steps between closed-loop evaluations and checkpoints (default: 20000)")
+    s.add_argument("--physics", default="fast", choices=["fast", "stock"], help="ppo: (default: fast)")
+    s.add_argument("--duration", type=_duration, default=None, metavar="SECONDS",
+                   help="ppo: episode time limit (default: the scenario's)")
+    s.add_argument("--resume", action="store_true", help="ppo: continue the interrupted run in --out")
     s.add_argument("--rounds", type=_positive_int, default=3, help="dagger: rounds (default: 3)")
     s.add_argument("--episodes", type=_positive_int, default=10,
                    help="dagger: episodes collected per round (default: 10)")
     s.add_argument("--beta", type=_fraction, default=0.5,
                    help="dagger: share of expert control in round 1, halved every round (default: 0.5)")
-    s.add_argument("--eval-episodes", type=_count, default=20,
-                   help="dagger: closed-loop episodes scored per round on seeds 0.. (default: 20)")
+    s.add_argument("--eval-episodes", type=_count, default=None,
+                   help="dagger: closed-loop episodes scored per round on seeds 0.. (default: 20); ppo: per "
+                        "evaluation, on seeds 10000.. (default: 5)")
     s.add_argument("--workers", type=_positive_int, default=2, help="dagger: worker processes (default: 2)")
     s.add_argument("--seed", type=_seed, default=0, help="(default: 0)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: auto)")

@@ -92,6 +92,7 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
     worlds = {name: get_scenario(name, **({"duration_s": duration_s} if duration_s else {}))
               for name in scenarios}  # unknown names fail here, listing the known ones
     checkpoints: dict[str, dict[str, Any]] = {}
+    experience: dict[str, dict[str, Any]] = {}
     sensors: dict[str, list[str]] = {}
     for spec in agents:  # fail fast: bad names, missing checkpoints (per scenario: e2e's default is)
         for name in scenarios:
@@ -101,9 +102,11 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
             path = checkpoint_path(probe)
             if path:
                 checkpoints.setdefault(spec, {})[name] = {"path": path, "sha256": checkpoint_hashes(path)}
+            if hasattr(probe, "experience"):  # what a learned policy learned from (demo frames, env steps)
+                experience.setdefault(spec, {})[name] = probe.experience()
     config = {
         "agents": agents, "scenarios": scenarios, "seeds": seeds, "camera": camera.to_dict(),
-        "duration_s": duration_s, "checkpoints": checkpoints, "sensors": sensors,
+        "duration_s": duration_s, "checkpoints": checkpoints, "experience": experience, "sensors": sensors,
         "decision_timeout_s": decision_timeout_s,
         "scenario_specs": {n: scenario_record(w) for n, w in worlds.items()},
         "workers": int(workers), "device": device or "auto", "command": list(argv) if argv else None,

@@ -5,13 +5,16 @@ Writes ``DIR/report.md`` (figures beside it in ``DIR/report_files/``) and a self
 
 * per scenario, agents as rows: statuses counted, then every headline metric as the mean
   with its 95% bootstrap interval, and again as the interquartile mean;
-* paired comparisons on shared seeds: each agent against ``expert``, and every ``modular``
-  agent against every ``e2e`` agent - the mean difference of the driving score with its
-  interval and the share of seeds each wins;
-* the inputs (sensors) each agent was handed, and each checkpoint with its hash;
+* paired comparisons on shared seeds: each agent against ``expert``, and the paradigms head
+  to head (every ``modular`` against every ``e2e`` and ``ppo`` agent, every ``e2e`` against
+  every ``ppo``) - the mean difference of the driving score with its interval and the share
+  of seeds each wins;
+* the inputs (sensors) each agent was handed, each checkpoint with its hash, and the
+  experience each learned policy used: expert-labelled demo frames and environment steps
+  it drove while learning (DAgger's rollouts, PPO's training);
 * figures: driving-score distributions per agent, per-seed scores of ``modular`` against
-  ``e2e``, decision-latency histograms, and DAgger's score per round where an ``e2e``
-  checkpoint came from DAgger.
+  ``e2e`` (and the other duels), decision-latency histograms, DAgger's score per round where
+  an ``e2e`` checkpoint came from DAgger, and PPO's closed-loop score over its training.
 """
 
 from __future__ import annotations
@@ -83,9 +86,16 @@ def load_eval(folder: str | Path) -> tuple[dict, list[dict]]:
     return config, records
 
 
+DUELS = (("modular", "e2e"), ("modular", "ppo"), ("e2e", "ppo"))
+"""The paradigms compared head to head: modular vs imitation vs reinforcement learning."""
+
+
+def _family(agent: str) -> str:
+    return agent.split(":", 1)[0]
+
+
 def _pairs(agents: list[str]) -> list[tuple[str, str]]:
-    family = lambda a, f: a.split(":", 1)[0] == f  # noqa: E731
-    out = [(a, b) for a in agents for b in agents if family(a, "modular") and family(b, "e2e")]
+    out = [(a, b) for fa, fb in DUELS for a in agents for b in agents if _family(a) == fa and _family(b) == fb]
     if "expert" in agents:
         out += [(a, "expert") for a in agents if a != "expert"]
     return out
@@ -96,7 +106,8 @@ def build_rows(config: dict, records: list[dict]) -> dict[str, Any]:
     scenarios = [s for s in config.get("scenarios", []) if any(r["scenario"] == s for r in records)]
     agents = list(config.get("agents", []))
     out: dict[str, Any] = {"scenarios": {}, "sensors": config.get("sensors", {}),
-                           "checkpoints": config.get("checkpoints", {}), "seeds": config.get("seeds", []),
+                           "checkpoints": config.get("checkpoints", {}), "experience": config.get("experience", {}),
+                           "seeds": config.get("seeds", []),
                            "git_revision": config.get("git_revision")}
     for s in scenarios:
         by_agent = {a: sorted((r for r in records if r["scenario"] == s and r["agent"] == a),
@@ -159,7 +170,7 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
         out.append(("Decision latency (per-episode median)", _save(fig, files / f"{s}__latency.png")))
         for c in data["paired"]:
             a, b = c["a"], c["b"]
-            if not (a.startswith("modular") and b.startswith("e2e")):
+            if (_family(a), _family(b)) not in DUELS:
                 continue
             sa = {r["seed"]: r["driving_score"] for r in recs[a]}
             sb = {r["seed"]: r["driving_score"] for r in recs[b]}
@@ -182,7 +193,37 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
         ax.set_ylabel("driving score (DAgger's own eval seeds)")
         ax.legend(fontsize=8)
         figs.setdefault("DAgger", []).append(("Driving score per DAgger round", _save(fig, files / "dagger.png")))
+    curves = _ppo_curves(rows)
+    if curves:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for label, hist in curves.items():
+            pts = [(h["timesteps"], h["closed_loop"]["driving_score"]) for h in hist
+                   if h["closed_loop"].get("episodes")]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.set_xlabel("environment steps of PPO training")
+        ax.set_ylabel("driving score (training's eval seeds)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8)
+        figs.setdefault("PPO", []).append(("Closed-loop driving score during PPO training",
+                                           _save(fig, files / "ppo.png")))
     return figs
+
+
+def _ppo_curves(rows: dict) -> dict[str, list[dict]]:
+    """Each PPO checkpoint's evaluations during training (``ppo.json``)."""
+    out = {}
+    for agent, per_scenario in (rows.get("checkpoints") or {}).items():
+        if _family(agent) != "ppo":
+            continue
+        for scenario, ck in per_scenario.items():
+            try:
+                meta = json.loads((Path(ck["path"]) / "ppo.json").read_text())
+            except (OSError, ValueError):
+                continue
+            hist = (meta.get("ppo") or {}).get("history")
+            if hist:
+                out[f"{agent} ({scenario})"] = hist
+    return out
 
 
 def _dagger_rounds(rows: dict) -> dict[str, list[dict]]:
@@ -244,9 +285,16 @@ def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         out.append(("Inputs each agent was handed", ["agent", "sensors"],
                     [[a, ", ".join(v) or "(none)"] for a, v in sensors.items()]))
     cks = rows.get("checkpoints") or {}
+    exp = rows.get("experience") or {}
     if cks:
-        out.append(("Checkpoints", ["agent", "scenario", "path", "model sha256"],
-                    [[a, s, c["path"], (c["sha256"].get("model.safetensors") or "")[:16]]
+        def used(a: str, s: str, key: str) -> str:
+            e = (exp.get(a) or {}).get(s)
+            return f"{int(e[key]):,}" if e and key in e else "-"
+        out.append(("Checkpoints and the experience each learned from",
+                    ["agent", "scenario", "path", "model sha256", "expert-labelled demo frames",
+                     "environment steps driven while learning"],
+                    [[a, s, c["path"], (c["sha256"].get("model.safetensors") or "")[:16],
+                      used(a, s, "demo_frames"), used(a, s, "env_steps")]
                      for a, per in cks.items() for s, c in per.items()]))
     return out
 
