@@ -16,6 +16,9 @@
                                           detection AP by range and corruption
     drive train detector --data DIR --out CKPT [--epochs 30] [--device auto]
                                           train the CenterNet vehicle detector
+    drive train ppo --scenario NAME --out RUN [--steps N] [--envs K] [--init e2e:RUN]
+                                          reinforcement learning (SB3 PPO, PilotNet actor)
+    drive bench ppo                       PPO training throughput, fast vs stock physics
 """
 
 from __future__ import annotations
