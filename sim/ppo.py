@@ -23,6 +23,7 @@ compared with the others on equal terms:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -228,9 +229,11 @@ def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConf
         if not resume:
             raise FileExistsError(f"{out} holds an interrupted PPO run; pass --resume to continue it, "
                                   "or choose a new --out folder")
-        import json
-
-        old = json.loads((out / META).read_text())
+        try:
+            old = json.loads((out / META).read_text())
+            old["ppo"]["config"], old["config"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{out / META}: not a PPO run's JSON ({type(e).__name__}: {e})") from None
         free = ("steps", "budget_s")  # a resumed run may train longer, or within another budget
         if {k: v for k, v in old["ppo"]["config"].items() if k not in free} != {
                 k: v for k, v in asdict(config).items() if k not in free}:
@@ -244,8 +247,12 @@ def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConf
     elif resume:
         raise ValueError(f"--resume: {out} holds no PPO run to continue")
     out.mkdir(parents=True, exist_ok=True)
-    model = build_ppo(sc, config, camera=camera, reward=reward, init_net=init_net if state is None else None,
-                      device=device, tensorboard=out / "tensorboard")
+    if state is not None:  # the architecture the run was started with (its weights come from the state)
+        from agents.pilotnet import PilotNet, PilotNetConfig
+
+        init_net = PilotNet(PilotNetConfig.from_dict(old["config"]))
+    model = build_ppo(sc, config, camera=camera, reward=reward, init_net=init_net, device=device,
+                      tensorboard=out / "tensorboard")
     history = [r for r in read_jsonl(out / PROGRESS) if r["timesteps"] <= done_steps] if done_steps else []
     if state is not None:
         load_policy_state(model.policy, state, str(out / POLICY))
@@ -260,7 +267,9 @@ def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConf
         **(extra_meta or {}),
     }
     init_info = None
-    if init_net is not None:
+    if state is not None:
+        init_info = old["ppo"].get("init")
+    elif init_meta is not None:
         init_info = {"path": init, **policy_experience(init_meta)}
     monitor = _Monitor(out, sc, config, base_meta, init_info, history, progress)
     started = time.time()

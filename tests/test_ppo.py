@@ -229,7 +229,15 @@ def test_damaged_policy_state_and_mismatched_inits_are_refused(bc, tmp_path):
     out = tmp_path / "z"
     (out).mkdir()
     (out / POLICY).write_bytes(b"not a safetensors file")
-    (out / META).write_text(json.dumps({"ppo": {"config": _tiny().__dict__, "timesteps": 32}}))
+    (out / META).write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a PPO run's JSON"):
+        train_ppo("lane-keep", out, _tiny(), device="cpu", progress=False, resume=True)
+    from dataclasses import asdict
+
+    from agents.pilotnet import PilotNetConfig
+
+    (out / META).write_text(json.dumps({"ppo": {"config": asdict(_tiny()), "timesteps": 32},
+                                        "config": PilotNetConfig(width="s").to_dict()}))
     with pytest.raises(CheckpointError, match="cannot be read"):
         train_ppo("lane-keep", out, _tiny(), device="cpu", progress=False, resume=True)
 
@@ -321,3 +329,32 @@ def test_bench_ppo_times_fast_and_stock_physics_in_the_same_run():
         assert r[kind]["env_steps_per_s"] > 0 and r[kind]["rollout_steps_per_s"] >= r[kind]["env_steps_per_s"]
     assert r["speedup"] == pytest.approx(r["fast"]["env_steps_per_s"] / r["stock"]["env_steps_per_s"])
     assert "fast / stock" in format_bench_ppo(r)
+
+
+def test_the_same_seed_trains_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from sim.ppo import train_ppo
+
+    runs = []
+    for k in range(2):
+        train_ppo("lane-keep", tmp_path / str(k), _tiny(steps=32, eval_episodes=0), device="cpu", progress=False)
+        runs.append(load_file(str(tmp_path / str(k) / POLICY)))
+    assert runs[0].keys() == runs[1].keys()
+    for name in runs[0]:
+        assert torch.equal(runs[0][name], runs[1][name]), name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run: pytest -m gpu)")
+def test_ppo_trains_on_cuda_and_its_agent_matches_the_cpu(tmp_path):
+    from sim.ppo import train_ppo
+
+    out = tmp_path / "cuda"
+    train_ppo("lane-keep", out, _tiny(steps=32, eval_episodes=0), device="cuda", progress=False)
+    frames, speed = _frames(4, seed=9)
+    obs = [{"camera": f, "speed": np.array([s]), "command": 0} for f, s in zip(frames, speed, strict=True)]
+    task = task_spec(get_scenario("lane-keep"), CAM)
+    cpu = make_agent(f"ppo:{out}", task, device="cpu").act_batch(obs)
+    gpu = make_agent(f"ppo:{out}", task, device="cuda").act_batch(obs)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
