@@ -16,7 +16,8 @@ compared with the others on equal terms:
   closed-loop evaluation with the project's harness and metrics on seeds held out from the
   report's (``eval_seed_start``..): ``OUT/progress.jsonl``, one line per evaluation;
 * the checkpoint (:mod:`agents.ppo`) is weights + JSON, written atomically at every
-  evaluation; an interrupted run continues with ``--resume`` from the last one (the
+  evaluation (the final weights in ``OUT``; the best-scoring evaluation's in ``OUT/best``,
+  selected on the evaluation seeds); an interrupted run continues with ``--resume`` from the last one (the
   optimiser's moments restart; the policy, log-std and critic do not);
 * the training episodes' seeds are drawn from 1,000,000 up, never the report's seeds.
 """
@@ -369,6 +370,38 @@ class _Monitor(_callback_base()):
                   f"{cl['driving_score']:.3f}, route {cl['route_completion']:.2f}, off-road "
                   f"{cl['offroad_rate']:.2f}, collisions {cl['collision_rate']:.2f}", flush=True)
         self._save(complete=final)
+        earlier = [h["closed_loop"]["driving_score"] for h in self.history[:-1] if h["closed_loop"].get("episodes")]
+        if cl.get("episodes") and (not earlier or cl["driving_score"] > max(earlier)):
+            self._keep_best(row)
+
+    def _keep_best(self, row: dict) -> None:
+        """Copy the checkpoint just scored to ``OUT/best`` (``ppo:OUT/best``): the best closed-loop
+        score so far on the evaluation seeds, which are never the report's - model selection on a
+        validation set, as SB3's EvalCallback does.  Swapped in whole (temp folder + rename)."""
+        from agents.ppo import META
+
+        from sim.io import DIR_MODE
+
+        tmp = Path(tempfile.mkdtemp(prefix=".best.", dir=self.out))
+        try:
+            os.chmod(tmp, DIR_MODE)
+            shutil.copy2(self.out / "model.safetensors", tmp / "model.safetensors")
+            meta = json.loads((self.out / META).read_text())
+            meta["selected"] = {"timesteps": row["timesteps"], "driving_score": row["closed_loop"]["driving_score"],
+                                "eval_seeds": [self.config.eval_seed_start,
+                                               self.config.eval_seed_start + self.config.eval_episodes - 1]}
+            (tmp / META).write_text(json.dumps(meta, indent=2, default=float))
+            old = self.out / "best"
+            if old.exists():
+                stale = Path(tempfile.mkdtemp(prefix=".best-old.", dir=self.out))
+                os.replace(old, stale / "best")
+                os.replace(tmp, old)
+                shutil.rmtree(stale)
+            else:
+                os.replace(tmp, old)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
 
     def _save(self, complete: bool) -> None:
         from safetensors.torch import save_file

@@ -174,6 +174,13 @@ def test_a_tiny_training_run_saves_weights_and_json_that_reload_and_drive(bc, tm
     assert res.metrics["status"] == "ok" and res.metrics["steps"] == 15
     with pytest.raises(FileExistsError, match="choose a new"):
         train_ppo("lane-keep", out, _tiny(), device="cpu", progress=False)
+    scores = [h["closed_loop"]["driving_score"] for h in r["history"]]
+    best = json.loads((out / "best" / META).read_text())["selected"]
+    assert best["timesteps"] == r["history"][int(np.argmax(scores))]["timesteps"]  # the first best
+    assert best["driving_score"] == max(scores) and best["eval_seeds"] == [10_000, 10_000]
+    assert make_agent(f"ppo:{out}/best", task_spec(get_scenario("lane-keep"), CAM), device="cpu").act(
+        {"camera": np.zeros((128, 128, 3), np.uint8), "speed": np.array([8.0]), "command": 0}).shape == (1,)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp folder left behind
 
 
 def test_the_critic_warmup_leaves_the_actor_untouched(bc, tmp_path):
@@ -358,3 +365,20 @@ def test_ppo_trains_on_cuda_and_its_agent_matches_the_cpu(tmp_path):
     cpu = make_agent(f"ppo:{out}", task, device="cpu").act_batch(obs)
     gpu = make_agent(f"ppo:{out}", task, device="cuda").act_batch(obs)
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+
+
+def test_the_best_snapshot_is_swapped_in_whole(tmp_path):
+    from types import SimpleNamespace
+
+    from sim import ppo
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights 1")
+    (tmp_path / META).write_text(json.dumps({"ppo": {"timesteps": 10}}))
+    fake = SimpleNamespace(out=tmp_path, config=_tiny(eval_episodes=5))
+    ppo._Monitor._keep_best(fake, {"timesteps": 10, "closed_loop": {"driving_score": 0.5}})
+    (tmp_path / "model.safetensors").write_bytes(b"weights 2")
+    ppo._Monitor._keep_best(fake, {"timesteps": 20, "closed_loop": {"driving_score": 0.9}})
+    assert (tmp_path / "best" / "model.safetensors").read_bytes() == b"weights 2"
+    assert json.loads((tmp_path / "best" / META).read_text())["selected"] == {
+        "timesteps": 20, "driving_score": 0.9, "eval_seeds": [10_000, 10_004]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["best", META, "model.safetensors"])
