@@ -312,6 +312,8 @@ class _Monitor(_callback_base()):
         every = self.config.eval_every
         self.next_eval = (self.num_timesteps // every + 1) * every
         self._freeze(self.num_timesteps < self.config.critic_warmup)
+        if self.num_timesteps == 0 and not self.history:
+            self.checkpoint()  # step 0: the starting policy's score (BC -> PPO: the BC network's)
 
     def _actor_parameters(self):
         p = self.model.policy

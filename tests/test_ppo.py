@@ -154,7 +154,7 @@ def test_a_tiny_training_run_saves_weights_and_json_that_reload_and_drive(bc, tm
 
     out = tmp_path / "ppo"
     r = train_ppo("lane-keep", out, _tiny(critic_warmup=32), init=f"e2e:{bc}", device="cpu", progress=False)
-    assert r["timesteps"] == 64 and [h["timesteps"] for h in r["history"]] == [32, 64]
+    assert r["timesteps"] == 64 and [h["timesteps"] for h in r["history"]] == [0, 32, 64]  # 0: the BC net
     assert all(h["closed_loop"]["episodes"] == 1 for h in r["history"])
     files = {p.name for p in out.iterdir()}
     assert {"model.safetensors", POLICY, META, "progress.jsonl", "tensorboard"} <= files
@@ -207,21 +207,21 @@ def test_an_interrupted_run_resumes_to_the_same_step_count(tmp_path, monkeypatch
     def flaky(self):
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt  # killed during the second evaluation (its checkpoint is on disk)
+            raise KeyboardInterrupt  # killed during the evaluation at step 32 (its checkpoint is on disk)
         return real(self)
 
     monkeypatch.setattr(ppo._Monitor, "_evaluate", flaky)
     with pytest.raises(KeyboardInterrupt):
         ppo.train_ppo("lane-keep", out, _tiny(steps=96), device="cpu", progress=False)
     meta = json.loads((out / META).read_text())
-    assert not meta["training"]["complete"] and meta["ppo"]["timesteps"] == 64
+    assert not meta["training"]["complete"] and meta["ppo"]["timesteps"] == 32
     with pytest.raises(FileExistsError, match="--resume"):
         ppo.train_ppo("lane-keep", out, _tiny(steps=96), device="cpu", progress=False)
     with pytest.raises(ValueError, match="recipe differs"):
         ppo.train_ppo("lane-keep", out, _tiny(steps=96, lr=1e-3), device="cpu", progress=False, resume=True)
     r = ppo.train_ppo("lane-keep", out, _tiny(steps=96), device="cpu", progress=False, resume=True)
     assert r["timesteps"] == 96
-    assert [h["timesteps"] for h in r["history"]] == [32, 96]
+    assert [h["timesteps"] for h in r["history"]] == [0, 64, 96]
     assert json.loads((out / META).read_text())["training"]["complete"]
 
 
