@@ -511,7 +511,8 @@ def bench_ppo(scenario: str = "highway", steps: int = 1024, repeats: int = 3, en
     arms = {}
     for kind in ("stock", "fast"):
         cfg = PPOConfig(steps=n_steps * envs, envs=envs, vec=vec, model=model, n_steps=n_steps,
-                        fast_physics=kind == "fast", eval_episodes=0)
+                        batch_size=min(PPOConfig.batch_size, n_steps * envs), fast_physics=kind == "fast",
+                        eval_episodes=0)
         arms[kind] = build_ppo(sc, cfg, device="cpu")
     rows: dict[str, list[dict]] = {"stock": [], "fast": []}
     try:
