@@ -771,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileExistsError, PermissionError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as e:
         print(f"drive: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

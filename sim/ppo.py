@@ -194,7 +194,8 @@ def load_init(spec: str):
         kind, path = "e2e", spec
     if kind not in ("e2e", "ppo") or not path:
         raise ValueError(f"--init {spec!r}: give e2e:RUN (a behaviour-cloned network) or ppo:RUN")
-    net, meta = load_policy(path, "cpu", META if kind == "ppo" else "e2e.json", f"{kind} policy")
+    net, meta = load_policy(path, "cpu", META if kind == "ppo" else "e2e.json",
+                            "PPO policy" if kind == "ppo" else "behaviour-cloned (e2e) policy")
     return net, meta, f"{kind}:{path}"
 
 
@@ -381,7 +382,6 @@ class _Monitor(_callback_base()):
         score so far on the evaluation seeds, which are never the report's - model selection on a
         validation set, as SB3's EvalCallback does.  Swapped in whole (temp folder + rename)."""
         from agents.ppo import META
-
         from sim.io import DIR_MODE
 
         tmp = Path(tempfile.mkdtemp(prefix=".best.", dir=self.out))

@@ -382,3 +382,14 @@ def test_the_best_snapshot_is_swapped_in_whole(tmp_path):
     assert json.loads((tmp_path / "best" / META).read_text())["selected"] == {
         "timesteps": 20, "driving_score": 0.9, "eval_seeds": [10_000, 10_004]}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["best", META, "model.safetensors"])
+
+
+def test_cli_names_a_missing_checkpoint_and_how_to_train_it(tmp_path, capsys, monkeypatch):
+    from sim.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no runs/ppo/lane-keep here
+    assert main(["run", "--agent", "ppo", "--scenario", "lane-keep", "--episodes", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no PPO checkpoint at runs/ppo/lane-keep" in err and "drive train ppo --scenario lane-keep" in err
+    assert main(["train", "ppo", "--scenario", "lane-keep", "--init", "e2e:nowhere", "--out", "x", "--quiet"]) == 2
+    assert "not a behaviour-cloned (e2e) policy checkpoint" in capsys.readouterr().err
