@@ -154,10 +154,14 @@ class PilotNet(nn.Module):
         return self.head(torch.cat([self.encode(x), aux.to(x.dtype)], dim=1))
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The image features: ``pixels`` float [B, 3*stack, H, W] in 0..255 -> [B, flat_features]
-        (normalised here, so every user of the conv stack - the RL extractor too - sees the
-        same input scale)."""
-        return self.pool(self.features(pixels / 127.5 - 1.0)).flatten(1)
+        """The image features of float [B, 3*stack, H, W] pixels in 0..255 (:func:`encode_pixels`)."""
+        return encode_pixels(self.features, self.pool, pixels)
+
+
+def encode_pixels(features: nn.Module, pool: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """PilotNet's conv stack on float [B, 3*stack, H, W] pixels in 0..255 -> [B, flat_features],
+    normalised here, so every user of the stack (the RL extractor too) sees the same input scale."""
+    return pool(features(pixels / 127.5 - 1.0)).flatten(1)
 
 
 def aux_inputs(speed_mps, command, config: PilotNetConfig) -> torch.Tensor:

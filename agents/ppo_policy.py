@@ -7,7 +7,7 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from agents.pilotnet import SPEED_SCALE, PilotNet, PilotNetConfig
+from agents.pilotnet import SPEED_SCALE, PilotNet, PilotNetConfig, encode_pixels
 
 
 class PilotNetExtractor(BaseFeaturesExtractor):
@@ -26,8 +26,7 @@ class PilotNetExtractor(BaseFeaturesExtractor):
         self.features, self.pool = net.features, net.pool
 
     def forward(self, obs: dict) -> torch.Tensor:
-        x = self.pool(self.features(obs["camera"].float() / 127.5 - 1.0)).flatten(1)
-        parts = [x, obs["speed"].float().reshape(-1, 1) * SPEED_SCALE]
+        parts = [encode_pixels(self.features, self.pool, obs["camera"].float()), obs["speed"].float().reshape(-1, 1) * SPEED_SCALE]
         if self.config.use_command:
             parts.append(obs["command"].float())
         return torch.cat(parts, dim=1)
@@ -52,6 +51,15 @@ def _linears(seq: nn.Module) -> list[nn.Linear]:
     return [m for m in seq.modules() if isinstance(m, nn.Linear)]
 
 
+def _head_pairs(policy, net: PilotNet) -> list[tuple[nn.Linear, nn.Linear]]:
+    """(PilotNet layer, SB3 layer) for the actor's head: PilotNet's hidden layers are the policy
+    MLP, its output layer is ``action_net``."""
+    mine, theirs = _linears(net.head), _linears(policy.mlp_extractor.policy_net) + [policy.action_net]
+    if [tuple(m.weight.shape) for m in mine] != [tuple(m.weight.shape) for m in theirs]:
+        raise ValueError("the PPO policy's head does not match PilotNet's")
+    return list(zip(mine, theirs, strict=True))
+
+
 def load_pilotnet_into_policy(policy, net: PilotNet) -> None:
     """Copy a PilotNet into an SB3 policy built by :func:`policy_kwargs`: the actor's convs,
     head and output layer, and the critic's convs (the value MLP starts fresh)."""
@@ -60,12 +68,8 @@ def load_pilotnet_into_policy(policy, net: PilotNet) -> None:
     with torch.no_grad():
         for ext in (policy.pi_features_extractor, policy.vf_features_extractor):
             ext.features.load_state_dict(net.features.state_dict())
-        src = _linears(net.head)
-        dst = _linears(policy.mlp_extractor.policy_net) + [policy.action_net]
-        if [tuple(m.weight.shape) for m in src] != [tuple(m.weight.shape) for m in dst]:
-            raise ValueError("the PPO policy's head does not match PilotNet's")
-        for d, s in zip(dst, src, strict=True):
-            d.load_state_dict(s.state_dict())
+        for mine, theirs in _head_pairs(policy, net):
+            theirs.load_state_dict(mine.state_dict())
 
 
 def policy_to_pilotnet(policy) -> PilotNet:
@@ -74,9 +78,8 @@ def policy_to_pilotnet(policy) -> PilotNet:
     with torch.no_grad():
         net.features.load_state_dict({k: v.detach().cpu() for k, v in
                                       policy.pi_features_extractor.features.state_dict().items()})
-        for d, s in zip(_linears(net.head), _linears(policy.mlp_extractor.policy_net) + [policy.action_net],
-                        strict=True):
-            d.load_state_dict({k: v.detach().cpu() for k, v in s.state_dict().items()})
+        for mine, theirs in _head_pairs(policy, net):
+            mine.load_state_dict({k: v.detach().cpu() for k, v in theirs.state_dict().items()})
     return net.eval()
 
 

@@ -28,18 +28,24 @@ def write_checkpoint(out: Path, state_dict: dict, meta_name: str, body: dict) ->
     """Weights and JSON into folder ``out``, each written to a temp file and renamed."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=out)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp)
-        os.replace(tmp, out / WEIGHTS)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_weights(out / WEIGHTS, state_dict)
     fd, tmp = tempfile.mkstemp(prefix=f".{meta_name}.", suffix=".tmp", dir=out)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(body, f, indent=2, default=float)
         os.replace(tmp, out / meta_name)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_weights(path: Path, tensors: dict) -> None:
+    """Tensors to a safetensors file, via a temp file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 

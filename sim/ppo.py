@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 
 from sim.camera import CameraSpec
 from sim.io import read_jsonl, write_jsonl
@@ -273,7 +274,7 @@ def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConf
         init_info = old["ppo"].get("init")
     elif init_meta is not None:
         init_info = {"path": init, **policy_experience(init_meta)}
-    monitor = _Monitor(out, sc, config, base_meta, init_info, history, progress)
+    monitor = _Monitor(out, sc, config, reward, base_meta, init_info, history, progress)
     started = time.time()
     try:
         torch.manual_seed(config.seed)
@@ -288,19 +289,13 @@ def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConf
             "init": init_info}
 
 
-def _callback_base():
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    return BaseCallback
-
-
-class _Monitor(_callback_base()):
+class _Monitor(BaseCallback):
     """Critic warm-up, reward-term logging, periodic checkpoint + closed-loop evaluation, budget."""
 
-    def __init__(self, out: Path, scenario: Scenario, config: PPOConfig, base_meta: dict, init_info: dict | None,
-                 history: list[dict], progress: bool) -> None:
+    def __init__(self, out: Path, scenario: Scenario, config: PPOConfig, reward: RewardConfig, base_meta: dict,
+                 init_info: dict | None, history: list[dict], progress: bool) -> None:
         super().__init__(verbose=0)
-        self.out, self.scenario, self.config, self.base_meta = out, scenario, config, base_meta
+        self.out, self.scenario, self.config, self.reward, self.base_meta = out, scenario, config, reward, base_meta
         self.init_info, self.history, self.show = init_info, history, progress
         self.terms: dict[str, list[float]] = {}
         self.started = time.time()
@@ -406,39 +401,23 @@ class _Monitor(_callback_base()):
                 shutil.rmtree(tmp)
 
     def _save(self, complete: bool) -> None:
-        from safetensors.torch import save_file
-
         from agents.e2e_train import ARCHITECTURE
         from agents.pilotnet import count_parameters
         from agents.ppo import META, POLICY
         from agents.ppo_policy import policy_state, policy_to_pilotnet
-        from perception.checkpoint import write_checkpoint
+        from perception.checkpoint import write_checkpoint, write_weights
 
         policy = self.model.policy
-        fd, tmp = tempfile.mkstemp(prefix=".policy.", suffix=".tmp", dir=self.out)
-        os.close(fd)
-        try:
-            save_file(policy_state(policy), tmp)
-            os.replace(tmp, self.out / POLICY)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_weights(self.out / POLICY, policy_state(policy))
         net = policy_to_pilotnet(policy)
         meta = {**self.base_meta, "parameters": count_parameters(net),
                 "ppo": {"config": asdict(self.config), "timesteps": int(self.num_timesteps),
-                        "init": self.init_info, "reward": self._reward(), "history": self.history,
+                        "init": self.init_info, "reward": asdict(self.reward), "history": self.history,
                         "stopped": self.stopped, "log_std": policy.log_std.detach().cpu().tolist(),
                         "critic_parameters": sum(q.numel() for q in policy.parameters()) - count_parameters(net)},
                 "training": {"complete": bool(complete)}}
         write_checkpoint(self.out, net.state_dict(), META, {"architecture": ARCHITECTURE,
                                                             "config": net.config.to_dict(), **meta})
-
-    def _reward(self) -> dict:
-        env = self.model.env
-        try:
-            weights = env.get_attr("reward_config", [0])[0]
-            return asdict(weights)
-        except Exception:  # noqa: BLE001 - a wrapper that hides the attribute
-            return {}
 
     def _evaluate(self) -> dict:
         from sim.dagger import closed_loop_summary
