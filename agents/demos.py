@@ -1,4 +1,4 @@
-"""Loading recorded demonstrations (the Minari datasets :mod:`sim.record` writes).
+"""Loading recorded demonstrations (the Minari datasets :mod:`sim.pipelines.record` writes).
 
 :func:`load_demos` reads one or more datasets into memory as flat arrays for training
 and checks them as it goes: a dataset that is not one of ours, was written by a newer

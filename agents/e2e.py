@@ -2,7 +2,7 @@
 
 ``e2e`` loads a PilotNet checkpoint (:mod:`agents.e2e_train`; ``e2e:PATH``, default
 ``runs/e2e/{scenario}``; a ``{scenario}`` in PATH becomes the scenario's name, so one
-spec names a checkpoint per scenario) at the first decision or at ``ensure_ready()`` and runs it in
+spec names a checkpoint per scenario) at the first decision or at ``prepare()`` and runs it in
 the control loop under ``torch.inference_mode``:
 
 * ``device``: ``auto`` (CUDA when present), ``cpu`` or ``cuda``;
@@ -67,6 +67,7 @@ class E2EAgent(BaseAgent):
 
     name = "e2e"
     sensors = SENSORS
+    lockstep = True  # frame-stack history is kept per slot
     meta_name = "e2e.json"
     """The checkpoint's JSON (``agents.ppo.PPOAgent`` loads ``ppo.json``: a PilotNet too)."""
     default_dir = DEFAULT_E2E_DIR
@@ -88,7 +89,7 @@ class E2EAgent(BaseAgent):
     def device(self) -> str:
         return str(self._device) if self._device is not None else self.requested_device
 
-    def ensure_ready(self) -> None:
+    def prepare(self) -> None:
         if self.model is not None:
             return
         from agents.e2e_train import load_policy
@@ -122,15 +123,18 @@ class E2EAgent(BaseAgent):
         return (f"drive record --scenario {sc} --out runs/demos/{sc} && drive train e2e --data "
                 f"runs/demos/{sc} --out {path}")
 
+    def checkpoints(self) -> tuple[str, ...]:
+        return (self.checkpoint,)
+
     def experience(self) -> dict:
         """What the policy learned from: expert-labelled demo frames and environment steps it
         drove itself (DAgger's rollouts, RL), for the report."""
-        self.ensure_ready()
+        self.prepare()
         return policy_experience(self.meta)
 
     @property
     def config(self):
-        self.ensure_ready()
+        self.prepare()
         return getattr(self.model, "_orig_mod", self.model).config
 
     # -- episodes and slots ---------------------------------------------------------------------
@@ -162,7 +166,7 @@ class E2EAgent(BaseAgent):
 
         from agents.pilotnet import aux_inputs
 
-        self.ensure_ready()
+        self.prepare()
         config = self.config
         slots = range(len(obs)) if slots is None else slots
         frames = np.stack([self._stacked(int(s), np.asarray(o["camera"]), config.stack, config.stride) for s, o in zip(slots, obs, strict=True)])

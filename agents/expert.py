@@ -36,6 +36,10 @@ class PerceptionSource(Protocol):
 
     def reset(self) -> None: ...
 
+    def prepare(self) -> None: ...
+
+    def checkpoints(self) -> tuple[str, ...]: ...
+
     def perceive(self, obs: Mapping[str, Any], dt_s: float) -> ObjectStates: ...
 
 
@@ -50,6 +54,12 @@ class GroundTruthPerception:
 
     def reset(self) -> None:
         self._yaw.reset()
+
+    def prepare(self) -> None:
+        return None
+
+    def checkpoints(self) -> tuple[str, ...]:
+        return ()
 
     def perceive(self, obs: Mapping[str, Any], dt_s: float) -> ObjectStates:
         return self._yaw.update(ObjectStates.from_truth(obs["truth"]), dt_s)
@@ -76,10 +86,13 @@ class CameraPerception:
         self.tracker = Tracker(dt_s)
         self.last_detections = None
 
-    def ensure_ready(self) -> None:
+    def prepare(self) -> None:
         """Load the detector now (a run calls this before its first episode)."""
         if self.detector is None:
             self._load()
+
+    def checkpoints(self) -> tuple[str, ...]:
+        return (self.checkpoint,)
 
     def _load(self) -> None:
         from pathlib import Path
@@ -231,12 +244,13 @@ class PlanningAgent(BaseAgent):
             paths.append(path)
         return paths
 
-    def ensure_ready(self) -> None:
+    def prepare(self) -> None:
         """Load whatever the perception source needs (a checkpoint) before the first episode,
         so a missing file stops a run up front instead of failing every episode."""
-        ready = getattr(self.perception, "ensure_ready", None)
-        if ready is not None:
-            ready()
+        self.perception.prepare()
+
+    def checkpoints(self) -> tuple[str, ...]:
+        return self.perception.checkpoints()
 
     def _with_lane_yaw_rates(self, objects: ObjectStates) -> ObjectStates:
         """Objects seen for the first time have no heading history: give them the yaw rate

@@ -29,7 +29,7 @@ from torch import nn
 
 WIDTHS = {"s": 0.5, "m": 1.0, "l": 2.0}
 MODELS = tuple(f"pilotnet-{w}" for w in WIDTHS)
-N_COMMANDS = 4  # sim.scenarios.COMMANDS: follow, left, straight, right
+N_COMMANDS = 4  # sim.world.scenarios.COMMANDS: follow, left, straight, right
 SPEED_SCALE = 0.1  # m/s -> network input
 _CONVS = ((24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1))
 _FCS = (100, 50, 10)

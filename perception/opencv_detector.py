@@ -1,6 +1,6 @@
 """The OpenCV baseline detector: colour segmentation, contours, minimum-area rectangles.
 
-No learning.  The ego camera draws vehicles in one colour (``sim.render.Palette``:
+No learning.  The ego camera draws vehicles in one colour (``sim.world.render.Palette``:
 blue-ish RGB (60, 110, 220)); the detector keeps pixels that are clearly blue
 (blue channel above the red one by ``blue_margin`` and brighter than ``min_blue``)
 and fits ``cv2.minAreaRect`` to every outer contour of at least ``min_area_px``.  (No

@@ -45,7 +45,7 @@ from planning.lanes import ReferencePath
 from planning.prediction import Forecast
 from planning.vehicle import MAX_SPEED_MPS, VEHICLE_LENGTH_M, VEHICLE_WIDTH_M, curvature_of_steering
 
-# nuPlan comfort bounds (same as sim.metrics; planning may not import sim)
+# nuPlan comfort bounds (same as sim.harness.metrics; planning may not import sim)
 LONG_ACCEL_MIN_MPS2 = -4.05
 LONG_ACCEL_MAX_MPS2 = 2.40
 LAT_ACCEL_MAX_MPS2 = 4.89

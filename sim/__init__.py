@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from sim.scenarios import SCENARIOS
+from sim.world.scenarios import SCENARIOS
 
 
 def env_id(scenario: str) -> str:
@@ -19,7 +19,7 @@ def env_id(scenario: str) -> str:
 def _register() -> None:
     for name in SCENARIOS:
         if env_id(name) not in gym.registry:
-            gym.register(id=env_id(name), entry_point="sim.env:DrivingEnv",
+            gym.register(id=env_id(name), entry_point="sim.world.env:DrivingEnv",
                          kwargs={"scenario": name})
 
 

@@ -78,7 +78,7 @@ _count = _int_at_least(0, "must be 0 or more")
 
 
 def _cmd_scenarios(args) -> int:
-    from sim.scenarios import SCENARIOS
+    from sim.world.scenarios import SCENARIOS
 
     width = max(len(n) for n in SCENARIOS)
     for name, s in SCENARIOS.items():
@@ -88,9 +88,9 @@ def _cmd_scenarios(args) -> int:
 
 def _cmd_agents(args) -> int:
     from agents import AGENTS, make_agent
-    from sim.camera import CameraSpec
-    from sim.run import task_spec
-    from sim.scenarios import DEFAULT_SCENARIO, get_scenario
+    from sim.geometry.camera import CameraSpec
+    from sim.harness.run import task_spec
+    from sim.world.scenarios import DEFAULT_SCENARIO, get_scenario
 
     # an agent's sensors can depend on how it is built (a pluggable perception source):
     # ask a built one
@@ -104,8 +104,8 @@ def _cmd_agents(args) -> int:
 
 def _cmd_run(args) -> int:
     from agents import agent_label, parse_agent
-    from sim.run import default_run_dir, format_summary, run_agent
-    from sim.scenarios import get_scenario
+    from sim.harness.run import default_run_dir, format_summary, run_agent
+    from sim.world.scenarios import get_scenario
 
     parse_agent(args.agent)  # an unknown name lists the known ones
     overrides = {"duration_s": args.duration} if args.duration is not None else {}
@@ -139,7 +139,7 @@ PLANNER_SCENARIOS = ("lane-keep", "highway", "merge", "roundabout")
 
 def _scenario_list(text: str) -> tuple[str, ...]:
     """``"a,b"`` -> ``("a", "b")``, each a known scenario (the error lists the known ones)."""
-    from sim.scenarios import SCENARIOS
+    from sim.world.scenarios import SCENARIOS
 
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     if not names:
@@ -153,41 +153,41 @@ def _scenario_list(text: str) -> tuple[str, ...]:
 
 
 def _cmd_bench(args) -> int:
-    from sim.bench import bench_camera, format_camera
-    from sim.io import atomic_write_json, ensure_writable_dir
+    from sim.bench.simulator import bench_camera, format_camera
+    from sim.harness.io import atomic_write_json, ensure_writable_dir
 
     if args.what == "camera":
         result = bench_camera(scenario=args.scenario or "highway", frames=args.frames,
                               size_px=args.size)
         print(format_camera(result))
     elif args.what == "sim":
-        from sim.bench import bench_sim, format_sim
-        from sim.scenarios import SCENARIOS, get_scenario
+        from sim.bench.simulator import bench_sim, format_sim
+        from sim.world.scenarios import SCENARIOS, get_scenario
 
         names = tuple(SCENARIOS) if args.scenario is None else (get_scenario(args.scenario).name,)
         result = bench_sim(names, steps=args.steps or 200, repeats=args.repeats,
                            worker_episodes=args.worker_episodes)
         print(format_sim(result))
     elif args.what == "planner":
-        from sim.bench import bench_planner, format_planner
+        from sim.bench.simulator import bench_planner, format_planner
 
         names = _scenario_list(args.scenarios or args.scenario or ",".join(PLANNER_SCENARIOS))
         result = bench_planner(names, episodes=args.episodes or 2, agent=args.agent,
                                duration_s=args.duration)
         print(format_planner(result))
     elif args.what == "loop":
-        from sim.bench_loop import bench_loop, format_loop
+        from sim.bench.loop import bench_loop, format_loop
 
         agents = tuple(a.strip() for a in args.agents.split(",") if a.strip())
         result = bench_loop(agents=agents, episodes=args.episodes or 10, duration_s=args.duration)
         print(format_loop(result))
     elif args.what == "inference":
-        from sim.bench_inference import bench_inference, format_inference
+        from sim.bench.inference import bench_inference, format_inference
 
         result = bench_inference(repeats=args.repeats_inference, loop_episodes=args.loop_episodes)
         print(format_inference(result))
     elif args.what == "ppo":
-        from sim.ppo import bench_ppo, format_bench_ppo
+        from sim.pipelines.ppo import bench_ppo, format_bench_ppo
 
         result = bench_ppo(scenario=args.scenario or "highway", steps=args.steps or 1024,
                            repeats=args.repeats)
@@ -206,7 +206,7 @@ DETECTORS = ("opencv", "learned")
 
 
 def _cmd_perception(args) -> int:
-    from sim.perception_data import dataset_size_bytes, record_frames
+    from sim.pipelines.perception_data import dataset_size_bytes, record_frames
 
     names = _scenario_list(args.scenarios)
     out = Path(args.out)
@@ -221,7 +221,7 @@ def _cmd_perception(args) -> int:
 
 def _cmd_eval_agents(args) -> int:
     from agents import parse_agent
-    from sim.evaluate import RESULTS, format_eval, run_eval
+    from sim.harness.evaluate import RESULTS, format_eval, run_eval
 
     agents = list(dict.fromkeys(a.strip() for a in args.agents.split(",") if a.strip()))
     if not agents:
@@ -239,7 +239,7 @@ def _cmd_eval_agents(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from sim.compare import get_recipe, run_compare
+    from sim.pipelines.compare import get_recipe, run_compare
 
     recipe = get_recipe(args.quick, episodes=args.episodes)
     summary = run_compare(recipe, device=args.device, workers=args.workers, videos=args.videos,
@@ -249,7 +249,7 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_study(args) -> int:
-    from sim.study import StudyConfig, parse_sizes, run_study, write_study_report
+    from sim.pipelines.study import StudyConfig, parse_sizes, run_study, write_study_report
 
     models = tuple(m.strip().removeprefix("pilotnet-") for m in args.models.split(",") if m.strip())
     refs = tuple(a.strip() for a in args.references.split(",") if a.strip())
@@ -271,7 +271,7 @@ def _cmd_study(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from sim.report import write_report
+    from sim.report.report import write_report
 
     paths = write_report(args.dir, videos=args.videos, progress=not args.quiet)
     for kind in ("md", "html", "json"):
@@ -287,9 +287,9 @@ def _cmd_eval(args) -> int:
     from perception.corruptions import CORRUPTIONS
     from perception.dataset import FrameDataset
     from perception.opencv_detector import OpenCVDetector
-    from sim.camera import CameraSpec
-    from sim.io import atomic_write_json, ensure_writable_dir
-    from sim.perception_data import evaluate_detector, format_detection_report
+    from sim.geometry.camera import CameraSpec
+    from sim.harness.io import atomic_write_json, ensure_writable_dir
+    from sim.pipelines.perception_data import evaluate_detector, format_detection_report
 
     dataset = FrameDataset(args.data)
     spec = CameraSpec.from_dict(dataset.camera)
@@ -328,7 +328,7 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from sim.versions import git_revision, package_versions
+    from sim.harness.versions import git_revision, package_versions
 
     meta = {"git_revision": git_revision(), "versions": package_versions(), "command": sys.argv}
     if args.what == "e2e":
@@ -384,7 +384,7 @@ def format_training(result: dict) -> str:
 
 
 def _train_dagger(args, meta: dict) -> int:
-    from sim.dagger import DaggerConfig, format_dagger, run_dagger
+    from sim.pipelines.dagger import DaggerConfig, format_dagger, run_dagger
 
     if not args.init:
         raise ValueError("drive train dagger needs --init RUN (an e2e checkpoint from 'drive train e2e')")
@@ -400,7 +400,7 @@ def _train_dagger(args, meta: dict) -> int:
 
 
 def _train_ppo(args, meta: dict) -> int:
-    from sim.ppo import PPOConfig, format_ppo, train_ppo
+    from sim.pipelines.ppo import PPOConfig, format_ppo, train_ppo
 
     values = dict(steps=args.steps, envs=args.envs, vec=args.vec, model=args.model or "pilotnet-s",
                   seed=args.seed, budget_s=60.0 * args.budget_min, fast_physics=args.physics == "fast",
@@ -422,8 +422,8 @@ def _train_ppo(args, meta: dict) -> int:
 
 def _cmd_record(args) -> int:
     from agents import parse_agent
-    from sim.record import NoiseConfig, format_record_summary, record_dataset
-    from sim.scenarios import get_scenario
+    from sim.pipelines.record import NoiseConfig, format_record_summary, record_dataset
+    from sim.world.scenarios import get_scenario
 
     parse_agent(args.agent)
     scenario = get_scenario(args.scenario)
@@ -436,7 +436,7 @@ def _cmd_record(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from agents import AGENTS, DEFAULT_AGENT
-    from sim.scenarios import DEFAULT_SCENARIO, SCENARIOS
+    from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
     p = argparse.ArgumentParser(
         prog="drive",
@@ -484,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end an episode with status 'timeout' when one decision takes longer "
                         "(default: 0 = no limit)")
     s.add_argument("--physics", choices=["fast", "stock"], default="fast",
-                   help="fast: sim.fastroad, bit-identical to highway-env and several times "
+                   help="fast: sim.world.fastroad, bit-identical to highway-env and several times "
                         "faster; stock: plain highway-env (default: fast)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_run)
@@ -701,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "an e2e checkpoint (--init): roll out the policy mixed with the expert (beta), "
                     "label every visited state with the expert, aggregate, fine-tune, and score each "
                     "round in closed loop. 'ppo': reinforcement learning with Stable-Baselines3 PPO on the "
-                    "camera (+ speed) with the shaped reward of sim.rl, PilotNet as the actor, from scratch or "
+                    "camera (+ speed) with the shaped reward of sim.pipelines.rl, PilotNet as the actor, from scratch or "
                     "from an e2e network (--init e2e:RUN), K environment processes, a closed-loop "
                     "evaluation every --eval-every steps (--resume continues an interrupted run). Each "
                     "writes OUT/model.safetensors + a JSON config and TensorBoard logs in OUT/tensorboard.")

@@ -3,11 +3,11 @@
 import pytest
 
 from agents import make_agent
-from sim.camera import CameraSpec
-from sim.env import DrivingEnv
-from sim.loop import env_sensors_for, run_episode
-from sim.run import task_spec
-from sim.scenarios import get_scenario
+from sim.geometry.camera import CameraSpec
+from sim.world.env import DrivingEnv
+from sim.harness.loop import env_sensors_for, run_episode
+from sim.harness.run import task_spec
+from sim.world.scenarios import get_scenario
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.camera import CameraSpec
-from sim.env import DrivingEnv
-from sim.render import Palette, SceneObjects
+from sim.geometry.camera import CameraSpec
+from sim.world.env import DrivingEnv
+from sim.world.render import Palette, SceneObjects
 
 
 @given(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
-from sim.compare import (
+from sim.pipelines.compare import (
     RECIPES,
     SUMMARY,
     CompareRecipe,
@@ -17,7 +17,7 @@ from sim.compare import (
     get_recipe,
     run_compare,
 )
-from sim.evaluate import CONFIG, RESULTS, read_results
+from sim.harness.evaluate import CONFIG, RESULTS, read_results
 
 
 def tiny(root: Path, **overrides) -> CompareRecipe:

@@ -11,7 +11,7 @@ from perception.centernet import CenterNet, CenterNetConfig, decode, encode_targ
 from perception.detector import (CheckpointError, LearnedDetector, TrainConfig, load_checkpoint,
                                  resolve_device, save_checkpoint, train_detector)
 from sim.cli import main
-from sim.perception_data import record_frames
+from sim.pipelines.perception_data import record_frames
 
 CFG = CenterNetConfig(width=8)
 
@@ -154,11 +154,11 @@ def test_cli_trains_and_evaluates_the_learned_detector(trained, tmp_path, capsys
 
 def test_modular_drives_from_the_camera_only(trained):
     from agents.expert import ModularAgent
-    from sim.camera import CameraSpec
-    from sim.env import DrivingEnv
-    from sim.loop import env_sensors_for, run_episode
-    from sim.run import task_spec
-    from sim.scenarios import get_scenario
+    from sim.geometry.camera import CameraSpec
+    from sim.world.env import DrivingEnv
+    from sim.harness.loop import env_sensors_for, run_episode
+    from sim.harness.run import task_spec
+    from sim.world.scenarios import get_scenario
 
     _, ckpt, _ = trained
     sc = get_scenario("highway", duration_s=3.0)

@@ -9,11 +9,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from sim.env import DrivingEnv
+from sim.world.env import DrivingEnv
 
 ROLLOUT = textwrap.dedent("""
     import hashlib, numpy as np
-    from sim.env import DrivingEnv
+    from sim.world.env import DrivingEnv
     h = hashlib.sha256()
     for name in ["lane-keep", "highway", "merge", "roundabout"]:
         env = DrivingEnv(name)

@@ -12,12 +12,12 @@ from agents.e2e import E2EAgent
 from agents.e2e_train import E2ETrainConfig, ViewAugmenter, load_policy, save_policy, train_e2e
 from agents.pilotnet import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
 from perception.checkpoint import CheckpointError
-from sim.camera import CameraSpec
-from sim.env import DrivingEnv
-from sim.loop import run_episode, run_episodes_lockstep
-from sim.record import NoiseConfig, record_dataset
-from sim.run import task_spec
-from sim.scenarios import get_scenario
+from sim.geometry.camera import CameraSpec
+from sim.world.env import DrivingEnv
+from sim.harness.loop import run_episode, run_episodes_lockstep
+from sim.pipelines.record import NoiseConfig, record_dataset
+from sim.harness.run import task_spec
+from sim.world.scenarios import get_scenario
 
 CAM = CameraSpec()
 
@@ -196,10 +196,10 @@ def test_agent_frame_history_matches_the_training_gather_with_a_stride(demos_dir
 def test_e2e_agent_errors_name_the_fix(trained, tmp_path):
     agent = E2EAgent(_task(), str(tmp_path / "none"))
     with pytest.raises(FileNotFoundError, match="drive train e2e"):
-        agent.ensure_ready()
+        agent.prepare()
     out, _ = trained
     with pytest.raises(ValueError, match=r"drives \['steering'\]"):
-        E2EAgent(_task("highway"), str(out)).ensure_ready()
+        E2EAgent(_task("highway"), str(out)).prepare()
 
 
 def test_lockstep_episodes_equal_one_by_one_episodes(trained):
@@ -260,7 +260,7 @@ def test_cli_trains_e2e_and_runs_it_batched(demos_dir, tmp_path, capsys):
 
 
 def test_dagger_round_aggregates_relabels_and_scores(trained, demos_dir, tmp_path):
-    from sim.dagger import DaggerConfig, run_dagger
+    from sim.pipelines.dagger import DaggerConfig, run_dagger
 
     out, _ = trained
     config = DaggerConfig(rounds=1, episodes=2, beta=0.5, eval_episodes=2, workers=1, duration_s=3.0)
@@ -285,7 +285,7 @@ def test_dagger_round_aggregates_relabels_and_scores(trained, demos_dir, tmp_pat
 
 
 def test_bench_inference_reports_every_width_and_the_sb3_baseline():
-    from sim.bench_inference import bench_inference, format_inference
+    from sim.bench.inference import bench_inference, format_inference
 
     r = bench_inference(repeats=3, loop_episodes=2, loop_batches=(1, 2), loop_duration_s=0.5, devices=("cpu",))
     rows = r["devices"]["cpu"]["models"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from highway_env.vehicle.objects import Obstacle
 
-from sim.env import DrivingEnv
+from sim.world.env import DrivingEnv
 
 
 def test_hitting_the_ramp_end_is_an_object_collision():

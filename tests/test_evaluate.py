@@ -10,7 +10,7 @@ import time
 import pytest
 
 from sim.cli import main
-from sim.evaluate import RESULTS, TIMING_FIELDS, read_results, run_eval
+from sim.harness.evaluate import RESULTS, TIMING_FIELDS, read_results, run_eval
 
 AGENTS = ["idm", "straight"]
 SCENARIOS = ["lane-keep", "highway"]
@@ -114,7 +114,7 @@ def test_cli_eval_refuses_unknown_names_and_keeps_eval_detector(tmp_path, capsys
 def test_bootstrap_interval_covers_the_known_mean_at_about_95_percent():
     import numpy as np
 
-    from sim.stats import bootstrap
+    from sim.harness.stats import bootstrap
 
     rng = np.random.default_rng(3)
     hits = 0
@@ -132,7 +132,7 @@ def test_bootstrap_interval_covers_the_known_mean_at_about_95_percent():
 
 
 def test_iqm_ignores_the_outer_quartiles_and_paired_counts_wins():
-    from sim.stats import bootstrap, paired
+    from sim.harness.stats import bootstrap, paired
 
     x = [0, 1, 1, 1, 1, 1, 1, 100]
     assert bootstrap(x, "iqm").value == 1.0 and bootstrap(x).value > 10
@@ -144,7 +144,7 @@ def test_iqm_ignores_the_outer_quartiles_and_paired_counts_wins():
 def test_report_has_every_agent_interval_paired_rows_sensors_and_figures(serial, tmp_path):
     import shutil
 
-    from sim.report import write_report
+    from sim.report.report import write_report
 
     src, records = serial
     out = tmp_path / "rep"
@@ -175,7 +175,7 @@ def test_report_refuses_folders_that_are_not_evaluations(tmp_path, capsys):
 
 
 def test_wilson_rate_intervals_do_not_collapse_when_nothing_happened():
-    from sim.stats import wilson
+    from sim.harness.stats import wilson
 
     zero = wilson(0, 20)
     assert zero.value == 0.0 and zero.low == 0.0 and 0.15 < zero.high < 0.17  # 0/20: 0-16%
@@ -184,7 +184,7 @@ def test_wilson_rate_intervals_do_not_collapse_when_nothing_happened():
 
 
 def test_lane_violation_rate_counts_episodes_and_leaves_older_records_unknown():
-    from sim.report import build_rows
+    from sim.report.report import build_rows
 
     def rec(seed, **extra):
         return {"agent": "e2e", "scenario": "lane-keep", "seed": seed, "status": "ok", "driving_score": 1.0,
@@ -206,7 +206,7 @@ def test_each_fault_gets_its_status_counts_in_the_denominators_and_the_report(tm
 
     from agents import BaseAgent
     from agents.registry import AGENTS as REGISTRY
-    from sim.report import write_report
+    from sim.report.report import write_report
 
     class Faulty(BaseAgent):
         sensors = ("speed",)
@@ -245,8 +245,8 @@ def test_report_videos_tile_every_agent_on_the_same_seed_and_match_the_evaluatio
 
     import av
 
-    from sim.report import FILES, write_report
-    from sim.sidebyside import pick_seeds
+    from sim.report.report import FILES, write_report
+    from sim.report.sidebyside import pick_seeds
 
     src, records = serial
     out = tmp_path / "vid"
@@ -276,7 +276,7 @@ def test_report_html_loads_every_table_figure_and_video_in_headless_chromium(ser
     import re
     import shutil
 
-    from sim.report import write_report
+    from sim.report.report import write_report
 
     src, _ = serial
     out = tmp_path / "html"
@@ -296,7 +296,7 @@ def test_report_html_loads_every_table_figure_and_video_in_headless_chromium(ser
 
 
 def test_bench_loop_times_the_harness_beside_the_stock_sb3_loop():
-    from sim.bench_loop import bench_loop, format_loop
+    from sim.bench.loop import bench_loop, format_loop
 
     r = bench_loop(agents=("idm", "e2e:/nonexistent"), episodes=1, workers=(1,), duration_s=1.0)
     idm = r["agents"]["idm"]["runs"][0]
@@ -309,7 +309,7 @@ def test_bench_loop_times_the_harness_beside_the_stock_sb3_loop():
 
 
 def test_failure_gallery_lists_failed_episodes_worst_first_and_films_only_the_worst(monkeypatch, tmp_path):
-    from sim import report
+    from sim.report import report
 
     calls = []
     monkeypatch.setattr(report, "_thumbnail", lambda config, a, s, seed, files, progress:

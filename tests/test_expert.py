@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 from agents import AGENTS, make_agent
 from agents.expert import ModularAgent
 from planning.prediction import ObjectStates
-from sim.camera import CameraSpec
-from sim.env import DrivingEnv
-from sim.loop import env_sensors_for, run_episode
-from sim.run import task_spec
-from sim.scenarios import get_scenario
+from sim.geometry.camera import CameraSpec
+from sim.world.env import DrivingEnv
+from sim.harness.loop import env_sensors_for, run_episode
+from sim.harness.run import task_spec
+from sim.world.scenarios import get_scenario
 
 
 def episode(agent_name: str, scenario: str, seed: int, duration_s: float, agent=None):
@@ -118,7 +118,7 @@ def test_expert_full_episodes(scenario):
 def test_first_seen_cars_in_the_ring_are_forecast_around_it():
     """With no heading history yet, a car in the roundabout gets its lane's yaw rate
     (speed x curvature), so the first plan does not see it fly off along its tangent."""
-    from sim.loop import agent_view
+    from sim.harness.loop import agent_view
 
     sc = get_scenario("roundabout")
     agent = make_agent("expert", task_spec(sc, CameraSpec()))

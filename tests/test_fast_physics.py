@@ -2,7 +2,7 @@
 
 Stock and fast worlds run side by side under the same action sequence; every step must
 agree *exactly* (positions, headings, speeds, lane indices, crash flags, env events).
-The fast path has no reason to differ by even one bit (see ``sim/fastroad.py``), so the
+The fast path has no reason to differ by even one bit (see ``sim/world/fastroad.py``), so the
 tolerance is 0, stricter than the 1e-6 m the issue allows.
 
 Slow variants (more seeds, 2x traffic): ``python -m pytest -m slow tests/test_fast_physics.py``
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from highway_env.road.road import Road, RoadNetwork
 
-from sim.env import DrivingEnv
-from sim.fastroad import FastIDMVehicle, FastRoad, FastRoadNetwork
+from sim.world.env import DrivingEnv
+from sim.world.fastroad import FastIDMVehicle, FastRoad, FastRoadNetwork
 
 
 def _state(env):

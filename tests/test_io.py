@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sim.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl
+from sim.harness.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl
 
 
 def test_append_and_read(tmp_path):

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from agents import BaseAgent, make_agent
-from sim.camera import CameraSpec
-from sim.env import DrivingEnv
-from sim.loop import env_sensors_for, run_episode
-from sim.run import task_spec
-from sim.scenarios import get_scenario
+from sim.geometry.camera import CameraSpec
+from sim.world.env import DrivingEnv
+from sim.harness.loop import env_sensors_for, run_episode
+from sim.harness.run import task_spec
+from sim.world.scenarios import get_scenario
 
 SHORT = {"duration_s": 2.0}
 
@@ -182,6 +182,7 @@ class Hanger(BaseAgent):
 
     name = "hanger"
     sensors = ("speed",)
+    lockstep = True
 
     def __init__(self, task, at=3, how="spin", seconds=30.0):
         super().__init__(task)
@@ -236,7 +237,7 @@ def test_off_the_main_thread_a_slow_decision_is_judged_by_its_latency():
 
 
 def test_a_hanging_batch_times_out_every_episode_in_it():
-    from sim.loop import run_episodes_lockstep
+    from sim.harness.loop import run_episodes_lockstep
 
     agent = Hanger(_task(), at=3)
     agent.act_batch = lambda obs, slots=None: np.stack([agent.act(o) for o in obs])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sim.metrics import (
+from sim.harness.metrics import (
     INFRACTION_PENALTY,
     EpisodeTrace,
     comfort_metrics,

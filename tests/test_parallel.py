@@ -7,7 +7,7 @@ import multiprocessing
 import pytest
 
 from sim.cli import main
-from sim.parallel import FAULT_ENV
+from sim.harness.parallel import FAULT_ENV
 
 
 def _records(path):

@@ -7,8 +7,8 @@ from perception.boxes import Boxes, ego_to_world, world_to_ego
 from perception.labels import boxes_to_pixels, labels_from_truth
 from perception.metrics import average_precision, detection_report, match_frame
 from perception.opencv_detector import OpenCVDetector
-from sim.camera import CameraSpec
-from sim.env import DrivingEnv
+from sim.geometry.camera import CameraSpec
+from sim.world.env import DrivingEnv
 
 SPEC = CameraSpec()
 

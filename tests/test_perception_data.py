@@ -8,9 +8,9 @@ import pytest
 from perception.corruptions import corrupt
 from perception.dataset import DatasetError, FrameDataset
 from perception.labels import labels_from_truth
-from sim.camera import CameraSpec
+from sim.geometry.camera import CameraSpec
 from sim.cli import main
-from sim.perception_data import record_frames
+from sim.pipelines.perception_data import record_frames
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_round_trip_frames_labels_and_metadata(recorded):
 
 
 def test_labels_are_the_ground_truth_of_the_recorded_state(recorded):
-    from sim.env import DrivingEnv
+    from sim.world.env import DrivingEnv
 
     out, _ = recorded
     frame, labels, meta = next(FrameDataset(out).iter_frames())

@@ -11,12 +11,12 @@ from agents.e2e import policy_experience
 from agents.e2e_train import E2ETrainConfig, load_policy, train_e2e
 from agents.pilotnet import aux_inputs
 from agents.ppo import META, POLICY
-from sim.camera import CameraSpec
-from sim.loop import run_episode
-from sim.record import NoiseConfig, record_dataset
-from sim.rl import RewardConfig, RLEnv, shaped_reward
-from sim.run import task_spec
-from sim.scenarios import get_scenario
+from sim.geometry.camera import CameraSpec
+from sim.harness.loop import run_episode
+from sim.pipelines.record import NoiseConfig, record_dataset
+from sim.pipelines.rl import RewardConfig, RLEnv, shaped_reward
+from sim.harness.run import task_spec
+from sim.world.scenarios import get_scenario
 
 CAM = CameraSpec()
 DT = 1 / 15
@@ -117,7 +117,7 @@ def bc(tmp_path_factory):
 
 
 def _tiny(**kw):
-    from sim.ppo import PPOConfig
+    from sim.pipelines.ppo import PPOConfig
 
     base = dict(steps=64, envs=2, vec="dummy", n_steps=16, batch_size=16, n_epochs=1, eval_every=32,
                 eval_episodes=1, duration_s=2.0)
@@ -131,7 +131,7 @@ def _frames(n, seed=0):
 
 def test_a_behaviour_cloned_network_becomes_the_ppo_actor_exactly(bc):
     from agents.ppo_policy import policy_to_pilotnet
-    from sim.ppo import build_ppo
+    from sim.pipelines.ppo import build_ppo
 
     net, _ = load_policy(bc)
     model = build_ppo(get_scenario("lane-keep"), _tiny(), init_net=net, device="cpu")
@@ -150,7 +150,7 @@ def test_a_behaviour_cloned_network_becomes_the_ppo_actor_exactly(bc):
 
 
 def test_a_tiny_training_run_saves_weights_and_json_that_reload_and_drive(bc, tmp_path):
-    from sim.ppo import train_ppo
+    from sim.pipelines.ppo import train_ppo
 
     out = tmp_path / "ppo"
     r = train_ppo("lane-keep", out, _tiny(critic_warmup=32), init=f"e2e:{bc}", device="cpu", progress=False)
@@ -167,7 +167,7 @@ def test_a_tiny_training_run_saves_weights_and_json_that_reload_and_drive(bc, tm
     assert meta["ppo"]["init"]["demo_frames"] > 0
     agent = make_agent(f"ppo:{out}", task_spec(get_scenario("lane-keep"), CAM), device="cpu")
     assert agent.experience()["env_steps"] == 64
-    from sim.env import DrivingEnv
+    from sim.world.env import DrivingEnv
 
     env = DrivingEnv(get_scenario("lane-keep", duration_s=1.0), sensors=agent.sensors)
     res = run_episode(env, agent, seed=0)
@@ -184,7 +184,7 @@ def test_a_tiny_training_run_saves_weights_and_json_that_reload_and_drive(bc, tm
 
 
 def test_the_critic_warmup_leaves_the_actor_untouched(bc, tmp_path):
-    from sim.ppo import train_ppo
+    from sim.pipelines.ppo import train_ppo
 
     out = tmp_path / "warm"
     train_ppo("lane-keep", out, _tiny(steps=32, critic_warmup=32, eval_episodes=0), init=f"e2e:{bc}",
@@ -227,7 +227,7 @@ def test_an_interrupted_run_resumes_to_the_same_step_count(tmp_path, monkeypatch
 
 def test_damaged_policy_state_and_mismatched_inits_are_refused(bc, tmp_path):
     from perception.checkpoint import CheckpointError
-    from sim.ppo import train_ppo
+    from sim.pipelines.ppo import train_ppo
 
     with pytest.raises(ValueError, match="drives"):  # a lane-keep network cannot drive the highway
         train_ppo("highway", tmp_path / "x", _tiny(), init=f"e2e:{bc}", device="cpu", progress=False)
@@ -252,7 +252,7 @@ def test_damaged_policy_state_and_mismatched_inits_are_refused(bc, tmp_path):
 # -- the agent ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory):
-    from sim.ppo import train_ppo
+    from sim.pipelines.ppo import train_ppo
 
     out = tmp_path_factory.mktemp("ppo-scratch") / "p"
     train_ppo("lane-keep", out, _tiny(steps=32, eval_episodes=0, vec="subproc"), device="cpu", progress=False)
@@ -276,11 +276,11 @@ def test_ppo_agent_acts_through_the_contract_and_is_batch_invariant(scratch):
 def test_ppo_agent_errors_name_the_fix(tmp_path, bc):
     task = task_spec(get_scenario("lane-keep"), CAM)
     with pytest.raises(FileNotFoundError, match="drive train ppo --scenario lane-keep"):
-        make_agent(f"ppo:{tmp_path / 'none'}", task).ensure_ready()
+        make_agent(f"ppo:{tmp_path / 'none'}", task).prepare()
     from perception.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="ppo.json"):  # an e2e checkpoint is not a PPO one
-        make_agent(f"ppo:{bc}", task).ensure_ready()
+        make_agent(f"ppo:{bc}", task).prepare()
 
 
 def test_experience_counts_demo_frames_and_environment_steps():
@@ -294,8 +294,8 @@ def test_experience_counts_demo_frames_and_environment_steps():
 
 
 def test_the_report_puts_ppo_beside_e2e_with_the_experience_each_used(bc, scratch, tmp_path):
-    from sim.evaluate import run_eval
-    from sim.report import write_report
+    from sim.harness.evaluate import run_eval
+    from sim.report.report import write_report
 
     out = tmp_path / "eval"
     agents = [f"e2e:{bc}", f"ppo:{scratch}"]
@@ -328,7 +328,7 @@ def test_cli_trains_ppo_and_the_harness_drives_it(tmp_path, capsys):
 
 
 def test_bench_ppo_times_fast_and_stock_physics_in_the_same_run():
-    from sim.ppo import bench_ppo, format_bench_ppo
+    from sim.pipelines.ppo import bench_ppo, format_bench_ppo
 
     r = bench_ppo("lane-keep", steps=32, repeats=1, envs=2)
     assert r["steps"] == 32 and len(r["runs"]["fast"]) == len(r["runs"]["stock"]) == 1
@@ -341,7 +341,7 @@ def test_bench_ppo_times_fast_and_stock_physics_in_the_same_run():
 def test_the_same_seed_trains_the_same_weights(tmp_path):
     from safetensors.torch import load_file
 
-    from sim.ppo import train_ppo
+    from sim.pipelines.ppo import train_ppo
 
     runs = []
     for k in range(2):
@@ -355,7 +355,7 @@ def test_the_same_seed_trains_the_same_weights(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run: pytest -m gpu)")
 def test_ppo_trains_on_cuda_and_its_agent_matches_the_cpu(tmp_path):
-    from sim.ppo import train_ppo
+    from sim.pipelines.ppo import train_ppo
 
     out = tmp_path / "cuda"
     train_ppo("lane-keep", out, _tiny(steps=32, eval_episodes=0), device="cuda", progress=False)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from agents.demos import DemoError, dataset_info, load_demos
-from sim.record import NoiseConfig, record_dataset, steering_of_yaw_rate
-from sim.scenarios import get_scenario
+from sim.pipelines.record import NoiseConfig, record_dataset, steering_of_yaw_rate
+from sim.world.scenarios import get_scenario
 
 SEEDS = [7, 8, 9]
 
@@ -115,13 +115,13 @@ def test_existing_output_is_refused_and_a_failed_recording_leaves_nothing(record
     root, _ = recorded
     with pytest.raises(FileExistsError):
         record_dataset(get_scenario("lane-keep"), [0], root / "a", progress=False)
-    import sim.record
+    import sim.pipelines.record
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated crash mid-recording")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(sim.record, "collect", broken)
+    monkeypatch.setattr(sim.pipelines.record, "collect", broken)
     with pytest.raises(RuntimeError, match="mid-recording"):
         record_dataset(get_scenario("lane-keep"), [0], tmp_path / "c", progress=False)
     assert list(tmp_path.iterdir()) == []

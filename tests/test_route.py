@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from sim.env import DrivingEnv
-from sim.route import Route, RouteProgress
+from sim.world.env import DrivingEnv
+from sim.world.route import Route, RouteProgress
 
 
 def test_lap_progress_is_monotone_and_reaches_one():

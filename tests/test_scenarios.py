@@ -8,8 +8,8 @@ from highway_env.envs.merge_env import MergeEnv
 from highway_env.envs.roundabout_env import RoundaboutEnv
 
 import sim
-from sim.env import DrivingEnv
-from sim.scenarios import COMMANDS, SCENARIOS, get_scenario
+from sim.world.env import DrivingEnv
+from sim.world.scenarios import COMMANDS, SCENARIOS, get_scenario
 
 NAMES = list(SCENARIOS)
 

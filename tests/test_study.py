@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from agents.demos import episode_lengths, load_demos
 from sim.cli import main
-from sim.io import write_jsonl
-from sim.record import NoiseConfig, record_dataset
-from sim.scenarios import get_scenario
-from sim.study import (
+from sim.harness.io import write_jsonl
+from sim.pipelines.record import NoiseConfig, record_dataset
+from sim.world.scenarios import get_scenario
+from sim.pipelines.study import (
     CELLS,
     StudyConfig,
     matches,

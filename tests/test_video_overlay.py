@@ -10,9 +10,9 @@ import pytest
 from agents.expert import Overlay
 from planning.prediction import ObjectStates
 from sim.cli import main
-from sim.env import DrivingEnv
-from sim.render import top_down_transform
-from sim.video import OVERVIEW_MPP, PANEL_PX, PERCEIVED_RGB, PLAN_RGB, EpisodeVideo
+from sim.world.env import DrivingEnv
+from sim.world.render import top_down_transform
+from sim.report.video import OVERVIEW_MPP, PANEL_PX, PERCEIVED_RGB, PLAN_RGB, EpisodeVideo
 
 PLAN_AHEAD_M = 30.0
 

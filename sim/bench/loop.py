@@ -1,6 +1,6 @@
 """``drive bench loop``: throughput of the whole evaluation harness, per agent.
 
-For each agent, the harness (:func:`sim.run.run_seeds`, what ``drive eval`` runs: env,
+For each agent, the harness (:func:`sim.harness.run.run_seeds`, what ``drive eval`` runs: env,
 sensors, the agent's decision, metrics, the per-step trace written to disk) drives
 ``highway`` episodes on seeds 0.. with 1 and with 2 worker processes, and reports episodes
 per minute and decisions (control steps) per second.  Beside it, in the same run, the loop
@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from sim.camera import CameraSpec
-from sim.scenarios import get_scenario
+from sim.geometry.camera import CameraSpec
+from sim.world.scenarios import get_scenario
 
 AGENTS = ("expert", "modular", "e2e", "idm")
 
 
 def _harness(spec: str, world, seeds: list[int], workers: int) -> dict[str, Any]:
-    from sim.run import run_seeds
+    from sim.harness.run import run_seeds
 
     records: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="drive-bench-loop-") as tmp:
@@ -93,7 +93,7 @@ def _stock_loop(seeds: list[int], duration_s: float) -> dict[str, Any]:
 def bench_loop(agents: tuple[str, ...] = AGENTS, episodes: int = 10, workers: tuple[int, ...] = (1, 2),
                duration_s: float | None = None) -> dict[str, Any]:
     from agents import make_agent
-    from sim.run import task_spec
+    from sim.harness.run import task_spec
 
     seeds = list(range(episodes))
     world = get_scenario("highway", **({"duration_s": duration_s} if duration_s else {}))
@@ -101,7 +101,7 @@ def bench_loop(agents: tuple[str, ...] = AGENTS, episodes: int = 10, workers: tu
                               "agents": {}}
     for spec in agents:
         try:  # an agent without its checkpoint is reported, not fatal
-            getattr(make_agent(spec, task_spec(world, CameraSpec())), "ensure_ready", lambda: None)()
+            make_agent(spec, task_spec(world, CameraSpec())).prepare()
         except Exception as e:  # noqa: BLE001
             result["agents"][spec] = {"skipped": f"{type(e).__name__}: {e}"}
             continue

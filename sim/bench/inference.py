@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.bench import _time_ms
+from sim.bench.simulator import _time_ms
 
 WIDTHS = ("s", "m", "l")
 BATCHES = (1, 4, 16, 64)
@@ -52,9 +52,9 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
     from agents.e2e import E2EAgent
     from agents.e2e_train import save_policy
     from agents.pilotnet import PilotNet, PilotNetConfig, aux_inputs, count_parameters
-    from sim.camera import CameraSpec
-    from sim.run import task_spec
-    from sim.scenarios import get_scenario
+    from sim.geometry.camera import CameraSpec
+    from sim.harness.run import task_spec
+    from sim.world.scenarios import get_scenario
 
     cam = CameraSpec()
     h, w = cam.height_px, cam.width_px
@@ -87,7 +87,7 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
                 if half:
                     m = m.to_channels_last()
                 agent = E2EAgent(task, str(ckpt), device=dev_name, half=half)
-                agent.ensure_ready()
+                agent.prepare()
                 key = f"pilotnet-{width} {tag}"
                 frames = {b: torch.from_numpy(rng.integers(0, 256, (b, h, w, 3), dtype=np.uint8)).to(dev)
                           for b in BATCHES}
@@ -147,15 +147,15 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
 
 def _bench_loop(task, ckpt: Path, scenario, episodes: int, batches: tuple[int, ...], duration_s: float) -> dict:
     from agents.e2e import E2EAgent
-    from sim.env import DrivingEnv
-    from sim.loop import run_episodes_lockstep
-    from sim.scenarios import get_scenario
+    from sim.world.env import DrivingEnv
+    from sim.harness.loop import run_episodes_lockstep
+    from sim.world.scenarios import get_scenario
 
     sc = get_scenario(scenario.name, duration_s=duration_s)
     rows = {}
     for k in batches:
         agent = E2EAgent(task, str(ckpt), device="auto")
-        agent.ensure_ready()
+        agent.prepare()
         envs = [DrivingEnv(sc, sensors=agent.sensors) for _ in range(k)]
         t0 = time.perf_counter()
         results = run_episodes_lockstep(envs, agent, list(range(episodes)))

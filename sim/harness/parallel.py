@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from sim.camera import CameraSpec
-from sim.scenarios import Scenario
+from sim.geometry.camera import CameraSpec
+from sim.world.scenarios import Scenario
 
 # Testing hook: "kill-at:S" (a worker SIGKILLs itself on starting seed S), "kill-after:S"
 # (right after reporting seed S done) or "init" (a worker fails to start).  Tests use it
@@ -56,7 +56,7 @@ def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: 
     if "torch" in sys.modules:  # pragma: no cover - spawn starts clean; kept for forked starts
         sys.modules["torch"].set_num_threads(1)
     # imported here: spawn starts from a clean interpreter, and the parent needs none of it
-    from sim.run import EpisodeRunner
+    from sim.harness.run import EpisodeRunner
 
     try:
         if _fault("init"):

@@ -1,6 +1,6 @@
 """highway-env worlds behind the scenarios, each a thin subclass of a stock env.
 
-:class:`DrivingEnv <sim.env.DrivingEnv>` owns observations, rewards and termination,
+:class:`DrivingEnv <sim.world.env.DrivingEnv>` owns observations, rewards and termination,
 so every world here strips highway-env's own (:class:`WorldMixin`).  That also works
 around a highway-env bug: the merge and roundabout envs compute their reward with
 ``action in [0, 2]``, which raises ``ValueError`` for a continuous (array) action.

@@ -46,18 +46,18 @@ from tqdm import tqdm
 from agents import make_agent
 from agents.demos import DATA_DIR, DEMO_FORMAT, RECORDED_SENSORS, RECORDER_VERSION
 from planning.vehicle import VEHICLE_LENGTH_M
-from sim.camera import CameraSpec
-from sim.env import DrivingEnv
-from sim.io import DIR_MODE
-from sim.loop import agent_view, check_sensors, gate_action
-from sim.metrics import EpisodeTrace, episode_metrics
-from sim.scenarios import (
+from sim.geometry.camera import CameraSpec
+from sim.world.env import DrivingEnv
+from sim.harness.io import DIR_MODE
+from sim.harness.loop import agent_view, check_sensors, gate_action
+from sim.harness.metrics import EpisodeTrace, episode_metrics
+from sim.world.scenarios import (
     ACCELERATION_RANGE_MPS2,
     COMMANDS,
     STEERING_RANGE_RAD,
     Scenario,
 )
-from sim.versions import git_revision, package_versions
+from sim.harness.versions import git_revision, package_versions
 
 
 @dataclass(frozen=True)
@@ -215,9 +215,9 @@ _WORKER: dict = {}
 
 def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | None, fast_physics: bool,
                  device: str) -> None:
-    from sim.run import task_spec  # local: sim.run imports the agents' registry
+    from sim.harness.run import task_spec  # local: sim.harness.run imports the agents' registry
 
-    if mp.parent_process() is not None:  # a pool worker: one thread each (see sim.parallel)
+    if mp.parent_process() is not None:  # a pool worker: one thread each (see sim.harness.parallel)
         os.environ["OMP_NUM_THREADS"] = "1"
     sc = scenario  # the object, not its name: overrides (a shorter duration_s) must reach the worker
     cam = CameraSpec(**camera)
@@ -227,7 +227,7 @@ def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | N
     sensors = set(RECORDED_SENSORS) | set(check_sensors(expert_agent))
     if learner_agent is not None:
         sensors |= set(check_sensors(learner_agent))
-    from sim.env import SENSORS
+    from sim.world.env import SENSORS
 
     env = DrivingEnv(sc, camera=cam, fast_physics=fast_physics,
                      sensors=tuple(s for s in SENSORS if s in sensors))

@@ -6,7 +6,7 @@ compared with the others on equal terms:
 * the same observation as the ``e2e`` agent (``camera`` + ``speed``, + ``command`` where
   routes turn) and the same network family (:mod:`agents.ppo_policy`): PilotNet is the actor,
   a second copy of its convolutions feeds the critic;
-* the reward is :func:`sim.rl.shaped_reward` (progress, lane centring, lane keeping,
+* the reward is :func:`sim.pipelines.rl.shaped_reward` (progress, lane centring, lane keeping,
   collision and off-road penalties, comfort);
 * ``--init e2e:RUN`` starts the actor from a behaviour-cloned network (BC -> PPO); the critic
   then learns alone for ``critic_warmup`` environment steps (the actor frozen) so that its
@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sim.camera import CameraSpec
-from sim.io import read_jsonl, write_jsonl
-from sim.rl import RewardConfig, RLEnv, rl_sensors
-from sim.scenarios import Scenario, get_scenario
+from sim.geometry.camera import CameraSpec
+from sim.harness.io import read_jsonl, write_jsonl
+from sim.pipelines.rl import RewardConfig, RLEnv, rl_sensors
+from sim.world.scenarios import Scenario, get_scenario
 
 PROGRESS = "progress.jsonl"
 TRAIN_SEED_MIN = 1_000_000
@@ -356,7 +356,7 @@ class _Monitor(BaseCallback):
                "episode_reward_mean": _mean([e["r"] for e in self.model.ep_info_buffer]),
                "episode_length_mean": _mean([e["l"] for e in self.model.ep_info_buffer])}
         self.history.append(row)
-        from sim.io import append_jsonl
+        from sim.harness.io import append_jsonl
 
         append_jsonl(self.out / PROGRESS, row)
         cl = row["closed_loop"]
@@ -377,7 +377,7 @@ class _Monitor(BaseCallback):
         score so far on the evaluation seeds, which are never the report's - model selection on a
         validation set, as SB3's EvalCallback does.  Swapped in whole (temp folder + rename)."""
         from agents.ppo import META
-        from sim.io import DIR_MODE
+        from sim.harness.io import DIR_MODE
 
         tmp = Path(tempfile.mkdtemp(prefix=".best.", dir=self.out))
         try:
@@ -420,8 +420,8 @@ class _Monitor(BaseCallback):
                                                             "config": net.config.to_dict(), **meta})
 
     def _evaluate(self) -> dict:
-        from sim.dagger import closed_loop_summary
-        from sim.run import run_agent
+        from sim.pipelines.dagger import closed_loop_summary
+        from sim.harness.run import run_agent
 
         n = self.config.eval_episodes
         if n <= 0:

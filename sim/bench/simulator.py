@@ -1,6 +1,6 @@
 """Benchmarks (``drive bench``): medians and ratios against a baseline measured in the same run.
 
-``camera``: the ego camera (:mod:`sim.render`, OpenCV) against highway-env's own
+``camera``: the ego camera (:mod:`sim.world.render`, OpenCV) against highway-env's own
 ``GrayscaleObservation`` (pygame, offscreen) at the same image size and scale, on the
 same sequence of world states.  The two are interleaved state by state, so machine
 noise hits both alike.
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.camera import CameraSpec
+from sim.geometry.camera import CameraSpec
 
 
 def _time_ms(fn) -> float:
@@ -35,8 +35,8 @@ def bench_camera(scenario: str = "highway", frames: int = 300, size_px: int = 12
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     from highway_env.envs.common.observation import GrayscaleObservation
 
-    from sim.env import DrivingEnv
-    from sim.frames import hw_to_world_heading, hw_to_world_xy
+    from sim.world.env import DrivingEnv
+    from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
 
     spec = CameraSpec(width_px=size_px, height_px=size_px, ego_u_px=(size_px - 1) / 2,
                       ego_v_px=round(size_px * 0.78))
@@ -85,7 +85,7 @@ def format_camera(r: dict[str, Any]) -> str:
         f"camera benchmark: {r['scenario']}, {r['size_px']}x{r['size_px']} px, {r['frames']} "
         f"world states (interleaved)",
         f"{'renderer':44s} {'median ms':>10s} {'p90 ms':>8s}",
-        f"{'ego camera (sim.render, OpenCV, RGB)':44s} {r['ego_camera_rgb_median_ms']:10.3f} "
+        f"{'ego camera (sim.world.render, OpenCV, RGB)':44s} {r['ego_camera_rgb_median_ms']:10.3f} "
         f"{r['ego_camera_rgb_p90_ms']:8.3f}",
         f"{'highway-env GrayscaleObservation (pygame)':44s} "
         f"{r['highway_env_grayscale_median_ms']:10.3f} {r['highway_env_grayscale_p90_ms']:8.3f}",
@@ -100,7 +100,7 @@ DOUBLE_TRAFFIC = {"highway": 100, "merge": 20}  # scenarios whose traffic is a v
 
 def _record_actions(scenario: str, seed: int, steps: int, overrides: dict) -> list[np.ndarray]:
     """The IDM autopilot's actions over one episode (resetting on a new seed if it ends)."""
-    from sim.env import DrivingEnv
+    from sim.world.env import DrivingEnv
 
     env = DrivingEnv(scenario, sensors=("autopilot",), overrides=overrides)
     _, info = env.reset(seed=seed)
@@ -116,7 +116,7 @@ def _record_actions(scenario: str, seed: int, steps: int, overrides: dict) -> li
 def _step_times_ms(scenario: str, seed: int, actions: list[np.ndarray], overrides: dict,
                    fast: bool) -> tuple[list[float], list[float]]:
     """(whole ``DrivingEnv.step``, the highway-env world step inside it) per step [ms]."""
-    from sim.env import DrivingEnv
+    from sim.world.env import DrivingEnv
 
     env = DrivingEnv(scenario, sensors=("speed",), overrides=overrides, fast_physics=fast)
     env.reset(seed=seed)
@@ -265,7 +265,7 @@ def bench_planner(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge",
                   episodes: int = 2, agent: str = "expert",
                   duration_s: float | None = None) -> dict[str, Any]:
     """Per-decision latency of ``agent`` in closed loop: ``episodes`` episodes (seeds
-    0..episodes-1) per scenario, in-process through :func:`sim.loop.run_episode`.
+    0..episodes-1) per scenario, in-process through :func:`sim.harness.loop.run_episode`.
 
     Latency is the loop's own timing of ``agent.act`` (``EpisodeTrace.latency_ms``), so
     the first decision of an episode (map parsing) is in it.  ``env_step_median_ms`` is
@@ -273,10 +273,10 @@ def bench_planner(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge",
     before anything runs.
     """
     from agents import make_agent
-    from sim.env import DrivingEnv
-    from sim.loop import env_sensors_for, run_episode
-    from sim.run import task_spec
-    from sim.scenarios import get_scenario
+    from sim.world.env import DrivingEnv
+    from sim.harness.loop import env_sensors_for, run_episode
+    from sim.harness.run import task_spec
+    from sim.world.scenarios import get_scenario
 
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")

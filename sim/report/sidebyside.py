@@ -1,7 +1,7 @@
 """Side-by-side videos: the same seed driven by each agent, in adjacent panels.
 
 Episodes are deterministic per seed, so a clip is made by driving the seed again with the
-episode video observer (:class:`sim.video.EpisodeVideo`: ego camera with the detector's
+episode video observer (:class:`sim.report.video.EpisodeVideo`: ego camera with the detector's
 boxes for ``modular``, top-down view with the plan, steering and acceleration bars) and the
 clips are tiled into one H.264 MP4, frame by frame (never all in memory).  An agent whose
 episode ended early holds its last frame, dimmed, under its final status.
@@ -19,10 +19,10 @@ import av
 import cv2
 import numpy as np
 
-from sim.camera import CameraSpec
-from sim.run import EpisodeRunner
-from sim.scenarios import get_scenario
-from sim.video import HUD_PX, PANEL_PX
+from sim.geometry.camera import CameraSpec
+from sim.harness.run import EpisodeRunner
+from sim.world.scenarios import get_scenario
+from sim.report.video import HUD_PX, PANEL_PX
 
 SCALE = 0.5  # each agent's clip (2 panels + HUD) at half size in the grid
 COLUMNS = 3

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from sim.evaluate import CONFIG, RESULTS, read_results
-from sim.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
-from sim.stats import bootstrap, paired, wilson
+from sim.harness.evaluate import CONFIG, RESULTS, read_results
+from sim.harness.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from sim.harness.stats import bootstrap, paired, wilson
 
 # (column, record field or derived name, digits); rates are shares of episodes.
 METRICS: tuple[tuple[str, str, int], ...] = (
@@ -318,7 +318,7 @@ INTRO = ("Each scenario's agents ran the same seeds. Intervals are 95% bootstrap
 
 def _redrive(config: dict) -> dict:
     """The evaluation's settings an episode is re-driven with (videos, thumbnails)."""
-    from sim.camera import CameraSpec
+    from sim.geometry.camera import CameraSpec
 
     return {"duration_s": config.get("duration_s"),
             "camera": CameraSpec.from_dict(config["camera"]) if config.get("camera") else None,
@@ -330,7 +330,7 @@ def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: 
     """Side-by-side videos of picked seeds per scenario, and the failure gallery's thumbnails."""
     import cv2
 
-    from sim.sidebyside import pick_seeds, side_by_side, worst_episode
+    from sim.report.sidebyside import pick_seeds, side_by_side, worst_episode
 
     out: dict[str, list[dict]] = {}
     for s, data in rows["scenarios"].items():
@@ -391,7 +391,7 @@ def _thumbnail(config: dict, agent: str, scenario: str, seed: int, files: Path, 
     """Re-drive one agent's episode and keep its last frame (the moment it failed)."""
     import cv2
 
-    from sim.sidebyside import drive_clips, last_frame
+    from sim.report.sidebyside import drive_clips, last_frame
 
     if progress:
         print(f"thumbnail: {scenario} seed {seed} ({agent})", flush=True)

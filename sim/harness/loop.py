@@ -3,7 +3,7 @@
 It hands the agent *only* the sensors it declares, gates every action (wrong shape,
 non-finite: the episode ends with ``invalid_action``; ``np.clip`` does not remove NaN),
 times every decision, records the ego's ground-truth state per step and scores the
-episode (:mod:`sim.metrics`).  An agent that raises ends its episode with
+episode (:mod:`sim.harness.metrics`).  An agent that raises ends its episode with
 ``agent_error``; one whose decision takes longer than ``decision_timeout_s`` ends it with
 ``timeout`` - interrupted by ``SIGALRM`` where the loop runs in a process's main thread on
 a POSIX system (a hang in Python code, or in C code that returns to Python), judged by
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.env import INFO_SENSORS, SENSORS, DrivingEnv
-from sim.metrics import EpisodeTrace, episode_metrics
+from sim.world.env import INFO_SENSORS, SENSORS, DrivingEnv
+from sim.harness.metrics import EpisodeTrace, episode_metrics
 
 StepObserver = Callable[[DrivingEnv, Mapping[str, Any], np.ndarray | None, Mapping[str, Any]], None]
 
@@ -56,11 +56,11 @@ class EpisodeResult:
 
 
 def check_sensors(agent) -> tuple[str, ...]:
-    sensors = tuple(getattr(agent, "sensors", ()))
+    sensors = tuple(agent.sensors)
     unknown = [s for s in sensors if s not in SENSORS]
     if unknown:
         raise ValueError(
-            f"agent {getattr(agent, 'name', agent)!r} declares unknown sensor(s) {unknown}; "
+            f"agent {agent.name!r} declares unknown sensor(s) {unknown}; "
             f"known: {', '.join(SENSORS)}")
     return sensors
 
@@ -160,7 +160,7 @@ class _Episode:
         metrics = episode_metrics(self.trace, self.status, self.scenario.lane_changes_allowed)
         return EpisodeResult(
             agent=agent.name, scenario=self.scenario.name, seed=self.seed, status=self.status,
-            metrics=metrics, sensors=self.sensors, device=str(getattr(agent, "device", "cpu")),
+            metrics=metrics, sensors=self.sensors, device=str(agent.device),
             error=self.error, trace=self.trace)
 
 
@@ -248,11 +248,6 @@ def run_episode(env: DrivingEnv, agent, seed: int, observers: tuple[StepObserver
     return ep.result(agent)
 
 
-def supports_lockstep(agent) -> bool:
-    """Agents that keep per-environment state by slot (``reset_slot``) can be batched."""
-    return callable(getattr(agent, "reset_slot", None))
-
-
 def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int],
                           on_result: Callable[[EpisodeResult], None] | None = None,
                           decision_timeout_s: float | None = None) -> list[EpisodeResult]:
@@ -266,7 +261,7 @@ def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int
     shape ends every episode in that batch with ``agent_error`` / ``invalid_action``, one
     past ``decision_timeout_s`` with ``timeout``.  Results come back in seed order.
     """
-    if not supports_lockstep(agent):
+    if not agent.lockstep:
         raise ValueError(f"agent {agent.name!r} keeps per-episode state without slots and cannot be "
                          "stepped in lock-step; run it with --batch 1 (and --workers for parallelism)")
     sensors = check_sensors(agent)

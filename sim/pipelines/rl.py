@@ -1,8 +1,8 @@
 """The reinforcement-learning view of a scenario: a shaped reward built from the metrics.
 
-:class:`RLEnv` wraps :class:`sim.env.DrivingEnv` with the sensors an image policy sees
+:class:`RLEnv` wraps :class:`sim.world.env.DrivingEnv` with the sensors an image policy sees
 (``camera``, ``speed``, and ``command`` where the scenario turns) and replaces its sparse
-reward with :func:`shaped_reward`, one term per thing the harness scores (``sim.metrics``):
+reward with :func:`shaped_reward`, one term per thing the harness scores (``sim.harness.metrics``):
 
 ============  ========================================================  ==============
 term          per control step                                          weight (default)
@@ -32,10 +32,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from sim.camera import CameraSpec
-from sim.env import LANE_DEPARTURE_M, DrivingEnv
-from sim.metrics import LAT_ACCEL_MAX_MPS2
-from sim.scenarios import Scenario, get_scenario
+from sim.geometry.camera import CameraSpec
+from sim.world.env import LANE_DEPARTURE_M, DrivingEnv
+from sim.harness.metrics import LAT_ACCEL_MAX_MPS2
+from sim.world.scenarios import Scenario, get_scenario
 
 HALF_LANE_M = 2.0  # [m] highway-env lanes are 4 m wide
 

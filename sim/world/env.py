@@ -5,7 +5,7 @@ Observation (a gymnasium ``Dict`` of fixed-shape sensors; a subset can be asked 
 =========  ==========================  =================================================
 sensor     value                       meaning
 =========  ==========================  =================================================
-camera     uint8[H, W, 3]              ego camera (:mod:`sim.camera`), RGB, row 0 ahead
+camera     uint8[H, W, 3]              ego camera (:mod:`sim.geometry.camera`), RGB, row 0 ahead
 speed      float32[1]                  ego speed [m/s]
 pose       float64[3]                  localisation: world x [m], y [m], heading [rad]
 command    int in [0, 4)               navigation command, index into ``COMMANDS``
@@ -35,20 +35,20 @@ import numpy as np
 from gymnasium import spaces
 from highway_env.vehicle.objects import Landmark, Obstacle
 
-from sim.autopilot import IDMAutopilot
-from sim.camera import CameraSpec
-from sim.fastroad import make_fast
-from sim.frames import hw_to_world_heading, hw_to_world_xy, wrap_to_pi
-from sim.render import (KIND_OBSTACLE, KIND_VEHICLE, SceneObjects, SceneRenderer,
+from sim.world.autopilot import IDMAutopilot
+from sim.geometry.camera import CameraSpec
+from sim.world.fastroad import make_fast
+from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy, wrap_to_pi
+from sim.world.render import (KIND_OBSTACLE, KIND_VEHICLE, SceneObjects, SceneRenderer,
                         top_down_transform)
-from sim.roadmap import RoadGeometry, lane_id
-from sim.route import Route, RouteProgress
-from sim.scenarios import COMMANDS, Scenario, get_scenario
+from sim.world.roadmap import RoadGeometry, lane_id
+from sim.world.route import Route, RouteProgress
+from sim.world.scenarios import COMMANDS, Scenario, get_scenario
 
 OBS_SENSORS = ("camera", "speed", "pose", "command")
 INFO_SENSORS = ("truth", "map", "autopilot")
 SENSORS = OBS_SENSORS + INFO_SENSORS
-TRUTH_KINDS = ("vehicle", "obstacle")  # truth["kind"] codes (== sim.render.KIND_*)
+TRUTH_KINDS = ("vehicle", "obstacle")  # truth["kind"] codes (== sim.world.render.KIND_*)
 
 LANE_DEPARTURE_M = 1.0  # [m] |offset from lane centre| beyond which the ego has departed its lane
 TTC_HORIZON_S = 10.0  # [s] time-to-collision above this (or no closing vehicle) reads as this
@@ -86,7 +86,7 @@ class DrivingEnv(gym.Env):
             observation space holds the fixed-shape ones among them
         :param render_mode: ``"rgb_array"`` for a north-up overview from :meth:`render`
         :param overrides: scenario fields to override, e.g. ``{"duration_s": 10}``
-        :param fast_physics: step the world with :class:`sim.fastroad.FastRoad` (same
+        :param fast_physics: step the world with :class:`sim.world.fastroad.FastRoad` (same
             trajectories as highway-env, several times faster); False runs stock highway-env
         """
         if isinstance(scenario, str):
@@ -119,7 +119,7 @@ class DrivingEnv(gym.Env):
         n_act = 2 if scenario.longitudinal else 1
         self.action_space = spaces.Box(-1.0, 1.0, (n_act,), np.float32)
 
-        self.world = scenario.world(config=scenario.highway_env_config())
+        self.world = scenario.world_class()(config=scenario.highway_env_config())
         self.world.render_mode = None
         self.geometry: RoadGeometry | None = None
         self.renderer: SceneRenderer | None = None
@@ -211,7 +211,7 @@ class DrivingEnv(gym.Env):
     def overview_transform(self, size_px: tuple[int, int] = (256, 256),
                            metres_per_pixel: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         """The affine world -> pixel map ``(m, t)`` of :meth:`overview` with the same
-        arguments, in the current state (see :func:`sim.render.top_down_transform`)."""
+        arguments, in the current state (see :func:`sim.world.render.top_down_transform`)."""
         return top_down_transform(size_px, metres_per_pixel, self._overview_centre_m())
 
     def _overview_centre_m(self) -> np.ndarray:

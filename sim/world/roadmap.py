@@ -2,12 +2,12 @@
 
 Two consumers:
 
-* the renderer (:mod:`sim.render`) draws lane surfaces and markings from it, culling
+* the renderer (:mod:`sim.world.render`) draws lane surfaces and markings from it, culling
   by chunks so a 10 km highway costs no more per frame than a short ramp;
 * the ``map`` sensor (an HD-map stand-in) hands it to agents as plain numpy arrays,
   so ``planning`` never sees a highway-env object.
 
-Everything here is in the project's world frame (y up, see :mod:`sim.frames`).
+Everything here is in the project's world frame (y up, see :mod:`sim.geometry.frames`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from highway_env.road.lane import AbstractLane, LineType, SineLane, StraightLane
 from highway_env.road.road import RoadNetwork
 
-from sim.frames import hw_to_world_xy
+from sim.geometry.frames import hw_to_world_xy
 
 LaneIndex = tuple[str, str, int]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.roadmap import LaneIndex, RoadGeometry, lane_id
+from sim.world.roadmap import LaneIndex, RoadGeometry, lane_id
 
 SEARCH_BEHIND_M = 20.0  # [m] window behind the last progress
 SEARCH_AHEAD_M = 60.0  # [m] window ahead: > one control period at any speed the sim allows

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl, write_jsonl
+from sim.harness.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl, write_jsonl
 
 CONFIG = "study.json"
 CELLS = "study.jsonl"
@@ -162,8 +162,8 @@ def nested_subsets(episode_frames: Sequence[int], sizes: Sequence[int], order_se
 def _record_data(cfg: StudyConfig, folder: Path, workers: int, progress: bool) -> list[str]:
     """Record expert demos until the largest size fits (a second dataset tops up a shortfall)."""
     from agents.demos import episode_lengths
-    from sim.record import NoiseConfig, record_dataset
-    from sim.scenarios import get_scenario
+    from sim.pipelines.record import NoiseConfig, record_dataset
+    from sim.world.scenarios import get_scenario
 
     world = get_scenario(cfg.scenario, **({"duration_s": cfg.duration_s} if cfg.duration_s else {}))
     need = max(cfg.frames)
@@ -198,7 +198,7 @@ def run_cell(folder: str, cfg_dict: dict, cell: dict, threads: int, device: str)
     from agents.demos import episode_lengths, load_demos
     from agents.e2e_train import META, E2ETrainConfig, epochs_for, train_e2e
     from perception.checkpoint import training_complete
-    from sim.dagger import DaggerConfig, run_dagger
+    from sim.pipelines.dagger import DaggerConfig, run_dagger
 
     if threads:
         torch.set_num_threads(threads)
@@ -272,8 +272,8 @@ def _score(folder: Path, cfg: StudyConfig, policy: Path, eval_dir: Path, device:
     """A policy's study figures: closed loop on the held-out seeds (through the harness) and
     open-loop loss on the study's held-out episodes."""
     from agents.e2e_train import META
-    from sim.evaluate import run_eval
-    from sim.scenarios import get_scenario
+    from sim.harness.evaluate import run_eval
+    from sim.world.scenarios import get_scenario
 
     meta = json.loads((policy / META).read_text())
     world = get_scenario(cfg.scenario, **({"duration_s": cfg.duration_s} if cfg.duration_s else {}))
@@ -334,9 +334,9 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
               argv: Sequence[str] | None = None) -> list[dict]:
     """Run (or resume) the study in ``out``; returns every finished cell's line."""
     from agents.demos import episode_lengths
-    from sim.evaluate import run_eval
-    from sim.scenarios import get_scenario
-    from sim.versions import git_revision, package_versions
+    from sim.harness.evaluate import run_eval
+    from sim.world.scenarios import get_scenario
+    from sim.harness.versions import git_revision, package_versions
 
     get_scenario(cfg.scenario)  # unknown names list the known ones
     if backend not in ("local", "ray"):
@@ -412,8 +412,8 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
 
 def _record_heldout(cfg: StudyConfig, folder: Path, workers: int, progress: bool) -> Path:
     """The shared open-loop test set (reused when a complete one is there)."""
-    from sim.record import NoiseConfig, record_dataset
-    from sim.scenarios import get_scenario
+    from sim.pipelines.record import NoiseConfig, record_dataset
+    from sim.world.scenarios import get_scenario
 
     path = folder / HELDOUT
     if not (path / "data").exists():
@@ -513,8 +513,8 @@ def summarise(cells: Sequence[dict]) -> list[dict]:
 
 def references(folder: str | Path) -> dict[str, dict]:
     """Each reference agent's mean driving score with its 95% bootstrap interval."""
-    from sim.evaluate import RESULTS, read_results
-    from sim.stats import bootstrap
+    from sim.harness.evaluate import RESULTS, read_results
+    from sim.harness.stats import bootstrap
 
     path = Path(folder) / "reference" / RESULTS
     if not path.exists():
@@ -561,8 +561,8 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    from sim.io import atomic_write_bytes, atomic_write_text
-    from sim.scenarios import get_scenario
+    from sim.harness.io import atomic_write_bytes, atomic_write_text
+    from sim.world.scenarios import get_scenario
 
     folder = Path(folder)
     config = json.loads((folder / CONFIG).read_text())

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sim.io import atomic_write_json
+from sim.harness.io import atomic_write_json
 
 EVAL_DIR = "compare"
 WEAK_DETECTOR_AP = 0.8
@@ -148,7 +148,7 @@ def _detector(recipe: CompareRecipe, paths: dict, log: _Log, device: str, meta: 
     from perception.checkpoint import training_complete
     from perception.dataset import MANIFEST
     from perception.detector import META, TrainConfig, train_detector
-    from sim.perception_data import record_frames
+    from sim.pipelines.perception_data import record_frames
 
     if training_complete(paths["detector"], META):
         log.reused("detector", paths["detector"])
@@ -178,8 +178,8 @@ def _e2e(recipe: CompareRecipe, scenario: str, paths: dict, log: _Log, device: s
          meta: dict) -> None:
     from agents.e2e_train import META, E2ETrainConfig, train_e2e
     from perception.checkpoint import training_complete
-    from sim.record import NoiseConfig, record_dataset
-    from sim.scenarios import get_scenario
+    from sim.pipelines.record import NoiseConfig, record_dataset
+    from sim.world.scenarios import get_scenario
 
     ckpt, demos = paths["e2e"][scenario], paths["demos"][scenario]
     if training_complete(ckpt, META):
@@ -207,7 +207,7 @@ def _e2e(recipe: CompareRecipe, scenario: str, paths: dict, log: _Log, device: s
 
 def _evaluate(recipe: CompareRecipe, paths: dict, log: _Log, device: str, workers: int,
               argv: Sequence[str] | None) -> list[dict]:
-    from sim.evaluate import CONFIG, ConfigMismatch, run_eval
+    from sim.harness.evaluate import CONFIG, ConfigMismatch, run_eval
 
     out = paths["eval"]
     specs = agent_specs(recipe)
@@ -237,10 +237,10 @@ def _evaluate(recipe: CompareRecipe, paths: dict, log: _Log, device: str, worker
 def run_compare(recipe: CompareRecipe, *, device: str = "auto", workers: int | None = None,
                 videos: int | None = None, quiet: bool = False, argv: Sequence[str] | None = None) -> dict:
     """Make what is missing, evaluate, report; return the summary written to compare.json."""
-    from sim.evaluate import format_eval
-    from sim.report import write_report
-    from sim.scenarios import get_scenario
-    from sim.versions import git_revision, package_versions
+    from sim.harness.evaluate import format_eval
+    from sim.report.report import write_report
+    from sim.world.scenarios import get_scenario
+    from sim.harness.versions import git_revision, package_versions
 
     for name in recipe.scenarios:
         get_scenario(name)  # an unknown name lists the known ones, before any work

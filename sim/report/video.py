@@ -20,8 +20,8 @@ import av
 import cv2
 import numpy as np
 
-from sim.render import SHIFT, box_corners, to_px
-from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD
+from sim.world.render import SHIFT, box_corners, to_px
+from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD
 
 PANEL_PX = 384  # each of the two panels is PANEL_PX x PANEL_PX
 HUD_PX = 64  # text strip under the panels
@@ -56,7 +56,7 @@ def draw_plan_overlay(img: np.ndarray, overlay: Any, m: np.ndarray, t: np.ndarra
     ``candidate_ok`` [C]; world frame) onto an overview ``img`` in place, with a legend.
 
     ``(m, t)`` is the overview's world -> pixel map
-    (:meth:`sim.env.DrivingEnv.overview_transform`).
+    (:meth:`sim.world.env.DrivingEnv.overview_transform`).
     """
     candidates = np.asarray(overlay.candidates_m, dtype=np.float64)
     ok = np.asarray(overlay.candidate_ok, dtype=bool).reshape(-1)
@@ -104,7 +104,7 @@ def draw_detections(img: np.ndarray, detections: Any, spec: Any, scale: float) -
 
 
 class EpisodeVideo:
-    """A step observer for :func:`sim.loop.run_episode` that writes an MP4.
+    """A step observer for :func:`sim.harness.loop.run_episode` that writes an MP4.
 
     ``overlay_source``: an object whose ``overlay`` attribute (read at every frame; None
     or absent: nothing drawn) holds the last decision's plan (see :func:`draw_plan_overlay`),
@@ -154,7 +154,7 @@ class EpisodeVideo:
         gets none: the source may still hold the previous episode's last plan."""
         if action is None or self.overlay_source is None:
             return None
-        return getattr(self.overlay_source, "overlay", None)
+        return self.overlay_source.overlay
 
     def _hud(self, frame: np.ndarray, env, action, info: dict[str, Any]) -> None:
         sc = env.scenario

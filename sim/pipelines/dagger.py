@@ -5,7 +5,7 @@ Round ``r`` (1..K):
 1. roll out ``beta_r * expert + (1 - beta_r) * policy_{r-1}`` (per step: the expert's
    action with probability ``beta_r``, else the network's; ``beta_r = beta * 0.5^(r-1)``)
    on fresh training seeds, labelling **every visited state** with the expert's action
-   (:func:`sim.record.record_dataset` with a learner);
+   (:func:`sim.pipelines.record.record_dataset` with a learner);
 2. aggregate: the initial demos plus every round's data so far;
 3. fine-tune the previous round's policy on the aggregate (same recipe, fewer epochs);
 4. score the new policy in closed loop (``beta = 0``) on held-out seeds ``0..N-1``.
@@ -28,10 +28,10 @@ import numpy as np
 
 from agents.demos import Demos, episode_lengths, load_demos
 from agents.e2e_train import META, E2ETrainConfig, epochs_for, load_policy, save_policy, train_e2e
-from sim.io import append_jsonl, read_jsonl
-from sim.record import NoiseConfig, record_dataset
-from sim.run import run_agent
-from sim.scenarios import get_scenario
+from sim.harness.io import append_jsonl, read_jsonl
+from sim.pipelines.record import NoiseConfig, record_dataset
+from sim.harness.run import run_agent
+from sim.world.scenarios import get_scenario
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ from typing import Any
 from tqdm import tqdm
 
 from agents import make_agent
-from sim.camera import CameraSpec
-from sim.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl
-from sim.run import run_seeds, scenario_record, task_spec
-from sim.scenarios import get_scenario
-from sim.versions import git_revision, package_versions
+from sim.geometry.camera import CameraSpec
+from sim.harness.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl
+from sim.harness.run import run_seeds, scenario_record, task_spec
+from sim.world.scenarios import get_scenario
+from sim.harness.versions import git_revision, package_versions
 
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
@@ -42,15 +42,6 @@ MATCHED = ("agents", "scenarios", "seeds", "camera", "duration_s", "checkpoints"
 DECISION_TIMEOUT_S = 5.0
 """A decision slower than this ends its episode with ``timeout`` (at 15 Hz a decision is due
 every 67 ms; 5 s leaves room for a GPU's first call, not for a hang)."""
-
-
-def checkpoint_path(agent: Any) -> str | None:
-    """The checkpoint folder an agent loads (``e2e``: its policy; ``modular``: its detector)."""
-    for obj in (agent, getattr(agent, "perception", None)):
-        path = getattr(obj, "checkpoint", None)
-        if path:
-            return str(path)
-    return None
 
 
 def checkpoint_hashes(path: str | Path) -> dict[str, str]:
@@ -97,13 +88,13 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
     for spec in agents:  # fail fast: bad names, missing checkpoints (per scenario: e2e's default is)
         for name in scenarios:
             probe = make_agent(spec, task_spec(worlds[name], camera), device=device)
-            getattr(probe, "ensure_ready", lambda: None)()
+            probe.prepare()
             sensors[spec] = list(probe.sensors)
-            path = checkpoint_path(probe)
-            if path:
-                checkpoints.setdefault(spec, {})[name] = {"path": path, "sha256": checkpoint_hashes(path)}
-            if hasattr(probe, "experience"):  # what a learned policy learned from (demo frames, env steps)
-                experience.setdefault(spec, {})[name] = probe.experience()
+            for path in probe.checkpoints():  # one per agent today (e2e: its policy; modular: its detector)
+                checkpoints.setdefault(spec, {})[name] = {"path": str(path), "sha256": checkpoint_hashes(path)}
+            learned = probe.experience()  # what a learned policy learned from (demo frames, env steps)
+            if learned is not None:
+                experience.setdefault(spec, {})[name] = learned
     config = {
         "agents": agents, "scenarios": scenarios, "seeds": seeds, "camera": camera.to_dict(),
         "duration_s": duration_s, "checkpoints": checkpoints, "experience": experience, "sensors": sensors,

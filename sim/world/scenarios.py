@@ -22,9 +22,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+import importlib
 
-from sim import worlds
+import numpy as np
 
 COMMANDS = ("follow", "left", "straight", "right")
 """Values of the ``command`` sensor (conditional imitation): index in this tuple."""
@@ -41,8 +41,10 @@ class Scenario:
     """Registry name, e.g. ``highway``."""
     summary: str
     """One line for ``drive scenarios``."""
-    world: type
-    """The highway-env world class (see :mod:`sim.worlds`)."""
+    world: str
+    """The highway-env world class as an entry point, ``"module:Class"`` (see
+    :mod:`sim.world.worlds`); imported only when an env is built, so listing scenarios or
+    importing ``sim`` never imports highway-env."""
     longitudinal: bool
     """True: action is ``[acceleration, steering]``; False: ``[steering]`` at held speed."""
     duration_s: float
@@ -53,6 +55,9 @@ class Scenario:
     """Physics steps per second [Hz]; a multiple of ``control_hz``."""
     lane_changes_allowed: bool = True
     """False: leaving the followed lane counts as an intervention (lane-keep)."""
+    uses_command: bool = False
+    """True: the route depends on the ``command`` sensor (roundabout exits), so policies that
+    drive from the camera are handed it."""
     cruise_speed_mps: float = 25.0
     """Target speed [m/s] of the IDM autopilot (the ``idm`` baseline)."""
     world_config: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +73,11 @@ class Scenario:
                 f"scenario {self.name!r}: sim_hz ({self.sim_hz}) must be a positive multiple of "
                 f"control_hz ({self.control_hz})"
             )
+
+    def world_class(self) -> type:
+        """The highway-env world class, imported now (this imports highway-env)."""
+        module, _, name = self.world.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     @property
     def dt_s(self) -> float:
@@ -127,7 +137,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             name="lane-keep",
             summary="racetrack lap, no traffic, steering only at a held 8 m/s",
-            world=worlds.LaneKeepWorld,
+            world="sim.world.worlds:LaneKeepWorld",
             longitudinal=False,
             duration_s=60.0,
             lane_changes_allowed=False,
@@ -137,7 +147,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             name="highway",
             summary="4-lane highway, 50 IDM/MOBIL cars; 750 m in 40 s, acceleration + steering",
-            world=worlds.HighwayWorld,
+            world="sim.world.worlds:HighwayWorld",
             longitudinal=True,
             duration_s=40.0,
             cruise_speed_mps=25.0,
@@ -146,7 +156,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             name="merge",
             summary="start on an on-ramp and merge into 2-lane traffic before the ramp ends",
-            world=worlds.MergeWorld,
+            world="sim.world.worlds:MergeWorld",
             longitudinal=True,
             duration_s=30.0,
             cruise_speed_mps=20.0,
@@ -155,10 +165,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             name="roundabout",
             summary="2-lane roundabout; take the exit the command sensor gives (left/straight/right)",
-            world=worlds.RoundaboutWorld,
+            world="sim.world.worlds:RoundaboutWorld",
             longitudinal=True,
             duration_s=40.0,
             cruise_speed_mps=8.0,
+            uses_command=True,
         ),
     )
 }

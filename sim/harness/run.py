@@ -21,20 +21,19 @@ import numpy as np
 from tqdm import tqdm
 
 from agents import TaskSpec, agent_label, make_agent
-from sim.camera import CameraSpec
-from sim.env import DrivingEnv
-from sim.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
-from sim.loop import (
+from sim.geometry.camera import CameraSpec
+from sim.world.env import DrivingEnv
+from sim.harness.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from sim.harness.loop import (
     EpisodeResult,
     env_sensors_for,
     run_episode,
     run_episodes_lockstep,
-    supports_lockstep,
 )
-from sim.parallel import failure_record, run_parallel
-from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario
-from sim.versions import git_revision, package_versions
-from sim.video import EpisodeVideo
+from sim.harness.parallel import failure_record, run_parallel
+from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario
+from sim.harness.versions import git_revision, package_versions
+from sim.report.video import EpisodeVideo
 
 
 def task_spec(scenario: Scenario, camera: CameraSpec) -> TaskSpec:
@@ -52,7 +51,7 @@ def default_run_dir(scenario: str, agent: str, seed: int) -> Path:
 
 def scenario_record(scenario: Scenario) -> dict[str, Any]:
     d = dataclasses.asdict(scenario)
-    d["world"] = f"{scenario.world.__module__}.{scenario.world.__qualname__}"
+    d["world"] = scenario.world.replace(":", ".")  # module.Class, as older records wrote it
     return d
 
 
@@ -60,7 +59,7 @@ class EpisodeRunner:
     """Runs single episodes of one agent in one scenario and writes their traces.
 
     One per process: the in-process path (``--workers 1``) and each worker of
-    :mod:`sim.parallel` build their own, so agents and envs never cross processes.
+    :mod:`sim.harness.parallel` build their own, so agents and envs never cross processes.
     """
 
     def __init__(self, agent_name: str, scenario: Scenario, camera: CameraSpec, *,
@@ -71,11 +70,8 @@ class EpisodeRunner:
         self.agent_name, self.out_dir = agent_name, out_dir
         self.agent = make_agent(agent_name, task_spec(scenario, camera), device=device)
         # load checkpoints now, so the first decision's latency is a decision's, not a load's;
-        # a failure here is left to the first decision, which records it as the episode's fault
-        try:
-            getattr(self.agent, "ensure_ready", lambda: None)()
-        except Exception:  # noqa: BLE001, S110
-            pass
+        # a failure stops the run with its reason (the parent prepared a probe agent the same way)
+        self.agent.prepare()
         self._env: DrivingEnv | None = None
 
     def _make_env(self, camera: bool) -> DrivingEnv:
@@ -138,20 +134,20 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
     """Run ``agent_name`` on ``scenario`` for each seed; write config, episodes and video.
 
     Returns the episode records sorted by seed.  With ``workers > 1`` whole episodes run
-    in worker processes (:mod:`sim.parallel`); with ``batch > 1`` ``batch`` environments
+    in worker processes (:mod:`sim.harness.parallel`); with ``batch > 1`` ``batch`` environments
     are stepped in lock-step with one ``act_batch`` call per step.  Per-seed results are
     the same either way.
     """
     camera = camera or CameraSpec()
     probe = make_agent(agent_name, task_spec(scenario, camera), device=device)  # fails fast on a bad name
-    getattr(probe, "ensure_ready", lambda: None)()  # ... and on a missing checkpoint
+    probe.prepare()  # ... and on a missing checkpoint
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     if batch > 1 and workers > 1:
         raise ValueError("--batch steps environments in lock-step in one process; use it with --workers 1")
-    if batch > 1 and not supports_lockstep(probe):
+    if batch > 1 and not probe.lockstep:
         raise ValueError(f"agent {agent_name!r} keeps per-episode state without slots and cannot be run "
                          "with --batch; use --workers for parallel episodes")
     out_dir = ensure_writable_dir(out_dir)
@@ -172,7 +168,7 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
         "workers": int(workers),
         "batch": int(batch),
         "decision_timeout_s": decision_timeout_s,
-        "device": str(getattr(probe, "device", "cpu")),
+        "device": str(probe.device),
         "fast_physics": bool(fast_physics),
         "video": str(video_path) if video_path else None,
         "versions": package_versions(),

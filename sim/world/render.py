@@ -2,12 +2,12 @@
 
 Two views share one drawing routine (an affine world -> pixel map):
 
-* :meth:`SceneRenderer.ego_camera`: the ego camera of :mod:`sim.camera`, rotated with
+* :meth:`SceneRenderer.ego_camera`: the ego camera of :mod:`sim.geometry.camera`, rotated with
   the car (the car points up at a fixed pixel).  This is what agents see.
 * :meth:`SceneRenderer.top_down`: a larger north-up overview for videos and reports.
 
 :func:`top_down_transform` is the overview's map, public so that whatever draws on an
-overview afterwards (the planner overlay of :mod:`sim.video`) lands on the same pixels.
+overview afterwards (the planner overlay of :mod:`sim.report.video`) lands on the same pixels.
 
 Nothing here touches pygame, so it works with no display and no SDL driver, and it is
 deterministic: the same state gives the same bytes.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sim.camera import CameraSpec
-from sim.roadmap import RoadGeometry
+from sim.geometry.camera import CameraSpec
+from sim.world.roadmap import RoadGeometry
 
 SHIFT = 4  # fractional bits for OpenCV's sub-pixel drawing
 SCALE = float(1 << SHIFT)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from highway_env.vehicle.behavior import IDMVehicle
 
-from sim.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD
+from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD
 
 
 class IDMAutopilot:

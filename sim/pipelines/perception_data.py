@@ -24,10 +24,10 @@ from tqdm import tqdm
 from perception.dataset import FORMAT, MANIFEST, VERSION, FrameDataset, sha256_of, shard_arrays
 from perception.labels import labels_from_truth
 from perception.metrics import detection_report
-from sim.camera import CameraSpec
-from sim.env import DrivingEnv
-from sim.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
-from sim.versions import git_revision, package_versions
+from sim.geometry.camera import CameraSpec
+from sim.world.env import DrivingEnv
+from sim.harness.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from sim.harness.versions import git_revision, package_versions
 
 SHARD_FRAMES = 500  # frames per shard file (~25 MB uncompressed at 128x128)
 

@@ -1,0 +1,1 @@
+"""Outputs: the evaluation report, side-by-side videos and episode videos."""
