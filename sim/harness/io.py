@@ -1,12 +1,23 @@
-"""Atomic file writes: a reader (or a crash) never sees half a file."""
+"""Atomic file writes: a reader (or a crash) never sees half a file.
+
+The one home of the project's atomic writes and of their file-mode policy: every output
+file, checkpoints included, ends up with the mode ``open()`` would give it (0666 less the
+umask), whichever writer made it.  Pure standard library + numpy, so perception and the
+trainers use it too (they may import ``sim.geometry`` and this module, nothing else of
+``sim``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def _read_umask() -> int:
@@ -22,20 +33,35 @@ DIR_MODE = 0o777 & ~_UMASK
 """What ``mkdir`` would give a folder (``mkdtemp`` makes 0700 ones)."""
 
 
+def publish_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a finished temp file the policy's mode and rename it onto ``path`` (same folder)."""
+    os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; give what open() would
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temp path in ``path``'s folder for a writer that wants a file name (safetensors,
+    a video muxer); when the block ends without an error the file gets the policy's mode
+    and is renamed onto ``path``, otherwise it is removed.  ``suffix`` keeps the extension
+    a writer may look at (``.mp4``)."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        publish_file(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder + ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; give what open() would
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -92,8 +118,6 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 
 
 def _json_default(o: Any) -> Any:
-    import numpy as np
-
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

@@ -114,8 +114,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-class _Episode:
-    """One episode's bookkeeping, shared by the one-at-a-time and the lock-step loops."""
+class Episode:
+    """One episode's bookkeeping (reset, the declared sensors' view, gating, stepping, the
+    trace, the status), shared by the one-at-a-time and lock-step loops and the demo
+    recorder (:func:`sim.pipelines.record.collect_episode`)."""
 
     def __init__(self, env: DrivingEnv, sensors: tuple[str, ...], seed: int,
                  observers: tuple[StepObserver, ...] = ()) -> None:
@@ -129,6 +131,7 @@ class _Episode:
         for observe in observers:
             observe(env, self.obs, None, self.info)
         self.status, self.error, self.done = "ok", None, False
+        self.terminated = self.truncated = False
 
     def view(self) -> dict[str, Any]:
         return agent_view(self.sensors, self.obs, self.info, self.static)
@@ -136,15 +139,17 @@ class _Episode:
     def fail(self, status: str, error: str) -> None:
         self.status, self.error, self.done = status, error, True
 
-    def apply(self, raw: Any, latency_ms: float) -> None:
-        """Gate the agent's output and step the world with it."""
-        self.trace.latency_ms.append(latency_ms)
+    def apply(self, raw: Any, latency_ms: float | None) -> None:
+        """Gate the agent's output and step the world with it (``latency_ms`` None: an
+        action nobody decided in the loop, e.g. the recorder's noisy one: not timed)."""
+        if latency_ms is not None:
+            self.trace.latency_ms.append(latency_ms)
         action, why = gate_action(raw, self.n_act, self.scenario.action_names)
         if action is None:
             self.fail("invalid_action", why)
             return
         self.trace.actions.append(action.tolist())
-        self.obs, _, terminated, truncated, self.info = self.env.step(action)
+        self.obs, _, self.terminated, self.truncated, self.info = self.env.step(action)
         self.trace.record(self.info["ego"])
         for observe in self.observers:
             observe(self.env, self.obs, action, self.info)
@@ -154,7 +159,7 @@ class _Episode:
             self.status = "collision"
         elif events["offroad"]:
             self.status = "offroad"
-        self.done = self.status != "ok" or terminated or truncated
+        self.done = self.status != "ok" or self.terminated or self.truncated
 
     def result(self, agent) -> EpisodeResult:
         metrics = episode_metrics(self.trace, self.status, self.scenario.lane_changes_allowed)
@@ -231,7 +236,7 @@ def run_episode(env: DrivingEnv, agent, seed: int, observers: tuple[StepObserver
     """Run one episode of ``agent`` in ``env`` from ``seed``; never raises for agent faults."""
     sensors = check_sensors(agent)
     _check_env(env, agent, sensors)
-    ep = _Episode(env, sensors, seed, observers)
+    ep = Episode(env, sensors, seed, observers)
     try:
         agent.reset(seed=int(seed))
     except Exception as e:  # noqa: BLE001 - any agent fault is recorded, not raised
@@ -268,7 +273,7 @@ def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int
     for env in envs:
         _check_env(env, agent, sensors)
     pending = list(enumerate(int(s) for s in seeds))[::-1]
-    active: dict[int, tuple[int, _Episode]] = {}
+    active: dict[int, tuple[int, Episode]] = {}
     results: dict[int, EpisodeResult] = {}
 
     def finish(slot: int) -> None:
@@ -280,7 +285,7 @@ def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int
     def fill(slot: int) -> None:
         while pending:
             order, seed = pending.pop()
-            ep = _Episode(envs[slot], sensors, seed)
+            ep = Episode(envs[slot], sensors, seed)
             active[slot] = (order, ep)
             try:
                 agent.reset_slot(slot, seed=seed)

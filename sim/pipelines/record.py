@@ -49,8 +49,8 @@ from planning.vehicle import VEHICLE_LENGTH_M
 from sim.geometry.camera import CameraSpec
 from sim.world.env import DrivingEnv
 from sim.harness.io import DIR_MODE
-from sim.harness.loop import agent_view, check_sensors, gate_action
-from sim.harness.metrics import EpisodeTrace, episode_metrics
+from sim.harness.loop import Episode, agent_view, check_sensors, gate_action
+from sim.harness.metrics import episode_metrics
 from sim.world.scenarios import (
     ACCELERATION_RANGE_MPS2,
     COMMANDS,
@@ -148,37 +148,34 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
     impulses = noise.profile(scenario.max_steps + 1, scenario.dt_s, rng)
     e_sensors = check_sensors(expert)
     l_sensors = check_sensors(learner) if learner is not None else ()
-    obs, info = env.reset(seed=int(seed))
-    static = {"map": info["map"]} if "map" in info else {}
+    ep = Episode(env, (), seed)
     expert.reset(seed=int(seed))
     if learner is not None:
         learner.reset(seed=int(seed))
-    trace = EpisodeTrace(dt_s=scenario.dt_s)
-    trace.record(info["ego"])
     cams, speeds, cmds, acts, labels, by_learner, noises = [], [], [], [], [], [], []
-    status, terminated, truncated = "ok", False, False
 
     def label_of(obs, info) -> np.ndarray:
-        action, why = gate_action(expert.act(agent_view(e_sensors, obs, info, static)), n_act, names)
+        action, why = gate_action(expert.act(agent_view(e_sensors, obs, info, ep.static)), n_act, names)
         if action is None:
             raise RuntimeError(f"expert {expert.name!r} returned an invalid action at seed {seed}: {why}")
         return action
 
     step = 0
     while True:
+        obs, info = ep.obs, ep.info
         cams.append(obs["camera"])
         speeds.append(np.asarray(obs["speed"], np.float32).reshape(1))
         cmds.append(int(obs["command"]))
         label = label_of(obs, info)
         labels.append(label)
-        if status != "ok" or terminated or truncated:
+        if ep.done:
             by_learner.append(False)
             noises.append(0.0)
             break
         executed, driven_by_learner = label.copy(), False
         if learner is not None and rng.random() >= beta:
             try:
-                proposal, _ = gate_action(learner.act(agent_view(l_sensors, obs, info, static)), n_act, names)
+                proposal, _ = gate_action(learner.act(agent_view(l_sensors, obs, info, ep.static)), n_act, names)
             except Exception:  # noqa: BLE001 - a failing learner hands the wheel back
                 proposal = None
             if proposal is not None:
@@ -188,17 +185,10 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
         by_learner.append(driven_by_learner)
         noises.append(kick)
         acts.append(executed.astype(np.float32))
-        trace.actions.append(executed.tolist())
-        obs, _, terminated, truncated, info = env.step(executed)
-        trace.record(info["ego"])
-        events = info["events"]
-        trace.record_events(events)
-        if events["collision"]:
-            status = "collision"
-        elif events["offroad"]:
-            status = "offroad"
+        ep.apply(executed, latency_ms=None)  # already in range: the gate passes it unchanged
         step += 1
-    metrics = episode_metrics(trace, status, scenario.lane_changes_allowed)
+    status, terminated, truncated = ep.status, ep.terminated, ep.truncated
+    metrics = episode_metrics(ep.trace, status, scenario.lane_changes_allowed)
     return DemoEpisode(
         seed=int(seed), camera=np.stack(cams), speed=np.stack(speeds).astype(np.float32),
         command=np.asarray(cmds, np.int64),

@@ -9,7 +9,6 @@ episode ended early holds its last frame, dimmed, under its final status.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -20,9 +19,10 @@ import cv2
 import numpy as np
 
 from sim.geometry.camera import CameraSpec
+from sim.harness.io import publish_file
 from sim.harness.run import EpisodeRunner
-from sim.world.scenarios import get_scenario
 from sim.report.video import HUD_PX, PANEL_PX
+from sim.world.scenarios import get_scenario
 
 SCALE = 0.5  # each agent's clip (2 panels + HUD) at half size in the grid
 COLUMNS = 3
@@ -99,7 +99,7 @@ def tile(clips: Sequence[tuple[Path, dict]], labels: Sequence[str], out: Path, f
         for packet in stream.encode():
             sink.mux(packet)
         sink.close()
-        os.replace(tmp, out)
+        publish_file(tmp, out)
     except BaseException:
         sink.close()
         tmp.unlink(missing_ok=True)

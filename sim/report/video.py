@@ -20,6 +20,7 @@ import av
 import cv2
 import numpy as np
 
+from sim.harness.io import publish_file
 from sim.world.render import SHIFT, box_corners, to_px
 from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD
 
@@ -196,7 +197,7 @@ class EpisodeVideo:
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._container.close()
-        os.replace(self._tmp, self.path)
+        publish_file(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
