@@ -44,6 +44,8 @@ class TaskSpec:
     """The ego camera's ``CameraSpec`` (pixel <-> metre mapping)."""
     lane_changes_allowed: bool = True
     """False where the route's lane must be kept (``lane-keep``)."""
+    uses_command: bool = False
+    """True where the route depends on the ``command`` sensor (roundabout exits)."""
 
     @property
     def action_size(self) -> int:

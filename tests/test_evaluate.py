@@ -5,12 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from sim.cli import main
 from sim.harness.evaluate import RESULTS, TIMING_FIELDS, read_results, run_eval
+from sim.harness.parallel import FAULT_ENV
 
 AGENTS = ["idm", "straight"]
 SCENARIOS = ["lane-keep", "highway"]
@@ -58,19 +58,13 @@ def test_a_run_killed_with_sigkill_and_resumed_equals_an_uninterrupted_one(seria
     cmd = [sys.executable, "-m", "sim.cli", "eval", "--agents", ",".join(AGENTS), "--scenarios",
            ",".join(SCENARIOS), "--episodes", str(len(SEEDS)), "--duration", "3", "--workers", "1",
            "--out", str(out), "--quiet"]
-    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    results = out / RESULTS
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if results.exists() and len(results.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    partial = read_results(results)  # whole lines only: every append is a rename
-    assert 2 <= len(partial) < len(records)
+    # killed at a known point, through the fault hook: right after its second results line
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy",
+           FAULT_ENV: "kill-after-results:2"}
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    partial = read_results(out / RESULTS)  # whole lines only: every append is a rename
+    assert len(partial) == 2 < len(records)
     resumed = run_eval(out, AGENTS, SCENARIOS, SEEDS, workers=1, duration_s=3.0, resume=True, progress=False)
     assert _comparable(resumed) == _comparable(records)
 

@@ -93,10 +93,17 @@ def test_stock_merge_and_roundabout_crash_with_continuous_actions():
 
 @pytest.mark.parametrize("name", ["merge", "roundabout"])
 def test_our_merge_and_roundabout_step_with_continuous_actions(name):
-    env = DrivingEnv(name, sensors=("speed",))
-    env.reset(seed=0)
+    """Five steps of +0.2 (= +1 m/s^2) straight ahead: the car moves forward and speeds up by
+    the commanded amount, and nothing crashes or ends the episode."""
+    env = DrivingEnv(name, sensors=("speed", "pose"))
+    obs, _ = env.reset(seed=0)
+    v0, xy0 = float(obs["speed"][0]), obs["pose"][:2].copy()
     for _ in range(5):
-        env.step(np.array([0.2, 0.0]))
+        obs, _, terminated, truncated, info = env.step(np.array([0.2, 0.0]))
+        assert not (terminated or truncated) and not info["events"]["collision"]
+    dt = 5 / env.scenario.control_hz  # [s]
+    assert float(obs["speed"][0]) == pytest.approx(v0 + 1.0 * dt, abs=1e-6)
+    assert np.hypot(*(obs["pose"][:2] - xy0)) == pytest.approx(v0 * dt, rel=0.1)
 
 
 def test_steering_positive_turns_left():

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -29,6 +31,7 @@ from tqdm import tqdm
 from agents import make_agent
 from sim.geometry.camera import CameraSpec
 from sim.harness.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl
+from sim.harness.parallel import fault_requested
 from sim.harness.run import run_seeds, scenario_record, task_spec
 from sim.world.scenarios import get_scenario
 from sim.harness.versions import git_revision, package_versions
@@ -121,6 +124,7 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
     todo = [t for t in todo if t[2]]
     if progress and done:
         print(f"resuming: {len(done)} episodes done, {sum(len(t[2]) for t in todo)} to run", flush=True)
+    written = [0]  # results lines this process wrote (the testing hook's count)
     for scenario_name, spec, todo_seeds in todo:
         bar = tqdm(total=len(todo_seeds), desc=f"{spec} on {scenario_name}", unit="ep",
                    disable=not progress, dynamic_ncols=True)
@@ -128,6 +132,9 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
         def on_record(record: dict, bar=bar, spec=spec) -> None:
             record = {**record, "agent": spec, "versions": versions}
             append_jsonl(results_path, record)
+            written[0] += 1
+            if fault_requested("kill-after-results", written[0]):
+                os.kill(os.getpid(), signal.SIGKILL)
             bar.set_postfix_str(f"seed {record['seed']}: {record['status']}")
             bar.update(1)
 

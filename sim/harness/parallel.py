@@ -33,17 +33,20 @@ from sim.geometry.camera import CameraSpec
 from sim.world.scenarios import Scenario
 
 # Testing hook: "kill-at:S" (a worker SIGKILLs itself on starting seed S), "kill-after:S"
-# (right after reporting seed S done) or "init" (a worker fails to start).  Tests use it
-# to show that faults are recorded and never hang a run.
+# (right after reporting seed S done), "init" (a worker fails to start) or
+# "kill-after-results:N" (``drive eval`` SIGKILLs itself right after writing its N-th
+# results line).  Tests use it to show that faults are recorded, never hang a run, and
+# that a killed evaluation resumes to the same results, at a known point, not a timed one.
 FAULT_ENV = "DRIVE_TEST_WORKER_FAULT"
 MAX_SENDS_PER_EPISODE = 2  # an episode whose worker died before starting it is re-sent once
 
 
-def _fault(kind: str, seed: int | None = None) -> bool:
+def fault_requested(kind: str, at: int | None = None) -> bool:
+    """Whether the testing hook asks for fault ``kind`` at ``at`` (a seed or a count)."""
     spec = os.environ.get(FAULT_ENV, "")
     if kind == "init":
         return spec == "init"
-    return spec == f"{kind}:{seed}"
+    return spec == f"{kind}:{at}"
 
 
 def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: CameraSpec,
@@ -59,7 +62,7 @@ def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: 
     from sim.harness.run import EpisodeRunner
 
     try:
-        if _fault("init"):
+        if fault_requested("init"):
             raise RuntimeError("worker start-up fault injected for a test")
         runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics, device=device,
                                out_dir=Path(out_dir), decision_timeout_s=decision_timeout_s)
@@ -75,14 +78,14 @@ def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: 
             return
         k, seed, video_path = task
         conn.send(("started", k, None))
-        if _fault("kill-at", seed):
+        if fault_requested("kill-at", seed):
             os.kill(os.getpid(), signal.SIGKILL)
         try:
             record = runner.run(seed, Path(video_path) if video_path else None)
             conn.send(("done", k, record))
         except Exception:  # noqa: BLE001 - a sim-side failure: report it, keep serving
             conn.send(("failed", k, traceback.format_exc(limit=8)))
-        if _fault("kill-after", seed):
+        if fault_requested("kill-after", seed):
             os.kill(os.getpid(), signal.SIGKILL)
 
 

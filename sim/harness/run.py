@@ -41,7 +41,7 @@ def task_spec(scenario: Scenario, camera: CameraSpec) -> TaskSpec:
         scenario=scenario.name, action_names=scenario.action_names,
         control_hz=float(scenario.control_hz), steering_range_rad=STEERING_RANGE_RAD,
         acceleration_range_mps2=ACCELERATION_RANGE_MPS2, camera=camera,
-        lane_changes_allowed=scenario.lane_changes_allowed)
+        lane_changes_allowed=scenario.lane_changes_allowed, uses_command=scenario.uses_command)
 
 
 def default_run_dir(scenario: str, agent: str, seed: int) -> Path:

@@ -326,7 +326,7 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
         storage.update_episode_metadata(episode_meta)
         drive = {
             "format": DEMO_FORMAT, "recorder_version": RECORDER_VERSION, "scenario": scenario.name,
-            "action_names": list(scenario.action_names), "control_hz": scenario.control_hz,
+            "uses_command": scenario.uses_command, "action_names": list(scenario.action_names), "control_hz": scenario.control_hz,
             "steering_range_rad": STEERING_RANGE_RAD, "acceleration_range_mps2": ACCELERATION_RANGE_MPS2,
             "camera": camera.to_dict(), "sensors": list(RECORDED_SENSORS), "expert": expert,
             "learner": learner, "beta": float(beta),

@@ -91,7 +91,7 @@ def shaped_reward(before: dict, after: dict, events: dict, action: np.ndarray, p
 
 def rl_sensors(scenario: Scenario) -> tuple[str, ...]:
     """What an image policy sees: the camera, the speed, and the command where routes turn."""
-    return ("camera", "speed", "command") if scenario.name == "roundabout" else ("camera", "speed")
+    return ("camera", "speed", "command") if scenario.uses_command else ("camera", "speed")
 
 
 class RLEnv(gym.Wrapper):
