@@ -7,12 +7,13 @@ import av
 import numpy as np
 import pytest
 
+from agents.base import BaseAgent
 from agents.expert import Overlay
 from planning.prediction import ObjectStates
 from sim.cli import main
+from sim.report.video import OVERVIEW_MPP, PANEL_PX, PERCEIVED_RGB, PLAN_RGB, EpisodeVideo
 from sim.world.env import DrivingEnv
 from sim.world.render import top_down_transform
-from sim.report.video import OVERVIEW_MPP, PANEL_PX, PERCEIVED_RGB, PLAN_RGB, EpisodeVideo
 
 PLAN_AHEAD_M = 30.0
 
@@ -83,7 +84,8 @@ def test_no_overlay_draws_nothing(tmp_path, scene):
     _, _, info = scene
     plain = _compose(tmp_path, "plain", scene, None)
     assert np.array_equal(_compose(tmp_path, "none", scene, SimpleNamespace(overlay=None)), plain)
-    assert np.array_equal(_compose(tmp_path, "attr", scene, object()), plain)  # no attribute
+    # an agent that draws nothing keeps the contract's default overlay (None)
+    assert np.array_equal(_compose(tmp_path, "agent", scene, BaseAgent(task=None)), plain)
     # the reset frame (no action yet) never shows a plan: it may be the last episode's
     stale = SimpleNamespace(overlay=_plan_overlay(info))
     assert np.array_equal(_compose(tmp_path, "reset", scene, stale, action=None), plain)

@@ -19,17 +19,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import highway_env  # noqa: F401 - registers highway-v0 (the stock baseline)
 import numpy as np
+from stable_baselines3 import PPO
 
+from agents import make_agent
 from sim.geometry.camera import CameraSpec
+from sim.harness.run import run_seeds, task_spec
 from sim.world.scenarios import get_scenario
 
 AGENTS = ("expert", "modular", "e2e", "idm")
 
 
 def _harness(spec: str, world, seeds: list[int], workers: int) -> dict[str, Any]:
-    from sim.harness.run import run_seeds
-
     records: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="drive-bench-loop-") as tmp:
         t0 = time.perf_counter()
@@ -46,9 +49,6 @@ def _stock_loop(seeds: list[int], duration_s: float) -> dict[str, Any]:
     """highway-env + GrayscaleObservation + SB3 CnnPolicy.predict, one process."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    import gymnasium as gym
-    import highway_env  # noqa: F401 - registers highway-v0
-    from stable_baselines3 import PPO
 
     config = {
         "observation": {"type": "GrayscaleObservation", "observation_shape": (128, 128), "stack_size": 4,
@@ -92,9 +92,6 @@ def _stock_loop(seeds: list[int], duration_s: float) -> dict[str, Any]:
 
 def bench_loop(agents: tuple[str, ...] = AGENTS, episodes: int = 10, workers: tuple[int, ...] = (1, 2),
                duration_s: float | None = None) -> dict[str, Any]:
-    from agents import make_agent
-    from sim.harness.run import task_spec
-
     seeds = list(range(episodes))
     world = get_scenario("highway", **({"duration_s": duration_s} if duration_s else {}))
     result: dict[str, Any] = {"scenario": "highway", "seeds": seeds, "duration_s": world.duration_s,

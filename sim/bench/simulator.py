@@ -14,12 +14,23 @@ and checks the frame is not blank, so the baseline does its real work.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from highway_env.envs.common.observation import GrayscaleObservation
 
+from agents import make_agent
 from sim.geometry.camera import CameraSpec
+from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
+from sim.harness.loop import env_sensors_for, run_episode
+from sim.harness.run import task_spec
+from sim.world.env import DrivingEnv
+from sim.world.scenarios import get_scenario
 
 
 def _time_ms(fn) -> float:
@@ -33,10 +44,6 @@ def bench_camera(scenario: str = "highway", frames: int = 300, size_px: int = 12
     """Time one ego-camera frame vs one highway-env GrayscaleObservation frame."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame must not look for a display
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    from highway_env.envs.common.observation import GrayscaleObservation
-
-    from sim.world.env import DrivingEnv
-    from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
 
     spec = CameraSpec(width_px=size_px, height_px=size_px, ego_u_px=(size_px - 1) / 2,
                       ego_v_px=round(size_px * 0.78))
@@ -100,7 +107,6 @@ DOUBLE_TRAFFIC = {"highway": 100, "merge": 20}  # scenarios whose traffic is a v
 
 def _record_actions(scenario: str, seed: int, steps: int, overrides: dict) -> list[np.ndarray]:
     """The IDM autopilot's actions over one episode (resetting on a new seed if it ends)."""
-    from sim.world.env import DrivingEnv
 
     env = DrivingEnv(scenario, sensors=("autopilot",), overrides=overrides)
     _, info = env.reset(seed=seed)
@@ -116,7 +122,6 @@ def _record_actions(scenario: str, seed: int, steps: int, overrides: dict) -> li
 def _step_times_ms(scenario: str, seed: int, actions: list[np.ndarray], overrides: dict,
                    fast: bool) -> tuple[list[float], list[float]]:
     """(whole ``DrivingEnv.step``, the highway-env world step inside it) per step [ms]."""
-    from sim.world.env import DrivingEnv
 
     env = DrivingEnv(scenario, sensors=("speed",), overrides=overrides, fast_physics=fast)
     env.reset(seed=seed)
@@ -168,10 +173,6 @@ def bench_workers(scenario: str = "highway", episodes: int = 6, workers: tuple[i
     Each run is a fresh ``drive run`` process, so every worker count pays the same
     interpreter start-up and imports that a user's command does.
     """
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
 
     out = []
     for w in workers:
@@ -272,11 +273,6 @@ def bench_planner(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge",
     the median ``DrivingEnv.step`` over the same steps, for scale.  Names are checked
     before anything runs.
     """
-    from agents import make_agent
-    from sim.world.env import DrivingEnv
-    from sim.harness.loop import env_sensors_for, run_episode
-    from sim.harness.run import task_spec
-    from sim.world.scenarios import get_scenario
 
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")

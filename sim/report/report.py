@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import os
 import shutil
@@ -30,11 +31,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+from matplotlib.figure import Figure
 
+from sim.geometry.camera import CameraSpec
 from sim.harness.evaluate import CONFIG, RESULTS, read_results
 from sim.harness.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from sim.harness.stats import bootstrap, paired, wilson
+from sim.report.sidebyside import drive_clips, last_frame, pick_seeds, side_by_side, worst_episode
 
 # (column, record field or derived name, digits); rates are shares of episodes.
 METRICS: tuple[tuple[str, str, int], ...] = (
@@ -136,18 +141,20 @@ def build_rows(config: dict, records: list[dict]) -> dict[str, Any]:
 
 
 # -- figures -------------------------------------------------------------------------------------
+def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None):
+    """A matplotlib figure and its axes without pyplot: no global state, no backend to pick
+    (``savefig`` renders PNGs with Agg), safe in worker processes and notebooks alike."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols)
+
+
 def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     figs: dict[str, list[tuple[str, Path]]] = {}
     for s, data in rows["scenarios"].items():
         recs = data["records"]
         agents = list(recs)
         out = figs.setdefault(s, [])
-        fig, ax = plt.subplots(figsize=(1.4 + 1.3 * len(agents), 3.2))
+        fig, ax = subplots(figsize=(1.4 + 1.3 * len(agents), 3.2))
         scores = [[r["driving_score"] for r in recs[a]] for a in agents]
         ax.boxplot(scores, showfliers=False, widths=0.5)
         rng = np.random.default_rng(0)
@@ -158,7 +165,7 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"{s}: driving score per episode")
         out.append(("Driving score per episode (box: quartiles; dots: episodes)", _save(fig, files / f"{s}__scores.png")))
-        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+        fig, ax = subplots(figsize=(5.5, 3.2))
         for a in agents:
             lat = [r["latency_p50_ms"] for r in recs[a] if np.isfinite(r.get("latency_p50_ms", np.nan))]
             if lat:
@@ -175,7 +182,7 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
             sa = {r["seed"]: r["driving_score"] for r in recs[a]}
             sb = {r["seed"]: r["driving_score"] for r in recs[b]}
             seeds = sorted(set(sa) & set(sb))
-            fig, ax = plt.subplots(figsize=(3.6, 3.6))
+            fig, ax = subplots(figsize=(3.6, 3.6))
             ax.scatter([sa[k] for k in seeds], [sb[k] for k in seeds], s=14, alpha=0.7)
             ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
             ax.set_xlabel(f"{a} driving score")
@@ -185,7 +192,7 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
             out.append((f"Per seed: {a} against {b} (above the line: {b} better)", _save(fig, files / name)))
     dagger = _dagger_rounds(rows)
     if dagger:
-        fig, ax = plt.subplots(figsize=(5, 3.2))
+        fig, ax = subplots(figsize=(5, 3.2))
         for label, rounds in dagger.items():
             ax.plot([r["round"] for r in rounds], [r["closed_loop"].get("driving_score", np.nan) for r in rounds],
                     marker="o", label=label)
@@ -195,7 +202,7 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
         figs.setdefault("DAgger", []).append(("Driving score per DAgger round", _save(fig, files / "dagger.png")))
     curves = _ppo_curves(rows)
     if curves:
-        fig, ax = plt.subplots(figsize=(5, 3.2))
+        fig, ax = subplots(figsize=(5, 3.2))
         for label, hist in curves.items():
             pts = [(h["timesteps"], h["closed_loop"]["driving_score"]) for h in hist
                    if h["closed_loop"].get("episodes")]
@@ -242,14 +249,9 @@ def _dagger_rounds(rows: dict) -> dict[str, list[dict]]:
 
 
 def _save(fig, path: Path) -> Path:
-    import io
-
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
@@ -318,8 +320,6 @@ INTRO = ("Each scenario's agents ran the same seeds. Intervals are 95% bootstrap
 
 def _redrive(config: dict) -> dict:
     """The evaluation's settings an episode is re-driven with (videos, thumbnails)."""
-    from sim.geometry.camera import CameraSpec
-
     return {"duration_s": config.get("duration_s"),
             "camera": CameraSpec.from_dict(config["camera"]) if config.get("camera") else None,
             "device": None if config.get("device") in (None, "auto") else config["device"],
@@ -328,10 +328,6 @@ def _redrive(config: dict) -> dict:
 
 def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: bool) -> dict[str, list[dict]]:
     """Side-by-side videos of picked seeds per scenario, and the failure gallery's thumbnails."""
-    import cv2
-
-    from sim.report.sidebyside import pick_seeds, side_by_side, worst_episode
-
     out: dict[str, list[dict]] = {}
     for s, data in rows["scenarios"].items():
         by_agent = data["records"]
@@ -389,10 +385,6 @@ def _gallery(config: dict, rows: dict, videos: dict[str, list[dict]], files: Pat
 
 def _thumbnail(config: dict, agent: str, scenario: str, seed: int, files: Path, progress: bool) -> Path | None:
     """Re-drive one agent's episode and keep its last frame (the moment it failed)."""
-    import cv2
-
-    from sim.report.sidebyside import drive_clips, last_frame
-
     if progress:
         print(f"thumbnail: {scenario} seed {seed} ({agent})", flush=True)
     work = Path(tempfile.mkdtemp(prefix="drive-thumb-", dir=files))
