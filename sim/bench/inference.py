@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.bench.simulator import _time_ms
+from sim.bench.simulator import time_ms
 
 WIDTHS = ("s", "m", "l")
 BATCHES = (1, 4, 16, 64)
@@ -49,9 +49,9 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
     import torch
 
     from agents import TaskSpec
-    from agents.e2e import E2EAgent
-    from agents.e2e_train import save_policy
-    from agents.pilotnet import PilotNet, PilotNetConfig, aux_inputs, count_parameters
+    from agents.e2e.agent import E2EAgent
+    from agents.e2e.checkpoint import save_policy
+    from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters
     from sim.geometry.camera import CameraSpec
     from sim.harness.run import task_spec
     from sim.world.scenarios import get_scenario
@@ -131,8 +131,8 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
             for k, t in timers.items():
                 if "fwd" in t:
                     for b in BATCHES:
-                        samples[k].setdefault(f"fwd{b}", []).append(_time_ms(lambda t=t, b=b: t["fwd"](b)))
-                samples[k].setdefault("act", []).append(_time_ms(t["act"]))
+                        samples[k].setdefault(f"fwd{b}", []).append(time_ms(lambda t=t, b=b: t["fwd"](b)))
+                samples[k].setdefault("act", []).append(time_ms(t["act"]))
         for k, t in timers.items():
             row: dict[str, Any] = {"parameters": t["params"], "act": _pct(samples[k]["act"])}
             if "fwd" in t:
@@ -146,7 +146,7 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
 
 
 def _bench_loop(task, ckpt: Path, scenario, episodes: int, batches: tuple[int, ...], duration_s: float) -> dict:
-    from agents.e2e import E2EAgent
+    from agents.e2e.agent import E2EAgent
     from sim.world.env import DrivingEnv
     from sim.harness.loop import run_episodes_lockstep
     from sim.world.scenarios import get_scenario

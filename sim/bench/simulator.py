@@ -33,7 +33,8 @@ from sim.world.env import DrivingEnv
 from sim.world.scenarios import get_scenario
 
 
-def _time_ms(fn) -> float:
+def time_ms(fn) -> float:
+    """Wall time of one call of ``fn`` [ms] (``perf_counter_ns``)."""
     t0 = time.perf_counter_ns()
     fn()
     return (time.perf_counter_ns() - t0) / 1e6
@@ -65,7 +66,7 @@ def bench_camera(scenario: str = "highway", frames: int = 300, size_px: int = 12
 
     ours_ms, stock_ms = [], []
     for k in range(frames + warmup):
-        a, b = _time_ms(ours), _time_ms(stock.observe)
+        a, b = time_ms(ours), time_ms(stock.observe)
         if k >= warmup:
             ours_ms.append(a)
             stock_ms.append(b)
@@ -135,7 +136,7 @@ def _step_times_ms(scenario: str, seed: int, actions: list[np.ndarray], override
         return out
 
     env.world.step = timed_world_step
-    times = [_time_ms(lambda: env.step(a)) for a in actions]
+    times = [time_ms(lambda: env.step(a)) for a in actions]
     return times, physics
 
 
