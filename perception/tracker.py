@@ -16,9 +16,8 @@ realtime tracking"), on box centres in the world frame:
   so a one-frame false positive never reaches the planner and a one-frame miss does
   not lose a car.
 
-:meth:`Tracker.objects` reports confirmed tracks with the keys and units of the env's
-``truth`` sensor, so whatever consumes ground truth (the planner, through
-``ObjectStates.from_truth``) consumes tracks unchanged.
+:meth:`Tracker.objects` reports confirmed tracks as :class:`planning.prediction.ObjectStates`
+(world frame), the one format perception hands planning (DESIGN.md).
 """
 
 from __future__ import annotations
@@ -28,7 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from perception.boxes import Boxes, ego_to_world, wrap_angle
+from perception.boxes import Boxes
+from planning.geometry import wrap_angle
+from planning.prediction import ObjectStates
+from sim.geometry.frames import ego_to_world
 
 MOVING_MPS = 1.0  # [m/s] above this a track's heading follows its velocity
 
@@ -85,7 +87,7 @@ class Tracker:
     def update(self, detections: Boxes, pose: np.ndarray) -> None:
         """Advance one frame with ``detections`` (ego frame) seen from ``pose`` [x, y, heading]."""
         pose = np.asarray(pose, dtype=np.float64)
-        centres = ego_to_world(detections.centre_m, pose)
+        centres = ego_to_world(detections.centre_m, pose[:2], pose[2])
         headings = wrap_angle(detections.heading_rad + pose[2])
         for t in self.tracks:  # predict
             t.x = self.F @ t.x
@@ -137,22 +139,21 @@ class Tracker:
             t.confirmed = True
 
     # -- output -------------------------------------------------------------------------
-    def objects(self) -> dict[str, np.ndarray]:
-        """Confirmed tracks, world frame, as the ``truth`` sensor lays objects out: ``id``,
-        ``kind``, ``position_m``, ``heading_rad``, ``velocity_mps``, ``speed_mps``,
-        ``length_m``, ``width_m``."""
+    def objects(self) -> ObjectStates:
+        """Confirmed tracks, world frame; a moving track's heading is its velocity's
+        direction, yaw rates are zero (the planning agent estimates them)."""
         live = [t for t in self.tracks if t.confirmed]
         x = np.array([t.x for t in live]).reshape(-1, 4)
         speed = np.hypot(x[:, 2], x[:, 3])
         heading = np.array([t.heading_rad for t in live], dtype=np.float64)
         heading = np.where(speed > MOVING_MPS, np.arctan2(x[:, 3], x[:, 2]), heading)
-        return {
-            "id": np.array([t.id for t in live], dtype=np.int64),
-            "kind": np.array([t.kind for t in live], dtype=np.int8),
-            "position_m": x[:, :2].copy(),
-            "heading_rad": heading,
-            "velocity_mps": x[:, 2:].copy(),
-            "speed_mps": speed,
-            "length_m": np.array([t.length_m for t in live], dtype=np.float64),
-            "width_m": np.array([t.width_m for t in live], dtype=np.float64),
-        }
+        return ObjectStates(
+            id=np.array([t.id for t in live], dtype=np.int64),
+            kind=np.array([t.kind for t in live], dtype=np.int8),
+            position_m=x[:, :2].copy(),
+            heading_rad=heading,
+            speed_mps=speed,
+            length_m=np.array([t.length_m for t in live], dtype=np.float64),
+            width_m=np.array([t.width_m for t in live], dtype=np.float64),
+            yaw_rate_radps=np.zeros(len(live)),
+        )

@@ -2,8 +2,11 @@
 
 Each controller is a small class with ``reset()`` and ``update(...) -> (command, debug)``
 (openpilot's shape); the debug record names every term so it can be plotted.  The
-control laws themselves are pure functions of arrays, so the planner evaluates them for
-many candidate trajectories at once with the same code the agent drives with.
+control laws themselves are pure functions of arrays.  Pure pursuit's law and its
+look-ahead are the kernels of :mod:`planning.rollout`, which the planner also rolls
+every candidate out with, so the agent steers by the law the planner scored (the
+planner models pure pursuit only: with ``Stanley`` the agent tracks the chosen path by
+a law the rollout did not simulate).
 Commands are physical (steering angle [rad], acceleration [m/s^2]);
 :func:`normalise_action` turns them into the env's ``[-1, 1]`` action at the very end.
 
@@ -28,31 +31,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from planning.geometry import Polyline
-from planning.vehicle import VEHICLE_LENGTH_M
-
-MAX_STEERING_RAD = np.pi / 4  # [rad] the scenarios' steering range
-
-
-def wrap_angle(angle_rad: np.ndarray) -> np.ndarray:
-    return (np.asarray(angle_rad) + np.pi) % (2 * np.pi) - np.pi
-
-
-def lookahead_distance(speed_mps: np.ndarray, gain_s: float, min_m: float, max_m: float) -> np.ndarray:
-    """Speed-dependent look-ahead [m]: ``gain_s`` seconds of travel, clamped."""
-    return np.clip(gain_s * np.asarray(speed_mps), min_m, max_m)
-
-
-def pure_pursuit_steering(rear_xy_m: np.ndarray, heading_rad: np.ndarray, target_xy_m: np.ndarray,
-                          wheelbase_m: float = VEHICLE_LENGTH_M) -> tuple[np.ndarray, np.ndarray]:
-    """Steering [rad] that puts the rear axle on the arc through ``target_xy_m``.
-
-    Returns (steering, alpha): alpha is the target's bearing from the heading [rad].
-    """
-    rel = np.asarray(target_xy_m) - np.asarray(rear_xy_m)
-    alpha = wrap_angle(np.arctan2(rel[..., 1], rel[..., 0]) - heading_rad)  # bearing to the target
-    ld = np.maximum(np.hypot(rel[..., 0], rel[..., 1]), 1e-3)
-    return np.arctan(2.0 * wheelbase_m * np.sin(alpha) / ld), alpha
+from planning.geometry import Polyline, wrap_angle
+from planning.rollout import lookahead_distance, pure_pursuit_steering
+from planning.vehicle import MAX_STEERING_RAD, VEHICLE_LENGTH_M
 
 
 def stanley_steering(heading_error_rad: np.ndarray, cross_track_m: np.ndarray, speed_mps: np.ndarray,
@@ -66,7 +47,22 @@ def _axle(x_m, y_m, heading_rad, offset_m):
     return np.stack([x_m + offset_m * np.cos(heading_rad), y_m + offset_m * np.sin(heading_rad)], axis=-1)
 
 
-class PurePursuit:
+class PathTracker:
+    """What the lateral controllers share: the car's wheelbase and steering limit."""
+
+    def __init__(self, wheelbase_m: float = VEHICLE_LENGTH_M, max_steering_rad: float = MAX_STEERING_RAD) -> None:
+        self.wheelbase_m = wheelbase_m  # [m]
+        self.max_steering_rad = max_steering_rad  # [rad]
+
+    def reset(self) -> None:
+        return None
+
+    def limit(self, steering_rad: float) -> float:
+        """The steering angle [rad] clipped to the car's range."""
+        return float(np.clip(steering_rad, -self.max_steering_rad, self.max_steering_rad))
+
+
+class PurePursuit(PathTracker):
     """Lateral control by pure pursuit with a speed-dependent look-ahead."""
 
     def __init__(self, lookahead_gain_s: float = 0.5, min_lookahead_m: float = 5.0,
@@ -75,14 +71,10 @@ class PurePursuit:
         if not (0 < min_lookahead_m <= max_lookahead_m):
             raise ValueError(f"need 0 < min_lookahead_m <= max_lookahead_m, got "
                              f"{min_lookahead_m}, {max_lookahead_m}")
+        super().__init__(wheelbase_m, max_steering_rad)
         self.lookahead_gain_s = lookahead_gain_s  # [s]
         self.min_lookahead_m = min_lookahead_m  # [m]
         self.max_lookahead_m = max_lookahead_m  # [m]
-        self.wheelbase_m = wheelbase_m  # [m]
-        self.max_steering_rad = max_steering_rad  # [rad]
-
-    def reset(self) -> None:
-        return None
 
     def update(self, x_m: float, y_m: float, heading_rad: float, speed_mps: float,
                path: Polyline) -> tuple[float, dict]:
@@ -91,34 +83,30 @@ class PurePursuit:
         ld = float(lookahead_distance(speed_mps, self.lookahead_gain_s, self.min_lookahead_m,
                                       self.max_lookahead_m))
         target = path.to_xy(float(s) + ld, 0.0)
-        steering, alpha = pure_pursuit_steering(rear, heading_rad, target, self.wheelbase_m)
-        steering = float(np.clip(steering, -self.max_steering_rad, self.max_steering_rad))
+        steering = self.limit(pure_pursuit_steering(rear[0], rear[1], heading_rad, target[0], target[1],
+                                                    self.wheelbase_m))
+        alpha = wrap_angle(np.arctan2(target[1] - rear[1], target[0] - rear[0]) - heading_rad)
         return steering, {"s_m": float(s), "cross_track_m": float(d), "lookahead_m": ld,
-                          "alpha_rad": float(alpha), "steering_rad": steering}
+                          "target_xy_m": target, "alpha_rad": float(alpha), "steering_rad": steering}
 
 
-class Stanley:
+class Stanley(PathTracker):
     """Lateral control by the Stanley law at the front axle."""
 
     def __init__(self, gain: float = 1.5, softening_mps: float = 1.0,
                  wheelbase_m: float = VEHICLE_LENGTH_M,
                  max_steering_rad: float = MAX_STEERING_RAD) -> None:
+        super().__init__(wheelbase_m, max_steering_rad)
         self.gain = gain  # [-] cross-track gain
         self.softening_mps = softening_mps  # [m/s] keeps the gain finite at standstill
-        self.wheelbase_m = wheelbase_m  # [m]
-        self.max_steering_rad = max_steering_rad  # [rad]
-
-    def reset(self) -> None:
-        return None
 
     def update(self, x_m: float, y_m: float, heading_rad: float, speed_mps: float,
                path: Polyline) -> tuple[float, dict]:
         front = _axle(x_m, y_m, heading_rad, self.wheelbase_m / 2)
         s, d = path.project(front)
         heading_error = float(wrap_angle(path.heading_at(float(s)) - heading_rad))
-        steering = float(stanley_steering(heading_error, float(d), speed_mps, self.gain,
-                                          self.softening_mps))
-        steering = float(np.clip(steering, -self.max_steering_rad, self.max_steering_rad))
+        steering = self.limit(stanley_steering(heading_error, float(d), speed_mps, self.gain,
+                                               self.softening_mps))
         return steering, {"s_m": float(s), "cross_track_m": float(d),
                           "heading_error_rad": heading_error, "steering_rad": steering}
 

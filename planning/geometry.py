@@ -33,8 +33,17 @@ MIN_SEGMENT_M = 1e-6  # [m] consecutive vertices closer than this are merged
 LOCAL_SEARCH_SEGMENTS = 8  # lines with more segments are searched around the nearest vertex only
 
 
-def _perp(v: np.ndarray) -> np.ndarray:
-    """Rotate vectors by +90 degrees (to the left)."""
+def wrap_angle(angle_rad: np.ndarray) -> np.ndarray:
+    """Angles [rad] wrapped to [-pi, pi): the project's one angle wrap.
+
+    ``(a + pi) mod 2 pi - pi`` (not ``atan2(sin a, cos a)``): the simulator's pose heading
+    is wrapped with it, so this is the formula whose bits every sensor already carries.
+    """
+    return (np.asarray(angle_rad) + np.pi) % (2 * np.pi) - np.pi
+
+
+def left_normal(v: np.ndarray) -> np.ndarray:
+    """Vectors ``[..., 2]`` rotated by +90 degrees (to the left)."""
     return np.stack([-v[..., 1], v[..., 0]], axis=-1)
 
 
@@ -117,7 +126,7 @@ class Polyline:
     def to_xy(self, s_m: np.ndarray | float, d_m: np.ndarray | float) -> np.ndarray:
         """Frenet ``(s, d)`` -> world ``[..., 2]``; ``d`` is left-positive."""
         c, t = self.frame(s_m)
-        return c + np.asarray(d_m, dtype=np.float64)[..., None] * _perp(t)
+        return c + np.asarray(d_m, dtype=np.float64)[..., None] * left_normal(t)
 
     def project(self, xy_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World points ``[..., 2]`` -> Frenet ``(s, d)``, each ``[...]``.
@@ -171,21 +180,21 @@ class Polyline:
         tt = t[rows, col, root]
         tt = tt / np.linalg.norm(tt, axis=-1, keepdims=True)
         cc = c[rows, col, root]
-        d = np.einsum("qk,qk->q", q[:, 0] - cc, _perp(tt))
+        d = np.einsum("qk,qk->q", q[:, 0] - cc, left_normal(tt))
         # the extensions win only where nothing on the line itself is nearer
         use0 = d0 < best
         use1 = (d1 < np.minimum(best, d0))
         s = np.where(use0, lam0, s)
-        d = np.where(use0, np.einsum("qk,k->q", q[:, 0] - self.points_m[0], _perp(self.tangent[0])), d)
+        d = np.where(use0, np.einsum("qk,k->q", q[:, 0] - self.points_m[0], left_normal(self.tangent[0])), d)
         s = np.where(use1, self.length_m + lam1, s)
         d = np.where(use1, np.einsum("qk,k->q", q[:, 0] - self.points_m[-1],
-                                     _perp(self.tangent[-1])), d)
+                                     left_normal(self.tangent[-1])), d)
         no_root = ~np.isfinite(best) & ~use0 & ~use1
         if np.any(no_root):  # only possible exactly at a reflex corner: take the nearest vertex
             v = np.argmin(np.sum((q[no_root] - self.points_m[None]) ** 2, axis=-1), axis=1)
             s[no_root] = self.s_m[v]
             d[no_root] = np.einsum("qk,qk->q", q[no_root, 0] - self.points_m[v],
-                                   _perp(self.tangent[v]))
+                                   left_normal(self.tangent[v]))
         return s.reshape(shape), d.reshape(shape)
 
     # -- derived lines -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planning.geometry import MIN_SEGMENT_M, Polyline, _perp
+from planning.geometry import MIN_SEGMENT_M, Polyline, left_normal, wrap_angle
 
 PATH_SPACING_M = 1.0  # [m] reference path sample spacing
 PATH_CACHE_LIMIT = 512  # reference paths kept across episodes before the cache starts over
@@ -28,6 +28,9 @@ CURVATURE_WINDOW_M = 6.0  # [m] curvature is averaged over about a car length: j
 DESTINATION_SLACK_M = 10.0  # [m] a lane ending this close to the destination lane's end is no dead end
 CURVED_MAP_1PM = 0.02  # [1/m] a lane bending tighter than a 50 m radius makes a map "curved"
 ALIGNED_RAD = np.pi / 3  # [rad] a lane counts as the ego's only if headings differ by less
+MIN_TRANSITION_M = 1e-6  # [m] shorter transitions are none: the centre line itself
+MAX_HEADING_ERROR_RAD = 1.0  # [rad] a transition starts at most this far off the path's heading
+MAX_TRANSITION_SLOPE = 1.0  # [-] ... and at most this lateral slope (45 degrees)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class LaneMap:
         rel = np.asarray(xy_m, dtype=np.float64) - self._seg_a
         t = np.clip(np.einsum("ij,ij->i", rel, self._seg_ab) / self._seg_len2, 0.0, 1.0)
         dist = np.linalg.norm(rel - t[:, None] * self._seg_ab, axis=1)
-        aligned = np.abs(np.angle(np.exp(1j * (self._seg_heading - heading_rad)))) < ALIGNED_RAD
+        aligned = np.abs(wrap_angle(self._seg_heading - heading_rad)) < ALIGNED_RAD
         dist = np.where(aligned, dist, np.inf)
         best = int(np.argmin(dist))
         for lane_id in prefer:
@@ -292,7 +295,7 @@ class ReferencePath:
 
     def to_xy(self, s_m: np.ndarray | float, d_m: np.ndarray | float) -> np.ndarray:
         c, t = self.frame(s_m)
-        return c + np.asarray(d_m, dtype=np.float64)[..., None] * _perp(t)
+        return c + np.asarray(d_m, dtype=np.float64)[..., None] * left_normal(t)
 
     def heading_at(self, s_m: np.ndarray | float) -> np.ndarray:
         _, t = self.frame(s_m)
@@ -311,10 +314,16 @@ def hermite_offset(s_m: np.ndarray, d0_m: np.ndarray, slope0: np.ndarray,
     centre line tangentially at ``s = length_m``: a cubic Hermite curve in Frenet
     coordinates (the lane-change paths of Werling et al. 2010, in their simplest form)."""
     length = np.asarray(length_m, dtype=np.float64)
-    none = length < 1e-6  # no transition: the centre line itself
+    none = length < MIN_TRANSITION_M  # no transition: the centre line itself
     u = np.where(none, 1.0, np.clip(np.asarray(s_m) / np.where(none, 1.0, length), 0.0, 1.0))
-    m0 = np.clip(slope0, -1.0, 1.0) * length
+    m0 = np.clip(slope0, -MAX_TRANSITION_SLOPE, MAX_TRANSITION_SLOPE) * length
     return d0_m * (2 * u ** 3 - 3 * u ** 2 + 1) + m0 * (u ** 3 - 2 * u ** 2 + u)
+
+
+def transition_slope(heading_error_rad: np.ndarray) -> np.ndarray:
+    """Lateral slope [-] a transition starts with: tan of the car's heading relative to
+    the path, the heading error clamped to ``MAX_HEADING_ERROR_RAD``."""
+    return np.tan(np.clip(heading_error_rad, -MAX_HEADING_ERROR_RAD, MAX_HEADING_ERROR_RAD))
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,12 +16,12 @@ Here, per decision:
    ``lateral_accel_mps2``), plus a stop candidate per path.  Each candidate approaches
    its path from the car's current offset along a cubic transition
    (:func:`planning.lanes.hermite_offset`), so a lane change is a smooth S, not a jump.
-2. **Rollout** of all candidates at once for ``horizon_s`` at ``step_s``: pure pursuit
-   steers (:func:`planning.control.pure_pursuit_steering`), the Intelligent Driver Model
-   (Treiber, Hennecke, Helbing 2000; above the desired speed its "improved" free-road
-   term, Treiber & Kesting 2013) sets the acceleration behind the lead object on that
-   path (and before a dead end), and highway-env's own bicycle
-   (:mod:`planning.vehicle`) integrates the motion.
+2. **Rollout** of all candidates at once for ``horizon_s`` at ``step_s``, with the
+   kernels of :mod:`planning.rollout` (the ones the agent's controller drives with):
+   pure pursuit steers, the Intelligent Driver Model (Treiber, Hennecke, Helbing 2000;
+   above the desired speed its "improved" free-road term, Treiber & Kesting 2013) sets
+   the acceleration behind the lead object on that path (and before a dead end), and
+   highway-env's kinematic bicycle integrates the motion.
 3. **Score** (nuPlan-style): multiplicative gates - no at-fault collision with the
    forecasts (:mod:`planning.prediction`), no driving past a dead end, no lane change
    that makes the new follower brake harder than ``unsafe_follower_decel_mps2`` (MOBIL's
@@ -31,26 +31,61 @@ Here, per decision:
 4. **Pick** the best; if every candidate collides, the one that collides latest,
    then the slowest.
 
+:meth:`Planner.plan` runs these as named steps (:func:`candidate_grid`,
+:meth:`PathWindows.crop`, :func:`objects_along_paths`, :meth:`Planner.rollout`,
+:meth:`Planner.gates`, :meth:`Planner.rank`); the :class:`Plan` carries the chosen
+option and the transition onto it (:attr:`Plan.reference`), which the agent tracks.
+
 Pure numpy, world frame [m, s, rad], no simulator objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from planning.lanes import ReferencePath
+from planning.comfort import within_comfort_bounds
+from planning.lanes import (
+    MAX_TRANSITION_SLOPE,
+    MIN_TRANSITION_M,
+    BlendedPath,
+    ReferencePath,
+    transition_slope,
+)
 from planning.prediction import Forecast
-from planning.vehicle import MAX_SPEED_MPS, VEHICLE_LENGTH_M, VEHICLE_WIDTH_M, curvature_of_steering
+from planning.rollout import (
+    BicycleState,
+    IDMParameters,
+    bicycle_step,
+    idm_acceleration,
+    lookahead_distance,
+    pure_pursuit_steering,
+    rear_axle_speed_mps,
+)
+from planning.vehicle import (
+    MAX_STEERING_RAD,
+    VEHICLE_LENGTH_M,
+    VEHICLE_WIDTH_M,
+    curvature_of_steering,
+)
 
-# nuPlan comfort bounds (same as sim.harness.metrics; planning may not import sim)
-LONG_ACCEL_MIN_MPS2 = -4.05
-LONG_ACCEL_MAX_MPS2 = 2.40
-LAT_ACCEL_MAX_MPS2 = 4.89
-JERK_MAX_MPS3 = 8.37
-YAW_RATE_MAX_RADPS = 0.95
+# the window of each path the rollout can reach
+MIN_REACH_SPEED_MPS = 5.0  # [m/s] the window is sized as if the car drove at least this fast
+REACH_MARGIN_M = 60.0  # [m] window beyond the farthest look-ahead point
+WINDOW_BEHIND_SAMPLES = 20  # path samples the window starts behind the car
+WINDOW_AHEAD_SLACK_SAMPLES = 30  # path samples the window reaches beyond REACH_MARGIN_M
+WINDOW_EDGE = 1.000001  # [samples] look-ups stay this far inside the window's last sample
+OBJECT_REACH_MARGIN_M = 20.0  # [m] objects farther than the window reach + this are ignored
+MIN_CURVATURE_1PM = 1e-6  # [1/m] curvature floor of the curve speed limit (no division by 0)
+# IDM in the rollout
+MIN_DESIRED_SPEED_MPS = 0.1  # [m/s] floor on a candidate's desired speed (IDM divides by it)
+MIN_CLOSING_SPEED_MPS = 0.1  # [m/s] slower closing on the lead is no time-to-collision
+NO_TRANSITION_INV_LENGTH_1PM = 1e9  # [1/m] a zero-length transition: on the centre line at once
+# ranking
+MIN_PROGRESS_TO_RANK_M = 5.0  # [m] below this best progress every candidate scores progress 1
+NEVER_COLLIDES_S = 1e9  # [s] first-collision time of a candidate that never collides (for sorting)
 
 
 @dataclass(frozen=True)
@@ -97,6 +132,11 @@ class PlannerConfig:
     def steps(self) -> int:
         return int(round(self.horizon_s / self.step_s))
 
+    @property
+    def idm(self) -> IDMParameters:
+        return IDMParameters(self.idm_accel_mps2, self.idm_decel_mps2, self.idm_headway_s, self.idm_min_gap_m,
+                             self.idm_delta)
+
     def transition_length_m(self, speed_mps, offset_m):
         """Length [m] of the way onto a path from ``offset_m`` away: none within
         ``transition_from_m`` (lane keeping stays stiff), the full
@@ -132,13 +172,20 @@ class EgoState:
     width_m: float = VEHICLE_WIDTH_M
 
 
+def approach_path(option: PathOption, speed_mps: float, config: PlannerConfig) -> BlendedPath:
+    """The way onto ``option``'s path from where the car is (the transition the rollout
+    steers along for that option; :attr:`Plan.reference` for the chosen one)."""
+    return BlendedPath(option.path, option.s_m, option.d_m, float(transition_slope(option.heading_error_rad)),
+                       float(config.transition_length_m(speed_mps, option.d_m)))
+
+
 @dataclass
 class Plan:
     """The chosen trajectory, every candidate, and why the winner won."""
 
     best: int  # index into the candidate arrays
     acceleration_mps2: float  # first command of the best candidate
-    steering_rad: float
+    steering_rad: float  # [rad] ... (pure pursuit on ``reference``, at the rollout's first step)
     target_speed_mps: np.ndarray  # [C] each candidate's desired speed (0: the stop candidate)
     path_index: np.ndarray  # [C] index into the path options
     trajectory_m: np.ndarray  # [C, T+1, 2] every candidate's rollout
@@ -148,16 +195,18 @@ class Plan:
     steerings_rad: np.ndarray  # [C, T]
     scores: dict[str, np.ndarray]  # [C] each term, plus "total"
     times_s: np.ndarray  # [T+1]
+    option: PathOption  # the chosen candidate's path option
+    reference: BlendedPath  # the line the chosen rollout steered along (onto option.path), for the controller
 
     @property
     def best_trajectory_m(self) -> np.ndarray:
         return self.trajectory_m[self.best]
 
 
-def _speed_profile(path: ReferencePath, lateral_accel: float, decel: float) -> np.ndarray:
+def speed_profile(path: ReferencePath, lateral_accel: float, decel: float) -> np.ndarray:
     """Speed cap [m/s] along a path: the lane's limit and the curvature limit, lowered so
     a car braking at ``decel`` reaches each curve at its limit."""
-    v_curve = np.sqrt(lateral_accel / np.maximum(np.abs(path.curvature_1pm), 1e-6))
+    v_curve = np.sqrt(lateral_accel / np.maximum(np.abs(path.curvature_1pm), MIN_CURVATURE_1PM))
     v2 = np.minimum(v_curve, path.speed_limit_mps) ** 2
     s = np.arange(len(v2)) * path.spacing_m
     # v(s)^2 = min_{j >= i} (v_j^2 + 2 b (s_j - s_i)): a reversed running minimum
@@ -180,6 +229,157 @@ def boxes_overlap(c1: np.ndarray, h1: np.ndarray, l1, w1, c2: np.ndarray, h2: np
             & (np.abs(-dx * sb + dy * cb) <= hw2 + hl1 * sin_ab + hw1 * cos_ab))  # along v2
 
 
+def candidate_grid(n_options: int, config: PlannerConfig, longitudinal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates = path options x desired-speed fractions (0: the stop candidate):
+    ``(path_index [C], speed_fraction [C])``; steering-only tasks get one per path."""
+    fractions = list(config.speed_fractions) + ([0.0] if config.stop_candidate else [])
+    if not longitudinal:
+        fractions = [1.0]
+    path_index = np.repeat(np.arange(n_options), len(fractions))
+    speed_fraction = np.tile(np.asarray(fractions, dtype=np.float64), n_options)
+    return path_index, speed_fraction
+
+
+@dataclass
+class PathWindows:
+    """Every option's path cropped to the window the rollout can reach, padded to one
+    width and flattened (x, y, tangent and their increments to the next sample, the
+    speed cap), so one gather per quantity evaluates every candidate's own path."""
+
+    reach_m: float  # [m] how far the rollout can get, look-ahead included
+    width: int  # samples per window
+    spacing_m: float  # [m] between samples
+    s_base_m: np.ndarray  # [P] path arc length of each window's first sample
+    s_end_m: np.ndarray  # [P] window-local arc length of each corridor's end
+    dead_end: np.ndarray  # [P] bool
+    x_m: np.ndarray  # [P * width] flat
+    y_m: np.ndarray
+    tx: np.ndarray
+    ty: np.ndarray
+    dx_m: np.ndarray
+    dy_m: np.ndarray
+    dtx: np.ndarray
+    dty: np.ndarray
+    speed_cap_mps: np.ndarray
+
+    @classmethod
+    def crop(cls, options: Sequence[PathOption], ego: EgoState, config: PlannerConfig,
+             profile: Callable[[ReferencePath], np.ndarray]) -> PathWindows:
+        """``profile(path)`` gives a path's speed cap per sample."""
+        c = config
+        reach_m = max(ego.speed_mps, MIN_REACH_SPEED_MPS) * c.horizon_s + 0.5 * c.idm_accel_mps2 * c.horizon_s ** 2 \
+            + c.max_lookahead_m + REACH_MARGIN_M
+        win = int(np.ceil(reach_m / options[0].path.spacing_m)) + WINDOW_AHEAD_SLACK_SAMPLES
+        xy = np.empty((len(options), win, 2))
+        tan = np.empty((len(options), win, 2))
+        vcap = np.empty((len(options), win))
+        s_base = np.empty(len(options))
+        s_end = np.empty(len(options))
+        for k, o in enumerate(options):
+            p = o.path
+            i0 = int(max(0, np.floor(o.s_m / p.spacing_m) - WINDOW_BEHIND_SAMPLES))
+            i1 = min(len(p.xy_m), i0 + win)
+            n = i1 - i0
+            xy[k, :n], tan[k, :n] = p.xy_m[i0:i1], p.tangent[i0:i1]
+            prof = profile(p)
+            vcap[k, :n] = prof[i0:i1]
+            if n < win:  # straight on past the end
+                ext = np.arange(1, win - n + 1)[:, None] * p.spacing_m
+                xy[k, n:] = p.xy_m[i1 - 1] + ext * p.tangent[i1 - 1]
+                tan[k, n:] = p.tangent[i1 - 1]
+                vcap[k, n:] = prof[i1 - 1]
+            s_base[k] = i0 * p.spacing_m
+            s_end[k] = (len(p.xy_m) - 1 - i0) * p.spacing_m
+        fx, fy = xy[..., 0].reshape(-1), xy[..., 1].reshape(-1)
+        ftx, fty = tan[..., 0].reshape(-1), tan[..., 1].reshape(-1)
+        return cls(reach_m=reach_m, width=win, spacing_m=options[0].path.spacing_m, s_base_m=s_base, s_end_m=s_end,
+                   dead_end=np.array([o.path.dead_end for o in options]), x_m=fx, y_m=fy, tx=ftx, ty=fty,
+                   dx_m=np.diff(fx, append=fx[-1]), dy_m=np.diff(fy, append=fy[-1]),
+                   dtx=np.diff(ftx, append=ftx[-1]), dty=np.diff(fty, append=fty[-1]),
+                   speed_cap_mps=vcap.reshape(-1))
+
+    def frame(self, base: np.ndarray, s_local_m: np.ndarray):
+        """Centre ``(x, y)`` and unit tangent ``(tx, ty)`` at window-local ``s_local_m``
+        on the windows starting at flat index ``base`` (same shape)."""
+        f = np.minimum(np.maximum(s_local_m * (1.0 / self.spacing_m), 0.0), self.width - WINDOW_EDGE)
+        i = f.astype(np.int64)
+        u = f - i
+        j = base + i
+        tx, ty = self.tx[j] + u * self.dtx[j], self.ty[j] + u * self.dty[j]
+        n = np.sqrt(tx * tx + ty * ty)
+        return self.x_m[j] + u * self.dx_m[j], self.y_m[j] + u * self.dy_m[j], tx / n, ty / n
+
+    def speed_cap(self, base: np.ndarray, s_local_m: np.ndarray) -> np.ndarray:
+        """The path's speed cap [m/s] at the sample at or behind ``s_local_m``."""
+        return self.speed_cap_mps[base + np.minimum(np.maximum((s_local_m * (1.0 / self.spacing_m)).astype(np.int64),
+                                                               0), self.width - 1)]
+
+
+def near_objects(forecast: Forecast, ego: EgoState, reach_m: float) -> Forecast:
+    """Only the objects that can come near within the horizon."""
+    if not len(forecast.id):
+        return forecast
+    dist = np.linalg.norm(forecast.position_m - np.array([ego.x_m, ego.y_m]), axis=-1).min(axis=1)
+    keep = dist < reach_m + OBJECT_REACH_MARGIN_M
+    return Forecast(forecast.times_s, forecast.position_m[keep], forecast.heading_rad[keep],
+                    forecast.speed_mps[keep], forecast.length_m[keep], forecast.width_m[keep],
+                    forecast.id[keep])
+
+
+@dataclass
+class ObjectsAlongPaths:
+    """Each object in each option's Frenet frame now (window-local ``s``), moving at
+    constant velocity along the path: ``[P, K]`` each."""
+
+    s_m: np.ndarray
+    d_m: np.ndarray
+    vs_mps: np.ndarray  # along the path
+    vd_mps: np.ndarray  # across it, left positive
+    half_width_sum_m: np.ndarray  # [K] an object this close (laterally) to the path is in the ego's way
+    half_length_sum_m: np.ndarray  # [K] centre-to-centre length of the ego and the object, halved
+
+    def __len__(self) -> int:
+        return self.s_m.shape[1]
+
+
+def objects_along_paths(options: Sequence[PathOption], forecast: Forecast, ego: EgoState,
+                        windows: PathWindows, config: PlannerConfig) -> ObjectsAlongPaths:
+    K = len(forecast.id)
+    obj_s = np.zeros((len(options), K))
+    obj_d = np.zeros((len(options), K))
+    obj_vs = np.zeros((len(options), K))
+    obj_vd = np.zeros((len(options), K))
+    if K:
+        obj_pos0 = forecast.position_m[:, 0]
+        obj_vel = forecast.speed_mps[:, None] * np.stack(
+            [np.cos(forecast.heading_rad[:, 0]), np.sin(forecast.heading_rad[:, 0])], axis=-1)
+        for k, o in enumerate(options):
+            sk, dk = o.path.project(obj_pos0, s_guess_m=np.full(K, o.s_m), window_m=windows.reach_m)
+            _, t_obj = o.path.frame(sk)
+            obj_s[k], obj_d[k] = sk - windows.s_base_m[k], dk
+            obj_vs[k] = np.einsum("ij,ij->i", obj_vel, t_obj)
+            obj_vd[k] = obj_vel[:, 1] * t_obj[:, 0] - obj_vel[:, 0] * t_obj[:, 1]
+    half_w_sum = (forecast.width_m + ego.width_m) / 2 + config.lane_margin_m if K else np.zeros(0)
+    half_l_sum = (forecast.length_m + ego.length_m) / 2 if K else np.zeros(0)
+    return ObjectsAlongPaths(obj_s, obj_d, obj_vs, obj_vd, half_w_sum, half_l_sum)
+
+
+@dataclass
+class Rollout:
+    """Every candidate simulated over the horizon."""
+
+    x_m: np.ndarray  # [C, T+1]
+    y_m: np.ndarray
+    heading_rad: np.ndarray
+    speed_mps: np.ndarray
+    accelerations_mps2: np.ndarray  # [C, T] commanded
+    steerings_rad: np.ndarray  # [C, T]
+    min_ttc_s: np.ndarray  # [C] time-to-collision with the lead on its path
+    progress_m: np.ndarray  # [C] rear-axle progress along its path
+    final_s_m: np.ndarray  # [C] final rear-axle position, window-local
+    cap0_mps: np.ndarray  # [C] the path's speed cap where the car is now
+
+
 class Planner:
     """Stateless per decision except for per-path speed profiles (cached per episode)."""
 
@@ -190,11 +390,12 @@ class Planner:
     def reset(self) -> None:
         self._profiles.clear()
 
-    def _profile(self, path: ReferencePath) -> np.ndarray:
+    def profile(self, path: ReferencePath) -> np.ndarray:
+        """``path``'s speed cap per sample [m/s] (cached)."""
         hit = self._profiles.get(id(path))
         if hit is None or hit[0] is not path:
             c = self.config
-            hit = (path, _speed_profile(path, c.lateral_accel_mps2, c.idm_decel_mps2))
+            hit = (path, speed_profile(path, c.lateral_accel_mps2, c.idm_decel_mps2))
             self._profiles[id(path)] = hit
         return hit[1]
 
@@ -203,146 +404,82 @@ class Planner:
         if not options:
             raise ValueError("the planner needs at least one reference path")
         c = self.config
-        T = c.steps
-        times = np.arange(T + 1) * c.step_s
+        times = np.arange(c.steps + 1) * c.step_s
+        path_index, fraction = candidate_grid(len(options), c, longitudinal)
+        windows = PathWindows.crop(options, ego, c, self.profile)
+        forecast = near_objects(forecast, ego, windows.reach_m)
+        objects = objects_along_paths(options, forecast, ego, windows, c)
+        roll = self.rollout(ego, options, path_index, fraction, windows, objects, times, longitudinal)
+        gates = self.gates(ego, options, path_index, roll, forecast, windows, objects)
+        scores = self.rank(ego, options, path_index, roll, gates)
+        best = self.pick(scores, roll)
+        option = options[int(path_index[best])]
+        return Plan(
+            best=best, acceleration_mps2=float(roll.accelerations_mps2[best, 0]),
+            steering_rad=float(roll.steerings_rad[best, 0]),
+            target_speed_mps=fraction * roll.cap0_mps, path_index=path_index,
+            trajectory_m=np.stack([roll.x_m, roll.y_m], axis=-1), speed_mps=roll.speed_mps,
+            heading_rad=roll.heading_rad, accelerations_mps2=roll.accelerations_mps2,
+            steerings_rad=roll.steerings_rad, times_s=times, scores=scores, option=option,
+            reference=approach_path(option, ego.speed_mps, c))
+
+    # -- rollout --------------------------------------------------------------------------------
+    def rollout(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, frac: np.ndarray,
+                windows: PathWindows, objects: ObjectsAlongPaths, times: np.ndarray,
+                longitudinal: bool) -> Rollout:
+        """Every candidate at once: pure pursuit on its way onto its path, IDM behind the
+        lead object on that path (or a dead end), the bicycle integrating."""
+        c = self.config
+        T, C, K = c.steps, len(pidx), len(objects)
         half_l = ego.length_m / 2
-
-        # -- candidates -------------------------------------------------------------------
-        fractions = list(c.speed_fractions) + ([0.0] if c.stop_candidate else [])
-        if not longitudinal:
-            fractions = [1.0]
-        pidx = np.repeat(np.arange(len(options)), len(fractions))
-        frac = np.tile(np.asarray(fractions, dtype=np.float64), len(options))
-        C = len(pidx)
-
-        # each path cropped to the window the rollout can reach, padded to one width
-        reach_m = max(ego.speed_mps, 5.0) * c.horizon_s + 0.5 * c.idm_accel_mps2 * c.horizon_s ** 2 \
-            + c.max_lookahead_m + 60.0
-        win = int(np.ceil(reach_m / options[0].path.spacing_m)) + 30
-        xy = np.empty((len(options), win, 2))
-        tan = np.empty((len(options), win, 2))
-        vcap = np.empty((len(options), win))
-        s_base = np.empty(len(options))
-        s_end = np.empty(len(options))  # local s of the corridor's end [m]
-        dead = np.array([o.path.dead_end for o in options])
-        spacing = options[0].path.spacing_m
-        for k, o in enumerate(options):
-            p = o.path
-            i0 = int(max(0, np.floor(o.s_m / p.spacing_m) - 20))
-            i1 = min(len(p.xy_m), i0 + win)
-            n = i1 - i0
-            xy[k, :n], tan[k, :n] = p.xy_m[i0:i1], p.tangent[i0:i1]
-            prof = self._profile(p)
-            vcap[k, :n] = prof[i0:i1]
-            if n < win:  # straight on past the end
-                ext = np.arange(1, win - n + 1)[:, None] * p.spacing_m
-                xy[k, n:] = p.xy_m[i1 - 1] + ext * p.tangent[i1 - 1]
-                tan[k, n:] = p.tangent[i1 - 1]
-                vcap[k, n:] = prof[i1 - 1]
-            s_base[k] = i0 * p.spacing_m
-            s_end[k] = (len(p.xy_m) - 1 - i0) * p.spacing_m
-        # flat per-sample arrays (x, y, tangent and their increments to the next sample), so
-        # one gather per quantity evaluates every candidate's own path
-        fx, fy = xy[..., 0].reshape(-1), xy[..., 1].reshape(-1)
-        ftx, fty = tan[..., 0].reshape(-1), tan[..., 1].reshape(-1)
-        dfx, dfy = np.diff(fx, append=fx[-1]), np.diff(fy, append=fy[-1])
-        dtx, dty = np.diff(ftx, append=ftx[-1]), np.diff(fty, append=fty[-1])
-        flat_v = vcap.reshape(-1)
-        base = pidx * win
-        inv_sp = 1.0 / spacing
-        top = win - 1.000001
-
+        idm = c.idm
+        base = pidx * windows.width
         base2 = np.concatenate([base, base])
-
-        def frame(s_local: np.ndarray):
-            """Centre and unit tangent of each candidate's path at ``s_local`` ([C] or [2C])."""
-            f = np.minimum(np.maximum(s_local * inv_sp, 0.0), top)
-            i = f.astype(np.int64)
-            u = f - i
-            j = (base if len(s_local) == len(base) else base2) + i
-            tx, ty = ftx[j] + u * dtx[j], fty[j] + u * dty[j]
-            n = np.sqrt(tx * tx + ty * ty)
-            return fx[j] + u * dfx[j], fy[j] + u * dfy[j], tx / n, ty / n
-
-        # -- objects on each path (Frenet, constant velocity along it) for IDM ---------------
-        K = len(forecast.id)
-        if K:  # only objects that can come near within the horizon
-            dist = np.linalg.norm(forecast.position_m - np.array([ego.x_m, ego.y_m]), axis=-1).min(axis=1)
-            keep = dist < reach_m + 20.0
-            forecast = Forecast(forecast.times_s, forecast.position_m[keep], forecast.heading_rad[keep],
-                                forecast.speed_mps[keep], forecast.length_m[keep], forecast.width_m[keep],
-                                forecast.id[keep])
-            K = int(keep.sum())
-        if K:
-            obj_pos0 = forecast.position_m[:, 0]
-            obj_vel = forecast.speed_mps[:, None] * np.stack(
-                [np.cos(forecast.heading_rad[:, 0]), np.sin(forecast.heading_rad[:, 0])], axis=-1)
-        obj_s = np.zeros((len(options), K))
-        obj_d = np.zeros((len(options), K))
-        obj_vs = np.zeros((len(options), K))
-        obj_vd = np.zeros((len(options), K))
-        for k, o in enumerate(options):
-            if not K:
-                break
-            sk, dk = o.path.project(obj_pos0, s_guess_m=np.full(K, o.s_m), window_m=reach_m)
-            _, t_obj = o.path.frame(sk)
-            obj_s[k], obj_d[k] = sk - s_base[k], dk
-            obj_vs[k] = np.einsum("ij,ij->i", obj_vel, t_obj)
-            obj_vd[k] = obj_vel[:, 1] * t_obj[:, 0] - obj_vel[:, 0] * t_obj[:, 1]
-        half_w_sum = (forecast.width_m + ego.width_m) / 2 + c.lane_margin_m if K else np.zeros(0)
-        half_l_sum = (forecast.length_m + ego.length_m) / 2 if K else np.zeros(0)
-
-        # -- rollout ------------------------------------------------------------------------
-        x, y = np.full(C, ego.x_m), np.full(C, ego.y_m)
-        h, v = np.full(C, ego.heading_rad), np.full(C, max(ego.speed_mps, 0.0))
-        s0_local = np.array([options[p].s_m for p in pidx]) - s_base[pidx]
+        state = BicycleState(np.full(C, ego.x_m), np.full(C, ego.y_m), np.full(C, ego.heading_rad),
+                             np.full(C, max(ego.speed_mps, 0.0)))
+        s0_local = np.array([options[p].s_m for p in pidx]) - windows.s_base_m[pidx]
+        # the way onto each path (planning.lanes.hermite_offset, its per-candidate constants hoisted)
         blend_d0 = np.array([options[p].d_m for p in pidx])
-        blend_slope = np.tan(np.clip([options[p].heading_error_rad for p in pidx], -1.0, 1.0))
+        blend_slope = transition_slope(np.array([options[p].heading_error_rad for p in pidx]))
         blend_len = c.transition_length_m(max(ego.speed_mps, 0.0), blend_d0)
-        # planning.lanes.hermite_offset, with its per-candidate constants hoisted
-        blend_inv_len = np.where(blend_len > 1e-6, 1.0 / np.maximum(blend_len, 1e-6), 1e9)
-        blend_m0 = np.clip(blend_slope, -1.0, 1.0) * blend_len
+        blend_inv_len = np.where(blend_len > MIN_TRANSITION_M, 1.0 / np.maximum(blend_len, MIN_TRANSITION_M),
+                                 NO_TRANSITION_INV_LENGTH_1PM)
+        blend_m0 = np.clip(blend_slope, -MAX_TRANSITION_SLOPE, MAX_TRANSITION_SLOPE) * blend_len
         s = s0_local.copy()  # rear axle, local
         X = np.empty((C, T + 1)); Y = np.empty((C, T + 1))
         H = np.empty((C, T + 1)); V = np.empty((C, T + 1))
         A = np.empty((C, T)); D = np.empty((C, T))
-        X[:, 0], Y[:, 0], H[:, 0], V[:, 0] = x, y, h, v
+        X[:, 0], Y[:, 0], H[:, 0], V[:, 0] = state.x_m, state.y_m, state.heading_rad, state.speed_mps
         min_ttc = np.full(C, np.inf)
-        os_c, od_c = obj_s[pidx], obj_d[pidx]  # [C, K]
-        ovs_c, ovd_c = obj_vs[pidx], obj_vd[pidx]
-        cap0 = flat_v[base + np.minimum(np.maximum((s * inv_sp).astype(np.int64), 0), win - 1)]  # [m/s] here
+        ovs_c = objects.vs_mps[pidx]  # [C, K]
+        cap0 = windows.speed_cap(base, s)  # [m/s] here
         stop = frac == 0.0
-        dead_c, s_end_c = dead[pidx], s_end[pidx]
+        dead_c, s_end_c = windows.dead_end[pidx], windows.s_end_m[pidx]
         rows = np.arange(C)
-        idm_sqrt_ab2 = 2 * np.sqrt(c.idm_accel_mps2 * c.idm_decel_mps2)
-        wheelbase2 = 2.0 * ego.length_m
-        max_steer = np.pi / 4
         if K and longitudinal:  # objects along each candidate's path at every step: [T, C, K]
+            os_c, od_c, ovd_c = objects.s_m[pidx], objects.d_m[pidx], objects.vd_mps[pidx]
             so_all = os_c[None] + ovs_c[None] * times[:T, None, None]
-            in_lane_all = np.abs(od_c[None] + ovd_c[None] * times[:T, None, None]) < half_w_sum
-            g_all = so_all - half_l_sum  # gap = this - the ego's centre s
+            in_lane_all = np.abs(od_c[None] + ovd_c[None] * times[:T, None, None]) < objects.half_width_sum_m
+            g_all = so_all - objects.half_length_sum_m  # gap = this - the ego's centre s
         any_dead, any_stop = bool(dead_c.any()), bool(stop.any())
         for k in range(T):
+            x, y, h, v = state.x_m, state.y_m, state.heading_rad, state.speed_mps
             rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
-            ld = np.minimum(np.maximum(c.lookahead_gain_s * v, c.min_lookahead_m), c.max_lookahead_m)
+            ld = lookahead_distance(v, c.lookahead_gain_s, c.min_lookahead_m, c.max_lookahead_m)
             # one lookup for the foot point (at the predicted s) and the look-ahead point; the
             # Gauss-Newton correction below is centimetres, so the look-ahead point keeps it
-            fcx, fcy, ftx_, fty_ = frame(np.concatenate([s, s + ld]))
+            fcx, fcy, ftx_, fty_ = windows.frame(base2, np.concatenate([s, s + ld]))
             s = s + (rx - fcx[:C]) * ftx_[:C] + (ry - fcy[:C]) * fty_[:C]
             # the look-ahead point on the way onto the path (planning.lanes.BlendedPath)
             u = np.minimum(np.maximum((s + ld - s0_local) * blend_inv_len, 0.0), 1.0)
             u2 = u * u
             off = blend_d0 * (2 * u2 * u - 3 * u2 + 1) + blend_m0 * (u2 * u - 2 * u2 + u)
             gx, gy = fcx[C:] - off * fty_[C:], fcy[C:] + off * ftx_[C:]
-            # pure pursuit (planning.control.pure_pursuit_steering, inlined for speed)
-            ex, ey = gx - rx, gy - ry
-            alpha = np.arctan2(ey, ex) - h
-            steer = np.arctan(wheelbase2 * np.sin(alpha) / np.maximum(np.sqrt(ex * ex + ey * ey), 1e-3))
-            steer = np.minimum(np.maximum(steer, -max_steer), max_steer)
+            steer = pure_pursuit_steering(rx, ry, h, gx, gy, ego.length_m)
+            steer = np.minimum(np.maximum(steer, -MAX_STEERING_RAD), MAX_STEERING_RAD)
             D[:, k] = steer
             if longitudinal:
-                cap = flat_v[base + np.minimum(np.maximum((s * inv_sp).astype(np.int64), 0), win - 1)]
-                v0 = np.maximum(frac * cap, 0.1)  # a fraction of the speed this spot allows
+                v0 = np.maximum(frac * windows.speed_cap(base, s), MIN_DESIRED_SPEED_MPS)  # a fraction of what this spot allows
                 centre = s + half_l  # rear axle -> centre
                 if K:
                     g = np.where(in_lane_all[k] & (so_all[k] > centre[:, None]),
@@ -352,8 +489,8 @@ class Planner:
                     found = gap < np.inf
                     v_lead = np.where(found, ovs_c[rows, lead], 0.0)
                     closing = v - v_lead
-                    ttc = np.where((closing > 0.1) & found, np.maximum(gap, 0.0) / np.maximum(closing, 0.1),
-                                   np.inf)
+                    ttc = np.where((closing > MIN_CLOSING_SPEED_MPS) & found,
+                                   np.maximum(gap, 0.0) / np.maximum(closing, MIN_CLOSING_SPEED_MPS), np.inf)
                     min_ttc = np.minimum(min_ttc, ttc)
                 else:
                     gap, v_lead = np.full(C, np.inf), np.zeros(C)
@@ -362,14 +499,7 @@ class Planner:
                     use_dead = dead_c & (dead_gap < gap)
                     gap = np.where(use_dead, dead_gap, gap)
                     v_lead = np.where(use_dead, 0.0, v_lead)
-                gap = np.maximum(gap, 0.1)
-                s_star = c.idm_min_gap_m + np.maximum(0.0, v * c.idm_headway_s + v * (v - v_lead) / idm_sqrt_ab2)
-                # free-road term of the improved IDM (Treiber & Kesting 2013): above the
-                # desired speed, ease off at up to b instead of IDM's (v/v0)^4 plunge
-                free = np.where(v <= v0, c.idm_accel_mps2 * (1 - (v / v0) ** c.idm_delta),
-                                -c.idm_decel_mps2 * (1 - (v0 / np.maximum(v, 1e-6))
-                                                     ** (c.idm_accel_mps2 * c.idm_delta / c.idm_decel_mps2)))
-                acc = free - c.idm_accel_mps2 * (s_star / gap) ** 2
+                acc = idm_acceleration(v, v0, gap, v_lead, idm)
                 if any_stop:
                     acc = np.where(stop, np.minimum(acc, -np.minimum(c.stop_decel_mps2, v / c.step_s)), acc)
                 acc = np.minimum(np.maximum(acc, np.maximum(-c.max_brake_mps2, -v / c.step_s)),
@@ -377,95 +507,119 @@ class Planner:
             else:
                 acc = np.zeros(C)
             A[:, k] = acc
-            # highway-env's bicycle (planning.vehicle.bicycle_step, inlined for speed)
-            beta = np.arctan(0.5 * np.tan(steer))
-            hb = h + beta
-            x = x + v * np.cos(hb) * c.step_s
-            y = y + v * np.sin(hb) * c.step_s
-            h = h + v * np.sin(beta) / half_l * c.step_s
-            s = s + v * np.cos(beta) * c.step_s  # predicted rear-axle progress (corrected next step)
-            v = np.minimum(np.maximum(v + acc * c.step_s, 0.0), MAX_SPEED_MPS)
-            X[:, k + 1], Y[:, k + 1], H[:, k + 1], V[:, k + 1] = x, y, h, v
+            s = s + rear_axle_speed_mps(v, steer) * c.step_s  # predicted progress (corrected next step)
+            state = bicycle_step(state, acc, steer, c.step_s, ego.length_m)
+            X[:, k + 1], Y[:, k + 1], H[:, k + 1], V[:, k + 1] = state.x_m, state.y_m, state.heading_rad, state.speed_mps
         # the final foot point
+        x, y, h = state.x_m, state.y_m, state.heading_rad
         rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
-        fcx, fcy, ftx_, fty_ = frame(s)
+        fcx, fcy, ftx_, fty_ = windows.frame(base, s)
         s = s + (rx - fcx) * ftx_ + (ry - fcy) * fty_
-        progress = s - s0_local
+        return Rollout(X, Y, H, V, A, D, min_ttc, progress_m=s - s0_local, final_s_m=s, cap0_mps=cap0)
 
-        # -- scoring ----------------------------------------------------------------------
-        traj = np.stack([X, Y], axis=-1)
+    # -- gates ----------------------------------------------------------------------------------
+    def gates(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, roll: Rollout,
+              forecast: Forecast, windows: PathWindows, objects: ObjectsAlongPaths) -> dict[str, np.ndarray]:
+        """The multiplicative gates, ``[C]`` each: no at-fault collision, no overrun of a
+        dead end, a MOBIL-safe lane change; plus each candidate's first collision [s]."""
+        first_hit = self.first_collision_s(ego, options, pidx, roll, forecast)
+        overrun = windows.dead_end[pidx] & (roll.final_s_m + ego.length_m > windows.s_end_m[pidx])
+        safe_change = self.safe_lane_changes(ego, options, windows, objects)
+        return {"no_collision": ~np.isfinite(first_hit), "first_collision_s": first_hit, "no_overrun": ~overrun,
+                "safe_lane_change": safe_change[pidx]}
+
+    def first_collision_s(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, roll: Rollout,
+                          forecast: Forecast) -> np.ndarray:
+        """When each candidate first overlaps a forecast object, at fault [s] (inf: never)."""
+        c = self.config
+        C, K = len(pidx), len(forecast.id)
+        X, Y, H = roll.x_m, roll.y_m, roll.heading_rad
         first_hit = np.full(C, np.inf)
-        if K:
-            fpos, fh = forecast.position_m, forecast.heading_rad  # [K, T+1, 2], [K, T+1]
-            fl, fw = forecast.length_m, forecast.width_m
-            el, ew = ego.length_m + c.safety_length_m, ego.width_m + c.safety_width_m
-            # broad phase: only pairs whose bounding circles touch go to the exact test
-            ox = fpos[:, :, 0].T[None]  # [1, T+1, K]
-            oy = fpos[:, :, 1].T[None]
-            reach2 = ((np.hypot(el, ew) + np.hypot(fl, fw)) / 2) ** 2  # [K]
-            close = (X[:, :, None] - ox) ** 2 + (Y[:, :, None] - oy) ** 2 <= reach2
-            close[:, 0] = False  # touching now is not something a plan can avoid
-            ci, ti, ki = np.nonzero(close)
-            if len(ci):
-                hit = boxes_overlap(np.stack([X[ci, ti], Y[ci, ti]], -1), H[ci, ti], el, ew,
-                                    fpos[ki, ti], fh[ki, ti], fl[ki], fw[ki])
-                # at fault: not a car running into our back while we keep our lane
-                # (changing lanes in front of one is our fault)
-                rel_x = (fpos[ki, ti, 0] - X[ci, ti]) * np.cos(H[ci, ti]) \
-                    + (fpos[ki, ti, 1] - Y[ci, ti]) * np.sin(H[ci, ti])
-                keeps_lane = np.array([options[p].lane_change == 0 for p in pidx])[ci]
-                hit &= ~((rel_x < -half_l) & keeps_lane)
-                if hit.any():
-                    t_hit = np.full(C, np.inf)
-                    np.minimum.at(t_hit, ci[hit], ti[hit] * c.step_s)
-                    first_hit = t_hit
-        no_collision = ~np.isfinite(first_hit)
-        overrun = dead[pidx] & (s + ego.length_m > s_end[pidx])  # s: final rear axle, local
-        # MOBIL safety: the new follower in the target lane must not have to brake hard
-        safe_change = np.ones(len(options), dtype=bool)
-        for k, o in enumerate(options):
-            if o.lane_change == 0 or not K:
-                continue
-            s_ego = o.s_m - s_base[k] + half_l
-            behind = (np.abs(obj_d[k]) < half_w_sum) & (obj_s[k] < s_ego)
-            for q in np.flatnonzero(behind):
-                gap_f = s_ego - obj_s[k, q] - half_l_sum[q]
-                vf = max(obj_vs[k, q], 0.0)
-                s_star = c.idm_min_gap_m + max(0.0, vf * c.idm_headway_s + vf * (vf - ego.speed_mps)
-                                               / (2 * np.sqrt(c.idm_accel_mps2 * c.idm_decel_mps2)))
-                acc_f = c.idm_accel_mps2 * (1 - (s_star / max(gap_f, 0.1)) ** 2)
-                if gap_f < 0 or acc_f < -c.unsafe_follower_decel_mps2:
-                    safe_change[k] = False
-        gate = no_collision & ~overrun & safe_change[pidx]
+        if not K:
+            return first_hit
+        fpos, fh = forecast.position_m, forecast.heading_rad  # [K, T+1, 2], [K, T+1]
+        fl, fw = forecast.length_m, forecast.width_m
+        el, ew = ego.length_m + c.safety_length_m, ego.width_m + c.safety_width_m
+        # broad phase: only pairs whose bounding circles touch go to the exact test
+        ox = fpos[:, :, 0].T[None]  # [1, T+1, K]
+        oy = fpos[:, :, 1].T[None]
+        reach2 = ((np.hypot(el, ew) + np.hypot(fl, fw)) / 2) ** 2  # [K]
+        close = (X[:, :, None] - ox) ** 2 + (Y[:, :, None] - oy) ** 2 <= reach2
+        close[:, 0] = False  # touching now is not something a plan can avoid
+        ci, ti, ki = np.nonzero(close)
+        if len(ci):
+            hit = boxes_overlap(np.stack([X[ci, ti], Y[ci, ti]], -1), H[ci, ti], el, ew,
+                                fpos[ki, ti], fh[ki, ti], fl[ki], fw[ki])
+            # at fault: not a car running into our back while we keep our lane
+            # (changing lanes in front of one is our fault)
+            rel_x = (fpos[ki, ti, 0] - X[ci, ti]) * np.cos(H[ci, ti]) \
+                + (fpos[ki, ti, 1] - Y[ci, ti]) * np.sin(H[ci, ti])
+            keeps_lane = np.array([options[p].lane_change == 0 for p in pidx])[ci]
+            hit &= ~((rel_x < -ego.length_m / 2) & keeps_lane)
+            if hit.any():
+                np.minimum.at(first_hit, ci[hit], ti[hit] * c.step_s)
+        return first_hit
 
+    def safe_lane_changes(self, ego: EgoState, options: Sequence[PathOption], windows: PathWindows,
+                          objects: ObjectsAlongPaths) -> np.ndarray:
+        """MOBIL's safety criterion per option: the new follower in the target lane must
+        not have to brake harder than ``unsafe_follower_decel_mps2`` (IDM behind the ego)."""
+        c = self.config
+        idm = c.idm
+        half_l = ego.length_m / 2
+        safe = np.ones(len(options), dtype=bool)
+        for k, o in enumerate(options):
+            if o.lane_change == 0 or not len(objects):
+                continue
+            s_ego = o.s_m - windows.s_base_m[k] + half_l
+            behind = (np.abs(objects.d_m[k]) < objects.half_width_sum_m) & (objects.s_m[k] < s_ego)
+            for q in np.flatnonzero(behind):
+                gap_f = s_ego - objects.s_m[k, q] - objects.half_length_sum_m[q]
+                vf = max(objects.vs_mps[k, q], 0.0)
+                # the follower's free-road term at full a (its desired speed unknown: infinite)
+                acc_f = idm_acceleration(vf, np.inf, gap_f, ego.speed_mps, idm)
+                if gap_f < 0 or acc_f < -c.unsafe_follower_decel_mps2:
+                    safe[k] = False
+        return safe
+
+    # -- ranking --------------------------------------------------------------------------------
+    def rank(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, roll: Rollout,
+             gates: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """nuPlan-style score per candidate: the gates times a weighted mean of progress
+        (relative to the best gated candidate's), TTC, comfort, route and lane keeping."""
+        c = self.config
+        C = len(pidx)
+        gate = gates["no_collision"] & gates["no_overrun"] & gates["safe_lane_change"]
+        progress = roll.progress_m
         best_progress = progress[gate].max() if gate.any() else progress.max()
-        progress_score = np.clip(progress / best_progress, 0.0, 1.0) if best_progress > 5.0 else np.ones(C)
-        ttc_score = np.clip((min_ttc - c.ttc_bad_s) / (c.ttc_good_s - c.ttc_bad_s), 0.0, 1.0)
-        kappa = curvature_of_steering(D, ego.length_m)
-        v_mid = V[:, :-1]
+        progress_score = np.clip(progress / best_progress, 0.0, 1.0) if best_progress > MIN_PROGRESS_TO_RANK_M \
+            else np.ones(C)
+        ttc_score = np.clip((roll.min_ttc_s - c.ttc_bad_s) / (c.ttc_good_s - c.ttc_bad_s), 0.0, 1.0)
+        kappa = curvature_of_steering(roll.steerings_rad, ego.length_m)
+        A = roll.accelerations_mps2
+        v_mid = roll.speed_mps[:, :-1]
         jerk = np.diff(np.concatenate([np.full((C, 1), ego.acceleration_mps2), A], axis=1), axis=1) / c.step_s
-        comfy = ((A >= LONG_ACCEL_MIN_MPS2) & (A <= LONG_ACCEL_MAX_MPS2)
-                 & (np.abs(v_mid ** 2 * kappa) <= LAT_ACCEL_MAX_MPS2)
-                 & (np.abs(v_mid * kappa) <= YAW_RATE_MAX_RADPS) & (np.abs(jerk) <= JERK_MAX_MPS3))
-        comfort_score = comfy.mean(axis=1)
+        comfort_score = within_comfort_bounds(A, v_mid ** 2 * kappa, jerk, v_mid * kappa).mean(axis=1)
         route_score = np.array([float(options[p].on_route) for p in pidx])
         keep = np.array([float(options[p].previous if any(o.previous for o in options)
                                else options[p].lane_change == 0) for p in pidx])
         w = c.weights
         weighted = (w["progress"] * progress_score + w["ttc"] * ttc_score + w["comfort"] * comfort_score
                     + w["route"] * route_score + w["keep_lane"] * keep) / sum(w.values())
-        total = gate * weighted
-        if gate.any():
-            best = int(np.argmax(total))
-        else:  # everything collides: the latest collision, then the slowest
-            key = np.lexsort((V[:, -1], -np.where(np.isfinite(first_hit), first_hit, 1e9)))
-            best = int(key[0])
-        return Plan(
-            best=best, acceleration_mps2=float(A[best, 0]), steering_rad=float(D[best, 0]),
-            target_speed_mps=frac * cap0, path_index=pidx, trajectory_m=traj,
-            speed_mps=V, heading_rad=H, accelerations_mps2=A, steerings_rad=D, times_s=times,
-            scores={"no_collision": no_collision.astype(float), "first_collision_s": first_hit,
-                    "no_overrun": (~overrun).astype(float), "safe_lane_change": safe_change[pidx].astype(float),
-                    "progress": progress_score, "progress_m": progress, "ttc": ttc_score,
-                    "min_ttc_s": min_ttc, "comfort": comfort_score, "route": route_score,
-                    "keep_lane": keep, "total": total})
+        return {"no_collision": gates["no_collision"].astype(float), "first_collision_s": gates["first_collision_s"],
+                "no_overrun": gates["no_overrun"].astype(float),
+                "safe_lane_change": gates["safe_lane_change"].astype(float),
+                "progress": progress_score, "progress_m": progress, "ttc": ttc_score,
+                "min_ttc_s": roll.min_ttc_s, "comfort": comfort_score, "route": route_score,
+                "keep_lane": keep, "total": gate * weighted}
+
+    @staticmethod
+    def pick(scores: dict[str, np.ndarray], roll: Rollout) -> int:
+        """The best total; if every candidate is gated out, the latest collision, then the slowest."""
+        total = scores["total"]
+        gated_in = (scores["no_collision"] * scores["no_overrun"] * scores["safe_lane_change"]) > 0
+        if gated_in.any():
+            return int(np.argmax(total))
+        first_hit = scores["first_collision_s"]
+        key = np.lexsort((roll.speed_mps[:, -1], -np.where(np.isfinite(first_hit), first_hit, NEVER_COLLIDES_S)))
+        return int(key[0])

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planning.geometry import wrap_angle
+
 YAW_RATE_EPS_RADPS = 1e-4  # [rad/s] below this an arc is a straight line
 MAX_YAW_RATE_RADPS = 1.0  # [rad/s] clamp on estimates (a car at 8 m/s on a 8 m radius)
 
@@ -64,6 +66,11 @@ class ObjectStates:
             width_m=np.asarray(truth["width_m"], dtype=np.float64),
             yaw_rate_radps=np.zeros(n),
         )
+
+    @property
+    def velocity_mps(self) -> np.ndarray:
+        """``[K, 2]`` world-frame velocity: speed along the heading [m/s]."""
+        return self.speed_mps[:, None] * np.stack([np.cos(self.heading_rad), np.sin(self.heading_rad)], axis=-1)
 
     def select(self, mask: np.ndarray) -> "ObjectStates":
         return ObjectStates(self.id[mask], self.kind[mask], self.position_m[mask],
@@ -150,7 +157,7 @@ class YawRateEstimator:
         rates = objects.yaw_rate_radps.copy()  # a source's own rates stand for the unseen
         valid = seen.copy()
         if seen.any():
-            dh = np.angle(np.exp(1j * (objects.heading_rad[seen] - self._heading[prev[seen]])))
+            dh = wrap_angle(objects.heading_rad[seen] - self._heading[prev[seen]])
             raw = np.clip(dh / dt_s, -MAX_YAW_RATE_RADPS, MAX_YAW_RATE_RADPS)
             # the first difference is the first estimate: no smoothing towards a made-up prior
             had = self._valid[prev[seen]]

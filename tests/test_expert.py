@@ -7,12 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents import AGENTS, make_agent
-from agents.expert import ModularAgent
+from agents.modular import ModularAgent, PlanningAgent
 from planning.prediction import ObjectStates
 from sim.geometry.camera import CameraSpec
-from sim.world.env import DrivingEnv
-from sim.harness.loop import env_sensors_for, run_episode
+from sim.harness.loop import agent_view, env_sensors_for, run_episode
 from sim.harness.run import task_spec
+from sim.world.env import DrivingEnv
 from sim.world.scenarios import get_scenario
 
 
@@ -67,6 +67,14 @@ class BlindPerception:
     """A perception source that sees nothing, for testing the plug."""
 
     sensors = ()
+    device = "cpu"
+    last_detections = None
+
+    def prepare(self):
+        return None
+
+    def checkpoints(self):
+        return ()
 
     def reset(self):
         self.calls = 0
@@ -118,8 +126,6 @@ def test_expert_full_episodes(scenario):
 def test_first_seen_cars_in_the_ring_are_forecast_around_it():
     """With no heading history yet, a car in the roundabout gets its lane's yaw rate
     (speed x curvature), so the first plan does not see it fly off along its tangent."""
-    from sim.harness.loop import agent_view
-
     sc = get_scenario("roundabout")
     agent = make_agent("expert", task_spec(sc, CameraSpec()))
     env = DrivingEnv(sc, sensors=env_sensors_for(agent))
@@ -168,8 +174,6 @@ def test_expert_always_returns_a_valid_action(highway_map, x, y, heading, speed,
 
 
 def test_the_lateral_controller_and_motion_model_are_choices_with_named_options():
-    from agents.expert import PlanningAgent
-
     task = task_spec(get_scenario("lane-keep", duration_s=5.0), CameraSpec())
     stanley = PlanningAgent(task, lateral="stanley")
     stanley.name = "stanley"
@@ -179,3 +183,45 @@ def test_the_lateral_controller_and_motion_model_are_choices_with_named_options(
         PlanningAgent(task, lateral="mpc")
     with pytest.raises(ValueError, match="known: lane, ctrv, cv"):
         PlanningAgent(task, motion_model="kalman")
+
+
+def straight_road_obs(x=100.0, y=1.0, heading=0.05, speed=20.0):
+    lanes = {f"a-b-{k}": {"centre_m": np.array([[0.0, y0], [2000.0, y0]]), "heading_rad": np.zeros(2),
+                          "width_m": 4.0, "speed_limit_mps": 30.0, "next": [],
+                          "left": f"a-b-{k - 1}" if k else None, "right": f"a-b-{k + 1}" if k < 2 else None}
+             for k, y0 in enumerate((4.0, 0.0, -4.0))}
+    empty = {"id": np.zeros(0, np.int64), "kind": np.zeros(0, np.int8), "position_m": np.zeros((0, 2)),
+             "heading_rad": np.zeros(0), "speed_mps": np.zeros(0), "velocity_mps": np.zeros((0, 2)),
+             "length_m": np.zeros(0), "width_m": np.zeros(0)}
+    return {"map": {"lanes": lanes, "route": {"lane_ids": ["a-b-1"], "length_m": 1000.0}}, "truth": empty,
+            "pose": np.array([x, y, heading]), "speed": np.array([speed], dtype=np.float32)}
+
+
+def test_the_agent_steers_the_plans_first_command():
+    """The agent tracks the line the chosen plan steered along (Plan.reference): on a
+    straight road its steering is the rollout's first steering command exactly."""
+    task = task_spec(get_scenario("highway"), CameraSpec())
+    agent = make_agent("expert", task)
+    agent.reset(0)
+    action = agent.act(straight_road_obs())
+    plan = agent.last_plan
+    assert plan.option.path.lanes == agent.overlay.path_lanes
+    assert action[1] == np.float32(plan.steering_rad / task.steering_range_rad)
+
+
+def test_a_new_episode_starts_at_reset_not_at_a_new_map_object():
+    """The lane map is rebuilt on the first decision after reset(), whatever object the map
+    sensor is; reference paths stay cached across episodes."""
+    task = task_spec(get_scenario("highway"), CameraSpec())
+    agent = make_agent("expert", task)
+    agent.reset(0)
+    obs = straight_road_obs()
+    agent.act(obs)
+    first_map = agent.lane_map
+    agent.act(dict(obs, map=dict(obs["map"])))  # an equal map in a new dict: the same episode
+    assert agent.lane_map is first_map
+    cached = dict(agent._path_cache)
+    agent.reset(1)
+    assert agent.lane_map is None
+    agent.act(obs)
+    assert agent.lane_map is not first_map and cached.items() <= agent._path_cache.items()

@@ -5,8 +5,8 @@ import pytest
 
 from planning.control import PurePursuit, SpeedPID, Stanley, normalise_action
 from planning.geometry import Polyline
-from planning.vehicle import (BicycleState, bicycle_step, curvature_of_steering,
-                              steering_for_curvature)
+from planning.rollout import BicycleState, bicycle_step
+from planning.vehicle import curvature_of_steering, steering_for_curvature
 
 DT_S = 1 / 15
 

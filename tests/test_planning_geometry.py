@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planning.geometry import Polyline
-from planning.lanes import LaneMap
+from planning.geometry import Polyline, wrap_angle
+from planning.lanes import BlendedPath, LaneMap, hermite_offset
 
 MIN_RADIUS_M = 15.0  # [m] the tightest curve in the scenarios is 14.6 m
 
@@ -109,8 +109,6 @@ def test_lane_map_rejects_a_route_through_unknown_lanes():
 
 
 def test_hermite_transition_leaves_the_car_and_joins_the_line_tangentially():
-    from planning.lanes import hermite_offset
-
     d0, slope, length = 3.0, 0.2, 40.0
     s = np.array([0.0, length, length + 10.0])
     assert hermite_offset(s, d0, slope, length).tolist() == pytest.approx([3.0, 0.0, 0.0])
@@ -123,8 +121,6 @@ def test_hermite_transition_leaves_the_car_and_joins_the_line_tangentially():
 
 
 def test_blended_path_is_the_shifted_line_for_the_controllers():
-    from planning.lanes import BlendedPath
-
     m = LaneMap(_map({"a-b-0": ([[0, 0], [300, 0]], [], None, None)}, ["a-b-0"]))
     base = m.path(("a-b-0",))
     line = BlendedPath(base, s0_m=50.0, d0_m=4.0, slope0=0.0, length_m=30.0)
@@ -134,3 +130,11 @@ def test_blended_path_is_the_shifted_line_for_the_controllers():
     s, d = line.project(np.array([[65.0, 2.0]]))
     assert (float(s[0]), float(d[0])) == (pytest.approx(65.0), pytest.approx(0.0, abs=1e-9))
     assert float(line.heading_at(65.0)) < -0.1  # heading down towards the centre line
+
+
+@given(st.floats(-50.0, 50.0))
+def test_wrap_angle_lands_in_minus_pi_to_pi_on_the_same_direction(angle):
+    wrapped = float(wrap_angle(angle))
+    assert -np.pi <= wrapped < np.pi
+    assert np.cos(wrapped) == pytest.approx(np.cos(angle), abs=1e-9)
+    assert np.sin(wrapped) == pytest.approx(np.sin(angle), abs=1e-9)

@@ -5,9 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from planning.control import PurePursuit
 from planning.lanes import LaneMap
-from planning.planner import EgoState, PathOption, Planner
-from planning.prediction import ObjectStates, YawRateEstimator, forecast
+from planning.planner import EgoState, PathOption, Planner, approach_path, boxes_overlap
+from planning.prediction import ObjectStates, YawRateEstimator, forecast, forecast_along_paths
+from planning.rollout import BicycleState, IDMParameters, bicycle_step, idm_acceleration
 
 TIMES = np.arange(41) * 0.1
 
@@ -173,8 +175,6 @@ def test_planner_output_is_always_finite_and_in_range(x, y, heading, speed, rows
     ((2.0, 2.0), np.pi / 2, True),  # crossing at right angles
 ])
 def test_boxes_overlap_separating_axes(c2, h2, expected):
-    from planning.planner import boxes_overlap
-
     got = boxes_overlap(np.array([[0.0, 0.0]]), np.array([0.0]), 5.0, 2.0,
                         np.array([c2]), np.array([h2]), np.array([5.0]), np.array([2.0]))
     assert got.tolist() == [expected]
@@ -184,35 +184,77 @@ def test_boxes_overlap_separating_axes(c2, h2, expected):
     assert back.tolist() == [expected]
 
 
-@pytest.mark.parametrize("y, heading", [(3.0, 0.0), (-1.2, 0.1), (0.2, -0.05)])
-def test_the_rollouts_first_steer_is_what_the_agents_controller_commands(y, heading):
-    """The planner inlines pure pursuit on the blended path for speed; the agent steers
-    with planning.control.PurePursuit on planning.lanes.BlendedPath. They must agree, or
-    the car would not drive the trajectory that won."""
-    from planning.control import PurePursuit
-    from planning.lanes import BlendedPath
+def ring_map(radius_m=60.0) -> LaneMap:
+    """Two lanes around a half circle (counter-clockwise): inner "r-s-1", outer "r-s-0"."""
+    th = np.linspace(-np.pi / 2, np.pi / 2, 200)
+    lanes = {}
+    for k, r in enumerate((radius_m + 4.0, radius_m)):
+        lanes[f"r-s-{k}"] = {"centre_m": np.stack([r * np.cos(th), r * np.sin(th)], -1),
+                             "heading_rad": th + np.pi / 2, "width_m": 4.0, "speed_limit_mps": 20.0,
+                             "next": [], "left": "r-s-0" if k == 1 else None, "right": "r-s-1" if k == 0 else None}
+    return LaneMap({"lanes": lanes, "route": {"lane_ids": ["r-s-1"], "length_m": 150.0}})
 
-    lm = three_lane_map()
-    ego = EgoState(100.0, y, heading, 20.0)
-    rear = np.array([ego.x_m - 2.5 * np.cos(heading), ego.y_m - 2.5 * np.sin(heading)])
-    opts = []
-    for o in options(lm, ego):
-        s, d = (float(v) for v in o.path.project(rear))
-        opts.append(PathOption(o.path, s, o.lane_change, o.on_route, d_m=d, heading_error_rad=heading))
+
+def offset_options(lm, ego, lanes):
+    rear = np.array([ego.x_m - 2.5 * np.cos(ego.heading_rad), ego.y_m - 2.5 * np.sin(ego.heading_rad)])
+    out = []
+    for lid, change in lanes:
+        path = lm.path((lid,))
+        s, d = (float(v) for v in path.project(rear))
+        out.append(PathOption(path, s, change, True, d_m=d,
+                              heading_error_rad=float(ego.heading_rad - path.heading_at(s))))
+    return out
+
+
+STRAIGHT = [(100.0, 3.0, 0.0), (100.0, -1.2, 0.1), (100.0, 0.2, -0.05)]
+ON_THE_RING = [(60.0, -0.3, 0.0), (61.0, -0.3, 0.1), (59.3, -0.3, -0.05)]  # (radius, angle, heading error)
+
+
+@pytest.mark.parametrize("scene", STRAIGHT + ON_THE_RING)
+def test_the_agent_executes_what_the_planner_scored(scene):
+    """The plan carries the line its winner steered along (Plan.reference) and the agent's
+    controller tracks that line with the rollout's own kernels (planning.rollout): its first
+    command is the rollout's first command (exactly on straight roads; on curves the
+    rollout's one-step foot-point update leaves ~1e-3 rad), and the bicycle the planner
+    integrated is the kernel's, bit for bit."""
+    if scene in STRAIGHT:
+        lm, lanes = three_lane_map(), (("a-b-1", 0), ("a-b-0", -1), ("a-b-2", +1))
+        x, y, heading = scene
+        tolerance = 0.0
+    else:
+        lm, lanes = ring_map(), (("r-s-1", 0), ("r-s-0", -1))
+        r, angle, error = scene
+        x, y, heading = r * np.cos(angle), r * np.sin(angle), angle + np.pi / 2 + error
+        tolerance = 2.5e-3
+    ego = EgoState(x, y, heading, 15.0)
+    opts = offset_options(lm, ego, lanes)
     planner = Planner()
     p = planner.plan(ego, opts, forecast(ObjectStates.empty(), TIMES))
-    for k, o in enumerate(opts):
-        c = planner.config
-        line = BlendedPath(o.path, o.s_m, o.d_m, np.tan(heading), float(c.transition_length_m(20.0, o.d_m)))
-        steer, _ = PurePursuit(c.lookahead_gain_s, c.min_lookahead_m, c.max_lookahead_m).update(
-            ego.x_m, ego.y_m, heading, 20.0, line)
-        first = p.steerings_rad[p.path_index == k][0, 0]
-        assert first == pytest.approx(steer, abs=2e-3)
+    c = planner.config
+    assert p.option is opts[p.path_index[p.best]]
+    controller = PurePursuit(c.lookahead_gain_s, c.min_lookahead_m, c.max_lookahead_m)
+    steer, _ = controller.update(x, y, heading, 15.0, p.reference)
+    assert abs(steer - p.steering_rad) <= tolerance
+    for k, o in enumerate(opts):  # every candidate's first steer is pure pursuit along its own approach
+        steer, _ = controller.update(x, y, heading, 15.0, approach_path(o, 15.0, c))
+        assert abs(p.steerings_rad[p.path_index == k][0, 0] - steer) <= tolerance
+    after = bicycle_step(BicycleState(np.float64(x), np.float64(y), np.float64(heading), np.float64(15.0)),
+                         p.accelerations_mps2[p.best, 0], p.steerings_rad[p.best, 0], c.step_s)
+    assert p.trajectory_m[p.best, 1].tolist() == [after.x_m, after.y_m]
+    assert (p.heading_rad[p.best, 1], p.speed_mps[p.best, 1]) == (after.heading_rad, after.speed_mps)
+
+
+def test_idm_kernel_follows_a_leader_and_reaches_the_desired_speed():
+    idm = IDMParameters(accel_mps2=1.5, decel_mps2=2.5, headway_s=1.2, min_gap_m=3.0, delta=4.0)
+    assert idm_acceleration(0.0, 20.0, np.inf, 0.0, idm) == pytest.approx(1.5)  # standing start: a
+    assert idm_acceleration(20.0, 20.0, np.inf, 0.0, idm) == pytest.approx(0.0)  # at v0: cruise
+    assert -2.5 < idm_acceleration(25.0, 20.0, np.inf, 0.0, idm) < 0  # above v0: ease off at most b
+    # the equilibrium gap behind a leader at the same speed: s0 + v T
+    assert idm_acceleration(20.0, 1e9, 3.0 + 20.0 * 1.2, 20.0, idm) == pytest.approx(0.0, abs=1e-9)
+    assert idm_acceleration(20.0, 30.0, 10.0, 10.0, idm) < -5.0  # closing fast on a slow leader: brake
 
 
 def test_lane_following_forecast_stays_on_the_path_and_falls_back_without_one():
-    from planning.prediction import forecast_along_paths
-
     lm = three_lane_map()
     path = lm.path(("a-b-1",))
     cars = objects([(100.0, 0.5, 0.3, 10.0), (100.0, 4.0, 0.3, 10.0)])  # heading off the lane

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from perception.boxes import Boxes, world_to_ego
+from perception.boxes import Boxes
 from perception.tracker import Tracker
+from planning.prediction import ObjectStates
+from sim.geometry.frames import world_to_ego
 
 DT = 1 / 15
 
@@ -16,7 +18,7 @@ def scene(t, cars):
 
 
 def detections(world_xy, pose, rng=None, noise_m=0.0):
-    ego = world_to_ego(world_xy, pose)
+    ego = world_to_ego(world_xy, pose[:2], pose[2])
     if rng is not None:
         ego = ego + rng.normal(0.0, noise_m, ego.shape)
     n = len(ego)
@@ -35,18 +37,20 @@ def test_constant_velocity_cars_get_stable_ids_and_their_velocities():
         pose = np.array([22.0 * t, 0.0, 0.0])
         tracker.update(detections(scene(t, CARS), pose, rng, noise_m=0.2), pose)
         if k == 1:
-            first_ids = sorted(tracker.objects()["id"].tolist())
+            first_ids = sorted(tracker.objects().id.tolist())
         if k >= 30:  # the last second
             out = tracker.objects()
-            order = np.argsort(out["id"])
-            errors.append(np.linalg.norm(out["velocity_mps"][order] - np.array(CARS)[:, 2:], axis=1))
+            order = np.argsort(out.id)
+            errors.append(np.linalg.norm(out.velocity_mps[order] - np.array(CARS)[:, 2:], axis=1))
     out = tracker.objects()
-    assert sorted(out["id"].tolist()) == first_ids == [0, 1, 2]  # confirmed on the 2nd frame, kept
-    order = np.argsort(out["id"])
+    assert isinstance(out, ObjectStates)  # the one format perception hands planning
+    assert out.kind.dtype == np.int8 and np.all(out.yaw_rate_radps == 0.0)
+    assert sorted(out.id.tolist()) == first_ids == [0, 1, 2]  # confirmed on the 2nd frame, kept
+    order = np.argsort(out.id)
     # 0.2 m of position noise per frame at 15 Hz: velocity within 0.5 m/s RMS after 2 s
     assert np.sqrt(np.mean(np.square(errors))) < 0.5  # [m/s]
-    assert np.abs(out["position_m"][order] - scene(44 * DT, CARS)).max() < 0.3
-    heading = out["heading_rad"][order]
+    assert np.abs(out.position_m[order] - scene(44 * DT, CARS)).max() < 0.3
+    heading = out.heading_rad[order]
     assert heading[2] == pytest.approx(np.arctan2(1.0, 30.0), abs=0.02)  # from the velocity
 
 
@@ -62,7 +66,7 @@ def test_one_frame_ghosts_never_appear_and_one_frame_misses_lose_nothing():
         if k == 20:
             xy = np.vstack([xy, [[30.0, 8.0]]])  # a ghost, once
         tracker.update(detections(xy, pose), pose)
-        seen_ids |= set(tracker.objects()["id"].tolist())
+        seen_ids |= set(tracker.objects().id.tolist())
     assert seen_ids == {0}  # the same car throughout, never the ghost
 
 
@@ -73,7 +77,7 @@ def test_tracks_die_after_max_misses_and_bad_settings_are_named():
         tracker.update(detections(np.array([[10.0, 0.0]]), pose), pose)
     for _ in range(3):
         tracker.update(Boxes.empty(), pose)
-    assert len(tracker.objects()["id"]) == 0 and not tracker.tracks
+    assert len(tracker.objects().id) == 0 and not tracker.tracks
     with pytest.raises(ValueError, match="gate_m > 0"):
         Tracker(DT, gate_m=0.0)
 
@@ -87,5 +91,5 @@ def test_crossing_cars_are_not_swapped():
     for k in range(30):
         tracker.update(detections(scene(k * DT, cars), pose), pose)
     out = tracker.objects()
-    order = np.argsort(out["id"])
-    assert np.abs(out["velocity_mps"][order] - np.array(cars)[:, 2:]).max() < 0.5
+    order = np.argsort(out.id)
+    assert np.abs(out.velocity_mps[order] - np.array(cars)[:, 2:]).max() < 0.5

@@ -40,12 +40,5 @@ def ego_to_world(xy_ego: np.ndarray, ego_xy: np.ndarray, ego_heading: float) -> 
     """Ego-frame points ``[N, 2]`` -> world frame [m]."""
     c, s = np.cos(ego_heading), np.sin(ego_heading)
     p = np.asarray(xy_ego, dtype=np.float64)
-    return np.stack(
-        [c * p[..., 0] - s * p[..., 1] + ego_xy[0], s * p[..., 0] + c * p[..., 1] + ego_xy[1]],
-        axis=-1,
-    )
-
-
-def wrap_to_pi(angle: float | np.ndarray) -> float | np.ndarray:
-    """Wrap an angle [rad] to [-pi, pi)."""
-    return (np.asarray(angle) + np.pi) % (2.0 * np.pi) - np.pi
+    return np.stack([ego_xy[0] + c * p[..., 0] - s * p[..., 1], ego_xy[1] + s * p[..., 0] + c * p[..., 1]],
+                    axis=-1)

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.signal import savgol_filter
 
+from planning.comfort import within_comfort_bounds  # nuPlan's bounds, one home
+
 STATUSES = ("ok", "collision", "offroad", "timeout", "agent_error", "invalid_action")
 AGENT_FAULTS = ("timeout", "agent_error", "invalid_action")
 
@@ -48,12 +50,6 @@ scenario forbids lane changes (lane-keep) - DESIGN.md's lane-boundary violation;
 in the wrong lane is one violation.  Lane changes where allowed are manoeuvres, not
 infractions."""
 
-# nuPlan comfort bounds
-LONG_ACCEL_MIN_MPS2 = -4.05
-LONG_ACCEL_MAX_MPS2 = 2.40
-LAT_ACCEL_MAX_MPS2 = 4.89
-JERK_MAX_MPS3 = 8.37
-YAW_RATE_MAX_RADPS = 0.95
 
 INTERVENTION_PENALTY_S = 6.0  # [s] PilotNet: time charged per intervention
 LANE_DEPARTURE_M = 1.0  # [m]
@@ -183,9 +179,7 @@ def comfort_metrics(speed_mps: np.ndarray, heading_rad: np.ndarray, dt_s: float)
     yaw_rate = _derivative(h, dt_s)
     lat = v * yaw_rate
     jerk = _derivative(lon, dt_s)
-    bad = ((lon < LONG_ACCEL_MIN_MPS2) | (lon > LONG_ACCEL_MAX_MPS2)
-           | (np.abs(lat) > LAT_ACCEL_MAX_MPS2) | (np.abs(jerk) > JERK_MAX_MPS3)
-           | (np.abs(yaw_rate) > YAW_RATE_MAX_RADPS))
+    bad = ~within_comfort_bounds(lon, lat, jerk, yaw_rate)
     return {
         "max_long_accel_mps2": float(lon.max()),
         "min_long_accel_mps2": float(lon.min()),

@@ -35,12 +35,18 @@ import numpy as np
 from gymnasium import spaces
 from highway_env.vehicle.objects import Landmark, Obstacle
 
-from sim.world.autopilot import IDMAutopilot
+from planning.geometry import wrap_angle
 from sim.geometry.camera import CameraSpec
+from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
+from sim.world.autopilot import IDMAutopilot
 from sim.world.fastroad import make_fast
-from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy, wrap_to_pi
-from sim.world.render import (KIND_OBSTACLE, KIND_VEHICLE, SceneObjects, SceneRenderer,
-                        top_down_transform)
+from sim.world.render import (
+    KIND_OBSTACLE,
+    KIND_VEHICLE,
+    SceneObjects,
+    SceneRenderer,
+    top_down_transform,
+)
 from sim.world.roadmap import RoadGeometry, lane_id
 from sim.world.route import Route, RouteProgress
 from sim.world.scenarios import COMMANDS, Scenario, get_scenario
@@ -232,7 +238,7 @@ class DrivingEnv(gym.Env):
     def _ego_state(self) -> dict[str, Any]:
         ego = self.world.vehicle
         s_lane, lat_hw = ego.lane.local_coordinates(ego.position)
-        heading = float(wrap_to_pi(hw_to_world_heading(ego.heading)))
+        heading = float(wrap_angle(hw_to_world_heading(ego.heading)))
         lane_heading = float(hw_to_world_heading(ego.lane.heading_at(s_lane)))
         return {
             "position_m": hw_to_world_xy(ego.position),
@@ -240,7 +246,7 @@ class DrivingEnv(gym.Env):
             "speed_mps": float(ego.speed),
             "lane_id": lane_id(ego.lane_index),
             "lateral_offset_m": -float(lat_hw),  # left-positive
-            "heading_error_rad": float(wrap_to_pi(heading - lane_heading)),
+            "heading_error_rad": float(wrap_angle(heading - lane_heading)),
             "length_m": float(ego.LENGTH),
             "width_m": float(ego.WIDTH),
         }
@@ -310,7 +316,7 @@ class DrivingEnv(gym.Env):
             obs["speed"] = np.array([ego.speed], dtype=np.float32)
         if "pose" in self.sensors:
             xy = hw_to_world_xy(ego.position)
-            obs["pose"] = np.array([xy[0], xy[1], wrap_to_pi(hw_to_world_heading(ego.heading))])
+            obs["pose"] = np.array([xy[0], xy[1], wrap_angle(hw_to_world_heading(ego.heading))])
         if "command" in self.sensors:
             obs["command"] = COMMANDS.index(self.command)
         return obs
