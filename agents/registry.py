@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 from agents.base import Agent, TaskSpec
 from agents.baselines import IDMAgent, StraightAgent
-from agents.e2e import E2EAgent
-from agents.expert import ExpertAgent, ModularAgent, ModularGroundTruthAgent
-from agents.ppo import PPOAgent
+from agents.e2e.agent import E2EAgent
+from agents.expert import ExpertAgent
+from agents.modular import ModularAgent, ModularGroundTruthAgent
+from agents.rl.agent import PPOAgent
 
 AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
     "expert": (ExpertAgent, "privileged expert: ground-truth objects -> PDM-style planner -> "

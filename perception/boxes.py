@@ -56,22 +56,3 @@ class Boxes:
     def range_m(self) -> np.ndarray:
         """Distance of each centre from the ego [m]."""
         return np.hypot(self.centre_m[:, 0], self.centre_m[:, 1])
-
-
-def world_to_ego(xy_world_m: np.ndarray, pose: np.ndarray) -> np.ndarray:
-    """World points ``[..., 2]`` -> ego frame, for the ego at ``pose = [x, y, heading]``."""
-    d = np.asarray(xy_world_m, dtype=np.float64) - np.asarray(pose[:2], dtype=np.float64)
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    return np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], axis=-1)
-
-
-def ego_to_world(xy_ego_m: np.ndarray, pose: np.ndarray) -> np.ndarray:
-    """Ego-frame points ``[..., 2]`` -> world frame (inverse of :func:`world_to_ego`)."""
-    p = np.asarray(xy_ego_m, dtype=np.float64)
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    return np.stack([pose[0] + c * p[..., 0] - s * p[..., 1], pose[1] + s * p[..., 0] + c * p[..., 1]],
-                    axis=-1)
-
-
-def wrap_angle(angle_rad: np.ndarray) -> np.ndarray:
-    return (np.asarray(angle_rad) + np.pi) % (2 * np.pi) - np.pi

@@ -1,21 +1,23 @@
 """Checkpoint folders: ``model.safetensors`` (weights only) beside a JSON description.
 
-Used by every trained network in the project (the detector, the end-to-end policy).
-Nothing is pickled: weights go through safetensors, everything else is JSON.  Both
-files are written to a temp file and renamed, so a crash never leaves half a
-checkpoint under the final name; loading names the path and the reason for anything
-it refuses (missing file, bad JSON, another architecture, tensors that do not fit).
+Used by every trained network in the project (the detector, the end-to-end policy, PPO).
+Nothing is pickled: weights go through safetensors, everything else is JSON.  Both files
+are written atomically through :mod:`sim.harness.io` (temp file + rename, and the project's
+one file-mode policy: a checkpoint gets the mode of every other output, not mkstemp's
+0600), so a crash never leaves half a checkpoint under the final name; loading names the
+path and the reason for anything it refuses (missing file, bad JSON, another
+architecture, tensors that do not fit).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from sim.harness.io import atomic_path, atomic_write_text
 
 WEIGHTS = "model.safetensors"
 
@@ -29,25 +31,17 @@ def write_checkpoint(out: Path, state_dict: dict, meta_name: str, body: dict) ->
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_weights(out / WEIGHTS, state_dict)
-    fd, tmp = tempfile.mkstemp(prefix=f".{meta_name}.", suffix=".tmp", dir=out)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(body, f, indent=2, default=float)
-        os.replace(tmp, out / meta_name)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    _write_meta(out / meta_name, body)
+
+
+def _write_meta(path: Path, body: dict) -> None:
+    atomic_write_text(path, json.dumps(body, indent=2, default=float))
 
 
 def write_weights(path: Path, tensors: dict) -> None:
     """Tensors to a safetensors file, via a temp file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
 
 
 def training_complete(path: str | Path, meta_name: str) -> bool:
@@ -76,13 +70,7 @@ def mark_complete(path: str | Path, meta_name: str) -> None:
     meta_path = Path(path) / meta_name
     meta = json.loads(meta_path.read_text())
     meta.setdefault("training", {})["complete"] = True
-    fd, tmp = tempfile.mkstemp(prefix=f".{meta_name}.", suffix=".tmp", dir=meta_path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(meta, f, indent=2, default=float)
-        os.replace(tmp, meta_path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    _write_meta(meta_path, meta)
 
 
 def read_meta(path: str | Path, meta_name: str, architecture: str, kind: str) -> dict:

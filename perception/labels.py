@@ -12,16 +12,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from perception.boxes import Boxes, world_to_ego, wrap_angle
+from perception.boxes import Boxes
+from planning.geometry import wrap_angle
+from sim.geometry.camera import CameraSpec
+from sim.geometry.frames import world_to_ego
 
 
-def labels_from_truth(truth: Mapping[str, np.ndarray], pose: np.ndarray, spec,
+def labels_from_truth(truth: Mapping[str, np.ndarray], pose: np.ndarray, spec: CameraSpec,
                       kinds: tuple[int, ...] = (0,)) -> Boxes:
     """The visible objects of the given ``kinds`` (0 vehicles, 1 obstacles) as ego-frame
     :class:`Boxes` with score 1."""
     pose = np.asarray(pose, dtype=np.float64)
     keep = np.isin(np.asarray(truth["kind"]), kinds)
-    centre = world_to_ego(np.asarray(truth["position_m"], dtype=np.float64)[keep], pose)
+    centre = world_to_ego(np.asarray(truth["position_m"], dtype=np.float64)[keep], pose[:2], pose[2])
     uv = spec.ego_to_pixel(centre)
     inside = ((uv[:, 0] >= -0.5) & (uv[:, 0] < spec.width_px - 0.5)
               & (uv[:, 1] >= -0.5) & (uv[:, 1] < spec.height_px - 0.5))
@@ -36,7 +39,7 @@ def labels_from_truth(truth: Mapping[str, np.ndarray], pose: np.ndarray, spec,
     )
 
 
-def boxes_to_pixels(boxes: Boxes, spec) -> dict[str, np.ndarray]:
+def boxes_to_pixels(boxes: Boxes, spec: CameraSpec) -> dict[str, np.ndarray]:
     """Pixel-space view of boxes: centre ``uv_px`` [N, 2] (column, row), ``length_px`` and
     ``width_px`` [N], and ``heading_rad`` (the same angle: the image is the ego frame
     turned so that forward is up)."""

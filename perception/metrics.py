@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from perception.boxes import Boxes, wrap_angle
+from perception.boxes import Boxes
+from planning.geometry import wrap_angle
 
 DISTANCE_THRESHOLDS_M = (0.5, 1.0, 2.0, 4.0)
 RANGE_BANDS_M = ((0.0, 20.0), (20.0, 40.0), (40.0, np.inf))

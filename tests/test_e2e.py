@@ -7,16 +7,17 @@ import pytest
 import torch
 
 from agents import make_agent
-from agents.demos import load_demos
-from agents.e2e import E2EAgent
-from agents.e2e_train import E2ETrainConfig, ViewAugmenter, load_policy, save_policy, train_e2e
-from agents.pilotnet import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
+from agents.e2e.agent import E2EAgent
+from agents.e2e.checkpoint import load_policy, save_policy
+from agents.e2e.demos import load_demos
+from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
+from agents.e2e.train import E2ETrainConfig, ViewAugmenter, train_e2e
 from perception.checkpoint import CheckpointError
 from sim.geometry.camera import CameraSpec
-from sim.world.env import DrivingEnv
 from sim.harness.loop import run_episode, run_episodes_lockstep
-from sim.pipelines.record import NoiseConfig, record_dataset
 from sim.harness.run import task_spec
+from sim.pipelines.record import NoiseConfig, record_dataset
+from sim.world.env import DrivingEnv
 from sim.world.scenarios import get_scenario
 
 CAM = CameraSpec()
@@ -186,7 +187,7 @@ def test_agent_frame_history_matches_the_training_gather_with_a_stride(demos_dir
         rows = np.flatnonzero(d.episode == ep)
         agent.reset_slot(5)
         for r in rows:
-            got = agent._stacked(5, d.frames[r], stack, stride)
+            got = agent.stacked_frames(5, d.frames[r], stack, stride)
             want = np.concatenate(list(gathered[r]), axis=-1)
             assert np.array_equal(got, want), (ep, r)
     with pytest.raises(ValueError, match="stride"):

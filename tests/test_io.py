@@ -3,8 +3,16 @@
 import json
 
 import pytest
+import torch
 
-from sim.harness.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl
+from perception.checkpoint import write_checkpoint
+from sim.harness.io import (
+    FILE_MODE,
+    append_jsonl,
+    atomic_write_json,
+    ensure_writable_dir,
+    read_jsonl,
+)
 
 
 def test_append_and_read(tmp_path):
@@ -39,8 +47,14 @@ def test_unwritable_dir_is_a_clear_error(tmp_path):
 
 
 def test_written_files_get_ordinary_permissions(tmp_path):
-    from sim import io
-
     p = tmp_path / "c.json"
     atomic_write_json(p, {})
-    assert (p.stat().st_mode & 0o777) == io._FILE_MODE
+    assert (p.stat().st_mode & 0o777) == FILE_MODE
+
+
+def test_checkpoints_get_the_same_mode_as_every_other_output(tmp_path):
+    """One mode policy: safetensors weights and their JSON (written through atomic_path, which
+    starts from mkstemp's 0600) end with the mode of any other output file."""
+    write_checkpoint(tmp_path / "ckpt", {"w": torch.zeros(2)}, "net.json", {"architecture": "x"})
+    modes = {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "ckpt").iterdir()}
+    assert modes == {"model.safetensors": FILE_MODE, "net.json": FILE_MODE}

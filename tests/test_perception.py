@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from perception.boxes import Boxes, ego_to_world, world_to_ego
+from perception.boxes import Boxes
+from perception.detectors.opencv import OpenCVDetector
 from perception.labels import boxes_to_pixels, labels_from_truth
 from perception.metrics import average_precision, detection_report, match_frame
-from perception.opencv_detector import OpenCVDetector
 from sim.geometry.camera import CameraSpec
+from sim.geometry.frames import ego_to_world, world_to_ego
 from sim.world.env import DrivingEnv
 
 SPEC = CameraSpec()
@@ -82,8 +83,8 @@ def test_boxes_reject_ragged_fields_and_frames_round_trip():
         Boxes(np.zeros((2, 2)), np.zeros(1), np.ones(2), np.ones(2), np.zeros(2), np.ones(2))
     pose = np.array([12.0, -3.0, 0.7])
     pts = np.array([[1.0, 2.0], [-5.0, 0.5]])
-    assert np.allclose(world_to_ego(ego_to_world(pts, pose), pose), pts)
-    assert world_to_ego(np.array([12.0 + np.cos(0.7), -3.0 + np.sin(0.7)]), pose) == pytest.approx([1.0, 0.0])
+    assert np.allclose(world_to_ego(ego_to_world(pts, pose[:2], pose[2]), pose[:2], pose[2]), pts)
+    assert world_to_ego(np.array([12.0 + np.cos(0.7), -3.0 + np.sin(0.7)]), pose[:2], pose[2]) == pytest.approx([1.0, 0.0])
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def test_labels_sit_on_the_cars_the_camera_shows(highway_frames):
                 assert np.abs(frame[v, u].astype(int) - blue).max() <= 30
                 n += 1
         # every labelled object is in the image; every vehicle in the image is labelled
-        ego = world_to_ego(truth["position_m"][truth["kind"] == 0], pose)
+        ego = world_to_ego(truth["position_m"][truth["kind"] == 0], pose[:2], pose[2])
         uv = SPEC.ego_to_pixel(ego)
         inside = ((uv[:, 0] >= -0.5) & (uv[:, 0] < 127.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < 127.5))
         assert len(labels) == int(inside.sum())

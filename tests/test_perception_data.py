@@ -8,8 +8,8 @@ import pytest
 from perception.corruptions import corrupt
 from perception.dataset import DatasetError, FrameDataset
 from perception.labels import labels_from_truth
-from sim.geometry.camera import CameraSpec
 from sim.cli import main
+from sim.geometry.camera import CameraSpec
 from sim.pipelines.perception_data import record_frames
 
 

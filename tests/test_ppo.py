@@ -7,15 +7,16 @@ import pytest
 import torch
 
 from agents import make_agent, parse_agent
-from agents.e2e import policy_experience
-from agents.e2e_train import E2ETrainConfig, load_policy, train_e2e
-from agents.pilotnet import aux_inputs
-from agents.ppo import META, POLICY
+from agents.e2e.agent import policy_experience
+from agents.e2e.checkpoint import load_policy
+from agents.e2e.model import aux_inputs
+from agents.e2e.train import E2ETrainConfig, train_e2e
+from agents.rl.agent import META, POLICY
 from sim.geometry.camera import CameraSpec
 from sim.harness.loop import run_episode
+from sim.harness.run import task_spec
 from sim.pipelines.record import NoiseConfig, record_dataset
 from sim.pipelines.rl import RewardConfig, RLEnv, shaped_reward
-from sim.harness.run import task_spec
 from sim.world.scenarios import get_scenario
 
 CAM = CameraSpec()
@@ -52,11 +53,11 @@ def test_progress_is_relative_to_cruise_speed_and_clipped():
 def test_centring_uses_the_followed_lane_and_lane_keeping_penalises_departures():
     off = _ego(0.0, route=1.5, lateral=-0.2)  # 1.5 m off the route's lane, 0.2 m from the nearest lane's centre
     keep = shaped_reward(_ego(), off, NO_EVENTS, [0.0], None, **KEEP)
-    assert keep["centring"] == pytest.approx(-0.05 * (1.5 / 2.0) ** 2)
+    assert keep["centring"] == pytest.approx(-0.028125)  # -0.05 x (1.5 m / 2 m half lane)^2 = -0.05 x 0.5625
     assert keep["lane"] == pytest.approx(-0.1)
     free = shaped_reward(_ego(), off, NO_EVENTS, [0.0], None, cruise_speed_mps=8.0, dt_s=DT,
                          lane_changes_allowed=True)
-    assert free["centring"] == pytest.approx(-0.05 * (0.2 / 2.0) ** 2)
+    assert free["centring"] == pytest.approx(-0.0005)  # -0.05 x (0.2 m / 2 m)^2 = -0.05 x 0.01
     assert free["lane"] == 0.0  # lane changes are manoeuvres where they are allowed
     far = shaped_reward(_ego(), _ego(route=9.0), NO_EVENTS, [0.0], None, **KEEP)
     assert far["centring"] == pytest.approx(-0.05)  # capped
@@ -71,7 +72,8 @@ def test_collisions_and_leaving_the_road_are_penalised_once_per_step():
 
 def test_comfort_terms_penalise_action_changes_and_hard_lateral_acceleration():
     jerky = shaped_reward(_ego(), _ego(), NO_EVENTS, [0.5, -0.2], [0.0, 0.2], **KEEP)
-    assert jerky["smoothness"] == pytest.approx(-0.02 * (0.25 + 0.16))
+    # -0.02 x ((0.5 - 0.0)^2 + (-0.2 - 0.2)^2) = -0.02 x (0.25 + 0.16) = -0.02 x 0.41
+    assert jerky["smoothness"] == pytest.approx(-0.0082)
     # 10 m/s turning 0.04 rad in one step = 6 m/s^2 > 4.89; across the +-pi seam too
     for h0, h1 in ((0.0, 0.04), (np.pi - 0.02, -np.pi + 0.02)):
         hard = shaped_reward(_ego(speed=10.0, heading=h0), _ego(speed=10.0, heading=h1), NO_EVENTS, [0.0], None, **KEEP)
@@ -97,6 +99,8 @@ def test_the_rl_env_hands_the_image_policy_its_sensors_and_the_terms_sum_to_the_
         obs, r, term, trunc, info = env.step(np.array([0.3 * (-1) ** k]))
         terms = info["reward_terms"]
         assert r == pytest.approx(sum(v for n, v in terms.items() if n != "total"))
+        # the wheel flips between +0.3 and -0.3: -0.02 x (0.3 - -0.3)^2 = -0.02 x 0.36 (none on the first step)
+        assert terms["smoothness"] == pytest.approx(0.0 if k == 0 else -0.0072), k
         total += r
         if term or trunc:
             break
@@ -130,7 +134,7 @@ def _frames(n, seed=0):
 
 
 def test_a_behaviour_cloned_network_becomes_the_ppo_actor_exactly(bc):
-    from agents.ppo_policy import policy_to_pilotnet
+    from agents.rl.policy import policy_to_pilotnet
     from sim.pipelines.ppo import build_ppo
 
     net, _ = load_policy(bc)
@@ -198,7 +202,7 @@ def test_the_critic_warmup_leaves_the_actor_untouched(bc, tmp_path):
 
 
 def test_an_interrupted_run_resumes_to_the_same_step_count(tmp_path, monkeypatch):
-    from sim import ppo
+    from sim.pipelines import ppo
 
     out = tmp_path / "resumed"
     calls = {"n": 0}
@@ -241,7 +245,7 @@ def test_damaged_policy_state_and_mismatched_inits_are_refused(bc, tmp_path):
         train_ppo("lane-keep", out, _tiny(), device="cpu", progress=False, resume=True)
     from dataclasses import asdict
 
-    from agents.pilotnet import PilotNetConfig
+    from agents.e2e.model import PilotNetConfig
 
     (out / META).write_text(json.dumps({"ppo": {"config": asdict(_tiny()), "timesteps": 32},
                                         "config": PilotNetConfig(width="s").to_dict()}))
@@ -370,7 +374,7 @@ def test_ppo_trains_on_cuda_and_its_agent_matches_the_cpu(tmp_path):
 def test_the_best_snapshot_is_swapped_in_whole(tmp_path):
     from types import SimpleNamespace
 
-    from sim import ppo
+    from sim.pipelines import ppo
 
     (tmp_path / "model.safetensors").write_bytes(b"weights 1")
     (tmp_path / META).write_text(json.dumps({"ppo": {"timesteps": 10}}))

@@ -28,14 +28,15 @@ def _read_umask() -> int:
 
 # Read once at import (os.umask can only be read by setting it, which is not thread-safe).
 _UMASK = _read_umask()
-_FILE_MODE = 0o666 & ~_UMASK
+FILE_MODE = 0o666 & ~_UMASK
+"""The mode of every output file: what ``open()`` would give (0666 less the umask)."""
 DIR_MODE = 0o777 & ~_UMASK
 """What ``mkdir`` would give a folder (``mkdtemp`` makes 0700 ones)."""
 
 
 def publish_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Give a finished temp file the policy's mode and rename it onto ``path`` (same folder)."""
-    os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600 files; give what open() would
+    os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600 files; give what open() would
     os.replace(tmp, path)
 
 

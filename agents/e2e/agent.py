@@ -1,6 +1,6 @@
 """The end-to-end agent: camera frames (+ speed, + command) -> the normalised action.
 
-``e2e`` loads a PilotNet checkpoint (:mod:`agents.e2e_train`; ``e2e:PATH``, default
+``e2e`` loads a PilotNet checkpoint (:mod:`agents.e2e.checkpoint`; ``e2e:PATH``, default
 ``runs/e2e/{scenario}``; a ``{scenario}`` in PATH becomes the scenario's name, so one
 spec names a checkpoint per scenario) at the first decision or at ``prepare()`` and runs it in
 the control loop under ``torch.inference_mode``:
@@ -22,6 +22,9 @@ the control loop under ``torch.inference_mode``:
 
 Frame stacking keeps a short history per *slot*: ``act(obs)`` uses slot 0;
 ``act_batch(obs, slots)`` one slot per environment, each restarted by ``reset_slot``.
+
+torch (seconds to import) is imported when a policy is loaded or run, not with this module:
+the agent registry imports every agent, and a run without a network should not pay for it.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ class E2EAgent(BaseAgent):
     sensors = SENSORS
     lockstep = True  # frame-stack history is kept per slot
     meta_name = "e2e.json"
-    """The checkpoint's JSON (``agents.ppo.PPOAgent`` loads ``ppo.json``: a PilotNet too)."""
+    """The checkpoint's JSON (``agents.rl.agent.PPOAgent`` loads ``ppo.json``: a PilotNet too)."""
     default_dir = DEFAULT_E2E_DIR
     kind = "end-to-end"
 
@@ -92,7 +95,8 @@ class E2EAgent(BaseAgent):
     def prepare(self) -> None:
         if self.model is not None:
             return
-        from agents.e2e_train import load_policy
+        # lazy: these import torch (module docstring)
+        from agents.e2e.checkpoint import load_policy
         from perception.checkpoint import resolve_device
 
         path = Path(self.checkpoint)
@@ -113,7 +117,7 @@ class E2EAgent(BaseAgent):
         if dev.type == "cuda":
             model = model.to_channels_last()
             if self.compile:
-                import torch
+                import torch  # lazy: module docstring
 
                 model = torch.compile(model, mode="reduce-overhead")
         self.model, self.meta, self._device = model, meta, dev
@@ -144,7 +148,7 @@ class E2EAgent(BaseAgent):
     def reset_slot(self, slot: int, seed: int | None = None) -> None:
         self._history.pop(int(slot), None)
 
-    def _stacked(self, slot: int, frame: np.ndarray, stack: int, stride: int = 1) -> np.ndarray:
+    def stacked_frames(self, slot: int, frame: np.ndarray, stack: int, stride: int = 1) -> np.ndarray:
         """This step's input: ``stack`` frames ``stride`` steps apart, oldest first; an
         episode's first steps repeat its first frame (as ``Demos.stacked_indices``)."""
         if stack == 1:
@@ -162,14 +166,15 @@ class E2EAgent(BaseAgent):
         return self.act_batch([obs], slots=[0])[0]
 
     def act_batch(self, obs: Sequence[Mapping[str, Any]], slots: Sequence[int] | None = None) -> np.ndarray:
+        # lazy: torch (module docstring)
         import torch
 
-        from agents.pilotnet import aux_inputs
+        from agents.e2e.model import aux_inputs
 
         self.prepare()
         config = self.config
         slots = range(len(obs)) if slots is None else slots
-        frames = np.stack([self._stacked(int(s), np.asarray(o["camera"]), config.stack, config.stride) for s, o in zip(slots, obs, strict=True)])
+        frames = np.stack([self.stacked_frames(int(s), np.asarray(o["camera"]), config.stack, config.stride) for s, o in zip(slots, obs, strict=True)])
         speed = np.array([float(np.asarray(o["speed"]).reshape(-1)[0]) for o in obs], np.float32)
         command = np.array([int(o.get("command", 0)) for o in obs], np.int64)
         dev = self._device

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 DEMO_FORMAT = "drive-demos"
@@ -48,6 +49,8 @@ class Demos:
     scenario: str = ""
     camera: dict = field(default_factory=dict)
     action_names: tuple[str, ...] = ()
+    uses_command: bool = False
+    """Whether the scenario's route depends on the ``command`` sensor (a policy must see it)."""
     sources: list[dict] = field(default_factory=list)
     """Per dataset: path, dataset id, recorder version, noise, beta, frames."""
 
@@ -109,8 +112,6 @@ def _episode_names(f, meta: dict, h5_path: Path) -> list[str]:
 
 
 def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tuple[dict, dict]]]:
-    import h5py
-
     meta = _read_metadata(path)
     h5_path = path / DATA_DIR / "main_data.hdf5"
     if not h5_path.exists():
@@ -162,8 +163,6 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
 
 def episode_lengths(paths: str | Path | list[str | Path]) -> list[int]:
     """Labelled states per episode of one or more datasets (in load order), frames unread."""
-    import h5py
-
     out = []
     for p in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
         meta = _read_metadata(p)
@@ -208,7 +207,10 @@ def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
     for p, want in zip(map(Path, paths), wanted, strict=True):
         meta, eps = _load_one(p, want)
         drive = meta["drive"]
-        key = {"scenario": drive["scenario"], "camera": drive["camera"], "action_names": drive["action_names"]}
+        key = {"scenario": drive["scenario"], "camera": drive["camera"], "action_names": drive["action_names"],
+               # recorded before the field existed (format 1's first datasets): only the
+               # roundabout's routes followed the command
+               "uses_command": bool(drive.get("uses_command", drive["scenario"] == "roundabout"))}
         if first is None:
             first = key
         elif key != first:
@@ -235,4 +237,5 @@ def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
                  command=np.concatenate(parts["command"]), labels=np.concatenate(parts["labels"]),
                  episode=np.concatenate(parts["episode"]), step=np.concatenate(parts["step"]),
                  episodes=episodes, scenario=first["scenario"], camera=first["camera"],
-                 action_names=tuple(first["action_names"]), sources=sources)
+                 action_names=tuple(first["action_names"]), uses_command=first["uses_command"],
+                 sources=sources)

@@ -11,8 +11,11 @@ predicts, on a grid ``stride`` times coarser than the image,
 
 Decoding keeps the local maxima of the heatmap (a 3x3 max-pool instead of box NMS),
 takes the ``top_k`` above ``threshold``, and lifts them to ego-frame metres with the
-camera spec.  Input: RGB uint8 frames; the network normalises them itself, so a
-checkpoint carries everything inference needs.
+camera model (:class:`sim.geometry.camera.CameraSpec`).  Input: RGB uint8 frames; the
+network normalises them itself, so a checkpoint carries everything inference needs.
+
+This module is the network and its decoding (inference); the training targets, the loss and
+the trainer are in :mod:`perception.detectors.train`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.boxes import Boxes
+from sim.geometry.camera import CameraSpec
 
 
 @dataclass(frozen=True)
@@ -54,15 +58,12 @@ class CenterNetConfig:
             d["image_hw"] = tuple(d["image_hw"])
         return cls(**d)
 
-    def pixel_to_ego(self, uv: np.ndarray) -> np.ndarray:
-        x = (self.ego_v_px - uv[..., 1]) * self.metres_per_pixel
-        y = (self.ego_u_px - uv[..., 0]) * self.metres_per_pixel
-        return np.stack([x, y], axis=-1)
-
-    def ego_to_pixel(self, xy: np.ndarray) -> np.ndarray:
-        u = self.ego_u_px - xy[..., 1] / self.metres_per_pixel
-        v = self.ego_v_px - xy[..., 0] / self.metres_per_pixel
-        return np.stack([u, v], axis=-1)
+    @property
+    def camera(self) -> CameraSpec:
+        """The camera the network sees (its pixel <-> ego-metre maps)."""
+        h, w = self.image_hw
+        return CameraSpec(width_px=int(w), height_px=int(h), metres_per_pixel=self.metres_per_pixel,
+                          ego_u_px=self.ego_u_px, ego_v_px=self.ego_v_px)
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -117,63 +118,6 @@ def frames_to_tensor(frames: np.ndarray, device: torch.device | str = "cpu") -> 
     return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))).to(device)
 
 
-# -- training targets and loss ------------------------------------------------------------
-def gaussian_radius_cells(length_m: np.ndarray, width_m: np.ndarray, config: CenterNetConfig) -> np.ndarray:
-    """Heatmap bump radius [cells]: a third of the box's smaller side, at least one cell."""
-    side_px = np.minimum(length_m, width_m) / config.metres_per_pixel
-    return np.maximum(1.0, side_px / config.stride / 1.5)
-
-
-def encode_targets(labels: list[Boxes], config: CenterNetConfig) -> dict[str, np.ndarray]:
-    """Per-frame training targets on the output grid: ``heatmap`` [B, 1, h, w], ``mask``
-    [B, 1, h, w] (1 at each object's centre cell), ``offset``/``size``/``heading`` [B, 2, h, w]."""
-    H, W = config.image_hw
-    h, w = H // config.stride, W // config.stride
-    B = len(labels)
-    out = {"heatmap": np.zeros((B, 1, h, w), np.float32), "mask": np.zeros((B, 1, h, w), np.float32),
-           "offset": np.zeros((B, 2, h, w), np.float32), "size": np.zeros((B, 2, h, w), np.float32),
-           "heading": np.zeros((B, 2, h, w), np.float32)}
-    ys, xs = np.mgrid[0:h, 0:w]
-    for b, boxes in enumerate(labels):
-        vehicles = boxes.select(boxes.kind == 0)
-        if not len(vehicles):
-            continue
-        uv = config.ego_to_pixel(vehicles.centre_m)
-        cell = (uv + 0.5) / config.stride - 0.5  # continuous grid coordinates of the centres
-        radius = gaussian_radius_cells(vehicles.length_m, vehicles.width_m, config)
-        for k in range(len(vehicles)):
-            cx, cy = cell[k]
-            ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
-            if not (0 <= ix < w and 0 <= iy < h):
-                continue
-            sigma = radius[k] / 3.0 + 0.5
-            bump = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma ** 2))
-            out["heatmap"][b, 0] = np.maximum(out["heatmap"][b, 0], bump)
-            out["mask"][b, 0, iy, ix] = 1.0
-            out["offset"][b, :, iy, ix] = (cx - ix, cy - iy)
-            out["size"][b, :, iy, ix] = (vehicles.length_m[k], vehicles.width_m[k])
-            a = 2 * vehicles.heading_rad[k]
-            out["heading"][b, :, iy, ix] = (np.sin(a), np.cos(a))
-    return out
-
-
-def centernet_loss(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
-                   weights: tuple[float, float, float, float] = (1.0, 1.0, 0.1, 1.0)) -> tuple[torch.Tensor, dict]:
-    """Focal loss on the heatmap (alpha 2, beta 4) + L1 on offset, size, heading at centres."""
-    p = torch.sigmoid(pred["heatmap"]).clamp(1e-4, 1 - 1e-4)
-    gt = target["heatmap"]
-    pos = target["mask"]
-    n = pos.sum().clamp(min=1.0)
-    pos_loss = -(torch.log(p) * (1 - p) ** 2 * pos).sum()
-    neg_loss = -(torch.log(1 - p) * p ** 2 * (1 - gt) ** 4 * (1 - pos)).sum()
-    heat = (pos_loss + neg_loss) / n
-    terms = {"heatmap": heat}
-    for name in ("offset", "size", "heading"):
-        terms[name] = (torch.abs(pred[name] - target[name]) * pos).sum() / n
-    total = sum(wt * terms[k] for wt, k in zip(weights, ("heatmap", "offset", "size", "heading")))
-    return total, {k: float(v.detach()) for k, v in terms.items()}
-
-
 # -- decoding ------------------------------------------------------------------------------
 @torch.inference_mode()
 def decode(outputs: dict[str, torch.Tensor], config: CenterNetConfig, threshold: float = 0.3,
@@ -184,6 +128,7 @@ def decode(outputs: dict[str, torch.Tensor], config: CenterNetConfig, threshold:
     B, _, h, w = heat.shape
     scores, idx = peaks.view(B, -1).topk(min(top_k, h * w))
     result = []
+    camera = config.camera
     off = outputs["offset"].float().view(B, 2, -1)
     size = outputs["size"].float().view(B, 2, -1)
     hd = outputs["heading"].float().view(B, 2, -1)
@@ -201,7 +146,7 @@ def decode(outputs: dict[str, torch.Tensor], config: CenterNetConfig, threshold:
         sz = size[b][:, i].cpu().numpy()
         sin2, cos2 = hd[b][:, i].cpu().numpy()
         heading = 0.5 * np.arctan2(sin2, cos2)
-        result.append(Boxes(centre_m=config.pixel_to_ego(uv), heading_rad=heading,
+        result.append(Boxes(centre_m=camera.pixel_to_ego(uv), heading_rad=heading,
                             length_m=np.abs(sz[0]), width_m=np.abs(sz[1]),
                             kind=np.zeros(len(s), np.int8), score=s))
     return result

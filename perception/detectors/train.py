@@ -1,17 +1,16 @@
-"""Training the CenterNet detector, its checkpoints, and the detector object agents use.
+"""Training the CenterNet detector (:mod:`perception.detectors.centernet`).
 
-Checkpoints are a folder: ``model.safetensors`` (weights only) beside ``detector.json``
-(architecture name and :class:`~perception.centernet.CenterNetConfig`, the training
-recipe, the dataset it saw, validation metrics, whatever the caller adds such as the
-git revision).  Nothing is pickled; loading checks the architecture name, the config
-keys and every tensor name and shape, and names what is wrong.
+Targets and loss (Zhou et al. 2019, "Objects as Points"): a Gaussian bump per object centre on
+the heatmap, trained with the penalty-reduced focal loss; offset, size and heading regressed
+with L1 at the centres only.
 
-Training (:func:`train_detector`): frames split into train / validation *by episode*
-(a scenario and seed), so validation traffic layouts are never seen in training;
+:func:`train_detector`: frames split into train / validation *by episode* (a scenario and
+seed, :mod:`perception.splits`), so validation traffic layouts are never seen in training;
 augmentation with left-right mirroring (labels mirrored too), brightness and contrast
 jitter and pixel noise; AdamW with a cosine schedule; the validation loss is computed
-every epoch with the AP at 2 m, the best epoch's weights are kept and training stops
-after ``patience`` epochs without improvement.  Progress bar and TensorBoard scalars.
+every epoch with the AP at 2 m, the best epoch's weights are kept
+(:func:`~perception.detectors.learned.save_checkpoint`) and training stops after
+``patience`` epochs without improvement.  Progress bar and TensorBoard scalars.
 """
 
 from __future__ import annotations
@@ -25,80 +24,70 @@ import torch
 from tqdm import tqdm
 
 from perception.boxes import Boxes
-from perception.centernet import (
-    CenterNet,
-    CenterNetConfig,
-    centernet_loss,
-    decode,
-    encode_targets,
-    frames_to_tensor,
-)
-from perception.checkpoint import (
-    CheckpointError,
-    check_fresh_out,
-    load_weights_into,
-    mark_complete,
-    read_meta,
-    resolve_device,
-    write_checkpoint,
-)
+from perception.checkpoint import check_fresh_out, mark_complete, resolve_device
 from perception.dataset import FrameDataset
+from perception.detectors.centernet import CenterNet, CenterNetConfig, decode, frames_to_tensor
+from perception.detectors.learned import META, save_checkpoint
 from perception.metrics import average_precision
-
-ARCHITECTURE = "centernet-v1"
-META = "detector.json"
+from perception.splits import split_by_episode
 
 
-# -- checkpoints ---------------------------------------------------------------------------
-def save_checkpoint(model: CenterNet, out: Path, meta: dict) -> None:
-    """Weights and JSON into folder ``out``, each written to a temp file and renamed."""
-    write_checkpoint(out, model.state_dict(), META,
-                     {"architecture": ARCHITECTURE, "config": model.config.to_dict(), **meta})
+# -- training targets and loss ------------------------------------------------------------
+def gaussian_radius_cells(length_m: np.ndarray, width_m: np.ndarray, config: CenterNetConfig) -> np.ndarray:
+    """Heatmap bump radius [cells]: a third of the box's smaller side, at least one cell."""
+    side_px = np.minimum(length_m, width_m) / config.metres_per_pixel
+    return np.maximum(1.0, side_px / config.stride / 1.5)
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[CenterNet, dict]:
-    path = Path(path)
-    meta = read_meta(path, META, ARCHITECTURE, "detector")
-    try:
-        model = CenterNet(CenterNetConfig.from_dict(meta["config"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / META}: bad config ({e})") from None
-    load_weights_into(model, path)
-    return model.to(device).eval(), meta
+def encode_targets(labels: list[Boxes], config: CenterNetConfig) -> dict[str, np.ndarray]:
+    """Per-frame training targets on the output grid: ``heatmap`` [B, 1, h, w], ``mask``
+    [B, 1, h, w] (1 at each object's centre cell), ``offset``/``size``/``heading`` [B, 2, h, w]."""
+    H, W = config.image_hw
+    h, w = H // config.stride, W // config.stride
+    B = len(labels)
+    out = {"heatmap": np.zeros((B, 1, h, w), np.float32), "mask": np.zeros((B, 1, h, w), np.float32),
+           "offset": np.zeros((B, 2, h, w), np.float32), "size": np.zeros((B, 2, h, w), np.float32),
+           "heading": np.zeros((B, 2, h, w), np.float32)}
+    ys, xs = np.mgrid[0:h, 0:w]
+    camera = config.camera
+    for b, boxes in enumerate(labels):
+        vehicles = boxes.select(boxes.kind == 0)
+        if not len(vehicles):
+            continue
+        uv = camera.ego_to_pixel(vehicles.centre_m)
+        cell = (uv + 0.5) / config.stride - 0.5  # continuous grid coordinates of the centres
+        radius = gaussian_radius_cells(vehicles.length_m, vehicles.width_m, config)
+        for k in range(len(vehicles)):
+            cx, cy = cell[k]
+            ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
+            if not (0 <= ix < w and 0 <= iy < h):
+                continue
+            sigma = radius[k] / 3.0 + 0.5
+            bump = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma ** 2))
+            out["heatmap"][b, 0] = np.maximum(out["heatmap"][b, 0], bump)
+            out["mask"][b, 0, iy, ix] = 1.0
+            out["offset"][b, :, iy, ix] = (cx - ix, cy - iy)
+            out["size"][b, :, iy, ix] = (vehicles.length_m[k], vehicles.width_m[k])
+            a = 2 * vehicles.heading_rad[k]
+            out["heading"][b, :, iy, ix] = (np.sin(a), np.cos(a))
+    return out
 
 
-class LearnedDetector:
-    """The trained CenterNet as a detector: ``detect(frame)`` / ``detect_batch(frames)``.
-
-    On CUDA it can run ``channels_last`` and in half precision (``half=True``); on the CPU
-    it always runs float32.
-    """
-
-    name = "learned"
-
-    def __init__(self, checkpoint: str | Path, device: str = "auto", threshold: float = 0.3,
-                 half: bool = False) -> None:
-        self.device = resolve_device(device)
-        self.model, self.meta = load_checkpoint(checkpoint, self.device)
-        self.config = self.model.config
-        self.threshold = float(threshold)
-        self.half = bool(half) and self.device.type == "cuda"
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
-            if self.half:
-                self.model = self.model.half()
-
-    @torch.inference_mode()
-    def detect_batch(self, frames) -> list[Boxes]:
-        x = frames_to_tensor(np.asarray(frames), self.device)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-            if self.half:
-                x = x.half()
-        return decode(self.model(x), self.config, self.threshold)
-
-    def detect(self, frame: np.ndarray) -> Boxes:
-        return self.detect_batch(np.asarray(frame)[None])[0]
+def centernet_loss(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                   weights: tuple[float, float, float, float] = (1.0, 1.0, 0.1, 1.0)) -> tuple[torch.Tensor, dict]:
+    """Focal loss on the heatmap (alpha 2, beta 4) + L1 on offset, size, heading at centres."""
+    p = torch.sigmoid(pred["heatmap"]).clamp(1e-4, 1 - 1e-4)
+    gt = target["heatmap"]
+    pos = target["mask"]
+    n = pos.sum().clamp(min=1.0)
+    pos_loss = -(torch.log(p) * (1 - p) ** 2 * pos).sum()
+    neg_loss = -(torch.log(1 - p) * p ** 2 * (1 - gt) ** 4 * (1 - pos)).sum()
+    heat = (pos_loss + neg_loss) / n
+    terms = {"heatmap": heat}
+    for name in ("offset", "size", "heading"):
+        terms[name] = (torch.abs(pred[name] - target[name]) * pos).sum() / n
+    total = sum(wt * terms[k] for wt, k in zip(weights, ("heatmap", "offset", "size", "heading")))
+    return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
 # -- training ------------------------------------------------------------------------------
@@ -124,16 +113,6 @@ def load_arrays(ds: FrameDataset) -> tuple[np.ndarray, list[Boxes], list[tuple[s
         labels.append(boxes)
         episodes.append((meta["scenario"], meta["seed"]))
     return np.stack(frames), labels, episodes
-
-
-def split_by_episode(episodes: list[tuple[str, int]], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation frame indices; no episode contributes to both."""
-    keys = sorted(set(episodes))
-    rng = np.random.default_rng(seed)
-    n_val = max(1, int(round(val_fraction * len(keys)))) if len(keys) > 1 else 0
-    val_keys = {keys[i] for i in rng.permutation(len(keys))[:n_val]}
-    is_val = np.array([e in val_keys for e in episodes])
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
 def mirror(frames: np.ndarray, labels: list[Boxes]) -> tuple[np.ndarray, list[Boxes]]:
@@ -218,7 +197,7 @@ def train_detector(data: str | Path, out: str | Path, recipe: TrainConfig = Trai
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs)
     writer = None
-    try:
+    try:  # lazy: tensorboard is slow to import and only training writes scalars
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(out / "tensorboard"))

@@ -21,14 +21,14 @@ environment steps, the reward, the closed-loop curve) + ``policy.safetensors`` (
 policy state: critic and log-std too, to resume or fine-tune).  Everything is weights or JSON;
 SB3's own ``.zip`` (cloudpickled fields) is never written nor read.
 
-The SB3 side (extractor, weight mapping) is in :mod:`agents.ppo_policy`, imported only to train.
+The SB3 side (extractor, weight mapping) is in :mod:`agents.rl.policy`, imported only to train.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from agents.e2e import E2EAgent
+from agents.e2e.agent import E2EAgent
 
 META = "ppo.json"
 POLICY = "policy.safetensors"

@@ -19,15 +19,17 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from perception.boxes import Boxes, wrap_angle
+from perception.boxes import Boxes
+from planning.geometry import wrap_angle
+from sim.geometry.camera import CameraSpec
 
 
 class OpenCVDetector:
-    """Vehicle boxes from one camera frame; ``spec`` is the camera's ``CameraSpec``."""
+    """Vehicle boxes from one camera frame seen through camera ``spec``."""
 
     name = "opencv"
 
-    def __init__(self, spec, blue_margin: int = 80, min_blue: int = 120, min_area_px: float = 6.0) -> None:
+    def __init__(self, spec: CameraSpec, blue_margin: int = 80, min_blue: int = 120, min_area_px: float = 6.0) -> None:
         if min_area_px <= 0:
             raise ValueError(f"min_area_px must be > 0, got {min_area_px}")
         self.spec = spec

@@ -1,6 +1,6 @@
-"""Behaviour cloning of the PilotNet policy, and its checkpoints.
+"""Behaviour cloning of the PilotNet policy.
 
-:func:`train_e2e` trains on one or more demonstration datasets (:mod:`agents.demos`):
+:func:`train_e2e` trains on one or more demonstration datasets (:mod:`agents.e2e.demos`):
 
 * train / validation split **by episode** (a seed's frames are all on one side);
 * augmentation on the fly, in torch, on the sampled batch: PilotNet-style **viewpoint
@@ -15,10 +15,9 @@
   augmentation; its own throughput is measured and reported beside the training
   throughput, so it can be seen not to be the bottleneck.
 
-Checkpoints are a folder (``e2e:PATH``): ``model.safetensors`` and ``e2e.json`` (the
-architecture and :class:`~agents.pilotnet.PilotNetConfig`, the camera, action names and
-steering range, the recipe and its history, the datasets, whatever the caller adds such
-as the git revision).  Nothing is pickled.
+The best epoch is written as a policy checkpoint (:mod:`agents.e2e.checkpoint`: weights +
+``e2e.json`` with the recipe and its history, the datasets, whatever the caller adds such
+as the git revision).
 """
 
 from __future__ import annotations
@@ -32,21 +31,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.demos import Demos, load_demos
-from agents.pilotnet import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
-from perception.checkpoint import (
-    CheckpointError,
-    check_fresh_out,
-    load_weights_into,
-    read_meta,
-    resolve_device,
-    write_checkpoint,
-)
-from perception.detector import split_by_episode
+from agents.e2e.checkpoint import META, load_policy, save_policy
+from agents.e2e.demos import Demos, dataset_info, load_demos
+from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
+from perception.checkpoint import check_fresh_out, resolve_device
+from perception.splits import split_by_episode
 from planning.vehicle import curvature_of_steering, steering_for_curvature
-
-ARCHITECTURE = "pilotnet-v1"
-META = "e2e.json"
+from sim.geometry.camera import CameraSpec
 
 
 @dataclass(frozen=True)
@@ -91,42 +82,17 @@ class E2ETrainConfig:
             raise ValueError("epochs and batch size must be >= 1")
 
 
-# -- checkpoints ----------------------------------------------------------------------------------
-def save_policy(model: PilotNet, out: Path, meta: dict) -> None:
-    write_checkpoint(out, model.state_dict(), META,
-                     {"architecture": ARCHITECTURE, "config": model.config.to_dict(), **meta})
-
-
-def load_policy(path: str | Path, device: torch.device | str = "cpu", meta_name: str = META,
-                kind: str = "end-to-end policy") -> tuple[PilotNet, dict]:
-    """The trained policy (eval mode) and its JSON (``e2e.json``; the RL policy's ``ppo.json``
-    describes a PilotNet too); refuses anything that does not fit."""
-    path = Path(path)
-    meta = read_meta(path, meta_name, ARCHITECTURE, kind)
-    try:
-        model = PilotNet(PilotNetConfig.from_dict(meta["config"]))
-        missing = [k for k in ("camera", "action_names", "steering_range_rad") if k not in meta]
-        if missing:
-            raise KeyError(f"missing {missing}")
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / meta_name}: bad config ({type(e).__name__}: {e})") from None
-    load_weights_into(model, path)
-    return model.to(device).eval(), meta
-
-
 # -- augmentation ---------------------------------------------------------------------------------
 class ViewAugmenter:
     """Viewpoint shifts of the top-down ego camera with corrected steering labels."""
 
     def __init__(self, camera: dict, steering_index: int, steering_range_rad: float) -> None:
-        self.h, self.w = int(camera["height_px"]), int(camera["width_px"])
-        self.mpp = float(camera["metres_per_pixel"])
-        self.eu, self.ev = float(camera["ego_u_px"]), float(camera["ego_v_px"])
+        self.camera = CameraSpec.from_dict(camera)
+        self.h, self.w = int(self.camera.height_px), int(self.camera.width_px)
         self.steer_i, self.steer_range = steering_index, steering_range_rad
-        v, u = torch.meshgrid(torch.arange(self.h, dtype=torch.float32),
-                              torch.arange(self.w, dtype=torch.float32), indexing="ij")
+        v, u = np.meshgrid(np.arange(self.h, dtype=np.float32), np.arange(self.w, dtype=np.float32), indexing="ij")
         # output pixel -> ego-frame metres (x forward, y left) of the new viewpoint
-        self.base = torch.stack([(self.ev - v) * self.mpp, (self.eu - u) * self.mpp], dim=-1)
+        self.base = torch.from_numpy(self.camera.pixel_to_ego(np.stack([u, v], axis=-1)).astype(np.float32))
 
     def grid(self, dy: torch.Tensor, dtheta: torch.Tensor) -> torch.Tensor:
         """grid_sample grid [B, H, W, 2]: where each new pixel was in the recorded frame."""
@@ -134,8 +100,9 @@ class ViewAugmenter:
         x, y = self.base[..., 0][None], self.base[..., 1][None]
         px = c * x - s * y  # p = R(dtheta) p' + (0, dy)
         py = s * x + c * y + dy[:, None, None]
-        u = self.eu - py / self.mpp
-        v = self.ev - px / self.mpp
+        # back to pixels through the camera model (float64), handed to grid_sample as float32
+        uv = torch.from_numpy(self.camera.ego_to_pixel(torch.stack([px, py], dim=-1).numpy()).astype(np.float32))
+        u, v = uv[..., 0], uv[..., 1]
         return torch.stack([(2 * u + 1) / self.w - 1, (2 * v + 1) / self.h - 1], dim=-1)
 
     def correct(self, labels: np.ndarray, speed: np.ndarray, dy: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
@@ -265,7 +232,7 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
         config = PilotNetConfig(width=parse_model(recipe.model), image_hw=(h, w), stack=recipe.stack,
                                 stride=recipe.stride,
                                 n_actions=len(demos.action_names),
-                                use_command=bool(len(np.unique(demos.command)) > 1 or demos.scenario == "roundabout"))
+                                use_command=bool(len(np.unique(demos.command)) > 1 or demos.uses_command))
         model = PilotNet(config).to(dev)
     if model.config.image_hw != (h, w):
         raise ValueError(f"the model takes {model.config.image_hw} frames, the data has {(h, w)}")
@@ -274,7 +241,7 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
     steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs * steps_per_epoch)
     writer = None
-    try:
+    try:  # lazy: tensorboard is slow to import and only training writes scalars
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(out / "tensorboard"))
@@ -353,8 +320,6 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
 
 
 def _steering_range(paths: list[str]) -> float:
-    from agents.demos import dataset_info
-
     return float(dataset_info(paths[0])["drive"].get("steering_range_rad", math.pi / 4))
 
 

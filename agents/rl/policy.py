@@ -1,5 +1,5 @@
 """SB3 PPO around PilotNet: the features extractor and the weight maps between the two (see
-:mod:`agents.ppo`)."""
+:mod:`agents.rl.agent`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from agents.pilotnet import SPEED_SCALE, PilotNet, PilotNetConfig, encode_pixels
+from agents.e2e.model import SPEED_SCALE, PilotNet, PilotNetConfig, encode_pixels
 
 
 class PilotNetExtractor(BaseFeaturesExtractor):
