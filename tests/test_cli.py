@@ -1,6 +1,7 @@
 """CLI smoke tests on tiny budgets, and bad input giving clear messages."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,30 @@ def test_help_for_every_subcommand(capsys):
             main(argv)
         assert e.value.code == 0
         assert "usage: drive" in capsys.readouterr().out
+
+
+def test_building_the_parser_loads_no_training_library():
+    """``drive --help`` and ``drive scenarios`` stay fast: the job modules behind each command
+    (torch, Stable-Baselines3) are imported by its handler, not by the parser."""
+    code = ("import sys, sim.cli; sim.cli.build_parser(); "
+            "print('torch' in sys.modules, 'stable_baselines3' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_help_lists_every_subcommand_by_area(capsys):
+    """Each area registers its own subcommands: harness, pipelines, report, benchmarks."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    commands = ["scenarios", "agents", "run", "eval", "record", "perception", "compare", "study", "train",
+                "report", "bench"]
+    assert re.findall(r"^    (\S+)", out, flags=re.MULTILINE) == commands
+    with pytest.raises(SystemExit):
+        main(["nope"])
+    assert "(choose from " + ", ".join(map(repr, commands)) + ")" in capsys.readouterr().err
 
 
 def test_scenarios_lists_each_with_a_description(capsys):

@@ -1,0 +1,225 @@
+"""``drive scenarios``, ``drive agents``, ``drive run`` and ``drive eval``: the harness's
+subcommands, registered by :func:`register` and run by the ``_cmd_*`` handlers.
+
+Imports stay at the top, except the job modules behind each command (the runner, the
+evaluator, perception and its detectors): they take seconds to import (highway-env,
+OpenCV, torch), so each handler imports its own and ``drive --help`` and ``drive scenarios``
+load none of them. ``agents`` is light (numpy; its networks load when an agent is built).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from agents import AGENTS, DEFAULT_AGENT, agent_label, make_agent, parse_agent
+from sim import arguments
+from sim.geometry.camera import CameraSpec
+from sim.harness.io import atomic_write_json, ensure_writable_dir
+from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS, get_scenario
+
+DETECTORS = ("opencv", "learned")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``scenarios``, ``agents``, ``run`` and ``eval`` to ``subparsers``."""
+    s = subparsers.add_parser(
+        "scenarios", help="list the driving scenarios",
+        description="List the named driving scenarios with a one-line description.")
+    s.set_defaults(func=_cmd_scenarios)
+
+    s = subparsers.add_parser(
+        "agents", help="list the agents and their sensors",
+        description="List the agents, the sensors each one is handed, and what it is.")
+    s.set_defaults(func=_cmd_agents)
+
+    s = subparsers.add_parser(
+        "run", help="run an agent for some episodes; write episodes.jsonl and a video",
+        description="Run one agent in one scenario on consecutive seeds. Writes DIR/config.json "
+                    "first, then one line per finished episode to DIR/episodes.jsonl, and an "
+                    "H.264 MP4 of the first episode (ego camera beside a top-down view).")
+    s.add_argument("--agent", default=DEFAULT_AGENT,
+                   help=f"agent name (default: {DEFAULT_AGENT}; known: {', '.join(AGENTS)})")
+    s.add_argument("--scenario", default=DEFAULT_SCENARIO,
+                   help=f"scenario name (default: {DEFAULT_SCENARIO}; known: {', '.join(SCENARIOS)})")
+    s.add_argument("--episodes", type=arguments.positive_int, default=3, help="number of episodes (default: 3)")
+    s.add_argument("--seed", type=arguments.seed, default=0,
+                   help="seed of the first episode; episode k uses seed+k (default: 0)")
+    s.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: runs/run__{scenario}__{agent}__seed{S}__{time})")
+    s.add_argument("--video", default=None, metavar="FILE.mp4",
+                   help="where to write the first episode's video (default: DIR/video.mp4; "
+                        "'none' for no video)")
+    s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",
+                   help="override the scenario's episode time limit [s]")
+    s.add_argument("--workers", type=arguments.positive_int, default=1,
+                   help="worker processes; whole episodes are spread over them, results per "
+                        "seed do not depend on it (default: 1, in-process)")
+    s.add_argument("--batch", type=arguments.positive_int, default=1,
+                   help="step K environments in lock-step with one batched decision per step "
+                        "(agents with per-slot state: e2e, idm, straight); results per seed do "
+                        "not depend on it (default: 1)")
+    s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                   help="where network agents (e2e) run (default: auto = CUDA when present)")
+    s.add_argument("--decision-timeout", type=arguments.timeout, default=None, metavar="SECONDS",
+                   help="end an episode with status 'timeout' when one decision takes longer "
+                        "(default: 0 = no limit)")
+    s.add_argument("--physics", choices=["fast", "stock"], default="fast",
+                   help="fast: sim.world.fastroad, bit-identical to highway-env and several times "
+                        "faster; stock: plain highway-env (default: fast)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_run)
+
+    s = subparsers.add_parser(
+        "eval", help="run every agent on every scenario on the same seeds; or score detectors",
+        description="Without 'detector': every agent of --agents on every scenario of --scenarios "
+                    "on the same seeds, one line per finished episode appended to "
+                    "DIR/results.jsonl (config.json first, with checkpoint hashes); --resume runs "
+                    "only what is missing. 'detector': nuScenes-style average precision (centre "
+                    "distance 0.5/1/2/4 m) overall and by range (0-20, 20-40, 40+ m), with position "
+                    "error of true positives, for each detector and each sensor corruption.")
+    s.add_argument("what", nargs="?", choices=["detector"], default=None,
+                   help="'detector' to score detectors; omit to evaluate agents")
+    s.add_argument("--agents", default="expert,modular,e2e,idm", metavar="A,B",
+                   help="agents to evaluate (default: expert,modular,e2e,idm)")
+    s.add_argument("--scenarios", default="lane-keep,highway", metavar="A,B",
+                   help="scenarios (default: lane-keep,highway)")
+    s.add_argument("--episodes", type=arguments.positive_int, default=20, help="seeds per scenario (default: 20)")
+    s.add_argument("--seed-start", type=arguments.seed, default=0, help="first seed (default: 0)")
+    s.add_argument("--workers", type=arguments.positive_int, default=2,
+                   help="worker processes (default: 2)")
+    s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",
+                   help="override every scenario's episode time limit [s]")
+    s.add_argument("--decision-timeout", type=arguments.timeout, default=5.0, metavar="SECONDS",
+                   help="a decision slower than this ends its episode with status 'timeout' "
+                        "(default: 5; 0 = no limit)")
+    s.add_argument("--resume", action="store_true", help="continue the evaluation in --out")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--data", default=None, metavar="DIR", help="detector: a dataset from 'drive perception data'")
+    s.add_argument("--detector", default="opencv", metavar="A,B",
+                   help="detectors: opencv, learned:CHECKPOINT_DIR (default: opencv)")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where networks run (default: auto = CUDA when present)")
+    s.add_argument("--corrupt", default="none,noise,blur,brightness", metavar="A,B",
+                   help="corruptions to evaluate under (default: none,noise,blur,brightness)")
+    s.add_argument("--out", default=None, metavar="DIR|FILE.json",
+                   help="agents: the evaluation folder (default: runs/eval__{time}); detector: "
+                        "also write the reports as JSON")
+    s.set_defaults(func=_cmd_eval)
+
+
+def _cmd_scenarios(args) -> int:
+    width = max(len(n) for n in SCENARIOS)
+    for name, s in SCENARIOS.items():
+        print(f"{name:{width}s}  {s.summary}")
+    return 0
+
+
+def _cmd_agents(args) -> int:
+    from sim.harness.run import task_spec
+
+    # an agent's sensors can depend on how it is built (a pluggable perception source):
+    # ask a built one
+    task = task_spec(get_scenario(DEFAULT_SCENARIO), CameraSpec())
+    width = max(len(n) for n in AGENTS)
+    for name, (_, summary) in AGENTS.items():
+        sensors = ", ".join(make_agent(name, task).sensors) or "(none)"
+        print(f"{name:{width}s}  sensors: {sensors:28s} {summary}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from sim.harness.run import default_run_dir, format_summary, run_agent
+
+    parse_agent(args.agent)  # an unknown name lists the known ones
+    overrides = {"duration_s": args.duration} if args.duration is not None else {}
+    scenario = get_scenario(args.scenario, **overrides)
+    out = Path(args.out) if args.out else default_run_dir(args.scenario, agent_label(args.agent), args.seed)
+    if args.video is None:
+        video = out / "video.mp4"
+    elif args.video.lower() == "none":
+        video = None
+    else:
+        video = Path(args.video)
+        if video.suffix.lower() != ".mp4":
+            raise ValueError(f"--video must end in .mp4 (or be 'none'), got {args.video!r}")
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    records = run_agent(args.agent, scenario, seeds, out, video_path=video, workers=args.workers,
+                        fast_physics=args.physics == "fast", progress=not args.quiet,
+                        argv=sys.argv, batch=args.batch, device=args.device,
+                        decision_timeout_s=args.decision_timeout)
+    print(format_summary(records))
+    for r in records:
+        if r.get("error"):
+            print(f"seed {r['seed']}: {r['status']}: {r['error']}")
+    print(f"episodes: {out / 'episodes.jsonl'}")
+    if video is not None:
+        print(f"video:    {video}")
+    return 0
+
+
+def _cmd_eval_agents(args) -> int:
+    from sim.harness.evaluate import RESULTS, format_eval, run_eval
+
+    agents = list(dict.fromkeys(a.strip() for a in args.agents.split(",") if a.strip()))
+    if not agents:
+        raise ValueError(f"--agents names no agent (got {args.agents!r})")
+    for a in agents:
+        parse_agent(a)  # an unknown name lists the known ones
+    out = Path(args.out) if args.out else Path("runs") / f"eval__{time.strftime('%Y%m%d-%H%M%S')}"
+    seeds = list(range(args.seed_start, args.seed_start + args.episodes))
+    records = run_eval(out, agents, arguments.scenario_list(args.scenarios), seeds,
+                       workers=args.workers, device=args.device, resume=args.resume,
+                       duration_s=args.duration, progress=not args.quiet, argv=sys.argv,
+                       decision_timeout_s=args.decision_timeout)
+    print(format_eval(records))
+    print(f"results: {out / RESULTS}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    if args.what is None:
+        return _cmd_eval_agents(args)
+    if not args.data:
+        raise ValueError("drive eval detector needs --data DIR (a dataset from 'drive perception data')")
+    from perception.corruptions import CORRUPTIONS
+    from perception.dataset import FrameDataset
+    from perception.detectors.opencv import OpenCVDetector
+    from sim.pipelines.perception_data import evaluate_detector, format_detection_report
+
+    dataset = FrameDataset(args.data)
+    spec = CameraSpec.from_dict(dataset.camera)
+    corruptions = [c.strip() for c in args.corrupt.split(",") if c.strip()]
+    unknown = [c for c in corruptions if c not in CORRUPTIONS]
+    if unknown or not corruptions:
+        raise ValueError(f"unknown corruption(s) {unknown or args.corrupt!r}; known: {', '.join(CORRUPTIONS)}")
+    names = [d.strip() for d in args.detector.split(",") if d.strip()]
+    bad = [d for d in names if d.split(":", 1)[0] not in DETECTORS]
+    if bad or not names:
+        raise ValueError(f"unknown detector(s) {bad or args.detector!r}; known: opencv, "
+                         f"learned:CHECKPOINT_DIR")
+    reports = []
+    for name in names:
+        if name == "opencv":
+            det = OpenCVDetector(spec)
+        else:
+            from perception.detectors.learned import LearnedDetector
+
+            kind, _, path = name.partition(":")
+            if not path:
+                raise ValueError("the learned detector needs its checkpoint: --detector learned:DIR")
+            det = LearnedDetector(path, device=args.device)
+        for c in corruptions:
+            reports.append((name, evaluate_detector(det, dataset, c)))
+    print(f"{args.data}: {len(dataset)} frames; nuScenes-style AP, centre distance thresholds; "
+          f"position error of true positives at 2 m")
+    print(format_detection_report(reports))
+    if args.out:
+        path = Path(args.out)
+        ensure_writable_dir(path.parent if str(path.parent) else Path("."))
+        atomic_write_json(path, {"data": str(args.data), "reports": [
+            {"detector": n, **r} for n, r in reports]})
+        print(f"wrote {path}")
+    return 0
