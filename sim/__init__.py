@@ -1,26 +1,9 @@
-"""Simulation: scenarios, the gymnasium env, the ego camera, the control loop, metrics, CLI.
+"""Simulation: the sensor geometry (``sim.geometry``), the world (``sim.world``), the harness
+(``sim.harness``), the outputs (``sim.report``), the pipelines (``sim.pipelines``), the
+benchmarks (``sim.bench``) and the ``drive`` CLI (``sim.cli``).
 
-Importing ``sim`` registers one gymnasium id per scenario (``drive/highway-v0`` ...);
-registration stores strings only and imports nothing heavy.
+Importing ``sim`` or ``sim.geometry`` imports nothing heavy: perception and the trainers use
+the sensor geometry without loading the simulator.  The gymnasium ids (``drive/highway-v0``
+...) are registered by ``sim.world``: ``import sim.world`` then ``gym.make("drive/highway-v0")``,
+or in one call ``gym.make("sim.world:drive/highway-v0")``.
 """
-
-from __future__ import annotations
-
-import gymnasium as gym
-
-from sim.world.scenarios import SCENARIOS
-
-
-def env_id(scenario: str) -> str:
-    """The gymnasium id of a scenario: ``drive/{name}-v0``."""
-    return f"drive/{scenario}-v0"
-
-
-def _register() -> None:
-    for name in SCENARIOS:
-        if env_id(name) not in gym.registry:
-            gym.register(id=env_id(name), entry_point="sim.world.env:DrivingEnv",
-                         kwargs={"scenario": name})
-
-
-_register()

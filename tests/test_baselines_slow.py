@@ -4,9 +4,9 @@ import pytest
 
 from agents import make_agent
 from sim.geometry.camera import CameraSpec
-from sim.world.env import DrivingEnv
 from sim.harness.loop import env_sensors_for, run_episode
 from sim.harness.run import task_spec
+from sim.world.env import DrivingEnv
 from sim.world.scenarios import get_scenario
 
 pytestmark = pytest.mark.slow

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
+from sim.harness.evaluate import CONFIG, RESULTS, read_results
 from sim.pipelines.compare import (
     RECIPES,
     SUMMARY,
@@ -17,7 +18,6 @@ from sim.pipelines.compare import (
     get_recipe,
     run_compare,
 )
-from sim.harness.evaluate import CONFIG, RESULTS, read_results
 
 
 def tiny(root: Path, **overrides) -> CompareRecipe:
@@ -74,7 +74,7 @@ def test_compare_makes_then_reuses_then_keeps_a_changed_run_aside(tmp_path):
 
 
 def test_compare_retrains_a_checkpoint_an_interrupted_training_left_and_reuses_its_demos(tmp_path):
-    from agents.e2e_train import META
+    from agents.e2e.checkpoint import META
     from perception.checkpoint import check_fresh_out, training_complete
 
     root = tmp_path / "runs"

@@ -5,9 +5,9 @@ import pytest
 
 from agents import BaseAgent, make_agent
 from sim.geometry.camera import CameraSpec
-from sim.world.env import DrivingEnv
 from sim.harness.loop import env_sensors_for, run_episode
 from sim.harness.run import task_spec
+from sim.world.env import DrivingEnv
 from sim.world.scenarios import get_scenario
 
 SHORT = {"duration_s": 2.0}

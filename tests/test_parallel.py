@@ -1,7 +1,6 @@
 """Episodes across worker processes: same results per seed, and a dead worker never hangs a run."""
 
 import json
-
 import multiprocessing
 
 import pytest

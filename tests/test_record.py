@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from agents.demos import DemoError, dataset_info, load_demos
+from agents.e2e.demos import DemoError, dataset_info, load_demos
 from sim.pipelines.record import NoiseConfig, record_dataset, steering_of_yaw_rate
 from sim.world.scenarios import get_scenario
 

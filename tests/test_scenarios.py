@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env
 from highway_env.envs.merge_env import MergeEnv
 from highway_env.envs.roundabout_env import RoundaboutEnv
 
-import sim
+import sim.world
 from sim.world.env import DrivingEnv
 from sim.world.scenarios import COMMANDS, SCENARIOS, get_scenario
 
@@ -40,7 +40,7 @@ def test_control_rate_is_at_least_15_hz(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_check_env_passes(name):
-    env = gym.make(sim.env_id(name))
+    env = gym.make(sim.world.env_id(name))
     check_env(env.unwrapped, skip_render_check=False)
     env.close()
 

@@ -9,11 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.demos import episode_lengths, load_demos
+from agents.e2e.demos import episode_lengths, load_demos
 from sim.cli import main
 from sim.harness.io import write_jsonl
 from sim.pipelines.record import NoiseConfig, record_dataset
-from sim.world.scenarios import get_scenario
 from sim.pipelines.study import (
     CELLS,
     StudyConfig,
@@ -24,6 +23,7 @@ from sim.pipelines.study import (
     run_study,
     write_study_report,
 )
+from sim.world.scenarios import get_scenario
 
 
 @given(st.lists(st.integers(1, 500), min_size=2, max_size=40), st.integers(0, 5), st.data())

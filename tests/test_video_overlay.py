@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agents.base import BaseAgent
-from agents.expert import Overlay
+from agents.modular import Overlay
 from planning.prediction import ObjectStates
 from sim.cli import main
 from sim.report.video import OVERVIEW_MPP, PANEL_PX, PERCEIVED_RGB, PLAN_RGB, EpisodeVideo

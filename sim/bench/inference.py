@@ -25,8 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticCnnPolicy
 
+from agents import TaskSpec
+from agents.e2e.agent import E2EAgent
+from agents.e2e.checkpoint import save_policy
+from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters
 from sim.bench.simulator import time_ms
+from sim.geometry.camera import CameraSpec
+from sim.harness.loop import run_episodes_lockstep
+from sim.harness.run import task_spec
+from sim.world.env import DrivingEnv
+from sim.world.scenarios import get_scenario
 
 WIDTHS = ("s", "m", "l")
 BATCHES = (1, 4, 16, 64)
@@ -38,24 +50,12 @@ def _pct(xs: list[float]) -> dict[str, float]:
 
 
 def _sync(device) -> None:
-    import torch
-
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
 def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tuple[int, ...] = (1, 2, 4, 8),
                     loop_duration_s: float = 8.0, devices: tuple[str, ...] | None = None) -> dict[str, Any]:
-    import torch
-
-    from agents import TaskSpec
-    from agents.e2e.agent import E2EAgent
-    from agents.e2e.checkpoint import save_policy
-    from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters
-    from sim.geometry.camera import CameraSpec
-    from sim.harness.run import task_spec
-    from sim.world.scenarios import get_scenario
-
     cam = CameraSpec()
     h, w = cam.height_px, cam.width_px
     if devices is None:
@@ -107,9 +107,6 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
                                "params": count_parameters(model)}
         # SB3 NatureCNN policy at the same input (channels-first uint8, as SB3 transposes images)
         try:
-            from gymnasium import spaces
-            from stable_baselines3.common.policies import ActorCriticCnnPolicy
-
             policy = ActorCriticCnnPolicy(spaces.Box(0, 255, (3, h, w), np.uint8), spaces.Box(-1, 1, (2,), np.float32),
                                           lambda _: 3e-4).to(dev)
             policy.set_training_mode(False)
@@ -146,11 +143,6 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
 
 
 def _bench_loop(task, ckpt: Path, scenario, episodes: int, batches: tuple[int, ...], duration_s: float) -> dict:
-    from agents.e2e.agent import E2EAgent
-    from sim.world.env import DrivingEnv
-    from sim.harness.loop import run_episodes_lockstep
-    from sim.world.scenarios import get_scenario
-
     sc = get_scenario(scenario.name, duration_s=duration_s)
     rows = {}
     for k in batches:

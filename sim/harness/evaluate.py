@@ -33,8 +33,8 @@ from sim.geometry.camera import CameraSpec
 from sim.harness.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl
 from sim.harness.parallel import fault_requested
 from sim.harness.run import run_seeds, scenario_record, task_spec
-from sim.world.scenarios import get_scenario
 from sim.harness.versions import git_revision, package_versions
+from sim.world.scenarios import get_scenario
 
 RESULTS = "results.jsonl"
 CONFIG = "config.json"

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.world.env import INFO_SENSORS, SENSORS, DrivingEnv
 from sim.harness.metrics import EpisodeTrace, episode_metrics
+from sim.world.env import INFO_SENSORS, SENSORS, DrivingEnv
 
 StepObserver = Callable[[DrivingEnv, Mapping[str, Any], np.ndarray | None, Mapping[str, Any]], None]
 

@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from agents import TaskSpec, agent_label, make_agent
 from sim.geometry.camera import CameraSpec
-from sim.world.env import DrivingEnv
 from sim.harness.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.harness.loop import (
     EpisodeResult,
@@ -31,9 +30,10 @@ from sim.harness.loop import (
     run_episodes_lockstep,
 )
 from sim.harness.parallel import failure_record, run_parallel
-from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario
 from sim.harness.versions import git_revision, package_versions
 from sim.report.video import EpisodeVideo
+from sim.world.env import DrivingEnv
+from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario
 
 
 def task_spec(scenario: Scenario, camera: CameraSpec) -> TaskSpec:

@@ -29,7 +29,21 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agents.e2e.agent import DEFAULT_E2E_DIR
+from agents.e2e.checkpoint import META as E2E_META
+from agents.e2e.train import E2ETrainConfig, train_e2e
+from agents.modular import DEFAULT_DETECTOR
+from perception.checkpoint import training_complete
+from perception.dataset import MANIFEST
+from perception.detectors.learned import META as DETECTOR_META
+from perception.detectors.train import TrainConfig, train_detector
+from sim.harness.evaluate import CONFIG, ConfigMismatch, format_eval, run_eval
 from sim.harness.io import atomic_write_json
+from sim.harness.versions import git_revision, package_versions
+from sim.pipelines.perception_data import record_frames
+from sim.pipelines.record import NoiseConfig, record_dataset
+from sim.report.report import write_report
+from sim.world.scenarios import get_scenario
 
 EVAL_DIR = "compare"
 WEAK_DETECTOR_AP = 0.8
@@ -106,8 +120,6 @@ def artefacts(recipe: CompareRecipe) -> dict[str, Any]:
 def agent_specs(recipe: CompareRecipe) -> list[str]:
     """The ``drive eval`` agent specs: plain names where the artefacts sit at the agents'
     default paths, ``name:PATH`` otherwise (``{scenario}`` in the e2e path)."""
-    from agents.e2e import DEFAULT_E2E_DIR
-    from agents.expert import DEFAULT_DETECTOR
 
     root = Path(recipe.root)
     specs = []
@@ -145,12 +157,7 @@ class _Log:
 
 
 def _detector(recipe: CompareRecipe, paths: dict, log: _Log, device: str, meta: dict) -> None:
-    from perception.checkpoint import training_complete
-    from perception.dataset import MANIFEST
-    from perception.detector import META, TrainConfig, train_detector
-    from sim.pipelines.perception_data import record_frames
-
-    if training_complete(paths["detector"], META):
+    if training_complete(paths["detector"], DETECTOR_META):
         log.reused("detector", paths["detector"])
         return
     if (paths["frames"] / MANIFEST).exists():
@@ -176,13 +183,8 @@ def _detector(recipe: CompareRecipe, paths: dict, log: _Log, device: str, meta: 
 
 def _e2e(recipe: CompareRecipe, scenario: str, paths: dict, log: _Log, device: str, workers: int,
          meta: dict) -> None:
-    from agents.e2e_train import META, E2ETrainConfig, train_e2e
-    from perception.checkpoint import training_complete
-    from sim.pipelines.record import NoiseConfig, record_dataset
-    from sim.world.scenarios import get_scenario
-
     ckpt, demos = paths["e2e"][scenario], paths["demos"][scenario]
-    if training_complete(ckpt, META):
+    if training_complete(ckpt, E2E_META):
         log.reused(f"e2e {scenario}", ckpt)
         return
     r = recipe.e2e_recipe(scenario)
@@ -207,8 +209,6 @@ def _e2e(recipe: CompareRecipe, scenario: str, paths: dict, log: _Log, device: s
 
 def _evaluate(recipe: CompareRecipe, paths: dict, log: _Log, device: str, workers: int,
               argv: Sequence[str] | None) -> list[dict]:
-    from sim.harness.evaluate import CONFIG, ConfigMismatch, run_eval
-
     out = paths["eval"]
     specs = agent_specs(recipe)
     seeds = list(range(recipe.seed_start, recipe.seed_start + recipe.episodes))
@@ -237,10 +237,6 @@ def _evaluate(recipe: CompareRecipe, paths: dict, log: _Log, device: str, worker
 def run_compare(recipe: CompareRecipe, *, device: str = "auto", workers: int | None = None,
                 videos: int | None = None, quiet: bool = False, argv: Sequence[str] | None = None) -> dict:
     """Make what is missing, evaluate, report; return the summary written to compare.json."""
-    from sim.harness.evaluate import format_eval
-    from sim.report.report import write_report
-    from sim.world.scenarios import get_scenario
-    from sim.harness.versions import git_revision, package_versions
 
     for name in recipe.scenarios:
         get_scenario(name)  # an unknown name lists the known ones, before any work

@@ -26,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.demos import Demos, episode_lengths, load_demos
-from agents.e2e_train import META, E2ETrainConfig, epochs_for, load_policy, save_policy, train_e2e
+from agents.e2e.checkpoint import META, load_policy, save_policy
+from agents.e2e.demos import Demos, dataset_info, episode_lengths, load_demos
+from agents.e2e.train import E2ETrainConfig, epochs_for, train_e2e
 from sim.harness.io import append_jsonl, read_jsonl
-from sim.pipelines.record import NoiseConfig, record_dataset
 from sim.harness.run import run_agent
+from sim.pipelines.record import NoiseConfig, record_dataset
 from sim.world.scenarios import get_scenario
 
 
@@ -87,7 +88,7 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
     """Run (or resume) ``config.rounds`` DAgger rounds from the policy ``init``.
 
     ``data``: the initial demos (default: ``init``'s training data); ``episodes``: only these
-    of them (indices over ``data``'s episodes, as :func:`agents.demos.load_demos` takes them;
+    of them (indices over ``data``'s episodes, as :func:`agents.e2e.demos.load_demos` takes them;
     the scaling study's subsets).  ``samples``: each round fine-tunes for about that many
     samples (epochs from the aggregate's size, at most ``recipe.epochs``) instead of a fixed
     ``recipe.epochs``.
@@ -188,8 +189,6 @@ class _Aggregate:
 
 
 def _frames(paths: list) -> int:
-    from agents.demos import dataset_info
-
     return int(sum(dataset_info(p)["drive"]["frames"] for p in paths))
 
 

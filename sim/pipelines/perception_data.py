@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from perception.corruptions import corrupt
 from perception.dataset import FORMAT, MANIFEST, VERSION, FrameDataset, sha256_of, shard_arrays
 from perception.labels import labels_from_truth
 from perception.metrics import detection_report
 from sim.geometry.camera import CameraSpec
-from sim.world.env import DrivingEnv
 from sim.harness.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.harness.versions import git_revision, package_versions
+from sim.world.env import DrivingEnv
 
 SHARD_FRAMES = 500  # frames per shard file (~25 MB uncompressed at 128x128)
 
@@ -121,7 +122,6 @@ def evaluate_detector(detector, dataset: FrameDataset, corruption: str = "none",
                       severity: float | None = None) -> dict:
     """nuScenes-style report of ``detector`` (anything with ``detect(frame) -> Boxes``) on
     every frame of ``dataset``, optionally corrupted (:mod:`perception.corruptions`)."""
-    from perception.corruptions import corrupt
 
     pairs = []
     for k, (frame, labels, _) in enumerate(dataset.iter_frames()):

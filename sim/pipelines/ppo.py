@@ -4,7 +4,7 @@ What people usually reach for to drive highway-env from pixels, set up so that i
 compared with the others on equal terms:
 
 * the same observation as the ``e2e`` agent (``camera`` + ``speed``, + ``command`` where
-  routes turn) and the same network family (:mod:`agents.ppo_policy`): PilotNet is the actor,
+  routes turn) and the same network family (:mod:`agents.rl.policy`): PilotNet is the actor,
   a second copy of its convolutions feeds the critic;
 * the reward is :func:`sim.pipelines.rl.shaped_reward` (progress, lane centring, lane keeping,
   collision and off-road penalties, comfort);
@@ -15,7 +15,7 @@ compared with the others on equal terms:
   (``OUT/tensorboard``, reward terms included), and every ``eval_every`` environment steps a
   closed-loop evaluation with the project's harness and metrics on seeds held out from the
   report's (``eval_seed_start``..): ``OUT/progress.jsonl``, one line per evaluation;
-* the checkpoint (:mod:`agents.ppo`) is weights + JSON, written atomically at every
+* the checkpoint (:mod:`agents.rl.agent`) is weights + JSON, written atomically at every
   evaluation (the final weights in ``OUT``; the best-scoring evaluation's in ``OUT/best``,
   selected on the evaluation seeds); an interrupted run continues with ``--resume`` from the last one (the
   optimiser's moments restart; the policy, log-std and critic do not);
@@ -34,10 +34,35 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
+from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+from agents.e2e.agent import policy_experience
+from agents.e2e.checkpoint import ARCHITECTURE, load_policy
+from agents.e2e.model import PilotNet, PilotNetConfig, count_parameters, parse_model
+from agents.rl.agent import META, POLICY
+from agents.rl.policy import (
+    load_pilotnet_into_policy,
+    load_policy_state,
+    policy_kwargs,
+    policy_state,
+    policy_to_pilotnet,
+)
+from perception.checkpoint import (
+    CheckpointError,
+    resolve_device,
+    training_complete,
+    write_checkpoint,
+    write_weights,
+)
 from sim.geometry.camera import CameraSpec
-from sim.harness.io import read_jsonl, write_jsonl
+from sim.harness.io import DIR_MODE, append_jsonl, read_jsonl, write_jsonl
+from sim.harness.run import run_agent
+from sim.pipelines.dagger import closed_loop_summary
 from sim.pipelines.rl import RewardConfig, RLEnv, rl_sensors
 from sim.world.scenarios import Scenario, get_scenario
 
@@ -91,8 +116,6 @@ class PPOConfig:
     """Episode time limit override [s] (None: the scenario's); for quick runs and tests."""
 
     def __post_init__(self) -> None:
-        from agents.pilotnet import parse_model
-
         parse_model(self.model)
         if self.vec not in ("subproc", "dummy"):
             raise ValueError(f"unknown vec {self.vec!r}; known: subproc, dummy")
@@ -124,8 +147,6 @@ class _SeededRLEnv(RLEnv):
 
 def _make_env(scenario: Scenario, camera: dict, reward: dict, fast: bool, sensors: tuple[str, ...]):
     def make():
-        from stable_baselines3.common.monitor import Monitor
-
         return Monitor(_SeededRLEnv(scenario, camera=camera, reward=RewardConfig(**reward),
                                     fast_physics=fast, sensors=sensors))
     return make
@@ -136,13 +157,6 @@ def build_ppo(scenario: Scenario, config: PPOConfig, *, camera: CameraSpec | Non
               tensorboard: Path | None = None):
     """The SB3 PPO model and its vectorised environments (the caller closes ``model.env``)."""
     reward = reward or RewardConfig()
-    import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
-
-    from agents.pilotnet import PilotNetConfig, parse_model
-    from agents.ppo_policy import load_pilotnet_into_policy, policy_kwargs
-    from perception.checkpoint import resolve_device
 
     camera = camera or CameraSpec()
     sensors = rl_sensors(scenario)
@@ -187,8 +201,6 @@ def check_init(net, meta: dict, scenario: Scenario, camera: CameraSpec, path: st
 
 def load_init(spec: str):
     """``e2e:RUN``, ``ppo:RUN`` or a plain ``RUN`` (e2e) -> (PilotNet, its JSON, path)."""
-    from agents.e2e_train import load_policy
-    from agents.ppo import META
 
     kind, sep, path = spec.partition(":")
     if not sep:
@@ -205,13 +217,6 @@ def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConf
               device: str = "auto", resume: bool = False, progress: bool = True,
               extra_meta: dict | None = None) -> dict:
     """Train (or, with ``resume``, continue) a PPO policy; the checkpoint goes to ``out``."""
-    import torch
-    from safetensors.torch import load_file
-
-    from agents.e2e import policy_experience
-    from agents.ppo import META, POLICY
-    from agents.ppo_policy import load_policy_state
-    from perception.checkpoint import CheckpointError, training_complete
 
     out = Path(out)
     camera = camera or CameraSpec()
@@ -251,7 +256,6 @@ def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConf
         raise ValueError(f"--resume: {out} holds no PPO run to continue")
     out.mkdir(parents=True, exist_ok=True)
     if state is not None:  # the architecture the run was started with (its weights come from the state)
-        from agents.pilotnet import PilotNet, PilotNetConfig
 
         init_net = PilotNet(PilotNetConfig.from_dict(old["config"]))
     model = build_ppo(sc, config, camera=camera, reward=reward, init_net=init_net, device=device,
@@ -356,7 +360,6 @@ class _Monitor(BaseCallback):
                "episode_reward_mean": _mean([e["r"] for e in self.model.ep_info_buffer]),
                "episode_length_mean": _mean([e["l"] for e in self.model.ep_info_buffer])}
         self.history.append(row)
-        from sim.harness.io import append_jsonl
 
         append_jsonl(self.out / PROGRESS, row)
         cl = row["closed_loop"]
@@ -376,8 +379,6 @@ class _Monitor(BaseCallback):
         """Copy the checkpoint just scored to ``OUT/best`` (``ppo:OUT/best``): the best closed-loop
         score so far on the evaluation seeds, which are never the report's - model selection on a
         validation set, as SB3's EvalCallback does.  Swapped in whole (temp folder + rename)."""
-        from agents.ppo import META
-        from sim.harness.io import DIR_MODE
 
         tmp = Path(tempfile.mkdtemp(prefix=".best.", dir=self.out))
         try:
@@ -401,12 +402,6 @@ class _Monitor(BaseCallback):
                 shutil.rmtree(tmp)
 
     def _save(self, complete: bool) -> None:
-        from agents.e2e_train import ARCHITECTURE
-        from agents.pilotnet import count_parameters
-        from agents.ppo import META, POLICY
-        from agents.ppo_policy import policy_state, policy_to_pilotnet
-        from perception.checkpoint import write_checkpoint, write_weights
-
         policy = self.model.policy
         write_weights(self.out / POLICY, policy_state(policy))
         net = policy_to_pilotnet(policy)
@@ -420,9 +415,6 @@ class _Monitor(BaseCallback):
                                                             "config": net.config.to_dict(), **meta})
 
     def _evaluate(self) -> dict:
-        from sim.pipelines.dagger import closed_loop_summary
-        from sim.harness.run import run_agent
-
         n = self.config.eval_episodes
         if n <= 0:
             return {"episodes": 0}
@@ -468,7 +460,6 @@ def bench_ppo(scenario: str = "highway", steps: int = 1024, repeats: int = 3, en
     whole and split into the rollout (stepping the environments + the policy's forward pass)
     and the update (the gradient steps).  Medians; the ratio is fast over stock.
     """
-    from stable_baselines3.common.callbacks import BaseCallback
 
     class Clock(BaseCallback):
         def __init__(self) -> None:

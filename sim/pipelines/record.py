@@ -12,7 +12,6 @@ that state (``infos/expert_action``, the training label).  The two differ when
   labelled by the expert.
 
 Layout (Minari 0.5 HDF5, ``jpeg_encoding=False`` so frames stay lossless)::
-
     DATASET/data/main_data.hdf5   episode_{i}/observations/{camera,speed,command}, actions,
                                   rewards (0: this project scores with metrics, not rewards),
                                   terminations, truncations,
@@ -25,7 +24,7 @@ Episode attributes: ``seed``, ``scenario``, ``recorder_version``, ``status``,
 ``actions`` T; ``infos/expert_action[t]`` labels ``observations[t]``.  The dataset is
 built in a temp folder beside ``DATASET`` and renamed into place when complete, so a
 crash never leaves a half dataset under the final name.  ``minari.MinariDataset(
-"DATASET/data")`` opens it with Minari's own API; :mod:`agents.demos` loads it for
+"DATASET/data")`` opens it with Minari's own API; :mod:`agents.e2e.demos` loads it for
 training and rejects damaged files with the path and the reason.
 """
 
@@ -40,24 +39,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import minari
 import numpy as np
+from gymnasium import spaces
+from minari.data_collector.episode_buffer import EpisodeBuffer
+from minari.dataset.minari_storage import MinariStorage
 from tqdm import tqdm
 
 from agents import make_agent
-from agents.demos import DATA_DIR, DEMO_FORMAT, RECORDED_SENSORS, RECORDER_VERSION
-from planning.vehicle import VEHICLE_LENGTH_M
+from agents.e2e.demos import DATA_DIR, DEMO_FORMAT, RECORDED_SENSORS, RECORDER_VERSION
+from planning.vehicle import steering_for_curvature
 from sim.geometry.camera import CameraSpec
-from sim.world.env import DrivingEnv
 from sim.harness.io import DIR_MODE
 from sim.harness.loop import Episode, agent_view, check_sensors, gate_action
 from sim.harness.metrics import episode_metrics
+from sim.harness.run import task_spec
+from sim.harness.versions import git_revision, package_versions
+from sim.world.env import SENSORS, DrivingEnv
 from sim.world.scenarios import (
     ACCELERATION_RANGE_MPS2,
     COMMANDS,
     STEERING_RANGE_RAD,
     Scenario,
 )
-from sim.harness.versions import git_revision, package_versions
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ class NoiseConfig:
 def steering_of_yaw_rate(yaw_rate_rps: float, speed_mps: float) -> float:
     """Normalised steering that turns at ``yaw_rate_rps`` at ``speed_mps`` (kinematic bicycle)."""
     v = max(abs(float(speed_mps)), 2.0)
-    return float(np.arctan(yaw_rate_rps * VEHICLE_LENGTH_M / v) / STEERING_RANGE_RAD)
+    return float(steering_for_curvature(yaw_rate_rps / v) / STEERING_RANGE_RAD)
 
 
 @dataclass
@@ -205,8 +209,6 @@ _WORKER: dict = {}
 
 def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | None, fast_physics: bool,
                  device: str) -> None:
-    from sim.harness.run import task_spec  # local: sim.harness.run imports the agents' registry
-
     if mp.parent_process() is not None:  # a pool worker: one thread each (see sim.harness.parallel)
         os.environ["OMP_NUM_THREADS"] = "1"
     sc = scenario  # the object, not its name: overrides (a shorter duration_s) must reach the worker
@@ -217,7 +219,6 @@ def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | N
     sensors = set(RECORDED_SENSORS) | set(check_sensors(expert_agent))
     if learner_agent is not None:
         sensors |= set(check_sensors(learner_agent))
-    from sim.world.env import SENSORS
 
     env = DrivingEnv(sc, camera=cam, fast_physics=fast_physics,
                      sensors=tuple(s for s in SENSORS if s in sensors))
@@ -258,8 +259,6 @@ def collect(scenario: Scenario, seeds: Sequence[int], *, camera: CameraSpec, noi
 
 # -- writing the Minari dataset ----------------------------------------------------------------
 def _spaces(scenario: Scenario, camera: CameraSpec):
-    from gymnasium import spaces
-
     obs = spaces.Dict({
         "camera": spaces.Box(0, 255, camera.shape, np.uint8),
         "speed": spaces.Box(-50.0, 50.0, (1,), np.float32),
@@ -274,9 +273,6 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
                    progress: bool = True, extra: dict | None = None,
                    on_episode: Callable[[DemoEpisode], None] | None = None) -> dict:
     """Record ``seeds`` into a new Minari dataset at ``out``; return its summary."""
-    import minari
-    from minari.data_collector.episode_buffer import EpisodeBuffer
-    from minari.dataset.minari_storage import MinariStorage
 
     out = Path(out)
     if out.exists():

@@ -32,9 +32,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from planning.comfort import LAT_ACCEL_MAX_MPS2
+from planning.geometry import wrap_angle
 from sim.geometry.camera import CameraSpec
 from sim.world.env import LANE_DEPARTURE_M, DrivingEnv
-from sim.harness.metrics import LAT_ACCEL_MAX_MPS2
 from sim.world.scenarios import Scenario, get_scenario
 
 HALF_LANE_M = 2.0  # [m] highway-env lanes are 4 m wide
@@ -74,7 +75,7 @@ def shaped_reward(before: dict, after: dict, events: dict, action: np.ndarray, p
     lane = float(not lane_changes_allowed and abs(offset) > LANE_DEPARTURE_M)
     a = np.asarray(action, dtype=np.float64).reshape(-1)
     da = 0.0 if prev_action is None else float(np.sum((a - np.asarray(prev_action, np.float64).reshape(-1)) ** 2))
-    dh = float(np.angle(np.exp(1j * (float(after["heading_rad"]) - float(before["heading_rad"])))))
+    dh = float(wrap_angle(float(after["heading_rad"]) - float(before["heading_rad"])))
     lat_accel = float(after["speed_mps"]) * dh / dt_s
     terms = {
         "progress": weights.progress * progress,

@@ -23,6 +23,8 @@ between them), and ``backend="ray"`` hands them to a Ray cluster (``pip install 
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import math
 import os
@@ -30,12 +32,34 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from io import BytesIO
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import torch
+from matplotlib.ticker import NullFormatter
 
-from sim.harness.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl, write_jsonl
+from agents.e2e.checkpoint import META
+from agents.e2e.demos import episode_lengths, load_demos
+from agents.e2e.train import E2ETrainConfig, epochs_for, policy_loss, train_e2e
+from perception.checkpoint import training_complete
+from sim.harness.evaluate import RESULTS, read_results, run_eval
+from sim.harness.io import (
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    ensure_writable_dir,
+    read_jsonl,
+    write_jsonl,
+)
+from sim.harness.stats import bootstrap
+from sim.harness.versions import git_revision, package_versions
+from sim.pipelines.dagger import DaggerConfig, run_dagger
+from sim.pipelines.record import NoiseConfig, record_dataset
+from sim.report.report import subplots
+from sim.world.scenarios import get_scenario
 
 CONFIG = "study.json"
 CELLS = "study.jsonl"
@@ -161,9 +185,6 @@ def nested_subsets(episode_frames: Sequence[int], sizes: Sequence[int], order_se
 
 def _record_data(cfg: StudyConfig, folder: Path, workers: int, progress: bool) -> list[str]:
     """Record expert demos until the largest size fits (a second dataset tops up a shortfall)."""
-    from agents.demos import episode_lengths
-    from sim.pipelines.record import NoiseConfig, record_dataset
-    from sim.world.scenarios import get_scenario
 
     world = get_scenario(cfg.scenario, **({"duration_s": cfg.duration_s} if cfg.duration_s else {}))
     need = max(cfg.frames)
@@ -193,12 +214,6 @@ def run_cell(folder: str, cfg_dict: dict, cell: dict, threads: int, device: str)
     """Train and evaluate one cell (a process of its own): behaviour cloning on the cell's
     subset, then (``dagger_rounds``) DAgger from that policy; returns the study.jsonl lines
     not in ``cell["done"]``."""
-    import torch
-
-    from agents.demos import episode_lengths, load_demos
-    from agents.e2e_train import META, E2ETrainConfig, epochs_for, train_e2e
-    from perception.checkpoint import training_complete
-    from sim.pipelines.dagger import DaggerConfig, run_dagger
 
     if threads:
         torch.set_num_threads(threads)
@@ -271,9 +286,6 @@ def _best_val(training: dict) -> float:
 def _score(folder: Path, cfg: StudyConfig, policy: Path, eval_dir: Path, device: str) -> dict:
     """A policy's study figures: closed loop on the held-out seeds (through the harness) and
     open-loop loss on the study's held-out episodes."""
-    from agents.e2e_train import META
-    from sim.harness.evaluate import run_eval
-    from sim.world.scenarios import get_scenario
 
     meta = json.loads((policy / META).read_text())
     world = get_scenario(cfg.scenario, **({"duration_s": cfg.duration_s} if cfg.duration_s else {}))
@@ -298,8 +310,6 @@ def _score(folder: Path, cfg: StudyConfig, policy: Path, eval_dir: Path, device:
 
 def _heldout_loss(folder: Path, policy: Path, device: str) -> float | None:
     """Open-loop loss on the study's held-out episodes (None when the study has none)."""
-    from agents.demos import load_demos
-    from agents.e2e_train import policy_loss
 
     path = json.loads((folder / CONFIG).read_text()).get(HELDOUT)
     if not path:
@@ -333,10 +343,6 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
               backend: str = "local", address: str | None = None, progress: bool = True,
               argv: Sequence[str] | None = None) -> list[dict]:
     """Run (or resume) the study in ``out``; returns every finished cell's line."""
-    from agents.demos import episode_lengths
-    from sim.harness.evaluate import run_eval
-    from sim.world.scenarios import get_scenario
-    from sim.harness.versions import git_revision, package_versions
 
     get_scenario(cfg.scenario)  # unknown names list the known ones
     if backend not in ("local", "ray"):
@@ -412,8 +418,6 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
 
 def _record_heldout(cfg: StudyConfig, folder: Path, workers: int, progress: bool) -> Path:
     """The shared open-loop test set (reused when a complete one is there)."""
-    from sim.pipelines.record import NoiseConfig, record_dataset
-    from sim.world.scenarios import get_scenario
 
     path = folder / HELDOUT
     if not (path / "data").exists():
@@ -513,8 +517,6 @@ def summarise(cells: Sequence[dict]) -> list[dict]:
 
 def references(folder: str | Path) -> dict[str, dict]:
     """Each reference agent's mean driving score with its 95% bootstrap interval."""
-    from sim.harness.evaluate import RESULTS, read_results
-    from sim.harness.stats import bootstrap
 
     path = Path(folder) / "reference" / RESULTS
     if not path.exists():
@@ -552,17 +554,6 @@ def matches(rows: Sequence[dict], reference: dict | None) -> dict[str, int | Non
 
 def write_study_report(folder: str | Path) -> dict[str, Path]:
     """``study.md``, ``study.html`` (self-contained) and ``study_files/scaling.png``."""
-    import base64
-    import html
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
-
-    from sim.harness.io import atomic_write_bytes, atomic_write_text
-    from sim.world.scenarios import get_scenario
 
     folder = Path(folder)
     config = json.loads((folder / CONFIG).read_text())
@@ -577,7 +568,7 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     # open loop on the shared held-out episodes when every row has it, else each cell's own split
     shared = bool(rows) and all(np.isfinite(r["heldout_loss"]) for r in rows)
     loss_key = "heldout_loss" if shared else "val_loss"
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, (ax, ax2) = subplots(1, 2, figsize=(12, 4.6))
     colours = {"s": "tab:green", "m": "tab:blue", "l": "tab:purple"}
     series: dict[str, list[dict]] = {}
     for r in rows:
@@ -626,11 +617,9 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
                   else "open loop: each cell's own validation episodes")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    from io import BytesIO
 
     buf = BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     chart = files / "scaling.png"
     atomic_write_bytes(chart, buf.getvalue())
 

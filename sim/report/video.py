@@ -1,7 +1,7 @@
 """Episode videos: the ego camera beside a north-up overview, with a driving HUD.
 
 With an ``overlay_source`` (an agent that leaves an ``overlay`` behind each decision, as
-:class:`agents.expert.PlanningAgent` does) the overview also shows the planner's view:
+:class:`agents.modular.PlanningAgent` does) the overview also shows the planner's view:
 every candidate rollout (thin; light if it passed the planner's gates, grey if not) and
 the chosen trajectory (thick, magenta).  A frame shows the decision that led to it,
 made one step earlier; the reset frame has none.

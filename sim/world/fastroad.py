@@ -43,8 +43,8 @@ from bisect import bisect_left
 from contextlib import contextmanager
 
 import numpy as np
-from highway_env.road.lane import AbstractLane, CircularLane, SineLane, StraightLane
 from highway_env import utils
+from highway_env.road.lane import AbstractLane, CircularLane, SineLane, StraightLane
 from highway_env.road.road import LaneIndex, Road, RoadNetwork
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle

@@ -19,10 +19,9 @@ scenario's typical speed (lane-keep 8 m/s, highway ~25, merge ~20, roundabout ~8
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
-
-import importlib
 
 import numpy as np
 
