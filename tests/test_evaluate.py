@@ -6,11 +6,17 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from agents.base import BaseAgent
+from agents.registry import AGENTS as AGENT_REGISTRY
 from sim.cli import main
+from sim.geometry.camera import CameraSpec
 from sim.harness.evaluate import RESULTS, TIMING_FIELDS, read_results, run_eval
 from sim.harness.parallel import FAULT_ENV
+from sim.harness.run import EpisodeRunner, run_agent
+from sim.world.scenarios import get_scenario
 
 AGENTS = ["idm", "straight"]
 SCENARIOS = ["lane-keep", "highway"]
@@ -324,3 +330,33 @@ def test_failure_gallery_lists_failed_episodes_worst_first_and_films_only_the_wo
     calls.clear()
     assert report._gallery({}, rows, {}, tmp_path, False)["highway"][1]["thumbnail"] is None  # no videos, no re-drive
     assert calls == []
+
+
+class _BrokenCheckpoint(BaseAgent):
+    """An agent whose checkpoint cannot be loaded: ``prepare`` raises, as a missing file would."""
+
+    name = "broken"
+    sensors = ("speed",)
+
+    def prepare(self) -> None:
+        raise FileNotFoundError("no checkpoint at /nowhere/broken; train one first")
+
+    def act(self, obs):
+        return np.zeros(self.task.action_size)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_prepare_stops_the_run_with_its_reason(monkeypatch, tmp_path, workers):
+    """The Agent contract's prepare(): its error is the run's, before any episode, never
+    swallowed into per-episode faults (serial or with worker processes)."""
+    monkeypatch.setitem(AGENT_REGISTRY, "broken", (_BrokenCheckpoint, "test agent"))
+    with pytest.raises(FileNotFoundError, match="no checkpoint at /nowhere/broken"):
+        run_eval(tmp_path / "e", ["broken"], ["highway"], [0, 1], workers=workers, duration_s=1.0,
+                 progress=False)
+    assert not (tmp_path / "e" / RESULTS).exists()
+    with pytest.raises(FileNotFoundError, match="no checkpoint at /nowhere/broken"):
+        run_agent("broken", get_scenario("highway", duration_s=1.0), [0, 1], tmp_path / "r",
+                  workers=workers, progress=False)
+    # the runner each process builds (in-process or a worker's) prepares its own agent: same error
+    with pytest.raises(FileNotFoundError, match="no checkpoint at /nowhere/broken"):
+        EpisodeRunner("broken", get_scenario("highway"), CameraSpec(), fast_physics=True, out_dir=tmp_path)
