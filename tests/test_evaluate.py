@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -360,3 +361,121 @@ def test_a_failing_prepare_stops_the_run_with_its_reason(monkeypatch, tmp_path, 
     # the runner each process builds (in-process or a worker's) prepares its own agent: same error
     with pytest.raises(FileNotFoundError, match="no checkpoint at /nowhere/broken"):
         EpisodeRunner("broken", get_scenario("highway"), CameraSpec(), fast_physics=True, out_dir=tmp_path)
+
+
+# -- one owner per results folder; results that cannot be silently corrupted ----------------------
+SMALL = ["idm", "straight"]
+SMALL_SEEDS = [0, 1, 2]
+
+
+def _small_cli(out, *extra):
+    return [sys.executable, "-m", "sim.cli", "eval", "--agents", ",".join(SMALL), "--scenarios", "highway",
+            "--episodes", str(len(SMALL_SEEDS)), "--duration", "2", "--workers", "1", "--out", str(out),
+            "--quiet", *extra]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A finished 6-episode evaluation (idm, straight on highway, seeds 0-2) to copy and tamper with."""
+    out = tmp_path_factory.mktemp("eval") / "small"
+    run_eval(out, SMALL, ["highway"], SMALL_SEEDS, workers=1, duration_s=2.0, progress=False)
+    return out
+
+
+def _copy_with(small, dest, lines):
+    dest.mkdir()
+    (dest / "config.json").write_bytes((small / "config.json").read_bytes())
+    (dest / RESULTS).write_text("".join(line + "\n" for line in lines))
+    return dest
+
+
+def test_two_resumes_on_one_folder_run_each_missing_episode_once(small, tmp_path):
+    """A second ``drive eval --resume`` on a folder another one is writing is refused at once,
+    naming the owner's PID; the owner finishes and the file holds one line per episode."""
+    out = _copy_with(small, tmp_path / "shared", (small / RESULTS).read_text().splitlines()[:2])
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    # the first stops itself (SIGSTOP) right after its first results line: it holds the folder
+    first = subprocess.Popen(_small_cli(out, "--resume"), env={**env, FAULT_ENV: "pause-after-results:1"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(1200):
+            pid, status = os.waitpid(first.pid, os.WUNTRACED | os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.1)
+        assert pid and os.WIFSTOPPED(status), "the first resume did not pause holding the folder"
+        assert len((out / RESULTS).read_text().splitlines()) == 3
+        second = subprocess.run(_small_cli(out, "--resume"), check=False, env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert str(first.pid) in second.stderr and "drive: error:" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        if first.poll() is None:
+            os.kill(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=300) == 0, first.stderr.read().decode()[-2000:]
+    lines = (out / RESULTS).read_text().splitlines()
+    keys = [(r["agent"], r["scenario"], r["seed"]) for r in map(json.loads, lines)]
+    assert sorted(keys) == sorted((a, "highway", s) for a in SMALL for s in SMALL_SEEDS)
+    # the folder is free again: a later resume has nothing to do and accepts the file
+    again = subprocess.run(_small_cli(out, "--resume"), check=False, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len((out / RESULTS).read_text().splitlines()) == len(lines)
+
+
+def test_a_folder_held_by_another_process_is_refused_before_anything_is_read(small, tmp_path, capsys):
+    import fcntl
+
+    out = _copy_with(small, tmp_path / "held", (small / RESULTS).read_text().splitlines()[:2])
+    with open(out / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.truncate(0)
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        args = ["eval", "--agents", ",".join(SMALL), "--scenarios", "highway", "--episodes", "3",
+                "--duration", "2", "--workers", "1", "--resume", "--quiet", "--out", str(out)]
+        assert main(args) == 2
+        assert f"PID {os.getpid()}" in capsys.readouterr().err
+        assert len((out / RESULTS).read_text().splitlines()) == 2  # nothing ran
+    # released (as when its owner dies): the resume runs the rest
+    assert main(args) == 0
+    assert len(read_results(out / RESULTS)) == 6
+
+
+@pytest.mark.parametrize("field, value", [("seed", "two"), ("seed", True), ("agent", 3), ("status", "crashed"),
+                                          ("driving_score", "0.5"), ("route_completion", None),
+                                          ("lane_violation", "1"), ("latency_p50_ms", [1.0])])
+def test_a_wrong_typed_results_field_is_refused_naming_file_line_and_field(small, tmp_path, field, value):
+    lines = (small / RESULTS).read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad[field] = value
+    out = _copy_with(small, tmp_path / "bad", [lines[0], json.dumps(bad), *lines[2:]])
+    with pytest.raises(ValueError, match=rf"{RESULTS}:2: .*{field}"):
+        read_results(out / RESULTS)
+
+
+def test_report_and_resume_name_the_line_and_field_of_a_wrong_typed_record(small, tmp_path, capsys):
+    lines = (small / RESULTS).read_text().splitlines()
+    bad = {**json.loads(lines[2]), "seed": "two"}
+    out = _copy_with(small, tmp_path / "bad", [*lines[:2], json.dumps(bad)])
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{RESULTS}:3" in err and "seed" in err and "internal error" not in err
+    assert main(["eval", "--agents", ",".join(SMALL), "--scenarios", "highway", "--episodes", "3", "--duration", "2",
+                 "--workers", "1", "--resume", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{RESULTS}:3" in err and "seed" in err
+    (out / RESULTS).write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match=rf"{RESULTS}:1: not a JSON object"):
+        read_results(out / RESULTS)
+
+
+def test_duplicate_episodes_are_refused_naming_both_lines(small, tmp_path, capsys):
+    lines = (small / RESULTS).read_text().splitlines()
+    out = _copy_with(small, tmp_path / "dup", [*lines[:4], lines[1]])
+    with pytest.raises(ValueError, match=rf"{RESULTS}:5: .*line 2"):
+        read_results(out / RESULTS)
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{RESULTS}:5" in err and "line 2" in err

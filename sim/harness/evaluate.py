@@ -2,22 +2,29 @@
 
 ``DIR/config.json`` is written first: the agents (with their checkpoints and the SHA-256 of
 every checkpoint file), the scenarios, the seed list, the camera, versions and the git
-revision.  Then each finished episode is appended to ``DIR/results.jsonl`` atomically (one
-line: agent, scenario, seed, status, every metric, decision latency p50/p99, device,
-versions), and its per-step trace goes to ``DIR/traces/``.
+revision.  Then each finished episode is appended to ``DIR/results.jsonl`` (one line, in
+one ``write`` + ``fsync``: agent, scenario, seed, status, every metric, decision latency
+p50/p99, device, versions), and its per-step trace goes to ``DIR/traces/``.
+
+A folder has one writer at a time: ``run_eval`` holds ``DIR/.lock`` (``flock``, the owner's
+PID inside) from before it reads what is done until it returns, and a second run on the same
+folder is refused at once, naming that PID; the kernel drops the lock when its owner dies.
 
 ``--resume`` reads ``results.jsonl`` and runs only the (agent, scenario, seed) triples it
 lacks.  Episodes are deterministic per seed, so a run killed at any moment (``kill -9``
-included: every line is written whole, by rename) and resumed ends with the same results as
-an uninterrupted one, wall-clock fields aside (:data:`TIMING_FIELDS`).  A damaged results
-file, or a resume whose agents, scenarios, seeds or checkpoints differ from the run it
-continues, stops with the reason; nothing is silently restarted or overwritten.
+included: every line is written whole) and resumed ends with the same results as an
+uninterrupted one, wall-clock fields aside (:data:`TIMING_FIELDS`).  A damaged results file
+(a cut line, a field of the wrong type, an episode recorded twice: :func:`read_results`
+names the line and the field), or a resume whose agents, scenarios, seeds or checkpoints
+differ from the run it continues, stops with the reason; nothing is silently restarted or
+overwritten.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import time
@@ -30,7 +37,14 @@ from tqdm import tqdm
 
 from agents import make_agent
 from sim.geometry.camera import CameraSpec
-from sim.harness.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl
+from sim.harness.io import (
+    append_jsonl,
+    atomic_write_json,
+    ensure_writable_dir,
+    folder_lock,
+    iter_jsonl,
+)
+from sim.harness.metrics import STATUSES, scored
 from sim.harness.parallel import fault_requested
 from sim.harness.run import run_seeds, scenario_record, task_spec
 from sim.harness.versions import git_revision, package_versions
@@ -57,17 +71,80 @@ def checkpoint_hashes(path: str | Path) -> dict[str, str]:
 
 
 def _key(record: dict) -> tuple[str, str, int]:
-    return str(record["agent"]), str(record["scenario"]), int(record["seed"])
+    return record["agent"], record["scenario"], record["seed"]
+
+
+_INT, _NUMBER, _BOOL, _STR = "an integer", "a number", "true or false", "a string"
+REQUIRED_FIELDS = {"agent": _STR, "scenario": _STR, "seed": _INT, "status": _STR,
+                   "driving_score": _NUMBER, "route_completion": _NUMBER}
+"""What every results line holds (:class:`~sim.harness.loop.EpisodeResult` and
+:func:`~sim.harness.parallel.failure_record` both write them), and the type of each."""
+TYPED_FIELDS = {
+    "steps": _INT, "elapsed_s": _NUMBER, "route_completed": _BOOL,
+    "collision_vehicle": _INT, "collision_object": _INT, "offroad": _INT, "lane_violation": _INT,
+    "distance_m": _NUMBER, "infractions_per_km": _NUMBER, "mean_speed_mps": _NUMBER,
+    "lateral_offset_rms_m": _NUMBER, "lane_departures": _INT, "manoeuvres": _INT, "interventions": _INT,
+    "autonomy_pct": _NUMBER, "max_long_accel_mps2": _NUMBER, "min_long_accel_mps2": _NUMBER,
+    "max_abs_lat_accel_mps2": _NUMBER, "max_abs_jerk_mps3": _NUMBER, "max_abs_yaw_rate_radps": _NUMBER,
+    "comfort_violation_rate": _NUMBER, "comfortable": _BOOL, "min_ttc_s": _NUMBER,
+    "latency_p50_ms": _NUMBER, "latency_p99_ms": _NUMBER, "device": _STR,
+}
+"""Fields a results line may hold (the per-episode metrics and the run's bookkeeping): when
+present, of this type.  Other extra fields are kept unchecked."""
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # JSON true is no seed and no metric
+        return False
+    if kind == _INT:
+        return isinstance(value, int)
+    if kind == _NUMBER:
+        return isinstance(value, (int, float))
+    return isinstance(value, str)
+
+
+def _schema_error(r: Any) -> str | None:
+    """What is wrong with one results record, or None."""
+    if not isinstance(r, dict):
+        return f"not a JSON object ({type(r).__name__})"
+    missing = [f for f in REQUIRED_FIELDS if f not in r]
+    if missing:
+        return f"lacks {', '.join(missing)}; not a drive eval results line"
+    for name, kind in (*REQUIRED_FIELDS.items(), *TYPED_FIELDS.items()):
+        if name in r and not _type_ok(r[name], kind):
+            return f"field {name!r} is {json.dumps(r[name])}; expected {kind}"
+    if r["status"] not in STATUSES:
+        return f"field 'status' is {json.dumps(r['status'])}; expected one of {', '.join(STATUSES)}"
+    for name in ("driving_score", "route_completion"):
+        if not math.isfinite(r[name]):
+            return f"field {name!r} is {r[name]}; expected a finite number"
+    if r.get("error") is not None and not isinstance(r["error"], str):
+        return f"field 'error' is {json.dumps(r['error'])}; expected a string or null"
+    if "sensors" in r and not (isinstance(r["sensors"], list) and all(isinstance(s, str) for s in r["sensors"])):
+        return f"field 'sensors' is {json.dumps(r['sensors'])}; expected a list of strings"
+    return None
 
 
 def read_results(path: str | Path) -> list[dict]:
-    """The records of a results file; a damaged one is an error naming the file and line."""
+    """The records of a results file, checked: a damaged line, a field of the wrong type (see
+    :data:`REQUIRED_FIELDS`, :data:`TYPED_FIELDS`) or an episode recorded twice is an error
+    naming the file, the line(s) and the field; nothing downstream guesses."""
     path = Path(path)
-    records = read_jsonl(path)
-    for k, r in enumerate(records, start=1):
-        missing = [f for f in ("agent", "scenario", "seed", "status") if f not in r]
-        if missing:
-            raise ValueError(f"{path}: record {k} lacks {', '.join(missing)}; not a drive eval results file")
+    records: list[dict] = []
+    seen: dict[tuple[str, str, int], int] = {}
+    for k, r in iter_jsonl(path):
+        why = _schema_error(r)
+        if why:
+            raise ValueError(f"{path}:{k}: {why}")
+        key = _key(r)
+        if key in seen:
+            raise ValueError(f"{path}:{k}: episode (agent {key[0]!r}, scenario {key[1]!r}, seed {key[2]}) "
+                             f"is already recorded at line {seen[key]}; a results file holds each episode "
+                             "once (two writers at once?): keep one of the two lines")
+        seen[key] = k
+        records.append(r)
     return records
 
 
@@ -108,43 +185,48 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     out = ensure_writable_dir(out)
-    results_path, config_path = out / RESULTS, out / CONFIG
-    done: set[tuple[str, str, int]] = set()
-    if results_path.exists() or config_path.exists():
-        if not resume:
-            raise FileExistsError(f"{out} already holds an evaluation; pass --resume to continue it, "
-                                  "or choose a new --out folder")
-        _check_resumable(config_path, config)
-        if results_path.exists():
-            done = {_key(r) for r in read_results(results_path)}
-    else:
-        atomic_write_json(config_path, config)
-    versions = config["versions"]
-    todo = [(s, a, [seed for seed in seeds if (a, s, seed) not in done]) for s in scenarios for a in agents]
-    todo = [t for t in todo if t[2]]
-    if progress and done:
-        print(f"resuming: {len(done)} episodes done, {sum(len(t[2]) for t in todo)} to run", flush=True)
-    written = [0]  # results lines this process wrote (the testing hook's count)
-    for scenario_name, spec, todo_seeds in todo:
-        bar = tqdm(total=len(todo_seeds), desc=f"{spec} on {scenario_name}", unit="ep",
-                   disable=not progress, dynamic_ncols=True)
+    # one writer per folder, from reading what is done to the last line: a second run is
+    # refused at once, naming the owner (two resumes would both run the missing episodes)
+    with folder_lock(out):
+        results_path, config_path = out / RESULTS, out / CONFIG
+        done: set[tuple[str, str, int]] = set()
+        if results_path.exists() or config_path.exists():
+            if not resume:
+                raise FileExistsError(f"{out} already holds an evaluation; pass --resume to continue it, "
+                                      "or choose a new --out folder")
+            _check_resumable(config_path, config)
+            if results_path.exists():
+                done = {_key(r) for r in read_results(results_path)}
+        else:
+            atomic_write_json(config_path, config)
+        versions = config["versions"]
+        todo = [(s, a, [seed for seed in seeds if (a, s, seed) not in done]) for s in scenarios for a in agents]
+        todo = [t for t in todo if t[2]]
+        if progress and done:
+            print(f"resuming: {len(done)} episodes done, {sum(len(t[2]) for t in todo)} to run", flush=True)
+        written = [0]  # results lines this process wrote (the testing hook's count)
+        for scenario_name, spec, todo_seeds in todo:
+            bar = tqdm(total=len(todo_seeds), desc=f"{spec} on {scenario_name}", unit="ep",
+                       disable=not progress, dynamic_ncols=True)
 
-        def on_record(record: dict, bar=bar, spec=spec) -> None:
-            record = {**record, "agent": spec, "versions": versions}
-            append_jsonl(results_path, record)
-            written[0] += 1
-            if fault_requested("kill-after-results", written[0]):
-                os.kill(os.getpid(), signal.SIGKILL)
-            bar.set_postfix_str(f"seed {record['seed']}: {record['status']}")
-            bar.update(1)
+            def on_record(record: dict, bar=bar, spec=spec) -> None:
+                record = {**record, "agent": spec, "versions": versions}
+                append_jsonl(results_path, record)
+                written[0] += 1
+                if fault_requested("kill-after-results", written[0]):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if fault_requested("pause-after-results", written[0]):
+                    os.kill(os.getpid(), signal.SIGSTOP)  # holding the folder, until a SIGCONT
+                bar.set_postfix_str(f"seed {record['seed']}: {record['status']}")
+                bar.update(1)
 
-        try:
-            run_seeds(spec, worlds[scenario_name], todo_seeds, out, on_record, camera=camera,
-                      workers=min(workers, len(todo_seeds)), device=device,
-                      decision_timeout_s=decision_timeout_s)
-        finally:
-            bar.close()
-    return read_results(results_path) if results_path.exists() else []
+            try:
+                run_seeds(spec, worlds[scenario_name], todo_seeds, out, on_record, camera=camera,
+                          workers=min(workers, len(todo_seeds)), device=device,
+                          decision_timeout_s=decision_timeout_s)
+            finally:
+                bar.close()
+        return read_results(results_path) if results_path.exists() else []
 
 
 class ConfigMismatch(ValueError):
@@ -173,7 +255,8 @@ def format_eval(records: Sequence[dict]) -> str:
     lines = [f"{'scenario':<12} {'agent':<28} {'episodes':>8} {'score':>6}  status"]
     for (scenario, agent), rs in sorted(rows.items()):
         counts = Counter(r["status"] for r in rs)
-        score = sum(float(r["driving_score"]) for r in rs) / len(rs)
+        kept = [r for r in rs if scored(r)]  # a simulator fault is no agent's score
+        score = sum(float(r["driving_score"]) for r in kept) / len(kept) if kept else float("nan")
         status = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         lines.append(f"{scenario:<12} {agent:<28} {len(rs):>8} {score:6.3f}  {status}")
     return "\n".join(lines)

@@ -4,12 +4,14 @@ The one home of the project's atomic writes and of their file-mode policy: every
 file, checkpoints included, ends up with the mode ``open()`` would give it (0666 less the
 umask), whichever writer made it.  Pure standard library + numpy, so perception and the
 trainers use it too (they may import ``sim.geometry`` and this module, nothing else of
-``sim``).
+``sim``).  Also the project's append-only JSONL logs (one ``write`` per line, O(1)) and the
+folder lock that gives an output folder one writer at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -74,16 +76,28 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
-    """Append one JSON line atomically: the file is rewritten whole, so it is always valid.
+    """Append one JSON line: one ``write(2)`` of the whole line at the end, then ``fsync``.
 
-    Quadratic in the file's size, which is fine for per-episode records (a few KB each).
+    O(1) in the file's size: only its last byte is read, to refuse appending to a file whose
+    last line is incomplete (a write cut short: power loss, a full disk), which would glue the
+    new record onto the damaged one.  A process killed at any moment leaves the file with or
+    without the line, never half of it (one ``write`` of a few KB to a regular file); a short
+    write (full disk) is cut back off before the error is raised.
     """
     path = Path(path)
-    old = path.read_bytes() if path.exists() else b""
-    if old and not old.endswith(b"\n"):
-        raise ValueError(f"{path}: last line is incomplete; refusing to append to a damaged file")
-    line = json.dumps(record, sort_keys=True, default=_json_default, allow_nan=True) + "\n"
-    atomic_write_bytes(path, old + line.encode("utf-8"))
+    data = (json.dumps(record, sort_keys=True, default=_json_default, allow_nan=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)  # 0666 less the umask: FILE_MODE
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        if end and os.pread(fd, 1, end - 1) != b"\n":
+            raise ValueError(f"{path}: last line is incomplete; refusing to append to a damaged file")
+        written = os.write(fd, data)
+        if written != len(data):
+            os.ftruncate(fd, end)
+            raise OSError(f"{path}: short write ({written} of {len(data)} bytes); the line was not added")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
@@ -92,18 +106,54 @@ def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
     atomic_write_text(path, text)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file; a damaged line is an error naming the file and line."""
-    records = []
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank line of a JSONL file; a damaged line is an
+    error naming the file and line."""
     path = Path(path)
-    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
+    for k, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
             continue
         try:
-            records.append(json.loads(line))
+            yield k, json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}:{k}: not valid UTF-8") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{k}: not valid JSON ({e.msg})") from None
-    return records
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSONL file; a damaged line is an error naming the file and line."""
+    return [value for _, value in iter_jsonl(path)]
+
+
+class FolderLocked(ValueError):
+    """Another process owns the folder (``folder_lock``): one line for the user, exit 2."""
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Own ``folder`` for the block: an advisory ``flock`` on ``folder/.lock``, which holds
+    the owner's PID.  A second owner (another process, or another open in this one) is
+    refused at once with :class:`FolderLocked` naming the holder's PID; the kernel releases
+    the lock when its owner exits, however it dies, so a killed run's folder is free again.
+    The lock file stays (removing it would let two owners lock two different files)."""
+    path = Path(folder) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            raise FolderLocked(f"{folder} is in use by another process (PID {holder}, holding {path}); "
+                               "wait for it to finish, or stop it, then run again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing the only descriptor of the open file releases the lock
 
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
