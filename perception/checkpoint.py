@@ -6,7 +6,7 @@ are written atomically through :mod:`sim.harness.io` (temp file + rename, and th
 one file-mode policy: a checkpoint gets the mode of every other output, not mkstemp's
 0600), so a crash never leaves half a checkpoint under the final name; loading names the
 path and the reason for anything it refuses (missing file, bad JSON, another
-architecture, tensors that do not fit).
+architecture, tensors that do not fit in name, shape or dtype).
 """
 
 from __future__ import annotations
@@ -89,20 +89,39 @@ def read_meta(path: str | Path, meta_name: str, architecture: str, kind: str) ->
     return meta
 
 
+def check_state(expected: dict, state: dict, where: str, what: str = "the config") -> None:
+    """Refuse ``state`` (a CheckpointError naming ``where``) unless it holds exactly the tensors of
+    ``expected`` (a model's ``state_dict()``: parameters and buffers), each with the same shape
+    and dtype.  A dtype is never converted: int8 weights would load as an all-zero network and
+    fp16 ones as a silently different one."""
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    both = sorted(set(expected) & set(state))
+    wrong = [k for k in both if tuple(expected[k].shape) != tuple(state[k].shape)]
+    if missing or extra or wrong:
+        raise CheckpointError(f"{where}: does not fit {what}: missing {missing[:3]}, "
+                              f"unexpected {extra[:3]}, wrong shape {wrong[:3]}")
+    dtypes = [k for k in both if expected[k].dtype != state[k].dtype]
+    if dtypes:
+        k = dtypes[0]
+        more = f" (and {len(dtypes) - 1} more)" if len(dtypes) > 1 else ""
+        raise CheckpointError(f"{where}: tensor {k!r} has the wrong dtype: expected "
+                              f"{_dtype(expected[k].dtype)}, found {_dtype(state[k].dtype)}{more}; "
+                              "re-save the checkpoint from the trainer, unconverted")
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def load_weights_into(model: torch.nn.Module, path: str | Path) -> None:
-    """Load ``path/model.safetensors`` into ``model``; every name and shape must fit."""
+    """Load ``path/model.safetensors`` into ``model``; every name, shape and dtype must fit."""
     weights_path = Path(path) / WEIGHTS
     try:
         state = load_file(str(weights_path))
     except Exception as e:  # noqa: BLE001 - safetensors' errors for a damaged file
         raise CheckpointError(f"{weights_path}: cannot be read ({type(e).__name__}: {e})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or extra or wrong:
-        raise CheckpointError(f"{weights_path}: does not fit the config: missing {missing[:3]}, "
-                              f"unexpected {extra[:3]}, wrong shape {wrong[:3]}")
+    check_state(model.state_dict(), state, str(weights_path))
     model.load_state_dict(state)
 
 

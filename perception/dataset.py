@@ -30,7 +30,9 @@ label_kind         [m] int8               0 vehicle, 1 obstacle
 
 Pixels follow from the camera spec (``perception.labels.boxes_to_pixels``).  Every shard
 is checked against its SHA-256 and its expected shapes when read: a truncated or
-altered file is refused with its path and the reason, never skipped.
+altered file is refused with its path and the reason, never skipped.  A shard's ``file``
+names a file inside the dataset folder (resolved, so neither ``../`` nor an absolute path
+nor a link out of the folder); anything else is refused.
 """
 
 from __future__ import annotations
@@ -111,12 +113,28 @@ class FrameDataset:
             if key not in m:
                 raise DatasetError(f"{manifest_path}: missing {key!r}")
         self.verify = verify
+        if not isinstance(m["shards"], list):
+            raise DatasetError(f"{manifest_path}: 'shards' is not a list")
         for s in m["shards"]:
-            f = self.path / s["file"]
+            f = self._shard_path(s)
             if not f.exists():
                 raise DatasetError(f"{f}: listed in the manifest but missing")
         self.camera = dict(m["camera"])
         self.scenarios = list(m["scenarios"])
+
+    def _shard_path(self, entry) -> Path:
+        """The file a manifest's shard entry names, which must lie inside the dataset folder: a
+        manifest never makes the reader open ``../../elsewhere.npz`` or an absolute path."""
+        name = entry.get("file") if isinstance(entry, dict) else None
+        where = self.path / MANIFEST
+        if not isinstance(name, str) or not name:
+            raise DatasetError(f"{where}: shard 'file' {name!r} is not a file name")
+        root = self.path.resolve()
+        f = (root / name).resolve()
+        if Path(name).is_absolute() or f == root or not f.is_relative_to(root):
+            raise DatasetError(f"{where}: shard file {name!r} lies outside the dataset folder {root} "
+                               "(a manifest may only name files inside its own folder)")
+        return self.path / name
 
     def __len__(self) -> int:
         return int(self.manifest["frames"])
@@ -128,7 +146,7 @@ class FrameDataset:
     def shard(self, k: int) -> dict[str, np.ndarray]:
         """All arrays of shard ``k``, checked."""
         entry = self.manifest["shards"][k]
-        f = self.path / entry["file"]
+        f = self._shard_path(entry)
         if self.verify and sha256_of(f) != entry["sha256"]:
             raise DatasetError(f"{f}: damaged (SHA-256 differs from the manifest's)")
         try:

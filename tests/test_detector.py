@@ -233,3 +233,17 @@ def test_a_missing_detector_stops_a_run_up_front(tmp_path, capsys):
     assert "no detector checkpoint" in err and "drive train detector" in err
     assert main(["run", "--agent", "expert:foo", "--out", str(tmp_path / "r2")]) == 2
     assert "takes no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.float16])
+def test_detector_weights_resaved_in_another_dtype_are_refused(tmp_path, dtype):
+    from perception.checkpoint import WEIGHTS, write_weights
+
+    model = CenterNet(CenterNetConfig())
+    save_checkpoint(model, tmp_path / "d", {})
+    write_weights(tmp_path / "d" / WEIGHTS, {k: v.to(dtype) for k, v in model.state_dict().items()})
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(CheckpointError, match=rf"model.safetensors: .*dtype.*expected float32, found {name}"):
+        load_checkpoint(tmp_path / "d")
+    with pytest.raises(CheckpointError, match=rf"found {name}"):
+        LearnedDetector(tmp_path / "d", device="cpu")

@@ -314,3 +314,18 @@ def test_e2e_on_cuda_matches_the_cpu_and_is_batch_invariant(trained):
     np.testing.assert_allclose(one, cpu, atol=1e-3)
     half = E2EAgent(_task(), str(out), device="cuda", half=True)
     np.testing.assert_allclose(half.act_batch(obs), cpu, atol=5e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.float16])
+def test_weights_resaved_in_another_dtype_are_refused(tmp_path, dtype):
+    from perception.checkpoint import WEIGHTS, write_weights
+
+    out = tmp_path / "p"
+    net = PilotNet(PilotNetConfig(width="s"))
+    save_policy(net, out, {"camera": {}, "action_names": ["steering"], "steering_range_rad": 0.785})
+    write_weights(out / WEIGHTS, {k: v.to(dtype) for k, v in net.state_dict().items()})
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(CheckpointError, match=rf"model.safetensors: .*dtype.*expected float32, found {name}"):
+        load_policy(out)
+    with pytest.raises(CheckpointError, match=rf"found {name}"):
+        E2EAgent(_task(), str(out)).prepare()

@@ -1,6 +1,7 @@
 """Recorded perception datasets: round trip, determinism, refusal of damaged files; the CLI."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -119,3 +120,25 @@ def test_cli_records_evaluates_and_refuses_to_overwrite(tmp_path, capsys):
     assert "unknown detector(s) ['yolo']; known: opencv" in capsys.readouterr().err
     assert main(["eval", "detector", "--data", str(tmp_path / "nope")]) == 2
     assert "no such dataset folder" in capsys.readouterr().err
+
+
+def test_a_manifest_may_name_only_files_inside_its_folder(recorded, tmp_path):
+    out, manifest = recorded
+    shard = manifest["shards"][0]["file"]
+    root = tmp_path / "a" / "b"
+    root.mkdir(parents=True)
+    outside = tmp_path / "a" / "outside.npz"  # DATASET/../../outside.npz
+    outside.write_bytes((out / shard).read_bytes())  # a valid shard, but not the dataset's
+    for name, bad in (("up", "../../outside.npz"), ("absolute", str(outside))):
+        ds = _copy(out, root / name)
+        m = json.loads((ds / "manifest.json").read_text())
+        m["shards"][0]["file"] = bad
+        (ds / "manifest.json").write_text(json.dumps(m))
+        with pytest.raises(DatasetError, match=rf"{re.escape(bad)}.*outside the dataset folder"):
+            FrameDataset(ds)
+    ds = _copy(out, root / "odd")
+    m = json.loads((ds / "manifest.json").read_text())
+    m["shards"][0]["file"] = 7
+    (ds / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match="not a file name"):
+        FrameDataset(ds)

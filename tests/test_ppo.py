@@ -397,3 +397,21 @@ def test_cli_names_a_missing_checkpoint_and_how_to_train_it(tmp_path, capsys, mo
     assert "no PPO checkpoint at runs/ppo/lane-keep" in err and "drive train ppo --scenario lane-keep" in err
     assert main(["train", "ppo", "--scenario", "lane-keep", "--init", "e2e:nowhere", "--out", "x", "--quiet"]) == 2
     assert "not a behaviour-cloned (e2e) policy checkpoint" in capsys.readouterr().err
+
+
+def test_a_policy_state_resaved_in_another_dtype_is_refused():
+    from agents.rl.policy import load_policy_state, policy_state
+    from perception.checkpoint import CheckpointError
+    from sim.pipelines.ppo import build_ppo
+
+    model = build_ppo(get_scenario("lane-keep"), _tiny(envs=1), device="cpu")
+    try:
+        state = policy_state(model.policy)
+        load_policy_state(model.policy, state)  # the same dtypes load
+        for dtype in (torch.int8, torch.float16):
+            name = str(dtype).removeprefix("torch.")
+            bad = {k: v.to(dtype) for k, v in state.items()}
+            with pytest.raises(CheckpointError, match=rf"policy.safetensors: .*dtype.*expected float32, found {name}"):
+                load_policy_state(model.policy, bad)
+    finally:
+        model.env.close()

@@ -4,7 +4,7 @@ The JSON (``e2e.json``; the RL policy's ``ppo.json`` describes a PilotNet too) h
 architecture name and :class:`~agents.e2e.model.PilotNetConfig`, the camera, action names and
 steering range, and whatever the trainer adds (the recipe and its history, the datasets, the
 git revision).  Nothing is pickled; loading checks the architecture name, the config and every
-tensor name and shape, and names what does not fit (:mod:`perception.checkpoint`).
+tensor name, shape and dtype, and names what does not fit (:mod:`perception.checkpoint`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from agents.e2e.model import SPEED_SCALE, PilotNet, PilotNetConfig, encode_pixels
+from perception.checkpoint import check_state
 
 
 class PilotNetExtractor(BaseFeaturesExtractor):
@@ -94,11 +95,8 @@ def policy_state(policy) -> dict[str, torch.Tensor]:
 
 
 def load_policy_state(policy, state: dict[str, torch.Tensor], path: str = "policy.safetensors") -> None:
-    """Load :func:`policy_state`'s tensors back; every name and shape must fit."""
+    """Load :func:`policy_state`'s tensors back; every name, shape and dtype must fit (a
+    :class:`~perception.checkpoint.CheckpointError` naming the tensor otherwise)."""
     want = {k: v for k, v in policy.state_dict().items() if not k.startswith(_ALIAS)}
-    missing, extra = sorted(set(want) - set(state)), sorted(set(state) - set(want))
-    wrong = sorted(k for k in set(want) & set(state) if want[k].shape != state[k].shape)
-    if missing or extra or wrong:
-        raise ValueError(f"{path}: does not fit this PPO policy: missing {missing[:3]}, unexpected {extra[:3]}, "
-                         f"wrong shape {wrong[:3]}")
+    check_state(want, state, path, "this PPO policy")
     policy.load_state_dict(state, strict=False)

@@ -4,7 +4,7 @@ Checkpoints are a folder: ``model.safetensors`` (weights only) beside ``detector
 (architecture name and :class:`~perception.detectors.centernet.CenterNetConfig`, the training
 recipe, the dataset it saw, validation metrics, whatever the caller adds such as the
 git revision).  Nothing is pickled; loading checks the architecture name, the config
-keys and every tensor name and shape, and names what is wrong.  The trainer that writes
+keys and every tensor name, shape and dtype, and names what is wrong.  The trainer that writes
 them is :mod:`perception.detectors.train`.
 """
 
