@@ -72,3 +72,54 @@ def test_stock_physics_flag_gives_the_same_episodes(tmp_path):
     assert _records(tmp_path / "fast" / "episodes.jsonl") == _records(tmp_path / "stock" / "episodes.jsonl")
     config = json.loads((tmp_path / "stock" / "config.json").read_text())
     assert config["fast_physics"] is False and config["workers"] == 1
+
+
+def _interrupt_a_two_worker_run(tmp_path, *, whole_group):
+    """``drive run --workers 2`` in its own process group; once one episode is recorded, SIGINT
+    to the group (a Ctrl-C at a terminal) or to the parent alone. Returns (exit code, stderr,
+    episodes.jsonl lines)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sim.cli", "run", "--agent", "idm", "--scenario", "merge", "--episodes", "60",
+           "--seed", "10", "--duration", "4", "--video", "none", "--quiet", "--workers", "2", "--out", str(out)]
+    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        episodes, deadline = out / "episodes.jsonl", time.monotonic() + 180
+        while not (episodes.exists() and episodes.read_text().endswith("\n")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no episode finished in time"
+            time.sleep(0.05)
+        if whole_group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        while True:  # and no worker outlives the parent
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline + 30, "worker processes outlived the interrupted run"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, err, episodes.read_text().splitlines()
+
+
+@pytest.mark.parametrize("whole_group", [True, False], ids=["ctrl-c-to-the-group", "sigint-to-the-parent"])
+def test_ctrl_c_with_two_workers_prints_one_line_and_keeps_finished_episodes(tmp_path, whole_group):
+    code, err, lines = _interrupt_a_two_worker_run(tmp_path, whole_group=whole_group)
+    assert code == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "BrokenPipe" not in err, err
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err, err
+    assert 1 <= len(lines) < 60
+    assert all(json.loads(line)["status"] == "ok" for line in lines)  # nobody blamed for the Ctrl-C

@@ -173,3 +173,136 @@ def test_cli_record_rejects_a_bad_noise_fraction(capsys):
         main(["record", "--out", "x", "--noise", "1.5"])
     assert e.value.code == 2
     assert "expected a number in [0, 1)" in capsys.readouterr().err
+
+
+def _flip_camera_bytes(h5_path, episode, n_bytes=4096):
+    """Invert ``n_bytes`` in the middle of ``episode``'s camera frames, in the file's raw bytes."""
+    import h5py
+
+    with h5py.File(h5_path, "r") as f:
+        ds = f[f"{episode}/observations/camera"]
+        if ds.chunks is None:
+            offset, size = ds.id.get_offset(), ds.id.get_storage_size()
+        else:  # the middle chunk's bytes
+            info = ds.id.get_chunk_info(ds.id.get_num_chunks() // 2)
+            offset, size = info.byte_offset, info.size
+    n_bytes = min(n_bytes, size // 2)
+    start = offset + size // 2 - n_bytes // 2
+    with open(h5_path, "r+b") as fh:
+        fh.seek(start)
+        block = fh.read(n_bytes)
+        fh.seek(start)
+        fh.write(bytes(b ^ 0xFF for b in block))
+
+
+def test_every_episode_carries_a_content_hash_and_flipped_frame_bytes_are_refused(recorded, tmp_path):
+    import h5py
+
+    root, _ = recorded
+    d = load_demos(root / "a")  # intact: loads, hashes checked
+    assert len(d.episodes) == 3
+    assert dataset_info(root / "a")["drive"]["content_hash"].startswith("sha256")
+    with h5py.File(root / "a" / "data" / "main_data.hdf5") as f:
+        assert all(len(str(f[f"episode_{i}"].attrs["sha256"])) == 64 for i in range(3))
+    bad = tmp_path / "flipped"
+    shutil.copytree(root / "a", bad)
+    _flip_camera_bytes(bad / "data" / "main_data.hdf5", "episode_1")
+    with pytest.raises(DemoError, match=r"flipped/data/main_data.hdf5: episode_1: content hash mismatch"):
+        load_demos(bad)
+    with pytest.raises(DemoError, match="episode_1: content hash mismatch"):
+        load_demos(bad, episodes=[1])
+    assert len(load_demos(bad, episodes=[0, 2]).episodes) == 2  # the intact ones still load alone
+
+
+def test_a_dataset_recorded_before_hashes_loads_with_a_one_line_warning(recorded, tmp_path, capsys):
+    import h5py
+
+    root, _ = recorded
+    old = tmp_path / "old"
+    shutil.copytree(root / "a", old)
+    meta = json.loads((old / "data" / "metadata.json").read_text())
+    del meta["drive"]["content_hash"]
+    (old / "data" / "metadata.json").write_text(json.dumps(meta))
+    with h5py.File(old / "data" / "main_data.hdf5", "a") as f:
+        for i in range(3):
+            del f[f"episode_{i}"].attrs["sha256"]
+    d = load_demos(old)
+    assert len(d.episodes) == 3
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no content hashes" in err and str(old) in err
+    # a hashed dataset whose hash is gone is damaged, not old
+    gone = tmp_path / "gone"
+    shutil.copytree(root / "a", gone)
+    with h5py.File(gone / "data" / "main_data.hdf5", "a") as f:
+        del f["episode_2"].attrs["sha256"]
+    with pytest.raises(DemoError, match="episode_2: no content hash"):
+        load_demos(gone)
+
+
+def _drive_record(out, *extra, fault=None, episodes=3, workers=1):
+    import os
+    import subprocess
+    import sys
+
+    from sim.harness.parallel import FAULT_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    if fault:
+        env[FAULT_ENV] = fault
+    cmd = [sys.executable, "-m", "sim.cli", "record", "--scenario", "lane-keep", "--episodes", str(episodes),
+           "--seed", "7", "--duration", "2", "--noise", "0.3", "--workers", str(workers), "--quiet",
+           "--out", str(out), *extra]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_after_one_episode_keeps_it_as_a_smaller_valid_dataset(tmp_path, workers):
+    out = tmp_path / "demos"
+    r = _drive_record(out, fault="sigint-after-episodes:1", workers=workers)  # Ctrl-C right after episode 1
+    assert r.returncode == 130, r.stderr
+    assert "Traceback" not in r.stderr and "KeyboardInterrupt" not in r.stderr, r.stderr
+    assert "kept the 1 finished episode of 3" in r.stderr and str(out) in r.stderr, r.stderr
+    d = load_demos(out)
+    assert [e["seed"] for e in d.episodes] == [7]
+    drive = dataset_info(out)["drive"]
+    assert drive["interrupted"] is True and drive["episodes_requested"] == 3 and drive["seeds"] == [7]
+    assert dataset_info(out)["total_episodes"] == 1
+    assert not list(tmp_path.glob(".demos.*"))  # no temp folder left behind
+
+
+def test_ctrl_c_before_any_episode_finished_says_nothing_is_kept(tmp_path, monkeypatch, capsys):
+    import sim.pipelines.record
+    from sim.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(sim.pipelines.record, "collect", interrupted)
+    out = tmp_path / "demos"
+    assert main(["record", "--scenario", "lane-keep", "--episodes", "2", "--out", str(out), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "nothing is kept" in err and "finished episodes are kept" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_recordings_temp_folder_is_removed_by_the_next_run_to_the_same_out(tmp_path, capsys):
+    import os
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".demos.{dead.pid}.k9x2ab_c.tmp"  # what a `kill -9`ed run leaves
+    old_style = tmp_path / ".demos.q1w2e3r4.tmp"  # ... and one from before temp folders named their owner
+    live = tmp_path / f".demos.{os.getpid()}.abcdefgh.tmp"  # a recording still running: not ours to touch
+    other = tmp_path / f".demos.v2.{dead.pid}.abcdefgh.tmp"  # another dataset's (--out demos.v2)
+    for p in (stale, old_style, live, other):
+        (p / "data").mkdir(parents=True)
+        (p / "data" / "main_data.hdf5").write_bytes(b"\0" * 1000)
+    record_dataset(get_scenario("lane-keep", duration_s=1.0), [3], tmp_path / "demos", progress=False)
+    assert not stale.exists() and not old_style.exists()
+    assert live.exists() and other.exists()
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "removed" in line]
+    assert len(notes) == 2 and str(stale) in err and str(old_style) in err, err
+    assert len(load_demos(tmp_path / "demos").episodes) == 1

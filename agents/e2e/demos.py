@@ -6,12 +6,22 @@ recorder, has a truncated or damaged HDF5 file, or whose episodes disagree with 
 own lengths is refused with :class:`DemoError` naming the path and the reason; nothing
 is skipped silently.  Several datasets (DAgger's rounds) load together when they share
 the scenario, camera and action layout.
+
+Every episode carries a content hash (``sha256`` attribute of its HDF5 group, recorded by
+:mod:`sim.pipelines.record`; :func:`episode_digest` says what it covers), and the
+dataset's ``drive`` block names the scheme (``content_hash``).  Loading recomputes the
+hash of every episode it reads and refuses a mismatch with the path and the episode:
+bytes flipped inside the frames would otherwise train silently.  Datasets recorded before
+hashes existed (no ``content_hash`` in their ``drive`` block) still load, with a one-line
+warning on stderr that their damage cannot be detected.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,6 +32,31 @@ DEMO_FORMAT = "drive-demos"
 RECORDER_VERSION = 1
 DATA_DIR = "data"
 RECORDED_SENSORS = ("camera", "speed", "command")
+
+
+HASHED_ARRAYS: tuple[tuple[str, type], ...] = (
+    ("observations/camera", np.uint8), ("observations/speed", np.float32),
+    ("observations/command", np.int64), ("actions", np.float32), ("rewards", np.float64),
+    ("terminations", np.bool_), ("truncations", np.bool_), ("infos/expert_action", np.float32),
+    ("infos/learner_driving", np.int8), ("infos/noise", np.float32),
+)
+"""The arrays of an episode its content hash covers, in this order, each as this dtype."""
+CONTENT_HASH = "sha256-v1"
+"""The ``drive`` block's ``content_hash``: the scheme of :func:`episode_digest`."""
+HASH_ATTR = "sha256"
+"""The episode group's attribute holding its :func:`episode_digest`."""
+
+
+def episode_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 (hex) over one episode's :data:`HASHED_ARRAYS`, in that order: for each its
+    name, dtype and shape, then its bytes (C order).  The recorder hashes the arrays it
+    writes, the loader the arrays it reads back: any changed value changes the digest."""
+    h = hashlib.sha256()
+    for name, dtype in HASHED_ARRAYS:
+        a = np.ascontiguousarray(np.asarray(arrays[name], dtype=dtype))
+        h.update(f"{name}:{a.dtype.str}:{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 class DemoError(ValueError):
@@ -111,6 +146,12 @@ def _episode_names(f, meta: dict, h5_path: Path) -> list[str]:
     return names
 
 
+_TRAINING_ARRAYS = {"camera": "observations/camera", "speed": "observations/speed",
+                    "command": "observations/command", "actions": "actions",
+                    "expert_action": "infos/expert_action"}
+"""What training reads of an episode (the hash check reads all of :data:`HASHED_ARRAYS`)."""
+
+
 def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tuple[dict, dict]]]:
     meta = _read_metadata(path)
     h5_path = path / DATA_DIR / "main_data.hdf5"
@@ -120,6 +161,14 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
     cam = drive["camera"]
     frame_shape = (int(cam["height_px"]), int(cam["width_px"]), 3)
     n_act = len(drive["action_names"])
+    hashed = drive.get("content_hash")
+    if hashed is None:
+        print(f"warning: {path}: no content hashes (recorded before datasets carried them); damage to "
+              "its episodes cannot be detected - record it again to add them", file=sys.stderr)
+    elif hashed != CONTENT_HASH:
+        raise DemoError(f"{path / DATA_DIR / 'metadata.json'}: content hash scheme {hashed!r} is not one "
+                        f"this code reads ({CONTENT_HASH!r}); update the project")
+    keys = [k for k, _ in HASHED_ARRAYS] if hashed is not None else list(_TRAINING_ARRAYS.values())
     episodes = []
     try:
         with h5py.File(h5_path, "r") as f:
@@ -130,13 +179,21 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
                 where = f"{h5_path}: {name}"
                 try:
                     t = int(g.attrs["total_steps"])
-                    arrays = {
-                        "camera": g["observations/camera"][()], "speed": g["observations/speed"][()],
-                        "command": g["observations/command"][()], "actions": g["actions"][()],
-                        "expert_action": g["infos/expert_action"][()],
-                    }
+                    read = {key: g[key][()] for key in keys}
                 except KeyError as e:
                     raise DemoError(f"{where}: missing {e}; the dataset is damaged") from None
+                except Exception as e:  # noqa: BLE001 - h5py's errors for damaged blocks
+                    raise DemoError(f"{where}: cannot be read ({type(e).__name__}: {e}); the file is "
+                                    "truncated or damaged - record it again") from None
+                if hashed is not None:
+                    expected = g.attrs.get(HASH_ATTR)
+                    if expected is None:
+                        raise DemoError(f"{where}: no content hash, but the dataset was recorded with "
+                                        "them; the dataset is damaged - record it again")
+                    if episode_digest(read) != str(expected):
+                        raise DemoError(f"{where}: content hash mismatch (its arrays are not the bytes "
+                                        "that were recorded); the dataset is damaged - record it again")
+                arrays = {name: read[key] for name, key in _TRAINING_ARRAYS.items()}
                 checks = [
                     (arrays["camera"].shape == (t + 1, *frame_shape) and arrays["camera"].dtype == np.uint8,
                      f"camera {arrays['camera'].shape} {arrays['camera'].dtype}, expected "
@@ -180,7 +237,12 @@ def episode_lengths(paths: str | Path | list[str | Path]) -> list[int]:
 def load_demos(paths: str | Path | list[str | Path], episodes: Sequence[int] | None = None) -> Demos:
     """Load one dataset or several compatible ones (e.g. DAgger's aggregate) into memory;
     ``episodes``: only these (indices over all the datasets' episodes, in load order), in
-    that order, the others' frames never read."""
+    that order, the others' frames never read.
+
+    Every episode read is checked against its content hash; a mismatch, or HDF5 damage
+    that h5py reports while reading, is a :class:`DemoError` naming the file and the
+    episode.  A dataset recorded before content hashes existed loads with a one-line
+    warning on stderr (its damage cannot be detected)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if episodes is not None:

@@ -15,6 +15,13 @@ message that blocks the reader, and nobody knows which task it held.
 
 Episodes are independent and seeded, so the per-seed results do not depend on the
 number of workers (``tests/test_parallel.py`` checks it).
+
+Ctrl-C belongs to the parent: workers are started with SIGINT ignored
+(:func:`sigint_ignored_by_children`), so a Ctrl-C at the terminal (which signals the whole
+process group) raises ``KeyboardInterrupt`` in the parent alone; the parent then stops the
+workers itself (SIGTERM, then SIGKILL) and keeps what finished.  A worker whose pipe to
+the parent breaks (the parent is gone) exits quietly.  One Ctrl-C, one line, no worker
+tracebacks.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
@@ -33,10 +42,14 @@ from sim.geometry.camera import CameraSpec
 from sim.world.scenarios import Scenario
 
 # Testing hook: "kill-at:S" (a worker SIGKILLs itself on starting seed S), "kill-after:S"
-# (right after reporting seed S done), "init" (a worker fails to start) or
+# (right after reporting seed S done), "init" (a worker fails to start),
 # "kill-after-results:N" (``drive eval`` SIGKILLs itself right after writing its N-th
-# results line).  Tests use it to show that faults are recorded, never hang a run, and
-# that a killed evaluation resumes to the same results, at a known point, not a timed one.
+# results line), "pause-after-results:N" (``drive eval`` SIGSTOPs itself there, holding its
+# folder's lock, until a SIGCONT) or "sigint-after-episodes:N" (the demo recorder,
+# ``sim.pipelines.record``, raises KeyboardInterrupt in its own process right after writing
+# its N-th episode, as a Ctrl-C there would).  Tests use it to show that faults are
+# recorded, never hang a run, and that a killed evaluation resumes to the same results, at a
+# known point, not a timed one.
 FAULT_ENV = "DRIVE_TEST_WORKER_FAULT"
 MAX_SENDS_PER_EPISODE = 2  # an episode whose worker died before starting it is re-sent once
 
@@ -49,9 +62,58 @@ def fault_requested(kind: str, at: int | None = None) -> bool:
     return spec == f"{kind}:{at}"
 
 
+@contextmanager
+def sigint_ignored_by_children() -> Iterator[None]:
+    """Processes started inside this block start with SIGINT ignored.
+
+    An ignored signal stays ignored across ``exec``, and a Python interpreter that starts
+    with SIGINT ignored installs no ``KeyboardInterrupt`` handler, so a ``spawn`` ed worker
+    ignores Ctrl-C from its first instruction (also while it imports, before its target
+    runs).  The parent ignores SIGINT only while it starts them; outside the main thread
+    (where signal handlers cannot be set) this does nothing, and the workers' own
+    ``ignore_sigint()`` still applies once they run.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ignore_sigint() -> None:
+    """In a worker: Ctrl-C is the parent's to handle (it stops the workers itself)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_processes(procs: Sequence[mp.process.BaseProcess], *, grace_s: float = 2.0) -> None:
+    """SIGTERM each live process, wait up to ``grace_s`` for each, SIGKILL what is left."""
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=grace_s)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
 def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: CameraSpec,
                  fast_physics: bool, out_dir: str, device: str | None = None,
                  decision_timeout_s: float | None = None) -> None:
+    try:
+        _serve(conn, agent_name, scenario, camera, fast_physics, out_dir, device, decision_timeout_s)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        return  # the parent is gone (interrupted, or killed): nobody to report to
+
+
+def _serve(conn: Connection, agent_name: str, scenario: Scenario, camera: CameraSpec,
+           fast_physics: bool, out_dir: str, device: str | None, decision_timeout_s: float | None) -> None:
+    ignore_sigint()
     # one BLAS/OpenMP thread per worker: W workers already fill W cores, and torch's
     # default (all cores per process) would oversubscribe them
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -89,9 +151,10 @@ def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: 
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def failure_record(agent: str, scenario: str, seed: int, error: str) -> dict:
-    """The ``episodes.jsonl`` line for an episode that could not be run to its end."""
-    return {"agent": agent, "scenario": scenario, "seed": int(seed), "status": "agent_error",
+def failure_record(agent: str, scenario: str, seed: int, error: str, status: str = "agent_error") -> dict:
+    """The ``episodes.jsonl`` line for an episode that could not be run to its end: the agent's
+    fault by default (a worker that died), ``sim_error`` where the simulator raised."""
+    return {"agent": agent, "scenario": scenario, "seed": int(seed), "status": status,
             "error": error, "driving_score": 0.0, "route_completion": 0.0}
 
 
@@ -118,7 +181,8 @@ def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, w
         proc = ctx.Process(target=_worker_main, daemon=True,
                            args=(child, agent_name, scenario, camera, fast_physics, str(out_dir), device,
                                  decision_timeout_s))
-        proc.start()
+        with sigint_ignored_by_children():
+            proc.start()
         child.close()
         every_proc.append(proc)
         live[parent] = _Worker(proc, parent)
@@ -179,9 +243,10 @@ def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, w
             on_record(payload)
         else:
             on_record(failure_record(agent_name, scenario.name, seed,
-                                     f"episode failed in the simulator: {payload}"))
+                                     f"episode failed in the simulator: {payload}", status="sim_error"))
         feed(w)
 
+    finished = False
     try:
         for _ in range(min(workers, len(todo))):
             start_worker()
@@ -195,11 +260,11 @@ def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, w
                     handle(w)  # messages first: a worker may answer and then die
                 else:
                     retire(w)
+        finished = True
     finally:
         for w in list(live.values()):
             release(w)
-        for proc in every_proc:
-            proc.join(timeout=2)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+        if finished:  # every worker was told to stop: let them exit on their own
+            for proc in every_proc:
+                proc.join(timeout=2)
+        stop_processes(every_proc)  # interrupted or failed: stop them now, mid-episode or not

@@ -29,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(the label) as a Minari dataset (HDF5, lossless frames). --noise injects "
                     "triangular steering impulses into the executed action for that fraction of "
                     "the time (Codevilla et al. 2019); the label stays the expert's. The dataset "
-                    "is built in a temp folder and renamed into place when complete.")
+                    "is built in a temp folder and renamed into place when complete; Ctrl-C keeps "
+                    "the finished episodes as a smaller dataset (its metadata says interrupted), and "
+                    "a temp folder a killed recording left is removed by the next one to the same --out. "
+                    "Every episode carries a SHA-256 content hash that loading checks.")
     s.add_argument("--agent", default="expert", help="the demonstrator (default: expert)")
     s.add_argument("--scenario", default=DEFAULT_SCENARIO,
                    help=f"scenario name (default: {DEFAULT_SCENARIO}; known: {', '.join(SCENARIOS)})")
@@ -39,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seed of the first episode; keep evaluation seeds (0..) apart (default: 1000)")
     s.add_argument("--noise", type=arguments.fraction, default=0.2,
                    help="share of steps under a steering impulse, 0 for clean demos (default: 0.2)")
+    s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",
+                   help="override the scenario's episode time limit [s]")
     s.add_argument("--out", required=True, metavar="DATASET", help="dataset folder (must not exist)")
     s.add_argument("--workers", type=arguments.positive_int, default=2,
                    help="worker processes (default: 2)")
@@ -100,8 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="first held-out seed (default: 0)")
     s.add_argument("--samples", default="120k", help="training samples per cell, any size (default: 120k)")
     s.add_argument("--max-epochs", type=arguments.positive_int, default=60, help="(default: 60)")
-    s.add_argument("--budget-min", type=float, default=15.0, help="training minutes per cell at most (default: 15)")
-    s.add_argument("--stack", type=arguments.positive_int, default=1, help="frames stacked (default: 1; highway: 2)")
+    s.add_argument("--budget-min", type=arguments.minutes, default=15.0, help="training minutes per cell at most (default: 15)")
+    s.add_argument("--stack", type=arguments.frames_stacked, default=1, help="frames stacked (default: 1; highway: 2)")
     s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS", help="episode length")
     s.add_argument("--references", default="expert,modular", metavar="A,B",
                    help="agents driven once as horizontal lines (default: expert,modular)")
@@ -148,37 +153,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (must not hold one)")
     s.add_argument("--model", default=None, help="e2e/ppo: pilotnet-s, pilotnet-m or pilotnet-l "
                                                   "(default: e2e pilotnet-m, ppo pilotnet-s)")
-    s.add_argument("--stack", type=arguments.positive_int, default=1, help="e2e: frames stacked (default: 1)")
-    s.add_argument("--stride", type=arguments.positive_int, default=1,
+    s.add_argument("--stack", type=arguments.frames_stacked, default=1, help="e2e: frames stacked (default: 1)")
+    s.add_argument("--stride", type=arguments.frames_stacked, default=1,
                    help="e2e: control steps between stacked frames (default: 1)")
     s.add_argument("--loss", default="l1", choices=["l1", "mse"], help="e2e: (default: l1)")
-    s.add_argument("--budget-min", type=float, default=0.0,
+    s.add_argument("--budget-min", type=arguments.minutes, default=0.0,
                    help="e2e/dagger: stop training after this many minutes (default: none)")
     s.add_argument("--no-augment", action="store_true", help="e2e: no augmentation")
     s.add_argument("--epochs", type=arguments.positive_int, default=None,
                    help="at most this many epochs (default: detector 30, e2e 20, dagger rounds 4)")
-    s.add_argument("--batch-size", type=arguments.positive_int, default=None, help="(default: detector 32, e2e 64)")
-    s.add_argument("--lr", type=float, default=None,
+    s.add_argument("--batch-size", type=arguments.batch_size, default=None, help="(default: detector 32, e2e 64)")
+    s.add_argument("--lr", type=arguments.learning_rate, default=None,
                    help="AdamW peak learning rate (default: detector 2e-3, e2e 1e-3, dagger 3e-4)")
-    s.add_argument("--width", type=arguments.positive_int, default=32, help="detector: network width (default: 32)")
+    s.add_argument("--width", type=arguments.width, default=32, help="detector: network width (default: 32)")
     s.add_argument("--patience", type=arguments.positive_int, default=None,
                    help="stop after this many epochs without a better validation loss (default: 5, e2e 4)")
     s.add_argument("--init", default=None, metavar="RUN",
                    help="dagger: the e2e checkpoint to start from; ppo: e2e:RUN (BC -> PPO) or ppo:RUN")
     s.add_argument("--scenario", default=None, help="dagger/ppo: scenario (default: the --init checkpoint's)")
-    s.add_argument("--steps", type=arguments.positive_int, default=200_000,
+    s.add_argument("--steps", type=arguments.env_steps, default=200_000,
                    help="ppo: environment steps, all environments together (default: 200000)")
-    s.add_argument("--envs", type=arguments.positive_int, default=4, help="ppo: environments stepped in parallel (default: 4)")
+    s.add_argument("--envs", type=arguments.workers, default=4, help="ppo: environments stepped in parallel (default: 4)")
     s.add_argument("--vec", default="subproc", choices=["subproc", "dummy"],
                    help="ppo: one process per environment, or all in this one (default: subproc)")
     s.add_argument("--n-steps", type=arguments.positive_int, default=None,
                    help="ppo: steps per environment per rollout (default: 256)")
-    s.add_argument("--log-std-init", type=float, default=None,
+    s.add_argument("--log-std-init", type=arguments.log_std, default=None,
                    help="ppo: initial log std of the Gaussian policy (default: -1.6)")
-    s.add_argument("--critic-warmup", type=arguments.count, default=None,
+    s.add_argument("--critic-warmup", type=arguments.env_steps0, default=None,
                    help="ppo: environment steps at the start that train only the critic (default: 10000 "
                         "with --init, else 0)")
-    s.add_argument("--eval-every", type=arguments.positive_int, default=20_000,
+    s.add_argument("--eval-every", type=arguments.env_steps, default=20_000,
                    help="ppo: environment steps between closed-loop evaluations and checkpoints (default: 20000)")
     s.add_argument("--physics", default="fast", choices=["fast", "stock"], help="ppo: (default: fast)")
     s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",
@@ -201,13 +206,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_record(args) -> int:
-    from sim.pipelines.record import NoiseConfig, format_record_summary, record_dataset
+    from sim.pipelines.record import (
+        NoiseConfig,
+        RecordingInterrupted,
+        format_record_summary,
+        record_dataset,
+    )
 
     parse_agent(args.agent)
-    scenario = get_scenario(args.scenario)
+    scenario = get_scenario(args.scenario, **({"duration_s": args.duration} if args.duration is not None else {}))
     seeds = list(range(args.seed, args.seed + args.episodes))
-    summary = record_dataset(scenario, seeds, Path(args.out), noise=NoiseConfig(fraction=args.noise),
-                             expert=args.agent, workers=args.workers, progress=not args.quiet)
+    try:
+        summary = record_dataset(scenario, seeds, Path(args.out), noise=NoiseConfig(fraction=args.noise),
+                                 expert=args.agent, workers=args.workers, progress=not args.quiet,
+                                 keep_partial=True)
+    except RecordingInterrupted as stop:  # our own line: the generic one would not say what was kept
+        if stop.summary is None:
+            print(f"drive record: interrupted before any episode finished; nothing is kept "
+                  f"(no dataset at {stop.path})", file=sys.stderr)
+        else:
+            n = stop.summary["episodes"]
+            print(f"drive record: interrupted; kept the {n} finished episode{'s' if n != 1 else ''} of "
+                  f"{stop.requested} as a smaller dataset -> {stop.path} (its metadata says interrupted)",
+                  file=sys.stderr)
+        return 130
     print(format_record_summary(summary))
     return 0
 

@@ -20,10 +20,20 @@ Layout (Minari 0.5 HDF5, ``jpeg_encoding=False`` so frames stay lossless)::
                                   recorder version, noise, beta, seeds, versions, git revision
 
 Episode attributes: ``seed``, ``scenario``, ``recorder_version``, ``status``,
-``driving_score``.  ``observations`` have T+1 entries (the last is the final state),
+``driving_score`` and ``sha256``, the episode's content hash
+(:func:`agents.e2e.demos.episode_digest` of the arrays written; the ``drive`` block's
+``content_hash`` names the scheme), which loading checks.  ``observations`` have T+1 entries (the last is the final state),
 ``actions`` T; ``infos/expert_action[t]`` labels ``observations[t]``.  The dataset is
-built in a temp folder beside ``DATASET`` and renamed into place when complete, so a
-crash never leaves a half dataset under the final name.  ``minari.MinariDataset(
+built in a temp folder beside ``DATASET`` (``.DATASET.PID.XXXXXXXX.tmp``) and renamed into
+place when complete, so a crash never leaves a half dataset under the final name; a temp
+folder that a killed recording (its PID no longer running) left beside the same
+``DATASET`` is removed by the next recording to it, with a one-line note on stderr.
+
+Interrupted (Ctrl-C): by default nothing is kept.  With ``keep_partial=True``
+(``drive record``) the finished episodes are written as a smaller dataset, the same way
+as a complete one, its ``drive`` block saying ``interrupted: true`` and
+``episodes_requested``; :class:`RecordingInterrupted` (a ``KeyboardInterrupt``) then
+carries its summary, or ``None`` when no episode had finished and nothing was kept.  ``minari.MinariDataset(
 "DATASET/data")`` opens it with Minari's own API; :mod:`agents.e2e.demos` loads it for
 training and rejects damaged files with the path and the reason.
 """
@@ -32,12 +42,17 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import minari
 import numpy as np
@@ -47,12 +62,21 @@ from minari.dataset.minari_storage import MinariStorage
 from tqdm import tqdm
 
 from agents import make_agent
-from agents.e2e.demos import DATA_DIR, DEMO_FORMAT, RECORDED_SENSORS, RECORDER_VERSION
+from agents.e2e.demos import (
+    CONTENT_HASH,
+    DATA_DIR,
+    DEMO_FORMAT,
+    HASH_ATTR,
+    RECORDED_SENSORS,
+    RECORDER_VERSION,
+    episode_digest,
+)
 from planning.vehicle import steering_for_curvature
 from sim.geometry.camera import CameraSpec
 from sim.harness.io import DIR_MODE
 from sim.harness.loop import Episode, agent_view, check_sensors, gate_action
 from sim.harness.metrics import episode_metrics
+from sim.harness.parallel import fault_requested, ignore_sigint, sigint_ignored_by_children
 from sim.harness.run import task_spec
 from sim.harness.versions import git_revision, package_versions
 from sim.world.env import SENSORS, DrivingEnv
@@ -211,6 +235,7 @@ def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | N
                  device: str) -> None:
     if mp.parent_process() is not None:  # a pool worker: one thread each (see sim.harness.parallel)
         os.environ["OMP_NUM_THREADS"] = "1"
+        ignore_sigint()  # Ctrl-C is the parent's: it stops the pool
     sc = scenario  # the object, not its name: overrides (a shorter duration_s) must reach the worker
     cam = CameraSpec(**camera)
     task = task_spec(sc, cam)
@@ -253,7 +278,9 @@ def collect(scenario: Scenario, seeds: Sequence[int], *, camera: CameraSpec, noi
             _WORKER["env"].close()
             _WORKER.clear()
         return
-    with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=init) as pool:
+    with sigint_ignored_by_children():
+        pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=init)
+    with pool:  # leaving it, finished or not (interrupted, closed early), terminates the workers
         yield from pool.imap(_worker_episode, jobs)
 
 
@@ -267,12 +294,101 @@ def _spaces(scenario: Scenario, camera: CameraSpec):
     return obs, spaces.Box(-1.0, 1.0, (len(scenario.action_names),), np.float32)
 
 
+class RecordingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`record_dataset` with ``keep_partial=True``.
+
+    ``summary`` is the summary of the smaller dataset kept at ``path`` (its finished
+    episodes), or ``None`` when no episode had finished and nothing was kept.
+    """
+
+    def __init__(self, path: Path, requested: int, summary: dict | None) -> None:
+        super().__init__(str(path))
+        self.path, self.requested, self.summary = Path(path), int(requested), summary
+
+
+class _SigintDeferred:
+    """Hold a Ctrl-C back until the block is done (an HDF5 write half done is a damaged
+    file); it is raised as ``KeyboardInterrupt`` on leaving, or with ``reraise=False`` only
+    noted in ``got``.  Only in the main thread."""
+
+    def __init__(self, reraise: bool = True) -> None:
+        self.reraise = reraise
+
+    def __enter__(self) -> Self:
+        self.got, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not None and previous is not signal.SIG_IGN:
+                self.previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.got = True
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.got and exc_type is None and self.reraise:
+            raise KeyboardInterrupt
+
+
+_TEMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(out: Path) -> str:
+    return f".{out.name}."
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Remove the temp folders killed recordings to ``out`` left beside it (one note each).
+
+    A temp folder is ``.NAME.PID.XXXXXXXX.tmp``; it is stale when process PID is gone.
+    ``.NAME.XXXXXXXX.tmp`` (named before temp folders carried their owner) is stale too.
+    """
+    prefix = _temp_prefix(out)
+    owned = re.compile(r"(?:(\d+)\.)?[a-z0-9_]{8}")  # tempfile's 8 random characters
+    try:
+        candidates = [p for p in out.parent.iterdir()
+                      if p.name.startswith(prefix) and p.name.endswith(_TEMP_SUFFIX) and p.is_dir()]
+    except FileNotFoundError:
+        return
+    for p in candidates:
+        m = owned.fullmatch(p.name[len(prefix):-len(_TEMP_SUFFIX)])
+        if m is None or (m.group(1) is not None and _process_alive(int(m.group(1)))):
+            continue  # another dataset's, or a recording still running
+        shutil.rmtree(p, ignore_errors=True)
+        if not p.exists():
+            print(f"note: removed {p}, a temp folder an interrupted recording to {out} left behind",
+                  file=sys.stderr)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's, alive
+    except OverflowError:
+        return False
+    return True
+
+
 def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camera: CameraSpec | None = None,
                    noise: NoiseConfig = NoiseConfig(), expert: str = "expert", learner: str | None = None,
                    beta: float = 1.0, workers: int = 1, fast_physics: bool = True, device: str = "cpu",
                    progress: bool = True, extra: dict | None = None,
-                   on_episode: Callable[[DemoEpisode], None] | None = None) -> dict:
-    """Record ``seeds`` into a new Minari dataset at ``out``; return its summary."""
+                   on_episode: Callable[[DemoEpisode], None] | None = None,
+                   keep_partial: bool = False) -> dict:
+    """Record ``seeds`` into a new Minari dataset at ``out``; return its summary.
+
+    ``keep_partial``: on Ctrl-C keep the finished episodes as a smaller dataset and raise
+    :class:`RecordingInterrupted` (see the module docstring); otherwise an interrupted
+    recording keeps nothing (pipelines that check ``out`` exists must never mistake a
+    partial dataset for a complete one).
+    """
 
     out = Path(out)
     if out.exists():
@@ -286,68 +402,105 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
         raise ValueError("beta < 1 mixes in a learner, but none was given")
     camera = camera or CameraSpec()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    _remove_stale_temps(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(out)}{os.getpid()}.", suffix=_TEMP_SUFFIX,
+                                dir=out.parent))
     os.chmod(tmp, DIR_MODE)
     started = time.time()
+    statuses: dict[str, int] = {}
+    episode_meta: list[dict] = []
+    kept_seeds: list[int] = []
+    frames = 0
+    interrupted = False
     try:
         obs_space, act_space = _spaces(scenario, camera)
         storage = MinariStorage.new(tmp / DATA_DIR, observation_space=obs_space, action_space=act_space,
                                     data_format="hdf5", jpeg_encoding=False)
-        statuses: dict[str, int] = {}
-        episode_meta, frames = [], 0
         bar = tqdm(total=len(seeds), desc=f"recording {scenario.name}", unit="ep", disable=not progress,
                    dynamic_ncols=True)
-        for i, ep in enumerate(collect(scenario, seeds, camera=camera, noise=noise, expert=expert,
-                                       learner=learner, beta=beta, workers=workers,
-                                       fast_physics=fast_physics, device=device)):
-            n = ep.steps
-            buffer = EpisodeBuffer(
-                id=i, seed=ep.seed,
-                observations={"camera": ep.camera, "speed": ep.speed, "command": ep.command},
-                actions=ep.actions, rewards=[0.0] * n,
-                terminations=[False] * (n - 1) + [ep.terminated] if n else [],
-                truncations=[False] * (n - 1) + [ep.truncated and not ep.terminated] if n else [],
-                infos={"expert_action": ep.expert_action, "learner_driving": ep.learner_driving,
-                       "noise": ep.noise})
-            storage.update_episodes([buffer])
-            episode_meta.append({"scenario": scenario.name, "recorder_version": RECORDER_VERSION,
-                                 "status": ep.status, "driving_score": ep.driving_score})
-            statuses[ep.status] = statuses.get(ep.status, 0) + 1
-            frames += n + 1
-            if on_episode is not None:
-                on_episode(ep)
-            bar.set_postfix_str(f"seed {ep.seed}: {ep.status}, {frames} frames")
-            bar.update(1)
-        bar.close()
-        storage.update_episode_metadata(episode_meta)
-        drive = {
-            "format": DEMO_FORMAT, "recorder_version": RECORDER_VERSION, "scenario": scenario.name,
-            "uses_command": scenario.uses_command, "action_names": list(scenario.action_names), "control_hz": scenario.control_hz,
-            "steering_range_rad": STEERING_RANGE_RAD, "acceleration_range_mps2": ACCELERATION_RANGE_MPS2,
-            "camera": camera.to_dict(), "sensors": list(RECORDED_SENSORS), "expert": expert,
-            "learner": learner, "beta": float(beta),
-            "noise": {"fraction": noise.fraction, "duration_s": list(noise.duration_s),
-                      "peak_yaw_rate_rps": list(noise.peak_yaw_rate_rps)},
-            "seeds": [int(s) for s in seeds], "frames": frames, "statuses": statuses,
-            "versions": package_versions(), "git_revision": git_revision(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {}),
-        }
-        storage.update_metadata({
-            "minari_version": minari.__version__,
-            "dataset_id": f"drive/{scenario.name}/{_slug(out.name)}-v0",
-            "algorithm_name": expert if learner is None else f"dagger({expert}, {learner}, beta={beta:g})",
-            "description": f"{scenario.name}: {len(seeds)} episodes driven by {expert}"
-                           f"{' mixed with ' + learner if learner else ''}, noise fraction "
-                           f"{noise.fraction:g}; labels in infos/expert_action",
-            "drive": drive,
-        })
-        os.replace(tmp, out)
-    except BaseException:
+        episodes = collect(scenario, seeds, camera=camera, noise=noise, expert=expert, learner=learner,
+                           beta=beta, workers=workers, fast_physics=fast_physics, device=device)
+        try:
+            for i, ep in enumerate(episodes):
+                n = ep.steps
+                arrays = {
+                    "observations": {"camera": ep.camera, "speed": ep.speed, "command": ep.command},
+                    "actions": ep.actions, "rewards": np.zeros(n, np.float64),
+                    "terminations": np.asarray([False] * (n - 1) + [ep.terminated] if n else [], bool),
+                    "truncations": np.asarray([False] * (n - 1) + [ep.truncated and not ep.terminated]
+                                              if n else [], bool),
+                    "infos": {"expert_action": ep.expert_action, "learner_driving": ep.learner_driving,
+                              "noise": ep.noise},
+                }
+                digest = episode_digest({
+                    **{f"observations/{k}": v for k, v in arrays["observations"].items()},
+                    **{f"infos/{k}": v for k, v in arrays["infos"].items()},
+                    **{k: arrays[k] for k in ("actions", "rewards", "terminations", "truncations")}})
+                buffer = EpisodeBuffer(id=i, seed=ep.seed, **arrays)
+                with _SigintDeferred():  # an episode is in the file whole, or not at all
+                    storage.update_episodes([buffer])
+                    episode_meta.append({"scenario": scenario.name, "recorder_version": RECORDER_VERSION,
+                                         "status": ep.status, "driving_score": ep.driving_score,
+                                         HASH_ATTR: digest})
+                    kept_seeds.append(ep.seed)
+                    statuses[ep.status] = statuses.get(ep.status, 0) + 1
+                    frames += n + 1
+                if on_episode is not None:
+                    on_episode(ep)
+                bar.set_postfix_str(f"seed {ep.seed}: {ep.status}, {frames} frames")
+                bar.update(1)
+                if fault_requested("sigint-after-episodes", len(kept_seeds)):
+                    raise KeyboardInterrupt  # testing hook: a Ctrl-C right after this episode
+        except KeyboardInterrupt:
+            if not keep_partial or not kept_seeds:
+                raise
+            interrupted = True
+        finally:
+            episodes.close()  # stops the workers now, before the dataset is written
+            bar.close()
+        # the metadata and the rename: all of it, or nothing; a Ctrl-C now comes too late to
+        # stop anything, the dataset is written
+        with _SigintDeferred(reraise=False):
+            storage.update_episode_metadata(episode_meta)
+            drive = {
+                "format": DEMO_FORMAT, "recorder_version": RECORDER_VERSION, "scenario": scenario.name,
+                "uses_command": scenario.uses_command, "action_names": list(scenario.action_names),
+                "control_hz": scenario.control_hz,
+                "steering_range_rad": STEERING_RANGE_RAD, "acceleration_range_mps2": ACCELERATION_RANGE_MPS2,
+                "camera": camera.to_dict(), "sensors": list(RECORDED_SENSORS), "expert": expert,
+                "learner": learner, "beta": float(beta),
+                "noise": {"fraction": noise.fraction, "duration_s": list(noise.duration_s),
+                          "peak_yaw_rate_rps": list(noise.peak_yaw_rate_rps)},
+                "seeds": kept_seeds, "frames": frames, "statuses": statuses,
+                "content_hash": CONTENT_HASH,
+                "interrupted": interrupted, "episodes_requested": len(seeds),
+                "versions": package_versions(), "git_revision": git_revision(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {}),
+            }
+            storage.update_metadata({
+                "minari_version": minari.__version__,
+                "dataset_id": f"drive/{scenario.name}/{_slug(out.name)}-v0",
+                "algorithm_name": expert if learner is None else f"dagger({expert}, {learner}, beta={beta:g})",
+                "description": f"{scenario.name}: {len(kept_seeds)} episodes driven by {expert}"
+                               f"{' mixed with ' + learner if learner else ''}, noise fraction "
+                               f"{noise.fraction:g}; labels in infos/expert_action"
+                               + (f" (interrupted: {len(kept_seeds)} of the {len(seeds)} requested)"
+                                  if interrupted else ""),
+                "drive": drive,
+            })
+            os.replace(tmp, out)
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if keep_partial and isinstance(e, KeyboardInterrupt):
+            raise RecordingInterrupted(out, len(seeds), None) from None
         raise
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return {"path": str(out), "episodes": len(seeds), "frames": frames, "bytes": size,
-            "statuses": statuses, "seconds": time.time() - started}
+    summary = {"path": str(out), "episodes": len(kept_seeds), "frames": frames, "bytes": size,
+               "statuses": statuses, "seconds": time.time() - started}
+    if interrupted:
+        summary["episodes_requested"] = len(seeds)
+        raise RecordingInterrupted(out, len(seeds), summary)
+    return summary
 
 
 def _slug(name: str) -> str:
