@@ -16,16 +16,58 @@ from collections.abc import Callable
 
 from sim.world.scenarios import SCENARIOS
 
+MAX_COUNT = 1_000_000
+"""The largest count any option takes (episodes, frames, steps, workers...): far above any
+real run, far below what overflows an index or exhausts memory before the run starts."""
 
-def int_at_least(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``minimum``, with a message naming the rule."""
+MAX_SEED = 2**31 - 1
+"""The largest seed: seeds (and a run's consecutive seeds) stay inside numpy's 32-bit range."""
+
+MAX_SECONDS = 1e6
+"""The longest duration or time limit [s] an option takes (about 11 days)."""
+
+
+def _show(text: str) -> str:
+    """The value as typed, shortened so that a 5,000-digit number makes a one-line message."""
+    return repr(text if len(text) <= 30 else text[:27] + "...")
+
+
+def int_between(minimum: int, maximum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number in [minimum, maximum], with a message naming the rule
+    (``what`` for the lower bound)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        except ValueError:  # also a number too long for int() (over 4300 digits)
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {_show(text)}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{what}, got {value}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:_}, got {_show(text)}")
+        return value
+    return parse
+
+
+def int_at_least(minimum: int, what: str, maximum: int = MAX_COUNT) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` (and <= ``maximum``), with a message
+    naming the rule."""
+    return int_between(minimum, maximum, what)
+
+
+def number_between(minimum: float, maximum: float, what: str, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [minimum, maximum] (``(minimum, maximum]`` with
+    ``low_open``); nan and inf are refused."""
+    low = "(" if low_open else "["
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {_show(text)}") from None
+        above = value > minimum if low_open else value >= minimum
+        if not (above and value <= maximum):  # also rejects nan and inf
+            raise argparse.ArgumentTypeError(f"expected {what} in {low}{minimum:g}, {maximum:g}], "
+                                             f"got {_show(text)}")
         return value
     return parse
 
@@ -35,9 +77,9 @@ def fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {_show(text)}") from None
     if not (0.0 <= value < 1.0):
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {_show(text)}")
     return value
 
 
@@ -46,9 +88,10 @@ def duration(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not (value > 0 and value < 1e6):  # also rejects nan and inf
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {_show(text)}") from None
+    if not (value > 0 and value <= MAX_SECONDS):  # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0 and at most "
+                                         f"{MAX_SECONDS:g}, got {_show(text)}")
     return value
 
 
@@ -60,13 +103,43 @@ def timeout(text: str) -> float | None:
 
 
 positive_int = int_at_least(1, "must be at least 1")
-"""An argparse type: a whole number >= 1 (episodes, workers, epochs...)."""
+"""An argparse type: a whole number in [1, MAX_COUNT] (episodes, workers, epochs...)."""
 
-seed = int_at_least(0, "seeds are non-negative integers")
-"""An argparse type: a seed, a whole number >= 0."""
+seed = int_between(0, MAX_SEED, "seeds are non-negative integers")
+"""An argparse type: a seed, a whole number in [0, 2**31 - 1]."""
 
 count = int_at_least(0, "must be 0 or more")
-"""An argparse type: a whole number >= 0, where 0 usually means none."""
+"""An argparse type: a whole number in [0, MAX_COUNT], where 0 usually means none."""
+
+env_steps = int_between(1, 10**9, "must be at least 1")
+"""An argparse type: environment steps of a training run, [1, 10**9] (more than a count)."""
+
+env_steps0 = int_between(0, 10**9, "must be 0 or more")
+"""An argparse type: environment steps, [0, 10**9], where 0 means none."""
+
+size_px = int_between(8, 4096, "must be at least 8 pixels")
+"""An argparse type: an image side in pixels, [8, 4096]."""
+
+width = int_between(1, 1024, "must be at least 1")
+"""An argparse type: a network's channel width, [1, 1024]."""
+
+frames_stacked = int_between(1, 64, "must be at least 1")
+"""An argparse type: frames stacked or a frame stride, [1, 64]."""
+
+workers = int_between(1, 1024, "must be at least 1")
+"""An argparse type: processes or environments run side by side, [1, 1024]."""
+
+batch_size = int_between(1, 65_536, "must be at least 1")
+"""An argparse type: a training batch, [1, 65536]."""
+
+minutes = number_between(0.0, 525_600.0, "a number of minutes")
+"""An argparse type: a time budget in minutes, [0, one year]; 0 = none."""
+
+learning_rate = number_between(0.0, 10.0, "a learning rate", low_open=True)
+"""An argparse type: a learning rate, (0, 10]."""
+
+log_std = number_between(-20.0, 5.0, "a log standard deviation")
+"""An argparse type: the log of a standard deviation, [-20, 5]."""
 
 
 def scenario_list(text: str) -> tuple[str, ...]:

@@ -192,3 +192,67 @@ def test_bench_planner_bad_names_fail_before_running(capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert "lane-keep" in err or "expert" in err  # the known names are listed
+
+
+@pytest.mark.parametrize("argv", [["run", "--episodes", "99999999999999999999"],
+                                  ["eval", "--seed-start", "99999999999999999999"],
+                                  ["run", "--seed", str(2**31)]])
+def test_huge_numbers_are_a_one_line_usage_error(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Error:" not in err
+    last = err.strip().splitlines()[-1]
+    assert argv[1] in last and "at most" in last, err
+
+
+def _typed_options(parser, path=()):
+    """(command path, option, type) for every option of every subcommand that parses a value."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _typed_options(sub, (*path, name))
+        elif callable(action.type) and action.type is not str and action.option_strings:
+            yield " ".join(path), action.option_strings[0], action.type
+
+
+def test_no_numeric_option_of_any_subcommand_takes_a_huge_or_non_finite_value():
+    import argparse
+
+    from sim.cli import build_parser
+
+    found = list(_typed_options(build_parser()))
+    assert len(found) > 40
+    for command, option, parse in found:
+        for text in ("99999999999999999999", "1e300", "inf", "nan", "-inf"):
+            with pytest.raises(argparse.ArgumentTypeError):
+                parse(text)
+                pytest.fail(f"drive {command} {option} {text} was accepted")
+
+
+def test_consecutive_seeds_may_not_run_past_the_largest_seed(capsys, tmp_path):
+    assert main(["run", "--seed", str(2**31 - 1), "--episodes", "2", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "reaches seed 2147483648" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_video_refuses_to_overwrite_a_file_it_did_not_write(capsys, tmp_path):
+    clip = tmp_path / "holiday.mp4"
+    clip.write_bytes(b"somebody else's film")
+    base = ["run", "--agent", "idm", "--scenario", "merge", "--episodes", "1", "--duration", "1", "--quiet",
+            "--video", str(clip)]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert str(clip) in err and "--force" in err and "Traceback" not in err
+    assert clip.read_bytes() == b"somebody else's film"
+    assert not (tmp_path / "a" / "episodes.jsonl").exists()
+    assert main([*base, "--out", str(tmp_path / "b"), "--force"]) == 0
+    with av.open(str(clip)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "c")]) == 0  # our own earlier video: replaced freely
+    assert (tmp_path / "c" / "episodes.jsonl").exists()

@@ -244,3 +244,94 @@ def test_a_hanging_batch_times_out_every_episode_in_it():
     envs = [DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent)) for _ in range(2)]
     rs = run_episodes_lockstep(envs, agent, [0, 1], decision_timeout_s=0.2)
     assert [r.status for r in rs] == ["timeout", "timeout"]
+
+
+# -- simulator faults are not the agent's --------------------------------------------------------------
+def _failing(env, method, after=0):
+    """Make ``env.<method>`` raise on its call number ``after + 1`` (0: the first)."""
+    real, calls = getattr(env, method), []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > after:
+            raise RuntimeError("the road cannot be built")
+        return real(*args, **kwargs)
+
+    setattr(env, method, broken)
+    return env
+
+
+@pytest.mark.parametrize("method, after, steps", [("step", 3, 3), ("reset", 0, 0)])
+def test_a_simulator_exception_is_a_sim_error_not_the_agents(method, after, steps):
+    agent = Spy(_task(), ("speed",))
+    env = _failing(DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent)), method, after)
+    r = run_episode(env, agent, 0)
+    assert r.status == "sim_error" and "RuntimeError: the road cannot be built" in r.error
+    assert r.error.startswith(f"{method}: ")
+    assert r.metrics["steps"] == steps and r.record()["status"] == "sim_error"
+
+
+def test_a_simulator_exception_in_lockstep_ends_only_its_slot_as_sim_error():
+    from sim.harness.loop import run_episodes_lockstep
+
+    agent = make_agent("idm", _task())
+    envs = [DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent)) for _ in range(2)]
+    _failing(envs[1], "step", after=2)
+    rs = run_episodes_lockstep(envs, agent, [0, 1, 2])
+    assert [r.seed for r in rs] == [0, 1, 2]
+    assert rs[0].status != "sim_error" and rs[1].status == "sim_error" and "cannot be built" in rs[1].error
+    assert rs[2].status == "sim_error"  # the broken env takes the next seed and fails again
+
+
+def _rec(agent, seed, status, score):
+    return {"agent": agent, "scenario": "highway", "seed": seed, "status": status, "driving_score": score,
+            "route_completion": score, "latency_p50_ms": 1.0, "error": None if status != "sim_error" else "x"}
+
+
+def test_the_report_counts_sim_errors_apart_and_leaves_them_out_of_the_agents_scores():
+    from sim.report.report import _tables, build_rows
+
+    records = [_rec("idm", s, "ok", 1.0) for s in range(4)] + [_rec("idm", 4, "sim_error", 0.0)]
+    records += [_rec("expert", s, "ok", 0.5) for s in range(5)]
+    rows = build_rows({"scenarios": ["highway"], "agents": ["idm", "expert"]}, records)
+    row = rows["scenarios"]["highway"]["table"]["idm"]
+    assert row["status"] == {"ok": 4, "sim_error": 1}
+    assert row["driving_score"]["mean"].value == pytest.approx(1.0) and row["driving_score"]["mean"].n == 4
+    assert row["route_completion"]["mean"].n == 4 and row["collision_rate"]["mean"].n == 4
+    (comp,) = rows["scenarios"]["highway"]["paired"]
+    assert comp["result"].n == 4  # the sim_error seed is no comparison
+    _, header, cells = _tables(rows)[0]
+    idm = next(c for c in cells if c[0] == "idm")
+    status = idm[header.index("status")]
+    assert status.startswith("ok 4") and "not scored: sim_error 1" in status
+
+
+def test_an_agent_whose_every_episode_was_a_sim_error_has_no_scores():
+    from sim.report.report import _tables, build_rows
+
+    rows = build_rows({"scenarios": ["highway"], "agents": ["idm"]}, [_rec("idm", 0, "sim_error", 0.0)])
+    row = rows["scenarios"]["highway"]["table"]["idm"]
+    assert row["scored"] == 0 and row["driving_score"]["mean"].n == 0
+    assert _tables(rows)[0][2][0][2] == "not scored: sim_error 1"
+
+
+def test_the_run_summary_mean_leaves_sim_errors_out():
+    from sim.harness.run import format_summary
+
+    text = format_summary([_rec("idm", 0, "ok", 1.0), _rec("idm", 1, "sim_error", 0.0)])
+    mean = next(line for line in text.splitlines() if line.lstrip().startswith("mean"))
+    assert "1.00" in mean.split() and "0.50" not in mean.split()
+    assert "not scored: 1 sim_error" in text
+
+
+def test_a_world_that_cannot_be_built_is_a_sim_error_in_a_run(tmp_path, monkeypatch):
+    from sim.harness.run import EpisodeRunner, run_seeds
+
+    def broken(self, camera):
+        raise RuntimeError("the road cannot be built")
+
+    monkeypatch.setattr(EpisodeRunner, "_make_env", broken)
+    records = []
+    run_seeds("idm", get_scenario("highway", **SHORT), [0, 1], tmp_path, records.append, camera=CameraSpec())
+    assert [r["status"] for r in records] == ["sim_error", "sim_error"]
+    assert all("the road cannot be built" in r["error"] for r in records)

@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="planner: override each scenario's episode time limit [s]")
     s.add_argument("--frames", type=arguments.positive_int, default=300,
                    help="camera: frames timed (default: 300)")
-    s.add_argument("--size", type=arguments.positive_int, default=128,
+    s.add_argument("--size", type=arguments.size_px, default=128,
                    help="camera: image side [px] (default: 128)")
     s.add_argument("--steps", type=arguments.positive_int, default=None,
                    help="sim: steps per replayed episode (default: 200); ppo: environment steps per round "

@@ -51,10 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="output folder (default: runs/run__{scenario}__{agent}__seed{S}__{time})")
     s.add_argument("--video", default=None, metavar="FILE.mp4",
                    help="where to write the first episode's video (default: DIR/video.mp4; "
-                        "'none' for no video)")
+                        "'none' for no video); an existing file is replaced only when it is a "
+                        "video drive wrote, or with --force")
+    s.add_argument("--force", action="store_true",
+                   help="overwrite the --video file even when drive did not write it")
     s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",
                    help="override the scenario's episode time limit [s]")
-    s.add_argument("--workers", type=arguments.positive_int, default=1,
+    s.add_argument("--workers", type=arguments.workers, default=1,
                    help="worker processes; whole episodes are spread over them, results per "
                         "seed do not depend on it (default: 1, in-process)")
     s.add_argument("--batch", type=arguments.positive_int, default=1,
@@ -70,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fast: sim.world.fastroad, bit-identical to highway-env and several times "
                         "faster; stock: plain highway-env (default: fast)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=_cmd_run)
+    s.set_defaults(func=_cmd_run, on_interrupt="finished episodes are kept in episodes.jsonl")
 
     s = subparsers.add_parser(
         "eval", help="run every agent on every scenario on the same seeds; or score detectors",
@@ -88,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="scenarios (default: lane-keep,highway)")
     s.add_argument("--episodes", type=arguments.positive_int, default=20, help="seeds per scenario (default: 20)")
     s.add_argument("--seed-start", type=arguments.seed, default=0, help="first seed (default: 0)")
-    s.add_argument("--workers", type=arguments.positive_int, default=2,
+    s.add_argument("--workers", type=arguments.workers, default=2,
                    help="worker processes (default: 2)")
     s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",
                    help="override every scenario's episode time limit [s]")
@@ -107,7 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--out", default=None, metavar="DIR|FILE.json",
                    help="agents: the evaluation folder (default: runs/eval__{time}); detector: "
                         "also write the reports as JSON")
-    s.set_defaults(func=_cmd_eval)
+    s.set_defaults(func=_cmd_eval, on_interrupt="finished episodes are kept; --resume continues")
 
 
 def _cmd_scenarios(args) -> int:
@@ -130,6 +133,15 @@ def _cmd_agents(args) -> int:
     return 0
 
 
+def _seeds(first: int, episodes: int, option: str) -> list[int]:
+    """Consecutive seeds from ``first``; the last one must stay a valid seed too."""
+    last = first + episodes - 1
+    if last > arguments.MAX_SEED:
+        raise ValueError(f"{option} {first} with --episodes {episodes} reaches seed {last}; seeds are at "
+                         f"most {arguments.MAX_SEED}")
+    return list(range(first, first + episodes))
+
+
 def _cmd_run(args) -> int:
     from sim.harness.run import default_run_dir, format_summary, run_agent
 
@@ -145,11 +157,11 @@ def _cmd_run(args) -> int:
         video = Path(args.video)
         if video.suffix.lower() != ".mp4":
             raise ValueError(f"--video must end in .mp4 (or be 'none'), got {args.video!r}")
-    seeds = list(range(args.seed, args.seed + args.episodes))
+    seeds = _seeds(args.seed, args.episodes, "--seed")
     records = run_agent(args.agent, scenario, seeds, out, video_path=video, workers=args.workers,
                         fast_physics=args.physics == "fast", progress=not args.quiet,
                         argv=sys.argv, batch=args.batch, device=args.device,
-                        decision_timeout_s=args.decision_timeout)
+                        decision_timeout_s=args.decision_timeout, overwrite_video=args.force)
     print(format_summary(records))
     for r in records:
         if r.get("error"):
@@ -169,7 +181,7 @@ def _cmd_eval_agents(args) -> int:
     for a in agents:
         parse_agent(a)  # an unknown name lists the known ones
     out = Path(args.out) if args.out else Path("runs") / f"eval__{time.strftime('%Y%m%d-%H%M%S')}"
-    seeds = list(range(args.seed_start, args.seed_start + args.episodes))
+    seeds = _seeds(args.seed_start, args.episodes, "--seed-start")
     records = run_eval(out, agents, arguments.scenario_list(args.scenarios), seeds,
                        workers=args.workers, device=args.device, resume=args.resume,
                        duration_s=args.duration, progress=not args.quiet, argv=sys.argv,

@@ -3,8 +3,10 @@
 It hands the agent *only* the sensors it declares, gates every action (wrong shape,
 non-finite: the episode ends with ``invalid_action``; ``np.clip`` does not remove NaN),
 times every decision, records the ego's ground-truth state per step and scores the
-episode (:mod:`sim.harness.metrics`).  An agent that raises ends its episode with
-``agent_error``; one whose decision takes longer than ``decision_timeout_s`` ends it with
+episode (:mod:`sim.harness.metrics`).  An agent that raises (``act``, ``act_batch``,
+``reset``) ends its episode with ``agent_error``; a simulator that raises (``env.reset``,
+``env.step``: e.g. a world whose road cannot be built) ends it with ``sim_error``, which is
+not the agent's fault and is kept out of its score; one whose decision takes longer than ``decision_timeout_s`` ends it with
 ``timeout`` - interrupted by ``SIGALRM`` where the loop runs in a process's main thread on
 a POSIX system (a hang in Python code, or in C code that returns to Python), judged by
 the measured latency otherwise.  The caller's run goes on.
@@ -120,18 +122,29 @@ class Episode:
     recorder (:func:`sim.pipelines.record.collect_episode`)."""
 
     def __init__(self, env: DrivingEnv, sensors: tuple[str, ...], seed: int,
-                 observers: tuple[StepObserver, ...] = ()) -> None:
+                 observers: tuple[StepObserver, ...] = (), *, catch_sim_errors: bool = False) -> None:
+        """``catch_sim_errors``: an exception from ``env.reset`` / ``env.step`` ends the episode
+        with status ``sim_error`` (the error recorded) instead of propagating; the control loops
+        ask for it, the demo recorder lets a broken simulator stop the recording."""
         self.env, self.sensors, self.seed, self.observers = env, sensors, int(seed), observers
+        self.catch_sim_errors = catch_sim_errors
         self.scenario = env.scenario
         self.n_act = env.action_space.shape[0]
-        self.obs, self.info = env.reset(seed=self.seed)
-        self.static = {"map": self.info["map"]} if "map" in self.info else {}
         self.trace = EpisodeTrace(dt_s=self.scenario.dt_s)
-        self.trace.record(self.info["ego"])
-        for observe in observers:
-            observe(env, self.obs, None, self.info)
         self.status, self.error, self.done = "ok", None, False
         self.terminated = self.truncated = False
+        try:
+            self.obs, self.info = env.reset(seed=self.seed)
+            self.static = {"map": self.info["map"]} if "map" in self.info else {}
+            self.trace.record(self.info["ego"])
+        except Exception as e:
+            if not catch_sim_errors:
+                raise
+            self.obs, self.info, self.static = {}, {}, {}
+            self.fail("sim_error", f"reset: {_describe(e)}")
+            return
+        for observe in observers:
+            observe(env, self.obs, None, self.info)
 
     def view(self) -> dict[str, Any]:
         return agent_view(self.sensors, self.obs, self.info, self.static)
@@ -148,9 +161,15 @@ class Episode:
         if action is None:
             self.fail("invalid_action", why)
             return
+        try:
+            self.obs, _, self.terminated, self.truncated, self.info = self.env.step(action)
+            self.trace.record(self.info["ego"])
+        except Exception as e:
+            if not self.catch_sim_errors:
+                raise
+            self.fail("sim_error", f"step: {_describe(e)}")
+            return
         self.trace.actions.append(action.tolist())
-        self.obs, _, self.terminated, self.truncated, self.info = self.env.step(action)
-        self.trace.record(self.info["ego"])
         for observe in self.observers:
             observe(self.env, self.obs, action, self.info)
         events = self.info["events"]
@@ -233,14 +252,16 @@ def _check_env(env: DrivingEnv, agent, sensors: tuple[str, ...]) -> None:
 
 def run_episode(env: DrivingEnv, agent, seed: int, observers: tuple[StepObserver, ...] = (),
                 decision_timeout_s: float | None = None) -> EpisodeResult:
-    """Run one episode of ``agent`` in ``env`` from ``seed``; never raises for agent faults."""
+    """Run one episode of ``agent`` in ``env`` from ``seed``; never raises for agent faults
+    (``agent_error``) nor for the simulator's (``sim_error``)."""
     sensors = check_sensors(agent)
     _check_env(env, agent, sensors)
-    ep = Episode(env, sensors, seed, observers)
-    try:
-        agent.reset(seed=int(seed))
-    except Exception as e:  # noqa: BLE001 - any agent fault is recorded, not raised
-        ep.fail("agent_error", f"reset: {_describe(e)}")
+    ep = Episode(env, sensors, seed, observers, catch_sim_errors=True)
+    if not ep.done:  # a world that could not be reset is a sim_error already
+        try:
+            agent.reset(seed=int(seed))
+        except Exception as e:  # noqa: BLE001 - any agent fault is recorded, not raised
+            ep.fail("agent_error", f"reset: {_describe(e)}")
     with _alarm(decision_timeout_s) as arm:
         while not ep.done:
             view = ep.view()
@@ -264,7 +285,8 @@ def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int
     on the batch (``e2e`` pads to a batch-invariant size); the decision latency each car
     records is the whole batch's.  An ``act_batch`` that raises or returns the wrong
     shape ends every episode in that batch with ``agent_error`` / ``invalid_action``, one
-    past ``decision_timeout_s`` with ``timeout``.  Results come back in seed order.
+    past ``decision_timeout_s`` with ``timeout``; an environment that raises ends only its own
+    episode, with ``sim_error``.  Results come back in seed order.
     """
     if not agent.lockstep:
         raise ValueError(f"agent {agent.name!r} keeps per-episode state without slots and cannot be "
@@ -285,8 +307,11 @@ def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int
     def fill(slot: int) -> None:
         while pending:
             order, seed = pending.pop()
-            ep = Episode(envs[slot], sensors, seed)
+            ep = Episode(envs[slot], sensors, seed, catch_sim_errors=True)
             active[slot] = (order, ep)
+            if ep.done:  # its world could not be reset: sim_error
+                finish(slot)
+                continue
             try:
                 agent.reset_slot(slot, seed=seed)
             except Exception as e:  # noqa: BLE001

@@ -19,6 +19,10 @@ Pure functions of arrays: no simulator objects, so they are tested on synthetic 
 * **agent faults** (``agent_error``, ``invalid_action``, ``timeout``) score 0: an agent that
   stops driving has failed its route; otherwise raising just before a crash would beat
   crashing.
+* **simulator faults** (``sim_error``: ``env.reset`` or ``env.step`` raised) are not the agent's:
+  the record keeps the metrics of the steps driven (``driving_score`` 0.0, a placeholder so the
+  field stays a number), and every aggregate, comparison and report leaves the episode out of
+  the agent's scores and counts it apart (:func:`scored`).
 * **comfort** (nuPlan closed-loop bounds): longitudinal acceleration, lateral acceleration,
   jerk and yaw rate, each differentiated with a Savitzky-Golay filter as nuPlan does, so
   that 15 Hz quantisation does not read as jerk; ``comfort_violation_rate`` is the share of
@@ -34,8 +38,15 @@ from scipy.signal import savgol_filter
 
 from planning.comfort import within_comfort_bounds  # nuPlan's bounds, one home
 
-STATUSES = ("ok", "collision", "offroad", "timeout", "agent_error", "invalid_action")
+STATUSES = ("ok", "collision", "offroad", "timeout", "agent_error", "invalid_action", "sim_error")
 AGENT_FAULTS = ("timeout", "agent_error", "invalid_action")
+SIM_FAULTS = ("sim_error",)
+"""Statuses of episodes the simulator, not the agent, failed: never part of an agent's score."""
+
+
+def scored(record: dict) -> bool:
+    """Whether an episode record counts towards its agent's scores (not a simulator fault)."""
+    return record.get("status") not in SIM_FAULTS
 
 # CARLA-leaderboard-style infraction penalties: driving score is multiplied by the factor
 # once per infraction of that kind.
@@ -231,7 +242,7 @@ def episode_metrics(trace: EpisodeTrace, status: str, lane_changes_allowed: bool
         "elapsed_s": float(elapsed_s),
         "route_completion": completion,
         "route_completed": bool(completion >= 1.0 - 1e-9),
-        "driving_score": 0.0 if status in AGENT_FAULTS else driving_score(completion, infractions),
+        "driving_score": 0.0 if status in AGENT_FAULTS + SIM_FAULTS else driving_score(completion, infractions),
         **infractions,
         "distance_m": distance_m,
         "infractions_per_km": float(n_infractions / (max(distance_m, 1.0) / 1000.0)),

@@ -29,9 +29,10 @@ from sim.harness.loop import (
     run_episode,
     run_episodes_lockstep,
 )
+from sim.harness.metrics import scored
 from sim.harness.parallel import failure_record, run_parallel
 from sim.harness.versions import git_revision, package_versions
-from sim.report.video import EpisodeVideo
+from sim.report.video import EpisodeVideo, is_drive_video
 from sim.world.env import DrivingEnv
 from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario
 
@@ -130,8 +131,11 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
               video_path: Path | None = None, camera: CameraSpec | None = None,
               workers: int = 1, fast_physics: bool = True, progress: bool = True,
               argv: Sequence[str] | None = None, batch: int = 1, device: str | None = None,
-              decision_timeout_s: float | None = None) -> list[dict]:
+              decision_timeout_s: float | None = None, overwrite_video: bool = False) -> list[dict]:
     """Run ``agent_name`` on ``scenario`` for each seed; write config, episodes and video.
+
+    An existing ``video_path`` is replaced only when it is a video drive wrote
+    (:func:`sim.report.video.is_drive_video`) or with ``overwrite_video`` (``--force``).
 
     Returns the episode records sorted by seed.  With ``workers > 1`` whole episodes run
     in worker processes (:mod:`sim.harness.parallel`); with ``batch > 1`` ``batch`` environments
@@ -154,6 +158,9 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
     if video_path is not None:
         if video_path.is_dir():
             raise ValueError(f"--video {str(video_path)!r} is a folder; give a file name ending in .mp4")
+        if video_path.exists() and not overwrite_video and not is_drive_video(video_path):
+            raise FileExistsError(f"--video {str(video_path)!r} already exists and is not a video drive wrote; "
+                                  "choose another file name, or pass --force to overwrite it")
         ensure_writable_dir(video_path.parent)
     episodes_path = out_dir / "episodes.jsonl"
     if episodes_path.exists():
@@ -215,9 +222,10 @@ def run_seeds(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
                 try:
                     record = runner.run(seed, video_path if k == 0 else None)
                 except Exception:  # noqa: BLE001 - as a worker would: record, go on
-                    record = failure_record(agent_name, scenario.name, seed,
-                                            "episode failed in the simulator: "
-                                            + traceback.format_exc(limit=8))
+                    # run_episode records every agent fault itself: what escapes it is the
+                    # simulator's or the harness's (a world that cannot be built), not the agent's
+                    record = failure_record(agent_name, scenario.name, seed, "episode failed in the simulator: "
+                                            + traceback.format_exc(limit=8), status="sim_error")
                 on_record(record)
         finally:
             runner.close()
@@ -251,14 +259,16 @@ SUMMARY_COLUMNS = (
 
 
 def format_summary(records: Sequence[dict]) -> str:
-    """A fixed-width table: one row per episode, then the mean and the status counts."""
+    """A fixed-width table: one row per episode, then the mean and the status counts.  The mean
+    leaves out ``sim_error`` episodes (the simulator's failure, not the agent's), noted apart."""
     head = [c[0] for c in SUMMARY_COLUMNS]
     rows = [[fmt.format(r[key]) if key in r else "-" for _, key, fmt in SUMMARY_COLUMNS]
             for r in records]
+    agent_records = [r for r in records if scored(r)]
     if records:
         mean_row = ["mean", ""]
         for _, key, fmt in SUMMARY_COLUMNS[2:]:
-            values = [r[key] for r in records if key in r]
+            values = [r[key] for r in agent_records if key in r]
             mean_row.append(fmt.format(float(np.mean(values))) if values else "-")
         rows.append(mean_row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
@@ -272,4 +282,8 @@ def format_summary(records: Sequence[dict]) -> str:
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     out.append("status: " + ", ".join(f"{k} {v}/{len(records)}" for k, v in sorted(counts.items())))
+    sim = len(records) - len(agent_records)
+    if sim:
+        out.append(f"not scored: {sim} sim_error episode(s) (the simulator failed, not the agent); "
+                   "the mean leaves them out")
     return "\n".join(out)

@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 from sim.geometry.camera import CameraSpec
 from sim.harness.evaluate import CONFIG, RESULTS, read_results
 from sim.harness.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from sim.harness.metrics import SIM_FAULTS, scored
 from sim.harness.stats import bootstrap, paired, wilson
 from sim.report.sidebyside import drive_clips, last_frame, pick_seeds, side_by_side, worst_episode
 
@@ -119,9 +120,10 @@ def build_rows(config: dict, records: list[dict]) -> dict[str, Any]:
                               key=lambda r: r["seed"]) for a in agents}
         by_agent = {a: rs for a, rs in by_agent.items() if rs}
         table = {}
-        for a, rs in by_agent.items():
-            row = {"episodes": len(rs), "status": dict(Counter(r["status"] for r in rs)),
-                   "device": sorted({str(r.get("device", "?")) for r in rs})}
+        for a, all_rs in by_agent.items():
+            rs = [r for r in all_rs if scored(r)]  # a sim_error is the simulator's, not the agent's
+            row = {"episodes": len(all_rs), "status": dict(Counter(r["status"] for r in all_rs)),
+                   "scored": len(rs), "device": sorted({str(r.get("device", "?")) for r in all_rs})}
             for _, field, _ in METRICS:
                 vals = [_value(r, field) for r in rs]
                 if field in RATES:  # a share of episodes: Wilson (the IQM of 0/1 values means little)
@@ -133,8 +135,8 @@ def build_rows(config: dict, records: list[dict]) -> dict[str, Any]:
             table[a] = row
         comps = []
         for a, b in _pairs(list(by_agent)):
-            sa = {r["seed"]: float(r["driving_score"]) for r in by_agent[a]}
-            sb = {r["seed"]: float(r["driving_score"]) for r in by_agent[b]}
+            sa = {r["seed"]: float(r["driving_score"]) for r in by_agent[a] if scored(r)}
+            sb = {r["seed"]: float(r["driving_score"]) for r in by_agent[b] if scored(r)}
             comps.append({"a": a, "b": b, "result": paired(sa, sb)})
         out["scenarios"][s] = {"table": table, "paired": comps, "records": by_agent}
     return out
@@ -155,7 +157,7 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
         agents = list(recs)
         out = figs.setdefault(s, [])
         fig, ax = subplots(figsize=(1.4 + 1.3 * len(agents), 3.2))
-        scores = [[r["driving_score"] for r in recs[a]] for a in agents]
+        scores = [[r["driving_score"] for r in recs[a] if scored(r)] for a in agents]
         ax.boxplot(scores, showfliers=False, widths=0.5)
         rng = np.random.default_rng(0)
         for k, v in enumerate(scores, start=1):
@@ -167,7 +169,8 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
         out.append(("Driving score per episode (box: quartiles; dots: episodes)", _save(fig, files / f"{s}__scores.png")))
         fig, ax = subplots(figsize=(5.5, 3.2))
         for a in agents:
-            lat = [r["latency_p50_ms"] for r in recs[a] if np.isfinite(r.get("latency_p50_ms", np.nan))]
+            lat = [r["latency_p50_ms"] for r in recs[a]
+                   if scored(r) and np.isfinite(r.get("latency_p50_ms", np.nan))]
             if lat:
                 ax.hist(lat, bins=20, alpha=0.6, label=a)
         ax.set_xlabel("decision latency p50 per episode [ms]")
@@ -179,8 +182,8 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
             a, b = c["a"], c["b"]
             if (_family(a), _family(b)) not in DUELS:
                 continue
-            sa = {r["seed"]: r["driving_score"] for r in recs[a]}
-            sb = {r["seed"]: r["driving_score"] for r in recs[b]}
+            sa = {r["seed"]: r["driving_score"] for r in recs[a] if scored(r)}
+            sb = {r["seed"]: r["driving_score"] for r in recs[b] if scored(r)}
             seeds = sorted(set(sa) & set(sb))
             fig, ax = subplots(figsize=(3.6, 3.6))
             ax.scatter([sa[k] for k in seeds], [sb[k] for k in seeds], s=14, alpha=0.7)
@@ -262,7 +265,11 @@ def _slug(name: str) -> str:
 
 # -- rendering -------------------------------------------------------------------------------
 def _status(counts: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    """Statuses counted, most frequent first; simulator faults apart, after ``not scored:``."""
+    order = lambda kv: (-kv[1], kv[0])
+    text = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=order) if k not in SIM_FAULTS)
+    sim = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=order) if k in SIM_FAULTS)
+    return "; ".join(part for part in (text, sim and f"not scored: {sim}") if part)
 
 
 def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -315,7 +322,9 @@ INTRO = ("Each scenario's agents ran the same seeds. Intervals are 95% bootstrap
          "episodes (BCa, 2000 resamples), except the collision and off-road rates (shares of "
          "episodes), which have Wilson score intervals: a bootstrap cannot see an event that never "
          "happened. A metric equal in every episode has a zero-width interval. Every status counts "
-         "in every denominator: an agent fault scores 0.")
+         "in every denominator: an agent fault scores 0. The exception is `sim_error` (the simulator, "
+         "not the agent, failed: its reset or step raised): such episodes are counted apart in the "
+         "status column (\"not scored\") and left out of every metric, figure and paired comparison.")
 
 
 def _redrive(config: dict) -> dict:

@@ -7,7 +7,10 @@ the chosen trajectory (thick, magenta).  A frame shows the decision that led to 
 made one step earlier; the reset frame has none.
 
 H.264 (yuv420p, ``+faststart``) in MP4, which every browser plays.  The file is written
-to a temp name and renamed at the end, so a crash never leaves a half video behind.
+to a temp name and renamed at the end, so a crash never leaves a half video behind.  Its
+``comment`` metadata carries :data:`MARKER`, which tells our own videos (which a new run may
+replace) from anybody else's files (which ``drive run --video`` refuses to overwrite without
+``--force``; :func:`is_drive_video`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from sim.harness.io import publish_file
 from sim.world.render import SHIFT, box_corners, to_px
 from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD
 
+MARKER = "drive-testbed episode video"
+"""The ``comment`` metadata of every video :class:`EpisodeVideo` writes."""
+
 PANEL_PX = 384  # each of the two panels is PANEL_PX x PANEL_PX
 HUD_PX = 64  # text strip under the panels
 OVERVIEW_MPP = 0.35  # [m/px] overview scale: 134 m across
@@ -35,6 +41,15 @@ DETECTION_THICKNESS_PX = 2  # on the camera panel: still visible at the side-by-
 CANDIDATE_REJECTED_RGB = (150, 150, 150)
 PLAN_THICKNESS_PX = 3
 CANDIDATE_THICKNESS_PX = 1
+
+
+def is_drive_video(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a video this module wrote (an MP4 whose comment is :data:`MARKER`)."""
+    try:
+        with av.open(str(path)) as c:
+            return c.metadata.get("comment") == MARKER
+    except Exception:  # noqa: BLE001 - not a video at all, or an unreadable one: not ours
+        return False
 
 
 def _put(img, text, org, scale=0.5, colour=(255, 255, 255)):
@@ -120,6 +135,7 @@ class EpisodeVideo:
         self.agent, self.seed = agent, seed
         self.overlay_source = overlay_source
         self._container = av.open(str(self._tmp), mode="w", options={"movflags": "+faststart"})
+        self._container.metadata["comment"] = MARKER
         self._stream = self._container.add_stream("libx264", rate=int(fps))
         self._stream.width = 2 * PANEL_PX
         self._stream.height = PANEL_PX + HUD_PX
