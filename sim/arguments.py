@@ -43,7 +43,7 @@ def int_between(minimum: int, maximum: int, what: str) -> Callable[[str], int]:
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{what}, got {value}")
         if value > maximum:
-            raise argparse.ArgumentTypeError(f"must be at most {maximum:_}, got {_show(text)}")
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {_show(text)}")
         return value
     return parse
 
