@@ -47,8 +47,12 @@ def test_import_sim_loads_no_simulator():
 
 
 def test_sensor_geometry_is_pure_numpy():
-    loaded = loaded_modules("sim.geometry")
-    assert not top(loaded) & {"highway_env", "pygame", "torch", "cv2"}
+    loaded = loaded_modules("sim.geometry")  # every module: camera, pinhole, frames
+    assert not top(loaded) & {"highway_env", "pygame", "torch", "cv2", "gymnasium", "scipy",
+                              "agents", "perception", "planning"}
+    other_sim = sorted(m for m in loaded if top({m}) == {"sim"} and m not in {"sim", "sim.geometry"}
+                       and not m.startswith("sim.geometry."))
+    assert not other_sim, f"sim.geometry imports {other_sim}"
 
 
 def test_world_imports_nothing_downstream():

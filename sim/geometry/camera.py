@@ -86,7 +86,7 @@ class CameraSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CameraSpec":
+    def from_dict(cls, d: dict) -> CameraSpec:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
