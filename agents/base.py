@@ -11,6 +11,7 @@ each agent saw.  Sensor names the env provides (DESIGN.md):
 ``map``      dict: lanes and route as plain arrays (an HD-map stand-in)
 ``truth``    dict of arrays: every other object's pose, size, velocity (privileged)
 ``autopilot`` float32[k]: highway-env's IDM/MOBIL action for the ego (privileged)
+``cam_front``, ``cam_rear`` uint8[H, W, 3] perspective cameras of ``TaskSpec.rig``
 
 Actions are normalised to [-1, 1]: ``[acceleration, steering]`` where the scenario has
 longitudinal control, ``[steering]`` where it is steering-only (``TaskSpec.action_names``).
@@ -46,6 +47,9 @@ class TaskSpec:
     """False where the route's lane must be kept (``lane-keep``)."""
     uses_command: bool = False
     """True where the route depends on the ``command`` sensor (roundabout exits)."""
+    rig: Any = None
+    """The perspective cameras' ``CameraRig`` (each camera a sensor named as in the rig:
+    ``cam_front``, ``cam_rear``); None where not told."""
 
     @property
     def action_size(self) -> int:

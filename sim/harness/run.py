@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from agents import TaskSpec, agent_label, make_agent
 from sim.geometry.camera import CameraSpec
+from sim.geometry.pinhole import CameraRig, default_rig
 from sim.harness.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.harness.loop import (
     EpisodeResult,
@@ -37,12 +38,14 @@ from sim.world.env import DrivingEnv
 from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario
 
 
-def task_spec(scenario: Scenario, camera: CameraSpec) -> TaskSpec:
+def task_spec(scenario: Scenario, camera: CameraSpec, rig: CameraRig | None = None) -> TaskSpec:
+    """What an agent is told; ``rig`` defaults to the env's, :func:`default_rig`."""
     return TaskSpec(
         scenario=scenario.name, action_names=scenario.action_names,
         control_hz=float(scenario.control_hz), steering_range_rad=STEERING_RANGE_RAD,
         acceleration_range_mps2=ACCELERATION_RANGE_MPS2, camera=camera,
-        lane_changes_allowed=scenario.lane_changes_allowed, uses_command=scenario.uses_command)
+        lane_changes_allowed=scenario.lane_changes_allowed, uses_command=scenario.uses_command,
+        rig=rig if rig is not None else default_rig())
 
 
 def default_run_dir(scenario: str, agent: str, seed: int) -> Path:

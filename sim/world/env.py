@@ -9,7 +9,14 @@ camera     uint8[H, W, 3]              ego camera (:mod:`sim.geometry.camera`), 
 speed      float32[1]                  ego speed [m/s]
 pose       float64[3]                  localisation: world x [m], y [m], heading [rad]
 command    int in [0, 4)               navigation command, index into ``COMMANDS``
+cam_front  uint8[128, 256, 3]          perspective camera of the rig (:func:`default_rig`), RGB
+cam_rear   uint8[128, 256, 3]          the rig's rear camera, RGB
 =========  ==========================  =================================================
+
+Each camera of the rig (``rig=``, default :func:`sim.geometry.pinhole.default_rig`) is a
+sensor of its own, named as in the rig and shaped ``(H, W, 3)`` as its camera; it is
+rendered (:class:`sim.world.perspective.PerspectiveRenderer`) only when declared in
+``sensors``.  ``sensors=None`` means every sensor *except* the rig's cameras.
 
 Structured sensors travel in ``info`` when asked for: ``truth`` (every other object's
 pose, size and velocity), ``map`` (lane and route geometry; static, so only in the
@@ -38,8 +45,10 @@ from highway_env.vehicle.objects import Landmark, Obstacle
 from planning.geometry import wrap_angle
 from sim.geometry.camera import CameraSpec
 from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
+from sim.geometry.pinhole import CameraRig, PinholeCamera, default_rig
 from sim.world.autopilot import IDMAutopilot
 from sim.world.fastroad import make_fast
+from sim.world.perspective import PerspectiveFrame, renderer_for
 from sim.world.render import (
     KIND_OBSTACLE,
     KIND_VEHICLE,
@@ -53,7 +62,9 @@ from sim.world.scenarios import COMMANDS, Scenario, get_scenario
 
 OBS_SENSORS = ("camera", "speed", "pose", "command")
 INFO_SENSORS = ("truth", "map", "autopilot")
-SENSORS = OBS_SENSORS + INFO_SENSORS
+RIG_SENSORS = default_rig().names  # ("cam_front", "cam_rear"): observation entries too
+DEFAULT_SENSORS = OBS_SENSORS + INFO_SENSORS  # sensors=None: all but the rig's cameras
+SENSORS = DEFAULT_SENSORS + RIG_SENSORS
 TRUTH_KINDS = ("vehicle", "obstacle")  # truth["kind"] codes (== sim.world.render.KIND_*)
 
 LANE_DEPARTURE_M = 1.0  # [m] |offset from lane centre| beyond which the ego has departed its lane
@@ -64,12 +75,14 @@ TTC_HORIZON_S = 10.0  # [s] time-to-collision above this (or no closing vehicle)
 _GEOMETRY_CACHE: dict[tuple, tuple[RoadGeometry, SceneRenderer]] = {}
 
 
-def _validate_sensors(sensors: Sequence[str] | None) -> tuple[str, ...]:
+def _validate_sensors(sensors: Sequence[str] | None,
+                      rig_names: Sequence[str] = RIG_SENSORS) -> tuple[str, ...]:
     if sensors is None:
-        return SENSORS
-    unknown = [s for s in sensors if s not in SENSORS]
+        return DEFAULT_SENSORS
+    known = DEFAULT_SENSORS + tuple(rig_names)
+    unknown = [s for s in sensors if s not in known]
     if unknown:
-        raise ValueError(f"unknown sensor(s) {unknown}; known: {', '.join(SENSORS)}")
+        raise ValueError(f"unknown sensor(s) {unknown}; known: {', '.join(known)}")
     return tuple(dict.fromkeys(sensors))
 
 
@@ -84,16 +97,20 @@ class DrivingEnv(gym.Env):
         render_mode: str | None = None,
         overrides: dict[str, Any] | None = None,
         fast_physics: bool = True,
+        rig: CameraRig | None = None,
     ) -> None:
         """
         :param scenario: a scenario name (``drive scenarios``) or a :class:`Scenario`
         :param camera: the ego camera's :class:`CameraSpec` (or its dict); default 128x128 at 0.5 m/px
-        :param sensors: which sensors to compute (default: all of ``SENSORS``); the
+        :param sensors: which sensors to compute (default: ``DEFAULT_SENSORS``, i.e. all
+            but the rig's cameras); the
             observation space holds the fixed-shape ones among them
         :param render_mode: ``"rgb_array"`` for a north-up overview from :meth:`render`
         :param overrides: scenario fields to override, e.g. ``{"duration_s": 10}``
         :param fast_physics: step the world with :class:`sim.world.fastroad.FastRoad` (same
             trajectories as highway-env, several times faster); False runs stock highway-env
+        :param rig: the perspective cameras, each a sensor named as in the rig (default
+            :func:`default_rig`: ``cam_front``, ``cam_rear``); rendered only when declared
         """
         if isinstance(scenario, str):
             scenario = get_scenario(scenario, **(overrides or {}))
@@ -106,7 +123,11 @@ class DrivingEnv(gym.Env):
         self.scenario = scenario
         self.camera_spec = CameraSpec.from_dict(camera) if isinstance(camera, dict) else (
             camera or CameraSpec())
-        self.sensors = _validate_sensors(sensors)
+        self.rig = rig if rig is not None else default_rig()
+        if set(self.rig.names) & set(DEFAULT_SENSORS):
+            raise ValueError(f"rig camera names {self.rig.names} clash with sensors {DEFAULT_SENSORS}")
+        self.sensors = _validate_sensors(sensors, self.rig.names)
+        self._rig_sensors = tuple(n for n in self.rig.names if n in self.sensors)
         self.fast_physics = bool(fast_physics)
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": scenario.control_hz}
@@ -121,6 +142,8 @@ class DrivingEnv(gym.Env):
             obs_spaces["pose"] = spaces.Box(-lim, lim, (3,), np.float64)
         if "command" in self.sensors:
             obs_spaces["command"] = spaces.Discrete(len(COMMANDS))
+        for name in self._rig_sensors:
+            obs_spaces[name] = spaces.Box(0, 255, self.rig[name].shape, np.uint8)
         self.observation_space = spaces.Dict(obs_spaces)
         n_act = 2 if scenario.longitudinal else 1
         self.action_space = spaces.Box(-1.0, 1.0, (n_act,), np.float32)
@@ -319,7 +342,25 @@ class DrivingEnv(gym.Env):
             obs["pose"] = np.array([xy[0], xy[1], wrap_angle(hw_to_world_heading(ego.heading))])
         if "command" in self.sensors:
             obs["command"] = COMMANDS.index(self.command)
+        for name in self._rig_sensors:
+            obs[name] = self.render_camera(self.rig[name], arrays).image
         return obs
+
+    def render_camera(self, camera: PinholeCamera, arrays: dict[str, np.ndarray] | None = None,
+                      instance: bool = False, depth: bool = False,
+                      colour_seed: int = 0) -> PerspectiveFrame:
+        """Render a perspective ``camera`` on the current state: the ego's pose, every other
+        vehicle and obstacle (identities = the ``truth`` sensor's ids, their index), the
+        road map (one cached :class:`~sim.world.perspective.PerspectiveRenderer` per map).
+
+        :param arrays: this step's object arrays, when already built (else built here)
+        """
+        ego = self.world.vehicle
+        a = arrays if arrays is not None else self._object_arrays()
+        return renderer_for(self.geometry).render(
+            camera, hw_to_world_xy(ego.position), float(hw_to_world_heading(ego.heading)),
+            self._scene_objects(a), ids=np.arange(len(a["kind"])), colour_seed=colour_seed,
+            instance=instance, depth=depth)
 
     def _truth(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every other object (vehicles and obstacles), world frame, structure of arrays."""

@@ -51,7 +51,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
 from sim.geometry.pinhole import PinholeCamera
 from sim.world.render import KIND_OBSTACLE, SceneObjects, box_corners
 from sim.world.roadmap import STRIPE_DASH_M, STRIPE_PERIOD_M, LaneGeometry, RoadGeometry
@@ -646,9 +645,6 @@ def render_env(env, camera: PinholeCamera, instance: bool = False, depth: bool =
                colour_seed: int = 0) -> PerspectiveFrame:
     """Render ``camera`` on a :class:`~sim.world.env.DrivingEnv`'s current state: the ego's
     pose, every other vehicle and obstacle (identities = the ``truth`` sensor's ids, their
-    index), the env's road map."""
-    ego = env.world.vehicle
-    return renderer_for(env.geometry).render(
-        camera, hw_to_world_xy(ego.position), float(hw_to_world_heading(ego.heading)),
-        env._scene_objects(), ids=np.arange(len(env._objects)), colour_seed=colour_seed,
-        instance=instance, depth=depth)
+    index), the env's road map.  Kept for callers of the adapter: it is
+    :meth:`DrivingEnv.render_camera <sim.world.env.DrivingEnv.render_camera>`."""
+    return env.render_camera(camera, instance=instance, depth=depth, colour_seed=colour_seed)
