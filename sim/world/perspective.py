@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 
 from sim.geometry.pinhole import PinholeCamera
-from sim.world.render import KIND_OBSTACLE, SceneObjects, box_corners
+from sim.world.render import KIND_OBSTACLE, Palette, SceneObjects, box_corners
 from sim.world.roadmap import STRIPE_DASH_M, STRIPE_PERIOD_M, LaneGeometry, RoadGeometry
 
 SHIFT = 4  # fractional bits of OpenCV's sub-pixel polygon fill
@@ -89,13 +89,14 @@ _FACE_NORMALS_BOX = np.array([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0
 
 @dataclass(frozen=True)
 class PerspectivePalette:
-    """RGB colours of the perspective scene and the light that shades box faces."""
+    """RGB colours of the perspective scene and the light that shades box faces; the ground,
+    road, markings and obstacles share the bird's-eye view's colours (:class:`Palette`)."""
 
     sky: tuple[int, int, int] = (150, 190, 230)
-    ground: tuple[int, int, int] = (46, 92, 52)
-    road: tuple[int, int, int] = (96, 96, 96)
-    marking: tuple[int, int, int] = (235, 235, 235)
-    obstacle: tuple[int, int, int] = (235, 150, 40)
+    ground: tuple[int, int, int] = Palette.ground
+    road: tuple[int, int, int] = Palette.road
+    marking: tuple[int, int, int] = Palette.marking
+    obstacle: tuple[int, int, int] = Palette.obstacle
     vehicles: tuple[tuple[int, int, int], ...] = (
         (190, 35, 35), (40, 75, 190), (215, 215, 220), (35, 35, 40), (140, 140, 150),
         (215, 185, 45), (35, 130, 70), (110, 55, 140), (95, 60, 40), (60, 160, 175))
