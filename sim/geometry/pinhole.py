@@ -215,10 +215,23 @@ class PinholeCamera:
         depth = q[..., 2]
         valid = depth > self.near_m  # False for NaN
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(valid, depth, np.nan)
-            u = self.cx + self.fx * q[..., 0] / z
-            v = self.cy + self.fy * q[..., 1] / z
-        return np.stack([u, v], axis=-1), depth
+            uv = self.camera_to_pixel(np.where(valid[..., None], q, np.nan))
+        return uv, depth
+
+    def camera_to_pixel(self, points_cam_m: np.ndarray) -> np.ndarray:
+        """Camera-frame points ``[..., 3]`` -> pixels ``[..., 2]`` (the intrinsics alone, no
+        near-plane test: for callers that clipped in 3D already, like the renderer)."""
+        q = np.asarray(points_cam_m, dtype=np.float64)
+        inv_z = 1.0 / q[..., 2]
+        return np.stack([self.cx + self.fx * q[..., 0] * inv_z, self.cy + self.fy * q[..., 1] * inv_z],
+                        axis=-1)
+
+    def camera_rays(self, uv_px: np.ndarray) -> np.ndarray:
+        """Pixels ``[..., 2]`` -> camera-frame viewing directions ``[..., 3]`` scaled to z = 1
+        (the inverse of :meth:`camera_to_pixel` up to depth)."""
+        q = np.asarray(uv_px, dtype=np.float64)
+        return np.stack([(q[..., 0] - self.cx) / self.fx, (q[..., 1] - self.cy) / self.fy,
+                         np.ones(q.shape[:-1])], axis=-1)
 
     def in_image(self, uv_px: np.ndarray) -> np.ndarray:
         """Whether pixels ``[..., 2]`` lie inside the image, ``[-0.5, W-0.5) x [-0.5, H-0.5)``
@@ -231,9 +244,7 @@ class PinholeCamera:
     def pixel_to_ray(self, uv_px: np.ndarray) -> np.ndarray:
         """Pixels ``[..., 2]`` -> unit viewing directions ``[..., 3]`` in the ego frame (from
         :attr:`position_m` through the pixel)."""
-        q = np.asarray(uv_px, dtype=np.float64)
-        d = np.stack([(q[..., 0] - self.cx) / self.fx, (q[..., 1] - self.cy) / self.fy,
-                      np.ones(q.shape[:-1])], axis=-1)
+        d = self.camera_rays(uv_px)
         d = d / np.linalg.norm(d, axis=-1, keepdims=True)
         return d @ self.rotation_ego_from_camera.T
 

@@ -438,11 +438,7 @@ class _View:
     def to_px(self, q: np.ndarray) -> np.ndarray:
         """Camera-frame points ``[..., 3]`` in front of the clip plane -> OpenCV fixed-point
         pixels ``int32[..., 2]`` (the camera's intrinsics ``K``)."""
-        cam = self.camera
-        inv = 1.0 / q[..., 2]
-        uv = np.stack([cam.cx + cam.fx * q[..., 0] * inv, cam.cy + cam.fy * q[..., 1] * inv],
-                      axis=-1)
-        return np.rint(uv * SCALE).astype(np.int32)
+        return np.rint(self.camera.camera_to_pixel(q) * SCALE).astype(np.int32)
 
 
 class _CameraCache:
@@ -461,8 +457,7 @@ class _CameraCache:
         self.sky3 = np.repeat(self.sky[..., None], 3, axis=-1)
         _, depth = camera.project(np.nan_to_num(ground))
         self.ground_depth = np.where(self.sky, np.inf, depth).astype(np.float32)
-        self.rays = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
-                              np.ones_like(u)], axis=-1)  # camera frame, z = 1
+        self.rays = camera.camera_rays(uv)  # camera frame, z = 1
 
 
 class PerspectiveRenderer:
