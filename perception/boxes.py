@@ -27,6 +27,7 @@ class Boxes:
     width_m: np.ndarray  # [N]
     kind: np.ndarray  # [N] int8: 0 vehicle, 1 static obstacle
     score: np.ndarray  # [N] confidence in [0, 1] (1 for labels)
+    height_m: np.ndarray | None = None  # [N] box height; NaN where unknown (bird's-eye detectors)
 
     def __len__(self) -> int:
         return len(self.score)
@@ -34,7 +35,9 @@ class Boxes:
     def __post_init__(self) -> None:
         n = len(self.score)
         self.centre_m = np.asarray(self.centre_m, dtype=np.float64).reshape(n, 2)
-        for name in ("heading_rad", "length_m", "width_m", "score"):
+        if self.height_m is None:
+            self.height_m = np.full(n, np.nan)
+        for name in ("heading_rad", "length_m", "width_m", "score", "height_m"):
             value = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
             if len(value) != n:
                 raise ValueError(f"Boxes.{name} has {len(value)} entries, score has {n}")
@@ -50,7 +53,7 @@ class Boxes:
 
     def select(self, mask: np.ndarray) -> "Boxes":
         return Boxes(self.centre_m[mask], self.heading_rad[mask], self.length_m[mask],
-                     self.width_m[mask], self.kind[mask], self.score[mask])
+                     self.width_m[mask], self.kind[mask], self.score[mask], self.height_m[mask])
 
     @property
     def range_m(self) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,17 @@ def test_compare_refuses_bad_flags(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
+
+
+def test_compare_records_again_detector_frames_of_an_older_format(tmp_path):
+    root = tmp_path / "runs"
+    recipe = tiny(root, scenarios=("lane-keep",), agents=("modular",))
+    run_compare(recipe, device="cpu", quiet=True)
+    frames, detector = root / "frames", root / "detector"
+    m = json.loads((frames / "manifest.json").read_text())
+    m["version"] = 1  # a dataset recorded before the camera rig
+    (frames / "manifest.json").write_text(json.dumps(m))
+    shutil.rmtree(detector)
+    summary = run_compare(recipe, device="cpu", quiet=True)
+    assert stages(summary)["detector frames"] == "made" and stages(summary)["detector"] == "made"
+    assert json.loads((frames / "manifest.json").read_text())["version"] == 2

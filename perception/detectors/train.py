@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from perception.boxes import Boxes
 from perception.checkpoint import check_fresh_out, mark_complete, resolve_device
-from perception.dataset import FrameDataset
+from perception.dataset import BEV, FrameDataset
 from perception.detectors.centernet import CenterNet, CenterNetConfig, decode, frames_to_tensor
 from perception.detectors.learned import META, save_checkpoint
 from perception.metrics import average_precision
@@ -108,7 +108,7 @@ class TrainConfig:
 
 def load_arrays(ds: FrameDataset) -> tuple[np.ndarray, list[Boxes], list[tuple[str, int]]]:
     frames, labels, episodes = [], [], []
-    for frame, boxes, meta in ds.iter_frames():
+    for frame, boxes, meta in ds.iter_frames(BEV):
         frames.append(frame)
         labels.append(boxes)
         episodes.append((meta["scenario"], meta["seed"]))
@@ -184,7 +184,7 @@ def train_detector(data: str | Path, out: str | Path, recipe: TrainConfig = Trai
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     ds = FrameDataset(data)
-    cam = ds.camera
+    cam = ds.camera(BEV).to_dict()  # the CenterNet detector reads the bird's-eye camera
     config = CenterNetConfig(width=recipe.width, image_hw=(int(cam["height_px"]), int(cam["width_px"])),
                              metres_per_pixel=float(cam["metres_per_pixel"]), ego_u_px=float(cam["ego_u_px"]),
                              ego_v_px=float(cam["ego_v_px"]))

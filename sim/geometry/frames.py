@@ -42,3 +42,20 @@ def ego_to_world(xy_ego: np.ndarray, ego_xy: np.ndarray, ego_heading: float) -> 
     p = np.asarray(xy_ego, dtype=np.float64)
     return np.stack([ego_xy[0] + c * p[..., 0] - s * p[..., 1], ego_xy[1] + s * p[..., 0] + c * p[..., 1]],
                     axis=-1)
+
+
+_UNIT_BOX = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])  # rear-right first, ccw
+
+
+def box_corners(position_m: np.ndarray, heading_rad: np.ndarray, length_m: np.ndarray,
+                width_m: np.ndarray) -> np.ndarray:
+    """Corners ``[N, 4, 2]`` of oriented boxes (centres ``[N, 2]``, headings, lengths and
+    widths ``[N]``), counter-clockwise from rear-right, in the frame of the centres (world
+    or ego)."""
+    lx = _UNIT_BOX[:, 0] * np.asarray(length_m)[:, None]  # [N, 4]
+    ly = _UNIT_BOX[:, 1] * np.asarray(width_m)[:, None]
+    c, s = np.cos(heading_rad)[:, None], np.sin(heading_rad)[:, None]
+    out = np.empty(lx.shape + (2,))
+    out[..., 0] = c * lx - s * ly + np.asarray(position_m)[:, 0:1]
+    out[..., 1] = s * lx + c * ly + np.asarray(position_m)[:, 1:2]
+    return out

@@ -197,12 +197,12 @@ def _cmd_eval(args) -> int:
     if not args.data:
         raise ValueError("drive eval detector needs --data DIR (a dataset from 'drive perception data')")
     from perception.corruptions import CORRUPTIONS
-    from perception.dataset import FrameDataset
+    from perception.dataset import BEV, FrameDataset
     from perception.detectors.opencv import OpenCVDetector
     from sim.pipelines.perception_data import evaluate_detector, format_detection_report
 
     dataset = FrameDataset(args.data)
-    spec = CameraSpec.from_dict(dataset.camera)
+    spec = dataset.camera(BEV)  # today's detectors read the bird's-eye camera
     corruptions = [c.strip() for c in args.corrupt.split(",") if c.strip()]
     unknown = [c for c in corruptions if c not in CORRUPTIONS]
     if unknown or not corruptions:

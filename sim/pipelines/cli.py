@@ -53,13 +53,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser(
         "perception", help="record auto-labelled camera frames for detectors",
         description="'data': drive episodes with highway-env's autopilot and keep every "
-                    "--every-th camera frame with its labels (each visible vehicle's box in "
-                    "ego-frame metres, from ground truth) until --frames are recorded; written "
-                    "as perception.dataset format 1 (sharded .npz + manifest.json, written last).")
+                    "--every-th step's frames of each of --cameras with their labels until "
+                    "--frames are recorded: every vehicle and obstacle in view as an ego-frame "
+                    "3D box (x, y, length, width, height, yaw, from ground truth) and, per "
+                    "camera, its visible fraction (from the instance mask), 2D box, projected "
+                    "centre and bottom-centre, depth and truncation; written as "
+                    "perception.dataset format 2 (sharded .npz + manifest.json, written last).")
     s.add_argument("what", choices=["data"], help="what to do")
     s.add_argument("--scenarios", default="highway,merge", metavar="A,B",
                    help="scenarios, visited round-robin (default: highway,merge)")
     s.add_argument("--frames", type=arguments.positive_int, default=2000, help="frames to record (default: 2000)")
+    s.add_argument("--cameras", default="bev", metavar="A,B",
+                   help="cameras to record: bev (the bird's-eye raster) and the rig's cam_front, "
+                        "cam_rear (default: bev)")
     s.add_argument("--out", required=True, metavar="DIR", help="dataset folder (must not hold one)")
     s.add_argument("--seed", type=arguments.seed, default=0,
                    help="seed of the first episode (default: 0)")
@@ -235,16 +241,17 @@ def _cmd_record(args) -> int:
 
 
 def _cmd_perception(args) -> int:
-    from sim.pipelines.perception_data import dataset_size_bytes, record_frames
+    from sim.pipelines.perception_data import check_cameras, dataset_size_bytes, record_frames
 
     names = arguments.scenario_list(args.scenarios)
+    cameras = check_cameras([c.strip() for c in args.cameras.split(",") if c.strip()])
     out = Path(args.out)
     manifest = record_frames(names, args.frames, out, seed=args.seed, every=args.every,
-                             per_episode=args.per_episode, progress=not args.quiet)
+                             per_episode=args.per_episode, cameras=cameras, progress=not args.quiet)
     size = dataset_size_bytes(out) / 1e6
     print(f"dataset: {out}  frames {manifest['frames']}  labels {manifest['labels']}  "
           f"shards {len(manifest['shards'])}  episodes {manifest['recorder']['episodes']}  "
-          f"{size:.1f} MB  scenarios {', '.join(names)}")
+          f"{size:.1f} MB  scenarios {', '.join(names)}  cameras {', '.join(cameras)}")
     return 0
 
 

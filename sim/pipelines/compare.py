@@ -23,6 +23,7 @@ What was reused, what was made and how long each step took goes to
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -34,7 +35,7 @@ from agents.e2e.checkpoint import META as E2E_META
 from agents.e2e.train import E2ETrainConfig, train_e2e
 from agents.modular import DEFAULT_DETECTOR
 from perception.checkpoint import training_complete
-from perception.dataset import MANIFEST
+from perception.dataset import MANIFEST, DatasetError, FrameDataset
 from perception.detectors.learned import META as DETECTOR_META
 from perception.detectors.train import TrainConfig, train_detector
 from sim.harness.evaluate import CONFIG, ConfigMismatch, format_eval, run_eval
@@ -160,6 +161,12 @@ def _detector(recipe: CompareRecipe, paths: dict, log: _Log, device: str, meta: 
     if training_complete(paths["detector"], DETECTOR_META):
         log.reused("detector", paths["detector"])
         return
+    if (paths["frames"] / MANIFEST).exists():
+        try:
+            FrameDataset(paths["frames"], verify=False)  # an older format is recorded again
+        except DatasetError as e:
+            log.say(f"cached detector frames unusable ({e}); recording them again")
+            shutil.rmtree(paths["frames"])  # compare's own cache, derived from seeds: nothing lost
     if (paths["frames"] / MANIFEST).exists():
         log.reused("detector frames", paths["frames"])
     else:

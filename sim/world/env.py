@@ -48,7 +48,7 @@ from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
 from sim.geometry.pinhole import CameraRig, PinholeCamera, default_rig
 from sim.world.autopilot import IDMAutopilot
 from sim.world.fastroad import make_fast
-from sim.world.perspective import PerspectiveFrame, renderer_for
+from sim.world.perspective import PerspectiveFrame, object_heights, renderer_for
 from sim.world.render import (
     KIND_OBSTACLE,
     KIND_VEHICLE,
@@ -375,6 +375,7 @@ class DrivingEnv(gym.Env):
             "speed_mps": arrays["speed_mps"],
             "length_m": arrays["length_m"],
             "width_m": arrays["width_m"],
+            "height_m": object_heights(arrays["length_m"], arrays["kind"]),  # as the rig draws them
         }
 
     def _min_ttc(self, arrays: dict[str, np.ndarray], ego_state: dict[str, Any]) -> float:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from sim.geometry.camera import CameraSpec
+from sim.geometry.frames import box_corners
 from sim.world.roadmap import RoadGeometry
 
 SHIFT = 4  # fractional bits for OpenCV's sub-pixel drawing
@@ -57,21 +58,6 @@ class SceneObjects:
     def empty(cls) -> "SceneObjects":
         z = np.zeros(0)
         return cls(np.zeros((0, 2)), z, z, z, np.zeros(0, dtype=np.int8))
-
-
-_UNIT_BOX = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])  # rear-right first, ccw
-
-
-def box_corners(position_m: np.ndarray, heading_rad: np.ndarray, length_m: np.ndarray,
-                width_m: np.ndarray) -> np.ndarray:
-    """Corners ``[N, 4, 2]`` of oriented boxes, counter-clockwise from rear-right."""
-    lx = _UNIT_BOX[:, 0] * np.asarray(length_m)[:, None]  # [N, 4]
-    ly = _UNIT_BOX[:, 1] * np.asarray(width_m)[:, None]
-    c, s = np.cos(heading_rad)[:, None], np.sin(heading_rad)[:, None]
-    out = np.empty(lx.shape + (2,))
-    out[..., 0] = c * lx - s * ly + np.asarray(position_m)[:, 0:1]
-    out[..., 1] = s * lx + c * ly + np.asarray(position_m)[:, 1:2]
-    return out
 
 
 def top_down_transform(size_px: tuple[int, int], metres_per_pixel: float,
