@@ -247,7 +247,9 @@ def test_report_videos_tile_every_agent_on_the_same_seed_and_match_the_evaluatio
     import av
 
     from sim.report.report import FILES, write_report
+    from sim.geometry.pinhole import default_rig
     from sim.report.sidebyside import pick_seeds
+    from sim.report.video import frame_layout
 
     src, records = serial
     out = tmp_path / "vid"
@@ -259,7 +261,8 @@ def test_report_videos_tile_every_agent_on_the_same_seed_and_match_the_evaluatio
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     steps = max(r["steps"] for r in records if r["scenario"] == videos[0].name.split("__")[0]
                 and r["seed"] == int(videos[0].stem.split("seed")[1]))
-    assert frames[0].shape == (224, 2 * 384, 3) and len(frames) == steps + 1
+    layout = frame_layout(default_rig())  # each agent's clip at half size, tiled side by side
+    assert frames[0].shape == (layout.height_px // 2, 2 * layout.width_px // 2, 3) and len(frames) == steps + 1
     md, page = paths["md"].read_text(), paths["html"].read_text()
     assert "differs from the evaluation" not in md  # the re-driven episodes equal the evaluation's
     assert page.count("data:video/mp4;base64,") == 2 and "Failure gallery" in page

@@ -11,7 +11,15 @@ from agents.base import BaseAgent
 from agents.modular import Overlay
 from planning.prediction import ObjectStates
 from sim.cli import main
-from sim.report.video import OVERVIEW_MPP, PANEL_PX, PERCEIVED_RGB, PLAN_RGB, EpisodeVideo
+from sim.geometry.pinhole import default_rig
+from sim.report.video import (
+    OVERVIEW_MPP,
+    PANEL_PX,
+    PERCEIVED_RGB,
+    PLAN_RGB,
+    EpisodeVideo,
+    frame_layout,
+)
 from sim.world.env import DrivingEnv
 from sim.world.render import top_down_transform
 
@@ -127,6 +135,8 @@ def test_expert_run_writes_a_video_with_the_plan(tmp_path):
     with av.open(str(video)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == rec["steps"] + 1
+    layout = frame_layout(default_rig())  # the top panels, the rig's cameras, the HUD
+    assert frames[0].shape == (layout.height_px, layout.width_px, 3)
 
     def plan_px(frame):  # near the plan colour, after H.264's chroma subsampling
         top = frame[:PANEL_PX, PANEL_PX:].astype(int)
@@ -147,7 +157,7 @@ def test_detections_are_outlined_on_the_camera_panel(tmp_path, scene):
     drawn = _compose(tmp_path, "dets", scene, SimpleNamespace(overlay=overlay))
     scale = PANEL_PX / env.camera_spec.width_px
     u, v = env.camera_spec.ego_to_pixel(np.array([20.0, -8.0 - 1.0]))  # the box's right edge
-    r, c = int(round((v + 0.5) * scale)), int(round((u + 0.5) * scale))
+    r, c = int(np.rint((v + 0.5) * scale)), int(np.rint((u + 0.5) * scale))
     patch = drawn[r - 2:r + 3, c - 2:c + 3].reshape(-1, 3).astype(int)
     assert (np.abs(patch - PERCEIVED_RGB).max(axis=1) <= 60).any()
     changed = np.any(drawn != plain, axis=2)

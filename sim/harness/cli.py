@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="run an agent for some episodes; write episodes.jsonl and a video",
         description="Run one agent in one scenario on consecutive seeds. Writes DIR/config.json "
                     "first, then one line per finished episode to DIR/episodes.jsonl, and an "
-                    "H.264 MP4 of the first episode (ego camera beside a top-down view).")
+                    "H.264 MP4 of the first episode (the top-down ego camera beside a north-up overview, "
+                    "the rig's front and rear cameras under them, and a HUD).")
     s.add_argument("--agent", default=DEFAULT_AGENT,
                    help=f"agent name (default: {DEFAULT_AGENT}; known: {', '.join(AGENTS)})")
     s.add_argument("--scenario", default=DEFAULT_SCENARIO,

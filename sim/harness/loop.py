@@ -68,7 +68,10 @@ def check_sensors(agent) -> tuple[str, ...]:
 
 
 def env_sensors_for(agent, *, camera: bool = False) -> tuple[str, ...]:
-    """What the env must compute for ``agent`` (plus the camera when a video is recorded)."""
+    """What the env must compute for ``agent`` (plus the top-down camera when a video is
+    recorded).  The rig's cameras the agent did not declare are never added: the video
+    renders them itself (:class:`sim.report.video.EpisodeVideo`), so a run without a video
+    never pays for them and the agent's observations do not depend on the video."""
     sensors = set(check_sensors(agent))
     if camera:
         sensors.add("camera")

@@ -87,8 +87,10 @@ class EpisodeRunner:
         video = None
         if video_path is not None:
             env = self._make_env(camera=True)
+            # the rig's cameras the agent did not declare are rendered by the video alone
             video = EpisodeVideo(video_path, agent=self.agent_name, seed=int(seed),
-                                 fps=self.scenario.control_hz, overlay_source=self.agent)
+                                 fps=self.scenario.control_hz, overlay_source=self.agent,
+                                 rig=env.rig, sensors=self.agent.sensors)
             try:
                 result = run_episode(env, self.agent, seed, observers=(video,),
                                      decision_timeout_s=self.decision_timeout_s)

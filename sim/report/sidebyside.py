@@ -1,8 +1,9 @@
 """Side-by-side videos: the same seed driven by each agent, in adjacent panels.
 
 Episodes are deterministic per seed, so a clip is made by driving the seed again with the
-episode video observer (:class:`sim.report.video.EpisodeVideo`: ego camera with the detector's
-boxes for ``modular``, top-down view with the plan, steering and acceleration bars) and the
+episode video observer (:class:`sim.report.video.EpisodeVideo`: top-down camera with the
+detector's boxes for ``modular``, overview with the plan, the rig's cameras with the perceived
+objects as 3D boxes, steering and acceleration bars) and the
 clips are tiled into one H.264 MP4, frame by frame (never all in memory).  An agent whose
 episode ended early holds its last frame, dimmed, under its final status.
 """
@@ -21,15 +22,16 @@ import numpy as np
 from sim.geometry.camera import CameraSpec
 from sim.harness.io import publish_file
 from sim.harness.run import EpisodeRunner
-from sim.report.video import HUD_PX, PANEL_PX
 from sim.world.scenarios import get_scenario
 
-SCALE = 0.5  # each agent's clip (2 panels + HUD) at half size in the grid
+SCALE = 0.5  # each agent's clip (its whole frame: panels, rig row, HUD) at half size in the grid
 COLUMNS = 3
+SEAM_RGB = (200, 200, 200)
 
 
-def _tile_size() -> tuple[int, int]:
-    return int(2 * PANEL_PX * SCALE), int((PANEL_PX + HUD_PX) * SCALE)
+def _tile_size(clip_width_px: int, clip_height_px: int) -> tuple[int, int]:
+    """A clip's frame at ``SCALE``, rounded to even sizes (H.264 yuv420p)."""
+    return 2 * round(clip_width_px * SCALE / 2), 2 * round(clip_height_px * SCALE / 2)
 
 
 def _label(img: np.ndarray, text: str, colour=(255, 255, 255)) -> None:
@@ -59,11 +61,12 @@ def drive_clips(agents: Sequence[str], scenario: str, seed: int, folder: Path, *
 
 def tile(clips: Sequence[tuple[Path, dict]], labels: Sequence[str], out: Path, fps: int) -> dict[str, np.ndarray]:
     """Tile the clips into ``out`` (H.264); returns each label's last frame (a thumbnail)."""
-    w, h = _tile_size()
+    containers = [av.open(str(p)) for p, _ in clips]
+    first = containers[0].streams.video[0]  # the clips share one layout (sim.report.video.frame_layout)
+    w, h = _tile_size(first.width, first.height)
     cols = min(COLUMNS, len(clips))
     rows = -(-len(clips) // cols)
     width, height = cols * w, rows * h
-    containers = [av.open(str(p)) for p, _ in clips]
     streams = [c.decode(video=0) for c in containers]
     last: list[np.ndarray | None] = [None] * len(clips)
     done = [False] * len(clips)
@@ -92,6 +95,10 @@ def tile(clips: Sequence[tuple[Path, dict]], labels: Sequence[str], out: Path, f
                     _label(tile_img, labels[k])
                 r, c = divmod(k, cols)
                 canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile_img
+                if c:  # a pale seam between agents (each clip is several panels itself)
+                    canvas[r * h:(r + 1) * h, c * w - 1:c * w + 1] = SEAM_RGB
+                if r:
+                    canvas[r * h - 1:r * h + 1, c * w:(c + 1) * w] = SEAM_RGB
             if all(done):
                 break
             for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
@@ -145,8 +152,8 @@ def pick_seeds(by_agent: dict[str, list[dict]], n_representative: int = 2) -> li
     for a, rs in by_agent.items():
         worst = worst_episode([r for r in rs if int(r["seed"]) in shared])
         if worst is not None and worst["driving_score"] < 1.0:
-            picks.append((int(worst["seed"]), f"seed {worst['seed']}: worst episode of {a} "
-                                              f"({worst['status']}, score {worst['driving_score']:.2f})"))
+            picks.append((int(worst["seed"]), (f"seed {worst['seed']}: worst episode of {a} "
+                                               f"({worst['status']}, score {worst['driving_score']:.2f})")))
     seen, out = set(), []
     for s, why in picks:
         if s not in seen:

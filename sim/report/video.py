@@ -1,10 +1,30 @@
-"""Episode videos: the ego camera beside a north-up overview, with a driving HUD.
+"""Episode videos: what the cameras see beside a north-up overview, with a driving HUD.
+
+A frame (:func:`frame_layout`)::
+
+    +----------------------+----------------------+
+    | camera: top-down,    | overview: north up,  |   PANEL_PX x PANEL_PX each
+    | ego up (3x nearest)  | route, plan          |
+    +----------------------+----------------------+
+    | cam_front (1.5x)     | cam_rear (1.5x)      |   the rig's cameras in rig order,
+    +----------------------+----------------------+   nearest-upscaled
+    | HUD: scenario, agent, seed, time, speed, bars |
+    +---------------------------------------------+
+
+Every camera of the env's rig (:attr:`sim.world.env.DrivingEnv.rig`) gets a panel whatever
+the agent declared: the video shows what a camera-driven agent would see.  A rig camera the
+agent declared is taken from the observation; the others are rendered for the video alone
+(:meth:`~sim.world.env.DrivingEnv.render_camera`, which only reads the state), so a run
+without a video never renders them and its episodes do not depend on the video.  Labels say
+which panels are the agent's inputs when the video is told its ``sensors``.
 
 With an ``overlay_source`` (an agent that leaves an ``overlay`` behind each decision, as
 :class:`agents.modular.PlanningAgent` does) the overview also shows the planner's view:
 every candidate rollout (thin; light if it passed the planner's gates, grey if not) and
-the chosen trajectory (thick, magenta).  A frame shows the decision that led to it,
-made one step earlier; the reset frame has none.
+the chosen trajectory (thick, magenta); the objects perception reported are outlined on the
+overview and drawn as 3D boxes on the rig's panels (red), the detector's raw boxes on the
+top-down camera.  A frame shows the decision that led to it, made one step earlier (so a
+perceived box trails its car by one step of relative motion); the reset frame has none.
 
 H.264 (yuv420p, ``+faststart``) in MP4, which every browser plays.  The file is written
 to a temp name and renamed at the end, so a crash never leaves a half video behind.  Its
@@ -15,7 +35,10 @@ replace) from anybody else's files (which ``drive run --video`` refuses to overw
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +46,19 @@ import av
 import cv2
 import numpy as np
 
+from sim.geometry.frames import world_to_ego
+from sim.geometry.pinhole import CameraRig, PinholeCamera, default_rig
 from sim.harness.io import publish_file
+from sim.world.perspective import object_heights
 from sim.world.render import SHIFT, box_corners, to_px
 from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD
 
 MARKER = "drive-testbed episode video"
 """The ``comment`` metadata of every video :class:`EpisodeVideo` writes."""
 
-PANEL_PX = 384  # each of the two panels is PANEL_PX x PANEL_PX
-HUD_PX = 64  # text strip under the panels
+PANEL_PX = 384  # each of the two top panels is PANEL_PX x PANEL_PX
+HUD_PX = 64  # text strip at the bottom
+RIG_ROW_PX = 2 * PANEL_PX  # the rig's cameras share a row as wide as the two top panels
 OVERVIEW_MPP = 0.35  # [m/px] overview scale: 134 m across
 
 PLAN_RGB = (255, 60, 255)  # the chosen trajectory: magenta, a colour the scene never uses
@@ -41,6 +68,9 @@ DETECTION_THICKNESS_PX = 2  # on the camera panel: still visible at the side-by-
 CANDIDATE_REJECTED_RGB = (150, 150, 150)
 PLAN_THICKNESS_PX = 3
 CANDIDATE_THICKNESS_PX = 1
+LABEL_BACKDROP = 0.4  # a panel label darkens the pixels behind it to this fraction
+RIG_BOX_THICKNESS_PX = 1  # 3D boxes on the rig's panels: a car 40 m ahead is ~8 px wide there
+BOX_NEAR_M = 0.3  # [m] 3D box edges are clipped this far in front of a rig camera (tame pixels)
 
 
 def is_drive_video(path: str | os.PathLike) -> bool:
@@ -52,14 +82,72 @@ def is_drive_video(path: str | os.PathLike) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class RigPanel:
+    """Where one rig camera's frame sits in the video frame: ``scale`` x its pixels,
+    nearest-upscaled, top-left corner at ``(x_px, y_px)``."""
+
+    name: str
+    x_px: int
+    y_px: int
+    width_px: int
+    height_px: int
+    scale: float
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """The video frame's size and its rig panels (:func:`frame_layout`)."""
+
+    width_px: int
+    height_px: int
+    rig_top_px: int  # first row of the rig's panels
+    hud_top_px: int  # first row of the HUD strip
+    panels: tuple[RigPanel, ...]
+
+
+def _even(n: float) -> int:
+    """The nearest even integer at or above ``n`` (H.264 yuv420p needs even sizes)."""
+    n = int(np.ceil(n - 1e-9))
+    return n + (n % 2)
+
+
+def frame_layout(rig: CameraRig) -> FrameLayout:
+    """The two top panels, then every camera of ``rig`` in one row of equal cells (each
+    camera scaled to fill its cell's width, at most PANEL_PX high, aspect kept), then the
+    HUD.  The default rig (two 256x128 cameras) gets 1.5x: two 384x192 panels; the frame is
+    768 x 640."""
+    cell = RIG_ROW_PX // max(len(rig), 1)
+    panels, row_h = [], 0
+    for k, (name, cam) in enumerate(rig.items()):
+        scale = min(cell / cam.width_px, PANEL_PX / cam.height_px)
+        w, h = round(cam.width_px * scale), round(cam.height_px * scale)
+        panels.append(RigPanel(name, k * cell + (cell - w) // 2, PANEL_PX, w, h, scale))
+        row_h = max(row_h, h)
+    row_h = _even(row_h)
+    return FrameLayout(width_px=2 * PANEL_PX, height_px=PANEL_PX + row_h + HUD_PX,
+                       rig_top_px=PANEL_PX, hud_top_px=PANEL_PX + row_h, panels=tuple(panels))
+
+
 def _put(img, text, org, scale=0.5, colour=(255, 255, 255)):
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def _label(img, text, org, scale=0.5, colour=(255, 255, 255)):
+    """Text on a darkened backdrop: readable on a pale sky as on dark asphalt."""
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x, y = org
+    box = img[max(y - h - 4, 0):y + base + 1, max(x - 4, 0):x + w + 4]
+    box[:] = (box * LABEL_BACKDROP).astype(np.uint8)
+    _put(img, text, org, scale, colour)
 
 
 def _polylines_px(lines_m: np.ndarray, m: np.ndarray, t: np.ndarray) -> list[np.ndarray]:
     """``[N, P, 2]`` world polylines -> fixed-point pixel polylines, non-finite points
     dropped and polylines left with fewer than two points skipped."""
     out = []
+    if not np.size(lines_m):  # e.g. no candidates, or an empty plan
+        return out
     for line in np.asarray(lines_m, dtype=np.float64).reshape(-1, *np.shape(lines_m)[-2:]):
         line = line[np.isfinite(line).all(axis=1)]
         if len(line) >= 2:
@@ -119,26 +207,71 @@ def draw_detections(img: np.ndarray, detections: Any, spec: Any, scale: float) -
     cv2.polylines(img, list(px), True, PERCEIVED_RGB, DETECTION_THICKNESS_PX, cv2.LINE_AA, SHIFT)
 
 
+_BOX_EDGES = np.array([[0, 1], [1, 2], [2, 3], [3, 0],  # bottom face (ground)
+                       [4, 5], [5, 6], [6, 7], [7, 4],  # top face
+                       [0, 4], [1, 5], [2, 6], [3, 7]])  # verticals
+
+
+def draw_boxes_3d(img: np.ndarray, camera: PinholeCamera, scale: float, corners_ego_m: np.ndarray,
+                  heights_m: np.ndarray, colour=PERCEIVED_RGB,
+                  thickness_px: int = RIG_BOX_THICKNESS_PX) -> None:
+    """Draw boxes standing on the road (ego-frame footprints ``[N, 4, 2]`` [m], heights
+    ``[N]`` [m]) as 3D wireframes on ``img``, ``camera``'s frame upscaled by ``scale``.
+
+    Each of the 12 edges is clipped to ``BOX_NEAR_M`` in front of the camera in 3D, then
+    projected (:meth:`~sim.geometry.pinhole.PinholeCamera.camera_to_pixel`): a box beside or
+    behind the camera draws only what lies in front of it.
+    """
+    footprint = np.asarray(corners_ego_m, dtype=np.float64).reshape(-1, 4, 2)
+    if not len(footprint):
+        return
+    z = np.asarray(heights_m, dtype=np.float64).reshape(-1, 1, 1) * np.array([0.0, 1.0])[None, :, None]
+    pts = np.concatenate([np.broadcast_to(footprint[:, None], (len(footprint), 2, 4, 2)),
+                          np.broadcast_to(z, (len(footprint), 2, 4))[..., None]], axis=-1)
+    q = camera.ego_to_camera(pts.reshape(-1, 8, 3))  # [N, 8, 3] camera frame
+    a, b = q[:, _BOX_EDGES[:, 0]].reshape(-1, 3), q[:, _BOX_EDGES[:, 1]].reshape(-1, 3)
+    near = max(camera.near_m, BOX_NEAR_M)
+    keep = (a[:, 2] > near) | (b[:, 2] > near)
+    a, b = a[keep], b[keep]
+    if not len(a):
+        return
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (near - a[:, 2]) / (b[:, 2] - a[:, 2])  # where the edge crosses the near plane
+        cut = a + t[:, None] * (b - a)  # used only where one end is behind it: t in [0, 1]
+    a = np.where((a[:, 2] <= near)[:, None], cut, a)
+    b = np.where((b[:, 2] <= near)[:, None], cut, b)
+    uv = camera.camera_to_pixel(np.stack([a, b], axis=1))  # [E, 2, 2] camera pixels
+    px = (uv + 0.5) * scale - 0.5  # panel pixels (centres at integers, as the camera's)
+    px = np.rint(np.clip(px, -(1 << 20), 1 << 20) * (1 << SHIFT)).astype(np.int32)
+    cv2.polylines(img, list(px), False, colour, thickness_px, cv2.LINE_AA, SHIFT)
+
+
 class EpisodeVideo:
     """A step observer for :func:`sim.harness.loop.run_episode` that writes an MP4.
 
     ``overlay_source``: an object whose ``overlay`` attribute (read at every frame; None
     or absent: nothing drawn) holds the last decision's plan (see :func:`draw_plan_overlay`),
-    normally the agent itself.
+    normally the agent itself.  ``rig``: the cameras of the env it will watch (default
+    :func:`default_rig`; the frame size depends on it, :func:`frame_layout`).  ``sensors``:
+    the agent's declared sensors, to mark its inputs in the panel labels (None: unmarked).
     """
 
     def __init__(self, path: str | os.PathLike, *, agent: str, seed: int, fps: int,
-                 crf: int = 23, overlay_source: Any = None) -> None:
+                 crf: int = 23, overlay_source: Any = None, rig: CameraRig | None = None,
+                 sensors: Collection[str] | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp.mp4")
         self.agent, self.seed = agent, seed
         self.overlay_source = overlay_source
+        self.rig = rig if rig is not None else default_rig()
+        self.layout = frame_layout(self.rig)
+        self.sensors = None if sensors is None else frozenset(sensors)
         self._container = av.open(str(self._tmp), mode="w", options={"movflags": "+faststart"})
         self._container.metadata["comment"] = MARKER
         self._stream = self._container.add_stream("libx264", rate=int(fps))
-        self._stream.width = 2 * PANEL_PX
-        self._stream.height = PANEL_PX + HUD_PX
+        self._stream.width = self.layout.width_px
+        self._stream.height = self.layout.height_px
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": str(crf), "preset": "veryfast"}
         self.frames = 0
@@ -148,23 +281,65 @@ class EpisodeVideo:
         self._encode(self.compose(env, obs, action, info))
 
     def compose(self, env, obs, action, info) -> np.ndarray:
+        if env.rig != self.rig:
+            raise ValueError(f"the env's rig {env.rig.to_dict()} is not the video's {self.rig.to_dict()}; "
+                             "build the EpisodeVideo with rig=env.rig")
+        lay = self.layout
         cam = cv2.resize(obs["camera"], (PANEL_PX, PANEL_PX), interpolation=cv2.INTER_NEAREST)
         top = env.overview((PANEL_PX, PANEL_PX), OVERVIEW_MPP)
         overlay = self._overlay(action)
+        rig_imgs = {p.name: self.rig_panel(env, obs, p) for p in lay.panels}
         if overlay is not None:
             m, t = env.overview_transform((PANEL_PX, PANEL_PX), OVERVIEW_MPP)
             draw_plan_overlay(top, overlay, m, t)
             detections = getattr(overlay, "detections", None)
             if detections is not None and len(detections.centre_m):
                 draw_detections(cam, detections, env.camera_spec, PANEL_PX / env.camera_spec.width_px)
-        frame = np.zeros((PANEL_PX + HUD_PX, 2 * PANEL_PX, 3), dtype=np.uint8)
+            objects = getattr(overlay, "objects", None)
+            if objects is not None and len(objects.position_m):
+                self._draw_perceived(rig_imgs, objects, info["ego"])
+        frame = np.zeros((lay.height_px, lay.width_px, 3), dtype=np.uint8)
         frame[:PANEL_PX, :PANEL_PX] = cam
         frame[:PANEL_PX, PANEL_PX:] = top
+        for p in lay.panels:
+            frame[p.y_px:p.y_px + p.height_px, p.x_px:p.x_px + p.width_px] = rig_imgs[p.name]
+        # dark seams between the panels
         cv2.line(frame, (PANEL_PX, 0), (PANEL_PX, PANEL_PX - 1), (0, 0, 0), 2)
-        _put(frame, "ego camera (agent input)", (8, 18))
-        _put(frame, "top-down (north up)", (PANEL_PX + 8, 18))
+        cv2.line(frame, (0, lay.rig_top_px), (lay.width_px - 1, lay.rig_top_px), (0, 0, 0), 2)
+        for p in lay.panels[1:]:
+            cv2.line(frame, (p.x_px, lay.rig_top_px), (p.x_px, lay.hud_top_px - 1), (0, 0, 0), 2)
+        sp = env.camera_spec
+        _label(frame, self._input_label(f"camera: top-down {sp.width_px}x{sp.height_px}, ego up", "camera"),
+               (8, 18))
+        _label(frame, "overview (north up)", (PANEL_PX + 8, 18))
+        for p in lay.panels:
+            c = self.rig[p.name]
+            _label(frame, self._input_label(f"{p.name}: {c.hfov_deg:.0f} deg, {c.width_px}x{c.height_px}",
+                                            p.name), (p.x_px + 8, p.y_px + 18))
         self._hud(frame, env, action, info)
         return frame
+
+    def rig_panel(self, env, obs, panel: RigPanel) -> np.ndarray:
+        """``panel``'s camera frame, upscaled: the agent's own observation when it declared
+        the camera, else rendered for the video (:meth:`DrivingEnv.render_camera`: reads the
+        state, changes nothing)."""
+        img = obs.get(panel.name)
+        if img is None:
+            img = env.render_camera(self.rig[panel.name]).image
+        return cv2.resize(img, (panel.width_px, panel.height_px), interpolation=cv2.INTER_NEAREST)
+
+    def _draw_perceived(self, rig_imgs: dict[str, np.ndarray], objects: Any, ego: dict[str, Any]) -> None:
+        """The perceived objects (world frame) as 3D boxes on every rig panel, at the frame's
+        ego pose."""
+        centre = world_to_ego(np.asarray(objects.position_m), ego["position_m"], ego["heading_rad"])
+        heading = np.asarray(objects.heading_rad, dtype=np.float64) - ego["heading_rad"]
+        footprint = box_corners(centre, heading, np.asarray(objects.length_m), np.asarray(objects.width_m))
+        heights = object_heights(objects.length_m, objects.kind)
+        for p in self.layout.panels:
+            draw_boxes_3d(rig_imgs[p.name], self.rig[p.name], p.scale, footprint, heights)
+
+    def _input_label(self, text: str, sensor: str) -> str:
+        return f"{text}  (agent input)" if self.sensors is not None and sensor in self.sensors else text
 
     def _overlay(self, action) -> Any:
         """The overlay to draw on this frame, or None.  The reset frame (no action yet)
@@ -177,7 +352,7 @@ class EpisodeVideo:
         sc = env.scenario
         ego = info["ego"]
         events = info["events"]
-        y0 = PANEL_PX + 22
+        y0 = self.layout.hud_top_px + 22
         names = sc.action_names
         a = np.zeros(len(names)) if action is None else np.asarray(action)
         steer = float(a[names.index("steering")])
@@ -188,7 +363,7 @@ class EpisodeVideo:
                     f"({ego['speed_mps'] * 3.6:5.1f} km/h)  route={100 * ego['route_completion']:5.1f}%",
              (8, y0 + 22))
         # steering bar grows to the left for a left turn; acceleration bar to the right
-        cx, cy, half = 2 * PANEL_PX - 120, y0 - 6, 100
+        cx, cy, half = self.layout.width_px - 120, y0 - 6, 100
         cv2.rectangle(frame, (cx - half, cy - 6), (cx + half, cy + 6), (80, 80, 80), 1)
         cv2.rectangle(frame, (cx, cy - 5), (int(cx - steer * half), cy + 5), (80, 200, 255), -1)
         _put(frame, f"steer {np.degrees(steer * STEERING_RANGE_RAD):+5.1f} deg",
@@ -219,8 +394,7 @@ class EpisodeVideo:
     def abort(self) -> None:
         """Drop the unfinished video (best effort: the episode's results matter more)."""
         try:
-            self._container.close()
-        except Exception:  # noqa: BLE001 - the container may be the thing that failed
-            pass
+            with contextlib.suppress(Exception):  # the container may be the thing that failed
+                self._container.close()
         finally:
             self._tmp.unlink(missing_ok=True)
