@@ -25,8 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser(
         "bench", help="benchmarks (median and ratio against a baseline)",
         description="Benchmarks, each against a baseline measured in the same run. "
-                    "'camera': the ego camera's frame time beside highway-env's "
-                    "GrayscaleObservation at the same size. 'sim': steps/s of stock "
+                    "'camera': frame time (median, p90, p99) of the top-down ego "
+                    "camera, each perspective rig camera (cam_front, cam_rear, 256x128) "
+                    "and cam_front with instance mask + depth, beside highway-env's "
+                    "GrayscaleObservation at the top-down size, interleaved on the same "
+                    "world states; one table per scenario. 'sim': steps/s of stock "
                     "vs fast physics per scenario at default and 2x traffic, highway "
                     "cost vs vehicle count, and drive run episodes/min with 1 vs 2 "
                     "workers. 'planner': an agent's per-decision latency (p50, p90, "
@@ -44,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("what", choices=["camera", "sim", "planner", "inference", "loop", "ppo"],
                    help="what to benchmark")
     s.add_argument("--scenario", default=None,
-                   help="scenario (camera default: highway; sim default: all; planner: same "
-                        "as --scenarios)")
+                   help="scenario (camera: one, a comma-separated list or 'all', default: "
+                        "highway; sim default: all; planner: same as --scenarios)")
     s.add_argument("--scenarios", default=None, metavar="A,B",
                    help=f"planner: comma-separated scenarios (default: "
                         f"{','.join(PLANNER_SCENARIOS)})")
@@ -61,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--frames", type=arguments.positive_int, default=300,
                    help="camera: frames timed (default: 300)")
     s.add_argument("--size", type=arguments.size_px, default=128,
-                   help="camera: image side [px] (default: 128)")
+                   help="camera: side of the top-down camera and of highway-env's frame [px] "
+                        "(default: 128; the rig cameras keep their own size)")
     s.add_argument("--steps", type=arguments.positive_int, default=None,
                    help="sim: steps per replayed episode (default: 200); ppo: environment steps per round "
                         "(default: 1024)")
@@ -78,11 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args) -> int:
-    from sim.bench.simulator import bench_camera, format_camera
-
     if args.what == "camera":
-        result = bench_camera(scenario=args.scenario or "highway", frames=args.frames,
-                              size_px=args.size)
+        from sim.bench.simulator import bench_cameras, format_camera
+
+        text = args.scenario or "highway"
+        names = tuple(SCENARIOS) if text.strip() == "all" else arguments.scenario_list(text)
+        result = bench_cameras(names, frames=args.frames, size_px=args.size)
         print(format_camera(result))
     elif args.what == "sim":
         from sim.bench.simulator import bench_sim, format_sim

@@ -1,9 +1,12 @@
 """Benchmarks (``drive bench``): medians and ratios against a baseline measured in the same run.
 
-``camera``: the ego camera (:mod:`sim.world.render`, OpenCV) against highway-env's own
-``GrayscaleObservation`` (pygame, offscreen) at the same image size and scale, on the
-same sequence of world states.  The two are interleaved state by state, so machine
-noise hits both alike.
+``camera``: every camera the env renders, against highway-env's own
+``GrayscaleObservation`` (pygame, offscreen) at the top-down camera's size and scale, on
+the same sequence of world states: the top-down ego camera (:mod:`sim.world.render`,
+OpenCV), each perspective camera of the rig (:mod:`sim.world.perspective`, ``cam_front``
+and ``cam_rear`` at their default 256x128) and ``cam_front`` with its instance mask and
+depth image (the label path).  They are interleaved state by state, so machine noise
+hits all alike; medians, p90, p99 and ratios of medians from the same run.
 
 highway-env switches its viewer off when ``SDL_VIDEODRIVER=dummy`` (the only way to run
 it headless), and then returns all-black frames in no time.  The benchmark switches the
@@ -40,65 +43,134 @@ def time_ms(fn) -> float:
     return (time.perf_counter_ns() - t0) / 1e6
 
 
+CAMERA_ROWS = ("top_down", "cam_front", "cam_rear", "cam_front_labels", "highway_env")
+"""The renderers ``drive bench camera`` times, in table order; ``highway_env`` is the baseline."""
+_CAMERA_LABELS = {
+    "top_down": "top-down ego camera (sim.world.render)",
+    "cam_front": "cam_front (sim.world.perspective)",
+    "cam_rear": "cam_rear (sim.world.perspective)",
+    "cam_front_labels": "cam_front + instance mask + depth",
+    "highway_env": "highway-env GrayscaleObservation (pygame)",
+}
+
+
+def _timing_row(name: str, size: tuple[int, int], ms: list[float]) -> dict[str, Any]:
+    """One renderer's frame times [ms] -> median, p90, p99 (``size`` is (width, height) [px])."""
+    p50, p90, p99 = np.percentile(np.asarray(ms, dtype=np.float64), [50, 90, 99])
+    return {"renderer": name, "label": _CAMERA_LABELS[name], "width_px": size[0],
+            "height_px": size[1], "median_ms": float(p50), "p90_ms": float(p90),
+            "p99_ms": float(p99)}
+
+
 def bench_camera(scenario: str = "highway", frames: int = 300, size_px: int = 128,
                  seed: int = 0, warmup: int = 10) -> dict[str, Any]:
-    """Time one ego-camera frame vs one highway-env GrayscaleObservation frame."""
+    """Frame times of every camera on one scenario, interleaved on the same world states.
+
+    Rows (:data:`CAMERA_ROWS`): the top-down ego camera at ``size_px`` (the bird's-eye
+    raster, 0.5 m/px at 128 px); each camera of the env's rig (:func:`default_rig`:
+    ``cam_front``, ``cam_rear``) at its own size through :meth:`DrivingEnv.render_camera`;
+    ``cam_front`` again with the instance mask and depth image (the label path); and the
+    baseline, highway-env's ``GrayscaleObservation`` at the top-down camera's size and
+    scale.  Every row is one call from the env's state, object arrays included.
+
+    At each of ``frames`` world states (after ``warmup`` untimed ones) each renderer is
+    timed once, in an order rotated by one per state, so machine noise and cache order hit
+    all rows alike.  The IDM autopilot drives; when an episode ends the next seed starts
+    and every renderer draws one untimed frame of the new map first (the perspective
+    renderer builds its road mesh once per map).  Ratios are of medians from this run:
+    ``vs_highway_env`` = highway-env's median / the row's (above 1: faster than the
+    baseline), ``vs_top_down`` = the row's median / the top-down camera's.
+    """
+    if frames < 1:
+        raise ValueError(f"frames must be at least 1, got {frames}")
+    name = get_scenario(scenario).name  # an unknown name lists the known ones
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame must not look for a display
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
     spec = CameraSpec(width_px=size_px, height_px=size_px, ego_u_px=(size_px - 1) / 2,
                       ego_v_px=round(size_px * 0.78))
-    env = DrivingEnv(scenario, camera=spec, sensors=("autopilot",))
-    _, info = env.reset(seed=seed)
-    stock = GrayscaleObservation(
-        env.world, observation_shape=(size_px, size_px), stack_size=1,
-        weights=[0.2989, 0.5870, 0.1140], scaling=1.0 / spec.metres_per_pixel)
-    stock.viewer.enabled = True  # see the module docstring
-    if stock.observe().max() == 0:
-        raise RuntimeError("highway-env's GrayscaleObservation rendered a blank frame; "
-                           "the comparison would be meaningless")
+    env = DrivingEnv(name, camera=spec, sensors=("autopilot",))
+    try:
+        _, info = env.reset(seed=seed)
+        stock = GrayscaleObservation(
+            env.world, observation_shape=(size_px, size_px), stack_size=1,
+            weights=[0.2989, 0.5870, 0.1140], scaling=1.0 / spec.metres_per_pixel)
+        stock.viewer.enabled = True  # see the module docstring
+        if stock.observe().max() == 0:
+            raise RuntimeError("highway-env's GrayscaleObservation rendered a blank frame; "
+                               "the comparison would be meaningless")
+        front, rear = env.rig["cam_front"], env.rig["cam_rear"]
 
-    def ours() -> np.ndarray:
-        ego = env.world.vehicle
-        return env.renderer.ego_camera(spec, hw_to_world_xy(ego.position),
-                                       hw_to_world_heading(ego.heading), env._scene_objects(),
-                                       ego.LENGTH, ego.WIDTH)
+        def top_down() -> np.ndarray:
+            ego = env.world.vehicle
+            return env.renderer.ego_camera(spec, hw_to_world_xy(ego.position),
+                                           hw_to_world_heading(ego.heading),
+                                           env._scene_objects(), ego.LENGTH, ego.WIDTH)
 
-    ours_ms, stock_ms = [], []
-    for k in range(frames + warmup):
-        a, b = time_ms(ours), time_ms(stock.observe)
-        if k >= warmup:
-            ours_ms.append(a)
-            stock_ms.append(b)
-        _, _, term, trunc, info = env.step(info["autopilot"])
-        if term or trunc:
-            _, info = env.reset(seed=seed + k + 1)
-    env.close()
-    o, s = np.median(ours_ms), np.median(stock_ms)
-    return {
-        "benchmark": "camera",
-        "scenario": scenario,
-        "frames": frames,
-        "size_px": size_px,
-        "ego_camera_rgb_median_ms": float(o),
-        "ego_camera_rgb_p90_ms": float(np.percentile(ours_ms, 90)),
-        "highway_env_grayscale_median_ms": float(s),
-        "highway_env_grayscale_p90_ms": float(np.percentile(stock_ms, 90)),
-        "speedup_median": float(s / o),
-    }
+        renderers = {
+            "top_down": top_down,
+            "cam_front": lambda: env.render_camera(front),
+            "cam_rear": lambda: env.render_camera(rear),
+            "cam_front_labels": lambda: env.render_camera(front, instance=True, depth=True),
+            "highway_env": stock.observe,
+        }
+        sizes = {"top_down": (size_px, size_px), "highway_env": (size_px, size_px),
+                 "cam_front": (front.width_px, front.height_px),
+                 "cam_rear": (rear.width_px, rear.height_px),
+                 "cam_front_labels": (front.width_px, front.height_px)}
+        names = list(CAMERA_ROWS)
+        times: dict[str, list[float]] = {row: [] for row in names}
+        episodes = 1
+        for k in range(frames + warmup):
+            order = names[k % len(names):] + names[:k % len(names)]
+            for row in order:
+                ms = time_ms(renderers[row])
+                if k >= warmup:
+                    times[row].append(ms)
+            _, _, term, trunc, info = env.step(info["autopilot"])
+            if term or trunc:
+                _, info = env.reset(seed=seed + episodes)
+                episodes += 1
+                for fn in renderers.values():  # a new map: build its caches untimed
+                    fn()
+    finally:
+        env.close()
+    rows = [_timing_row(n, sizes[n], times[n]) for n in names]
+    base = next(r for r in rows if r["renderer"] == "highway_env")["median_ms"]
+    top = next(r for r in rows if r["renderer"] == "top_down")["median_ms"]
+    for row in rows:
+        row["vs_highway_env"] = base / row["median_ms"]
+        row["vs_top_down"] = row["median_ms"] / top
+    return {"scenario": name, "frames": frames, "warmup": warmup,
+            "seed": seed, "episodes": episodes, "size_px": size_px, "rows": rows}
+
+
+def bench_cameras(scenarios: tuple[str, ...] = ("highway",), frames: int = 300,
+                  size_px: int = 128, seed: int = 0) -> dict[str, Any]:
+    """:func:`bench_camera` on each scenario in turn (names checked before anything runs)."""
+    if not scenarios:
+        raise ValueError("no scenarios given")
+    names = [get_scenario(name).name for name in dict.fromkeys(scenarios)]  # fails fast
+    return {"benchmark": "camera", "frames": frames, "size_px": size_px, "seed": seed,
+            "scenarios": [bench_camera(name, frames, size_px, seed) for name in names]}
 
 
 def format_camera(r: dict[str, Any]) -> str:
-    return "\n".join([
-        f"camera benchmark: {r['scenario']}, {r['size_px']}x{r['size_px']} px, {r['frames']} "
-        f"world states (interleaved)",
-        f"{'renderer':44s} {'median ms':>10s} {'p90 ms':>8s}",
-        f"{'ego camera (sim.world.render, OpenCV, RGB)':44s} {r['ego_camera_rgb_median_ms']:10.3f} "
-        f"{r['ego_camera_rgb_p90_ms']:8.3f}",
-        f"{'highway-env GrayscaleObservation (pygame)':44s} "
-        f"{r['highway_env_grayscale_median_ms']:10.3f} {r['highway_env_grayscale_p90_ms']:8.3f}",
-        f"ratio (highway-env / ours, medians): {r['speedup_median']:.1f}x",
-    ])
+    """One table per scenario: median, p90, p99 [ms] and the two ratios of medians."""
+    out = []
+    for sc in r["scenarios"]:
+        if out:
+            out.append("")
+        out.append(f"camera benchmark: {sc['scenario']}, {sc['frames']} world states "
+                   f"(interleaved, {sc['episodes']} episode(s) from seed {sc['seed']})")
+        out.append(f"{'renderer':42s} {'size':>7s} {'median ms':>9s} {'p90 ms':>7s} "
+                   f"{'p99 ms':>7s} {'hw-env/row':>10s} {'row/top-down':>12s}")
+        for row in sc["rows"]:
+            size = f"{row['width_px']}x{row['height_px']}"
+            out.append(f"{row['label']:42s} {size:>7s} {row['median_ms']:9.3f} "
+                       f"{row['p90_ms']:7.3f} {row['p99_ms']:7.3f} "
+                       f"{row['vs_highway_env']:9.2f}x {row['vs_top_down']:11.2f}x")
+    return "\n".join(out)
 
 
 # -- simulation ------------------------------------------------------------------------------
