@@ -295,3 +295,120 @@ def test_heights_and_colours_are_deterministic_per_identity(highway):
         colours.add(tuple(img.image[img.instance == ident][0]))
     assert len(colours) >= 4
     assert math.isfinite(FRONT.fx)
+
+
+# ---------------------------------------------------------------------------- road surface seams
+def _inside_any(points: np.ndarray, polys: np.ndarray) -> np.ndarray:
+    """Even-odd point-in-polygon: whether each point ``[N, 2]`` lies inside at least one of
+    the polygons ``[Q, V, 2]`` (repeated padding vertices make zero-length edges: no crossing)."""
+    out = np.zeros(len(points), dtype=bool)
+    a, b = polys, np.roll(polys, -1, axis=1)
+    for lo in range(0, len(points), 256):
+        p = points[lo:lo + 256, None, None, :]  # [n, 1, 1, 2]
+        spans = (a[None, ..., 1] > p[..., 1]) != (b[None, ..., 1] > p[..., 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = a[None, ..., 0] + (p[..., 1] - a[None, ..., 1]) * (
+                (b[..., 0] - a[..., 0]) / (b[..., 1] - a[..., 1]))[None]
+        odd = (spans & (p[..., 0] < x)).sum(axis=2) % 2 == 1  # [n, Q]
+        out[lo:lo + 256] = odd.any(axis=1)
+    return out
+
+
+def _lane_points(env, step_m: float, lateral: tuple[float, ...]) -> np.ndarray:
+    """World points of every highway-env lane: every ``step_m`` along it, at the given
+    fractions of its half width (+ = its right, highway-env's lateral axis)."""
+    pts = []
+    for tos in env.world.road.network.graph.values():
+        for lanes in tos.values():
+            for lane in lanes:
+                for s in np.arange(0.01, lane.length - 0.01, step_m):
+                    half = lane.width_at(s) / 2
+                    pts.extend(lane.position(s, f * half) for f in lateral)
+    return hw_to_world_xy(np.array(pts))
+
+
+def test_the_road_surface_covers_every_lane_up_to_its_borders():
+    """lane-keep's racetrack pairs concentric arcs sampled every metre each: the two
+    polygons of their shared border are different chords of one circle, and a sliver of
+    ground (up to ~1 cm) showed between them as a dotted line in the frames.  Every point
+    of every lane, 2 mm inside its borders, must lie on the surface mesh."""
+    env = DrivingEnv("lane-keep", sensors=("speed",))
+    env.reset(seed=0)
+    mesh = RoadMesh.from_geometry(env.geometry)
+    half_in = 1.0 - 0.004 / 5.0  # 2 mm inside the 5 m lanes' borders
+    pts = _lane_points(env, 0.2, (-half_in, 0.0, half_in))
+    inside = _inside_any(pts, mesh.surface.quads_m)
+    env.close()
+    assert inside.all(), pts[~inside][:5]
+
+
+def test_no_ground_shows_through_the_road_between_concentric_arcs():
+    """The rendered counterpart: along the racetrack's tightest arcs, no ground-coloured
+    pixel (between two road pixels) lies on the road 3 cm or more from every lane border."""
+    env = DrivingEnv("lane-keep", sensors=("speed",))
+    env.reset(seed=0)
+    geometry, net = env.geometry, env.world.road.network
+    lanes = [la for tos in net.graph.values() for ls in tos.values() for la in ls]
+    r = renderer_for(geometry)
+
+    def on_road(world_xy):
+        hw = np.array([world_xy[0], -world_xy[1]])  # highway-env's y points down
+        for la in lanes:
+            s, lat = la.local_coordinates(hw)
+            if 0.0 <= s <= la.length and abs(lat) <= la.width_at(s) / 2:
+                return True
+        return False
+
+    holes = []
+    for index in (("d", "e", 0), ("d", "e", 1), ("e", "f", 0), ("e", "f", 1)):  # 15 m / 20 m arcs
+        lane = geometry.lanes[index]
+        for i in np.linspace(2, len(lane.s_m) - 3, 12).astype(int):
+            xy, h = lane.centre_m[i], float(lane.heading_rad[i])
+            for cam in (FRONT, default_rig()["cam_rear"]):
+                img = r.render(cam, xy, h, SceneObjects.empty()).image
+                g = _is(img, PAL.ground)
+                road = ~g & ~_is(img, PAL.sky)
+                cand = np.zeros_like(g)
+                cand[:, 1:-1] = g[:, 1:-1] & road[:, :-2] & road[:, 2:]
+                v, u = np.nonzero(cand)
+                ground = cam.pixel_to_ground(np.stack([u, v], axis=-1).astype(float))
+                for p in ground[np.isfinite(ground[:, 0]), :2]:
+                    w = ego_to_world(p[None], xy, h)[0]
+                    if all(on_road(w + d) for d in ((0.03, 0), (-0.03, 0), (0, 0.03), (0, -0.03))):
+                        holes.append((index, int(i), w.round(2).tolist()))
+    env.close()
+    assert not holes, holes[:5]
+
+
+# ---------------------------------------------------------------------------- one road pass, caches
+def test_the_one_road_pass_culls_the_same_polygons_as_each_set(highway):
+    mesh = renderer_for(highway.geometry).mesh
+    flat, ns = mesh.flat, len(mesh.surface.group)
+    xy, _ = _pose(highway)
+    for eye in (xy, xy + [300.0, 0.0], xy + [-900.0, 40.0]):
+        for reach in (5.0, 60.0, 250.0):
+            want = np.concatenate([mesh.surface.candidates(eye, reach),
+                                   ns + mesh.markings.candidates(eye, reach)])
+            assert np.array_equal(np.sort(flat.candidates(eye, reach)), np.sort(want))
+    assert np.array_equal(flat.quads_m[:ns], mesh.surface.quads_m)
+    assert flat.marking.sum() == len(mesh.markings.group) and not flat.marking[:ns].any()
+
+
+def test_cached_object_styles_follow_seed_ids_and_heights(highway):
+    """Heights and colours are remembered per object list; a new colour seed, new
+    identities or explicit heights must still change the frame."""
+    xy, h = _pose(highway)
+    r = renderer_for(highway.geometry)
+    car = _boxes(xy, h, [[12.0, 0.0]], 5.0, 2.0)
+
+    def colour(**kw):
+        f = r.render(FRONT, xy, h, car, instance=True, **kw)
+        return tuple(f.image[f.instance == (kw.get("ids", [0])[0])][0]), f
+
+    seen = {colour(colour_seed=s)[0] for s in range(8)}
+    assert len(seen) >= 3
+    assert colour(colour_seed=5)[0] == colour(colour_seed=5)[0]
+    low, tall = colour()[1], colour(heights_m=np.array([3.5]))[1]
+    rows_low, rows_tall = (np.flatnonzero((f.instance == 0).any(axis=1)) for f in (low, tall))
+    assert rows_tall[0] < rows_low[0] and rows_tall[-1] == rows_low[-1]
+    assert colour()[1].image.tobytes() == low.image.tobytes()  # heights not stuck at 3.5 m

@@ -13,7 +13,11 @@ the other road users as 3D boxes.  One call renders one camera:
    dashes, spaced as the road map and the bird's-eye renderer space them: one every 8 m,
    :data:`sim.world.roadmap.STRIPE_PERIOD_M`; highway-env's pygame view spaces them 4.33 m).
    A border two lanes both paint is drawn once.  Lines beyond :data:`MARKING_FAR_M` are
-   sub-pixel, so they take a road/paint blend instead of turning far roads white;
+   sub-pixel, so they take a road/paint blend instead of turning far roads white.  A lane
+   edge no neighbour shares sample for sample is pushed out by :data:`SEAM_OVERLAP_M`, so
+   differently sampled neighbours (concentric arcs) overlap instead of showing a seam.
+   Surfaces and markings are culled, transformed, clipped and projected in one pass
+   (:class:`FlatPass`), then filled surfaces first;
 3. **objects**: boxes of true length and width and a plausible height
    (:func:`object_heights`), faces shaded by their orientation to a fixed sun, colours
    from a palette drawn per object identity (:func:`object_colours`), back faces culled,
@@ -46,6 +50,7 @@ polygons with the even-odd rule).
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 
 import cv2
@@ -170,6 +175,13 @@ def _dash_quads(lane: LaneGeometry, edge: np.ndarray, curved: bool) -> list[np.n
     return out
 
 
+SEAM_OVERLAP_M = 0.05
+"""[m] A lane surface's edge that no other lane of its road shares sample for sample is
+pushed out by this much: two concentric arcs sampled every metre each cut their shared
+border by different chords (up to 1 cm apart on a 15 m radius), which left a dotted line
+of ground between them.  Less than the painted line's half width, so it hides under any
+edge line; a bare edge grows by 5 cm."""
+STYLE_CACHE = 8  # object lists whose heights and colours a renderer remembers
 MERGE_CELL_M = 2.0  # [m] grid of the build-time overlap test that merges quad groups
 CHUNK_QUADS = 16  # quads per culling chunk
 
@@ -244,6 +256,59 @@ class QuadSet:
 
 
 @dataclass
+class FlatPass:
+    """A :class:`RoadMesh`'s surfaces and markings as one set of road-plane polygons, so a
+    frame culls, transforms, clips and projects them in one pass (numpy's per-call overhead,
+    not arithmetic, is most of a frame's cost).  Each polygon has a fill key: its
+    :class:`QuadSet` group, surface groups first, times two; a marking adds one when it is
+    beyond :data:`MARKING_FAR_M` (its blended colour).  Filling in key order draws every
+    surface before every marking, a group per call, as two separate passes would.  Culling
+    chunks are the two sets' own, so the same polygons are candidates."""
+
+    quads_m: np.ndarray  # [Q, POLY_VERTICES, 2] world frame: surface polygons, then markings
+    centre_m: np.ndarray  # [Q, 2] bounding circles
+    radius_m: np.ndarray  # [Q]
+    key: np.ndarray  # [Q] int64, even: 2 x group (marking groups after the surface groups)
+    marking: np.ndarray  # [Q] bool: a painted line (may take the far colour)
+    first_marking_key: int  # keys below this are lane surfaces
+    chunk_centre_m: np.ndarray  # [C, 2]
+    chunk_radius_m: np.ndarray  # [C]
+    chunk_start: np.ndarray  # [C] int64: first polygon of each chunk
+    chunk_len: np.ndarray  # [C] int64: its polygons (up to CHUNK_QUADS)
+
+    @classmethod
+    def build(cls, surface: QuadSet, markings: QuadSet) -> FlatPass:
+        ns, nm = len(surface.group), len(markings.group)
+        first_marking = 2 * (int(surface.group.max()) + 1 if ns else 0)
+
+        def chunks(n: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+            start = np.arange(0, n, CHUNK_QUADS, dtype=np.int64)
+            return start + offset, np.minimum(CHUNK_QUADS, n - start)
+
+        (s0, sl), (m0, ml) = chunks(ns, 0), chunks(nm, ns)
+        return cls(
+            quads_m=np.concatenate([surface.quads_m, markings.quads_m]).astype(np.float64),
+            centre_m=np.concatenate([surface.centre_m, markings.centre_m]),
+            radius_m=np.concatenate([surface.radius_m, markings.radius_m]),
+            key=np.concatenate([2 * surface.group, first_marking + 2 * markings.group]).astype(np.int64),
+            marking=np.concatenate([np.zeros(ns, dtype=bool), np.ones(nm, dtype=bool)]),
+            first_marking_key=first_marking,
+            chunk_centre_m=np.concatenate([surface.chunk_centre_m, markings.chunk_centre_m]),
+            chunk_radius_m=np.concatenate([surface.chunk_radius_m, markings.chunk_radius_m]),
+            chunk_start=np.concatenate([s0, m0]),
+            chunk_len=np.concatenate([sl, ml]))
+
+    def candidates(self, eye_xy_m: np.ndarray, reach_m: float) -> np.ndarray:
+        """Indices of the polygons in chunks whose circle comes within ``reach_m`` of a point
+        (the same polygons as :meth:`QuadSet.candidates` on each set)."""
+        d = self.chunk_centre_m - eye_xy_m
+        chunks = np.flatnonzero(np.einsum("ij,ij->i", d, d)
+                                <= np.square(reach_m + self.chunk_radius_m))
+        idx = self.chunk_start[chunks, None] + np.arange(CHUNK_QUADS)
+        return idx[np.arange(CHUNK_QUADS) < self.chunk_len[chunks, None]]
+
+
+@dataclass
 class RoadMesh:
     """Every lane of a road map as quads on the road plane (world frame), built once."""
 
@@ -254,6 +319,9 @@ class RoadMesh:
     """Painted lines, a part each; a border two neighbouring lanes both paint is drawn once
     (a continuous line wins over dashes)."""
 
+    def __post_init__(self) -> None:
+        self.flat = FlatPass.build(self.surface, self.markings)
+
     @classmethod
     def from_geometry(cls, geometry: RoadGeometry) -> RoadMesh:
         roads: dict[tuple[str, str], list[LaneGeometry]] = {}
@@ -263,6 +331,7 @@ class RoadMesh:
         lines: list[tuple[np.ndarray, str, LaneGeometry]] = []  # one per distinct painted edge
         for lanes in roads.values():
             edges: list[tuple[np.ndarray, int]] = []  # this road's edges and their part
+            strips = []  # (lane, left, right, part)
             for lane in lanes:
                 (left, pl), (right, pr) = (_shared(edges, lane.left_m),
                                            _shared(edges, lane.right_m))
@@ -270,8 +339,17 @@ class RoadMesh:
                 if part is None:
                     part = len(surfaces)
                     surfaces.append([])
-                surfaces[part].append(_strip_polys(left, right))
+                strips.append((lane, left, right, part))
                 edges.extend([(left, part), (right, part)])
+            # an edge no other lane of the road shares sample for sample is pushed out by
+            # SEAM_OVERLAP_M, so that a neighbour sampled differently (a concentric arc) or
+            # on another road overlaps it instead of leaving a sliver of ground between
+            shared = collections.Counter(id(e) for e, _ in edges)
+            for lane, left, right, part in strips:
+                out = SEAM_OVERLAP_M * _edge_normals(lane.heading_rad)  # towards the left
+                surfaces[part].append(_strip_polys(left if shared[id(left)] > 1 else left + out,
+                                                   right if shared[id(right)] > 1 else right - out))
+            for lane, left, right, _ in strips:
                 for kind, edge in ((lane.line_left, left), (lane.line_right, right)):
                     if kind not in ("continuous", "striped"):
                         continue
@@ -402,6 +480,23 @@ def _clip_crossing(polys: np.ndarray, near_m: float) -> tuple[np.ndarray, np.nda
     return out, count
 
 
+def _clip_to_px(view: _View, polys: np.ndarray) -> list[np.ndarray]:
+    """Polygons ``[P, n, 3]`` (camera frame) that all cross the clip plane, clipped
+    (:func:`clip_near`) and projected: one ``int32[k, 2]`` array of fixed-point pixels per
+    polygon, its ``k`` clipped vertices (a crossing convex polygon keeps at least 3).  One
+    by one in plain Python when there are a handful, vectorised otherwise; one projection."""
+    if len(polys) > _FEW:
+        clipped, count = clip_near(polys, view.near_m)
+        return [p[:c] for p, c in zip(view.to_px(clipped), count.tolist())]
+    verts: list[list[float]] = []
+    ends = []
+    for poly in polys.tolist():
+        verts.extend(_clip_one(poly, view.near_m))
+        ends.append(len(verts))
+    px = view.to_px(np.array(verts))
+    return [px[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+
+
 @dataclass(frozen=True)
 class _View:
     """One camera at one ego pose: world -> camera frame, the culling planes, projection."""
@@ -413,8 +508,19 @@ class _View:
     near_m: float
     planes: np.ndarray  # [4, 3] inward unit normals of the side/top/bottom planes, camera frame
 
+    @staticmethod
+    def frustum_planes(camera: PinholeCamera) -> np.ndarray:
+        """The inward unit normals ``[4, 3]`` of the frustum's side planes through the optical
+        centre (image edges at u = -0.5, W - 0.5 and v = -0.5, H - 0.5), camera frame."""
+        tx = (camera.width_px / 2.0) / camera.fx
+        ty = (camera.height_px / 2.0) / camera.fy
+        planes = np.array([[1.0, 0.0, tx], [-1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, -1.0, ty]])
+        return planes / np.linalg.norm(planes, axis=1, keepdims=True)
+
     @classmethod
-    def build(cls, camera: PinholeCamera, ego_xy_m: np.ndarray, ego_heading_rad: float) -> _View:
+    def build(cls, camera: PinholeCamera, ego_xy_m: np.ndarray, ego_heading_rad: float,
+              planes: np.ndarray | None = None) -> _View:
+        """``planes``: :meth:`frustum_planes` of ``camera``, when the caller has them cached."""
         c, s = np.cos(ego_heading_rad), np.sin(ego_heading_rad)
         world_to_ego = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])  # p_ego = d @ this
         r = camera.rotation_ego_from_camera  # q = (p_ego - position) @ r
@@ -422,11 +528,8 @@ class _View:
         ego3 = np.array([ego_xy_m[0], ego_xy_m[1], 0.0])
         b = -ego3 @ a - camera.position_m @ r
         eye = ego3 + camera.position_m @ world_to_ego.T
-        # frustum side planes through the optical centre (image edges at u = -0.5, W - 0.5)
-        tx = (camera.width_px / 2.0) / camera.fx
-        ty = (camera.height_px / 2.0) / camera.fy
-        planes = np.array([[1.0, 0.0, tx], [-1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, -1.0, ty]])
-        planes /= np.linalg.norm(planes, axis=1, keepdims=True)
+        if planes is None:
+            planes = cls.frustum_planes(camera)
         return cls(camera, a, b, eye, max(camera.near_m, MIN_CLIP_M), planes)
 
     def visible(self, centre_cam: np.ndarray, radius_m: np.ndarray) -> np.ndarray:
@@ -439,6 +542,9 @@ class _View:
         """Camera-frame points ``[..., 3]`` in front of the clip plane -> OpenCV fixed-point
         pixels ``int32[..., 2]`` (the camera's intrinsics ``K``)."""
         return np.rint(self.camera.camera_to_pixel(q) * SCALE).astype(np.int32)
+
+
+SKY_SPILL_PX = 3  # [px] how far above the horizon the road's fill is undone (see _CameraCache)
 
 
 class _CameraCache:
@@ -458,6 +564,14 @@ class _CameraCache:
         _, depth = camera.project(np.nan_to_num(ground))
         self.ground_depth = np.where(self.sky, np.inf, depth).astype(np.float32)
         self.rays = camera.camera_rays(uv)  # camera frame, z = 1
+        self.planes = _View.frustum_planes(camera)
+        # The rows where a road fill may spill onto the sky: sky pixels within SKY_SPILL_PX
+        # of a ground pixel (every road point projects below the horizon; a fill lights at
+        # most a pixel beyond its polygon).
+        k = 2 * SKY_SPILL_PX + 1
+        near_ground = cv2.dilate((~self.sky).astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+        rows = np.flatnonzero((self.sky & near_ground).any(axis=1))
+        self.spill_rows = slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) else slice(0, 0)
 
 
 class PerspectiveRenderer:
@@ -468,6 +582,35 @@ class PerspectiveRenderer:
         self.mesh = geometry if isinstance(geometry, RoadMesh) else RoadMesh.from_geometry(geometry)
         self.palette = palette
         self._cameras: dict[PinholeCamera, _CameraCache] = {}
+        far = tuple(round(r + MARKING_FAR_BLEND * (m - r)) for r, m in zip(palette.road, palette.marking))
+        self._marking_far = far
+        light = np.asarray(palette.light, dtype=np.float64)
+        self._light = light / np.linalg.norm(light)
+        self._styles: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _flat_colour(self, key: int) -> tuple[int, ...]:
+        """The fill colour of a :class:`FlatPass` key."""
+        if key < self.mesh.flat.first_marking_key:
+            return self.palette.road
+        return self._marking_far if key % 2 else self.palette.marking
+
+    def _style(self, ids: np.ndarray, kind: np.ndarray, length_m: np.ndarray,
+               heights_m: np.ndarray | None, colour_seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every object's box height ``[N]`` and body colour ``[N, 3]``
+        (:func:`object_heights`, :func:`object_colours`), remembered for the last few object
+        lists: an episode's identities, kinds and sizes do not change from frame to frame."""
+        key = (colour_seed, ids.dtype.str, ids.tobytes(), kind.dtype.str, kind.tobytes(),
+               length_m.tobytes() if heights_m is None else None)
+        style = self._styles.get(key)
+        if style is None:
+            height = object_heights(length_m, kind) if heights_m is None else None
+            style = (height, object_colours(ids, kind, self.palette, colour_seed))
+            if len(self._styles) >= STYLE_CACHE:
+                del self._styles[next(iter(self._styles))]
+            self._styles[key] = style
+        if heights_m is not None:
+            return np.asarray(heights_m, dtype=np.float64), style[1]
+        return style
 
     def _cache(self, camera: PinholeCamera) -> _CameraCache:
         cache = self._cameras.get(camera)
@@ -490,15 +633,14 @@ class PerspectiveRenderer:
         :param instance: also return the instance mask (``ids`` per pixel, -1 for none)
         :param depth: also return the depth image
         """
-        view = _View.build(camera, np.asarray(ego_xy_m, dtype=np.float64), float(ego_heading_rad))
         cache = self._cache(camera)
+        view = _View.build(camera, np.asarray(ego_xy_m, dtype=np.float64), float(ego_heading_rad),
+                           cache.planes)
         img = cache.background.copy()
-        pal = self.palette
-        self._draw_flat(img, view, self.mesh.surface, pal.road)
-        far = tuple(round(r + MARKING_FAR_BLEND * (m - r)) for r, m in zip(pal.road, pal.marking))
-        self._draw_flat(img, view, self.mesh.markings, pal.marking, far)
+        self._draw_road(img, view)
         # a far road quad's fill may touch the pixel row above the horizon
-        np.copyto(img, cache.background, where=cache.sky3)
+        rows = cache.spill_rows
+        np.copyto(img[rows], cache.background[rows], where=cache.sky3[rows])
         face_id = np.full(img.shape[:2], -1, dtype=np.int32) if (instance or depth) else None
         planes, owners = self._draw_boxes(img, face_id, view, objects, ids, heights_m,
                                           colour_seed)
@@ -516,42 +658,41 @@ class PerspectiveRenderer:
         return frame
 
     # -- the road plane --------------------------------------------------------------------
-    def _draw_flat(self, img: np.ndarray, view: _View, quads: QuadSet, colour,
-                   far_colour=None) -> None:
-        """Fill the visible quads, a group per call; with ``far_colour``, quads centred
-        beyond :data:`MARKING_FAR_M` in depth take that colour instead."""
-        if not len(quads.group):
-            return
-        near = quads.candidates(view.eye_m[:2], VIEW_DISTANCE_M)
+    def _draw_road(self, img: np.ndarray, view: _View) -> None:
+        """Fill the visible surfaces and markings (:class:`FlatPass`), a key per call; a
+        marking centred beyond :data:`MARKING_FAR_M` in depth takes the far colour."""
+        flat = self.mesh.flat
+        near = flat.candidates(view.eye_m[:2], VIEW_DISTANCE_M)
         if not len(near):
             return
         a2, b = view.a[:2], view.b
-        centre = quads.centre_m[near] @ a2 + b
-        vis = view.visible(centre, quads.radius_m[near])
+        centre = flat.centre_m[near] @ a2 + b
+        vis = view.visible(centre, flat.radius_m[near])
         near = near[vis]
         if not len(near):
             return
-        q = quads.quads_m[near] @ a2 + b  # [P, K, 3] camera frame (the road plane: z_world = 0)
+        key = flat.key[near] + (flat.marking[near] & (centre[vis, 2] > MARKING_FAR_M))
+        q = flat.quads_m[near] @ a2 + b  # [P, K, 3] camera frame (the road plane: z_world = 0)
         z_ok = q[..., 2] >= view.near_m
         front = z_ok.all(axis=1)
         cross = np.flatnonzero(z_ok.any(axis=1) & ~front)
-        polys = list(view.to_px(q[front]))  # OpenCV takes a list of arrays faster than a 3D one
-        key_all = quads.group[near] * 2
-        if far_colour is not None:
-            key_all += centre[vis][:, 2] > MARKING_FAR_M
-        key = [key_all[front]]
+        # the polygons in front of the clip plane in key order (stable), a fill call per key;
+        # the few that cross it are clipped and join their key's call, after the others
+        front = np.flatnonzero(front)
+        order = front[np.argsort(key[front], kind="stable")]
+        polys = list(view.to_px(q[order]))  # OpenCV takes a list of arrays faster than a 3D one
+        calls: dict[int, list[np.ndarray]] = {}
+        if len(order):
+            key_front = key[order]
+            bounds = (np.flatnonzero(np.diff(key_front)) + 1).tolist()
+            for k, lo, hi in zip(key_front[[0, *bounds]].tolist(), [0, *bounds], [*bounds, len(polys)]):
+                calls[k] = polys[lo:hi]
         if len(cross):
-            clipped, count = _clip_crossing(q[cross], view.near_m)
-            polys.extend(view.to_px(clipped[count > 0]))
-            key.append(key_all[cross[count > 0]])
-        key = np.concatenate(key)
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-        polys = [polys[i] for i in order.tolist()]
-        bounds = np.flatnonzero(np.diff(key)) + 1
-        for k, lo, hi in zip(key[np.concatenate([[0], bounds]).astype(np.int64)].tolist(),
-                             [0, *bounds.tolist()], [*bounds.tolist(), len(polys)]):
-            cv2.fillPoly(img, polys[lo:hi], far_colour if k % 2 else colour, cv2.LINE_8, SHIFT)
+            for k, poly in zip(key[cross].tolist(), _clip_to_px(view, q[cross])):
+                calls.setdefault(k, []).append(poly)
+            calls = dict(sorted(calls.items()))
+        for k, group in calls.items():
+            cv2.fillPoly(img, group, self._flat_colour(k), cv2.LINE_8, SHIFT)
 
     # -- boxes ---------------------------------------------------------------------------------
     def _draw_boxes(self, img, face_id, view: _View, objects: SceneObjects, ids, heights_m,
@@ -563,10 +704,9 @@ class PerspectiveRenderer:
         if not n_obj:
             return none
         ids = np.arange(n_obj) if ids is None else np.asarray(ids)
-        height = (object_heights(objects.length_m, objects.kind) if heights_m is None
-                  else np.asarray(heights_m, dtype=np.float64))
-        pos = np.asarray(objects.position_m, dtype=np.float64)
         length = np.asarray(objects.length_m, dtype=np.float64)
+        height, body = self._style(ids, np.asarray(objects.kind), length, heights_m, colour_seed)
+        pos = np.asarray(objects.position_m, dtype=np.float64)
         width = np.asarray(objects.width_m, dtype=np.float64)
         # cull by bounding sphere: distance, near plane, frustum
         radius = 0.5 * np.sqrt(length**2 + width**2 + height**2)
@@ -603,25 +743,27 @@ class PerspectiveRenderer:
             return none
         q = faces_w[mi, fi] @ view.a + view.b  # [F, 4, 3] camera frame
         z_ok = q[..., 2] >= view.near_m
-        cross = np.flatnonzero(z_ok.any(axis=1) & ~z_ok.all(axis=1))
-        poly = np.concatenate([q, np.repeat(q[:, -1:], 4, axis=1)], axis=1)  # clip_near's shape
-        count = np.where(z_ok.all(axis=1), 4, 0)
+        whole = z_ok.all(axis=1)
+        cross = np.flatnonzero(z_ok.any(axis=1) & ~whole)
         if len(cross):
-            poly[cross], count[cross] = _clip_crossing(q[cross], view.near_m)
-        light = np.asarray(self.palette.light, dtype=np.float64)
-        light /= np.linalg.norm(light)
+            poly = np.concatenate([q, np.repeat(q[:, -1:], 4, axis=1)], axis=1)  # clip_near's shape
+            poly[cross] = _clip_crossing(q[cross], view.near_m)[0]  # each keeps >= 3 vertices
+            whole[cross] = True
+        else:
+            poly = q
         amb = self.palette.ambient
-        shade = amb + (1.0 - amb) * 0.5 * (1.0 + normals[mi, fi] @ light)
-        base = object_colours(ids[sel], objects.kind[sel], self.palette, colour_seed)[mi]
-        colour = np.clip(np.rint(base * shade[:, None]), 0, 255).astype(np.int64)
-        n_cam = normals[mi, fi] @ view.a
+        n_world = normals[mi, fi]
+        shade = amb + (1.0 - amb) * 0.5 * (1.0 + n_world @ self._light)
+        colour = np.clip(np.rint(body[sel][mi] * shade[:, None]), 0, 255).astype(np.int64)
+        n_cam = n_world @ view.a
         planes = np.concatenate([n_cam, np.einsum("fk,fk->f", n_cam, q[:, 0])[:, None]], axis=1)
         owners = ids[sel][mi].astype(np.int32)
-        px = view.to_px(poly)
-        for k in np.flatnonzero(count > 0):
-            cv2.fillConvexPoly(img, px[k], colour[k].tolist(), cv2.LINE_8, SHIFT)
+        px = list(view.to_px(poly))
+        colours = colour.tolist()
+        for k in np.flatnonzero(whole).tolist():  # faces wholly behind the clip plane: none
+            cv2.fillConvexPoly(img, px[k], colours[k], cv2.LINE_8, SHIFT)
             if face_id is not None:
-                cv2.fillConvexPoly(face_id, px[k], int(k), cv2.LINE_8, SHIFT)
+                cv2.fillConvexPoly(face_id, px[k], k, cv2.LINE_8, SHIFT)
         return planes, owners
 
 
