@@ -4,7 +4,8 @@ The control loop (:mod:`sim.harness.loop`) builds the env from what an agent dec
 ``sensors`` and hands it *only* those sensors, so a report can state exactly what
 each agent saw.  Sensor names the env provides (DESIGN.md):
 
-``camera``   uint8[H, W, 3] ego camera, row 0 ahead
+``bev``      uint8[H, W, 3] bird's-eye raster of the road map turning with the car, row 0 ahead
+             (privileged: the map, not a camera a car carries)
 ``speed``    float32[1] ego speed [m/s]
 ``pose``     float64[3] localisation: world x [m], y [m], heading [rad]
 ``command``  int, index into ``sim.world.scenarios.COMMANDS`` (follow/left/straight/right)
@@ -41,8 +42,8 @@ class TaskSpec:
     """Steering angle [rad] of a normalised +1."""
     acceleration_range_mps2: float
     """Acceleration [m/s^2] of a normalised +1."""
-    camera: Any = None
-    """The ego camera's ``CameraSpec`` (pixel <-> metre mapping)."""
+    bev: Any = None
+    """The bird's-eye camera's ``BevCamera`` (pixel <-> metre mapping)."""
     lane_changes_allowed: bool = True
     """False where the route's lane must be kept (``lane-keep``)."""
     uses_command: bool = False

@@ -94,7 +94,7 @@ class CameraPerception:
     instead of loading the checkpoint (it runs on the CPU).
     """
 
-    sensors = ("camera", "pose")
+    sensors = ("bev", "pose")
 
     def __init__(self, checkpoint: str = DEFAULT_DETECTOR, device: str = "auto", dt_s: float = 1 / 15,
                  detector: Any = None) -> None:
@@ -132,7 +132,7 @@ class CameraPerception:
     def perceive(self, obs: Mapping[str, Any], dt_s: float) -> ObjectStates:
         if self.detector is None:
             self._load()
-        self.last_detections = self.detector.detect(obs["camera"])
+        self.last_detections = self.detector.detect(obs["bev"])
         self.tracker.update(self.last_detections, np.asarray(obs["pose"], dtype=np.float64))
         return self.tracker.objects()
 

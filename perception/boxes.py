@@ -1,7 +1,7 @@
 """Oriented boxes in the ego frame: what detectors return and what labels hold.
 
 Ego frame (DESIGN.md): x forward, y left, origin at the ego's centre, angles counter-
-clockwise from x.  The ego camera (``sim.geometry.camera.CameraSpec``) is a scaled, rotated copy
+clockwise from x.  The ego camera (``sim.geometry.bev.BevCamera``) is a scaled, rotated copy
 of that frame (forward = up the image), so an angle measured in the ego frame is the
 same angle in the image; only positions and sizes need the spec to change units.
 

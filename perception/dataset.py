@@ -8,7 +8,7 @@ A dataset is a folder::
 
 ``manifest.json``: ``format`` ("drive-perception-frames"), ``version`` (2), ``cameras``
 (an ordered mapping of camera name -> ``{"model": "bev" | "pinhole", "spec": {...}}``: the
-bird's-eye :class:`~sim.geometry.camera.CameraSpec` or a rig's
+bird's-eye :class:`~sim.geometry.bev.BevCamera` or a rig's
 :class:`~sim.geometry.pinhole.PinholeCamera` as a dict), ``scenarios`` (names; shards index
 into this list), ``frames``, ``labels``, ``shards`` (``file``, ``frames``, ``labels``,
 ``sha256`` each), ``recorder`` (how it was recorded), ``created``, ``git_revision``,
@@ -64,7 +64,7 @@ import numpy as np
 
 from perception.boxes import Boxes
 from perception.labels import MIN_VISIBLE_PX
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.geometry.pinhole import PinholeCamera
 
 FORMAT = "drive-perception-frames"
@@ -75,7 +75,7 @@ LABEL_KEYS = ("label_frame", "label_id", "label_centre_m", "label_heading_rad", 
               "label_width_m", "label_height_m", "label_kind")
 CAMERA_LABEL_KEYS = ("visible_px", "visible_fraction", "truncation", "box_px", "centre_px", "bottom_px",
                      "depth_m")
-CAMERA_MODELS = {"bev": CameraSpec, "pinhole": PinholeCamera}
+CAMERA_MODELS = {"bev": BevCamera, "pinhole": PinholeCamera}
 BEV = "bev"  # the bird's-eye camera's name in a dataset
 
 
@@ -91,13 +91,13 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def camera_entry(camera: CameraSpec | PinholeCamera) -> dict:
+def camera_entry(camera: BevCamera | PinholeCamera) -> dict:
     """A camera as the manifest stores it: ``{"model": ..., "spec": {...}}``."""
     model = "pinhole" if isinstance(camera, PinholeCamera) else "bev"
     return {"model": model, "spec": camera.to_dict()}
 
 
-def camera_from_entry(entry: Mapping) -> CameraSpec | PinholeCamera:
+def camera_from_entry(entry: Mapping) -> BevCamera | PinholeCamera:
     """The inverse of :func:`camera_entry` (``ValueError`` on an unknown model)."""
     model = entry.get("model") if isinstance(entry, Mapping) else None
     if model not in CAMERA_MODELS:
@@ -179,7 +179,7 @@ class FrameDataset:
             raise DatasetError(f"{manifest_path}: 'shards' is not a list")
         if not isinstance(m["cameras"], dict) or not m["cameras"]:
             raise DatasetError(f"{manifest_path}: 'cameras' must name at least one camera")
-        self.cameras: dict[str, CameraSpec | PinholeCamera] = {}
+        self.cameras: dict[str, BevCamera | PinholeCamera] = {}
         for name, entry in m["cameras"].items():
             try:
                 self.cameras[name] = camera_from_entry(entry)
@@ -208,7 +208,7 @@ class FrameDataset:
     def __len__(self) -> int:
         return int(self.manifest["frames"])
 
-    def camera(self, name: str | None = None) -> CameraSpec | PinholeCamera:
+    def camera(self, name: str | None = None) -> BevCamera | PinholeCamera:
         """The camera ``name`` (None: the dataset's only camera); a name it lacks is refused
         with the ones it has."""
         if name is None:

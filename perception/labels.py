@@ -15,11 +15,11 @@ import numpy as np
 
 from perception.boxes import Boxes
 from planning.geometry import wrap_angle
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.geometry.frames import box_corners, world_to_ego
 
 
-def labels_from_truth(truth: Mapping[str, np.ndarray], pose: np.ndarray, spec: CameraSpec,
+def labels_from_truth(truth: Mapping[str, np.ndarray], pose: np.ndarray, spec: BevCamera,
                       kinds: tuple[int, ...] = (0,)) -> Boxes:
     """The visible objects of the given ``kinds`` (0 vehicles, 1 obstacles) as ego-frame
     :class:`Boxes` with score 1."""
@@ -40,7 +40,7 @@ def labels_from_truth(truth: Mapping[str, np.ndarray], pose: np.ndarray, spec: C
     )
 
 
-def boxes_to_pixels(boxes: Boxes, spec: CameraSpec) -> dict[str, np.ndarray]:
+def boxes_to_pixels(boxes: Boxes, spec: BevCamera) -> dict[str, np.ndarray]:
     """Pixel-space view of boxes: centre ``uv_px`` [N, 2] (column, row), ``length_px`` and
     ``width_px`` [N], and ``heading_rad`` (the same angle: the image is the ego frame
     turned so that forward is up)."""
@@ -192,7 +192,7 @@ def camera_labels(boxes: Boxes, ids: np.ndarray, camera, instance: np.ndarray | 
     return out
 
 
-def bev_labels(boxes: Boxes, spec: CameraSpec) -> dict[str, np.ndarray]:
+def bev_labels(boxes: Boxes, spec: BevCamera) -> dict[str, np.ndarray]:
     """:func:`camera_labels`' fields for the bird's-eye camera (a top-down raster: nothing
     hides anything): ``visible_fraction`` 1 for boxes whose centre is inside the image (the
     labels a centre-based detector is trained on), else 0; ``visible_px`` the footprint's

@@ -3,7 +3,7 @@
 import pytest
 
 from agents import make_agent
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.loop import env_sensors_for, run_episode
 from sim.harness.run import task_spec
 from sim.world.env import DrivingEnv
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def _statuses(scenario: str, agent_name: str, seeds) -> list[str]:
     sc = get_scenario(scenario)
-    agent = make_agent(agent_name, task_spec(sc, CameraSpec()))
+    agent = make_agent(agent_name, task_spec(sc, BevCamera()))
     env = DrivingEnv(sc, sensors=env_sensors_for(agent))
     return [run_episode(env, agent, s).status for s in seeds]
 

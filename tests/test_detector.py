@@ -15,7 +15,7 @@ from perception.detectors.opencv import OpenCVDetector
 from perception.detectors.train import TrainConfig, encode_targets, train_detector
 from planning.prediction import ObjectStates
 from sim.cli import main
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.loop import agent_view, env_sensors_for, run_episode
 from sim.harness.run import task_spec
 from sim.pipelines.perception_data import record_frames
@@ -199,8 +199,8 @@ def cars_tracked_ahead(agent, scenario, seed, steps, range_m=40.0, match_m=3.0) 
 def test_modular_drives_from_the_camera_only(trained):
     _, ckpt, _ = trained
     sc = get_scenario("highway", duration_s=3.0)
-    agent = ModularAgent(task_spec(sc, CameraSpec()), checkpoint=str(ckpt))
-    assert set(agent.sensors) == {"camera", "pose", "map", "speed"}  # no truth
+    agent = ModularAgent(task_spec(sc, BevCamera()), checkpoint=str(ckpt))
+    assert set(agent.sensors) == {"bev", "pose", "map", "speed"}  # no truth
     env = DrivingEnv(sc, sensors=env_sensors_for(agent))
     result = run_episode(env, agent, 3)
     env.close()
@@ -216,12 +216,12 @@ def test_the_modular_stack_sees_the_cars_ahead_through_its_detector():
     works (the geometric one; a 4-epoch CenterNet sees little) the planner is handed the
     cars ahead where they are, and with a blind detector in the same seat it never is."""
     sc = get_scenario("highway", duration_s=3.0)
-    task = task_spec(sc, CameraSpec())
+    task = task_spec(sc, BevCamera())
 
     def seat(detector):
         return ModularAgent(task, perception=CameraPerception(detector=detector, dt_s=1.0 / task.control_hz))
 
-    assert cars_tracked_ahead(seat(OpenCVDetector(task.camera)), sc, 3, steps=30) >= 20
+    assert cars_tracked_ahead(seat(OpenCVDetector(task.bev)), sc, 3, steps=30) >= 20
     assert cars_tracked_ahead(seat(BlindDetector()), sc, 3, steps=30) == 0
 
 

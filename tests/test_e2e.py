@@ -13,14 +13,14 @@ from agents.e2e.demos import load_demos
 from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
 from agents.e2e.train import E2ETrainConfig, ViewAugmenter, train_e2e
 from perception.checkpoint import CheckpointError
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.loop import run_episode, run_episodes_lockstep
 from sim.harness.run import task_spec
 from sim.pipelines.record import NoiseConfig, record_dataset
 from sim.world.env import DrivingEnv
 from sim.world.scenarios import get_scenario
 
-CAM = CameraSpec()
+CAM = BevCamera()
 
 
 @pytest.fixture(scope="module")
@@ -157,14 +157,14 @@ def test_viewpoint_augmentation_moves_the_image_and_corrects_the_steering():
 
 
 def _obs(rng, n):
-    return [{"camera": rng.integers(0, 256, (128, 128, 3), dtype=np.uint8),
+    return [{"bev": rng.integers(0, 256, (128, 128, 3), dtype=np.uint8),
              "speed": np.array([rng.uniform(0, 30)], np.float32), "command": 0} for _ in range(n)]
 
 
 def test_e2e_agent_acts_through_the_contract_and_is_batch_invariant(trained):
     out, _ = trained
     agent = make_agent(f"e2e:{out}", _task(), device="cpu")
-    assert agent.sensors == ("camera", "speed", "command")
+    assert agent.sensors == ("bev", "speed", "command")
     agent.reset(seed=0)
     rng = np.random.default_rng(1)
     obs = _obs(rng, 7)

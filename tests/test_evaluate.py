@@ -13,7 +13,7 @@ import pytest
 from agents.base import BaseAgent
 from agents.registry import AGENTS as AGENT_REGISTRY
 from sim.cli import main
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.evaluate import RESULTS, TIMING_FIELDS, read_results, run_eval
 from sim.harness.parallel import FAULT_ENV
 from sim.harness.run import EpisodeRunner, run_agent
@@ -363,7 +363,7 @@ def test_a_failing_prepare_stops_the_run_with_its_reason(monkeypatch, tmp_path, 
                   workers=workers, progress=False)
     # the runner each process builds (in-process or a worker's) prepares its own agent: same error
     with pytest.raises(FileNotFoundError, match="no checkpoint at /nowhere/broken"):
-        EpisodeRunner("broken", get_scenario("highway"), CameraSpec(), fast_physics=True, out_dir=tmp_path)
+        EpisodeRunner("broken", get_scenario("highway"), BevCamera(), fast_physics=True, out_dir=tmp_path)
 
 
 # -- one owner per results folder; results that cannot be silently corrupted ----------------------

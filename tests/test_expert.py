@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from agents import AGENTS, make_agent
 from agents.modular import ModularAgent, PlanningAgent
 from planning.prediction import ObjectStates
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.loop import agent_view, env_sensors_for, run_episode
 from sim.harness.run import task_spec
 from sim.world.env import DrivingEnv
@@ -18,7 +18,7 @@ from sim.world.scenarios import get_scenario
 
 def episode(agent_name: str, scenario: str, seed: int, duration_s: float, agent=None):
     sc = get_scenario(scenario, duration_s=duration_s)
-    agent = agent or make_agent(agent_name, task_spec(sc, CameraSpec()))
+    agent = agent or make_agent(agent_name, task_spec(sc, BevCamera()))
     env = DrivingEnv(sc, sensors=env_sensors_for(agent))
     try:
         return run_episode(env, agent, seed), agent
@@ -27,9 +27,9 @@ def episode(agent_name: str, scenario: str, seed: int, duration_s: float, agent=
 
 
 def test_expert_and_modular_declare_what_they_see():
-    task = task_spec(get_scenario("highway"), CameraSpec())
+    task = task_spec(get_scenario("highway"), BevCamera())
     assert set(make_agent("expert", task).sensors) == {"truth", "map", "pose", "speed"}
-    assert set(make_agent("modular", task).sensors) == {"camera", "map", "pose", "speed"}
+    assert set(make_agent("modular", task).sensors) == {"bev", "map", "pose", "speed"}
     assert set(make_agent("modular-gt", task).sensors) == {"truth", "map", "pose", "speed"}
     assert {"expert", "modular", "modular-gt"} <= set(AGENTS)
 
@@ -86,7 +86,7 @@ class BlindPerception:
 
 
 def test_modular_takes_any_perception_source():
-    task = task_spec(get_scenario("lane-keep", duration_s=2.0), CameraSpec())
+    task = task_spec(get_scenario("lane-keep", duration_s=2.0), BevCamera())
     blind = BlindPerception()
     agent = ModularAgent(task, perception=blind)
     assert set(agent.sensors) == {"map", "pose", "speed"}
@@ -127,7 +127,7 @@ def test_first_seen_cars_in_the_ring_are_forecast_around_it():
     """With no heading history yet, a car in the roundabout gets its lane's yaw rate
     (speed x curvature), so the first plan does not see it fly off along its tangent."""
     sc = get_scenario("roundabout")
-    agent = make_agent("expert", task_spec(sc, CameraSpec()))
+    agent = make_agent("expert", task_spec(sc, BevCamera()))
     env = DrivingEnv(sc, sensors=env_sensors_for(agent))
     obs, info = env.reset(seed=0)
     agent.reset(0)
@@ -157,7 +157,7 @@ def highway_map():
 def test_expert_always_returns_a_valid_action(highway_map, x, y, heading, speed, cars):
     """Anywhere near (or off) the road, facing any way, among arbitrary traffic: a finite
     action of the right shape in [-1, 1], never an exception."""
-    task = task_spec(get_scenario("highway"), CameraSpec())
+    task = task_spec(get_scenario("highway"), BevCamera())
     agent = make_agent("expert", task)
     agent.reset(0)
     rows = np.array(cars, dtype=float).reshape(-1, 4)
@@ -174,7 +174,7 @@ def test_expert_always_returns_a_valid_action(highway_map, x, y, heading, speed,
 
 
 def test_the_lateral_controller_and_motion_model_are_choices_with_named_options():
-    task = task_spec(get_scenario("lane-keep", duration_s=5.0), CameraSpec())
+    task = task_spec(get_scenario("lane-keep", duration_s=5.0), BevCamera())
     stanley = PlanningAgent(task, lateral="stanley")
     stanley.name = "stanley"
     result, _ = episode("stanley", "lane-keep", 0, 5.0, agent=stanley)
@@ -200,7 +200,7 @@ def straight_road_obs(x=100.0, y=1.0, heading=0.05, speed=20.0):
 def test_the_agent_steers_the_plans_first_command():
     """The agent tracks the line the chosen plan steered along (Plan.reference): on a
     straight road its steering is the rollout's first steering command exactly."""
-    task = task_spec(get_scenario("highway"), CameraSpec())
+    task = task_spec(get_scenario("highway"), BevCamera())
     agent = make_agent("expert", task)
     agent.reset(0)
     action = agent.act(straight_road_obs())
@@ -212,7 +212,7 @@ def test_the_agent_steers_the_plans_first_command():
 def test_a_new_episode_starts_at_reset_not_at_a_new_map_object():
     """The lane map is rebuilt on the first decision after reset(), whatever object the map
     sensor is; reference paths stay cached across episodes."""
-    task = task_spec(get_scenario("highway"), CameraSpec())
+    task = task_spec(get_scenario("highway"), BevCamera())
     agent = make_agent("expert", task)
     agent.reset(0)
     obs = straight_road_obs()

@@ -16,7 +16,7 @@ from perception.labels import (
     labels_from_truth,
     objects_in_ego,
 )
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.geometry.frames import ego_to_world, hw_to_world_heading, hw_to_world_xy
 from sim.geometry.pinhole import default_rig
 from sim.pipelines.perception_data import record_frames
@@ -136,8 +136,8 @@ def test_bev_labels_mark_the_centre_inside_labels():
     obs, info = env.reset(seed=1)
     env.close()
     boxes, _ = objects_in_ego(info["truth"], obs["pose"], kinds=(0,))
-    lab = bev_labels(boxes, CameraSpec())
-    old = labels_from_truth(info["truth"], obs["pose"], CameraSpec())
+    lab = bev_labels(boxes, BevCamera())
+    old = labels_from_truth(info["truth"], obs["pose"], BevCamera())
     assert np.array_equal(boxes.centre_m[lab["visible_fraction"] > 0], old.centre_m)
     cut = lab["visible_fraction"] > 0
     assert np.isfinite(lab["box_px"][cut]).all() and (lab["truncation"][cut] < 1).all()
@@ -157,7 +157,7 @@ def test_rig_dataset_round_trip(rig_data):
     out, manifest = rig_data
     ds = FrameDataset(out)
     assert list(ds.cameras) == ["bev", "cam_front", "cam_rear"]
-    assert ds.camera("cam_front") == FRONT and ds.camera("bev") == CameraSpec()
+    assert ds.camera("cam_front") == FRONT and ds.camera("bev") == BevCamera()
     assert manifest["version"] == 2
     for name in ds.cameras:
         items = list(ds.iter_frames(name, kinds=(0, 1)))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from agents import BaseAgent, make_agent
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.loop import env_sensors_for, run_episode
 from sim.harness.run import task_spec
 from sim.world.env import DrivingEnv
@@ -14,7 +14,7 @@ SHORT = {"duration_s": 2.0}
 
 
 def _task(name="highway"):
-    return task_spec(get_scenario(name), CameraSpec())
+    return task_spec(get_scenario(name), BevCamera())
 
 
 class Spy(BaseAgent):
@@ -37,13 +37,13 @@ def _run(agent, name="highway", seed=0, **over):
 
 
 def test_agent_gets_only_its_declared_sensors():
-    spy = Spy(_task(), ("camera", "speed"))
+    spy = Spy(_task(), ("bev", "speed"))
     _run(spy)
-    assert spy.seen and all(s == {"camera", "speed"} for s in spy.seen)
+    assert spy.seen and all(s == {"bev", "speed"} for s in spy.seen)
 
 
 def test_agent_cannot_see_truth_unless_it_asks():
-    blind = Spy(_task(), ("camera",))
+    blind = Spy(_task(), ("bev",))
     env = DrivingEnv(get_scenario("highway", **SHORT))  # an env computing every sensor
     run_episode(env, blind, 0)
     assert all("truth" not in s and "map" not in s for s in blind.seen)
@@ -59,7 +59,7 @@ def test_map_is_handed_every_step():
 
 
 def test_unknown_sensor_is_rejected_with_the_known_list():
-    with pytest.raises(ValueError, match="camera"):
+    with pytest.raises(ValueError, match="known: bev, speed"):
         env_sensors_for(Spy(_task(), ("lidar",)))
 
 
@@ -332,6 +332,6 @@ def test_a_world_that_cannot_be_built_is_a_sim_error_in_a_run(tmp_path, monkeypa
 
     monkeypatch.setattr(EpisodeRunner, "_make_env", broken)
     records = []
-    run_seeds("idm", get_scenario("highway", **SHORT), [0, 1], tmp_path, records.append, camera=CameraSpec())
+    run_seeds("idm", get_scenario("highway", **SHORT), [0, 1], tmp_path, records.append, camera=BevCamera())
     assert [r["status"] for r in records] == ["sim_error", "sim_error"]
     assert all("the road cannot be built" in r["error"] for r in records)

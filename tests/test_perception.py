@@ -7,11 +7,11 @@ from perception.boxes import Boxes
 from perception.detectors.opencv import OpenCVDetector
 from perception.labels import boxes_to_pixels, labels_from_truth
 from perception.metrics import average_precision, detection_report, match_frame
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.geometry.frames import ego_to_world, world_to_ego
 from sim.world.env import DrivingEnv
 
-SPEC = CameraSpec()
+SPEC = BevCamera()
 
 
 def boxes(rows, score=None) -> Boxes:
@@ -90,14 +90,14 @@ def test_boxes_reject_ragged_fields_and_frames_round_trip():
 @pytest.fixture(scope="module")
 def highway_frames():
     """Camera frames with their auto-labels from a few seconds of real highway traffic."""
-    env = DrivingEnv("highway", sensors=("camera", "truth", "pose", "autopilot"))
+    env = DrivingEnv("highway", sensors=("bev", "truth", "pose", "autopilot"))
     out = []
     for seed in (100, 101):
         obs, info = env.reset(seed=seed)
         for k in range(60):
             obs, _, term, trunc, info = env.step(info["autopilot"])
             if k % 6 == 0:
-                out.append((obs["camera"], labels_from_truth(info["truth"], obs["pose"], SPEC),
+                out.append((obs["bev"], labels_from_truth(info["truth"], obs["pose"], SPEC),
                             info["truth"], obs["pose"]))
             if term or trunc:
                 break

@@ -10,7 +10,7 @@ from perception.corruptions import corrupt
 from perception.dataset import DatasetError, FrameDataset
 from perception.labels import labels_from_truth
 from sim.cli import main
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.pipelines.perception_data import record_frames
 
 
@@ -42,11 +42,11 @@ def test_labels_are_the_ground_truth_of_the_recorded_state(recorded):
 
     out, _ = recorded
     frame, labels, meta = next(FrameDataset(out).iter_frames())
-    env = DrivingEnv("highway", sensors=("camera", "truth", "pose"))
+    env = DrivingEnv("highway", sensors=("bev", "truth", "pose"))
     obs, info = env.reset(seed=meta["seed"])
     env.close()
-    expected = labels_from_truth(info["truth"], obs["pose"], CameraSpec())
-    assert np.array_equal(obs["camera"], frame)
+    expected = labels_from_truth(info["truth"], obs["pose"], BevCamera())
+    assert np.array_equal(obs["bev"], frame)
     assert np.allclose(expected.centre_m, labels.centre_m)
 
 

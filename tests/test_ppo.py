@@ -12,14 +12,14 @@ from agents.e2e.checkpoint import load_policy
 from agents.e2e.model import aux_inputs
 from agents.e2e.train import E2ETrainConfig, train_e2e
 from agents.rl.agent import META, POLICY
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.loop import run_episode
 from sim.harness.run import task_spec
 from sim.pipelines.record import NoiseConfig, record_dataset
 from sim.pipelines.rl import RewardConfig, RLEnv, shaped_reward
 from sim.world.scenarios import get_scenario
 
-CAM = CameraSpec()
+CAM = BevCamera()
 DT = 1 / 15
 KEEP = dict(cruise_speed_mps=8.0, dt_s=DT, lane_changes_allowed=False)
 
@@ -93,7 +93,7 @@ def test_reward_weights_switch_terms_off_and_bad_weights_are_refused():
 def test_the_rl_env_hands_the_image_policy_its_sensors_and_the_terms_sum_to_the_reward():
     env = RLEnv("lane-keep", overrides={"duration_s": 1.0})
     obs, _ = env.reset(seed=3)
-    assert set(obs) == {"camera", "speed"} and obs["camera"].shape == (128, 128, 3)
+    assert set(obs) == {"bev", "speed"} and obs["bev"].shape == (128, 128, 3)
     total = 0.0
     for k in range(15):
         obs, r, term, trunc, info = env.step(np.array([0.3 * (-1) ** k]))
@@ -105,7 +105,7 @@ def test_the_rl_env_hands_the_image_policy_its_sensors_and_the_terms_sum_to_the_
         if term or trunc:
             break
     assert trunc and terms["smoothness"] < 0  # 15 steps = the 1 s limit; the wheel flips every step
-    assert set(RLEnv("roundabout").observation_space.spaces) == {"camera", "speed", "command"}
+    assert set(RLEnv("roundabout").observation_space.spaces) == {"bev", "speed", "command"}
 
 
 # -- PPO around PilotNet ----------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_a_behaviour_cloned_network_becomes_the_ppo_actor_exactly(bc):
         frames, speed = _frames(5)
         with torch.no_grad():
             want = net(torch.from_numpy(frames), aux_inputs(speed, np.zeros(5), net.config)).numpy()
-        obs = {"camera": frames.transpose(0, 3, 1, 2), "speed": speed[:, None]}  # SB3's channel-first view
+        obs = {"bev": frames.transpose(0, 3, 1, 2), "speed": speed[:, None]}  # SB3's channel-first view
         got, _ = model.predict(obs, deterministic=True)
         np.testing.assert_allclose(got, np.clip(want, -1, 1), atol=1e-5)
         back = policy_to_pilotnet(model.policy)
@@ -183,7 +183,7 @@ def test_a_tiny_training_run_saves_weights_and_json_that_reload_and_drive(bc, tm
     assert best["timesteps"] == r["history"][int(np.argmax(scores))]["timesteps"]  # the first best
     assert best["driving_score"] == max(scores) and best["eval_seeds"] == [10_000, 10_000]
     assert make_agent(f"ppo:{out}/best", task_spec(get_scenario("lane-keep"), CAM), device="cpu").act(
-        {"camera": np.zeros((128, 128, 3), np.uint8), "speed": np.array([8.0]), "command": 0}).shape == (1,)
+        {"bev": np.zeros((128, 128, 3), np.uint8), "speed": np.array([8.0]), "command": 0}).shape == (1,)
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp folder left behind
 
 
@@ -266,10 +266,10 @@ def scratch(tmp_path_factory):
 def test_ppo_agent_acts_through_the_contract_and_is_batch_invariant(scratch):
     assert parse_agent(f"ppo:{scratch}") == ("ppo", str(scratch))
     agent = make_agent(f"ppo:{scratch}", task_spec(get_scenario("lane-keep"), CAM), device="cpu")
-    assert agent.name == "ppo" and agent.sensors == ("camera", "speed", "command")
+    assert agent.name == "ppo" and agent.sensors == ("bev", "speed", "command")
     agent.reset(seed=0)
     frames, speed = _frames(6, seed=4)
-    obs = [{"camera": f, "speed": np.array([s]), "command": 0} for f, s in zip(frames, speed, strict=True)]
+    obs = [{"bev": f, "speed": np.array([s]), "command": 0} for f, s in zip(frames, speed, strict=True)]
     one = np.stack([agent.act(o) for o in obs])
     assert one.shape == (6, 1) and np.all(np.isfinite(one))
     for k in (2, 5):
@@ -364,7 +364,7 @@ def test_ppo_trains_on_cuda_and_its_agent_matches_the_cpu(tmp_path):
     out = tmp_path / "cuda"
     train_ppo("lane-keep", out, _tiny(steps=32, eval_episodes=0), device="cuda", progress=False)
     frames, speed = _frames(4, seed=9)
-    obs = [{"camera": f, "speed": np.array([s]), "command": 0} for f, s in zip(frames, speed, strict=True)]
+    obs = [{"bev": f, "speed": np.array([s]), "command": 0} for f, s in zip(frames, speed, strict=True)]
     task = task_spec(get_scenario("lane-keep"), CAM)
     cpu = make_agent(f"ppo:{out}", task, device="cpu").act_batch(obs)
     gpu = make_agent(f"ppo:{out}", task, device="cuda").act_batch(obs)

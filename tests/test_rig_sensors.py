@@ -5,7 +5,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from agents import BaseAgent
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.geometry.pinhole import CameraRig, PinholeCamera, default_rig
 from sim.harness.loop import env_sensors_for, run_episode
 from sim.harness.run import task_spec
@@ -92,7 +92,7 @@ def test_cam_equals_render_env_adapter():
 
 
 def test_declaring_cam_front_changes_nothing_else():
-    base = ("camera", "pose", "speed")
+    base = ("bev", "pose", "speed")
     envs = [DrivingEnv("highway", sensors=base), DrivingEnv("highway", sensors=(*base, "cam_front"))]
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (6, 2)).astype(np.float32)
@@ -120,7 +120,7 @@ def test_declaring_cam_front_changes_nothing_else():
 def test_unknown_sensor_lists_known_ones():
     with pytest.raises(ValueError, match="cam_front") as e:
         DrivingEnv("highway", sensors=("cam_top",))
-    assert "cam_top" in str(e.value) and "cam_rear" in str(e.value) and "camera" in str(e.value)
+    assert "cam_top" in str(e.value) and "cam_rear" in str(e.value) and "bev" in str(e.value)
 
 
 class Spy(BaseAgent):
@@ -137,7 +137,7 @@ class Spy(BaseAgent):
 
 
 def test_loop_hands_exactly_cam_front():
-    task = task_spec(get_scenario("highway"), CameraSpec())
+    task = task_spec(get_scenario("highway"), BevCamera())
     assert task.rig == default_rig()
     spy = Spy(task, ("cam_front",))
     assert env_sensors_for(spy) == ("cam_front",)

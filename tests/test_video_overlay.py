@@ -28,7 +28,7 @@ PLAN_AHEAD_M = 30.0
 
 @pytest.fixture(scope="module")
 def scene():
-    env = DrivingEnv("highway", sensors=("camera", "truth", "map", "pose", "speed"))
+    env = DrivingEnv("highway", sensors=("bev", "truth", "map", "pose", "speed"))
     obs, info = env.reset(seed=0)
     yield env, obs, info
     env.close()
@@ -155,8 +155,8 @@ def test_detections_are_outlined_on_the_camera_panel(tmp_path, scene):
                                np.zeros(1, np.int8), np.ones(1))  # 20 m ahead, 8 m right: empty ground
     plain = _compose(tmp_path, "plain", scene, SimpleNamespace(overlay=_plan_overlay(info)))
     drawn = _compose(tmp_path, "dets", scene, SimpleNamespace(overlay=overlay))
-    scale = PANEL_PX / env.camera_spec.width_px
-    u, v = env.camera_spec.ego_to_pixel(np.array([20.0, -8.0 - 1.0]))  # the box's right edge
+    scale = PANEL_PX / env.bev_camera.width_px
+    u, v = env.bev_camera.ego_to_pixel(np.array([20.0, -8.0 - 1.0]))  # the box's right edge
     r, c = int(np.rint((v + 0.5) * scale)), int(np.rint((u + 0.5) * scale))
     patch = drawn[r - 2:r + 3, c - 2:c + 3].reshape(-1, 3).astype(int)
     assert (np.abs(patch - PERCEIVED_RGB).max(axis=1) <= 60).any()

@@ -24,7 +24,7 @@ LABEL_ROWS = 26  # a panel's label (and its dark backdrop) covers at most its to
 @pytest.fixture(scope="module")
 def scene():
     """A highway state a second in, the rig's cameras not declared (as for most agents)."""
-    env = DrivingEnv("highway", sensors=("camera", "truth", "map", "pose", "speed"))
+    env = DrivingEnv("highway", sensors=("bev", "truth", "map", "pose", "speed"))
     env.reset(seed=1)
     for _ in range(15):
         obs, _, _, _, info = env.step(np.zeros(env.action_space.shape[0]))

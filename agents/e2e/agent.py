@@ -41,7 +41,7 @@ from agents.base import BaseAgent, TaskSpec
 DEFAULT_E2E_DIR = "runs/e2e"
 BATCH_CHUNK = {"cpu": 1, "cuda": 32}
 """Rows per forward call in batch-invariant mode, by device type."""
-SENSORS = ("camera", "speed", "command")
+SENSORS = ("bev", "speed", "command")
 
 
 def default_checkpoint(scenario: str) -> str:
@@ -107,7 +107,7 @@ class E2EAgent(BaseAgent):
         if tuple(meta["action_names"]) != tuple(self.task.action_names):
             raise ValueError(f"{path}: the policy drives {meta['action_names']}, scenario "
                              f"{self.task.scenario!r} needs {list(self.task.action_names)}")
-        cam = self.task.camera
+        cam = self.task.bev
         if cam is not None:
             want = {k: float(getattr(cam, k)) for k in ("width_px", "height_px", "metres_per_pixel",
                                                         "ego_u_px", "ego_v_px")}
@@ -174,7 +174,7 @@ class E2EAgent(BaseAgent):
         self.prepare()
         config = self.config
         slots = range(len(obs)) if slots is None else slots
-        frames = np.stack([self.stacked_frames(int(s), np.asarray(o["camera"]), config.stack, config.stride) for s, o in zip(slots, obs, strict=True)])
+        frames = np.stack([self.stacked_frames(int(s), np.asarray(o["bev"]), config.stack, config.stride) for s, o in zip(slots, obs, strict=True)])
         speed = np.array([float(np.asarray(o["speed"]).reshape(-1)[0]) for o in obs], np.float32)
         command = np.array([int(o.get("command", 0)) for o in obs], np.int64)
         dev = self._device

@@ -31,7 +31,10 @@ import numpy as np
 DEMO_FORMAT = "drive-demos"
 RECORDER_VERSION = 1
 DATA_DIR = "data"
-RECORDED_SENSORS = ("camera", "speed", "command")
+RECORDED_SENSORS = ("bev", "speed", "command")
+"""The sensors a demo records.  Format 1 stores the bird's-eye frames as ``observations/camera``
+(and their :class:`~sim.geometry.bev.BevCamera` as the ``drive`` block's ``camera``), the
+sensor's name when the format was fixed."""
 
 
 HASHED_ARRAYS: tuple[tuple[str, type], ...] = (

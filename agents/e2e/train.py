@@ -37,7 +37,7 @@ from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_paramet
 from perception.checkpoint import check_fresh_out, resolve_device
 from perception.splits import split_by_episode
 from planning.vehicle import curvature_of_steering, steering_for_curvature
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class ViewAugmenter:
     """Viewpoint shifts of the top-down ego camera with corrected steering labels."""
 
     def __init__(self, camera: dict, steering_index: int, steering_range_rad: float) -> None:
-        self.camera = CameraSpec.from_dict(camera)
+        self.camera = BevCamera.from_dict(camera)
         self.h, self.w = int(self.camera.height_px), int(self.camera.width_px)
         self.steer_i, self.steer_range = steering_index, steering_range_rad
         v, u = np.meshgrid(np.arange(self.h, dtype=np.float32), np.arange(self.w, dtype=np.float32), indexing="ij")

@@ -27,7 +27,7 @@ class PilotNetExtractor(BaseFeaturesExtractor):
         self.features, self.pool = net.features, net.pool
 
     def forward(self, obs: dict) -> torch.Tensor:
-        parts = [encode_pixels(self.features, self.pool, obs["camera"].float()), obs["speed"].float().reshape(-1, 1) * SPEED_SCALE]
+        parts = [encode_pixels(self.features, self.pool, obs["bev"].float()), obs["speed"].float().reshape(-1, 1) * SPEED_SCALE]
         if self.config.use_command:
             parts.append(obs["command"].float())
         return torch.cat(parts, dim=1)

@@ -11,7 +11,7 @@ predicts, on a grid ``stride`` times coarser than the image,
 
 Decoding keeps the local maxima of the heatmap (a 3x3 max-pool instead of box NMS),
 takes the ``top_k`` above ``threshold``, and lifts them to ego-frame metres with the
-camera model (:class:`sim.geometry.camera.CameraSpec`).  Input: RGB uint8 frames; the
+camera model (:class:`sim.geometry.bev.BevCamera`).  Input: RGB uint8 frames; the
 network normalises them itself, so a checkpoint carries everything inference needs.
 
 This module is the network and its decoding (inference); the training targets, the loss and
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.boxes import Boxes
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,10 @@ class CenterNetConfig:
         return cls(**d)
 
     @property
-    def camera(self) -> CameraSpec:
+    def camera(self) -> BevCamera:
         """The camera the network sees (its pixel <-> ego-metre maps)."""
         h, w = self.image_hw
-        return CameraSpec(width_px=int(w), height_px=int(h), metres_per_pixel=self.metres_per_pixel,
+        return BevCamera(width_px=int(w), height_px=int(h), metres_per_pixel=self.metres_per_pixel,
                           ego_u_px=self.ego_u_px, ego_v_px=self.ego_v_px)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from perception.boxes import Boxes
 from planning.geometry import wrap_angle
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 
 
 class OpenCVDetector:
@@ -29,7 +29,7 @@ class OpenCVDetector:
 
     name = "opencv"
 
-    def __init__(self, spec: CameraSpec, blue_margin: int = 80, min_blue: int = 120, min_area_px: float = 6.0) -> None:
+    def __init__(self, spec: BevCamera, blue_margin: int = 80, min_blue: int = 120, min_area_px: float = 6.0) -> None:
         if min_area_px <= 0:
             raise ValueError(f"min_area_px must be > 0, got {min_area_px}")
         self.spec = spec

@@ -34,7 +34,7 @@ from agents.e2e.agent import E2EAgent
 from agents.e2e.checkpoint import save_policy
 from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters
 from sim.bench.simulator import time_ms
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.loop import run_episodes_lockstep
 from sim.harness.run import task_spec
 from sim.world.env import DrivingEnv
@@ -56,7 +56,7 @@ def _sync(device) -> None:
 
 def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tuple[int, ...] = (1, 2, 4, 8),
                     loop_duration_s: float = 8.0, devices: tuple[str, ...] | None = None) -> dict[str, Any]:
-    cam = CameraSpec()
+    cam = BevCamera()
     h, w = cam.height_px, cam.width_px
     if devices is None:
         devices = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
@@ -92,7 +92,7 @@ def bench_inference(repeats: int = 200, loop_episodes: int = 8, loop_batches: tu
                 frames = {b: torch.from_numpy(rng.integers(0, 256, (b, h, w, 3), dtype=np.uint8)).to(dev)
                           for b in BATCHES}
                 auxs = {b: aux_inputs(np.full(b, 25.0), np.zeros(b), config).to(dev) for b in BATCHES}
-                obs = {"camera": frames[1][0].cpu().numpy(), "speed": np.array([25.0], np.float32), "command": 0}
+                obs = {"bev": frames[1][0].cpu().numpy(), "speed": np.array([25.0], np.float32), "command": 0}
 
                 def fwd(b, m=m, frames=frames, auxs=auxs, half=half, dev=dev):
                     with torch.inference_mode():

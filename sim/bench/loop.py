@@ -25,7 +25,7 @@ import numpy as np
 from stable_baselines3 import PPO
 
 from agents import make_agent
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.run import run_seeds, task_spec
 from sim.world.scenarios import get_scenario
 
@@ -36,7 +36,7 @@ def _harness(spec: str, world, seeds: list[int], workers: int) -> dict[str, Any]
     records: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="drive-bench-loop-") as tmp:
         t0 = time.perf_counter()
-        run_seeds(spec, world, seeds, Path(tmp), records.append, camera=CameraSpec(),
+        run_seeds(spec, world, seeds, Path(tmp), records.append, camera=BevCamera(),
                   workers=min(workers, len(seeds)))
         wall = time.perf_counter() - t0
     steps = sum(int(r["steps"]) for r in records)
@@ -98,7 +98,7 @@ def bench_loop(agents: tuple[str, ...] = AGENTS, episodes: int = 10, workers: tu
                               "agents": {}}
     for spec in agents:
         try:  # an agent without its checkpoint is reported, not fatal
-            make_agent(spec, task_spec(world, CameraSpec())).prepare()
+            make_agent(spec, task_spec(world, BevCamera())).prepare()
         except Exception as e:  # noqa: BLE001
             result["agents"][spec] = {"skipped": f"{type(e).__name__}: {e}"}
             continue

@@ -28,7 +28,7 @@ import numpy as np
 from highway_env.envs.common.observation import GrayscaleObservation
 
 from agents import make_agent
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
 from sim.harness.loop import env_sensors_for, run_episode
 from sim.harness.run import task_spec
@@ -87,9 +87,9 @@ def bench_camera(scenario: str = "highway", frames: int = 300, size_px: int = 12
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame must not look for a display
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-    spec = CameraSpec(width_px=size_px, height_px=size_px, ego_u_px=(size_px - 1) / 2,
+    spec = BevCamera(width_px=size_px, height_px=size_px, ego_u_px=(size_px - 1) / 2,
                       ego_v_px=round(size_px * 0.78))
-    env = DrivingEnv(name, camera=spec, sensors=("autopilot",))
+    env = DrivingEnv(name, bev=spec, sensors=("autopilot",))
     try:
         _, info = env.reset(seed=seed)
         stock = GrayscaleObservation(
@@ -353,11 +353,11 @@ def bench_planner(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge",
         raise ValueError("no scenarios given")
     overrides = {"duration_s": duration_s} if duration_s is not None else {}
     resolved = [get_scenario(name, **overrides) for name in dict.fromkeys(scenarios)]
-    camera = CameraSpec()
+    camera = BevCamera()
     bots = [make_agent(agent, task_spec(sc, camera)) for sc in resolved]  # fails fast on a bad name
     rows = []
     for scenario, bot in zip(resolved, bots):
-        env = DrivingEnv(scenario, camera=camera, sensors=env_sensors_for(bot))
+        env = DrivingEnv(scenario, bev=camera, sensors=env_sensors_for(bot))
         env_step = env.step
         step_ms: list[float] = []
 

@@ -3,8 +3,9 @@
 Pure numpy, importable without highway-env, so perception, the trainers and the renderer
 share one implementation of every pixel <-> metre map.
 
-- ``camera``: :class:`~sim.geometry.camera.CameraSpec`, the bird's-eye raster that turns
-  with the car (metres per pixel, ego pixel).
+- ``bev``: :class:`~sim.geometry.bev.BevCamera`, the bird's-eye raster that turns with
+  the car (metres per pixel, ego pixel): a privileged top-down map view, kept as a camera
+  model of its own for ablations (the ``bev`` sensor).
 - ``pinhole``: :class:`~sim.geometry.pinhole.PinholeCamera`, a perspective camera
   (intrinsics from size and horizontal FOV; mount x, y, z, yaw, pitch, roll in the ego
   frame): ego point <-> camera frame, ego point -> pixel + depth, pixel -> ray, pixel ->

@@ -1,6 +1,11 @@
-"""The ego camera's geometry: a bird's-eye view that turns with the car.
+"""The bird's-eye camera's geometry: a top-down raster of the road map that turns with the car.
 
-A :class:`CameraSpec` maps pixels <-> ego-frame metres.  The image is ``uint8[H, W, 3]``
+It is not a camera a car could carry: it is the privileged map view (Learning by
+Cheating's teacher input, ChauffeurNet's rasters), kept as a camera model of its own
+(the ``bev`` sensor) for ablations beside the rig's perspective cameras
+(:mod:`sim.geometry.pinhole`).
+
+A :class:`BevCamera` maps pixels <-> ego-frame metres.  The image is ``uint8[H, W, 3]``
 RGB with row 0 at the far end (ahead of the car): the ego frame's +x (forward) points
 up the image and +y (left) points to the image's left.  The ego's centre sits at the
 fixed pixel ``(ego_u_px, ego_v_px)``.
@@ -19,8 +24,8 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class CameraSpec:
-    """Size and scale of the ego camera.
+class BevCamera:
+    """Size and scale of the bird's-eye camera.
 
     The default 128x128 px at 0.5 m/px sees 50 m ahead, 14 m behind and 32 m to
     either side: enough for a 1.5 s time gap at highway speed and for the tight
@@ -40,18 +45,18 @@ class CameraSpec:
 
     def __post_init__(self) -> None:
         if int(self.width_px) != self.width_px or self.width_px < 8:
-            raise ValueError(f"CameraSpec.width_px must be an integer >= 8, got {self.width_px!r}")
+            raise ValueError(f"BevCamera.width_px must be an integer >= 8, got {self.width_px!r}")
         if int(self.height_px) != self.height_px or self.height_px < 8:
             raise ValueError(
-                f"CameraSpec.height_px must be an integer >= 8, got {self.height_px!r}"
+                f"BevCamera.height_px must be an integer >= 8, got {self.height_px!r}"
             )
         if not (np.isfinite(self.metres_per_pixel) and self.metres_per_pixel > 0):
             raise ValueError(
-                f"CameraSpec.metres_per_pixel must be a positive number, got {self.metres_per_pixel!r}"
+                f"BevCamera.metres_per_pixel must be a positive number, got {self.metres_per_pixel!r}"
             )
         if not (0 <= self.ego_u_px <= self.width_px - 1 and 0 <= self.ego_v_px <= self.height_px - 1):
             raise ValueError(
-                f"CameraSpec ego pixel (ego_u_px={self.ego_u_px}, ego_v_px={self.ego_v_px}) lies "
+                f"BevCamera ego pixel (ego_u_px={self.ego_u_px}, ego_v_px={self.ego_v_px}) lies "
                 f"outside the "
                 f"{self.width_px}x{self.height_px} image"
             )
@@ -86,9 +91,9 @@ class CameraSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> CameraSpec:
+    def from_dict(cls, d: dict) -> BevCamera:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown CameraSpec keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(f"unknown BevCamera keys {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)

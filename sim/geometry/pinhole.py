@@ -13,7 +13,7 @@ Frames
 - **Camera frame** (OpenCV): x right, y down, z forward along the optical axis [m];
   origin at the camera's optical centre.  ``depth`` is this frame's z.
 - **Pixels**: continuous ``(u, v)`` = (column, row), integer values at pixel *centres*
-  (the convention of :class:`sim.geometry.camera.CameraSpec`), so pixel ``(i, j)``
+  (the convention of :class:`sim.geometry.bev.BevCamera`), so pixel ``(i, j)``
   covers ``[i-0.5, i+0.5)``; the image spans ``u`` in ``[-0.5, W-0.5)`` and ``v`` in
   ``[-0.5, H-0.5)``; row 0 is the top of the image.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agents import AGENTS, DEFAULT_AGENT, agent_label, make_agent, parse_agent
 from sim import arguments
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.io import atomic_write_json, ensure_writable_dir
 from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS, get_scenario
 
@@ -126,7 +126,7 @@ def _cmd_agents(args) -> int:
 
     # an agent's sensors can depend on how it is built (a pluggable perception source):
     # ask a built one
-    task = task_spec(get_scenario(DEFAULT_SCENARIO), CameraSpec())
+    task = task_spec(get_scenario(DEFAULT_SCENARIO), BevCamera())
     width = max(len(n) for n in AGENTS)
     for name, (_, summary) in AGENTS.items():
         sensors = ", ".join(make_agent(name, task).sensors) or "(none)"

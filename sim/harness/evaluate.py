@@ -36,7 +36,7 @@ from typing import Any
 from tqdm import tqdm
 
 from agents import make_agent
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.io import (
     append_jsonl,
     atomic_write_json,
@@ -150,11 +150,11 @@ def read_results(path: str | Path) -> list[dict]:
 
 def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], seeds: Sequence[int], *,
              workers: int = 1, device: str | None = None, resume: bool = False,
-             duration_s: float | None = None, camera: CameraSpec | None = None, progress: bool = True,
+             duration_s: float | None = None, camera: BevCamera | None = None, progress: bool = True,
              argv: Sequence[str] | None = None, decision_timeout_s: float | None = DECISION_TIMEOUT_S) -> list[dict]:
     """Run every agent on every scenario for ``seeds``; return all records of ``out``."""
     out = Path(out)
-    camera = camera or CameraSpec()
+    camera = camera or BevCamera()
     agents, scenarios, seeds = list(agents), list(scenarios), [int(s) for s in seeds]
     if not agents or not scenarios or not seeds:
         raise ValueError("drive eval needs at least one agent, one scenario and one seed")

@@ -74,7 +74,7 @@ def env_sensors_for(agent, *, camera: bool = False) -> tuple[str, ...]:
     never pays for them and the agent's observations do not depend on the video."""
     sensors = set(check_sensors(agent))
     if camera:
-        sensors.add("camera")
+        sensors.add("bev")
     return tuple(s for s in SENSORS if s in sensors)
 
 

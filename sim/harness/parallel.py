@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.world.scenarios import Scenario
 
 # Testing hook: "kill-at:S" (a worker SIGKILLs itself on starting seed S), "kill-after:S"
@@ -102,7 +102,7 @@ def stop_processes(procs: Sequence[mp.process.BaseProcess], *, grace_s: float = 
             proc.join()
 
 
-def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: CameraSpec,
+def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: BevCamera,
                  fast_physics: bool, out_dir: str, device: str | None = None,
                  decision_timeout_s: float | None = None) -> None:
     try:
@@ -111,7 +111,7 @@ def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: 
         return  # the parent is gone (interrupted, or killed): nobody to report to
 
 
-def _serve(conn: Connection, agent_name: str, scenario: Scenario, camera: CameraSpec,
+def _serve(conn: Connection, agent_name: str, scenario: Scenario, camera: BevCamera,
            fast_physics: bool, out_dir: str, device: str | None, decision_timeout_s: float | None) -> None:
     ignore_sigint()
     # one BLAS/OpenMP thread per worker: W workers already fill W cores, and torch's
@@ -166,7 +166,7 @@ class _Worker:
 
 
 def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, workers: int,
-                 camera: CameraSpec, fast_physics: bool, out_dir: Path, device: str | None = None,
+                 camera: BevCamera, fast_physics: bool, out_dir: Path, device: str | None = None,
                  video_path: Path | None, on_record: Callable[[dict], None],
                  decision_timeout_s: float | None = None) -> None:
     """Run every seed on ``workers`` processes; ``on_record`` gets each finished record once."""

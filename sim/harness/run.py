@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agents import TaskSpec, agent_label, make_agent
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.geometry.pinhole import CameraRig, default_rig
 from sim.harness.io import append_jsonl, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.harness.loop import (
@@ -38,12 +38,12 @@ from sim.world.env import DrivingEnv
 from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario
 
 
-def task_spec(scenario: Scenario, camera: CameraSpec, rig: CameraRig | None = None) -> TaskSpec:
+def task_spec(scenario: Scenario, camera: BevCamera, rig: CameraRig | None = None) -> TaskSpec:
     """What an agent is told; ``rig`` defaults to the env's, :func:`default_rig`."""
     return TaskSpec(
         scenario=scenario.name, action_names=scenario.action_names,
         control_hz=float(scenario.control_hz), steering_range_rad=STEERING_RANGE_RAD,
-        acceleration_range_mps2=ACCELERATION_RANGE_MPS2, camera=camera,
+        acceleration_range_mps2=ACCELERATION_RANGE_MPS2, bev=camera,
         lane_changes_allowed=scenario.lane_changes_allowed, uses_command=scenario.uses_command,
         rig=rig if rig is not None else default_rig())
 
@@ -66,7 +66,7 @@ class EpisodeRunner:
     :mod:`sim.harness.parallel` build their own, so agents and envs never cross processes.
     """
 
-    def __init__(self, agent_name: str, scenario: Scenario, camera: CameraSpec, *,
+    def __init__(self, agent_name: str, scenario: Scenario, camera: BevCamera, *,
                  fast_physics: bool, out_dir: Path, device: str | None = None,
                  decision_timeout_s: float | None = None) -> None:
         self.scenario, self.camera, self.fast_physics = scenario, camera, fast_physics
@@ -79,7 +79,7 @@ class EpisodeRunner:
         self._env: DrivingEnv | None = None
 
     def _make_env(self, camera: bool) -> DrivingEnv:
-        return DrivingEnv(self.scenario, camera=self.camera, fast_physics=self.fast_physics,
+        return DrivingEnv(self.scenario, bev=self.camera, fast_physics=self.fast_physics,
                           sensors=env_sensors_for(self.agent, camera=camera))
 
     def run(self, seed: int, video_path: Path | None = None) -> dict:
@@ -133,7 +133,7 @@ class EpisodeRunner:
 
 
 def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path, *,
-              video_path: Path | None = None, camera: CameraSpec | None = None,
+              video_path: Path | None = None, camera: BevCamera | None = None,
               workers: int = 1, fast_physics: bool = True, progress: bool = True,
               argv: Sequence[str] | None = None, batch: int = 1, device: str | None = None,
               decision_timeout_s: float | None = None, overwrite_video: bool = False) -> list[dict]:
@@ -147,7 +147,7 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
     are stepped in lock-step with one ``act_batch`` call per step.  Per-seed results are
     the same either way.
     """
-    camera = camera or CameraSpec()
+    camera = camera or BevCamera()
     probe = make_agent(agent_name, task_spec(scenario, camera), device=device)  # fails fast on a bad name
     probe.prepare()  # ... and on a missing checkpoint
     if workers < 1:
@@ -208,7 +208,7 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
 
 
 def run_seeds(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path,
-              on_record: Callable[[dict], None], *, camera: CameraSpec, workers: int = 1,
+              on_record: Callable[[dict], None], *, camera: BevCamera, workers: int = 1,
               fast_physics: bool = True, video_path: Path | None = None, batch: int = 1,
               device: str | None = None, decision_timeout_s: float | None = None) -> None:
     """The episodes of one agent on one scenario, each record handed to ``on_record`` as it

@@ -38,7 +38,7 @@ from perception.dataset import (
 )
 from perception.labels import LABEL_RANGE_M, bev_labels, camera_labels, objects_in_ego
 from perception.metrics import detection_report
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.geometry.pinhole import CameraRig, default_rig
 from sim.harness.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.harness.versions import git_revision, package_versions
@@ -62,7 +62,7 @@ def check_cameras(names: Sequence[str], rig: CameraRig | None = None) -> tuple[s
 
 
 def record_frames(scenarios: Sequence[str], frames: int, out: Path, *, seed: int = 0, every: int = 5,
-                  per_episode: int = 40, camera: CameraSpec | None = None,
+                  per_episode: int = 40, camera: BevCamera | None = None,
                   cameras: Sequence[str] = (BEV,), rig: CameraRig | None = None,
                   progress: bool = True) -> dict:
     """Record ``frames`` labelled frames of each of ``cameras`` (``bev`` with the spec
@@ -74,15 +74,15 @@ def record_frames(scenarios: Sequence[str], frames: int, out: Path, *, seed: int
     """
     if frames < 1 or every < 1 or per_episode < 1:
         raise ValueError(f"frames, every and per_episode must be >= 1, got {frames}, {every}, {per_episode}")
-    camera = camera or CameraSpec()
+    camera = camera or BevCamera()
     rig = rig or default_rig()
     cameras = check_cameras(cameras, rig)
     models = {name: camera if name == BEV else rig[name] for name in cameras}
     out = ensure_writable_dir(out)
     if (out / MANIFEST).exists():
         raise FileExistsError(f"{out / MANIFEST} already exists; choose a new --out folder")
-    sensors = (("camera",) if BEV in cameras else ()) + ("truth", "pose", "autopilot")
-    envs = {s: DrivingEnv(s, camera=camera, sensors=sensors, rig=rig) for s in scenarios}
+    sensors = ((BEV,) if BEV in cameras else ()) + ("truth", "pose", "autopilot")
+    envs = {s: DrivingEnv(s, bev=camera, sensors=sensors, rig=rig) for s in scenarios}
     shards: list[dict] = []
     buf: dict[str, list] = {"poses": [], "scenario": [], "seeds": [], "steps": [], "labels": []}
     images: dict[str, list] = {name: [] for name in cameras}
@@ -158,7 +158,7 @@ def _label_frame(env: DrivingEnv, obs: dict, info: dict, models: dict, images: d
     per_camera = {}
     for name, model in models.items():
         if name == BEV:
-            images[name].append(obs["camera"])
+            images[name].append(obs[BEV])
             per_camera[name] = bev_labels(boxes, model)
         else:
             frame = env.render_camera(model, instance=True)

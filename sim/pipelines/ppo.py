@@ -59,7 +59,7 @@ from perception.checkpoint import (
     write_checkpoint,
     write_weights,
 )
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.io import DIR_MODE, append_jsonl, read_jsonl, write_jsonl
 from sim.harness.run import run_agent
 from sim.pipelines.dagger import closed_loop_summary
@@ -152,13 +152,13 @@ def _make_env(scenario: Scenario, camera: dict, reward: dict, fast: bool, sensor
     return make
 
 
-def build_ppo(scenario: Scenario, config: PPOConfig, *, camera: CameraSpec | None = None,
+def build_ppo(scenario: Scenario, config: PPOConfig, *, camera: BevCamera | None = None,
               reward: RewardConfig | None = None, init_net=None, device: str = "auto",
               tensorboard: Path | None = None):
     """The SB3 PPO model and its vectorised environments (the caller closes ``model.env``)."""
     reward = reward or RewardConfig()
 
-    camera = camera or CameraSpec()
+    camera = camera or BevCamera()
     sensors = rl_sensors(scenario)
     if init_net is not None:
         net_config = init_net.config
@@ -183,7 +183,7 @@ def build_ppo(scenario: Scenario, config: PPOConfig, *, camera: CameraSpec | Non
     return model
 
 
-def check_init(net, meta: dict, scenario: Scenario, camera: CameraSpec, path: str) -> None:
+def check_init(net, meta: dict, scenario: Scenario, camera: BevCamera, path: str) -> None:
     """A policy that can start PPO here: same actions, camera, inputs; one frame."""
     if tuple(meta["action_names"]) != tuple(scenario.action_names):
         raise ValueError(f"--init {path} drives {meta['action_names']}, {scenario.name} needs "
@@ -213,13 +213,13 @@ def load_init(spec: str):
 
 
 def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConfig(), *,
-              init: str | None = None, reward: RewardConfig | None = None, camera: CameraSpec | None = None,
+              init: str | None = None, reward: RewardConfig | None = None, camera: BevCamera | None = None,
               device: str = "auto", resume: bool = False, progress: bool = True,
               extra_meta: dict | None = None) -> dict:
     """Train (or, with ``resume``, continue) a PPO policy; the checkpoint goes to ``out``."""
 
     out = Path(out)
-    camera = camera or CameraSpec()
+    camera = camera or BevCamera()
     reward = reward or RewardConfig()
     init_net = init_meta = None
     if init:

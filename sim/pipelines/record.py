@@ -72,7 +72,7 @@ from agents.e2e.demos import (
     episode_digest,
 )
 from planning.vehicle import steering_for_curvature
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.io import DIR_MODE
 from sim.harness.loop import Episode, agent_view, check_sensors, gate_action
 from sim.harness.metrics import episode_metrics
@@ -191,7 +191,7 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
     step = 0
     while True:
         obs, info = ep.obs, ep.info
-        cams.append(obs["camera"])
+        cams.append(obs["bev"])
         speeds.append(np.asarray(obs["speed"], np.float32).reshape(1))
         cmds.append(int(obs["command"]))
         label = label_of(obs, info)
@@ -237,7 +237,7 @@ def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | N
         os.environ["OMP_NUM_THREADS"] = "1"
         ignore_sigint()  # Ctrl-C is the parent's: it stops the pool
     sc = scenario  # the object, not its name: overrides (a shorter duration_s) must reach the worker
-    cam = CameraSpec(**camera)
+    cam = BevCamera(**camera)
     task = task_spec(sc, cam)
     expert_agent = make_agent(expert, task)
     learner_agent = _make_learner(learner, task, device) if learner else None
@@ -245,7 +245,7 @@ def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | N
     if learner_agent is not None:
         sensors |= set(check_sensors(learner_agent))
 
-    env = DrivingEnv(sc, camera=cam, fast_physics=fast_physics,
+    env = DrivingEnv(sc, bev=cam, fast_physics=fast_physics,
                      sensors=tuple(s for s in SENSORS if s in sensors))
     _WORKER.update(env=env, expert=expert_agent, learner=learner_agent)
 
@@ -263,7 +263,7 @@ def _worker_episode(args: tuple[int, NoiseConfig, float]) -> DemoEpisode:
                            learner=_WORKER["learner"], beta=beta)
 
 
-def collect(scenario: Scenario, seeds: Sequence[int], *, camera: CameraSpec, noise: NoiseConfig,
+def collect(scenario: Scenario, seeds: Sequence[int], *, camera: BevCamera, noise: NoiseConfig,
             expert: str = "expert", learner: str | None = None, beta: float = 1.0, workers: int = 1,
             fast_physics: bool = True, device: str = "cpu"):
     """Yield :class:`DemoEpisode` s in seed order (the same arrays for any ``workers``)."""
@@ -285,7 +285,7 @@ def collect(scenario: Scenario, seeds: Sequence[int], *, camera: CameraSpec, noi
 
 
 # -- writing the Minari dataset ----------------------------------------------------------------
-def _spaces(scenario: Scenario, camera: CameraSpec):
+def _spaces(scenario: Scenario, camera: BevCamera):
     obs = spaces.Dict({
         "camera": spaces.Box(0, 255, camera.shape, np.uint8),
         "speed": spaces.Box(-50.0, 50.0, (1,), np.float32),
@@ -376,7 +376,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camera: CameraSpec | None = None,
+def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camera: BevCamera | None = None,
                    noise: NoiseConfig = NoiseConfig(), expert: str = "expert", learner: str | None = None,
                    beta: float = 1.0, workers: int = 1, fast_physics: bool = True, device: str = "cpu",
                    progress: bool = True, extra: dict | None = None,
@@ -400,7 +400,7 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
         raise ValueError(f"beta must be in [0, 1], got {beta}")
     if learner is None and beta < 1.0:
         raise ValueError("beta < 1 mixes in a learner, but none was given")
-    camera = camera or CameraSpec()
+    camera = camera or BevCamera()
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(out)
     tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(out)}{os.getpid()}.", suffix=_TEMP_SUFFIX,

@@ -34,7 +34,7 @@ import numpy as np
 
 from planning.comfort import LAT_ACCEL_MAX_MPS2
 from planning.geometry import wrap_angle
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.world.env import LANE_DEPARTURE_M, DrivingEnv
 from sim.world.scenarios import Scenario, get_scenario
 
@@ -92,7 +92,7 @@ def shaped_reward(before: dict, after: dict, events: dict, action: np.ndarray, p
 
 def rl_sensors(scenario: Scenario) -> tuple[str, ...]:
     """What an image policy sees: the camera, the speed, and the command where routes turn."""
-    return ("camera", "speed", "command") if scenario.uses_command else ("camera", "speed")
+    return ("bev", "speed", "command") if scenario.uses_command else ("bev", "speed")
 
 
 class RLEnv(gym.Wrapper):
@@ -102,12 +102,12 @@ class RLEnv(gym.Wrapper):
     the scenario's time limit.  ``info["reward_terms"]`` holds the step's terms.
     """
 
-    def __init__(self, scenario: str | Scenario, camera: CameraSpec | dict | None = None,
+    def __init__(self, scenario: str | Scenario, camera: BevCamera | dict | None = None,
                  reward: RewardConfig = RewardConfig(), fast_physics: bool = True,
                  overrides: dict[str, Any] | None = None, sensors: tuple[str, ...] | None = None) -> None:
         sc = get_scenario(scenario, **(overrides or {})) if isinstance(scenario, str) else (
             scenario.with_overrides(**overrides) if overrides else scenario)
-        super().__init__(DrivingEnv(sc, camera=camera, sensors=sensors or rl_sensors(sc),
+        super().__init__(DrivingEnv(sc, bev=camera, sensors=sensors or rl_sensors(sc),
                                     fast_physics=fast_physics))
         self.scenario, self.reward_config = sc, reward
         self._ego: dict | None = None

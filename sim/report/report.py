@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 from matplotlib.figure import Figure
 
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.evaluate import CONFIG, RESULTS, read_results
 from sim.harness.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from sim.harness.metrics import SIM_FAULTS, scored
@@ -330,7 +330,7 @@ INTRO = ("Each scenario's agents ran the same seeds. Intervals are 95% bootstrap
 def _redrive(config: dict) -> dict:
     """The evaluation's settings an episode is re-driven with (videos, thumbnails)."""
     return {"duration_s": config.get("duration_s"),
-            "camera": CameraSpec.from_dict(config["camera"]) if config.get("camera") else None,
+            "camera": BevCamera.from_dict(config["camera"]) if config.get("camera") else None,
             "device": None if config.get("device") in (None, "auto") else config["device"],
             "decision_timeout_s": config.get("decision_timeout_s")}
 

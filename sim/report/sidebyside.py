@@ -19,7 +19,7 @@ import av
 import cv2
 import numpy as np
 
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.harness.io import publish_file
 from sim.harness.run import EpisodeRunner
 from sim.world.scenarios import get_scenario
@@ -40,11 +40,11 @@ def _label(img: np.ndarray, text: str, colour=(255, 255, 255)) -> None:
 
 
 def drive_clips(agents: Sequence[str], scenario: str, seed: int, folder: Path, *,
-                duration_s: float | None = None, camera: CameraSpec | None = None,
+                duration_s: float | None = None, camera: BevCamera | None = None,
                 device: str | None = None, decision_timeout_s: float | None = None) -> list[tuple[Path, dict]]:
     """Drive ``seed`` once per agent with the episode video on; ``(clip, record)`` each."""
     world = get_scenario(scenario, **({"duration_s": duration_s} if duration_s else {}))
-    camera = camera or CameraSpec()
+    camera = camera or BevCamera()
     out = []
     with tempfile.TemporaryDirectory(prefix="drive-clips-") as traces:
         for k, spec in enumerate(agents):

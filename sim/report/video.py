@@ -3,7 +3,7 @@
 A frame (:func:`frame_layout`)::
 
     +----------------------+----------------------+
-    | camera: top-down,    | overview: north up,  |   PANEL_PX x PANEL_PX each
+    | bev: bird's-eye,     | overview: north up,  |   PANEL_PX x PANEL_PX each
     | ego up (3x nearest)  | route, plan          |
     +----------------------+----------------------+
     | cam_front (1.5x)     | cam_rear (1.5x)      |   the rig's cameras in rig order,
@@ -23,7 +23,7 @@ With an ``overlay_source`` (an agent that leaves an ``overlay`` behind each deci
 every candidate rollout (thin; light if it passed the planner's gates, grey if not) and
 the chosen trajectory (thick, magenta); the objects perception reported are outlined on the
 overview and drawn as 3D boxes on the rig's panels (red), the detector's raw boxes on the
-top-down camera.  A frame shows the decision that led to it, made one step earlier (so a
+bird's-eye camera.  A frame shows the decision that led to it, made one step earlier (so a
 perceived box trails its car by one step of relative motion); the reset frame has none.
 
 H.264 (yuv420p, ``+faststart``) in MP4, which every browser plays.  The file is written
@@ -285,7 +285,7 @@ class EpisodeVideo:
             raise ValueError(f"the env's rig {env.rig.to_dict()} is not the video's {self.rig.to_dict()}; "
                              "build the EpisodeVideo with rig=env.rig")
         lay = self.layout
-        cam = cv2.resize(obs["camera"], (PANEL_PX, PANEL_PX), interpolation=cv2.INTER_NEAREST)
+        cam = cv2.resize(obs["bev"], (PANEL_PX, PANEL_PX), interpolation=cv2.INTER_NEAREST)
         top = env.overview((PANEL_PX, PANEL_PX), OVERVIEW_MPP)
         overlay = self._overlay(action)
         rig_imgs = {p.name: self.rig_panel(env, obs, p) for p in lay.panels}
@@ -294,7 +294,7 @@ class EpisodeVideo:
             draw_plan_overlay(top, overlay, m, t)
             detections = getattr(overlay, "detections", None)
             if detections is not None and len(detections.centre_m):
-                draw_detections(cam, detections, env.camera_spec, PANEL_PX / env.camera_spec.width_px)
+                draw_detections(cam, detections, env.bev_camera, PANEL_PX / env.bev_camera.width_px)
             objects = getattr(overlay, "objects", None)
             if objects is not None and len(objects.position_m):
                 self._draw_perceived(rig_imgs, objects, info["ego"])
@@ -308,8 +308,8 @@ class EpisodeVideo:
         cv2.line(frame, (0, lay.rig_top_px), (lay.width_px - 1, lay.rig_top_px), (0, 0, 0), 2)
         for p in lay.panels[1:]:
             cv2.line(frame, (p.x_px, lay.rig_top_px), (p.x_px, lay.hud_top_px - 1), (0, 0, 0), 2)
-        sp = env.camera_spec
-        _label(frame, self._input_label(f"camera: top-down {sp.width_px}x{sp.height_px}, ego up", "camera"),
+        sp = env.bev_camera
+        _label(frame, self._input_label(f"bev: bird's-eye {sp.width_px}x{sp.height_px}, ego up", "bev"),
                (8, 18))
         _label(frame, "overview (north up)", (PANEL_PX + 8, 18))
         for p in lay.panels:

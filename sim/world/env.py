@@ -1,11 +1,12 @@
-"""``DrivingEnv``: a gymnasium env over a highway-env world, with the ego camera.
+"""``DrivingEnv``: a gymnasium env over a highway-env world, with its cameras and sensors.
 
 Observation (a gymnasium ``Dict`` of fixed-shape sensors; a subset can be asked for):
 
 =========  ==========================  =================================================
 sensor     value                       meaning
 =========  ==========================  =================================================
-camera     uint8[H, W, 3]              ego camera (:mod:`sim.geometry.camera`), RGB, row 0 ahead
+bev        uint8[H, W, 3]              bird's-eye raster of the road map turning with the car
+                                       (:mod:`sim.geometry.bev`; privileged), RGB, row 0 ahead
 speed      float32[1]                  ego speed [m/s]
 pose       float64[3]                  localisation: world x [m], y [m], heading [rad]
 command    int in [0, 4)               navigation command, index into ``COMMANDS``
@@ -43,7 +44,7 @@ from gymnasium import spaces
 from highway_env.vehicle.objects import Landmark, Obstacle
 
 from planning.geometry import wrap_angle
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
 from sim.geometry.pinhole import CameraRig, PinholeCamera, default_rig
 from sim.world.autopilot import IDMAutopilot
@@ -60,7 +61,7 @@ from sim.world.roadmap import RoadGeometry, lane_id
 from sim.world.route import Route, RouteProgress
 from sim.world.scenarios import COMMANDS, Scenario, get_scenario
 
-OBS_SENSORS = ("camera", "speed", "pose", "command")
+OBS_SENSORS = ("bev", "speed", "pose", "command")
 INFO_SENSORS = ("truth", "map", "autopilot")
 RIG_SENSORS = default_rig().names  # ("cam_front", "cam_rear"): observation entries too
 DEFAULT_SENSORS = OBS_SENSORS + INFO_SENSORS  # sensors=None: all but the rig's cameras
@@ -92,7 +93,7 @@ class DrivingEnv(gym.Env):
     def __init__(
         self,
         scenario: str | Scenario = "highway",
-        camera: CameraSpec | dict | None = None,
+        bev: BevCamera | dict | None = None,
         sensors: Sequence[str] | None = None,
         render_mode: str | None = None,
         overrides: dict[str, Any] | None = None,
@@ -101,7 +102,7 @@ class DrivingEnv(gym.Env):
     ) -> None:
         """
         :param scenario: a scenario name (``drive scenarios``) or a :class:`Scenario`
-        :param camera: the ego camera's :class:`CameraSpec` (or its dict); default 128x128 at 0.5 m/px
+        :param bev: the bird's-eye camera's :class:`BevCamera` (or its dict); default 128x128 at 0.5 m/px
         :param sensors: which sensors to compute (default: ``DEFAULT_SENSORS``, i.e. all
             but the rig's cameras); the
             observation space holds the fixed-shape ones among them
@@ -121,8 +122,7 @@ class DrivingEnv(gym.Env):
                 f"unknown render_mode {render_mode!r}; known: {self.metadata['render_modes']}"
             )
         self.scenario = scenario
-        self.camera_spec = CameraSpec.from_dict(camera) if isinstance(camera, dict) else (
-            camera or CameraSpec())
+        self.bev_camera = BevCamera.from_dict(bev) if isinstance(bev, dict) else (bev or BevCamera())
         self.rig = rig if rig is not None else default_rig()
         if set(self.rig.names) & set(DEFAULT_SENSORS):
             raise ValueError(f"rig camera names {self.rig.names} clash with sensors {DEFAULT_SENSORS}")
@@ -133,8 +133,8 @@ class DrivingEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": scenario.control_hz}
 
         obs_spaces: dict[str, spaces.Space] = {}
-        if "camera" in self.sensors:
-            obs_spaces["camera"] = spaces.Box(0, 255, self.camera_spec.shape, np.uint8)
+        if "bev" in self.sensors:
+            obs_spaces["bev"] = spaces.Box(0, 255, self.bev_camera.shape, np.uint8)
         if "speed" in self.sensors:
             obs_spaces["speed"] = spaces.Box(-50.0, 50.0, (1,), np.float32)
         if "pose" in self.sensors:
@@ -331,9 +331,9 @@ class DrivingEnv(gym.Env):
     def _observe(self, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
         ego = self.world.vehicle
         obs: dict[str, Any] = {}
-        if "camera" in self.sensors:
-            obs["camera"] = self.renderer.ego_camera(
-                self.camera_spec, hw_to_world_xy(ego.position), hw_to_world_heading(ego.heading),
+        if "bev" in self.sensors:
+            obs["bev"] = self.renderer.ego_camera(
+                self.bev_camera, hw_to_world_xy(ego.position), hw_to_world_heading(ego.heading),
                 self._scene_objects(arrays), ego.LENGTH, ego.WIDTH)
         if "speed" in self.sensors:
             obs["speed"] = np.array([ego.speed], dtype=np.float32)

@@ -2,7 +2,7 @@
 
 Two views share one drawing routine (an affine world -> pixel map):
 
-* :meth:`SceneRenderer.ego_camera`: the ego camera of :mod:`sim.geometry.camera`, rotated with
+* :meth:`SceneRenderer.ego_camera`: the ego camera of :mod:`sim.geometry.bev`, rotated with
   the car (the car points up at a fixed pixel).  This is what agents see.
 * :meth:`SceneRenderer.top_down`: a larger north-up overview for videos and reports.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sim.geometry.camera import CameraSpec
+from sim.geometry.bev import BevCamera
 from sim.geometry.frames import box_corners
 from sim.world.roadmap import RoadGeometry
 
@@ -94,7 +94,7 @@ class SceneRenderer:
         self.palette = palette
 
     # -- views -----------------------------------------------------------------------------
-    def ego_camera(self, spec: CameraSpec, ego_xy_m: np.ndarray, ego_heading_rad: float,
+    def ego_camera(self, spec: BevCamera, ego_xy_m: np.ndarray, ego_heading_rad: float,
                    objects: SceneObjects, ego_length_m: float, ego_width_m: float) -> np.ndarray:
         """The ego camera frame ``uint8[H, W, 3]``: ego forward is up, ego left is left."""
         c, s = np.cos(ego_heading_rad), np.sin(ego_heading_rad)
