@@ -210,3 +210,59 @@ def test_rig_dataset_errors_name_the_problem(rig_data, tmp_path):
         FrameDataset(old)
     with pytest.raises(ValueError, match="unknown camera.*known: bev, cam_front, cam_rear"):
         record_frames(["highway"], 1, tmp_path / "x", cameras=("cam_left",), progress=False)
+
+
+# ------------------------------------------------------------------ scoring rig detectors
+class _Oracle:
+    """A perfect perspective detector: the dataset's own labels of each frame, in order."""
+
+    def __init__(self, ds, camera, shift_m=0.0):
+        self.labels = [b for _, b, _ in ds.iter_frames(camera)]
+        self.k, self.shift_m = 0, shift_m
+
+    def detect(self, frame, camera):
+        assert camera.width_px == frame.shape[1]
+        b = self.labels[self.k]
+        self.k += 1
+        far = b.centre_m * (1.0 + self.shift_m / np.maximum(b.range_m, 1e-9))[:, None]  # push along the ray
+        return Boxes(far, b.heading_rad, b.length_m, b.width_m, b.kind, b.score, b.height_m)
+
+
+def test_rig_detectors_are_scored_with_depth_errors(rig_data, tmp_path):
+    from sim.pipelines.perception_data import (
+        depth_error_by_band,
+        evaluate_detector,
+        plot_depth_errors,
+    )
+
+    out, _ = rig_data
+    ds = FrameDataset(out)
+    perfect = evaluate_detector(_Oracle(ds, "cam_front"), ds, camera="cam_front")
+    assert perfect["bands"]["all"]["2m"]["ap"] == pytest.approx(1.0)
+    assert perfect["camera"] == "cam_front" and len(perfect["depth"]["error_m"]) > 0
+    assert np.allclose(perfect["depth"]["error_m"], 0.0, atol=1e-9)
+    off = evaluate_detector(_Oracle(ds, "cam_front", shift_m=1.0), ds, camera="cam_front")
+    assert np.isclose(off["bands"]["all"]["0.5m"]["ap"], 0.0) and off["bands"]["all"]["2m"]["ap"] == pytest.approx(1.0)
+    err = np.asarray(off["depth"]["error_m"])
+    # 1 m farther from the ego: 1 m deeper straight ahead, cos(bearing) m off to the side
+    assert np.all((err > 0.3) & (err < 1.05)) and np.median(err) > 0.9
+    assert sum(b["n"] for b in depth_error_by_band(off["depth"])) == len(err)
+    png = plot_depth_errors([("oracle+1m", off)], tmp_path / "depth.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_detector_cli_refuses_what_it_cannot_score(rig_data, capsys):
+    from sim.cli import main
+
+    out, _ = rig_data
+    assert main(["eval", "detector", "--data", str(out), "--cameras", "cam_left"]) == 2
+    assert "no camera 'cam_left'; this dataset has bev, cam_front, cam_rear" in capsys.readouterr().err
+    assert main(["eval", "detector", "--data", str(out), "--cameras", "cam_front", "--detector", "opencv"]) == 2
+    assert "reads bird's-eye cameras; the chosen cameras are cam_front" in capsys.readouterr().err
+    assert main(["eval", "detector", "--data", str(out), "--corrupt", "noise:loud"]) == 2
+    assert "severity 'loud' is not a number" in capsys.readouterr().err
+    assert main(["eval", "detector", "--data", str(out), "--detector", "learned"]) == 2
+    assert "needs its checkpoint: --detector learned:DIR" in capsys.readouterr().err
+    assert main(["eval", "detector", "--data", str(out), "--detector", "opencv", "--corrupt", "none,noise:40"]) == 0
+    text = capsys.readouterr().out
+    assert "noise:40" in text and "ATE m" in text and "AOE deg" in text

@@ -113,11 +113,11 @@ def test_cli_records_evaluates_and_refuses_to_overwrite(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "AP@2m" in text and "blur" in text
     report = json.loads((tmp_path / "r.json").read_text())
-    assert [r["corruption"] for r in report["reports"]] == ["none", "blur"]
+    assert [r["corruption"] for r in report["reports"]] == ["none", "blur:1"]
     assert main(["perception", "data", "--frames", "2", "--out", str(out), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["eval", "detector", "--data", str(out), "--detector", "yolo"]) == 2
-    assert "unknown detector(s) ['yolo']; known: opencv" in capsys.readouterr().err
+    assert "unknown detector 'yolo'; known: opencv, learned:CHECKPOINT_DIR, geometric" in capsys.readouterr().err
     assert main(["eval", "detector", "--data", str(tmp_path / "nope")]) == 2
     assert "no such dataset folder" in capsys.readouterr().err
 

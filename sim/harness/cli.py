@@ -20,8 +20,6 @@ from sim.geometry.bev import BevCamera
 from sim.harness.io import atomic_write_json, ensure_writable_dir
 from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS, get_scenario
 
-DETECTORS = ("opencv", "learned")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``scenarios``, ``agents``, ``run`` and ``eval`` to ``subparsers``."""
@@ -82,8 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "on the same seeds, one line per finished episode appended to "
                     "DIR/results.jsonl (config.json first, with checkpoint hashes); --resume runs "
                     "only what is missing. 'detector': nuScenes-style average precision (centre "
-                    "distance 0.5/1/2/4 m) overall and by range (0-20, 20-40, 40+ m), with position "
-                    "error of true positives, for each detector and each sensor corruption.")
+                    "distance 0.5/1/2/4 m) overall and by range (0-20, 20-40, 40+ m), with the "
+                    "translation (ATE) and orientation (AOE) errors of true positives and, on the "
+                    "rig's perspective cameras, the depth error, for each detector on each camera "
+                    "it reads and each sensor corruption.")
     s.add_argument("what", nargs="?", choices=["detector"], default=None,
                    help="'detector' to score detectors; omit to evaluate agents")
     s.add_argument("--agents", default="expert,modular,e2e,idm", metavar="A,B",
@@ -103,11 +103,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--data", default=None, metavar="DIR", help="detector: a dataset from 'drive perception data'")
     s.add_argument("--detector", default="opencv", metavar="A,B",
-                   help="detectors: opencv, learned:CHECKPOINT_DIR (default: opencv)")
+                   help="detectors: opencv, learned:CHECKPOINT_DIR (the bird's-eye camera), "
+                        "geometric, mono3d:CHECKPOINT_DIR (perspective cameras) (default: opencv)")
+    s.add_argument("--cameras", default=None, metavar="A,B",
+                   help="detector: the dataset's cameras to score on (default: all it has; each "
+                        "detector runs on those it reads)")
+    s.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="detector: also plot the perspective detectors' depth error against range")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where networks run (default: auto = CUDA when present)")
     s.add_argument("--corrupt", default="none,noise,blur,brightness", metavar="A,B",
-                   help="corruptions to evaluate under (default: none,noise,blur,brightness)")
+                   help="corruptions to evaluate under, each with an optional severity after a "
+                        "colon, e.g. noise:40,blur:2 (default: none,noise,blur,brightness at "
+                        "noise 20, blur 1 px, brightness -60)")
     s.add_argument("--out", default=None, metavar="DIR|FILE.json",
                    help="agents: the evaluation folder (default: runs/eval__{time}); detector: "
                         "also write the reports as JSON")
@@ -197,38 +205,41 @@ def _cmd_eval(args) -> int:
         return _cmd_eval_agents(args)
     if not args.data:
         raise ValueError("drive eval detector needs --data DIR (a dataset from 'drive perception data')")
-    from perception.corruptions import CORRUPTIONS
-    from perception.dataset import BEV, FrameDataset
-    from perception.detectors.opencv import OpenCVDetector
-    from sim.pipelines.perception_data import evaluate_detector, format_detection_report
+    from perception.dataset import FrameDataset
+    from sim.geometry.pinhole import PinholeCamera
+    from sim.pipelines.perception_data import (
+        build_detector,
+        evaluate_detector,
+        format_detection_report,
+        parse_corruptions,
+        plot_depth_errors,
+    )
 
     dataset = FrameDataset(args.data)
-    spec = dataset.camera(BEV)  # today's detectors read the bird's-eye camera
-    corruptions = [c.strip() for c in args.corrupt.split(",") if c.strip()]
-    unknown = [c for c in corruptions if c not in CORRUPTIONS]
-    if unknown or not corruptions:
-        raise ValueError(f"unknown corruption(s) {unknown or args.corrupt!r}; known: {', '.join(CORRUPTIONS)}")
+    corruptions = parse_corruptions(args.corrupt)
     names = [d.strip() for d in args.detector.split(",") if d.strip()]
-    bad = [d for d in names if d.split(":", 1)[0] not in DETECTORS]
-    if bad or not names:
-        raise ValueError(f"unknown detector(s) {bad or args.detector!r}; known: opencv, "
-                         f"learned:CHECKPOINT_DIR")
+    if not names:
+        raise ValueError("no detector given; known: opencv, learned:CHECKPOINT_DIR, geometric, mono3d:CHECKPOINT_DIR")
+    cameras = ([c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras
+               else list(dataset.cameras))
+    for c in cameras:
+        dataset.camera(c)  # a camera the dataset lacks is refused with the ones it has
     reports = []
     for name in names:
-        if name == "opencv":
-            det = OpenCVDetector(spec)
-        else:
-            from perception.detectors.learned import LearnedDetector
-
-            kind, _, path = name.partition(":")
-            if not path:
-                raise ValueError("the learned detector needs its checkpoint: --detector learned:DIR")
-            det = LearnedDetector(path, device=args.device)
-        for c in corruptions:
-            reports.append((name, evaluate_detector(det, dataset, c)))
+        det, reads = build_detector(name, dataset, device=args.device)
+        mine = [c for c in cameras if isinstance(dataset.cameras[c], PinholeCamera) == (reads == "pinhole")]
+        if not mine:
+            what = "perspective" if reads == "pinhole" else "bird's-eye"
+            raise ValueError(f"detector {name!r} reads {what} cameras; the chosen cameras are "
+                             f"{', '.join(cameras)}")
+        for cam in mine:
+            for kind, severity in corruptions:
+                reports.append((name, evaluate_detector(det, dataset, kind, severity, camera=cam)))
     print(f"{args.data}: {len(dataset)} frames; nuScenes-style AP, centre distance thresholds; "
-          f"position error of true positives at 2 m")
+          f"ATE, AOE (modulo 180 deg) of true positives at 2 m; depth error of true positives at 4 m")
     print(format_detection_report(reports))
+    if args.plot:
+        print(f"wrote {plot_depth_errors(reports, Path(args.plot))}")
     if args.out:
         path = Path(args.out)
         ensure_writable_dir(path.parent if str(path.parent) else Path("."))

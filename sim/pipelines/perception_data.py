@@ -17,6 +17,7 @@ interrupted recording is refused on read, never mistaken for a complete one.
 from __future__ import annotations
 
 import io
+import itertools
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from perception.corruptions import corrupt
+from perception.boxes import Boxes
+from perception.corruptions import CORRUPTIONS, DEFAULT_SEVERITY, corrupt
 from perception.dataset import (
     BEV,
     FORMAT,
@@ -37,10 +39,10 @@ from perception.dataset import (
     shard_arrays,
 )
 from perception.labels import LABEL_RANGE_M, bev_labels, camera_labels, objects_in_ego
-from perception.metrics import detection_report
+from perception.metrics import detection_report, match_frame
 from sim.geometry.bev import BevCamera
-from sim.geometry.pinhole import CameraRig, default_rig
-from sim.harness.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from sim.geometry.pinhole import CameraRig, PinholeCamera, default_rig
+from sim.harness.io import atomic_path, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.harness.versions import git_revision, package_versions
 from sim.world.env import DrivingEnv
 
@@ -176,33 +178,182 @@ def dataset_size_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
 
 
+RIG_DETECTORS = ("geometric", "mono3d")  # read perspective cameras: detect(frame, camera)
+BEV_DETECTORS = ("opencv", "learned")  # read the bird's-eye camera: detect(frame)
+DETECTORS = BEV_DETECTORS + RIG_DETECTORS
+DEPTH_MATCH_M = 4.0  # [m] true positives at this centre distance give the depth errors
+
+
+def parse_corruptions(text: str) -> list[tuple[str, float | None]]:
+    """``"none,noise,blur:2.5"`` -> ``[("none", None), ("noise", None), ("blur", 2.5)]``
+    (a severity after a colon; none: the default severity); unknown kinds list the known."""
+    out = []
+    for item in (c.strip() for c in text.split(",") if c.strip()):
+        kind, sep, level = item.partition(":")
+        if kind not in CORRUPTIONS:
+            raise ValueError(f"unknown corruption {kind!r}; known: {', '.join(CORRUPTIONS)} "
+                             "(a severity after a colon, e.g. noise:40)")
+        try:
+            severity = float(level) if sep else None
+        except ValueError:
+            raise ValueError(f"corruption {item!r}: severity {level!r} is not a number") from None
+        if severity is not None and not np.isfinite(severity):
+            raise ValueError(f"corruption {item!r}: severity must be finite")
+        out.append((kind, severity))
+    if not out:
+        raise ValueError(f"no corruption given; known: {', '.join(CORRUPTIONS)}")
+    return out
+
+
+def corruption_name(kind: str, severity: float | None) -> str:
+    level = DEFAULT_SEVERITY[kind] if severity is None else severity
+    return kind if kind == "none" else f"{kind}:{level:g}"
+
+
+def build_detector(spec: str, dataset: FrameDataset, device: str = "auto"):
+    """A detector by name for ``drive eval detector``: ``opencv`` / ``learned:DIR`` (the
+    bird's-eye camera), ``geometric`` / ``mono3d:DIR`` (perspective cameras).  Returns it and
+    the camera model it reads (``"bev"`` or ``"pinhole"``)."""
+    kind, _, path = spec.partition(":")
+    if kind not in DETECTORS:
+        raise ValueError(f"unknown detector {spec!r}; known: opencv, learned:CHECKPOINT_DIR, geometric, "
+                         f"mono3d:CHECKPOINT_DIR")
+    if kind in ("learned", "mono3d") and not path:
+        raise ValueError(f"the {kind} detector needs its checkpoint: --detector {kind}:DIR")
+    if kind in ("opencv", "geometric") and path:
+        raise ValueError(f"the {kind} detector takes no checkpoint (got {spec!r})")
+    if kind == "opencv":
+        from perception.detectors.opencv import OpenCVDetector
+
+        return OpenCVDetector(dataset.camera(BEV)), "bev"
+    if kind == "learned":
+        from perception.detectors.learned import LearnedDetector
+
+        return LearnedDetector(path, device=device), "bev"
+    if kind == "geometric":
+        from perception.detectors.geometric import GeometricDetector
+
+        return GeometricDetector(), "pinhole"
+    from perception.detectors.mono3d import Mono3DDetector
+
+    return Mono3DDetector(path, device=device), "pinhole"
+
+
 def evaluate_detector(detector, dataset: FrameDataset, corruption: str = "none",
                       severity: float | None = None, camera: str = BEV) -> dict:
-    """nuScenes-style report of ``detector`` (anything with ``detect(frame) -> Boxes``) on
-    every frame of ``dataset``'s ``camera``, optionally corrupted
-    (:mod:`perception.corruptions`)."""
+    """nuScenes-style report of ``detector`` on every frame of ``dataset``'s ``camera``,
+    optionally corrupted (:mod:`perception.corruptions`): AP per distance threshold and
+    range band, the translation (ATE) and orientation (AOE) errors of true positives.
 
+    A bird's-eye detector has ``detect(frame) -> Boxes``; a perspective camera's has
+    ``detect(frame, camera) -> Boxes`` (ego frame), and its report also holds ``depth``:
+    for every true positive at :data:`DEPTH_MATCH_M`, the label's depth and the detection's
+    depth error along the camera's axis [m] (``gt_depth_m``, ``error_m``)."""
+    model = dataset.camera(camera)
+    rig = isinstance(model, PinholeCamera)
     pairs = []
     for k, (frame, labels, _) in enumerate(dataset.iter_frames(camera)):
-        pairs.append((detector.detect(corrupt(frame, corruption, severity, seed=k)), labels))
+        image = corrupt(frame, corruption, severity, seed=k)
+        pairs.append((detector.detect(image, model) if rig else detector.detect(image), labels))
     report = detection_report(pairs)
     report["frames"] = len(pairs)
-    report["corruption"] = corruption
+    report["corruption"] = corruption_name(corruption, severity)
+    report["camera"] = camera
+    if rig:
+        report["depth"] = depth_errors(pairs, model)
     return report
 
 
+def _centre_depth(boxes: Boxes, camera: PinholeCamera) -> np.ndarray:
+    h = np.where(np.isfinite(boxes.height_m), boxes.height_m, 1.5)
+    return camera.ego_to_camera(np.concatenate([boxes.centre_m, 0.5 * h[:, None]], axis=1))[:, 2]
+
+
+def depth_errors(pairs, camera: PinholeCamera) -> dict[str, list[float]]:
+    """Signed depth error (detection - label, camera-frame z of the box centres) of every
+    true positive at :data:`DEPTH_MATCH_M`, with the label's depth."""
+    gt_depth, err = [], []
+    for det, gt in pairs:
+        idx, _ = match_frame(det, gt, DEPTH_MATCH_M)
+        tp = idx >= 0
+        if tp.any():
+            d_det, d_gt = _centre_depth(det.select(tp), camera), _centre_depth(gt.select(idx[tp]), camera)
+            gt_depth.extend(d_gt.tolist())
+            err.extend((d_det - d_gt).tolist())
+    return {"gt_depth_m": gt_depth, "error_m": err}
+
+
+def depth_error_by_band(depth: dict, edges_m=(0.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0)) -> list[dict]:
+    """Median and 90th percentile of |depth error| per label-depth bin."""
+    d, e = np.asarray(depth["gt_depth_m"]), np.abs(np.asarray(depth["error_m"]))
+    out = []
+    for lo, hi in itertools.pairwise(edges_m):
+        sel = (d >= lo) & (d < hi)
+        out.append({"from_m": lo, "to_m": hi, "n": int(sel.sum()),
+                    "median_abs_m": float(np.median(e[sel])) if sel.any() else float("nan"),
+                    "p90_abs_m": float(np.percentile(e[sel], 90)) if sel.any() else float("nan")})
+    return out
+
+
+def plot_depth_errors(reports: Sequence[tuple[str, dict]], path: Path) -> Path:
+    """Depth error against depth, one series per (detector, camera) on clean frames: every
+    true positive as a dot, the binned median |error| as a line.  Monocular depth error grows
+    about quadratically with range (a pixel of error in the contact row spans more metres
+    the farther the car), and the reader should see it."""
+    from sim.report.report import subplots
+
+    fig, ax = subplots(figsize=(7.0, 4.2))
+    for name, rep in reports:
+        if "depth" not in rep or rep["corruption"] != "none" or not rep["depth"]["gt_depth_m"]:
+            continue
+        d, e = np.asarray(rep["depth"]["gt_depth_m"]), np.abs(np.asarray(rep["depth"]["error_m"]))
+        dots = ax.scatter(d, e, s=4, alpha=0.25, label=None)
+        bands = [b for b in depth_error_by_band(rep["depth"]) if b["n"]]
+        ax.plot([(b["from_m"] + b["to_m"]) / 2 for b in bands], [b["median_abs_m"] for b in bands],
+                marker="o", color=dots.get_facecolor()[0][:3], label=f"{name} on {rep['camera']} (median)")
+    ax.set_xlabel("label depth along the camera axis [m]")
+    ax.set_ylabel("|depth error| [m]")
+    ax.set_title("Monocular depth error against range (true positives within 4 m)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix or ".png") as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+    return path
+
+
 def format_detection_report(reports: Sequence[tuple[str, dict]]) -> str:
-    """One table: a row per (detector, corruption, range band), AP per threshold."""
+    """One table: a row per (detector, camera, corruption, range band): AP per threshold,
+    then the true positives' translation error (ATE) and orientation error (AOE, modulo
+    180 deg) at 2 m, the median |depth error| (perspective cameras), and the labels."""
     first = reports[0][1]
     thresholds = [f"{t:g}m" for t in first["thresholds_m"]]
-    head = ["detector", "corruption", "range", *(f"AP@{t}" for t in thresholds), "pos err m", "gt"]
+    head = ["detector", "camera", "corruption", "range", *(f"AP@{t}" for t in thresholds), "ATE m", "AOE deg",
+            "depth err m", "gt"]
     rows = []
     for name, rep in reports:
+        d = np.asarray(rep.get("depth", {}).get("gt_depth_m", []))
+        e = np.abs(np.asarray(rep.get("depth", {}).get("error_m", [])))
         for band, by_t in rep["bands"].items():
             ap = [by_t[t]["ap"] for t in thresholds]
-            rows.append([name, rep["corruption"], band, *("-" if np.isnan(a) else f"{a:.3f}" for a in ap),
-                         "-" if np.isnan(by_t["2m"]["position_error_m"]) else f"{by_t['2m']['position_error_m']:.2f}",
-                         str(by_t["2m"]["gt"])])
+            tp = by_t["2m"]
+            lo, hi = (0.0, np.inf) if band == "all" else _band_limits(band)
+            sel = (d >= lo) & (d < hi)
+            depth = f"{np.median(e[sel]):.2f}" if sel.any() else "-"
+            rows.append([name, rep.get("camera", BEV), rep["corruption"], band,
+                         *("-" if np.isnan(a) else f"{a:.3f}" for a in ap),
+                         "-" if np.isnan(tp["position_error_m"]) else f"{tp['position_error_m']:.2f}",
+                         "-" if np.isnan(tp["heading_error_rad"]) else f"{np.degrees(tp['heading_error_rad']):.1f}",
+                         depth, str(tp["gt"])])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     line = "  ".join(h.rjust(w) for h, w in zip(head, widths))
     return "\n".join([line, "-" * len(line)] + ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows])
+
+
+def _band_limits(name: str) -> tuple[float, float]:
+    """``"20-40m"`` -> (20, 40); ``"40+m"`` -> (40, inf) (the band names of perception.metrics)."""
+    if name.endswith("+m"):
+        return float(name[:-2]), np.inf
+    lo, hi = name[:-1].split("-")
+    return float(lo), float(hi)
