@@ -4,10 +4,14 @@
 (:class:`PerceptionSource`); every source hands planning one format,
 :class:`~planning.prediction.ObjectStates` (world frame):
 
-``modular``     the camera only: a learned detector and a tracker (:class:`CameraPerception`)
-``modular-gt``  ground-truth objects (:class:`GroundTruthPerception`): the ablation that
-                separates perception errors from planning errors; it drives exactly like
-                the privileged expert (:mod:`agents.expert`)
+``modular``      the camera rig (front and rear perspective cameras): a monocular 3D detector
+                 per camera (or the geometric baseline), the cameras' detections fused, a
+                 tracker (:class:`RigPerception`)
+``modular-bev``  the bird's-eye raster: a CenterNet detector and a tracker
+                 (:class:`CameraPerception`); the ablation where perception is nearly free
+``modular-gt``   ground-truth objects (:class:`GroundTruthPerception`): the ablation that
+                 separates perception errors from planning errors; it drives exactly like
+                 the privileged expert (:mod:`agents.expert`)
 
 Each decision leaves :attr:`PlanningAgent.overlay` behind (the chosen trajectory, every
 candidate, the objects the planner saw), which videos draw.
@@ -24,6 +28,7 @@ import numpy as np
 
 from agents.base import BaseAgent, TaskSpec
 from perception.boxes import Boxes
+from perception.fusion import fuse
 from perception.tracker import Tracker
 from planning.control import PurePursuit, SpeedPID, Stanley, normalise_action
 from planning.geometry import wrap_angle
@@ -42,7 +47,9 @@ MAX_FORECAST_SPEED_MPS = 20.0  # [m/s] objects within 2 x horizon x this get lan
 MOVING_OBJECT_MPS = 0.5  # [m/s] faster objects get lane yaw rates and lane-following forecasts
 OBJECT_CORRIDOR_SLACK_M = 10.0  # [m] an object's forecast corridor reaches this beyond its horizon travel
 PROJECTION_WINDOW_M = 30.0  # [m] the ego is searched for this far around its lane position on a corridor
-DEFAULT_DETECTOR = "runs/detector"  # where `drive train detector --out runs/detector` puts it
+DEFAULT_DETECTOR = "runs/detector"  # the bird's-eye CenterNet: `drive train detector --out runs/detector`
+DEFAULT_RIG_DETECTOR = "runs/detector-rig"  # the rig's: `drive train detector --model mono3d --out ...`
+GEOMETRIC = "geometric"  # `modular:geometric`: the rig's no-learning baseline, no checkpoint
 
 
 class PerceptionSource(Protocol):
@@ -86,7 +93,8 @@ class GroundTruthPerception:
 
 
 class CameraPerception:
-    """Objects from the camera only: detector -> tracker (world frame, via localisation).
+    """Objects from the bird's-eye camera only: detector -> tracker (world frame, via
+    localisation).
 
     The detector is loaded at the first frame (or by :meth:`prepare`), so an agent can be
     built (and listed) before a checkpoint exists; a missing checkpoint then fails with
@@ -137,6 +145,78 @@ class CameraPerception:
         return self.tracker.objects()
 
 
+class RigPerception:
+    """Objects from the rig's perspective cameras only: one detector for every camera (one
+    batched call per decision), the cameras' ego-frame detections fused
+    (:func:`perception.fusion.fuse`), then the tracker (world frame, via localisation).
+
+    ``checkpoint``: a monocular 3D detector's folder (:class:`Mono3DDetector
+    <perception.detectors.mono3d.Mono3DDetector>`), or ``"geometric"`` for the no-learning
+    baseline (:class:`GeometricDetector <perception.detectors.geometric.GeometricDetector>`).
+    The detector is loaded at the first frame or by :meth:`prepare`; ``detector``: any object
+    with ``detect_batch(frames, cameras) -> list[Boxes]`` to use instead.
+    """
+
+    def __init__(self, rig, checkpoint: str = DEFAULT_RIG_DETECTOR, device: str = "auto",
+                 dt_s: float = 1 / 15, detector: Any = None, cameras: tuple[str, ...] | None = None) -> None:
+        if rig is None:
+            raise ValueError("RigPerception needs the task's camera rig (TaskSpec.rig)")
+        self.rig = rig
+        self.cameras = tuple(cameras or rig.names)
+        unknown = [c for c in self.cameras if c not in rig.names]
+        if unknown:
+            raise ValueError(f"unknown rig camera(s) {unknown}; the rig has {', '.join(rig.names)}")
+        self.sensors = (*self.cameras, "pose")
+        self.models = [rig[c] for c in self.cameras]
+        self.checkpoint = checkpoint
+        self.device_name = device
+        self.device = "cpu"
+        self.detector = detector
+        self.tracker = Tracker(dt_s)
+        self.last_detections: Boxes | None = None
+        self.last_per_camera: dict[str, Boxes] = {}
+
+    def prepare(self) -> None:
+        if self.detector is None:
+            self._load()
+
+    def checkpoints(self) -> tuple[str, ...]:
+        return () if self.checkpoint == GEOMETRIC else (self.checkpoint,)
+
+    def _load(self) -> None:
+        # torch is heavy and optional for the other agents: imported only when a detector loads
+        if self.checkpoint == GEOMETRIC:
+            from perception.detectors.geometric import GeometricDetector
+
+            self.detector = GeometricDetector()
+            return
+        from perception.detectors.mono3d import META, Mono3DDetector
+
+        if not (Path(self.checkpoint) / META).exists():
+            raise ValueError(
+                f"no rig detector checkpoint at {self.checkpoint}; record frames and train one: "
+                f"drive perception data --cameras cam_front,cam_rear --scenarios highway,merge,roundabout "
+                f"--frames 3000 --out runs/frames-rig && drive train detector --model mono3d "
+                f"--data runs/frames-rig --out {self.checkpoint} (or use modular:geometric)")
+        self.detector = Mono3DDetector(self.checkpoint, device=self.device_name)
+        self.device = str(self.detector.device)
+
+    def reset(self) -> None:
+        self.tracker.reset()
+        self.last_detections = None
+        self.last_per_camera = {}
+
+    def perceive(self, obs: Mapping[str, Any], dt_s: float) -> ObjectStates:
+        if self.detector is None:
+            self._load()
+        frames = np.stack([np.asarray(obs[c]) for c in self.cameras])
+        per_camera = self.detector.detect_batch(frames, self.models)
+        self.last_per_camera = dict(zip(self.cameras, per_camera, strict=True))
+        self.last_detections = fuse(per_camera)
+        self.tracker.update(self.last_detections, np.asarray(obs["pose"], dtype=np.float64))
+        return self.tracker.objects()
+
+
 @dataclass
 class Overlay:
     """What the last decision looked like, for videos (world frame)."""
@@ -147,6 +227,7 @@ class Overlay:
     objects: ObjectStates  # what perception reported
     path_lanes: tuple[str, ...]  # the chosen corridor's lane ids
     detections: Boxes | None = None  # the detector's raw boxes (ego frame) when perception has a camera
+    camera_detections: dict[str, Boxes] | None = None  # each rig camera's raw boxes (ego frame), before fusion
 
 
 class PlanningAgent(BaseAgent):
@@ -241,7 +322,8 @@ class PlanningAgent(BaseAgent):
         self.overlay = Overlay(
             trajectory_m=plan.best_trajectory_m, candidates_m=plan.trajectory_m,
             candidate_ok=plan.scores["total"] > 0, objects=objects, path_lanes=plan.option.path.lanes,
-            detections=self.perception.last_detections)
+            detections=self.perception.last_detections,
+            camera_detections=dict(getattr(self.perception, "last_per_camera", {})) or None)
         return normalise_action(accel, steering, self.task.action_names,
                                 self.task.steering_range_rad, self.task.acceleration_range_mps2)
 
@@ -337,11 +419,26 @@ class PlanningAgent(BaseAgent):
 
 
 class ModularAgent(PlanningAgent):
-    """The modular stack from the camera: learned detector -> tracker -> the expert's
-    planner and controllers.  Sensors: camera, pose, map, speed.  ``checkpoint``: the
-    detector's folder (``modular:PATH``; default ``runs/detector``)."""
+    """The modular stack from the camera rig: a 3D detector on every rig camera -> fusion ->
+    tracker -> the expert's planner and controllers.  Sensors: the rig's cameras, pose, map,
+    speed.  ``checkpoint``: the rig detector's folder (``modular:PATH``; default
+    ``runs/detector-rig``), or ``modular:geometric`` for the no-learning baseline."""
 
     name = "modular"
+
+    def __init__(self, task: TaskSpec, checkpoint: str | None = None,
+                 perception: PerceptionSource | None = None, device: str = "auto") -> None:
+        super().__init__(task, perception or RigPerception(task.rig, checkpoint or DEFAULT_RIG_DETECTOR,
+                                                           device=device, dt_s=1.0 / task.control_hz))
+
+
+class ModularBevAgent(PlanningAgent):
+    """The modular stack from the bird's-eye raster (the privileged map view): CenterNet ->
+    tracker -> the expert's planner and controllers; the ablation where perception is nearly
+    free.  Sensors: bev, pose, map, speed.  ``checkpoint``: the detector's folder
+    (``modular-bev:PATH``; default ``runs/detector``)."""
+
+    name = "modular-bev"
 
     def __init__(self, task: TaskSpec, checkpoint: str | None = None,
                  perception: PerceptionSource | None = None) -> None:

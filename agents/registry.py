@@ -12,15 +12,19 @@ from agents.base import Agent, TaskSpec
 from agents.baselines import IDMAgent, StraightAgent
 from agents.e2e.agent import E2EAgent
 from agents.expert import ExpertAgent
-from agents.modular import ModularAgent, ModularGroundTruthAgent
+from agents.modular import ModularAgent, ModularBevAgent, ModularGroundTruthAgent
 from agents.rl.agent import PPOAgent
 
 AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
     "expert": (ExpertAgent, "privileged expert: ground-truth objects -> PDM-style planner -> "
                             "pure pursuit + speed PID (demo source, upper bound)"),
-    "modular": (ModularAgent, "modular stack from the camera: CenterNet detector -> tracker -> "
-                              "the expert's planner and controllers (modular:CHECKPOINT_DIR; "
-                              "default runs/detector)"),
+    "modular": (ModularAgent, "modular stack from the camera rig: a monocular 3D detector on the front "
+                              "and rear cameras -> fusion -> tracker -> the expert's planner and "
+                              "controllers (modular:CHECKPOINT_DIR, default runs/detector-rig; "
+                              "modular:geometric for the no-learning baseline)"),
+    "modular-bev": (ModularBevAgent, "the modular stack from the bird's-eye raster: CenterNet -> tracker "
+                                     "-> the same planner (ablation: perception nearly free; "
+                                     "modular-bev:CHECKPOINT_DIR, default runs/detector)"),
     "modular-gt": (ModularGroundTruthAgent, "the modular stack with ground-truth perception "
                                             "(ablation: planning without perception errors)"),
     "e2e": (E2EAgent, "end-to-end PilotNet CNN, camera (+ speed, command) -> action, behaviour-"
@@ -33,9 +37,9 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
     "straight": (StraightAgent, "wheel straight, speed held (lower bound)"),
 }
 
-TAKES_CHECKPOINT = ("modular", "e2e", "ppo")
-TAKES_DEVICE = ("e2e", "ppo")
-"""Agents built with ``device=`` (``auto``/``cpu``/``cuda``); the modular detector picks its own."""
+TAKES_CHECKPOINT = ("modular", "modular-bev", "e2e", "ppo")
+TAKES_DEVICE = ("modular", "e2e", "ppo")
+"""Agents built with ``device=`` (``auto``/``cpu``/``cuda``); the bird's-eye detector picks its own."""
 DEFAULT_AGENT = "expert"
 
 

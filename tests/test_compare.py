@@ -45,7 +45,7 @@ def test_compare_makes_then_reuses_then_keeps_a_changed_run_aside(tmp_path):
         assert (out / name).is_file(), name
     records = read_results(out / RESULTS)
     specs = agent_specs(recipe)
-    assert specs == ["expert", f"modular:{(root / 'detector').as_posix()}",
+    assert specs == ["expert", f"modular-bev:{(root / 'detector').as_posix()}",
                      f"e2e:{(root / 'e2e').as_posix()}/{{scenario}}", "idm"]
     assert sorted((r["agent"], r["scenario"]) for r in records) == sorted(
         (a, s) for a in specs for s in ("lane-keep", "highway"))
@@ -96,7 +96,7 @@ def test_compare_retrains_a_checkpoint_an_interrupted_training_left_and_reuses_i
 
 def test_recipes_and_cli_flags():
     default, quick = RECIPES["default"], RECIPES["quick"]
-    assert agent_specs(default) == ["expert", "modular", "e2e", "idm"]  # the agents' own default paths
+    assert agent_specs(default) == ["expert", "modular-bev", "e2e", "idm"]  # the agents' own default paths
     assert default.scenarios == quick.scenarios == ("lane-keep", "highway")
     assert default.episodes >= 20 and quick.root != default.root  # quick's small nets never shadow the default's
     assert get_recipe(True, episodes=7).episodes == 7 and get_recipe(False, episodes=None).episodes == default.episodes
@@ -113,7 +113,7 @@ def test_compare_refuses_bad_flags(argv, capsys):
 
 def test_compare_records_again_detector_frames_of_an_older_format(tmp_path):
     root = tmp_path / "runs"
-    recipe = tiny(root, scenarios=("lane-keep",), agents=("modular",))
+    recipe = tiny(root, scenarios=("lane-keep",), agents=("modular-bev",))
     run_compare(recipe, device="cpu", quiet=True)
     frames, detector = root / "frames", root / "detector"
     m = json.loads((frames / "manifest.json").read_text())

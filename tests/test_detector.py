@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.modular import CameraPerception, ModularAgent
+from agents.modular import CameraPerception, ModularBevAgent
 from perception.boxes import Boxes
 from perception.checkpoint import CheckpointError, resolve_device
 from perception.detectors.centernet import CenterNet, CenterNetConfig, decode
@@ -196,10 +196,10 @@ def cars_tracked_ahead(agent, scenario, seed, steps, range_m=40.0, match_m=3.0) 
     return hits
 
 
-def test_modular_drives_from_the_camera_only(trained):
+def test_modular_bev_drives_from_the_bev_camera_only(trained):
     _, ckpt, _ = trained
     sc = get_scenario("highway", duration_s=3.0)
-    agent = ModularAgent(task_spec(sc, BevCamera()), checkpoint=str(ckpt))
+    agent = ModularBevAgent(task_spec(sc, BevCamera()), checkpoint=str(ckpt))
     assert set(agent.sensors) == {"bev", "pose", "map", "speed"}  # no truth
     env = DrivingEnv(sc, sensors=env_sensors_for(agent))
     result = run_episode(env, agent, 3)
@@ -219,14 +219,14 @@ def test_the_modular_stack_sees_the_cars_ahead_through_its_detector():
     task = task_spec(sc, BevCamera())
 
     def seat(detector):
-        return ModularAgent(task, perception=CameraPerception(detector=detector, dt_s=1.0 / task.control_hz))
+        return ModularBevAgent(task, perception=CameraPerception(detector=detector, dt_s=1.0 / task.control_hz))
 
     assert cars_tracked_ahead(seat(OpenCVDetector(task.bev)), sc, 3, steps=30) >= 20
     assert cars_tracked_ahead(seat(BlindDetector()), sc, 3, steps=30) == 0
 
 
 def test_a_missing_detector_stops_a_run_up_front(tmp_path, capsys):
-    code = main(["run", "--agent", f"modular:{tmp_path / 'nothing'}", "--episodes", "1", "--video", "none",
+    code = main(["run", "--agent", f"modular-bev:{tmp_path / 'nothing'}", "--episodes", "1", "--video", "none",
                  "--out", str(tmp_path / "run")])
     assert code == 2
     err = capsys.readouterr().err

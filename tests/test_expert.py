@@ -29,9 +29,10 @@ def episode(agent_name: str, scenario: str, seed: int, duration_s: float, agent=
 def test_expert_and_modular_declare_what_they_see():
     task = task_spec(get_scenario("highway"), BevCamera())
     assert set(make_agent("expert", task).sensors) == {"truth", "map", "pose", "speed"}
-    assert set(make_agent("modular", task).sensors) == {"bev", "map", "pose", "speed"}
+    assert set(make_agent("modular", task).sensors) == {"cam_front", "cam_rear", "map", "pose", "speed"}
+    assert set(make_agent("modular-bev", task).sensors) == {"bev", "map", "pose", "speed"}
     assert set(make_agent("modular-gt", task).sensors) == {"truth", "map", "pose", "speed"}
-    assert {"expert", "modular", "modular-gt"} <= set(AGENTS)
+    assert {"expert", "modular", "modular-bev", "modular-gt"} <= set(AGENTS)
 
 
 @pytest.mark.parametrize("scenario, seed, duration_s", [

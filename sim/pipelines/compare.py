@@ -73,7 +73,8 @@ class CompareRecipe:
     e2e: Mapping[str, E2ERecipe]
     """Per scenario; scenarios not named use ``e2e["*"]``."""
     scenarios: tuple[str, ...] = ("lane-keep", "highway")
-    agents: tuple[str, ...] = ("expert", "modular", "e2e", "idm")
+    agents: tuple[str, ...] = ("expert", "modular-bev", "e2e", "idm")
+    """The bird's-eye comparison: both paradigms on the ``bev`` raster (the rig's turn is issue 22)."""
     seed_start: int = 0
     duration_s: float | None = None
     """Episode length of the evaluation and the demos (None: each scenario's own)."""
@@ -125,8 +126,8 @@ def agent_specs(recipe: CompareRecipe) -> list[str]:
     root = Path(recipe.root)
     specs = []
     for name in recipe.agents:
-        if name == "modular" and root / "detector" != Path(DEFAULT_DETECTOR):
-            name = f"modular:{(root / 'detector').as_posix()}"
+        if name == "modular-bev" and root / "detector" != Path(DEFAULT_DETECTOR):
+            name = f"modular-bev:{(root / 'detector').as_posix()}"
         elif name == "e2e" and root / "e2e" != Path(DEFAULT_E2E_DIR):
             name = f"e2e:{(root / 'e2e').as_posix()}/{{scenario}}"
         specs.append(name)

@@ -92,7 +92,7 @@ class StudyConfig:
     """Wall-clock bound on one cell's training."""
     stack: int = 1
     duration_s: float | None = None
-    references: tuple[str, ...] = ("expert", "modular")
+    references: tuple[str, ...] = ("expert", "modular-bev")
     data: tuple[str, ...] = ()
     """Datasets to take subsets of; empty: record ``demos/`` (seeds from ``demo_seed``)."""
     demo_seed: int = 1000
@@ -552,6 +552,12 @@ def matches(rows: Sequence[dict], reference: dict | None) -> dict[str, int | Non
     return out
 
 
+def modular_reference(refs: dict[str, dict]) -> str | None:
+    """The modular agent among the references (``modular``, ``modular-bev``, with or
+    without a checkpoint), the line the learned networks are measured against."""
+    return next((a for a in refs if a.split(":", 1)[0] in ("modular", "modular-bev")), None)
+
+
 def write_study_report(folder: str | Path) -> dict[str, Path]:
     """``study.md``, ``study.html`` (self-contained) and ``study_files/scaling.png``."""
 
@@ -562,7 +568,8 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     rows = summarise(cells)
     refs = references(folder)
     hz = get_scenario(cfg["scenario"]).control_hz
-    reached = matches(rows, refs.get("modular"))
+    modular = modular_reference(refs)
+    reached = matches(rows, refs.get(modular) if modular else None)
     files = ensure_writable_dir(folder / "study_files")
 
     # open loop on the shared held-out episodes when every row has it, else each cell's own split
@@ -588,7 +595,7 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
         if reached.get(name):
             r = next(r for r in rs if r["labelled_frames"] == reached[name])
             ax.plot([r["labelled_frames"]], [r["score"]], marker="*", ms=16, color=colour, mec="black")
-    for agent, style in (("expert", ":"), ("modular", "--")):
+    for agent, style in (("expert", ":"), (modular, "--")):
         if agent in refs:
             ref = refs[agent]
             ax.axhline(ref["score"], color="black", ls=style, lw=1.2, label=f"{agent} ({ref['score']:.3f})")
@@ -634,9 +641,9 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
              for r in sorted(rows, key=lambda r: (r["method"], MODELS.index(r["model"]), r["frames"]))]
     ref_lines = [f"{a}: {v['score']:.3f} [{v['low']:.3f}, {v['high']:.3f}] over {v['episodes']} episodes"
                  for a, v in refs.items()]
-    if "modular" in refs:
-        match_lines = [f"{m}: " + (f"reaches modular at {f:,} labelled frames" if f else
-                                    "does not reach modular within the sizes run")
+    if modular:
+        match_lines = [f"{m}: " + (f"reaches {modular} at {f:,} labelled frames" if f else
+                                    f"does not reach {modular} within the sizes run")
                        for m, f in reached.items()]
     else:
         match_lines = ["no modular reference in this study"]

@@ -97,7 +97,10 @@ DUELS = (("modular", "e2e"), ("modular", "ppo"), ("e2e", "ppo"))
 
 
 def _family(agent: str) -> str:
-    return agent.split(":", 1)[0]
+    """The paradigm of an agent spec: ``modular`` and ``modular-bev`` (the same stack on
+    another sensor) are both ``modular``; ``modular-gt`` is an ablation, not a paradigm."""
+    name = agent.split(":", 1)[0]
+    return "modular" if name == "modular-bev" else name
 
 
 def _pairs(agents: list[str]) -> list[tuple[str, str]]:

@@ -21,9 +21,10 @@ which panels are the agent's inputs when the video is told its ``sensors``.
 With an ``overlay_source`` (an agent that leaves an ``overlay`` behind each decision, as
 :class:`agents.modular.PlanningAgent` does) the overview also shows the planner's view:
 every candidate rollout (thin; light if it passed the planner's gates, grey if not) and
-the chosen trajectory (thick, magenta); the objects perception reported are outlined on the
-overview and drawn as 3D boxes on the rig's panels (red), the detector's raw boxes on the
-bird's-eye camera.  A frame shows the decision that led to it, made one step earlier (so a
+the chosen trajectory (thick, magenta); the objects perception reported (its tracks) are
+outlined on the overview (red).  A rig agent's raw detections are drawn as 3D boxes on each
+camera's own panel (orange); a bird's-eye agent's raw boxes on the bird's-eye camera, its
+tracks as 3D boxes on the rig's panels (red).  A frame shows the decision that led to it, made one step earlier (so a
 perceived box trails its car by one step of relative motion); the reset frame has none.
 
 H.264 (yuv420p, ``+faststart``) in MP4, which every browser plays.  The file is written
@@ -64,6 +65,7 @@ OVERVIEW_MPP = 0.35  # [m/px] overview scale: 134 m across
 PLAN_RGB = (255, 60, 255)  # the chosen trajectory: magenta, a colour the scene never uses
 CANDIDATE_OK_RGB = (150, 225, 255)  # candidates that passed the planner's gates
 PERCEIVED_RGB = (235, 40, 40)  # red outlines of the objects the agent's perception reported
+DETECTED_RGB = (255, 170, 0)  # orange: a rig camera's raw detections (before fusion and tracking)
 DETECTION_THICKNESS_PX = 2  # on the camera panel: still visible at the side-by-side's half size
 CANDIDATE_REJECTED_RGB = (150, 150, 150)
 PLAN_THICKNESS_PX = 3
@@ -293,11 +295,15 @@ class EpisodeVideo:
             m, t = env.overview_transform((PANEL_PX, PANEL_PX), OVERVIEW_MPP)
             draw_plan_overlay(top, overlay, m, t)
             detections = getattr(overlay, "detections", None)
-            if detections is not None and len(detections.centre_m):
-                draw_detections(cam, detections, env.bev_camera, PANEL_PX / env.bev_camera.width_px)
-            objects = getattr(overlay, "objects", None)
-            if objects is not None and len(objects.position_m):
-                self._draw_perceived(rig_imgs, objects, info["ego"])
+            per_camera = getattr(overlay, "camera_detections", None)
+            if per_camera:  # a rig agent: each camera's detections on its panel (tracks: the overview)
+                self._draw_detected(rig_imgs, per_camera)
+            else:
+                if detections is not None and len(detections.centre_m):
+                    draw_detections(cam, detections, env.bev_camera, PANEL_PX / env.bev_camera.width_px)
+                objects = getattr(overlay, "objects", None)
+                if objects is not None and len(objects.position_m):
+                    self._draw_perceived(rig_imgs, objects, info["ego"])
         frame = np.zeros((lay.height_px, lay.width_px, 3), dtype=np.uint8)
         frame[:PANEL_PX, :PANEL_PX] = cam
         frame[:PANEL_PX, PANEL_PX:] = top
@@ -337,6 +343,19 @@ class EpisodeVideo:
         heights = object_heights(objects.length_m, objects.kind)
         for p in self.layout.panels:
             draw_boxes_3d(rig_imgs[p.name], self.rig[p.name], p.scale, footprint, heights)
+
+    def _draw_detected(self, rig_imgs: dict[str, np.ndarray], per_camera: dict[str, Any]) -> None:
+        """Each rig camera's own detections (ego frame, at the decision) as orange 3D boxes on
+        its panel, at their detected heights (a default car's where a detector gives none)."""
+        for p in self.layout.panels:
+            det = per_camera.get(p.name)
+            if det is None or not len(det.centre_m):
+                continue
+            footprint = box_corners(np.asarray(det.centre_m), np.asarray(det.heading_rad),
+                                    np.asarray(det.length_m), np.asarray(det.width_m))
+            heights = np.asarray(det.height_m, dtype=np.float64)
+            heights = np.where(np.isfinite(heights), heights, object_heights(det.length_m, det.kind))
+            draw_boxes_3d(rig_imgs[p.name], self.rig[p.name], p.scale, footprint, heights, colour=DETECTED_RGB)
 
     def _input_label(self, text: str, sensor: str) -> str:
         return f"{text}  (agent input)" if self.sensors is not None and sensor in self.sensors else text
