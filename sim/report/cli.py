@@ -14,7 +14,7 @@ from sim import arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``report`` to ``subparsers``."""
+    """Add ``report`` and ``explain`` to ``subparsers``."""
     s = subparsers.add_parser(
         "report", help="write the side-by-side report of a 'drive eval' folder",
         description="Reads DIR/config.json and DIR/results.jsonl and writes DIR/report.md (figures "
@@ -29,6 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_cmd_report)
 
+    s = subparsers.add_parser(
+        "explain", help="what perception got wrong at each collision of a 'drive eval' folder",
+        description="Re-drives every collision of the planning agents (expert, modular, modular-bev, "
+                    "modular-gt) in DIR and compares the agent's tracks with ground truth over the "
+                    "last 3 s: the object hit was missed, seen late, mislocated, or perceived (then "
+                    "planning failed), with its bearing and which rig camera could see it.  Writes "
+                    "DIR/perception_failures.md and .json.")
+    s.add_argument("dir", metavar="DIR", help="a folder written by 'drive eval'")
+    s.add_argument("--agents", default=None, metavar="A,B",
+                   help="agent specs as in DIR/config.json (default: its planning agents)")
+    s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
+                   help="where detectors run (default: cpu)")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.set_defaults(func=_cmd_explain)
+
 
 def _cmd_report(args) -> int:
     from sim.report.report import write_report
@@ -36,4 +51,15 @@ def _cmd_report(args) -> int:
     paths = write_report(args.dir, videos=args.videos, progress=not args.quiet)
     for kind in ("md", "html", "json"):
         print(f"{kind + ':':<6} {paths[kind]}")
+    return 0
+
+
+def _cmd_explain(args) -> int:
+    from sim.report.perception_failures import explain_folder
+
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()] if args.agents else None
+    result = explain_folder(args.dir, agents, device=args.device, progress=not args.quiet)
+    for agent, counts in result["summary"].items():
+        print(f"{agent}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(f"wrote {args.dir}/perception_failures.md")
     return 0

@@ -1,0 +1,183 @@
+"""What perception got wrong when a modular agent crashed: ``drive explain DIR``.
+
+For every collision of a planning agent (``modular``, ``modular-bev``, ``modular-gt``,
+``expert``) in a ``drive eval`` folder, the episode is driven again (episodes are
+deterministic per seed, and the ``truth`` sensor the re-drive adds changes nothing in the
+world) while the agent's tracks are compared with ground truth at every decision.  The
+object hit is the one nearest the ego when the episode ended; the verdict is about it:
+
+``missed``       never tracked in the :data:`WINDOW_S` before the collision
+``late``         first tracked less than :data:`LATE_S` before the collision although it had
+                 been within :data:`RELEVANT_M` for longer
+``mislocated``   tracked in time, but the track's position error over the last
+                 :data:`LATE_S` had a median above :data:`MISLOCATED_M` (or its speed error
+                 above :data:`SPEED_ERROR_MPS`)
+``perceived``    tracked in time and where it was: the planner or the prediction failed
+
+Each verdict also says where the object was seen from at the last decision (its bearing,
+and which rig camera's field of view held it, or none: the rig's blind spot) and the track
+errors, so the failure gallery of the report can be read with the perception side in view.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents import make_agent
+from sim.geometry.bev import BevCamera
+from sim.geometry.frames import world_to_ego
+from sim.harness.evaluate import CONFIG, RESULTS, read_results
+from sim.harness.io import atomic_write_json, atomic_write_text
+from sim.harness.loop import Episode, env_sensors_for
+from sim.harness.run import task_spec
+from sim.world.env import DrivingEnv
+from sim.world.scenarios import get_scenario
+
+WINDOW_S = 3.0  # [s] how far back before a collision perception is examined
+LATE_S = 1.0  # [s] a hazard first tracked later than this before the collision was seen late
+RELEVANT_M = 40.0  # [m] within this range an object should be tracked
+MATCH_M = 3.0  # [m] a track within this of the object is the object's track
+MISLOCATED_M = 1.5  # [m] median track position error above this: mislocated
+SPEED_ERROR_MPS = 3.0  # [m/s] median track speed error above this: mislocated
+PLANNING_AGENTS = ("expert", "modular", "modular-bev", "modular-gt")
+
+
+def _in_view(camera, rel_xy: np.ndarray) -> bool:
+    """Whether a point at ego-frame ``rel_xy`` (1 m up) projects into ``camera``'s image."""
+    uv, _ = camera.project(np.array([rel_xy[0], rel_xy[1], 1.0]))
+    return bool(np.isfinite(uv).all() and camera.in_image(uv))
+
+
+def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | None = None,
+                    device: str = "cpu", bev: BevCamera | None = None) -> dict[str, Any]:
+    """Drive ``spec`` on ``scenario``/``seed`` again and judge perception at its collision."""
+    sc = get_scenario(scenario, **({"duration_s": duration_s} if duration_s else {}))
+    bev = bev or BevCamera()
+    agent = make_agent(spec, task_spec(sc, bev), device=device)
+    agent.prepare()
+    env = DrivingEnv(sc, bev=bev, sensors=tuple(dict.fromkeys((*env_sensors_for(agent), "truth"))))
+    ep = Episode(env, tuple(agent.sensors), seed, catch_sim_errors=True)
+    agent.reset(seed=int(seed))
+    steps: list[dict[str, Any]] = []
+    try:
+        while not ep.done:
+            raw = agent.act(ep.view())
+            objects = agent.overlay.objects if getattr(agent, "overlay", None) is not None else None
+            steps.append({"truth": ep.info["truth"], "ego": ep.info["ego"],
+                          "tracks": None if objects is None else (objects.position_m.copy(), objects.speed_mps.copy())})
+            ep.apply(raw, 0.0)
+        final_ego, final_truth = ep.info.get("ego"), ep.info.get("truth")
+    finally:
+        env.close()
+    out: dict[str, Any] = {"agent": spec, "scenario": scenario, "seed": int(seed), "status": ep.status,
+                           "steps": len(steps)}
+    if ep.status != "collision" or final_truth is None or not len(final_truth["id"]):
+        out["verdict"] = "no collision"
+        return out
+    d = np.linalg.norm(final_truth["position_m"] - final_ego["position_m"], axis=1)
+    hit = int(final_truth["id"][int(np.argmin(d))])
+    out["object_id"] = hit
+    out["object_kind"] = ("vehicle", "obstacle")[int(final_truth["kind"][int(np.argmin(d))])]
+    dt = sc.dt_s
+    window = steps[-max(1, int(round(WINDOW_S / dt))):]
+    tracked, within, pos_err, speed_err = [], [], [], []
+    for s in window:
+        k = int(np.flatnonzero(s["truth"]["id"] == hit)[0])
+        p, v = s["truth"]["position_m"][k], float(s["truth"]["speed_mps"][k])
+        within.append(bool(np.linalg.norm(p - s["ego"]["position_m"]) <= RELEVANT_M))
+        if s["tracks"] is None or not len(s["tracks"][0]):
+            tracked.append(False)
+            continue
+        e = np.linalg.norm(s["tracks"][0] - p, axis=1)
+        j = int(np.argmin(e))
+        tracked.append(bool(e[j] <= MATCH_M))
+        if e[j] <= MATCH_M:
+            pos_err.append(float(e[j]))
+            speed_err.append(abs(float(s["tracks"][1][j]) - v))
+    n_late = int(round(LATE_S / dt))
+    first_tracked = next((i for i, t in enumerate(tracked) if t), None)
+    last = window[-1]
+    k = int(np.flatnonzero(last["truth"]["id"] == hit)[0])
+    rel = world_to_ego(last["truth"]["position_m"][k][None], last["ego"]["position_m"], last["ego"]["heading_rad"])[0]
+    rig = getattr(getattr(agent, "task", None), "rig", None)
+    seen_by = [name for name, cam in rig.items() if _in_view(cam, rel)] if rig is not None else []
+    out.update({
+        "bearing_deg": round(float(np.degrees(np.arctan2(rel[1], rel[0]))), 1),
+        "range_m": round(float(np.hypot(*rel)), 2),
+        "in_camera_view": seen_by,
+        "tracked_share": round(float(np.mean(tracked)), 3),
+        "first_tracked_s_before": None if first_tracked is None else round((len(window) - first_tracked) * dt, 2),
+        "median_position_error_m": round(float(np.median(pos_err[-n_late:])), 2) if pos_err else None,
+        "median_speed_error_mps": round(float(np.median(speed_err[-n_late:])), 2) if speed_err else None,
+    })
+    relevant_since = next((i for i, w in enumerate(within) if w), None)
+    if first_tracked is None:
+        verdict = "missed"
+    elif len(window) - first_tracked < n_late and relevant_since is not None and len(window) - relevant_since >= n_late:
+        verdict = "late"
+    elif (out["median_position_error_m"] or 0.0) > MISLOCATED_M or (out["median_speed_error_mps"] or 0.0) > SPEED_ERROR_MPS:
+        verdict = "mislocated"
+    else:
+        verdict = "perceived"
+    out["verdict"] = verdict
+    return out
+
+
+def explain_folder(folder: str | Path, agents: list[str] | None = None, device: str = "cpu",
+                   progress: bool = True) -> dict[str, Any]:
+    """Every collision of the planning agents in a ``drive eval`` folder, explained; writes
+    ``perception_failures.json`` and ``perception_failures.md`` there."""
+    folder = Path(folder)
+    config = json.loads((folder / CONFIG).read_text())
+    records = read_results(folder / RESULTS)
+    chosen = agents or [a for a in config["agents"] if a.split(":", 1)[0] in PLANNING_AGENTS]
+    unknown = [a for a in chosen if a not in config["agents"]]
+    if unknown:
+        raise ValueError(f"agent(s) {unknown} not in {folder / CONFIG}; it has {', '.join(config['agents'])}")
+    bev = BevCamera.from_dict(config["camera"]) if config.get("camera") else BevCamera()
+    crashes = sorted(((r["agent"], r["scenario"], int(r["seed"])) for r in records
+                      if r["agent"] in chosen and r["status"] == "collision"))
+    rows = []
+    for k, (a, s, seed) in enumerate(crashes):
+        if progress:
+            print(f"explain: {k + 1}/{len(crashes)} {a} {s} seed {seed}", flush=True)
+        rows.append(explain_episode(a, s, seed, config.get("duration_s"), device=device, bev=bev))
+    summary: dict[str, dict[str, int]] = {}
+    for r in rows:
+        summary.setdefault(r["agent"], {}).setdefault(r["verdict"], 0)
+        summary[r["agent"]][r["verdict"]] += 1
+    result = {"folder": str(folder), "agents": chosen, "collisions": rows, "summary": summary}
+    atomic_write_json(folder / "perception_failures.json", result)
+    atomic_write_text(folder / "perception_failures.md", format_failures(result))
+    return result
+
+
+def format_failures(result: dict[str, Any]) -> str:
+    """The markdown: verdict counts per agent, then one row per collision."""
+    lines = ["# What perception got wrong at each collision", "",
+             f"`drive explain {result['folder']}`: each collision re-driven, the agent's tracks compared "
+             f"with ground truth over the last {WINDOW_S:g} s (see `sim/report/perception_failures.py`).", "",
+             "| agent | missed | late | mislocated | perceived (planning failed) | re-drive differed |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for a in result["agents"]:
+        c = result["summary"].get(a, {})
+        lines.append(f"| `{a}` | {c.get('missed', 0)} | {c.get('late', 0)} | {c.get('mislocated', 0)} | "
+                     f"{c.get('perceived', 0)} | {c.get('no collision', 0)} |")
+    lines += ["", "| agent | scenario | seed | verdict | object | bearing deg | range m | in view of | "
+              "tracked share | first tracked s before | pos err m | speed err m/s |",
+              "| --- | --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for r in result["collisions"]:
+        if r["verdict"] == "no collision":
+            lines.append(f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | re-drive ended {r['status']} | | | | | | | | |")
+            continue
+        lines.append(
+            f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | **{r['verdict']}** | {r['object_kind']} "
+            f"{r['object_id']} | {r['bearing_deg']} | {r['range_m']} | {', '.join(r['in_camera_view']) or 'none'} | "
+            f"{r['tracked_share']} | {r['first_tracked_s_before'] if r['first_tracked_s_before'] is not None else '-'} | "
+            f"{r['median_position_error_m'] if r['median_position_error_m'] is not None else '-'} | "
+            f"{r['median_speed_error_mps'] if r['median_speed_error_mps'] is not None else '-'} |")
+    return "\n".join(lines) + "\n"
