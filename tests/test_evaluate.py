@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from agents.base import BaseAgent
 from agents.registry import AGENTS as AGENT_REGISTRY
 from sim.cli import main
 from sim.geometry.bev import BevCamera
-from sim.harness.evaluate import RESULTS, TIMING_FIELDS, read_results, run_eval
+from sim.harness.evaluate import CONFIG, RESULTS, TIMING_FIELDS, read_results, run_eval
 from sim.harness.parallel import FAULT_ENV
 from sim.harness.run import EpisodeRunner, run_agent
 from sim.world.scenarios import get_scenario
@@ -482,3 +483,20 @@ def test_duplicate_episodes_are_refused_naming_both_lines(small, tmp_path, capsy
     assert main(["report", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{RESULTS}:5" in err and "line 2" in err
+
+
+def test_agents_may_join_an_evaluation_on_resume_and_nothing_else_may_change(serial, tmp_path):
+    src, records = serial
+    out = tmp_path / "grow"
+    shutil.copytree(src, out)
+    grown = run_eval(out, [*AGENTS, "expert"], SCENARIOS, SEEDS, workers=1, duration_s=3.0, resume=True,
+                     progress=False)
+    config = json.loads((out / CONFIG).read_text())
+    assert config["agents"] == [*AGENTS, "expert"] and config["added"][0]["agents"] == ["expert"]
+    assert "expert" in config["sensors"]
+    old = [r for r in grown if r["agent"] != "expert"]
+    assert _comparable(old) == _comparable(records)  # the finished episodes are kept as they were
+    assert sorted((r["scenario"], r["seed"]) for r in grown if r["agent"] == "expert") == sorted(
+        (s, seed) for s in SCENARIOS for seed in SEEDS)
+    with pytest.raises(ValueError, match="agents differ"):  # dropping an agent is not a resume
+        run_eval(out, AGENTS[:1], SCENARIOS, SEEDS, duration_s=3.0, resume=True, progress=False)

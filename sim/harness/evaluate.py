@@ -194,7 +194,11 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
             if not resume:
                 raise FileExistsError(f"{out} already holds an evaluation; pass --resume to continue it, "
                                       "or choose a new --out folder")
-            _check_resumable(config_path, config)
+            grown = _check_resumable(config_path, config)
+            if grown is not None:  # new agents join the finished ones: the config says so first
+                atomic_write_json(config_path, grown)
+                config = grown
+                agents = list(grown["agents"])
             if results_path.exists():
                 done = {_key(r) for r in read_results(results_path)}
         else:
@@ -233,7 +237,11 @@ class ConfigMismatch(ValueError):
     """``--resume`` on a folder whose evaluation differs (agents, seeds, checkpoints, ...)."""
 
 
-def _check_resumable(config_path: Path, config: dict) -> None:
+def _check_resumable(config_path: Path, config: dict) -> dict | None:
+    """Whether this run may continue the folder's evaluation: the same scenarios, seeds,
+    camera, duration and decision timeout, every agent it already has with unchanged
+    checkpoints.  New agents may join (their episodes run on the same seeds); returns the
+    grown config to write then, else None."""
     if not config_path.exists():
         raise ValueError(f"{config_path} is missing: cannot tell what the results in its folder are; "
                          "choose a new --out folder")
@@ -241,10 +249,28 @@ def _check_resumable(config_path: Path, config: dict) -> None:
         old = json.loads(config_path.read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{config_path}: unreadable ({e}); choose a new --out folder") from None
-    diff = [k for k in MATCHED if old.get(k) != config.get(k)]
+    diff = [k for k in MATCHED if k not in ("agents", "checkpoints") and old.get(k) != config.get(k)]
+    old_agents, new_agents = list(old.get("agents") or []), list(config.get("agents") or [])
+    if set(old_agents) - set(new_agents):
+        diff.insert(0, "agents")
+    old_ckpt, new_ckpt = old.get("checkpoints") or {}, config.get("checkpoints") or {}
+    if any(old_ckpt.get(a) != new_ckpt.get(a) for a in old_agents if a in new_agents):
+        diff.append("checkpoints")
     if diff:
         raise ConfigMismatch(f"--resume: this run's {', '.join(diff)} differ from {config_path}; "
-                         "resume with the same arguments and checkpoints, or choose a new --out folder")
+                             "resume with the same arguments and checkpoints (agents may be added), or "
+                             "choose a new --out folder")
+    extra = [a for a in new_agents if a not in old_agents]
+    if not extra:
+        return None
+    grown = dict(old)
+    grown["agents"] = old_agents + extra
+    for key in ("checkpoints", "experience", "sensors"):
+        grown[key] = {**(old.get(key) or {}), **{a: v for a, v in (config.get(key) or {}).items() if a in extra}}
+    grown["added"] = [*(old.get("added") or []), {"agents": extra, "command": config.get("command"),
+                                                  "git_revision": config.get("git_revision"),
+                                                  "started": config.get("started")}]
+    return grown
 
 
 def format_eval(records: Sequence[dict]) -> str:
