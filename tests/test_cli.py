@@ -37,7 +37,7 @@ def test_help_lists_every_subcommand_by_area(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     commands = ["scenarios", "agents", "run", "eval", "record", "perception", "compare", "study", "train",
-                "report", "bench"]
+                "report", "explain", "bench"]
     assert re.findall(r"^    (\S+)", out, flags=re.MULTILINE) == commands
     with pytest.raises(SystemExit):
         main(["nope"])

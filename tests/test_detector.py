@@ -247,3 +247,16 @@ def test_detector_weights_resaved_in_another_dtype_are_refused(tmp_path, dtype):
         load_checkpoint(tmp_path / "d")
     with pytest.raises(CheckpointError, match=rf"found {name}"):
         LearnedDetector(tmp_path / "d", device="cpu")
+
+
+def test_a_half_precision_network_takes_camera_frames_as_they_come():
+    """fp16 weights (LearnedDetector's CUDA path) are fed uint8 frames and cast them to their own
+    dtype: a float32 input to fp16 convolutions would fail."""
+    import torch
+
+    from perception.detectors.centernet import CenterNet, CenterNetConfig, decode, frames_to_tensor
+
+    net = CenterNet(CenterNetConfig(width=8)).eval().half()
+    out = net(frames_to_tensor(np.zeros((2, 128, 128, 3), np.uint8)))
+    assert out["heatmap"].dtype == torch.float16
+    assert len(decode(out, net.config)) == 2

@@ -103,7 +103,7 @@ class CenterNet(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (h, w):
             raise ValueError(f"expected images [B, 3, {h}, {w}] (RGB, channels first), got {tuple(images.shape)}; "
                              f"convert camera frames with frames_to_tensor()")
-        x = images.float() / 255.0 - 0.5
+        x = images.to(next(self.parameters()).dtype) / 255.0 - 0.5  # the weights' dtype: fp16 on CUDA
         x1 = self.down1(self.stem(x))
         x2 = self.down2(x1)
         x = self.fuse(torch.cat([self.up(x2), x1], dim=1))

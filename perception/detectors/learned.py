@@ -72,9 +72,7 @@ class LearnedDetector:
     def detect_batch(self, frames) -> list[Boxes]:
         x = frames_to_tensor(np.asarray(frames), self.device)
         if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-            if self.half:
-                x = x.half()
+            x = x.contiguous(memory_format=torch.channels_last)  # uint8: the network casts to its dtype
         return decode(self.model(x), self.config, self.threshold)
 
     def detect(self, frame: np.ndarray) -> Boxes:

@@ -73,17 +73,23 @@ def encode_targets(labels: list[Boxes], config: CenterNetConfig) -> dict[str, np
     return out
 
 
+def focal_loss(logits: torch.Tensor, heatmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss (alpha 2, beta 4) of heatmap ``logits`` against
+    Gaussian bumps ``heatmap`` with their peaks ``mask``, normalised by the number of peaks
+    (the bird's-eye and the monocular 3D trainers share it)."""
+    p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    n = mask.sum().clamp(min=1.0)
+    pos_loss = -(torch.log(p) * (1 - p) ** 2 * mask).sum()
+    neg_loss = -(torch.log(1 - p) * p ** 2 * (1 - heatmap) ** 4 * (1 - mask)).sum()
+    return (pos_loss + neg_loss) / n
+
+
 def centernet_loss(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
                    weights: tuple[float, float, float, float] = (1.0, 1.0, 0.1, 1.0)) -> tuple[torch.Tensor, dict]:
     """Focal loss on the heatmap (alpha 2, beta 4) + L1 on offset, size, heading at centres."""
-    p = torch.sigmoid(pred["heatmap"]).clamp(1e-4, 1 - 1e-4)
-    gt = target["heatmap"]
     pos = target["mask"]
     n = pos.sum().clamp(min=1.0)
-    pos_loss = -(torch.log(p) * (1 - p) ** 2 * pos).sum()
-    neg_loss = -(torch.log(1 - p) * p ** 2 * (1 - gt) ** 4 * (1 - pos)).sum()
-    heat = (pos_loss + neg_loss) / n
-    terms = {"heatmap": heat}
+    terms = {"heatmap": focal_loss(pred["heatmap"], target["heatmap"], pos)}
     for name in ("offset", "size", "heading"):
         terms[name] = (torch.abs(pred[name] - target[name]) * pos).sum() / n
     total = sum(wt * terms[k] for wt, k in zip(weights, ("heatmap", "offset", "size", "heading")))

@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="the main job: train what is missing, evaluate every agent, write the report",
         description="Make what the comparison needs and is not cached under runs/ (detector frames and "
                     "detector, expert demos and the end-to-end network per scenario), run 'drive eval' of "
-                    "expert, modular, e2e and idm on lane-keep and highway with the same seeds, and write "
+                    "expert, modular-bev, e2e and idm on lane-keep and highway with the same seeds, and write "
                     "'drive report'.  Defaults: 20 seeds per scenario, about 17 min from nothing on 2 CPU "
                     "cores (minutes once the checkpoints exist); --quick: 3 seeds and small networks under "
                     "runs/quick, about 4 min.  An interrupted run resumes.")
@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Record (or reuse) one expert dataset, train PilotNet on nested subsets of it for every "
                     "(data size, model size, training seed) cell with the same recipe and compute, drive each "
                     "cell on the same held-out seeds, and chart driving score against labelled frames with "
-                    "modular and expert as references.  Resumable cell by cell (--resume).")
+                    "modular-bev and expert as references.  Resumable cell by cell (--resume).")
     s.add_argument("what", choices=["scale"], help="the study")
     s.add_argument("--scenario", default="lane-keep", help="(default: lane-keep)")
     s.add_argument("--frames", default="2k,5k,20k,50k", metavar="A,B",
@@ -114,8 +114,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--budget-min", type=arguments.minutes, default=15.0, help="training minutes per cell at most (default: 15)")
     s.add_argument("--stack", type=arguments.frames_stacked, default=1, help="frames stacked (default: 1; highway: 2)")
     s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS", help="episode length")
-    s.add_argument("--references", default="expert,modular", metavar="A,B",
-                   help="agents driven once as horizontal lines (default: expert,modular)")
+    s.add_argument("--references", default="expert,modular-bev", metavar="A,B",
+                   help="agents driven once as horizontal lines (default: expert,modular-bev)")
     s.add_argument("--data", default=None, metavar="DATASET[,DATASET]",
                    help="demos to take subsets of (default: record them into OUT/demos)")
     s.add_argument("--heldout-episodes", type=arguments.count, default=5,
@@ -140,8 +140,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = subparsers.add_parser(
         "train", help="train a network: detector, e2e (behaviour cloning), dagger or ppo (RL)",
-        description="'detector': the CenterNet vehicle detector on a dataset from 'drive perception "
-                    "data'. 'e2e': the PilotNet policy by behaviour cloning on datasets from 'drive "
+        description="'detector': a vehicle detector on a dataset from 'drive perception data': "
+                    "--model centernet (default) the bird's-eye CenterNet on the bev camera, --model mono3d "
+                    "the monocular 3D detector on the rig's perspective cameras (one network for all of "
+                    "--cameras). 'e2e': the PilotNet policy by behaviour cloning on datasets from 'drive "
                     "record' (split by episode, viewpoint + photometric augmentation, L1/MSE, AdamW "
                     "+ cosine, early stopping, optional --budget-min). 'dagger': DAgger rounds from "
                     "an e2e checkpoint (--init): roll out the policy mixed with the expert (beta), "
@@ -157,23 +159,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "'drive record' (comma-separated); dagger: the demos to aggregate with "
                         "(default: the --init checkpoint's)")
     s.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (must not hold one)")
-    s.add_argument("--model", default=None, help="e2e/ppo: pilotnet-s, pilotnet-m or pilotnet-l "
-                                                  "(default: e2e pilotnet-m, ppo pilotnet-s)")
+    s.add_argument("--model", default=None,
+                   help="detector: centernet (bird's-eye) or mono3d (rig cameras) (default: centernet); "
+                        "e2e/ppo: pilotnet-s, pilotnet-m or pilotnet-l (default: e2e pilotnet-m, ppo pilotnet-s)")
+    s.add_argument("--cameras", default=None, metavar="A,B",
+                   help="detector mono3d: the dataset's perspective cameras to train on "
+                        "(default: all of them, e.g. cam_front,cam_rear)")
     s.add_argument("--stack", type=arguments.frames_stacked, default=1, help="e2e: frames stacked (default: 1)")
     s.add_argument("--stride", type=arguments.frames_stacked, default=1,
                    help="e2e: control steps between stacked frames (default: 1)")
     s.add_argument("--loss", default="l1", choices=["l1", "mse"], help="e2e: (default: l1)")
     s.add_argument("--budget-min", type=arguments.minutes, default=0.0,
-                   help="e2e/dagger: stop training after this many minutes (default: none)")
+                   help="e2e/dagger/detector mono3d: stop training after this many minutes (default: none)")
     s.add_argument("--no-augment", action="store_true", help="e2e: no augmentation")
     s.add_argument("--epochs", type=arguments.positive_int, default=None,
-                   help="at most this many epochs (default: detector 30, e2e 20, dagger rounds 4)")
+                   help="at most this many epochs (default: detector 30, mono3d 12, e2e 20, dagger rounds 4)")
     s.add_argument("--batch-size", type=arguments.batch_size, default=None, help="(default: detector 32, e2e 64)")
     s.add_argument("--lr", type=arguments.learning_rate, default=None,
                    help="AdamW peak learning rate (default: detector 2e-3, e2e 1e-3, dagger 3e-4)")
-    s.add_argument("--width", type=arguments.width, default=32, help="detector: network width (default: 32)")
+    s.add_argument("--width", type=arguments.width, default=None,
+                   help="detector: network width (default: centernet 32, mono3d 16)")
     s.add_argument("--patience", type=arguments.positive_int, default=None,
-                   help="stop after this many epochs without a better validation loss (default: 5, e2e 4)")
+                   help="stop after this many epochs without a better validation loss (mono3d: AP@2m) "
+                        "(default: 5, mono3d 4, e2e 4)")
     s.add_argument("--init", default=None, metavar="RUN",
                    help="dagger: the e2e checkpoint to start from; ppo: e2e:RUN (BC -> PPO) or ppo:RUN")
     s.add_argument("--scenario", default=None, help="dagger/ppo: scenario (default: the --init checkpoint's)")
@@ -295,18 +303,47 @@ def _cmd_train(args) -> int:
         return _train_dagger(args, meta)
     if args.what == "ppo":
         return _train_ppo(args, meta)
-    from perception.detectors.train import TrainConfig, train_detector
-
     if not args.data:
         raise ValueError("drive train detector needs --data (a dataset from 'drive perception data')")
+    model = args.model or "centernet"
+    if model not in DETECTOR_MODELS:
+        raise ValueError(f"unknown detector model {model!r}; known: {', '.join(DETECTOR_MODELS)}")
+    if model == "mono3d":
+        return _train_mono3d(args, meta)
+    if args.cameras is not None:
+        raise ValueError("--cameras is for --model mono3d; the centernet detector reads the bev camera")
+    from perception.detectors.train import TrainConfig, train_detector
+
     recipe = TrainConfig(epochs=args.epochs or 30, batch_size=args.batch_size or 32, lr=args.lr or 2e-3,
-                         width=args.width, seed=args.seed, patience=args.patience or 5)
+                         width=args.width or 32, seed=args.seed, patience=args.patience or 5)
     result = train_detector(args.data, args.out, recipe, device=args.device, progress=not args.quiet,
                             extra_meta=meta)
     best = result["history"][result["best_epoch"] - 1]
     print(f"checkpoint: {args.out}  best epoch {result['best_epoch']}/{len(result['history'])}  "
           f"val loss {best['val_loss']:.4f}  val AP@2m {best['val_ap_2m']:.3f}  "
           f"({best['elapsed_s']:.0f} s; TensorBoard logs in {Path(args.out) / 'tensorboard'})")
+    return 0
+
+
+DETECTOR_MODELS = ("centernet", "mono3d")  # drive train detector --model
+
+
+def _train_mono3d(args, meta: dict) -> int:
+    from perception.detectors.train_mono3d import Mono3DTrainConfig, train_mono3d
+
+    cameras = tuple(c.strip() for c in (args.cameras or "").split(",") if c.strip())
+    recipe = Mono3DTrainConfig(epochs=args.epochs or 12, batch_size=args.batch_size or 32, lr=args.lr or 2e-3,
+                               width=args.width or 16, seed=args.seed, patience=args.patience or 4,
+                               cameras=cameras, budget_s=60.0 * args.budget_min)
+    result = train_mono3d(args.data, args.out, recipe, device=args.device, progress=not args.quiet,
+                          extra_meta=meta)
+    best = result["history"][result["best_epoch"] - 1]
+    bands = "  ".join(f"{k.removeprefix('val_ap_2m_')} {v:.3f}" for k, v in best.items()
+                      if k.startswith("val_ap_2m_"))
+    print(f"checkpoint: {args.out}  best epoch {result['best_epoch']}/{len(result['history'])} "
+          f"({result['stopped']})  val loss {best['val_loss']:.4f}  val AP@2m {best['val_ap_2m']:.3f} ({bands})  "
+          f"{result['parameters']:,} parameters  {result['train_seconds']:.0f} s; TensorBoard logs in "
+          f"{Path(args.out) / 'tensorboard'}")
     return 0
 
 
