@@ -83,7 +83,7 @@ def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | Non
     out["object_id"] = hit
     out["object_kind"] = ("vehicle", "obstacle")[int(final_truth["kind"][int(np.argmin(d))])]
     dt = sc.dt_s
-    window = steps[-max(1, int(round(WINDOW_S / dt))):]
+    window = steps[-max(1, round(WINDOW_S / dt)):]
     tracked, within, pos_err, speed_err = [], [], [], []
     for s in window:
         k = int(np.flatnonzero(s["truth"]["id"] == hit)[0])
@@ -98,7 +98,7 @@ def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | Non
         if e[j] <= MATCH_M:
             pos_err.append(float(e[j]))
             speed_err.append(abs(float(s["tracks"][1][j]) - v))
-    n_late = int(round(LATE_S / dt))
+    n_late = round(LATE_S / dt)
     first_tracked = next((i for i, t in enumerate(tracked) if t), None)
     last = window[-1]
     k = int(np.flatnonzero(last["truth"]["id"] == hit)[0])
@@ -139,8 +139,8 @@ def explain_folder(folder: str | Path, agents: list[str] | None = None, device: 
     if unknown:
         raise ValueError(f"agent(s) {unknown} not in {folder / CONFIG}; it has {', '.join(config['agents'])}")
     bev = BevCamera.from_dict(config["camera"]) if config.get("camera") else BevCamera()
-    crashes = sorted(((r["agent"], r["scenario"], int(r["seed"])) for r in records
-                      if r["agent"] in chosen and r["status"] == "collision"))
+    crashes = sorted((r["agent"], r["scenario"], int(r["seed"])) for r in records
+                      if r["agent"] in chosen and r["status"] == "collision")
     rows = []
     for k, (a, s, seed) in enumerate(crashes):
         if progress:
@@ -159,16 +159,16 @@ def explain_folder(folder: str | Path, agents: list[str] | None = None, device: 
 def format_failures(result: dict[str, Any]) -> str:
     """The markdown: verdict counts per agent, then one row per collision."""
     lines = ["# What perception got wrong at each collision", "",
-             f"`drive explain {result['folder']}`: each collision re-driven, the agent's tracks compared "
-             f"with ground truth over the last {WINDOW_S:g} s (see `sim/report/perception_failures.py`).", "",
+             (f"`drive explain {result['folder']}`: each collision re-driven, the agent's tracks compared "
+             f"with ground truth over the last {WINDOW_S:g} s (see `sim/report/perception_failures.py`)."), "",
              "| agent | missed | late | mislocated | perceived (planning failed) | re-drive differed |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for a in result["agents"]:
         c = result["summary"].get(a, {})
         lines.append(f"| `{a}` | {c.get('missed', 0)} | {c.get('late', 0)} | {c.get('mislocated', 0)} | "
                      f"{c.get('perceived', 0)} | {c.get('no collision', 0)} |")
-    lines += ["", "| agent | scenario | seed | verdict | object | bearing deg | range m | in view of | "
-              "tracked share | first tracked s before | pos err m | speed err m/s |",
+    lines += ["", ("| agent | scenario | seed | verdict | object | bearing deg | range m | in view of | "
+              "tracked share | first tracked s before | pos err m | speed err m/s |"),
               "| --- | --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
     for r in result["collisions"]:
         if r["verdict"] == "no collision":
