@@ -12,6 +12,7 @@ architecture, tensors that do not fit in name, shape or dtype).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -134,3 +135,25 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda, but no CUDA device is available (use auto or cpu)")
     return torch.device(name)
+
+
+def save_model(model: torch.nn.Module, out: Path, meta_name: str, architecture: str, meta: dict) -> None:
+    """A network with a ``config`` (``to_dict()``) into folder ``out``: its weights, and the
+    JSON naming its ``architecture`` and config beside ``meta``."""
+    write_checkpoint(out, model.state_dict(), meta_name,
+                     {"architecture": architecture, "config": model.config.to_dict(), **meta})
+
+
+def load_model(path: str | Path, meta_name: str, architecture: str, kind: str,
+               build: Callable[[dict], torch.nn.Module],
+               device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The network :func:`save_model` wrote (``build`` makes it from the JSON's config), in eval
+    mode on ``device``, and its JSON; anything else is refused with the path and the reason."""
+    path = Path(path)
+    meta = read_meta(path, meta_name, architecture, kind)
+    try:
+        model = build(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / meta_name}: bad config ({e})") from None
+    load_weights_into(model, path)
+    return model.to(device).eval(), meta

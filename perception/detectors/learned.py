@@ -16,13 +16,7 @@ import numpy as np
 import torch
 
 from perception.boxes import Boxes
-from perception.checkpoint import (
-    CheckpointError,
-    load_weights_into,
-    read_meta,
-    resolve_device,
-    write_checkpoint,
-)
+from perception.checkpoint import load_model, resolve_device, save_model
 from perception.detectors.centernet import CenterNet, CenterNetConfig, decode, frames_to_tensor
 
 ARCHITECTURE = "centernet-v1"
@@ -31,20 +25,12 @@ META = "detector.json"
 
 # -- checkpoints ---------------------------------------------------------------------------
 def save_checkpoint(model: CenterNet, out: Path, meta: dict) -> None:
-    """Weights and JSON into folder ``out``, each written to a temp file and renamed."""
-    write_checkpoint(out, model.state_dict(), META,
-                     {"architecture": ARCHITECTURE, "config": model.config.to_dict(), **meta})
+    """Weights (safetensors) and JSON (architecture, config, ``meta``) into folder ``out``."""
+    save_model(model, out, META, ARCHITECTURE, meta)
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[CenterNet, dict]:
-    path = Path(path)
-    meta = read_meta(path, META, ARCHITECTURE, "detector")
-    try:
-        model = CenterNet(CenterNetConfig.from_dict(meta["config"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / META}: bad config ({e})") from None
-    load_weights_into(model, path)
-    return model.to(device).eval(), meta
+    return load_model(path, META, ARCHITECTURE, "detector", lambda c: CenterNet(CenterNetConfig.from_dict(c)), device)
 
 
 class LearnedDetector:

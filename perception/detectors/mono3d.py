@@ -59,13 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.boxes import Boxes
-from perception.checkpoint import (
-    CheckpointError,
-    load_weights_into,
-    read_meta,
-    resolve_device,
-    write_checkpoint,
-)
+from perception.checkpoint import load_model, resolve_device, save_model
 from perception.detectors.centernet import frames_to_tensor
 from perception.detectors.learned import META
 from planning.geometry import wrap_angle
@@ -318,19 +312,11 @@ def decode(outputs: dict[str, torch.Tensor], config: Mono3DConfig, cameras: Sequ
 # -- checkpoints ---------------------------------------------------------------------------
 def save_checkpoint(model: Mono3DNet, out: Path, meta: dict) -> None:
     """Weights (safetensors) and JSON (architecture, config, ``meta``) into folder ``out``."""
-    write_checkpoint(out, model.state_dict(), META,
-                     {"architecture": ARCHITECTURE, "config": model.config.to_dict(), **meta})
+    save_model(model, out, META, ARCHITECTURE, meta)
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[Mono3DNet, dict]:
-    path = Path(path)
-    meta = read_meta(path, META, ARCHITECTURE, "mono3d detector")
-    try:
-        model = Mono3DNet(Mono3DConfig.from_dict(meta["config"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / META}: bad config ({e})") from None
-    load_weights_into(model, path)
-    return model.to(device).eval(), meta
+    return load_model(path, META, ARCHITECTURE, "mono3d detector", lambda c: Mono3DNet(Mono3DConfig.from_dict(c)), device)
 
 
 class Mono3DDetector:
