@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from agents.base import Agent, TaskSpec
 from agents.baselines import IDMAgent, StraightAgent
-from agents.e2e.agent import E2EAgent
+from agents.e2e.agent import E2EAgent, E2EBevAgent
 from agents.expert import ExpertAgent
 from agents.modular import ModularAgent, ModularBevAgent, ModularGroundTruthAgent
 from agents.rl.agent import PPOAgent
@@ -27,9 +27,11 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
                                      "modular-bev:CHECKPOINT_DIR, default runs/detector)"),
     "modular-gt": (ModularGroundTruthAgent, "the modular stack with ground-truth perception "
                                             "(ablation: planning without perception errors)"),
-    "e2e": (E2EAgent, "end-to-end PilotNet CNN, camera (+ speed, command) -> action, behaviour-"
-                      "cloned from expert demos (e2e:CHECKPOINT_DIR, '{scenario}' in it becomes the scenario; "
-                      "default runs/e2e/{scenario})"),
+    "e2e": (E2EAgent, "end-to-end PilotNet CNN from the camera rig: 66x200 road crops of its cameras "
+                      "(+ speed, command) -> action, behaviour-cloned from expert demos with recovery views "
+                      "(e2e:CHECKPOINT_DIR, '{scenario}' in it becomes the scenario; default runs/e2e-rig/{scenario})"),
+    "e2e-bev": (E2EBevAgent, "the end-to-end PilotNet on the bird's-eye raster (ablation: a clean top-down "
+                             "map instead of camera frames; e2e-bev:CHECKPOINT_DIR, default runs/e2e/{scenario})"),
     "ppo": (PPOAgent, "PilotNet trained by reinforcement learning (SB3 PPO, shaped reward), camera (+ speed, "
                       "command) -> action, from scratch or from an e2e network (ppo:CHECKPOINT_DIR; "
                       "default runs/ppo/{scenario})"),
@@ -37,8 +39,8 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
     "straight": (StraightAgent, "wheel straight, speed held (lower bound)"),
 }
 
-TAKES_CHECKPOINT = ("modular", "modular-bev", "e2e", "ppo")
-TAKES_DEVICE = ("modular", "e2e", "ppo")
+TAKES_CHECKPOINT = ("modular", "modular-bev", "e2e", "e2e-bev", "ppo")
+TAKES_DEVICE = ("modular", "e2e", "e2e-bev", "ppo")
 """Agents built with ``device=`` (``auto``/``cpu``/``cuda``); the bird's-eye detector picks its own."""
 DEFAULT_AGENT = "expert"
 

@@ -29,6 +29,7 @@ the agent registry imports every agent, and a run without a network should not p
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,9 +40,15 @@ import numpy as np
 from agents.base import BaseAgent, TaskSpec
 
 DEFAULT_E2E_DIR = "runs/e2e"
+"""The bird's-eye policies (``e2e-bev``)."""
+DEFAULT_E2E_RIG_DIR = "runs/e2e-rig"
+"""The rig policies (``e2e``)."""
 BATCH_CHUNK = {"cpu": 1, "cuda": 32}
 """Rows per forward call in batch-invariant mode, by device type."""
 SENSORS = ("bev", "speed", "command")
+"""A bird's-eye policy's sensors; a rig policy's are its cameras, speed and command."""
+RIG_SENSORS = ("cam_front", "speed", "command")
+"""A rig policy's sensors before its checkpoint says which cameras it reads."""
 
 
 def default_checkpoint(scenario: str) -> str:
@@ -66,15 +73,32 @@ def policy_experience(meta: dict) -> dict:
 
 
 class E2EAgent(BaseAgent):
-    """PilotNet behaviour-cloned policy.  Sensors: camera, speed, command."""
+    """PilotNet behaviour-cloned policy.  Sensors: what its checkpoint was trained on - the
+    rig cameras it names (``cam_front``, ...) or the bird's-eye ``bev`` - plus speed and
+    command.  ``e2e`` defaults to the rig policies (``runs/e2e-rig/{scenario}``), ``e2e-bev``
+    to the bird's-eye ones (``runs/e2e/{scenario}``); either drives any PilotNet checkpoint."""
 
     name = "e2e"
-    sensors = SENSORS
     lockstep = True  # frame-stack history is kept per slot
     meta_name = "e2e.json"
     """The checkpoint's JSON (``agents.rl.agent.PPOAgent`` loads ``ppo.json``: a PilotNet too)."""
-    default_dir = DEFAULT_E2E_DIR
+    default_dir = DEFAULT_E2E_RIG_DIR
+    default_sensors = RIG_SENSORS
     kind = "end-to-end"
+
+    @property
+    def sensors(self) -> tuple[str, ...]:
+        """The checkpoint's inputs (read from its JSON, no torch); the class default when there
+        is no readable checkpoint yet (loading then says what is wrong)."""
+        if self._sensors is None:
+            self._sensors = self.default_sensors
+            try:
+                config = json.loads((Path(self.checkpoint) / self.meta_name).read_text())["config"]
+                cams = tuple(config.get("cameras") or ())
+                self._sensors = (*cams, "speed", "command") if cams else SENSORS
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        return self._sensors
 
     def __init__(self, task: TaskSpec, checkpoint: str | None = None, *, device: str = "auto",
                  half: bool = False, compile: bool = False, batch_invariant: bool = True) -> None:
@@ -86,6 +110,9 @@ class E2EAgent(BaseAgent):
         self.meta: dict = {}
         self._device = None
         self._history: dict[int, deque] = {}
+        self._sensors: tuple[str, ...] | None = None
+        self.rig_input = None
+        """The rig cameras' crops (:class:`agents.e2e.rig.RigInput`) of a rig policy."""
 
     # -- loading ------------------------------------------------------------------------------
     @property
@@ -107,13 +134,17 @@ class E2EAgent(BaseAgent):
         if tuple(meta["action_names"]) != tuple(self.task.action_names):
             raise ValueError(f"{path}: the policy drives {meta['action_names']}, scenario "
                              f"{self.task.scenario!r} needs {list(self.task.action_names)}")
-        cam = self.task.bev
-        if cam is not None:
+        cams = model.config.cameras
+        if cams:
+            self.rig_input = _check_rig(path, meta, cams, self.task.rig)
+        elif self.task.bev is not None:
+            cam = self.task.bev
             want = {k: float(getattr(cam, k)) for k in ("width_px", "height_px", "metres_per_pixel",
                                                         "ego_u_px", "ego_v_px")}
             got = {k: float(meta["camera"][k]) for k in want}
             if want != got:
                 raise ValueError(f"{path}: trained on camera {got}, this run's camera is {want}")
+        self._sensors = (*cams, "speed", "command") if cams else SENSORS
         if dev.type == "cuda":
             model = model.to_channels_last()
             if self.compile:
@@ -124,8 +155,8 @@ class E2EAgent(BaseAgent):
 
     def how_to_train(self, path: Path) -> str:
         sc = self.task.scenario
-        return (f"drive record --scenario {sc} --out runs/demos/{sc} && drive train e2e --data "
-                f"runs/demos/{sc} --out {path}")
+        return (f"drive record --sensors rig --scenario {sc} --out runs/demos-rig/{sc} && drive train e2e "
+                f"--data runs/demos-rig/{sc} --out {path}")
 
     def checkpoints(self) -> tuple[str, ...]:
         return (self.checkpoint,)
@@ -162,6 +193,13 @@ class E2EAgent(BaseAgent):
         return np.concatenate(list(h)[::stride], axis=-1)
 
     # -- acting ---------------------------------------------------------------------------------------
+    def view(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """What the network sees of one observation: the rig cameras' road crops side by side
+        on the channel axis, or the bird's-eye frame."""
+        if self.rig_input is not None:
+            return self.rig_input.crop(obs)
+        return np.asarray(obs["bev"])
+
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         return self.act_batch([obs], slots=[0])[0]
 
@@ -174,7 +212,12 @@ class E2EAgent(BaseAgent):
         self.prepare()
         config = self.config
         slots = range(len(obs)) if slots is None else slots
-        frames = np.stack([self.stacked_frames(int(s), np.asarray(o["bev"]), config.stack, config.stride) for s, o in zip(slots, obs, strict=True)])
+        frames = np.stack([self.stacked_frames(int(s), self.view(o), config.stack, config.stride)
+                           for s, o in zip(slots, obs, strict=True)])
+        if config.n_views > 1 and config.stack > 1:  # time-major -> camera-major (the network's layout)
+            b, h, w = frames.shape[:3]
+            frames = np.ascontiguousarray(frames.reshape(b, h, w, config.stack, config.n_views, 3)
+                                          .transpose(0, 1, 2, 4, 3, 5).reshape(b, h, w, -1))
         speed = np.array([float(np.asarray(o["speed"]).reshape(-1)[0]) for o in obs], np.float32)
         command = np.array([int(o.get("command", 0)) for o in obs], np.int64)
         dev = self._device
@@ -196,3 +239,40 @@ class E2EAgent(BaseAgent):
                 else:
                     outs.append(self.model(x[i:i + chunk], aux[i:i + chunk]))
             return torch.cat(outs)[:n].cpu().numpy().astype(np.float64)
+
+
+class E2EBevAgent(E2EAgent):
+    """The PilotNet policy on the bird's-eye raster (``runs/e2e/{scenario}``): the ablation
+    where the end-to-end network is handed a clean top-down map instead of camera frames."""
+
+    name = "e2e-bev"
+    default_dir = DEFAULT_E2E_DIR
+    default_sensors = SENSORS
+
+    def how_to_train(self, path: Path) -> str:
+        sc = self.task.scenario
+        return (f"drive record --scenario {sc} --out runs/demos/{sc} && drive train e2e --data "
+                f"runs/demos/{sc} --out {path}")
+
+
+def _check_rig(path: Path, meta: dict, cameras: tuple[str, ...], rig):
+    """The policy's :class:`~agents.e2e.rig.RigInput`, checked against this run's rig: the same
+    cameras with the same models (a network is only valid for the view it learned)."""
+    from agents.e2e.rig import RigInput  # lazy: cv2 and the camera models only for rig policies
+
+    if "rig" not in meta:
+        raise ValueError(f"{path}: a rig policy ({', '.join(cameras)}) whose JSON has no 'rig' block")
+    trained = RigInput.from_dict(meta["rig"])
+    if rig is None:
+        return trained
+    missing = [c for c in cameras if c not in rig]
+    if missing:
+        raise ValueError(f"{path}: the policy reads camera(s) {missing}, this run's rig has "
+                         f"{', '.join(rig.names)}")
+    here = RigInput.build(rig, cameras)
+    if not here.same_view(trained):
+        diff = [c for c in cameras if rig[c].to_dict() != trained.rig[c].to_dict()]
+        raise ValueError(f"{path}: trained on other camera models for {diff or list(cameras)} "
+                         f"({[trained.rig[c].to_dict() for c in diff or cameras]}); this run's: "
+                         f"{[rig[c].to_dict() for c in diff or cameras]}")
+    return trained

@@ -50,12 +50,25 @@ HASH_ATTR = "sha256"
 """The episode group's attribute holding its :func:`episode_digest`."""
 
 
-def episode_digest(arrays: Mapping[str, np.ndarray]) -> str:
-    """SHA-256 (hex) over one episode's :data:`HASHED_ARRAYS`, in that order: for each its
-    name, dtype and shape, then its bytes (C order).  The recorder hashes the arrays it
-    writes, the loader the arrays it reads back: any changed value changes the digest."""
+def hashed_arrays(cameras: Sequence[str] | None = None, side_views: bool = False) -> tuple[tuple[str, type], ...]:
+    """The arrays an episode's hash covers: :data:`HASHED_ARRAYS` for a bird's-eye dataset;
+    for a rig dataset (``cameras``) each camera's road crops in place of ``observations/camera``,
+    and, with recovery views, their frames per camera and their labels."""
+    if cameras is None:
+        return HASHED_ARRAYS
+    rest = tuple(a for a in HASHED_ARRAYS if a[0] != "observations/camera")
+    side = ((*((f"infos/side_{c}", np.uint8) for c in cameras), ("infos/side_labels", np.float32))
+            if side_views else ())
+    return (*((f"observations/{c}", np.uint8) for c in cameras), *rest, *side)
+
+
+def episode_digest(arrays: Mapping[str, np.ndarray],
+                   names: tuple[tuple[str, type], ...] = HASHED_ARRAYS) -> str:
+    """SHA-256 (hex) over one episode's arrays ``names`` (:func:`hashed_arrays`), in that order:
+    for each its name, dtype and shape, then its bytes (C order).  The recorder hashes the
+    arrays it writes, the loader the arrays it reads back: any changed value changes the digest."""
     h = hashlib.sha256()
-    for name, dtype in HASHED_ARRAYS:
+    for name, dtype in names:
         a = np.ascontiguousarray(np.asarray(arrays[name], dtype=dtype))
         h.update(f"{name}:{a.dtype.str}:{a.shape}\n".encode())
         h.update(a.tobytes())
@@ -71,7 +84,8 @@ class Demos:
     """Every labelled state of one or more datasets, as flat arrays (row = one state)."""
 
     frames: np.ndarray
-    """uint8[N, H, W, 3] camera frames."""
+    """uint8[N, H, W, 3] bird's-eye frames, or uint8[N, 66, 200, 3 x cameras] the rig's road
+    crops (cameras concatenated on the channel axis, in ``rig["cameras"]`` order)."""
     speed: np.ndarray
     """float32[N] ego speed [m/s]."""
     command: np.ndarray
@@ -91,6 +105,18 @@ class Demos:
     """Whether the scenario's route depends on the ``command`` sensor (a policy must see it)."""
     sources: list[dict] = field(default_factory=list)
     """Per dataset: path, dataset id, recorder version, noise, beta, frames."""
+    rig: dict | None = None
+    """A rig dataset's :class:`~agents.e2e.rig.RigInput` (cameras, camera models, crops,
+    recovery views); None for the bird's-eye frames."""
+    side_frames: np.ndarray | None = None
+    """uint8[N, V, 66, 200, 3 x cameras]: the recovery views of each state (rig datasets
+    recorded with them)."""
+    side_labels: np.ndarray | None = None
+    """float32[N, V, k]: the expert's action corrected for each recovery view."""
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return (int(self.frames.shape[1]), int(self.frames.shape[2]))
 
     def __len__(self) -> int:
         return int(len(self.labels))
@@ -104,9 +130,11 @@ class Demos:
         rows = [np.flatnonzero(self.episode == e) for e in episodes]
         idx = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         renumber = np.concatenate([np.full(len(r), k, np.int64) for k, r in enumerate(rows)]) if rows else idx
+        side = {} if self.side_frames is None else {"side_frames": self.side_frames[idx],
+                                                     "side_labels": self.side_labels[idx]}
         return replace(self, frames=self.frames[idx], speed=self.speed[idx], command=self.command[idx],
                        labels=self.labels[idx], episode=renumber, step=self.step[idx],
-                       episodes=[self.episodes[e] for e in episodes])
+                       episodes=[self.episodes[e] for e in episodes], **side)
 
     def stacked_indices(self, stack: int, stride: int = 1) -> np.ndarray:
         """int64[N, stack]: row indices of each state's ``stack`` frames, ``stride`` steps
@@ -161,8 +189,17 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
     if not h5_path.exists():
         raise DemoError(f"{h5_path}: missing; the dataset is incomplete")
     drive = meta["drive"]
-    cam = drive["camera"]
-    frame_shape = (int(cam["height_px"]), int(cam["width_px"]), 3)
+    rig = drive.get("rig")
+    if rig is None:
+        cam = drive["camera"]
+        frame_shape = (int(cam["height_px"]), int(cam["width_px"]), 3)
+        cameras = None
+    else:
+        cameras = list(rig["cameras"])
+        h, w = (int(v) for v in rig["crops"][cameras[0]]["out_hw"])
+        frame_shape = (h, w, 3 * len(cameras))
+    n_side = len(rig.get("side_views", [])) if rig is not None else 0
+    names = hashed_arrays(cameras, n_side > 0)
     n_act = len(drive["action_names"])
     hashed = drive.get("content_hash")
     if hashed is None:
@@ -171,7 +208,7 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
     elif hashed != CONTENT_HASH:
         raise DemoError(f"{path / DATA_DIR / 'metadata.json'}: content hash scheme {hashed!r} is not one "
                         f"this code reads ({CONTENT_HASH!r}); update the project")
-    keys = [k for k, _ in HASHED_ARRAYS] if hashed is not None else list(_TRAINING_ARRAYS.values())
+    keys = [k for k, _ in names] if hashed is not None else list(_TRAINING_ARRAYS.values())
     episodes = []
     try:
         with h5py.File(h5_path, "r") as f:
@@ -193,10 +230,17 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
                     if expected is None:
                         raise DemoError(f"{where}: no content hash, but the dataset was recorded with "
                                         "them; the dataset is damaged - record it again")
-                    if episode_digest(read) != str(expected):
+                    if episode_digest(read, names) != str(expected):
                         raise DemoError(f"{where}: content hash mismatch (its arrays are not the bytes "
                                         "that were recorded); the dataset is damaged - record it again")
-                arrays = {name: read[key] for name, key in _TRAINING_ARRAYS.items()}
+                if cameras is None:
+                    arrays = {name: read[key] for name, key in _TRAINING_ARRAYS.items()}
+                else:
+                    arrays = {name: read[key] for name, key in _TRAINING_ARRAYS.items() if name != "camera"}
+                    arrays["camera"] = _channels(read, [f"observations/{c}" for c in cameras])
+                    if n_side:
+                        arrays["side_frames"] = _channels(read, [f"infos/side_{c}" for c in cameras])
+                        arrays["side_labels"] = read["infos/side_labels"]
                 checks = [
                     (arrays["camera"].shape == (t + 1, *frame_shape) and arrays["camera"].dtype == np.uint8,
                      f"camera {arrays['camera'].shape} {arrays['camera'].dtype}, expected "
@@ -208,6 +252,15 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
                      f"expert_action {arrays['expert_action'].shape}, expected ({t + 1}, {n_act})"),
                     (bool(np.all(np.isfinite(arrays["expert_action"]))), "non-finite labels"),
                 ]
+                if n_side:
+                    checks += [
+                        (arrays["side_frames"].shape == (t + 1, n_side, *frame_shape),
+                         f"side views {arrays['side_frames'].shape}, expected ({t + 1}, {n_side}, "
+                         f"{', '.join(map(str, frame_shape))})"),
+                        (arrays["side_labels"].shape == (t + 1, n_side, n_act)
+                         and bool(np.all(np.isfinite(arrays["side_labels"]))),
+                         f"side labels {arrays['side_labels'].shape}, expected ({t + 1}, {n_side}, {n_act}) finite"),
+                    ]
                 for ok, why in checks:
                     if not ok:
                         raise DemoError(f"{where}: {why}; the dataset is damaged")
@@ -219,6 +272,12 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
         raise DemoError(f"{h5_path}: cannot be read ({type(e).__name__}: {e}); the file is truncated "
                         f"or damaged - record it again") from None
     return meta, episodes
+
+
+def _channels(read: dict, keys: list[str]) -> np.ndarray:
+    """The cameras' arrays side by side on the channel axis (one camera: no copy)."""
+    parts = [read[k] for k in keys]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
 
 def episode_lengths(paths: str | Path | list[str | Path]) -> list[int]:
@@ -265,14 +324,19 @@ def load_demos(paths: str | Path | list[str | Path], episodes: Sequence[int] | N
 def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
     if not paths:
         raise DemoError("no demonstration datasets given")
-    parts: dict[str, list] = {k: [] for k in ("frames", "speed", "command", "labels", "episode", "step")}
+    parts: dict[str, list] = {k: [] for k in ("frames", "speed", "command", "labels", "episode", "step",
+                                              "side_frames", "side_labels")}
+    rig_meta: dict | None = None
     episodes: list[dict] = []
     sources: list[dict] = []
     first: dict | None = None
     for p, want in zip(map(Path, paths), wanted, strict=True):
         meta, eps = _load_one(p, want)
         drive = meta["drive"]
+        rig = drive.get("rig")
         key = {"scenario": drive["scenario"], "camera": drive["camera"], "action_names": drive["action_names"],
+               # the network's view must agree; the recovery views may differ between datasets
+               "rig": None if rig is None else {k: v for k, v in rig.items() if k != "side_views"},
                # recorded before the field existed (format 1's first datasets): only the
                # roundabout's routes followed the command
                "uses_command": bool(drive.get("uses_command", drive["scenario"] == "roundabout"))}
@@ -285,9 +349,16 @@ def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
                         "recorder_version": drive.get("recorder_version"), "noise": drive.get("noise"),
                         "beta": drive.get("beta"), "learner": drive.get("learner"),
                         "git_revision": drive.get("git_revision")})
+        if rig is not None:
+            rig_meta = rig_meta or dict(rig)
+            if rig.get("side_views") != rig_meta.get("side_views"):
+                rig_meta["side_views"] = None  # mixed: the views differ between datasets
         for attrs, a in eps:
             n = len(a["expert_action"])
             parts["frames"].append(a["camera"])
+            if "side_frames" in a:
+                parts["side_frames"].append(a["side_frames"])
+                parts["side_labels"].append(a["side_labels"])
             parts["speed"].append(np.asarray(a["speed"], np.float32).reshape(n))
             parts["command"].append(np.asarray(a["command"], np.int64))
             parts["labels"].append(np.asarray(a["expert_action"], np.float32))
@@ -298,9 +369,19 @@ def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
                              "driving_score": attrs.get("driving_score"), "steps": n - 1})
     if not episodes:
         raise DemoError(f"{', '.join(map(str, paths))}: no episodes")
+    side: dict = {}
+    if parts["side_frames"]:
+        counts = {a.shape[1] for a in parts["side_frames"]}
+        if len(parts["side_frames"]) == len(parts["frames"]) and len(counts) == 1:
+            side = {"side_frames": np.concatenate(parts["side_frames"]),
+                    "side_labels": np.concatenate(parts["side_labels"])}
+        else:  # a ragged mix would bias the sampling: train on the centre views only, and say so
+            print(f"note: {', '.join(map(str, paths))}: recovery views in {len(parts['side_frames'])} of "
+                  f"{len(parts['frames'])} episodes (counts {sorted(counts)}); training without them",
+                  file=sys.stderr)
     return Demos(frames=np.concatenate(parts["frames"]), speed=np.concatenate(parts["speed"]),
                  command=np.concatenate(parts["command"]), labels=np.concatenate(parts["labels"]),
                  episode=np.concatenate(parts["episode"]), step=np.concatenate(parts["step"]),
                  episodes=episodes, scenario=first["scenario"], camera=first["camera"],
                  action_names=tuple(first["action_names"]), uses_command=first["uses_command"],
-                 sources=sources)
+                 sources=sources, rig=rig_meta, **side)

@@ -52,6 +52,9 @@ class PilotNetConfig:
     """1 (steering) or 2 (acceleration, steering)."""
     use_command: bool = False
     """Feed the one-hot route command (scenarios that turn)."""
+    cameras: tuple[str, ...] = ()
+    """Rig cameras (``cam_front``, ...), each a 66x200 road crop through the *same* conv
+    encoder, the features concatenated; ``()``: one bird's-eye frame."""
 
     def __post_init__(self) -> None:
         if self.width not in WIDTHS:
@@ -62,6 +65,9 @@ class PilotNetConfig:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
         if self.n_actions not in (1, 2):
             raise ValueError(f"n_actions must be 1 or 2, got {self.n_actions}")
+        object.__setattr__(self, "cameras", tuple(self.cameras))
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"a camera is named twice in {list(self.cameras)}")
         h, w = self.image_hw
         if h < 48 or w < 48:
             raise ValueError(f"PilotNet needs frames of at least 48x48 px, got {h}x{w}")
@@ -71,18 +77,30 @@ class PilotNetConfig:
         return f"pilotnet-{self.width}"
 
     @property
+    def n_views(self) -> int:
+        """Images per step through the shared encoder (1 for the bird's-eye frame)."""
+        return max(1, len(self.cameras))
+
+    @property
+    def channels(self) -> int:
+        """Input channels: 3 x stack per view, views in camera order, oldest frame first."""
+        return 3 * self.stack * self.n_views
+
+    @property
     def aux_size(self) -> int:
         return 1 + (N_COMMANDS if self.use_command else 0)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["image_hw"] = list(self.image_hw)
+        d["cameras"] = list(self.cameras)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "PilotNetConfig":
         d = dict(d)
         d["image_hw"] = tuple(int(v) for v in d["image_hw"])
+        d["cameras"] = tuple(d.get("cameras", ()))  # checkpoints from before the rig: bird's-eye
         return cls(**d)
 
 
@@ -95,7 +113,12 @@ def parse_model(name: str) -> str:
 
 
 class PilotNet(nn.Module):
-    """``forward(frames uint8[B, H, W, 3*stack], aux float[B, aux_size]) -> float[B, n_actions]``."""
+    """``forward(frames uint8[B, H, W, channels], aux float[B, aux_size]) -> float[B, n_actions]``.
+
+    With several rig cameras the frames hold ``3 x stack`` channels per camera (camera-major);
+    each camera's block goes through the same encoder as its own image (the batch grows by
+    the number of cameras, one forward call for all of them) and the features are
+    concatenated in camera order before the head."""
 
     def __init__(self, config: PilotNetConfig) -> None:
         super().__init__()
@@ -114,7 +137,7 @@ class PilotNet(nn.Module):
         if fmap.shape[-1] < 1 or fmap.shape[-2] < 1:
             raise ValueError(f"frames of {h}x{w} px are too small for PilotNet's conv stack")
         self.pool = nn.MaxPool2d(2) if min(fmap.shape[-2:]) >= 4 else nn.Identity()
-        flat = int(self.pool(fmap).numel())
+        flat = int(self.pool(fmap).numel()) * config.n_views
         fcs: list[nn.Module] = []
         n_in = flat + config.aux_size
         for n in _FCS:
@@ -134,10 +157,11 @@ class PilotNet(nn.Module):
 
     def check_input(self, frames: torch.Tensor, aux: torch.Tensor) -> None:
         h, w = self.config.image_hw
-        want = (h, w, 3 * self.config.stack)
+        want = (h, w, self.config.channels)
         if frames.ndim != 4 or tuple(frames.shape[1:]) != want:
+            views = f" x cameras {len(self.config.cameras)}" if self.config.cameras else ""
             raise ValueError(f"{self.config.model_name} expects frames of shape [B, {h}, {w}, "
-                             f"{3 * self.config.stack}] (H, W, 3 x stack {self.config.stack}), got "
+                             f"{self.config.channels}] (H, W, 3 x stack {self.config.stack}{views}), got "
                              f"{list(frames.shape)}")
         if frames.dtype != torch.uint8:
             raise ValueError(f"{self.config.model_name} expects uint8 frames (0..255), got {frames.dtype}")
@@ -154,8 +178,13 @@ class PilotNet(nn.Module):
         return self.head(torch.cat([self.encode(x), aux.to(x.dtype)], dim=1))
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The image features of float [B, 3*stack, H, W] pixels in 0..255 (:func:`encode_pixels`)."""
-        return encode_pixels(self.features, self.pool, pixels)
+        """The image features of float [B, channels, H, W] pixels in 0..255 (:func:`encode_pixels`),
+        each camera's block through the shared encoder, concatenated in camera order."""
+        n = self.config.n_views
+        if n == 1:
+            return encode_pixels(self.features, self.pool, pixels)
+        b, c, h, w = pixels.shape
+        return encode_pixels(self.features, self.pool, pixels.reshape(b * n, c // n, h, w)).reshape(b, -1)
 
 
 def encode_pixels(features: nn.Module, pool: nn.Module, pixels: torch.Tensor) -> torch.Tensor:

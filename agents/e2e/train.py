@@ -34,9 +34,9 @@ from tqdm import tqdm
 from agents.e2e.checkpoint import META, load_policy, save_policy
 from agents.e2e.demos import Demos, dataset_info, load_demos
 from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
+from agents.e2e.rig import recovery_labels
 from perception.checkpoint import check_fresh_out, resolve_device
 from perception.splits import split_by_episode
-from planning.vehicle import curvature_of_steering, steering_for_curvature
 from sim.geometry.bev import BevCamera
 
 
@@ -62,7 +62,8 @@ class E2ETrainConfig:
     seed: int = 0
     augment: bool = True
     view_prob: float = 0.5
-    """Share of samples given a viewpoint shift."""
+    """Share of samples given a viewpoint shift (bird's-eye frames) or drawn from one of the
+    recorded recovery views (rig frames, when the demos have them)."""
     shift_m: float = 1.0
     """Largest lateral viewpoint shift [m]."""
     rotate_deg: float = 5.0
@@ -107,16 +108,7 @@ class ViewAugmenter:
 
     def correct(self, labels: np.ndarray, speed: np.ndarray, dy: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
         """Steering labels for the shifted viewpoints (pure pursuit to the expert's arc)."""
-        out = labels.copy()
-        k0 = curvature_of_steering(labels[:, self.steer_i].astype(np.float64) * self.steer_range)
-        look = 4.0 + 1.0 * np.abs(speed.astype(np.float64))
-        y0 = 0.5 * k0 * look * look
-        tx, ty = look, y0 - dy  # the target in the shifted frame: R(-dtheta) ((L, y0) - (0, dy))
-        c, s = np.cos(dtheta), np.sin(dtheta)
-        nx, ny = c * tx + s * ty, -s * tx + c * ty
-        k = k0 + 2 * ny / (nx * nx + ny * ny) - 2 * y0 / (look * look + y0 * y0)
-        out[:, self.steer_i] = np.clip(steering_for_curvature(k) / self.steer_range, -1.0, 1.0)
-        return out
+        return recovery_labels(labels, speed, dy, dtheta, self.steer_i, self.steer_range)
 
 
 def _photometric(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -135,11 +127,16 @@ class BatchMaker:
         self.d, self.config, self.recipe = demos, config, recipe
         self.frames = torch.from_numpy(demos.frames)  # shares memory, no copy
         self.stacked = demos.stacked_indices(config.stack, config.stride)
-        self.aug = ViewAugmenter(demos.camera, list(demos.action_names).index("steering"), steering_range_rad)
+        self.rig = demos.rig is not None
+        self.aug = None if self.rig else ViewAugmenter(demos.camera, list(demos.action_names).index("steering"),
+                                                       steering_range_rad)
+        self.side = torch.from_numpy(demos.side_frames) if demos.side_frames is not None else None
         self.gen = torch.Generator().manual_seed(recipe.seed)
         self.rng = np.random.default_rng(recipe.seed)
 
     def batch(self, idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.rig:
+            return self._rig_batch(idx, augment)
         rows = torch.from_numpy(self.stacked[idx].reshape(-1))
         b, k = len(idx), self.config.stack
         frames = self.frames[rows].reshape(b, k, *self.frames.shape[1:])  # [B, k, H, W, 3]
@@ -160,6 +157,32 @@ class BatchMaker:
         frames = frames.permute(0, 2, 3, 1, 4).reshape(b, frames.shape[2], frames.shape[3], k * 3).contiguous()
         aux = aux_inputs(speed, self.d.command[idx], self.config)
         return frames, aux, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
+
+    def _rig_batch(self, idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rig frames: a ``view_prob`` share of the samples is drawn from one of the state's
+        recorded recovery views (the whole stack from the same view, as from a camera mounted
+        there) with its corrected label; photometric jitter on top."""
+        b, k, n = len(idx), self.config.stack, self.config.n_views
+        stacked = self.stacked[idx]  # [B, k]
+        labels = self.d.labels[idx].copy()
+        frames = self.frames[torch.from_numpy(stacked.reshape(-1))].reshape(b, k, *self.frames.shape[1:])
+        if augment and self.side is not None and self.recipe.view_prob > 0:
+            pick = np.flatnonzero(self.rng.random(b) < self.recipe.view_prob)
+            if len(pick):
+                view = self.rng.integers(0, self.side.shape[1], len(pick))
+                rows = torch.from_numpy(stacked[pick].reshape(-1))
+                views = torch.from_numpy(np.repeat(view, k))
+                frames[torch.from_numpy(pick)] = self.side[rows, views].reshape(len(pick), k, *self.frames.shape[1:])
+                labels[pick] = self.d.side_labels[idx[pick], view]
+        h, w = frames.shape[2:4]
+        # [B, k, H, W, n*3] -> [B, H, W, n, k, 3]: each camera's frames together, oldest first
+        frames = frames.reshape(b, k, h, w, n, 3).permute(0, 2, 3, 4, 1, 5).reshape(b, h, w, n * k * 3)
+        if augment:
+            x = frames.permute(0, 3, 1, 2).float()
+            x = _photometric(x, self.gen).round_().clamp_(0, 255).to(torch.uint8)
+            frames = x.permute(0, 2, 3, 1)
+        aux = aux_inputs(self.d.speed[idx], self.d.command[idx], self.config)
+        return frames.contiguous(), aux, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
 
 
 def _loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -186,12 +209,21 @@ def policy_loss(path: str | Path, demos: Demos, device: str | torch.device = "cp
     model, meta = load_policy(path, dev)
     if tuple(meta["action_names"]) != tuple(demos.action_names):
         raise ValueError(f"{path} drives {meta['action_names']}, the data has {list(demos.action_names)}")
-    h, w = int(demos.camera["height_px"]), int(demos.camera["width_px"])
-    if model.config.image_hw != (h, w):
-        raise ValueError(f"{path} takes {model.config.image_hw} frames, the data has {(h, w)}")
+    h, w = demos.image_hw
+    if model.config.image_hw != (h, w) or model.config.cameras != _cameras(demos):
+        raise ValueError(f"{path} takes {model.config.image_hw} frames of {_views(model.config.cameras)}, "
+                         f"the data has {(h, w)} of {_views(_cameras(demos))}")
     maker = BatchMaker(demos, model.config, E2ETrainConfig(), float(meta["steering_range_rad"]))
     kind = meta.get("training", {}).get("loss", E2ETrainConfig().loss)
     return evaluate_loss(model, maker, np.arange(len(demos)), dev, kind)
+
+
+def _cameras(demos: Demos) -> tuple[str, ...]:
+    return tuple(demos.rig["cameras"]) if demos.rig is not None else ()
+
+
+def _views(cameras: tuple[str, ...]) -> str:
+    return ", ".join(cameras) if cameras else "the bird's-eye camera"
 
 
 def epochs_for(samples: int, frames: int, max_epochs: int, val_fraction: float = 0.1) -> int:
@@ -221,7 +253,7 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
     if not len(train_idx) or not len(val_idx):
         raise ValueError(f"{', '.join(paths)}: need at least two episodes to split train / validation, "
                          f"found {len(demos.episodes)}")
-    h, w = int(demos.camera["height_px"]), int(demos.camera["width_px"])
+    h, w = demos.image_hw
     if init is not None:
         model, init_meta = load_policy(init, dev)
         if tuple(init_meta["action_names"]) != demos.action_names:
@@ -232,10 +264,12 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
         config = PilotNetConfig(width=parse_model(recipe.model), image_hw=(h, w), stack=recipe.stack,
                                 stride=recipe.stride,
                                 n_actions=len(demos.action_names),
-                                use_command=bool(len(np.unique(demos.command)) > 1 or demos.uses_command))
+                                use_command=bool(len(np.unique(demos.command)) > 1 or demos.uses_command),
+                                cameras=_cameras(demos))
         model = PilotNet(config).to(dev)
-    if model.config.image_hw != (h, w):
-        raise ValueError(f"the model takes {model.config.image_hw} frames, the data has {(h, w)}")
+    if model.config.image_hw != (h, w) or model.config.cameras != _cameras(demos):
+        raise ValueError(f"the model takes {model.config.image_hw} frames of {_views(model.config.cameras)}, "
+                         f"the data has {(h, w)} of {_views(_cameras(demos))}")
     maker = BatchMaker(demos, model.config, recipe, steer_range)
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size)
@@ -327,7 +361,9 @@ def _meta(demos, paths, recipe, model, steer_range, history, best_epoch, train_i
           load_s, compute_s, stopped, extra_meta, complete: bool = False) -> dict:
     return {
         "model": model.config.model_name, "parameters": count_parameters(model),
-        "camera": demos.camera, "action_names": list(demos.action_names), "steering_range_rad": steer_range,
+        "camera": demos.camera, **({"rig": demos.rig} if demos.rig is not None else {}),
+        "recovery_views": 0 if demos.side_frames is None else int(demos.side_frames.shape[1]),
+        "action_names": list(demos.action_names), "steering_range_rad": steer_range,
         "scenario": demos.scenario,
         "training": {**asdict(recipe), "device": str(dev), "best_epoch": best_epoch, "history": history,
                      "train_frames": int(len(train_idx)), "val_frames": int(len(val_idx)),

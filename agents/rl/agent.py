@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.e2e.agent import E2EAgent
+from agents.e2e.agent import SENSORS, E2EAgent
 
 META = "ppo.json"
 POLICY = "policy.safetensors"
@@ -41,6 +41,7 @@ class PPOAgent(E2EAgent):
     name = "ppo"
     meta_name = META
     default_dir = DEFAULT_PPO_DIR
+    default_sensors = SENSORS
     kind = "PPO"
 
     def how_to_train(self, path: Path) -> str:

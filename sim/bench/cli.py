@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--episodes", type=arguments.positive_int, default=None,
                    help="planner: episodes per scenario, seeds 0..N-1 (default: 2); loop: "
                         "episodes per agent and worker count (default: 10)")
-    s.add_argument("--agents", default="expert,modular-bev,e2e,idm", metavar="A,B",
-                   help="loop: agents (default: expert,modular-bev,e2e,idm)")
+    s.add_argument("--agents", default="expert,modular,e2e,idm", metavar="A,B",
+                   help="loop: agents (default: expert,modular,e2e,idm)")
     s.add_argument("--agent", default="expert",
                    help=f"planner: agent name (default: expert; known: {', '.join(AGENTS)})")
     s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",

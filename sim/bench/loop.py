@@ -29,7 +29,8 @@ from sim.geometry.bev import BevCamera
 from sim.harness.run import run_seeds, task_spec
 from sim.world.scenarios import get_scenario
 
-AGENTS = ("expert", "modular-bev", "e2e", "idm")
+AGENTS = ("expert", "modular", "e2e", "idm")
+"""Both paradigms from the camera rig (the main comparison's agents)."""
 
 
 def _harness(spec: str, world, seeds: list[int], workers: int) -> dict[str, Any]:

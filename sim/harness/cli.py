@@ -86,9 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "it reads and each sensor corruption.")
     s.add_argument("what", nargs="?", choices=["detector"], default=None,
                    help="'detector' to score detectors; omit to evaluate agents")
-    s.add_argument("--agents", default="expert,modular-bev,e2e,idm", metavar="A,B",
-                   help="agents to evaluate (default: expert,modular-bev,e2e,idm: both paradigms "
-                        "on the bird's-eye raster; modular drives from the camera rig)")
+    s.add_argument("--agents", default="expert,modular,e2e,idm", metavar="A,B",
+                   help="agents to evaluate (default: expert,modular,e2e,idm: both paradigms from the "
+                        "camera rig; modular-bev and e2e-bev drive from the bird's-eye raster)")
     s.add_argument("--scenarios", default="lane-keep,highway", metavar="A,B",
                    help="scenarios (default: lane-keep,highway)")
     s.add_argument("--episodes", type=arguments.positive_int, default=20, help="seeds per scenario (default: 20)")

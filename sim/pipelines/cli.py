@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from agents import parse_agent
+from agents.e2e.rig import DEFAULT_SIDE_VIEWS
 from sim import arguments
 from sim.harness.versions import git_revision, package_versions
 from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS, get_scenario
@@ -44,6 +45,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of steps under a steering impulse, 0 for clean demos (default: 0.2)")
     s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",
                    help="override the scenario's episode time limit [s]")
+    s.add_argument("--sensors", default="bev", choices=["bev", "rig"],
+                   help="what the network will see: bev, the bird's-eye raster (the e2e-bev agent), or rig, "
+                        "66x200 road crops of the rig's --cameras plus PilotNet's recovery views (the e2e "
+                        "agent) (default: bev)")
+    s.add_argument("--cameras", default="cam_front", metavar="A,B",
+                   help="rig: the cameras to record (default: cam_front; the rig has cam_front, cam_rear)")
+    s.add_argument("--side-views", default=",".join(f"{dy:g}:{yaw:g}" for dy, yaw in DEFAULT_SIDE_VIEWS),
+                   metavar="DY:YAW,...",
+                   help="rig: recovery views, each the cameras rendered from the car shifted DY m to the left "
+                        "and turned YAW deg, labelled by pure pursuit back to the expert's path; 'none' for "
+                        "none (default: %(default)s)")
     s.add_argument("--out", required=True, metavar="DATASET", help="dataset folder (must not exist)")
     s.add_argument("--workers", type=arguments.positive_int, default=2,
                    help="worker processes (default: 2)")
@@ -230,10 +242,17 @@ def _cmd_record(args) -> int:
     parse_agent(args.agent)
     scenario = get_scenario(args.scenario, **({"duration_s": args.duration} if args.duration is not None else {}))
     seeds = list(range(args.seed, args.seed + args.episodes))
+    rig = None
+    if args.sensors == "rig":
+        from agents.e2e.rig import RigInput, parse_side_views
+        from sim.geometry.pinhole import default_rig
+
+        rig = RigInput.build(default_rig(), [c.strip() for c in args.cameras.split(",") if c.strip()],
+                             parse_side_views(args.side_views))
     try:
         summary = record_dataset(scenario, seeds, Path(args.out), noise=NoiseConfig(fraction=args.noise),
                                  expert=args.agent, workers=args.workers, progress=not args.quiet,
-                                 keep_partial=True)
+                                 keep_partial=True, rig=rig)
     except RecordingInterrupted as stop:  # our own line: the generic one would not say what was kept
         if stop.summary is None:
             print(f"drive record: interrupted before any episode finished; nothing is kept "

@@ -1,24 +1,36 @@
 """``drive compare``: the main job, from a fresh clone to a side-by-side report.
 
+Both paradigms drive from the same sensors.  ``--sensors rig`` (the default): the modular
+stack and the end-to-end PilotNet both see the perspective camera rig (plus the speedometer,
+and the modular stack its pose and map); ``--sensors bev``: both see the bird's-eye raster
+of the road map (the earlier comparison, where perception is nearly free); ``--sensors
+rig,bev``: all four on the same seeds, the sensor as an axis of the report.
+
 It makes what the comparison needs and does not find, in this order, and caches each
 piece under the recipe's root so the next run reuses it:
 
-1. detector frames (``ROOT/frames``, auto-labelled camera frames) and the CenterNet
-   detector of the modular agent (``ROOT/detector``);
-2. per scenario, expert demonstrations (``ROOT/demos/SCENARIO``, Minari) and the
-   behaviour-cloned PilotNet of the end-to-end agent (``ROOT/e2e/SCENARIO``);
-3. ``drive eval`` of every agent on the same seeds (``ROOT/compare``; a run that was
-   interrupted resumes, one whose checkpoints or settings changed is kept aside under a
-   new name and a new one starts), then ``drive report`` into the same folder.
+1. ``bev``: detector frames (``ROOT/frames``) and the bird's-eye CenterNet of
+   ``modular-bev`` (``ROOT/detector``).  ``rig``: the monocular 3D detector at
+   ``ROOT/detector-rig`` when one is there (``drive train detector --model mono3d``, about
+   25 minutes on 2 cores: longer than the whole comparison may take), else the geometric
+   detector, which needs no training (``modular:geometric``); compare.json and the report
+   say which;
+2. per scenario and sensor, expert demonstrations (``ROOT/demos/SCENARIO`` bird's-eye,
+   ``ROOT/demos-rig/SCENARIO`` rig road crops with PilotNet's recovery views, Minari) and
+   the behaviour-cloned PilotNet (``ROOT/e2e/SCENARIO``, ``ROOT/e2e-rig/SCENARIO``);
+3. ``drive eval`` of every agent on the same seeds (``ROOT/compare``, ``ROOT/compare-bev``
+   or ``ROOT/compare-rig-bev``; a run that was interrupted resumes, one whose checkpoints
+   or settings changed is kept aside under a new name and a new one starts), then
+   ``drive report`` into the same folder.
 
 The default recipe keeps its artefacts where the other commands look for them
-(``runs/detector``, ``runs/e2e/{scenario}``), so ``drive run --agent e2e`` drives the
-network ``drive compare`` trained; checkpoints already there (say, a longer training
+(``runs/detector``, ``runs/e2e-rig/{scenario}``, ...), so ``drive run --agent e2e`` drives
+the network ``drive compare`` trained; checkpoints already there (say, a longer training
 or DAgger) are used as they are, and their hashes are in the report.  ``--quick`` keeps
 its smaller, worse networks apart, under ``runs/quick``.
 
 What was reused, what was made and how long each step took goes to
-``ROOT/compare/compare.json``.
+``ROOT/compare*/compare.json``.
 """
 
 from __future__ import annotations
@@ -30,14 +42,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agents.e2e.agent import DEFAULT_E2E_DIR
+from agents.e2e.agent import DEFAULT_E2E_DIR, DEFAULT_E2E_RIG_DIR
 from agents.e2e.checkpoint import META as E2E_META
+from agents.e2e.rig import DEFAULT_SIDE_VIEWS, RigInput, SideView, parse_side_views
 from agents.e2e.train import E2ETrainConfig, train_e2e
-from agents.modular import DEFAULT_DETECTOR
+from agents.modular import DEFAULT_DETECTOR, DEFAULT_RIG_DETECTOR
 from perception.checkpoint import training_complete
 from perception.dataset import MANIFEST, DatasetError, FrameDataset
 from perception.detectors.learned import META as DETECTOR_META
+from perception.detectors.mono3d import META as MONO3D_META
 from perception.detectors.train import TrainConfig, train_detector
+from sim.geometry.pinhole import default_rig
 from sim.harness.evaluate import CONFIG, ConfigMismatch, format_eval, run_eval
 from sim.harness.io import atomic_write_json
 from sim.harness.versions import git_revision, package_versions
@@ -47,6 +62,8 @@ from sim.report.report import write_report
 from sim.world.scenarios import get_scenario
 
 EVAL_DIR = "compare"
+SENSORS = ("rig", "bev")
+"""What both paradigms may be handed: the camera rig, or the bird's-eye raster."""
 WEAK_DETECTOR_AP = 0.8
 SUMMARY = "compare.json"
 
@@ -61,6 +78,10 @@ class E2ERecipe:
     epochs: int = 5
     budget_s: float = 300.0
     """A wall-clock bound on training; ``epochs`` is chosen to end well inside it."""
+    cameras: tuple[str, ...] = ("cam_front",)
+    """Rig: the cameras the network sees."""
+    side_views: str = "default"
+    """Rig: the recovery views recorded (``drive record --side-views``; ``default``: its default)."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +92,14 @@ class CompareRecipe:
     episodes: int
     """Evaluation seeds per scenario (``seed_start`` ...)."""
     e2e: Mapping[str, E2ERecipe]
-    """Per scenario; scenarios not named use ``e2e["*"]``."""
+    """Per scenario, bird's-eye networks; scenarios not named use ``e2e["*"]``."""
+    e2e_rig: Mapping[str, E2ERecipe] = field(default_factory=dict)
+    """Per scenario, rig networks; scenarios not named use ``e2e_rig["*"]``."""
     scenarios: tuple[str, ...] = ("lane-keep", "highway")
-    agents: tuple[str, ...] = ("expert", "modular-bev", "e2e", "idm")
-    """The bird's-eye comparison: both paradigms on the ``bev`` raster (the rig's turn is issue 22)."""
+    sensors: tuple[str, ...] = ("rig",)
+    """``rig``, ``bev`` or both: which sensors both paradigms are compared on."""
+    agents: tuple[str, ...] | None = None
+    """None: expert, then each paradigm on each of ``sensors``, then idm (:func:`agents_for`)."""
     seed_start: int = 0
     duration_s: float | None = None
     """Episode length of the evaluation and the demos (None: each scenario's own)."""
@@ -92,20 +117,47 @@ class CompareRecipe:
     workers: int = 2
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def e2e_recipe(self, scenario: str) -> E2ERecipe:
-        return self.e2e.get(scenario) or self.e2e["*"]
+    def __post_init__(self) -> None:
+        unknown = [x for x in self.sensors if x not in SENSORS]
+        if unknown or not self.sensors or len(set(self.sensors)) != len(self.sensors):
+            raise ValueError(f"--sensors {','.join(self.sensors)}: give one or both of {', '.join(SENSORS)}")
+
+    def e2e_recipe(self, scenario: str, sensors: str = "bev") -> E2ERecipe:
+        table = self.e2e_rig if sensors == "rig" else self.e2e
+        return table.get(scenario) or table["*"]
+
+    @property
+    def agent_names(self) -> tuple[str, ...]:
+        return self.agents if self.agents is not None else agents_for(self.sensors)
+
+    @property
+    def eval_dir(self) -> str:
+        """``compare`` for the rig (the main job), ``compare-bev``, ``compare-rig-bev``."""
+        return EVAL_DIR if self.sensors == ("rig",) else "-".join((EVAL_DIR, *self.sensors))
 
 
-# Measured on the 2-core CPU reference machine (README "drive compare"): the default
-# finishes in about 17 minutes from nothing, --quick in about 4.
+def agents_for(sensors: Sequence[str]) -> tuple[str, ...]:
+    """``expert``, each paradigm on each sensor (``modular``/``e2e`` on the rig, ``modular-bev``/
+    ``e2e-bev`` on the raster), ``idm``."""
+    out = ["expert"]
+    for paradigm in ("modular", "e2e"):
+        out += [paradigm if x == "rig" else f"{paradigm}-bev" for x in sensors]
+    return (*out, "idm")
+
+
+# Measured on the 2-core CPU reference machine (README "drive compare").
 HIGHWAY_BC = E2ERecipe(demo_episodes=40, stack=2, epochs=3, budget_s=240.0)
+LANE_KEEP_RIG = E2ERecipe(demo_episodes=12, epochs=8, budget_s=300.0)
+HIGHWAY_RIG = E2ERecipe(demo_episodes=24, stack=2, epochs=4, budget_s=240.0)
+QUICK_BC = E2ERecipe(demo_episodes=10, model="pilotnet-s", stack=1, epochs=6, budget_s=50.0)
 RECIPES: dict[str, CompareRecipe] = {
     "default": CompareRecipe(
         name="default", root="runs", episodes=20,
-        e2e={"lane-keep": E2ERecipe(demo_episodes=30, epochs=6, budget_s=300.0), "*": HIGHWAY_BC}),
+        e2e={"lane-keep": E2ERecipe(demo_episodes=30, epochs=6, budget_s=300.0), "*": HIGHWAY_BC},
+        e2e_rig={"lane-keep": LANE_KEEP_RIG, "*": HIGHWAY_RIG}),
     "quick": CompareRecipe(
         name="quick", root="runs/quick", episodes=3, detector_frames=1200, detector_epochs=3, videos=1,
-        e2e={"*": E2ERecipe(demo_episodes=10, model="pilotnet-s", stack=1, epochs=6, budget_s=50.0)},
+        e2e={"*": QUICK_BC}, e2e_rig={"*": replace(QUICK_BC, demo_episodes=6)},
         notes=("--quick is a smoke view: 3 seeds per scenario and networks trained for under a "
                "minute each; run 'drive compare' for numbers worth quoting",)),
 }
@@ -113,23 +165,38 @@ RECIPES: dict[str, CompareRecipe] = {
 
 def artefacts(recipe: CompareRecipe) -> dict[str, Any]:
     root = Path(recipe.root)
-    return {"frames": root / "frames", "detector": root / "detector",
+    return {"frames": root / "frames", "detector": root / "detector", "detector-rig": root / "detector-rig",
             "demos": {s: root / "demos" / s for s in recipe.scenarios},
             "e2e": {s: root / "e2e" / s for s in recipe.scenarios},
-            "eval": root / EVAL_DIR}
+            "demos-rig": {s: root / "demos-rig" / s for s in recipe.scenarios},
+            "e2e-rig": {s: root / "e2e-rig" / s for s in recipe.scenarios},
+            "eval": root / recipe.eval_dir}
+
+
+def rig_detector(recipe: CompareRecipe) -> str:
+    """The rig's modular agent: the mono3d checkpoint under the root when a complete one is
+    there, else the geometric detector (no training)."""
+    path = Path(recipe.root) / "detector-rig"
+    return path.as_posix() if training_complete(path, MONO3D_META) else "geometric"
 
 
 def agent_specs(recipe: CompareRecipe) -> list[str]:
     """The ``drive eval`` agent specs: plain names where the artefacts sit at the agents'
-    default paths, ``name:PATH`` otherwise (``{scenario}`` in the e2e path)."""
+    default paths, ``name:PATH`` otherwise (``{scenario}`` in the e2e paths)."""
 
     root = Path(recipe.root)
     specs = []
-    for name in recipe.agents:
+    for name in recipe.agent_names:
         if name == "modular-bev" and root / "detector" != Path(DEFAULT_DETECTOR):
             name = f"modular-bev:{(root / 'detector').as_posix()}"
-        elif name == "e2e" and root / "e2e" != Path(DEFAULT_E2E_DIR):
-            name = f"e2e:{(root / 'e2e').as_posix()}/{{scenario}}"
+        elif name == "modular":
+            detector = rig_detector(recipe)
+            if detector != DEFAULT_RIG_DETECTOR:
+                name = f"modular:{detector}"
+        elif name == "e2e-bev" and root / "e2e" != Path(DEFAULT_E2E_DIR):
+            name = f"e2e-bev:{(root / 'e2e').as_posix()}/{{scenario}}"
+        elif name == "e2e" and root / "e2e-rig" != Path(DEFAULT_E2E_RIG_DIR):
+            name = f"e2e:{(root / 'e2e-rig').as_posix()}/{{scenario}}"
         specs.append(name)
     return specs
 
@@ -189,30 +256,39 @@ def _detector(recipe: CompareRecipe, paths: dict, log: _Log, device: str, meta: 
                 f"vehicles (train longer: drive train detector --data {paths['frames']} --out DIR)")
 
 
-def _e2e(recipe: CompareRecipe, scenario: str, paths: dict, log: _Log, device: str, workers: int,
+def _e2e(recipe: CompareRecipe, scenario: str, sensors: str, paths: dict, log: _Log, device: str, workers: int,
          meta: dict) -> None:
-    ckpt, demos = paths["e2e"][scenario], paths["demos"][scenario]
+    rig = sensors == "rig"
+    ckpt = paths["e2e-rig" if rig else "e2e"][scenario]
+    demos = paths["demos-rig" if rig else "demos"][scenario]
+    tag = f"{scenario}{' (rig)' if rig else ''}"
     if training_complete(ckpt, E2E_META):
-        log.reused(f"e2e {scenario}", ckpt)
+        log.reused(f"e2e {tag}", ckpt)
         return
-    r = recipe.e2e_recipe(scenario)
+    r = recipe.e2e_recipe(scenario, sensors)
     if demos.exists():
-        log.reused(f"demos {scenario}", demos)
+        log.reused(f"demos {tag}", demos)
     else:
-        log.say(f"recording {r.demo_episodes} expert demonstrations on {scenario}")
+        log.say(f"recording {r.demo_episodes} expert demonstrations on {scenario}"
+                + (f" (rig: {', '.join(r.cameras)} + recovery views)" if rig else ""))
         t0 = time.perf_counter()
         world = get_scenario(scenario, **({"duration_s": recipe.duration_s} if recipe.duration_s else {}))
         seeds = list(range(recipe.demo_seed, recipe.demo_seed + r.demo_episodes))
+        view = None
+        if rig:
+            views = (tuple(SideView(*v) for v in DEFAULT_SIDE_VIEWS) if r.side_views == "default"
+                     else parse_side_views(r.side_views))
+            view = RigInput.build(default_rig(), r.cameras, views)
         record_dataset(world, seeds, demos, noise=NoiseConfig(fraction=recipe.demo_noise), workers=workers,
-                       progress=not log.quiet)
-        log.made(f"demos {scenario}", demos, t0, episodes=r.demo_episodes)
-    log.say(f"training the end-to-end network for {scenario} ({r.model}, {r.stack} frame(s), "
+                       progress=not log.quiet, rig=view)
+        log.made(f"demos {tag}", demos, t0, episodes=r.demo_episodes)
+    log.say(f"training the end-to-end network for {tag} ({r.model}, {r.stack} frame(s), "
             f"{r.epochs} epochs, at most {r.budget_s:.0f} s)")
     t0 = time.perf_counter()
     result = train_e2e([demos], ckpt, E2ETrainConfig(model=r.model, stack=r.stack, epochs=r.epochs,
                                                      budget_s=r.budget_s),
                        device=device, progress=not log.quiet, extra_meta=meta)
-    log.made(f"e2e {scenario}", ckpt, t0, epochs=len(result["history"]), stopped=result["stopped"])
+    log.made(f"e2e {tag}", ckpt, t0, epochs=len(result["history"]), stopped=result["stopped"])
 
 
 def _evaluate(recipe: CompareRecipe, paths: dict, log: _Log, device: str, workers: int,
@@ -254,9 +330,24 @@ def run_compare(recipe: CompareRecipe, *, device: str = "auto", workers: int | N
     paths = artefacts(recipe)
     meta = {"git_revision": git_revision(), "versions": package_versions(),
             "command": list(argv) if argv else None, "made_by": f"drive compare ({recipe.name} recipe)"}
-    _detector(recipe, paths, log, device, meta)
+    names = recipe.agent_names
+    if "modular-bev" in names:
+        _detector(recipe, paths, log, device, meta)
+    if "modular" in names:
+        detector = rig_detector(recipe)
+        if detector == "geometric":
+            log.say(f"the rig's modular agent uses the geometric detector (no training; for the learned "
+                    f"monocular 3D detector, about 25 min on 2 cores: drive perception data --cameras "
+                    f"cam_front,cam_rear --out {recipe.root}/frames-rig && drive train detector --model mono3d "
+                    f"--data {recipe.root}/frames-rig --out {paths['detector-rig']})")
+            log.stages.append({"stage": "detector (rig)", "path": "geometric", "action": "none needed",
+                               "seconds": 0.0})
+        else:
+            log.reused("detector (rig)", Path(detector))
     for scenario in recipe.scenarios:
-        _e2e(recipe, scenario, paths, log, device, workers, meta)
+        for sensors, agent in (("rig", "e2e"), ("bev", "e2e-bev")):
+            if agent in names:
+                _e2e(recipe, scenario, sensors, paths, log, device, workers, meta)
     records = _evaluate(recipe, paths, log, device, workers, argv)
     log.say(f"writing the report ({videos} side-by-side video(s) per scenario)")
     t0 = time.perf_counter()

@@ -8,7 +8,12 @@ Round ``r`` (1..K):
    (:func:`sim.pipelines.record.record_dataset` with a learner);
 2. aggregate: the initial demos plus every round's data so far;
 3. fine-tune the previous round's policy on the aggregate (same recipe, fewer epochs);
-4. score the new policy in closed loop (``beta = 0``) on held-out seeds ``0..N-1``.
+4. score the new policy in closed loop (``beta = 0``) on held-out seeds ``10000..`` (apart
+   from the evaluation seeds 0.. the reports quote, so no table is measured on the seeds
+   that watched the rounds).
+
+A rig policy's rounds record what it sees: the rig cameras' road crops and the same
+recovery views as its first dataset (so the aggregate keeps them).
 
 Round 0 is the initial policy's score, so the curve starts from behaviour cloning.
 ``OUT/dagger.jsonl`` gets one line per round (appended atomically); a rerun of the same
@@ -28,6 +33,7 @@ import numpy as np
 
 from agents.e2e.checkpoint import META, load_policy, save_policy
 from agents.e2e.demos import Demos, dataset_info, episode_lengths, load_demos
+from agents.e2e.rig import RigInput
 from agents.e2e.train import E2ETrainConfig, epochs_for, train_e2e
 from sim.harness.io import append_jsonl, read_jsonl
 from sim.harness.run import run_agent
@@ -44,7 +50,9 @@ class DaggerConfig:
     """Share of expert control in round 1; halved each round."""
     decay: float = 0.5
     eval_episodes: int = 20
-    """Closed-loop episodes scored per round, seeds 0..N-1 (held out from training)."""
+    """Closed-loop episodes scored per round, seeds ``eval_seed_start``.. (held out from training)."""
+    eval_seed_start: int = 10000
+    """The rounds' closed-loop seeds start here, apart from the 0.. the reports quote."""
     data_seed_start: int = 5000
     """Round r collects seeds data_seed_start + (r-1) * episodes + i."""
     workers: int = 2
@@ -70,13 +78,15 @@ def _scenario(name: str, config: DaggerConfig):
     return get_scenario(name, **({"duration_s": config.duration_s} if config.duration_s else {}))
 
 
-def _evaluate(policy: Path, scenario, n: int, out: Path, workers: int, progress: bool) -> dict:
+def _evaluate(policy: Path, scenario, config: DaggerConfig, out: Path, progress: bool) -> dict:
+    n = config.eval_episodes
     if n <= 0:
         return {"episodes": 0}
     if out.exists():
         shutil.rmtree(out)  # a half-finished evaluation from an interrupted round
-    records = run_agent(f"e2e:{policy}", scenario, list(range(n)), out, video_path=None,
-                        workers=workers, progress=progress)
+    seeds = list(range(config.eval_seed_start, config.eval_seed_start + n))
+    records = run_agent(f"e2e:{policy}", scenario, seeds, out, video_path=None,
+                        workers=config.workers, progress=progress)
     return closed_loop_summary(records)
 
 
@@ -101,6 +111,10 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
         raise ValueError(f"{init / META} names no scenario; pass --scenario")
     data = list(data or init_meta["dataset"]["paths"])
     aggregate = _Aggregate(data, episodes)
+    rig = None
+    if init_meta["config"].get("cameras"):  # a rig policy: record its view, with the data's recovery views
+        first = dataset_info(data[0])["drive"].get("rig") or init_meta["rig"]
+        rig = RigInput.from_dict({**init_meta["rig"], "side_views": first.get("side_views") or []})
     log_path = out / "dagger.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     done = {int(r["round"]): r for r in read_jsonl(log_path)} if log_path.exists() else {}
@@ -109,8 +123,8 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
         if progress:
             print(f"round 0: scoring the initial policy {init} on {config.eval_episodes} seeds", flush=True)
         row = {"round": 0, "beta": None, "policy": str(init), "frames": aggregate.frames(), "new_frames": 0,
-               "closed_loop": _evaluate(init, _scenario(scenario, config), config.eval_episodes, out / "rounds" / "0" / "eval",
-                                        config.workers, progress),
+               "closed_loop": _evaluate(init, _scenario(scenario, config), config, out / "rounds" / "0" / "eval",
+                                        progress),
                "val_loss": _best_val(init_meta), "seconds": time.time() - started}
         append_jsonl(log_path, row)
         done[0] = row
@@ -132,7 +146,7 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
                 print(f"round {r}: collecting {len(seeds)} episodes, beta {beta:.3f}", flush=True)
             new = record_dataset(_scenario(scenario, config), seeds, demos, noise=NoiseConfig(0.0),
                                  learner=f"e2e:{current}", beta=beta, workers=config.workers,
-                                 progress=progress, extra={"dagger_round": r})
+                                 progress=progress, extra={"dagger_round": r}, rig=rig)
         aggregate.add(demos)
         policy = rdir / "policy"
         if policy.exists():
@@ -144,9 +158,7 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
         current = policy
         row = {"round": r, "beta": beta, "policy": str(policy), "frames": frames,
                "new_frames": int(new["frames"]),
-               "closed_loop": _evaluate(policy, _scenario(scenario, config), config.eval_episodes, rdir / "eval",
-                                        config.workers,
-                                        progress),
+               "closed_loop": _evaluate(policy, _scenario(scenario, config), config, rdir / "eval", progress),
                "val_loss": float(result["best_val_loss"]), "seconds": time.time() - t0}
         append_jsonl(log_path, row)
         done[r] = row

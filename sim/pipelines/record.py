@@ -70,7 +70,9 @@ from agents.e2e.demos import (
     RECORDED_SENSORS,
     RECORDER_VERSION,
     episode_digest,
+    hashed_arrays,
 )
+from agents.e2e.rig import RigInput
 from planning.vehicle import steering_for_curvature
 from sim.geometry.bev import BevCamera
 from sim.harness.io import DIR_MODE
@@ -141,7 +143,9 @@ class DemoEpisode:
     """One recorded episode as arrays (see the module docstring for the alignment)."""
 
     seed: int
-    camera: np.ndarray
+    frames: np.ndarray
+    """What the network sees: the bird's-eye frames ``uint8[T+1, H, W, 3]``, or the rig's road
+    crops ``uint8[T+1, 66, 200, 3 x cameras]`` (cameras concatenated on the channel axis)."""
     speed: np.ndarray
     command: np.ndarray
     actions: np.ndarray
@@ -153,6 +157,10 @@ class DemoEpisode:
     status: str
     driving_score: float
     metrics: dict
+    side_frames: np.ndarray | None = None
+    """Rig recordings with recovery views: ``uint8[T+1, V, 66, 200, 3 x cameras]``."""
+    side_labels: np.ndarray | None = None
+    """``float32[T+1, V, k]``: the expert's action corrected for each recovery view."""
 
     @property
     def steps(self) -> int:
@@ -160,8 +168,12 @@ class DemoEpisode:
 
 
 def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = NoiseConfig(),
-                    learner=None, beta: float = 1.0) -> DemoEpisode:
+                    learner=None, beta: float = 1.0, rig: RigInput | None = None) -> DemoEpisode:
     """Drive one episode and label every visited state with ``expert``'s action.
+
+    ``rig``: record the rig cameras' road crops (and ``rig.side_views``, rendered from the
+    shifted poses, with corrected labels) instead of the bird's-eye frames; ``env`` must
+    declare those cameras.
 
     The executed action is the expert's (or, with probability ``1 - beta`` per step, the
     ``learner``'s), plus the noise impulse on the steering.  An expert that fails ends
@@ -181,6 +193,11 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
     if learner is not None:
         learner.reset(seed=int(seed))
     cams, speeds, cmds, acts, labels, by_learner, noises = [], [], [], [], [], [], []
+    sides, side_labels = [], []
+    steer_range = float(STEERING_RANGE_RAD)
+
+    def render(camera):
+        return env.render_camera(camera).image
 
     def label_of(obs, info) -> np.ndarray:
         action, why = gate_action(expert.act(agent_view(e_sensors, obs, info, ep.static)), n_act, names)
@@ -191,11 +208,17 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
     step = 0
     while True:
         obs, info = ep.obs, ep.info
-        cams.append(obs["bev"])
         speeds.append(np.asarray(obs["speed"], np.float32).reshape(1))
         cmds.append(int(obs["command"]))
         label = label_of(obs, info)
         labels.append(label)
+        if rig is None:
+            cams.append(obs["bev"])
+        else:
+            cams.append(rig.crop(obs))
+            if rig.side_views:
+                sides.append(rig.side_frames(render))
+                side_labels.append(rig.side_labels(label, float(speeds[-1][0]), steer_i, steer_range))
         if ep.done:
             by_learner.append(False)
             noises.append(0.0)
@@ -218,13 +241,14 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
     status, terminated, truncated = ep.status, ep.terminated, ep.truncated
     metrics = episode_metrics(ep.trace, status, scenario.lane_changes_allowed)
     return DemoEpisode(
-        seed=int(seed), camera=np.stack(cams), speed=np.stack(speeds).astype(np.float32),
+        seed=int(seed), frames=np.stack(cams), speed=np.stack(speeds).astype(np.float32),
         command=np.asarray(cmds, np.int64),
         actions=np.stack(acts).astype(np.float32) if acts else np.zeros((0, n_act), np.float32),
         expert_action=np.stack(labels).astype(np.float32), learner_driving=np.asarray(by_learner, np.int8),
         noise=np.asarray(noises, np.float32), terminated=bool(terminated or status != "ok"),
         truncated=bool(truncated), status=status, driving_score=float(metrics["driving_score"]),
-        metrics=metrics)
+        metrics=metrics, side_frames=np.stack(sides) if sides else None,
+        side_labels=np.stack(side_labels).astype(np.float32) if side_labels else None)
 
 
 # -- collecting in worker processes -----------------------------------------------------------
@@ -232,22 +256,23 @@ _WORKER: dict = {}
 
 
 def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | None, fast_physics: bool,
-                 device: str) -> None:
+                 device: str, rig: dict | None = None) -> None:
     if mp.parent_process() is not None:  # a pool worker: one thread each (see sim.harness.parallel)
         os.environ["OMP_NUM_THREADS"] = "1"
         ignore_sigint()  # Ctrl-C is the parent's: it stops the pool
     sc = scenario  # the object, not its name: overrides (a shorter duration_s) must reach the worker
     cam = BevCamera(**camera)
-    task = task_spec(sc, cam)
+    rig_input = RigInput.from_dict(rig) if rig is not None else None
+    task = task_spec(sc, cam, rig_input.rig if rig_input is not None else None)
     expert_agent = make_agent(expert, task)
     learner_agent = _make_learner(learner, task, device) if learner else None
-    sensors = set(RECORDED_SENSORS) | set(check_sensors(expert_agent))
+    recorded = RECORDED_SENSORS if rig_input is None else ("speed", "command", *rig_input.cameras)
+    sensors = set(recorded) | set(check_sensors(expert_agent))
     if learner_agent is not None:
         sensors |= set(check_sensors(learner_agent))
-
-    env = DrivingEnv(sc, bev=cam, fast_physics=fast_physics,
-                     sensors=tuple(s for s in SENSORS if s in sensors))
-    _WORKER.update(env=env, expert=expert_agent, learner=learner_agent)
+    env = DrivingEnv(sc, bev=cam, fast_physics=fast_physics, rig=task.rig,
+                     sensors=tuple(s for s in dict.fromkeys((*SENSORS, *task.rig.names)) if s in sensors))
+    _WORKER.update(env=env, expert=expert_agent, learner=learner_agent, rig=rig_input)
 
 
 def _make_learner(spec: str, task, device: str):
@@ -260,14 +285,14 @@ def _make_learner(spec: str, task, device: str):
 def _worker_episode(args: tuple[int, NoiseConfig, float]) -> DemoEpisode:
     seed, noise, beta = args
     return collect_episode(_WORKER["env"], _WORKER["expert"], seed, noise=noise,
-                           learner=_WORKER["learner"], beta=beta)
+                           learner=_WORKER["learner"], beta=beta, rig=_WORKER["rig"])
 
 
 def collect(scenario: Scenario, seeds: Sequence[int], *, camera: BevCamera, noise: NoiseConfig,
             expert: str = "expert", learner: str | None = None, beta: float = 1.0, workers: int = 1,
-            fast_physics: bool = True, device: str = "cpu"):
+            fast_physics: bool = True, device: str = "cpu", rig: RigInput | None = None):
     """Yield :class:`DemoEpisode` s in seed order (the same arrays for any ``workers``)."""
-    init = (scenario, camera.to_dict(), expert, learner, fast_physics, device)
+    init = (scenario, camera.to_dict(), expert, learner, fast_physics, device, rig.to_dict() if rig else None)
     jobs = [(int(s), noise, float(beta)) for s in seeds]
     if workers <= 1:
         _worker_init(*init)
@@ -285,9 +310,11 @@ def collect(scenario: Scenario, seeds: Sequence[int], *, camera: BevCamera, nois
 
 
 # -- writing the Minari dataset ----------------------------------------------------------------
-def _spaces(scenario: Scenario, camera: BevCamera):
+def _spaces(scenario: Scenario, camera: BevCamera, rig: RigInput | None = None):
+    frames = ({"camera": spaces.Box(0, 255, camera.shape, np.uint8)} if rig is None else
+              {name: spaces.Box(0, 255, (*rig.input_hw, 3), np.uint8) for name in rig.cameras})
     obs = spaces.Dict({
-        "camera": spaces.Box(0, 255, camera.shape, np.uint8),
+        **frames,
         "speed": spaces.Box(-50.0, 50.0, (1,), np.float32),
         "command": spaces.Discrete(len(COMMANDS)),
     })
@@ -381,8 +408,12 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
                    beta: float = 1.0, workers: int = 1, fast_physics: bool = True, device: str = "cpu",
                    progress: bool = True, extra: dict | None = None,
                    on_episode: Callable[[DemoEpisode], None] | None = None,
-                   keep_partial: bool = False) -> dict:
+                   keep_partial: bool = False, rig: RigInput | None = None) -> dict:
     """Record ``seeds`` into a new Minari dataset at ``out``; return its summary.
+
+    ``rig``: record the rig cameras' road crops (``observations/cam_front``, ...) and the
+    recovery views (``infos/side_cam_front`` ``[T+1, V, 66, 200, 3]``, ``infos/side_labels``
+    ``[T+1, V, k]``) instead of the bird's-eye frames (``observations/camera``).
 
     ``keep_partial``: on Ctrl-C keep the finished episodes as a smaller dataset and raise
     :class:`RecordingInterrupted` (see the module docstring); otherwise an interrupted
@@ -413,29 +444,36 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
     frames = 0
     interrupted = False
     try:
-        obs_space, act_space = _spaces(scenario, camera)
+        obs_space, act_space = _spaces(scenario, camera, rig)
         storage = MinariStorage.new(tmp / DATA_DIR, observation_space=obs_space, action_space=act_space,
                                     data_format="hdf5", jpeg_encoding=False)
         bar = tqdm(total=len(seeds), desc=f"recording {scenario.name}", unit="ep", disable=not progress,
                    dynamic_ncols=True)
         episodes = collect(scenario, seeds, camera=camera, noise=noise, expert=expert, learner=learner,
-                           beta=beta, workers=workers, fast_physics=fast_physics, device=device)
+                           beta=beta, workers=workers, fast_physics=fast_physics, device=device, rig=rig)
         try:
             for i, ep in enumerate(episodes):
                 n = ep.steps
+                views = ({"camera": ep.frames} if rig is None else
+                          {c: ep.frames[..., 3 * k:3 * k + 3] for k, c in enumerate(rig.cameras)})
+                infos = {"expert_action": ep.expert_action, "learner_driving": ep.learner_driving,
+                         "noise": ep.noise}
+                if rig is not None and rig.side_views:
+                    infos.update({f"side_{c}": ep.side_frames[..., 3 * k:3 * k + 3]
+                                  for k, c in enumerate(rig.cameras)}, side_labels=ep.side_labels)
                 arrays = {
-                    "observations": {"camera": ep.camera, "speed": ep.speed, "command": ep.command},
+                    "observations": {**views, "speed": ep.speed, "command": ep.command},
                     "actions": ep.actions, "rewards": np.zeros(n, np.float64),
                     "terminations": np.asarray([False] * (n - 1) + [ep.terminated] if n else [], bool),
                     "truncations": np.asarray([False] * (n - 1) + [ep.truncated and not ep.terminated]
                                               if n else [], bool),
-                    "infos": {"expert_action": ep.expert_action, "learner_driving": ep.learner_driving,
-                              "noise": ep.noise},
+                    "infos": infos,
                 }
                 digest = episode_digest({
                     **{f"observations/{k}": v for k, v in arrays["observations"].items()},
                     **{f"infos/{k}": v for k, v in arrays["infos"].items()},
-                    **{k: arrays[k] for k in ("actions", "rewards", "terminations", "truncations")}})
+                    **{k: arrays[k] for k in ("actions", "rewards", "terminations", "truncations")}},
+                    hashed_arrays(rig.cameras if rig else None, bool(rig and rig.side_views)))
                 buffer = EpisodeBuffer(id=i, seed=ep.seed, **arrays)
                 with _SigintDeferred():  # an episode is in the file whole, or not at all
                     storage.update_episodes([buffer])
@@ -467,7 +505,9 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
                 "uses_command": scenario.uses_command, "action_names": list(scenario.action_names),
                 "control_hz": scenario.control_hz,
                 "steering_range_rad": STEERING_RANGE_RAD, "acceleration_range_mps2": ACCELERATION_RANGE_MPS2,
-                "camera": camera.to_dict(), "sensors": list(RECORDED_SENSORS), "expert": expert,
+                "camera": camera.to_dict(),
+                "sensors": list(RECORDED_SENSORS) if rig is None else ["speed", "command", *rig.cameras],
+                **({"rig": rig.to_dict()} if rig is not None else {}), "expert": expert,
                 "learner": learner, "beta": float(beta),
                 "noise": {"fraction": noise.fraction, "duration_s": list(noise.duration_s),
                           "peak_yaw_rate_rps": list(noise.peak_yaw_rate_rps)},
