@@ -5,10 +5,16 @@ Writes ``DIR/report.md`` (figures beside it in ``DIR/report_files/``) and a self
 
 * per scenario, agents as rows: statuses counted, then every headline metric as the mean
   with its 95% bootstrap interval, and again as the interquartile mean;
-* paired comparisons on shared seeds: each agent against ``expert``, and the paradigms head
+* paired comparisons on shared seeds: each agent against ``expert``, the paradigms head
   to head (every ``modular`` against every ``e2e`` and ``ppo`` agent, every ``e2e`` against
-  every ``ppo``) - the mean difference of the driving score with its interval and the share
-  of seeds each wins;
+  every ``ppo``; the bird's-eye variants ``modular-bev`` and ``e2e-bev`` count as their
+  paradigm) and each paradigm on the rig against itself on the bird's-eye raster - the mean
+  difference of the driving score with its interval and the share of seeds each wins;
+* above every per-scenario table, the sensors each agent saw, privileged ones marked;
+* the sensor as an axis, where a paradigm ran on both the camera rig and the bird's-eye
+  raster: per scenario and (paradigm, sensor), the driving score, collisions, the paired
+  difference to ``expert`` and rig - bev, and a sentence on how the verdict (modular against
+  e2e) changes when perception stops being free;
 * the inputs (sensors) each agent was handed, each checkpoint with its hash, and the
   experience each learned policy used: expert-labelled demo frames and environment steps
   it drove while learning (DAgger's rollouts, PPO's training);
@@ -39,7 +45,7 @@ from sim.geometry.bev import BevCamera
 from sim.harness.evaluate import CONFIG, RESULTS, read_results
 from sim.harness.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
 from sim.harness.metrics import SIM_FAULTS, scored
-from sim.harness.stats import bootstrap, paired, wilson
+from sim.harness.stats import Estimate, Paired, bootstrap, paired, wilson
 from sim.report.sidebyside import drive_clips, last_frame, pick_seeds, side_by_side, worst_episode
 
 # (column, record field or derived name, digits); rates are shares of episodes.
@@ -96,15 +102,35 @@ DUELS = (("modular", "e2e"), ("modular", "ppo"), ("e2e", "ppo"))
 """The paradigms compared head to head: modular vs imitation vs reinforcement learning."""
 
 
+BEV_VARIANTS = {"modular-bev": "modular", "e2e-bev": "e2e"}
+"""Agents that run a paradigm on the bird's-eye raster instead of the camera rig: the paradigm."""
+SENSOR_AXIS = ("modular", "e2e")
+"""The paradigms the report sets side by side on the rig and on the bird's-eye raster."""
+SENSOR_LABELS = {"rig": "camera rig", "bev": "bird's-eye raster"}
+PRIVILEGED = {"truth": "truth (privileged)", "autopilot": "autopilot (privileged)",
+              "bev": "bird's-eye raster (map, privileged)"}
+"""How the report names the sensors no car carries."""
+
+
 def _family(agent: str) -> str:
     """The paradigm of an agent spec: ``modular`` and ``modular-bev`` (the same stack on
-    another sensor) are both ``modular``; ``modular-gt`` is an ablation, not a paradigm."""
+    another sensor) are both ``modular``, ``e2e`` and ``e2e-bev`` both ``e2e``;
+    ``modular-gt`` is an ablation, not a paradigm."""
     name = agent.split(":", 1)[0]
-    return "modular" if name == "modular-bev" else name
+    return BEV_VARIANTS.get(name, name)
+
+
+def _sensor(agent: str) -> str:
+    """The sensor a paradigm's agent drives from: ``bev`` for a bird's-eye variant, else ``rig``."""
+    return "bev" if agent.split(":", 1)[0] in BEV_VARIANTS else "rig"
 
 
 def _pairs(agents: list[str]) -> list[tuple[str, str]]:
-    out = [(a, b) for fa, fb in DUELS for a in agents for b in agents if _family(a) == fa and _family(b) == fb]
+    # head to head only on the same sensor (across sensors the sensor, not the paradigm, would differ)
+    out = [(a, b) for fa, fb in DUELS for a in agents for b in agents
+           if _family(a) == fa and _family(b) == fb and _sensor(a) == _sensor(b)]
+    out += [(a, b) for a in agents for b in agents
+            if _family(a) == _family(b) and _sensor(a) == "rig" and _sensor(b) == "bev"]
     if "expert" in agents:
         out += [(a, "expert") for a in agents if a != "expert"]
     return out
@@ -142,7 +168,67 @@ def build_rows(config: dict, records: list[dict]) -> dict[str, Any]:
             sb = {r["seed"]: float(r["driving_score"]) for r in by_agent[b] if scored(r)}
             comps.append({"a": a, "b": b, "result": paired(sa, sb)})
         out["scenarios"][s] = {"table": table, "paired": comps, "records": by_agent}
+        axis = _sensor_axis(table, comps)
+        if axis:
+            out.setdefault("sensor_axis", {})[s] = axis
     return out
+
+
+def _sensor_axis(table: dict[str, dict], comps: list[dict]) -> dict[str, Any] | None:
+    """One scenario's paradigms on the rig and on the bird's-eye raster (None unless one of
+    :data:`SENSOR_AXIS` ran on both): per agent its driving score, collisions and paired
+    difference to ``expert``; per paradigm rig - bev on shared seeds; and the reading."""
+    agents = [a for p in SENSOR_AXIS for sensor in SENSOR_LABELS for a in table
+              if _family(a) == p and _sensor(a) == sensor]
+    if not any({_sensor(a) for a in agents if _family(a) == p} == set(SENSOR_LABELS) for p in SENSOR_AXIS):
+        return None
+    result = {(c["a"], c["b"]): c["result"] for c in comps}
+    rows = [{"paradigm": _family(a), "sensor": _sensor(a), "agent": a, "scored": table[a]["scored"],
+             "driving_score": table[a]["driving_score"]["mean"],
+             "collisions": table[a]["status"].get("collision", 0), "vs_expert": result.get((a, "expert"))}
+            for a in agents]
+    rig_minus_bev = [{"paradigm": _family(a), "rig": a, "bev": b, "result": r} for (a, b), r in result.items()
+                     if _family(a) == _family(b) and _sensor(a) == "rig" and _sensor(b) == "bev"]
+    return {"rows": rows, "rig_minus_bev": rig_minus_bev, "reading": _reading(agents, result)}
+
+
+def _lead(a: str, b: str, d: Estimate) -> str:
+    """``a leads b by x [low, high]`` (or trails it) from the paired difference ``a - b``,
+    saying so when the interval does not exclude a tie."""
+    if d.value == 0:
+        return f"{a} and {b} tie"
+    lead = (f"leads {b} by {d.format(3)}" if d.value > 0
+            else f"trails {b} by {Estimate(0.0 - d.value, 0.0 - d.high, 0.0 - d.low, d.n).format(3)}")
+    return f"{a} {lead}" + (" (interval includes 0)" if d.low <= 0 <= d.high else "")
+
+
+def _reading(agents: list[str], result: dict[tuple[str, str], Paired]) -> str:
+    """One sentence from the paired numbers: modular against e2e on each sensor (the first
+    agent of each), whether the verdict holds or flips from the bird's-eye raster (perception
+    free) to the rig, and what the rig costs each paradigm (rig - bev)."""
+    first: dict[tuple[str, str], str] = {}
+    for a in agents:
+        first.setdefault((_family(a), _sensor(a)), a)
+    duels, signs = [], []
+    for sensor in ("bev", "rig"):
+        m, e = first.get(("modular", sensor)), first.get(("e2e", sensor))
+        r = result.get((m, e))
+        if r is not None and r.n:
+            duels.append(f"on the {SENSOR_LABELS[sensor]}, {_lead(m, e, r.difference)}")
+            signs.append(np.sign(r.difference.value))
+    costs = []
+    for p in SENSOR_AXIS:
+        r = result.get((first.get((p, "rig")), first.get((p, "bev"))))
+        if r is not None and r.n:
+            costs.append(f"{p} {r.difference.format(3)}")
+    text = "; ".join(duels)
+    if len(signs) == 2:
+        verdict = "holds" if signs[0] == signs[1] else "flips" if signs[0] * signs[1] < 0 else "changes"
+        text += f": the verdict {verdict} when perception stops being free"
+    if costs:
+        cost = "rig - bev, paired: " + ", ".join(costs)
+        text = f"{text} ({cost})" if text else cost
+    return f"{text[0].upper()}{text[1:]}." if text else "No shared seeds to compare on."
 
 
 # -- figures -------------------------------------------------------------------------------------
@@ -275,27 +361,67 @@ def _status(counts: dict) -> str:
     return "; ".join(part for part in (text, sim and f"not scored: {sim}") if part)
 
 
+TITLES = {"mean": "{s}: mean [95% CI]", "iqm": "{s}: interquartile mean [95% CI]",
+          "paired": "{s}: paired on shared seeds", "axis": "{s}: the sensor as an axis"}
+"""The per-scenario tables' titles (``{s}``: the scenario)."""
+SENSOR_AXIS_INTRO = ("The same paradigm on the camera rig and on the privileged bird's-eye raster: how the "
+                     "verdict (modular against e2e) changes when perception stops being free. Differences are "
+                     "paired on shared seeds.")
+
+
+def _sensor_list(sensors: Sequence[str] | None) -> str:
+    """An agent's sensors as the report names them, privileged ones marked."""
+    if sensors is None:
+        return "not recorded"
+    return ", ".join(PRIVILEGED.get(x, x) for x in sensors) or "(none)"
+
+
+def _notes(rows: dict) -> dict[str, tuple[list[str], list[str]]]:
+    """Paragraphs (above, below) the per-scenario tables, by title: above each, the sensors of
+    the scenario's agents; above the sensor axis its purpose, below it the reading."""
+    sensors = rows.get("sensors") or {}
+    out = {}
+    for s, data in rows["scenarios"].items():
+        line = "Sensors — " + " · ".join(f"{a}: {_sensor_list(sensors.get(a))}" for a in data["table"])
+        out.update({t.format(s=s): ([line], []) for t in TITLES.values()})
+        axis = (rows.get("sensor_axis") or {}).get(s)
+        if axis:
+            out[TITLES["axis"].format(s=s)] = ([SENSOR_AXIS_INTRO, line], [axis["reading"]])
+    return out
+
+
 def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, cells) for every table, in order; shared by markdown and HTML."""
     out = []
     for s, data in rows["scenarios"].items():
-        for stat, label in (("mean", "mean [95% CI]"), ("iqm", "interquartile mean [95% CI]")):
+        for stat in ("mean", "iqm"):
             header = ["agent", "episodes", "status", *[m[0] for m in METRICS], "device"]
             cells = []
             for a, row in data["table"].items():
                 cells.append([a, str(row["episodes"]), _status(row["status"]),
                               *[row[f][stat].format(d) for _, f, d in METRICS], ", ".join(row["device"])])
-            out.append((f"{s}: {label}", header, cells))
+            out.append((TITLES[stat].format(s=s), header, cells))
         if data["paired"]:
             header = ["a", "b", "seeds", "driving score a - b [95% CI]", "a better", "b better", "tied"]
             cells = [[c["a"], c["b"], str(c["result"].n), c["result"].difference.format(3),
                       f"{c['result'].a_wins:.0%}", f"{c['result'].b_wins:.0%}", f"{c['result'].ties:.0%}"]
                      for c in data["paired"]]
-            out.append((f"{s}: paired on shared seeds", header, cells))
+            out.append((TITLES["paired"].format(s=s), header, cells))
+        axis = (rows.get("sensor_axis") or {}).get(s)
+        if axis:
+            header = ["paradigm", "sensor", "agent", "scored episodes", "driving score mean [95% CI]", "collisions",
+                      "agent - expert, paired [95% CI]", "rig - bev, paired [95% CI]"]
+            cells = [[r["paradigm"], SENSOR_LABELS[r["sensor"]], r["agent"], str(r["scored"]),
+                      r["driving_score"].format(3), f"{r['collisions']} of {r['scored']}",
+                      r["vs_expert"].difference.format(3) if r["vs_expert"] else "-",
+                      "; ".join(f"{c['bev']}: {c['result'].difference.format(3)}"
+                                for c in axis["rig_minus_bev"] if c["rig"] == r["agent"])]
+                     for r in axis["rows"]]
+            out.append((TITLES["axis"].format(s=s), header, cells))
     sensors = rows.get("sensors") or {}
     if sensors:
         out.append(("Inputs each agent was handed", ["agent", "sensors"],
-                    [[a, ", ".join(v) or "(none)"] for a, v in sensors.items()]))
+                    [[a, _sensor_list(v)] for a, v in sensors.items()]))
     cks = rows.get("checkpoints") or {}
     exp = rows.get("experience") or {}
     if cks:
@@ -440,6 +566,7 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False,
     files = ensure_writable_dir(folder / FILES)
     figs = _figures(rows, files)
     tables = _tables(rows)
+    notes = _notes(rows)
     clips = _videos(config, rows, files, videos, progress) if videos > 0 else {}
     gallery = _gallery(config, rows, clips, files, progress)
     seeds = rows["seeds"]
@@ -450,12 +577,16 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False,
             f"<p>{len(records)} episodes; {html.escape(seed_text)}; git revision "
             f"{html.escape(str(rows['git_revision']))}.</p>", f"<p>{html.escape(INTRO)}</p>"]
     for title, header, cells in tables:
-        md += [f"## {title}", "", _md_table(header, cells), ""]
+        above, below = notes.get(title, ([], []))
+        md += [f"## {title}", "", *[x for p in above for x in (p, "")], _md_table(header, cells), "",
+               *[x for p in below for x in (p, "")]]
         body.append(f"<h2>{html.escape(title)}</h2>")
+        body += [f"<p class=note>{html.escape(p)}</p>" for p in above]
         body.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
                     + "</tr></thead><tbody>"
                     + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                               for row in cells) + "</tbody></table>")
+        body += [f"<p class=note>{html.escape(p)}</p>" for p in below]
     for group, items in figs.items():
         md += [f"## Figures: {group}", ""]
         body.append(f"<h2>Figures: {html.escape(group)}</h2>")
@@ -522,6 +653,7 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False,
             "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
             "figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}"
             "figcaption{font-size:12px;color:#555}p.clean{font-size:13px;color:#2a7a2a}"
+            "p.note{font-size:13px;color:#333;max-width:80em}"
             "</style></head><body>" + "\n".join(body) + SELF_CHECK + "</body></html>\n")
     paths = {"md": folder / "report.md", "html": folder / "report.html", "json": folder / "report.json"}
     atomic_write_text(paths["md"], "\n".join(md))
