@@ -72,6 +72,17 @@ def number_between(minimum: float, maximum: float, what: str, *, low_open: bool 
     return parse
 
 
+def probability(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {_show(text)}") from None
+    if not (0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {_show(text)}")
+    return value
+
+
 def fraction(text: str) -> float:
     """An argparse type: a number in [0, 1) (a share of the time, a mixing weight)."""
     try:

@@ -1,6 +1,7 @@
 """The end-to-end network on the camera rig: road crops, recovery views, multi-camera
 PilotNet, rig demos, training and the agent's view matching the trainer's."""
 
+import json
 import math
 
 import h5py
@@ -203,10 +204,17 @@ def test_cli_records_rig_demos(tmp_path, capsys):
     from sim.cli import main
 
     out = tmp_path / "d"
-    assert main(["record", "--sensors", "rig", "--scenario", "lane-keep", "--episodes", "1", "--duration", "1",
+    assert main(["record", "--sensors", "rig", "--scenario", "lane-keep", "--episodes", "2", "--duration", "1",
                  "--side-views", "0.5:0,0:-5", "--workers", "1", "--out", str(out), "--quiet"]) == 0
     d = load_demos(out)
     assert d.rig["cameras"] == ["cam_front"] and d.side_frames.shape[1] == 2
+    ckpt = tmp_path / "p"
+    assert main(["train", "e2e", "--data", str(out), "--out", str(ckpt), "--model", "pilotnet-s", "--epochs", "1",
+                 "--view-prob", "0", "--quiet", "--device", "cpu"]) == 0
+    meta = json.loads((ckpt / "e2e.json").read_text())
+    assert meta["training"]["view_prob"] == 0.0 and meta["recovery_views"] == 2
+    assert meta["config"]["cameras"] == ["cam_front"] and meta["config"]["image_hw"] == [66, 200]
+    assert main(["train", "e2e", "--data", str(out), "--out", str(tmp_path / "q"), "--view-prob", "1.5"]) == 2
     assert main(["record", "--sensors", "rig", "--cameras", "cam_side", "--out", str(tmp_path / "x"),
                  "--quiet"]) == 2
     assert "unknown rig camera(s) ['cam_side']; the rig has: cam_front, cam_rear" in capsys.readouterr().err

@@ -184,6 +184,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--budget-min", type=arguments.minutes, default=0.0,
                    help="e2e/dagger/detector mono3d: stop training after this many minutes (default: none)")
     s.add_argument("--no-augment", action="store_true", help="e2e: no augmentation")
+    s.add_argument("--view-prob", type=arguments.probability, default=0.5,
+                   help="e2e: share of samples drawn from a recorded recovery view (rig demos) or given a "
+                        "viewpoint shift (bird's-eye demos); 0 trains on the centre view only (default: 0.5)")
     s.add_argument("--epochs", type=arguments.positive_int, default=None,
                    help="at most this many epochs (default: detector 30, mono3d 12, e2e 20, dagger rounds 4)")
     s.add_argument("--batch-size", type=arguments.batch_size, default=None, help="(default: detector 32, e2e 64)")
@@ -371,7 +374,8 @@ def _e2e_recipe(args, **overrides):
 
     values = dict(model=args.model or "pilotnet-m", stack=args.stack, stride=args.stride, loss=args.loss, epochs=args.epochs or 20,
                   batch_size=args.batch_size or 64, lr=args.lr or 1e-3, patience=args.patience or 4,
-                  seed=args.seed, augment=not args.no_augment, budget_s=60.0 * args.budget_min)
+                  seed=args.seed, augment=not args.no_augment, budget_s=60.0 * args.budget_min,
+                  view_prob=args.view_prob)
     values.update(overrides)
     return E2ETrainConfig(**values)
 
