@@ -214,7 +214,9 @@ def test_cli_records_rig_demos(tmp_path, capsys):
     meta = json.loads((ckpt / "e2e.json").read_text())
     assert meta["training"]["view_prob"] == 0.0 and meta["recovery_views"] == 2
     assert meta["config"]["cameras"] == ["cam_front"] and meta["config"]["image_hw"] == [66, 200]
-    assert main(["train", "e2e", "--data", str(out), "--out", str(tmp_path / "q"), "--view-prob", "1.5"]) == 2
+    with pytest.raises(SystemExit) as bad:
+        main(["train", "e2e", "--data", str(out), "--out", str(tmp_path / "q"), "--view-prob", "1.5"])
+    assert bad.value.code == 2 and "expected a number in [0, 1], got '1.5'" in capsys.readouterr().err
     assert main(["record", "--sensors", "rig", "--cameras", "cam_side", "--out", str(tmp_path / "x"),
                  "--quiet"]) == 2
     assert "unknown rig camera(s) ['cam_side']; the rig has: cam_front, cam_rear" in capsys.readouterr().err
