@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -10,16 +11,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.e2e.demos import episode_lengths, load_demos
+from agents.e2e.rig import DEFAULT_SIDE_VIEWS, SideView
 from sim.cli import main
+from sim.harness.evaluate import read_results
 from sim.harness.io import write_jsonl
 from sim.pipelines.record import NoiseConfig, record_dataset
 from sim.pipelines.study import (
     CELLS,
+    CONFIG,
     StudyConfig,
     matches,
+    modular_reference,
     nested_subsets,
     parse_sizes,
     read_cells,
+    rig_memory_bytes,
     run_study,
     write_study_report,
 )
@@ -146,12 +152,86 @@ def test_a_tiny_study_runs_end_to_end_resumes_and_grows(tmp_path):
         read_cells(out)
 
 
+def test_rig_config_defaults_and_checks():
+    rig = StudyConfig(scenario="lane-keep", frames=(100,), sensors="rig")
+    assert rig.references == ("expert", "modular") and rig.cameras == ("cam_front",)
+    assert rig.side_views == DEFAULT_SIDE_VIEWS and rig.sensor_label() == "camera rig (cam_front)"
+    bev = StudyConfig(scenario="lane-keep", frames=(100,))
+    assert bev.references == ("expert", "modular-bev") and bev.cameras == () and bev.side_views == ()
+    assert bev.sensor_label() == "bird's-eye raster" and bev.rig_input() is None
+    views = StudyConfig(scenario="lane-keep", frames=(100,), sensors="rig", side_views=(SideView(0.5, 2.0),))
+    assert views.side_views == ((0.5, 2.0),) and views.rig_input(side_views=False).side_views == ()
+    for bad, match in (({"sensors": "lidar"}, "known: bev, rig"), ({"cameras": ("cam_front",)}, "--sensors rig"),
+                       ({"sensors": "rig", "cameras": ("cam_left",)}, "cam_left"),
+                       ({"sensors": "rig", "side_views": ((5.0, 0.0),)}, "3 m")):
+        with pytest.raises(ValueError, match=match):
+            StudyConfig(scenario="lane-keep", frames=(100,), **bad)
+    # (1 + V) crops of 66x200x3 bytes per camera and frame
+    assert rig_memory_bytes(1000, 6) == 1000 * 7 * 66 * 200 * 3
+    assert rig_memory_bytes(10, 0, cameras=2) == 10 * 66 * 200 * 3 * 2
+    # the modular line is the one on the study's sensors, with or without a checkpoint
+    refs = {"expert": {}, "modular-bev": {}, "modular:geometric": {}}
+    assert modular_reference(refs, "rig") == "modular:geometric" and modular_reference(refs, "bev") == "modular-bev"
+    assert modular_reference({"expert": {}}, "rig") is None
+
+
+def test_a_tiny_rig_study_records_trains_and_drives_on_the_camera_rig(tmp_path, capsys):
+    out = tmp_path / "rig"
+    cfg = StudyConfig(scenario="lane-keep", frames=(40, 80), models=("s",), train_seeds=1, episodes=1,
+                      samples=100, max_epochs=1, budget_s=60, duration_s=2.0, demo_seed=2000, heldout_episodes=1,
+                      references=("expert", "modular:geometric"), sensors="rig", side_views=((0.5, 0.0),))
+    cells = run_study(cfg, out, progress=True)
+    printed = capsys.readouterr().out
+    assert "study: memory: a rig frame is 1 + 1 recovery views x 66x200x3 bytes x 1 camera = 79 kB" in printed
+    config = json.loads((out / CONFIG).read_text())
+    assert config["study"]["sensors"] == "rig" and config["study"]["cameras"] == ["cam_front"]
+    demos = load_demos(config["datasets"])
+    assert demos.rig["cameras"] == ["cam_front"] and demos.side_frames.shape[1:3] == (1, 66)
+    held = load_demos(config["heldout"])
+    assert held.rig["cameras"] == ["cam_front"] and held.side_frames is None  # centre view only
+    assert sorted(c["frames"] for c in cells) == [40, 80]
+    for c in cells:
+        meta = json.loads((out / c["policy"] / "e2e.json").read_text())
+        assert meta["config"]["cameras"] == ["cam_front"] and np.isfinite(c["heldout_loss"])
+    agents = {r["agent"] for r in read_results(out / "reference" / "results.jsonl")}
+    assert agents == {"expert", "modular:geometric"}
+    md = write_study_report(out)["md"].read_text()
+    assert "PilotNet on the camera rig (cam_front)" in md and "modular:geometric:" in md
+    assert "no modular reference" not in md
+    with pytest.raises(ValueError, match="sensors"):  # a rig study resumes as a rig study only
+        run_study(StudyConfig(**{**asdict(cfg), "sensors": "bev", "cameras": (), "side_views": (),
+                                 "references": None}), out, resume=True, progress=False)
+
+
+def test_an_old_study_without_sensors_resumes_as_a_birds_eye_study(tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    cfg = StudyConfig(scenario="lane-keep", frames=(60,), models=("s",), train_seeds=1, episodes=1,
+                      references=(), heldout_episodes=0, keep="last")
+    study = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items()
+             if k not in ("sensors", "cameras", "side_views")}  # what the version before --sensors wrote
+    (out / CONFIG).write_text(json.dumps({"study": study, "datasets": ["elsewhere/demos"], "dataset_frames": 600,
+                                          "dataset_episodes": 10, "started": "then"}))
+    line = {"cell": "s__60__seed0", "model": "s", "frames": 60, "seed": 0, "driving_score": 0.5, "method": "bc"}
+    write_jsonl(out / CELLS, [line])  # every cell done: the resume trains nothing
+    with pytest.raises(ValueError, match="sensors"):
+        run_study(StudyConfig(**{**asdict(cfg), "sensors": "rig", "references": None, "side_views": None}), out,
+                  resume=True, progress=False)
+    assert run_study(cfg, out, resume=True, progress=False) == [line]
+    resumed = json.loads((out / CONFIG).read_text())
+    assert resumed["study"]["sensors"] == "bev" and resumed["datasets"] == ["elsewhere/demos"]
+
+
 def test_study_cli_refuses_bad_input(capsys):
     assert main(["study", "scale", "--frames", "2q"]) == 2
     assert "not a size" in capsys.readouterr().err
     assert main(["study", "scale", "--models", "xl"]) == 2
     assert main(["study", "scale", "--scenario", "moon"]) == 2
     assert "known:" in capsys.readouterr().err
+    assert main(["study", "scale", "--cameras", "cam_front"]) == 2  # the rig's options need --sensors rig
+    assert "--sensors rig" in capsys.readouterr().err
+    assert main(["study", "scale", "--sensors", "rig", "--cameras", "cam_left"]) == 2
+    assert main(["study", "scale", "--sensors", "rig", "--side-views", "0.5:x"]) == 2
 
 
 @pytest.mark.ray

@@ -111,7 +111,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Record (or reuse) one expert dataset, train PilotNet on nested subsets of it for every "
                     "(data size, model size, training seed) cell with the same recipe and compute, drive each "
                     "cell on the same held-out seeds, and chart driving score against labelled frames with "
-                    "modular-bev and expert as references.  Resumable cell by cell (--resume).")
+                    "the expert and the modular stack on the same sensors as references.  --sensors bev: the "
+                    "network sees the bird's-eye raster (reference modular-bev); --sensors rig: 66x200 road crops "
+                    "of the rig's --cameras, trained with PilotNet's recovery views (reference modular).  A rig "
+                    "frame with V recovery views takes (1+V) x 66x200x3 bytes of RAM per camera when a cell "
+                    "trains; the study prints the estimate first.  Resumable cell by cell (--resume).")
     s.add_argument("what", choices=["scale"], help="the study")
     s.add_argument("--scenario", default="lane-keep", help="(default: lane-keep)")
     s.add_argument("--frames", default="2k,5k,20k,50k", metavar="A,B",
@@ -126,8 +130,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--budget-min", type=arguments.minutes, default=15.0, help="training minutes per cell at most (default: 15)")
     s.add_argument("--stack", type=arguments.frames_stacked, default=1, help="frames stacked (default: 1; highway: 2)")
     s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS", help="episode length")
-    s.add_argument("--references", default="expert,modular-bev", metavar="A,B",
-                   help="agents driven once as horizontal lines (default: expert,modular-bev)")
+    s.add_argument("--sensors", default="bev", choices=["bev", "rig"],
+                   help="what the network sees: bev, the bird's-eye raster (e2e-bev), or rig, road crops of the "
+                        "rig's --cameras with recovery views (e2e) (default: bev)")
+    s.add_argument("--cameras", default=None, metavar="A,B",
+                   help="rig: the cameras the network sees (default: cam_front; the rig has cam_front, cam_rear)")
+    s.add_argument("--side-views", default=None, metavar="DY:YAW,...",
+                   help="rig: recovery views recorded with the demos, each the cameras rendered from the car "
+                        "shifted DY m left and turned YAW deg; 'none' for none (default: "
+                        + ",".join(f"{dy:g}:{yaw:g}" for dy, yaw in DEFAULT_SIDE_VIEWS) + ")")
+    s.add_argument("--references", default=None, metavar="A,B",
+                   help="agents driven once as horizontal lines (default: expert,modular-bev; "
+                        "--sensors rig: expert,modular)")
     s.add_argument("--data", default=None, metavar="DATASET[,DATASET]",
                    help="demos to take subsets of (default: record them into OUT/demos)")
     s.add_argument("--heldout-episodes", type=arguments.count, default=5,
@@ -299,14 +313,21 @@ def _cmd_study(args) -> int:
     from sim.pipelines.study import StudyConfig, parse_sizes, run_study, write_study_report
 
     models = tuple(m.strip().removeprefix("pilotnet-") for m in args.models.split(",") if m.strip())
-    refs = tuple(a.strip() for a in args.references.split(",") if a.strip())
+    refs = None if args.references is None else tuple(a.strip() for a in args.references.split(",") if a.strip())
+    rig = {}
+    if args.cameras is not None:
+        rig["cameras"] = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    if args.side_views is not None:
+        from agents.e2e.rig import parse_side_views
+
+        rig["side_views"] = parse_side_views(args.side_views)
     cfg = StudyConfig(scenario=args.scenario, frames=parse_sizes(args.frames), models=models,
                       train_seeds=args.train_seeds, episodes=args.episodes, seed_start=args.seed_start,
                       samples=parse_sizes(args.samples)[0], max_epochs=args.max_epochs,
                       budget_s=60.0 * args.budget_min, stack=args.stack, duration_s=args.duration, references=refs,
                       data=tuple(d for d in (args.data or "").split(",") if d),
                       heldout_episodes=args.heldout_episodes, dagger_rounds=args.dagger_rounds,
-                      dagger_episodes=args.dagger_episodes, keep=args.keep)
+                      dagger_episodes=args.dagger_episodes, keep=args.keep, sensors=args.sensors, **rig)
     out = Path(args.out or f"runs/study/{args.scenario}")
     run_study(cfg, out, workers=args.workers, device=args.device, resume=args.resume, backend=args.backend,
               address=args.address, progress=not args.quiet, argv=sys.argv)

@@ -9,6 +9,14 @@ training frames, capped), bounded by a wall-clock budget per cell; then it drive
 held-out seeds through the evaluation harness.  ``modular`` and ``expert`` drive those seeds
 once, as references.
 
+``sensors`` says what the network sees: ``bev`` the bird's-eye raster (the e2e-bev policy;
+references expert and modular-bev), or ``rig`` 66x200 road crops of the rig's ``cameras``
+with PilotNet's recovery views (the e2e policy, :mod:`agents.e2e.rig`; references expert
+and modular, the same stack on the same cameras).  A rig study's demos (and DAgger's rounds)
+are recorded with the recovery views; its held-out set with the cameras only, since the
+open-loop loss is measured on the centre view.  A rig frame with V recovery views holds
+(1 + V) crops in memory when a cell trains: :func:`rig_memory_line` says how much.
+
 Everything lands in the study folder: ``study.json`` (the recipe, written first),
 ``demos/`` (the dataset, unless one was given), ``cells/{model}__{frames}__seed{S}/`` (the
 checkpoint and its evaluation), ``reference/`` (the references' evaluation),
@@ -41,9 +49,11 @@ import torch
 from matplotlib.ticker import NullFormatter
 
 from agents.e2e.checkpoint import META
-from agents.e2e.demos import episode_lengths, load_demos
+from agents.e2e.demos import dataset_info, episode_lengths, load_demos
+from agents.e2e.rig import DEFAULT_CAMERAS, DEFAULT_SIDE_VIEWS, INPUT_HW, RigInput, SideView
 from agents.e2e.train import E2ETrainConfig, epochs_for, policy_loss, train_e2e
 from perception.checkpoint import training_complete
+from sim.geometry.pinhole import default_rig
 from sim.harness.evaluate import RESULTS, read_results, run_eval
 from sim.harness.io import (
     append_jsonl,
@@ -65,14 +75,18 @@ CONFIG = "study.json"
 CELLS = "study.jsonl"
 MODELS = ("s", "m", "l")
 MATCHED = ("scenario", "samples", "max_epochs", "budget_s", "stack", "episodes", "seed_start", "duration_s",
-           "order_seed", "data", "heldout_episodes", "heldout_seed", "keep")
+           "order_seed", "data", "heldout_episodes", "heldout_seed", "keep", "sensors", "cameras", "side_views")
 """A resumed study must agree on these; the grid (sizes, models, seeds, DAgger rounds) may grow."""
 MATCHED_DAGGER = ("dagger_episodes", "dagger_seed")
 """... and on these once it has DAgger lines."""
-LEGACY = {"keep": "best"}
+LEGACY = {"keep": "best", "sensors": "bev"}
 """What a study written before these settings existed did (its study.json lacks them)."""
 HELDOUT = "heldout"
 """The study's shared open-loop test set: expert episodes in no subset, recorded once."""
+SENSORS = ("bev", "rig")
+DEFAULT_REFERENCES = {"bev": ("expert", "modular-bev"), "rig": ("expert", "modular")}
+"""Per sensor kind, the agents driven as horizontal lines: the expert and the modular stack on
+the same sensor as the network."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,8 @@ class StudyConfig:
     """Wall-clock bound on one cell's training."""
     stack: int = 1
     duration_s: float | None = None
-    references: tuple[str, ...] = ("expert", "modular-bev")
+    references: tuple[str, ...] | None = None
+    """Agents driven once as horizontal lines (None: DEFAULT_REFERENCES of ``sensors``)."""
     data: tuple[str, ...] = ()
     """Datasets to take subsets of; empty: record ``demos/`` (seeds from ``demo_seed``)."""
     demo_seed: int = 1000
@@ -111,8 +126,29 @@ class StudyConfig:
     keep: str = "last"
     """Which weights a cell keeps: ``last`` (fixed compute, the final epoch) or ``best`` (lowest
     loss on the cell's own validation episodes, with early stopping)."""
+    sensors: str = "bev"
+    """What the network sees: ``bev`` (the bird's-eye raster) or ``rig`` (road crops of ``cameras``)."""
+    cameras: tuple[str, ...] = ()
+    """rig: the cameras the network sees (empty: DEFAULT_CAMERAS); bev: none."""
+    side_views: tuple[tuple[float, float], ...] | None = None
+    """rig: the recovery views recorded with the demos, ``(dy_m, yaw_deg)`` each (None:
+    ``drive record``'s DEFAULT_SIDE_VIEWS); bev: none."""
 
     def __post_init__(self) -> None:
+        if self.sensors not in SENSORS:
+            raise ValueError(f"unknown sensors {self.sensors!r}; known: {', '.join(SENSORS)}")
+        if self.sensors == "bev" and (self.cameras or self.side_views):
+            raise ValueError("--cameras and --side-views choose what a rig study records; "
+                             "pass --sensors rig, or drop them for a bird's-eye study")
+        views = DEFAULT_SIDE_VIEWS if self.sensors == "rig" and self.side_views is None else self.side_views or ()
+        views = tuple((float(v.dy_m), float(v.yaw_deg)) if isinstance(v, SideView) else (float(v[0]), float(v[1]))
+                      for v in views)
+        object.__setattr__(self, "side_views", views)
+        object.__setattr__(self, "cameras", tuple(self.cameras or (DEFAULT_CAMERAS if self.sensors == "rig" else ())))
+        if self.references is None:
+            object.__setattr__(self, "references", DEFAULT_REFERENCES[self.sensors])
+        object.__setattr__(self, "references", tuple(self.references))
+        self.rig_input()  # unknown cameras, views out of range: refused now, not after the recording
         if not self.frames or any(f <= 0 for f in self.frames) or list(self.frames) != sorted(set(self.frames)):
             raise ValueError(f"--frames must be distinct positive sizes, got {self.frames}")
         bad = [m for m in self.models if m not in MODELS]
@@ -124,6 +160,64 @@ class StudyConfig:
             raise ValueError(f"unknown keep {self.keep!r}; known: best, last")
         if self.heldout_episodes < 0 or self.dagger_rounds < 0 or self.dagger_episodes < 1:
             raise ValueError("heldout_episodes and dagger_rounds must be >= 0, dagger_episodes >= 1")
+
+    def rig_input(self, side_views: bool = True) -> RigInput | None:
+        """What a rig study records (its cameras, with the recovery views unless ``side_views``
+        is false); None for a bird's-eye study."""
+        if self.sensors != "rig":
+            return None
+        views = [SideView(dy, yaw) for dy, yaw in self.side_views] if side_views else []
+        return RigInput.build(default_rig(), self.cameras, views)
+
+    def sensor_label(self) -> str:
+        """What the network sees, for charts: ``camera rig (cam_front)`` or ``bird's-eye raster``."""
+        return f"camera rig ({', '.join(self.cameras)})" if self.sensors == "rig" else "bird's-eye raster"
+
+
+def rig_memory_bytes(frames: int, recovery_views: int, cameras: int = 1, input_hw: tuple[int, int] = INPUT_HW) -> int:
+    """RAM a cell's rig frames take when it trains: every labelled frame holds its centre crop
+    and ``recovery_views`` more, ``66 x 200 x 3`` bytes per camera each."""
+    h, w = input_hw
+    return int(frames) * (1 + int(recovery_views)) * h * w * 3 * int(cameras)
+
+
+def rig_memory_line(cfg: StudyConfig, workers: int = 1) -> str:
+    """The one line a rig study prints first: what its largest subset costs in RAM."""
+    views = _data_side_views(cfg)
+    per_frame = rig_memory_bytes(1, views, len(cfg.cameras))
+    largest = max(cfg.frames)
+    total = rig_memory_bytes(largest, views, len(cfg.cameras))
+    h, w = INPUT_HW
+    text = (f"study: memory: a rig frame is 1 + {views} recovery views x {h}x{w}x3 bytes x {len(cfg.cameras)} "
+            f"camera{'s' if len(cfg.cameras) != 1 else ''} = {per_frame / 1e3:.0f} kB; the largest subset "
+            f"({largest:,} frames or a little more) takes about {total / 1e9:.2f} GB of RAM in each training cell")
+    if workers > 1:
+        text += f", {workers * total / 1e9:.2f} GB with {workers} cells at a time"
+    if cfg.dagger_rounds:
+        text += ", more as DAgger's rounds add frames"
+    return text
+
+
+def _data_side_views(cfg: StudyConfig) -> int:
+    """Recovery views per frame of a rig study's data: the given datasets' (their largest), or
+    the study's own ``side_views`` when it records them."""
+    if not cfg.data:
+        return len(cfg.side_views)
+    return max(len((dataset_info(p)["drive"].get("rig") or {}).get("side_views") or []) for p in cfg.data)
+
+
+def _check_data_sensors(cfg: StudyConfig, paths: Sequence[str]) -> None:
+    """Given datasets must hold what the study's network sees: bird's-eye frames, or the
+    study's rig cameras."""
+    for path in paths:
+        rig = dataset_info(path)["drive"].get("rig")
+        if cfg.sensors == "bev" and rig is not None:
+            raise ValueError(f"{path} holds rig frames ({', '.join(rig['cameras'])}); pass --sensors rig "
+                             f"--cameras {','.join(rig['cameras'])} to study them")
+        if cfg.sensors == "rig" and (rig is None or tuple(rig["cameras"]) != cfg.cameras):
+            held = "bird's-eye frames" if rig is None else f"rig frames of {', '.join(rig['cameras'])}"
+            raise ValueError(f"{path} holds {held}, the study's network sees the rig's {', '.join(cfg.cameras)}; "
+                             "record rig demos with 'drive record --sensors rig' or match --sensors/--cameras")
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -184,7 +278,8 @@ def nested_subsets(episode_frames: Sequence[int], sizes: Sequence[int], order_se
 
 
 def _record_data(cfg: StudyConfig, folder: Path, workers: int, progress: bool) -> list[str]:
-    """Record expert demos until the largest size fits (a second dataset tops up a shortfall)."""
+    """Record expert demos until the largest size fits (a second dataset tops up a shortfall);
+    a rig study's with its cameras and recovery views."""
 
     world = get_scenario(cfg.scenario, **({"duration_s": cfg.duration_s} if cfg.duration_s else {}))
     need = max(cfg.frames)
@@ -195,9 +290,11 @@ def _record_data(cfg: StudyConfig, folder: Path, workers: int, progress: bool) -
         if not (path / "data").exists():
             n = max(2, math.ceil((need - have) / per_episode * 1.1))
             if progress:
-                print(f"study: recording {n} expert episodes on {cfg.scenario} into {path}", flush=True)
+                seen = (f"{cfg.sensor_label()} with {len(cfg.side_views)} recovery views" if cfg.sensors == "rig"
+                        else cfg.sensor_label())
+                print(f"study: recording {n} expert episodes on {cfg.scenario} ({seen}) into {path}", flush=True)
             record_dataset(world, list(range(seed, seed + n)), path, noise=NoiseConfig(fraction=cfg.demo_noise),
-                           workers=workers, progress=progress)
+                           workers=workers, progress=progress, rig=cfg.rig_input())
         paths.append(str(path))
         lengths = episode_lengths(paths)
         have = sum(lengths)
@@ -358,6 +455,10 @@ def run_study(cfg: StudyConfig, out: str | Path, *, workers: int = 1, device: st
         old = json.loads(config_path.read_text())
         for key in ("datasets", "dataset_frames", "dataset_episodes", "started", HELDOUT):
             config[key] = old.get(key)
+    if cfg.data and not config.get("datasets"):
+        _check_data_sensors(cfg, cfg.data)
+    if progress and cfg.sensors == "rig":
+        print(rig_memory_line(cfg, workers), flush=True)
     if not config.get("datasets"):
         paths = list(cfg.data) or _record_data(cfg, out, max(workers, os.cpu_count() or 1), progress)
         config["datasets"] = [str(p) for p in paths]
@@ -424,8 +525,10 @@ def _record_heldout(cfg: StudyConfig, folder: Path, workers: int, progress: bool
         if progress:
             print(f"study: recording {cfg.heldout_episodes} held-out expert episodes into {path}", flush=True)
         world = get_scenario(cfg.scenario, **({"duration_s": cfg.duration_s} if cfg.duration_s else {}))
+        # a rig study's without recovery views: the open-loop loss is measured on the centre view
         record_dataset(world, list(range(cfg.heldout_seed, cfg.heldout_seed + cfg.heldout_episodes)), path,
-                       noise=NoiseConfig(fraction=cfg.demo_noise), workers=workers, progress=progress)
+                       noise=NoiseConfig(fraction=cfg.demo_noise), workers=workers, progress=progress,
+                       rig=cfg.rig_input(side_views=False))
     return path
 
 
@@ -552,10 +655,17 @@ def matches(rows: Sequence[dict], reference: dict | None) -> dict[str, int | Non
     return out
 
 
-def modular_reference(refs: dict[str, dict]) -> str | None:
-    """The modular agent among the references (``modular``, ``modular-bev``, with or
-    without a checkpoint), the line the learned networks are measured against."""
-    return next((a for a in refs if a.split(":", 1)[0] in ("modular", "modular-bev")), None)
+MODULAR = {"rig": "modular", "bev": "modular-bev"}
+"""The modular agent that sees what the study's network sees."""
+
+
+def modular_reference(refs: dict[str, dict], sensors: str = "bev") -> str | None:
+    """The modular agent among the references (``modular``, ``modular-bev``, with or without a
+    checkpoint: ``modular:geometric``), the line the learned networks are measured against;
+    the one on the study's ``sensors`` when both drove."""
+    kinds = {a: a.split(":", 1)[0] for a in refs}
+    return (next((a for a, k in kinds.items() if k == MODULAR[sensors]), None)
+            or next((a for a, k in kinds.items() if k in MODULAR.values()), None))
 
 
 def write_study_report(folder: str | Path) -> dict[str, Path]:
@@ -564,11 +674,13 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     folder = Path(folder)
     config = json.loads((folder / CONFIG).read_text())
     cfg = config["study"]
+    recipe = _cfg(cfg)
+    sensor = recipe.sensor_label()
     cells = read_cells(folder)
     rows = summarise(cells)
     refs = references(folder)
     hz = get_scenario(cfg["scenario"]).control_hz
-    modular = modular_reference(refs)
+    modular = modular_reference(refs, recipe.sensors)
     reached = matches(rows, refs.get(modular) if modular else None)
     files = ensure_writable_dir(folder / "study_files")
 
@@ -616,7 +728,8 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
         a.grid(True, which="both", alpha=0.3)
     ax.set_ylabel("closed-loop driving score")
     ax.set_ylim(-0.02, 1.05)
-    ax.set_title(f"{cfg['scenario']}: closed loop ({cfg['episodes']} held-out seeds per cell)")
+    ax.set_title(f"{cfg['scenario']}: closed loop ({cfg['episodes']} held-out seeds per cell)\n"
+                 f"PilotNet on the {sensor}")
     ax.legend(fontsize=8, loc="lower right")
     ax2.set_ylabel("loss (L1, open loop, log scale)")
     ax2.set_yscale("log")
@@ -663,7 +776,7 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
     held_text = (f" Open-loop loss on {cfg.get('heldout_episodes')} expert episodes in no subset (seeds "
                  f"{cfg.get('heldout_seed')}+)." if shared else " Open-loop loss on each cell's own validation "
                  "episodes (not comparable across sizes).")
-    intro = (f"Scenario {cfg['scenario']}; {len(bc_cells)} cells done ({len(grid(_cfg(cfg)))} in the last run's "
+    intro = (f"Scenario {cfg['scenario']}, PilotNet on the {sensor}; {len(bc_cells)} cells done ({len(grid(recipe))} in the last run's "
              f"grid); every cell trained "
              f"on {cfg['samples']:,} samples (at most {cfg['max_epochs']} epochs, {cfg['budget_s']:.0f} s budget) "
              f"from nested subsets of {config.get('dataset_episodes')} expert episodes "
@@ -697,5 +810,8 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
 def _cfg(d: dict) -> StudyConfig:
     """A study.json's recipe (keys it lacks: what the version that wrote it did, LEGACY)."""
     d = {**{k: v for k, v in LEGACY.items() if k not in d}, **d}
+    views = d.get("side_views")
     return StudyConfig(**{**d, "frames": tuple(d["frames"]), "models": tuple(d["models"]),
-                          "references": tuple(d["references"]), "data": tuple(d["data"])})
+                          "references": tuple(d["references"]), "data": tuple(d["data"]),
+                          "cameras": tuple(d.get("cameras", ())),
+                          "side_views": None if views is None else tuple(tuple(v) for v in views)})
