@@ -32,8 +32,8 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
                       "(e2e:CHECKPOINT_DIR, '{scenario}' in it becomes the scenario; default runs/e2e-rig/{scenario})"),
     "e2e-bev": (E2EBevAgent, "the end-to-end PilotNet on the bird's-eye raster (ablation: a clean top-down "
                              "map instead of camera frames; e2e-bev:CHECKPOINT_DIR, default runs/e2e/{scenario})"),
-    "ppo": (PPOAgent, "PilotNet trained by reinforcement learning (SB3 PPO, shaped reward), camera (+ speed, "
-                      "command) -> action, from scratch or from an e2e network (ppo:CHECKPOINT_DIR; "
+    "ppo": (PPOAgent, "PilotNet trained by reinforcement learning (SB3 PPO, shaped reward), bird's-eye raster "
+                      "(+ speed, command) -> action, from scratch or from an e2e-bev network (ppo:CHECKPOINT_DIR; "
                       "default runs/ppo/{scenario})"),
     "idm": (IDMAgent, "highway-env's IDM/MOBIL driver in the ego's seat (stock baseline)"),
     "straight": (StraightAgent, "wheel straight, speed held (lower bound)"),

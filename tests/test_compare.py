@@ -129,12 +129,15 @@ def test_recipes_and_cli_flags():
     assert default.scenarios == quick.scenarios == ("lane-keep", "highway")
     assert default.episodes >= 20 and quick.root != default.root  # quick's small nets never shadow the default's
     assert get_recipe(True, episodes=7).episodes == 7 and get_recipe(False, episodes=None).episodes == default.episodes
+    assert get_recipe(False, sensors=("rig", "bev")).eval_dir == "compare-rig-bev"
+    assert get_recipe(True, sensors=None).sensors == ("rig",)
     assert default.e2e_recipe("merge") is default.e2e["*"]
     assert default.e2e_recipe("merge", "rig") is default.e2e_rig["*"]
 
 
 @pytest.mark.parametrize("argv", [["compare", "--episodes", "0"], ["compare", "--videos", "-1"],
-                                  ["compare", "--device", "tpu"]])
+                                  ["compare", "--device", "tpu"], ["compare", "--sensors", "lidar"],
+                                  ["compare", "--sensors", "rig,rig"]])
 def test_compare_refuses_bad_flags(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)

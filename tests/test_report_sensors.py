@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sim.harness.evaluate import CONFIG, RESULTS
-from sim.report.report import TITLES, _family, _pairs, build_rows, write_report
+from sim.report.report import TITLES, _family, _pairs, _sensors_of, build_rows, write_report
 
 E2E = "e2e:runs/x/{scenario}"
 E2E_BEV = "e2e-bev:runs/y"
@@ -129,3 +129,16 @@ def test_no_sensor_axis_when_every_paradigm_ran_on_one_sensor(tmp_path):
     md = paths["md"].read_text()
     assert "the sensor as an axis" not in md and "Sensors — expert: truth (privileged)" in md
     assert "the sensor as an axis" not in paths["html"].read_text()
+
+
+def test_the_sensor_comes_from_the_recorded_inputs_and_ppo_drives_the_raster():
+    # ppo is PilotNet on the bird's-eye raster: it duels e2e-bev, not the rig's e2e
+    pairs = _pairs(["e2e", "e2e-bev", "ppo"])
+    assert ("e2e-bev", "ppo") in pairs and ("e2e", "ppo") not in pairs
+    # a checkpoint spec named e2e that was handed the raster (a bird's-eye study's cell) counts as bev
+    recorded = {"e2e:cells/x": ["bev", "speed", "command"], "modular-bev": ["bev", "pose", "map", "speed"],
+                "modular": ["cam_front", "cam_rear", "pose", "map", "speed"]}
+    sensor = _sensors_of(list(recorded), recorded)
+    assert sensor == {"e2e:cells/x": "bev", "modular-bev": "bev", "modular": "rig"}
+    assert ("modular-bev", "e2e:cells/x") in _pairs(list(recorded), sensor)
+    assert ("modular", "e2e:cells/x") not in _pairs(list(recorded), sensor)

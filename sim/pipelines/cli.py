@@ -90,13 +90,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = subparsers.add_parser(
         "compare", help="the main job: train what is missing, evaluate every agent, write the report",
-        description="Make what the comparison needs and is not cached under runs/ (detector frames and "
-                    "detector, expert demos and the end-to-end network per scenario), run 'drive eval' of "
-                    "expert, modular-bev, e2e and idm on lane-keep and highway with the same seeds, and write "
-                    "'drive report'.  Defaults: 20 seeds per scenario, about 17 min from nothing on 2 CPU "
-                    "cores (minutes once the checkpoints exist); --quick: 3 seeds and small networks under "
-                    "runs/quick, about 4 min.  An interrupted run resumes.")
+        description="Make what the comparison needs and is not cached under runs/ (expert demos and the "
+                    "end-to-end network per scenario; for --sensors bev the bird's-eye detector too), run "
+                    "'drive eval' of expert, modular, e2e and idm on lane-keep and highway with the same seeds "
+                    "- both paradigms from the camera rig - and write 'drive report' into runs/compare.  "
+                    "--sensors bev: the same comparison on the bird's-eye raster (modular-bev, e2e-bev; "
+                    "runs/compare-bev); --sensors rig,bev: all six on the same seeds, the sensor as an axis of "
+                    "the report (runs/compare-rig-bev).  Defaults: 20 seeds per scenario, about 16 min from "
+                    "nothing on 2 CPU cores (minutes once the checkpoints exist); --quick: 3 seeds and small "
+                    "networks under runs/quick.  An interrupted run resumes.")
     s.add_argument("--quick", action="store_true", help="smoke view in a few minutes (runs/quick)")
+    s.add_argument("--sensors", type=_sensor_list, default=None, metavar="rig|bev|rig,bev",
+                   help="what both paradigms are compared on (default: rig)")
     s.add_argument("--episodes", type=arguments.positive_int, default=None,
                    help="seeds per scenario (default: 20, --quick 3)")
     s.add_argument("--workers", type=arguments.positive_int, default=None, help="worker processes (default: 2)")
@@ -239,7 +244,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--beta", type=arguments.fraction, default=0.5,
                    help="dagger: share of expert control in round 1, halved every round (default: 0.5)")
     s.add_argument("--eval-episodes", type=arguments.count, default=None,
-                   help="dagger: closed-loop episodes scored per round on seeds 0.. (default: 20); ppo: per "
+                   help="dagger: closed-loop episodes scored per round on seeds 10000.. (default: 20); ppo: per "
                         "evaluation, on seeds 10000.. (default: 5)")
     s.add_argument("--workers", type=arguments.positive_int, default=2, help="dagger: worker processes (default: 2)")
     s.add_argument("--seed", type=arguments.seed, default=0, help="(default: 0)")
@@ -299,10 +304,20 @@ def _cmd_perception(args) -> int:
     return 0
 
 
+def _sensor_list(text: str) -> tuple[str, ...]:
+    """``--sensors``: ``rig``, ``bev`` or both, comma-separated."""
+    from sim.pipelines.compare import SENSORS
+
+    out = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not out or any(x not in SENSORS for x in out) or len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"expected rig, bev or rig,bev, got {text!r}")
+    return out
+
+
 def _cmd_compare(args) -> int:
     from sim.pipelines.compare import get_recipe, run_compare
 
-    recipe = get_recipe(args.quick, episodes=args.episodes)
+    recipe = get_recipe(args.quick, episodes=args.episodes, sensors=args.sensors)
     summary = run_compare(recipe, device=args.device, workers=args.workers, videos=args.videos,
                           quiet=args.quiet, argv=sys.argv)
     print(f"report: {summary['report']['html']}")

@@ -120,17 +120,31 @@ def _family(agent: str) -> str:
     return BEV_VARIANTS.get(name, name)
 
 
-def _sensor(agent: str) -> str:
-    """The sensor a paradigm's agent drives from: ``bev`` for a bird's-eye variant, else ``rig``."""
-    return "bev" if agent.split(":", 1)[0] in BEV_VARIANTS else "rig"
+BEV_AGENTS = (*BEV_VARIANTS, "ppo")
+"""Agents that drive from the bird's-eye raster when an evaluation did not record sensors."""
 
 
-def _pairs(agents: list[str]) -> list[tuple[str, str]]:
+def _sensor(agent: str, sensors: dict[str, list[str]] | None = None) -> str:
+    """The sensor an agent drives from: ``bev`` when its recorded sensors (the evaluation
+    config's) include the bird's-eye raster, else ``rig``; without a record, by its name
+    (``modular-bev``, ``e2e-bev``, ``ppo``: ``bev``)."""
+    if sensors and agent in sensors:
+        return "bev" if "bev" in sensors[agent] else "rig"
+    return "bev" if agent.split(":", 1)[0] in BEV_AGENTS else "rig"
+
+
+def _sensors_of(agents: list[str], sensors: dict[str, list[str]] | None = None) -> dict[str, str]:
+    return {a: _sensor(a, sensors) for a in agents}
+
+
+def _pairs(agents: list[str], sensor: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """Pairs compared on shared seeds; ``sensor``: each agent's (:func:`_sensors_of`)."""
+    sensor = sensor or _sensors_of(agents)
     # head to head only on the same sensor (across sensors the sensor, not the paradigm, would differ)
     out = [(a, b) for fa, fb in DUELS for a in agents for b in agents
-           if _family(a) == fa and _family(b) == fb and _sensor(a) == _sensor(b)]
+           if _family(a) == fa and _family(b) == fb and sensor[a] == sensor[b]]
     out += [(a, b) for a in agents for b in agents
-            if _family(a) == _family(b) and _sensor(a) == "rig" and _sensor(b) == "bev"]
+            if _family(a) == _family(b) and sensor[a] == "rig" and sensor[b] == "bev"]
     if "expert" in agents:
         out += [(a, "expert") for a in agents if a != "expert"]
     return out
@@ -163,33 +177,33 @@ def build_rows(config: dict, records: list[dict]) -> dict[str, Any]:
                     row[field] = {"mean": bootstrap(vals, "mean"), "iqm": bootstrap(vals, "iqm")}
             table[a] = row
         comps = []
-        for a, b in _pairs(list(by_agent)):
+        sensor = _sensors_of(list(by_agent), config.get("sensors"))
+        for a, b in _pairs(list(by_agent), sensor):
             sa = {r["seed"]: float(r["driving_score"]) for r in by_agent[a] if scored(r)}
             sb = {r["seed"]: float(r["driving_score"]) for r in by_agent[b] if scored(r)}
             comps.append({"a": a, "b": b, "result": paired(sa, sb)})
         out["scenarios"][s] = {"table": table, "paired": comps, "records": by_agent}
-        axis = _sensor_axis(table, comps)
+        axis = _sensor_axis(table, comps, sensor)
         if axis:
             out.setdefault("sensor_axis", {})[s] = axis
     return out
 
 
-def _sensor_axis(table: dict[str, dict], comps: list[dict]) -> dict[str, Any] | None:
+def _sensor_axis(table: dict[str, dict], comps: list[dict], sensor: dict[str, str]) -> dict[str, Any] | None:
     """One scenario's paradigms on the rig and on the bird's-eye raster (None unless one of
     :data:`SENSOR_AXIS` ran on both): per agent its driving score, collisions and paired
     difference to ``expert``; per paradigm rig - bev on shared seeds; and the reading."""
-    agents = [a for p in SENSOR_AXIS for sensor in SENSOR_LABELS for a in table
-              if _family(a) == p and _sensor(a) == sensor]
-    if not any({_sensor(a) for a in agents if _family(a) == p} == set(SENSOR_LABELS) for p in SENSOR_AXIS):
+    agents = [a for p in SENSOR_AXIS for x in SENSOR_LABELS for a in table if _family(a) == p and sensor[a] == x]
+    if not any({sensor[a] for a in agents if _family(a) == p} == set(SENSOR_LABELS) for p in SENSOR_AXIS):
         return None
     result = {(c["a"], c["b"]): c["result"] for c in comps}
-    rows = [{"paradigm": _family(a), "sensor": _sensor(a), "agent": a, "scored": table[a]["scored"],
+    rows = [{"paradigm": _family(a), "sensor": sensor[a], "agent": a, "scored": table[a]["scored"],
              "driving_score": table[a]["driving_score"]["mean"],
              "collisions": table[a]["status"].get("collision", 0), "vs_expert": result.get((a, "expert"))}
             for a in agents]
     rig_minus_bev = [{"paradigm": _family(a), "rig": a, "bev": b, "result": r} for (a, b), r in result.items()
-                     if _family(a) == _family(b) and _sensor(a) == "rig" and _sensor(b) == "bev"]
-    return {"rows": rows, "rig_minus_bev": rig_minus_bev, "reading": _reading(agents, result)}
+                     if _family(a) == _family(b) and sensor.get(a) == "rig" and sensor.get(b) == "bev"]
+    return {"rows": rows, "rig_minus_bev": rig_minus_bev, "reading": _reading(agents, result, sensor)}
 
 
 def _lead(a: str, b: str, d: Estimate) -> str:
@@ -202,13 +216,13 @@ def _lead(a: str, b: str, d: Estimate) -> str:
     return f"{a} {lead}" + (" (interval includes 0)" if d.low <= 0 <= d.high else "")
 
 
-def _reading(agents: list[str], result: dict[tuple[str, str], Paired]) -> str:
+def _reading(agents: list[str], result: dict[tuple[str, str], Paired], sensor: dict[str, str]) -> str:
     """One sentence from the paired numbers: modular against e2e on each sensor (the first
     agent of each), whether the verdict holds or flips from the bird's-eye raster (perception
     free) to the rig, and what the rig costs each paradigm (rig - bev)."""
     first: dict[tuple[str, str], str] = {}
     for a in agents:
-        first.setdefault((_family(a), _sensor(a)), a)
+        first.setdefault((_family(a), sensor[a]), a)
     duels, signs = [], []
     for sensor in ("bev", "rig"):
         m, e = first.get(("modular", sensor)), first.get(("e2e", sensor))
