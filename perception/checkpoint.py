@@ -79,7 +79,8 @@ def read_meta(path: str | Path, meta_name: str, architecture: str, kind: str) ->
     path = Path(path)
     meta_path = path / meta_name
     if not meta_path.exists() or not (path / WEIGHTS).exists():
-        raise CheckpointError(f"{path}: not a {kind} checkpoint (needs {meta_name} and {WEIGHTS})")
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        raise CheckpointError(f"{path}: not {article} {kind} checkpoint (needs {meta_name} and {WEIGHTS})")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

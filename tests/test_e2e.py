@@ -136,7 +136,7 @@ def test_damaged_or_wrong_architecture_checkpoints_are_refused(trained, tmp_path
     (damaged / "model.safetensors").write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError, match="model.safetensors: cannot be read"):
         load_policy(damaged)
-    with pytest.raises(CheckpointError, match="not a end-to-end policy checkpoint|not a"):
+    with pytest.raises(CheckpointError, match="not an end-to-end policy checkpoint"):
         load_policy(tmp_path / "nothing")
 
 
