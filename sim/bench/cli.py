@@ -73,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="sim: episodes replayed per configuration (default: 3)")
     s.add_argument("--worker-episodes", type=arguments.count, default=6,
                    help="sim: episodes for the --workers comparison; 0 skips it (default: 6)")
+    s.add_argument("--rig-cameras", default=None, metavar="A,B",
+                   help="inference: the rig network's cameras (default: every rig camera, cam_front,cam_rear)")
     s.add_argument("--repeats-inference", type=arguments.positive_int, default=200,
                    help="inference: timed calls per row (default: 200)")
     s.add_argument("--loop-episodes", type=arguments.positive_int, default=8,
@@ -113,7 +115,9 @@ def _cmd_bench(args) -> int:
     elif args.what == "inference":
         from sim.bench.inference import bench_inference, format_inference
 
-        result = bench_inference(repeats=args.repeats_inference, loop_episodes=args.loop_episodes)
+        cams = tuple(c.strip() for c in args.rig_cameras.split(",") if c.strip()) if args.rig_cameras else None
+        result = bench_inference(repeats=args.repeats_inference, loop_episodes=args.loop_episodes,
+                                 rig_cameras=cams)
         print(format_inference(result))
     elif args.what == "ppo":
         from sim.pipelines.ppo import bench_ppo, format_bench_ppo
