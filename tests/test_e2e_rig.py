@@ -14,6 +14,7 @@ from agents.e2e.agent import E2EAgent
 from agents.e2e.demos import DemoError, load_demos
 from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters, encode_pixels
 from agents.e2e.rig import (
+    DEFAULT_SIDE_VIEWS,
     INPUT_HW,
     RigInput,
     RoadCrop,
@@ -96,6 +97,7 @@ def test_recovery_labels_steer_back_towards_the_path():
     assert right[0, 0] > label[0, 0]
     assert parse_side_views("0.5:0, -1:0,0:5") == VIEWS
     assert parse_side_views("none") == ()
+    assert parse_side_views("default") == tuple(SideView(dy, yaw) for dy, yaw in DEFAULT_SIDE_VIEWS)
     with pytest.raises(ValueError, match="SHIFT_M:YAW_DEG"):
         parse_side_views("left")
     with pytest.raises(ValueError, match="within"):

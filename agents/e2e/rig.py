@@ -111,10 +111,12 @@ class SideView:
 
 def parse_side_views(text: str) -> tuple[SideView, ...]:
     """``"0.5:0,-0.5:0,0:5"`` (shift m : rotation deg, comma-separated) -> side views;
-    ``""`` or ``"none"`` -> none."""
+    ``""`` or ``"none"`` -> none; ``"default"`` -> :data:`DEFAULT_SIDE_VIEWS`."""
     text = text.strip()
     if text in ("", "none"):
         return ()
+    if text == "default":
+        return tuple(SideView(dy, yaw) for dy, yaw in DEFAULT_SIDE_VIEWS)
     views = []
     for part in text.split(","):
         dy, sep, yaw = part.strip().partition(":")

@@ -44,7 +44,7 @@ from typing import Any
 
 from agents.e2e.agent import DEFAULT_E2E_DIR, DEFAULT_E2E_RIG_DIR
 from agents.e2e.checkpoint import META as E2E_META
-from agents.e2e.rig import DEFAULT_SIDE_VIEWS, RigInput, SideView, parse_side_views
+from agents.e2e.rig import RigInput, parse_side_views
 from agents.e2e.train import E2ETrainConfig, train_e2e
 from agents.modular import DEFAULT_DETECTOR, DEFAULT_RIG_DETECTOR
 from perception.checkpoint import training_complete
@@ -274,11 +274,7 @@ def _e2e(recipe: CompareRecipe, scenario: str, sensors: str, paths: dict, log: _
         t0 = time.perf_counter()
         world = get_scenario(scenario, **({"duration_s": recipe.duration_s} if recipe.duration_s else {}))
         seeds = list(range(recipe.demo_seed, recipe.demo_seed + r.demo_episodes))
-        view = None
-        if rig:
-            views = (tuple(SideView(*v) for v in DEFAULT_SIDE_VIEWS) if r.side_views == "default"
-                     else parse_side_views(r.side_views))
-            view = RigInput.build(default_rig(), r.cameras, views)
+        view = RigInput.build(default_rig(), r.cameras, parse_side_views(r.side_views)) if rig else None
         record_dataset(world, seeds, demos, noise=NoiseConfig(fraction=recipe.demo_noise), workers=workers,
                        progress=not log.quiet, rig=view)
         log.made(f"demos {tag}", demos, t0, episodes=r.demo_episodes)
