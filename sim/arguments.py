@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from sim.world.scenarios import SCENARIOS
+from sim.world.scenarios import SCENARIOS, get_scenario
 
 MAX_COUNT = 1_000_000
 """The largest count any option takes (episodes, frames, steps, workers...): far above any
@@ -159,8 +159,4 @@ def scenario_list(text: str) -> tuple[str, ...]:
     if not names:
         raise ValueError(f"--scenarios names no scenario (got {text!r}); known: "
                          f"{', '.join(SCENARIOS)}")
-    unknown = [n for n in names if n not in SCENARIOS]
-    if unknown:
-        raise ValueError(f"unknown scenario(s) {', '.join(map(repr, unknown))}; known: "
-                         f"{', '.join(SCENARIOS)}")
-    return names
+    return tuple(dict.fromkeys(get_scenario(n).name for n in names))  # errors list the known names

@@ -183,7 +183,7 @@ def test_bench_planner_smoke(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--scenarios", "lane-keep,hgihway"], "unknown scenario(s) 'hgihway'"),
+    (["--scenarios", "lane-keep,hgihway"], "unknown scenario 'hgihway'"),
     (["--scenarios", ","], "names no scenario"),
     (["--agent", "pilot"], "unknown agent 'pilot'"),
 ])

@@ -39,9 +39,11 @@ from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Sce
 
 
 def task_spec(scenario: Scenario, camera: BevCamera, rig: CameraRig | None = None) -> TaskSpec:
-    """What an agent is told; ``rig`` defaults to the env's, :func:`default_rig`."""
+    """What an agent is told; ``rig`` defaults to the env's, :func:`default_rig`.  Its
+    ``scenario`` is the one whose checkpoints apply (``trained_on``: ``highway`` for
+    ``highway:dense`` and for the highway's hazards), never a variant's name."""
     return TaskSpec(
-        scenario=scenario.name, action_names=scenario.action_names,
+        scenario=scenario.trained_on, action_names=scenario.action_names,
         control_hz=float(scenario.control_hz), steering_range_rad=STEERING_RANGE_RAD,
         acceleration_range_mps2=ACCELERATION_RANGE_MPS2, bev=camera,
         lane_changes_allowed=scenario.lane_changes_allowed, uses_command=scenario.uses_command,

@@ -74,6 +74,7 @@ TTC_HORIZON_S = 10.0  # [s] time-to-collision above this (or no closing vehicle)
 # Road geometry depends only on the scenario's world class and config; sampling it is
 # the slow part of a reset, so it is shared across resets and envs of one process.
 _GEOMETRY_CACHE: dict[tuple, tuple[RoadGeometry, SceneRenderer]] = {}
+GEOMETRY_CACHE_SIZE = 32  # maps kept per process (generated roads give one per map seed)
 
 
 def _validate_sensors(sensors: Sequence[str] | None,
@@ -252,8 +253,11 @@ class DrivingEnv(gym.Env):
 
     # -- internals ----------------------------------------------------------------------------
     def _load_geometry(self) -> None:
-        key = (self.scenario.world, repr(sorted(self.scenario.world_config.items())))
+        key = (self.scenario.world, repr(sorted(self.scenario.world_config.items())),
+               repr(self.world.map_key()))
         if key not in _GEOMETRY_CACHE:
+            while len(_GEOMETRY_CACHE) >= GEOMETRY_CACHE_SIZE:  # the oldest map goes first
+                _GEOMETRY_CACHE.pop(next(iter(_GEOMETRY_CACHE)))
             geometry = RoadGeometry.from_network(self.world.road.network)
             _GEOMETRY_CACHE[key] = (geometry, SceneRenderer(geometry))
         self.geometry, self.renderer = _GEOMETRY_CACHE[key]

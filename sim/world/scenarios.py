@@ -26,6 +26,16 @@ from typing import Any
 import numpy as np
 
 COMMANDS = ("follow", "left", "straight", "right")
+VISUAL_CONDITIONS = ("day", "dusk", "night", "colours", "worn")
+"""Renderer conditions (``highway:night``): ``day`` is what every policy is trained on; the
+others change the palette of every camera, rig and bird's-eye (:mod:`sim.world.visual`)."""
+FAULTS = ("noise", "blur", "brightness", "dirt", "drop", "pose", "speed", "latency")
+"""Sensor and actuation faults (``highway:noise=2``), applied by the harness
+(:mod:`sim.harness.faults`): image noise, blur, brightness, lens dirt, dropped frames,
+localisation noise on ``pose``, speedometer noise, control latency."""
+FAULT_LEVELS = (1, 2, 3)
+MAP_SPLITS = ("train", "unseen")
+"""Map-seed splits of the scenarios on generated roads (``track:unseen``)."""
 """Values of the ``command`` sensor (conditional imitation): index in this tuple."""
 
 STEERING_RANGE_RAD = np.pi / 4  # [rad] normalised steering +-1 maps to +-pi/4
@@ -61,8 +71,33 @@ class Scenario:
     """Target speed [m/s] of the IDM autopilot (the ``idm`` baseline)."""
     world_config: dict[str, Any] = field(default_factory=dict)
     """Extra highway-env config keys for this world (e.g. ``vehicles_count``)."""
+    traffic: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Traffic densities this scenario offers as variants (``highway:dense``): each a name and
+    the ``world_config`` keys it sets; empty where the scenario has no traffic axis."""
+    trained_on: str = ""
+    """The scenario whose demos and checkpoints agents use here (a hazard on the highway
+    drives with the highway's policies; a variant with its base's); default: the base name."""
+    base: str = ""
+    """The registry name this scenario was built from (``highway`` for ``highway:dense``);
+    default: ``name``."""
+    visual: str = "day"
+    """Renderer condition of every camera (rig and bird's-eye): one of :data:`VISUAL_CONDITIONS`."""
+    faults: tuple[tuple[str, int], ...] = ()
+    """Sensor and actuation faults the harness applies, each ``(kind, level)`` with kind in
+    :data:`FAULTS` and level 1-3 (severities: :mod:`sim.harness.faults`)."""
 
     def __post_init__(self) -> None:
+        if not self.base:
+            object.__setattr__(self, "base", self.name)
+        if not self.trained_on:
+            object.__setattr__(self, "trained_on", self.base)
+        if self.visual not in VISUAL_CONDITIONS:
+            raise ValueError(f"scenario {self.name!r}: unknown visual condition {self.visual!r}; "
+                             f"known: {', '.join(VISUAL_CONDITIONS)}")
+        for kind, level in self.faults:
+            if kind not in FAULTS or level not in FAULT_LEVELS:
+                raise ValueError(f"scenario {self.name!r}: bad fault {kind}={level}; known: "
+                                 f"{', '.join(FAULTS)}, each at level {', '.join(map(str, FAULT_LEVELS))}")
         if not (np.isfinite(self.duration_s) and self.duration_s > 0):
             raise ValueError(
                 f"scenario {self.name!r}: duration_s must be a finite number > 0, "
@@ -96,7 +131,8 @@ class Scenario:
 
         Unknown keys are rejected (highway-env's ``configure`` silently accepts typos).
         """
-        fields = {f.name for f in dataclasses.fields(self)} - {"name", "world", "world_config"}
+        fields = {f.name for f in dataclasses.fields(self)} - {"name", "world", "world_config", "base",
+                                                               "traffic", "trained_on"}
         world_keys = set(self.world_config)
         unknown = set(overrides) - fields - world_keys
         if unknown:
@@ -130,6 +166,20 @@ class Scenario:
         }
 
 
+HIGHWAY_TRAFFIC = {
+    "empty": {"vehicles_count": 0},
+    "regular": {"vehicles_count": 50, "vehicles_density": 1.0},
+    "dense": {"vehicles_count": 80, "vehicles_density": 2.0},
+}
+"""NoCrash-style densities on the highway: highway-env spaces its cars ``1 / density`` apart
+in expectation (cars per lane per ~40 m at density 1)."""
+MERGE_TRAFFIC = {
+    "empty": {"vehicles_count": 0},
+    "regular": {"vehicles_count": 10},
+    "dense": {"vehicles_count": 22},
+}
+"""Cars on the 2-lane road the ego merges into (420 m, at least 20 m apart in a lane)."""
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -151,6 +201,7 @@ SCENARIOS: dict[str, Scenario] = {
             duration_s=40.0,
             cruise_speed_mps=25.0,
             world_config={"lanes_count": 4, "vehicles_count": 50, "route_length_m": 750.0},
+            traffic=HIGHWAY_TRAFFIC,
         ),
         Scenario(
             name="merge",
@@ -160,6 +211,7 @@ SCENARIOS: dict[str, Scenario] = {
             duration_s=30.0,
             cruise_speed_mps=20.0,
             world_config={"vehicles_count": 10},
+            traffic=MERGE_TRAFFIC,
         ),
         Scenario(
             name="roundabout",
@@ -176,10 +228,85 @@ SCENARIOS: dict[str, Scenario] = {
 DEFAULT_SCENARIO = "highway"
 
 
+DEFAULT_TRAFFIC = "regular"
+"""The traffic density a scenario's plain name means (its ``traffic`` table holds it)."""
+
+
+def variant_help(scenario: Scenario) -> str:
+    """The variant tokens ``scenario`` accepts after a colon, for errors and ``drive scenarios``."""
+    parts = []
+    if scenario.traffic:
+        parts.append("traffic " + "|".join(scenario.traffic))
+    if "map_split" in scenario.world_config:
+        parts.append("maps " + "|".join(MAP_SPLITS))
+    parts.append("visual " + "|".join(VISUAL_CONDITIONS))
+    parts.append("faults " + "|".join(f"{f}=N" for f in FAULTS) + f" (N in {FAULT_LEVELS[0]}-{FAULT_LEVELS[-1]})")
+    return "; ".join(parts)
+
+
+def _apply_variant(scenario: Scenario, tokens: list[str]) -> Scenario:
+    """``scenario`` with the variant ``tokens`` applied; its name canonical (defaults dropped,
+    tokens in the order traffic, maps, visual, faults)."""
+    traffic, split, visual, faults = DEFAULT_TRAFFIC, "train", "day", {}
+    seen: dict[str, str] = {}
+
+    def once(axis: str, token: str) -> None:
+        if axis in seen and axis != "fault":
+            raise ValueError(f"scenario {scenario.name!r}: two {axis} variants ({seen[axis]!r}, {token!r}); "
+                             "give one")
+        seen[axis] = token
+
+    for token in tokens:
+        key, eq, value = token.partition("=")
+        if not eq and key in scenario.traffic:
+            once("traffic", token)
+            traffic = key
+        elif not eq and key in MAP_SPLITS and "map_split" in scenario.world_config:
+            once("maps", token)
+            split = key
+        elif not eq and key in VISUAL_CONDITIONS:
+            once("visual", token)
+            visual = key
+        elif key in FAULTS and eq:
+            try:
+                level = int(value)
+            except ValueError:
+                level = -1
+            if level not in FAULT_LEVELS:
+                raise ValueError(f"fault {key!r} takes a level in {FAULT_LEVELS[0]}-{FAULT_LEVELS[-1]}, "
+                                 f"got {value!r}")
+            if key in faults:
+                raise ValueError(f"scenario {scenario.name!r}: fault {key!r} given twice")
+            faults[key] = level
+        else:
+            raise ValueError(f"unknown variant {token!r} of scenario {scenario.name!r}; known: "
+                             f"{variant_help(scenario)}")
+    world = dict(scenario.world_config)
+    name = [scenario.name]
+    if traffic != DEFAULT_TRAFFIC:
+        world.update(scenario.traffic[traffic])
+        name.append(traffic)
+    if "map_split" in world:
+        world["map_split"] = split
+        if split != "train":
+            name.append(split)
+    if visual != "day":
+        name.append(visual)
+    ordered = tuple((f, faults[f]) for f in FAULTS if f in faults)
+    name += [f"{f}={n}" for f, n in ordered]
+    return dataclasses.replace(scenario, name=":".join(name), base=scenario.name, world_config=world,
+                               visual=visual, faults=ordered)
+
+
 def get_scenario(name: str, **overrides: Any) -> Scenario:
-    """Look up a scenario by name; an unknown name lists the known ones."""
+    """Look up a scenario by name, with its variants after colons (``highway:dense:night``,
+    ``track:unseen``, ``highway:latency=2``); an unknown name lists the known ones, an unknown
+    variant the variants that scenario has."""
+    base, *tokens = str(name).split(":")
     try:
-        scenario = SCENARIOS[name]
+        scenario = SCENARIOS[base]
     except KeyError:
-        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
+        raise ValueError(f"unknown scenario {base!r}; known: {', '.join(SCENARIOS)}") from None
+    if tokens:
+        scenario = _apply_variant(scenario, tokens)
     return scenario.with_overrides(**overrides) if overrides else scenario

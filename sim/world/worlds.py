@@ -67,6 +67,12 @@ class WorldMixin:
     def route_plan(self) -> RoutePlan:
         raise NotImplementedError
 
+    def map_key(self) -> object:
+        """What, beyond the scenario's config, the road map of the current episode depends
+        on (a generated road's map seed); ``None`` where the map is fixed by the config.
+        :class:`~sim.world.env.DrivingEnv` caches road geometry under it."""
+        return None
+
 
 class LaneKeepWorld(WorldMixin, RacetrackEnv):
     """highway-env's racetrack with no other traffic; the route is one lap of the ego's lane.
