@@ -222,6 +222,63 @@ SCENARIOS: dict[str, Scenario] = {
             cruise_speed_mps=8.0,
             uses_command=True,
         ),
+        # -- generated roads (sim.world.roadgen): train maps by default, ":unseen" for held-out ones
+        Scenario(
+            name="track",
+            summary="lane-keep on generated roads (straights, arcs of radius 15-300 m, S-bends); "
+                    "track:unseen drives held-out maps",
+            world="sim.world.generated:TrackWorld",
+            longitudinal=False,
+            duration_s=50.0,
+            lane_changes_allowed=False,
+            cruise_speed_mps=8.0,
+            world_config={"map_split": "train", "train_maps": 20, "lanes_count": 2,
+                          "route_length_m": 350.0, "ego_speed_mps": 8.0},
+        ),
+        Scenario(
+            name="curvy-highway",
+            summary="3-lane generated highway with curves (arcs of radius 150-300 m) and IDM traffic; "
+                    "curvy-highway:unseen drives held-out maps",
+            world="sim.world.generated:CurvyHighwayWorld",
+            longitudinal=True,
+            duration_s=40.0,
+            cruise_speed_mps=20.0,
+            world_config={"map_split": "train", "train_maps": 20, "lanes_count": 3,
+                          "route_length_m": 600.0, "vehicles_count": 30},
+            traffic={"empty": {"vehicles_count": 0}, "regular": {"vehicles_count": 30},
+                     "dense": {"vehicles_count": 55}},
+        ),
+        # -- hazards (sim.world.hazards): one scripted event each, on a highway; highway policies drive
+        Scenario(
+            name="cut-in",
+            summary="a car in the next lane cuts into the ego's lane at a short gap (5-12 m)",
+            world="sim.world.hazards:CutInWorld",
+            longitudinal=True,
+            duration_s=20.0,
+            cruise_speed_mps=25.0,
+            trained_on="highway",
+            world_config={"lanes_count": 3, "vehicles_count": 12, "route_length_m": 400.0},
+        ),
+        Scenario(
+            name="hard-brake",
+            summary="the car ahead (15-30 m) brakes at -6 m/s^2 to a stop at a seeded moment",
+            world="sim.world.hazards:HardBrakeWorld",
+            longitudinal=True,
+            duration_s=20.0,
+            cruise_speed_mps=25.0,
+            trained_on="highway",
+            world_config={"lanes_count": 3, "vehicles_count": 12, "route_length_m": 400.0},
+        ),
+        Scenario(
+            name="stopped-car",
+            summary="a stalled car in the ego's lane, revealed late when the car ahead changes lanes",
+            world="sim.world.hazards:StoppedCarWorld",
+            longitudinal=True,
+            duration_s=20.0,
+            cruise_speed_mps=25.0,
+            trained_on="highway",
+            world_config={"lanes_count": 3, "vehicles_count": 12, "route_length_m": 400.0},
+        ),
     )
 }
 
