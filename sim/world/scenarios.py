@@ -169,7 +169,8 @@ class Scenario:
 HIGHWAY_TRAFFIC = {
     "empty": {"vehicles_count": 0},
     "regular": {"vehicles_count": 50, "vehicles_density": 1.0},
-    "dense": {"vehicles_count": 80, "vehicles_density": 2.0},
+    "dense": {"vehicles_count": 80, "vehicles_density": 2.5,
+              "other_vehicles_type": "highway_env.vehicle.behavior.AggressiveVehicle"},
 }
 """NoCrash-style densities on the highway: highway-env spaces its cars ``1 / density`` apart
 in expectation (cars per lane per ~40 m at density 1)."""
@@ -222,6 +223,18 @@ SCENARIOS: dict[str, Scenario] = {
             cruise_speed_mps=8.0,
             uses_command=True,
         ),
+        Scenario(
+            name="highway-short",
+            summary="the highway, 300 m in 15 s: the benchmark suite's base for traffic density, "
+                    "visual conditions and faults",
+            world="sim.world.worlds:HighwayWorld",
+            longitudinal=True,
+            duration_s=15.0,
+            cruise_speed_mps=25.0,
+            trained_on="highway",
+            world_config={"lanes_count": 4, "vehicles_count": 50, "route_length_m": 300.0},
+            traffic=HIGHWAY_TRAFFIC,
+        ),
         # -- generated roads (sim.world.roadgen): train maps by default, ":unseen" for held-out ones
         Scenario(
             name="track",
@@ -233,7 +246,8 @@ SCENARIOS: dict[str, Scenario] = {
             lane_changes_allowed=False,
             cruise_speed_mps=8.0,
             world_config={"map_split": "train", "train_maps": 20, "lanes_count": 2,
-                          "route_length_m": 350.0, "ego_speed_mps": 8.0},
+                          "radius_range_m": (15.0, 300.0), "route_length_m": 350.0,
+                          "ego_speed_mps": 8.0},
         ),
         Scenario(
             name="curvy-highway",
@@ -244,30 +258,31 @@ SCENARIOS: dict[str, Scenario] = {
             duration_s=40.0,
             cruise_speed_mps=20.0,
             world_config={"map_split": "train", "train_maps": 20, "lanes_count": 3,
-                          "route_length_m": 600.0, "vehicles_count": 30},
+                          "radius_range_m": (150.0, 300.0), "route_length_m": 600.0,
+                          "vehicles_count": 30},
             traffic={"empty": {"vehicles_count": 0}, "regular": {"vehicles_count": 30},
                      "dense": {"vehicles_count": 55}},
         ),
         # -- hazards (sim.world.hazards): one scripted event each, on a highway; highway policies drive
         Scenario(
             name="cut-in",
-            summary="a car in the next lane cuts into the ego's lane at a short gap (5-12 m)",
+            summary="a car in the next lane cuts into the ego's lane at a short gap (6-15 m), 2-5 m/s slower",
             world="sim.world.hazards:CutInWorld",
             longitudinal=True,
             duration_s=20.0,
             cruise_speed_mps=25.0,
             trained_on="highway",
-            world_config={"lanes_count": 3, "vehicles_count": 12, "route_length_m": 400.0},
+            world_config={"lanes_count": 4, "vehicles_count": 20, "route_length_m": 300.0},
         ),
         Scenario(
             name="hard-brake",
-            summary="the car ahead (15-30 m) brakes at -6 m/s^2 to a stop at a seeded moment",
+            summary="the car ahead (8-16 m) brakes at -6 m/s^2 to a stop 0-0.6 s in; a car beside boxes the ego in on one side",
             world="sim.world.hazards:HardBrakeWorld",
             longitudinal=True,
             duration_s=20.0,
             cruise_speed_mps=25.0,
             trained_on="highway",
-            world_config={"lanes_count": 3, "vehicles_count": 12, "route_length_m": 400.0},
+            world_config={"lanes_count": 4, "vehicles_count": 20, "route_length_m": 300.0},
         ),
         Scenario(
             name="stopped-car",
@@ -277,7 +292,7 @@ SCENARIOS: dict[str, Scenario] = {
             duration_s=20.0,
             cruise_speed_mps=25.0,
             trained_on="highway",
-            world_config={"lanes_count": 3, "vehicles_count": 12, "route_length_m": 400.0},
+            world_config={"lanes_count": 4, "vehicles_count": 20, "route_length_m": 300.0},
         ),
     )
 }
