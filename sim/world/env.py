@@ -19,6 +19,9 @@ sensor of its own, named as in the rig and shaped ``(H, W, 3)`` as its camera; i
 rendered (:class:`sim.world.perspective.PerspectiveRenderer`) only when declared in
 ``sensors``.  ``sensors=None`` means every sensor *except* the rig's cameras.
 
+Every camera (the rig's, ``bev`` and the :meth:`~DrivingEnv.overview`) renders in the
+scenario's visual condition (``highway:night``; :mod:`sim.world.visual`).
+
 Structured sensors travel in ``info`` when asked for: ``truth`` (every other object's
 pose, size and velocity), ``map`` (lane and route geometry; static, so only in the
 ``reset`` info), ``autopilot`` (highway-env's IDM/MOBIL decision for the ego, normalised).  ``info`` always carries ``events``
@@ -60,6 +63,7 @@ from sim.world.render import (
 from sim.world.roadmap import RoadGeometry, lane_id
 from sim.world.route import Route, RouteProgress
 from sim.world.scenarios import COMMANDS, Scenario, get_scenario
+from sim.world.visual import visual_palettes
 
 OBS_SENSORS = ("bev", "speed", "pose", "command")
 INFO_SENSORS = ("truth", "map", "autopilot")
@@ -72,8 +76,10 @@ LANE_DEPARTURE_M = 1.0  # [m] |offset from lane centre| beyond which the ego has
 TTC_HORIZON_S = 10.0  # [s] time-to-collision above this (or no closing vehicle) reads as this
 
 # Road geometry depends only on the scenario's world class and config; sampling it is
-# the slow part of a reset, so it is shared across resets and envs of one process.
-_GEOMETRY_CACHE: dict[tuple, tuple[RoadGeometry, SceneRenderer]] = {}
+# the slow part of a reset, so it is shared across resets and envs of one process, with
+# its bird's-eye renderer per visual condition (a renderer is cheap; a worn road's draws
+# its wear patches once).
+_GEOMETRY_CACHE: dict[tuple, tuple[RoadGeometry, dict[str, SceneRenderer]]] = {}
 GEOMETRY_CACHE_SIZE = 32  # maps kept per process (generated roads give one per map seed)
 
 
@@ -128,6 +134,7 @@ class DrivingEnv(gym.Env):
         if set(self.rig.names) & set(DEFAULT_SENSORS):
             raise ValueError(f"rig camera names {self.rig.names} clash with sensors {DEFAULT_SENSORS}")
         self.sensors = _validate_sensors(sensors, self.rig.names)
+        self.palettes = visual_palettes(scenario.visual)  # every camera renders in this condition
         self._rig_sensors = tuple(n for n in self.rig.names if n in self.sensors)
         self.fast_physics = bool(fast_physics)
         self.render_mode = render_mode
@@ -258,9 +265,12 @@ class DrivingEnv(gym.Env):
         if key not in _GEOMETRY_CACHE:
             while len(_GEOMETRY_CACHE) >= GEOMETRY_CACHE_SIZE:  # the oldest map goes first
                 _GEOMETRY_CACHE.pop(next(iter(_GEOMETRY_CACHE)))
-            geometry = RoadGeometry.from_network(self.world.road.network)
-            _GEOMETRY_CACHE[key] = (geometry, SceneRenderer(geometry))
-        self.geometry, self.renderer = _GEOMETRY_CACHE[key]
+            _GEOMETRY_CACHE[key] = (RoadGeometry.from_network(self.world.road.network), {})
+        self.geometry, renderers = _GEOMETRY_CACHE[key]
+        condition = self.palettes.condition
+        if condition not in renderers:
+            renderers[condition] = SceneRenderer(self.geometry, self.palettes.bev)
+        self.renderer = renderers[condition]
 
     def _ego_state(self) -> dict[str, Any]:
         ego = self.world.vehicle
@@ -355,13 +365,14 @@ class DrivingEnv(gym.Env):
                       colour_seed: int = 0) -> PerspectiveFrame:
         """Render a perspective ``camera`` on the current state: the ego's pose, every other
         vehicle and obstacle (identities = the ``truth`` sensor's ids, their index), the
-        road map (one cached :class:`~sim.world.perspective.PerspectiveRenderer` per map).
+        road map (one cached :class:`~sim.world.perspective.PerspectiveRenderer` per map and
+        visual condition), in the scenario's visual condition.
 
         :param arrays: this step's object arrays, when already built (else built here)
         """
         ego = self.world.vehicle
         a = arrays if arrays is not None else self._object_arrays()
-        return renderer_for(self.geometry).render(
+        return renderer_for(self.geometry, self.palettes.rig).render(
             camera, hw_to_world_xy(ego.position), float(hw_to_world_heading(ego.heading)),
             self._scene_objects(a), ids=np.arange(len(a["kind"])), colour_seed=colour_seed,
             instance=instance, depth=depth)

@@ -42,6 +42,11 @@ could in principle be ordered wrongly.  Flat polygons of one colour are filled a
 per OpenCV call, groups built so that their polygons never overlap (OpenCV fills several
 polygons with the even-odd rule).
 
+Colours and light come from a :class:`PerspectivePalette`, one per visual condition
+(:mod:`sim.world.visual`: day, dusk, night, colours, worn); a worn road's palette adds its
+repaired-asphalt patches to the road pass, and a night palette multiplies the finished
+frame by a fixed per-camera gain (the car's light falling off with distance, a vignette).
+
 :class:`PerspectiveRenderer` works on plain arrays (a :class:`RoadMesh` built once from a
 :class:`~sim.world.roadmap.RoadGeometry`, the ego pose, :class:`~sim.world.render.SceneObjects`);
 :func:`render_env` is the small adapter that reads them from a
@@ -57,7 +62,7 @@ import cv2
 import numpy as np
 
 from sim.geometry.pinhole import PinholeCamera
-from sim.world.render import KIND_OBSTACLE, Palette, SceneObjects, box_corners
+from sim.world.render import KIND_OBSTACLE, Palette, SceneObjects, box_corners, wear_patches
 from sim.world.roadmap import STRIPE_DASH_M, STRIPE_PERIOD_M, LaneGeometry, RoadGeometry
 
 SHIFT = 4  # fractional bits of OpenCV's sub-pixel polygon fill
@@ -112,6 +117,24 @@ class PerspectivePalette:
     """Shade of a face turned straight away from the sun; one facing it is at 1.0, and in
     between the shade follows ``ambient + (1 - ambient) (1 + n . light) / 2`` (wrapped
     lighting: every face keeps its colour, none goes black)."""
+    patch: tuple[int, int, int] | None = Palette.patch
+    """Colour of a worn road's repaired-asphalt patches (:func:`~sim.world.render.wear_patches`,
+    the same patches as the bird's-eye view's); None: a clean road."""
+    light_range_m: float = 0.0
+    """[m] Night lighting when > 0: the frame is dimmed by the camera-frame depth of the
+    road point each pixel sees, ``light_floor + (1 - light_floor) exp(-depth / light_range_m)``
+    (lit near the car, as by its own lights, down to ``light_floor`` at the horizon and
+    in the sky), so the palette's colours are those near the car.  0: no dimming."""
+    light_floor: float = 1.0
+    """The gain of the far road and the sky under ``light_range_m``."""
+    vignette: float = 0.0
+    """Radial darkening towards the image corners: the gain is ``1 - vignette r^2``, ``r``
+    the distance from the principal point over the half diagonal.  0: none."""
+
+    @property
+    def dims_the_frame(self) -> bool:
+        """Whether frames are multiplied by a per-pixel gain (night lighting, vignette)."""
+        return self.light_range_m > 0.0 or self.vignette > 0.0
 
 
 @dataclass
@@ -257,46 +280,61 @@ class QuadSet:
 
 @dataclass
 class FlatPass:
-    """A :class:`RoadMesh`'s surfaces and markings as one set of road-plane polygons, so a
-    frame culls, transforms, clips and projects them in one pass (numpy's per-call overhead,
-    not arithmetic, is most of a frame's cost).  Each polygon has a fill key: its
-    :class:`QuadSet` group, surface groups first, times two; a marking adds one when it is
-    beyond :data:`MARKING_FAR_M` (its blended colour).  Filling in key order draws every
-    surface before every marking, a group per call, as two separate passes would.  Culling
+    """A :class:`RoadMesh`'s surfaces, markings (and a worn road's patches) as one set of
+    road-plane polygons, so a frame culls, transforms, clips and projects them in one pass
+    (numpy's per-call overhead, not arithmetic, is most of a frame's cost).  Each polygon
+    has a fill key: its :class:`QuadSet` group, surface groups first, then patch groups,
+    then marking groups, times two; a marking adds one when it is beyond
+    :data:`MARKING_FAR_M` (its blended colour).  Filling in key order draws every surface
+    before every patch and every patch before every marking, a group per call, as separate
+    passes would.  Culling
     chunks are the two sets' own, so the same polygons are candidates."""
 
-    quads_m: np.ndarray  # [Q, POLY_VERTICES, 2] world frame: surface polygons, then markings
+    quads_m: np.ndarray  # [Q, POLY_VERTICES, 2] world frame: surface polygons, markings, patches
     centre_m: np.ndarray  # [Q, 2] bounding circles
     radius_m: np.ndarray  # [Q]
-    key: np.ndarray  # [Q] int64, even: 2 x group (marking groups after the surface groups)
+    key: np.ndarray  # [Q] int64, even: 2 x group (surface, then patch, then marking groups)
     marking: np.ndarray  # [Q] bool: a painted line (may take the far colour)
-    first_marking_key: int  # keys below this are lane surfaces
+    first_marking_key: int  # keys below this are lane surfaces or patches
+    first_patch_key: int  # keys below this are lane surfaces
     chunk_centre_m: np.ndarray  # [C, 2]
     chunk_radius_m: np.ndarray  # [C]
     chunk_start: np.ndarray  # [C] int64: first polygon of each chunk
     chunk_len: np.ndarray  # [C] int64: its polygons (up to CHUNK_QUADS)
 
     @classmethod
-    def build(cls, surface: QuadSet, markings: QuadSet) -> FlatPass:
-        ns, nm = len(surface.group), len(markings.group)
-        first_marking = 2 * (int(surface.group.max()) + 1 if ns else 0)
+    def build(cls, surface: QuadSet, markings: QuadSet, patches: QuadSet | None = None) -> FlatPass:
+        """``patches`` (a worn road's, :class:`RoadMesh`) are filled over the surfaces and
+        under the markings; without them the keys are those of surfaces and markings alone."""
+        patches = patches if patches is not None else QuadSet.build([])
+        ns, nm, npatch = len(surface.group), len(markings.group), len(patches.group)
+
+        def groups(q: QuadSet) -> int:
+            return int(q.group.max()) + 1 if len(q.group) else 0
+
+        first_patch = 2 * groups(surface)
+        first_marking = first_patch + 2 * groups(patches)
 
         def chunks(n: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
             start = np.arange(0, n, CHUNK_QUADS, dtype=np.int64)
             return start + offset, np.minimum(CHUNK_QUADS, n - start)
 
-        (s0, sl), (m0, ml) = chunks(ns, 0), chunks(nm, ns)
+        (s0, sl), (m0, ml), (p0, pl) = chunks(ns, 0), chunks(nm, ns), chunks(npatch, ns + nm)
+        sets = (surface, markings, patches)
         return cls(
-            quads_m=np.concatenate([surface.quads_m, markings.quads_m]).astype(np.float64),
-            centre_m=np.concatenate([surface.centre_m, markings.centre_m]),
-            radius_m=np.concatenate([surface.radius_m, markings.radius_m]),
-            key=np.concatenate([2 * surface.group, first_marking + 2 * markings.group]).astype(np.int64),
-            marking=np.concatenate([np.zeros(ns, dtype=bool), np.ones(nm, dtype=bool)]),
+            quads_m=np.concatenate([q.quads_m for q in sets]).astype(np.float64),
+            centre_m=np.concatenate([q.centre_m for q in sets]),
+            radius_m=np.concatenate([q.radius_m for q in sets]),
+            key=np.concatenate([2 * surface.group, first_marking + 2 * markings.group,
+                                first_patch + 2 * patches.group]).astype(np.int64),
+            marking=np.concatenate([np.zeros(ns, dtype=bool), np.ones(nm, dtype=bool),
+                                    np.zeros(npatch, dtype=bool)]),
             first_marking_key=first_marking,
-            chunk_centre_m=np.concatenate([surface.chunk_centre_m, markings.chunk_centre_m]),
-            chunk_radius_m=np.concatenate([surface.chunk_radius_m, markings.chunk_radius_m]),
-            chunk_start=np.concatenate([s0, m0]),
-            chunk_len=np.concatenate([sl, ml]))
+            first_patch_key=first_patch,
+            chunk_centre_m=np.concatenate([q.chunk_centre_m for q in sets]),
+            chunk_radius_m=np.concatenate([q.chunk_radius_m for q in sets]),
+            chunk_start=np.concatenate([s0, m0, p0]),
+            chunk_len=np.concatenate([sl, ml, pl]))
 
     def candidates(self, eye_xy_m: np.ndarray, reach_m: float) -> np.ndarray:
         """Indices of the polygons in chunks whose circle comes within ``reach_m`` of a point
@@ -318,12 +356,16 @@ class RoadMesh:
     markings: QuadSet
     """Painted lines, a part each; a border two neighbouring lanes both paint is drawn once
     (a continuous line wins over dashes)."""
+    patches: QuadSet | None = None
+    """A worn road's repaired-asphalt patches (:func:`~sim.world.render.wear_patches`, one
+    overlap-free part), filled between the surfaces and the markings; None: none."""
 
     def __post_init__(self) -> None:
-        self.flat = FlatPass.build(self.surface, self.markings)
+        self.flat = FlatPass.build(self.surface, self.markings, self.patches)
 
     @classmethod
-    def from_geometry(cls, geometry: RoadGeometry) -> RoadMesh:
+    def from_geometry(cls, geometry: RoadGeometry, worn: bool = False) -> RoadMesh:
+        """``worn``: with the road's wear patches (:func:`~sim.world.render.wear_patches`)."""
         roads: dict[tuple[str, str], list[LaneGeometry]] = {}
         for lane in geometry.lanes.values():
             roads.setdefault(lane.index[:2], []).append(lane)
@@ -368,7 +410,13 @@ class RoadMesh:
                 dashes = _dash_quads(lane, edge, curved)
                 if dashes:
                     markings.append(np.concatenate(dashes))
-        return cls(QuadSet.build([np.concatenate(p) for p in surfaces]), QuadSet.build(markings))
+        patches = None
+        if worn:
+            quads = wear_patches(geometry)  # [K, 4, 2], padded to strip polygons by repeats
+            patches = QuadSet.build([np.concatenate(
+                [quads, np.repeat(quads[:, -1:], POLY_VERTICES - 4, axis=1)], axis=1)])
+        return cls(QuadSet.build([np.concatenate(p) for p in surfaces]), QuadSet.build(markings),
+                   patches)
 
 
 def _shared(edges: list[tuple[np.ndarray, int]], edge: np.ndarray) -> tuple[np.ndarray, int | None]:
@@ -572,6 +620,26 @@ class _CameraCache:
         near_ground = cv2.dilate((~self.sky).astype(np.uint8), np.ones((k, k), np.uint8)) > 0
         rows = np.flatnonzero((self.sky & near_ground).any(axis=1))
         self.spill_rows = slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) else slice(0, 0)
+        self.gain = (_frame_gain(camera, palette, self.ground_depth)  # night palettes only
+                     if palette.dims_the_frame else None)
+
+
+def _frame_gain(camera: PinholeCamera, palette: PerspectivePalette,
+                ground_depth_m: np.ndarray) -> np.ndarray:
+    """The per-pixel gain ``uint8[H, W, 3]`` (255 = 1) of a palette's night lighting and
+    vignette (:class:`PerspectivePalette`), fixed per camera: the road point a pixel sees
+    does not move in the camera frame, so the light's falloff is a property of the pixel.
+    Objects take the gain of the road behind them: their lower part, nearer, is lit more."""
+    gain = np.ones(ground_depth_m.shape)
+    if palette.light_range_m > 0.0:
+        near = np.exp(-ground_depth_m.astype(np.float64) / palette.light_range_m)  # 0 in the sky
+        gain *= palette.light_floor + (1.0 - palette.light_floor) * near
+    if palette.vignette > 0.0:
+        h, w = ground_depth_m.shape
+        v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+        r2 = ((u - camera.cx) ** 2 + (v - camera.cy) ** 2) / ((w / 2) ** 2 + (h / 2) ** 2)
+        gain *= np.clip(1.0 - palette.vignette * r2, 0.0, 1.0)
+    return np.repeat(np.rint(255.0 * gain).astype(np.uint8)[..., None], 3, axis=-1)
 
 
 class PerspectiveRenderer:
@@ -579,7 +647,10 @@ class PerspectiveRenderer:
 
     def __init__(self, geometry: RoadGeometry | RoadMesh,
                  palette: PerspectivePalette = PerspectivePalette()) -> None:
-        self.mesh = geometry if isinstance(geometry, RoadMesh) else RoadMesh.from_geometry(geometry)
+        """``geometry``: a road map (its mesh is built here, with wear patches when the
+        palette has a patch colour) or a ready :class:`RoadMesh`, taken as it is."""
+        self.mesh = (geometry if isinstance(geometry, RoadMesh)
+                     else RoadMesh.from_geometry(geometry, worn=palette.patch is not None))
         self.palette = palette
         self._cameras: dict[PinholeCamera, _CameraCache] = {}
         far = tuple(round(r + MARKING_FAR_BLEND * (m - r)) for r, m in zip(palette.road, palette.marking))
@@ -590,8 +661,10 @@ class PerspectiveRenderer:
 
     def _flat_colour(self, key: int) -> tuple[int, ...]:
         """The fill colour of a :class:`FlatPass` key."""
-        if key < self.mesh.flat.first_marking_key:
+        if key < self.mesh.flat.first_patch_key:
             return self.palette.road
+        if key < self.mesh.flat.first_marking_key:
+            return self.palette.patch if self.palette.patch is not None else self.palette.road
         return self._marking_far if key % 2 else self.palette.marking
 
     def _style(self, ids: np.ndarray, kind: np.ndarray, length_m: np.ndarray,
@@ -644,6 +717,8 @@ class PerspectiveRenderer:
         face_id = np.full(img.shape[:2], -1, dtype=np.int32) if (instance or depth) else None
         planes, owners = self._draw_boxes(img, face_id, view, objects, ids, heights_m,
                                           colour_seed)
+        if cache.gain is not None:
+            cv2.multiply(img, cache.gain, dst=img, scale=1.0 / 255.0)
         frame = PerspectiveFrame(img)
         if face_id is not None:
             hit = face_id >= 0
@@ -768,14 +843,28 @@ class PerspectiveRenderer:
 
 
 # ------------------------------------------------------------------------------ the adapter
-_RENDERERS: dict[int, tuple[RoadGeometry, PerspectiveRenderer]] = {}
+_RENDERERS: dict[tuple[int, PerspectivePalette], tuple[RoadGeometry, PerspectiveRenderer]] = {}
+RENDERER_CACHE_SIZE = 32
+"""Renderers kept per process (one per road map and palette; generated roads give a map per
+seed), the oldest dropped first, as :data:`sim.world.env.GEOMETRY_CACHE_SIZE` maps."""
 
 
-def renderer_for(geometry: RoadGeometry) -> PerspectiveRenderer:
-    """The process-wide renderer of a road map (its mesh is built once, like the map)."""
-    entry = _RENDERERS.get(id(geometry))
+def renderer_for(geometry: RoadGeometry,
+                 palette: PerspectivePalette = PerspectivePalette()) -> PerspectiveRenderer:
+    """The process-wide renderer of a road map in a palette (the palettes of the visual
+    conditions: :func:`sim.world.visual.visual_palettes`).  A map's mesh is built once and
+    shared by its palettes (a worn road's, with its patches, once more)."""
+    key = (id(geometry), palette)
+    entry = _RENDERERS.get(key)
     if entry is None or entry[0] is not geometry:
-        entry = _RENDERERS[id(geometry)] = (geometry, PerspectiveRenderer(geometry))
+        worn = palette.patch is not None
+        mesh = next((r.mesh for g, r in _RENDERERS.values()
+                     if g is geometry and (r.palette.patch is not None) == worn), None)
+        _RENDERERS.pop(key, None)
+        while len(_RENDERERS) >= RENDERER_CACHE_SIZE:  # the oldest goes first
+            _RENDERERS.pop(next(iter(_RENDERERS)))
+        renderer = PerspectiveRenderer(mesh if mesh is not None else geometry, palette)
+        entry = _RENDERERS[key] = (geometry, renderer)
     return entry[1]
 
 

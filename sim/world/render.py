@@ -9,12 +9,17 @@ Two views share one drawing routine (an affine world -> pixel map):
 :func:`top_down_transform` is the overview's map, public so that whatever draws on an
 overview afterwards (the planner overlay of :mod:`sim.report.video`) lands on the same pixels.
 
+Colours come from a :class:`Palette`, one per visual condition (:mod:`sim.world.visual`);
+a worn road's palette adds repaired-asphalt patches (:func:`wear_patches`), the same ones
+the perspective rig draws.
+
 Nothing here touches pygame, so it works with no display and no SDL driver, and it is
 deterministic: the same state gives the same bytes.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import cv2
@@ -22,7 +27,7 @@ import numpy as np
 
 from sim.geometry.bev import BevCamera
 from sim.geometry.frames import box_corners
-from sim.world.roadmap import RoadGeometry
+from sim.world.roadmap import RoadGeometry, lane_id
 
 SHIFT = 4  # fractional bits for OpenCV's sub-pixel drawing
 SCALE = float(1 << SHIFT)
@@ -33,7 +38,8 @@ KIND_OBSTACLE = 1
 
 @dataclass(frozen=True)
 class Palette:
-    """RGB colours of the rendered scene."""
+    """RGB colours of the rendered scene (the defaults are the ``day`` condition; the others
+    are in :mod:`sim.world.visual`)."""
 
     ground: tuple[int, int, int] = (46, 92, 52)
     road: tuple[int, int, int] = (96, 96, 96)
@@ -42,6 +48,89 @@ class Palette:
     obstacle: tuple[int, int, int] = (235, 150, 40)
     ego: tuple[int, int, int] = (70, 210, 100)
     route: tuple[int, int, int] = (240, 220, 80)
+    patch: tuple[int, int, int] | None = None
+    """Colour of the repaired-asphalt patches of a worn road (:func:`wear_patches`); None:
+    a clean road, no patches."""
+
+
+WEAR_SLOT_M = 10.0  # [m] a lane is cut into slots this long; each holds at most one patch
+WEAR_PATCH_PROBABILITY = 0.5  # the chance that a slot holds a patch
+WEAR_PATCH_LENGTH_M = (1.5, 6.0)  # [m] range of a patch's length along the lane
+WEAR_PATCH_WIDTH = (0.25, 0.7)  # range of a patch's width, as a fraction of its lane's width
+WEAR_SEED = 0  # patches are a fixed texture of the map: the same map, the same patches
+WEAR_SORT_CELL_M = 20.0  # [m] patches are listed cell by cell of this grid, row by row
+
+
+def wear_patches(geometry: RoadGeometry) -> np.ndarray:
+    """Repaired-asphalt patches of a worn road: rectangles ``[K, 4, 2]`` (world frame,
+    corners counter-clockwise as :func:`box_corners`) lying inside their lanes, along them.
+
+    Each lane draws its own from a generator seeded by :data:`WEAR_SEED` and its id (so a
+    lane's patches do not depend on the other lanes, nor on the process); a lane is cut
+    into :data:`WEAR_SLOT_M` slots holding at most one patch each, so one lane's patches
+    never overlap.  Lanes of one road (same ``from``, ``to``) never overlap either; where
+    lanes of different roads do (a ramp, a roundabout entry), a patch overlapping an
+    earlier one of another road is dropped, so the set is overlap-free (OpenCV may fill it
+    in one call with the even-odd rule).  Listed cell by cell (:data:`WEAR_SORT_CELL_M`),
+    so consecutive patches lie close together."""
+    centres, headings, lengths, widths, roads = [], [], [], [], []
+    for lane in geometry.lanes.values():
+        length = float(lane.s_m[-1])
+        slots = int(length // WEAR_SLOT_M)
+        if slots < 1:
+            continue
+        rng = np.random.default_rng([WEAR_SEED, zlib.crc32(lane_id(lane.index).encode())])
+        used = rng.random(slots) < WEAR_PATCH_PROBABILITY
+        patch_len = rng.uniform(*WEAR_PATCH_LENGTH_M, slots)
+        start = np.arange(slots) * WEAR_SLOT_M + rng.random(slots) * (WEAR_SLOT_M - patch_len)
+        width = lane.width_m * rng.uniform(*WEAR_PATCH_WIDTH, slots)
+        lateral = rng.uniform(-0.5, 0.5, slots) * (lane.width_m - width)  # [m] left of centre
+        s = (start + patch_len / 2)[used]
+        heading = np.interp(s, lane.s_m, np.unwrap(lane.heading_rad))
+        normal = np.stack([-np.sin(heading), np.cos(heading)], axis=-1)
+        centre = np.stack([np.interp(s, lane.s_m, lane.centre_m[:, k]) for k in (0, 1)], axis=-1)
+        centres.append(centre + lateral[used, None] * normal)
+        headings.append(heading)
+        lengths.append(patch_len[used])
+        widths.append(width[used])
+        roads.append(np.full(int(used.sum()), len(roads)))
+    if not centres:
+        return np.zeros((0, 4, 2))
+    quads = box_corners(np.concatenate(centres), np.concatenate(headings),
+                        np.concatenate(lengths), np.concatenate(widths))
+    quads = quads[_overlap_free(quads, np.concatenate(roads))]
+    # neighbours in space next to each other (renderers cull runs of consecutive polygons)
+    cell = np.floor(quads.mean(axis=1) / WEAR_SORT_CELL_M).astype(np.int64)
+    return quads[np.lexsort((cell[:, 0], cell[:, 1]))]
+
+
+def _overlap_free(quads: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Which convex quads ``[K, 4, 2]`` to keep so that no two of different ``group`` overlap
+    (earlier ones win; separating-axis test, checked only where bounding circles meet)."""
+    centre = quads.mean(axis=1)
+    radius = np.linalg.norm(quads - centre[:, None], axis=-1).max(axis=1)
+    cell = 2.0 * float(radius.max())
+    grid: dict[tuple[int, int], list[int]] = {}
+    keep = np.zeros(len(quads), dtype=bool)
+    for k, (x, y) in enumerate(np.floor(centre / cell).astype(np.int64).tolist()):
+        near = [j for dx in (-1, 0, 1) for dy in (-1, 0, 1) for j in grid.get((x + dx, y + dy), ())]
+        if not any(group[j] != group[k]
+                   and np.linalg.norm(centre[j] - centre[k]) < radius[j] + radius[k]
+                   and _convex_overlap(quads[j], quads[k]) for j in near):
+            keep[k] = True
+            grid.setdefault((x, y), []).append(k)
+    return keep
+
+
+def _convex_overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two convex polygons ``[n, 2]`` overlap (no edge normal separates them)."""
+    for poly in (a, b):
+        edges = np.roll(poly, -1, axis=0) - poly
+        axes = np.stack([-edges[:, 1], edges[:, 0]], axis=-1)
+        pa, pb = a @ axes.T, b @ axes.T
+        if np.any((pa.max(axis=0) <= pb.min(axis=0)) | (pb.max(axis=0) <= pa.min(axis=0))):
+            return False
+    return True
 
 
 @dataclass
@@ -92,6 +181,11 @@ class SceneRenderer:
     def __init__(self, geometry: RoadGeometry, palette: Palette = Palette()) -> None:
         self.geometry = geometry
         self.palette = palette
+        # a worn road's patches [K, 4, 2] (none on a clean one), culled by bounding circles
+        self._patches = wear_patches(geometry) if palette.patch is not None else np.zeros((0, 4, 2))
+        self._patch_centres = self._patches.mean(axis=1)
+        self._patch_radii = np.linalg.norm(self._patches - self._patch_centres[:, None],
+                                           axis=-1).max(axis=1)
 
     # -- views -----------------------------------------------------------------------------
     def ego_camera(self, spec: BevCamera, ego_xy_m: np.ndarray, ego_heading_rad: float,
@@ -149,6 +243,11 @@ class SceneRenderer:
             g.surface_polys, _near(g.surface_centres, view_xy, view_radius + g.surface_radii), m, t)
         if polys:
             cv2.fillPoly(img, polys, pal.road, cv2.LINE_AA, SHIFT)
+        if len(self._patches):
+            idx = _near(self._patch_centres, view_xy, view_radius + self._patch_radii)
+            if len(idx):
+                px = self._to_px(self._patches[idx].reshape(-1, 2), m, t).reshape(-1, 4, 2)
+                cv2.fillPoly(img, list(px), pal.patch, cv2.LINE_AA, SHIFT)
         thickness = 1 if mpp >= 0.25 else max(1, int(round(0.15 / mpp)))
         lines = self._many_to_px(
             g.solid_lines, _near(g.solid_centres, view_xy, view_radius + g.solid_radii), m, t)
