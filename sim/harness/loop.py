@@ -3,10 +3,13 @@
 It hands the agent *only* the sensors it declares, gates every action (wrong shape,
 non-finite: the episode ends with ``invalid_action``; ``np.clip`` does not remove NaN),
 times every decision, records the ego's ground-truth state per step and scores the
-episode (:mod:`sim.harness.metrics`).  An agent that raises (``act``, ``act_batch``,
-``reset``) ends its episode with ``agent_error``; a simulator that raises (``env.reset``,
-``env.step``: e.g. a world whose road cannot be built) ends it with ``sim_error``, which is
-not the agent's fault and is kept out of its score; one whose decision takes longer than ``decision_timeout_s`` ends it with
+episode (:mod:`sim.harness.metrics`).  A scenario's sensor and actuation faults
+(``highway:noise=2``, :mod:`sim.harness.faults`) degrade the view the agent is handed and
+delay the actions the world receives; the world, its truth and the metrics stay clean.
+An agent that raises (``act``, ``act_batch``, ``reset``) ends its episode with
+``agent_error``; a simulator that raises (``env.reset``, ``env.step``: e.g. a world whose
+road cannot be built) ends it with ``sim_error``, which is not the agent's fault and is kept
+out of its score; one whose decision takes longer than ``decision_timeout_s`` ends it with
 ``timeout`` - interrupted by ``SIGALRM`` where the loop runs in a process's main thread on
 a POSIX system (a hang in Python code, or in C code that returns to Python), judged by
 the measured latency otherwise.  The caller's run goes on.
@@ -25,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.harness.faults import FaultInjector
 from sim.harness.metrics import EpisodeTrace, episode_metrics
 from sim.world.env import INFO_SENSORS, SENSORS, DrivingEnv
 
@@ -120,9 +124,9 @@ def _describe(exc: BaseException) -> str:
 
 
 class Episode:
-    """One episode's bookkeeping (reset, the declared sensors' view, gating, stepping, the
-    trace, the status), shared by the one-at-a-time and lock-step loops and the demo
-    recorder (:func:`sim.pipelines.record.collect_episode`)."""
+    """One episode's bookkeeping (reset, the declared sensors' view, the scenario's faults,
+    gating, stepping, the trace, the status), shared by the one-at-a-time and lock-step loops
+    and the demo recorder (:func:`sim.pipelines.record.collect_episode`)."""
 
     def __init__(self, env: DrivingEnv, sensors: tuple[str, ...], seed: int,
                  observers: tuple[StepObserver, ...] = (), *, catch_sim_errors: bool = False) -> None:
@@ -136,6 +140,9 @@ class Episode:
         self.trace = EpisodeTrace(dt_s=self.scenario.dt_s)
         self.status, self.error, self.done = "ok", None, False
         self.terminated = self.truncated = False
+        self.faults = FaultInjector(self.scenario.faults, self.seed, self.scenario.dt_s,
+                                    cameras=("bev", *env.rig.names))
+        self._view: dict[str, Any] | None = None  # this step's (faulty) view, built once
         try:
             self.obs, self.info = env.reset(seed=self.seed)
             self.static = {"map": self.info["map"]} if "map" in self.info else {}
@@ -150,7 +157,13 @@ class Episode:
             observe(env, self.obs, None, self.info)
 
     def view(self) -> dict[str, Any]:
-        return agent_view(self.sensors, self.obs, self.info, self.static)
+        """The declared sensors as the agent reads them this step, through the faults.
+
+        Built once per step and cached: the faults are stateful (a dropped frame repeats the
+        last one delivered, noise draws advance), so asking twice must not degrade twice."""
+        if self._view is None:
+            self._view = self.faults.observe(agent_view(self.sensors, self.obs, self.info, self.static))
+        return self._view
 
     def fail(self, status: str, error: str) -> None:
         self.status, self.error, self.done = status, error, True
@@ -164,6 +177,12 @@ class Episode:
         if action is None:
             self.fail("invalid_action", why)
             return
+        # From here on ``action`` is what the actuators deliver (k steps late under a latency
+        # fault): the trace's ``actions`` and the observers hold what the world received, so
+        # comfort metrics and videos describe the car's real commands; the agent's decision
+        # shows in them k steps later.
+        action = self.faults.act(action)
+        self._view = None
         try:
             self.obs, _, self.terminated, self.truncated, self.info = self.env.step(action)
             self.trace.record(self.info["ego"])

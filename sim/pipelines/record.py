@@ -421,6 +421,10 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
     partial dataset for a complete one).
     """
 
+    if scenario.faults:  # the recorder stores the executed action; latency would delay what the world got
+        raise ValueError(f"demos are recorded without sensor or actuation faults; {scenario.name!r} has "
+                         f"{', '.join(f'{k}={n}' for k, n in scenario.faults)}: record {scenario.base!r} "
+                         "(faults are for evaluation)")
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new --out path")
