@@ -43,8 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "highway-env + GrayscaleObservation + SB3 CnnPolicy.predict. "
                     "'ppo': PPO training throughput (environment steps/s, rollout and "
                     "update apart) with the fast physics vs stock (default: highway, "
-                    "--steps 1024 per round, --repeats rounds).")
-    s.add_argument("what", choices=["camera", "sim", "planner", "inference", "loop", "ppo"],
+                    "--steps 1024 per round, --repeats rounds). 'suite': every agent over the "
+                    "benchmark's axes on shared seeds (traffic density, hazards, training vs "
+                    "unseen maps, visual conditions, each sensor/actuation fault at 3 levels), "
+                    "into --out (default runs/suite: one drive eval folder per group of agents, "
+                    "resumable) and its report suite.md / suite.html.")
+    s.add_argument("what", choices=["camera", "sim", "planner", "inference", "loop", "ppo", "suite"],
                    help="what to benchmark")
     s.add_argument("--scenario", default=None,
                    help="scenario (camera: one, a comma-separated list or 'all', default: "
@@ -79,11 +83,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="inference: timed calls per row (default: 200)")
     s.add_argument("--loop-episodes", type=arguments.positive_int, default=8,
                    help="inference: highway episodes per lock-step K (default: 8)")
-    s.add_argument("--out", default=None, metavar="FILE.json", help="also write the result as JSON")
-    s.set_defaults(func=_cmd_bench)
+    s.add_argument("--suite", default="full", metavar="NAME",
+                   help="suite: which cells (full: every axis; quick: one cell per axis) (default: full)")
+    s.add_argument("--seed-start", type=arguments.seed, default=0, help="suite: first seed (default: 0)")
+    s.add_argument("--workers", type=arguments.workers, default=2, help="suite: worker processes (default: 2)")
+    s.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="suite: where episodes run (default: local processes; ray: a Ray cluster)")
+    s.add_argument("--address", default=None, help="suite, ray: the cluster address (default: a local one)")
+    s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                   help="suite: where networks run (default: auto = CUDA when present)")
+    s.add_argument("--resume", action="store_true", help="suite: continue the suite in --out")
+    s.add_argument("--report-only", action="store_true", help="suite: only (re)write the report of --out")
+    s.add_argument("--out", default=None, metavar="FILE.json|DIR",
+                   help="also write the result as JSON; suite: the suite's folder (default: runs/suite)")
+    s.set_defaults(func=_cmd_bench, on_interrupt="suite: finished episodes are kept; --resume continues")
+
+
+def _cmd_suite(args) -> int:
+    import sys
+
+    from sim.harness.suite import run_suite
+    from sim.report.suite import write_suite_report
+
+    out = Path(args.out or "runs/suite")
+    if not args.report_only:
+        agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+        episodes = args.episodes or 20
+        seeds = list(range(args.seed_start, args.seed_start + episodes))
+        run_suite(out, suite=args.suite, agents=agents, seeds=seeds, workers=args.workers, device=args.device,
+                  resume=args.resume, backend=args.backend, address=args.address, argv=sys.argv)
+    paths = write_suite_report(out)
+    print(f"report: {paths['md']}\n        {paths['html']}")
+    return 0
 
 
 def _cmd_bench(args) -> int:
+    if args.what == "suite":
+        return _cmd_suite(args)
     if args.what == "camera":
         from sim.bench.simulator import bench_cameras, format_camera
 
