@@ -6,6 +6,16 @@
 | highway | 4 lanes, 50 IDM/MOBIL cars | [acceleration, steering] | 15 / 15 Hz | 40 s | 750 m along the road |
 | merge | on-ramp onto a 2-lane road, 10 cars | [acceleration, steering] | 15 / 15 Hz | 30 s | ramp -> right lane, ~340 m |
 | roundabout | 2-lane roundabout, 5 cars | [acceleration, steering] + command | 15 / 15 Hz | 40 s | entry -> commanded exit + 50 m |
+| highway-short | the highway, 50 cars | [acceleration, steering] | 15 / 15 Hz | 15 s | 300 m (the benchmark suite's base) |
+| track | generated road (sim.world.roadgen), 2 lanes, no traffic | [steering] at 8 m/s | 15 / 15 Hz | 40 s | 250 m of the ego's lane |
+| curvy-highway | generated 3-lane road, arcs of 150-300 m, 20 cars | [acceleration, steering] | 15 / 15 Hz | 25 s | 300 m |
+| cut-in, hard-brake, stopped-car | the highway, 20 cars + one scripted hazard (sim.world.hazards) | [acceleration, steering] | 15 / 15 Hz | 20 s | 300 m |
+
+Variants follow the name after colons (:func:`get_scenario`): traffic density
+(``highway:empty|dense``), the map split of a generated road (``track:unseen``), a
+visual condition (``highway:night``, :data:`VISUAL_CONDITIONS`) and faults at a level
+(``highway:noise=2:latency=1``, :data:`FAULTS`); a variant is driven with the policies of
+the scenario it was trained on (``trained_on``).
 
 Why these rates: the ego is a kinematic bicycle; at 15 Hz (dt = 67 ms) its Euler
 step moves a car at 30 m/s by 2 m, well inside the collision check's swept test, and
