@@ -8,6 +8,8 @@ import sys
 import av
 import pytest
 
+from sim.world.scenarios import SCENARIOS
+
 from sim.cli import main
 
 
@@ -47,8 +49,13 @@ def test_help_lists_every_subcommand_by_area(capsys):
 def test_scenarios_lists_each_with_a_description(capsys):
     assert main(["scenarios"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == ["lane-keep", "highway", "merge", "roundabout"]
-    assert all(len(line.split()) > 3 for line in out)
+    names = [line.split()[0] for line in out if line and not line.startswith((" ", "variants follow"))]
+    assert names == list(SCENARIOS)
+    rows = [line for line in out if line and not line.startswith(" ") and line.split()[0] in SCENARIOS]
+    assert all(len(line.split()) > 3 for line in rows)
+    variants = [line.strip() for line in out if line.startswith(" ")]
+    assert len(variants) == len(SCENARIOS) and all(v.startswith("variants: ") for v in variants)
+    assert any("traffic empty|regular|dense" in v for v in variants) and any("maps train|unseen" in v for v in variants)
 
 
 def test_agents_lists_the_sensors_each_is_handed(capsys):

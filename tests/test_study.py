@@ -235,6 +235,7 @@ def test_study_cli_refuses_bad_input(capsys):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # 80 s: the study on Ray (pytest -m slow); drive eval's Ray path is tests/test_ray.py
 def test_the_ray_backend_runs_cells_on_a_local_cluster(tmp_path):
     pytest.importorskip("ray")
     cfg = StudyConfig(scenario="lane-keep", frames=(60,), models=("s",), train_seeds=2, episodes=1, samples=100,

@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Without 'detector': every agent of --agents on every scenario of --scenarios "
                     "on the same seeds, one line per finished episode appended to "
                     "DIR/results.jsonl (config.json first, with checkpoint hashes); --resume runs "
-                    "only what is missing. 'detector': nuScenes-style average precision (centre "
+                    "only what is missing; --backend ray runs the episodes on a Ray cluster. 'detector': nuScenes-style average precision (centre "
                     "distance 0.5/1/2/4 m) overall and by range (0-20, 20-40, 40+ m), with the "
                     "translation (ATE) and orientation (AOE) errors of true positives and, on the "
                     "rig's perspective cameras, the depth error, for each detector on each camera "
@@ -94,7 +94,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--episodes", type=arguments.positive_int, default=20, help="seeds per scenario (default: 20)")
     s.add_argument("--seed-start", type=arguments.seed, default=0, help="first seed (default: 0)")
     s.add_argument("--workers", type=arguments.workers, default=2,
-                   help="worker processes (default: 2)")
+                   help="worker processes; with --backend ray, Ray actors of one CPU each (default: 2)")
+    s.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: worker processes on this machine; ray: actors on a Ray cluster, "
+                        "checkpoints shipped to them, traces sent back (pip install -e \".[ray]\"); "
+                        "results per seed are the same, and a run may be resumed on either (default: local)")
+    s.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --backend ray: the cluster to join, as ray.init takes it (auto, "
+                        "ray://HOST:10001, HOST:6379) (default: RAY_ADDRESS, else a local cluster)")
     s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",
                    help="override every scenario's episode time limit [s]")
     s.add_argument("--decision-timeout", type=arguments.timeout, default=5.0, metavar="SECONDS",
@@ -124,9 +131,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_scenarios(args) -> int:
+    from sim.world.scenarios import variant_help
+
     width = max(len(n) for n in SCENARIOS)
     for name, s in SCENARIOS.items():
         print(f"{name:{width}s}  {s.summary}")
+        print(f"{'':{width}s}    variants: {variant_help(s)}")
+    print("\nvariants follow the name after colons, e.g. highway:dense:night:noise=2 (drive run --scenario, "
+          "drive eval --scenarios)")
     return 0
 
 
@@ -185,6 +197,8 @@ def _cmd_run(args) -> int:
 def _cmd_eval_agents(args) -> int:
     from sim.harness.evaluate import RESULTS, format_eval, run_eval
 
+    if args.address is not None and args.backend != "ray":
+        raise ValueError(f"--address {args.address} needs --backend ray")
     agents = list(dict.fromkeys(a.strip() for a in args.agents.split(",") if a.strip()))
     if not agents:
         raise ValueError(f"--agents names no agent (got {args.agents!r})")
@@ -195,7 +209,7 @@ def _cmd_eval_agents(args) -> int:
     records = run_eval(out, agents, arguments.scenario_list(args.scenarios), seeds,
                        workers=args.workers, device=args.device, resume=args.resume,
                        duration_s=args.duration, progress=not args.quiet, argv=sys.argv,
-                       decision_timeout_s=args.decision_timeout)
+                       decision_timeout_s=args.decision_timeout, backend=args.backend, address=args.address)
     print(format_eval(records))
     print(f"results: {out / RESULTS}")
     return 0

@@ -18,10 +18,16 @@ uninterrupted one, wall-clock fields aside (:data:`TIMING_FIELDS`).  A damaged r
 names the line and the field), or a resume whose agents, scenarios, seeds or checkpoints
 differ from the run it continues, stops with the reason; nothing is silently restarted or
 overwritten.
+
+``backend="ray"`` runs the episodes on a Ray cluster (:mod:`sim.harness.ray_backend`;
+``address`` as ``ray.init`` takes it, a local cluster without one) with the same per-seed
+results; the backend is recorded in ``config.json`` but is not what a resume must match, so a
+run started on this machine may be resumed on a cluster, and back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -31,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -46,9 +52,12 @@ from sim.harness.io import (
 )
 from sim.harness.metrics import STATUSES, scored
 from sim.harness.parallel import fault_requested
-from sim.harness.run import run_seeds, scenario_record, task_spec
+from sim.harness.run import BACKENDS, run_seeds, scenario_record, task_spec
 from sim.harness.versions import git_revision, package_versions
 from sim.world.scenarios import get_scenario
+
+if TYPE_CHECKING:  # the pool's module imports this one (and Ray is optional)
+    from sim.harness.ray_backend import RayEpisodePool
 
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
@@ -151,9 +160,18 @@ def read_results(path: str | Path) -> list[dict]:
 def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], seeds: Sequence[int], *,
              workers: int = 1, device: str | None = None, resume: bool = False,
              duration_s: float | None = None, camera: BevCamera | None = None, progress: bool = True,
-             argv: Sequence[str] | None = None, decision_timeout_s: float | None = DECISION_TIMEOUT_S) -> list[dict]:
-    """Run every agent on every scenario for ``seeds``; return all records of ``out``."""
+             argv: Sequence[str] | None = None, decision_timeout_s: float | None = DECISION_TIMEOUT_S,
+             backend: str = "local", address: str | None = None,
+             ray_pool: RayEpisodePool | None = None) -> list[dict]:
+    """Run every agent on every scenario for ``seeds``; return all records of ``out``.
+    ``backend``: ``local`` (``workers`` processes here) or ``ray`` (``workers`` actors on the
+    Ray cluster at ``address``, a local cluster when None; or the warm actors of ``ray_pool``,
+    a :class:`~sim.harness.ray_backend.RayEpisodePool` the caller keeps across evaluations)."""
     out = Path(out)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if (address is not None or ray_pool is not None) and backend != "ray":
+        raise ValueError("a cluster address or actor pool needs backend 'ray'")
     camera = camera or BevCamera()
     agents, scenarios, seeds = list(agents), list(scenarios), [int(s) for s in seeds]
     if not agents or not scenarios or not seeds:
@@ -180,14 +198,20 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
         "duration_s": duration_s, "checkpoints": checkpoints, "experience": experience, "sensors": sensors,
         "decision_timeout_s": decision_timeout_s,
         "scenario_specs": {n: scenario_record(w) for n, w in worlds.items()},
-        "workers": int(workers), "device": device or "auto", "command": list(argv) if argv else None,
+        "workers": int(ray_pool.workers if ray_pool is not None else workers), "backend": backend, "address": address, "device": device or "auto",
+        "command": list(argv) if argv else None,
         "versions": package_versions(), "git_revision": git_revision(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    pool, own_pool = ray_pool, None
+    if backend == "ray" and pool is None:  # Ray missing, a cluster out of reach: said before anything is written
+        from sim.harness.ray_backend import RayEpisodePool
+
+        pool = own_pool = RayEpisodePool(workers, address=address, device=device)  # kept across the pairs
     out = ensure_writable_dir(out)
     # one writer per folder, from reading what is done to the last line: a second run is
     # refused at once, naming the owner (two resumes would both run the missing episodes)
-    with folder_lock(out):
+    with folder_lock(out), (own_pool or contextlib.nullcontext()):
         results_path, config_path = out / RESULTS, out / CONFIG
         done: set[tuple[str, str, int]] = set()
         if results_path.exists() or config_path.exists():
@@ -227,7 +251,7 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
             try:
                 run_seeds(spec, worlds[scenario_name], todo_seeds, out, on_record, camera=camera,
                           workers=min(workers, len(todo_seeds)), device=device,
-                          decision_timeout_s=decision_timeout_s)
+                          decision_timeout_s=decision_timeout_s, backend=backend, ray_pool=pool)
             finally:
                 bar.close()
         return read_results(results_path) if results_path.exists() else []

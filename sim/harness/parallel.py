@@ -41,7 +41,8 @@ from pathlib import Path
 from sim.geometry.bev import BevCamera
 from sim.world.scenarios import Scenario
 
-# Testing hook: "kill-at:S" (a worker SIGKILLs itself on starting seed S), "kill-after:S"
+# Testing hook: "kill-at:S" (a worker SIGKILLs itself on starting seed S), "kill-once-at:S" (the
+# Ray backend only: the first attempt at seed S dies, its retry lives), "kill-after:S"
 # (right after reporting seed S done), "init" (a worker fails to start),
 # "kill-after-results:N" (``drive eval`` SIGKILLs itself right after writing its N-th
 # results line), "pause-after-results:N" (``drive eval`` SIGSTOPs itself there, holding its

@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -36,6 +36,12 @@ from sim.harness.versions import git_revision, package_versions
 from sim.report.video import EpisodeVideo, is_drive_video
 from sim.world.env import DrivingEnv
 from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD, Scenario
+
+if TYPE_CHECKING:  # the pool's module imports this one (and Ray is optional)
+    from sim.harness.ray_backend import RayEpisodePool
+
+BACKENDS = ("local", "ray")
+"""Where :func:`run_seeds` runs episodes: this machine's processes, or a Ray cluster."""
 
 
 def task_spec(scenario: Scenario, camera: BevCamera, rig: CameraRig | None = None) -> TaskSpec:
@@ -212,11 +218,26 @@ def run_agent(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir
 def run_seeds(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path,
               on_record: Callable[[dict], None], *, camera: BevCamera, workers: int = 1,
               fast_physics: bool = True, video_path: Path | None = None, batch: int = 1,
-              device: str | None = None, decision_timeout_s: float | None = None) -> None:
+              device: str | None = None, decision_timeout_s: float | None = None,
+              backend: str = "local", address: str | None = None,
+              ray_pool: RayEpisodePool | None = None) -> None:
     """The episodes of one agent on one scenario, each record handed to ``on_record`` as it
-    finishes (in-process, lock-step or over worker processes); traces go to ``out_dir``.
-    A failing episode is recorded with its status, never raised."""
-    if workers == 1:
+    finishes (in-process, lock-step or over worker processes; ``backend="ray"``: over
+    ``workers`` actors of the Ray cluster at ``address``, or of ``ray_pool``, a
+    :class:`~sim.harness.ray_backend.RayEpisodePool` kept across calls); traces go to ``out_dir``.  A failing episode is recorded with its status, never raised."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend == "ray":
+        if video_path is not None or batch > 1:
+            raise ValueError("the Ray backend runs whole episodes without a video or --batch; "
+                             "use the local backend for those")
+        # imported here: that module imports this one
+        from sim.harness.ray_backend import run_seeds_on_ray
+
+        run_seeds_on_ray(agent_name, scenario, seeds, out_dir, on_record, camera=camera, workers=workers,
+                         fast_physics=fast_physics, device=device, decision_timeout_s=decision_timeout_s,
+                         address=address, pool=ray_pool)
+    elif workers == 1:
         runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics,
                                out_dir=out_dir, device=device, decision_timeout_s=decision_timeout_s)
         try:

@@ -64,6 +64,7 @@ from sim.harness.io import (
     read_jsonl,
     write_jsonl,
 )
+from sim.harness.ray_backend import connect_ray
 from sim.harness.stats import bootstrap
 from sim.harness.versions import git_revision, package_versions
 from sim.pipelines.dagger import DaggerConfig, run_dagger
@@ -560,12 +561,8 @@ def _run_local(todo: list[dict], args: tuple, record: Callable[[list[dict]], Non
 
 
 def _run_ray(todo: list[dict], args: tuple, record: Callable[[list[dict]], None], address: str | None) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("--backend ray needs Ray: pip install -e \".[ray]\"") from None
     folder, cfg, threads, device = args
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    ray = connect_ray(address)  # Ray is optional: imported there, when asked for
     remote = ray.remote(num_cpus=max(1, threads))(run_cell)
     pending = [remote.remote(folder, cfg, cell, threads, device) for cell in todo]
     while pending:
