@@ -27,6 +27,8 @@ FILES = "suite_files"
 AXIS_TITLES = {"density": "Traffic density", "hazards": "Hazards", "maps": "Training vs unseen maps",
                "visual": "Visual conditions"}
 PRIVILEGED = ("truth", "bev", "autopilot")
+GAPS_NOTE = ("Unseen maps against the training maps (unpaired: other roads), each visual condition "
+             "against day (paired by seed: the same traffic).")
 
 
 def _scores(records: Sequence[dict]) -> dict[int, float]:
@@ -87,8 +89,10 @@ COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a
 
 
 def _curve(ax, rows: list[dict], agents: list[str], xlabels: list[str], title: str) -> None:
-    x = np.arange(len(rows))
     for k, a in enumerate(agents):
+        if not any(r["agents"][a]["n"] for r in rows):
+            continue  # an agent that does not run this axis
+        x = np.arange(len(rows)) + (k - (len(agents) - 1) / 2) * 0.04  # dodged: equal scores stay visible
         est = [r["agents"][a]["score"] for r in rows]
         y = np.array([e.value for e in est])
         lo = np.array([e.low if np.isfinite(e.low) else e.value for e in est])
@@ -97,7 +101,7 @@ def _curve(ax, rows: list[dict], agents: list[str], xlabels: list[str], title: s
         ax.plot(x, y, marker="o", color=COLOURS[k % len(COLOURS)], label=a + (" (unaffected)" if dashed else ""),
                 linestyle="--" if dashed else "-", linewidth=1.6)
         ax.fill_between(x, lo, hi, color=COLOURS[k % len(COLOURS)], alpha=0.15, linewidth=0)
-    ax.set_xticks(x, xlabels)
+    ax.set_xticks(np.arange(len(rows)), xlabels)
     ax.set_ylim(-0.03, 1.05)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -130,20 +134,21 @@ def _figures(suite: dict, files: Path) -> dict[str, Path]:
         if axis in axes:
             rows = axes[axis]
             fig, ax = subplots(figsize=(7.2, 3.8))
-            width = 0.8 / max(1, len(agents))
+            present = [a for a in agents if any(r["agents"][a]["n"] for r in rows)]
+            width = 0.8 / max(1, len(present))
             x = np.arange(len(rows))
-            for k, a in enumerate(agents):
+            for k, a in enumerate(present):
                 est = [r["agents"][a]["score"] for r in rows]
                 y = np.array([e.value for e in est])
                 err = np.array([[max(0.0, e.value - e.low) if np.isfinite(e.low) else 0.0 for e in est],
                                 [max(0.0, e.high - e.value) if np.isfinite(e.high) else 0.0 for e in est]])
-                ax.bar(x + (k - (len(agents) - 1) / 2) * width, y, width, yerr=err, capsize=2,
-                       color=COLOURS[k % len(COLOURS)], label=a)
+                ax.bar(x + (k - (len(present) - 1) / 2) * width, y, width, yerr=err, capsize=2,
+                       color=COLOURS[agents.index(a) % len(COLOURS)], label=a)
             ax.set_xticks(x, [r["level"] for r in rows], fontsize=8)
             ax.set_ylim(0, 1.08)
             ax.set_ylabel("driving score")
             ax.set_title(f"{AXIS_TITLES[axis]}: driving score (mean, 95% CI)", fontsize=10)
-            ax.legend(fontsize=8, ncol=len(agents), loc="upper center", bbox_to_anchor=(0.5, -0.12))
+            ax.legend(fontsize=8, ncol=len(present), loc="upper center", bbox_to_anchor=(0.5, -0.12))
             ax.grid(axis="y", alpha=0.3)
             out[axis] = _save(fig, files / f"{axis}.png")
     return out
@@ -258,8 +263,7 @@ def write_suite_report(folder: str | Path) -> dict[str, Path]:
         sections.append(("Sensor and actuation faults", [], _faults_table(suite), "faults"))
     if suite["gaps"]:
         sections.append(("Generalisation gaps (unseen - training)",
-                         ["Unseen maps against the training maps (unpaired: other roads), each visual "
-                          "condition against day (paired by seed: the same traffic)."], _gaps_table(suite), None))
+                         [GAPS_NOTE], _gaps_table(suite), None))
     notes = reading(suite)
     md = [f"# Benchmark suite: {folder.name}", "", head, "", INTRO, "", _sensors_line(suite), ""]
     body = [f"<h1>Benchmark suite: {html.escape(folder.name)}</h1>", f"<p>{html.escape(head)}</p>",

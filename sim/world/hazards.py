@@ -25,7 +25,6 @@ acceleration`) and, at the trigger, their target lane.  They step on highway-env
 
 from __future__ import annotations
 
-import numpy as np
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
 
