@@ -15,7 +15,7 @@ from agents.base import BaseAgent
 from agents.registry import AGENTS as AGENT_REGISTRY
 from sim.cli import main
 from sim.geometry.bev import BevCamera
-from sim.harness.evaluate import CONFIG, RESULTS, TIMING_FIELDS, read_results, run_eval
+from sim.harness.evaluate import CONFIG, RESULTS, comparable_results, read_results, run_eval
 from sim.harness.parallel import FAULT_ENV
 from sim.harness.run import EpisodeRunner, run_agent
 from sim.world.scenarios import get_scenario
@@ -25,14 +25,7 @@ SCENARIOS = ["lane-keep", "highway"]
 SEEDS = [0, 1, 2]
 
 
-def _comparable(records):
-    """Results keyed by (agent, scenario, seed), wall-clock fields dropped."""
-    out = {}
-    for r in records:
-        key = (r["agent"], r["scenario"], r["seed"])
-        assert key not in out, f"episode {key} recorded twice"
-        out[key] = {k: v for k, v in r.items() if k not in TIMING_FIELDS}
-    return out
+_comparable = comparable_results  # keyed by (agent, scenario, seed), wall-clock fields dropped
 
 
 @pytest.fixture(scope="module")

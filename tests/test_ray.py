@@ -13,7 +13,7 @@ import pytest
 
 from agents import agent_label
 from sim.cli import main
-from sim.harness.evaluate import CONFIG, RESULTS, TIMING_FIELDS, read_results, run_eval
+from sim.harness.evaluate import CONFIG, RESULTS, comparable_results, read_results, run_eval
 from sim.harness.parallel import FAULT_ENV
 from sim.harness.ray_backend import RAY_MISSING, manifest_key, materialise_checkpoint
 
@@ -26,14 +26,7 @@ SEEDS = [0, 1, 2, 3]
 DURATION_S = 2.0
 
 
-def _comparable(records):
-    """Results keyed by (agent, scenario, seed), wall-clock fields dropped; each episode once."""
-    out = {}
-    for r in records:
-        key = (r["agent"], r["scenario"], r["seed"])
-        assert key not in out, f"episode {key} recorded twice"
-        out[key] = {k: v for k, v in r.items() if k not in TIMING_FIELDS}
-    return out
+_comparable = comparable_results  # keyed by (agent, scenario, seed), wall-clock fields dropped
 
 
 def _traces_equal(a, b):

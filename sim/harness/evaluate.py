@@ -83,6 +83,19 @@ def _key(record: dict) -> tuple[str, str, int]:
     return record["agent"], record["scenario"], record["seed"]
 
 
+def comparable_results(records) -> dict[tuple[str, str, int], dict]:
+    """Records keyed by (agent, scenario, seed) with the wall-clock fields
+    (:data:`TIMING_FIELDS`) dropped: two runs of the same seeds (any worker count, backend,
+    or a resume) must give equal dicts.  An episode recorded twice is an error."""
+    out: dict[tuple[str, str, int], dict] = {}
+    for r in records:
+        key = _key(r)
+        if key in out:
+            raise ValueError(f"episode {key} recorded twice")
+        out[key] = {k: v for k, v in r.items() if k not in TIMING_FIELDS}
+    return out
+
+
 _INT, _NUMBER, _BOOL, _STR = "an integer", "a number", "true or false", "a string"
 REQUIRED_FIELDS = {"agent": _STR, "scenario": _STR, "seed": _INT, "status": _STR,
                    "driving_score": _NUMBER, "route_completion": _NUMBER}

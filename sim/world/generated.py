@@ -89,9 +89,26 @@ class GeneratedRoadWorld(WorldMixin, AbstractEnv):
         })
         return config
 
+    STRAIGHT_RANGE_M: tuple[float, float] = (20.0, 100.0)
+    """[m] lengths of the straight pieces (subclasses: their kind of road)."""
+    TURN_RANGE_RAD: tuple[float, float] = (np.pi / 12, np.pi / 2)
+    """[rad] how far one arc turns."""
+    MAX_ARC_M: float = 120.0
+    """[m] the longest arc."""
+
     def road_spec(self) -> RoadSpec:
-        """The kind of road this world draws, from its config."""
-        raise NotImplementedError
+        """The kind of road this world draws: its config and the class's piece ranges."""
+        c = self.config
+        return RoadSpec(
+            lanes_count=int(c["lanes_count"]),
+            radius_range_m=tuple(float(r) for r in c["radius_range_m"]),
+            straight_range_m=self.STRAIGHT_RANGE_M,
+            turn_range_rad=self.TURN_RANGE_RAD,
+            max_arc_m=self.MAX_ARC_M,
+            lead_in_m=float(c["ego_start_m"]) + LEAD_IN_BEYOND_EGO_M,
+            run_out_m=RUN_OUT_M,
+            speed_limit_mps=float(c["speed_limit_mps"]),
+        )
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is None:  # highway-env would reseed from entropy: keep the map a function of a seed
@@ -156,19 +173,6 @@ class TrackWorld(GeneratedRoadWorld):
     acceleration, inside nuPlan's 4.89 m/s^2 comfort bound; see ``LaneKeepWorld``).
     """
 
-    def road_spec(self) -> RoadSpec:
-        c = self.config
-        return RoadSpec(
-            lanes_count=int(c["lanes_count"]),
-            radius_range_m=tuple(float(r) for r in c["radius_range_m"]),
-            straight_range_m=(20.0, 100.0),
-            turn_range_rad=(np.pi / 12, np.pi / 2),
-            max_arc_m=120.0,
-            lead_in_m=float(c["ego_start_m"]) + LEAD_IN_BEYOND_EGO_M,
-            run_out_m=RUN_OUT_M,
-            speed_limit_mps=float(c["speed_limit_mps"]),
-        )
-
 
 class CurvyHighwayWorld(GeneratedRoadWorld):
     """A generated three-lane highway with gentle curves and IDM/MOBIL traffic.
@@ -206,18 +210,9 @@ class CurvyHighwayWorld(GeneratedRoadWorld):
         })
         return config
 
-    def road_spec(self) -> RoadSpec:
-        c = self.config
-        return RoadSpec(
-            lanes_count=int(c["lanes_count"]),
-            radius_range_m=tuple(float(r) for r in c["radius_range_m"]),
-            straight_range_m=(50.0, 200.0),
-            turn_range_rad=(np.pi / 12, np.pi / 3),
-            max_arc_m=250.0,
-            lead_in_m=float(c["ego_start_m"]) + LEAD_IN_BEYOND_EGO_M,
-            run_out_m=RUN_OUT_M,
-            speed_limit_mps=float(c["speed_limit_mps"]),
-        )
+    STRAIGHT_RANGE_M = (50.0, 200.0)  # [m] a highway's straights are longer,
+    TURN_RANGE_RAD = (np.pi / 12, np.pi / 3)  # [rad] its turns gentler,
+    MAX_ARC_M = 250.0  # [m] and its arcs longer
 
     def _check_config(self) -> None:
         super()._check_config()

@@ -191,6 +191,14 @@ MERGE_TRAFFIC = {
 }
 """Cars on the 2-lane road the ego merges into (420 m, at least 20 m apart in a lane)."""
 
+def _hazard(name: str, summary: str, world_class: str) -> Scenario:
+    """A hazard of :mod:`sim.world.hazards`: the 4-lane highway, 20 background cars, 300 m in
+    20 s, driven with the highway's policies."""
+    return Scenario(name=name, summary=summary, world=f"sim.world.hazards:{world_class}", longitudinal=True,
+                    duration_s=20.0, cruise_speed_mps=25.0, trained_on="highway",
+                    world_config={"lanes_count": 4, "vehicles_count": 20, "route_length_m": 300.0})
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -275,36 +283,12 @@ SCENARIOS: dict[str, Scenario] = {
                      "dense": {"vehicles_count": 40}},
         ),
         # -- hazards (sim.world.hazards): one scripted event each, on a highway; highway policies drive
-        Scenario(
-            name="cut-in",
-            summary="a car in the next lane cuts into the ego's lane at a short gap (6-15 m), 2-5 m/s slower",
-            world="sim.world.hazards:CutInWorld",
-            longitudinal=True,
-            duration_s=20.0,
-            cruise_speed_mps=25.0,
-            trained_on="highway",
-            world_config={"lanes_count": 4, "vehicles_count": 20, "route_length_m": 300.0},
-        ),
-        Scenario(
-            name="hard-brake",
-            summary="the car ahead (8-16 m) brakes at -6 m/s^2 to a stop 0-0.6 s in; a car beside boxes the ego in on one side",
-            world="sim.world.hazards:HardBrakeWorld",
-            longitudinal=True,
-            duration_s=20.0,
-            cruise_speed_mps=25.0,
-            trained_on="highway",
-            world_config={"lanes_count": 4, "vehicles_count": 20, "route_length_m": 300.0},
-        ),
-        Scenario(
-            name="stopped-car",
-            summary="a stalled car in the ego's lane, revealed late when the car ahead changes lanes",
-            world="sim.world.hazards:StoppedCarWorld",
-            longitudinal=True,
-            duration_s=20.0,
-            cruise_speed_mps=25.0,
-            trained_on="highway",
-            world_config={"lanes_count": 4, "vehicles_count": 20, "route_length_m": 300.0},
-        ),
+        _hazard("cut-in", "a car in the next lane cuts into the ego's lane at a short gap (6-15 m), 2-5 m/s slower",
+                "CutInWorld"),
+        _hazard("hard-brake", "the car ahead (8-16 m) brakes at -6 m/s^2 to a stop 0-0.6 s in; a car beside "
+                "boxes the ego in on one side", "HardBrakeWorld"),
+        _hazard("stopped-car", "a stalled car in the ego's lane, revealed late when the car ahead changes lanes",
+                "StoppedCarWorld"),
     )
 }
 
