@@ -62,15 +62,21 @@ def build_suite(data: dict[str, Any]) -> dict[str, Any]:
     """Per axis the ordered cells and, per agent, each cell's summary; plus the gaps."""
     plan, records = data["plan"], data["records"]
     agents = plan["agents"]
+    families = plan.get("families") or {}
+
+    def runs(agent: str, axis: str) -> bool:  # an agent limited to some families (e2e-bev@density+hazards)
+        return families.get(agent) is None or axis.split(":", 1)[0] in families[agent]
+
     axes: dict[str, list[dict]] = {}
     for c in plan["cells"]:
-        row = {**c, "agents": {a: cell_summary(records.get((c["scenario"], a), [])) for a in agents}}
+        row = {**c, "agents": {a: cell_summary(records.get((c["scenario"], a), []) if runs(a, c["axis"]) else [])
+                               for a in agents}}
         axes.setdefault(c["axis"], []).append(row)
     gaps = []
     for c in plan["cells"]:
         if c["axis"] not in ("maps", "visual") or c["scenario"] == c["reference"]:
             continue
-        for a in agents:
+        for a in (a for a in agents if runs(a, c["axis"])):
             test, ref = _scores(records.get((c["scenario"], a), [])), _scores(records.get((c["reference"], a), []))
             if not test or not ref:
                 continue
