@@ -72,3 +72,18 @@ def test_quick_suite_runs_reports_and_marks_unaffected_agents(tmp_path):
         assert paths[key].stat().st_size > 5000
     with pytest.raises(FileExistsError, match="--resume"):
         run_suite(out, suite="quick", agents=["idm", "straight"], seeds=[0, 1], progress=False)
+
+
+def test_an_agent_can_be_limited_to_some_axis_families():
+    from sim.harness.suite import parse_suite_agent
+
+    assert parse_suite_agent("e2e-bev@density+hazards") == ("e2e-bev", ("density", "hazards"))
+    assert parse_suite_agent("e2e") == ("e2e", None)
+    with pytest.raises(ValueError, match="unknown axis families.*known: density, hazards, maps, visual, fault"):
+        parse_suite_agent("e2e@weather")
+    sensors = {**SENSORS, "e2e-bev": ["bev", "speed", "command"]}
+    groups = plan_groups(suite_cells("full"), sensors, {"e2e-bev": ("density", "hazards")})
+    runs = {(s, a) for g in groups.values() for s in g["scenarios"] for a in g["agents"]}
+    assert ("cut-in", "e2e-bev") in runs and ("highway-short:dense", "e2e-bev") in runs
+    assert not any(a == "e2e-bev" and s in ("track", "highway-short:night", "highway-short:latency=3")
+                   for s, a in runs)
