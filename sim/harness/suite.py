@@ -115,10 +115,9 @@ def affects(scenario: Scenario, sensors: Sequence[str]) -> bool:
     """Whether running ``scenario`` can differ, for an agent reading ``sensors``, from running
     its clean version: the world itself differs (any non-suite variant does), or a visual
     condition / fault touches a sensor the agent reads."""
-    from sim.harness.faults import touches  # the faults' own table of what each one hits
+    from sim.harness.faults import CAMERA_SENSORS, touches  # the faults' own table of what each hits
 
-    cameras = [s for s in sensors if s == "bev" or s.startswith("cam_")]
-    if scenario.visual != "day" and cameras:
+    if scenario.visual != "day" and any(s in CAMERA_SENSORS for s in sensors):
         return True
     return any(touches(kind, sensors) for kind, _ in scenario.faults)
 
