@@ -51,6 +51,9 @@ class TaskSpec:
     rig: Any = None
     """The perspective cameras' ``CameraRig`` (each camera a sensor named as in the rig:
     ``cam_front``, ``cam_rear``); None where not told."""
+    cruise_speed_mps: float | None = None
+    """The speed the scenario asks for [m/s] (the ``idm`` baseline's desired speed); None:
+    the lanes' limits."""
 
     @property
     def action_size(self) -> int:

@@ -37,7 +37,7 @@ from planning.planner import EgoState, PathOption, Plan, Planner, PlannerConfig
 from planning.prediction import (
     Forecast,
     ObjectStates,
-    YawRateEstimator,
+    MotionEstimator,
     forecast,
     forecast_along_paths,
 )
@@ -77,10 +77,10 @@ class GroundTruthPerception:
     last_detections: Boxes | None = None
 
     def __init__(self) -> None:
-        self._yaw = YawRateEstimator()
+        self._motion = MotionEstimator()
 
     def reset(self) -> None:
-        self._yaw.reset()
+        self._motion.reset()
 
     def prepare(self) -> None:
         return None
@@ -89,7 +89,7 @@ class GroundTruthPerception:
         return ()
 
     def perceive(self, obs: Mapping[str, Any], dt_s: float) -> ObjectStates:
-        return self._yaw.update(ObjectStates.from_truth(obs["truth"]), dt_s)
+        return self._motion.update(ObjectStates.from_truth(obs["truth"]), dt_s)
 
 
 class CameraPerception:
@@ -307,7 +307,7 @@ class PlanningAgent(BaseAgent):
         ego = EgoState(x, y, heading, speed, self._last_accel)
         objects = self._with_lane_yaw_rates(self.perception.perceive(obs, self.dt_s))
         plan = self.planner.plan(ego, self._path_options(ego), self._forecast(objects, ego),
-                                 longitudinal=self.longitudinal)
+                                 longitudinal=self.longitudinal, cruise_speed_mps=self.task.cruise_speed_mps)
         self._target = plan.option.path.lanes
         self._target_path = plan.option.path
         # steer along the transition onto the chosen path that the planner rolled out

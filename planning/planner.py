@@ -12,8 +12,12 @@ Here, per decision:
 1. **Candidates** = reference paths (the lane followed and, where lane changes are
    allowed, its left and right neighbours, each continued along the route: see
    :mod:`planning.lanes`) x desired speeds (fractions of the speed the path allows at
-   each point: the lane's limit, lowered so curves are taken at
-   ``lateral_accel_mps2``), plus a stop candidate per path.  Each candidate approaches
+   each point: the scenario's cruise speed, capped by the lane's limit and lowered so
+   curves are taken at ``lateral_accel_mps2``), plus a stop candidate per path, plus two
+   candidates in the current lane that are always scored, so the argmax can always fall
+   back on them: **IDM's own proposal** (highway-env's IDM parameters at the cruise speed,
+   what the ``idm`` baseline does when it keeps its lane) and an **emergency brake** at the
+   car's braking limit.  Each candidate approaches
    its path from the car's current offset along a cubic transition
    (:func:`planning.lanes.hermite_offset`), so a lane change is a smooth S, not a jump.
 2. **Rollout** of all candidates at once for ``horizon_s`` at ``step_s``, with the
@@ -21,11 +25,21 @@ Here, per decision:
    pure pursuit steers, the Intelligent Driver Model (Treiber, Hennecke, Helbing 2000;
    above the desired speed its "improved" free-road term, Treiber & Kesting 2013) sets
    the acceleration behind the lead object on that path (and before a dead end), and
-   highway-env's kinematic bicycle integrates the motion.
-3. **Score** (nuPlan-style): multiplicative gates - no at-fault collision with the
-   forecasts (:mod:`planning.prediction`), no driving past a dead end, no lane change
-   that makes the new follower brake harder than ``unsafe_follower_decel_mps2`` (MOBIL's
-   safety criterion, Kesting et al. 2007) - times a weighted mean of progress
+   highway-env's kinematic bicycle integrates the motion.  An object leads a candidate
+   while it is within the lane band (half the lane width + 1 m, highway-env's
+   ``Road.neighbour_vehicles``) of the candidate's path *or* overlaps the line the car
+   takes onto that path where it will pass the object, so during a lane change both
+   lanes' leads constrain it (highway-env's ``ControlledVehicle`` takes the lower of the
+   two lanes' IDM accelerations) until the car has pulled out past them.  Leads
+   move by their forecast acceleration (a braking lead is seen stopping).
+3. **Score** (nuPlan-style): multiplicative gates - no collision the benchmark would
+   count: none with the forecasts (:mod:`planning.prediction`) and none from behind
+   (the follower on the candidate's path simulated as highway-env's IDM driver reacting
+   to the candidate, :meth:`Planner.rear_end_s`: the driving score counts being
+   rear-ended as a collision, so the rear-end risk a plan creates is gated), no driving
+   past a dead end, no lane change that makes the new follower brake harder than
+   ``unsafe_follower_decel_mps2`` (MOBIL's safety criterion, Kesting et al. 2007, as
+   highway-env's ``IDMVehicle.mobil`` computes it) - times a weighted mean of progress
    (relative to the best candidate's), time-to-collision, comfort (nuPlan's bounds),
    staying on the route's lanes and keeping the current lane.
 4. **Pick** the best; if every candidate collides, the one that collides latest,
@@ -54,7 +68,7 @@ from planning.lanes import (
     ReferencePath,
     transition_slope,
 )
-from planning.prediction import Forecast
+from planning.prediction import Forecast, constant_acceleration
 from planning.rollout import (
     BicycleState,
     IDMParameters,
@@ -87,6 +101,16 @@ NO_TRANSITION_INV_LENGTH_1PM = 1e9  # [1/m] a zero-length transition: on the cen
 MIN_PROGRESS_TO_RANK_M = 5.0  # [m] below this best progress every candidate scores progress 1
 NEVER_COLLIDES_S = 1e9  # [s] first-collision time of a candidate that never collides (for sorting)
 
+# highway-env's driver model (highway_env/vehicle/behavior.py, IDMVehicle): COMFORT_ACC_MAX
+# 3 m/s^2, COMFORT_ACC_MIN -5 m/s^2, TIME_WANTED 1.5 s, DISTANCE_WANTED 5 m + LENGTH measured
+# centre to centre (a 5 m bumper gap), DELTA 4. The traffic drives with it, so followers are
+# simulated with it, and the `idm` baseline's proposal is scored with it.
+HIGHWAY_ENV_IDM = IDMParameters(accel_mps2=3.0, decel_mps2=5.0, headway_s=1.5, min_gap_m=5.0, delta=4.0)
+HIGHWAY_ENV_ACC_MAX_MPS2 = 6.0  # [m/s^2] IDMVehicle.ACC_MAX: the traffic's acceleration limit
+# candidate kinds (Plan.kind)
+PROPOSAL, STOP, IDM_PROPOSAL, EMERGENCY_BRAKE = 0, 1, 2, 3
+CANDIDATE_KINDS = ("proposal", "stop", "idm", "emergency-brake")
+
 
 @dataclass(frozen=True)
 class PlannerConfig:
@@ -99,12 +123,14 @@ class PlannerConfig:
     speed_fractions: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0)
     stop_candidate: bool = True  # also a candidate that brakes to a stop on each path
     stop_decel_mps2: float = 3.0  # [m/s^2] its braking
+    idm_candidate: bool = True  # also IDM's own proposal in the current lane (HIGHWAY_ENV_IDM)
+    emergency_brake: bool = True  # also full braking (max_brake_mps2) in the current lane
     lateral_accel_mps2: float = 2.5  # [m/s^2] curvature speed limit v <= sqrt(a / |k|)
     # IDM
-    idm_accel_mps2: float = 1.5  # [m/s^2] maximum acceleration a
+    idm_accel_mps2: float = 2.4  # [m/s^2] maximum acceleration a (nuPlan's comfort bound)
     idm_decel_mps2: float = 2.5  # [m/s^2] comfortable deceleration b
-    idm_headway_s: float = 1.2  # [s] desired time gap T
-    idm_min_gap_m: float = 3.0  # [m] jam distance s0
+    idm_headway_s: float = 1.5  # [s] desired time gap T (highway-env's TIME_WANTED)
+    idm_min_gap_m: float = 5.0  # [m] jam distance s0 (highway-env's DISTANCE_WANTED less a car length)
     idm_delta: float = 4.0  # acceleration exponent
     max_brake_mps2: float = 5.0  # [m/s^2] the car's braking limit
     dead_end_margin_m: float = 3.0  # [m] stop this far before a corridor's end
@@ -121,12 +147,18 @@ class PlannerConfig:
     # scoring
     safety_length_m: float = 1.0  # [m] ego box grown by this for the collision check
     safety_width_m: float = 0.4  # [m]
-    lane_margin_m: float = 0.3  # [m] an object this close to the path's swept width is "in lane"
+    lane_band_margin_m: float = 1.0  # [m] an object within half the lane width + this of a lane's
+    # centre line is in that lane (highway-env's Road.neighbour_vehicles: lane.on_lane(margin=1))
+    overlap_margin_m: float = 0.3  # [m] lateral clearance under which the car's and an object's
+    # widths overlap
+    progress_terminal_s: float = 4.0  # [s] a candidate's progress counts its final speed held this
+    # much longer: the benchmark scores route completion, not the first 4 s, so a lane whose traffic
+    # flows beats one that stalls just past the horizon
     ttc_good_s: float = 3.0  # [s] time-to-collision at and above which the TTC score is 1
     ttc_bad_s: float = 1.0  # [s] ... and at and below which it is 0
-    unsafe_follower_decel_mps2: float = 3.0  # [m/s^2] MOBIL's b_safe
+    unsafe_follower_decel_mps2: float = 2.0  # [m/s^2] MOBIL's b_safe (LANE_CHANGE_MAX_BRAKING_IMPOSED)
     weights: dict = field(default_factory=lambda: {
-        "progress": 5.0, "ttc": 5.0, "comfort": 2.0, "route": 3.0, "keep_lane": 1.0})
+        "progress": 5.0, "ttc": 5.0, "comfort": 2.0, "route": 3.0, "keep_lane": 0.5})
 
     @property
     def steps(self) -> int:
@@ -136,6 +168,10 @@ class PlannerConfig:
     def idm(self) -> IDMParameters:
         return IDMParameters(self.idm_accel_mps2, self.idm_decel_mps2, self.idm_headway_s, self.idm_min_gap_m,
                              self.idm_delta)
+
+    def band_m(self, lane_width_m):
+        """[m] how far from a lane's centre line an object is in that lane."""
+        return np.asarray(lane_width_m) / 2 + self.lane_band_margin_m
 
     def transition_length_m(self, speed_mps, offset_m):
         """Length [m] of the way onto a path from ``offset_m`` away: none within
@@ -188,6 +224,7 @@ class Plan:
     steering_rad: float  # [rad] ... (pure pursuit on ``reference``, at the rollout's first step)
     target_speed_mps: np.ndarray  # [C] each candidate's desired speed (0: the stop candidate)
     path_index: np.ndarray  # [C] index into the path options
+    kind: np.ndarray  # [C] index into CANDIDATE_KINDS (proposal, stop, idm, emergency-brake)
     trajectory_m: np.ndarray  # [C, T+1, 2] every candidate's rollout
     speed_mps: np.ndarray  # [C, T+1]
     heading_rad: np.ndarray  # [C, T+1]
@@ -229,15 +266,47 @@ def boxes_overlap(c1: np.ndarray, h1: np.ndarray, l1, w1, c2: np.ndarray, h2: np
             & (np.abs(-dx * sb + dy * cb) <= hw2 + hl1 * sin_ab + hw1 * cos_ab))  # along v2
 
 
-def candidate_grid(n_options: int, config: PlannerConfig, longitudinal: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates = path options x desired-speed fractions (0: the stop candidate):
-    ``(path_index [C], speed_fraction [C])``; steering-only tasks get one per path."""
-    fractions = list(config.speed_fractions) + ([0.0] if config.stop_candidate else [])
+@dataclass(frozen=True)
+class Candidates:
+    """What each candidate is: ``[C]`` each."""
+
+    path_index: np.ndarray  # into the path options
+    speed_fraction: np.ndarray  # of the path's speed cap (0: brakes to a stop)
+    kind: np.ndarray  # index into CANDIDATE_KINDS
+    brake_mps2: np.ndarray  # [m/s^2] a braking candidate's deceleration (0: IDM alone)
+    idm: IDMParameters  # the IDM each candidate drives with, fields [C]
+
+    def __len__(self) -> int:
+        return len(self.path_index)
+
+
+def candidate_grid(options: Sequence[PathOption], config: PlannerConfig, longitudinal: bool) -> Candidates:
+    """Path options x desired-speed fractions (0: the stop candidate), then IDM's own
+    proposal and the emergency brake on the current lane's option (the first that keeps the
+    lane); steering-only tasks get one candidate per path."""
+    c = config
+    n = len(options)
+    fractions = list(c.speed_fractions) + ([0.0] if c.stop_candidate else [])
     if not longitudinal:
         fractions = [1.0]
-    path_index = np.repeat(np.arange(n_options), len(fractions))
-    speed_fraction = np.tile(np.asarray(fractions, dtype=np.float64), n_options)
-    return path_index, speed_fraction
+    path_index = np.repeat(np.arange(n), len(fractions))
+    fraction = np.tile(np.asarray(fractions, dtype=np.float64), n)
+    kind = np.where(fraction == 0.0, STOP, PROPOSAL)
+    brake = np.where(fraction == 0.0, c.stop_decel_mps2, 0.0)
+    if longitudinal:
+        keep = next((k for k, o in enumerate(options) if o.lane_change == 0), 0)
+        extra = [(IDM_PROPOSAL, 1.0, 0.0)] if c.idm_candidate else []
+        extra += [(EMERGENCY_BRAKE, 0.0, c.max_brake_mps2)] if c.emergency_brake else []
+        for k_, f_, b_ in extra:
+            path_index = np.append(path_index, keep)
+            fraction = np.append(fraction, f_)
+            kind = np.append(kind, k_)
+            brake = np.append(brake, b_)
+    own = c.idm
+    hw = kind == IDM_PROPOSAL
+    idm = IDMParameters(*(np.where(hw, getattr(HIGHWAY_ENV_IDM, f), getattr(own, f))
+                          for f in ("accel_mps2", "decel_mps2", "headway_s", "min_gap_m", "delta")))
+    return Candidates(path_index, fraction, kind, brake, idm)
 
 
 @dataclass
@@ -328,15 +397,18 @@ def near_objects(forecast: Forecast, ego: EgoState, reach_m: float) -> Forecast:
 
 @dataclass
 class ObjectsAlongPaths:
-    """Each object in each option's Frenet frame now (window-local ``s``), moving at
-    constant velocity along the path: ``[P, K]`` each."""
+    """Each object in each option's Frenet frame now (window-local ``s``), moving along the
+    path at its forecast acceleration and across it at constant velocity: ``[P, K]`` each."""
 
     s_m: np.ndarray
     d_m: np.ndarray
     vs_mps: np.ndarray  # along the path
     vd_mps: np.ndarray  # across it, left positive
-    half_width_sum_m: np.ndarray  # [K] an object this close (laterally) to the path is in the ego's way
+    as_mps2: np.ndarray  # acceleration along the path
+    band_m: np.ndarray  # [P] an object this close (laterally) to the path's centre line is in its lane
+    overlap_m: np.ndarray  # [K] an object this close (laterally) to the car's line overlaps it
     half_length_sum_m: np.ndarray  # [K] centre-to-centre length of the ego and the object, halved
+    length_m: np.ndarray  # [K]
 
     def __len__(self) -> int:
         return self.s_m.shape[1]
@@ -349,19 +421,24 @@ def objects_along_paths(options: Sequence[PathOption], forecast: Forecast, ego: 
     obj_d = np.zeros((len(options), K))
     obj_vs = np.zeros((len(options), K))
     obj_vd = np.zeros((len(options), K))
+    obj_as = np.zeros((len(options), K))
     if K:
         obj_pos0 = forecast.position_m[:, 0]
-        obj_vel = forecast.speed_mps[:, None] * np.stack(
-            [np.cos(forecast.heading_rad[:, 0]), np.sin(forecast.heading_rad[:, 0])], axis=-1)
+        obj_dir = np.stack([np.cos(forecast.heading_rad[:, 0]), np.sin(forecast.heading_rad[:, 0])], axis=-1)
+        obj_vel = forecast.speed_mps[:, None] * obj_dir
         for k, o in enumerate(options):
             sk, dk = o.path.project(obj_pos0, s_guess_m=np.full(K, o.s_m), window_m=windows.reach_m)
             _, t_obj = o.path.frame(sk)
             obj_s[k], obj_d[k] = sk - windows.s_base_m[k], dk
             obj_vs[k] = np.einsum("ij,ij->i", obj_vel, t_obj)
             obj_vd[k] = obj_vel[:, 1] * t_obj[:, 0] - obj_vel[:, 0] * t_obj[:, 1]
-    half_w_sum = (forecast.width_m + ego.width_m) / 2 + config.lane_margin_m if K else np.zeros(0)
+            # the acceleration acts along the object's heading: its share along the path
+            obj_as[k] = forecast.acceleration_mps2 * np.einsum("ij,ij->i", obj_dir, t_obj)
+    band = config.band_m(np.array([o.path.width_m for o in options]))
     half_l_sum = (forecast.length_m + ego.length_m) / 2 if K else np.zeros(0)
-    return ObjectsAlongPaths(obj_s, obj_d, obj_vs, obj_vd, half_w_sum, half_l_sum)
+    overlap = (forecast.width_m + ego.width_m) / 2 + config.overlap_margin_m if K else np.zeros(0)
+    return ObjectsAlongPaths(obj_s, obj_d, obj_vs, obj_vd, obj_as, band, overlap, half_l_sum,
+                             np.asarray(forecast.length_m, dtype=np.float64))
 
 
 @dataclass
@@ -377,6 +454,7 @@ class Rollout:
     min_ttc_s: np.ndarray  # [C] time-to-collision with the lead on its path
     progress_m: np.ndarray  # [C] rear-axle progress along its path
     final_s_m: np.ndarray  # [C] final rear-axle position, window-local
+    s_m: np.ndarray  # [C, T+1] rear-axle position along its path at each step, window-local
     cap0_mps: np.ndarray  # [C] the path's speed cap where the car is now
 
 
@@ -400,16 +478,21 @@ class Planner:
         return hit[1]
 
     def plan(self, ego: EgoState, options: Sequence[PathOption], forecast: Forecast,
-             longitudinal: bool = True) -> Plan:
+             longitudinal: bool = True, cruise_speed_mps: float | None = None) -> Plan:
+        """The best candidate for ``ego`` on ``options`` among the ``forecast`` objects;
+        ``cruise_speed_mps``: the speed the scenario asks for (None: the lanes' limits)."""
         if not options:
             raise ValueError("the planner needs at least one reference path")
         c = self.config
         times = np.arange(c.steps + 1) * c.step_s
-        path_index, fraction = candidate_grid(len(options), c, longitudinal)
-        windows = PathWindows.crop(options, ego, c, self.profile)
+        cands = candidate_grid(options, c, longitudinal)
+        path_index, fraction = cands.path_index, cands.speed_fraction
+        profile = self.profile if cruise_speed_mps is None else \
+            (lambda path: np.minimum(self.profile(path), cruise_speed_mps))
+        windows = PathWindows.crop(options, ego, c, profile)
         forecast = near_objects(forecast, ego, windows.reach_m)
         objects = objects_along_paths(options, forecast, ego, windows, c)
-        roll = self.rollout(ego, options, path_index, fraction, windows, objects, times, longitudinal)
+        roll = self.rollout(ego, options, cands, windows, objects, times, longitudinal)
         gates = self.gates(ego, options, path_index, roll, forecast, windows, objects)
         scores = self.rank(ego, options, path_index, roll, gates)
         best = self.pick(scores, roll)
@@ -417,22 +500,27 @@ class Planner:
         return Plan(
             best=best, acceleration_mps2=float(roll.accelerations_mps2[best, 0]),
             steering_rad=float(roll.steerings_rad[best, 0]),
-            target_speed_mps=fraction * roll.cap0_mps, path_index=path_index,
+            target_speed_mps=fraction * roll.cap0_mps, path_index=path_index, kind=cands.kind,
             trajectory_m=np.stack([roll.x_m, roll.y_m], axis=-1), speed_mps=roll.speed_mps,
             heading_rad=roll.heading_rad, accelerations_mps2=roll.accelerations_mps2,
             steerings_rad=roll.steerings_rad, times_s=times, scores=scores, option=option,
             reference=approach_path(option, ego.speed_mps, c))
 
     # -- rollout --------------------------------------------------------------------------------
-    def rollout(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, frac: np.ndarray,
+    def rollout(self, ego: EgoState, options: Sequence[PathOption], cands: Candidates,
                 windows: PathWindows, objects: ObjectsAlongPaths, times: np.ndarray,
                 longitudinal: bool) -> Rollout:
-        """Every candidate at once: pure pursuit on its way onto its path, IDM behind the
-        lead object on that path (or a dead end), the bicycle integrating."""
+        """Every candidate at once: pure pursuit on its way onto its path, its IDM behind the
+        lead object (or a dead end), the bicycle integrating.  The lead is the nearest
+        object ahead within the lane band of the path or of the car's own lateral
+        position at that step (both lanes' leads during a lane change), at its forecast
+        position and speed (while the car's way onto its path overlaps it, for the lane
+        being left)."""
         c = self.config
+        pidx, frac = cands.path_index, cands.speed_fraction
         T, C, K = c.steps, len(pidx), len(objects)
         half_l = ego.length_m / 2
-        idm = c.idm
+        idm = cands.idm
         base = pidx * windows.width
         base2 = np.concatenate([base, base])
         state = BicycleState(np.full(C, ego.x_m), np.full(C, ego.y_m), np.full(C, ego.heading_rad),
@@ -450,18 +538,23 @@ class Planner:
         H = np.empty((C, T + 1)); V = np.empty((C, T + 1))
         A = np.empty((C, T)); D = np.empty((C, T))
         X[:, 0], Y[:, 0], H[:, 0], V[:, 0] = state.x_m, state.y_m, state.heading_rad, state.speed_mps
+        S = np.empty((C, T + 1))
         min_ttc = np.full(C, np.inf)
-        ovs_c = objects.vs_mps[pidx]  # [C, K]
         cap0 = windows.speed_cap(base, s)  # [m/s] here
-        stop = frac == 0.0
+        brake = cands.brake_mps2
+        braking = brake > 0
         dead_c, s_end_c = windows.dead_end[pidx], windows.s_end_m[pidx]
         rows = np.arange(C)
         if K and longitudinal:  # objects along each candidate's path at every step: [T, C, K]
             os_c, od_c, ovd_c = objects.s_m[pidx], objects.d_m[pidx], objects.vd_mps[pidx]
-            so_all = os_c[None] + ovs_c[None] * times[:T, None, None]
-            in_lane_all = np.abs(od_c[None] + ovd_c[None] * times[:T, None, None]) < objects.half_width_sum_m
+            dist_all, vs_all = constant_acceleration(objects.vs_mps[pidx][None], objects.as_mps2[pidx][None],
+                                                     times[:T, None, None])
+            so_all = os_c[None] + dist_all
+            d_all = od_c[None] + ovd_c[None] * times[:T, None, None]
+            band_c = objects.band_m[pidx][:, None]  # [C, 1]
+            on_path_all = np.abs(d_all) < band_c
             g_all = so_all - objects.half_length_sum_m  # gap = this - the ego's centre s
-        any_dead, any_stop = bool(dead_c.any()), bool(stop.any())
+        any_dead, any_brake = bool(dead_c.any()), bool(braking.any())
         for k in range(T):
             x, y, h, v = state.x_m, state.y_m, state.heading_rad, state.speed_mps
             rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
@@ -470,6 +563,7 @@ class Planner:
             # Gauss-Newton correction below is centimetres, so the look-ahead point keeps it
             fcx, fcy, ftx_, fty_ = windows.frame(base2, np.concatenate([s, s + ld]))
             s = s + (rx - fcx[:C]) * ftx_[:C] + (ry - fcy[:C]) * fty_[:C]
+            S[:, k] = s
             # the look-ahead point on the way onto the path (planning.lanes.BlendedPath)
             u = np.minimum(np.maximum((s + ld - s0_local) * blend_inv_len, 0.0), 1.0)
             u2 = u * u
@@ -482,12 +576,18 @@ class Planner:
                 v0 = np.maximum(frac * windows.speed_cap(base, s), MIN_DESIRED_SPEED_MPS)  # a fraction of what this spot allows
                 centre = s + half_l  # rear axle -> centre
                 if K:
-                    g = np.where(in_lane_all[k] & (so_all[k] > centre[:, None]),
-                                 g_all[k] - centre[:, None], np.inf)
+                    # where the candidate's way onto its path puts the car when it reaches each
+                    # object (the transition's offset there): an object it would overlap is in
+                    # its way even outside the path's lane (the lane being left)
+                    uo = np.minimum(np.maximum((so_all[k] - s0_local[:, None]) * blend_inv_len[:, None], 0.0), 1.0)
+                    uo2 = uo * uo
+                    d_planned = blend_d0[:, None] * (2 * uo2 * uo - 3 * uo2 + 1) + blend_m0[:, None] * (uo2 * uo - 2 * uo2 + uo)
+                    in_way = on_path_all[k] | (np.abs(d_all[k] - d_planned) < objects.overlap_m)
+                    g = np.where(in_way & (so_all[k] > centre[:, None]), g_all[k] - centre[:, None], np.inf)
                     lead = np.argmin(g, axis=1)
                     gap = g[rows, lead]
                     found = gap < np.inf
-                    v_lead = np.where(found, ovs_c[rows, lead], 0.0)
+                    v_lead = np.where(found, vs_all[k][rows, lead], 0.0)
                     closing = v - v_lead
                     ttc = np.where((closing > MIN_CLOSING_SPEED_MPS) & found,
                                    np.maximum(gap, 0.0) / np.maximum(closing, MIN_CLOSING_SPEED_MPS), np.inf)
@@ -500,10 +600,10 @@ class Planner:
                     gap = np.where(use_dead, dead_gap, gap)
                     v_lead = np.where(use_dead, 0.0, v_lead)
                 acc = idm_acceleration(v, v0, gap, v_lead, idm)
-                if any_stop:
-                    acc = np.where(stop, np.minimum(acc, -np.minimum(c.stop_decel_mps2, v / c.step_s)), acc)
+                if any_brake:
+                    acc = np.where(braking, np.minimum(acc, -np.minimum(brake, v / c.step_s)), acc)
                 acc = np.minimum(np.maximum(acc, np.maximum(-c.max_brake_mps2, -v / c.step_s)),
-                                 c.idm_accel_mps2)  # never reverse
+                                 idm.accel_mps2)  # never reverse
             else:
                 acc = np.zeros(C)
             A[:, k] = acc
@@ -515,17 +615,21 @@ class Planner:
         rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
         fcx, fcy, ftx_, fty_ = windows.frame(base, s)
         s = s + (rx - fcx) * ftx_ + (ry - fcy) * fty_
-        return Rollout(X, Y, H, V, A, D, min_ttc, progress_m=s - s0_local, final_s_m=s, cap0_mps=cap0)
+        S[:, T] = s
+        return Rollout(X, Y, H, V, A, D, min_ttc, progress_m=s - s0_local, final_s_m=s, cap0_mps=cap0, s_m=S)
 
     # -- gates ----------------------------------------------------------------------------------
     def gates(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, roll: Rollout,
               forecast: Forecast, windows: PathWindows, objects: ObjectsAlongPaths) -> dict[str, np.ndarray]:
-        """The multiplicative gates, ``[C]`` each: no at-fault collision, no overrun of a
-        dead end, a MOBIL-safe lane change; plus each candidate's first collision [s]."""
+        """The multiplicative gates, ``[C]`` each: no collision with a forecast object, none
+        from behind, no overrun of a dead end, a MOBIL-safe lane change; plus each
+        candidate's first collision of either kind [s]."""
         first_hit = self.first_collision_s(ego, options, pidx, roll, forecast)
+        rear_hit = self.rear_end_s(ego, pidx, roll, objects)
         overrun = windows.dead_end[pidx] & (roll.final_s_m + ego.length_m > windows.s_end_m[pidx])
         safe_change = self.safe_lane_changes(ego, options, windows, objects)
-        return {"no_collision": ~np.isfinite(first_hit), "first_collision_s": first_hit, "no_overrun": ~overrun,
+        return {"no_collision": ~np.isfinite(first_hit), "no_rear_end": ~np.isfinite(rear_hit),
+                "first_collision_s": np.minimum(first_hit, rear_hit), "no_overrun": ~overrun,
                 "safe_lane_change": safe_change[pidx]}
 
     def first_collision_s(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, roll: Rollout,
@@ -550,8 +654,9 @@ class Planner:
         if len(ci):
             hit = boxes_overlap(np.stack([X[ci, ti], Y[ci, ti]], -1), H[ci, ti], el, ew,
                                 fpos[ki, ti], fh[ki, ti], fl[ki], fw[ki])
-            # at fault: not a car running into our back while we keep our lane
-            # (changing lanes in front of one is our fault)
+            # a car running into our back while we keep our lane reacts to us: that risk is
+            # rear_end_s's, not the constant-velocity forecast's (changing lanes in front of
+            # one stays a collision here)
             rel_x = (fpos[ki, ti, 0] - X[ci, ti]) * np.cos(H[ci, ti]) \
                 + (fpos[ki, ti, 1] - Y[ci, ti]) * np.sin(H[ci, ti])
             keeps_lane = np.array([options[p].lane_change == 0 for p in pidx])[ci]
@@ -560,26 +665,71 @@ class Planner:
                 np.minimum.at(first_hit, ci[hit], ti[hit] * c.step_s)
         return first_hit
 
+    def rear_end_s(self, ego: EgoState, pidx: np.ndarray, roll: Rollout, objects: ObjectsAlongPaths) -> np.ndarray:
+        """When the follower on each candidate's path would run into the car's back [s]
+        (inf: never).  The follower (the nearest object behind within the path's lane band
+        now) is simulated as highway-env's IDM driver (:data:`HIGHWAY_ENV_IDM`, braking up
+        to :data:`HIGHWAY_ENV_ACC_MAX_MPS2`) at its current speed as desired speed, reacting
+        to the candidate's rollout along the path: braking hard in front of a tailgater is a
+        collision the benchmark counts."""
+        c = self.config
+        C, K = len(pidx), len(objects)
+        hit = np.full(C, np.inf)
+        if not K:
+            return hit
+        half_l = ego.length_m / 2
+        rear_s = roll.s_m  # [C, T+1] the rear axle is the rear bumper in highway-env's bicycle
+        o_s, o_d = objects.s_m[pidx], objects.d_m[pidx]  # [C, K]
+        behind = (np.abs(o_d) < objects.band_m[pidx][:, None]) & (o_s < rear_s[:, :1] + half_l)
+        front = np.where(behind, o_s + objects.length_m / 2, -np.inf)  # the follower's front bumper
+        f = np.argmax(front, axis=1)
+        has = behind.any(axis=1)
+        if not has.any():
+            return hit
+        rows = np.arange(C)
+        fs = front[rows, f].copy()
+        fv = np.maximum(objects.vs_mps[pidx][rows, f], 0.0)
+        f_v0 = np.maximum(fv, MIN_DESIRED_SPEED_MPS)
+        for k in range(c.steps + 1):
+            gap = rear_s[:, k] - fs
+            new = has & (gap <= 0.0) & ~np.isfinite(hit)
+            hit[new] = k * c.step_s
+            if k == c.steps:
+                break
+            acc = idm_acceleration(fv, f_v0, np.maximum(gap, 0.0), roll.speed_mps[:, k], HIGHWAY_ENV_IDM)
+            acc = np.clip(acc, np.maximum(-HIGHWAY_ENV_ACC_MAX_MPS2, -fv / c.step_s), HIGHWAY_ENV_ACC_MAX_MPS2)
+            fs = fs + fv * c.step_s
+            fv = fv + acc * c.step_s
+        return hit
+
     def safe_lane_changes(self, ego: EgoState, options: Sequence[PathOption], windows: PathWindows,
                           objects: ObjectsAlongPaths) -> np.ndarray:
-        """MOBIL's safety criterion per option: the new follower in the target lane must
-        not have to brake harder than ``unsafe_follower_decel_mps2`` (IDM behind the ego)."""
+        """MOBIL's safety criterion per option, as highway-env's ``IDMVehicle.mobil`` checks
+        it: the new follower in the target lane, driving highway-env's IDM
+        (:data:`HIGHWAY_ENV_IDM`), must not have to brake harder than
+        ``unsafe_follower_decel_mps2`` behind the car.  Its desired speed (unobservable) is
+        taken as the lane's cruise speed there: highway-env's traffic keeps the speed it was
+        created with (23-25 m/s on the highway) as its ``target_speed``, so a slowed follower
+        still pulls towards it, as it does in highway-env's own check."""
         c = self.config
-        idm = c.idm
         half_l = ego.length_m / 2
         safe = np.ones(len(options), dtype=bool)
         for k, o in enumerate(options):
-            if o.lane_change == 0 or not len(objects):
+            # MOBIL decides whether to start a lane change; one under way (the previous
+            # decision's corridor) is finished, as in highway-env, while the other gates hold
+            if o.lane_change == 0 or o.previous or not len(objects):
                 continue
             s_ego = o.s_m - windows.s_base_m[k] + half_l
-            behind = (np.abs(objects.d_m[k]) < objects.half_width_sum_m) & (objects.s_m[k] < s_ego)
-            for q in np.flatnonzero(behind):
-                gap_f = s_ego - objects.s_m[k, q] - objects.half_length_sum_m[q]
-                vf = max(objects.vs_mps[k, q], 0.0)
-                # the follower's free-road term at full a (its desired speed unknown: infinite)
-                acc_f = idm_acceleration(vf, np.inf, gap_f, ego.speed_mps, idm)
-                if gap_f < 0 or acc_f < -c.unsafe_follower_decel_mps2:
-                    safe[k] = False
+            behind = (np.abs(objects.d_m[k]) < objects.band_m[k]) & (objects.s_m[k] < s_ego)
+            if not behind.any():
+                continue
+            q = int(np.flatnonzero(behind)[np.argmax(objects.s_m[k][behind])])  # the nearest follower
+            gap_f = s_ego - objects.s_m[k, q] - objects.half_length_sum_m[q]
+            vf = max(objects.vs_mps[k, q], 0.0)
+            v0_f = float(windows.speed_cap(np.array([k * windows.width]), np.array([s_ego]))[0])
+            acc_f = idm_acceleration(vf, max(v0_f, MIN_DESIRED_SPEED_MPS), gap_f, ego.speed_mps, HIGHWAY_ENV_IDM)
+            if gap_f < 0 or acc_f < -c.unsafe_follower_decel_mps2:
+                safe[k] = False
         return safe
 
     # -- ranking --------------------------------------------------------------------------------
@@ -589,8 +739,8 @@ class Planner:
         (relative to the best gated candidate's), TTC, comfort, route and lane keeping."""
         c = self.config
         C = len(pidx)
-        gate = gates["no_collision"] & gates["no_overrun"] & gates["safe_lane_change"]
-        progress = roll.progress_m
+        gate = gates["no_collision"] & gates["no_rear_end"] & gates["no_overrun"] & gates["safe_lane_change"]
+        progress = roll.progress_m + c.progress_terminal_s * roll.speed_mps[:, -1]
         best_progress = progress[gate].max() if gate.any() else progress.max()
         progress_score = np.clip(progress / best_progress, 0.0, 1.0) if best_progress > MIN_PROGRESS_TO_RANK_M \
             else np.ones(C)
@@ -606,7 +756,8 @@ class Planner:
         w = c.weights
         weighted = (w["progress"] * progress_score + w["ttc"] * ttc_score + w["comfort"] * comfort_score
                     + w["route"] * route_score + w["keep_lane"] * keep) / sum(w.values())
-        return {"no_collision": gates["no_collision"].astype(float), "first_collision_s": gates["first_collision_s"],
+        return {"no_collision": gates["no_collision"].astype(float), "no_rear_end": gates["no_rear_end"].astype(float),
+                "first_collision_s": gates["first_collision_s"],
                 "no_overrun": gates["no_overrun"].astype(float),
                 "safe_lane_change": gates["safe_lane_change"].astype(float),
                 "progress": progress_score, "progress_m": progress, "ttc": ttc_score,
@@ -617,7 +768,8 @@ class Planner:
     def pick(scores: dict[str, np.ndarray], roll: Rollout) -> int:
         """The best total; if every candidate is gated out, the latest collision, then the slowest."""
         total = scores["total"]
-        gated_in = (scores["no_collision"] * scores["no_overrun"] * scores["safe_lane_change"]) > 0
+        gated_in = (scores["no_collision"] * scores["no_rear_end"] * scores["no_overrun"]
+                    * scores["safe_lane_change"]) > 0
         if gated_in.any():
             return int(np.argmax(total))
         first_hit = scores["first_collision_s"]

@@ -14,8 +14,13 @@ motion model:
   is not: a car leaving by the exit beside our entry curves away, it does not cross
   into our lane.
 
-The yaw rate is estimated from consecutive observations of the same object id
-(:class:`YawRateEstimator`) when the source does not provide it.
+Every model carries the object's observed **acceleration** along its path (constant
+acceleration until it stops: :func:`constant_acceleration`), so a lead braking hard is
+forecast stopping, not cruising on at its current speed.  CTRV then keeps the arc's
+curvature (yaw rate / speed) and moves along it by the accelerated arc length.
+
+The yaw rate and the acceleration are estimated from consecutive observations of the same
+object id (:class:`MotionEstimator`) when the source does not provide them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from planning.geometry import wrap_angle
 
 YAW_RATE_EPS_RADPS = 1e-4  # [rad/s] below this an arc is a straight line
 MAX_YAW_RATE_RADPS = 1.0  # [rad/s] clamp on estimates (a car at 8 m/s on a 8 m radius)
+# highway-env's vehicles accelerate within +-ACC_MAX = 6 m/s^2 (IDMVehicle.ACC_MAX): an
+# estimate beyond it is noise
+MAX_ACCELERATION_MPS2 = 6.0  # [m/s^2] clamp on acceleration estimates
+ACCELERATION_DEADBAND_MPS2 = 0.3  # [m/s^2] smaller estimates are forecast as 0 (speed jitter)
+MIN_ARC_SPEED_MPS = 0.1  # [m/s] below this a CTRV arc's curvature (yaw rate / speed) is not defined
 
 
 @dataclass
@@ -43,6 +53,11 @@ class ObjectStates:
     length_m: np.ndarray  # [K]
     width_m: np.ndarray  # [K]
     yaw_rate_radps: np.ndarray  # [K]
+    acceleration_mps2: np.ndarray | None = None  # [K] along the heading; None: zeros
+
+    def __post_init__(self) -> None:
+        if self.acceleration_mps2 is None:
+            self.acceleration_mps2 = np.zeros(len(self.id))
 
     def __len__(self) -> int:
         return len(self.id)
@@ -75,7 +90,7 @@ class ObjectStates:
     def select(self, mask: np.ndarray) -> "ObjectStates":
         return ObjectStates(self.id[mask], self.kind[mask], self.position_m[mask],
                             self.heading_rad[mask], self.speed_mps[mask], self.length_m[mask],
-                            self.width_m[mask], self.yaw_rate_radps[mask])
+                            self.width_m[mask], self.yaw_rate_radps[mask], self.acceleration_mps2[mask])
 
 
 @dataclass
@@ -89,32 +104,56 @@ class Forecast:
     length_m: np.ndarray  # [K]
     width_m: np.ndarray  # [K]
     id: np.ndarray  # [K]
+    acceleration_mps2: np.ndarray | None = None  # [K] the constant acceleration forecast; None: zeros
+
+    def __post_init__(self) -> None:
+        if self.acceleration_mps2 is None:
+            self.acceleration_mps2 = np.zeros(len(self.id))
+
+
+def constant_acceleration(speed_mps: np.ndarray, acceleration_mps2: np.ndarray,
+                          times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance travelled [m] and speed [m/s] after ``times_s`` at a constant acceleration
+    that never reverses: a braking object stops at ``v / |a|`` and stays stopped.
+    Broadcasts like ``speed_mps * times_s``."""
+    v = np.maximum(np.asarray(speed_mps, dtype=np.float64), 0.0)
+    a = np.asarray(acceleration_mps2, dtype=np.float64)
+    t = np.asarray(times_s, dtype=np.float64)
+    braking = a < 0
+    t_stop = np.where(braking, v / np.where(braking, -a, 1.0), np.inf)
+    tt = np.minimum(t, t_stop)  # time spent moving
+    return v * tt + 0.5 * a * tt * tt, np.maximum(v + a * tt, 0.0)
 
 
 def forecast(objects: ObjectStates, times_s: np.ndarray, model: str = "ctrv") -> Forecast:
-    """Forecast every object at ``times_s`` with ``model`` ("cv" or "ctrv")."""
+    """Forecast every object at ``times_s`` with ``model`` ("cv" or "ctrv"), each moving
+    by its observed acceleration (:func:`constant_acceleration`) along a straight line
+    (CV) or an arc of curvature ``yaw rate / speed`` (CTRV)."""
     if model not in ("cv", "ctrv"):
         raise ValueError(f"unknown motion model {model!r}; known: cv, ctrv")
     t = np.asarray(times_s, dtype=np.float64)[None, :]  # [1, T]
     v = objects.speed_mps[:, None]
     h0 = objects.heading_rad[:, None]
     w = objects.yaw_rate_radps[:, None] if model == "ctrv" else np.zeros_like(v)
+    dist, _ = constant_acceleration(v, objects.acceleration_mps2[:, None], t)  # [K, T] arc length
+    kappa = np.where(v > MIN_ARC_SPEED_MPS, w / np.maximum(v, MIN_ARC_SPEED_MPS), 0.0)  # [1/m]
     turning = np.abs(w) > YAW_RATE_EPS_RADPS
-    w_safe = np.where(turning, w, 1.0)
-    h = h0 + w * t
-    # CTRV closed form; CV where the yaw rate is ~0
-    dx = np.where(turning, v / w_safe * (np.sin(h) - np.sin(h0)), v * np.cos(h0) * t)
-    dy = np.where(turning, v / w_safe * (np.cos(h0) - np.cos(h)), v * np.sin(h0) * t)
+    k_safe = np.where(turning & (kappa != 0), kappa, 1.0)
+    h = h0 + np.where(turning, kappa * dist, 0.0)
+    # on a circle the pose depends on the arc length alone; a straight line where the yaw rate is ~0
+    dx = np.where(turning, (np.sin(h) - np.sin(h0)) / k_safe, np.cos(h0) * dist)
+    dy = np.where(turning, (np.cos(h0) - np.cos(h)) / k_safe, np.sin(h0) * dist)
     pos = objects.position_m[:, None, :] + np.stack([dx, dy], axis=-1)
     return Forecast(times_s=t[0], position_m=pos, heading_rad=h, speed_mps=objects.speed_mps,
-                    length_m=objects.length_m, width_m=objects.width_m, id=objects.id)
+                    length_m=objects.length_m, width_m=objects.width_m, id=objects.id,
+                    acceleration_mps2=objects.acceleration_mps2.copy())
 
 
 def forecast_along_paths(objects: ObjectStates, times_s: np.ndarray, paths: list,
                          fallback: str = "ctrv") -> Forecast:
     """Map-based forecasts: an object with a path (anything with ``project``, ``to_xy``
     and ``heading_at``, e.g. a :class:`planning.lanes.ReferencePath` along its lane)
-    keeps its speed and its offset from that path's centre line; an object without one
+    keeps its acceleration and its offset from that path's centre line; an object without one
     (``None``) gets the ``fallback`` motion model.  Lane following is what highway-env's
     traffic does, so in a roundabout this beats any kinematic extrapolation."""
     out = forecast(objects, times_s, fallback)
@@ -123,14 +162,15 @@ def forecast_along_paths(objects: ObjectStates, times_s: np.ndarray, paths: list
         if path is None:
             continue
         s0, d0 = (float(v) for v in path.project(objects.position_m[k]))
-        s = s0 + objects.speed_mps[k] * t
+        s = s0 + constant_acceleration(objects.speed_mps[k], objects.acceleration_mps2[k], t)[0]
         out.position_m[k] = path.to_xy(s, np.full_like(s, d0))
         out.heading_rad[k] = path.heading_at(s)
     return out
 
 
-class YawRateEstimator:
-    """Yaw rate per object id from its heading change since the previous observation."""
+class MotionEstimator:
+    """Yaw rate and acceleration per object id from its heading and speed change since the
+    previous observation, each through an exponential filter."""
 
     def __init__(self, smoothing: float = 0.5) -> None:
         if not 0.0 <= smoothing < 1.0:
@@ -141,12 +181,15 @@ class YawRateEstimator:
     def reset(self) -> None:
         self._ids = np.zeros(0, dtype=np.int64)
         self._heading = np.zeros(0)
+        self._speed = np.zeros(0)
         self._rate = np.zeros(0)
-        self._valid = np.zeros(0, dtype=bool)  # has a rate from two observations
+        self._accel = np.zeros(0)
+        self._valid = np.zeros(0, dtype=bool)  # has estimates from two observations
 
     def update(self, objects: ObjectStates, dt_s: float) -> ObjectStates:
-        """``objects`` with ``yaw_rate_radps`` estimated; an object seen for the first time
-        keeps the rate it came with (0 from ground truth)."""
+        """``objects`` with ``yaw_rate_radps`` and ``acceleration_mps2`` estimated; an object
+        seen for the first time keeps the values it came with (0 from ground truth).
+        Accelerations within :data:`ACCELERATION_DEADBAND_MPS2` of 0 are reported as 0."""
         ids = objects.id
         # match each object to its previous observation by id (ids need not be sorted)
         order = np.argsort(self._ids, kind="stable")
@@ -154,17 +197,22 @@ class YawRateEstimator:
         pos = np.minimum(pos, max(len(order) - 1, 0))
         seen = np.zeros(len(ids), dtype=bool) if not len(order) else self._ids[order][pos] == ids
         prev = order[pos] if len(order) else np.zeros(len(ids), dtype=np.int64)
-        rates = objects.yaw_rate_radps.copy()  # a source's own rates stand for the unseen
-        valid = seen.copy()
+        rates = objects.yaw_rate_radps.copy()  # a source's own values stand for the unseen
+        accels = objects.acceleration_mps2.copy()
         if seen.any():
-            dh = wrap_angle(objects.heading_rad[seen] - self._heading[prev[seen]])
-            raw = np.clip(dh / dt_s, -MAX_YAW_RATE_RADPS, MAX_YAW_RATE_RADPS)
+            p = prev[seen]
+            raw_rate = np.clip(wrap_angle(objects.heading_rad[seen] - self._heading[p]) / dt_s,
+                               -MAX_YAW_RATE_RADPS, MAX_YAW_RATE_RADPS)
+            raw_accel = np.clip((objects.speed_mps[seen] - self._speed[p]) / dt_s,
+                                -MAX_ACCELERATION_MPS2, MAX_ACCELERATION_MPS2)
             # the first difference is the first estimate: no smoothing towards a made-up prior
-            had = self._valid[prev[seen]]
-            rates[seen] = np.where(had, self.smoothing * self._rate[prev[seen]] + (1 - self.smoothing) * raw,
-                                   raw)
-        self._ids, self._heading, self._rate = ids.copy(), objects.heading_rad.copy(), rates
-        self._valid = valid
+            had = self._valid[p]
+            a = self.smoothing
+            rates[seen] = np.where(had, a * self._rate[p] + (1 - a) * raw_rate, raw_rate)
+            accels[seen] = np.where(had, a * self._accel[p] + (1 - a) * raw_accel, raw_accel)
+        self._ids, self._heading, self._speed = ids.copy(), objects.heading_rad.copy(), objects.speed_mps.copy()
+        self._rate, self._accel, self._valid = rates, accels, seen.copy()
         out = objects.select(np.ones(len(objects), dtype=bool))
         out.yaw_rate_radps = rates
+        out.acceleration_mps2 = np.where(np.abs(accels) < ACCELERATION_DEADBAND_MPS2, 0.0, accels)
         return out

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from planning.control import PurePursuit
 from planning.lanes import LaneMap
 from planning.planner import EgoState, PathOption, Planner, approach_path, boxes_overlap
-from planning.prediction import ObjectStates, YawRateEstimator, forecast, forecast_along_paths
+from planning.prediction import ObjectStates, MotionEstimator, forecast, forecast_along_paths
 from planning.rollout import BicycleState, IDMParameters, bicycle_step, idm_acceleration
 
 TIMES = np.arange(41) * 0.1
@@ -133,7 +133,7 @@ def test_ctrv_keeps_a_turning_car_on_its_circle():
 
 
 def test_yaw_rate_estimator_matches_ids_in_any_order():
-    est = YawRateEstimator(smoothing=0.0)
+    est = MotionEstimator(smoothing=0.0)
     a = objects([(0, 0, 0.0, 5.0), (10, 0, 1.0, 5.0)])
     est.update(a, 0.1)
     b = objects([(10, 0, 1.05, 5.0), (0, 0, -0.02, 5.0)])

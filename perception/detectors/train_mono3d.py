@@ -19,7 +19,8 @@ training images for the one network; frames split into train / validation by epi
 (:mod:`perception.splits`: both cameras of an episode on the same side).  Augmentation:
 horizontal mirroring (:func:`mirror_labels`, exact for a pinhole camera with its principal
 point at the image centre and no roll: the mirror image is the world reflected in the
-camera's vertical plane) and photometric jitter.  AdamW with a cosine schedule over the steps or the time budget, whichever ends first
+camera's vertical plane), condition augmentation (colour casts, gamma, vignettes:
+:func:`condition_jitter`) and photometric jitter.  AdamW with a cosine schedule over the steps or the time budget, whichever ends first
 (:class:`CosineSchedule`); every epoch
 the validation loss and the centre-distance AP at 2 m (:mod:`perception.metrics`, overall
 and per range band); the epoch with the best AP@2m is kept and training stops after
@@ -187,15 +188,48 @@ def photometric_jitter(frames: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
+# condition augmentation: the ranges cover the rig's dusk tint (0.88, 0.72, 0.6) and night's
+# darkness without rendering either, so the suite's visual cells stay unseen conditions
+CONDITION_PROB = 0.5  # share of images given a colour cast, gamma and a vignette
+CHANNEL_GAIN_RANGE = (0.55, 1.15)  # per-channel gain of the colour cast
+GAMMA_RANGE = (0.7, 2.2)  # > 1 darkens the mid-tones (dusk, night)
+VIGNETTE_MAX = 0.6  # [-] the darkest corner keeps 1 - this of its light
+CHANNEL_SWAP_PROB = 0.25  # of the conditioned images: colours permuted (unusual body colours)
+
+
+def condition_jitter(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Lighting and colour shifts the renderer's day palette never shows: a per-channel
+    colour cast, a gamma curve, a radial vignette, and sometimes the colour channels
+    permuted, each image with probability :data:`CONDITION_PROB`.  A detector trained on
+    day frames alone fires on the unfamiliar sky and road colours of dusk (phantom stops
+    in the suite); this teaches it that colour and brightness are not what makes a car."""
+    out = frames.copy()
+    n, h, w = frames.shape[:3]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    radius2 = ((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2  # 2 at the corners
+    for i in np.flatnonzero(rng.random(n) < CONDITION_PROB):
+        x = frames[i].astype(np.float32) / 255.0
+        if rng.random() < CHANNEL_SWAP_PROB:
+            x = x[..., rng.permutation(3)]
+        x = x * rng.uniform(*CHANNEL_GAIN_RANGE, 3).astype(np.float32)
+        x = np.clip(x, 0.0, 1.0) ** rng.uniform(*GAMMA_RANGE)
+        x = x * (1.0 - rng.uniform(0.0, VIGNETTE_MAX) * radius2[..., None] / 2.0)
+        out[i] = np.clip(x * 255.0, 0, 255).astype(np.uint8)
+    return out
+
+
 def augment(frames: np.ndarray, labels: list[Labels], cameras: Sequence[PinholeCamera],
-            rng: np.random.Generator) -> tuple[np.ndarray, list[Labels]]:
-    """Each image mirrored with probability 1/2 (where :func:`can_mirror`), then jittered."""
+            rng: np.random.Generator, conditions: bool = False) -> tuple[np.ndarray, list[Labels]]:
+    """Each image mirrored with probability 1/2 (where :func:`can_mirror`), then (with
+    ``conditions``) given a lighting condition (:func:`condition_jitter`), then jittered."""
     frames = frames.copy()
     labels = list(labels)
     for i, camera in enumerate(cameras):
         if can_mirror(camera) and rng.random() < 0.5:
             frames[i] = frames[i, :, ::-1]
             labels[i] = mirror_labels(labels[i], camera)
+    if conditions:
+        frames = condition_jitter(frames, rng)
     return photometric_jitter(frames, rng), labels
 
 
@@ -232,6 +266,7 @@ class Mono3DTrainConfig:
     seed: int = 0
     width: int = 16  # network width (Mono3DConfig.width)
     augment: bool = True
+    conditions: bool = True  # condition augmentation (condition_jitter) on top of the jitter
     min_visible_px: int = 4  # fewer visible pixels: not a heatmap target
     cameras: tuple[str, ...] = ()  # the dataset's cameras to train on (empty: every pinhole camera)
     budget_s: float = 0.0  # stop training after this many seconds (0: no limit)
@@ -301,7 +336,7 @@ def _epoch(model, frames, labels, cams, idx, batch_size, device, config, recipe,
             schedule.step()
         f, lab, cam = frames[b], [labels[i] for i in b], [cams[i] for i in b]
         if optimiser is not None and recipe.augment:
-            f, lab = augment(f, lab, cam, rng)
+            f, lab = augment(f, lab, cam, rng, recipe.conditions)
         target = {k: torch.from_numpy(v).to(device)
                   for k, v in encode_targets(lab, cam, config, recipe.min_visible_px).items()}
         with torch.set_grad_enabled(optimiser is not None):

@@ -53,7 +53,7 @@ def task_spec(scenario: Scenario, camera: BevCamera, rig: CameraRig | None = Non
         control_hz=float(scenario.control_hz), steering_range_rad=STEERING_RANGE_RAD,
         acceleration_range_mps2=ACCELERATION_RANGE_MPS2, bev=camera,
         lane_changes_allowed=scenario.lane_changes_allowed, uses_command=scenario.uses_command,
-        rig=rig if rig is not None else default_rig())
+        rig=rig if rig is not None else default_rig(), cruise_speed_mps=float(scenario.cruise_speed_mps))
 
 
 def default_run_dir(scenario: str, agent: str, seed: int) -> Path:

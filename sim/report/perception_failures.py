@@ -17,6 +17,22 @@ object hit is the one nearest the ego when the episode ended; the verdict is abo
 Each verdict also says where the object was seen from at the last decision (its bearing,
 and which rig camera's field of view held it, or none: the rig's blind spot) and the track
 errors, so the failure gallery of the report can be read with the perception side in view.
+
+Every failure also gets a **mechanism** (:func:`collision_mechanism`,
+:func:`shortfall_mechanism`): what happened on the road, whatever perception saw, so the
+planner's failures can be counted by cause.  Collisions:
+
+``rear-ended``        the object hit came from behind while the car kept its lane
+``lane change``       the car was changing lanes in the last :data:`LANE_CHANGE_S`
+``lead braking``      the object ahead in the lane slowed by more than :data:`BRAKING_MPS`
+                      over the window
+``stopped object``    the object ahead stood still
+``cut-in``            the object ahead entered the lane from beside it within the window
+``other``             none of these
+
+An episode that ended without a collision but short of its route (a timeout) is
+``stood still`` (the car stood for more than :data:`STOOD_S`), ``behind slow traffic``
+(a lead within :data:`FOLLOW_M` for most of the episode) or ``slow on a free road``.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from agents import make_agent
+from agents.modular import PlanningAgent
 from sim.geometry.bev import BevCamera
 from sim.geometry.frames import world_to_ego
 from sim.harness.evaluate import CONFIG, RESULTS, read_results
@@ -44,6 +61,67 @@ MATCH_M = 3.0  # [m] a track within this of the object is the object's track
 MISLOCATED_M = 1.5  # [m] median track position error above this: mislocated
 SPEED_ERROR_MPS = 3.0  # [m/s] median track speed error above this: mislocated
 PLANNING_AGENTS = ("expert", "modular", "modular-bev", "modular-gt")
+# mechanisms
+LANE_BAND_M = 3.0  # [m] laterally within this of the car: in its lane (highway-env's half lane + 1 m)
+LANE_CHANGE_S = 1.0  # [s] a lane change chosen this recently caused the collision
+BRAKING_MPS = 2.0  # [m/s] a lead that slowed by more than this over the window was braking
+STOPPED_MPS = 0.5  # [m/s] a slower object stood still
+STOOD_S = 3.0  # [s] standing this long is a timeout's cause
+STANDING_MPS = 0.5  # [m/s] slower than this the car stands
+FOLLOW_M = 40.0  # [m] a lead within this holds the car back
+FOLLOW_SHARE = 0.5  # of the episode's steps behind a lead: held back by traffic
+
+
+def _relative(step: dict[str, Any], k: int) -> np.ndarray:
+    """Object ``k`` of a step's truth in the ego frame [m]."""
+    return world_to_ego(step["truth"]["position_m"][k][None], step["ego"]["position_m"],
+                        step["ego"]["heading_rad"])[0]
+
+
+def collision_mechanism(window: list[dict[str, Any]], hit: int, dt_s: float) -> str:
+    """What happened on the road before a collision with object ``hit`` (see the module
+    docstring), from the re-drive's steps (``truth``, ``ego`` and the planning agent's
+    ``lane_change`` at each decision)."""
+    last = window[-1]
+    k_last = int(np.flatnonzero(last["truth"]["id"] == hit)[0])
+    rel = _relative(last, k_last)
+    recent = window[-max(1, round(LANE_CHANGE_S / dt_s)):]
+    changing = any((s.get("lane_change") or 0) != 0 for s in recent)
+    if rel[0] < 0 and not changing:
+        return "rear-ended"
+    if changing:
+        return "lane change"
+    speeds = [float(s["truth"]["speed_mps"][np.flatnonzero(s["truth"]["id"] == hit)[0]]) for s in window]
+    if speeds[-1] < STOPPED_MPS and speeds[0] < STOPPED_MPS:
+        return "stopped object"
+    if max(speeds) - speeds[-1] > BRAKING_MPS:
+        return "lead braking"
+    first = window[0]
+    k_first = np.flatnonzero(first["truth"]["id"] == hit)
+    if len(k_first) and abs(_relative(first, int(k_first[0]))[1]) > LANE_BAND_M:
+        return "cut-in"
+    return "other"
+
+
+def shortfall_mechanism(steps: list[dict[str, Any]], dt_s: float) -> str:
+    """Why an episode without a collision ended short of its route (see the module docstring)."""
+    speeds = np.array([float(s["ego"]["speed_mps"]) for s in steps])
+    standing = speeds < STANDING_MPS
+    longest, run = 0, 0
+    for st in standing:
+        run = run + 1 if st else 0
+        longest = max(longest, run)
+    if longest * dt_s > STOOD_S:
+        return "stood still"
+    behind = []
+    for s in steps:
+        n = len(s["truth"]["id"])
+        if not n:
+            behind.append(False)
+            continue
+        rel = world_to_ego(s["truth"]["position_m"], s["ego"]["position_m"], s["ego"]["heading_rad"])
+        behind.append(bool(((rel[:, 0] > 0) & (rel[:, 0] < FOLLOW_M) & (np.abs(rel[:, 1]) < LANE_BAND_M)).any()))
+    return "behind slow traffic" if np.mean(behind) >= FOLLOW_SHARE else "slow on a free road"
 
 
 def _in_view(camera, rel_xy: np.ndarray) -> bool:
@@ -67,8 +145,10 @@ def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | Non
         while not ep.done:
             raw = agent.act(ep.view())
             objects = agent.overlay.objects if getattr(agent, "overlay", None) is not None else None
+            plan = agent.last_plan if isinstance(agent, PlanningAgent) else None
             steps.append({"truth": ep.info["truth"], "ego": ep.info["ego"],
-                          "tracks": None if objects is None else (objects.position_m.copy(), objects.speed_mps.copy())})
+                          "tracks": None if objects is None else (objects.position_m.copy(), objects.speed_mps.copy()),
+                          "lane_change": None if plan is None else int(plan.option.lane_change)})
             ep.apply(raw, 0.0)
         final_ego, final_truth = ep.info.get("ego"), ep.info.get("truth")
     finally:
@@ -77,6 +157,9 @@ def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | Non
                            "steps": len(steps)}
     if ep.status != "collision" or final_truth is None or not len(final_truth["id"]):
         out["verdict"] = "no collision"
+        completed = bool(final_ego is not None and final_ego.get("route_completion", 0.0) >= 1.0 - 1e-9)
+        out["route_completion"] = None if final_ego is None else round(float(final_ego["route_completion"]), 3)
+        out["mechanism"] = None if completed or ep.status != "ok" or not steps else shortfall_mechanism(steps, sc.dt_s)
         return out
     d = np.linalg.norm(final_truth["position_m"] - final_ego["position_m"], axis=1)
     hit = int(final_truth["id"][int(np.argmin(d))])
@@ -124,6 +207,7 @@ def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | Non
     else:
         verdict = "perceived"
     out["verdict"] = verdict
+    out["mechanism"] = collision_mechanism(window, hit, dt)
     return out
 
 
@@ -141,16 +225,26 @@ def explain_folder(folder: str | Path, agents: list[str] | None = None, device: 
     bev = BevCamera.from_dict(config["camera"]) if config.get("camera") else BevCamera()
     crashes = sorted((r["agent"], r["scenario"], int(r["seed"])) for r in records
                       if r["agent"] in chosen and r["status"] == "collision")
-    rows = []
-    for k, (a, s, seed) in enumerate(crashes):
+    short = sorted((r["agent"], r["scenario"], int(r["seed"])) for r in records
+                   if r["agent"] in chosen and r["status"] == "ok" and not r.get("route_completed", True))
+    rows, shortfalls = [], []
+    todo = [(c, rows) for c in crashes] + [(c, shortfalls) for c in short]
+    for k, ((a, s, seed), into) in enumerate(todo):
         if progress:
-            print(f"explain: {k + 1}/{len(crashes)} {a} {s} seed {seed}", flush=True)
-        rows.append(explain_episode(a, s, seed, config.get("duration_s"), device=device, bev=bev))
+            print(f"explain: {k + 1}/{len(todo)} {a} {s} seed {seed}", flush=True)
+        into.append(explain_episode(a, s, seed, config.get("duration_s"), device=device, bev=bev))
     summary: dict[str, dict[str, int]] = {}
     for r in rows:
         summary.setdefault(r["agent"], {}).setdefault(r["verdict"], 0)
         summary[r["agent"]][r["verdict"]] += 1
-    result = {"folder": str(folder), "agents": chosen, "collisions": rows, "summary": summary}
+    mechanisms: dict[str, dict[str, int]] = {}
+    for r in rows + shortfalls:
+        if r.get("mechanism"):
+            key = r["mechanism"] if r["status"] == "collision" else f"short: {r['mechanism']}"
+            mechanisms.setdefault(r["agent"], {}).setdefault(key, 0)
+            mechanisms[r["agent"]][key] += 1
+    result = {"folder": str(folder), "agents": chosen, "collisions": rows, "shortfalls": shortfalls,
+              "summary": summary, "mechanisms": mechanisms}
     atomic_write_json(folder / "perception_failures.json", result)
     atomic_write_text(folder / "perception_failures.md", format_failures(result))
     return result
@@ -167,17 +261,28 @@ def format_failures(result: dict[str, Any]) -> str:
         c = result["summary"].get(a, {})
         lines.append(f"| `{a}` | {c.get('missed', 0)} | {c.get('late', 0)} | {c.get('mislocated', 0)} | "
                      f"{c.get('perceived', 0)} | {c.get('no collision', 0)} |")
-    lines += ["", ("| agent | scenario | seed | verdict | object | bearing deg | range m | in view of | "
+    lines += ["", "What happened on the road (collisions by mechanism; `short:` episodes that ended "
+              "without a collision but short of the route):", "", "| agent | mechanism | episodes |",
+              "| --- | --- | ---: |"]
+    for a in result["agents"]:
+        for m, n in sorted(result.get("mechanisms", {}).get(a, {}).items()):
+            lines.append(f"| `{a}` | {m} | {n} |")
+    lines += ["", ("| agent | scenario | seed | verdict | mechanism | object | bearing deg | range m | in view of | "
               "tracked share | first tracked s before | pos err m | speed err m/s |"),
-              "| --- | --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+              "| --- | --- | ---: | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
     for r in result["collisions"]:
         if r["verdict"] == "no collision":
-            lines.append(f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | re-drive ended {r['status']} | | | | | | | | |")
+            lines.append(f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | re-drive ended {r['status']} | | | | | | | | | |")
             continue
         lines.append(
-            f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | **{r['verdict']}** | {r['object_kind']} "
+            f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | **{r['verdict']}** | {r['mechanism']} | {r['object_kind']} "
             f"{r['object_id']} | {r['bearing_deg']} | {r['range_m']} | {', '.join(r['in_camera_view']) or 'none'} | "
             f"{r['tracked_share']} | {r['first_tracked_s_before'] if r['first_tracked_s_before'] is not None else '-'} | "
             f"{r['median_position_error_m'] if r['median_position_error_m'] is not None else '-'} | "
             f"{r['median_speed_error_mps'] if r['median_speed_error_mps'] is not None else '-'} |")
+    if result.get("shortfalls"):
+        lines += ["", "| agent | scenario | seed | route completion | mechanism |", "| --- | --- | ---: | ---: | --- |"]
+        for r in result["shortfalls"]:
+            lines.append(f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | {r.get('route_completion')} | "
+                         f"{r.get('mechanism') or 're-drive ' + r['status']} |")
     return "\n".join(lines) + "\n"
