@@ -50,6 +50,9 @@ PROJECTION_WINDOW_M = 30.0  # [m] the ego is searched for this far around its la
 DEFAULT_DETECTOR = "runs/detector"  # the bird's-eye CenterNet: `drive train detector --out runs/detector`
 DEFAULT_RIG_DETECTOR = "runs/detector-rig"  # the rig's: `drive train detector --model mono3d --out ...`
 GEOMETRIC = "geometric"  # `modular:geometric`: the rig's no-learning baseline, no checkpoint
+# the tracker's motion model (perception.tracker): constant acceleration reports a braking car's
+# deceleration to the planner (drive eval tracking, docs/planner.md)
+TRACKER_MOTION = "ca"
 
 
 class PerceptionSource(Protocol):
@@ -69,8 +72,9 @@ class PerceptionSource(Protocol):
 
 
 class GroundTruthPerception:
-    """Every object exactly, from the privileged ``truth`` sensor; yaw rates estimated
-    from heading changes between decisions (the sensor gives poses, not rates)."""
+    """Every object exactly, from the privileged ``truth`` sensor; yaw rates and
+    accelerations estimated from heading and speed changes between decisions (the sensor
+    gives poses and speeds, not rates)."""
 
     sensors = ("truth",)
     device = "cpu"
@@ -105,12 +109,12 @@ class CameraPerception:
     sensors = ("bev", "pose")
 
     def __init__(self, checkpoint: str = DEFAULT_DETECTOR, device: str = "auto", dt_s: float = 1 / 15,
-                 detector: Any = None) -> None:
+                 detector: Any = None, tracker_motion: str = TRACKER_MOTION) -> None:
         self.checkpoint = checkpoint
         self.device_name = device  # requested: auto, cpu or cuda
         self.device = "cpu"  # where the detector runs (the learned one's device once it is loaded)
         self.detector = detector
-        self.tracker = Tracker(dt_s)
+        self.tracker = Tracker(dt_s, motion=tracker_motion)
         self.last_detections: Boxes | None = None
 
     def prepare(self) -> None:
@@ -158,7 +162,8 @@ class RigPerception:
     """
 
     def __init__(self, rig, checkpoint: str = DEFAULT_RIG_DETECTOR, device: str = "auto",
-                 dt_s: float = 1 / 15, detector: Any = None, cameras: tuple[str, ...] | None = None) -> None:
+                 dt_s: float = 1 / 15, detector: Any = None, cameras: tuple[str, ...] | None = None,
+                 tracker_motion: str = TRACKER_MOTION) -> None:
         if rig is None:
             raise ValueError("RigPerception needs the task's camera rig (TaskSpec.rig)")
         self.rig = rig
@@ -172,7 +177,7 @@ class RigPerception:
         self.device_name = device
         self.device = "cpu"
         self.detector = detector
-        self.tracker = Tracker(dt_s)
+        self.tracker = Tracker(dt_s, motion=tracker_motion)
         self.last_detections: Boxes | None = None
         self.last_per_camera: dict[str, Boxes] = {}
 

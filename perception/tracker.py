@@ -3,8 +3,12 @@
 Tracking-by-detection in the style of SORT (Bewley et al. 2016, "Simple online and
 realtime tracking"), on box centres in the world frame:
 
-* **predict** every track with a constant-velocity Kalman filter, state
-  ``[x, y, vx, vy]`` (white-noise acceleration model, spectral density ``accel_psd``);
+* **predict** every track with a Kalman filter: constant velocity, state ``[x, y, vx, vy]``
+  (white-noise acceleration, spectral density ``accel_psd``), or, with ``motion="ca"``,
+  constant acceleration, state ``[x, y, vx, vy, ax, ay]`` (white-noise jerk, spectral
+  density ``jerk_psd``; Bar-Shalom, Li, Kirubarajan 2001, "Estimation with Applications to
+  Tracking and Navigation", sec. 6.3.3), which follows a braking car without the constant
+  velocity model's lag and reports its deceleration to the planner;
 * **associate** detections to predicted tracks by the Hungarian algorithm
   (``scipy.optimize.linear_sum_assignment``) on centre distance, refusing pairs
   farther apart than ``gate_m``;
@@ -33,6 +37,9 @@ from planning.prediction import ObjectStates
 from sim.geometry.frames import ego_to_world
 
 MOVING_MPS = 1.0  # [m/s] above this a track's heading follows its velocity
+MOTION_MODELS = ("cv", "ca")
+ACCEL_DEADBAND_MPS2 = 0.5  # [m/s^2] smaller acceleration estimates are reported as 0 (noise)
+MIN_ACCEL_AGE = 4  # frames a track must have been updated before its acceleration is reported
 
 
 @dataclass
@@ -56,26 +63,43 @@ class Tracker:
 
     def __init__(self, dt_s: float, gate_m: float = 3.0, confirm_hits: int = 2, max_misses: int = 3,
                  accel_psd: float = 2.0, position_noise_m: float = 0.3,
-                 initial_speed_sigma_mps: float = 15.0, size_smoothing: float = 0.8) -> None:
+                 initial_speed_sigma_mps: float = 15.0, size_smoothing: float = 0.8,
+                 motion: str = "cv", jerk_psd: float = 20.0, initial_accel_sigma_mps2: float = 3.0) -> None:
         if dt_s <= 0 or gate_m <= 0 or confirm_hits < 1 or max_misses < 0:
             raise ValueError(f"need dt_s > 0, gate_m > 0, confirm_hits >= 1, max_misses >= 0; got "
                              f"{dt_s}, {gate_m}, {confirm_hits}, {max_misses}")
+        if motion not in MOTION_MODELS:
+            raise ValueError(f"unknown motion model {motion!r}; known: {', '.join(MOTION_MODELS)}")
+        self.motion = motion
         self.dt_s = float(dt_s)  # [s] between frames
         self.gate_m = float(gate_m)  # [m] farthest a detection may be from a track's prediction
         self.confirm_hits = int(confirm_hits)
         self.max_misses = int(max_misses)
         dt = self.dt_s
-        self.F = np.array([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
-        # white-noise acceleration: Q = q * [[dt^3/3, dt^2/2], [dt^2/2, dt]] per axis
-        q = float(accel_psd)  # [m^2/s^3]
-        block = q * np.array([[dt ** 3 / 3, dt ** 2 / 2], [dt ** 2 / 2, dt]])
-        self.Q = np.zeros((4, 4))
-        self.Q[np.ix_([0, 2], [0, 2])] = block
-        self.Q[np.ix_([1, 3], [1, 3])] = block
-        self.H = np.eye(2, 4)
+        # per axis: position, velocity (, acceleration); the state interleaves axes as
+        # [x, y, vx, vy (, ax, ay)]
+        if motion == "cv":
+            f1 = np.array([[1, dt], [0, 1]])
+            # white-noise acceleration: Q = q * [[dt^3/3, dt^2/2], [dt^2/2, dt]] per axis
+            q1 = float(accel_psd) * np.array([[dt ** 3 / 3, dt ** 2 / 2], [dt ** 2 / 2, dt]])
+            p1 = [position_noise_m ** 2, initial_speed_sigma_mps ** 2]
+        else:
+            f1 = np.array([[1, dt, dt ** 2 / 2], [0, 1, dt], [0, 0, 1]])
+            # white-noise jerk (Bar-Shalom et al. 2001, eq. 6.3.3-4)
+            q1 = float(jerk_psd) * np.array([[dt ** 5 / 20, dt ** 4 / 8, dt ** 3 / 6],
+                                             [dt ** 4 / 8, dt ** 3 / 3, dt ** 2 / 2],
+                                             [dt ** 3 / 6, dt ** 2 / 2, dt]])
+            p1 = [position_noise_m ** 2, initial_speed_sigma_mps ** 2, initial_accel_sigma_mps2 ** 2]
+        n = len(p1)
+        self.F = np.zeros((2 * n, 2 * n))
+        self.Q = np.zeros((2 * n, 2 * n))
+        for axis in (0, 1):
+            idx = [axis + 2 * k for k in range(n)]
+            self.F[np.ix_(idx, idx)] = f1
+            self.Q[np.ix_(idx, idx)] = q1
+        self.H = np.eye(2, 2 * n)
         self.R = np.eye(2) * position_noise_m ** 2
-        self.P0 = np.diag([position_noise_m ** 2, position_noise_m ** 2,
-                           initial_speed_sigma_mps ** 2, initial_speed_sigma_mps ** 2])
+        self.P0 = np.diag(np.repeat(p1, 2))
         self.size_smoothing = float(size_smoothing)  # weight of the old size estimate
         self.reset()
 
@@ -105,7 +129,7 @@ class Tracker:
         for c in range(len(detections)):
             if c not in matched_dets:
                 self.tracks.append(Track(
-                    id=self._next_id, x=np.r_[centres[c], 0.0, 0.0], P=self.P0.copy(),
+                    id=self._next_id, x=np.r_[centres[c], np.zeros(len(self.P0) - 2)], P=self.P0.copy(),
                     heading_rad=float(headings[c]), length_m=float(detections.length_m[c]),
                     width_m=float(detections.width_m[c]), kind=int(detections.kind[c]),
                     confirmed=self.confirm_hits <= 1))
@@ -126,7 +150,7 @@ class Tracker:
         S = self.H @ t.P @ self.H.T + self.R
         K = t.P @ self.H.T @ np.linalg.inv(S)
         t.x = t.x + K @ y
-        t.P = (np.eye(4) - K @ self.H) @ t.P
+        t.P = (np.eye(len(t.x)) - K @ self.H) @ t.P
         a = self.size_smoothing
         t.length_m = a * t.length_m + (1 - a) * float(det.length_m[c])
         t.width_m = a * t.width_m + (1 - a) * float(det.width_m[c])
@@ -141,12 +165,19 @@ class Tracker:
     # -- output -------------------------------------------------------------------------
     def objects(self) -> ObjectStates:
         """Confirmed tracks, world frame; a moving track's heading is its velocity's
-        direction, yaw rates are zero (the planning agent estimates them)."""
+        direction, yaw rates are zero (the planning agent estimates them); with the
+        constant-acceleration model, the acceleration along the heading once a track has
+        :data:`MIN_ACCEL_AGE` frames (0 within :data:`ACCEL_DEADBAND_MPS2`)."""
         live = [t for t in self.tracks if t.confirmed]
-        x = np.array([t.x for t in live]).reshape(-1, 4)
+        x = np.array([t.x for t in live]).reshape(-1, len(self.P0))
         speed = np.hypot(x[:, 2], x[:, 3])
         heading = np.array([t.heading_rad for t in live], dtype=np.float64)
         heading = np.where(speed > MOVING_MPS, np.arctan2(x[:, 3], x[:, 2]), heading)
+        accel = np.zeros(len(live))
+        if self.motion == "ca" and len(live):
+            along = x[:, 4] * np.cos(heading) + x[:, 5] * np.sin(heading)
+            old = np.array([t.age >= MIN_ACCEL_AGE for t in live])
+            accel = np.where(old & (np.abs(along) >= ACCEL_DEADBAND_MPS2) & (speed > MOVING_MPS), along, 0.0)
         return ObjectStates(
             id=np.array([t.id for t in live], dtype=np.int64),
             kind=np.array([t.kind for t in live], dtype=np.int8),
@@ -156,4 +187,5 @@ class Tracker:
             length_m=np.array([t.length_m for t in live], dtype=np.float64),
             width_m=np.array([t.width_m for t in live], dtype=np.float64),
             yaw_rate_radps=np.zeros(len(live)),
+            acceleration_mps2=accel,
         )

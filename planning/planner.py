@@ -305,7 +305,9 @@ def candidate_grid(options: Sequence[PathOption], config: PlannerConfig, longitu
     own = c.idm
     hw = kind == IDM_PROPOSAL
     idm = IDMParameters(*(np.where(hw, getattr(HIGHWAY_ENV_IDM, f), getattr(own, f))
-                          for f in ("accel_mps2", "decel_mps2", "headway_s", "min_gap_m", "delta")))
+                          for f in ("accel_mps2", "decel_mps2", "headway_s", "min_gap_m")),
+                        delta=own.delta if own.delta == HIGHWAY_ENV_IDM.delta or not hw.any() else
+                        np.where(hw, HIGHWAY_ENV_IDM.delta, own.delta))
     return Candidates(path_index, fraction, kind, brake, idm)
 
 
@@ -551,9 +553,16 @@ class Planner:
                                                      times[:T, None, None])
             so_all = os_c[None] + dist_all
             d_all = od_c[None] + ovd_c[None] * times[:T, None, None]
-            band_c = objects.band_m[pidx][:, None]  # [C, 1]
-            on_path_all = np.abs(d_all) < band_c
-            g_all = so_all - objects.half_length_sum_m  # gap = this - the ego's centre s
+            on_path_all = np.abs(d_all) < objects.band_m[pidx][None, :, None]
+            # where the candidate's way onto its path puts the car when it reaches each object
+            # (the transition's offset there): an object it would overlap is in its way even
+            # outside the path's lane (the lane being left)
+            uo = np.minimum(np.maximum((so_all - s0_local[None, :, None]) * blend_inv_len[None, :, None], 0.0), 1.0)
+            uo2 = uo * uo
+            d_planned = (blend_d0[None, :, None] * (2 * uo2 * uo - 3 * uo2 + 1)
+                         + blend_m0[None, :, None] * (uo2 * uo - 2 * uo2 + uo))
+            in_way_all = on_path_all | (np.abs(d_all - d_planned) < objects.overlap_m)
+            g_all = np.where(in_way_all, so_all - objects.half_length_sum_m, np.inf)  # gap = this - the ego's centre s
         any_dead, any_brake = bool(dead_c.any()), bool(braking.any())
         for k in range(T):
             x, y, h, v = state.x_m, state.y_m, state.heading_rad, state.speed_mps
@@ -576,14 +585,7 @@ class Planner:
                 v0 = np.maximum(frac * windows.speed_cap(base, s), MIN_DESIRED_SPEED_MPS)  # a fraction of what this spot allows
                 centre = s + half_l  # rear axle -> centre
                 if K:
-                    # where the candidate's way onto its path puts the car when it reaches each
-                    # object (the transition's offset there): an object it would overlap is in
-                    # its way even outside the path's lane (the lane being left)
-                    uo = np.minimum(np.maximum((so_all[k] - s0_local[:, None]) * blend_inv_len[:, None], 0.0), 1.0)
-                    uo2 = uo * uo
-                    d_planned = blend_d0[:, None] * (2 * uo2 * uo - 3 * uo2 + 1) + blend_m0[:, None] * (uo2 * uo - 2 * uo2 + uo)
-                    in_way = on_path_all[k] | (np.abs(d_all[k] - d_planned) < objects.overlap_m)
-                    g = np.where(in_way & (so_all[k] > centre[:, None]), g_all[k] - centre[:, None], np.inf)
+                    g = np.where(so_all[k] > centre[:, None], g_all[k] - centre[:, None], np.inf)
                     lead = np.argmin(g, axis=1)
                     gap = g[rows, lead]
                     found = gap < np.inf

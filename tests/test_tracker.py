@@ -93,3 +93,33 @@ def test_crossing_cars_are_not_swapped():
     out = tracker.objects()
     order = np.argsort(out.id)
     assert np.abs(out.velocity_mps[order] - np.array(cars)[:, 2:]).max() < 0.5
+
+
+@pytest.mark.parametrize("motion", ["cv", "ca"])
+def test_a_braking_car_is_reported_decelerating_by_the_constant_acceleration_model(motion):
+    """A car 15 m ahead at 25 m/s brakes at 6 m/s^2 from t = 0.5 s, detected with 0.2 m of
+    noise: after 1 s of braking the constant-acceleration tracker reports -6 +- 2 m/s^2 and
+    its speed within 1.5 m/s; the constant-velocity one reports no acceleration and lags."""
+    rng = np.random.default_rng(0)
+    tracker = Tracker(DT, motion=motion)
+    x, v = 15.0, 25.0
+    for k in range(int(1.5 / DT)):
+        t = k * DT
+        pose = np.array([25.0 * t, 0.0, 0.0])
+        tracker.update(detections(np.array([[x, 0.0]]), pose, rng, noise_m=0.2), pose)
+        a = -6.0 if t >= 0.5 else 0.0
+        x, v = x + v * DT, v + a * DT
+    obj = tracker.objects()
+    assert len(obj) == 1
+    true_speed = v - (-6.0) * DT  # the speed at the last detection
+    if motion == "ca":
+        assert obj.acceleration_mps2[0] == pytest.approx(-6.0, abs=2.0)
+        assert obj.speed_mps[0] == pytest.approx(true_speed, abs=1.5)
+    else:
+        assert obj.acceleration_mps2[0] == 0.0
+        assert obj.speed_mps[0] > true_speed + 1.0  # the constant-velocity model lags the braking
+
+
+def test_an_unknown_motion_model_is_refused():
+    with pytest.raises(ValueError, match="known: cv, ca"):
+        Tracker(DT, motion="imm")

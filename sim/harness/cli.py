@@ -17,7 +17,7 @@ from pathlib import Path
 from agents import AGENTS, DEFAULT_AGENT, agent_label, make_agent, parse_agent
 from sim import arguments
 from sim.geometry.bev import BevCamera
-from sim.harness.io import atomic_write_json, ensure_writable_dir
+from sim.harness.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS, get_scenario
 
 
@@ -84,8 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "translation (ATE) and orientation (AOE) errors of true positives and, on the "
                     "rig's perspective cameras, the depth error, for each detector on each camera "
                     "it reads and each sensor corruption.")
-    s.add_argument("what", nargs="?", choices=["detector"], default=None,
-                   help="'detector' to score detectors; omit to evaluate agents")
+    s.add_argument("what", nargs="?", choices=["detector", "tracking"], default=None,
+                   help="'detector' to score detectors; 'tracking' to time how fast each planning "
+                        "agent's perception gets the hazard right (hard-brake, stopped-car, cut-in: "
+                        "latency from onset, speed and position errors; --out FILE.json); omit to "
+                        "evaluate agents")
     s.add_argument("--agents", default="expert,modular,e2e,idm", metavar="A,B",
                    help="agents to evaluate (default: expert,modular,e2e,idm: both paradigms from the "
                         "camera rig; modular-bev and e2e-bev drive from the bird's-eye raster)")
@@ -215,9 +218,45 @@ def _cmd_eval_agents(args) -> int:
     return 0
 
 
+def _cmd_eval_tracking(args) -> int:
+    from sim.report.hazard_tracking import HAZARDS, format_tracking, summarise_tracking, track_hazard
+
+    agents = list(dict.fromkeys(a.strip() for a in args.agents.split(",") if a.strip()))
+    for a in agents:
+        parse_agent(a)  # an unknown name lists the known ones
+    scenarios = arguments.scenario_list(args.scenarios)
+    wrong = [sc for sc in scenarios if sc.split(":", 1)[0] not in HAZARDS]
+    if wrong:
+        raise ValueError(f"drive eval tracking times hazards; {', '.join(wrong)} is none (known: {', '.join(HAZARDS)})")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        if out.exists():
+            raise ValueError(f"{out} exists; tracking results are never overwritten (choose another --out)")
+        ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    seeds = _seeds(args.seed_start, args.episodes, "--seed-start")
+    rows = []
+    for a in agents:
+        for sc in scenarios:
+            for seed in seeds:
+                rows.append(track_hazard(a, sc, seed, device=args.device))
+                if not args.quiet:
+                    r = rows[-1]
+                    print(f"{a} {sc} seed {seed}: {r['status']}, latency {r['latency_s']} s", flush=True)
+    summary = summarise_tracking(rows)
+    print(format_tracking(summary))
+    if out is not None:
+        atomic_write_json(out, {"agents": agents, "scenarios": scenarios, "seeds": list(seeds),
+                                "summary": summary, "episodes": rows})
+        atomic_write_text(out.with_suffix(".md"), format_tracking(summary))
+        print(f"wrote {out}")
+    return 0
+
+
 def _cmd_eval(args) -> int:
     if args.what is None:
         return _cmd_eval_agents(args)
+    if args.what == "tracking":
+        return _cmd_eval_tracking(args)
     if not args.data:
         raise ValueError("drive eval detector needs --data DIR (a dataset from 'drive perception data')")
     from perception.dataset import FrameDataset
