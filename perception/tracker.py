@@ -39,6 +39,7 @@ from sim.geometry.frames import ego_to_world
 MOVING_MPS = 1.0  # [m/s] above this a track's heading follows its velocity
 MOTION_MODELS = ("cv", "ca")
 ACCEL_DEADBAND_MPS2 = 0.5  # [m/s^2] smaller acceleration estimates are reported as 0 (noise)
+INIT_VELOCITIES = ("zero", "ego")  # a new track starts at rest, or moving with the ego (relative rest)
 MIN_ACCEL_AGE = 4  # frames a track must have been updated before its acceleration is reported
 
 
@@ -64,13 +65,17 @@ class Tracker:
     def __init__(self, dt_s: float, gate_m: float = 3.0, confirm_hits: int = 2, max_misses: int = 3,
                  accel_psd: float = 2.0, position_noise_m: float = 0.3,
                  initial_speed_sigma_mps: float = 15.0, size_smoothing: float = 0.8,
-                 motion: str = "cv", jerk_psd: float = 20.0, initial_accel_sigma_mps2: float = 3.0) -> None:
+                 motion: str = "cv", jerk_psd: float = 20.0, initial_accel_sigma_mps2: float = 3.0,
+                 init_velocity: str = "zero") -> None:
         if dt_s <= 0 or gate_m <= 0 or confirm_hits < 1 or max_misses < 0:
             raise ValueError(f"need dt_s > 0, gate_m > 0, confirm_hits >= 1, max_misses >= 0; got "
                              f"{dt_s}, {gate_m}, {confirm_hits}, {max_misses}")
         if motion not in MOTION_MODELS:
             raise ValueError(f"unknown motion model {motion!r}; known: {', '.join(MOTION_MODELS)}")
         self.motion = motion
+        if init_velocity not in INIT_VELOCITIES:
+            raise ValueError(f"unknown initial velocity {init_velocity!r}; known: {', '.join(INIT_VELOCITIES)}")
+        self.init_velocity = init_velocity
         self.dt_s = float(dt_s)  # [s] between frames
         self.gate_m = float(gate_m)  # [m] farthest a detection may be from a track's prediction
         self.confirm_hits = int(confirm_hits)
@@ -106,11 +111,14 @@ class Tracker:
     def reset(self) -> None:
         self.tracks: list[Track] = []
         self._next_id = 0
+        self._last_pose: np.ndarray | None = None
 
     # -- one frame ----------------------------------------------------------------------
     def update(self, detections: Boxes, pose: np.ndarray) -> None:
         """Advance one frame with ``detections`` (ego frame) seen from ``pose`` [x, y, heading]."""
         pose = np.asarray(pose, dtype=np.float64)
+        ego_velocity = np.zeros(2) if self._last_pose is None else (pose[:2] - self._last_pose[:2]) / self.dt_s
+        self._last_pose = pose.copy()
         centres = ego_to_world(detections.centre_m, pose[:2], pose[2])
         headings = wrap_angle(detections.heading_rad + pose[2])
         for t in self.tracks:  # predict
@@ -129,11 +137,21 @@ class Tracker:
         for c in range(len(detections)):
             if c not in matched_dets:
                 self.tracks.append(Track(
-                    id=self._next_id, x=np.r_[centres[c], np.zeros(len(self.P0) - 2)], P=self.P0.copy(),
+                    id=self._next_id, x=self._initial_state(centres[c], ego_velocity), P=self.P0.copy(),
                     heading_rad=float(headings[c]), length_m=float(detections.length_m[c]),
                     width_m=float(detections.width_m[c]), kind=int(detections.kind[c]),
                     confirmed=self.confirm_hits <= 1))
                 self._next_id += 1
+
+    def _initial_state(self, centre: np.ndarray, ego_velocity: np.ndarray) -> np.ndarray:
+        """A new track's state: at the detection, at rest or (``init_velocity="ego"``) moving
+        with the ego: on a road most cars a camera first sees move about as the car does, so
+        the filter starts near their speed instead of 25 m/s away from it."""
+        x = np.zeros(len(self.P0))
+        x[:2] = centre
+        if self.init_velocity == "ego":
+            x[2:4] = ego_velocity
+        return x
 
     def _associate(self, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.tracks or not len(centres):

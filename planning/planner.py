@@ -158,7 +158,7 @@ class PlannerConfig:
     ttc_bad_s: float = 1.0  # [s] ... and at and below which it is 0
     unsafe_follower_decel_mps2: float = 2.0  # [m/s^2] MOBIL's b_safe (LANE_CHANGE_MAX_BRAKING_IMPOSED)
     weights: dict = field(default_factory=lambda: {
-        "progress": 5.0, "ttc": 5.0, "comfort": 2.0, "route": 3.0, "keep_lane": 0.5})
+        "progress": 5.0, "ttc": 5.0, "comfort": 2.0, "route": 3.0, "keep_lane": 1.0})
 
     @property
     def steps(self) -> int:

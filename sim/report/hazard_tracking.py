@@ -43,7 +43,7 @@ from sim.world.scenarios import get_scenario
 HAZARDS = ("hard-brake", "stopped-car", "cut-in")
 MATCH_M = 3.0  # [m] a track within this of the hazard object is its track
 LANE_BAND_M = 3.0  # [m] laterally within this of the ego: in its lane (highway-env: half a lane + 1 m)
-AHEAD_M = 120.0  # [m] the hazard is looked for this far ahead
+AHEAD_M = 250.0  # [m] the hazard is looked for this far ahead (the stalled car stands 150-220 m ahead)
 ONSET_MPS = 0.5  # [m/s] a lead this much slower than at the start has begun braking
 SPEED_OK_MPS = 2.0  # [m/s] a track's speed this close to the truth is right
 DECEL_SEEN_MPS2 = 2.0  # [m/s^2] a braking lead is seen braking once its track decelerates this hard
@@ -132,10 +132,11 @@ def _right(scenario: str, step: dict[str, Any], hazard: int) -> tuple[bool, floa
     return bool(ok), speed_err, float(e[j])
 
 
-def track_hazard(spec: str, scenario: str, seed: int, device: str = "cpu") -> dict[str, Any]:
-    """Drive ``spec`` on hazard ``scenario`` / ``seed`` and time its perception of the hazard."""
+def track_hazard(spec: str, scenario: str, seed: int, device: str = "cpu", agent=None) -> dict[str, Any]:
+    """Drive ``spec`` on hazard ``scenario`` / ``seed`` and time its perception of the hazard
+    (``agent``: an already built planning agent to drive instead, labelled ``spec``)."""
     sc = get_scenario(scenario)
-    agent = make_agent(spec, task_spec(sc, BevCamera()), device=device)
+    agent = agent or make_agent(spec, task_spec(sc, BevCamera()), device=device)
     if not isinstance(agent, PlanningAgent):
         raise ValueError(f"{spec!r} is not a planning agent: it has no tracks to time")
     agent.prepare()
