@@ -179,9 +179,19 @@ PINNED = [  # (scenario, seed): what the old planner did there
 
 @pytest.mark.parametrize("scenario,seed", PINNED)
 def test_the_expert_drives_the_old_planners_worst_hazard_seeds(scenario, seed):
-    from tests.test_expert import episode
     from sim.world.scenarios import get_scenario
+    from tests.test_expert import episode
 
     result, _ = episode("expert", scenario, seed, get_scenario(scenario).duration_s)
     assert result.status == "ok", (scenario, seed, result.status)
     assert result.metrics["route_completed"], (scenario, seed)
+
+
+def test_no_lane_change_into_dense_traffic_on_the_old_planners_crash_seed():
+    """Dense traffic, seed 13: the old planner changed lanes into a car (drive explain: lane
+    change); no route is completed in this jam by anyone, but nobody need crash."""
+    from sim.world.scenarios import get_scenario
+    from tests.test_expert import episode
+
+    result, _ = episode("expert", "highway-short:dense", 13, get_scenario("highway-short:dense").duration_s)
+    assert result.status == "ok", result.status
