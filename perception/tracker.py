@@ -11,7 +11,12 @@ realtime tracking"), on box centres in the world frame:
   velocity model's lag and reports its deceleration to the planner;
 * **associate** detections to predicted tracks by the Hungarian algorithm
   (``scipy.optimize.linear_sum_assignment``) on centre distance, refusing pairs
-  farther apart than ``gate_m``;
+  farther apart than ``gate_m``; with ``depth_noise_per_m2 > 0`` (a monocular camera,
+  whose depth error grows with the square of the range while its bearing stays sharp) the
+  measurement noise is an ellipse along the viewing ray, ``sigma_depth = k r^2``, and the
+  cost and the gate are the Mahalanobis distance under the innovation covariance
+  (``gate_sigma``), so a far car whose depth jitters by metres keeps its track instead of
+  being born again, moving with the ego, every few frames;
 * **update** matched tracks with the measured centre; box size and heading are
   smoothed separately (heading modulo pi: a box has no front, so a moving track takes
   its heading from its velocity);
@@ -66,7 +71,7 @@ class Tracker:
                  accel_psd: float = 2.0, position_noise_m: float = 0.3,
                  initial_speed_sigma_mps: float = 15.0, size_smoothing: float = 0.8,
                  motion: str = "cv", jerk_psd: float = 20.0, initial_accel_sigma_mps2: float = 3.0,
-                 init_velocity: str = "zero") -> None:
+                 init_velocity: str = "zero", depth_noise_per_m2: float = 0.0, gate_sigma: float = 3.0) -> None:
         if dt_s <= 0 or gate_m <= 0 or confirm_hits < 1 or max_misses < 0:
             raise ValueError(f"need dt_s > 0, gate_m > 0, confirm_hits >= 1, max_misses >= 0; got "
                              f"{dt_s}, {gate_m}, {confirm_hits}, {max_misses}")
@@ -76,6 +81,8 @@ class Tracker:
         if init_velocity not in INIT_VELOCITIES:
             raise ValueError(f"unknown initial velocity {init_velocity!r}; known: {', '.join(INIT_VELOCITIES)}")
         self.init_velocity = init_velocity
+        self.depth_noise_per_m2 = float(depth_noise_per_m2)  # [1/m] sigma_depth = this x range^2
+        self.gate_sigma = float(gate_sigma)  # Mahalanobis gate with ray-aligned noise
         self.dt_s = float(dt_s)  # [s] between frames
         self.gate_m = float(gate_m)  # [m] farthest a detection may be from a track's prediction
         self.confirm_hits = int(confirm_hits)
@@ -124,10 +131,11 @@ class Tracker:
         for t in self.tracks:  # predict
             t.x = self.F @ t.x
             t.P = self.F @ t.P @ self.F.T + self.Q
-        rows, cols = self._associate(centres)
+        noise = self._measurement_noise(detections.centre_m, pose[2])
+        rows, cols = self._associate(centres, noise)
         matched_tracks, matched_dets = set(rows.tolist()), set(cols.tolist())
         for r, c in zip(rows, cols):
-            self._correct(self.tracks[r], centres[c], headings[c], detections, c)
+            self._correct(self.tracks[r], centres[c], headings[c], detections, c, None if noise is None else noise[c])
         for k, t in enumerate(self.tracks):
             if k not in matched_tracks:
                 t.misses += 1
@@ -153,19 +161,39 @@ class Tracker:
             x[2:4] = ego_velocity
         return x
 
-    def _associate(self, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _measurement_noise(self, centres_ego_m: np.ndarray, heading_rad: float) -> np.ndarray | None:
+        """Per detection, its 2x2 world-frame measurement covariance: ``R`` plus the depth
+        variance ``(k r^2)^2`` along the viewing ray (None without ``depth_noise_per_m2``)."""
+        if self.depth_noise_per_m2 <= 0 or not len(centres_ego_m):
+            return None
+        r = np.hypot(centres_ego_m[:, 0], centres_ego_m[:, 1])
+        bearing = np.arctan2(centres_ego_m[:, 1], centres_ego_m[:, 0]) + heading_rad
+        u = np.stack([np.cos(bearing), np.sin(bearing)], axis=-1)  # the ray, world frame
+        var = (self.depth_noise_per_m2 * r * r) ** 2
+        return self.R[None] + var[:, None, None] * u[:, :, None] * u[:, None, :]
+
+    def _associate(self, centres: np.ndarray, noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if not self.tracks or not len(centres):
             return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
         predicted = np.array([t.x[:2] for t in self.tracks])
-        cost = np.linalg.norm(predicted[:, None, :] - centres[None, :, :], axis=-1)
+        diff = centres[None, :, :] - predicted[:, None, :]  # [T, D, 2]
         big = 1e6
-        rows, cols = linear_sum_assignment(np.where(cost <= self.gate_m, cost, big))
-        ok = cost[rows, cols] <= self.gate_m
+        if noise is None:
+            cost = np.linalg.norm(diff, axis=-1)
+            gate = self.gate_m
+        else:  # Mahalanobis distance under the innovation covariance H P H^T + R_d
+            hph = np.array([t.P[:2, :2] for t in self.tracks])  # [T, 2, 2]
+            S = hph[:, None] + noise[None]  # [T, D, 2, 2]
+            cost = np.sqrt(np.einsum("tdi,tdij,tdj->td", diff, np.linalg.inv(S), diff))
+            gate = self.gate_sigma
+        rows, cols = linear_sum_assignment(np.where(cost <= gate, cost, big))
+        ok = cost[rows, cols] <= gate
         return rows[ok], cols[ok]
 
-    def _correct(self, t: Track, z: np.ndarray, heading: float, det: Boxes, c: int) -> None:
+    def _correct(self, t: Track, z: np.ndarray, heading: float, det: Boxes, c: int,
+                 noise: np.ndarray | None = None) -> None:
         y = z - self.H @ t.x
-        S = self.H @ t.P @ self.H.T + self.R
+        S = self.H @ t.P @ self.H.T + (self.R if noise is None else noise)
         K = t.P @ self.H.T @ np.linalg.inv(S)
         t.x = t.x + K @ y
         t.P = (np.eye(len(t.x)) - K @ self.H) @ t.P
