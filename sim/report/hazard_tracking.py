@@ -35,9 +35,8 @@ from agents import make_agent
 from agents.modular import PlanningAgent
 from sim.geometry.bev import BevCamera
 from sim.geometry.frames import world_to_ego
-from sim.harness.loop import Episode, env_sensors_for
 from sim.harness.run import task_spec
-from sim.world.env import DrivingEnv
+from sim.report.perception_failures import redrive
 from sim.world.scenarios import get_scenario
 
 HAZARDS = ("hard-brake", "stopped-car", "cut-in")
@@ -140,20 +139,9 @@ def track_hazard(spec: str, scenario: str, seed: int, device: str = "cpu", agent
     if not isinstance(agent, PlanningAgent):
         raise ValueError(f"{spec!r} is not a planning agent: it has no tracks to time")
     agent.prepare()
-    env = DrivingEnv(sc, sensors=tuple(dict.fromkeys((*env_sensors_for(agent), "truth"))))
-    ep = Episode(env, tuple(agent.sensors), seed, catch_sim_errors=True)
-    agent.reset(seed=int(seed))
-    steps: list[dict[str, Any]] = []
-    try:
-        while not ep.done:
-            raw = agent.act(ep.view())
-            o = agent.overlay.objects
-            steps.append({"truth": ep.info["truth"], "ego": ep.info["ego"],
-                          "tracks": {"position_m": o.position_m.copy(), "speed_mps": o.speed_mps.copy(),
-                                     "acceleration_mps2": o.acceleration_mps2.copy()}})
-            ep.apply(raw, 0.0)
-    finally:
-        env.close()
+    steps, ep = redrive(agent, sc, seed, observe=lambda a: {"tracks": {
+        "position_m": a.overlay.objects.position_m.copy(), "speed_mps": a.overlay.objects.speed_mps.copy(),
+        "acceleration_mps2": a.overlay.objects.acceleration_mps2.copy()}})
     out: dict[str, Any] = {"agent": spec, "scenario": scenario, "seed": int(seed), "status": ep.status}
     hazard = hazard_object(scenario, steps) if steps else None
     onset = None if hazard is None else _onset(scenario, steps, hazard)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,32 @@ def _in_view(camera, rel_xy: np.ndarray) -> bool:
     return bool(np.isfinite(uv).all() and camera.in_image(uv))
 
 
+def redrive(agent, scenario, seed: int, bev: BevCamera | None = None,
+            observe: Callable[[Any], dict[str, Any]] = lambda agent: {}) -> tuple[list[dict[str, Any]], Episode]:
+    """Drive ``agent`` (prepared) on ``scenario`` / ``seed`` again with the ``truth`` sensor
+    added (it changes nothing in the world): one dict per decision with ``truth``, ``ego``
+    and what ``observe(agent)`` returns after the decision; and the finished episode."""
+    env = DrivingEnv(scenario, bev=bev or BevCamera(), sensors=tuple(dict.fromkeys((*env_sensors_for(agent), "truth"))))
+    ep = Episode(env, tuple(agent.sensors), seed, catch_sim_errors=True)
+    agent.reset(seed=int(seed))
+    steps: list[dict[str, Any]] = []
+    try:
+        while not ep.done:
+            raw = agent.act(ep.view())
+            steps.append({"truth": ep.info["truth"], "ego": ep.info["ego"], **observe(agent)})
+            ep.apply(raw, 0.0)
+    finally:
+        env.close()
+    return steps, ep
+
+
+def _tracks_and_lane_change(agent) -> dict[str, Any]:
+    objects = agent.overlay.objects if getattr(agent, "overlay", None) is not None else None
+    plan = agent.last_plan if isinstance(agent, PlanningAgent) else None
+    return {"tracks": None if objects is None else (objects.position_m.copy(), objects.speed_mps.copy()),
+            "lane_change": None if plan is None else int(plan.option.lane_change)}
+
+
 def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | None = None,
                     device: str = "cpu", bev: BevCamera | None = None) -> dict[str, Any]:
     """Drive ``spec`` on ``scenario``/``seed`` again and judge perception at its collision."""
@@ -137,22 +164,8 @@ def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | Non
     bev = bev or BevCamera()
     agent = make_agent(spec, task_spec(sc, bev), device=device)
     agent.prepare()
-    env = DrivingEnv(sc, bev=bev, sensors=tuple(dict.fromkeys((*env_sensors_for(agent), "truth"))))
-    ep = Episode(env, tuple(agent.sensors), seed, catch_sim_errors=True)
-    agent.reset(seed=int(seed))
-    steps: list[dict[str, Any]] = []
-    try:
-        while not ep.done:
-            raw = agent.act(ep.view())
-            objects = agent.overlay.objects if getattr(agent, "overlay", None) is not None else None
-            plan = agent.last_plan if isinstance(agent, PlanningAgent) else None
-            steps.append({"truth": ep.info["truth"], "ego": ep.info["ego"],
-                          "tracks": None if objects is None else (objects.position_m.copy(), objects.speed_mps.copy()),
-                          "lane_change": None if plan is None else int(plan.option.lane_change)})
-            ep.apply(raw, 0.0)
-        final_ego, final_truth = ep.info.get("ego"), ep.info.get("truth")
-    finally:
-        env.close()
+    steps, ep = redrive(agent, sc, seed, bev, _tracks_and_lane_change)
+    final_ego, final_truth = ep.info.get("ego"), ep.info.get("truth")
     out: dict[str, Any] = {"agent": spec, "scenario": scenario, "seed": int(seed), "status": ep.status,
                            "steps": len(steps)}
     if ep.status != "collision" or final_truth is None or not len(final_truth["id"]):
