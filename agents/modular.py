@@ -36,8 +36,8 @@ from planning.lanes import ALIGNED_RAD, LaneMap, ReferencePath
 from planning.planner import EgoState, PathOption, Plan, Planner, PlannerConfig
 from planning.prediction import (
     Forecast,
-    ObjectStates,
     MotionEstimator,
+    ObjectStates,
     forecast,
     forecast_along_paths,
 )

@@ -63,12 +63,12 @@ class ObjectStates:
         return len(self.id)
 
     @classmethod
-    def empty(cls) -> "ObjectStates":
+    def empty(cls) -> ObjectStates:
         z = np.zeros(0)
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros((0, 2)), z, z, z, z, z)
 
     @classmethod
-    def from_truth(cls, truth: Mapping[str, np.ndarray]) -> "ObjectStates":
+    def from_truth(cls, truth: Mapping[str, np.ndarray]) -> ObjectStates:
         """From the env's ``truth`` sensor (yaw rates zero until estimated)."""
         n = len(truth["id"])
         return cls(
@@ -87,7 +87,7 @@ class ObjectStates:
         """``[K, 2]`` world-frame velocity: speed along the heading [m/s]."""
         return self.speed_mps[:, None] * np.stack([np.cos(self.heading_rad), np.sin(self.heading_rad)], axis=-1)
 
-    def select(self, mask: np.ndarray) -> "ObjectStates":
+    def select(self, mask: np.ndarray) -> ObjectStates:
         return ObjectStates(self.id[mask], self.kind[mask], self.position_m[mask],
                             self.heading_rad[mask], self.speed_mps[mask], self.length_m[mask],
                             self.width_m[mask], self.yaw_rate_radps[mask], self.acceleration_mps2[mask])

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from sim.cli import main
-from sim.report.hazard_tracking import format_tracking, hazard_object, summarise_tracking, track_hazard
+from sim.report.hazard_tracking import (
+    format_tracking,
+    hazard_object,
+    summarise_tracking,
+    track_hazard,
+)
 from sim.report.perception_failures import collision_mechanism, shortfall_mechanism
 
 DT = 1 / 15

@@ -12,17 +12,17 @@ this change.
 import numpy as np
 import pytest
 
-from planning.planner import (  # noqa: I001
+from planning.planner import (
     CANDIDATE_KINDS,
     EMERGENCY_BRAKE,
     HIGHWAY_ENV_IDM,
     IDM_PROPOSAL,
     EgoState,
+    PathOption,
     Planner,
     PlannerConfig,
 )
 from planning.prediction import MotionEstimator, ObjectStates, constant_acceleration, forecast
-from planning.planner import PathOption
 from tests.test_planning_planner import TIMES, objects, three_lane_map
 
 

@@ -219,7 +219,12 @@ def _cmd_eval_agents(args) -> int:
 
 
 def _cmd_eval_tracking(args) -> int:
-    from sim.report.hazard_tracking import HAZARDS, format_tracking, summarise_tracking, track_hazard
+    from sim.report.hazard_tracking import (
+        HAZARDS,
+        format_tracking,
+        summarise_tracking,
+        track_hazard,
+    )
 
     agents = list(dict.fromkeys(a.strip() for a in args.agents.split(",") if a.strip()))
     for a in agents:

@@ -191,8 +191,8 @@ def summarise_tracking(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_tracking(summary: list[dict[str, Any]]) -> str:
     """The summary as a Markdown table."""
-    lines = ["| agent | hazard | episodes | right in time | latency p50 / p90 s | speed error m/s | "
-             "position error m | collisions |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [("| agent | hazard | episodes | right in time | latency p50 / p90 s | speed error m/s | "
+              "position error m | collisions |"), "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in summary:
         lat = "-" if r["latency_p50_s"] is None else f"{r['latency_p50_s']:.2f} / {r['latency_p90_s']:.2f}"
         lines.append(f"| `{r['agent']}` | {r['scenario']} | {r['episodes']} | {r['right']} | {lat} | "

@@ -38,8 +38,8 @@ An episode that ended without a collision but short of its route (a timeout) is
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -274,8 +274,8 @@ def format_failures(result: dict[str, Any]) -> str:
         c = result["summary"].get(a, {})
         lines.append(f"| `{a}` | {c.get('missed', 0)} | {c.get('late', 0)} | {c.get('mislocated', 0)} | "
                      f"{c.get('perceived', 0)} | {c.get('no collision', 0)} |")
-    lines += ["", "What happened on the road (collisions by mechanism; `short:` episodes that ended "
-              "without a collision but short of the route):", "", "| agent | mechanism | episodes |",
+    lines += ["", ("What happened on the road (collisions by mechanism; `short:` episodes that ended "
+                   "without a collision but short of the route):"), "", "| agent | mechanism | episodes |",
               "| --- | --- | ---: |"]
     for a in result["agents"]:
         for m, n in sorted(result.get("mechanisms", {}).get(a, {}).items()):
