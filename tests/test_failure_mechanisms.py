@@ -82,3 +82,14 @@ def test_drive_eval_tracking_refuses_what_it_cannot_time(tmp_path, capsys):
     assert main(["eval", "tracking", "--agents", "modular-gt", "--scenarios", "hard-brake",
                  "--episodes", "1", "--out", str(out)]) == 2
     assert json.loads(out.read_text()) == {}  # never overwritten
+
+
+def test_drive_eval_tracking_writes_its_table(tmp_path, capsys):
+    out = tmp_path / "tracking.json"
+    assert main(["eval", "tracking", "--agents", "modular-gt", "--scenarios", "hard-brake",
+                 "--episodes", "1", "--quiet", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["seeds"] == [0] and len(data["episodes"]) == 1
+    assert data["summary"][0]["scenario"] == "hard-brake" and data["summary"][0]["right"] == 1
+    assert "| `modular-gt` | hard-brake | 1 | 1 |" in out.with_suffix(".md").read_text()
+    assert "latency p50" in capsys.readouterr().out
