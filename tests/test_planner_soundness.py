@@ -195,3 +195,14 @@ def test_no_lane_change_into_dense_traffic_on_the_old_planners_crash_seed():
 
     result, _ = episode("expert", "highway-short:dense", 13, get_scenario("highway-short:dense").duration_s)
     assert result.status == "ok", result.status
+
+
+def test_agents_are_told_the_scenarios_cruise_speed():
+    """The planner aims at the speed `idm` is given, not at the lane's limit."""
+    from sim.geometry.bev import BevCamera
+    from sim.harness.run import task_spec
+    from sim.world.scenarios import get_scenario
+
+    for name in ("highway", "merge", "cut-in"):
+        sc = get_scenario(name)
+        assert task_spec(sc, BevCamera()).cruise_speed_mps == sc.cruise_speed_mps
