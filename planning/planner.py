@@ -66,6 +66,7 @@ from planning.lanes import (
     MIN_TRANSITION_M,
     BlendedPath,
     ReferencePath,
+    hermite_offset,
     transition_slope,
 )
 from planning.prediction import Forecast, constant_acceleration
@@ -514,10 +515,9 @@ class Planner:
                 longitudinal: bool) -> Rollout:
         """Every candidate at once: pure pursuit on its way onto its path, its IDM behind the
         lead object (or a dead end), the bicycle integrating.  The lead is the nearest
-        object ahead within the lane band of the path or of the car's own lateral
-        position at that step (both lanes' leads during a lane change), at its forecast
-        position and speed (while the car's way onto its path overlaps it, for the lane
-        being left)."""
+        object ahead, at its forecast position and speed, that is within the lane band of
+        the path or that the car's way onto the path would overlap where it passes it
+        (the lane being left: both lanes' leads during a lane change)."""
         c = self.config
         pidx, frac = cands.path_index, cands.speed_fraction
         T, C, K = c.steps, len(pidx), len(objects)
@@ -557,10 +557,8 @@ class Planner:
             # where the candidate's way onto its path puts the car when it reaches each object
             # (the transition's offset there): an object it would overlap is in its way even
             # outside the path's lane (the lane being left)
-            uo = np.minimum(np.maximum((so_all - s0_local[None, :, None]) * blend_inv_len[None, :, None], 0.0), 1.0)
-            uo2 = uo * uo
-            d_planned = (blend_d0[None, :, None] * (2 * uo2 * uo - 3 * uo2 + 1)
-                         + blend_m0[None, :, None] * (uo2 * uo - 2 * uo2 + uo))
+            d_planned = hermite_offset(so_all - s0_local[None, :, None], blend_d0[None, :, None],
+                                       blend_slope[None, :, None], blend_len[None, :, None])
             in_way_all = on_path_all | (np.abs(d_all - d_planned) < objects.overlap_m)
             g_all = np.where(in_way_all, so_all - objects.half_length_sum_m, np.inf)  # gap = this - the ego's centre s
         any_dead, any_brake = bool(dead_c.any()), bool(braking.any())
