@@ -38,6 +38,7 @@ from planning.prediction import (
     Forecast,
     MotionEstimator,
     ObjectStates,
+    cautious_speeds,
     forecast,
     forecast_along_paths,
 )
@@ -56,6 +57,12 @@ GEOMETRIC = "geometric"  # `modular:geometric`: the rig's no-learning baseline, 
 # near, growing along the viewing ray as 0.001 r^2 (the detector's median depth error: 0.3 m at
 # 15 m, 1.4 m at 45 m, 4.6 m at 70 m), with a Mahalanobis gate, so a far car keeps its track
 RIG_TRACKER = {"motion": "ca", "init_velocity": "ego", "position_noise_m": 1.0, "depth_noise_per_m2": 0.001}
+# the rig's tracks are planned at the cautious end of their speed interval, this many standard
+# deviations (planning.prediction.cautious_speeds): a stalled car revealed 60-80 m out reads as
+# moving for seconds, and the mean drove into it.  Chosen on hazard and highway seeds 0-19
+# (docs/planner.md): 1 sigma took stopped-car from 0.668 to 0.883 for 0.990 -> 0.974 on
+# highway-short; 2 sigma cost highway-short 0.954 for no further gain
+RIG_CAUTION_SIGMA = 1.0
 
 
 class PerceptionSource(Protocol):
@@ -162,12 +169,14 @@ class RigPerception:
     baseline (:class:`GeometricDetector <perception.detectors.geometric.GeometricDetector>`).
     The detector is loaded at the first frame or by :meth:`prepare`; ``detector``: any object
     with ``detect_batch(frames, cameras) -> list[Boxes]`` to use instead; ``tracker``: the
-    :class:`~perception.tracker.Tracker`'s options (default :data:`RIG_TRACKER`).
+    :class:`~perception.tracker.Tracker`'s options (default :data:`RIG_TRACKER`);
+    ``caution_sigma``: tracks are reported at the cautious end of their speed interval, this
+    many standard deviations (default :data:`RIG_CAUTION_SIGMA`; 0: the filter's mean).
     """
 
     def __init__(self, rig, checkpoint: str = DEFAULT_RIG_DETECTOR, device: str = "auto",
                  dt_s: float = 1 / 15, detector: Any = None, cameras: tuple[str, ...] | None = None,
-                 tracker: Mapping[str, Any] | None = None) -> None:
+                 tracker: Mapping[str, Any] | None = None, caution_sigma: float | None = None) -> None:
         if rig is None:
             raise ValueError("RigPerception needs the task's camera rig (TaskSpec.rig)")
         self.rig = rig
@@ -182,6 +191,7 @@ class RigPerception:
         self.device = "cpu"
         self.detector = detector
         self.tracker = Tracker(dt_s, **(RIG_TRACKER if tracker is None else tracker))
+        self.caution_sigma = RIG_CAUTION_SIGMA if caution_sigma is None else float(caution_sigma)
         self.last_detections: Boxes | None = None
         self.last_per_camera: dict[str, Boxes] = {}
 
@@ -222,8 +232,12 @@ class RigPerception:
         per_camera = self.detector.detect_batch(frames, self.models)
         self.last_per_camera = dict(zip(self.cameras, per_camera, strict=True))
         self.last_detections = fuse(per_camera)
-        self.tracker.update(self.last_detections, np.asarray(obs["pose"], dtype=np.float64))
-        return self.tracker.objects()
+        pose = np.asarray(obs["pose"], dtype=np.float64)
+        speed = obs.get("speed")  # the speedometer: new tracks start moving with the ego from the first frame
+        self.tracker.update(self.last_detections, pose,
+                            None if speed is None else float(np.asarray(speed).reshape(-1)[0]))
+        return cautious_speeds(self.tracker.objects(), self.tracker.speed_sigma_mps(), pose[:2], float(pose[2]),
+                               self.caution_sigma)
 
 
 @dataclass

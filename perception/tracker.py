@@ -121,10 +121,19 @@ class Tracker:
         self._last_pose: np.ndarray | None = None
 
     # -- one frame ----------------------------------------------------------------------
-    def update(self, detections: Boxes, pose: np.ndarray) -> None:
-        """Advance one frame with ``detections`` (ego frame) seen from ``pose`` [x, y, heading]."""
+    def update(self, detections: Boxes, pose: np.ndarray, ego_speed_mps: float | None = None) -> None:
+        """Advance one frame with ``detections`` (ego frame) seen from ``pose`` [x, y, heading].
+
+        ``ego_speed_mps`` (the speedometer) gives the ego's velocity that new tracks start
+        with (``init_velocity="ego"``); without it the velocity is the pose's change since the
+        last frame, which is unknown (zero) at an episode's first frame."""
         pose = np.asarray(pose, dtype=np.float64)
-        ego_velocity = np.zeros(2) if self._last_pose is None else (pose[:2] - self._last_pose[:2]) / self.dt_s
+        if ego_speed_mps is not None and np.isfinite(ego_speed_mps):
+            ego_velocity = float(ego_speed_mps) * np.array([np.cos(pose[2]), np.sin(pose[2])])
+        elif self._last_pose is None:
+            ego_velocity = np.zeros(2)
+        else:
+            ego_velocity = (pose[:2] - self._last_pose[:2]) / self.dt_s
         self._last_pose = pose.copy()
         centres = ego_to_world(detections.centre_m, pose[:2], pose[2])
         headings = wrap_angle(detections.heading_rad + pose[2])
@@ -209,6 +218,20 @@ class Tracker:
             t.confirmed = True
 
     # -- output -------------------------------------------------------------------------
+    def speed_sigma_mps(self) -> np.ndarray:
+        """Each confirmed track's speed uncertainty [m/s] (in :meth:`objects`' order): the
+        standard deviation of its velocity along the direction it moves (along its box's
+        axis when it stands), from the filter's covariance.  A track just born, or a far car
+        whose monocular depth jitters by metres a frame, has a wide one."""
+        live = [t for t in self.tracks if t.confirmed]
+        out = np.zeros(len(live))
+        for k, t in enumerate(live):
+            vx, vy = t.x[2], t.x[3]
+            h = np.arctan2(vy, vx) if np.hypot(vx, vy) > MOVING_MPS else t.heading_rad
+            u = np.array([np.cos(h), np.sin(h)])
+            out[k] = float(np.sqrt(max(u @ t.P[2:4, 2:4] @ u, 0.0)))
+        return out
+
     def objects(self) -> ObjectStates:
         """Confirmed tracks, world frame; a moving track's heading is its velocity's
         direction, yaw rates are zero (the planning agent estimates them); with the

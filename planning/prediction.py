@@ -168,6 +168,31 @@ def forecast_along_paths(objects: ObjectStates, times_s: np.ndarray, paths: list
     return out
 
 
+def cautious_speeds(objects: ObjectStates, speed_sigma_mps: np.ndarray, ego_xy_m: np.ndarray,
+                    ego_heading_rad: float, k_sigma: float) -> ObjectStates:
+    """``objects`` with each speed moved ``k_sigma`` standard deviations to the end of its
+    interval that is worse for the ego: slower for an object ahead, faster for one behind.
+
+    Perception that measures speed from positions knows a new or far object's speed only
+    loosely (a stalled car revealed 70 m out by a monocular camera reads as moving for
+    seconds); planning on the mean then drives at it.  Planning on the cautious end
+    (Hubmann et al. 2018, "A belief state planner for interactive merge scenarios";
+    the speed interval's lower bound as in RSS's worst case, Shalev-Shwartz et al. 2017)
+    brakes early for what might be standing and lets the estimate settle.  Only objects
+    heading the ego's way (within 45 degrees) are moved: for crossing traffic neither end
+    is the safe one.  Speeds never go below 0."""
+    if k_sigma <= 0 or not len(objects):
+        return objects
+    sigma = np.asarray(speed_sigma_mps, dtype=np.float64)
+    u = np.array([np.cos(ego_heading_rad), np.sin(ego_heading_rad)])
+    ahead = (objects.position_m - np.asarray(ego_xy_m, dtype=np.float64)) @ u > 0
+    aligned = np.abs(wrap_angle(objects.heading_rad - ego_heading_rad)) < np.pi / 4
+    shift = np.where(aligned, np.where(ahead, -k_sigma, k_sigma) * sigma, 0.0)
+    out = objects.select(np.ones(len(objects), dtype=bool))
+    out.speed_mps = np.maximum(objects.speed_mps + shift, 0.0)
+    return out
+
+
 class MotionEstimator:
     """Yaw rate and acceleration per object id from its heading and speed change since the
     previous observation, each through an exponential filter."""

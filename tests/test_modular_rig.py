@@ -90,3 +90,23 @@ def test_a_missing_rig_detector_stops_a_run_and_says_how_to_make_one(tmp_path, c
     assert code == 2
     err = capsys.readouterr().err
     assert "no rig detector checkpoint" in err and "--model mono3d" in err and "modular:geometric" in err
+
+
+def test_the_rig_reports_new_tracks_at_the_cautious_end_of_their_speed():
+    """A car just confirmed ahead has a wide speed interval: with caution the planner is
+    handed its slower end (and the ego's speed from the speedometer as the track's prior),
+    without caution the filter's mean; the speedometer, not the pose, seeds the prior."""
+    task = _task()
+    frames = np.zeros((2, task.rig["cam_front"].height_px, task.rig["cam_front"].width_px, 3), np.uint8)
+    reported = {}
+    for k in (0.0, 1.0):
+        perception = RigPerception(task.rig, detector=Scripted(_car(40.0, 0.0), Boxes.empty()), caution_sigma=k)
+        for step in range(3):
+            pose = np.array([25.0 * step / 15, 0.0, 0.0])
+            obs = {"cam_front": frames[0], "cam_rear": frames[1], "pose": pose, "speed": np.array([25.0])}
+            out = perception.perceive(obs, 1 / 15)
+        reported[k] = out.speed_mps[0]
+        sigma = perception.tracker.speed_sigma_mps()[0]
+    assert reported[0.0] > 20.0  # the prior: moving with the ego
+    assert reported[1.0] == pytest.approx(max(reported[0.0] - sigma, 0.0))
+    assert reported[1.0] < reported[0.0] - 2.0

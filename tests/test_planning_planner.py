@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 from planning.control import PurePursuit
 from planning.lanes import LaneMap
 from planning.planner import EgoState, PathOption, Planner, approach_path, boxes_overlap
-from planning.prediction import ObjectStates, MotionEstimator, forecast, forecast_along_paths
+from planning.prediction import (
+    MotionEstimator,
+    ObjectStates,
+    cautious_speeds,
+    forecast,
+    forecast_along_paths,
+)
 from planning.rollout import BicycleState, IDMParameters, bicycle_step, idm_acceleration
 
 TIMES = np.arange(41) * 0.1
@@ -264,3 +270,18 @@ def test_lane_following_forecast_stays_on_the_path_and_falls_back_without_one():
     assert np.allclose(f.heading_rad[0], 0.0)
     # the second, with no path, goes straight along its heading
     assert f.position_m[1, -1, 1] == pytest.approx(4.0 + 40.0 * np.sin(0.3))
+
+
+def test_cautious_speeds_move_each_speed_to_the_end_that_is_worse_for_the_ego():
+    """Ahead: slower (never below 0); behind: faster; crossing traffic: unchanged."""
+    n = 4
+    objects = ObjectStates(
+        id=np.arange(n), kind=np.zeros(n, np.int8),
+        position_m=np.array([[50.0, 0.0], [-30.0, 4.0], [40.0, 0.0], [20.0, 10.0]]),
+        heading_rad=np.array([0.0, 0.0, 0.0, np.pi / 2]), speed_mps=np.array([25.0, 25.0, 3.0, 10.0]),
+        length_m=np.full(n, 5.0), width_m=np.full(n, 2.0), yaw_rate_radps=np.zeros(n))
+    sigma = np.array([4.0, 4.0, 4.0, 4.0])
+    out = cautious_speeds(objects, sigma, np.zeros(2), 0.0, k_sigma=2.0)
+    np.testing.assert_allclose(out.speed_mps, [17.0, 33.0, 0.0, 10.0])
+    np.testing.assert_allclose(objects.speed_mps, [25.0, 25.0, 3.0, 10.0])  # the input is untouched
+    assert cautious_speeds(objects, sigma, np.zeros(2), 0.0, k_sigma=0.0) is objects

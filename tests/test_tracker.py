@@ -155,3 +155,32 @@ def test_depth_noise_along_the_ray_keeps_a_far_car_tracked():
     ids, _ = _stalled_car_seen_from_afar(euclid)
     assert len(ray_tracks) < len({i for frame in ids for i in frame})
     assert speeds[-1][0] < 8.0  # from the ego's 20 m/s
+
+
+def test_the_speedometer_starts_first_frame_tracks_moving_with_the_ego():
+    """At an episode's first frame the pose has no history: without the speedometer a new
+    track starts at rest (25 m/s off for a lead driving with the ego), with it, at the
+    ego's velocity."""
+    cars = [(12.0, 0.0, 25.0, 0.0)]
+    for speedometer, expected in ((None, 0.0), (25.0, 25.0)):
+        tracker = Tracker(DT, motion="ca", init_velocity="ego")
+        pose = np.array([0.0, 0.0, 0.0])
+        tracker.update(detections(scene(0.0, cars), pose), pose, speedometer)
+        assert tracker.tracks[0].x[2] == pytest.approx(expected)
+
+
+def test_speed_uncertainty_is_wide_for_new_and_far_tracks_and_narrows():
+    """The filter's speed standard deviation: wide when a track is born, narrower after a
+    second of measurements; a far car's (metres of depth noise) narrows more slowly."""
+    tracker = Tracker(DT, motion="ca", init_velocity="ego", depth_noise_per_m2=0.001)
+    _stalled_car_seen_from_afar(tracker, seconds=2 * DT)
+    first = tracker.speed_sigma_mps()
+    assert len(first) == 1 and first[0] > 5.0
+    sigma = {}
+    for r0 in (70.0, 15.0):  # a second of a standing car, far and near
+        t = Tracker(DT, motion="ca", init_velocity="ego", depth_noise_per_m2=0.001)
+        pose = np.zeros(3)
+        for _ in range(15):
+            t.update(detections(np.array([[r0, 0.0]]), pose), pose, 0.0)
+        sigma[r0] = t.speed_sigma_mps()[0]
+    assert sigma[15.0] < 1.5 < sigma[70.0] < first[0]
