@@ -59,9 +59,8 @@ GEOMETRIC = "geometric"  # `modular:geometric`: the rig's no-learning baseline, 
 RIG_TRACKER = {"motion": "ca", "init_velocity": "ego", "position_noise_m": 1.0, "depth_noise_per_m2": 0.001}
 # the rig's tracks are planned at the cautious end of their speed interval, this many standard
 # deviations (planning.prediction.cautious_speeds): a stalled car revealed 60-80 m out reads as
-# moving for seconds, and the mean drove into it.  Chosen on hazard and highway seeds 0-19
-# (docs/planner.md): 1 sigma took stopped-car from 0.668 to 0.883 for 0.990 -> 0.974 on
-# highway-short; 2 sigma cost highway-short 0.954 for no further gain
+# moving for seconds, and the mean drove into it.  Chosen on hazard and highway seeds 0-19:
+# more caution costs progress on a free road for no further gain (docs/planner.md, section 3)
 RIG_CAUTION_SIGMA = 1.0
 
 
