@@ -42,8 +42,14 @@ Here, per decision:
    highway-env's ``IDMVehicle.mobil`` computes it) - times a weighted mean of progress
    (relative to the best candidate's), time-to-collision, comfort (nuPlan's bounds),
    staying on the route's lanes and keeping the current lane.
-4. **Pick** the best; if every candidate collides, the one that collides latest,
-   then the slowest.
+4. **Pick** the best.  If every candidate collides, first an **evasive** pass: the lane
+   changes again on a short transition (``evasive_transition_s``: a swerve, not a
+   comfortable S), at IDM's speed and at full braking, gated by the collision, rear-end
+   and dead-end gates (MOBIL's comfort criterion does not bind an escape).  A car spawned
+   metres behind a lead that brakes harder than its own brakes can only escape sideways,
+   and a 3 s transition has moved it a few decimetres by the crash (highway-env's IDM
+   drivers swerve within about a second).  If the escapes collide too, the candidate,
+   escape or not, that collides latest (time to re-plan), then the slowest.
 
 :meth:`Planner.plan` runs these as named steps (:func:`candidate_grid`,
 :meth:`PathWindows.crop`, :func:`objects_along_paths`, :meth:`Planner.rollout`,
@@ -56,7 +62,7 @@ Pure numpy, world frame [m, s, rad], no simulator objects.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -109,8 +115,8 @@ NEVER_COLLIDES_S = 1e9  # [s] first-collision time of a candidate that never col
 HIGHWAY_ENV_IDM = IDMParameters(accel_mps2=3.0, decel_mps2=5.0, headway_s=1.5, min_gap_m=5.0, delta=4.0)
 HIGHWAY_ENV_ACC_MAX_MPS2 = 6.0  # [m/s^2] IDMVehicle.ACC_MAX: the traffic's acceleration limit
 # candidate kinds (Plan.kind)
-PROPOSAL, STOP, IDM_PROPOSAL, EMERGENCY_BRAKE = 0, 1, 2, 3
-CANDIDATE_KINDS = ("proposal", "stop", "idm", "emergency-brake")
+PROPOSAL, STOP, IDM_PROPOSAL, EMERGENCY_BRAKE, EVASIVE = 0, 1, 2, 3, 4
+CANDIDATE_KINDS = ("proposal", "stop", "idm", "emergency-brake", "evasive")
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,10 @@ class PlannerConfig:
     stop_decel_mps2: float = 3.0  # [m/s^2] its braking
     idm_candidate: bool = True  # also IDM's own proposal in the current lane (HIGHWAY_ENV_IDM)
     emergency_brake: bool = True  # also full braking (max_brake_mps2) in the current lane
+    evasive: bool = True  # when every candidate collides, lane changes on a short transition too
+    evasive_transition_s: float = 1.0  # [s] their transition: speed x this (highway-env's drivers
+    # complete a lane change in about a second: ControlledVehicle's TAU_LATERAL 0.6 s, TAU_HEADING 0.2 s)
+    evasive_min_transition_m: float = 6.0  # [m] ... and at least this long
     lateral_accel_mps2: float = 2.5  # [m/s^2] curvature speed limit v <= sqrt(a / |k|)
     # IDM
     idm_accel_mps2: float = 2.4  # [m/s^2] maximum acceleration a (nuPlan's comfort bound)
@@ -461,6 +471,16 @@ class Rollout:
     cap0_mps: np.ndarray  # [C] the path's speed cap where the car is now
 
 
+def concatenate_rollouts(a: Rollout, b: Rollout) -> Rollout:
+    """``a``'s candidates, then ``b``'s."""
+    return Rollout(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in fields(Rollout)})
+
+
+def gated_in(scores: dict[str, np.ndarray]) -> np.ndarray:
+    """``[C]`` the candidates that pass every gate."""
+    return (scores["no_collision"] * scores["no_rear_end"] * scores["no_overrun"] * scores["safe_lane_change"]) > 0
+
+
 class Planner:
     """Stateless per decision except for per-path speed profiles (cached per episode)."""
 
@@ -498,16 +518,55 @@ class Planner:
         roll = self.rollout(ego, options, cands, windows, objects, times, longitudinal)
         gates = self.gates(ego, options, path_index, roll, forecast, windows, objects)
         scores = self.rank(ego, options, path_index, roll, gates)
+        kind = cands.kind
+        reference_config = c
+        if longitudinal and c.evasive and not gated_in(scores).any():
+            escape = self.evade(ego, options, windows, objects, forecast, times)
+            if escape is not None:  # every candidate, then the escapes
+                ev_cands, ev_roll, ev_scores = escape
+                path_index = np.concatenate([path_index, ev_cands.path_index])
+                fraction = np.concatenate([fraction, ev_cands.speed_fraction])
+                kind = np.concatenate([kind, ev_cands.kind])
+                roll = concatenate_rollouts(roll, ev_roll)
+                scores = {k: np.concatenate([scores[k], ev_scores[k]]) for k in scores}
+                reference_config = self.evasive_config
         best = self.pick(scores, roll)
         option = options[int(path_index[best])]
         return Plan(
             best=best, acceleration_mps2=float(roll.accelerations_mps2[best, 0]),
             steering_rad=float(roll.steerings_rad[best, 0]),
-            target_speed_mps=fraction * roll.cap0_mps, path_index=path_index, kind=cands.kind,
+            target_speed_mps=fraction * roll.cap0_mps, path_index=path_index, kind=kind,
             trajectory_m=np.stack([roll.x_m, roll.y_m], axis=-1), speed_mps=roll.speed_mps,
             heading_rad=roll.heading_rad, accelerations_mps2=roll.accelerations_mps2,
             steerings_rad=roll.steerings_rad, times_s=times, scores=scores, option=option,
-            reference=approach_path(option, ego.speed_mps, c))
+            reference=approach_path(option, ego.speed_mps, reference_config))
+
+    @property
+    def evasive_config(self) -> PlannerConfig:
+        """The configuration the evasive candidates are rolled out with: a short transition."""
+        c = self.config
+        return replace(c, transition_time_s=c.evasive_transition_s, min_transition_m=c.evasive_min_transition_m)
+
+    def evade(self, ego: EgoState, options: Sequence[PathOption], windows: PathWindows,
+              objects: ObjectsAlongPaths, forecast: Forecast, times: np.ndarray):
+        """The evasive pass: every lane change on a short transition, at IDM's speed and at
+        full braking, rolled out, gated (collision, rear end, dead end; not MOBIL's comfort
+        criterion) and ranked: ``(candidates, rollout, scores)``; None without a lane to
+        change to.  They join the candidates that all collide, so :meth:`pick` takes a gated-in
+        escape, or else whichever candidate, escape or not, collides latest (time to re-plan)."""
+        c = self.config
+        changes = [k for k, o in enumerate(options) if o.lane_change != 0]
+        if not changes:
+            return None
+        n = len(changes)
+        cands = Candidates(path_index=np.repeat(np.asarray(changes), 2), speed_fraction=np.tile([1.0, 0.0], n),
+                           kind=np.full(2 * n, EVASIVE), brake_mps2=np.tile([0.0, c.max_brake_mps2], n), idm=c.idm)
+        swerve = Planner(self.evasive_config)
+        roll = swerve.rollout(ego, options, cands, windows, objects, times, True)
+        gates = swerve.gates(ego, options, cands.path_index, roll, forecast, windows, objects)
+        gates["safe_lane_change"] = np.ones(len(cands), dtype=bool)
+        scores = swerve.rank(ego, options, cands.path_index, roll, gates)
+        return cands, roll, scores
 
     # -- rollout --------------------------------------------------------------------------------
     def rollout(self, ego: EgoState, options: Sequence[PathOption], cands: Candidates,
@@ -768,9 +827,7 @@ class Planner:
     def pick(scores: dict[str, np.ndarray], roll: Rollout) -> int:
         """The best total; if every candidate is gated out, the latest collision, then the slowest."""
         total = scores["total"]
-        gated_in = (scores["no_collision"] * scores["no_rear_end"] * scores["no_overrun"]
-                    * scores["safe_lane_change"]) > 0
-        if gated_in.any():
+        if gated_in(scores).any():
             return int(np.argmax(total))
         first_hit = scores["first_collision_s"]
         key = np.lexsort((roll.speed_mps[:, -1], -np.where(np.isfinite(first_hit), first_hit, NEVER_COLLIDES_S)))

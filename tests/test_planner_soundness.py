@@ -168,6 +168,25 @@ def test_a_stopped_car_too_close_to_stop_for_means_the_hardest_braking_or_an_esc
     assert p.acceleration_mps2 == pytest.approx(-5.0)
 
 
+def test_when_braking_cannot_avoid_a_lead_the_planner_swerves_into_the_free_lane():
+    """Spawned 2.8 m (bumper to bumper) behind a lead at 22 m/s braking at 6 m/s^2 while the
+    car does 25 m/s: braking at 5 m/s^2 hits it, and a lane change on the comfortable 3 s
+    transition has moved a few decimetres by then.  The evasive pass swerves into the free
+    right lane (dense traffic, seed 65, crashed this way); with it off, every candidate
+    collides and the car brakes into the lead."""
+    ego = EgoState(100.0, 0.0, 0.0, 25.0)
+    scene = objects([(107.8, 0.0, 0.0, 22.0), (116.6, 0.0, 0.0, 21.0), (108.0, 4.0, 0.0, 22.0)])
+    scene.acceleration_mps2 = np.array([-6.0, -6.0, 0.0])
+    p = plan(ego, scene)
+    assert CANDIDATE_KINDS[p.kind[p.best]] == "evasive"
+    assert p.option.lane_change == +1  # right: the left lane has a car beside the ego
+    assert p.scores["no_collision"][p.best] == 1.0
+    assert p.reference.length_m < 30.0  # a swerve (about a second), not the 75 m comfortable S
+    cautious = Planner(PlannerConfig(evasive=False)).plan(ego, options(ego), forecast(scene, TIMES, "cv"))
+    assert "evasive" not in {CANDIDATE_KINDS[k] for k in cautious.kind}
+    assert cautious.scores["total"].max() == 0.0 and cautious.acceleration_mps2 == pytest.approx(-5.0)
+
+
 # -- the benchmark's worst seeds for the old planner (seeds 0-19 of the suite) ----------------
 PINNED = [  # (scenario, seed): what the old planner did there
     ("cut-in", 3),  # collision: lane change into the car beside (drive explain: lane change)
@@ -194,6 +213,17 @@ def test_no_lane_change_into_dense_traffic_on_the_old_planners_crash_seed():
     from tests.test_expert import episode
 
     result, _ = episode("expert", "highway-short:dense", 13, get_scenario("highway-short:dense").duration_s)
+    assert result.status == "ok", result.status
+
+
+def test_the_expert_escapes_a_lead_braking_at_the_spawn_in_dense_traffic():
+    """Dense traffic, seed 65 (a tuning seed): spawned 2.8 m behind a lead braking harder
+    than the car can; without the evasive pass the expert braked into it at 0.9 s, `idm`
+    changed lanes and drove on."""
+    from sim.world.scenarios import get_scenario
+    from tests.test_expert import episode
+
+    result, _ = episode("expert", "highway-short:dense", 65, get_scenario("highway-short:dense").duration_s)
     assert result.status == "ok", result.status
 
 
