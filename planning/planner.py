@@ -168,6 +168,10 @@ class PlannerConfig:
     ttc_good_s: float = 3.0  # [s] time-to-collision at and above which the TTC score is 1
     ttc_bad_s: float = 1.0  # [s] ... and at and below which it is 0
     unsafe_follower_decel_mps2: float = 2.0  # [m/s^2] MOBIL's b_safe (LANE_CHANGE_MAX_BRAKING_IMPOSED)
+    keep_lane_share_in_lane: float = 0.25  # [-] of the keep-lane weight that staying in lane earns
+    # when no lane change is under way: a change then needs about 5% more progress than staying
+    # (0.25 x 1 / 5), closer to MOBIL's 0.2 m/s^2 threshold than the full weight's 20%, while a
+    # change under way keeps the full bonus (at a flat 0.5, one was abandoned half-way)
     weights: dict = field(default_factory=lambda: {
         "progress": 5.0, "ttc": 5.0, "comfort": 2.0, "route": 3.0, "keep_lane": 1.0})
 
@@ -812,6 +816,11 @@ class Planner:
         route_score = np.array([float(options[p].on_route) for p in pidx])
         keep = np.array([float(options[p].previous if any(o.previous for o in options)
                                else options[p].lane_change == 0) for p in pidx])
+        # the bonus commits in full to a lane change under way (the previous corridor is a
+        # neighbour, or the car is still off its centre line); staying in lane gets a share
+        under_way = any(o.previous and (o.lane_change != 0 or abs(o.d_m) > c.transition_from_m) for o in options)
+        if not under_way:
+            keep = keep * c.keep_lane_share_in_lane
         w = c.weights
         weighted = (w["progress"] * progress_score + w["ttc"] * ttc_score + w["comfort"] * comfort_score
                     + w["route"] * route_score + w["keep_lane"] * keep) / sum(w.values())
