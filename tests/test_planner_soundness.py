@@ -187,22 +187,22 @@ def test_when_braking_cannot_avoid_a_lead_the_planner_swerves_into_the_free_lane
     assert cautious.scores["total"].max() == 0.0 and cautious.acceleration_mps2 == pytest.approx(-5.0)
 
 
-def test_a_slightly_slower_lead_is_overtaken_and_a_change_under_way_is_finished():
+def test_an_eager_keep_lane_share_overtakes_a_slightly_slower_lead_and_finishes_a_change():
     """A lead 25 m ahead at 21 m/s, the car at 22 and the cruise speed 25, both neighbours
-    free: staying in lane earns a quarter of the keep-lane bonus, so the planner overtakes
-    (MOBIL would); with the full bonus it stayed behind.  A lane change under way (the
-    previous decision chose the left lane, the car 2 m across) keeps the full bonus and is
-    finished on a free road, where going back would score the same progress."""
+    free: with a quarter of the keep-lane bonus for staying in lane the planner overtakes
+    (MOBIL would); with the full bonus (the default) it stays behind.  A lane change under
+    way (the previous decision chose the left lane, the car 2 m across) keeps the full bonus
+    and is finished on a free road, where going back would score the same progress."""
     from dataclasses import replace
 
     ego = EgoState(100.0, 0.0, 0.0, 22.0)
     scene = forecast(objects([(125.0, 0.0, 0.0, 21.0)]), TIMES, "cv")
-    assert Planner().plan(ego, options(ego), scene, cruise_speed_mps=25.0).option.lane_change != 0
-    full = Planner(PlannerConfig(keep_lane_share_in_lane=1.0))
-    assert full.plan(ego, options(ego), scene, cruise_speed_mps=25.0).option.lane_change == 0
+    eager = Planner(PlannerConfig(keep_lane_share_in_lane=0.25))
+    assert eager.plan(ego, options(ego), scene, cruise_speed_mps=25.0).option.lane_change != 0
+    assert Planner().plan(ego, options(ego), scene, cruise_speed_mps=25.0).option.lane_change == 0
     across = EgoState(100.0, 2.0, 0.0, 22.0)
     opts = [replace(o, previous=o.lane_change == -1) for o in options(across)]
-    p = Planner().plan(across, opts, forecast(ObjectStates.empty(), TIMES, "cv"), cruise_speed_mps=25.0)
+    p = eager.plan(across, opts, forecast(ObjectStates.empty(), TIMES, "cv"), cruise_speed_mps=25.0)
     assert p.option.lane_change == -1
 
 
