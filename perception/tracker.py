@@ -218,30 +218,30 @@ class Tracker:
             t.confirmed = True
 
     # -- output -------------------------------------------------------------------------
+    def _confirmed(self) -> tuple[list[Track], np.ndarray, np.ndarray, np.ndarray]:
+        """The confirmed tracks, their states ``[N, n]``, speeds and headings (a moving
+        track's is its velocity's direction, a standing one's its box's axis)."""
+        live = [t for t in self.tracks if t.confirmed]
+        x = np.array([t.x for t in live]).reshape(-1, len(self.P0))
+        speed = np.hypot(x[:, 2], x[:, 3])
+        heading = np.array([t.heading_rad for t in live], dtype=np.float64)
+        return live, x, speed, np.where(speed > MOVING_MPS, np.arctan2(x[:, 3], x[:, 2]), heading)
+
     def speed_sigma_mps(self) -> np.ndarray:
         """Each confirmed track's speed uncertainty [m/s] (in :meth:`objects`' order): the
-        standard deviation of its velocity along the direction it moves (along its box's
-        axis when it stands), from the filter's covariance.  A track just born, or a far car
-        whose monocular depth jitters by metres a frame, has a wide one."""
-        live = [t for t in self.tracks if t.confirmed]
-        out = np.zeros(len(live))
-        for k, t in enumerate(live):
-            vx, vy = t.x[2], t.x[3]
-            h = np.arctan2(vy, vx) if np.hypot(vx, vy) > MOVING_MPS else t.heading_rad
-            u = np.array([np.cos(h), np.sin(h)])
-            out[k] = float(np.sqrt(max(u @ t.P[2:4, 2:4] @ u, 0.0)))
-        return out
+        standard deviation of its velocity along its heading, from the filter's covariance.
+        A track just born, or a far car whose monocular depth jitters by metres a frame, has
+        a wide one."""
+        live, _, _, heading = self._confirmed()
+        u = np.stack([np.cos(heading), np.sin(heading)], axis=-1)
+        return np.array([np.sqrt(max(float(u[k] @ t.P[2:4, 2:4] @ u[k]), 0.0)) for k, t in enumerate(live)])
 
     def objects(self) -> ObjectStates:
         """Confirmed tracks, world frame; a moving track's heading is its velocity's
         direction, yaw rates are zero (the planning agent estimates them); with the
         constant-acceleration model, the acceleration along the heading once a track has
         :data:`MIN_ACCEL_AGE` frames (0 within :data:`ACCEL_DEADBAND_MPS2`)."""
-        live = [t for t in self.tracks if t.confirmed]
-        x = np.array([t.x for t in live]).reshape(-1, len(self.P0))
-        speed = np.hypot(x[:, 2], x[:, 3])
-        heading = np.array([t.heading_rad for t in live], dtype=np.float64)
-        heading = np.where(speed > MOVING_MPS, np.arctan2(x[:, 3], x[:, 2]), heading)
+        live, x, speed, heading = self._confirmed()
         accel = np.zeros(len(live))
         if self.motion == "ca" and len(live):
             along = x[:, 4] * np.cos(heading) + x[:, 5] * np.sin(heading)
