@@ -67,6 +67,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from planning.comfort import within_comfort_bounds
+from planning.kernel import rollout_steps, window_frame, window_speed_cap
 from planning.lanes import (
     MAX_TRANSITION_SLOPE,
     MIN_TRANSITION_M,
@@ -77,13 +78,8 @@ from planning.lanes import (
 )
 from planning.prediction import Forecast, constant_acceleration
 from planning.rollout import (
-    BicycleState,
     IDMParameters,
-    bicycle_step,
     idm_acceleration,
-    lookahead_distance,
-    pure_pursuit_steering,
-    rear_axle_speed_mps,
 )
 from planning.vehicle import (
     MAX_STEERING_RAD,
@@ -388,18 +384,12 @@ class PathWindows:
     def frame(self, base: np.ndarray, s_local_m: np.ndarray):
         """Centre ``(x, y)`` and unit tangent ``(tx, ty)`` at window-local ``s_local_m``
         on the windows starting at flat index ``base`` (same shape)."""
-        f = np.minimum(np.maximum(s_local_m * (1.0 / self.spacing_m), 0.0), self.width - WINDOW_EDGE)
-        i = f.astype(np.int64)
-        u = f - i
-        j = base + i
-        tx, ty = self.tx[j] + u * self.dtx[j], self.ty[j] + u * self.dty[j]
-        n = np.sqrt(tx * tx + ty * ty)
-        return self.x_m[j] + u * self.dx_m[j], self.y_m[j] + u * self.dy_m[j], tx / n, ty / n
+        return window_frame(self.x_m, self.y_m, self.tx, self.ty, self.dx_m, self.dy_m, self.dtx, self.dty,
+                            1.0 / self.spacing_m, self.width - WINDOW_EDGE, base, s_local_m)
 
     def speed_cap(self, base: np.ndarray, s_local_m: np.ndarray) -> np.ndarray:
         """The path's speed cap [m/s] at the sample at or behind ``s_local_m``."""
-        return self.speed_cap_mps[base + np.minimum(np.maximum((s_local_m * (1.0 / self.spacing_m)).astype(np.int64),
-                                                               0), self.width - 1)]
+        return window_speed_cap(self.speed_cap_mps, 1.0 / self.spacing_m, self.width, base, s_local_m)
 
 
 def near_objects(forecast: Forecast, ego: EgoState, reach_m: float) -> Forecast:
@@ -585,12 +575,8 @@ class Planner:
         c = self.config
         pidx, frac = cands.path_index, cands.speed_fraction
         T, C, K = c.steps, len(pidx), len(objects)
-        half_l = ego.length_m / 2
         idm = cands.idm
         base = pidx * windows.width
-        base2 = np.concatenate([base, base])
-        state = BicycleState(np.full(C, ego.x_m), np.full(C, ego.y_m), np.full(C, ego.heading_rad),
-                             np.full(C, max(ego.speed_mps, 0.0)))
         s0_local = np.array([options[p].s_m for p in pidx]) - windows.s_base_m[pidx]
         # the way onto each path (planning.lanes.hermite_offset, its per-candidate constants hoisted)
         blend_d0 = np.array([options[p].d_m for p in pidx])
@@ -599,18 +585,7 @@ class Planner:
         blend_inv_len = np.where(blend_len > MIN_TRANSITION_M, 1.0 / np.maximum(blend_len, MIN_TRANSITION_M),
                                  NO_TRANSITION_INV_LENGTH_1PM)
         blend_m0 = np.clip(blend_slope, -MAX_TRANSITION_SLOPE, MAX_TRANSITION_SLOPE) * blend_len
-        s = s0_local.copy()  # rear axle, local
-        X = np.empty((C, T + 1)); Y = np.empty((C, T + 1))
-        H = np.empty((C, T + 1)); V = np.empty((C, T + 1))
-        A = np.empty((C, T)); D = np.empty((C, T))
-        X[:, 0], Y[:, 0], H[:, 0], V[:, 0] = state.x_m, state.y_m, state.heading_rad, state.speed_mps
-        S = np.empty((C, T + 1))
-        min_ttc = np.full(C, np.inf)
-        cap0 = windows.speed_cap(base, s)  # [m/s] here
-        brake = cands.brake_mps2
-        braking = brake > 0
         dead_c, s_end_c = windows.dead_end[pidx], windows.s_end_m[pidx]
-        rows = np.arange(C)
         if K and longitudinal:  # objects along each candidate's path at every step: [T, C, K]
             os_c, od_c, ovd_c = objects.s_m[pidx], objects.d_m[pidx], objects.vd_mps[pidx]
             dist_all, vs_all = constant_acceleration(objects.vs_mps[pidx][None], objects.as_mps2[pidx][None],
@@ -625,61 +600,25 @@ class Planner:
                                        blend_slope[None, :, None], blend_len[None, :, None])
             in_way_all = on_path_all | (np.abs(d_all - d_planned) < objects.overlap_m)
             g_all = np.where(in_way_all, so_all - objects.half_length_sum_m, np.inf)  # gap = this - the ego's centre s
-        any_dead, any_brake = bool(dead_c.any()), bool(braking.any())
-        for k in range(T):
-            x, y, h, v = state.x_m, state.y_m, state.heading_rad, state.speed_mps
-            rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
-            ld = lookahead_distance(v, c.lookahead_gain_s, c.min_lookahead_m, c.max_lookahead_m)
-            # one lookup for the foot point (at the predicted s) and the look-ahead point; the
-            # Gauss-Newton correction below is centimetres, so the look-ahead point keeps it
-            fcx, fcy, ftx_, fty_ = windows.frame(base2, np.concatenate([s, s + ld]))
-            s = s + (rx - fcx[:C]) * ftx_[:C] + (ry - fcy[:C]) * fty_[:C]
-            S[:, k] = s
-            # the look-ahead point on the way onto the path (planning.lanes.BlendedPath)
-            u = np.minimum(np.maximum((s + ld - s0_local) * blend_inv_len, 0.0), 1.0)
-            u2 = u * u
-            off = blend_d0 * (2 * u2 * u - 3 * u2 + 1) + blend_m0 * (u2 * u - 2 * u2 + u)
-            gx, gy = fcx[C:] - off * fty_[C:], fcy[C:] + off * ftx_[C:]
-            steer = pure_pursuit_steering(rx, ry, h, gx, gy, ego.length_m)
-            steer = np.minimum(np.maximum(steer, -MAX_STEERING_RAD), MAX_STEERING_RAD)
-            D[:, k] = steer
-            if longitudinal:
-                v0 = np.maximum(frac * windows.speed_cap(base, s), MIN_DESIRED_SPEED_MPS)  # a fraction of what this spot allows
-                centre = s + half_l  # rear axle -> centre
-                if K:
-                    g = np.where(so_all[k] > centre[:, None], g_all[k] - centre[:, None], np.inf)
-                    lead = np.argmin(g, axis=1)
-                    gap = g[rows, lead]
-                    found = gap < np.inf
-                    v_lead = np.where(found, vs_all[k][rows, lead], 0.0)
-                    closing = v - v_lead
-                    ttc = np.where((closing > MIN_CLOSING_SPEED_MPS) & found,
-                                   np.maximum(gap, 0.0) / np.maximum(closing, MIN_CLOSING_SPEED_MPS), np.inf)
-                    min_ttc = np.minimum(min_ttc, ttc)
-                else:
-                    gap, v_lead = np.full(C, np.inf), np.zeros(C)
-                if any_dead:
-                    dead_gap = s_end_c - (s + ego.length_m) - c.dead_end_margin_m
-                    use_dead = dead_c & (dead_gap < gap)
-                    gap = np.where(use_dead, dead_gap, gap)
-                    v_lead = np.where(use_dead, 0.0, v_lead)
-                acc = idm_acceleration(v, v0, gap, v_lead, idm)
-                if any_brake:
-                    acc = np.where(braking, np.minimum(acc, -np.minimum(brake, v / c.step_s)), acc)
-                acc = np.minimum(np.maximum(acc, np.maximum(-c.max_brake_mps2, -v / c.step_s)),
-                                 idm.accel_mps2)  # never reverse
-            else:
-                acc = np.zeros(C)
-            A[:, k] = acc
-            s = s + rear_axle_speed_mps(v, steer) * c.step_s  # predicted progress (corrected next step)
-            state = bicycle_step(state, acc, steer, c.step_s, ego.length_m)
-            X[:, k + 1], Y[:, k + 1], H[:, k + 1], V[:, k + 1] = state.x_m, state.y_m, state.heading_rad, state.speed_mps
-        # the final foot point
-        x, y, h = state.x_m, state.y_m, state.heading_rad
-        rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
-        fcx, fcy, ftx_, fty_ = windows.frame(base, s)
-        s = s + (rx - fcx) * ftx_ + (ry - fcy) * fty_
-        S[:, T] = s
+        else:
+            so_all = g_all = vs_all = np.zeros((T, C, 0))
+        # one type signature for the compiled loop (C-contiguous, writeable), so it compiles once
+        arr = (lambda a, dtype=np.float64: np.require(a, dtype, ("C", "W")))
+        per_candidate = (lambda value: arr(np.broadcast_to(np.asarray(value, dtype=np.float64), C)))
+        w = windows
+        X, Y, H, V, A, D, S, min_ttc, cap0 = rollout_steps(
+            float(ego.x_m), float(ego.y_m), float(ego.heading_rad), float(max(ego.speed_mps, 0.0)),
+            float(ego.length_m), T, float(c.step_s), float(c.lookahead_gain_s), float(c.min_lookahead_m),
+            float(c.max_lookahead_m), float(MAX_STEERING_RAD),
+            arr(base, np.int64), *(per_candidate(a) for a in (s0_local, blend_d0, blend_m0, blend_inv_len)),
+            *(arr(a) for a in (w.x_m, w.y_m, w.tx, w.ty, w.dx_m, w.dy_m, w.dtx, w.dty, w.speed_cap_mps)),
+            1.0 / w.spacing_m, float(w.width - WINDOW_EDGE), int(w.width), bool(longitudinal), per_candidate(frac),
+            float(MIN_DESIRED_SPEED_MPS), *(per_candidate(getattr(idm, f)) for f in (
+                "accel_mps2", "decel_mps2", "headway_s", "min_gap_m", "delta", "two_sqrt_ab_mps2")),
+            per_candidate(cands.brake_mps2), float(c.max_brake_mps2), arr(dead_c, np.bool_),
+            per_candidate(s_end_c), float(c.dead_end_margin_m), arr(so_all), arr(g_all), arr(vs_all),
+            float(MIN_CLOSING_SPEED_MPS))
+        s = S[:, T]
         return Rollout(X, Y, H, V, A, D, min_ttc, progress_m=s - s0_local, final_s_m=s, cap0_mps=cap0, s_m=S)
 
     # -- gates ----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ simulator applies.
 from __future__ import annotations
 
 import numpy as np
+from numba.extending import register_jitable
 
 VEHICLE_LENGTH_M = 5.0  # [m] highway-env's Vehicle.LENGTH (its "wheelbase" is L: yaw about the centre, rear axle at -L/2)
 VEHICLE_WIDTH_M = 2.0  # [m] highway-env's Vehicle.WIDTH
@@ -27,6 +28,7 @@ MIN_SPEED_MPS = 0.0  # [m/s] braking stops the car; it never reverses
 MAX_STEERING_RAD = np.pi / 4  # [rad] the scenarios' steering range
 
 
+@register_jitable  # the compiled rollout (planning.kernel) calls it too
 def side_slip_rad(steering_rad: np.ndarray) -> np.ndarray:
     """The centre's side-slip angle [rad] for a steering angle (rear axle at -L/2)."""
     return np.arctan(0.5 * np.tan(steering_rad))

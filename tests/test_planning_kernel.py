@@ -1,0 +1,200 @@
+"""The compiled rollout (planning.kernel) against the numpy loop it replaced, bit for bit.
+
+The reference below is the planner's rollout loop as it was written in numpy (every
+candidate a lane of an array, ~150 small operations per step).  The compiled loop must give
+the *same* floats on any scene, so that compiling it changed no episode: the pinned seeds,
+the held-out tables and the recorded demos all stay valid.
+"""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planning.kernel import window_frame
+from planning.lanes import MAX_TRANSITION_SLOPE, MIN_TRANSITION_M, hermite_offset, transition_slope
+from planning.planner import (
+    MIN_CLOSING_SPEED_MPS,
+    MIN_DESIRED_SPEED_MPS,
+    NO_TRANSITION_INV_LENGTH_1PM,
+    EgoState,
+    PathOption,
+    PathWindows,
+    Planner,
+    candidate_grid,
+    near_objects,
+    objects_along_paths,
+)
+from planning.prediction import constant_acceleration, forecast
+from planning.rollout import (
+    BicycleState,
+    bicycle_step,
+    idm_acceleration,
+    lookahead_distance,
+    pure_pursuit_steering,
+    rear_axle_speed_mps,
+)
+from planning.vehicle import MAX_STEERING_RAD
+from tests.test_planner_soundness import options
+from tests.test_planning_planner import TIMES, objects, three_lane_map
+
+
+def numpy_rollout(planner, ego, opts, cands, windows, objs, times, longitudinal):
+    """The numpy rollout loop the kernel replaced (d8a5578..2008c58), verbatim in its arithmetic."""
+    c = planner.config
+    pidx, frac = cands.path_index, cands.speed_fraction
+    T, C, K = c.steps, len(pidx), len(objs)
+    half_l = ego.length_m / 2
+    idm = cands.idm
+    base = pidx * windows.width
+    base2 = np.concatenate([base, base])
+    state = BicycleState(np.full(C, ego.x_m), np.full(C, ego.y_m), np.full(C, ego.heading_rad),
+                         np.full(C, max(ego.speed_mps, 0.0)))
+    s0_local = np.array([opts[p].s_m for p in pidx]) - windows.s_base_m[pidx]
+    blend_d0 = np.array([opts[p].d_m for p in pidx])
+    blend_slope = transition_slope(np.array([opts[p].heading_error_rad for p in pidx]))
+    blend_len = c.transition_length_m(max(ego.speed_mps, 0.0), blend_d0)
+    blend_inv_len = np.where(blend_len > MIN_TRANSITION_M, 1.0 / np.maximum(blend_len, MIN_TRANSITION_M),
+                             NO_TRANSITION_INV_LENGTH_1PM)
+    blend_m0 = np.clip(blend_slope, -MAX_TRANSITION_SLOPE, MAX_TRANSITION_SLOPE) * blend_len
+    s = s0_local.copy()  # rear axle, local
+    X = np.empty((C, T + 1)); Y = np.empty((C, T + 1))
+    H = np.empty((C, T + 1)); V = np.empty((C, T + 1))
+    A = np.empty((C, T)); D = np.empty((C, T))
+    X[:, 0], Y[:, 0], H[:, 0], V[:, 0] = state.x_m, state.y_m, state.heading_rad, state.speed_mps
+    S = np.empty((C, T + 1))
+    min_ttc = np.full(C, np.inf)
+    cap0 = windows.speed_cap(base, s)  # [m/s] here
+    brake = cands.brake_mps2
+    braking = brake > 0
+    dead_c, s_end_c = windows.dead_end[pidx], windows.s_end_m[pidx]
+    rows = np.arange(C)
+    if K and longitudinal:  # objects along each candidate's path at every step: [T, C, K]
+        os_c, od_c, ovd_c = objs.s_m[pidx], objs.d_m[pidx], objs.vd_mps[pidx]
+        dist_all, vs_all = constant_acceleration(objs.vs_mps[pidx][None], objs.as_mps2[pidx][None],
+                                                 times[:T, None, None])
+        so_all = os_c[None] + dist_all
+        d_all = od_c[None] + ovd_c[None] * times[:T, None, None]
+        on_path_all = np.abs(d_all) < objs.band_m[pidx][None, :, None]
+        # where the candidate's way onto its path puts the car when it reaches each object
+        # (the transition's offset there): an object it would overlap is in its way even
+        # outside the path's lane (the lane being left)
+        d_planned = hermite_offset(so_all - s0_local[None, :, None], blend_d0[None, :, None],
+                                   blend_slope[None, :, None], blend_len[None, :, None])
+        in_way_all = on_path_all | (np.abs(d_all - d_planned) < objs.overlap_m)
+        g_all = np.where(in_way_all, so_all - objs.half_length_sum_m, np.inf)  # gap = this - the ego's centre s
+    any_dead, any_brake = bool(dead_c.any()), bool(braking.any())
+    for k in range(T):
+        x, y, h, v = state.x_m, state.y_m, state.heading_rad, state.speed_mps
+        rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
+        ld = lookahead_distance(v, c.lookahead_gain_s, c.min_lookahead_m, c.max_lookahead_m)
+        # one lookup for the foot point (at the predicted s) and the look-ahead point; the
+        # Gauss-Newton correction below is centimetres, so the look-ahead point keeps it
+        fcx, fcy, ftx_, fty_ = windows.frame(base2, np.concatenate([s, s + ld]))
+        s = s + (rx - fcx[:C]) * ftx_[:C] + (ry - fcy[:C]) * fty_[:C]
+        S[:, k] = s
+        # the look-ahead point on the way onto the path (planning.lanes.BlendedPath)
+        u = np.minimum(np.maximum((s + ld - s0_local) * blend_inv_len, 0.0), 1.0)
+        u2 = u * u
+        off = blend_d0 * (2 * u2 * u - 3 * u2 + 1) + blend_m0 * (u2 * u - 2 * u2 + u)
+        gx, gy = fcx[C:] - off * fty_[C:], fcy[C:] + off * ftx_[C:]
+        steer = pure_pursuit_steering(rx, ry, h, gx, gy, ego.length_m)
+        steer = np.minimum(np.maximum(steer, -MAX_STEERING_RAD), MAX_STEERING_RAD)
+        D[:, k] = steer
+        if longitudinal:
+            v0 = np.maximum(frac * windows.speed_cap(base, s), MIN_DESIRED_SPEED_MPS)  # a fraction of what this spot allows
+            centre = s + half_l  # rear axle -> centre
+            if K:
+                g = np.where(so_all[k] > centre[:, None], g_all[k] - centre[:, None], np.inf)
+                lead = np.argmin(g, axis=1)
+                gap = g[rows, lead]
+                found = gap < np.inf
+                v_lead = np.where(found, vs_all[k][rows, lead], 0.0)
+                closing = v - v_lead
+                ttc = np.where((closing > MIN_CLOSING_SPEED_MPS) & found,
+                               np.maximum(gap, 0.0) / np.maximum(closing, MIN_CLOSING_SPEED_MPS), np.inf)
+                min_ttc = np.minimum(min_ttc, ttc)
+            else:
+                gap, v_lead = np.full(C, np.inf), np.zeros(C)
+            if any_dead:
+                dead_gap = s_end_c - (s + ego.length_m) - c.dead_end_margin_m
+                use_dead = dead_c & (dead_gap < gap)
+                gap = np.where(use_dead, dead_gap, gap)
+                v_lead = np.where(use_dead, 0.0, v_lead)
+            acc = idm_acceleration(v, v0, gap, v_lead, idm)
+            if any_brake:
+                acc = np.where(braking, np.minimum(acc, -np.minimum(brake, v / c.step_s)), acc)
+            acc = np.minimum(np.maximum(acc, np.maximum(-c.max_brake_mps2, -v / c.step_s)),
+                             idm.accel_mps2)  # never reverse
+        else:
+            acc = np.zeros(C)
+        A[:, k] = acc
+        s = s + rear_axle_speed_mps(v, steer) * c.step_s  # predicted progress (corrected next step)
+        state = bicycle_step(state, acc, steer, c.step_s, ego.length_m)
+        X[:, k + 1], Y[:, k + 1], H[:, k + 1], V[:, k + 1] = state.x_m, state.y_m, state.heading_rad, state.speed_mps
+    # the final foot point
+    x, y, h = state.x_m, state.y_m, state.heading_rad
+    rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
+    fcx, fcy, ftx_, fty_ = windows.frame(base, s)
+    s = s + (rx - fcx) * ftx_ + (ry - fcy) * fty_
+    S[:, T] = s
+    return X, Y, H, V, A, D, S, min_ttc, cap0
+
+
+def assert_same_rollout(ego, opts, objs_forecast, longitudinal=True, planner=None):
+    planner = planner or Planner()
+    c = planner.config
+    cands = candidate_grid(opts, c, longitudinal)
+    windows = PathWindows.crop(opts, ego, c, planner.profile)
+    fc = near_objects(objs_forecast, ego, windows.reach_m)
+    objs = objects_along_paths(opts, fc, ego, windows, c)
+    times = np.arange(c.steps + 1) * c.step_s
+    want = numpy_rollout(planner, ego, opts, cands, windows, objs, times, longitudinal)
+    roll = planner.rollout(ego, opts, cands, windows, objs, times, longitudinal)
+    got = (roll.x_m, roll.y_m, roll.heading_rad, roll.speed_mps, roll.accelerations_mps2, roll.steerings_rad,
+           roll.s_m, roll.min_ttc_s, roll.cap0_mps)
+    for name, g, w in zip(["X", "Y", "H", "V", "A", "D", "S", "min_ttc", "cap0"], got, want):
+        assert g.shape == w.shape, name
+        assert np.array_equal(g, w, equal_nan=True), (name, np.nanmax(np.abs(g - w)))
+
+
+scene_rows = st.lists(st.tuples(st.floats(0, 400), st.floats(-6, 6), st.floats(-0.5, 0.5), st.floats(0, 40)),
+                      max_size=10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=st.floats(50, 300), y=st.floats(-5.0, 5.0), heading=st.floats(-0.4, 0.4), speed=st.floats(0, 40),
+       rows=scene_rows, accel=st.floats(-8, 3), longitudinal=st.booleans())
+def test_the_compiled_rollout_is_the_numpy_rollout_bit_for_bit(x, y, heading, speed, rows, accel, longitudinal):
+    ego = EgoState(x, y, heading, speed)
+    objs = objects(rows) if rows else objects([])
+    objs.acceleration_mps2 = np.full(len(objs), accel)  # braking and accelerating leads
+    assert_same_rollout(ego, options(ego), forecast(objs, TIMES, "cv"), longitudinal)
+
+
+def test_the_compiled_rollout_is_the_numpy_rollout_before_a_dead_end_and_while_braking_hard():
+    lm = three_lane_map(merge_end_m=260.0)
+    ego = EgoState(200.0, -4.0, 0.0, 25.0)  # on the merge lane, 60 m before its end
+    rear = np.array([ego.x_m - 2.5, ego.y_m])
+    opts = []
+    for lid, change in (("a-b-2", 0), ("a-b-1", -1)):
+        path = lm.path((lid,))
+        s, d = path.project(rear)
+        opts.append(PathOption(path, float(s), change, on_route=True, d_m=float(d)))
+    wall = objects([(215.0, 0.0, 0.0, 3.0), (190.0, 0.0, 0.0, 30.0)])
+    assert_same_rollout(ego, opts, forecast(wall, TIMES, "cv"))
+    planner = Planner()
+    assert_same_rollout(ego, opts, forecast(wall, TIMES, "cv"), planner=Planner(planner.evasive_config))
+
+
+def test_window_lookups_compiled_and_in_numpy_agree():
+    """The same function on arrays (numpy) and, inside the kernel, on floats."""
+    ego = EgoState(100.0, 0.0, 0.0, 20.0)
+    opts = options(ego)
+    w = PathWindows.crop(opts, ego, Planner().config, Planner().profile)
+    s = np.linspace(-3.0, w.reach_m + 50.0, 17)
+    base = np.zeros(len(s), dtype=np.int64) + w.width
+    got = w.frame(base, s)
+    for k in range(len(s)):
+        one = window_frame(w.x_m, w.y_m, w.tx, w.ty, w.dx_m, w.dy_m, w.dtx, w.dty, 1.0 / w.spacing_m,
+                           w.width - 1.000001, base[k:k + 1], s[k:k + 1])
+        assert all(g[k] == o[0] for g, o in zip(got, one))
