@@ -466,6 +466,22 @@ class Rollout:
     cap0_mps: np.ndarray  # [C] the path's speed cap where the car is now
 
 
+@dataclass
+class RolloutInputs:
+    """Per candidate, what the rollout's step loop needs (:meth:`Planner.rollout_inputs`)."""
+
+    base: np.ndarray  # [C] flat index of the candidate's path window
+    s0_local_m: np.ndarray  # [C] the rear axle's window-local arc length now
+    blend_d0_m: np.ndarray  # [C] the way onto the path: offset now
+    blend_m0_m: np.ndarray  # [C] ... its Hermite tangent term (slope x length)
+    blend_inv_len_1pm: np.ndarray  # [C] ... 1 / its length
+    dead_end: np.ndarray  # [C] bool: the path's corridor ends
+    s_end_m: np.ndarray  # [C] window-local arc length of that end
+    so_m: np.ndarray  # [T, C, K] each object's arc length along the candidate's path at each step
+    gap_base_m: np.ndarray  # [T, C, K] ... less the half lengths (inf: not in the candidate's way)
+    vs_mps: np.ndarray  # [T, C, K] ... its speed along the path
+
+
 def concatenate_rollouts(a: Rollout, b: Rollout) -> Rollout:
     """``a``'s candidates, then ``b``'s."""
     return Rollout(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in fields(Rollout)})
@@ -571,12 +587,39 @@ class Planner:
         lead object (or a dead end), the bicycle integrating.  The lead is the nearest
         object ahead, at its forecast position and speed, that is within the lane band of
         the path or that the car's way onto the path would overlap where it passes it
-        (the lane being left: both lanes' leads during a lane change)."""
+        (the lane being left: both lanes' leads during a lane change).  The step loop is
+        :func:`planning.kernel.rollout_steps`; this prepares its inputs."""
         c = self.config
-        pidx, frac = cands.path_index, cands.speed_fraction
-        T, C, K = c.steps, len(pidx), len(objects)
+        T, C = c.steps, len(cands)
         idm = cands.idm
-        base = pidx * windows.width
+        r = self.rollout_inputs(ego, options, cands, windows, objects, times, longitudinal)
+        # one type signature for the compiled loop (C-contiguous, writeable), so it compiles once
+        arr = (lambda a, dtype=np.float64: np.require(a, dtype, ("C", "W")))
+        per_candidate = (lambda value: arr(np.broadcast_to(np.asarray(value, dtype=np.float64), C)))
+        w = windows
+        X, Y, H, V, A, D, S, min_ttc, cap0 = rollout_steps(
+            float(ego.x_m), float(ego.y_m), float(ego.heading_rad), float(max(ego.speed_mps, 0.0)),
+            float(ego.length_m), T, float(c.step_s), float(c.lookahead_gain_s), float(c.min_lookahead_m),
+            float(c.max_lookahead_m), float(MAX_STEERING_RAD),
+            arr(r.base, np.int64), *(per_candidate(a) for a in (r.s0_local_m, r.blend_d0_m, r.blend_m0_m,
+                                                               r.blend_inv_len_1pm)),
+            *(arr(a) for a in (w.x_m, w.y_m, w.tx, w.ty, w.dx_m, w.dy_m, w.dtx, w.dty, w.speed_cap_mps)),
+            1.0 / w.spacing_m, float(w.width - WINDOW_EDGE), int(w.width), bool(longitudinal), per_candidate(cands.speed_fraction),
+            float(MIN_DESIRED_SPEED_MPS), *(per_candidate(getattr(idm, f)) for f in (
+                "accel_mps2", "decel_mps2", "headway_s", "min_gap_m", "delta", "two_sqrt_ab_mps2")),
+            per_candidate(cands.brake_mps2), float(c.max_brake_mps2), arr(r.dead_end, np.bool_),
+            per_candidate(r.s_end_m), float(c.dead_end_margin_m), arr(r.so_m), arr(r.gap_base_m), arr(r.vs_mps),
+            float(MIN_CLOSING_SPEED_MPS))
+        s = S[:, T]
+        return Rollout(X, Y, H, V, A, D, min_ttc, progress_m=s - r.s0_local_m, final_s_m=s, cap0_mps=cap0, s_m=S)
+
+    def rollout_inputs(self, ego: EgoState, options: Sequence[PathOption], cands: Candidates,
+                       windows: PathWindows, objects: ObjectsAlongPaths, times: np.ndarray,
+                       longitudinal: bool) -> RolloutInputs:
+        """What the step loop needs per candidate, computed once per plan."""
+        c = self.config
+        pidx = cands.path_index
+        T, C, K = c.steps, len(pidx), len(objects)
         s0_local = np.array([options[p].s_m for p in pidx]) - windows.s_base_m[pidx]
         # the way onto each path (planning.lanes.hermite_offset, its per-candidate constants hoisted)
         blend_d0 = np.array([options[p].d_m for p in pidx])
@@ -585,7 +628,6 @@ class Planner:
         blend_inv_len = np.where(blend_len > MIN_TRANSITION_M, 1.0 / np.maximum(blend_len, MIN_TRANSITION_M),
                                  NO_TRANSITION_INV_LENGTH_1PM)
         blend_m0 = np.clip(blend_slope, -MAX_TRANSITION_SLOPE, MAX_TRANSITION_SLOPE) * blend_len
-        dead_c, s_end_c = windows.dead_end[pidx], windows.s_end_m[pidx]
         if K and longitudinal:  # objects along each candidate's path at every step: [T, C, K]
             os_c, od_c, ovd_c = objects.s_m[pidx], objects.d_m[pidx], objects.vd_mps[pidx]
             dist_all, vs_all = constant_acceleration(objects.vs_mps[pidx][None], objects.as_mps2[pidx][None],
@@ -602,24 +644,8 @@ class Planner:
             g_all = np.where(in_way_all, so_all - objects.half_length_sum_m, np.inf)  # gap = this - the ego's centre s
         else:
             so_all = g_all = vs_all = np.zeros((T, C, 0))
-        # one type signature for the compiled loop (C-contiguous, writeable), so it compiles once
-        arr = (lambda a, dtype=np.float64: np.require(a, dtype, ("C", "W")))
-        per_candidate = (lambda value: arr(np.broadcast_to(np.asarray(value, dtype=np.float64), C)))
-        w = windows
-        X, Y, H, V, A, D, S, min_ttc, cap0 = rollout_steps(
-            float(ego.x_m), float(ego.y_m), float(ego.heading_rad), float(max(ego.speed_mps, 0.0)),
-            float(ego.length_m), T, float(c.step_s), float(c.lookahead_gain_s), float(c.min_lookahead_m),
-            float(c.max_lookahead_m), float(MAX_STEERING_RAD),
-            arr(base, np.int64), *(per_candidate(a) for a in (s0_local, blend_d0, blend_m0, blend_inv_len)),
-            *(arr(a) for a in (w.x_m, w.y_m, w.tx, w.ty, w.dx_m, w.dy_m, w.dtx, w.dty, w.speed_cap_mps)),
-            1.0 / w.spacing_m, float(w.width - WINDOW_EDGE), int(w.width), bool(longitudinal), per_candidate(frac),
-            float(MIN_DESIRED_SPEED_MPS), *(per_candidate(getattr(idm, f)) for f in (
-                "accel_mps2", "decel_mps2", "headway_s", "min_gap_m", "delta", "two_sqrt_ab_mps2")),
-            per_candidate(cands.brake_mps2), float(c.max_brake_mps2), arr(dead_c, np.bool_),
-            per_candidate(s_end_c), float(c.dead_end_margin_m), arr(so_all), arr(g_all), arr(vs_all),
-            float(MIN_CLOSING_SPEED_MPS))
-        s = S[:, T]
-        return Rollout(X, Y, H, V, A, D, min_ttc, progress_m=s - s0_local, final_s_m=s, cap0_mps=cap0, s_m=S)
+        return RolloutInputs(pidx * windows.width, s0_local, blend_d0, blend_m0, np.asarray(blend_inv_len),
+                             windows.dead_end[pidx], windows.s_end_m[pidx], so_all, g_all, vs_all)
 
     # -- gates ----------------------------------------------------------------------------------
     def gates(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, roll: Rollout,

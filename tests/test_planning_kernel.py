@@ -11,11 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planning.kernel import window_frame
-from planning.lanes import MAX_TRANSITION_SLOPE, MIN_TRANSITION_M, hermite_offset, transition_slope
 from planning.planner import (
     MIN_CLOSING_SPEED_MPS,
     MIN_DESIRED_SPEED_MPS,
-    NO_TRANSITION_INV_LENGTH_1PM,
     EgoState,
     PathOption,
     PathWindows,
@@ -24,7 +22,7 @@ from planning.planner import (
     near_objects,
     objects_along_paths,
 )
-from planning.prediction import constant_acceleration, forecast
+from planning.prediction import forecast
 from planning.rollout import (
     BicycleState,
     bicycle_step,
@@ -39,23 +37,20 @@ from tests.test_planning_planner import TIMES, objects, three_lane_map
 
 
 def numpy_rollout(planner, ego, opts, cands, windows, objs, times, longitudinal):
-    """The numpy rollout loop the kernel replaced (d8a5578..2008c58), verbatim in its arithmetic."""
+    """The numpy step loop the kernel replaced (2008c58), verbatim in its arithmetic, on the
+    inputs the planner prepares for the kernel."""
     c = planner.config
-    pidx, frac = cands.path_index, cands.speed_fraction
-    T, C, K = c.steps, len(pidx), len(objs)
+    r = planner.rollout_inputs(ego, opts, cands, windows, objs, times, longitudinal)
+    frac = cands.speed_fraction
+    T, C, K = c.steps, len(cands), r.so_m.shape[2]
     half_l = ego.length_m / 2
     idm = cands.idm
-    base = pidx * windows.width
+    base, s0_local, blend_d0, blend_m0, blend_inv_len = (r.base, r.s0_local_m, r.blend_d0_m, r.blend_m0_m,
+                                                         r.blend_inv_len_1pm)
+    dead_c, s_end_c, so_all, g_all, vs_all = r.dead_end, r.s_end_m, r.so_m, r.gap_base_m, r.vs_mps
     base2 = np.concatenate([base, base])
     state = BicycleState(np.full(C, ego.x_m), np.full(C, ego.y_m), np.full(C, ego.heading_rad),
                          np.full(C, max(ego.speed_mps, 0.0)))
-    s0_local = np.array([opts[p].s_m for p in pidx]) - windows.s_base_m[pidx]
-    blend_d0 = np.array([opts[p].d_m for p in pidx])
-    blend_slope = transition_slope(np.array([opts[p].heading_error_rad for p in pidx]))
-    blend_len = c.transition_length_m(max(ego.speed_mps, 0.0), blend_d0)
-    blend_inv_len = np.where(blend_len > MIN_TRANSITION_M, 1.0 / np.maximum(blend_len, MIN_TRANSITION_M),
-                             NO_TRANSITION_INV_LENGTH_1PM)
-    blend_m0 = np.clip(blend_slope, -MAX_TRANSITION_SLOPE, MAX_TRANSITION_SLOPE) * blend_len
     s = s0_local.copy()  # rear axle, local
     X = np.empty((C, T + 1)); Y = np.empty((C, T + 1))
     H = np.empty((C, T + 1)); V = np.empty((C, T + 1))
@@ -66,22 +61,7 @@ def numpy_rollout(planner, ego, opts, cands, windows, objs, times, longitudinal)
     cap0 = windows.speed_cap(base, s)  # [m/s] here
     brake = cands.brake_mps2
     braking = brake > 0
-    dead_c, s_end_c = windows.dead_end[pidx], windows.s_end_m[pidx]
     rows = np.arange(C)
-    if K and longitudinal:  # objects along each candidate's path at every step: [T, C, K]
-        os_c, od_c, ovd_c = objs.s_m[pidx], objs.d_m[pidx], objs.vd_mps[pidx]
-        dist_all, vs_all = constant_acceleration(objs.vs_mps[pidx][None], objs.as_mps2[pidx][None],
-                                                 times[:T, None, None])
-        so_all = os_c[None] + dist_all
-        d_all = od_c[None] + ovd_c[None] * times[:T, None, None]
-        on_path_all = np.abs(d_all) < objs.band_m[pidx][None, :, None]
-        # where the candidate's way onto its path puts the car when it reaches each object
-        # (the transition's offset there): an object it would overlap is in its way even
-        # outside the path's lane (the lane being left)
-        d_planned = hermite_offset(so_all - s0_local[None, :, None], blend_d0[None, :, None],
-                                   blend_slope[None, :, None], blend_len[None, :, None])
-        in_way_all = on_path_all | (np.abs(d_all - d_planned) < objs.overlap_m)
-        g_all = np.where(in_way_all, so_all - objs.half_length_sum_m, np.inf)  # gap = this - the ego's centre s
     any_dead, any_brake = bool(dead_c.any()), bool(braking.any())
     for k in range(T):
         x, y, h, v = state.x_m, state.y_m, state.heading_rad, state.speed_mps
