@@ -9,7 +9,7 @@ window look-ups, all marked ``register_jitable``), so there is one definition of
 and the compiled loop reproduces the numpy loop it replaced bit for bit (the same
 operations in the same order; ``tests/test_planning_kernel.py`` holds the numpy reference
 and checks it).  numba compiles it once per machine and caches it next to this file (or in
-``NUMBA_CACHE_DIR``).
+``NUMBA_CACHE_DIR``); without numba it runs as Python (:mod:`planning.jit`).
 
 Why not fewer, longer steps: that would change every episode; the compiled loop changes
 none.
@@ -18,9 +18,8 @@ none.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload, register_jitable
 
+from planning.jit import COMPILED, jit, overload, register_jitable, types
 from planning.rollout import (
     bicycle_step_xyhv,
     idm_free_road_terms,
@@ -32,15 +31,17 @@ from planning.rollout import (
 
 
 def as_index(f):
-    """``f`` truncated to int64 (an index): arrays in numpy, floats in compiled code."""
-    return f.astype(np.int64)
+    """``f`` truncated to int64 (an index): arrays in numpy, floats in compiled code (and in
+    the uncompiled loop)."""
+    return f.astype(np.int64) if isinstance(f, np.ndarray) else int(f)
 
 
-@overload(as_index)
-def _as_index_compiled(f):
-    if isinstance(f, types.Float):
-        return lambda f: np.int64(f)
-    return None
+if COMPILED:
+    @overload(as_index)
+    def _as_index_compiled(f):
+        if isinstance(f, types.Float):
+            return lambda f: np.int64(f)
+        return None
 
 
 @register_jitable
@@ -64,7 +65,7 @@ def window_speed_cap(cap_mps, inv_spacing_1pm, width, base, s_local_m):
     return cap_mps[base + np.minimum(np.maximum(as_index(s_local_m * inv_spacing_1pm), 0), width - 1)]
 
 
-@njit(cache=True, error_model="numpy")  # numpy's division: x/0 is inf or nan, not an exception
+@jit(cache=True, error_model="numpy")  # numpy's division: x/0 is inf or nan, not an exception
 def rollout_steps(x0, y0, h0, v0, length_m, steps, step_s,
                   look_gain_s, look_min_m, look_max_m, max_steering_rad,
                   base, s0_local, blend_d0, blend_m0, blend_inv_len,

@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba.extending import register_jitable
 
+from planning.jit import register_jitable
 from planning.vehicle import MAX_SPEED_MPS, MIN_SPEED_MPS, VEHICLE_LENGTH_M, side_slip_rad
 
 MIN_LOOKAHEAD_DISTANCE_M = 1e-3  # [m] floor on the distance to the look-ahead point (no division by 0)

@@ -19,7 +19,8 @@ simulator applies.
 from __future__ import annotations
 
 import numpy as np
-from numba.extending import register_jitable
+
+from planning.jit import register_jitable
 
 VEHICLE_LENGTH_M = 5.0  # [m] highway-env's Vehicle.LENGTH (its "wheelbase" is L: yaw about the centre, rear axle at -L/2)
 VEHICLE_WIDTH_M = 2.0  # [m] highway-env's Vehicle.WIDTH

@@ -6,7 +6,8 @@ test hides a violation):
   or the agents;
 - ``agents`` and ``perception`` import no ``sim`` module but the sensor geometry
   (``sim.geometry``) and the atomic-write helpers (``sim.harness.io``);
-- ``planning`` is pure numpy (the standard library and numpy, nothing else);
+- ``planning`` is pure numpy (the standard library and numpy; numba, when installed,
+  compiles its rollout loop, and without it planning still runs);
 - inference modules (the agents by name, the detectors) import no training module.
 """
 
@@ -73,10 +74,44 @@ def test_agents_and_perception_see_only_the_sensor_geometry_of_sim(package):
 
 def test_planning_is_pure_numpy():
     loaded = loaded_modules("planning")
-    third_party = top(loaded) - set(sys.stdlib_module_names) - {"planning", "numpy", "__main__"}
-    # numpy's own optional imports are its business; what planning pulls in beyond it is not
+    # numpy's and numba's own imports are their business (numba loads scipy when it finds it);
+    # what planning pulls in beyond them is not
+    theirs = top(loaded_modules("numpy", "numba", walk=False))
+    third_party = top(loaded) - set(sys.stdlib_module_names) - {"planning", "numpy", "numba", "__main__"} - theirs
     assert not third_party & {"sim", "agents", "perception", "torch", "gymnasium", "highway_env", "cv2",
                               "scipy", "pygame"}, f"planning imports {sorted(third_party)}"
+
+
+WITHOUT_NUMBA = """
+import sys
+sys.modules["numba"] = None  # as if it were not installed
+import numpy as np
+from planning.jit import COMPILED
+from tests.test_planning_planner import TIMES, objects, three_lane_map, options
+from planning.planner import EgoState, Planner
+from planning.prediction import forecast
+ego = EgoState(100.0, 0.0, 0.0, 20.0)
+p = Planner().plan(ego, options(three_lane_map(), ego), forecast(objects([(130.0, 0.0, 0.0, 10.0)]), TIMES, "cv"))
+print(COMPILED, "numba" in sys.modules and sys.modules["numba"] is not None, p.trajectory_m.tobytes().hex())
+"""
+
+
+def test_planning_runs_on_numpy_alone_when_numba_is_missing():
+    """DESIGN.md: planning needs numpy only. Without numba the rollout loop runs as Python,
+    and plans exactly what the compiled loop plans."""
+    from planning.planner import EgoState, Planner
+    from planning.prediction import forecast
+    from tests.test_planning_planner import TIMES, objects, options, three_lane_map
+
+    out = subprocess.run([sys.executable, "-c", WITHOUT_NUMBA], capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    compiled, has_numba, trajectories = out.stdout.split()
+    assert compiled == "False" and has_numba == "False"
+    ego = EgoState(100.0, 0.0, 0.0, 20.0)
+    here = Planner().plan(ego, options(three_lane_map(), ego),
+                          forecast(objects([(130.0, 0.0, 0.0, 10.0)]), TIMES, "cv"))  # compiled, in this process
+    assert bytes.fromhex(trajectories) == here.trajectory_m.tobytes()
 
 
 def test_inference_imports_no_training_code():

@@ -33,7 +33,7 @@ from planning.rollout import (
 )
 from planning.vehicle import MAX_STEERING_RAD
 from tests.test_planner_soundness import options
-from tests.test_planning_planner import TIMES, objects, three_lane_map
+from tests.test_planning_planner import TIMES, objects, offset_options, ring_map, three_lane_map
 
 
 def numpy_rollout(planner, ego, opts, cands, windows, objs, times, longitudinal):
@@ -178,3 +178,27 @@ def test_window_lookups_compiled_and_in_numpy_agree():
         one = window_frame(w.x_m, w.y_m, w.tx, w.ty, w.dx_m, w.dy_m, w.dtx, w.dty, 1.0 / w.spacing_m,
                            w.width - 1.000001, base[k:k + 1], s[k:k + 1])
         assert all(g[k] == o[0] for g, o in zip(got, one))
+
+
+def test_the_uncompiled_loop_is_the_compiled_loop(monkeypatch):
+    """Without numba the kernel's own source runs as Python (planning.jit): the same floats."""
+    from planning import kernel
+    from planning import planner as planner_module
+
+    if not kernel.COMPILED:
+        return  # the Python loop is what the tests above already checked
+    monkeypatch.setattr(planner_module, "rollout_steps", kernel.rollout_steps.py_func)
+    ego = EgoState(150.0, 1.0, 0.05, 22.0)
+    objs = objects([(175.0, 0.0, 0.0, 12.0), (160.0, 4.0, 0.0, 25.0), (140.0, -4.0, 0.0, 30.0)])
+    objs.acceleration_mps2 = np.array([-4.0, 0.0, 1.0])
+    assert_same_rollout(ego, options(ego), forecast(objs, TIMES, "cv"))
+    test_the_compiled_rollout_is_the_numpy_rollout_on_a_curve()
+
+
+def test_the_compiled_rollout_is_the_numpy_rollout_on_a_curve():
+    """On a ring the window look-ups interpolate between samples that turn."""
+    lm = ring_map()
+    angle = -0.3
+    ego = EgoState(61.0 * np.cos(angle), 61.0 * np.sin(angle), angle + np.pi / 2 + 0.05, 15.0)
+    objs = objects([(60.0 * np.cos(0.0), 60.0 * np.sin(0.0), np.pi / 2, 8.0)])
+    assert_same_rollout(ego, offset_options(lm, ego, [("r-s-1", 0), ("r-s-0", -1)]), forecast(objs, TIMES, "ctrv"))
