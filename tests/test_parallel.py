@@ -88,8 +88,15 @@ def _interrupt_a_two_worker_run(tmp_path, *, whole_group):
     cmd = [sys.executable, "-m", "sim.cli", "run", "--agent", "idm", "--scenario", "merge", "--episodes", "60",
            "--seed", "10", "--duration", "4", "--video", "none", "--quiet", "--workers", "2", "--out", str(out)]
     env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    # a Ctrl-C reaches the run as at a terminal even when the tests themselves run in the
+    # background: a non-interactive shell starts background jobs with SIGINT ignored, a child
+    # inherits an ignored signal, and Python then installs no KeyboardInterrupt handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         episodes, deadline = out / "episodes.jsonl", time.monotonic() + 180
         while not (episodes.exists() and episodes.read_text().endswith("\n")):
