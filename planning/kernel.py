@@ -17,6 +17,11 @@ none.
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 
 from planning.jit import COMPILED, jit, overload, register_jitable, types
@@ -151,3 +156,38 @@ def rollout_steps(x0, y0, h0, v0, length_m, steps, step_s,
         S[c, steps] = s + (rx - fcx) * ftx + (ry - fcy) * fty
         min_ttc[c] = ttc_min
     return X, Y, H, V, A, D, S, min_ttc, cap0
+
+
+KERNEL_SOURCES = tuple(Path(__file__).with_name(n) for n in ("kernel.py", "rollout.py", "vehicle.py", "jit.py"))
+"""The files whose code the compiled loop contains (the ``register_jitable`` functions are
+compiled into it)."""
+
+
+def drop_stale_cache(cache_dir: Path, sources: Sequence[Path] = KERNEL_SOURCES,
+                     pattern: str = "kernel.rollout_steps-*.nb[ci]") -> bool:
+    """numba keys a cached function on its own file only, so an edit to IDM in
+    ``rollout.py`` would leave the loop running yesterday's IDM.  Keep a digest of every
+    source the loop compiles next to the cache and drop the cached loop when it changes.
+    Returns whether it dropped (or found nothing to trust)."""
+    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in sources)).hexdigest()
+    stamp = Path(cache_dir) / "kernel.rollout_steps.sources.sha256"
+    try:
+        if stamp.read_text() == digest:
+            return False
+    except OSError:
+        pass
+    for f in Path(cache_dir).glob(pattern):
+        f.unlink(missing_ok=True)
+    try:  # atomic: a concurrent process reads the old stamp or the new one
+        tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
+        tmp.write_text(digest)
+        tmp.replace(stamp)
+    except OSError:  # a read-only install: numba then caches elsewhere or compiles each time
+        pass
+    return True
+
+
+if COMPILED:
+    _cache_dir = getattr(getattr(rollout_steps, "_cache", None), "_cache_path", None)
+    if _cache_dir:
+        drop_stale_cache(Path(_cache_dir))

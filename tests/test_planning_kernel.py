@@ -202,3 +202,28 @@ def test_the_compiled_rollout_is_the_numpy_rollout_on_a_curve():
     ego = EgoState(61.0 * np.cos(angle), 61.0 * np.sin(angle), angle + np.pi / 2 + 0.05, 15.0)
     objs = objects([(60.0 * np.cos(0.0), 60.0 * np.sin(0.0), np.pi / 2, 8.0)])
     assert_same_rollout(ego, offset_options(lm, ego, [("r-s-1", 0), ("r-s-0", -1)]), forecast(objs, TIMES, "ctrv"))
+
+
+def test_a_changed_source_drops_the_cached_loop(tmp_path):
+    """numba would keep running a cached loop after an edit to rollout.py (it keys the cache
+    on kernel.py alone): the digest of every source the loop compiles guards it."""
+    from planning.kernel import drop_stale_cache
+
+    sources = [tmp_path / "kernel.py", tmp_path / "rollout.py"]
+    for p in sources:
+        p.write_text("x = 1\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    cached = [cache / "kernel.rollout_steps-67.py311.nbi", cache / "kernel.rollout_steps-67.py311.1.nbc"]
+    other = cache / "lanes.cpython-311.pyc"
+    for p in [*cached, other]:
+        p.write_text("compiled")
+    assert drop_stale_cache(cache, sources)  # no digest yet: nothing to trust
+    assert not any(p.exists() for p in cached) and other.exists()
+    for p in cached:
+        p.write_text("compiled again")
+    assert not drop_stale_cache(cache, sources)  # the same sources: the cache stays
+    assert all(p.exists() for p in cached)
+    sources[1].write_text("x = 2\n")  # IDM edited
+    assert drop_stale_cache(cache, sources)
+    assert not any(p.exists() for p in cached) and other.exists()
