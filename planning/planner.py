@@ -164,6 +164,8 @@ class PlannerConfig:
     ttc_good_s: float = 3.0  # [s] time-to-collision at and above which the TTC score is 1
     ttc_bad_s: float = 1.0  # [s] ... and at and below which it is 0
     unsafe_follower_decel_mps2: float = 2.0  # [m/s^2] MOBIL's b_safe (LANE_CHANGE_MAX_BRAKING_IMPOSED)
+    collision_commit_s: float = 0.5  # [s] when every candidate collides, stay on the path chosen
+    # last time while one of its candidates collides at most this much earlier than the latest
     keep_lane_share_in_lane: float = 1.0  # [-] of the keep-lane weight that staying in lane earns
     # when no lane change is under way (a change under way always keeps the full bonus). At 0.25
     # a change needs about 5% more progress than staying instead of 20% (MOBIL-like eagerness):
@@ -541,7 +543,8 @@ class Planner:
                 roll = concatenate_rollouts(roll, ev_roll)
                 scores = {k: np.concatenate([scores[k], ev_scores[k]]) for k in scores}
                 reference_config = self.evasive_config
-        best = self.pick(scores, roll)
+        previous = np.array([options[p].previous for p in path_index])
+        best = self.pick(scores, roll, previous, c.collision_commit_s)
         option = options[int(path_index[best])]
         return Plan(
             best=best, acceleration_mps2=float(roll.accelerations_mps2[best, 0]),
@@ -799,11 +802,19 @@ class Planner:
                 "keep_lane": keep, "total": gate * weighted}
 
     @staticmethod
-    def pick(scores: dict[str, np.ndarray], roll: Rollout) -> int:
-        """The best total; if every candidate is gated out, the latest collision, then the slowest."""
+    def pick(scores: dict[str, np.ndarray], roll: Rollout, previous: np.ndarray | None = None,
+             commit_s: float = 0.0) -> int:
+        """The best total; if every candidate is gated out, the latest collision, then the
+        slowest, keeping to the path chosen last time (``previous``) while one of its
+        candidates collides at most ``commit_s`` earlier than the latest (no flipping between
+        braking towards one neighbour and swerving to the other)."""
         total = scores["total"]
         if gated_in(scores).any():
             return int(np.argmax(total))
-        first_hit = scores["first_collision_s"]
-        key = np.lexsort((roll.speed_mps[:, -1], -np.where(np.isfinite(first_hit), first_hit, NEVER_COLLIDES_S)))
+        first_hit = np.where(np.isfinite(scores["first_collision_s"]), scores["first_collision_s"], NEVER_COLLIDES_S)
+        key = np.lexsort((roll.speed_mps[:, -1], -first_hit))
+        if previous is not None and commit_s > 0:
+            committed = [k for k in key if previous[k] and first_hit[k] >= first_hit[key[0]] - commit_s]
+            if committed:
+                return int(committed[0])
         return int(key[0])

@@ -168,6 +168,28 @@ def test_a_stopped_car_too_close_to_stop_for_means_the_hardest_braking_or_an_esc
     assert p.acceleration_mps2 == pytest.approx(-5.0)
 
 
+def test_when_every_candidate_collides_the_pick_keeps_to_the_last_path_unless_another_collides_later():
+    """Dense traffic, seed 1003: with every candidate colliding the pick alternated between
+    braking towards the left neighbour, swerving right and braking in lane (steering flipping
+    sign from one decision to the next). Among the candidates that collide latest, within
+    ``collision_commit_s``, the path chosen last time wins."""
+    from planning.planner import Rollout
+
+    C = 3
+    scores = {"total": np.zeros(C), "no_collision": np.zeros(C), "no_rear_end": np.ones(C),
+              "no_overrun": np.ones(C), "safe_lane_change": np.ones(C),
+              "first_collision_s": np.array([2.0, 1.7, 1.0])}
+    z = np.zeros((C, 2))
+    roll = Rollout(z, z, z, np.array([[0.0, 3.0], [0.0, 1.0], [0.0, 0.0]]), z, z, np.zeros(C), np.zeros(C),
+                   np.zeros(C), z, np.zeros(C))
+    assert Planner.pick(scores, roll) == 0  # the latest collision
+    previous = np.array([False, True, False])
+    assert Planner.pick(scores, roll, previous, commit_s=0.5) == 1  # last time's path, 0.3 s earlier
+    assert Planner.pick(scores, roll, previous, commit_s=0.2) == 0  # ... but not 0.3 s over the margin
+    assert Planner.pick(scores, roll, np.array([False, False, True]), commit_s=0.5) == 0  # 1 s earlier
+    assert PlannerConfig().collision_commit_s == 0.5
+
+
 def test_when_braking_cannot_avoid_a_lead_the_planner_swerves_into_the_free_lane():
     """Spawned 2.8 m (bumper to bumper) behind a lead at 22 m/s braking at 6 m/s^2 while the
     car does 25 m/s: braking at 5 m/s^2 hits it, and a lane change on the comfortable 3 s
