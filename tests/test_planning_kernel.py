@@ -192,16 +192,20 @@ def test_the_uncompiled_loop_is_the_compiled_loop(monkeypatch):
     objs = objects([(175.0, 0.0, 0.0, 12.0), (160.0, 4.0, 0.0, 25.0), (140.0, -4.0, 0.0, 30.0)])
     objs.acceleration_mps2 = np.array([-4.0, 0.0, 1.0])
     assert_same_rollout(ego, options(ego), forecast(objs, TIMES, "cv"))
-    test_the_compiled_rollout_is_the_numpy_rollout_on_a_curve()
+    assert_same_rollout(*ring_scene())
 
 
-def test_the_compiled_rollout_is_the_numpy_rollout_on_a_curve():
+def ring_scene():
     """On a ring the window look-ups interpolate between samples that turn."""
     lm = ring_map()
     angle = -0.3
     ego = EgoState(61.0 * np.cos(angle), 61.0 * np.sin(angle), angle + np.pi / 2 + 0.05, 15.0)
     objs = objects([(60.0 * np.cos(0.0), 60.0 * np.sin(0.0), np.pi / 2, 8.0)])
-    assert_same_rollout(ego, offset_options(lm, ego, [("r-s-1", 0), ("r-s-0", -1)]), forecast(objs, TIMES, "ctrv"))
+    return ego, offset_options(lm, ego, [("r-s-1", 0), ("r-s-0", -1)]), forecast(objs, TIMES, "ctrv")
+
+
+def test_the_compiled_rollout_is_the_numpy_rollout_on_a_curve():
+    assert_same_rollout(*ring_scene())
 
 
 def test_a_changed_source_drops_the_cached_loop(tmp_path):
