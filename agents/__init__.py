@@ -7,5 +7,13 @@ Agents never import highway-env; they see the world only through the sensors the
 from agents.base import Agent, BaseAgent, TaskSpec
 from agents.registry import AGENTS, DEFAULT_AGENT, agent_label, make_agent, parse_agent
 
-__all__ = ["Agent", "BaseAgent", "TaskSpec", "AGENTS", "DEFAULT_AGENT", "agent_label", "make_agent",
-           "parse_agent"]
+__all__ = [
+    "AGENTS",
+    "DEFAULT_AGENT",
+    "Agent",
+    "BaseAgent",
+    "TaskSpec",
+    "agent_label",
+    "make_agent",
+    "parse_agent",
+]

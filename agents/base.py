@@ -73,7 +73,9 @@ class Agent(Protocol):
 
     def act(self, obs: Mapping[str, Any]) -> np.ndarray: ...
 
-    def act_batch(self, obs: Sequence[Mapping[str, Any]], slots: Sequence[int] | None = None) -> np.ndarray: ...
+    def act_batch(
+        self, obs: Sequence[Mapping[str, Any]], slots: Sequence[int] | None = None
+    ) -> np.ndarray: ...
 
 
 class BaseAgent:
@@ -112,7 +114,7 @@ class BaseAgent:
 
     def prepare(self) -> None:
         """Load checkpoints before the first episode; errors propagate and stop the run."""
-        return None
+        return
 
     def reset(self, seed: int | None = None) -> None:
         return None
@@ -120,12 +122,15 @@ class BaseAgent:
     def reset_slot(self, slot: int, seed: int | None = None) -> None:
         raise NotImplementedError(
             f"agent {self.name!r} keeps per-episode state without slots and cannot be run in "
-            "lock-step; run its episodes one by one (--workers for parallel episodes)")
+            "lock-step; run its episodes one by one (--workers for parallel episodes)"
+        )
 
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         raise NotImplementedError
 
-    def act_batch(self, obs: Sequence[Mapping[str, Any]], slots: Sequence[int] | None = None) -> np.ndarray:
+    def act_batch(
+        self, obs: Sequence[Mapping[str, Any]], slots: Sequence[int] | None = None
+    ) -> np.ndarray:
         return np.stack([np.asarray(self.act(o), dtype=np.float32) for o in obs])
 
     def experience(self) -> dict[str, Any] | None:

@@ -44,19 +44,34 @@ from planning.prediction import (
 )
 
 CORRIDOR_M = 250.0  # [m] how far ahead reference paths reach (> 4 s at 40 m/s + look-ahead)
-MAX_FORECAST_SPEED_MPS = 20.0  # [m/s] objects within 2 x horizon x this get lane-following forecasts
+MAX_FORECAST_SPEED_MPS = (
+    20.0  # [m/s] objects within 2 x horizon x this get lane-following forecasts
+)
 MOVING_OBJECT_MPS = 0.5  # [m/s] faster objects get lane yaw rates and lane-following forecasts
-OBJECT_CORRIDOR_SLACK_M = 10.0  # [m] an object's forecast corridor reaches this beyond its horizon travel
-PROJECTION_WINDOW_M = 30.0  # [m] the ego is searched for this far around its lane position on a corridor
-DEFAULT_DETECTOR = "runs/detector"  # the bird's-eye CenterNet: `drive train detector --out runs/detector`
-DEFAULT_RIG_DETECTOR = "runs/detector-rig"  # the rig's: `drive train detector --model mono3d --out ...`
+OBJECT_CORRIDOR_SLACK_M = (
+    10.0  # [m] an object's forecast corridor reaches this beyond its horizon travel
+)
+PROJECTION_WINDOW_M = (
+    30.0  # [m] the ego is searched for this far around its lane position on a corridor
+)
+DEFAULT_DETECTOR = (
+    "runs/detector"  # the bird's-eye CenterNet: `drive train detector --out runs/detector`
+)
+DEFAULT_RIG_DETECTOR = (
+    "runs/detector-rig"  # the rig's: `drive train detector --model mono3d --out ...`
+)
 GEOMETRIC = "geometric"  # `modular:geometric`: the rig's no-learning baseline, no checkpoint
 # the rig's tracker (perception.tracker), chosen with `drive eval tracking` on hazard seeds 0-9
 # (docs/planner.md): constant acceleration reports a braking car's deceleration to the planner, a
 # new track starts moving with the ego, and the measurement noise is the monocular depth's: 1 m
 # near, growing along the viewing ray as 0.001 r^2 (the detector's median depth error: 0.3 m at
 # 15 m, 1.4 m at 45 m, 4.6 m at 70 m), with a Mahalanobis gate, so a far car keeps its track
-RIG_TRACKER = {"motion": "ca", "init_velocity": "ego", "position_noise_m": 1.0, "depth_noise_per_m2": 0.001}
+RIG_TRACKER = {
+    "motion": "ca",
+    "init_velocity": "ego",
+    "position_noise_m": 1.0,
+    "depth_noise_per_m2": 0.001,
+}
 # the rig's tracks are planned at the cautious end of their speed interval, this many standard
 # deviations (planning.prediction.cautious_speeds): a stalled car revealed 60-80 m out reads as
 # moving for seconds, and the mean drove into it.  Chosen on hazard and highway seeds 0-19:
@@ -69,7 +84,9 @@ class PerceptionSource(Protocol):
 
     sensors: tuple[str, ...]
     device: str  # where its model runs ("cpu" without one)
-    last_detections: Boxes | None  # the last frame's raw detections (ego frame); None without a detector
+    last_detections: (
+        Boxes | None
+    )  # the last frame's raw detections (ego frame); None without a detector
 
     def reset(self) -> None: ...
 
@@ -117,8 +134,13 @@ class CameraPerception:
 
     sensors = ("bev", "pose")
 
-    def __init__(self, checkpoint: str = DEFAULT_DETECTOR, device: str = "auto", dt_s: float = 1 / 15,
-                 detector: Any = None) -> None:
+    def __init__(
+        self,
+        checkpoint: str = DEFAULT_DETECTOR,
+        device: str = "auto",
+        dt_s: float = 1 / 15,
+        detector: Any = None,
+    ) -> None:
         self.checkpoint = checkpoint
         self.device_name = device  # requested: auto, cpu or cuda
         self.device = "cpu"  # where the detector runs (the learned one's device once it is loaded)
@@ -142,7 +164,8 @@ class CameraPerception:
             raise ValueError(
                 f"no detector checkpoint at {self.checkpoint}; record frames and train one: "
                 f"drive perception data --scenarios highway,merge,roundabout --frames 3000 --out runs/frames "
-                f"&& drive train detector --data runs/frames --out {self.checkpoint}")
+                f"&& drive train detector --data runs/frames --out {self.checkpoint}"
+            )
         self.detector = LearnedDetector(self.checkpoint, device=self.device_name)
         self.device = str(self.detector.device)
 
@@ -173,9 +196,17 @@ class RigPerception:
     many standard deviations (default :data:`RIG_CAUTION_SIGMA`; 0: the filter's mean).
     """
 
-    def __init__(self, rig, checkpoint: str = DEFAULT_RIG_DETECTOR, device: str = "auto",
-                 dt_s: float = 1 / 15, detector: Any = None, cameras: tuple[str, ...] | None = None,
-                 tracker: Mapping[str, Any] | None = None, caution_sigma: float | None = None) -> None:
+    def __init__(
+        self,
+        rig,
+        checkpoint: str = DEFAULT_RIG_DETECTOR,
+        device: str = "auto",
+        dt_s: float = 1 / 15,
+        detector: Any = None,
+        cameras: tuple[str, ...] | None = None,
+        tracker: Mapping[str, Any] | None = None,
+        caution_sigma: float | None = None,
+    ) -> None:
         if rig is None:
             raise ValueError("RigPerception needs the task's camera rig (TaskSpec.rig)")
         self.rig = rig
@@ -215,7 +246,8 @@ class RigPerception:
                 f"no rig detector checkpoint at {self.checkpoint}; record frames and train one: "
                 f"drive perception data --cameras cam_front,cam_rear --scenarios highway,merge,roundabout "
                 f"--frames 3000 --out runs/frames-rig && drive train detector --model mono3d "
-                f"--data runs/frames-rig --out {self.checkpoint} (or use modular:geometric)")
+                f"--data runs/frames-rig --out {self.checkpoint} (or use modular:geometric)"
+            )
         self.detector = Mono3DDetector(self.checkpoint, device=self.device_name)
         self.device = str(self.detector.device)
 
@@ -232,11 +264,21 @@ class RigPerception:
         self.last_per_camera = dict(zip(self.cameras, per_camera, strict=True))
         self.last_detections = fuse(per_camera)
         pose = np.asarray(obs["pose"], dtype=np.float64)
-        speed = obs.get("speed")  # the speedometer: new tracks start moving with the ego from the first frame
-        self.tracker.update(self.last_detections, pose,
-                            None if speed is None else float(np.asarray(speed).reshape(-1)[0]))
-        return cautious_speeds(self.tracker.objects(), self.tracker.speed_sigma_mps(), pose[:2], float(pose[2]),
-                               self.caution_sigma)
+        speed = obs.get(
+            "speed"
+        )  # the speedometer: new tracks start moving with the ego from the first frame
+        self.tracker.update(
+            self.last_detections,
+            pose,
+            None if speed is None else float(np.asarray(speed).reshape(-1)[0]),
+        )
+        return cautious_speeds(
+            self.tracker.objects(),
+            self.tracker.speed_sigma_mps(),
+            pose[:2],
+            float(pose[2]),
+            self.caution_sigma,
+        )
 
 
 @dataclass
@@ -248,8 +290,12 @@ class Overlay:
     candidate_ok: np.ndarray  # [C] passed the planner's gates
     objects: ObjectStates  # what perception reported
     path_lanes: tuple[str, ...]  # the chosen corridor's lane ids
-    detections: Boxes | None = None  # the detector's raw boxes (ego frame) when perception has a camera
-    camera_detections: dict[str, Boxes] | None = None  # each rig camera's raw boxes (ego frame), before fusion
+    detections: Boxes | None = (
+        None  # the detector's raw boxes (ego frame) when perception has a camera
+    )
+    camera_detections: dict[str, Boxes] | None = (
+        None  # each rig camera's raw boxes (ego frame), before fusion
+    )
 
 
 class PlanningAgent(BaseAgent):
@@ -262,9 +308,14 @@ class PlanningAgent(BaseAgent):
     name = "planning"
     base_sensors = ("map", "pose", "speed")
 
-    def __init__(self, task: TaskSpec, perception: PerceptionSource | None = None,
-                 config: PlannerConfig | None = None, lateral: str = "pure-pursuit",
-                 motion_model: str = "ctrv") -> None:
+    def __init__(
+        self,
+        task: TaskSpec,
+        perception: PerceptionSource | None = None,
+        config: PlannerConfig | None = None,
+        lateral: str = "pure-pursuit",
+        motion_model: str = "ctrv",
+    ) -> None:
         super().__init__(task)
         self.perception = perception or GroundTruthPerception()
         self.sensors = tuple(dict.fromkeys(self.perception.sensors + self.base_sensors))
@@ -276,9 +327,12 @@ class PlanningAgent(BaseAgent):
         elif lateral == "stanley":
             self.lateral = Stanley()
         else:
-            raise ValueError(f"unknown lateral controller {lateral!r}; known: pure-pursuit, stanley")
-        self.speed_pid = SpeedPID(accel_limits_mps2=(-task.acceleration_range_mps2,
-                                                     task.acceleration_range_mps2))
+            raise ValueError(
+                f"unknown lateral controller {lateral!r}; known: pure-pursuit, stanley"
+            )
+        self.speed_pid = SpeedPID(
+            accel_limits_mps2=(-task.acceleration_range_mps2, task.acceleration_range_mps2)
+        )
         if motion_model not in ("lane", "ctrv", "cv"):
             raise ValueError(f"unknown motion model {motion_model!r}; known: lane, ctrv, cv")
         # "ctrv" (default) or "cv"; "lane": lane following where the map bends, else CTRV.
@@ -328,8 +382,13 @@ class PlanningAgent(BaseAgent):
         speed = float(np.asarray(obs["speed"]).reshape(-1)[0])
         ego = EgoState(x, y, heading, speed, self._last_accel)
         objects = self._with_lane_yaw_rates(self.perception.perceive(obs, self.dt_s))
-        plan = self.planner.plan(ego, self._path_options(ego), self._forecast(objects, ego),
-                                 longitudinal=self.longitudinal, cruise_speed_mps=self.task.cruise_speed_mps)
+        plan = self.planner.plan(
+            ego,
+            self._path_options(ego),
+            self._forecast(objects, ego),
+            longitudinal=self.longitudinal,
+            cruise_speed_mps=self.task.cruise_speed_mps,
+        )
         self._target = plan.option.path.lanes
         self._target_path = plan.option.path
         # steer along the transition onto the chosen path that the planner rolled out
@@ -342,12 +401,21 @@ class PlanningAgent(BaseAgent):
         self._last_accel = accel
         self.last_plan = plan
         self.overlay = Overlay(
-            trajectory_m=plan.best_trajectory_m, candidates_m=plan.trajectory_m,
-            candidate_ok=plan.scores["total"] > 0, objects=objects, path_lanes=plan.option.path.lanes,
+            trajectory_m=plan.best_trajectory_m,
+            candidates_m=plan.trajectory_m,
+            candidate_ok=plan.scores["total"] > 0,
+            objects=objects,
+            path_lanes=plan.option.path.lanes,
             detections=self.perception.last_detections,
-            camera_detections=dict(getattr(self.perception, "last_per_camera", {})) or None)
-        return normalise_action(accel, steering, self.task.action_names,
-                                self.task.steering_range_rad, self.task.acceleration_range_mps2)
+            camera_detections=dict(getattr(self.perception, "last_per_camera", {})) or None,
+        )
+        return normalise_action(
+            accel,
+            steering,
+            self.task.action_names,
+            self.task.steering_range_rad,
+            self.task.acceleration_range_mps2,
+        )
 
     def _forecast(self, objects: ObjectStates, ego: EgoState) -> Forecast:
         """Every object over the planning horizon, by the agent's motion model."""
@@ -355,8 +423,11 @@ class PlanningAgent(BaseAgent):
         times = np.arange(c.steps + 1) * c.step_s
         paths = self._object_paths(objects, ego) if self.motion_model == "lane" else None
         kinematic = "ctrv" if self.motion_model == "lane" else self.motion_model
-        return (forecast_along_paths(objects, times, paths, fallback=kinematic) if paths is not None
-                else forecast(objects, times, kinematic))
+        return (
+            forecast_along_paths(objects, times, paths, fallback=kinematic)
+            if paths is not None
+            else forecast(objects, times, kinematic)
+        )
 
     def _object_paths(self, objects: ObjectStates, ego: EgoState) -> list | None:
         """The lane path each nearby moving vehicle follows (None: forecast it with CTRV),
@@ -370,13 +441,19 @@ class PlanningAgent(BaseAgent):
         for k in range(len(objects)):
             path = None
             pos, v = objects.position_m[k], float(objects.speed_mps[k])
-            if (objects.kind[k] == 0 and v > MOVING_OBJECT_MPS
-                    and np.hypot(pos[0] - ego.x_m, pos[1] - ego.y_m) < near_m):
+            if (
+                objects.kind[k] == 0
+                and v > MOVING_OBJECT_MPS
+                and np.hypot(pos[0] - ego.x_m, pos[1] - ego.y_m) < near_m
+            ):
                 found = lm.locate(pos, float(objects.heading_rad[k]))
                 if found is not None:
                     lane, s = found
-                    candidate = lm.path(lm.corridor(lane, v * c.horizon_s + OBJECT_CORRIDOR_SLACK_M, s,
-                                                    follow_route=False))
+                    candidate = lm.path(
+                        lm.corridor(
+                            lane, v * c.horizon_s + OBJECT_CORRIDOR_SLACK_M, s, follow_route=False
+                        )
+                    )
                     _, d = candidate.project(pos)
                     if abs(float(d)) <= candidate.width_m / 2:  # on that lane, not just near it
                         path = candidate
@@ -389,7 +466,9 @@ class PlanningAgent(BaseAgent):
         roundabout is forecast around it rather than off along its tangent."""
         new = ~np.isin(objects.id, self._seen_ids)
         self._seen_ids = np.union1d(self._seen_ids, objects.id)
-        for k in np.flatnonzero(new & (objects.kind == 0) & (objects.speed_mps > MOVING_OBJECT_MPS)):
+        for k in np.flatnonzero(
+            new & (objects.kind == 0) & (objects.speed_mps > MOVING_OBJECT_MPS)
+        ):
             found = self.lane_map.locate(objects.position_m[k], float(objects.heading_rad[k]))
             if found is not None:
                 lane, s = found
@@ -433,10 +512,17 @@ class PlanningAgent(BaseAgent):
             path: ReferencePath = lm.path(corridor)
             s, d = path.project(rear, s_guess_m=s_on_lane, window_m=PROJECTION_WINDOW_M)
             heading_error = float(wrap_angle(ego.heading_rad - float(path.heading_at(float(s)))))
-            options.append(PathOption(
-                path=path, s_m=float(s), d_m=float(d), heading_error_rad=heading_error, lane_change=change,
-                on_route=all(lm.is_route_lane(x) for x in corridor),
-                previous=bool(self._target) and corridor[0] in self._target))
+            options.append(
+                PathOption(
+                    path=path,
+                    s_m=float(s),
+                    d_m=float(d),
+                    heading_error_rad=heading_error,
+                    lane_change=change,
+                    on_route=all(lm.is_route_lane(x) for x in corridor),
+                    previous=bool(self._target) and corridor[0] in self._target,
+                )
+            )
         return options
 
 
@@ -448,10 +534,23 @@ class ModularAgent(PlanningAgent):
 
     name = "modular"
 
-    def __init__(self, task: TaskSpec, checkpoint: str | None = None,
-                 perception: PerceptionSource | None = None, device: str = "auto") -> None:
-        super().__init__(task, perception or RigPerception(task.rig, checkpoint or DEFAULT_RIG_DETECTOR,
-                                                           device=device, dt_s=1.0 / task.control_hz))
+    def __init__(
+        self,
+        task: TaskSpec,
+        checkpoint: str | None = None,
+        perception: PerceptionSource | None = None,
+        device: str = "auto",
+    ) -> None:
+        super().__init__(
+            task,
+            perception
+            or RigPerception(
+                task.rig,
+                checkpoint or DEFAULT_RIG_DETECTOR,
+                device=device,
+                dt_s=1.0 / task.control_hz,
+            ),
+        )
 
 
 class ModularBevAgent(PlanningAgent):
@@ -462,10 +561,17 @@ class ModularBevAgent(PlanningAgent):
 
     name = "modular-bev"
 
-    def __init__(self, task: TaskSpec, checkpoint: str | None = None,
-                 perception: PerceptionSource | None = None) -> None:
-        super().__init__(task, perception or CameraPerception(checkpoint or DEFAULT_DETECTOR,
-                                                              dt_s=1.0 / task.control_hz))
+    def __init__(
+        self,
+        task: TaskSpec,
+        checkpoint: str | None = None,
+        perception: PerceptionSource | None = None,
+    ) -> None:
+        super().__init__(
+            task,
+            perception
+            or CameraPerception(checkpoint or DEFAULT_DETECTOR, dt_s=1.0 / task.control_hz),
+        )
 
 
 class ModularGroundTruthAgent(PlanningAgent):

@@ -47,13 +47,20 @@ class Boxes:
             raise ValueError(f"Boxes.kind has {len(self.kind)} entries, score has {n}")
 
     @classmethod
-    def empty(cls) -> "Boxes":
+    def empty(cls) -> Boxes:
         z = np.zeros(0)
         return cls(np.zeros((0, 2)), z, z, z, np.zeros(0, np.int8), z)
 
-    def select(self, mask: np.ndarray) -> "Boxes":
-        return Boxes(self.centre_m[mask], self.heading_rad[mask], self.length_m[mask],
-                     self.width_m[mask], self.kind[mask], self.score[mask], self.height_m[mask])
+    def select(self, mask: np.ndarray) -> Boxes:
+        return Boxes(
+            self.centre_m[mask],
+            self.heading_rad[mask],
+            self.length_m[mask],
+            self.width_m[mask],
+            self.kind[mask],
+            self.score[mask],
+            self.height_m[mask],
+        )
 
     @property
     def range_m(self) -> np.ndarray:

@@ -80,14 +80,18 @@ def read_meta(path: str | Path, meta_name: str, architecture: str, kind: str) ->
     meta_path = path / meta_name
     if not meta_path.exists() or not (path / WEIGHTS).exists():
         article = "an" if kind[:1].lower() in "aeiou" else "a"
-        raise CheckpointError(f"{path}: not {article} {kind} checkpoint (needs {meta_name} and {WEIGHTS})")
+        raise CheckpointError(
+            f"{path}: not {article} {kind} checkpoint (needs {meta_name} and {WEIGHTS})"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{meta_path}: not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("architecture") != architecture:
         got = meta.get("architecture") if isinstance(meta, dict) else None
-        raise CheckpointError(f"{meta_path}: architecture {got!r}, this code loads {architecture!r}")
+        raise CheckpointError(
+            f"{meta_path}: architecture {got!r}, this code loads {architecture!r}"
+        )
     return meta
 
 
@@ -101,15 +105,19 @@ def check_state(expected: dict, state: dict, where: str, what: str = "the config
     both = sorted(set(expected) & set(state))
     wrong = [k for k in both if tuple(expected[k].shape) != tuple(state[k].shape)]
     if missing or extra or wrong:
-        raise CheckpointError(f"{where}: does not fit {what}: missing {missing[:3]}, "
-                              f"unexpected {extra[:3]}, wrong shape {wrong[:3]}")
+        raise CheckpointError(
+            f"{where}: does not fit {what}: missing {missing[:3]}, "
+            f"unexpected {extra[:3]}, wrong shape {wrong[:3]}"
+        )
     dtypes = [k for k in both if expected[k].dtype != state[k].dtype]
     if dtypes:
         k = dtypes[0]
         more = f" (and {len(dtypes) - 1} more)" if len(dtypes) > 1 else ""
-        raise CheckpointError(f"{where}: tensor {k!r} has the wrong dtype: expected "
-                              f"{_dtype(expected[k].dtype)}, found {_dtype(state[k].dtype)}{more}; "
-                              "re-save the checkpoint from the trainer, unconverted")
+        raise CheckpointError(
+            f"{where}: tensor {k!r} has the wrong dtype: expected "
+            f"{_dtype(expected[k].dtype)}, found {_dtype(state[k].dtype)}{more}; "
+            "re-save the checkpoint from the trainer, unconverted"
+        )
 
 
 def _dtype(dtype: torch.dtype) -> str:
@@ -138,16 +146,27 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def save_model(model: torch.nn.Module, out: Path, meta_name: str, architecture: str, meta: dict) -> None:
+def save_model(
+    model: torch.nn.Module, out: Path, meta_name: str, architecture: str, meta: dict
+) -> None:
     """A network with a ``config`` (``to_dict()``) into folder ``out``: its weights, and the
     JSON naming its ``architecture`` and config beside ``meta``."""
-    write_checkpoint(out, model.state_dict(), meta_name,
-                     {"architecture": architecture, "config": model.config.to_dict(), **meta})
+    write_checkpoint(
+        out,
+        model.state_dict(),
+        meta_name,
+        {"architecture": architecture, "config": model.config.to_dict(), **meta},
+    )
 
 
-def load_model(path: str | Path, meta_name: str, architecture: str, kind: str,
-               build: Callable[[dict], torch.nn.Module],
-               device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_model(
+    path: str | Path,
+    meta_name: str,
+    architecture: str,
+    kind: str,
+    build: Callable[[dict], torch.nn.Module],
+    device: torch.device | str = "cpu",
+) -> tuple[torch.nn.Module, dict]:
     """The network :func:`save_model` wrote (``build`` makes it from the JSON's config), in eval
     mode on ``device``, and its JSON; anything else is refused with the path and the reason."""
     path = Path(path)

@@ -33,8 +33,9 @@ DIRT_FEATHER = 0.25
 on a lens is out of focus, so its edges are soft, not drawn."""
 
 
-def corrupt(frame: np.ndarray, kind: str, severity: float | None = None,
-            seed: int | np.random.Generator = 0) -> np.ndarray:
+def corrupt(
+    frame: np.ndarray, kind: str, severity: float | None = None, seed: int | np.random.Generator = 0
+) -> np.ndarray:
     """A corrupted copy of an RGB uint8 frame.
 
     ``seed``: an integer, or a ``numpy`` Generator to draw from (the harness passes its
@@ -57,8 +58,9 @@ def corrupt(frame: np.ndarray, kind: str, severity: float | None = None,
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def lens_dirt_mask(shape_hw: tuple[int, int], coverage: float,
-                   seed: int | np.random.Generator = 0) -> np.ndarray:
+def lens_dirt_mask(
+    shape_hw: tuple[int, int], coverage: float, seed: int | np.random.Generator = 0
+) -> np.ndarray:
     """Opacity ``float32[H, W]`` in [0, 1] of mud on a lens covering ``coverage`` of the image.
 
     Random ellipses (centres uniform over the image, semi-axes :data:`DIRT_BLOB_RADIUS` of
@@ -78,8 +80,16 @@ def lens_dirt_mask(shape_hw: tuple[int, int], coverage: float,
         axes = rng.uniform(*DIRT_BLOB_RADIUS, size=2) * side
         centre = rng.uniform((0, 0), (w, h))
         angle_deg = rng.uniform(0.0, 180.0)
-        cv2.ellipse(hard, (int(centre[0]), int(centre[1])), (max(int(axes[0]), 1), max(int(axes[1]), 1)),
-                    angle_deg, 0.0, 360.0, 1, thickness=-1)
+        cv2.ellipse(
+            hard,
+            (int(centre[0]), int(centre[1])),
+            (max(int(axes[0]), 1), max(int(axes[1]), 1)),
+            angle_deg,
+            0.0,
+            360.0,
+            1,
+            thickness=-1,
+        )
         axes_sum, blobs = axes_sum + float(axes.mean()), blobs + 1
     if blobs == 0:
         return hard.astype(np.float32)
@@ -91,7 +101,9 @@ def apply_lens_dirt(frame: np.ndarray, opacity: np.ndarray, colour_rgb=DIRT_RGB)
     """A copy of an RGB uint8 ``frame`` seen through dirt of ``opacity`` ``[H, W]`` (see
     :func:`lens_dirt_mask`): each pixel blended towards ``colour_rgb`` by its opacity."""
     if opacity.shape != frame.shape[:2]:
-        raise ValueError(f"dirt opacity of shape {opacity.shape} does not fit a frame of shape {frame.shape}")
+        raise ValueError(
+            f"dirt opacity of shape {opacity.shape} does not fit a frame of shape {frame.shape}"
+        )
     alpha = opacity[..., None]
     out = frame.astype(np.float32) * (1.0 - alpha) + np.asarray(colour_rgb, np.float32) * alpha
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

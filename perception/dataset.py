@@ -71,10 +71,25 @@ FORMAT = "drive-perception-frames"
 VERSION = 2
 MANIFEST = "manifest.json"
 FRAME_KEYS = ("pose", "scenario", "seed", "step")
-LABEL_KEYS = ("label_frame", "label_id", "label_centre_m", "label_heading_rad", "label_length_m",
-              "label_width_m", "label_height_m", "label_kind")
-CAMERA_LABEL_KEYS = ("visible_px", "visible_fraction", "truncation", "box_px", "centre_px", "bottom_px",
-                     "depth_m")
+LABEL_KEYS = (
+    "label_frame",
+    "label_id",
+    "label_centre_m",
+    "label_heading_rad",
+    "label_length_m",
+    "label_width_m",
+    "label_height_m",
+    "label_kind",
+)
+CAMERA_LABEL_KEYS = (
+    "visible_px",
+    "visible_fraction",
+    "truncation",
+    "box_px",
+    "centre_px",
+    "bottom_px",
+    "depth_m",
+)
 CAMERA_MODELS = {"bev": BevCamera, "pinhole": PinholeCamera}
 BEV = "bev"  # the bird's-eye camera's name in a dataset
 
@@ -109,12 +124,20 @@ class FrameLabels:
     """One recorded frame's labels: ego-frame 3D boxes, their ids and, per camera, the
     fields of :func:`perception.labels.camera_labels` (the writer's unit)."""
 
-    def __init__(self, boxes: Boxes, ids: np.ndarray, cameras: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    def __init__(
+        self, boxes: Boxes, ids: np.ndarray, cameras: Mapping[str, Mapping[str, np.ndarray]]
+    ) -> None:
         self.boxes, self.ids, self.cameras = boxes, np.asarray(ids, dtype=np.int64), dict(cameras)
 
 
-def shard_arrays(frames: Mapping[str, list[np.ndarray]], poses: list[np.ndarray], scenario: list[int],
-                 seeds: list[int], steps: list[int], labels: list[FrameLabels]) -> dict[str, np.ndarray]:
+def shard_arrays(
+    frames: Mapping[str, list[np.ndarray]],
+    poses: list[np.ndarray],
+    scenario: list[int],
+    seeds: list[int],
+    steps: list[int],
+    labels: list[FrameLabels],
+) -> dict[str, np.ndarray]:
     """One shard's arrays from per-frame lists (the writer's half of the format); ``frames``
     maps each camera's name to its images."""
     counts = [len(f.boxes) for f in labels]
@@ -143,7 +166,9 @@ def shard_arrays(frames: Mapping[str, list[np.ndarray]], poses: list[np.ndarray]
             width = {"box_px": (4,), "centre_px": (2,), "bottom_px": (2,)}.get(key, ())
             dtype = np.int32 if key == "visible_px" else np.float32
             parts = [f.cameras[cam][key] for f in labels]
-            out[f"{cam}.{key}"] = (np.concatenate(parts) if total else np.zeros((0, *width))).astype(dtype)
+            out[f"{cam}.{key}"] = (
+                np.concatenate(parts) if total else np.zeros((0, *width))
+            ).astype(dtype)
     return out
 
 
@@ -156,21 +181,30 @@ class FrameDataset:
         if not self.path.is_dir():
             raise DatasetError(f"{self.path}: no such dataset folder")
         if not manifest_path.exists():
-            raise DatasetError(f"{self.path}: no {MANIFEST} (not a dataset, or its recording did not "
-                               f"finish)")
+            raise DatasetError(
+                f"{self.path}: no {MANIFEST} (not a dataset, or its recording did not finish)"
+            )
         try:
             self.manifest = json.loads(manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DatasetError(f"{manifest_path}: not valid JSON ({e})") from None
         m = self.manifest
         if not isinstance(m, dict) or m.get("format") != FORMAT:
-            raise DatasetError(f"{manifest_path}: format is {m.get('format') if isinstance(m, dict) else m!r}, "
-                               f"expected {FORMAT!r}")
+            raise DatasetError(
+                f"{manifest_path}: format is {m.get('format') if isinstance(m, dict) else m!r}, "
+                f"expected {FORMAT!r}"
+            )
         if m.get("version") != VERSION:
-            why = (" (one bird's-eye camera and 2D labels, before the camera rig); record it again with "
-                   "'drive perception data'" if m.get("version") == 1 else "")
-            raise DatasetError(f"{manifest_path}: format version {m.get('version')!r}; this code reads "
-                               f"version {VERSION}{why}")
+            why = (
+                " (one bird's-eye camera and 2D labels, before the camera rig); record it again with "
+                "'drive perception data'"
+                if m.get("version") == 1
+                else ""
+            )
+            raise DatasetError(
+                f"{manifest_path}: format version {m.get('version')!r}; this code reads "
+                f"version {VERSION}{why}"
+            )
         for key in ("cameras", "scenarios", "shards", "frames", "labels"):
             if key not in m:
                 raise DatasetError(f"{manifest_path}: missing {key!r}")
@@ -201,8 +235,10 @@ class FrameDataset:
         root = self.path.resolve()
         f = (root / name).resolve()
         if Path(name).is_absolute() or f == root or not f.is_relative_to(root):
-            raise DatasetError(f"{where}: shard file {name!r} lies outside the dataset folder {root} "
-                               "(a manifest may only name files inside its own folder)")
+            raise DatasetError(
+                f"{where}: shard file {name!r} lies outside the dataset folder {root} "
+                "(a manifest may only name files inside its own folder)"
+            )
         return self.path / name
 
     def __len__(self) -> int:
@@ -213,10 +249,14 @@ class FrameDataset:
         with the ones it has."""
         if name is None:
             if len(self.cameras) != 1:
-                raise DatasetError(f"{self.path}: holds cameras {', '.join(self.cameras)}; name one")
+                raise DatasetError(
+                    f"{self.path}: holds cameras {', '.join(self.cameras)}; name one"
+                )
             return next(iter(self.cameras.values()))
         if name not in self.cameras:
-            raise DatasetError(f"{self.path}: no camera {name!r}; this dataset has {', '.join(self.cameras)}")
+            raise DatasetError(
+                f"{self.path}: no camera {name!r}; this dataset has {', '.join(self.cameras)}"
+            )
         return self.cameras[name]
 
     def shard(self, k: int) -> dict[str, np.ndarray]:
@@ -226,14 +266,29 @@ class FrameDataset:
         if self.verify and sha256_of(f) != entry["sha256"]:
             raise DatasetError(f"{f}: damaged (SHA-256 differs from the manifest's)")
         n, nl = int(entry["frames"]), int(entry["labels"])
-        expect = {"pose": (n, 3), "scenario": (n,), "seed": (n,), "step": (n,), "label_frame": (nl,),
-                  "label_id": (nl,), "label_centre_m": (nl, 2), "label_heading_rad": (nl,),
-                  "label_length_m": (nl,), "label_width_m": (nl,), "label_height_m": (nl,),
-                  "label_kind": (nl,)}
+        expect = {
+            "pose": (n, 3),
+            "scenario": (n,),
+            "seed": (n,),
+            "step": (n,),
+            "label_frame": (nl,),
+            "label_id": (nl,),
+            "label_centre_m": (nl, 2),
+            "label_heading_rad": (nl,),
+            "label_length_m": (nl,),
+            "label_width_m": (nl,),
+            "label_height_m": (nl,),
+            "label_kind": (nl,),
+        }
         for cam, model in self.cameras.items():
             expect[f"{cam}.frames"] = (n, *model.shape)
-            expect |= {f"{cam}.{key}": (nl, *{"box_px": (4,), "centre_px": (2,), "bottom_px": (2,)}.get(key, ()))
-                       for key in CAMERA_LABEL_KEYS}
+            expect |= {
+                f"{cam}.{key}": (
+                    nl,
+                    *{"box_px": (4,), "centre_px": (2,), "bottom_px": (2,)}.get(key, ()),
+                )
+                for key in CAMERA_LABEL_KEYS
+            }
         try:
             with np.load(f, allow_pickle=False) as z:
                 arrays = {key: z[key] for key in expect}
@@ -246,13 +301,19 @@ class FrameDataset:
                 raise DatasetError(f"{f}: {key} has shape {arrays[key].shape}, expected {shape}")
         for cam in self.cameras:
             if arrays[f"{cam}.frames"].dtype != np.uint8:
-                raise DatasetError(f"{f}: {cam}.frames are {arrays[f'{cam}.frames'].dtype}, expected uint8")
+                raise DatasetError(
+                    f"{f}: {cam}.frames are {arrays[f'{cam}.frames'].dtype}, expected uint8"
+                )
         if nl and (arrays["label_frame"].min() < 0 or arrays["label_frame"].max() >= n):
             raise DatasetError(f"{f}: label_frame indexes outside its {n} frames")
         return arrays
 
-    def iter_frames(self, camera: str | None = None, kinds: Sequence[int] = (0,),
-                    min_visible_px: int = MIN_VISIBLE_PX) -> Iterator[tuple[np.ndarray, Boxes, dict]]:
+    def iter_frames(
+        self,
+        camera: str | None = None,
+        kinds: Sequence[int] = (0,),
+        min_visible_px: int = MIN_VISIBLE_PX,
+    ) -> Iterator[tuple[np.ndarray, Boxes, dict]]:
         """Every frame of ``camera`` (None: the only one) with the labels it shows, and its
         metadata (scenario, seed, step, pose, and ``labels``: that camera's per-label fields
         and ``id`` for the boxes returned).
@@ -262,22 +323,41 @@ class FrameDataset:
         visible (so by default neither fully occluded nor out-of-view objects; 0 adds the
         hidden ones); in the bird's-eye camera when its centre is in the image (the labels of
         a centre-based detector)."""
-        name = camera if camera is not None else next(iter(self.cameras)) if len(self.cameras) == 1 else None
+        name = (
+            camera
+            if camera is not None
+            else next(iter(self.cameras))
+            if len(self.cameras) == 1
+            else None
+        )
         model = self.camera(name)
         for k in range(len(self.manifest["shards"])):
             a = self.shard(k)
             if isinstance(model, PinholeCamera):
-                shown = np.isfinite(a[f"{name}.box_px"][:, 0]) & (a[f"{name}.visible_px"] >= int(min_visible_px))
+                shown = np.isfinite(a[f"{name}.box_px"][:, 0]) & (
+                    a[f"{name}.visible_px"] >= int(min_visible_px)
+                )
             else:
                 shown = a[f"{name}.visible_fraction"] > 0
             shown &= np.isin(a["label_kind"], np.asarray(kinds))
             for i in range(len(a["pose"])):
                 sel = (a["label_frame"] == i) & shown
-                labels = Boxes(a["label_centre_m"][sel], a["label_heading_rad"][sel], a["label_length_m"][sel],
-                               a["label_width_m"][sel], a["label_kind"][sel], np.ones(int(sel.sum())),
-                               a["label_height_m"][sel])
+                labels = Boxes(
+                    a["label_centre_m"][sel],
+                    a["label_heading_rad"][sel],
+                    a["label_length_m"][sel],
+                    a["label_width_m"][sel],
+                    a["label_kind"][sel],
+                    np.ones(int(sel.sum())),
+                    a["label_height_m"][sel],
+                )
                 fields = {key: a[f"{name}.{key}"][sel] for key in CAMERA_LABEL_KEYS}
                 fields["id"] = a["label_id"][sel]
-                meta = {"scenario": self.scenarios[int(a["scenario"][i])], "seed": int(a["seed"][i]),
-                        "step": int(a["step"][i]), "pose": a["pose"][i], "labels": fields}
+                meta = {
+                    "scenario": self.scenarios[int(a["scenario"][i])],
+                    "seed": int(a["seed"][i]),
+                    "step": int(a["step"][i]),
+                    "pose": a["pose"][i],
+                    "labels": fields,
+                }
                 yield a[f"{name}.frames"][i], labels, meta

@@ -29,8 +29,12 @@ def concat(parts: Sequence[Boxes]) -> Boxes:
     parts = [p for p in parts if len(p)]
     if not parts:
         return Boxes.empty()
-    return Boxes(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                   ("centre_m", "heading_rad", "length_m", "width_m", "kind", "score", "height_m")))
+    return Boxes(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("centre_m", "heading_rad", "length_m", "width_m", "kind", "score", "height_m")
+        )
+    )
 
 
 def fuse(per_camera: Sequence[Boxes], merge_m: float = MERGE_M) -> Boxes:

@@ -19,16 +19,26 @@ from sim.geometry.bev import BevCamera
 from sim.geometry.frames import box_corners, world_to_ego
 
 
-def labels_from_truth(truth: Mapping[str, np.ndarray], pose: np.ndarray, spec: BevCamera,
-                      kinds: tuple[int, ...] = (0,)) -> Boxes:
+def labels_from_truth(
+    truth: Mapping[str, np.ndarray],
+    pose: np.ndarray,
+    spec: BevCamera,
+    kinds: tuple[int, ...] = (0,),
+) -> Boxes:
     """The visible objects of the given ``kinds`` (0 vehicles, 1 obstacles) as ego-frame
     :class:`Boxes` with score 1."""
     pose = np.asarray(pose, dtype=np.float64)
     keep = np.isin(np.asarray(truth["kind"]), kinds)
-    centre = world_to_ego(np.asarray(truth["position_m"], dtype=np.float64)[keep], pose[:2], pose[2])
+    centre = world_to_ego(
+        np.asarray(truth["position_m"], dtype=np.float64)[keep], pose[:2], pose[2]
+    )
     uv = spec.ego_to_pixel(centre)
-    inside = ((uv[:, 0] >= -0.5) & (uv[:, 0] < spec.width_px - 0.5)
-              & (uv[:, 1] >= -0.5) & (uv[:, 1] < spec.height_px - 0.5))
+    inside = (
+        (uv[:, 0] >= -0.5)
+        & (uv[:, 0] < spec.width_px - 0.5)
+        & (uv[:, 1] >= -0.5)
+        & (uv[:, 1] < spec.height_px - 0.5)
+    )
     n = int(inside.sum())
     return Boxes(
         centre_m=centre[inside],
@@ -44,10 +54,12 @@ def boxes_to_pixels(boxes: Boxes, spec: BevCamera) -> dict[str, np.ndarray]:
     """Pixel-space view of boxes: centre ``uv_px`` [N, 2] (column, row), ``length_px`` and
     ``width_px`` [N], and ``heading_rad`` (the same angle: the image is the ego frame
     turned so that forward is up)."""
-    return {"uv_px": spec.ego_to_pixel(boxes.centre_m),
-            "length_px": boxes.length_m / spec.metres_per_pixel,
-            "width_px": boxes.width_m / spec.metres_per_pixel,
-            "heading_rad": boxes.heading_rad.copy()}
+    return {
+        "uv_px": spec.ego_to_pixel(boxes.centre_m),
+        "length_px": boxes.length_m / spec.metres_per_pixel,
+        "width_px": boxes.width_m / spec.metres_per_pixel,
+        "heading_rad": boxes.heading_rad.copy(),
+    }
 
 
 # ------------------------------------------------------------------------ 3D labels per camera
@@ -55,23 +67,35 @@ MIN_VISIBLE_PX = 1  # a label is visible in a camera when at least this many of 
 LABEL_RANGE_M = 120.0  # [m] farther objects are not labelled: a 2 m wide car is < 2 px wide there
 # in the default rig's 256 px, 100 deg cameras (fx = 107 px)
 _SHIFT = 4  # fixed-point bits of the silhouette fill: the perspective renderer's (1/16 px)
-_BOX_EDGES = np.array([[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4],
-                       [0, 4], [1, 5], [2, 6], [3, 7]])
+_BOX_EDGES = np.array(
+    [[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]]
+)
 
 
-def objects_in_ego(truth: Mapping[str, np.ndarray], pose: np.ndarray,
-                   kinds: tuple[int, ...] = (0, 1)) -> tuple[Boxes, np.ndarray]:
+def objects_in_ego(
+    truth: Mapping[str, np.ndarray], pose: np.ndarray, kinds: tuple[int, ...] = (0, 1)
+) -> tuple[Boxes, np.ndarray]:
     """Every object of the ``truth`` sensor of the given ``kinds`` as ego-frame 3D
     :class:`Boxes` (with ``height_m``; score 1), and their truth ids."""
     pose = np.asarray(pose, dtype=np.float64)
     keep = np.isin(np.asarray(truth["kind"]), kinds)
     n = int(keep.sum())
-    height = np.asarray(truth["height_m"], dtype=np.float64)[keep] if "height_m" in truth else np.full(n, np.nan)
+    height = (
+        np.asarray(truth["height_m"], dtype=np.float64)[keep]
+        if "height_m" in truth
+        else np.full(n, np.nan)
+    )
     boxes = Boxes(
-        centre_m=world_to_ego(np.asarray(truth["position_m"], dtype=np.float64)[keep], pose[:2], pose[2]),
+        centre_m=world_to_ego(
+            np.asarray(truth["position_m"], dtype=np.float64)[keep], pose[:2], pose[2]
+        ),
         heading_rad=wrap_angle(np.asarray(truth["heading_rad"])[keep] - pose[2]),
-        length_m=np.asarray(truth["length_m"])[keep], width_m=np.asarray(truth["width_m"])[keep],
-        kind=np.asarray(truth["kind"])[keep], score=np.ones(n), height_m=height)
+        length_m=np.asarray(truth["length_m"])[keep],
+        width_m=np.asarray(truth["width_m"])[keep],
+        kind=np.asarray(truth["kind"])[keep],
+        score=np.ones(n),
+        height_m=height,
+    )
     return boxes, np.asarray(truth["id"], dtype=np.int64)[keep]
 
 
@@ -121,7 +145,9 @@ def _share_outside(inside_px2: float, full_px2: float) -> float:
     return 0.0 if share < 1e-5 else float(min(share, 1.0))
 
 
-def camera_labels(boxes: Boxes, ids: np.ndarray, camera, instance: np.ndarray | None) -> dict[str, np.ndarray]:
+def camera_labels(
+    boxes: Boxes, ids: np.ndarray, camera, instance: np.ndarray | None
+) -> dict[str, np.ndarray]:
     """What each ego-frame 3D box looks like in a perspective ``camera``
     (:class:`sim.geometry.pinhole.PinholeCamera`), from geometry and the rendered
     ``instance`` mask (truth ids per pixel, -1 for none; None: no occlusion information).
@@ -143,8 +169,12 @@ def camera_labels(boxes: Boxes, ids: np.ndarray, camera, instance: np.ndarray | 
     """
     n = len(boxes)
     h, w = camera.height_px, camera.width_px
-    out = {"visible_px": np.zeros(n, np.int32), "visible_fraction": np.zeros(n, np.float32),
-           "truncation": np.full(n, np.nan, np.float32), "box_px": np.full((n, 4), np.nan, np.float32)}
+    out = {
+        "visible_px": np.zeros(n, np.int32),
+        "visible_fraction": np.zeros(n, np.float32),
+        "truncation": np.full(n, np.nan, np.float32),
+        "box_px": np.full((n, 4), np.nan, np.float32),
+    }
     centre = np.concatenate([boxes.centre_m, 0.5 * boxes.height_m[:, None]], axis=1)
     bottom = np.concatenate([boxes.centre_m, np.zeros((n, 1))], axis=1)
     uv_c, depth = camera.project(centre)
@@ -158,7 +188,9 @@ def camera_labels(boxes: Boxes, ids: np.ndarray, camera, instance: np.ndarray | 
             raise ValueError(f"instance mask is {instance.shape}, camera is {(h, w)}")
         ids_in, counts = np.unique(instance[instance >= 0], return_counts=True)
         shown = dict(zip(ids_in.tolist(), counts.tolist()))
-    image = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]], np.float32)
+    image = np.array(
+        [[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]], np.float32
+    )
     corners = camera.ego_to_camera(box_corners_3d(boxes))
     for k in range(n):
         hull = _silhouette(corners[k], camera)
@@ -185,7 +217,9 @@ def camera_labels(boxes: Boxes, ids: np.ndarray, camera, instance: np.ndarray | 
         c1, r1 = min(int(np.ceil(hi[0] + 0.5)), w), min(int(np.ceil(hi[1] + 0.5)), h)
         scratch = np.zeros((max(r1 - r0, 1), max(c1 - c0, 1)), np.uint8)
         fixed = np.rint((hull - [c0, r0]) * (1 << _SHIFT))
-        fixed = np.clip(fixed, -(1 << 24), 1 << 24).astype(np.int32)  # far outside: harmless to clamp
+        fixed = np.clip(fixed, -(1 << 24), 1 << 24).astype(
+            np.int32
+        )  # far outside: harmless to clamp
         cv2.fillConvexPoly(scratch, fixed, 1, cv2.LINE_8, _SHIFT)
         alone = int(scratch.sum())
         out["visible_fraction"][k] = 1.0 if alone <= seen else seen / alone
@@ -202,12 +236,19 @@ def bev_labels(boxes: Boxes, spec: BevCamera) -> dict[str, np.ndarray]:
     n = len(boxes)
     h, w = spec.height_px, spec.width_px
     uv = spec.ego_to_pixel(boxes.centre_m)
-    inside = ((uv[:, 0] >= -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < h - 0.5))
-    out = {"visible_px": np.zeros(n, np.int32), "visible_fraction": inside.astype(np.float32),
-           "truncation": np.ones(n, np.float32), "box_px": np.full((n, 4), np.nan, np.float32),
-           "centre_px": uv.astype(np.float32), "bottom_px": uv.astype(np.float32),
-           "depth_m": np.full(n, np.nan, np.float32)}
-    image = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]], np.float32)
+    inside = (uv[:, 0] >= -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < h - 0.5)
+    out = {
+        "visible_px": np.zeros(n, np.int32),
+        "visible_fraction": inside.astype(np.float32),
+        "truncation": np.ones(n, np.float32),
+        "box_px": np.full((n, 4), np.nan, np.float32),
+        "centre_px": uv.astype(np.float32),
+        "bottom_px": uv.astype(np.float32),
+        "depth_m": np.full(n, np.nan, np.float32),
+    }
+    image = np.array(
+        [[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]], np.float32
+    )
     foot = box_corners(boxes.centre_m, boxes.heading_rad, boxes.length_m, boxes.width_m)
     for k in range(n):
         poly = spec.ego_to_pixel(foot[k])

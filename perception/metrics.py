@@ -57,8 +57,11 @@ def match_frame(det: Boxes, gt: Boxes, threshold_m: float) -> tuple[np.ndarray, 
     return gt_index, dist_out
 
 
-def average_precision(frames: Sequence[tuple[Boxes, Boxes]], threshold_m: float,
-                      band: tuple[float, float] | None = None) -> dict[str, float]:
+def average_precision(
+    frames: Sequence[tuple[Boxes, Boxes]],
+    threshold_m: float,
+    band: tuple[float, float] | None = None,
+) -> dict[str, float]:
     """AP over ``frames`` of ``(detections, ground truth)`` at one distance threshold.
 
     Returns ``ap`` (NaN when there is no ground truth in the band), the number of
@@ -80,8 +83,13 @@ def average_precision(frames: Sequence[tuple[Boxes, Boxes]], threshold_m: float,
     score = np.concatenate(scores) if scores else np.zeros(0)
     hit = np.concatenate(hits) if hits else np.zeros(0, dtype=bool)
     n_det = len(score)
-    out = {"ap": float("nan"), "gt": int(n_gt), "detections": int(n_det),
-           "position_error_m": float("nan"), "heading_error_rad": float("nan")}
+    out = {
+        "ap": float("nan"),
+        "gt": int(n_gt),
+        "detections": int(n_det),
+        "position_error_m": float("nan"),
+        "heading_error_rad": float("nan"),
+    }
     err = np.concatenate(errors) if errors else np.zeros(0)
     if len(err):
         out["position_error_m"] = float(np.mean(err))
@@ -108,6 +116,7 @@ def detection_report(frames: Sequence[tuple[Boxes, Boxes]]) -> dict:
     report = {"thresholds_m": list(DISTANCE_THRESHOLDS_M), "bands": {}}
     for band in (None,) + RANGE_BANDS_M:
         name = "all" if band is None else f"{band[0]:.0f}-{band[1]:.0f}m".replace("-infm", "+m")
-        report["bands"][name] = {f"{t:g}m": average_precision(frames, t, band)
-                                 for t in DISTANCE_THRESHOLDS_M}
+        report["bands"][name] = {
+            f"{t:g}m": average_precision(frames, t, band) for t in DISTANCE_THRESHOLDS_M
+        }
     return report

@@ -11,7 +11,9 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 
-def split_by_episode(episodes: Sequence[Hashable], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_by_episode(
+    episodes: Sequence[Hashable], val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Train / validation frame indices of frames whose episodes are ``episodes`` (one key per
     frame); a ``val_fraction`` of the episodes (at least one, none when there is only one) is
     held out, drawn with ``seed``.  No episode contributes to both."""

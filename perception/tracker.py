@@ -44,7 +44,10 @@ from sim.geometry.frames import ego_to_world
 MOVING_MPS = 1.0  # [m/s] above this a track's heading follows its velocity
 MOTION_MODELS = ("cv", "ca")
 ACCEL_DEADBAND_MPS2 = 0.5  # [m/s^2] smaller acceleration estimates are reported as 0 (noise)
-INIT_VELOCITIES = ("zero", "ego")  # a new track starts at rest, or moving with the ego (relative rest)
+INIT_VELOCITIES = (
+    "zero",
+    "ego",
+)  # a new track starts at rest, or moving with the ego (relative rest)
 MIN_ACCEL_AGE = 4  # frames a track must have been updated before its acceleration is reported
 
 
@@ -67,19 +70,35 @@ class Track:
 class Tracker:
     """SORT-style tracker on world-frame box centres."""
 
-    def __init__(self, dt_s: float, gate_m: float = 3.0, confirm_hits: int = 2, max_misses: int = 3,
-                 accel_psd: float = 2.0, position_noise_m: float = 0.3,
-                 initial_speed_sigma_mps: float = 15.0, size_smoothing: float = 0.8,
-                 motion: str = "cv", jerk_psd: float = 20.0, initial_accel_sigma_mps2: float = 3.0,
-                 init_velocity: str = "zero", depth_noise_per_m2: float = 0.0, gate_sigma: float = 3.0) -> None:
+    def __init__(
+        self,
+        dt_s: float,
+        gate_m: float = 3.0,
+        confirm_hits: int = 2,
+        max_misses: int = 3,
+        accel_psd: float = 2.0,
+        position_noise_m: float = 0.3,
+        initial_speed_sigma_mps: float = 15.0,
+        size_smoothing: float = 0.8,
+        motion: str = "cv",
+        jerk_psd: float = 20.0,
+        initial_accel_sigma_mps2: float = 3.0,
+        init_velocity: str = "zero",
+        depth_noise_per_m2: float = 0.0,
+        gate_sigma: float = 3.0,
+    ) -> None:
         if dt_s <= 0 or gate_m <= 0 or confirm_hits < 1 or max_misses < 0:
-            raise ValueError(f"need dt_s > 0, gate_m > 0, confirm_hits >= 1, max_misses >= 0; got "
-                             f"{dt_s}, {gate_m}, {confirm_hits}, {max_misses}")
+            raise ValueError(
+                f"need dt_s > 0, gate_m > 0, confirm_hits >= 1, max_misses >= 0; got "
+                f"{dt_s}, {gate_m}, {confirm_hits}, {max_misses}"
+            )
         if motion not in MOTION_MODELS:
             raise ValueError(f"unknown motion model {motion!r}; known: {', '.join(MOTION_MODELS)}")
         self.motion = motion
         if init_velocity not in INIT_VELOCITIES:
-            raise ValueError(f"unknown initial velocity {init_velocity!r}; known: {', '.join(INIT_VELOCITIES)}")
+            raise ValueError(
+                f"unknown initial velocity {init_velocity!r}; known: {', '.join(INIT_VELOCITIES)}"
+            )
         self.init_velocity = init_velocity
         self.depth_noise_per_m2 = float(depth_noise_per_m2)  # [1/m] sigma_depth = this x range^2
         self.gate_sigma = float(gate_sigma)  # Mahalanobis gate with ray-aligned noise
@@ -93,15 +112,19 @@ class Tracker:
         if motion == "cv":
             f1 = np.array([[1, dt], [0, 1]])
             # white-noise acceleration: Q = q * [[dt^3/3, dt^2/2], [dt^2/2, dt]] per axis
-            q1 = float(accel_psd) * np.array([[dt ** 3 / 3, dt ** 2 / 2], [dt ** 2 / 2, dt]])
-            p1 = [position_noise_m ** 2, initial_speed_sigma_mps ** 2]
+            q1 = float(accel_psd) * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
+            p1 = [position_noise_m**2, initial_speed_sigma_mps**2]
         else:
-            f1 = np.array([[1, dt, dt ** 2 / 2], [0, 1, dt], [0, 0, 1]])
+            f1 = np.array([[1, dt, dt**2 / 2], [0, 1, dt], [0, 0, 1]])
             # white-noise jerk (Bar-Shalom et al. 2001, eq. 6.3.3-4)
-            q1 = float(jerk_psd) * np.array([[dt ** 5 / 20, dt ** 4 / 8, dt ** 3 / 6],
-                                             [dt ** 4 / 8, dt ** 3 / 3, dt ** 2 / 2],
-                                             [dt ** 3 / 6, dt ** 2 / 2, dt]])
-            p1 = [position_noise_m ** 2, initial_speed_sigma_mps ** 2, initial_accel_sigma_mps2 ** 2]
+            q1 = float(jerk_psd) * np.array(
+                [
+                    [dt**5 / 20, dt**4 / 8, dt**3 / 6],
+                    [dt**4 / 8, dt**3 / 3, dt**2 / 2],
+                    [dt**3 / 6, dt**2 / 2, dt],
+                ]
+            )
+            p1 = [position_noise_m**2, initial_speed_sigma_mps**2, initial_accel_sigma_mps2**2]
         n = len(p1)
         self.F = np.zeros((2 * n, 2 * n))
         self.Q = np.zeros((2 * n, 2 * n))
@@ -110,7 +133,7 @@ class Tracker:
             self.F[np.ix_(idx, idx)] = f1
             self.Q[np.ix_(idx, idx)] = q1
         self.H = np.eye(2, 2 * n)
-        self.R = np.eye(2) * position_noise_m ** 2
+        self.R = np.eye(2) * position_noise_m**2
         self.P0 = np.diag(np.repeat(p1, 2))
         self.size_smoothing = float(size_smoothing)  # weight of the old size estimate
         self.reset()
@@ -121,7 +144,9 @@ class Tracker:
         self._last_pose: np.ndarray | None = None
 
     # -- one frame ----------------------------------------------------------------------
-    def update(self, detections: Boxes, pose: np.ndarray, ego_speed_mps: float | None = None) -> None:
+    def update(
+        self, detections: Boxes, pose: np.ndarray, ego_speed_mps: float | None = None
+    ) -> None:
         """Advance one frame with ``detections`` (ego frame) seen from ``pose`` [x, y, heading].
 
         ``ego_speed_mps`` (the speedometer) gives the ego's velocity that new tracks start
@@ -144,7 +169,14 @@ class Tracker:
         rows, cols = self._associate(centres, noise)
         matched_tracks, matched_dets = set(rows.tolist()), set(cols.tolist())
         for r, c in zip(rows, cols):
-            self._correct(self.tracks[r], centres[c], headings[c], detections, c, None if noise is None else noise[c])
+            self._correct(
+                self.tracks[r],
+                centres[c],
+                headings[c],
+                detections,
+                c,
+                None if noise is None else noise[c],
+            )
         for k, t in enumerate(self.tracks):
             if k not in matched_tracks:
                 t.misses += 1
@@ -153,11 +185,18 @@ class Tracker:
         self.tracks = [t for t in self.tracks if t.misses <= self.max_misses]
         for c in range(len(detections)):
             if c not in matched_dets:
-                self.tracks.append(Track(
-                    id=self._next_id, x=self._initial_state(centres[c], ego_velocity), P=self.P0.copy(),
-                    heading_rad=float(headings[c]), length_m=float(detections.length_m[c]),
-                    width_m=float(detections.width_m[c]), kind=int(detections.kind[c]),
-                    confirmed=self.confirm_hits <= 1))
+                self.tracks.append(
+                    Track(
+                        id=self._next_id,
+                        x=self._initial_state(centres[c], ego_velocity),
+                        P=self.P0.copy(),
+                        heading_rad=float(headings[c]),
+                        length_m=float(detections.length_m[c]),
+                        width_m=float(detections.width_m[c]),
+                        kind=int(detections.kind[c]),
+                        confirmed=self.confirm_hits <= 1,
+                    )
+                )
                 self._next_id += 1
 
     def _initial_state(self, centre: np.ndarray, ego_velocity: np.ndarray) -> np.ndarray:
@@ -170,7 +209,9 @@ class Tracker:
             x[2:4] = ego_velocity
         return x
 
-    def _measurement_noise(self, centres_ego_m: np.ndarray, heading_rad: float) -> np.ndarray | None:
+    def _measurement_noise(
+        self, centres_ego_m: np.ndarray, heading_rad: float
+    ) -> np.ndarray | None:
         """Per detection, its 2x2 world-frame measurement covariance: ``R`` plus the depth
         variance ``(k r^2)^2`` along the viewing ray (None without ``depth_noise_per_m2``)."""
         if self.depth_noise_per_m2 <= 0 or not len(centres_ego_m):
@@ -181,7 +222,9 @@ class Tracker:
         var = (self.depth_noise_per_m2 * r * r) ** 2
         return self.R[None] + var[:, None, None] * u[:, :, None] * u[:, None, :]
 
-    def _associate(self, centres: np.ndarray, noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _associate(
+        self, centres: np.ndarray, noise: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not self.tracks or not len(centres):
             return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
         predicted = np.array([t.x[:2] for t in self.tracks])
@@ -199,8 +242,15 @@ class Tracker:
         ok = cost[rows, cols] <= gate
         return rows[ok], cols[ok]
 
-    def _correct(self, t: Track, z: np.ndarray, heading: float, det: Boxes, c: int,
-                 noise: np.ndarray | None = None) -> None:
+    def _correct(
+        self,
+        t: Track,
+        z: np.ndarray,
+        heading: float,
+        det: Boxes,
+        c: int,
+        noise: np.ndarray | None = None,
+    ) -> None:
         y = z - self.H @ t.x
         S = self.H @ t.P @ self.H.T + (self.R if noise is None else noise)
         K = t.P @ self.H.T @ np.linalg.inv(S)
@@ -234,7 +284,9 @@ class Tracker:
         a wide one."""
         live, _, _, heading = self._confirmed()
         u = np.stack([np.cos(heading), np.sin(heading)], axis=-1)
-        return np.array([np.sqrt(max(float(u[k] @ t.P[2:4, 2:4] @ u[k]), 0.0)) for k, t in enumerate(live)])
+        return np.array(
+            [np.sqrt(max(float(u[k] @ t.P[2:4, 2:4] @ u[k]), 0.0)) for k, t in enumerate(live)]
+        )
 
     def objects(self) -> ObjectStates:
         """Confirmed tracks, world frame; a moving track's heading is its velocity's
@@ -246,7 +298,9 @@ class Tracker:
         if self.motion == "ca" and len(live):
             along = x[:, 4] * np.cos(heading) + x[:, 5] * np.sin(heading)
             old = np.array([t.age >= MIN_ACCEL_AGE for t in live])
-            accel = np.where(old & (np.abs(along) >= ACCEL_DEADBAND_MPS2) & (speed > MOVING_MPS), along, 0.0)
+            accel = np.where(
+                old & (np.abs(along) >= ACCEL_DEADBAND_MPS2) & (speed > MOVING_MPS), along, 0.0
+            )
         return ObjectStates(
             id=np.array([t.id for t in live], dtype=np.int64),
             kind=np.array([t.kind for t in live], dtype=np.int8),

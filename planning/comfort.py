@@ -17,9 +17,17 @@ JERK_MAX_MPS3 = 8.37  # [m/s^3] |longitudinal jerk|
 YAW_RATE_MAX_RADPS = 0.95  # [rad/s] |yaw rate|
 
 
-def within_comfort_bounds(long_accel_mps2: np.ndarray, lat_accel_mps2: np.ndarray, jerk_mps3: np.ndarray,
-                          yaw_rate_radps: np.ndarray) -> np.ndarray:
+def within_comfort_bounds(
+    long_accel_mps2: np.ndarray,
+    lat_accel_mps2: np.ndarray,
+    jerk_mps3: np.ndarray,
+    yaw_rate_radps: np.ndarray,
+) -> np.ndarray:
     """Elementwise: every quantity inside nuPlan's bounds (NaN counts as outside)."""
-    return ((long_accel_mps2 >= LONG_ACCEL_MIN_MPS2) & (long_accel_mps2 <= LONG_ACCEL_MAX_MPS2)
-            & (np.abs(lat_accel_mps2) <= LAT_ACCEL_MAX_MPS2) & (np.abs(yaw_rate_radps) <= YAW_RATE_MAX_RADPS)
-            & (np.abs(jerk_mps3) <= JERK_MAX_MPS3))
+    return (
+        (long_accel_mps2 >= LONG_ACCEL_MIN_MPS2)
+        & (long_accel_mps2 <= LONG_ACCEL_MAX_MPS2)
+        & (np.abs(lat_accel_mps2) <= LAT_ACCEL_MAX_MPS2)
+        & (np.abs(yaw_rate_radps) <= YAW_RATE_MAX_RADPS)
+        & (np.abs(jerk_mps3) <= JERK_MAX_MPS3)
+    )

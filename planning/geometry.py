@@ -56,7 +56,7 @@ class Polyline:
     curvature_1pm: np.ndarray  # [N] d(heading)/ds [1/m], left turn positive
 
     @classmethod
-    def from_points(cls, points_m: np.ndarray, heading_rad: np.ndarray | None = None) -> "Polyline":
+    def from_points(cls, points_m: np.ndarray, heading_rad: np.ndarray | None = None) -> Polyline:
         """A polyline through ``points_m``; vertex headings from ``heading_rad`` when the
         source knows them exactly (the map does), else from the adjacent segments."""
         pts = np.asarray(points_m, dtype=np.float64).reshape(-1, 2)
@@ -110,8 +110,11 @@ class Polyline:
         before = s < 0.0
         after = s > self.length_m
         c = np.where(before[..., None], self.points_m[0] + s[..., None] * self.tangent[0], c)
-        c = np.where(after[..., None],
-                     self.points_m[-1] + (s - self.length_m)[..., None] * self.tangent[-1], c)
+        c = np.where(
+            after[..., None],
+            self.points_m[-1] + (s - self.length_m)[..., None] * self.tangent[-1],
+            c,
+        )
         t = np.where(before[..., None], self.tangent[0], t)
         t = np.where(after[..., None], self.tangent[-1], t)
         return c, t
@@ -143,8 +146,11 @@ class Polyline:
         if n_seg > LOCAL_SEARCH_SEGMENTS:
             # long lines: only the segments around each query's nearest vertex
             v = np.argmin(np.sum((q - self.points_m[None]) ** 2, axis=-1), axis=1)
-            segs = np.clip(v[:, None] + np.arange(-LOCAL_SEARCH_SEGMENTS // 2, LOCAL_SEARCH_SEGMENTS // 2),
-                           0, n_seg - 1)  # [Q, W]
+            segs = np.clip(
+                v[:, None] + np.arange(-LOCAL_SEARCH_SEGMENTS // 2, LOCAL_SEARCH_SEGMENTS // 2),
+                0,
+                n_seg - 1,
+            )  # [Q, W]
         else:
             segs = np.broadcast_to(np.arange(n_seg), (len(q), n_seg))
         a = self.points_m[segs]  # [Q, S, 2]
@@ -183,39 +189,47 @@ class Polyline:
         d = np.einsum("qk,qk->q", q[:, 0] - cc, left_normal(tt))
         # the extensions win only where nothing on the line itself is nearer
         use0 = d0 < best
-        use1 = (d1 < np.minimum(best, d0))
+        use1 = d1 < np.minimum(best, d0)
         s = np.where(use0, lam0, s)
-        d = np.where(use0, np.einsum("qk,k->q", q[:, 0] - self.points_m[0], left_normal(self.tangent[0])), d)
+        d = np.where(
+            use0, np.einsum("qk,k->q", q[:, 0] - self.points_m[0], left_normal(self.tangent[0])), d
+        )
         s = np.where(use1, self.length_m + lam1, s)
-        d = np.where(use1, np.einsum("qk,k->q", q[:, 0] - self.points_m[-1],
-                                     left_normal(self.tangent[-1])), d)
+        d = np.where(
+            use1,
+            np.einsum("qk,k->q", q[:, 0] - self.points_m[-1], left_normal(self.tangent[-1])),
+            d,
+        )
         no_root = ~np.isfinite(best) & ~use0 & ~use1
         if np.any(no_root):  # only possible exactly at a reflex corner: take the nearest vertex
             v = np.argmin(np.sum((q[no_root] - self.points_m[None]) ** 2, axis=-1), axis=1)
             s[no_root] = self.s_m[v]
-            d[no_root] = np.einsum("qk,qk->q", q[no_root, 0] - self.points_m[v],
-                                   left_normal(self.tangent[v]))
+            d[no_root] = np.einsum(
+                "qk,qk->q", q[no_root, 0] - self.points_m[v], left_normal(self.tangent[v])
+            )
         return s.reshape(shape), d.reshape(shape)
 
     # -- derived lines -------------------------------------------------------------------
-    def crop(self, s_from_m: float, s_to_m: float) -> "Polyline":
+    def crop(self, s_from_m: float, s_to_m: float) -> Polyline:
         """The part between two arc lengths (clamped to the line), as a new polyline."""
         lo = float(np.clip(s_from_m, 0.0, self.length_m))
         hi = float(np.clip(s_to_m, 0.0, self.length_m))
         if hi - lo < 1e-3:
-            raise ValueError(f"empty crop [{s_from_m:.2f}, {s_to_m:.2f}] of a {self.length_m:.2f} m line")
+            raise ValueError(
+                f"empty crop [{s_from_m:.2f}, {s_to_m:.2f}] of a {self.length_m:.2f} m line"
+            )
         inner = (self.s_m > lo + 1e-6) & (self.s_m < hi - 1e-6)
         s = np.concatenate([[lo], self.s_m[inner], [hi]])
         return self.resample_at(s)
 
-    def resample(self, spacing_m: float) -> "Polyline":
+    def resample(self, spacing_m: float) -> Polyline:
         """Evenly spaced vertices (the last spacing may be shorter)."""
         if not spacing_m > 0:
             raise ValueError(f"spacing must be > 0, got {spacing_m}")
         n = max(2, int(np.ceil(self.length_m / spacing_m)) + 1)
         return self.resample_at(np.linspace(0.0, self.length_m, n))
 
-    def resample_at(self, s_m: np.ndarray) -> "Polyline":
+    def resample_at(self, s_m: np.ndarray) -> Polyline:
         c, t = self.frame(np.asarray(s_m, dtype=np.float64))
         return Polyline.from_points(c, np.arctan2(t[:, 1], t[:, 0]))
 
@@ -226,7 +240,9 @@ def _quadratic_roots_in_unit(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.
     eps = 1e-9
     a = np.broadcast_to(a, b.shape)
     linear = np.abs(a) < 1e-12
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # out-of-range roots are dropped
+    with np.errstate(
+        divide="ignore", invalid="ignore", over="ignore"
+    ):  # out-of-range roots are dropped
         disc = b * b - 4.0 * a * c
         sq = np.sqrt(np.maximum(disc, 0.0))
         qq = -0.5 * (b + np.where(b >= 0, sq, -sq))

@@ -10,12 +10,15 @@ from __future__ import annotations
 try:
     from numba import njit, types
     from numba.extending import overload, register_jitable
-except ImportError:  # pragma: no cover - exercised by tests/test_boundaries.py in a fresh interpreter
+except (
+    ImportError
+):  # pragma: no cover - exercised by tests/test_boundaries.py in a fresh interpreter
     njit = types = overload = None
 
     def register_jitable(fn):
         """Without numba: the function itself."""
         return fn
+
 
 COMPILED = njit is not None
 """Whether the rollout loop runs compiled."""

@@ -42,6 +42,7 @@ def as_index(f):
 
 
 if COMPILED:
+
     @overload(as_index)
     def _as_index_compiled(f):
         if isinstance(f, types.Float):
@@ -67,17 +68,60 @@ def window_frame(x_m, y_m, tx, ty, dx_m, dy_m, dtx, dty, inv_spacing_1pm, f_max,
 def window_speed_cap(cap_mps, inv_spacing_1pm, width, base, s_local_m):
     """The speed cap [m/s] at the sample at or behind ``s_local_m`` on the flat windows
     starting at index ``base``."""
-    return cap_mps[base + np.minimum(np.maximum(as_index(s_local_m * inv_spacing_1pm), 0), width - 1)]
+    return cap_mps[
+        base + np.minimum(np.maximum(as_index(s_local_m * inv_spacing_1pm), 0), width - 1)
+    ]
 
 
 @jit(cache=True, error_model="numpy")  # numpy's division: x/0 is inf or nan, not an exception
-def rollout_steps(x0, y0, h0, v0, length_m, steps, step_s,
-                  look_gain_s, look_min_m, look_max_m, max_steering_rad,
-                  base, s0_local, blend_d0, blend_m0, blend_inv_len,
-                  wx, wy, wtx, wty, wdx, wdy, wdtx, wdty, wcap, inv_spacing_1pm, f_max, width,
-                  longitudinal, frac, min_desired_mps, idm_a, idm_b, idm_t, idm_s0, idm_delta, idm_2sab,
-                  brake, max_brake_mps2, dead, s_end, dead_end_margin_m,
-                  so_all, g_all, vs_all, min_closing_mps):
+def rollout_steps(
+    x0,
+    y0,
+    h0,
+    v0,
+    length_m,
+    steps,
+    step_s,
+    look_gain_s,
+    look_min_m,
+    look_max_m,
+    max_steering_rad,
+    base,
+    s0_local,
+    blend_d0,
+    blend_m0,
+    blend_inv_len,
+    wx,
+    wy,
+    wtx,
+    wty,
+    wdx,
+    wdy,
+    wdtx,
+    wdty,
+    wcap,
+    inv_spacing_1pm,
+    f_max,
+    width,
+    longitudinal,
+    frac,
+    min_desired_mps,
+    idm_a,
+    idm_b,
+    idm_t,
+    idm_s0,
+    idm_delta,
+    idm_2sab,
+    brake,
+    max_brake_mps2,
+    dead,
+    s_end,
+    dead_end_margin_m,
+    so_all,
+    g_all,
+    vs_all,
+    min_closing_mps,
+):
     """Steps every candidate ``c`` through ``steps`` steps of ``step_s``: pure pursuit onto
     its way (the Hermite transition ``blend_*`` onto its path window at ``base``), IDM at
     ``frac[c]`` of the window's speed cap behind the nearest object in its way (``g_all``,
@@ -88,9 +132,13 @@ def rollout_steps(x0, y0, h0, v0, length_m, steps, step_s,
     C = base.shape[0]
     K = so_all.shape[2]
     half_l = length_m / 2
-    X = np.empty((C, steps + 1)); Y = np.empty((C, steps + 1))
-    H = np.empty((C, steps + 1)); V = np.empty((C, steps + 1))
-    A = np.empty((C, steps)); D = np.empty((C, steps)); S = np.empty((C, steps + 1))
+    X = np.empty((C, steps + 1))
+    Y = np.empty((C, steps + 1))
+    H = np.empty((C, steps + 1))
+    V = np.empty((C, steps + 1))
+    A = np.empty((C, steps))
+    D = np.empty((C, steps))
+    S = np.empty((C, steps + 1))
     min_ttc = np.full(C, np.inf)
     cap0 = np.empty(C)
     for c in range(C):
@@ -103,9 +151,12 @@ def rollout_steps(x0, y0, h0, v0, length_m, steps, step_s,
         for k in range(steps):
             rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
             ld = lookahead_distance(v, look_gain_s, look_min_m, look_max_m)
-            fcx, fcy, ftx, fty = window_frame(wx, wy, wtx, wty, wdx, wdy, wdtx, wdty, inv_spacing_1pm, f_max, b, s)
-            lcx, lcy, ltx, lty = window_frame(wx, wy, wtx, wty, wdx, wdy, wdtx, wdty, inv_spacing_1pm, f_max, b,
-                                              s + ld)
+            fcx, fcy, ftx, fty = window_frame(
+                wx, wy, wtx, wty, wdx, wdy, wdtx, wdty, inv_spacing_1pm, f_max, b, s
+            )
+            lcx, lcy, ltx, lty = window_frame(
+                wx, wy, wtx, wty, wdx, wdy, wdtx, wdty, inv_spacing_1pm, f_max, b, s + ld
+            )
             s = s + (rx - fcx) * ftx + (ry - fcy) * fty
             S[c, k] = s
             u = np.minimum(np.maximum((s + ld - s0_local[c]) * blend_inv_len[c], 0.0), 1.0)
@@ -116,7 +167,9 @@ def rollout_steps(x0, y0, h0, v0, length_m, steps, step_s,
             steer = np.minimum(np.maximum(steer, -max_steering_rad), max_steering_rad)
             D[c, k] = steer
             if longitudinal:
-                desired = np.maximum(frac[c] * window_speed_cap(wcap, inv_spacing_1pm, width, b, s), min_desired_mps)
+                desired = np.maximum(
+                    frac[c] * window_speed_cap(wcap, inv_spacing_1pm, width, b, s), min_desired_mps
+                )
                 centre = s + half_l
                 gap, v_lead = np.inf, 0.0
                 if K:
@@ -140,11 +193,16 @@ def rollout_steps(x0, y0, h0, v0, length_m, steps, step_s,
                     dead_gap = s_end[c] - (s + length_m) - dead_end_margin_m
                     if dead_gap < gap:
                         gap, v_lead = dead_gap, 0.0
-                acc = (idm_free_road_terms(v, desired, idm_a[c], idm_b[c], idm_delta[c])
-                       + idm_interaction_terms(v, v_lead, gap, idm_a[c], idm_t[c], idm_s0[c], idm_2sab[c]))
+                acc = idm_free_road_terms(
+                    v, desired, idm_a[c], idm_b[c], idm_delta[c]
+                ) + idm_interaction_terms(
+                    v, v_lead, gap, idm_a[c], idm_t[c], idm_s0[c], idm_2sab[c]
+                )
                 if brake[c] > 0:
                     acc = np.minimum(acc, -np.minimum(brake[c], v / step_s))
-                acc = np.minimum(np.maximum(acc, np.maximum(-max_brake_mps2, -v / step_s)), idm_a[c])
+                acc = np.minimum(
+                    np.maximum(acc, np.maximum(-max_brake_mps2, -v / step_s)), idm_a[c]
+                )
             else:
                 acc = 0.0
             A[c, k] = acc
@@ -152,19 +210,26 @@ def rollout_steps(x0, y0, h0, v0, length_m, steps, step_s,
             x, y, h, v = bicycle_step_xyhv(x, y, h, v, acc, steer, step_s, length_m)
             X[c, k + 1], Y[c, k + 1], H[c, k + 1], V[c, k + 1] = x, y, h, v
         rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
-        fcx, fcy, ftx, fty = window_frame(wx, wy, wtx, wty, wdx, wdy, wdtx, wdty, inv_spacing_1pm, f_max, b, s)
+        fcx, fcy, ftx, fty = window_frame(
+            wx, wy, wtx, wty, wdx, wdy, wdtx, wdty, inv_spacing_1pm, f_max, b, s
+        )
         S[c, steps] = s + (rx - fcx) * ftx + (ry - fcy) * fty
         min_ttc[c] = ttc_min
     return X, Y, H, V, A, D, S, min_ttc, cap0
 
 
-KERNEL_SOURCES = tuple(Path(__file__).with_name(n) for n in ("kernel.py", "rollout.py", "vehicle.py", "jit.py"))
+KERNEL_SOURCES = tuple(
+    Path(__file__).with_name(n) for n in ("kernel.py", "rollout.py", "vehicle.py", "jit.py")
+)
 """The files whose code the compiled loop contains (the ``register_jitable`` functions are
 compiled into it)."""
 
 
-def drop_stale_cache(cache_dir: Path, sources: Sequence[Path] = KERNEL_SOURCES,
-                     pattern: str = "kernel.rollout_steps-*.nb[ci]") -> bool:
+def drop_stale_cache(
+    cache_dir: Path,
+    sources: Sequence[Path] = KERNEL_SOURCES,
+    pattern: str = "kernel.rollout_steps-*.nb[ci]",
+) -> bool:
     """numba keys a cached function on its own file only, so an edit to IDM in
     ``rollout.py`` would leave the loop running yesterday's IDM.  Keep a digest of every
     source the loop compiles next to the cache and drop the cached loop when it changes.

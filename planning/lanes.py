@@ -24,8 +24,12 @@ from planning.geometry import MIN_SEGMENT_M, Polyline, left_normal, wrap_angle
 PATH_SPACING_M = 1.0  # [m] reference path sample spacing
 PATH_CACHE_LIMIT = 512  # reference paths kept across episodes before the cache starts over
 JUNCTION_GAP_M = 0.5  # [m] lane ends further apart than this are joined by a straight segment
-CURVATURE_WINDOW_M = 6.0  # [m] curvature is averaged over about a car length: junction kinks are not curves
-DESTINATION_SLACK_M = 10.0  # [m] a lane ending this close to the destination lane's end is no dead end
+CURVATURE_WINDOW_M = (
+    6.0  # [m] curvature is averaged over about a car length: junction kinks are not curves
+)
+DESTINATION_SLACK_M = (
+    10.0  # [m] a lane ending this close to the destination lane's end is no dead end
+)
 CURVED_MAP_1PM = 0.02  # [1/m] a lane bending tighter than a 50 m radius makes a map "curved"
 ALIGNED_RAD = np.pi / 3  # [rad] a lane counts as the ego's only if headings differ by less
 MIN_TRANSITION_M = 1e-6  # [m] shorter transitions are none: the centre line itself
@@ -47,8 +51,12 @@ class Lane:
 class LaneMap:
     """Lanes and route from one episode's ``map`` sensor; builds corridors on demand."""
 
-    def __init__(self, map_sensor: Mapping, default_speed_limit_mps: float = 30.0,
-                 path_cache: dict | None = None) -> None:
+    def __init__(
+        self,
+        map_sensor: Mapping,
+        default_speed_limit_mps: float = 30.0,
+        path_cache: dict | None = None,
+    ) -> None:
         """
         :param path_cache: a dict to keep reference paths in across episodes of the same
             road network (keys include the network's fingerprint and the destination), so
@@ -62,22 +70,30 @@ class LaneMap:
         for lid, lane in lanes_in.items():
             limit = lane.get("speed_limit_mps")
             self.lanes[lid] = Lane(
-                id=lid, centre=Polyline.from_points(lane["centre_m"], lane["heading_rad"]),
+                id=lid,
+                centre=Polyline.from_points(lane["centre_m"], lane["heading_rad"]),
                 width_m=float(lane["width_m"]),
                 speed_limit_mps=float(limit) if limit is not None else default_speed_limit_mps,
-                next=tuple(lane.get("next", ())), left=lane.get("left"), right=lane.get("right"))
+                next=tuple(lane.get("next", ())),
+                left=lane.get("left"),
+                right=lane.get("right"),
+            )
         self.route_lanes: tuple[str, ...] = tuple(route["lane_ids"])
         unknown = [r for r in self.route_lanes if r not in self.lanes]
         if unknown:
             raise ValueError(f"route lanes {unknown} are not in the map")
         self.route_length_m = float(route["length_m"])
         # along the route, each lane's next route lane (a lap lists its first lane again)
-        self.route_next: dict[str, str] = {a: b for a, b in zip(self.route_lanes, self.route_lanes[1:])
-                                           if a != b}
+        self.route_next: dict[str, str] = {
+            a: b for a, b in zip(self.route_lanes, self.route_lanes[1:]) if a != b
+        }
         self.route_roads = {_road(r) for r in self.route_lanes}
         # whether any lane bends (a roundabout, a racetrack): where lane-following forecasts pay
-        self.curved = any(np.abs(lane.centre.curvature_1pm).max() > CURVED_MAP_1PM
-                          for lane in self.lanes.values() if len(lane.centre) > 2)
+        self.curved = any(
+            np.abs(lane.centre.curvature_1pm).max() > CURVED_MAP_1PM
+            for lane in self.lanes.values()
+            if len(lane.centre) > 2
+        )
         self.destination = self.route_lanes[-1]
         # every lane's segments stacked, to find the lane under a point in one pass
         starts, ends, owner = [], [], []
@@ -97,12 +113,16 @@ class LaneMap:
         if len(self._paths) > PATH_CACHE_LIMIT:
             self._paths.clear()
         # what identifies this network's geometry (the same map in every episode of a scenario)
-        self._fingerprint = hash(tuple(
-            (lid, len(lane.centre), round(float(lane.centre.points_m.sum()), 3))
-            for lid, lane in sorted(self.lanes.items())))
+        self._fingerprint = hash(
+            tuple(
+                (lid, len(lane.centre), round(float(lane.centre.points_m.sum()), 3))
+                for lid, lane in sorted(self.lanes.items())
+            )
+        )
 
-    def locate(self, xy_m: np.ndarray, heading_rad: float,
-               prefer: Sequence[str] = ()) -> tuple[str, float] | None:
+    def locate(
+        self, xy_m: np.ndarray, heading_rad: float, prefer: Sequence[str] = ()
+    ) -> tuple[str, float] | None:
         """The lane under a point and the point's arc length on it [m], among lanes
         heading within 60 degrees of ``heading_rad``; None when no lane is aligned.
 
@@ -127,10 +147,13 @@ class LaneMap:
                 break
         if not np.isfinite(dist[best]):
             return None
-        return self._lane_ids[self._seg_owner[best]], float(self._seg_s[best] + t[best] * np.sqrt(self._seg_len2[best]))
+        return self._lane_ids[self._seg_owner[best]], float(
+            self._seg_s[best] + t[best] * np.sqrt(self._seg_len2[best])
+        )
 
-    def corridor(self, lane_id: str, length_m: float, start_s_m: float = 0.0,
-                 follow_route: bool = True) -> tuple[str, ...]:
+    def corridor(
+        self, lane_id: str, length_m: float, start_s_m: float = 0.0, follow_route: bool = True
+    ) -> tuple[str, ...]:
         """``lane_id`` and the lanes that follow it for at least ``length_m`` metres beyond
         ``start_s_m`` on it (or to a dead end): the route's next lane where the route goes
         on from here, else the successor on a route road, else the nearest successor.
@@ -166,9 +189,11 @@ class LaneMap:
         rel = start - end
         lon = np.cos(h) * rel[0] + np.sin(h) * rel[1]
         lat = -np.sin(h) * rel[0] + np.cos(h) * rel[1]
-        return bool(np.hypot(lon, lat) < JUNCTION_GAP_M or (lon > JUNCTION_GAP_M and abs(lat) <= lon))
+        return bool(
+            np.hypot(lon, lat) < JUNCTION_GAP_M or (lon > JUNCTION_GAP_M and abs(lat) <= lon)
+        )
 
-    def path(self, lanes: Sequence[str]) -> "ReferencePath":
+    def path(self, lanes: Sequence[str]) -> ReferencePath:
         """The reference path along a corridor (cached: corridors repeat step after step)."""
         lanes = tuple(lanes)
         key = (self._fingerprint, self.destination, lanes)  # dead ends depend on the destination
@@ -210,7 +235,7 @@ class ReferencePath:
     spacing_m: float = PATH_SPACING_M
 
     @classmethod
-    def along(cls, lane_map: LaneMap, lanes: tuple[str, ...]) -> "ReferencePath":
+    def along(cls, lane_map: LaneMap, lanes: tuple[str, ...]) -> ReferencePath:
         pts, heads, limits, first_index = [], [], [], []
         for k, lid in enumerate(lanes):
             lane = lane_map.lanes[lid]
@@ -223,8 +248,14 @@ class ReferencePath:
             pts.append(p)
             heads.append(h)
             limits.append(np.full(len(p), lane.speed_limit_mps))
-        points, headings, limit_src = np.concatenate(pts), np.concatenate(heads), np.concatenate(limits)
-        keep = np.concatenate([[True], np.linalg.norm(np.diff(points, axis=0), axis=1) > MIN_SEGMENT_M])
+        points, headings, limit_src = (
+            np.concatenate(pts),
+            np.concatenate(heads),
+            np.concatenate(limits),
+        )
+        keep = np.concatenate(
+            [[True], np.linalg.norm(np.diff(points, axis=0), axis=1) > MIN_SEGMENT_M]
+        )
         points, headings, limit_src = points[keep], headings[keep], limit_src[keep]
         kept_index = np.cumsum(keep) - 1  # old vertex index -> new
         joined = any(np.linalg.norm(a[-1] - b[0]) >= JUNCTION_GAP_M for a, b in zip(pts, pts[1:]))
@@ -232,19 +263,30 @@ class ReferencePath:
         line = Polyline.from_points(points, None if joined else headings)
         grid = line.resample(PATH_SPACING_M)
         # a sample takes the limit of the lane it lies on (the lane it entered last)
-        limit = limit_src[np.clip(np.searchsorted(line.s_m, grid.s_m, side="right") - 1, 0, len(line.s_m) - 1)]
+        limit = limit_src[
+            np.clip(np.searchsorted(line.s_m, grid.s_m, side="right") - 1, 0, len(line.s_m) - 1)
+        ]
         n = max(1, int(round(CURVATURE_WINDOW_M / PATH_SPACING_M)))
         kernel = np.ones(n) / n
-        curvature = np.convolve(np.pad(grid.curvature_1pm, (n // 2, n - 1 - n // 2), mode="edge"),
-                                kernel, mode="valid")
+        curvature = np.convolve(
+            np.pad(grid.curvature_1pm, (n // 2, n - 1 - n // 2), mode="edge"), kernel, mode="valid"
+        )
         last = lanes[-1]
         dead_end = not lane_map.lanes[last].next and not lane_map.reaches_destination(last)
         lane_start = np.array([line.s_m[kept_index[i]] for i in first_index])
         lane_start[0] = 0.0
-        return cls(lanes=lanes, lane_start_s_m=lane_start, xy_m=grid.points_m, tangent=grid.tangent, heading_rad=grid.heading_rad,
-                   curvature_1pm=curvature, speed_limit_mps=limit,
-                   width_m=lane_map.lanes[lanes[0]].width_m, dead_end=bool(dead_end),
-                   spacing_m=float(grid.s_m[1] - grid.s_m[0]))
+        return cls(
+            lanes=lanes,
+            lane_start_s_m=lane_start,
+            xy_m=grid.points_m,
+            tangent=grid.tangent,
+            heading_rad=grid.heading_rad,
+            curvature_1pm=curvature,
+            speed_limit_mps=limit,
+            width_m=lane_map.lanes[lanes[0]].width_m,
+            dead_end=bool(dead_end),
+            spacing_m=float(grid.s_m[1] - grid.s_m[0]),
+        )
 
     @property
     def length_m(self) -> float:
@@ -262,8 +304,9 @@ class ReferencePath:
         beyond = (s - np.minimum(np.maximum(s, 0.0), self.length_m))[..., None]
         return c + beyond * t, t
 
-    def project(self, xy_m: np.ndarray, s_guess_m: np.ndarray | None = None,
-                window_m: float = 200.0) -> tuple[np.ndarray, np.ndarray]:
+    def project(
+        self, xy_m: np.ndarray, s_guess_m: np.ndarray | None = None, window_m: float = 200.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Points ``[..., 2]`` -> (s, d).  The nearest sample within ``window_m`` of the
         guess (or anywhere) seeds two Gauss-Newton steps on the foot-point condition."""
         q = np.asarray(xy_m, dtype=np.float64)
@@ -290,7 +333,11 @@ class ReferencePath:
     def lane_at(self, s_m: float) -> tuple[str, float]:
         """The corridor's lane at arc length ``s_m`` and the arc length into it [m]
         (on a junction chord: the lane the chord leads to, at 0)."""
-        k = int(np.clip(np.searchsorted(self.lane_start_s_m, s_m, side="right") - 1, 0, len(self.lanes) - 1))
+        k = int(
+            np.clip(
+                np.searchsorted(self.lane_start_s_m, s_m, side="right") - 1, 0, len(self.lanes) - 1
+            )
+        )
         return self.lanes[k], float(max(0.0, s_m - self.lane_start_s_m[k]))
 
     def to_xy(self, s_m: np.ndarray | float, d_m: np.ndarray | float) -> np.ndarray:
@@ -307,8 +354,9 @@ class ReferencePath:
         return values[i]
 
 
-def hermite_offset(s_m: np.ndarray, d0_m: np.ndarray, slope0: np.ndarray,
-                   length_m: np.ndarray) -> np.ndarray:
+def hermite_offset(
+    s_m: np.ndarray, d0_m: np.ndarray, slope0: np.ndarray, length_m: np.ndarray
+) -> np.ndarray:
     """Lateral offset [m] of a transition that leaves the car's offset ``d0_m`` with its
     lateral slope ``slope0`` (tan of the heading error) at ``s = 0`` and joins the
     centre line tangentially at ``s = length_m``: a cubic Hermite curve in Frenet
@@ -317,7 +365,7 @@ def hermite_offset(s_m: np.ndarray, d0_m: np.ndarray, slope0: np.ndarray,
     none = length < MIN_TRANSITION_M  # no transition: the centre line itself
     u = np.where(none, 1.0, np.clip(np.asarray(s_m) / np.where(none, 1.0, length), 0.0, 1.0))
     m0 = np.clip(slope0, -MAX_TRANSITION_SLOPE, MAX_TRANSITION_SLOPE) * length
-    return d0_m * (2 * u ** 3 - 3 * u ** 2 + 1) + m0 * (u ** 3 - 2 * u ** 2 + u)
+    return d0_m * (2 * u**3 - 3 * u**2 + 1) + m0 * (u**3 - 2 * u**2 + u)
 
 
 def transition_slope(heading_error_rad: np.ndarray) -> np.ndarray:
@@ -339,8 +387,9 @@ class BlendedPath:
     length_m: float  # transition length
 
     def offset(self, s_m):
-        return hermite_offset(np.asarray(s_m, dtype=np.float64) - self.s0_m, self.d0_m,
-                              self.slope0, self.length_m)
+        return hermite_offset(
+            np.asarray(s_m, dtype=np.float64) - self.s0_m, self.d0_m, self.slope0, self.length_m
+        )
 
     def project(self, xy_m: np.ndarray, s_guess_m=None, window_m: float = 200.0):
         s, d = self.base.project(xy_m, s_guess_m, window_m)
@@ -351,5 +400,7 @@ class BlendedPath:
 
     def heading_at(self, s_m):
         eps = 0.5  # [m] slope of the offset by central difference
-        slope = (self.offset(np.asarray(s_m) + eps) - self.offset(np.asarray(s_m) - eps)) / (2 * eps)
+        slope = (self.offset(np.asarray(s_m) + eps) - self.offset(np.asarray(s_m) - eps)) / (
+            2 * eps
+        )
         return self.base.heading_at(s_m) + np.arctan(slope)

@@ -108,7 +108,9 @@ NEVER_COLLIDES_S = 1e9  # [s] first-collision time of a candidate that never col
 # 3 m/s^2, COMFORT_ACC_MIN -5 m/s^2, TIME_WANTED 1.5 s, DISTANCE_WANTED 5 m + LENGTH measured
 # centre to centre (a 5 m bumper gap), DELTA 4. The traffic drives with it, so followers are
 # simulated with it, and the `idm` baseline's proposal is scored with it.
-HIGHWAY_ENV_IDM = IDMParameters(accel_mps2=3.0, decel_mps2=5.0, headway_s=1.5, min_gap_m=5.0, delta=4.0)
+HIGHWAY_ENV_IDM = IDMParameters(
+    accel_mps2=3.0, decel_mps2=5.0, headway_s=1.5, min_gap_m=5.0, delta=4.0
+)
 HIGHWAY_ENV_ACC_MAX_MPS2 = 6.0  # [m/s^2] IDMVehicle.ACC_MAX: the traffic's acceleration limit
 # candidate kinds (Plan.kind)
 PROPOSAL, STOP, IDM_PROPOSAL, EMERGENCY_BRAKE, EVASIVE = 0, 1, 2, 3, 4
@@ -137,7 +139,9 @@ class PlannerConfig:
     idm_accel_mps2: float = 2.4  # [m/s^2] maximum acceleration a (nuPlan's comfort bound)
     idm_decel_mps2: float = 2.5  # [m/s^2] comfortable deceleration b
     idm_headway_s: float = 1.5  # [s] desired time gap T (highway-env's TIME_WANTED)
-    idm_min_gap_m: float = 5.0  # [m] jam distance s0 (highway-env's DISTANCE_WANTED less a car length)
+    idm_min_gap_m: float = (
+        5.0  # [m] jam distance s0 (highway-env's DISTANCE_WANTED less a car length)
+    )
     idm_delta: float = 4.0  # acceleration exponent
     max_brake_mps2: float = 5.0  # [m/s^2] the car's braking limit
     dead_end_margin_m: float = 3.0  # [m] stop this far before a corridor's end
@@ -163,7 +167,9 @@ class PlannerConfig:
     # flows beats one that stalls just past the horizon
     ttc_good_s: float = 3.0  # [s] time-to-collision at and above which the TTC score is 1
     ttc_bad_s: float = 1.0  # [s] ... and at and below which it is 0
-    unsafe_follower_decel_mps2: float = 2.0  # [m/s^2] MOBIL's b_safe (LANE_CHANGE_MAX_BRAKING_IMPOSED)
+    unsafe_follower_decel_mps2: float = (
+        2.0  # [m/s^2] MOBIL's b_safe (LANE_CHANGE_MAX_BRAKING_IMPOSED)
+    )
     collision_commit_s: float = 0.5  # [s] when every candidate collides, stay on the path chosen
     # last time while one of its candidates collides at most this much earlier than the latest
     keep_lane_share_in_lane: float = 1.0  # [-] of the keep-lane weight that staying in lane earns
@@ -171,8 +177,15 @@ class PlannerConfig:
     # a change needs about 5% more progress than staying instead of 20% (MOBIL-like eagerness):
     # highway-short 0.992 -> 0.997, but three lane changes in 12 s on a highway seed where the
     # full bonus makes one, so the teacher stays calm (docs/planner.md, section 2)
-    weights: dict = field(default_factory=lambda: {
-        "progress": 5.0, "ttc": 5.0, "comfort": 2.0, "route": 3.0, "keep_lane": 1.0})
+    weights: dict = field(
+        default_factory=lambda: {
+            "progress": 5.0,
+            "ttc": 5.0,
+            "comfort": 2.0,
+            "route": 3.0,
+            "keep_lane": 1.0,
+        }
+    )
 
     @property
     def steps(self) -> int:
@@ -180,8 +193,13 @@ class PlannerConfig:
 
     @property
     def idm(self) -> IDMParameters:
-        return IDMParameters(self.idm_accel_mps2, self.idm_decel_mps2, self.idm_headway_s, self.idm_min_gap_m,
-                             self.idm_delta)
+        return IDMParameters(
+            self.idm_accel_mps2,
+            self.idm_decel_mps2,
+            self.idm_headway_s,
+            self.idm_min_gap_m,
+            self.idm_delta,
+        )
 
     def band_m(self, lane_width_m):
         """[m] how far from a lane's centre line an object is in that lane."""
@@ -193,8 +211,12 @@ class PlannerConfig:
         ``max(min_transition_m, speed x transition_time_s)`` from ``transition_full_m`` on
         (a lane change), linear between."""
         full = np.maximum(self.min_transition_m, np.asarray(speed_mps) * self.transition_time_s)
-        share = np.clip((np.abs(offset_m) - self.transition_from_m)
-                        / (self.transition_full_m - self.transition_from_m), 0.0, 1.0)
+        share = np.clip(
+            (np.abs(offset_m) - self.transition_from_m)
+            / (self.transition_full_m - self.transition_from_m),
+            0.0,
+            1.0,
+        )
         return full * share
 
 
@@ -225,8 +247,13 @@ class EgoState:
 def approach_path(option: PathOption, speed_mps: float, config: PlannerConfig) -> BlendedPath:
     """The way onto ``option``'s path from where the car is (the transition the rollout
     steers along for that option; :attr:`Plan.reference` for the chosen one)."""
-    return BlendedPath(option.path, option.s_m, option.d_m, float(transition_slope(option.heading_error_rad)),
-                       float(config.transition_length_m(speed_mps, option.d_m)))
+    return BlendedPath(
+        option.path,
+        option.s_m,
+        option.d_m,
+        float(transition_slope(option.heading_error_rad)),
+        float(config.transition_length_m(speed_mps, option.d_m)),
+    )
 
 
 @dataclass
@@ -265,8 +292,9 @@ def speed_profile(path: ReferencePath, lateral_accel: float, decel: float) -> np
     return np.sqrt(np.maximum(reach, 0.0))
 
 
-def boxes_overlap(c1: np.ndarray, h1: np.ndarray, l1, w1, c2: np.ndarray, h2: np.ndarray,
-                  l2, w2) -> np.ndarray:
+def boxes_overlap(
+    c1: np.ndarray, h1: np.ndarray, l1, w1, c2: np.ndarray, h2: np.ndarray, l2, w2
+) -> np.ndarray:
     """Separating-axis test of oriented boxes, one pair per row: centres ``[N, 2]``,
     headings ``[N]``, lengths and widths ``[N]`` or scalars [m, rad]."""
     dx, dy = c2[:, 0] - c1[:, 0], c2[:, 1] - c1[:, 1]
@@ -274,10 +302,12 @@ def boxes_overlap(c1: np.ndarray, h1: np.ndarray, l1, w1, c2: np.ndarray, h2: np
     cos_ab = np.abs(ca * cb + sa * sb)  # |u1 . u2| = |v1 . v2|
     sin_ab = np.abs(sa * cb - ca * sb)  # |u1 . v2| = |v1 . u2|
     hl1, hw1, hl2, hw2 = l1 / 2, w1 / 2, l2 / 2, w2 / 2
-    return ((np.abs(dx * ca + dy * sa) <= hl1 + hl2 * cos_ab + hw2 * sin_ab)  # along u1
-            & (np.abs(-dx * sa + dy * ca) <= hw1 + hl2 * sin_ab + hw2 * cos_ab)  # along v1
-            & (np.abs(dx * cb + dy * sb) <= hl2 + hl1 * cos_ab + hw1 * sin_ab)  # along u2
-            & (np.abs(-dx * sb + dy * cb) <= hw2 + hl1 * sin_ab + hw1 * cos_ab))  # along v2
+    return (
+        (np.abs(dx * ca + dy * sa) <= hl1 + hl2 * cos_ab + hw2 * sin_ab)  # along u1
+        & (np.abs(-dx * sa + dy * ca) <= hw1 + hl2 * sin_ab + hw2 * cos_ab)  # along v1
+        & (np.abs(dx * cb + dy * sb) <= hl2 + hl1 * cos_ab + hw1 * sin_ab)  # along u2
+        & (np.abs(-dx * sb + dy * cb) <= hw2 + hl1 * sin_ab + hw1 * cos_ab)
+    )  # along v2
 
 
 @dataclass(frozen=True)
@@ -294,7 +324,9 @@ class Candidates:
         return len(self.path_index)
 
 
-def candidate_grid(options: Sequence[PathOption], config: PlannerConfig, longitudinal: bool) -> Candidates:
+def candidate_grid(
+    options: Sequence[PathOption], config: PlannerConfig, longitudinal: bool
+) -> Candidates:
     """Path options x desired-speed fractions (0: the stop candidate), then IDM's own
     proposal and the emergency brake on the current lane's option (the first that keeps the
     lane); steering-only tasks get one candidate per path."""
@@ -318,10 +350,15 @@ def candidate_grid(options: Sequence[PathOption], config: PlannerConfig, longitu
             brake = np.append(brake, b_)
     own = c.idm
     hw = kind == IDM_PROPOSAL
-    idm = IDMParameters(*(np.where(hw, getattr(HIGHWAY_ENV_IDM, f), getattr(own, f))
-                          for f in ("accel_mps2", "decel_mps2", "headway_s", "min_gap_m")),
-                        delta=own.delta if own.delta == HIGHWAY_ENV_IDM.delta or not hw.any() else
-                        np.where(hw, HIGHWAY_ENV_IDM.delta, own.delta))
+    idm = IDMParameters(
+        *(
+            np.where(hw, getattr(HIGHWAY_ENV_IDM, f), getattr(own, f))
+            for f in ("accel_mps2", "decel_mps2", "headway_s", "min_gap_m")
+        ),
+        delta=own.delta
+        if own.delta == HIGHWAY_ENV_IDM.delta or not hw.any()
+        else np.where(hw, HIGHWAY_ENV_IDM.delta, own.delta),
+    )
     return Candidates(path_index, fraction, kind, brake, idm)
 
 
@@ -348,12 +385,21 @@ class PathWindows:
     speed_cap_mps: np.ndarray
 
     @classmethod
-    def crop(cls, options: Sequence[PathOption], ego: EgoState, config: PlannerConfig,
-             profile: Callable[[ReferencePath], np.ndarray]) -> PathWindows:
+    def crop(
+        cls,
+        options: Sequence[PathOption],
+        ego: EgoState,
+        config: PlannerConfig,
+        profile: Callable[[ReferencePath], np.ndarray],
+    ) -> PathWindows:
         """``profile(path)`` gives a path's speed cap per sample."""
         c = config
-        reach_m = max(ego.speed_mps, MIN_REACH_SPEED_MPS) * c.horizon_s + 0.5 * c.idm_accel_mps2 * c.horizon_s ** 2 \
-            + c.max_lookahead_m + REACH_MARGIN_M
+        reach_m = (
+            max(ego.speed_mps, MIN_REACH_SPEED_MPS) * c.horizon_s
+            + 0.5 * c.idm_accel_mps2 * c.horizon_s**2
+            + c.max_lookahead_m
+            + REACH_MARGIN_M
+        )
         win = int(np.ceil(reach_m / options[0].path.spacing_m)) + WINDOW_AHEAD_SLACK_SAMPLES
         xy = np.empty((len(options), win, 2))
         tan = np.empty((len(options), win, 2))
@@ -377,21 +423,47 @@ class PathWindows:
             s_end[k] = (len(p.xy_m) - 1 - i0) * p.spacing_m
         fx, fy = xy[..., 0].reshape(-1), xy[..., 1].reshape(-1)
         ftx, fty = tan[..., 0].reshape(-1), tan[..., 1].reshape(-1)
-        return cls(reach_m=reach_m, width=win, spacing_m=options[0].path.spacing_m, s_base_m=s_base, s_end_m=s_end,
-                   dead_end=np.array([o.path.dead_end for o in options]), x_m=fx, y_m=fy, tx=ftx, ty=fty,
-                   dx_m=np.diff(fx, append=fx[-1]), dy_m=np.diff(fy, append=fy[-1]),
-                   dtx=np.diff(ftx, append=ftx[-1]), dty=np.diff(fty, append=fty[-1]),
-                   speed_cap_mps=vcap.reshape(-1))
+        return cls(
+            reach_m=reach_m,
+            width=win,
+            spacing_m=options[0].path.spacing_m,
+            s_base_m=s_base,
+            s_end_m=s_end,
+            dead_end=np.array([o.path.dead_end for o in options]),
+            x_m=fx,
+            y_m=fy,
+            tx=ftx,
+            ty=fty,
+            dx_m=np.diff(fx, append=fx[-1]),
+            dy_m=np.diff(fy, append=fy[-1]),
+            dtx=np.diff(ftx, append=ftx[-1]),
+            dty=np.diff(fty, append=fty[-1]),
+            speed_cap_mps=vcap.reshape(-1),
+        )
 
     def frame(self, base: np.ndarray, s_local_m: np.ndarray):
         """Centre ``(x, y)`` and unit tangent ``(tx, ty)`` at window-local ``s_local_m``
         on the windows starting at flat index ``base`` (same shape)."""
-        return window_frame(self.x_m, self.y_m, self.tx, self.ty, self.dx_m, self.dy_m, self.dtx, self.dty,
-                            1.0 / self.spacing_m, self.width - WINDOW_EDGE, base, s_local_m)
+        return window_frame(
+            self.x_m,
+            self.y_m,
+            self.tx,
+            self.ty,
+            self.dx_m,
+            self.dy_m,
+            self.dtx,
+            self.dty,
+            1.0 / self.spacing_m,
+            self.width - WINDOW_EDGE,
+            base,
+            s_local_m,
+        )
 
     def speed_cap(self, base: np.ndarray, s_local_m: np.ndarray) -> np.ndarray:
         """The path's speed cap [m/s] at the sample at or behind ``s_local_m``."""
-        return window_speed_cap(self.speed_cap_mps, 1.0 / self.spacing_m, self.width, base, s_local_m)
+        return window_speed_cap(
+            self.speed_cap_mps, 1.0 / self.spacing_m, self.width, base, s_local_m
+        )
 
 
 def near_objects(forecast: Forecast, ego: EgoState, reach_m: float) -> Forecast:
@@ -400,9 +472,15 @@ def near_objects(forecast: Forecast, ego: EgoState, reach_m: float) -> Forecast:
         return forecast
     dist = np.linalg.norm(forecast.position_m - np.array([ego.x_m, ego.y_m]), axis=-1).min(axis=1)
     keep = dist < reach_m + OBJECT_REACH_MARGIN_M
-    return Forecast(forecast.times_s, forecast.position_m[keep], forecast.heading_rad[keep],
-                    forecast.speed_mps[keep], forecast.length_m[keep], forecast.width_m[keep],
-                    forecast.id[keep])
+    return Forecast(
+        forecast.times_s,
+        forecast.position_m[keep],
+        forecast.heading_rad[keep],
+        forecast.speed_mps[keep],
+        forecast.length_m[keep],
+        forecast.width_m[keep],
+        forecast.id[keep],
+    )
 
 
 @dataclass
@@ -415,7 +493,9 @@ class ObjectsAlongPaths:
     vs_mps: np.ndarray  # along the path
     vd_mps: np.ndarray  # across it, left positive
     as_mps2: np.ndarray  # acceleration along the path
-    band_m: np.ndarray  # [P] an object this close (laterally) to the path's centre line is in its lane
+    band_m: (
+        np.ndarray
+    )  # [P] an object this close (laterally) to the path's centre line is in its lane
     overlap_m: np.ndarray  # [K] an object this close (laterally) to the car's line overlaps it
     half_length_sum_m: np.ndarray  # [K] centre-to-centre length of the ego and the object, halved
     length_m: np.ndarray  # [K]
@@ -424,8 +504,13 @@ class ObjectsAlongPaths:
         return self.s_m.shape[1]
 
 
-def objects_along_paths(options: Sequence[PathOption], forecast: Forecast, ego: EgoState,
-                        windows: PathWindows, config: PlannerConfig) -> ObjectsAlongPaths:
+def objects_along_paths(
+    options: Sequence[PathOption],
+    forecast: Forecast,
+    ego: EgoState,
+    windows: PathWindows,
+    config: PlannerConfig,
+) -> ObjectsAlongPaths:
     K = len(forecast.id)
     obj_s = np.zeros((len(options), K))
     obj_d = np.zeros((len(options), K))
@@ -434,7 +519,9 @@ def objects_along_paths(options: Sequence[PathOption], forecast: Forecast, ego: 
     obj_as = np.zeros((len(options), K))
     if K:
         obj_pos0 = forecast.position_m[:, 0]
-        obj_dir = np.stack([np.cos(forecast.heading_rad[:, 0]), np.sin(forecast.heading_rad[:, 0])], axis=-1)
+        obj_dir = np.stack(
+            [np.cos(forecast.heading_rad[:, 0]), np.sin(forecast.heading_rad[:, 0])], axis=-1
+        )
         obj_vel = forecast.speed_mps[:, None] * obj_dir
         for k, o in enumerate(options):
             sk, dk = o.path.project(obj_pos0, s_guess_m=np.full(K, o.s_m), window_m=windows.reach_m)
@@ -447,8 +534,17 @@ def objects_along_paths(options: Sequence[PathOption], forecast: Forecast, ego: 
     band = config.band_m(np.array([o.path.width_m for o in options]))
     half_l_sum = (forecast.length_m + ego.length_m) / 2 if K else np.zeros(0)
     overlap = (forecast.width_m + ego.width_m) / 2 + config.overlap_margin_m if K else np.zeros(0)
-    return ObjectsAlongPaths(obj_s, obj_d, obj_vs, obj_vd, obj_as, band, overlap, half_l_sum,
-                             np.asarray(forecast.length_m, dtype=np.float64))
+    return ObjectsAlongPaths(
+        obj_s,
+        obj_d,
+        obj_vs,
+        obj_vd,
+        obj_as,
+        band,
+        overlap,
+        half_l_sum,
+        np.asarray(forecast.length_m, dtype=np.float64),
+    )
 
 
 @dataclass
@@ -486,12 +582,22 @@ class RolloutInputs:
 
 def concatenate_rollouts(a: Rollout, b: Rollout) -> Rollout:
     """``a``'s candidates, then ``b``'s."""
-    return Rollout(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in fields(Rollout)})
+    return Rollout(
+        **{
+            f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
+            for f in fields(Rollout)
+        }
+    )
 
 
 def gated_in(scores: dict[str, np.ndarray]) -> np.ndarray:
     """``[C]`` the candidates that pass every gate."""
-    return (scores["no_collision"] * scores["no_rear_end"] * scores["no_overrun"] * scores["safe_lane_change"]) > 0
+    return (
+        scores["no_collision"]
+        * scores["no_rear_end"]
+        * scores["no_overrun"]
+        * scores["safe_lane_change"]
+    ) > 0
 
 
 class Planner:
@@ -513,8 +619,14 @@ class Planner:
             self._profiles[id(path)] = hit
         return hit[1]
 
-    def plan(self, ego: EgoState, options: Sequence[PathOption], forecast: Forecast,
-             longitudinal: bool = True, cruise_speed_mps: float | None = None) -> Plan:
+    def plan(
+        self,
+        ego: EgoState,
+        options: Sequence[PathOption],
+        forecast: Forecast,
+        longitudinal: bool = True,
+        cruise_speed_mps: float | None = None,
+    ) -> Plan:
         """The best candidate for ``ego`` on ``options`` among the ``forecast`` objects;
         ``cruise_speed_mps``: the speed the scenario asks for (None: the lanes' limits)."""
         if not options:
@@ -523,8 +635,11 @@ class Planner:
         times = np.arange(c.steps + 1) * c.step_s
         cands = candidate_grid(options, c, longitudinal)
         path_index, fraction = cands.path_index, cands.speed_fraction
-        profile = self.profile if cruise_speed_mps is None else \
-            (lambda path: np.minimum(self.profile(path), cruise_speed_mps))
+        profile = (
+            self.profile
+            if cruise_speed_mps is None
+            else (lambda path: np.minimum(self.profile(path), cruise_speed_mps))
+        )
         windows = PathWindows.crop(options, ego, c, profile)
         forecast = near_objects(forecast, ego, windows.reach_m)
         objects = objects_along_paths(options, forecast, ego, windows, c)
@@ -547,22 +662,40 @@ class Planner:
         best = self.pick(scores, roll, previous, c.collision_commit_s)
         option = options[int(path_index[best])]
         return Plan(
-            best=best, acceleration_mps2=float(roll.accelerations_mps2[best, 0]),
+            best=best,
+            acceleration_mps2=float(roll.accelerations_mps2[best, 0]),
             steering_rad=float(roll.steerings_rad[best, 0]),
-            target_speed_mps=fraction * roll.cap0_mps, path_index=path_index, kind=kind,
-            trajectory_m=np.stack([roll.x_m, roll.y_m], axis=-1), speed_mps=roll.speed_mps,
-            heading_rad=roll.heading_rad, accelerations_mps2=roll.accelerations_mps2,
-            steerings_rad=roll.steerings_rad, times_s=times, scores=scores, option=option,
-            reference=approach_path(option, ego.speed_mps, reference_config))
+            target_speed_mps=fraction * roll.cap0_mps,
+            path_index=path_index,
+            kind=kind,
+            trajectory_m=np.stack([roll.x_m, roll.y_m], axis=-1),
+            speed_mps=roll.speed_mps,
+            heading_rad=roll.heading_rad,
+            accelerations_mps2=roll.accelerations_mps2,
+            steerings_rad=roll.steerings_rad,
+            times_s=times,
+            scores=scores,
+            option=option,
+            reference=approach_path(option, ego.speed_mps, reference_config),
+        )
 
     @property
     def evasive_config(self) -> PlannerConfig:
         """The configuration the evasive candidates are rolled out with: a short transition."""
         c = self.config
-        return replace(c, transition_time_s=c.evasive_transition_s, min_transition_m=c.evasive_min_transition_m)
+        return replace(
+            c, transition_time_s=c.evasive_transition_s, min_transition_m=c.evasive_min_transition_m
+        )
 
-    def evade(self, ego: EgoState, options: Sequence[PathOption], windows: PathWindows,
-              objects: ObjectsAlongPaths, forecast: Forecast, times: np.ndarray):
+    def evade(
+        self,
+        ego: EgoState,
+        options: Sequence[PathOption],
+        windows: PathWindows,
+        objects: ObjectsAlongPaths,
+        forecast: Forecast,
+        times: np.ndarray,
+    ):
         """The evasive pass: every lane change on a short transition, at IDM's speed and at
         full braking, rolled out, gated (collision, rear end, dead end; not MOBIL's comfort
         criterion) and ranked: ``(candidates, rollout, scores)``; None without a lane to
@@ -573,8 +706,13 @@ class Planner:
         if not changes:
             return None
         n = len(changes)
-        cands = Candidates(path_index=np.repeat(np.asarray(changes), 2), speed_fraction=np.tile([1.0, 0.0], n),
-                           kind=np.full(2 * n, EVASIVE), brake_mps2=np.tile([0.0, c.max_brake_mps2], n), idm=c.idm)
+        cands = Candidates(
+            path_index=np.repeat(np.asarray(changes), 2),
+            speed_fraction=np.tile([1.0, 0.0], n),
+            kind=np.full(2 * n, EVASIVE),
+            brake_mps2=np.tile([0.0, c.max_brake_mps2], n),
+            idm=c.idm,
+        )
         swerve = Planner(self.evasive_config)
         roll = swerve.rollout(ego, options, cands, windows, objects, times, True)
         gates = swerve.gates(ego, options, cands.path_index, roll, forecast, windows, objects)
@@ -583,9 +721,16 @@ class Planner:
         return cands, roll, scores
 
     # -- rollout --------------------------------------------------------------------------------
-    def rollout(self, ego: EgoState, options: Sequence[PathOption], cands: Candidates,
-                windows: PathWindows, objects: ObjectsAlongPaths, times: np.ndarray,
-                longitudinal: bool) -> Rollout:
+    def rollout(
+        self,
+        ego: EgoState,
+        options: Sequence[PathOption],
+        cands: Candidates,
+        windows: PathWindows,
+        objects: ObjectsAlongPaths,
+        times: np.ndarray,
+        longitudinal: bool,
+    ) -> Rollout:
         """Every candidate at once: pure pursuit on its way onto its path, its IDM behind the
         lead object (or a dead end), the bicycle integrating.  The lead is the nearest
         object ahead, at its forecast position and speed, that is within the lane band of
@@ -597,28 +742,82 @@ class Planner:
         idm = cands.idm
         r = self.rollout_inputs(ego, options, cands, windows, objects, times, longitudinal)
         # one type signature for the compiled loop (C-contiguous, writeable), so it compiles once
-        arr = (lambda a, dtype=np.float64: np.require(a, dtype, ("C", "W")))
-        per_candidate = (lambda value: arr(np.broadcast_to(np.asarray(value, dtype=np.float64), C)))
+        arr = lambda a, dtype=np.float64: np.require(a, dtype, ("C", "W"))
+        per_candidate = lambda value: arr(np.broadcast_to(np.asarray(value, dtype=np.float64), C))
         w = windows
         X, Y, H, V, A, D, S, min_ttc, cap0 = rollout_steps(
-            float(ego.x_m), float(ego.y_m), float(ego.heading_rad), float(max(ego.speed_mps, 0.0)),
-            float(ego.length_m), T, float(c.step_s), float(c.lookahead_gain_s), float(c.min_lookahead_m),
-            float(c.max_lookahead_m), float(MAX_STEERING_RAD),
-            arr(r.base, np.int64), *(per_candidate(a) for a in (r.s0_local_m, r.blend_d0_m, r.blend_m0_m,
-                                                               r.blend_inv_len_1pm)),
-            *(arr(a) for a in (w.x_m, w.y_m, w.tx, w.ty, w.dx_m, w.dy_m, w.dtx, w.dty, w.speed_cap_mps)),
-            1.0 / w.spacing_m, float(w.width - WINDOW_EDGE), int(w.width), bool(longitudinal), per_candidate(cands.speed_fraction),
-            float(MIN_DESIRED_SPEED_MPS), *(per_candidate(getattr(idm, f)) for f in (
-                "accel_mps2", "decel_mps2", "headway_s", "min_gap_m", "delta", "two_sqrt_ab_mps2")),
-            per_candidate(cands.brake_mps2), float(c.max_brake_mps2), arr(r.dead_end, np.bool_),
-            per_candidate(r.s_end_m), float(c.dead_end_margin_m), arr(r.so_m), arr(r.gap_base_m), arr(r.vs_mps),
-            float(MIN_CLOSING_SPEED_MPS))
+            float(ego.x_m),
+            float(ego.y_m),
+            float(ego.heading_rad),
+            float(max(ego.speed_mps, 0.0)),
+            float(ego.length_m),
+            T,
+            float(c.step_s),
+            float(c.lookahead_gain_s),
+            float(c.min_lookahead_m),
+            float(c.max_lookahead_m),
+            float(MAX_STEERING_RAD),
+            arr(r.base, np.int64),
+            *(
+                per_candidate(a)
+                for a in (r.s0_local_m, r.blend_d0_m, r.blend_m0_m, r.blend_inv_len_1pm)
+            ),
+            *(
+                arr(a)
+                for a in (w.x_m, w.y_m, w.tx, w.ty, w.dx_m, w.dy_m, w.dtx, w.dty, w.speed_cap_mps)
+            ),
+            1.0 / w.spacing_m,
+            float(w.width - WINDOW_EDGE),
+            int(w.width),
+            bool(longitudinal),
+            per_candidate(cands.speed_fraction),
+            float(MIN_DESIRED_SPEED_MPS),
+            *(
+                per_candidate(getattr(idm, f))
+                for f in (
+                    "accel_mps2",
+                    "decel_mps2",
+                    "headway_s",
+                    "min_gap_m",
+                    "delta",
+                    "two_sqrt_ab_mps2",
+                )
+            ),
+            per_candidate(cands.brake_mps2),
+            float(c.max_brake_mps2),
+            arr(r.dead_end, np.bool_),
+            per_candidate(r.s_end_m),
+            float(c.dead_end_margin_m),
+            arr(r.so_m),
+            arr(r.gap_base_m),
+            arr(r.vs_mps),
+            float(MIN_CLOSING_SPEED_MPS),
+        )
         s = S[:, T]
-        return Rollout(X, Y, H, V, A, D, min_ttc, progress_m=s - r.s0_local_m, final_s_m=s, cap0_mps=cap0, s_m=S)
+        return Rollout(
+            X,
+            Y,
+            H,
+            V,
+            A,
+            D,
+            min_ttc,
+            progress_m=s - r.s0_local_m,
+            final_s_m=s,
+            cap0_mps=cap0,
+            s_m=S,
+        )
 
-    def rollout_inputs(self, ego: EgoState, options: Sequence[PathOption], cands: Candidates,
-                       windows: PathWindows, objects: ObjectsAlongPaths, times: np.ndarray,
-                       longitudinal: bool) -> RolloutInputs:
+    def rollout_inputs(
+        self,
+        ego: EgoState,
+        options: Sequence[PathOption],
+        cands: Candidates,
+        windows: PathWindows,
+        objects: ObjectsAlongPaths,
+        times: np.ndarray,
+        longitudinal: bool,
+    ) -> RolloutInputs:
         """What the step loop needs per candidate, computed once per plan."""
         c = self.config
         pidx = cands.path_index
@@ -628,31 +827,59 @@ class Planner:
         blend_d0 = np.array([options[p].d_m for p in pidx])
         blend_slope = transition_slope(np.array([options[p].heading_error_rad for p in pidx]))
         blend_len = c.transition_length_m(max(ego.speed_mps, 0.0), blend_d0)
-        blend_inv_len = np.where(blend_len > MIN_TRANSITION_M, 1.0 / np.maximum(blend_len, MIN_TRANSITION_M),
-                                 NO_TRANSITION_INV_LENGTH_1PM)
+        blend_inv_len = np.where(
+            blend_len > MIN_TRANSITION_M,
+            1.0 / np.maximum(blend_len, MIN_TRANSITION_M),
+            NO_TRANSITION_INV_LENGTH_1PM,
+        )
         blend_m0 = np.clip(blend_slope, -MAX_TRANSITION_SLOPE, MAX_TRANSITION_SLOPE) * blend_len
         if K and longitudinal:  # objects along each candidate's path at every step: [T, C, K]
             os_c, od_c, ovd_c = objects.s_m[pidx], objects.d_m[pidx], objects.vd_mps[pidx]
-            dist_all, vs_all = constant_acceleration(objects.vs_mps[pidx][None], objects.as_mps2[pidx][None],
-                                                     times[:T, None, None])
+            dist_all, vs_all = constant_acceleration(
+                objects.vs_mps[pidx][None], objects.as_mps2[pidx][None], times[:T, None, None]
+            )
             so_all = os_c[None] + dist_all
             d_all = od_c[None] + ovd_c[None] * times[:T, None, None]
             on_path_all = np.abs(d_all) < objects.band_m[pidx][None, :, None]
             # where the candidate's way onto its path puts the car when it reaches each object
             # (the transition's offset there): an object it would overlap is in its way even
             # outside the path's lane (the lane being left)
-            d_planned = hermite_offset(so_all - s0_local[None, :, None], blend_d0[None, :, None],
-                                       blend_slope[None, :, None], blend_len[None, :, None])
+            d_planned = hermite_offset(
+                so_all - s0_local[None, :, None],
+                blend_d0[None, :, None],
+                blend_slope[None, :, None],
+                blend_len[None, :, None],
+            )
             in_way_all = on_path_all | (np.abs(d_all - d_planned) < objects.overlap_m)
-            g_all = np.where(in_way_all, so_all - objects.half_length_sum_m, np.inf)  # gap = this - the ego's centre s
+            g_all = np.where(
+                in_way_all, so_all - objects.half_length_sum_m, np.inf
+            )  # gap = this - the ego's centre s
         else:
             so_all = g_all = vs_all = np.zeros((T, C, 0))
-        return RolloutInputs(pidx * windows.width, s0_local, blend_d0, blend_m0, np.asarray(blend_inv_len),
-                             windows.dead_end[pidx], windows.s_end_m[pidx], so_all, g_all, vs_all)
+        return RolloutInputs(
+            pidx * windows.width,
+            s0_local,
+            blend_d0,
+            blend_m0,
+            np.asarray(blend_inv_len),
+            windows.dead_end[pidx],
+            windows.s_end_m[pidx],
+            so_all,
+            g_all,
+            vs_all,
+        )
 
     # -- gates ----------------------------------------------------------------------------------
-    def gates(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, roll: Rollout,
-              forecast: Forecast, windows: PathWindows, objects: ObjectsAlongPaths) -> dict[str, np.ndarray]:
+    def gates(
+        self,
+        ego: EgoState,
+        options: Sequence[PathOption],
+        pidx: np.ndarray,
+        roll: Rollout,
+        forecast: Forecast,
+        windows: PathWindows,
+        objects: ObjectsAlongPaths,
+    ) -> dict[str, np.ndarray]:
         """The multiplicative gates, ``[C]`` each: no collision with a forecast object, none
         from behind, no overrun of a dead end, a MOBIL-safe lane change; plus each
         candidate's first collision of either kind [s]."""
@@ -660,12 +887,22 @@ class Planner:
         rear_hit = self.rear_end_s(ego, pidx, roll, objects)
         overrun = windows.dead_end[pidx] & (roll.final_s_m + ego.length_m > windows.s_end_m[pidx])
         safe_change = self.safe_lane_changes(ego, options, windows, objects)
-        return {"no_collision": ~np.isfinite(first_hit), "no_rear_end": ~np.isfinite(rear_hit),
-                "first_collision_s": np.minimum(first_hit, rear_hit), "no_overrun": ~overrun,
-                "safe_lane_change": safe_change[pidx]}
+        return {
+            "no_collision": ~np.isfinite(first_hit),
+            "no_rear_end": ~np.isfinite(rear_hit),
+            "first_collision_s": np.minimum(first_hit, rear_hit),
+            "no_overrun": ~overrun,
+            "safe_lane_change": safe_change[pidx],
+        }
 
-    def first_collision_s(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, roll: Rollout,
-                          forecast: Forecast) -> np.ndarray:
+    def first_collision_s(
+        self,
+        ego: EgoState,
+        options: Sequence[PathOption],
+        pidx: np.ndarray,
+        roll: Rollout,
+        forecast: Forecast,
+    ) -> np.ndarray:
         """When each candidate first overlaps a forecast object, at fault [s] (inf: never)."""
         c = self.config
         C, K = len(pidx), len(forecast.id)
@@ -684,20 +921,31 @@ class Planner:
         close[:, 0] = False  # touching now is not something a plan can avoid
         ci, ti, ki = np.nonzero(close)
         if len(ci):
-            hit = boxes_overlap(np.stack([X[ci, ti], Y[ci, ti]], -1), H[ci, ti], el, ew,
-                                fpos[ki, ti], fh[ki, ti], fl[ki], fw[ki])
+            hit = boxes_overlap(
+                np.stack([X[ci, ti], Y[ci, ti]], -1),
+                H[ci, ti],
+                el,
+                ew,
+                fpos[ki, ti],
+                fh[ki, ti],
+                fl[ki],
+                fw[ki],
+            )
             # a car running into our back while we keep our lane reacts to us: that risk is
             # rear_end_s's, not the constant-velocity forecast's (changing lanes in front of
             # one stays a collision here)
-            rel_x = (fpos[ki, ti, 0] - X[ci, ti]) * np.cos(H[ci, ti]) \
-                + (fpos[ki, ti, 1] - Y[ci, ti]) * np.sin(H[ci, ti])
+            rel_x = (fpos[ki, ti, 0] - X[ci, ti]) * np.cos(H[ci, ti]) + (
+                fpos[ki, ti, 1] - Y[ci, ti]
+            ) * np.sin(H[ci, ti])
             keeps_lane = np.array([options[p].lane_change == 0 for p in pidx])[ci]
             hit &= ~((rel_x < -ego.length_m / 2) & keeps_lane)
             if hit.any():
                 np.minimum.at(first_hit, ci[hit], ti[hit] * c.step_s)
         return first_hit
 
-    def rear_end_s(self, ego: EgoState, pidx: np.ndarray, roll: Rollout, objects: ObjectsAlongPaths) -> np.ndarray:
+    def rear_end_s(
+        self, ego: EgoState, pidx: np.ndarray, roll: Rollout, objects: ObjectsAlongPaths
+    ) -> np.ndarray:
         """When the follower on each candidate's path would run into the car's back [s]
         (inf: never).  The follower (the nearest object behind within the path's lane band
         now) is simulated as highway-env's IDM driver (:data:`HIGHWAY_ENV_IDM`, braking up
@@ -728,14 +976,23 @@ class Planner:
             hit[new] = k * c.step_s
             if k == c.steps:
                 break
-            acc = idm_acceleration(fv, f_v0, np.maximum(gap, 0.0), roll.speed_mps[:, k], HIGHWAY_ENV_IDM)
-            acc = np.clip(acc, np.maximum(-HIGHWAY_ENV_ACC_MAX_MPS2, -fv / c.step_s), HIGHWAY_ENV_ACC_MAX_MPS2)
+            acc = idm_acceleration(
+                fv, f_v0, np.maximum(gap, 0.0), roll.speed_mps[:, k], HIGHWAY_ENV_IDM
+            )
+            acc = np.clip(
+                acc, np.maximum(-HIGHWAY_ENV_ACC_MAX_MPS2, -fv / c.step_s), HIGHWAY_ENV_ACC_MAX_MPS2
+            )
             fs = fs + fv * c.step_s
             fv = fv + acc * c.step_s
         return hit
 
-    def safe_lane_changes(self, ego: EgoState, options: Sequence[PathOption], windows: PathWindows,
-                          objects: ObjectsAlongPaths) -> np.ndarray:
+    def safe_lane_changes(
+        self,
+        ego: EgoState,
+        options: Sequence[PathOption],
+        windows: PathWindows,
+        objects: ObjectsAlongPaths,
+    ) -> np.ndarray:
         """MOBIL's safety criterion per option, as highway-env's ``IDMVehicle.mobil`` checks
         it: the new follower in the target lane, driving highway-env's IDM
         (:data:`HIGHWAY_ENV_IDM`), must not have to brake harder than
@@ -755,55 +1012,103 @@ class Planner:
             behind = (np.abs(objects.d_m[k]) < objects.band_m[k]) & (objects.s_m[k] < s_ego)
             if not behind.any():
                 continue
-            q = int(np.flatnonzero(behind)[np.argmax(objects.s_m[k][behind])])  # the nearest follower
+            q = int(
+                np.flatnonzero(behind)[np.argmax(objects.s_m[k][behind])]
+            )  # the nearest follower
             gap_f = s_ego - objects.s_m[k, q] - objects.half_length_sum_m[q]
             vf = max(objects.vs_mps[k, q], 0.0)
             v0_f = float(windows.speed_cap(np.array([k * windows.width]), np.array([s_ego]))[0])
-            acc_f = idm_acceleration(vf, max(v0_f, MIN_DESIRED_SPEED_MPS), gap_f, ego.speed_mps, HIGHWAY_ENV_IDM)
+            acc_f = idm_acceleration(
+                vf, max(v0_f, MIN_DESIRED_SPEED_MPS), gap_f, ego.speed_mps, HIGHWAY_ENV_IDM
+            )
             if gap_f < 0 or acc_f < -c.unsafe_follower_decel_mps2:
                 safe[k] = False
         return safe
 
     # -- ranking --------------------------------------------------------------------------------
-    def rank(self, ego: EgoState, options: Sequence[PathOption], pidx: np.ndarray, roll: Rollout,
-             gates: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def rank(
+        self,
+        ego: EgoState,
+        options: Sequence[PathOption],
+        pidx: np.ndarray,
+        roll: Rollout,
+        gates: dict[str, np.ndarray],
+    ) -> dict[str, np.ndarray]:
         """nuPlan-style score per candidate: the gates times a weighted mean of progress
         (relative to the best gated candidate's), TTC, comfort, route and lane keeping."""
         c = self.config
         C = len(pidx)
-        gate = gates["no_collision"] & gates["no_rear_end"] & gates["no_overrun"] & gates["safe_lane_change"]
+        gate = (
+            gates["no_collision"]
+            & gates["no_rear_end"]
+            & gates["no_overrun"]
+            & gates["safe_lane_change"]
+        )
         progress = roll.progress_m + c.progress_terminal_s * roll.speed_mps[:, -1]
         best_progress = progress[gate].max() if gate.any() else progress.max()
-        progress_score = np.clip(progress / best_progress, 0.0, 1.0) if best_progress > MIN_PROGRESS_TO_RANK_M \
+        progress_score = (
+            np.clip(progress / best_progress, 0.0, 1.0)
+            if best_progress > MIN_PROGRESS_TO_RANK_M
             else np.ones(C)
+        )
         ttc_score = np.clip((roll.min_ttc_s - c.ttc_bad_s) / (c.ttc_good_s - c.ttc_bad_s), 0.0, 1.0)
         kappa = curvature_of_steering(roll.steerings_rad, ego.length_m)
         A = roll.accelerations_mps2
         v_mid = roll.speed_mps[:, :-1]
-        jerk = np.diff(np.concatenate([np.full((C, 1), ego.acceleration_mps2), A], axis=1), axis=1) / c.step_s
-        comfort_score = within_comfort_bounds(A, v_mid ** 2 * kappa, jerk, v_mid * kappa).mean(axis=1)
+        jerk = (
+            np.diff(np.concatenate([np.full((C, 1), ego.acceleration_mps2), A], axis=1), axis=1)
+            / c.step_s
+        )
+        comfort_score = within_comfort_bounds(A, v_mid**2 * kappa, jerk, v_mid * kappa).mean(axis=1)
         route_score = np.array([float(options[p].on_route) for p in pidx])
-        keep = np.array([float(options[p].previous if any(o.previous for o in options)
-                               else options[p].lane_change == 0) for p in pidx])
+        keep = np.array(
+            [
+                float(
+                    options[p].previous
+                    if any(o.previous for o in options)
+                    else options[p].lane_change == 0
+                )
+                for p in pidx
+            ]
+        )
         # the bonus commits in full to a lane change under way (the previous corridor is a
         # neighbour, or the car is still off its centre line); staying in lane gets a share
-        under_way = any(o.previous and (o.lane_change != 0 or abs(o.d_m) > c.transition_from_m) for o in options)
+        under_way = any(
+            o.previous and (o.lane_change != 0 or abs(o.d_m) > c.transition_from_m) for o in options
+        )
         if not under_way:
             keep = keep * c.keep_lane_share_in_lane
         w = c.weights
-        weighted = (w["progress"] * progress_score + w["ttc"] * ttc_score + w["comfort"] * comfort_score
-                    + w["route"] * route_score + w["keep_lane"] * keep) / sum(w.values())
-        return {"no_collision": gates["no_collision"].astype(float), "no_rear_end": gates["no_rear_end"].astype(float),
-                "first_collision_s": gates["first_collision_s"],
-                "no_overrun": gates["no_overrun"].astype(float),
-                "safe_lane_change": gates["safe_lane_change"].astype(float),
-                "progress": progress_score, "progress_m": progress, "ttc": ttc_score,
-                "min_ttc_s": roll.min_ttc_s, "comfort": comfort_score, "route": route_score,
-                "keep_lane": keep, "total": gate * weighted}
+        weighted = (
+            w["progress"] * progress_score
+            + w["ttc"] * ttc_score
+            + w["comfort"] * comfort_score
+            + w["route"] * route_score
+            + w["keep_lane"] * keep
+        ) / sum(w.values())
+        return {
+            "no_collision": gates["no_collision"].astype(float),
+            "no_rear_end": gates["no_rear_end"].astype(float),
+            "first_collision_s": gates["first_collision_s"],
+            "no_overrun": gates["no_overrun"].astype(float),
+            "safe_lane_change": gates["safe_lane_change"].astype(float),
+            "progress": progress_score,
+            "progress_m": progress,
+            "ttc": ttc_score,
+            "min_ttc_s": roll.min_ttc_s,
+            "comfort": comfort_score,
+            "route": route_score,
+            "keep_lane": keep,
+            "total": gate * weighted,
+        }
 
     @staticmethod
-    def pick(scores: dict[str, np.ndarray], roll: Rollout, previous: np.ndarray | None = None,
-             commit_s: float = 0.0) -> int:
+    def pick(
+        scores: dict[str, np.ndarray],
+        roll: Rollout,
+        previous: np.ndarray | None = None,
+        commit_s: float = 0.0,
+    ) -> int:
         """The best total; if every candidate is gated out, the latest collision, then the
         slowest, keeping to the path chosen last time (``previous``) while one of its
         candidates collides at most ``commit_s`` earlier than the latest (no flipping between
@@ -811,10 +1116,14 @@ class Planner:
         total = scores["total"]
         if gated_in(scores).any():
             return int(np.argmax(total))
-        first_hit = np.where(np.isfinite(scores["first_collision_s"]), scores["first_collision_s"], NEVER_COLLIDES_S)
+        first_hit = np.where(
+            np.isfinite(scores["first_collision_s"]), scores["first_collision_s"], NEVER_COLLIDES_S
+        )
         key = np.lexsort((roll.speed_mps[:, -1], -first_hit))
         if previous is not None and commit_s > 0:
-            committed = [k for k in key if previous[k] and first_hit[k] >= first_hit[key[0]] - commit_s]
+            committed = [
+                k for k in key if previous[k] and first_hit[k] >= first_hit[key[0]] - commit_s
+            ]
             if committed:
                 return int(committed[0])
         return int(key[0])

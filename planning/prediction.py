@@ -85,12 +85,22 @@ class ObjectStates:
     @property
     def velocity_mps(self) -> np.ndarray:
         """``[K, 2]`` world-frame velocity: speed along the heading [m/s]."""
-        return self.speed_mps[:, None] * np.stack([np.cos(self.heading_rad), np.sin(self.heading_rad)], axis=-1)
+        return self.speed_mps[:, None] * np.stack(
+            [np.cos(self.heading_rad), np.sin(self.heading_rad)], axis=-1
+        )
 
     def select(self, mask: np.ndarray) -> ObjectStates:
-        return ObjectStates(self.id[mask], self.kind[mask], self.position_m[mask],
-                            self.heading_rad[mask], self.speed_mps[mask], self.length_m[mask],
-                            self.width_m[mask], self.yaw_rate_radps[mask], self.acceleration_mps2[mask])
+        return ObjectStates(
+            self.id[mask],
+            self.kind[mask],
+            self.position_m[mask],
+            self.heading_rad[mask],
+            self.speed_mps[mask],
+            self.length_m[mask],
+            self.width_m[mask],
+            self.yaw_rate_radps[mask],
+            self.acceleration_mps2[mask],
+        )
 
 
 @dataclass
@@ -104,15 +114,18 @@ class Forecast:
     length_m: np.ndarray  # [K]
     width_m: np.ndarray  # [K]
     id: np.ndarray  # [K]
-    acceleration_mps2: np.ndarray | None = None  # [K] the constant acceleration forecast; None: zeros
+    acceleration_mps2: np.ndarray | None = (
+        None  # [K] the constant acceleration forecast; None: zeros
+    )
 
     def __post_init__(self) -> None:
         if self.acceleration_mps2 is None:
             self.acceleration_mps2 = np.zeros(len(self.id))
 
 
-def constant_acceleration(speed_mps: np.ndarray, acceleration_mps2: np.ndarray,
-                          times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def constant_acceleration(
+    speed_mps: np.ndarray, acceleration_mps2: np.ndarray, times_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Distance travelled [m] and speed [m/s] after ``times_s`` at a constant acceleration
     that never reverses: a braking object stops at ``v / |a|`` and stays stopped.
     Broadcasts like ``speed_mps * times_s``."""
@@ -144,13 +157,21 @@ def forecast(objects: ObjectStates, times_s: np.ndarray, model: str = "ctrv") ->
     dx = np.where(turning, (np.sin(h) - np.sin(h0)) / k_safe, np.cos(h0) * dist)
     dy = np.where(turning, (np.cos(h0) - np.cos(h)) / k_safe, np.sin(h0) * dist)
     pos = objects.position_m[:, None, :] + np.stack([dx, dy], axis=-1)
-    return Forecast(times_s=t[0], position_m=pos, heading_rad=h, speed_mps=objects.speed_mps,
-                    length_m=objects.length_m, width_m=objects.width_m, id=objects.id,
-                    acceleration_mps2=objects.acceleration_mps2.copy())
+    return Forecast(
+        times_s=t[0],
+        position_m=pos,
+        heading_rad=h,
+        speed_mps=objects.speed_mps,
+        length_m=objects.length_m,
+        width_m=objects.width_m,
+        id=objects.id,
+        acceleration_mps2=objects.acceleration_mps2.copy(),
+    )
 
 
-def forecast_along_paths(objects: ObjectStates, times_s: np.ndarray, paths: list,
-                         fallback: str = "ctrv") -> Forecast:
+def forecast_along_paths(
+    objects: ObjectStates, times_s: np.ndarray, paths: list, fallback: str = "ctrv"
+) -> Forecast:
     """Map-based forecasts: an object with a path (anything with ``project``, ``to_xy``
     and ``heading_at``, e.g. a :class:`planning.lanes.ReferencePath` along its lane)
     keeps its acceleration and its offset from that path's centre line; an object without one
@@ -168,8 +189,13 @@ def forecast_along_paths(objects: ObjectStates, times_s: np.ndarray, paths: list
     return out
 
 
-def cautious_speeds(objects: ObjectStates, speed_sigma_mps: np.ndarray, ego_xy_m: np.ndarray,
-                    ego_heading_rad: float, k_sigma: float) -> ObjectStates:
+def cautious_speeds(
+    objects: ObjectStates,
+    speed_sigma_mps: np.ndarray,
+    ego_xy_m: np.ndarray,
+    ego_heading_rad: float,
+    k_sigma: float,
+) -> ObjectStates:
     """``objects`` with each speed moved ``k_sigma`` standard deviations to the end of its
     interval that is worse for the ego: slower for an object ahead, faster for one behind.
 
@@ -226,16 +252,26 @@ class MotionEstimator:
         accels = objects.acceleration_mps2.copy()
         if seen.any():
             p = prev[seen]
-            raw_rate = np.clip(wrap_angle(objects.heading_rad[seen] - self._heading[p]) / dt_s,
-                               -MAX_YAW_RATE_RADPS, MAX_YAW_RATE_RADPS)
-            raw_accel = np.clip((objects.speed_mps[seen] - self._speed[p]) / dt_s,
-                                -MAX_ACCELERATION_MPS2, MAX_ACCELERATION_MPS2)
+            raw_rate = np.clip(
+                wrap_angle(objects.heading_rad[seen] - self._heading[p]) / dt_s,
+                -MAX_YAW_RATE_RADPS,
+                MAX_YAW_RATE_RADPS,
+            )
+            raw_accel = np.clip(
+                (objects.speed_mps[seen] - self._speed[p]) / dt_s,
+                -MAX_ACCELERATION_MPS2,
+                MAX_ACCELERATION_MPS2,
+            )
             # the first difference is the first estimate: no smoothing towards a made-up prior
             had = self._valid[p]
             a = self.smoothing
             rates[seen] = np.where(had, a * self._rate[p] + (1 - a) * raw_rate, raw_rate)
             accels[seen] = np.where(had, a * self._accel[p] + (1 - a) * raw_accel, raw_accel)
-        self._ids, self._heading, self._speed = ids.copy(), objects.heading_rad.copy(), objects.speed_mps.copy()
+        self._ids, self._heading, self._speed = (
+            ids.copy(),
+            objects.heading_rad.copy(),
+            objects.speed_mps.copy(),
+        )
         self._rate, self._accel, self._valid = rates, accels, seen.copy()
         out = objects.select(np.ones(len(objects), dtype=bool))
         out.yaw_rate_radps = rates

@@ -33,22 +33,31 @@ import numpy as np
 from planning.jit import register_jitable
 from planning.vehicle import MAX_SPEED_MPS, MIN_SPEED_MPS, VEHICLE_LENGTH_M, side_slip_rad
 
-MIN_LOOKAHEAD_DISTANCE_M = 1e-3  # [m] floor on the distance to the look-ahead point (no division by 0)
+MIN_LOOKAHEAD_DISTANCE_M = (
+    1e-3  # [m] floor on the distance to the look-ahead point (no division by 0)
+)
 IDM_MIN_GAP_FLOOR_M = 0.1  # [m] floor on the bumper-to-bumper gap IDM divides by
 IDM_SPEED_FLOOR_MPS = 1e-6  # [m/s] floor on the speed the improved IDM's free-road term divides by
 
 
 # -- pure pursuit ---------------------------------------------------------------------------
 @register_jitable
-def lookahead_distance(speed_mps: np.ndarray, gain_s: float, min_m: float, max_m: float) -> np.ndarray:
+def lookahead_distance(
+    speed_mps: np.ndarray, gain_s: float, min_m: float, max_m: float
+) -> np.ndarray:
     """Speed-dependent look-ahead [m]: ``gain_s`` seconds of travel, clamped to [min_m, max_m]."""
     return np.minimum(np.maximum(gain_s * speed_mps, min_m), max_m)
 
 
 @register_jitable
-def pure_pursuit_steering(rear_x_m: np.ndarray, rear_y_m: np.ndarray, heading_rad: np.ndarray,
-                          target_x_m: np.ndarray, target_y_m: np.ndarray,
-                          wheelbase_m: float = VEHICLE_LENGTH_M) -> np.ndarray:
+def pure_pursuit_steering(
+    rear_x_m: np.ndarray,
+    rear_y_m: np.ndarray,
+    heading_rad: np.ndarray,
+    target_x_m: np.ndarray,
+    target_y_m: np.ndarray,
+    wheelbase_m: float = VEHICLE_LENGTH_M,
+) -> np.ndarray:
     """Steering [rad] that puts the rear axle on the arc through the target point."""
     ex, ey = target_x_m - rear_x_m, target_y_m - rear_y_m
     # the target's bearing from the heading; only its sine matters, so it needs no wrapping
@@ -67,34 +76,56 @@ class BicycleState:
     heading_rad: np.ndarray
     speed_mps: np.ndarray
 
-    def copy(self) -> "BicycleState":
-        return BicycleState(np.array(self.x_m, dtype=np.float64), np.array(self.y_m, dtype=np.float64),
-                            np.array(self.heading_rad, dtype=np.float64),
-                            np.array(self.speed_mps, dtype=np.float64))
+    def copy(self) -> BicycleState:
+        return BicycleState(
+            np.array(self.x_m, dtype=np.float64),
+            np.array(self.y_m, dtype=np.float64),
+            np.array(self.heading_rad, dtype=np.float64),
+            np.array(self.speed_mps, dtype=np.float64),
+        )
 
 
-def bicycle_step(state: BicycleState, acceleration_mps2: np.ndarray, steering_rad: np.ndarray,
-                 dt_s: float, length_m: float = VEHICLE_LENGTH_M) -> BicycleState:
+def bicycle_step(
+    state: BicycleState,
+    acceleration_mps2: np.ndarray,
+    steering_rad: np.ndarray,
+    dt_s: float,
+    length_m: float = VEHICLE_LENGTH_M,
+) -> BicycleState:
     """One Euler step (highway-env's order: move and turn at the current speed, then
     accelerate).  The speed is clamped to [MIN_SPEED_MPS, MAX_SPEED_MPS]: the same as
     highway-env's ``clip_actions`` while the speed stays in range, which a planner that
     never commands reversing keeps it (highway-env instead pulls an out-of-range speed
     back through the acceleration, at a gain of 1/s)."""
-    return BicycleState(*bicycle_step_xyhv(state.x_m, state.y_m, state.heading_rad, state.speed_mps,
-                                           acceleration_mps2, steering_rad, dt_s, length_m))
+    return BicycleState(
+        *bicycle_step_xyhv(
+            state.x_m,
+            state.y_m,
+            state.heading_rad,
+            state.speed_mps,
+            acceleration_mps2,
+            steering_rad,
+            dt_s,
+            length_m,
+        )
+    )
 
 
 @register_jitable
-def bicycle_step_xyhv(x_m, y_m, heading_rad, speed_mps, acceleration_mps2, steering_rad, dt_s, length_m):
+def bicycle_step_xyhv(
+    x_m, y_m, heading_rad, speed_mps, acceleration_mps2, steering_rad, dt_s, length_m
+):
     """:func:`bicycle_step` on bare ``(x, y, heading, speed)``: arrays, or scalars inside the
     compiled rollout (:mod:`planning.kernel`), which runs this very function."""
     v = speed_mps
     beta = side_slip_rad(steering_rad)
     course = heading_rad + beta  # the centre's direction of motion
-    return (x_m + v * np.cos(course) * dt_s,
-            y_m + v * np.sin(course) * dt_s,
-            heading_rad + v * np.sin(beta) / (length_m / 2) * dt_s,
-            np.minimum(np.maximum(v + acceleration_mps2 * dt_s, MIN_SPEED_MPS), MAX_SPEED_MPS))
+    return (
+        x_m + v * np.cos(course) * dt_s,
+        y_m + v * np.sin(course) * dt_s,
+        heading_rad + v * np.sin(beta) / (length_m / 2) * dt_s,
+        np.minimum(np.maximum(v + acceleration_mps2 * dt_s, MIN_SPEED_MPS), MAX_SPEED_MPS),
+    )
 
 
 @register_jitable
@@ -118,25 +149,35 @@ class IDMParameters:
         return 2 * np.sqrt(self.accel_mps2 * self.decel_mps2)
 
 
-def idm_free_road_mps2(speed_mps: np.ndarray, desired_speed_mps: np.ndarray, p: IDMParameters) -> np.ndarray:
+def idm_free_road_mps2(
+    speed_mps: np.ndarray, desired_speed_mps: np.ndarray, p: IDMParameters
+) -> np.ndarray:
     """The improved IDM's free-road term [m/s^2]: IDM's ``a (1 - (v/v0)^delta)`` up to the
     desired speed, ``-b (1 - (v0/v)^(a delta / b))`` above it."""
     return idm_free_road_terms(speed_mps, desired_speed_mps, p.accel_mps2, p.decel_mps2, p.delta)
 
 
-def idm_interaction_mps2(speed_mps: np.ndarray, lead_speed_mps: np.ndarray, gap_m: np.ndarray,
-                         p: IDMParameters) -> np.ndarray:
+def idm_interaction_mps2(
+    speed_mps: np.ndarray, lead_speed_mps: np.ndarray, gap_m: np.ndarray, p: IDMParameters
+) -> np.ndarray:
     """IDM's interaction term [m/s^2], ``-a (s* / s)^2``, behind a leader ``gap_m`` ahead
     (bumper to bumper) driving at ``lead_speed_mps``."""
-    return idm_interaction_terms(speed_mps, lead_speed_mps, gap_m, p.accel_mps2, p.headway_s, p.min_gap_m,
-                                 p.two_sqrt_ab_mps2)
+    return idm_interaction_terms(
+        speed_mps, lead_speed_mps, gap_m, p.accel_mps2, p.headway_s, p.min_gap_m, p.two_sqrt_ab_mps2
+    )
 
 
-def idm_acceleration(speed_mps: np.ndarray, desired_speed_mps: np.ndarray, gap_m: np.ndarray,
-                     lead_speed_mps: np.ndarray, p: IDMParameters) -> np.ndarray:
+def idm_acceleration(
+    speed_mps: np.ndarray,
+    desired_speed_mps: np.ndarray,
+    gap_m: np.ndarray,
+    lead_speed_mps: np.ndarray,
+    p: IDMParameters,
+) -> np.ndarray:
     """The (improved) IDM's acceleration [m/s^2]; ``gap_m = inf`` on a free road."""
-    return (idm_free_road_mps2(speed_mps, desired_speed_mps, p)
-            + idm_interaction_mps2(speed_mps, lead_speed_mps, gap_m, p))
+    return idm_free_road_mps2(speed_mps, desired_speed_mps, p) + idm_interaction_mps2(
+        speed_mps, lead_speed_mps, gap_m, p
+    )
 
 
 # The IDM terms on bare parameters: arrays, or scalars inside the compiled rollout
@@ -144,13 +185,20 @@ def idm_acceleration(speed_mps: np.ndarray, desired_speed_mps: np.ndarray, gap_m
 @register_jitable
 def idm_free_road_terms(v, v0, accel_mps2, decel_mps2, delta):
     """:func:`idm_free_road_mps2` with the parameters spelled out."""
-    return np.where(v <= v0, accel_mps2 * (1 - (v / v0) ** delta),
-                    -decel_mps2 * (1 - (v0 / np.maximum(v, IDM_SPEED_FLOOR_MPS))
-                                   ** (accel_mps2 * delta / decel_mps2)))
+    return np.where(
+        v <= v0,
+        accel_mps2 * (1 - (v / v0) ** delta),
+        -decel_mps2
+        * (1 - (v0 / np.maximum(v, IDM_SPEED_FLOOR_MPS)) ** (accel_mps2 * delta / decel_mps2)),
+    )
 
 
 @register_jitable
-def idm_interaction_terms(v, lead_speed_mps, gap_m, accel_mps2, headway_s, min_gap_m, two_sqrt_ab_mps2):
+def idm_interaction_terms(
+    v, lead_speed_mps, gap_m, accel_mps2, headway_s, min_gap_m, two_sqrt_ab_mps2
+):
     """:func:`idm_interaction_mps2` with the parameters spelled out."""
-    desired_gap_m = min_gap_m + np.maximum(0.0, v * headway_s + v * (v - lead_speed_mps) / two_sqrt_ab_mps2)
+    desired_gap_m = min_gap_m + np.maximum(
+        0.0, v * headway_s + v * (v - lead_speed_mps) / two_sqrt_ab_mps2
+    )
     return -accel_mps2 * (desired_gap_m / np.maximum(gap_m, IDM_MIN_GAP_FLOOR_M)) ** 2

@@ -35,12 +35,16 @@ def side_slip_rad(steering_rad: np.ndarray) -> np.ndarray:
     return np.arctan(0.5 * np.tan(steering_rad))
 
 
-def curvature_of_steering(steering_rad: np.ndarray, length_m: float = VEHICLE_LENGTH_M) -> np.ndarray:
+def curvature_of_steering(
+    steering_rad: np.ndarray, length_m: float = VEHICLE_LENGTH_M
+) -> np.ndarray:
     """Path curvature [1/m] a steady steering angle drives."""
     return np.sin(side_slip_rad(steering_rad)) / (length_m / 2)
 
 
-def steering_for_curvature(curvature_1pm: np.ndarray, length_m: float = VEHICLE_LENGTH_M) -> np.ndarray:
+def steering_for_curvature(
+    curvature_1pm: np.ndarray, length_m: float = VEHICLE_LENGTH_M
+) -> np.ndarray:
     """Steering angle [rad] that drives a path of the given curvature (inverse of the above)."""
     sin_beta = np.clip(np.asarray(curvature_1pm, dtype=np.float64) * length_m / 2, -0.99, 0.99)
     return np.arctan(2.0 * np.tan(np.arcsin(sin_beta)))

@@ -35,16 +35,20 @@ def _show(text: str) -> str:
 def int_between(minimum: int, maximum: int, what: str) -> Callable[[str], int]:
     """An argparse type: a whole number in [minimum, maximum], with a message naming the rule
     (``what`` for the lower bound)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:  # also a number too long for int() (over 4300 digits)
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {_show(text)}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number, got {_show(text)}"
+            ) from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{what}, got {value}")
         if value > maximum:
             raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {_show(text)}")
         return value
+
     return parse
 
 
@@ -54,7 +58,9 @@ def int_at_least(minimum: int, what: str, maximum: int = MAX_COUNT) -> Callable[
     return int_between(minimum, maximum, what)
 
 
-def number_between(minimum: float, maximum: float, what: str, *, low_open: bool = False) -> Callable[[str], float]:
+def number_between(
+    minimum: float, maximum: float, what: str, *, low_open: bool = False
+) -> Callable[[str], float]:
     """An argparse type: a finite number in [minimum, maximum] (``(minimum, maximum]`` with
     ``low_open``); nan and inf are refused."""
     low = "(" if low_open else "["
@@ -66,9 +72,11 @@ def number_between(minimum: float, maximum: float, what: str, *, low_open: bool 
             raise argparse.ArgumentTypeError(f"expected {what}, got {_show(text)}") from None
         above = value > minimum if low_open else value >= minimum
         if not (above and value <= maximum):  # also rejects nan and inf
-            raise argparse.ArgumentTypeError(f"expected {what} in {low}{minimum:g}, {maximum:g}], "
-                                             f"got {_show(text)}")
+            raise argparse.ArgumentTypeError(
+                f"expected {what} in {low}{minimum:g}, {maximum:g}], got {_show(text)}"
+            )
         return value
+
     return parse
 
 
@@ -77,7 +85,9 @@ def probability(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {_show(text)}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1], got {_show(text)}"
+        ) from None
     if not (0.0 <= value <= 1.0):
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {_show(text)}")
     return value
@@ -88,7 +98,9 @@ def fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {_show(text)}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1), got {_show(text)}"
+        ) from None
     if not (0.0 <= value < 1.0):
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {_show(text)}")
     return value
@@ -99,10 +111,13 @@ def duration(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {_show(text)}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds, got {_show(text)}"
+        ) from None
     if not (value > 0 and value <= MAX_SECONDS):  # also rejects nan and inf
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0 and at most "
-                                         f"{MAX_SECONDS:g}, got {_show(text)}")
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of seconds > 0 and at most {MAX_SECONDS:g}, got {_show(text)}"
+        )
     return value
 
 
@@ -157,6 +172,7 @@ def scenario_list(text: str) -> tuple[str, ...]:
     """``"a,b"`` -> ``("a", "b")``, each a known scenario (the error lists the known ones)."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     if not names:
-        raise ValueError(f"--scenarios names no scenario (got {text!r}); known: "
-                         f"{', '.join(SCENARIOS)}")
+        raise ValueError(
+            f"--scenarios names no scenario (got {text!r}); known: {', '.join(SCENARIOS)}"
+        )
     return tuple(dict.fromkeys(get_scenario(n).name for n in names))  # errors list the known names

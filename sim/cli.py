@@ -47,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="drive",
         description="Modular vs end-to-end driving in highway-env worlds: run agents, "
-                    "record, train, compare.")
-    p.set_defaults(on_interrupt=None)  # what an interrupted command keeps; set by the commands that keep something
+        "record, train, compare.",
+    )
+    p.set_defaults(
+        on_interrupt=None
+    )  # what an interrupted command keeps; set by the commands that keep something
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for area in AREAS:
         area.register(sub)
@@ -65,13 +68,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"drive: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("drive: interrupted" + (f"; {args.on_interrupt}" if args.on_interrupt else ""), file=sys.stderr)
+        print(
+            "drive: interrupted" + (f"; {args.on_interrupt}" if args.on_interrupt else ""),
+            file=sys.stderr,
+        )
         return 130
-    except Exception as e:  # noqa: BLE001 - a bug: one line for users, the trace on request
+    except Exception as e:
         if os.environ.get("DRIVE_DEBUG"):
             raise
-        print(f"drive: internal error: {type(e).__name__}: {e} "
-              "(set DRIVE_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"drive: internal error: {type(e).__name__}: {e} (set DRIVE_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -20,8 +20,18 @@ def two_scenarios(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "camera.json"
     buf = io.StringIO()
     with redirect_stdout(buf):
-        rc = main(["bench", "camera", "--frames", "4", "--scenario", "lane-keep, roundabout",
-                   "--out", str(out)])
+        rc = main(
+            [
+                "bench",
+                "camera",
+                "--frames",
+                "4",
+                "--scenario",
+                "lane-keep, roundabout",
+                "--out",
+                str(out),
+            ]
+        )
     assert rc == 0
     return buf.getvalue(), json.loads(out.read_text())
 
@@ -43,7 +53,9 @@ def test_every_row_of_every_scenario_is_timed(two_scenarios):
         assert rows["highway_env"]["vs_highway_env"] == pytest.approx(1.0)
         assert rows["top_down"]["vs_top_down"] == pytest.approx(1.0)
         base = rows["highway_env"]["median_ms"]
-        assert rows["cam_front"]["vs_highway_env"] == pytest.approx(base / rows["cam_front"]["median_ms"])
+        assert rows["cam_front"]["vs_highway_env"] == pytest.approx(
+            base / rows["cam_front"]["median_ms"]
+        )
 
 
 def test_the_text_has_one_table_per_scenario_with_p99(two_scenarios):
@@ -52,8 +64,13 @@ def test_the_text_has_one_table_per_scenario_with_p99(two_scenarios):
     assert [t.split(",")[0] for t in tables] == ["lane-keep", "roundabout"]
     for table in tables:
         assert "p99 ms" in table and "median ms" in table
-        for label in ("top-down", "cam_front (", "cam_rear (", "instance mask + depth",
-                      "GrayscaleObservation"):
+        for label in (
+            "top-down",
+            "cam_front (",
+            "cam_rear (",
+            "instance mask + depth",
+            "GrayscaleObservation",
+        ):
             assert label in table
 
 
@@ -62,8 +79,13 @@ def test_all_means_every_scenario(monkeypatch, capsys):
 
     def fake(names, frames, size_px):
         seen["names"] = names
-        return {"benchmark": "camera", "frames": frames, "size_px": size_px, "seed": 0,
-                "scenarios": []}
+        return {
+            "benchmark": "camera",
+            "frames": frames,
+            "size_px": size_px,
+            "seed": 0,
+            "scenarios": [],
+        }
 
     monkeypatch.setattr(simulator, "bench_cameras", fake)
     assert main(["bench", "camera", "--scenario", "all", "--frames", "1"]) == 0
@@ -82,10 +104,26 @@ def test_bad_frame_count_is_refused():
 
 
 def test_format_shows_ratios_of_medians():
-    rows = [{"renderer": n, "label": n, "width_px": 8, "height_px": 8, "median_ms": m,
-             "p90_ms": m, "p99_ms": 2 * m, "vs_highway_env": 4.0 / m, "vs_top_down": m / 1.0}
-            for n, m in zip(CAMERA_ROWS, (1.0, 2.0, 2.0, 3.0, 4.0))]
-    text = format_camera({"scenarios": [{"scenario": "highway", "frames": 3, "episodes": 1,
-                                         "seed": 0, "rows": rows}]})
+    rows = [
+        {
+            "renderer": n,
+            "label": n,
+            "width_px": 8,
+            "height_px": 8,
+            "median_ms": m,
+            "p90_ms": m,
+            "p99_ms": 2 * m,
+            "vs_highway_env": 4.0 / m,
+            "vs_top_down": m / 1.0,
+        }
+        for n, m in zip(CAMERA_ROWS, (1.0, 2.0, 2.0, 3.0, 4.0))
+    ]
+    text = format_camera(
+        {
+            "scenarios": [
+                {"scenario": "highway", "frames": 3, "episodes": 1, "seed": 0, "rows": rows}
+            ]
+        }
+    )
     line = next(x for x in text.splitlines() if x.startswith("cam_front "))
     assert line.split()[-5:] == ["2.000", "2.000", "4.000", "2.00x", "2.00x"]

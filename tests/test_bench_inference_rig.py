@@ -16,11 +16,16 @@ SB3_RIG = "SB3 NatureCNN 6x66x200"
 
 @pytest.fixture(scope="module")
 def result():
-    return bench_inference(repeats=2, loop_episodes=1, loop_batches=(1,), loop_duration_s=0.5, devices=("cpu",))
+    return bench_inference(
+        repeats=2, loop_episodes=1, loop_batches=(1,), loop_duration_s=0.5, devices=("cpu",)
+    )
 
 
 def _well_formed(p: dict) -> bool:
-    return all(math.isfinite(p[k]) and p[k] > 0 for k in ("p50_ms", "p99_ms")) and p["p50_ms"] <= p["p99_ms"]
+    return (
+        all(math.isfinite(p[k]) and p[k] > 0 for k in ("p50_ms", "p99_ms"))
+        and p["p50_ms"] <= p["p99_ms"]
+    )
 
 
 def test_rig_rows_for_every_width_with_forward_and_act(result):
@@ -45,7 +50,12 @@ def test_rig_has_naturecnn_at_the_same_input(result):
 
 def test_bird_eye_rows_are_kept(result):
     rows = result["devices"]["cpu"]["models"]
-    assert {"pilotnet-s fp32", "pilotnet-m fp32", "pilotnet-l fp32", "SB3 NatureCNN policy.predict"} <= set(rows)
+    assert {
+        "pilotnet-s fp32",
+        "pilotnet-m fp32",
+        "pilotnet-l fp32",
+        "SB3 NatureCNN policy.predict",
+    } <= set(rows)
     assert not any(k.startswith("rig ") for k in rows)
 
 
@@ -58,7 +68,9 @@ def test_format_prints_the_rig_table_with_its_target(result):
         assert f"rig PilotNet-{width} fp32, 2 cameras: " in text
     assert SB3_RIG in text and "vs NatureCNN at the same input (6x66x200)" in text
     assert "rig crop alone" in text
-    assert "SB3 NatureCNN policy.predict" in text and "decisions/s" in text  # the bird's-eye rows stay
+    assert (
+        "SB3 NatureCNN policy.predict" in text and "decisions/s" in text
+    )  # the bird's-eye rows stay
 
 
 def test_format_verdicts_follow_the_target():
@@ -68,24 +80,50 @@ def test_format_verdicts_follow_the_target():
         return {"p50_ms": p50, "p99_ms": p99}
 
     fast, slow = p(1.0, 2.0), p(2.0, RIG_TARGET_MS + 1.0)
-    r = {"camera": [128, 128], "threads": 1,
-         RIG: {"cameras": CAMERAS, "input": [66, 200, 6], "frames": {c: [128, 256] for c in CAMERAS},
-               "target_ms": RIG_TARGET_MS},
-         "devices": {"cpu": {"name": "cpu", "models": {}, RIG: {"crop": p(0.3, 0.4), "models": {
-             "rig pilotnet-s fp32": {"parameters": 10, "forward_b1": fast, "act": fast},
-             "rig pilotnet-m fp32": {"parameters": 20, "forward_b1": fast, "act": slow},
-             SB3_RIG: {"parameters": 30, "forward_b1": fast, "act": fast}}}}},
-         "loop": {"scenario": "highway", "episodes": 1, "duration_s": 1.0, "by_batch": {}}}
+    r = {
+        "camera": [128, 128],
+        "threads": 1,
+        RIG: {
+            "cameras": CAMERAS,
+            "input": [66, 200, 6],
+            "frames": {c: [128, 256] for c in CAMERAS},
+            "target_ms": RIG_TARGET_MS,
+        },
+        "devices": {
+            "cpu": {
+                "name": "cpu",
+                "models": {},
+                RIG: {
+                    "crop": p(0.3, 0.4),
+                    "models": {
+                        "rig pilotnet-s fp32": {"parameters": 10, "forward_b1": fast, "act": fast},
+                        "rig pilotnet-m fp32": {"parameters": 20, "forward_b1": fast, "act": slow},
+                        SB3_RIG: {"parameters": 30, "forward_b1": fast, "act": fast},
+                    },
+                },
+            }
+        },
+        "loop": {"scenario": "highway", "episodes": 1, "duration_s": 1.0, "by_batch": {}},
+    }
     lines = format_inference(r).splitlines()
-    row = {k: next(line for line in lines if line.startswith(k)) for k in ("rig pilotnet-s", "rig pilotnet-m")}
+    row = {
+        k: next(line for line in lines if line.startswith(k))
+        for k in ("rig pilotnet-s", "rig pilotnet-m")
+    }
     assert row["rig pilotnet-s"].endswith("fwd yes, act yes")
     assert row["rig pilotnet-m"].endswith("fwd yes, act NO")
     assert next(line for line in lines if line.startswith(SB3_RIG + " ")).endswith("(baseline)")
 
 
 def test_one_camera_rig_sizes_the_baseline_to_match():
-    r = bench_inference(repeats=1, loop_episodes=1, loop_batches=(1,), loop_duration_s=0.5, devices=("cpu",),
-                        rig_cameras=("cam_front",))
+    r = bench_inference(
+        repeats=1,
+        loop_episodes=1,
+        loop_batches=(1,),
+        loop_duration_s=0.5,
+        devices=("cpu",),
+        rig_cameras=("cam_front",),
+    )
     assert r[RIG]["input"] == [66, 200, 3]
     rows = r["devices"]["cpu"][RIG]["models"]
     assert "SB3 NatureCNN 3x66x200" in rows and "rig pilotnet-m fp32" in rows

@@ -11,13 +11,17 @@ from sim.world.render import Palette, SceneObjects
 
 
 @given(
-    x=st.floats(-100, 100), y=st.floats(-100, 100),
-    mpp=st.floats(0.05, 2.0), w=st.integers(8, 400), h=st.integers(8, 400),
+    x=st.floats(-100, 100),
+    y=st.floats(-100, 100),
+    mpp=st.floats(0.05, 2.0),
+    w=st.integers(8, 400),
+    h=st.integers(8, 400),
 )
 @settings(max_examples=200, deadline=None)
 def test_ego_pixel_round_trip(x, y, mpp, w, h):
-    spec = BevCamera(width_px=w, height_px=h, metres_per_pixel=mpp,
-                      ego_u_px=(w - 1) / 2, ego_v_px=0.75 * (h - 1))
+    spec = BevCamera(
+        width_px=w, height_px=h, metres_per_pixel=mpp, ego_u_px=(w - 1) / 2, ego_v_px=0.75 * (h - 1)
+    )
     back = spec.pixel_to_ego(spec.ego_to_pixel(np.array([x, y])))
     assert back == pytest.approx([x, y], abs=1e-9)
 
@@ -33,8 +37,15 @@ def test_axes_forward_is_up_left_is_left():
     assert left[0] == pytest.approx(ego[0] - 4.0 / spec.metres_per_pixel)  # left of the image
 
 
-@pytest.mark.parametrize("bad", [dict(width_px=4), dict(metres_per_pixel=0.0),
-                                 dict(metres_per_pixel=float("nan")), dict(ego_v_px=500.0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(width_px=4),
+        dict(metres_per_pixel=0.0),
+        dict(metres_per_pixel=float("nan")),
+        dict(ego_v_px=500.0),
+    ],
+)
 def test_spec_rejects_bad_values_by_name(bad):
     with pytest.raises(ValueError) as e:
         BevCamera(**bad)

@@ -32,8 +32,12 @@ LEAF_SIM = {"sim", "sim.geometry", "sim.harness", "sim.harness.io"}
 
 
 def loaded_modules(*modules: str, walk: bool = True) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", PROBE.format(modules=list(modules), walk=walk)],
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(modules=list(modules), walk=walk)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, f"importing {modules} failed:\n{out.stderr[-2000:]}"
     return set(json.loads(out.stdout))
 
@@ -49,17 +53,44 @@ def test_import_sim_loads_no_simulator():
 
 def test_sensor_geometry_is_pure_numpy():
     loaded = loaded_modules("sim.geometry")  # every module: camera, pinhole, frames
-    assert not top(loaded) & {"highway_env", "pygame", "torch", "cv2", "gymnasium", "scipy",
-                              "agents", "perception", "planning"}
-    other_sim = sorted(m for m in loaded if top({m}) == {"sim"} and m not in {"sim", "sim.geometry"}
-                       and not m.startswith("sim.geometry."))
+    assert not top(loaded) & {
+        "highway_env",
+        "pygame",
+        "torch",
+        "cv2",
+        "gymnasium",
+        "scipy",
+        "agents",
+        "perception",
+        "planning",
+    }
+    other_sim = sorted(
+        m
+        for m in loaded
+        if top({m}) == {"sim"}
+        and m not in {"sim", "sim.geometry"}
+        and not m.startswith("sim.geometry.")
+    )
     assert not other_sim, f"sim.geometry imports {other_sim}"
 
 
 def test_world_imports_nothing_downstream():
     loaded = loaded_modules("sim.world")
-    bad = sorted(m for m in loaded if m.startswith(("sim.harness", "sim.pipelines", "sim.report", "sim.bench",
-                                                    "sim.cli", "agents", "perception")))
+    bad = sorted(
+        m
+        for m in loaded
+        if m.startswith(
+            (
+                "sim.harness",
+                "sim.pipelines",
+                "sim.report",
+                "sim.bench",
+                "sim.cli",
+                "agents",
+                "perception",
+            )
+        )
+    )
     assert not bad, f"sim.world imports {bad}"
 
 
@@ -77,9 +108,23 @@ def test_planning_is_pure_numpy():
     # numpy's and numba's own imports are their business (numba loads scipy when it finds it);
     # what planning pulls in beyond them is not
     theirs = top(loaded_modules("numpy", "numba", walk=False))
-    third_party = top(loaded) - set(sys.stdlib_module_names) - {"planning", "numpy", "numba", "__main__"} - theirs
-    assert not third_party & {"sim", "agents", "perception", "torch", "gymnasium", "highway_env", "cv2",
-                              "scipy", "pygame"}, f"planning imports {sorted(third_party)}"
+    third_party = (
+        top(loaded)
+        - set(sys.stdlib_module_names)
+        - {"planning", "numpy", "numba", "__main__"}
+        - theirs
+    )
+    assert not third_party & {
+        "sim",
+        "agents",
+        "perception",
+        "torch",
+        "gymnasium",
+        "highway_env",
+        "cv2",
+        "scipy",
+        "pygame",
+    }, f"planning imports {sorted(third_party)}"
 
 
 WITHOUT_NUMBA = """
@@ -103,14 +148,22 @@ def test_planning_runs_on_numpy_alone_when_numba_is_missing():
     from planning.prediction import forecast
     from tests.test_planning_planner import TIMES, objects, options, three_lane_map
 
-    out = subprocess.run([sys.executable, "-c", WITHOUT_NUMBA], capture_output=True, text=True, timeout=300,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", WITHOUT_NUMBA],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     compiled, has_numba, trajectories = out.stdout.split()
     assert compiled == "False" and has_numba == "False"
     ego = EgoState(100.0, 0.0, 0.0, 20.0)
-    here = Planner().plan(ego, options(three_lane_map(), ego),
-                          forecast(objects([(130.0, 0.0, 0.0, 10.0)]), TIMES, "cv"))  # compiled, in this process
+    here = Planner().plan(
+        ego,
+        options(three_lane_map(), ego),
+        forecast(objects([(130.0, 0.0, 0.0, 10.0)]), TIMES, "cv"),
+    )  # compiled, in this process
     assert bytes.fromhex(trajectories) == here.trajectory_m.tobytes()
 
 
@@ -118,8 +171,12 @@ def test_inference_imports_no_training_code():
     """Driving never imports training: building every agent by name and running a detector
     loads no trainer, no TensorBoard writer and no RL library."""
     loaded = loaded_modules("agents.registry", "perception.detectors", walk=False)
-    training = sorted(m for m in loaded if m.startswith(("agents", "perception"))
-                      and any(part in ("train", "training", "trainer") for part in m.split(".")))
+    training = sorted(
+        m
+        for m in loaded
+        if m.startswith(("agents", "perception"))
+        and any(part in ("train", "training", "trainer") for part in m.split("."))
+    )
     assert not training, f"inference imports training modules {training}"
     assert "torch.utils.tensorboard" not in loaded
     assert "stable_baselines3" not in top(loaded)

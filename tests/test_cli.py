@@ -8,14 +8,18 @@ import sys
 import av
 import pytest
 
-from sim.world.scenarios import SCENARIOS
-
 from sim.cli import main
+from sim.world.scenarios import SCENARIOS
 
 
 def test_help_for_every_subcommand(capsys):
-    for argv in (["--help"], ["run", "--help"], ["scenarios", "--help"], ["agents", "--help"],
-                 ["bench", "--help"]):
+    for argv in (
+        ["--help"],
+        ["run", "--help"],
+        ["scenarios", "--help"],
+        ["agents", "--help"],
+        ["bench", "--help"],
+    ):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 0
@@ -25,10 +29,13 @@ def test_help_for_every_subcommand(capsys):
 def test_building_the_parser_loads_no_training_library():
     """``drive --help`` and ``drive scenarios`` stay fast: the job modules behind each command
     (torch, Stable-Baselines3) are imported by its handler, not by the parser."""
-    code = ("import sys, sim.cli; sim.cli.build_parser(); "
-            "print('torch' in sys.modules, 'stable_baselines3' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         check=False)
+    code = (
+        "import sys, sim.cli; sim.cli.build_parser(); "
+        "print('torch' in sys.modules, 'stable_baselines3' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
 
@@ -38,8 +45,20 @@ def test_help_lists_every_subcommand_by_area(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    commands = ["scenarios", "agents", "run", "eval", "record", "perception", "compare", "study", "train",
-                "report", "explain", "bench"]
+    commands = [
+        "scenarios",
+        "agents",
+        "run",
+        "eval",
+        "record",
+        "perception",
+        "compare",
+        "study",
+        "train",
+        "report",
+        "explain",
+        "bench",
+    ]
     assert re.findall(r"^    (\S+)", out, flags=re.MULTILINE) == commands
     with pytest.raises(SystemExit):
         main(["nope"])
@@ -49,13 +68,19 @@ def test_help_lists_every_subcommand_by_area(capsys):
 def test_scenarios_lists_each_with_a_description(capsys):
     assert main(["scenarios"]) == 0
     out = capsys.readouterr().out.splitlines()
-    names = [line.split()[0] for line in out if line and not line.startswith((" ", "variants follow"))]
+    names = [
+        line.split()[0] for line in out if line and not line.startswith((" ", "variants follow"))
+    ]
     assert names == list(SCENARIOS)
-    rows = [line for line in out if line and not line.startswith(" ") and line.split()[0] in SCENARIOS]
+    rows = [
+        line for line in out if line and not line.startswith(" ") and line.split()[0] in SCENARIOS
+    ]
     assert all(len(line.split()) > 3 for line in rows)
     variants = [line.strip() for line in out if line.startswith(" ")]
     assert len(variants) == len(SCENARIOS) and all(v.startswith("variants: ") for v in variants)
-    assert any("traffic empty|regular|dense" in v for v in variants) and any("maps train|unseen" in v for v in variants)
+    assert any("traffic empty|regular|dense" in v for v in variants) and any(
+        "maps train|unseen" in v for v in variants
+    )
 
 
 def test_agents_lists_the_sensors_each_is_handed(capsys):
@@ -100,9 +125,29 @@ def test_existing_results_are_not_overwritten(capsys, tmp_path):
 def test_run_writes_episodes_config_and_a_playable_video(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "sim.cli", "run", "--agent", "idm", "--scenario", "merge",
-         "--episodes", "2", "--seed", "3", "--duration", "3", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "sim.cli",
+            "run",
+            "--agent",
+            "idm",
+            "--scenario",
+            "merge",
+            "--episodes",
+            "2",
+            "--seed",
+            "3",
+            "--duration",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "status:" in proc.stdout and "mean" in proc.stdout
     config = json.loads((out / "config.json").read_text())
@@ -158,8 +203,25 @@ def test_traces_are_saved_without_pickle(tmp_path):
     import numpy as np
 
     out = tmp_path / "run"
-    assert main(["run", "--scenario", "lane-keep", "--agent", "straight", "--episodes", "1",
-                 "--video", "none", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--scenario",
+                "lane-keep",
+                "--agent",
+                "straight",
+                "--episodes",
+                "1",
+                "--video",
+                "none",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rec = json.loads((out / "episodes.jsonl").read_text())
     with np.load(out / "traces" / "lane-keep__straight__0.npz", allow_pickle=False) as z:
         assert len(z["actions"]) == rec["steps"] and len(z["x_m"]) == rec["steps"] + 1
@@ -167,8 +229,23 @@ def test_traces_are_saved_without_pickle(tmp_path):
 
 
 def test_bench_sim_smoke(capsys):
-    assert main(["bench", "sim", "--scenario", "merge", "--steps", "5", "--repeats", "1",
-                 "--worker-episodes", "0"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "sim",
+                "--scenario",
+                "merge",
+                "--steps",
+                "5",
+                "--repeats",
+                "1",
+                "--worker-episodes",
+                "0",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "merge" in out and "2x" in out and "physics x" in out
     assert "vehicles" in out and "N^" in out
@@ -176,24 +253,47 @@ def test_bench_sim_smoke(capsys):
 
 def test_bench_planner_smoke(capsys, tmp_path):
     out = tmp_path / "planner.json"
-    assert main(["bench", "planner", "--scenarios", "lane-keep", "--episodes", "1",
-                 "--duration", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "planner",
+                "--scenarios",
+                "lane-keep",
+                "--episodes",
+                "1",
+                "--duration",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "lane-keep" in text and "p99" in text and "> 10 ms" in text
     result = json.loads(out.read_text())
     assert result["agent"] == "expert" and result["episodes"] == 1
     (row,) = result["scenarios"]
     assert row["scenario"] == "lane-keep" and row["decisions"] > 0
-    assert 0 < row["latency_p50_ms"] <= row["latency_p90_ms"] <= row["latency_p99_ms"] \
+    assert (
+        0
+        < row["latency_p50_ms"]
+        <= row["latency_p90_ms"]
+        <= row["latency_p99_ms"]
         <= row["latency_max_ms"]
+    )
     assert 0.0 <= row["over_budget_share"] <= 1.0 and row["env_step_median_ms"] > 0
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--scenarios", "lane-keep,hgihway"], "unknown scenario 'hgihway'"),
-    (["--scenarios", ","], "names no scenario"),
-    (["--agent", "pilot"], "unknown agent 'pilot'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--scenarios", "lane-keep,hgihway"], "unknown scenario 'hgihway'"),
+        (["--scenarios", ","], "names no scenario"),
+        (["--agent", "pilot"], "unknown agent 'pilot'"),
+    ],
+)
 def test_bench_planner_bad_names_fail_before_running(capsys, argv, message):
     assert main(["bench", "planner", *argv]) == 2
     err = capsys.readouterr().err
@@ -201,9 +301,14 @@ def test_bench_planner_bad_names_fail_before_running(capsys, argv, message):
     assert "lane-keep" in err or "expert" in err  # the known names are listed
 
 
-@pytest.mark.parametrize("argv", [["run", "--episodes", "99999999999999999999"],
-                                  ["eval", "--seed-start", "99999999999999999999"],
-                                  ["run", "--seed", str(2**31)]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--episodes", "99999999999999999999"],
+        ["eval", "--seed-start", "99999999999999999999"],
+        ["run", "--seed", str(2**31)],
+    ],
+)
 def test_huge_numbers_are_a_one_line_usage_error(capsys, argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -241,7 +346,10 @@ def test_no_numeric_option_of_any_subcommand_takes_a_huge_or_non_finite_value():
 
 
 def test_consecutive_seeds_may_not_run_past_the_largest_seed(capsys, tmp_path):
-    assert main(["run", "--seed", str(2**31 - 1), "--episodes", "2", "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(["run", "--seed", str(2**31 - 1), "--episodes", "2", "--out", str(tmp_path / "r")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "reaches seed 2147483648" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
@@ -250,8 +358,20 @@ def test_consecutive_seeds_may_not_run_past_the_largest_seed(capsys, tmp_path):
 def test_video_refuses_to_overwrite_a_file_it_did_not_write(capsys, tmp_path):
     clip = tmp_path / "holiday.mp4"
     clip.write_bytes(b"somebody else's film")
-    base = ["run", "--agent", "idm", "--scenario", "merge", "--episodes", "1", "--duration", "1", "--quiet",
-            "--video", str(clip)]
+    base = [
+        "run",
+        "--agent",
+        "idm",
+        "--scenario",
+        "merge",
+        "--episodes",
+        "1",
+        "--duration",
+        "1",
+        "--quiet",
+        "--video",
+        str(clip),
+    ]
     assert main([*base, "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert str(clip) in err and "--force" in err and "Traceback" not in err
@@ -261,5 +381,7 @@ def test_video_refuses_to_overwrite_a_file_it_did_not_write(capsys, tmp_path):
     with av.open(str(clip)) as c:
         assert c.streams.video[0].codec_context.name == "h264"
     capsys.readouterr()
-    assert main([*base, "--out", str(tmp_path / "c")]) == 0  # our own earlier video: replaced freely
+    assert (
+        main([*base, "--out", str(tmp_path / "c")]) == 0
+    )  # our own earlier video: replaced freely
     assert (tmp_path / "c" / "episodes.jsonl").exists()

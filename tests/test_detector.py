@@ -28,7 +28,9 @@ CFG = CenterNetConfig(width=8)
 def labels(rows):
     a = np.asarray(rows, dtype=float).reshape(-1, 3)
     n = len(a)
-    return Boxes(a[:, :2], a[:, 2], np.full(n, 5.0), np.full(n, 2.0), np.zeros(n, np.int8), np.ones(n))
+    return Boxes(
+        a[:, :2], a[:, 2], np.full(n, 5.0), np.full(n, 2.0), np.zeros(n, np.int8), np.ones(n)
+    )
 
 
 def as_logits(targets: dict) -> dict:
@@ -43,8 +45,12 @@ def test_decoding_a_synthetic_heatmap_finds_the_box():
     h = w = 32
     heat = torch.full((1, 1, h, w), -10.0)
     heat[0, 0, 10, 20] = 5.0  # one confident peak at cell (x=20, y=10)
-    outputs = {"heatmap": heat, "offset": torch.zeros(1, 2, h, w), "size": torch.zeros(1, 2, h, w),
-               "heading": torch.zeros(1, 2, h, w)}
+    outputs = {
+        "heatmap": heat,
+        "offset": torch.zeros(1, 2, h, w),
+        "size": torch.zeros(1, 2, h, w),
+        "heading": torch.zeros(1, 2, h, w),
+    }
     outputs["offset"][0, :, 10, 20] = torch.tensor([0.25, -0.5])
     outputs["size"][0, :, 10, 20] = torch.tensor([4.5, 1.8])
     outputs["heading"][0, :, 10, 20] = torch.tensor([np.sin(0.4), np.cos(0.4)])  # 2a = 0.4
@@ -77,8 +83,14 @@ def trained(tmp_path_factory):
     data = root / "data"
     record_frames(["highway"], 30, data, seed=5, every=5, per_episode=10, progress=False)
     ckpt = root / "ckpt"
-    result = train_detector(data, ckpt, TrainConfig(epochs=4, width=8, batch_size=8, patience=4), device="cpu",
-                            progress=False, extra_meta={"git_revision": "test"})
+    result = train_detector(
+        data,
+        ckpt,
+        TrainConfig(epochs=4, width=8, batch_size=8, patience=4),
+        device="cpu",
+        progress=False,
+        extra_meta={"git_revision": "test"},
+    )
     return data, ckpt, result
 
 
@@ -151,13 +163,59 @@ def test_learned_detector_runs_batched_on_the_cpu(trained):
 def test_cli_trains_and_evaluates_the_learned_detector(trained, tmp_path, capsys):
     data, ckpt, _ = trained
     out = tmp_path / "cli_ckpt"
-    assert main(["train", "detector", "--data", str(data), "--out", str(out), "--epochs", "1", "--width", "8",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "detector",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--width",
+                "8",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "checkpoint:" in capsys.readouterr().out and (out / "detector.json").exists()
-    assert main(["eval", "detector", "--data", str(data), "--detector", f"opencv,learned:{ckpt}",
-                 "--corrupt", "none", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "detector",
+                "--data",
+                str(data),
+                "--detector",
+                f"opencv,learned:{ckpt}",
+                "--corrupt",
+                "none",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert f"learned:{ckpt}" in capsys.readouterr().out
-    assert main(["train", "detector", "--data", str(data), "--out", str(out), "--epochs", "1", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "detector",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "already exists" in capsys.readouterr().err
 
 
@@ -188,7 +246,9 @@ def cars_tracked_ahead(agent, scenario, seed, steps, range_m=40.0, match_m=3.0) 
             cars = truth["position_m"][(truth["kind"] == 0) & (ahead > 0) & (ahead < range_m)]
             if len(seen) and len(cars):
                 hits += bool((np.linalg.norm(seen[:, None] - cars[None], axis=-1) < match_m).any())
-            obs, _, terminated, truncated, info = env.step(np.zeros(env.action_space.shape, np.float32))
+            obs, _, terminated, truncated, info = env.step(
+                np.zeros(env.action_space.shape, np.float32)
+            )
             if terminated or truncated:
                 break
     finally:
@@ -210,7 +270,6 @@ def test_modular_bev_drives_from_the_bev_camera_only(trained):
     assert isinstance(agent.overlay.objects, ObjectStates)
 
 
-
 def test_the_modular_stack_sees_the_cars_ahead_through_its_detector():
     """Detector -> tracker -> planner carries what the camera sees: with a detector that
     works (the geometric one; a 4-epoch CenterNet sees little) the planner is handed the
@@ -219,15 +278,28 @@ def test_the_modular_stack_sees_the_cars_ahead_through_its_detector():
     task = task_spec(sc, BevCamera())
 
     def seat(detector):
-        return ModularBevAgent(task, perception=CameraPerception(detector=detector, dt_s=1.0 / task.control_hz))
+        return ModularBevAgent(
+            task, perception=CameraPerception(detector=detector, dt_s=1.0 / task.control_hz)
+        )
 
     assert cars_tracked_ahead(seat(OpenCVDetector(task.bev)), sc, 3, steps=30) >= 20
     assert cars_tracked_ahead(seat(BlindDetector()), sc, 3, steps=30) == 0
 
 
 def test_a_missing_detector_stops_a_run_up_front(tmp_path, capsys):
-    code = main(["run", "--agent", f"modular-bev:{tmp_path / 'nothing'}", "--episodes", "1", "--video", "none",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "run",
+            "--agent",
+            f"modular-bev:{tmp_path / 'nothing'}",
+            "--episodes",
+            "1",
+            "--video",
+            "none",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "no detector checkpoint" in err and "drive train detector" in err
@@ -243,7 +315,9 @@ def test_detector_weights_resaved_in_another_dtype_are_refused(tmp_path, dtype):
     save_checkpoint(model, tmp_path / "d", {})
     write_weights(tmp_path / "d" / WEIGHTS, {k: v.to(dtype) for k, v in model.state_dict().items()})
     name = str(dtype).removeprefix("torch.")
-    with pytest.raises(CheckpointError, match=rf"model.safetensors: .*dtype.*expected float32, found {name}"):
+    with pytest.raises(
+        CheckpointError, match=rf"model.safetensors: .*dtype.*expected float32, found {name}"
+    ):
         load_checkpoint(tmp_path / "d")
     with pytest.raises(CheckpointError, match=rf"found {name}"):
         LearnedDetector(tmp_path / "d", device="cpu")

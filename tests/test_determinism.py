@@ -69,8 +69,14 @@ def test_bit_identical_across_processes_and_hash_seeds():
     digests = set()
     for hash_seed in ("0", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "SDL_VIDEODRIVER": "dummy"}
-        out = subprocess.run([sys.executable, "-c", ROLLOUT], env=env, capture_output=True,
-                             text=True, check=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-c", ROLLOUT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
         digests.add(out.stdout.strip().splitlines()[-1])
     assert len(digests) == 1
 
@@ -78,6 +84,7 @@ def test_bit_identical_across_processes_and_hash_seeds():
 @pytest.mark.parametrize("name", ["lane-keep", "highway", "merge", "roundabout"])
 def test_autopilot_sensor_does_not_change_the_world(name):
     """Computing the shadow IDM decision must not perturb the simulation."""
+
     def positions(sensors):
         env = DrivingEnv(name, sensors=sensors)
         env.reset(seed=4)
@@ -87,4 +94,5 @@ def test_autopilot_sensor_does_not_change_the_world(name):
             env.step(np.array([0.1, steer]) if env.scenario.longitudinal else np.array([steer]))
             out.append(np.array([v.position.copy() for v in env.world.road.vehicles]))
         return np.stack(out)
+
     assert np.array_equal(positions(("speed",)), positions(("speed", "autopilot")))

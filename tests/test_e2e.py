@@ -26,17 +26,27 @@ CAM = BevCamera()
 @pytest.fixture(scope="module")
 def demos_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    record_dataset(get_scenario("lane-keep", duration_s=5.0), [11, 12, 13, 14], root / "demos",
-                   noise=NoiseConfig(0.3), progress=False)
+    record_dataset(
+        get_scenario("lane-keep", duration_s=5.0),
+        [11, 12, 13, 14],
+        root / "demos",
+        noise=NoiseConfig(0.3),
+        progress=False,
+    )
     return root / "demos"
 
 
 @pytest.fixture(scope="module")
 def trained(demos_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("policy") / "p"
-    result = train_e2e(demos_dir, out, E2ETrainConfig(model="pilotnet-s", epochs=3, batch_size=32, lr=2e-3,
-                                                      patience=5), device="cpu", progress=False,
-                       extra_meta={"git_revision": "test"})
+    result = train_e2e(
+        demos_dir,
+        out,
+        E2ETrainConfig(model="pilotnet-s", epochs=3, batch_size=32, lr=2e-3, patience=5),
+        device="cpu",
+        progress=False,
+        extra_meta={"git_revision": "test"},
+    )
     return out, result
 
 
@@ -53,7 +63,10 @@ def test_pilotnet_widths_are_about_4x_apart_and_m_is_pilotnet_sized():
         parse_model("resnet")
     # the flatten size comes from a dry run, so other frame sizes work
     small = PilotNet(PilotNetConfig(image_hw=(64, 96), stack=2, n_actions=2, use_command=True))
-    y = small(torch.zeros(3, 64, 96, 6, dtype=torch.uint8), aux_inputs([1.0, 2.0, 3.0], [0, 1, 3], small.config))
+    y = small(
+        torch.zeros(3, 64, 96, 6, dtype=torch.uint8),
+        aux_inputs([1.0, 2.0, 3.0], [0, 1, 3], small.config),
+    )
     assert y.shape == (3, 2)
 
 
@@ -105,7 +118,11 @@ def test_checkpoint_round_trips_through_safetensors_and_json_only(trained, tmp_p
     assert meta["action_names"] == ["steering"] and meta["git_revision"] == "test"
     assert meta["dataset"]["episodes"] == 4 and meta["training"]["best_epoch"] >= 1
     model, _ = load_policy(out)
-    save_policy(model, tmp_path / "copy", {k: v for k, v in meta.items() if k not in ("architecture", "config")})
+    save_policy(
+        model,
+        tmp_path / "copy",
+        {k: v for k, v in meta.items() if k not in ("architecture", "config")},
+    )
     again, _ = load_policy(tmp_path / "copy")
     x = torch.randint(0, 256, (4, 128, 128, 3), dtype=torch.uint8)
     a = torch.rand(4, 1)
@@ -144,9 +161,13 @@ def test_viewpoint_augmentation_moves_the_image_and_corrects_the_steering():
     aug = ViewAugmenter(CAM.to_dict(), steering_index=0, steering_range_rad=np.pi / 4)
     img = torch.zeros(1, 3, 128, 128)
     img[:, :, :, 60] = 255.0  # a line along the road, 3.5 px left of the ego's column (63.5)
-    same = torch.nn.functional.grid_sample(img, aug.grid(torch.zeros(1), torch.zeros(1)), align_corners=False)
+    same = torch.nn.functional.grid_sample(
+        img, aug.grid(torch.zeros(1), torch.zeros(1)), align_corners=False
+    )
     assert torch.allclose(same, img, atol=1e-3)
-    moved = torch.nn.functional.grid_sample(img, aug.grid(torch.tensor([1.0]), torch.zeros(1)), align_corners=False)
+    moved = torch.nn.functional.grid_sample(
+        img, aug.grid(torch.tensor([1.0]), torch.zeros(1)), align_corners=False
+    )
     # the car 1 m further left sees the line 2 px further right (0.5 m/px)
     assert int(moved[0, 0, 50].argmax()) == 62
     labels = np.array([[0.1], [0.1], [0.1]], np.float32)
@@ -157,8 +178,14 @@ def test_viewpoint_augmentation_moves_the_image_and_corrects_the_steering():
 
 
 def _obs(rng, n):
-    return [{"bev": rng.integers(0, 256, (128, 128, 3), dtype=np.uint8),
-             "speed": np.array([rng.uniform(0, 30)], np.float32), "command": 0} for _ in range(n)]
+    return [
+        {
+            "bev": rng.integers(0, 256, (128, 128, 3), dtype=np.uint8),
+            "speed": np.array([rng.uniform(0, 30)], np.float32),
+            "command": 0,
+        }
+        for _ in range(n)
+    ]
 
 
 def test_e2e_agent_acts_through_the_contract_and_is_batch_invariant(trained):
@@ -221,8 +248,9 @@ def test_lockstep_episodes_equal_one_by_one_episodes(trained):
             if "latency" not in key:
                 np.testing.assert_array_equal(ta[key], tb[key], err_msg=key)
         skip = {"latency_p50_ms", "latency_p99_ms", "latency_mean_ms", "latency_max_ms"}
-        assert {k: v for k, v in a.metrics.items() if k not in skip} == \
-               {k: v for k, v in b.metrics.items() if k not in skip}
+        assert {k: v for k, v in a.metrics.items() if k not in skip} == {
+            k: v for k, v in b.metrics.items() if k not in skip
+        }
 
 
 def test_lockstep_refuses_agents_without_slots_and_records_batch_faults():
@@ -238,7 +266,9 @@ def test_lockstep_refuses_agents_without_slots_and_records_batch_faults():
             raise RuntimeError("boom")
 
     broken = Broken(task)
-    results = run_episodes_lockstep([DrivingEnv(sc, sensors=idm.sensors) for _ in range(2)], broken, [0, 1, 2])
+    results = run_episodes_lockstep(
+        [DrivingEnv(sc, sensors=idm.sensors) for _ in range(2)], broken, [0, 1, 2]
+    )
     assert [r.status for r in results] == ["agent_error"] * 3
     assert "boom" in results[0].error
 
@@ -247,16 +277,60 @@ def test_cli_trains_e2e_and_runs_it_batched(demos_dir, tmp_path, capsys):
     from sim.cli import main
 
     ckpt = tmp_path / "ckpt"
-    assert main(["train", "e2e", "--data", str(demos_dir), "--out", str(ckpt), "--model", "pilotnet-s",
-                 "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "e2e",
+                "--data",
+                str(demos_dir),
+                "--out",
+                str(ckpt),
+                "--model",
+                "pilotnet-s",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "data loading alone" in capsys.readouterr().out
     run = tmp_path / "run"
-    assert main(["run", "--agent", f"e2e:{ckpt}", "--scenario", "lane-keep", "--episodes", "3", "--batch", "2",
-                 "--duration", "2", "--video", "none", "--out", str(run), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--agent",
+                f"e2e:{ckpt}",
+                "--scenario",
+                "lane-keep",
+                "--episodes",
+                "3",
+                "--batch",
+                "2",
+                "--duration",
+                "2",
+                "--video",
+                "none",
+                "--out",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(x) for x in (run / "episodes.jsonl").read_text().splitlines()]
-    assert sorted(r["seed"] for r in lines) == [0, 1, 2] and all(r["device"] == "cpu" for r in lines)
+    assert sorted(r["seed"] for r in lines) == [0, 1, 2] and all(
+        r["device"] == "cpu" for r in lines
+    )
     assert json.loads((run / "config.json").read_text())["batch"] == 2
-    assert main(["run", "--agent", "expert", "--batch", "2", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert (
+        main(["run", "--agent", "expert", "--batch", "2", "--out", str(tmp_path / "x"), "--quiet"])
+        == 2
+    )
     assert "cannot be run with --batch" in capsys.readouterr().err
 
 
@@ -264,13 +338,18 @@ def test_dagger_round_aggregates_relabels_and_scores(trained, demos_dir, tmp_pat
     from sim.pipelines.dagger import DaggerConfig, run_dagger
 
     out, _ = trained
-    config = DaggerConfig(rounds=1, episodes=2, beta=0.5, eval_episodes=2, workers=1, duration_s=3.0)
+    config = DaggerConfig(
+        rounds=1, episodes=2, beta=0.5, eval_episodes=2, workers=1, duration_s=3.0
+    )
     recipe = E2ETrainConfig(model="pilotnet-s", epochs=1, lr=1e-4, patience=1)
     result = run_dagger(out, tmp_path / "dagger", config, recipe, device="cpu", progress=False)
     rounds = result["rounds"]
     assert [r["round"] for r in rounds] == [0, 1]
     assert rounds[1]["frames"] == rounds[0]["frames"] + rounds[1]["new_frames"]
-    assert rounds[1]["closed_loop"]["episodes"] == 2 and 0 <= rounds[1]["closed_loop"]["driving_score"] <= 1
+    assert (
+        rounds[1]["closed_loop"]["episodes"] == 2
+        and 0 <= rounds[1]["closed_loop"]["driving_score"] <= 1
+    )
     import minari
 
     ds = minari.MinariDataset(tmp_path / "dagger" / "rounds" / "1" / "demos" / "data")
@@ -282,15 +361,24 @@ def test_dagger_round_aggregates_relabels_and_scores(trained, demos_dir, tmp_pat
     again = run_dagger(out, tmp_path / "dagger", config, recipe, device="cpu", progress=False)
     assert [r["round"] for r in again["rounds"]] == [0, 1]
     assert len((tmp_path / "dagger" / "dagger.jsonl").read_text().splitlines()) == 2
-    assert len(load_demos([demos_dir, tmp_path / "dagger" / "rounds" / "1" / "demos"]).episodes) == 6
+    assert (
+        len(load_demos([demos_dir, tmp_path / "dagger" / "rounds" / "1" / "demos"]).episodes) == 6
+    )
 
 
 def test_bench_inference_reports_every_width_and_the_sb3_baseline():
     from sim.bench.inference import bench_inference, format_inference
 
-    r = bench_inference(repeats=3, loop_episodes=2, loop_batches=(1, 2), loop_duration_s=0.5, devices=("cpu",))
+    r = bench_inference(
+        repeats=3, loop_episodes=2, loop_batches=(1, 2), loop_duration_s=0.5, devices=("cpu",)
+    )
     rows = r["devices"]["cpu"]["models"]
-    assert {"pilotnet-s fp32", "pilotnet-m fp32", "pilotnet-l fp32", "SB3 NatureCNN policy.predict"} <= set(rows)
+    assert {
+        "pilotnet-s fp32",
+        "pilotnet-m fp32",
+        "pilotnet-l fp32",
+        "SB3 NatureCNN policy.predict",
+    } <= set(rows)
     assert rows["pilotnet-s fp32"]["parameters"] < rows["pilotnet-l fp32"]["parameters"]
     loop = r["loop"]["by_batch"]
     assert set(loop) == {1, 2}
@@ -325,7 +413,9 @@ def test_weights_resaved_in_another_dtype_are_refused(tmp_path, dtype):
     save_policy(net, out, {"camera": {}, "action_names": ["steering"], "steering_range_rad": 0.785})
     write_weights(out / WEIGHTS, {k: v.to(dtype) for k, v in net.state_dict().items()})
     name = str(dtype).removeprefix("torch.")
-    with pytest.raises(CheckpointError, match=rf"model.safetensors: .*dtype.*expected float32, found {name}"):
+    with pytest.raises(
+        CheckpointError, match=rf"model.safetensors: .*dtype.*expected float32, found {name}"
+    ):
         load_policy(out)
     with pytest.raises(CheckpointError, match=rf"found {name}"):
         E2EAgent(_task(), str(out)).prepare()

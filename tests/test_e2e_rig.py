@@ -39,16 +39,27 @@ VIEWS = (SideView(0.5, 0.0), SideView(-1.0, 0.0), SideView(0.0, 5.0))
 def rig_demos(tmp_path_factory):
     root = tmp_path_factory.mktemp("rig")
     view = RigInput.build(default_rig(), ("cam_front", "cam_rear"), VIEWS)
-    record_dataset(get_scenario("lane-keep", duration_s=2.0), [21, 22, 23], root / "demos",
-                   noise=NoiseConfig(0.3), progress=False, rig=view)
+    record_dataset(
+        get_scenario("lane-keep", duration_s=2.0),
+        [21, 22, 23],
+        root / "demos",
+        noise=NoiseConfig(0.3),
+        progress=False,
+        rig=view,
+    )
     return root / "demos"
 
 
 @pytest.fixture(scope="module")
 def rig_policy(rig_demos, tmp_path_factory):
     out = tmp_path_factory.mktemp("rigpolicy") / "p"
-    train_e2e(rig_demos, out, E2ETrainConfig(model="pilotnet-s", stack=2, stride=2, epochs=1, batch_size=16),
-              device="cpu", progress=False)
+    train_e2e(
+        rig_demos,
+        out,
+        E2ETrainConfig(model="pilotnet-s", stack=2, stride=2, epochs=1, batch_size=16),
+        device="cpu",
+        progress=False,
+    )
     return out
 
 
@@ -61,7 +72,7 @@ def test_road_crop_is_pilotnets_66x200_from_just_above_the_horizon():
     crop = RoadCrop.for_camera(cam)
     assert (crop.top, crop.bottom, crop.left, crop.right) == (50, 128, 0, 256)  # horizon row 54.1
     frame = np.zeros(cam.shape, np.uint8)
-    frame[crop.top:] = 200  # the road region only
+    frame[crop.top :] = 200  # the road region only
     out = crop.apply(frame)
     assert out.shape == (*INPUT_HW, 3) and out.dtype == np.uint8 and np.all(out == 200)
     assert RoadCrop.from_dict(crop.to_dict()) == crop
@@ -78,8 +89,13 @@ def test_a_side_camera_sees_the_world_as_from_the_shifted_turned_car():
     # the same points in the frame of a car standing at (0, dy) turned by yaw
     th = math.radians(view.yaw_deg)
     d = world[:, :2] - [0.0, view.dy_m]
-    local = np.column_stack([math.cos(th) * d[:, 0] + math.sin(th) * d[:, 1],
-                             -math.sin(th) * d[:, 0] + math.cos(th) * d[:, 1], world[:, 2]])
+    local = np.column_stack(
+        [
+            math.cos(th) * d[:, 0] + math.sin(th) * d[:, 1],
+            -math.sin(th) * d[:, 0] + math.cos(th) * d[:, 1],
+            world[:, 2],
+        ]
+    )
     uv_side, depth_side = side.project(world)
     uv_car, depth_car = cam.project(local)
     np.testing.assert_allclose(uv_side, uv_car, atol=1e-9)
@@ -88,12 +104,22 @@ def test_a_side_camera_sees_the_world_as_from_the_shifted_turned_car():
 
 def test_recovery_labels_steer_back_towards_the_path():
     label = np.array([[0.1]], np.float32)
-    same = recovery_labels(label, np.array([8.0]), np.array([0.0]), np.array([0.0]), 0, STEERING_RANGE_RAD)
+    same = recovery_labels(
+        label, np.array([8.0]), np.array([0.0]), np.array([0.0]), 0, STEERING_RANGE_RAD
+    )
     np.testing.assert_allclose(same, label, atol=1e-6)  # no shift: the expert's own label
-    left = recovery_labels(label, np.array([8.0]), np.array([1.0]), np.array([0.0]), 0, STEERING_RANGE_RAD)
-    turned_left = recovery_labels(label, np.array([8.0]), np.array([0.0]), np.radians([5.0]), 0, STEERING_RANGE_RAD)
-    assert left[0, 0] < label[0, 0] and turned_left[0, 0] < label[0, 0]  # standing left / facing left: steer right
-    right = recovery_labels(label, np.array([8.0]), np.array([-1.0]), np.array([0.0]), 0, STEERING_RANGE_RAD)
+    left = recovery_labels(
+        label, np.array([8.0]), np.array([1.0]), np.array([0.0]), 0, STEERING_RANGE_RAD
+    )
+    turned_left = recovery_labels(
+        label, np.array([8.0]), np.array([0.0]), np.radians([5.0]), 0, STEERING_RANGE_RAD
+    )
+    assert (
+        left[0, 0] < label[0, 0] and turned_left[0, 0] < label[0, 0]
+    )  # standing left / facing left: steer right
+    right = recovery_labels(
+        label, np.array([8.0]), np.array([-1.0]), np.array([0.0]), 0, STEERING_RANGE_RAD
+    )
     assert right[0, 0] > label[0, 0]
     assert parse_side_views("0.5:0, -1:0,0:5") == VIEWS
     assert parse_side_views("none") == ()
@@ -109,15 +135,21 @@ def test_multi_camera_pilotnet_runs_every_camera_through_one_encoder():
     assert 240_000 < count_parameters(one) < 260_000  # PilotNet's ~250k on its own 66x200 input
     assert one.flat_features == 64 * 18  # the original's 1x18x64 map
     torch.manual_seed(0)
-    two = PilotNet(PilotNetConfig(width="s", image_hw=INPUT_HW, cameras=("cam_front", "cam_rear"), stack=2)).eval()
+    two = PilotNet(
+        PilotNetConfig(width="s", image_hw=INPUT_HW, cameras=("cam_front", "cam_rear"), stack=2)
+    ).eval()
     x = torch.randint(0, 256, (3, 66, 200, 12), dtype=torch.uint8)
     aux = aux_inputs([1.0, 2.0, 3.0], [0, 0, 0], two.config)
     with torch.no_grad():
         pixels = x.permute(0, 3, 1, 2).float()
-        per_camera = torch.cat([encode_pixels(two.features, two.pool, pixels[:, k:k + 6]) for k in (0, 6)], dim=1)
+        per_camera = torch.cat(
+            [encode_pixels(two.features, two.pool, pixels[:, k : k + 6]) for k in (0, 6)], dim=1
+        )
         np.testing.assert_allclose(two.encode(pixels).numpy(), per_camera.numpy(), atol=1e-5)
         swapped = torch.cat([x[..., 6:], x[..., :6]], dim=-1)
-        assert not torch.allclose(two(x, aux), two(swapped, aux))  # the head knows which camera is which
+        assert not torch.allclose(
+            two(x, aux), two(swapped, aux)
+        )  # the head knows which camera is which
     with pytest.raises(ValueError, match=r"3 x stack 2 x cameras 2"):
         two(x[..., :6], aux)
     with pytest.raises(ValueError, match="named twice"):
@@ -131,9 +163,14 @@ def test_rig_demos_hold_road_crops_recovery_views_and_their_labels(rig_demos):
     assert d.frames.shape == (n, 66, 200, 6) and d.image_hw == INPUT_HW
     assert d.side_frames.shape == (n, 3, 66, 200, 6) and d.side_labels.shape == (n, 3, 1)
     # each recovery label is the expert's label corrected for that view
-    want = recovery_labels(np.repeat(d.labels[:, None], 3, axis=1), d.speed[:, None],
-                           np.array([v.dy_m for v in VIEWS])[None], np.radians([v.yaw_deg for v in VIEWS])[None],
-                           0, STEERING_RANGE_RAD)
+    want = recovery_labels(
+        np.repeat(d.labels[:, None], 3, axis=1),
+        d.speed[:, None],
+        np.array([v.dy_m for v in VIEWS])[None],
+        np.radians([v.yaw_deg for v in VIEWS])[None],
+        0,
+        STEERING_RANGE_RAD,
+    )
     np.testing.assert_allclose(d.side_labels, want, atol=1e-6)
     assert not np.array_equal(d.side_frames[:, 0], d.frames)  # rendered from elsewhere
     sub = d.subset([1])
@@ -180,8 +217,13 @@ def test_rig_policy_drives_and_refuses_another_camera_model(rig_policy):
     sc = get_scenario("lane-keep", duration_s=1.0)
     agent = make_agent(f"e2e:{rig_policy}", task_spec(sc, BevCamera()), device="cpu")
     result = run_episode(DrivingEnv(sc, sensors=agent.sensors), agent, 3)
-    assert result.status in ("ok", "offroad", "collision") and len(result.trace.arrays()["actions"]) > 0
-    wide = CameraRig({"cam_front": PinholeCamera(hfov_deg=120.0), "cam_rear": default_rig()["cam_rear"]})
+    assert (
+        result.status in ("ok", "offroad", "collision")
+        and len(result.trace.arrays()["actions"]) > 0
+    )
+    wide = CameraRig(
+        {"cam_front": PinholeCamera(hfov_deg=120.0), "cam_rear": default_rig()["cam_rear"]}
+    )
     with pytest.raises(ValueError, match="other camera models for \\['cam_front'\\]"):
         E2EAgent(_task(rig=wide), str(rig_policy)).prepare()
     with pytest.raises(ValueError, match="reads camera"):
@@ -206,35 +248,112 @@ def test_cli_records_rig_demos(tmp_path, capsys):
     from sim.cli import main
 
     out = tmp_path / "d"
-    assert main(["record", "--sensors", "rig", "--scenario", "lane-keep", "--episodes", "2", "--duration", "1",
-                 "--side-views", "0.5:0,0:-5", "--workers", "1", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "record",
+                "--sensors",
+                "rig",
+                "--scenario",
+                "lane-keep",
+                "--episodes",
+                "2",
+                "--duration",
+                "1",
+                "--side-views",
+                "0.5:0,0:-5",
+                "--workers",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     d = load_demos(out)
     assert d.rig["cameras"] == ["cam_front"] and d.side_frames.shape[1] == 2
     ckpt = tmp_path / "p"
-    assert main(["train", "e2e", "--data", str(out), "--out", str(ckpt), "--model", "pilotnet-s", "--epochs", "1",
-                 "--view-prob", "0", "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "e2e",
+                "--data",
+                str(out),
+                "--out",
+                str(ckpt),
+                "--model",
+                "pilotnet-s",
+                "--epochs",
+                "1",
+                "--view-prob",
+                "0",
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((ckpt / "e2e.json").read_text())
     assert meta["training"]["view_prob"] == 0.0 and meta["recovery_views"] == 2
     assert meta["config"]["cameras"] == ["cam_front"] and meta["config"]["image_hw"] == [66, 200]
     with pytest.raises(SystemExit) as bad:
-        main(["train", "e2e", "--data", str(out), "--out", str(tmp_path / "q"), "--view-prob", "1.5"])
-    assert bad.value.code == 2 and "expected a number in [0, 1], got '1.5'" in capsys.readouterr().err
-    assert main(["record", "--sensors", "rig", "--cameras", "cam_side", "--out", str(tmp_path / "x"),
-                 "--quiet"]) == 2
-    assert "unknown rig camera(s) ['cam_side']; the rig has: cam_front, cam_rear" in capsys.readouterr().err
+        main(
+            ["train", "e2e", "--data", str(out), "--out", str(tmp_path / "q"), "--view-prob", "1.5"]
+        )
+    assert (
+        bad.value.code == 2 and "expected a number in [0, 1], got '1.5'" in capsys.readouterr().err
+    )
+    assert (
+        main(
+            [
+                "record",
+                "--sensors",
+                "rig",
+                "--cameras",
+                "cam_side",
+                "--out",
+                str(tmp_path / "x"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert (
+        "unknown rig camera(s) ['cam_side']; the rig has: cam_front, cam_rear"
+        in capsys.readouterr().err
+    )
 
 
-def test_dagger_on_a_rig_policy_records_its_view_with_the_same_recovery_views(rig_policy, rig_demos, tmp_path):
+def test_dagger_on_a_rig_policy_records_its_view_with_the_same_recovery_views(
+    rig_policy, rig_demos, tmp_path
+):
     from sim.pipelines.dagger import DaggerConfig, run_dagger
 
-    config = DaggerConfig(rounds=1, episodes=1, beta=0.5, eval_episodes=1, workers=1, duration_s=1.5)
-    result = run_dagger(rig_policy, tmp_path / "dagger", config,
-                        E2ETrainConfig(model="pilotnet-s", epochs=1, patience=1), device="cpu", progress=False)
+    config = DaggerConfig(
+        rounds=1, episodes=1, beta=0.5, eval_episodes=1, workers=1, duration_s=1.5
+    )
+    result = run_dagger(
+        rig_policy,
+        tmp_path / "dagger",
+        config,
+        E2ETrainConfig(model="pilotnet-s", epochs=1, patience=1),
+        device="cpu",
+        progress=False,
+    )
     assert [r["round"] for r in result["rounds"]] == [0, 1]
     new = load_demos(tmp_path / "dagger" / "rounds" / "1" / "demos")
-    assert new.rig["cameras"] == ["cam_front", "cam_rear"] and new.side_frames.shape[1] == len(VIEWS)
+    assert new.rig["cameras"] == ["cam_front", "cam_rear"] and new.side_frames.shape[1] == len(
+        VIEWS
+    )
     both = load_demos([rig_demos, tmp_path / "dagger" / "rounds" / "1" / "demos"])
     assert both.side_frames is not None and len(both.side_frames) == len(both)
-    seeds = sorted(int(line.split('"seed": ')[1].split(",")[0]) for line in
-                   (tmp_path / "dagger" / "rounds" / "1" / "eval" / "episodes.jsonl").read_text().splitlines())
+    seeds = sorted(
+        int(line.split('"seed": ')[1].split(",")[0])
+        for line in (tmp_path / "dagger" / "rounds" / "1" / "eval" / "episodes.jsonl")
+        .read_text()
+        .splitlines()
+    )
     assert seeds == [10000]  # the rounds are scored apart from the reported seeds 0..

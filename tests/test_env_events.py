@@ -66,7 +66,8 @@ def test_nearest_vehicle_ahead_sets_ttc():
         "position_m": np.array([p + 20 * fwd, p + 10 * fwd + 4 * left, p - 10 * fwd]),
         "heading_rad": np.full(3, h),
         "speed_mps": np.array([ego.speed - 10.0, 0.0, 0.0]),
-        "length_m": np.full(3, 5.0), "width_m": np.full(3, 2.0),
+        "length_m": np.full(3, 5.0),
+        "width_m": np.full(3, 2.0),
         "kind": np.zeros(3, dtype=np.int8),
     }
     assert env._min_ttc(arrays, state) == pytest.approx(15.0 / 10.0)
@@ -93,8 +94,9 @@ def test_collision_partner_is_the_touching_object_not_earlier_wreckage():
 
 
 def test_route_completion_reaches_one_and_terminates():
-    env = DrivingEnv("highway", sensors=("autopilot",),
-                     overrides={"vehicles_count": 0, "route_length_m": 60.0})
+    env = DrivingEnv(
+        "highway", sensors=("autopilot",), overrides={"vehicles_count": 0, "route_length_m": 60.0}
+    )
     _, info = env.reset(seed=0)
     terminated = truncated = False
     while not (terminated or truncated):

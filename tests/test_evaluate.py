@@ -39,7 +39,9 @@ def test_every_agent_runs_every_scenario_on_the_same_seeds(serial):
     got = _comparable(records)
     assert set(got) == {(a, s, seed) for a in AGENTS for s in SCENARIOS for seed in SEEDS}
     config = json.loads((out / "config.json").read_text())
-    assert config["agents"] == AGENTS and config["scenarios"] == SCENARIOS and config["seeds"] == SEEDS
+    assert (
+        config["agents"] == AGENTS and config["scenarios"] == SCENARIOS and config["seeds"] == SEEDS
+    )
     assert config["sensors"]["straight"] == [] and "git_revision" in config and "versions" in config
     for r in records:
         assert r["versions"] == config["versions"]
@@ -49,24 +51,50 @@ def test_every_agent_runs_every_scenario_on_the_same_seeds(serial):
 
 def test_parallel_results_equal_serial_results(serial, tmp_path):
     _, records = serial
-    parallel = run_eval(tmp_path / "par", AGENTS, SCENARIOS, SEEDS, workers=2, duration_s=3.0, progress=False)
+    parallel = run_eval(
+        tmp_path / "par", AGENTS, SCENARIOS, SEEDS, workers=2, duration_s=3.0, progress=False
+    )
     assert _comparable(parallel) == _comparable(records)
 
 
 def test_a_run_killed_with_sigkill_and_resumed_equals_an_uninterrupted_one(serial, tmp_path):
     _, records = serial
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "sim.cli", "eval", "--agents", ",".join(AGENTS), "--scenarios",
-           ",".join(SCENARIOS), "--episodes", str(len(SEEDS)), "--duration", "3", "--workers", "1",
-           "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sim.cli",
+        "eval",
+        "--agents",
+        ",".join(AGENTS),
+        "--scenarios",
+        ",".join(SCENARIOS),
+        "--episodes",
+        str(len(SEEDS)),
+        "--duration",
+        "3",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     # killed at a known point, through the fault hook: right after its second results line
-    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy",
-           FAULT_ENV: "kill-after-results:2"}
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    env = {
+        **os.environ,
+        "SDL_VIDEODRIVER": "dummy",
+        "SDL_AUDIODRIVER": "dummy",
+        FAULT_ENV: "kill-after-results:2",
+    }
+    proc = subprocess.run(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     partial = read_results(out / RESULTS)  # whole lines only: every append is a rename
     assert len(partial) == 2 < len(records)
-    resumed = run_eval(out, AGENTS, SCENARIOS, SEEDS, workers=1, duration_s=3.0, resume=True, progress=False)
+    resumed = run_eval(
+        out, AGENTS, SCENARIOS, SEEDS, workers=1, duration_s=3.0, resume=True, progress=False
+    )
     assert _comparable(resumed) == _comparable(records)
 
 
@@ -98,7 +126,12 @@ def test_cli_eval_refuses_unknown_names_and_keeps_eval_detector(tmp_path, capsys
     assert main(["eval", "--agents", "idm,nope", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and "expert" in err
-    assert main(["eval", "--scenarios", "highway,moon", "--agents", "idm", "--out", str(tmp_path / "y")]) == 2
+    assert (
+        main(
+            ["eval", "--scenarios", "highway,moon", "--agents", "idm", "--out", str(tmp_path / "y")]
+        )
+        == 2
+    )
     assert "lane-keep" in capsys.readouterr().err
     assert main(["eval", "detector"]) == 2
     assert "--data" in capsys.readouterr().err
@@ -182,19 +215,36 @@ def test_lane_violation_rate_counts_episodes_and_leaves_older_records_unknown():
     from sim.report.report import build_rows
 
     def rec(seed, **extra):
-        return {"agent": "e2e", "scenario": "lane-keep", "seed": seed, "status": "ok", "driving_score": 1.0,
-                **extra}
+        return {
+            "agent": "e2e",
+            "scenario": "lane-keep",
+            "seed": seed,
+            "status": "ok",
+            "driving_score": 1.0,
+            **extra,
+        }
 
     config = {"agents": ["e2e"], "scenarios": ["lane-keep"]}
-    rows = build_rows(config, [rec(0, lane_violation=1), rec(1, lane_violation=0), rec(2, lane_violation=0),
-                               rec(3, lane_violation=2)])
+    rows = build_rows(
+        config,
+        [
+            rec(0, lane_violation=1),
+            rec(1, lane_violation=0),
+            rec(2, lane_violation=0),
+            rec(3, lane_violation=2),
+        ],
+    )
     rate = rows["scenarios"]["lane-keep"]["table"]["e2e"]["lane_violation_rate"]["mean"]
     assert rate.value == 0.5 and rate.n == 4
-    old = build_rows(config, [rec(0), rec(1)])["scenarios"]["lane-keep"]["table"]["e2e"]["lane_violation_rate"]
+    old = build_rows(config, [rec(0), rec(1)])["scenarios"]["lane-keep"]["table"]["e2e"][
+        "lane_violation_rate"
+    ]
     assert old["mean"].format(2) == "-"  # not 0.00: those records never measured it
 
 
-def test_each_fault_gets_its_status_counts_in_the_denominators_and_the_report(tmp_path, monkeypatch):
+def test_each_fault_gets_its_status_counts_in_the_denominators_and_the_report(
+    tmp_path, monkeypatch
+):
     import time as _time
 
     import numpy as np
@@ -222,8 +272,16 @@ def test_each_fault_gets_its_status_counts_in_the_denominators_and_the_report(tm
     agents = ["faulty-raise", "faulty-nan", "faulty-hang", "straight"]
     out = tmp_path / "faults"
     t0 = _time.monotonic()
-    records = run_eval(out, agents, ["highway"], [0, 1], workers=1, duration_s=2.0, progress=False,
-                       decision_timeout_s=0.3)
+    records = run_eval(
+        out,
+        agents,
+        ["highway"],
+        [0, 1],
+        workers=1,
+        duration_s=2.0,
+        progress=False,
+        decision_timeout_s=0.3,
+    )
     assert _time.monotonic() - t0 < 30  # the hang was cut, twice
     status = {(r["agent"], r["seed"]): r["status"] for r in records}
     assert {status[("faulty-raise", s)] for s in (0, 1)} == {"agent_error"}
@@ -240,8 +298,8 @@ def test_report_videos_tile_every_agent_on_the_same_seed_and_match_the_evaluatio
 
     import av
 
-    from sim.report.report import FILES, write_report
     from sim.geometry.pinhole import default_rig
+    from sim.report.report import FILES, write_report
     from sim.report.sidebyside import pick_seeds
     from sim.report.video import frame_layout
 
@@ -253,23 +311,42 @@ def test_report_videos_tile_every_agent_on_the_same_seed_and_match_the_evaluatio
     assert sorted(v.name.split("__")[0] for v in videos) == sorted(SCENARIOS)  # one per scenario
     with av.open(str(videos[0])) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    steps = max(r["steps"] for r in records if r["scenario"] == videos[0].name.split("__")[0]
-                and r["seed"] == int(videos[0].stem.split("seed")[1]))
+    steps = max(
+        r["steps"]
+        for r in records
+        if r["scenario"] == videos[0].name.split("__")[0]
+        and r["seed"] == int(videos[0].stem.split("seed")[1])
+    )
     layout = frame_layout(default_rig())  # each agent's clip at half size, tiled side by side
-    assert frames[0].shape == (layout.height_px // 2, 2 * layout.width_px // 2, 3) and len(frames) == steps + 1
+    assert (
+        frames[0].shape == (layout.height_px // 2, 2 * layout.width_px // 2, 3)
+        and len(frames) == steps + 1
+    )
     md, page = paths["md"].read_text(), paths["html"].read_text()
     assert "differs from the evaluation" not in md  # the re-driven episodes equal the evaluation's
     assert page.count("data:video/mp4;base64,") == 2 and "Failure gallery" in page
-    by_agent = {"a": [{"seed": 0, "driving_score": 1.0, "status": "ok"}, {"seed": 1, "driving_score": 1.0, "status": "ok"}],
-                "b": [{"seed": 0, "driving_score": 1.0, "status": "ok"}, {"seed": 1, "driving_score": 0.2, "status": "collision"}]}
+    by_agent = {
+        "a": [
+            {"seed": 0, "driving_score": 1.0, "status": "ok"},
+            {"seed": 1, "driving_score": 1.0, "status": "ok"},
+        ],
+        "b": [
+            {"seed": 0, "driving_score": 1.0, "status": "ok"},
+            {"seed": 1, "driving_score": 0.2, "status": "collision"},
+        ],
+    }
     picks = pick_seeds(by_agent)
     assert picks[0][0] == 1 and "differ by 0.80" in picks[0][1] and [s for s, _ in picks] == [1, 0]
 
 
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
+CHROMIUM = next(
+    (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None
+)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; .ci/run does)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; .ci/run does)"
+)
 def test_report_html_loads_every_table_figure_and_video_in_headless_chromium(serial, tmp_path):
     import re
     import shutil
@@ -280,10 +357,21 @@ def test_report_html_loads_every_table_figure_and_video_in_headless_chromium(ser
     out = tmp_path / "html"
     shutil.copytree(src, out)
     page = write_report(out, videos=1)["html"]
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--dump-dom",
-           page.resolve().as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     media = re.search(r'<body data-media="images (\d+)/(\d+), videos (\d+)/(\d+)"', dom)
     assert media, f"the page's self-check did not run: {dom[:500]!r}"
@@ -301,32 +389,59 @@ def test_bench_loop_times_the_harness_beside_the_stock_sb3_loop():
     assert idm["episodes"] == 1 and idm["steps"] == 15 and idm["decisions_per_s"] > 0
     assert idm["vs_baseline"] == idm["decisions_per_s"] / r["baseline"]["decisions_per_s"]
     assert "no end-to-end checkpoint" in r["agents"]["e2e:/nonexistent"]["skipped"]
-    assert r["baseline"]["steps"] in (15, 16)  # highway-env ends at time >= 1 s (float steps); frames non-blank
+    assert r["baseline"]["steps"] in (
+        15,
+        16,
+    )  # highway-env ends at time >= 1 s (float steps); frames non-blank
     text = format_loop(r)
     assert "stock highway-env + SB3 CnnPolicy.predict" in text and "skipped" in text
 
 
-def test_failure_gallery_lists_failed_episodes_worst_first_and_films_only_the_worst(monkeypatch, tmp_path):
+def test_failure_gallery_lists_failed_episodes_worst_first_and_films_only_the_worst(
+    monkeypatch, tmp_path
+):
     from sim.report import report
 
     calls = []
-    monkeypatch.setattr(report, "_thumbnail", lambda config, a, s, seed, files, progress:
-                        calls.append((a, s, seed)) or tmp_path / f"{a}.png")
+    monkeypatch.setattr(
+        report,
+        "_thumbnail",
+        lambda config, a, s, seed, files, progress: (
+            calls.append((a, s, seed)) or tmp_path / f"{a}.png"
+        ),
+    )
 
     def rec(seed, score, status="ok"):
         return {"seed": seed, "driving_score": score, "status": status, "error": None}
 
-    rows = {"scenarios": {"highway": {"records": {
-        "clean": [rec(0, 1.0), rec(1, 1.0)],
-        "bad": [rec(0, 0.5, "collision"), rec(1, 0.2, "collision"), rec(2, 1.0), rec(3, 0.9, "ok"),
-                rec(4, 0.2, "offroad"), rec(5, 0.0, "agent_error")]}}}}
+    rows = {
+        "scenarios": {
+            "highway": {
+                "records": {
+                    "clean": [rec(0, 1.0), rec(1, 1.0)],
+                    "bad": [
+                        rec(0, 0.5, "collision"),
+                        rec(1, 0.2, "collision"),
+                        rec(2, 1.0),
+                        rec(3, 0.9, "ok"),
+                        rec(4, 0.2, "offroad"),
+                        rec(5, 0.0, "agent_error"),
+                    ],
+                }
+            }
+        }
+    }
     filmed = {"highway": [{"thumbnails": {"clean": tmp_path / "c.png"}}]}
     g = {x["agent"]: x for x in report._gallery({}, rows, filmed, tmp_path, False)["highway"]}
-    assert g["clean"]["failed"] == 0 and g["clean"]["worst"] == [] and g["clean"]["thumbnail"] is None
+    assert (
+        g["clean"]["failed"] == 0 and g["clean"]["worst"] == [] and g["clean"]["thumbnail"] is None
+    )
     assert g["bad"]["failed"] == 5 and [w["seed"] for w in g["bad"]["worst"]] == [5, 1, 4]
     assert calls == [("bad", "highway", 5)] and g["bad"]["thumbnail"] == tmp_path / "bad.png"
     calls.clear()
-    assert report._gallery({}, rows, {}, tmp_path, False)["highway"][1]["thumbnail"] is None  # no videos, no re-drive
+    assert (
+        report._gallery({}, rows, {}, tmp_path, False)["highway"][1]["thumbnail"] is None
+    )  # no videos, no re-drive
     assert calls == []
 
 
@@ -349,15 +464,30 @@ def test_a_failing_prepare_stops_the_run_with_its_reason(monkeypatch, tmp_path, 
     swallowed into per-episode faults (serial or with worker processes)."""
     monkeypatch.setitem(AGENT_REGISTRY, "broken", (_BrokenCheckpoint, "test agent"))
     with pytest.raises(FileNotFoundError, match="no checkpoint at /nowhere/broken"):
-        run_eval(tmp_path / "e", ["broken"], ["highway"], [0, 1], workers=workers, duration_s=1.0,
-                 progress=False)
+        run_eval(
+            tmp_path / "e",
+            ["broken"],
+            ["highway"],
+            [0, 1],
+            workers=workers,
+            duration_s=1.0,
+            progress=False,
+        )
     assert not (tmp_path / "e" / RESULTS).exists()
     with pytest.raises(FileNotFoundError, match="no checkpoint at /nowhere/broken"):
-        run_agent("broken", get_scenario("highway", duration_s=1.0), [0, 1], tmp_path / "r",
-                  workers=workers, progress=False)
+        run_agent(
+            "broken",
+            get_scenario("highway", duration_s=1.0),
+            [0, 1],
+            tmp_path / "r",
+            workers=workers,
+            progress=False,
+        )
     # the runner each process builds (in-process or a worker's) prepares its own agent: same error
     with pytest.raises(FileNotFoundError, match="no checkpoint at /nowhere/broken"):
-        EpisodeRunner("broken", get_scenario("highway"), BevCamera(), fast_physics=True, out_dir=tmp_path)
+        EpisodeRunner(
+            "broken", get_scenario("highway"), BevCamera(), fast_physics=True, out_dir=tmp_path
+        )
 
 
 # -- one owner per results folder; results that cannot be silently corrupted ----------------------
@@ -366,9 +496,26 @@ SMALL_SEEDS = [0, 1, 2]
 
 
 def _small_cli(out, *extra):
-    return [sys.executable, "-m", "sim.cli", "eval", "--agents", ",".join(SMALL), "--scenarios", "highway",
-            "--episodes", str(len(SMALL_SEEDS)), "--duration", "2", "--workers", "1", "--out", str(out),
-            "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "sim.cli",
+        "eval",
+        "--agents",
+        ",".join(SMALL),
+        "--scenarios",
+        "highway",
+        "--episodes",
+        str(len(SMALL_SEEDS)),
+        "--duration",
+        "2",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -392,8 +539,12 @@ def test_two_resumes_on_one_folder_run_each_missing_episode_once(small, tmp_path
     out = _copy_with(small, tmp_path / "shared", (small / RESULTS).read_text().splitlines()[:2])
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
     # the first stops itself (SIGSTOP) right after its first results line: it holds the folder
-    first = subprocess.Popen(_small_cli(out, "--resume"), env={**env, FAULT_ENV: "pause-after-results:1"},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        _small_cli(out, "--resume"),
+        env={**env, FAULT_ENV: "pause-after-results:1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         for _ in range(1200):
             pid, status = os.waitpid(first.pid, os.WUNTRACED | os.WNOHANG)
@@ -402,8 +553,14 @@ def test_two_resumes_on_one_folder_run_each_missing_episode_once(small, tmp_path
             time.sleep(0.1)
         assert pid and os.WIFSTOPPED(status), "the first resume did not pause holding the folder"
         assert len((out / RESULTS).read_text().splitlines()) == 3
-        second = subprocess.run(_small_cli(out, "--resume"), check=False, env=env, capture_output=True, text=True,
-                                timeout=300)
+        second = subprocess.run(
+            _small_cli(out, "--resume"),
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert second.returncode == 2, second.stderr[-2000:]
         assert str(first.pid) in second.stderr and "drive: error:" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
@@ -415,13 +572,21 @@ def test_two_resumes_on_one_folder_run_each_missing_episode_once(small, tmp_path
     keys = [(r["agent"], r["scenario"], r["seed"]) for r in map(json.loads, lines)]
     assert sorted(keys) == sorted((a, "highway", s) for a in SMALL for s in SMALL_SEEDS)
     # the folder is free again: a later resume has nothing to do and accepts the file
-    again = subprocess.run(_small_cli(out, "--resume"), check=False, env=env, capture_output=True, text=True,
-                           timeout=300)
+    again = subprocess.run(
+        _small_cli(out, "--resume"),
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert len((out / RESULTS).read_text().splitlines()) == len(lines)
 
 
-def test_a_folder_held_by_another_process_is_refused_before_anything_is_read(small, tmp_path, capsys):
+def test_a_folder_held_by_another_process_is_refused_before_anything_is_read(
+    small, tmp_path, capsys
+):
     import fcntl
 
     out = _copy_with(small, tmp_path / "held", (small / RESULTS).read_text().splitlines()[:2])
@@ -430,8 +595,23 @@ def test_a_folder_held_by_another_process_is_refused_before_anything_is_read(sma
         held.truncate(0)
         held.write(f"{os.getpid()}\n")
         held.flush()
-        args = ["eval", "--agents", ",".join(SMALL), "--scenarios", "highway", "--episodes", "3",
-                "--duration", "2", "--workers", "1", "--resume", "--quiet", "--out", str(out)]
+        args = [
+            "eval",
+            "--agents",
+            ",".join(SMALL),
+            "--scenarios",
+            "highway",
+            "--episodes",
+            "3",
+            "--duration",
+            "2",
+            "--workers",
+            "1",
+            "--resume",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
         assert main(args) == 2
         assert f"PID {os.getpid()}" in capsys.readouterr().err
         assert len((out / RESULTS).read_text().splitlines()) == 2  # nothing ran
@@ -440,10 +620,22 @@ def test_a_folder_held_by_another_process_is_refused_before_anything_is_read(sma
     assert len(read_results(out / RESULTS)) == 6
 
 
-@pytest.mark.parametrize("field, value", [("seed", "two"), ("seed", True), ("agent", 3), ("status", "crashed"),
-                                          ("driving_score", "0.5"), ("route_completion", None),
-                                          ("lane_violation", "1"), ("latency_p50_ms", [1.0])])
-def test_a_wrong_typed_results_field_is_refused_naming_file_line_and_field(small, tmp_path, field, value):
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("seed", "two"),
+        ("seed", True),
+        ("agent", 3),
+        ("status", "crashed"),
+        ("driving_score", "0.5"),
+        ("route_completion", None),
+        ("lane_violation", "1"),
+        ("latency_p50_ms", [1.0]),
+    ],
+)
+def test_a_wrong_typed_results_field_is_refused_naming_file_line_and_field(
+    small, tmp_path, field, value
+):
     lines = (small / RESULTS).read_text().splitlines()
     bad = json.loads(lines[1])
     bad[field] = value
@@ -459,8 +651,28 @@ def test_report_and_resume_name_the_line_and_field_of_a_wrong_typed_record(small
     assert main(["report", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{RESULTS}:3" in err and "seed" in err and "internal error" not in err
-    assert main(["eval", "--agents", ",".join(SMALL), "--scenarios", "highway", "--episodes", "3", "--duration", "2",
-                 "--workers", "1", "--resume", "--quiet", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--agents",
+                ",".join(SMALL),
+                "--scenarios",
+                "highway",
+                "--episodes",
+                "3",
+                "--duration",
+                "2",
+                "--workers",
+                "1",
+                "--resume",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"{RESULTS}:3" in err and "seed" in err
     (out / RESULTS).write_text("[1, 2]\n")
@@ -482,14 +694,23 @@ def test_agents_may_join_an_evaluation_on_resume_and_nothing_else_may_change(ser
     src, records = serial
     out = tmp_path / "grow"
     shutil.copytree(src, out)
-    grown = run_eval(out, [*AGENTS, "expert"], SCENARIOS, SEEDS, workers=1, duration_s=3.0, resume=True,
-                     progress=False)
+    grown = run_eval(
+        out,
+        [*AGENTS, "expert"],
+        SCENARIOS,
+        SEEDS,
+        workers=1,
+        duration_s=3.0,
+        resume=True,
+        progress=False,
+    )
     config = json.loads((out / CONFIG).read_text())
     assert config["agents"] == [*AGENTS, "expert"] and config["added"][0]["agents"] == ["expert"]
     assert "expert" in config["sensors"]
     old = [r for r in grown if r["agent"] != "expert"]
     assert _comparable(old) == _comparable(records)  # the finished episodes are kept as they were
     assert sorted((r["scenario"], r["seed"]) for r in grown if r["agent"] == "expert") == sorted(
-        (s, seed) for s in SCENARIOS for seed in SEEDS)
+        (s, seed) for s in SCENARIOS for seed in SEEDS
+    )
     with pytest.raises(ValueError, match="agents differ"):  # dropping an agent is not a resume
         run_eval(out, AGENTS[:1], SCENARIOS, SEEDS, duration_s=3.0, resume=True, progress=False)

@@ -29,14 +29,22 @@ def episode(agent_name: str, scenario: str, seed: int, duration_s: float, agent=
 def test_expert_and_modular_declare_what_they_see():
     task = task_spec(get_scenario("highway"), BevCamera())
     assert set(make_agent("expert", task).sensors) == {"truth", "map", "pose", "speed"}
-    assert set(make_agent("modular", task).sensors) == {"cam_front", "cam_rear", "map", "pose", "speed"}
+    assert set(make_agent("modular", task).sensors) == {
+        "cam_front",
+        "cam_rear",
+        "map",
+        "pose",
+        "speed",
+    }
     assert set(make_agent("modular-bev", task).sensors) == {"bev", "map", "pose", "speed"}
     assert set(make_agent("modular-gt", task).sensors) == {"truth", "map", "pose", "speed"}
     assert {"expert", "modular", "modular-bev", "modular-gt"} <= set(AGENTS)
 
 
-@pytest.mark.parametrize("scenario, seed, duration_s", [
-    ("lane-keep", 0, 6.0), ("highway", 3, 6.0), ("merge", 3, 10.0), ("roundabout", 2, 8.0)])
+@pytest.mark.parametrize(
+    "scenario, seed, duration_s",
+    [("lane-keep", 0, 6.0), ("highway", 3, 6.0), ("merge", 3, 10.0), ("roundabout", 2, 8.0)],
+)
 def test_expert_drives_every_scenario_cleanly(scenario, seed, duration_s):
     result, agent = episode("expert", scenario, seed, duration_s)
     assert result.status == "ok", result.error
@@ -150,11 +158,21 @@ def highway_map():
     return info["map"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(x=st.floats(50, 900), y=st.floats(-25, 12), heading=st.floats(-np.pi, np.pi),
-       speed=st.floats(0, 40), cars=st.lists(st.tuples(st.floats(-60, 60), st.floats(-15, 15),
-                                                       st.floats(-np.pi, np.pi), st.floats(0, 40)),
-                                             max_size=8))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    x=st.floats(50, 900),
+    y=st.floats(-25, 12),
+    heading=st.floats(-np.pi, np.pi),
+    speed=st.floats(0, 40),
+    cars=st.lists(
+        st.tuples(
+            st.floats(-60, 60), st.floats(-15, 15), st.floats(-np.pi, np.pi), st.floats(0, 40)
+        ),
+        max_size=8,
+    ),
+)
 def test_expert_always_returns_a_valid_action(highway_map, x, y, heading, speed, cars):
     """Anywhere near (or off) the road, facing any way, among arbitrary traffic: a finite
     action of the right shape in [-1, 1], never an exception."""
@@ -163,12 +181,22 @@ def test_expert_always_returns_a_valid_action(highway_map, x, y, heading, speed,
     agent.reset(0)
     rows = np.array(cars, dtype=float).reshape(-1, 4)
     n = len(rows)
-    truth = {"id": np.arange(n), "kind": np.zeros(n, np.int8),
-             "position_m": np.array([x, y]) + rows[:, :2], "heading_rad": rows[:, 2],
-             "speed_mps": rows[:, 3], "velocity_mps": np.zeros((n, 2)), "length_m": np.full(n, 5.0),
-             "width_m": np.full(n, 2.0)}
-    obs = {"map": highway_map, "truth": truth, "pose": np.array([x, y, heading]),
-           "speed": np.array([speed], dtype=np.float32)}
+    truth = {
+        "id": np.arange(n),
+        "kind": np.zeros(n, np.int8),
+        "position_m": np.array([x, y]) + rows[:, :2],
+        "heading_rad": rows[:, 2],
+        "speed_mps": rows[:, 3],
+        "velocity_mps": np.zeros((n, 2)),
+        "length_m": np.full(n, 5.0),
+        "width_m": np.full(n, 2.0),
+    }
+    obs = {
+        "map": highway_map,
+        "truth": truth,
+        "pose": np.array([x, y, heading]),
+        "speed": np.array([speed], dtype=np.float32),
+    }
     for _ in range(2):  # the second decision has history (yaw rates, previous target)
         action = agent.act(obs)
         assert action.shape == (2,) and np.all(np.isfinite(action)) and np.all(np.abs(action) <= 1)
@@ -187,15 +215,34 @@ def test_the_lateral_controller_and_motion_model_are_choices_with_named_options(
 
 
 def straight_road_obs(x=100.0, y=1.0, heading=0.05, speed=20.0):
-    lanes = {f"a-b-{k}": {"centre_m": np.array([[0.0, y0], [2000.0, y0]]), "heading_rad": np.zeros(2),
-                          "width_m": 4.0, "speed_limit_mps": 30.0, "next": [],
-                          "left": f"a-b-{k - 1}" if k else None, "right": f"a-b-{k + 1}" if k < 2 else None}
-             for k, y0 in enumerate((4.0, 0.0, -4.0))}
-    empty = {"id": np.zeros(0, np.int64), "kind": np.zeros(0, np.int8), "position_m": np.zeros((0, 2)),
-             "heading_rad": np.zeros(0), "speed_mps": np.zeros(0), "velocity_mps": np.zeros((0, 2)),
-             "length_m": np.zeros(0), "width_m": np.zeros(0)}
-    return {"map": {"lanes": lanes, "route": {"lane_ids": ["a-b-1"], "length_m": 1000.0}}, "truth": empty,
-            "pose": np.array([x, y, heading]), "speed": np.array([speed], dtype=np.float32)}
+    lanes = {
+        f"a-b-{k}": {
+            "centre_m": np.array([[0.0, y0], [2000.0, y0]]),
+            "heading_rad": np.zeros(2),
+            "width_m": 4.0,
+            "speed_limit_mps": 30.0,
+            "next": [],
+            "left": f"a-b-{k - 1}" if k else None,
+            "right": f"a-b-{k + 1}" if k < 2 else None,
+        }
+        for k, y0 in enumerate((4.0, 0.0, -4.0))
+    }
+    empty = {
+        "id": np.zeros(0, np.int64),
+        "kind": np.zeros(0, np.int8),
+        "position_m": np.zeros((0, 2)),
+        "heading_rad": np.zeros(0),
+        "speed_mps": np.zeros(0),
+        "velocity_mps": np.zeros((0, 2)),
+        "length_m": np.zeros(0),
+        "width_m": np.zeros(0),
+    }
+    return {
+        "map": {"lanes": lanes, "route": {"lane_ids": ["a-b-1"], "length_m": 1000.0}},
+        "truth": empty,
+        "pose": np.array([x, y, heading]),
+        "speed": np.array([speed], dtype=np.float32),
+    }
 
 
 def test_the_agent_steers_the_plans_first_command():

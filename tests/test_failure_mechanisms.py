@@ -22,22 +22,31 @@ def step(objects, ego_speed=20.0, lane_change=0, t=0.0):
     """One re-drive step: the ego at x = ego_speed * t heading +x; objects (id, x, y, speed)
     in the world frame."""
     o = np.asarray(objects, dtype=float).reshape(-1, 4)
-    return {"truth": {"id": o[:, 0].astype(np.int64), "position_m": o[:, 1:3], "speed_mps": o[:, 3]},
-            "ego": {"position_m": np.array([ego_speed * t, 0.0]), "heading_rad": 0.0, "speed_mps": ego_speed},
-            "lane_change": lane_change}
+    return {
+        "truth": {"id": o[:, 0].astype(np.int64), "position_m": o[:, 1:3], "speed_mps": o[:, 3]},
+        "ego": {
+            "position_m": np.array([ego_speed * t, 0.0]),
+            "heading_rad": 0.0,
+            "speed_mps": ego_speed,
+        },
+        "lane_change": lane_change,
+    }
 
 
 def window(fn, n=45):
     return [step(*fn(k * DT), t=k * DT) for k in range(n)]
 
 
-@pytest.mark.parametrize("case, expected", [
-    (lambda t: ([(7, 20 * t + 6, 0.0, 20.0 - 6 * t)], 20.0, 0), "lead braking"),
-    (lambda t: ([(7, 20 * t + 6, 0.0, 0.0)],), "stopped object"),
-    (lambda t: ([(7, 20 * t - 4, 0.0, 25.0)],), "rear-ended"),
-    (lambda t: ([(7, 20 * t + 5, 0.0, 20.0)], 20.0, -1), "lane change"),
-    (lambda t: ([(7, 20 * t + 5, max(0.0, 4.0 - 2 * t), 20.0)],), "cut-in"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        (lambda t: ([(7, 20 * t + 6, 0.0, 20.0 - 6 * t)], 20.0, 0), "lead braking"),
+        (lambda t: ([(7, 20 * t + 6, 0.0, 0.0)],), "stopped object"),
+        (lambda t: ([(7, 20 * t - 4, 0.0, 25.0)],), "rear-ended"),
+        (lambda t: ([(7, 20 * t + 5, 0.0, 20.0)], 20.0, -1), "lane change"),
+        (lambda t: ([(7, 20 * t + 5, max(0.0, 4.0 - 2 * t), 20.0)],), "cut-in"),
+    ],
+)
 def test_each_collision_gets_its_mechanism(case, expected):
     w = window(case)
     assert collision_mechanism(w, 7, DT) == expected
@@ -74,20 +83,64 @@ def test_ground_truth_perception_gets_a_braking_lead_right_fast():
 
 
 def test_drive_eval_tracking_refuses_what_it_cannot_time(tmp_path, capsys):
-    assert main(["eval", "tracking", "--agents", "modular-gt", "--scenarios", "highway",
-                 "--episodes", "1"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "tracking",
+                "--agents",
+                "modular-gt",
+                "--scenarios",
+                "highway",
+                "--episodes",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert "known: hard-brake, stopped-car, cut-in" in capsys.readouterr().err
     out = tmp_path / "t.json"
     out.write_text("{}")
-    assert main(["eval", "tracking", "--agents", "modular-gt", "--scenarios", "hard-brake",
-                 "--episodes", "1", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "tracking",
+                "--agents",
+                "modular-gt",
+                "--scenarios",
+                "hard-brake",
+                "--episodes",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert json.loads(out.read_text()) == {}  # never overwritten
 
 
 def test_drive_eval_tracking_writes_its_table(tmp_path, capsys):
     out = tmp_path / "tracking.json"
-    assert main(["eval", "tracking", "--agents", "modular-gt", "--scenarios", "hard-brake",
-                 "--episodes", "1", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "tracking",
+                "--agents",
+                "modular-gt",
+                "--scenarios",
+                "hard-brake",
+                "--episodes",
+                "1",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert data["seeds"] == [0] and len(data["episodes"]) == 1
     assert data["summary"][0]["scenario"] == "hard-brake" and data["summary"][0]["right"] == 1

@@ -18,9 +18,13 @@ from sim.world.fastroad import FastIDMVehicle, FastRoad, FastRoadNetwork
 
 def _state(env):
     vs = env.world.road.vehicles
-    return (np.array([v.position for v in vs]), np.array([v.heading for v in vs]),
-            np.array([v.speed for v in vs]), [v.lane_index for v in vs],
-            [bool(v.crashed) for v in vs])
+    return (
+        np.array([v.position for v in vs]),
+        np.array([v.heading for v in vs]),
+        np.array([v.speed for v in vs]),
+        [v.lane_index for v in vs],
+        [bool(v.crashed) for v in vs],
+    )
 
 
 def run_pair(name, seed, policy="autopilot", noise=0.0, max_steps=None, overrides=None):
@@ -45,13 +49,17 @@ def run_pair(name, seed, policy="autopilot", noise=0.0, max_steps=None, override
         _, r_f, t_f, tr_f, info_f = fast.step(a)
         ss, sf = _state(stock), _state(fast)
         where = f"{name} seed {seed} step {steps}"
-        assert np.array_equal(ss[0], sf[0]), f"{where}: positions differ by {np.abs(ss[0] - sf[0]).max()} m"
+        assert np.array_equal(ss[0], sf[0]), (
+            f"{where}: positions differ by {np.abs(ss[0] - sf[0]).max()} m"
+        )
         assert np.array_equal(ss[1], sf[1]), f"{where}: headings differ"
         assert np.array_equal(ss[2], sf[2]), f"{where}: speeds differ"
         assert ss[3] == sf[3], f"{where}: lane indices differ"
         assert ss[4] == sf[4], f"{where}: crash flags differ"
         assert info_s["events"] == info_f["events"], f"{where}: events differ"
-        assert np.array_equal(info_s["autopilot"], info_f["autopilot"]), f"{where}: IDM decision differs"
+        assert np.array_equal(info_s["autopilot"], info_f["autopilot"]), (
+            f"{where}: IDM decision differs"
+        )
         assert (r_s, t_s, tr_s) == (r_f, t_f, tr_f)
         lane_changes += sum(a[:2] == b[:2] and a[2] != b[2] for a, b in zip(prev_lanes, ss[3]))
         prev_lanes = ss[3]
@@ -61,11 +69,17 @@ def run_pair(name, seed, policy="autopilot", noise=0.0, max_steps=None, override
     return steps, lane_changes, crashed_any
 
 
-@pytest.mark.parametrize("name,seed,noise", [
-    ("lane-keep", 0, 0.0), ("lane-keep", 1, 0.3),
-    ("merge", 0, 0.0), ("merge", 3, 0.3),
-    ("roundabout", 0, 0.0), ("roundabout", 1, 0.3),
-])
+@pytest.mark.parametrize(
+    "name,seed,noise",
+    [
+        ("lane-keep", 0, 0.0),
+        ("lane-keep", 1, 0.3),
+        ("merge", 0, 0.0),
+        ("merge", 3, 0.3),
+        ("roundabout", 0, 0.0),
+        ("roundabout", 1, 0.3),
+    ],
+)
 def test_full_episodes_are_identical(name, seed, noise):
     steps, _, _ = run_pair(name, seed, noise=noise)
     assert steps > 100
@@ -99,16 +113,18 @@ def test_neighbour_queries_match_stock_on_every_lane():
                 with road.batched_queries():  # the cached path, as inside act()
                     for v in road.vehicles:
                         for lane_index in lanes:
-                            assert road.neighbour_vehicles(v, lane_index) == \
-                                Road.neighbour_vehicles(road, v, lane_index), (name, k, lane_index)
+                            assert road.neighbour_vehicles(
+                                v, lane_index
+                            ) == Road.neighbour_vehicles(road, v, lane_index), (name, k, lane_index)
             _, _, term, trunc, info = env.step(info["autopilot"])
             if term or trunc:
                 break
 
 
 def test_neighbour_ties_follow_stock_rules():
-    env = DrivingEnv("highway", sensors=("speed",), fast_physics=True,
-                     overrides={"vehicles_count": 4})
+    env = DrivingEnv(
+        "highway", sensors=("speed",), fast_physics=True, overrides={"vehicles_count": 4}
+    )
     env.reset(seed=0)
     road = env.world.road
     ego, a, b, c, d = road.vehicles
@@ -152,8 +168,11 @@ def test_a_lane_added_later_is_searched():
     net = env.world.road.network
     net.add_lane("x", "y", StraightLane([0.0, 100.0], [500.0, 100.0]))
     p, h = np.array([50.0, 100.5]), 0.0
-    assert net.get_closest_lane_index(p, h) == RoadNetwork.get_closest_lane_index(net, p, h) \
+    assert (
+        net.get_closest_lane_index(p, h)
+        == RoadNetwork.get_closest_lane_index(net, p, h)
         == ("x", "y", 0)
+    )
 
 
 def test_closest_lane_matches_stock_distances():

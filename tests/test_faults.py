@@ -70,8 +70,12 @@ def test_an_image_fault_changes_every_camera_frame_and_nothing_else(kind):
 @pytest.mark.parametrize("kind", IMAGE_FAULTS)
 def test_image_fault_levels_are_ordered(kind, clean_step):
     frame = clean_step["cam_front"].astype(np.int16)
-    change = [np.abs(FaultInjector(((kind, level),), 0, DT_S).observe(clean_step)["cam_front"] - frame).mean()
-              for level in (1, 2, 3)]
+    change = [
+        np.abs(
+            FaultInjector(((kind, level),), 0, DT_S).observe(clean_step)["cam_front"] - frame
+        ).mean()
+        for level in (1, 2, 3)
+    ]
     assert 0 < change[0] < change[1] < change[2], change
 
 
@@ -83,7 +87,9 @@ def test_lens_dirt_is_fixed_within_an_episode_and_differs_between_seeds(clean_st
     assert np.array_equal(inj.observe(grey)["cam_front"], first)
     other = FaultInjector((("dirt", 3),), seed=1, dt_s=DT_S).observe(grey)["cam_front"]
     assert not np.array_equal(other, first)
-    half_tint = 0.5 * np.abs(np.array(DIRT_RGB) - 128).mean()  # at least half opaque: the edges are feathered
+    half_tint = (
+        0.5 * np.abs(np.array(DIRT_RGB) - 128).mean()
+    )  # at least half opaque: the edges are feathered
     covered = (np.abs(first.astype(np.int16) - 128).mean(axis=-1) > half_tint).mean()
     assert covered == pytest.approx(severity("dirt", 3), abs=0.05)
 
@@ -94,12 +100,18 @@ def test_a_dropped_step_repeats_exactly_the_last_delivered_frames():
     prev, dropped, n = None, 0, 400
     for t in range(n):
         base = 60 if t % 2 else 180
-        view = inj.observe({"cam_front": np.full((8, 16, 3), base, np.uint8),
-                            "cam_rear": np.full((8, 16, 3), 255 - base, np.uint8), "speed": np.float32([t])})
+        view = inj.observe(
+            {
+                "cam_front": np.full((8, 16, 3), base, np.uint8),
+                "cam_rear": np.full((8, 16, 3), 255 - base, np.uint8),
+                "speed": np.float32([t]),
+            }
+        )
         assert view["speed"][0] == t  # only cameras drop
         repeat = prev is not None and np.array_equal(view["cam_front"], prev["cam_front"])
-        assert repeat == (prev is not None and np.array_equal(view["cam_rear"], prev["cam_rear"])), \
-            "the whole rig drops together"
+        assert repeat == (
+            prev is not None and np.array_equal(view["cam_rear"], prev["cam_rear"])
+        ), "the whole rig drops together"
         if repeat:
             dropped += 1
         else:  # a fresh, noisy frame of this step
@@ -117,7 +129,10 @@ def test_pose_noise_has_the_stated_bias_and_spread_and_touches_only_pose():
     biases = []
     for seed in (0, 1):
         inj = FaultInjector((("pose", 3),), seed, DT_S)
-        views = [inj.observe({"pose": truth, "speed": np.float32([20.0]), "cam_front": frame}) for _ in range(3000)]
+        views = [
+            inj.observe({"pose": truth, "speed": np.float32([20.0]), "cam_front": frame})
+            for _ in range(3000)
+        ]
         assert all(v["cam_front"] is frame and v["speed"][0] == 20.0 for v in views)
         pose = np.stack([v["pose"] for v in views])
         assert pose.dtype == np.float64 and np.all((pose[:, 2] >= -np.pi) & (pose[:, 2] < np.pi))
@@ -174,14 +189,20 @@ def test_latency_delivers_the_agents_actions_k_steps_late(level):
     k = latency_steps(level, DT_S)
     assert k == {1: 1, 2: 2, 3: 4}[level]
     seq = _script()
-    late = run_episode(DrivingEnv(get_scenario(f"highway:latency={level}", duration_s=2.0), sensors=("speed",)),
-                       Script(_task(), seq), seed=5)
+    late = run_episode(
+        DrivingEnv(get_scenario(f"highway:latency={level}", duration_s=2.0), sensors=("speed",)),
+        Script(_task(), seq),
+        seed=5,
+    )
     assert late.status == "ok" and late.metrics["steps"] == len(seq)
     delivered = np.vstack([np.zeros((k, 2)), seq[:-k]])
     np.testing.assert_array_equal(late.trace.arrays()["actions"], delivered)
     # the world's response is that of a clean world driven by the shifted script
-    shifted = run_episode(DrivingEnv(get_scenario("highway", duration_s=2.0), sensors=("speed",)),
-                          Script(_task(), delivered), seed=5)
+    shifted = run_episode(
+        DrivingEnv(get_scenario("highway", duration_s=2.0), sensors=("speed",)),
+        Script(_task(), delivered),
+        seed=5,
+    )
     for key in ("x_m", "y_m", "heading_rad", "speed_mps"):
         np.testing.assert_array_equal(late.trace.arrays()[key], shifted.trace.arrays()[key])
 
@@ -202,8 +223,13 @@ class Reader(StatelessMixin, BaseAgent):
 
     def act(self, obs):
         light = obs["cam_front"].mean() / 255.0
-        return np.array([np.tanh(0.1 * (22.0 - float(obs["speed"][0]))),
-                         0.05 * (light - 0.5) + 0.02 * np.sin(obs["pose"][1])], np.float32)
+        return np.array(
+            [
+                np.tanh(0.1 * (22.0 - float(obs["speed"][0]))),
+                0.05 * (light - 0.5) + 0.02 * np.sin(obs["pose"][1]),
+            ],
+            np.float32,
+        )
 
 
 def _reader_run(name, seed):
@@ -231,7 +257,9 @@ def test_the_same_seed_gives_the_same_faulty_episode():
     _same(a, b)
     clean = _reader_run("highway", 7)
     assert not np.array_equal(a.trace.arrays()["x_m"], clean.trace.arrays()["x_m"])
-    assert not np.array_equal(_reader_run(MANY, 8).trace.arrays()["actions"], a.trace.arrays()["actions"])
+    assert not np.array_equal(
+        _reader_run(MANY, 8).trace.arrays()["actions"], a.trace.arrays()["actions"]
+    )
 
 
 def test_an_agent_that_does_not_read_the_faulty_sensor_drives_the_clean_episode():
@@ -239,12 +267,19 @@ def test_an_agent_that_does_not_read_the_faulty_sensor_drives_the_clean_episode(
     assert not touches("noise", expert.sensors) and touches("pose", expert.sensors)
     runs = []
     for name in ("highway", "highway:noise=3:blur=3:dirt=3:drop=3"):
-        runs.append(run_episode(DrivingEnv(get_scenario(name, duration_s=2.0), sensors=env_sensors_for(expert)),
-                                expert, seed=2))
+        runs.append(
+            run_episode(
+                DrivingEnv(get_scenario(name, duration_s=2.0), sensors=env_sensors_for(expert)),
+                expert,
+                seed=2,
+            )
+        )
     clean, faulty = (_record(r) for r in runs)
     assert faulty.pop("scenario") != clean.pop("scenario")
     assert faulty == clean
-    np.testing.assert_array_equal(runs[0].trace.arrays()["actions"], runs[1].trace.arrays()["actions"])
+    np.testing.assert_array_equal(
+        runs[0].trace.arrays()["actions"], runs[1].trace.arrays()["actions"]
+    )
 
 
 def test_lockstep_and_one_at_a_time_agree_under_faults():
@@ -274,11 +309,14 @@ def test_touches_says_which_agents_a_fault_can_change():
     assert touches("speed", ("speed",)) and not touches("speed", ("pose",))
 
 
-@pytest.mark.parametrize("faults, match", [
-    ((("fog", 1),), "unknown fault 'fog'; known: noise, blur"),
-    ((("noise", 4),), "level 4 is not one of 1, 2, 3"),
-    ((("noise", 1), ("noise", 2)), "given twice"),
-])
+@pytest.mark.parametrize(
+    "faults, match",
+    [
+        ((("fog", 1),), "unknown fault 'fog'; known: noise, blur"),
+        ((("noise", 4),), "level 4 is not one of 1, 2, 3"),
+        ((("noise", 1), ("noise", 2)), "given twice"),
+    ],
+)
 def test_a_bad_fault_is_refused_with_the_known_ones(faults, match):
     with pytest.raises(ValueError, match=match):
         FaultInjector(faults, 0, DT_S)
@@ -287,6 +325,8 @@ def test_a_bad_fault_is_refused_with_the_known_ones(faults, match):
 def test_demos_are_never_recorded_under_faults(tmp_path):
     from sim.pipelines.record import record_dataset
 
-    with pytest.raises(ValueError, match="demos are recorded without sensor or actuation faults.*'highway'"):
+    with pytest.raises(
+        ValueError, match="demos are recorded without sensor or actuation faults.*'highway'"
+    ):
         record_dataset(get_scenario("highway:latency=1"), [0], tmp_path / "demos", progress=False)
     assert not (tmp_path / "demos").exists()

@@ -10,13 +10,22 @@ from perception.fusion import concat, fuse
 def _boxes(centres, scores, kind=0):
     c = np.asarray(centres, dtype=float).reshape(-1, 2)
     n = len(c)
-    return Boxes(c, np.zeros(n), np.full(n, 5.0), np.full(n, 2.0), np.full(n, kind), np.asarray(scores, float),
-                 np.full(n, 1.5))
+    return Boxes(
+        c,
+        np.zeros(n),
+        np.full(n, 5.0),
+        np.full(n, 2.0),
+        np.full(n, kind),
+        np.asarray(scores, float),
+        np.full(n, 1.5),
+    )
 
 
 def test_one_car_seen_by_two_cameras_is_one_object():
     front = _boxes([[12.0, 3.0]], [0.9])
-    left = _boxes([[12.6, 3.4]], [0.7])  # the same car from an overlapping camera, a bit off in depth
+    left = _boxes(
+        [[12.6, 3.4]], [0.7]
+    )  # the same car from an overlapping camera, a bit off in depth
     fused = fuse([front, left])
     assert len(fused) == 1 and fused.score[0] == 0.9 and np.allclose(fused.centre_m[0], [12.0, 3.0])
     assert fused.height_m[0] == 1.5

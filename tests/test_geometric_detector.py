@@ -35,16 +35,22 @@ def _cars(xy, heading, ahead_left_m, rel_heading_rad=0.0) -> SceneObjects:
     """5 m x 2 m cars at ego-frame offsets ``[N, 2]``, turned ``rel_heading_rad`` from the ego."""
     pts = np.asarray(ahead_left_m, dtype=np.float64).reshape(-1, 2)
     n = len(pts)
-    return SceneObjects(ego_to_world(pts, xy, heading), np.full(n, heading + rel_heading_rad),
-                        np.full(n, 5.0), np.full(n, 2.0), np.full(n, KIND_VEHICLE, dtype=np.int8))
+    return SceneObjects(
+        ego_to_world(pts, xy, heading),
+        np.full(n, heading + rel_heading_rad),
+        np.full(n, 5.0),
+        np.full(n, 2.0),
+        np.full(n, KIND_VEHICLE, dtype=np.int8),
+    )
 
 
 def _frame(highway, camera, ahead_left_m, rel_heading_rad=0.0, renderer=None, colour_seed=1):
     env, xy, heading = highway
     objects = _cars(xy, heading, ahead_left_m, rel_heading_rad)
     r = renderer if renderer is not None else renderer_for(env.geometry)
-    return r.render(camera, xy, heading, objects, ids=np.arange(len(objects.kind)),
-                    colour_seed=colour_seed).image
+    return r.render(
+        camera, xy, heading, objects, ids=np.arange(len(objects.kind)), colour_seed=colour_seed
+    ).image
 
 
 def _row_m(camera, x_m: float) -> float:
@@ -85,7 +91,9 @@ def test_far_cars_within_half_an_image_row(highway):
         for y in (0.0, -4.0):
             boxes = det.detect(_frame(highway, FRONT, [[x, y]]))
             assert _one(boxes, [x, y]) < tol, (x, y, boxes.centre_m)
-            assert abs(boxes.centre_m[0, 1] - y) < 0.5  # the bearing is sharp even when range is not
+            assert (
+                abs(boxes.centre_m[0, 1] - y) < 0.5
+            )  # the bearing is sharp even when range is not
 
 
 def test_heading_of_a_turned_car_from_its_visible_side(highway):
@@ -146,7 +154,8 @@ def test_every_body_colour_is_segmented(highway):
         assert _one(boxes, [10.0, 0.0]) < 0.2, colour
     # the default colours do not know that road: the whole road becomes one blob
     assert len(GeometricDetector(FRONT).detect(img)) != 1 or not np.allclose(
-        GeometricDetector(FRONT).detect(img).centre_m, [[10.0, 0.0]], atol=0.2)
+        GeometricDetector(FRONT).detect(img).centre_m, [[10.0, 0.0]], atol=0.2
+    )
 
 
 def test_detect_batch_matches_detect_and_checks_its_inputs(highway):
@@ -175,5 +184,11 @@ def test_l_shape_fit_recovers_a_corner():
     eye = np.array([0.0, -5.0])
     assert l_shape_heading(pts, eye, math.radians(30.0)) == pytest.approx(h, abs=math.radians(1.0))
     # a bare rear face: the ego-aligned heading
-    assert l_shape_heading(np.stack([np.full(8, 10.0), np.linspace(-1, 1, 8)], axis=1), np.zeros(2),
-                           math.radians(30.0)) == 0.0
+    assert (
+        l_shape_heading(
+            np.stack([np.full(8, 10.0), np.linspace(-1, 1, 8)], axis=1),
+            np.zeros(2),
+            math.radians(30.0),
+        )
+        == 0.0
+    )

@@ -38,8 +38,11 @@ def test_cut_in_car_changes_into_the_egos_lane_at_a_short_gap(seed):
         car, ego = _actor(env, CutInVehicle), env.world.vehicle
         lanes.append(car.lane_index[2] == ego.lane_index[2])
         if car.triggered and len(gaps) == 0:
-            gaps.append(ego.lane.local_coordinates(car.position)[0] - ego.lane.local_coordinates(ego.position)[0]
-                        - (car.LENGTH + ego.LENGTH) / 2)
+            gaps.append(
+                ego.lane.local_coordinates(car.position)[0]
+                - ego.lane.local_coordinates(ego.position)[0]
+                - (car.LENGTH + ego.LENGTH) / 2
+            )
     assert not lanes[0], "the cutter starts in the next lane"
     assert any(lanes), "it never reached the ego's lane"
     assert gaps and 4.0 <= gaps[0] <= 16.0, f"cut at gap {gaps}"

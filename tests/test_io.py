@@ -85,7 +85,9 @@ def test_append_reads_at_most_the_last_byte_and_keeps_earlier_bytes(tmp_path, mo
 
     def no_reading_open(file, mode="r", *args, **kwargs):
         reads = not set(mode) & set("wa") or "+" in mode
-        assert not (isinstance(file, (str, os.PathLike)) and Path(file) == p and reads), f"append read {file}"
+        assert not (isinstance(file, (str, os.PathLike)) and Path(file) == p and reads), (
+            f"append read {file}"
+        )
         return real_open(file, mode, *args, **kwargs)
 
     def refuse(self, *args, **kwargs):
@@ -100,7 +102,7 @@ def test_append_reads_at_most_the_last_byte_and_keeps_earlier_bytes(tmp_path, mo
     monkeypatch.undo()
     assert sum(read_sizes) <= 1  # the last byte: is the last line complete?
     data = p.read_bytes()
-    assert data[: len(earlier)] == earlier and data[len(earlier):] == b'{"k": "new"}\n'
+    assert data[: len(earlier)] == earlier and data[len(earlier) :] == b'{"k": "new"}\n'
     assert len(read_jsonl(p)) == 2001
 
 

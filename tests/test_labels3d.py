@@ -33,7 +33,11 @@ def road():
     env = DrivingEnv("highway", sensors=("speed",), overrides={"vehicles_count": 1})
     env.reset(seed=3)
     ego = env.world.vehicle
-    yield renderer_for(env.geometry), hw_to_world_xy(ego.position), float(hw_to_world_heading(ego.heading))
+    yield (
+        renderer_for(env.geometry),
+        hw_to_world_xy(ego.position),
+        float(hw_to_world_heading(ego.heading)),
+    )
     env.close()
 
 
@@ -73,10 +77,15 @@ def test_an_unoccluded_car_is_fully_visible_where_the_model_puts_it(road, ahead_
     centre = np.array([ahead_m, 0.0, 0.75])
     uv, depth = FRONT.project(centre)
     assert lab["depth_m"][0] == pytest.approx(depth, abs=1e-4)
-    assert depth == pytest.approx((ahead_m - FRONT.x_m) * np.cos(FRONT.pitch_rad)
-                                  + (FRONT.z_m - 0.75) * np.sin(FRONT.pitch_rad), abs=1e-6)
+    assert depth == pytest.approx(
+        (ahead_m - FRONT.x_m) * np.cos(FRONT.pitch_rad)
+        + (FRONT.z_m - 0.75) * np.sin(FRONT.pitch_rad),
+        abs=1e-6,
+    )
     assert np.allclose(lab["centre_px"][0], uv, atol=1e-3)
-    assert np.allclose(lab["bottom_px"][0], FRONT.project(np.array([ahead_m, 0.0, 0.0]))[0], atol=1e-3)
+    assert np.allclose(
+        lab["bottom_px"][0], FRONT.project(np.array([ahead_m, 0.0, 0.0]))[0], atol=1e-3
+    )
     assert lab["bottom_px"][0][1] > lab["centre_px"][0][1]  # the road contact is lower in the image
 
 
@@ -85,7 +94,9 @@ def test_a_car_hidden_behind_a_truck_is_labelled_invisible(road):
     boxes.height_m[:] = [1.5, 3.5]  # the second box is a truck (object_heights: >= 7 m long)
     lab = camera_labels(boxes, ids, FRONT, mask)
     assert lab["visible_px"][0] == 0 and lab["visible_fraction"][0] == 0.0
-    assert np.isfinite(lab["box_px"][0]).all()  # in the image, behind the truck: in view, not visible
+    assert np.isfinite(
+        lab["box_px"][0]
+    ).all()  # in the image, behind the truck: in view, not visible
     assert lab["visible_fraction"][1] > 0.9
 
 
@@ -96,9 +107,15 @@ def test_a_half_hidden_car_is_partly_visible(road):
     boxes, ids, mask = _scene(road, [[37.5, 5.5], [15.0, 0.0]], [5.0, 12.0], [2.0, 2.5], [7, 8])
     lab = camera_labels(boxes, ids, FRONT, mask)
     assert 0.1 < lab["visible_fraction"][0] < 0.9
-    alone = camera_labels(boxes.select(np.array([True, False])), ids[:1], FRONT,
-                          _scene(road, [[37.5, 5.5]], 5.0, 2.0, [7])[2])
-    assert lab["visible_fraction"][0] == pytest.approx(lab["visible_px"][0] / alone["visible_px"][0], abs=0.05)
+    alone = camera_labels(
+        boxes.select(np.array([True, False])),
+        ids[:1],
+        FRONT,
+        _scene(road, [[37.5, 5.5]], 5.0, 2.0, [7])[2],
+    )
+    assert lab["visible_fraction"][0] == pytest.approx(
+        lab["visible_px"][0] / alone["visible_px"][0], abs=0.05
+    )
 
 
 def test_truncation_at_the_image_border(road):
@@ -148,8 +165,16 @@ def test_bev_labels_mark_the_centre_inside_labels():
 @pytest.fixture(scope="module")
 def rig_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("rig") / "ds"
-    manifest = record_frames(["highway", "roundabout"], 12, out, seed=5, every=6, per_episode=6,
-                             cameras=("bev", "cam_front", "cam_rear"), progress=False)
+    manifest = record_frames(
+        ["highway", "roundabout"],
+        12,
+        out,
+        seed=5,
+        every=6,
+        per_episode=6,
+        cameras=("bev", "cam_front", "cam_rear"),
+        progress=False,
+    )
     return out, manifest
 
 
@@ -192,7 +217,9 @@ def test_rig_frames_and_labels_are_the_env_s_own(rig_data):
 def test_rig_dataset_errors_name_the_problem(rig_data, tmp_path):
     out, _ = rig_data
     ds = FrameDataset(out)
-    with pytest.raises(DatasetError, match="no camera 'cam_left'; this dataset has bev, cam_front, cam_rear"):
+    with pytest.raises(
+        DatasetError, match="no camera 'cam_left'; this dataset has bev, cam_front, cam_rear"
+    ):
         next(ds.iter_frames("cam_left"))
     with pytest.raises(DatasetError, match="holds cameras bev, cam_front, cam_rear; name one"):
         next(ds.iter_frames())
@@ -201,12 +228,16 @@ def test_rig_dataset_errors_name_the_problem(rig_data, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     m["version"] = 1
     (old / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(DatasetError, match="version 1; this code reads version 2 .*record it again"):
+    with pytest.raises(
+        DatasetError, match="version 1; this code reads version 2 .*record it again"
+    ):
         FrameDataset(old)
     m["version"] = 2
     m["cameras"]["cam_front"]["model"] = "fisheye"
     (old / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(DatasetError, match="camera 'cam_front': camera model 'fisheye'; known: bev, pinhole"):
+    with pytest.raises(
+        DatasetError, match="camera 'cam_front': camera model 'fisheye'; known: bev, pinhole"
+    ):
         FrameDataset(old)
     with pytest.raises(ValueError, match="unknown camera.*known: bev, cam_front, cam_rear"):
         record_frames(["highway"], 1, tmp_path / "x", cameras=("cam_left",), progress=False)
@@ -224,7 +255,9 @@ class _Oracle:
         assert camera.width_px == frame.shape[1]
         b = self.labels[self.k]
         self.k += 1
-        far = b.centre_m * (1.0 + self.shift_m / np.maximum(b.range_m, 1e-9))[:, None]  # push along the ray
+        far = (
+            b.centre_m * (1.0 + self.shift_m / np.maximum(b.range_m, 1e-9))[:, None]
+        )  # push along the ray
         return Boxes(far, b.heading_rad, b.length_m, b.width_m, b.kind, b.score, b.height_m)
 
 
@@ -242,7 +275,9 @@ def test_rig_detectors_are_scored_with_depth_errors(rig_data, tmp_path):
     assert perfect["camera"] == "cam_front" and len(perfect["depth"]["error_m"]) > 0
     assert np.allclose(perfect["depth"]["error_m"], 0.0, atol=1e-9)
     off = evaluate_detector(_Oracle(ds, "cam_front", shift_m=1.0), ds, camera="cam_front")
-    assert np.isclose(off["bands"]["all"]["0.5m"]["ap"], 0.0) and off["bands"]["all"]["2m"]["ap"] == pytest.approx(1.0)
+    assert np.isclose(off["bands"]["all"]["0.5m"]["ap"], 0.0) and off["bands"]["all"]["2m"][
+        "ap"
+    ] == pytest.approx(1.0)
     err = np.asarray(off["depth"]["error_m"])
     # 1 m farther from the ego: 1 m deeper straight ahead, cos(bearing) m off to the side
     assert np.all((err > 0.3) & (err < 1.05)) and np.median(err) > 0.9
@@ -256,13 +291,43 @@ def test_eval_detector_cli_refuses_what_it_cannot_score(rig_data, capsys):
 
     out, _ = rig_data
     assert main(["eval", "detector", "--data", str(out), "--cameras", "cam_left"]) == 2
-    assert "no camera 'cam_left'; this dataset has bev, cam_front, cam_rear" in capsys.readouterr().err
-    assert main(["eval", "detector", "--data", str(out), "--cameras", "cam_front", "--detector", "opencv"]) == 2
+    assert (
+        "no camera 'cam_left'; this dataset has bev, cam_front, cam_rear" in capsys.readouterr().err
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "detector",
+                "--data",
+                str(out),
+                "--cameras",
+                "cam_front",
+                "--detector",
+                "opencv",
+            ]
+        )
+        == 2
+    )
     assert "reads bird's-eye cameras; the chosen cameras are cam_front" in capsys.readouterr().err
     assert main(["eval", "detector", "--data", str(out), "--corrupt", "noise:loud"]) == 2
     assert "severity 'loud' is not a number" in capsys.readouterr().err
     assert main(["eval", "detector", "--data", str(out), "--detector", "learned"]) == 2
     assert "needs its checkpoint: --detector learned:DIR" in capsys.readouterr().err
-    assert main(["eval", "detector", "--data", str(out), "--detector", "opencv", "--corrupt", "none,noise:40"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "detector",
+                "--data",
+                str(out),
+                "--detector",
+                "opencv",
+                "--corrupt",
+                "none,noise:40",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "noise:40" in text and "ATE m" in text and "AOE deg" in text

@@ -70,16 +70,19 @@ class GradTensorLike:
         raise RuntimeError("Can't call numpy() on Tensor that requires grad")
 
 
-@pytest.mark.parametrize("bad,why", [
-    (np.array([np.nan, 0.0]), "non-finite"),
-    (np.array([0.0, np.inf]), "non-finite"),
-    (np.zeros(3), "expected shape (2,)"),
-    (np.zeros((1, 2)), "got shape (1, 2)"),
-    ("left", "numeric"),
-    (None, "numeric"),
-    (np.array([1j, 0.0]), "numeric"),
-    (GradTensorLike(), "RuntimeError"),
-])
+@pytest.mark.parametrize(
+    "bad,why",
+    [
+        (np.array([np.nan, 0.0]), "non-finite"),
+        (np.array([0.0, np.inf]), "non-finite"),
+        (np.zeros(3), "expected shape (2,)"),
+        (np.zeros((1, 2)), "got shape (1, 2)"),
+        ("left", "numeric"),
+        (None, "numeric"),
+        (np.array([1j, 0.0]), "numeric"),
+        (GradTensorLike(), "RuntimeError"),
+    ],
+)
 def test_bad_actions_end_the_episode_as_invalid_action(bad, why):
     r = _run(Spy(_task(), ("speed",), action=bad))
     assert r.status == "invalid_action"
@@ -123,7 +126,9 @@ def test_straight_agent_leaves_the_racetrack():
     agent = make_agent("straight", _task("lane-keep"))
     r = _run(agent, "lane-keep", duration_s=50.0)
     assert r.status == "offroad"
-    assert r.metrics["offroad"] == 1 and r.metrics["lane_violation"] == 1  # left its lane, then the road
+    assert (
+        r.metrics["offroad"] == 1 and r.metrics["lane_violation"] == 1
+    )  # left its lane, then the road
     assert r.metrics["driving_score"] == pytest.approx(0.7 * 0.7 * r.metrics["route_completion"])
 
 
@@ -148,12 +153,31 @@ def test_ramming_a_car_is_a_vehicle_collision():
 def test_every_design_metric_is_recorded():
     r = _run(make_agent("idm", _task()))
     rec = r.record()
-    for key in ["agent", "scenario", "seed", "status", "route_completion", "driving_score",
-                "collision_vehicle", "collision_object", "offroad", "autonomy_pct",
-                "mean_speed_mps", "lateral_offset_rms_m", "max_abs_jerk_mps3",
-                "max_abs_lat_accel_mps2", "max_abs_yaw_rate_radps", "min_long_accel_mps2",
-                "comfort_violation_rate", "min_ttc_s", "infractions_per_km",
-                "latency_p50_ms", "latency_p99_ms", "device", "sensors"]:
+    for key in [
+        "agent",
+        "scenario",
+        "seed",
+        "status",
+        "route_completion",
+        "driving_score",
+        "collision_vehicle",
+        "collision_object",
+        "offroad",
+        "autonomy_pct",
+        "mean_speed_mps",
+        "lateral_offset_rms_m",
+        "max_abs_jerk_mps3",
+        "max_abs_lat_accel_mps2",
+        "max_abs_yaw_rate_radps",
+        "min_long_accel_mps2",
+        "comfort_violation_rate",
+        "min_ttc_s",
+        "infractions_per_km",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "device",
+        "sensors",
+    ]:
         assert key in rec, key
     assert rec["sensors"] == ["autopilot"]
 
@@ -219,7 +243,10 @@ def test_a_hanging_decision_ends_the_episode_as_timeout_and_the_alarm_is_cleared
     assert time.monotonic() - t0 < 10
     assert r.status == "timeout" and "0.2 s limit" in r.error
     assert r.metrics["driving_score"] == 0.0 and len(r.trace.latency_ms) == 3
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and signal.getsignal(signal.SIGALRM) is before
+    assert (
+        signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        and signal.getsignal(signal.SIGALRM) is before
+    )
     ok = run_episode(env, Hanger(_task(), at=10**6), 1, decision_timeout_s=0.2)
     assert ok.status == "ok"  # fast decisions are never cut
 
@@ -230,7 +257,9 @@ def test_off_the_main_thread_a_slow_decision_is_judged_by_its_latency():
     agent = Hanger(_task(), at=2, how="sleep", seconds=0.4)
     env = DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent))
     out = {}
-    t = threading.Thread(target=lambda: out.setdefault("r", run_episode(env, agent, 0, decision_timeout_s=0.1)))
+    t = threading.Thread(
+        target=lambda: out.setdefault("r", run_episode(env, agent, 0, decision_timeout_s=0.1))
+    )
     t.start()
     t.join(30)
     assert out["r"].status == "timeout" and out["r"].trace.latency_ms[-1] >= 400
@@ -241,7 +270,10 @@ def test_a_hanging_batch_times_out_every_episode_in_it():
 
     agent = Hanger(_task(), at=3)
     agent.act_batch = lambda obs, slots=None: np.stack([agent.act(o) for o in obs])
-    envs = [DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent)) for _ in range(2)]
+    envs = [
+        DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent))
+        for _ in range(2)
+    ]
     rs = run_episodes_lockstep(envs, agent, [0, 1], decision_timeout_s=0.2)
     assert [r.status for r in rs] == ["timeout", "timeout"]
 
@@ -264,7 +296,9 @@ def _failing(env, method, after=0):
 @pytest.mark.parametrize("method, after, steps", [("step", 3, 3), ("reset", 0, 0)])
 def test_a_simulator_exception_is_a_sim_error_not_the_agents(method, after, steps):
     agent = Spy(_task(), ("speed",))
-    env = _failing(DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent)), method, after)
+    env = _failing(
+        DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent)), method, after
+    )
     r = run_episode(env, agent, 0)
     assert r.status == "sim_error" and "RuntimeError: the road cannot be built" in r.error
     assert r.error.startswith(f"{method}: ")
@@ -275,17 +309,32 @@ def test_a_simulator_exception_in_lockstep_ends_only_its_slot_as_sim_error():
     from sim.harness.loop import run_episodes_lockstep
 
     agent = make_agent("idm", _task())
-    envs = [DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent)) for _ in range(2)]
+    envs = [
+        DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent))
+        for _ in range(2)
+    ]
     _failing(envs[1], "step", after=2)
     rs = run_episodes_lockstep(envs, agent, [0, 1, 2])
     assert [r.seed for r in rs] == [0, 1, 2]
-    assert rs[0].status != "sim_error" and rs[1].status == "sim_error" and "cannot be built" in rs[1].error
+    assert (
+        rs[0].status != "sim_error"
+        and rs[1].status == "sim_error"
+        and "cannot be built" in rs[1].error
+    )
     assert rs[2].status == "sim_error"  # the broken env takes the next seed and fails again
 
 
 def _rec(agent, seed, status, score):
-    return {"agent": agent, "scenario": "highway", "seed": seed, "status": status, "driving_score": score,
-            "route_completion": score, "latency_p50_ms": 1.0, "error": None if status != "sim_error" else "x"}
+    return {
+        "agent": agent,
+        "scenario": "highway",
+        "seed": seed,
+        "status": status,
+        "driving_score": score,
+        "route_completion": score,
+        "latency_p50_ms": 1.0,
+        "error": None if status != "sim_error" else "x",
+    }
 
 
 def test_the_report_counts_sim_errors_apart_and_leaves_them_out_of_the_agents_scores():
@@ -296,7 +345,10 @@ def test_the_report_counts_sim_errors_apart_and_leaves_them_out_of_the_agents_sc
     rows = build_rows({"scenarios": ["highway"], "agents": ["idm", "expert"]}, records)
     row = rows["scenarios"]["highway"]["table"]["idm"]
     assert row["status"] == {"ok": 4, "sim_error": 1}
-    assert row["driving_score"]["mean"].value == pytest.approx(1.0) and row["driving_score"]["mean"].n == 4
+    assert (
+        row["driving_score"]["mean"].value == pytest.approx(1.0)
+        and row["driving_score"]["mean"].n == 4
+    )
     assert row["route_completion"]["mean"].n == 4 and row["collision_rate"]["mean"].n == 4
     (comp,) = rows["scenarios"]["highway"]["paired"]
     assert comp["result"].n == 4  # the sim_error seed is no comparison
@@ -309,7 +361,9 @@ def test_the_report_counts_sim_errors_apart_and_leaves_them_out_of_the_agents_sc
 def test_an_agent_whose_every_episode_was_a_sim_error_has_no_scores():
     from sim.report.report import _tables, build_rows
 
-    rows = build_rows({"scenarios": ["highway"], "agents": ["idm"]}, [_rec("idm", 0, "sim_error", 0.0)])
+    rows = build_rows(
+        {"scenarios": ["highway"], "agents": ["idm"]}, [_rec("idm", 0, "sim_error", 0.0)]
+    )
     row = rows["scenarios"]["highway"]["table"]["idm"]
     assert row["scored"] == 0 and row["driving_score"]["mean"].n == 0
     assert _tables(rows)[0][2][0][2] == "not scored: sim_error 1"
@@ -332,6 +386,13 @@ def test_a_world_that_cannot_be_built_is_a_sim_error_in_a_run(tmp_path, monkeypa
 
     monkeypatch.setattr(EpisodeRunner, "_make_env", broken)
     records = []
-    run_seeds("idm", get_scenario("highway", **SHORT), [0, 1], tmp_path, records.append, camera=BevCamera())
+    run_seeds(
+        "idm",
+        get_scenario("highway", **SHORT),
+        [0, 1],
+        tmp_path,
+        records.append,
+        camera=BevCamera(),
+    )
     assert [r["status"] for r in records] == ["sim_error", "sim_error"]
     assert all("the road cannot be built" in r["error"] for r in records)

@@ -21,10 +21,19 @@ def _trace(n=150, speed=20.0, lateral=None, heading=None, route_offset=None):
     route_offset = lateral if route_offset is None else route_offset
     heading = np.zeros(n + 1) if heading is None else heading
     for k in range(n + 1):
-        tr.record({"time_s": k * DT, "position_m": [speed * k * DT, 0.0],
-                   "heading_rad": heading[k], "speed_mps": speed,
-                   "lateral_offset_m": lateral[k], "route_offset_m": route_offset[k],
-                   "lane_id": "0-1-0", "ttc_s": 10.0 - k * 0.01, "route_completion": k / n})
+        tr.record(
+            {
+                "time_s": k * DT,
+                "position_m": [speed * k * DT, 0.0],
+                "heading_rad": heading[k],
+                "speed_mps": speed,
+                "lateral_offset_m": lateral[k],
+                "route_offset_m": route_offset[k],
+                "lane_id": "0-1-0",
+                "ttc_s": 10.0 - k * 0.01,
+                "route_completion": k / n,
+            }
+        )
         if k:
             tr.actions.append([0.0, 0.0])
             tr.latency_ms.append(1.0 + k % 3)
@@ -32,12 +41,18 @@ def _trace(n=150, speed=20.0, lateral=None, heading=None, route_offset=None):
 
 
 def test_penalty_table_matches_design():
-    assert INFRACTION_PENALTY == {"collision_vehicle": 0.60, "collision_object": 0.65,
-                                  "offroad": 0.70, "lane_violation": 0.70}
-    assert driving_score(0.8, {"collision_vehicle": 1, "collision_object": 0, "offroad": 0}) == \
-        pytest.approx(0.48)
-    assert driving_score(1.0, {"collision_vehicle": 0, "collision_object": 1, "offroad": 1}) == \
-        pytest.approx(0.65 * 0.70)
+    assert INFRACTION_PENALTY == {
+        "collision_vehicle": 0.60,
+        "collision_object": 0.65,
+        "offroad": 0.70,
+        "lane_violation": 0.70,
+    }
+    assert driving_score(
+        0.8, {"collision_vehicle": 1, "collision_object": 0, "offroad": 0}
+    ) == pytest.approx(0.48)
+    assert driving_score(
+        1.0, {"collision_vehicle": 0, "collision_object": 1, "offroad": 1}
+    ) == pytest.approx(0.65 * 0.70)
 
 
 def test_clean_episode():
@@ -97,16 +112,18 @@ def test_junction_transition_is_a_manoeuvre_where_lane_changes_are_allowed():
 def test_a_long_excursion_is_charged_every_six_seconds():
     n = 750  # 50 s held 1.6 m off the followed lane's centre
     held = np.full(n + 1, 1.6)
-    m = episode_metrics(_trace(n, lateral=np.zeros(n + 1), route_offset=held), "ok",
-                        lane_changes_allowed=False)
+    m = episode_metrics(
+        _trace(n, lateral=np.zeros(n + 1), route_offset=held), "ok", lane_changes_allowed=False
+    )
     assert m["interventions"] == 9  # ceil(50.07 s / 6 s)
     assert m["autonomy_pct"] == 0.0
     assert m["lateral_offset_rms_m"] == pytest.approx(1.6)
     # ... and it is a lane-boundary violation: the lap in the wrong lane is not a clean lap
     assert m["lane_violation"] == 1 and m["driving_score"] == pytest.approx(0.70)
     # where lane changes are allowed the nearest lane is followed: here it is centred
-    m2 = episode_metrics(_trace(n, lateral=np.zeros(n + 1), route_offset=held), "ok",
-                         lane_changes_allowed=True)
+    m2 = episode_metrics(
+        _trace(n, lateral=np.zeros(n + 1), route_offset=held), "ok", lane_changes_allowed=True
+    )
     assert m2["interventions"] == 0 and m2["lateral_offset_rms_m"] == 0.0
     assert m2["lane_violation"] == 0 and m2["driving_score"] == pytest.approx(1.0)
 
@@ -120,14 +137,18 @@ def test_autonomy_follows_pilotnet():
     assert m["interventions"] == 2
     assert m["autonomy_pct"] == pytest.approx(100 * (1 - 2 * 6.0 / 20.0))
     assert m["lane_departures"] == 2
-    assert m["lane_violation"] == 2 and m["driving_score"] == pytest.approx(0.70 ** 2)
+    assert m["lane_violation"] == 2 and m["driving_score"] == pytest.approx(0.70**2)
     lane_changes = episode_metrics(_trace(n, lateral=lateral), "ok", lane_changes_allowed=True)
-    assert lane_changes["lane_violation"] == 0 and lane_changes["driving_score"] == pytest.approx(1.0)
+    assert lane_changes["lane_violation"] == 0 and lane_changes["driving_score"] == pytest.approx(
+        1.0
+    )
 
 
 def test_comfort_flags_hard_braking_and_fast_yaw():
     n = 60
-    v = np.concatenate([np.full(20, 25.0), 25.0 - 8.0 * DT * np.arange(1, 21), np.full(21, 25 - 8 * 20 * DT)])
+    v = np.concatenate(
+        [np.full(20, 25.0), 25.0 - 8.0 * DT * np.arange(1, 21), np.full(21, 25 - 8 * 20 * DT)]
+    )
     m = comfort_metrics(v, np.zeros(n + 1), DT)
     assert m["min_long_accel_mps2"] == pytest.approx(-8.0, abs=0.6)
     assert not m["comfortable"] and m["comfort_violation_rate"] > 0.2

@@ -38,8 +38,15 @@ class BlindRig:
 
 
 def _car(x, y, score=0.9):
-    return Boxes(np.array([[x, y]]), np.zeros(1), np.full(1, 5.0), np.full(1, 2.0), np.zeros(1), np.full(1, score),
-                 np.full(1, 1.5))
+    return Boxes(
+        np.array([[x, y]]),
+        np.zeros(1),
+        np.full(1, 5.0),
+        np.full(1, 2.0),
+        np.zeros(1),
+        np.full(1, score),
+        np.full(1, 1.5),
+    )
 
 
 def _task(name="highway", **kw):
@@ -60,14 +67,19 @@ def test_modular_sees_only_the_rig_pose_map_and_speed():
 def test_cameras_are_fused_then_tracked_into_world_objects():
     task = _task(duration_s=2.0)
     # the same car reported twice (as two overlapping cameras would) and one behind
-    perception = RigPerception(task.rig, detector=Scripted(_car(20.0, 0.0), _car(-15.0, 3.5)), dt_s=1 / 15)
+    perception = RigPerception(
+        task.rig, detector=Scripted(_car(20.0, 0.0), _car(-15.0, 3.5)), dt_s=1 / 15
+    )
     agent = ModularAgent(task, perception=perception)
     env = DrivingEnv(get_scenario("highway", duration_s=2.0), sensors=env_sensors_for(agent))
     result = run_episode(env, agent, 0)
     env.close()
     assert result.status in ("ok", "collision")
     assert perception.detector.calls == result.metrics["steps"]  # one batched call per decision
-    assert len(perception.last_detections) == 2 and set(perception.last_per_camera) == {"cam_front", "cam_rear"}
+    assert len(perception.last_detections) == 2 and set(perception.last_per_camera) == {
+        "cam_front",
+        "cam_rear",
+    }
     assert set(agent.overlay.camera_detections) == {"cam_front", "cam_rear"}
     objects = agent.overlay.objects
     assert len(objects.position_m) == 2  # confirmed tracks, world frame
@@ -79,17 +91,33 @@ def test_the_rig_stack_sees_the_cars_ahead_through_its_detector():
     task = _task(duration_s=3.0)
     sc = get_scenario("highway", duration_s=3.0)
     seen = cars_tracked_ahead(ModularAgent(task, "geometric"), sc, 3, steps=30)
-    blind = cars_tracked_ahead(ModularAgent(task, perception=RigPerception(task.rig, detector=BlindRig())), sc, 3,
-                               steps=30)
+    blind = cars_tracked_ahead(
+        ModularAgent(task, perception=RigPerception(task.rig, detector=BlindRig())), sc, 3, steps=30
+    )
     assert seen >= 20 and blind == 0
 
 
 def test_a_missing_rig_detector_stops_a_run_and_says_how_to_make_one(tmp_path, capsys):
-    code = main(["run", "--agent", f"modular:{tmp_path / 'nothing'}", "--episodes", "1", "--video", "none",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "run",
+            "--agent",
+            f"modular:{tmp_path / 'nothing'}",
+            "--episodes",
+            "1",
+            "--video",
+            "none",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
-    assert "no rig detector checkpoint" in err and "--model mono3d" in err and "modular:geometric" in err
+    assert (
+        "no rig detector checkpoint" in err
+        and "--model mono3d" in err
+        and "modular:geometric" in err
+    )
 
 
 def test_the_rig_reports_new_tracks_at_the_cautious_end_of_their_speed():
@@ -97,13 +125,22 @@ def test_the_rig_reports_new_tracks_at_the_cautious_end_of_their_speed():
     handed its slower end (and the ego's speed from the speedometer as the track's prior),
     without caution the filter's mean; the speedometer, not the pose, seeds the prior."""
     task = _task()
-    frames = np.zeros((2, task.rig["cam_front"].height_px, task.rig["cam_front"].width_px, 3), np.uint8)
+    frames = np.zeros(
+        (2, task.rig["cam_front"].height_px, task.rig["cam_front"].width_px, 3), np.uint8
+    )
     reported = {}
     for k in (0.0, 1.0):
-        perception = RigPerception(task.rig, detector=Scripted(_car(40.0, 0.0), Boxes.empty()), caution_sigma=k)
+        perception = RigPerception(
+            task.rig, detector=Scripted(_car(40.0, 0.0), Boxes.empty()), caution_sigma=k
+        )
         for step in range(3):
             pose = np.array([25.0 * step / 15, 0.0, 0.0])
-            obs = {"cam_front": frames[0], "cam_rear": frames[1], "pose": pose, "speed": np.array([25.0])}
+            obs = {
+                "cam_front": frames[0],
+                "cam_rear": frames[1],
+                "pose": pose,
+                "speed": np.array([25.0]),
+            }
             out = perception.perceive(obs, 1 / 15)
         reported[k] = out.speed_mps[0]
         sigma = perception.tracker.speed_sigma_mps()[0]

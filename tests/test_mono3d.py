@@ -46,7 +46,9 @@ def scene(rows, camera: PinholeCamera):
     n = len(a)
     boxes = Boxes(a[:, :2], a[:, 2], a[:, 3], a[:, 4], np.zeros(n, np.int8), np.ones(n), a[:, 5])
     fields = camera_labels(boxes, np.arange(n), camera, None)
-    fields["visible_px"] = np.full(n, 100, np.int32)  # no instance mask here: call everything visible
+    fields["visible_px"] = np.full(
+        n, 100, np.int32
+    )  # no instance mask here: call everything visible
     return boxes, fields
 
 
@@ -66,22 +68,31 @@ def matched(det: Boxes, gt: Boxes) -> tuple[Boxes, Boxes]:
 
 # a car ahead, one in the next lane turning, one at 45 m, one beside the ego cut by the image's
 # right border (its centre projects outside the image), a truck coming the other way
-FRONT_ROWS = [(12.0, 0.0, 0.0, 5.0, 2.0, 1.5), (25.0, 4.0, 0.4, 5.0, 2.0, 1.5), (45.0, -3.5, -0.1, 5.0, 2.0, 1.5),
-              (3.0, -4.0, 0.05, 5.0, 2.0, 1.5), (30.0, 8.0, math.pi - 0.1, 9.0, 2.5, 3.5)]
+FRONT_ROWS = [
+    (12.0, 0.0, 0.0, 5.0, 2.0, 1.5),
+    (25.0, 4.0, 0.4, 5.0, 2.0, 1.5),
+    (45.0, -3.5, -0.1, 5.0, 2.0, 1.5),
+    (3.0, -4.0, 0.05, 5.0, 2.0, 1.5),
+    (30.0, 8.0, math.pi - 0.1, 9.0, 2.5, 3.5),
+]
 REAR_ROWS = [(-15.0, 0.5, 0.0, 5.0, 2.0, 1.5), (-30.0, -4.0, 0.2, 4.5, 1.9, 1.4)]
 
 
 @pytest.mark.parametrize(("rows", "camera"), [(FRONT_ROWS, FRONT), (REAR_ROWS, REAR)])
 def test_targets_decode_back_to_the_labels(rows, camera):
     labels = scene(rows, camera)
-    assert not camera.in_image(labels[1]["centre_px"][3:4]).any() if camera is FRONT else True  # truncated
+    assert (
+        not camera.in_image(labels[1]["centre_px"][3:4]).any() if camera is FRONT else True
+    )  # truncated
     targets = encode_targets([labels], [camera], CFG, min_visible_px=1)
     assert targets["mask"].sum() == len(rows)
     (det,) = decode(as_outputs(targets), CFG, [camera], threshold=0.5)
     assert len(det) == len(rows)
     det, gt = matched(det, labels[0])
     assert det.centre_m == pytest.approx(gt.centre_m, abs=1e-3)
-    assert np.abs(np.angle(np.exp(1j * (det.heading_rad - gt.heading_rad)))).max() < 1e-4  # full circle, not mod pi
+    assert (
+        np.abs(np.angle(np.exp(1j * (det.heading_rad - gt.heading_rad)))).max() < 1e-4
+    )  # full circle, not mod pi
     for name in ("length_m", "width_m", "height_m"):
         assert getattr(det, name) == pytest.approx(getattr(gt, name), rel=1e-4)
 
@@ -94,13 +105,19 @@ def test_truncated_key_point_is_on_the_border_on_the_way_to_the_centre():
     k, c = key[3], fields["centre_px"][3].astype(float)
     box = fields["box_px"][3].astype(float)
     start = 0.5 * (box[:2] + box[2:])
-    assert FRONT.in_image(k) and k[0] == pytest.approx(FRONT.width_px - 0.5, abs=0.01)  # the right border
+    assert FRONT.in_image(k) and k[0] == pytest.approx(
+        FRONT.width_px - 0.5, abs=0.01
+    )  # the right border
     cross = (k - start)[0] * (c - start)[1] - (k - start)[1] * (c - start)[0]
-    assert abs(cross) < 1e-6 * np.linalg.norm(c - start) ** 2  # on the segment box centre -> 3D centre
+    assert (
+        abs(cross) < 1e-6 * np.linalg.norm(c - start) ** 2
+    )  # on the segment box centre -> 3D centre
 
 
 def test_labels_with_few_visible_pixels_or_behind_the_lens_are_not_targets():
-    boxes, fields = scene(FRONT_ROWS[:2] + [(0.4, 3.5, 0.0, 5.0, 2.0, 1.5)], FRONT)  # the last: level with the lens
+    boxes, fields = scene(
+        FRONT_ROWS[:2] + [(0.4, 3.5, 0.0, 5.0, 2.0, 1.5)], FRONT
+    )  # the last: level with the lens
     fields["visible_px"][1] = 2
     t = target_objects((boxes, fields), FRONT, CFG, min_visible_px=4)
     assert len(t["cell"]) == 1 and t["depth_m"][0] == pytest.approx(fields["depth_m"][0])
@@ -114,10 +131,16 @@ def test_the_weaker_of_two_peaks_on_one_car_is_dropped():
 
 def test_observation_angle():
     # a car straight ahead driving away shows its back: alpha 0; one coming at the lens: pi
-    assert observation_angle(np.array([[20.0, 0.0]]), np.array([0.0]), FRONT) == pytest.approx([0.0])
-    assert abs(observation_angle(np.array([[20.0, 0.0]]), np.array([np.pi]), FRONT)[0]) == pytest.approx(np.pi)
+    assert observation_angle(np.array([[20.0, 0.0]]), np.array([0.0]), FRONT) == pytest.approx(
+        [0.0]
+    )
+    assert abs(
+        observation_angle(np.array([[20.0, 0.0]]), np.array([np.pi]), FRONT)[0]
+    ) == pytest.approx(np.pi)
     # behind the ego, driving the ego's way, seen by the rear camera: coming at it
-    assert abs(observation_angle(np.array([[-20.0, 0.0]]), np.array([0.0]), REAR)[0]) == pytest.approx(np.pi)
+    assert abs(
+        observation_angle(np.array([[-20.0, 0.0]]), np.array([0.0]), REAR)[0]
+    ) == pytest.approx(np.pi)
     # a car 45 deg to the left driving forward is seen at alpha = -45 deg (the ray turned left)
     x = np.array([[20.0, 19.5]])  # lens at x = 0.5
     assert observation_angle(x, np.array([0.0]), FRONT) == pytest.approx([-np.pi / 4])
@@ -128,15 +151,21 @@ def test_observation_angle():
         assert np.allclose(np.exp(1j * back), np.exp(1j * heading))
 
 
-@pytest.mark.parametrize("camera", [FRONT, REAR, PinholeCamera(yaw_rad=0.6, x_m=1.0, y_m=0.8, pitch_rad=0.1)])
+@pytest.mark.parametrize(
+    "camera", [FRONT, REAR, PinholeCamera(yaw_rad=0.6, x_m=1.0, y_m=0.8, pitch_rad=0.1)]
+)
 def test_mirrored_labels_are_what_the_mirrored_image_shows(camera):
     rng = np.random.default_rng(1)
     n = 12
     forward = rng.uniform(5, 60, n)
     side = rng.uniform(-0.8, 0.8, n) * forward
     c, s = math.cos(camera.yaw_rad), math.sin(camera.yaw_rad)
-    xy = np.stack([camera.x_m + c * forward - s * side, camera.y_m + s * forward + c * side], axis=1)
-    rows = np.column_stack([xy, rng.uniform(-np.pi, np.pi, n), np.full(n, 5.0), np.full(n, 2.0), np.full(n, 1.5)])
+    xy = np.stack(
+        [camera.x_m + c * forward - s * side, camera.y_m + s * forward + c * side], axis=1
+    )
+    rows = np.column_stack(
+        [xy, rng.uniform(-np.pi, np.pi, n), np.full(n, 5.0), np.full(n, 2.0), np.full(n, 1.5)]
+    )
     labels = scene(rows, camera)
     boxes, fields = labels
     mboxes, mfields = mirror_labels(labels, camera)
@@ -145,13 +174,16 @@ def test_mirrored_labels_are_what_the_mirrored_image_shows(camera):
     for key in ("centre_px", "bottom_px", "box_px"):
         assert mfields[key] == pytest.approx(again[key], abs=1e-3)
     assert mfields["depth_m"] == pytest.approx(again["depth_m"], abs=1e-4)
-    assert fields["centre_px"][:, 0] + mfields["centre_px"][:, 0] == pytest.approx(camera.width_px - 1.0, abs=1e-3)
+    assert fields["centre_px"][:, 0] + mfields["centre_px"][:, 0] == pytest.approx(
+        camera.width_px - 1.0, abs=1e-3
+    )
     # the observation angle changes sign, and mirroring twice is the identity
     a, ma = (observation_angle(b.centre_m, b.heading_rad, camera) for b in (boxes, mboxes))
     assert np.allclose(np.exp(1j * ma), np.exp(-1j * a))
     twice, _ = mirror_labels((mboxes, mfields), camera)
-    assert twice.centre_m == pytest.approx(boxes.centre_m) and np.allclose(np.exp(1j * twice.heading_rad),
-                                                                           np.exp(1j * boxes.heading_rad))
+    assert twice.centre_m == pytest.approx(boxes.centre_m) and np.allclose(
+        np.exp(1j * twice.heading_rad), np.exp(1j * boxes.heading_rad)
+    )
 
 
 def test_mirrored_targets_are_the_targets_flipped():
@@ -163,9 +195,13 @@ def test_mirrored_targets_are_the_targets_flipped():
     flip = {k: v[..., ::-1] for k, v in t.items()}
     for k in ("heatmap", "mask", "depth", "size", "facing"):
         assert m[k] == pytest.approx(flip[k], abs=1e-4), k
-    assert m["offset"][:, 0] == pytest.approx(-flip["offset"][:, 0], abs=1e-4)  # u offsets turn round
+    assert m["offset"][:, 0] == pytest.approx(
+        -flip["offset"][:, 0], abs=1e-4
+    )  # u offsets turn round
     assert m["offset"][:, 1] == pytest.approx(flip["offset"][:, 1], abs=1e-4)
-    assert m["axis"][:, 0] == pytest.approx(-flip["axis"][:, 0], abs=1e-4)  # sin 2 alpha: alpha -> -alpha
+    assert m["axis"][:, 0] == pytest.approx(
+        -flip["axis"][:, 0], abs=1e-4
+    )  # sin 2 alpha: alpha -> -alpha
     assert m["axis"][:, 1] == pytest.approx(flip["axis"][:, 1], abs=1e-4)
 
 
@@ -253,9 +289,17 @@ def tiny_data(tmp_path_factory):
 
 def test_trainer_runs_an_epoch_and_keeps_a_complete_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "ckpt"
-    result = train_mono3d(tiny_data, out, Mono3DTrainConfig(epochs=1, width=4, batch_size=4), device="cpu",
-                          progress=False, extra_meta={"note": "test"})
-    assert len(result["history"]) == 1 and result["best_epoch"] == 1 and training_complete(out, META)
+    result = train_mono3d(
+        tiny_data,
+        out,
+        Mono3DTrainConfig(epochs=1, width=4, batch_size=4),
+        device="cpu",
+        progress=False,
+        extra_meta={"note": "test"},
+    )
+    assert (
+        len(result["history"]) == 1 and result["best_epoch"] == 1 and training_complete(out, META)
+    )
     meta = json.loads((out / META).read_text())
     assert meta["training"]["cameras"] == ["cam_front"] and meta["note"] == "test"
     assert meta["cameras"]["cam_front"] == FrameDataset(tiny_data).camera("cam_front").to_dict()
@@ -263,20 +307,64 @@ def test_trainer_runs_an_epoch_and_keeps_a_complete_checkpoint(tiny_data, tmp_pa
     frame, _, _ = next(FrameDataset(tiny_data).iter_frames("cam_front"))
     assert isinstance(Mono3DDetector(out, device="cpu").detect(frame, FRONT), Boxes)
     with pytest.raises(FileExistsError):
-        train_mono3d(tiny_data, out, Mono3DTrainConfig(epochs=1, width=4), device="cpu", progress=False)
+        train_mono3d(
+            tiny_data, out, Mono3DTrainConfig(epochs=1, width=4), device="cpu", progress=False
+        )
 
 
 def test_trainer_refuses_cameras_it_cannot_use(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="not perspective cameras.*known: cam_front"):
-        train_mono3d(tiny_data, tmp_path / "x", Mono3DTrainConfig(cameras=("bev",)), device="cpu", progress=False)
+        train_mono3d(
+            tiny_data,
+            tmp_path / "x",
+            Mono3DTrainConfig(cameras=("bev",)),
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_cli_trains_mono3d_and_names_known_models(tiny_data, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["train", "detector", "--data", str(tiny_data), "--out", str(out), "--model", "mono3d",
-                 "--cameras", "cam_front", "--epochs", "1", "--width", "4", "--batch-size", "4", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "detector",
+                "--data",
+                str(tiny_data),
+                "--out",
+                str(out),
+                "--model",
+                "mono3d",
+                "--cameras",
+                "cam_front",
+                "--epochs",
+                "1",
+                "--width",
+                "4",
+                "--batch-size",
+                "4",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "val AP@2m" in capsys.readouterr().out and training_complete(out, META)
-    assert main(["train", "detector", "--data", str(tiny_data), "--out", str(tmp_path / "y"), "--model", "yolo"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "detector",
+                "--data",
+                str(tiny_data),
+                "--out",
+                str(tmp_path / "y"),
+                "--model",
+                "yolo",
+            ]
+        )
+        == 2
+    )
     assert "unknown detector model 'yolo'; known: centernet, mono3d" in capsys.readouterr().err
 
 
@@ -291,7 +379,9 @@ def test_a_tiny_training_run_reduces_the_loss(tiny_data):
     net = Mono3DNet(config)
     cameras = [FRONT] * 8
     x = torch.from_numpy(np.ascontiguousarray(frames[:8].transpose(0, 3, 1, 2)))
-    target = {k: torch.from_numpy(v) for k, v in encode_targets(labels[:8], cameras, config).items()}
+    target = {
+        k: torch.from_numpy(v) for k, v in encode_targets(labels[:8], cameras, config).items()
+    }
     assert target["mask"].sum() > 0
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     losses = []

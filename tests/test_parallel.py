@@ -18,9 +18,29 @@ def _records(path):
 
 
 def _run(out, workers, *extra, agent="idm"):
-    return main(["run", "--agent", agent, "--scenario", "merge", "--episodes", "4", "--seed", "10",
-                 "--duration", "4", "--video", "none", "--quiet", "--workers", str(workers),
-                 "--out", str(out), *extra])
+    return main(
+        [
+            "run",
+            "--agent",
+            agent,
+            "--scenario",
+            "merge",
+            "--episodes",
+            "4",
+            "--seed",
+            "10",
+            "--duration",
+            "4",
+            "--video",
+            "none",
+            "--quiet",
+            "--workers",
+            str(workers),
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.parametrize("agent", ["idm", "expert"])
@@ -29,7 +49,10 @@ def test_results_per_seed_do_not_depend_on_worker_count(tmp_path, agent):
     order: any state an agent leaks from one episode into the next shows up here."""
     assert _run(tmp_path / "w1", 1, agent=agent) == 0
     assert _run(tmp_path / "w2", 2, agent=agent) == 0
-    one, two = _records(tmp_path / "w1" / "episodes.jsonl"), _records(tmp_path / "w2" / "episodes.jsonl")
+    one, two = (
+        _records(tmp_path / "w1" / "episodes.jsonl"),
+        _records(tmp_path / "w2" / "episodes.jsonl"),
+    )
     assert sorted(one) == [10, 11, 12, 13]
     assert one == two
     assert len(list((tmp_path / "w2" / "traces").glob("*.npz"))) == 4
@@ -69,7 +92,9 @@ def test_a_worker_that_cannot_start_stops_the_run_with_its_reason(tmp_path, monk
 def test_stock_physics_flag_gives_the_same_episodes(tmp_path):
     assert _run(tmp_path / "fast", 1) == 0
     assert _run(tmp_path / "stock", 1, "--physics", "stock") == 0
-    assert _records(tmp_path / "fast" / "episodes.jsonl") == _records(tmp_path / "stock" / "episodes.jsonl")
+    assert _records(tmp_path / "fast" / "episodes.jsonl") == _records(
+        tmp_path / "stock" / "episodes.jsonl"
+    )
     config = json.loads((tmp_path / "stock" / "config.json").read_text())
     assert config["fast_physics"] is False and config["workers"] == 1
 
@@ -85,16 +110,43 @@ def _interrupt_a_two_worker_run(tmp_path, *, whole_group):
     import time
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "sim.cli", "run", "--agent", "idm", "--scenario", "merge", "--episodes", "60",
-           "--seed", "10", "--duration", "4", "--video", "none", "--quiet", "--workers", "2", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sim.cli",
+        "run",
+        "--agent",
+        "idm",
+        "--scenario",
+        "merge",
+        "--episodes",
+        "60",
+        "--seed",
+        "10",
+        "--duration",
+        "4",
+        "--video",
+        "none",
+        "--quiet",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    ]
     env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
     # a Ctrl-C reaches the run as at a terminal even when the tests themselves run in the
     # background: a non-interactive shell starts background jobs with SIGINT ignored, a child
     # inherits an ignored signal, and Python then installs no KeyboardInterrupt handler
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
@@ -122,11 +174,15 @@ def _interrupt_a_two_worker_run(tmp_path, *, whole_group):
     return proc.returncode, err, episodes.read_text().splitlines()
 
 
-@pytest.mark.parametrize("whole_group", [True, False], ids=["ctrl-c-to-the-group", "sigint-to-the-parent"])
+@pytest.mark.parametrize(
+    "whole_group", [True, False], ids=["ctrl-c-to-the-group", "sigint-to-the-parent"]
+)
 def test_ctrl_c_with_two_workers_prints_one_line_and_keeps_finished_episodes(tmp_path, whole_group):
     code, err, lines = _interrupt_a_two_worker_run(tmp_path, whole_group=whole_group)
     assert code == 130
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "BrokenPipe" not in err, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "BrokenPipe" not in err, (
+        err
+    )
     assert len(err.strip().splitlines()) == 1 and "interrupted" in err, err
     assert 1 <= len(lines) < 60
     assert all(json.loads(line)["status"] == "ok" for line in lines)  # nobody blamed for the Ctrl-C

@@ -18,8 +18,14 @@ def boxes(rows, score=None) -> Boxes:
     """rows: (x, y, heading) in the ego frame; 5 m x 2 m vehicles."""
     a = np.asarray(rows, dtype=float).reshape(-1, 3)
     n = len(a)
-    return Boxes(a[:, :2], a[:, 2], np.full(n, 5.0), np.full(n, 2.0), np.zeros(n, np.int8),
-                 np.ones(n) if score is None else np.asarray(score, dtype=float))
+    return Boxes(
+        a[:, :2],
+        a[:, 2],
+        np.full(n, 5.0),
+        np.full(n, 2.0),
+        np.zeros(n, np.int8),
+        np.ones(n) if score is None else np.asarray(score, dtype=float),
+    )
 
 
 GT = boxes([(10.0, 0.0, 0.0), (25.0, 4.0, 0.1), (45.0, -4.0, 0.0), (-8.0, 0.0, 0.0)])
@@ -34,8 +40,14 @@ def test_a_perfect_detector_scores_one_everywhere():
 
 
 def test_a_detector_offset_by_three_metres_scores_zero_at_two():
-    shifted = Boxes(GT.centre_m + np.array([3.0, 0.0]), GT.heading_rad, GT.length_m, GT.width_m,
-                    GT.kind, GT.score)
+    shifted = Boxes(
+        GT.centre_m + np.array([3.0, 0.0]),
+        GT.heading_rad,
+        GT.length_m,
+        GT.width_m,
+        GT.kind,
+        GT.score,
+    )
     frames = [(shifted, GT)]
     for t in (0.5, 1.0, 2.0):
         assert average_precision(frames, t)["ap"] == 0.0
@@ -45,16 +57,27 @@ def test_a_detector_offset_by_three_metres_scores_zero_at_two():
 
 def test_false_positives_cost_precision_only_when_they_outrank_true_ones():
     fp = boxes([(30.0, -10.0, 0.0)])
-    low = Boxes(*(np.concatenate([getattr(GT, f), getattr(fp, f)]) for f in
-                  ("centre_m", "heading_rad", "length_m", "width_m", "kind")),
-                score=np.r_[np.ones(4), 0.1])
-    high = Boxes(low.centre_m, low.heading_rad, low.length_m, low.width_m, low.kind,
-                 score=np.r_[np.full(4, 0.5), 0.9])
+    low = Boxes(
+        *(
+            np.concatenate([getattr(GT, f), getattr(fp, f)])
+            for f in ("centre_m", "heading_rad", "length_m", "width_m", "kind")
+        ),
+        score=np.r_[np.ones(4), 0.1],
+    )
+    high = Boxes(
+        low.centre_m,
+        low.heading_rad,
+        low.length_m,
+        low.width_m,
+        low.kind,
+        score=np.r_[np.full(4, 0.5), 0.9],
+    )
     assert average_precision([(low, GT)], 2.0)["ap"] == pytest.approx(1.0)
     assert average_precision([(high, GT)], 2.0)["ap"] < 1.0
     # a missed box caps recall: half the boxes found, AP about a half
-    assert average_precision([(GT.select(np.array([1, 1, 0, 0], bool)), GT)], 2.0)["ap"] == \
-        pytest.approx(51 / 101)
+    assert average_precision([(GT.select(np.array([1, 1, 0, 0], bool)), GT)], 2.0)[
+        "ap"
+    ] == pytest.approx(51 / 101)
 
 
 def test_matching_is_greedy_by_score_and_one_to_one():
@@ -75,7 +98,9 @@ def test_range_bands_and_empty_cases():
 
 def test_heading_error_ignores_which_end_is_the_front():
     turned = Boxes(GT.centre_m, GT.heading_rad + np.pi, GT.length_m, GT.width_m, GT.kind, GT.score)
-    assert average_precision([(turned, GT)], 1.0)["heading_error_rad"] == pytest.approx(0.0, abs=1e-9)
+    assert average_precision([(turned, GT)], 1.0)["heading_error_rad"] == pytest.approx(
+        0.0, abs=1e-9
+    )
 
 
 def test_boxes_reject_ragged_fields_and_frames_round_trip():
@@ -84,7 +109,9 @@ def test_boxes_reject_ragged_fields_and_frames_round_trip():
     pose = np.array([12.0, -3.0, 0.7])
     pts = np.array([[1.0, 2.0], [-5.0, 0.5]])
     assert np.allclose(world_to_ego(ego_to_world(pts, pose[:2], pose[2]), pose[:2], pose[2]), pts)
-    assert world_to_ego(np.array([12.0 + np.cos(0.7), -3.0 + np.sin(0.7)]), pose[:2], pose[2]) == pytest.approx([1.0, 0.0])
+    assert world_to_ego(
+        np.array([12.0 + np.cos(0.7), -3.0 + np.sin(0.7)]), pose[:2], pose[2]
+    ) == pytest.approx([1.0, 0.0])
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +124,14 @@ def highway_frames():
         for k in range(60):
             obs, _, term, trunc, info = env.step(info["autopilot"])
             if k % 6 == 0:
-                out.append((obs["bev"], labels_from_truth(info["truth"], obs["pose"], SPEC),
-                            info["truth"], obs["pose"]))
+                out.append(
+                    (
+                        obs["bev"],
+                        labels_from_truth(info["truth"], obs["pose"], SPEC),
+                        info["truth"],
+                        obs["pose"],
+                    )
+                )
             if term or trunc:
                 break
     env.close()
@@ -110,14 +143,14 @@ def test_labels_sit_on_the_cars_the_camera_shows(highway_frames):
     n = 0
     for frame, labels, truth, pose in highway_frames:
         px = boxes_to_pixels(labels, SPEC)
-        for (u, v) in np.rint(px["uv_px"]).astype(int):
+        for u, v in np.rint(px["uv_px"]).astype(int):
             if 0 <= u < SPEC.width_px and 0 <= v < SPEC.height_px:
                 assert np.abs(frame[v, u].astype(int) - blue).max() <= 30
                 n += 1
         # every labelled object is in the image; every vehicle in the image is labelled
         ego = world_to_ego(truth["position_m"][truth["kind"] == 0], pose[:2], pose[2])
         uv = SPEC.ego_to_pixel(ego)
-        inside = ((uv[:, 0] >= -0.5) & (uv[:, 0] < 127.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < 127.5))
+        inside = (uv[:, 0] >= -0.5) & (uv[:, 0] < 127.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < 127.5)
         assert len(labels) == int(inside.sum())
     assert n > 20
 

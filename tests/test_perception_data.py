@@ -17,8 +17,9 @@ from sim.pipelines.perception_data import record_frames
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     out = tmp_path_factory.mktemp("frames") / "ds"
-    manifest = record_frames(["highway", "merge"], 24, out, seed=3, every=4, per_episode=8,
-                             progress=False)
+    manifest = record_frames(
+        ["highway", "merge"], 24, out, seed=3, every=4, per_episode=8, progress=False
+    )
     return out, manifest
 
 
@@ -52,8 +53,9 @@ def test_labels_are_the_ground_truth_of_the_recorded_state(recorded):
 
 def test_recording_the_same_seeds_twice_gives_identical_shards(recorded, tmp_path):
     out, manifest = recorded
-    again = record_frames(["highway", "merge"], 24, tmp_path / "again", seed=3, every=4, per_episode=8,
-                          progress=False)
+    again = record_frames(
+        ["highway", "merge"], 24, tmp_path / "again", seed=3, every=4, per_episode=8, progress=False
+    )
     assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in manifest["shards"]]
 
 
@@ -73,7 +75,9 @@ def test_damaged_datasets_are_refused_with_path_and_reason(recorded, tmp_path):
     (truncated / shard).write_bytes(data[: len(data) // 2])
     with pytest.raises(DatasetError, match=f"{shard}: damaged"):
         FrameDataset(truncated).shard(0)
-    with pytest.raises(DatasetError, match="cannot be read"):  # without the checksum, numpy's own error
+    with pytest.raises(
+        DatasetError, match="cannot be read"
+    ):  # without the checksum, numpy's own error
         FrameDataset(truncated, verify=False).shard(0)
 
     unfinished = _copy(out, tmp_path / "unfinished")
@@ -106,10 +110,26 @@ def test_corruptions_are_reproducible_and_named():
 
 def test_cli_records_evaluates_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "ds"
-    assert main(["perception", "data", "--frames", "12", "--every", "6", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(["perception", "data", "--frames", "12", "--every", "6", "--out", str(out), "--quiet"])
+        == 0
+    )
     assert "frames 12" in capsys.readouterr().out
-    assert main(["eval", "detector", "--data", str(out), "--corrupt", "none,blur",
-                 "--out", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "detector",
+                "--data",
+                str(out),
+                "--corrupt",
+                "none,blur",
+                "--out",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "AP@2m" in text and "blur" in text
     report = json.loads((tmp_path / "r.json").read_text())
@@ -117,7 +137,10 @@ def test_cli_records_evaluates_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(["perception", "data", "--frames", "2", "--out", str(out), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["eval", "detector", "--data", str(out), "--detector", "yolo"]) == 2
-    assert "unknown detector 'yolo'; known: opencv, learned:CHECKPOINT_DIR, geometric" in capsys.readouterr().err
+    assert (
+        "unknown detector 'yolo'; known: opencv, learned:CHECKPOINT_DIR, geometric"
+        in capsys.readouterr().err
+    )
     assert main(["eval", "detector", "--data", str(tmp_path / "nope")]) == 2
     assert "no such dataset folder" in capsys.readouterr().err
 

@@ -33,7 +33,11 @@ def _find_crash(monkeypatch):
 
 def test_a_blind_agent_s_collision_is_a_missed_object(monkeypatch):
     r = _find_crash(monkeypatch)
-    assert r["verdict"] == "missed" and r["tracked_share"] == 0.0 and r["first_tracked_s_before"] is None
+    assert (
+        r["verdict"] == "missed"
+        and r["tracked_share"] == 0.0
+        and r["first_tracked_s_before"] is None
+    )
     assert r["object_kind"] == "vehicle" and r["range_m"] < 10.0
     assert isinstance(r["in_camera_view"], list)
 
@@ -48,11 +52,15 @@ def test_explain_writes_a_table_of_every_collision(monkeypatch, tmp_path):
     folder = tmp_path / "eval"
     folder.mkdir()
     (folder / CONFIG).write_text(json.dumps({"agents": ["modular", "idm"], "duration_s": 20.0}))
-    rows = [{"agent": "modular", "scenario": "highway", "seed": crash["seed"], "status": "collision"},
-            {"agent": "idm", "scenario": "highway", "seed": 0, "status": "collision"},
-            {"agent": "modular", "scenario": "highway", "seed": 99, "status": "ok"}]
+    rows = [
+        {"agent": "modular", "scenario": "highway", "seed": crash["seed"], "status": "collision"},
+        {"agent": "idm", "scenario": "highway", "seed": 0, "status": "collision"},
+        {"agent": "modular", "scenario": "highway", "seed": 99, "status": "ok"},
+    ]
     (folder / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    monkeypatch.setattr(pf, "read_results", lambda p: rows)  # the folder's own reader checks full records
+    monkeypatch.setattr(
+        pf, "read_results", lambda p: rows
+    )  # the folder's own reader checks full records
     assert main(["explain", str(folder), "--quiet"]) == 0
     out = json.loads((folder / "perception_failures.json").read_text())
     assert out["agents"] == ["modular"] and out["summary"] == {"modular": {"missed": 1}}

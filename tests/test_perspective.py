@@ -44,10 +44,13 @@ def _boxes(ego_xy, heading, ahead_left_m, length_m, width_m, kind=None) -> Scene
     """Boxes at ego-frame offsets ``[N, 2]``, aligned with the ego."""
     pts = np.asarray(ahead_left_m, dtype=np.float64).reshape(-1, 2)
     n = len(pts)
-    return SceneObjects(ego_to_world(pts, ego_xy, heading), np.full(n, heading),
-                        np.broadcast_to(np.asarray(length_m, dtype=float), (n,)).copy(),
-                        np.broadcast_to(np.asarray(width_m, dtype=float), (n,)).copy(),
-                        np.full(n, KIND_VEHICLE, dtype=np.int8) if kind is None else kind)
+    return SceneObjects(
+        ego_to_world(pts, ego_xy, heading),
+        np.full(n, heading),
+        np.broadcast_to(np.asarray(length_m, dtype=float), (n,)).copy(),
+        np.broadcast_to(np.asarray(width_m, dtype=float), (n,)).copy(),
+        np.full(n, KIND_VEHICLE, dtype=np.int8) if kind is None else kind,
+    )
 
 
 def _is(img, colour) -> np.ndarray:
@@ -75,9 +78,13 @@ def test_same_state_same_bytes_and_same_seed_same_frames(highway):
 
 # ---------------------------------------------------------------------------- near plane
 def test_clip_near_keeps_only_the_front_part():
-    quad = np.array([[[-1.0, 1.0, -2.0], [1.0, 1.0, -2.0], [1.0, 1.0, 3.0], [-1.0, 1.0, 3.0]],
-                     [[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0]],
-                     [[0.0, 0.0, -1.0], [1.0, 0.0, -1.0], [1.0, 1.0, -1.0], [0.0, 1.0, -1.0]]])
+    quad = np.array(
+        [
+            [[-1.0, 1.0, -2.0], [1.0, 1.0, -2.0], [1.0, 1.0, 3.0], [-1.0, 1.0, 3.0]],
+            [[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0]],
+            [[0.0, 0.0, -1.0], [1.0, 0.0, -1.0], [1.0, 1.0, -1.0], [0.0, 1.0, -1.0]],
+        ]
+    )
     out, count = clip_near(quad, 0.1)
     assert count.tolist() == [4, 4, 0]
     assert np.all(out[0, :, 2] >= 0.1 - 1e-12)
@@ -120,7 +127,7 @@ def test_no_holes_in_the_road(highway):
         lo, hi = int(np.ceil(min(a, b))) + 3, int(np.floor(max(a, b))) - 3
         lo, hi = max(lo, 0), min(hi, FRONT.width_px - 1)
         if hi > lo:
-            assert not _is(img[row, lo:hi + 1], PAL.ground).any(), row
+            assert not _is(img[row, lo : hi + 1], PAL.ground).any(), row
 
 
 def test_a_box_behind_the_camera_changes_no_pixel(highway):
@@ -146,7 +153,7 @@ def test_a_box_straddling_the_near_plane_is_clipped_not_smeared(highway):
     edge = FRONT.project(np.array([[3.0, 2.0, 0.0], [3.0, 2.0, CAR_TOP]]))[0]
     cols = np.nonzero(seen.any(axis=0))[0]
     assert cols.max() <= edge[:, 0].max() + 1
-    right = np.s_[:, int(FRONT.cx):]
+    right = np.s_[:, int(FRONT.cx) :]
     assert np.array_equal(frame.image[right], empty[right])
 
 
@@ -155,8 +162,9 @@ def test_a_box_straddling_the_near_plane_is_clipped_not_smeared(highway):
 def test_a_car_ahead_sits_where_the_pinhole_model_puts_it(highway, ahead_m):
     xy, h = _pose(highway)
     r = renderer_for(highway.geometry)
-    frame = r.render(FRONT, xy, h, _boxes(xy, h, [ahead_m, 0.0], 5.0, 2.0), instance=True,
-                     depth=True)
+    frame = r.render(
+        FRONT, xy, h, _boxes(xy, h, [ahead_m, 0.0], 5.0, 2.0), instance=True, depth=True
+    )
     rows, cols = np.nonzero(frame.instance == 0)
     assert len(rows)
     rear = ahead_m - 2.5
@@ -192,8 +200,13 @@ def test_a_car_behind_a_truck_is_hidden(highway):
     both = SceneObjects(*(np.concatenate([getattr(car, f), getattr(truck, f)]) for f in fields))
     # either listing order: only the depth order hides the car
     for order in ([0, 1], [1, 0]):
-        objs = SceneObjects(both.position_m[order], both.heading_rad[order], both.length_m[order],
-                            both.width_m[order], both.kind[order])
+        objs = SceneObjects(
+            both.position_m[order],
+            both.heading_rad[order],
+            both.length_m[order],
+            both.width_m[order],
+            both.kind[order],
+        )
         ids = np.array([7, 8])[order]
         mask = r.render(FRONT, xy, h, objs, ids=ids, instance=True).instance
         assert (mask == 7).sum() == 0
@@ -206,9 +219,14 @@ def test_straight_highway_markings_lie_on_the_projected_lines(highway):
     img = renderer_for(highway.geometry).render(FRONT, xy, h, SceneObjects.empty()).image
     lanes = list(highway.geometry.lanes.values())
     # every lane edge carrying a line: its world y (the highway runs along +x)
-    ys = sorted({round(float(edge[0, 1]), 6) for lane in lanes
-                 for kind, edge in ((lane.line_left, lane.left_m), (lane.line_right, lane.right_m))
-                 if kind != "none"})
+    ys = sorted(
+        {
+            round(float(edge[0, 1]), 6)
+            for lane in lanes
+            for kind, edge in ((lane.line_left, lane.left_m), (lane.line_right, lane.right_m))
+            if kind != "none"
+        }
+    )
     assert len(ys) == 5
     v, u = np.nonzero(_is(img, PAL.marking))
     assert len(v) > 200
@@ -249,14 +267,17 @@ def test_curved_lane_marking_points_project_onto_marking_pixels():
     env = DrivingEnv("lane-keep", sensors=("speed",))
     env.reset(seed=0)
     geometry = env.geometry
-    curved = [lane for lane in geometry.lanes.values()
-              if np.ptp(np.unwrap(lane.heading_rad)) > 1.0 and lane.line_left == "continuous"]
+    curved = [
+        lane
+        for lane in geometry.lanes.values()
+        if np.ptp(np.unwrap(lane.heading_rad)) > 1.0 and lane.line_left == "continuous"
+    ]
     assert curved
     lane = curved[0]
     i = len(lane.s_m) // 4
     xy, h = lane.centre_m[i], float(lane.heading_rad[i])
     img = renderer_for(geometry).render(FRONT, xy, h, SceneObjects.empty()).image
-    pts = lane.left_m[i + 3: i + 16]  # samples of a continuous line on the curve, 3-15 m ahead
+    pts = lane.left_m[i + 3 : i + 16]  # samples of a continuous line on the curve, 3-15 m ahead
     ego_pts = np.concatenate([world_to_ego(pts, xy, h), np.zeros((len(pts), 1))], axis=1)
     uv = FRONT.project(ego_pts)[0]
     sel = FRONT.in_image(uv)
@@ -268,13 +289,18 @@ def test_curved_lane_marking_points_project_onto_marking_pixels():
 
 
 # ---------------------------------------------------------------------------- background
-@pytest.mark.parametrize("camera", [FRONT, default_rig()["cam_rear"],
-                                    PinholeCamera(pitch_rad=-0.1, roll_rad=0.2, width_px=96,
-                                                  height_px=64, hfov_deg=70.0)])
+@pytest.mark.parametrize(
+    "camera",
+    [
+        FRONT,
+        default_rig()["cam_rear"],
+        PinholeCamera(pitch_rad=-0.1, roll_rad=0.2, width_px=96, height_px=64, hfov_deg=70.0),
+    ],
+)
 def test_sky_and_ground_split_at_the_horizon(camera):
     empty = RoadMesh(QuadSet.build([]), QuadSet.build([]))
     img = PerspectiveRenderer(empty).render(camera, np.zeros(2), 0.3, SceneObjects.empty()).image
-    v, u = np.mgrid[0:camera.height_px, 0:camera.width_px]
+    v, u = np.mgrid[0 : camera.height_px, 0 : camera.width_px]
     horizon = camera.horizon_row(u.astype(float))
     assert np.all(_is(img, PAL.sky)[v < horizon - 0.5])
     assert np.all(_is(img, PAL.ground)[v > horizon + 0.5])
@@ -283,7 +309,10 @@ def test_sky_and_ground_split_at_the_horizon(camera):
 
 def test_heights_and_colours_are_deterministic_per_identity(highway):
     assert object_heights(np.array([5.0, 12.0, 2.0]), np.array([0, 0, 1])).tolist() == [
-        1.5, 3.5, 1.0]
+        1.5,
+        3.5,
+        1.0,
+    ]
     xy, h = _pose(highway)
     r = renderer_for(highway.geometry)
     car = _boxes(xy, h, [[20.0, 0.0]], 5.0, 2.0)
@@ -304,13 +333,16 @@ def _inside_any(points: np.ndarray, polys: np.ndarray) -> np.ndarray:
     out = np.zeros(len(points), dtype=bool)
     a, b = polys, np.roll(polys, -1, axis=1)
     for lo in range(0, len(points), 256):
-        p = points[lo:lo + 256, None, None, :]  # [n, 1, 1, 2]
+        p = points[lo : lo + 256, None, None, :]  # [n, 1, 1, 2]
         spans = (a[None, ..., 1] > p[..., 1]) != (b[None, ..., 1] > p[..., 1])
         with np.errstate(divide="ignore", invalid="ignore"):
-            x = a[None, ..., 0] + (p[..., 1] - a[None, ..., 1]) * (
-                (b[..., 0] - a[..., 0]) / (b[..., 1] - a[..., 1]))[None]
+            x = (
+                a[None, ..., 0]
+                + (p[..., 1] - a[None, ..., 1])
+                * ((b[..., 0] - a[..., 0]) / (b[..., 1] - a[..., 1]))[None]
+            )
         odd = (spans & (p[..., 0] < x)).sum(axis=2) % 2 == 1  # [n, Q]
-        out[lo:lo + 256] = odd.any(axis=1)
+        out[lo : lo + 256] = odd.any(axis=1)
     return out
 
 
@@ -387,8 +419,9 @@ def test_the_one_road_pass_culls_the_same_polygons_as_each_set(highway):
     xy, _ = _pose(highway)
     for eye in (xy, xy + [300.0, 0.0], xy + [-900.0, 40.0]):
         for reach in (5.0, 60.0, 250.0):
-            want = np.concatenate([mesh.surface.candidates(eye, reach),
-                                   ns + mesh.markings.candidates(eye, reach)])
+            want = np.concatenate(
+                [mesh.surface.candidates(eye, reach), ns + mesh.markings.candidates(eye, reach)]
+            )
             assert np.array_equal(np.sort(flat.candidates(eye, reach)), np.sort(want))
     assert np.array_equal(flat.quads_m[:ns], mesh.surface.quads_m)
     assert flat.marking.sum() == len(mesh.markings.group) and not flat.marking[:ns].any()

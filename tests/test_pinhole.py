@@ -17,10 +17,27 @@ MOUNTS = {
     "rear": {"x_m": -0.5, "z_m": 1.5, "yaw_rad": math.pi},
     "pitched": {"x_m": 1.0, "y_m": 0.3, "z_m": 2.0, "pitch_rad": math.radians(12.0)},
     "pitched_up": {"x_m": 0.0, "z_m": 1.2, "pitch_rad": math.radians(-4.0)},
-    "rolled": {"x_m": 0.5, "z_m": 1.5, "pitch_rad": math.radians(6.0), "roll_rad": math.radians(8.0)},
-    "side_left": {"y_m": 0.9, "z_m": 1.6, "yaw_rad": math.pi / 2, "pitch_rad": 0.2, "roll_rad": -0.1},
-    "odd_intrinsics": {"width_px": 321, "height_px": 97, "hfov_deg": 70.0, "yaw_rad": -2.5,
-                           "pitch_rad": 0.3, "roll_rad": 0.25},
+    "rolled": {
+        "x_m": 0.5,
+        "z_m": 1.5,
+        "pitch_rad": math.radians(6.0),
+        "roll_rad": math.radians(8.0),
+    },
+    "side_left": {
+        "y_m": 0.9,
+        "z_m": 1.6,
+        "yaw_rad": math.pi / 2,
+        "pitch_rad": 0.2,
+        "roll_rad": -0.1,
+    },
+    "odd_intrinsics": {
+        "width_px": 321,
+        "height_px": 97,
+        "hfov_deg": 70.0,
+        "yaw_rad": -2.5,
+        "pitch_rad": 0.3,
+        "roll_rad": 0.25,
+    },
 }
 
 
@@ -29,13 +46,16 @@ def reference_project(cam: PinholeCamera, p: np.ndarray) -> tuple[np.ndarray, fl
     frame (no rotation matrices), then the pinhole equations."""
     yaw, pitch, roll = cam.yaw_rad, cam.pitch_rad, cam.roll_rad
     # optical axis: heading `yaw` (counter-clockwise), tilted `pitch` below the horizontal
-    forward = np.array([math.cos(pitch) * math.cos(yaw), math.cos(pitch) * math.sin(yaw),
-                        -math.sin(pitch)])
+    forward = np.array(
+        [math.cos(pitch) * math.cos(yaw), math.cos(pitch) * math.sin(yaw), -math.sin(pitch)]
+    )
     right = np.array([math.sin(yaw), -math.cos(yaw), 0.0])  # horizontal, to the right of yaw
     down = np.cross(forward, right)  # right x down = forward (x right, y down, z forward)
     # roll: right-hand turn about the optical axis; the right side goes down
-    right, down = (math.cos(roll) * right + math.sin(roll) * down,
-                   math.cos(roll) * down - math.sin(roll) * right)
+    right, down = (
+        math.cos(roll) * right + math.sin(roll) * down,
+        math.cos(roll) * down - math.sin(roll) * right,
+    )
     d = np.asarray(p, dtype=float) - np.array([cam.x_m, cam.y_m, cam.z_m])
     x, y, z = right @ d, down @ d, forward @ d
     f = (cam.width_px / 2) / math.tan(math.radians(cam.hfov_deg) / 2)
@@ -46,8 +66,9 @@ def reference_project(cam: PinholeCamera, p: np.ndarray) -> tuple[np.ndarray, fl
 
 def points_in_view(cam: PinholeCamera, n: int, rng: np.random.Generator) -> np.ndarray:
     """Random ego points in front of the camera (2-60 m along its axis, spread laterally)."""
-    cam_pts = np.stack([rng.uniform(-20, 20, n), rng.uniform(-10, 10, n), rng.uniform(2, 60, n)],
-                       axis=-1)
+    cam_pts = np.stack(
+        [rng.uniform(-20, 20, n), rng.uniform(-10, 10, n), rng.uniform(2, 60, n)], axis=-1
+    )
     return cam.camera_to_ego(cam_pts)
 
 
@@ -99,8 +120,9 @@ def test_intrinsics_follow_the_pixel_centre_convention():
     p = cam.position_m + [10.0, -10.0, 0.0]
     assert cam.project(p)[0][0] == pytest.approx(199.5)
     assert cam.vfov_deg == pytest.approx(math.degrees(2 * math.atan(0.5)))
-    assert cam.in_image(np.array([[-0.5, -0.5], [199.4, 99.4], [199.5, 0.0], [np.nan, 0.0]])
-                        ).tolist() == [True, True, False, False]
+    assert cam.in_image(
+        np.array([[-0.5, -0.5], [199.4, 99.4], [199.5, 0.0], [np.nan, 0.0]])
+    ).tolist() == [True, True, False, False]
 
 
 def test_points_ahead_on_the_road_appear_at_the_predicted_row_and_width():
@@ -111,7 +133,9 @@ def test_points_ahead_on_the_road_appear_at_the_predicted_row_and_width():
         # i.e. (that - pitch) below the optical axis
         dist = ahead - cam.x_m
         row = cam.cy + cam.fy * math.tan(math.atan2(h, dist) - theta)
-        uv, depth = cam.project(np.array([[ahead, 0.0, 0.0], [ahead, 0.9, 0.0], [ahead, -0.9, 0.0]]))
+        uv, depth = cam.project(
+            np.array([[ahead, 0.0, 0.0], [ahead, 0.9, 0.0], [ahead, -0.9, 0.0]])
+        )
         assert uv[0] == pytest.approx([cam.cx, row], abs=1e-9)
         assert depth[0] == pytest.approx(dist * math.cos(theta) + h * math.sin(theta))
         # a 1.8 m wide car spans fx * 1.8 / depth pixels
@@ -129,8 +153,10 @@ def test_points_ahead_on_the_road_appear_at_the_predicted_row_and_width():
 def test_nothing_behind_the_camera_projects(mount):
     cam = PinholeCamera(**MOUNTS[mount])
     rng = np.random.default_rng(2)
-    cam_pts = np.stack([rng.uniform(-20, 20, 500), rng.uniform(-20, 20, 500),
-                        rng.uniform(-50, cam.near_m, 500)], axis=-1)
+    cam_pts = np.stack(
+        [rng.uniform(-20, 20, 500), rng.uniform(-20, 20, 500), rng.uniform(-50, cam.near_m, 500)],
+        axis=-1,
+    )
     cam_pts[:5, 2] = [0.0, -1e-12, cam.near_m, cam.near_m - 1e-9, -cam.near_m]
     uv, depth = cam.project(cam.camera_to_ego(cam_pts))
     assert np.all(depth <= cam.near_m + 1e-9)
@@ -140,8 +166,15 @@ def test_nothing_behind_the_camera_projects(mount):
 
 def test_exactly_at_the_near_plane_is_invalid_just_beyond_is_valid():
     cam = PinholeCamera(x_m=0.0, y_m=0.0, z_m=1.0, pitch_rad=0.0, near_m=0.25)
-    pts = np.array([[0.25, 0.0, 1.0], [0.25 - 2**-40, 0.1, 1.0], [0.0, 0.0, 1.0],
-                    [0.25 + 2**-20, 0.0, 1.0], [np.nan, 0.0, 0.0]])
+    pts = np.array(
+        [
+            [0.25, 0.0, 1.0],
+            [0.25 - 2**-40, 0.1, 1.0],
+            [0.0, 0.0, 1.0],
+            [0.25 + 2**-20, 0.0, 1.0],
+            [np.nan, 0.0, 0.0],
+        ]
+    )
     uv, depth = cam.project(pts)
     assert depth[0] == 0.25  # exactly on the plane
     assert np.isnan(uv[:3]).all() and np.isnan(uv[4]).all()
@@ -150,17 +183,27 @@ def test_exactly_at_the_near_plane_is_invalid_just_beyond_is_valid():
 
 # ------------------------------------------------------------------ pixel -> ground
 
-mount_strategy = st.fixed_dictionaries({
-    "width_px": st.integers(16, 400), "height_px": st.integers(16, 300),
-    "hfov_deg": st.floats(30.0, 150.0),
-    "x_m": st.floats(-3.0, 3.0), "y_m": st.floats(-1.5, 1.5), "z_m": st.floats(0.5, 3.0),
-    "yaw_rad": st.floats(-math.pi, math.pi), "pitch_rad": st.floats(-0.2, 0.7),
-    "roll_rad": st.floats(-0.3, 0.3),
-})
+mount_strategy = st.fixed_dictionaries(
+    {
+        "width_px": st.integers(16, 400),
+        "height_px": st.integers(16, 300),
+        "hfov_deg": st.floats(30.0, 150.0),
+        "x_m": st.floats(-3.0, 3.0),
+        "y_m": st.floats(-1.5, 1.5),
+        "z_m": st.floats(0.5, 3.0),
+        "yaw_rad": st.floats(-math.pi, math.pi),
+        "pitch_rad": st.floats(-0.2, 0.7),
+        "roll_rad": st.floats(-0.3, 0.3),
+    }
+)
 
 
-@given(mount=mount_strategy, fu=st.floats(0.0, 1.0), fv=st.floats(0.0, 1.0),
-       ground=st.sampled_from([0.0, 0.3]))
+@given(
+    mount=mount_strategy,
+    fu=st.floats(0.0, 1.0),
+    fv=st.floats(0.0, 1.0),
+    ground=st.sampled_from([0.0, 0.3]),
+)
 @settings(max_examples=300, deadline=None)
 def test_pixel_to_ground_to_pixel_round_trip(mount, fu, fv, ground):
     cam = PinholeCamera(**mount)
@@ -293,12 +336,25 @@ def test_rear_camera_sees_behind_not_ahead():
 # ------------------------------------------------------------------ validation and dicts
 
 
-@pytest.mark.parametrize("bad", [
-    {"width_px": 4}, {"width_px": 100.5}, {"height_px": 0}, {"height_px": "tall"},
-    {"hfov_deg": 0.0}, {"hfov_deg": 180.0}, {"hfov_deg": float("nan")},
-    {"x_m": float("inf")}, {"z_m": float("nan")}, {"yaw_rad": None},
-    {"pitch_rad": 2.0}, {"roll_rad": -1.7}, {"near_m": 0.0}, {"near_m": -1.0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"width_px": 4},
+        {"width_px": 100.5},
+        {"height_px": 0},
+        {"height_px": "tall"},
+        {"hfov_deg": 0.0},
+        {"hfov_deg": 180.0},
+        {"hfov_deg": float("nan")},
+        {"x_m": float("inf")},
+        {"z_m": float("nan")},
+        {"yaw_rad": None},
+        {"pitch_rad": 2.0},
+        {"roll_rad": -1.7},
+        {"near_m": 0.0},
+        {"near_m": -1.0},
+    ],
+)
 def test_camera_rejects_bad_values_by_name(bad):
     with pytest.raises(ValueError) as e:
         PinholeCamera(**bad)
@@ -325,7 +381,10 @@ def test_cameras_are_immutable_and_hashable():
         cam.z_m = 3.0  # type: ignore[misc]
     with pytest.raises(ValueError):
         cam.rotation_ego_from_camera[0, 0] = 2.0
-    assert hash(cam) == hash(PinholeCamera()) and len({cam, PinholeCamera(), default_rig()["cam_rear"]}) == 2
+    assert (
+        hash(cam) == hash(PinholeCamera())
+        and len({cam, PinholeCamera(), default_rig()["cam_rear"]}) == 2
+    )
 
 
 def test_default_rig():
@@ -341,14 +400,20 @@ def test_default_rig():
     assert 2.0 < bottom[0] < 3.5
     assert rear.yaw_rad == pytest.approx(math.pi) and rear.x_m == -front.x_m
     assert (rear.width_px, rear.height_px, rear.hfov_deg, rear.z_m, rear.pitch_rad) == (
-        front.width_px, front.height_px, front.hfov_deg, front.z_m, front.pitch_rad)
+        front.width_px,
+        front.height_px,
+        front.hfov_deg,
+        front.z_m,
+        front.pitch_rad,
+    )
     with pytest.raises(KeyError, match="cam_left"):
         rig["cam_left"]
 
 
 def test_rig_dict_round_trip_keeps_order():
-    rig = CameraRig([("cam_rear", PinholeCamera(yaw_rad=math.pi)),
-                     ("cam_front", PinholeCamera(hfov_deg=70.0))])
+    rig = CameraRig(
+        [("cam_rear", PinholeCamera(yaw_rad=math.pi)), ("cam_front", PinholeCamera(hfov_deg=70.0))]
+    )
     d = json.loads(json.dumps(rig.to_dict()))
     back = CameraRig.from_dict(d)
     assert back == rig and back.names == ("cam_rear", "cam_front")
@@ -356,12 +421,15 @@ def test_rig_dict_round_trip_keeps_order():
     assert CameraRig(dict(rig.items())) == rig
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"cameras": {}, "version": 2}, "unknown CameraRig keys.*version"),
-    ({"cameras": {"cam_front": {"fov": 90}}}, "unknown PinholeCamera keys.*fov"),
-    ({}, "cameras"),
-    ({"cameras": {}}, "at least one camera"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"cameras": {}, "version": 2}, "unknown CameraRig keys.*version"),
+        ({"cameras": {"cam_front": {"fov": 90}}}, "unknown PinholeCamera keys.*fov"),
+        ({}, "cameras"),
+        ({"cameras": {}}, "at least one camera"),
+    ],
+)
 def test_rig_from_dict_rejects_bad_dicts(bad, match):
     with pytest.raises(ValueError, match=match):
         CameraRig.from_dict(bad)
@@ -384,8 +452,9 @@ def test_rig_rejects_duplicates_empties_and_non_cameras():
 
 
 def test_numpy_scalars_become_plain_numbers():
-    cam = PinholeCamera(width_px=np.int64(256), height_px=128.0, hfov_deg=np.float32(100.0),
-                        z_m=np.float64(1.5))
+    cam = PinholeCamera(
+        width_px=np.int64(256), height_px=128.0, hfov_deg=np.float32(100.0), z_m=np.float64(1.5)
+    )
     assert type(cam.width_px) is int and type(cam.height_px) is int
     assert type(cam.hfov_deg) is float and type(cam.z_m) is float
     assert cam == PinholeCamera(z_m=1.5) and json.dumps(cam.to_dict())

@@ -70,13 +70,17 @@ def test_a_car_cutting_in_off_centre_is_a_lead():
     cutting = objects([(110.0, -2.5, 0.0, 16.0)])
     p = plan(ego, cutting)
     keep = p.path_index == 0
-    assert p.accelerations_mps2[keep & (p.kind == 0), 0].max() < -1.0  # every lane-keep proposal brakes
+    assert (
+        p.accelerations_mps2[keep & (p.kind == 0), 0].max() < -1.0
+    )  # every lane-keep proposal brakes
 
 
 def test_a_braking_lead_is_forecast_stopping():
     """Constant acceleration until the stop: a car at 20 m/s braking at 6 m/s^2 stops after
     20^2 / 12 = 33.3 m and stays there."""
-    dist, speed = constant_acceleration(np.array([20.0]), np.array([-6.0]), np.array([0.0, 1.0, 10.0]))
+    dist, speed = constant_acceleration(
+        np.array([20.0]), np.array([-6.0]), np.array([0.0, 1.0, 10.0])
+    )
     assert dist == pytest.approx([0.0, 17.0, 400 / 12])
     assert speed == pytest.approx([0.0 + 20.0, 14.0, 0.0])
     car = objects([(0.0, 0.0, 0.0, 20.0)])
@@ -120,7 +124,11 @@ def test_the_cruise_speed_is_the_scenarios():
 
 def test_idm_gaps_are_highway_envs():
     c = PlannerConfig()
-    assert (c.idm_headway_s, c.idm_min_gap_m) == (HIGHWAY_ENV_IDM.headway_s, HIGHWAY_ENV_IDM.min_gap_m) == (1.5, 5.0)
+    assert (
+        (c.idm_headway_s, c.idm_min_gap_m)
+        == (HIGHWAY_ENV_IDM.headway_s, HIGHWAY_ENV_IDM.min_gap_m)
+        == (1.5, 5.0)
+    )
     assert c.unsafe_follower_decel_mps2 == 2.0  # LANE_CHANGE_MAX_BRAKING_IMPOSED
 
 
@@ -176,17 +184,39 @@ def test_when_every_candidate_collides_the_pick_keeps_to_the_last_path_unless_an
     from planning.planner import Rollout
 
     C = 3
-    scores = {"total": np.zeros(C), "no_collision": np.zeros(C), "no_rear_end": np.ones(C),
-              "no_overrun": np.ones(C), "safe_lane_change": np.ones(C),
-              "first_collision_s": np.array([2.0, 1.7, 1.0])}
+    scores = {
+        "total": np.zeros(C),
+        "no_collision": np.zeros(C),
+        "no_rear_end": np.ones(C),
+        "no_overrun": np.ones(C),
+        "safe_lane_change": np.ones(C),
+        "first_collision_s": np.array([2.0, 1.7, 1.0]),
+    }
     z = np.zeros((C, 2))
-    roll = Rollout(z, z, z, np.array([[0.0, 3.0], [0.0, 1.0], [0.0, 0.0]]), z, z, np.zeros(C), np.zeros(C),
-                   np.zeros(C), z, np.zeros(C))
+    roll = Rollout(
+        z,
+        z,
+        z,
+        np.array([[0.0, 3.0], [0.0, 1.0], [0.0, 0.0]]),
+        z,
+        z,
+        np.zeros(C),
+        np.zeros(C),
+        np.zeros(C),
+        z,
+        np.zeros(C),
+    )
     assert Planner.pick(scores, roll) == 0  # the latest collision
     previous = np.array([False, True, False])
-    assert Planner.pick(scores, roll, previous, commit_s=0.5) == 1  # last time's path, 0.3 s earlier
-    assert Planner.pick(scores, roll, previous, commit_s=0.2) == 0  # ... but not 0.3 s over the margin
-    assert Planner.pick(scores, roll, np.array([False, False, True]), commit_s=0.5) == 0  # 1 s earlier
+    assert (
+        Planner.pick(scores, roll, previous, commit_s=0.5) == 1
+    )  # last time's path, 0.3 s earlier
+    assert (
+        Planner.pick(scores, roll, previous, commit_s=0.2) == 0
+    )  # ... but not 0.3 s over the margin
+    assert (
+        Planner.pick(scores, roll, np.array([False, False, True]), commit_s=0.5) == 0
+    )  # 1 s earlier
     assert PlannerConfig().collision_commit_s == 0.5
 
 
@@ -204,9 +234,13 @@ def test_when_braking_cannot_avoid_a_lead_the_planner_swerves_into_the_free_lane
     assert p.option.lane_change == +1  # right: the left lane has a car beside the ego
     assert p.scores["no_collision"][p.best] == 1.0
     assert p.reference.length_m < 30.0  # a swerve (about a second), not the 75 m comfortable S
-    cautious = Planner(PlannerConfig(evasive=False)).plan(ego, options(ego), forecast(scene, TIMES, "cv"))
+    cautious = Planner(PlannerConfig(evasive=False)).plan(
+        ego, options(ego), forecast(scene, TIMES, "cv")
+    )
     assert "evasive" not in {CANDIDATE_KINDS[k] for k in cautious.kind}
-    assert cautious.scores["total"].max() == 0.0 and cautious.acceleration_mps2 == pytest.approx(-5.0)
+    assert cautious.scores["total"].max() == 0.0 and cautious.acceleration_mps2 == pytest.approx(
+        -5.0
+    )
 
 
 def test_an_eager_keep_lane_share_overtakes_a_slightly_slower_lead_and_finishes_a_change():
@@ -253,7 +287,9 @@ def test_no_lane_change_into_dense_traffic_on_the_old_planners_crash_seed():
     from sim.world.scenarios import get_scenario
     from tests.test_expert import episode
 
-    result, _ = episode("expert", "highway-short:dense", 13, get_scenario("highway-short:dense").duration_s)
+    result, _ = episode(
+        "expert", "highway-short:dense", 13, get_scenario("highway-short:dense").duration_s
+    )
     assert result.status == "ok", result.status
 
 
@@ -264,7 +300,9 @@ def test_the_expert_escapes_a_lead_braking_at_the_spawn_in_dense_traffic():
     from sim.world.scenarios import get_scenario
     from tests.test_expert import episode
 
-    result, _ = episode("expert", "highway-short:dense", 65, get_scenario("highway-short:dense").duration_s)
+    result, _ = episode(
+        "expert", "highway-short:dense", 65, get_scenario("highway-short:dense").duration_s
+    )
     assert result.status == "ok", result.status
 
 

@@ -14,7 +14,9 @@ MIN_RADIUS_M = 15.0  # [m] the tightest curve in the scenarios is 14.6 m
 def smooth_line(curvatures: list[float], spacing_m: float, heading0: float) -> Polyline:
     """A polyline integrated from piecewise-constant curvature (exact vertex headings)."""
     h = heading0 + np.concatenate([[0.0], np.cumsum(np.asarray(curvatures) * spacing_m)])
-    steps = spacing_m * np.stack([np.cos(h[:-1] + np.diff(h) / 2), np.sin(h[:-1] + np.diff(h) / 2)], -1)
+    steps = spacing_m * np.stack(
+        [np.cos(h[:-1] + np.diff(h) / 2), np.sin(h[:-1] + np.diff(h) / 2)], -1
+    )
     pts = np.concatenate([[[0.0, 0.0]], np.cumsum(steps, axis=0)])
     return Polyline.from_points(pts, h)
 
@@ -22,7 +24,8 @@ def smooth_line(curvatures: list[float], spacing_m: float, heading0: float) -> P
 lines = st.builds(
     smooth_line,
     st.lists(st.floats(-1 / MIN_RADIUS_M, 1 / MIN_RADIUS_M), min_size=2, max_size=120).filter(
-        lambda k: abs(sum(k)) * 1.0 < 3.0),  # total turn < ~170 deg: the line never folds back
+        lambda k: abs(sum(k)) * 1.0 < 3.0
+    ),  # total turn < ~170 deg: the line never folds back
     st.sampled_from([0.5, 1.0, 2.0]),
     st.floats(-np.pi, np.pi),
 )
@@ -79,18 +82,30 @@ def _map(lanes: dict, route: list[str]) -> dict:
     for lid, (pts, nxt, left, right) in lanes.items():
         pts = np.asarray(pts, dtype=float)
         h = np.arctan2(*np.diff(pts, axis=0)[:, ::-1].T)
-        out[lid] = {"centre_m": pts, "heading_rad": np.append(h, h[-1]), "width_m": 4.0,
-                    "speed_limit_mps": 20.0, "next": nxt, "left": left, "right": right}
+        out[lid] = {
+            "centre_m": pts,
+            "heading_rad": np.append(h, h[-1]),
+            "width_m": 4.0,
+            "speed_limit_mps": 20.0,
+            "next": nxt,
+            "left": left,
+            "right": right,
+        }
     return {"lanes": out, "route": {"lane_ids": route, "length_m": 300.0}}
 
 
 def test_lane_map_corridors_follow_the_route_and_flag_dead_ends():
     # a two-lane road a-b; lane 1 continues to b-c, lane 2 (a merge lane) ends at b
-    m = LaneMap(_map({
-        "a-b-1": ([[0, 0], [100, 0]], ["b-c-1"], None, "a-b-2"),
-        "a-b-2": ([[0, -4], [100, -4]], [], "a-b-1", None),
-        "b-c-1": ([[100, 0], [300, 0]], [], None, None),
-    }, ["a-b-1", "b-c-1"]))
+    m = LaneMap(
+        _map(
+            {
+                "a-b-1": ([[0, 0], [100, 0]], ["b-c-1"], None, "a-b-2"),
+                "a-b-2": ([[0, -4], [100, -4]], [], "a-b-1", None),
+                "b-c-1": ([[100, 0], [300, 0]], [], None, None),
+            },
+            ["a-b-1", "b-c-1"],
+        )
+    )
     assert m.corridor("a-b-1", 150.0) == ("a-b-1", "b-c-1")
     assert not m.path(("a-b-1", "b-c-1")).dead_end
     assert m.path(("a-b-2",)).dead_end  # stops before the route does
@@ -113,9 +128,12 @@ def test_hermite_transition_leaves_the_car_and_joins_the_line_tangentially():
     s = np.array([0.0, length, length + 10.0])
     assert hermite_offset(s, d0, slope, length).tolist() == pytest.approx([3.0, 0.0, 0.0])
     eps = 1e-4
-    start_slope = (hermite_offset(eps, d0, slope, length) - hermite_offset(0.0, d0, slope, length)) / eps
-    end_slope = (hermite_offset(length, d0, slope, length)
-                 - hermite_offset(length - eps, d0, slope, length)) / eps
+    start_slope = (
+        hermite_offset(eps, d0, slope, length) - hermite_offset(0.0, d0, slope, length)
+    ) / eps
+    end_slope = (
+        hermite_offset(length, d0, slope, length) - hermite_offset(length - eps, d0, slope, length)
+    ) / eps
     assert start_slope == pytest.approx(slope, abs=1e-3)  # leaves along the car's heading
     assert end_slope == pytest.approx(0.0, abs=1e-3)  # arrives along the line
 

@@ -45,16 +45,28 @@ def numpy_rollout(planner, ego, opts, cands, windows, objs, times, longitudinal)
     T, C, K = c.steps, len(cands), r.so_m.shape[2]
     half_l = ego.length_m / 2
     idm = cands.idm
-    base, s0_local, blend_d0, blend_m0, blend_inv_len = (r.base, r.s0_local_m, r.blend_d0_m, r.blend_m0_m,
-                                                         r.blend_inv_len_1pm)
+    base, s0_local, blend_d0, blend_m0, blend_inv_len = (
+        r.base,
+        r.s0_local_m,
+        r.blend_d0_m,
+        r.blend_m0_m,
+        r.blend_inv_len_1pm,
+    )
     dead_c, s_end_c, so_all, g_all, vs_all = r.dead_end, r.s_end_m, r.so_m, r.gap_base_m, r.vs_mps
     base2 = np.concatenate([base, base])
-    state = BicycleState(np.full(C, ego.x_m), np.full(C, ego.y_m), np.full(C, ego.heading_rad),
-                         np.full(C, max(ego.speed_mps, 0.0)))
+    state = BicycleState(
+        np.full(C, ego.x_m),
+        np.full(C, ego.y_m),
+        np.full(C, ego.heading_rad),
+        np.full(C, max(ego.speed_mps, 0.0)),
+    )
     s = s0_local.copy()  # rear axle, local
-    X = np.empty((C, T + 1)); Y = np.empty((C, T + 1))
-    H = np.empty((C, T + 1)); V = np.empty((C, T + 1))
-    A = np.empty((C, T)); D = np.empty((C, T))
+    X = np.empty((C, T + 1))
+    Y = np.empty((C, T + 1))
+    H = np.empty((C, T + 1))
+    V = np.empty((C, T + 1))
+    A = np.empty((C, T))
+    D = np.empty((C, T))
     X[:, 0], Y[:, 0], H[:, 0], V[:, 0] = state.x_m, state.y_m, state.heading_rad, state.speed_mps
     S = np.empty((C, T + 1))
     min_ttc = np.full(C, np.inf)
@@ -81,7 +93,9 @@ def numpy_rollout(planner, ego, opts, cands, windows, objs, times, longitudinal)
         steer = np.minimum(np.maximum(steer, -MAX_STEERING_RAD), MAX_STEERING_RAD)
         D[:, k] = steer
         if longitudinal:
-            v0 = np.maximum(frac * windows.speed_cap(base, s), MIN_DESIRED_SPEED_MPS)  # a fraction of what this spot allows
+            v0 = np.maximum(
+                frac * windows.speed_cap(base, s), MIN_DESIRED_SPEED_MPS
+            )  # a fraction of what this spot allows
             centre = s + half_l  # rear axle -> centre
             if K:
                 g = np.where(so_all[k] > centre[:, None], g_all[k] - centre[:, None], np.inf)
@@ -90,8 +104,11 @@ def numpy_rollout(planner, ego, opts, cands, windows, objs, times, longitudinal)
                 found = gap < np.inf
                 v_lead = np.where(found, vs_all[k][rows, lead], 0.0)
                 closing = v - v_lead
-                ttc = np.where((closing > MIN_CLOSING_SPEED_MPS) & found,
-                               np.maximum(gap, 0.0) / np.maximum(closing, MIN_CLOSING_SPEED_MPS), np.inf)
+                ttc = np.where(
+                    (closing > MIN_CLOSING_SPEED_MPS) & found,
+                    np.maximum(gap, 0.0) / np.maximum(closing, MIN_CLOSING_SPEED_MPS),
+                    np.inf,
+                )
                 min_ttc = np.minimum(min_ttc, ttc)
             else:
                 gap, v_lead = np.full(C, np.inf), np.zeros(C)
@@ -103,14 +120,20 @@ def numpy_rollout(planner, ego, opts, cands, windows, objs, times, longitudinal)
             acc = idm_acceleration(v, v0, gap, v_lead, idm)
             if any_brake:
                 acc = np.where(braking, np.minimum(acc, -np.minimum(brake, v / c.step_s)), acc)
-            acc = np.minimum(np.maximum(acc, np.maximum(-c.max_brake_mps2, -v / c.step_s)),
-                             idm.accel_mps2)  # never reverse
+            acc = np.minimum(
+                np.maximum(acc, np.maximum(-c.max_brake_mps2, -v / c.step_s)), idm.accel_mps2
+            )  # never reverse
         else:
             acc = np.zeros(C)
         A[:, k] = acc
         s = s + rear_axle_speed_mps(v, steer) * c.step_s  # predicted progress (corrected next step)
         state = bicycle_step(state, acc, steer, c.step_s, ego.length_m)
-        X[:, k + 1], Y[:, k + 1], H[:, k + 1], V[:, k + 1] = state.x_m, state.y_m, state.heading_rad, state.speed_mps
+        X[:, k + 1], Y[:, k + 1], H[:, k + 1], V[:, k + 1] = (
+            state.x_m,
+            state.y_m,
+            state.heading_rad,
+            state.speed_mps,
+        )
     # the final foot point
     x, y, h = state.x_m, state.y_m, state.heading_rad
     rx, ry = x - half_l * np.cos(h), y - half_l * np.sin(h)
@@ -130,21 +153,41 @@ def assert_same_rollout(ego, opts, objs_forecast, longitudinal=True, planner=Non
     times = np.arange(c.steps + 1) * c.step_s
     want = numpy_rollout(planner, ego, opts, cands, windows, objs, times, longitudinal)
     roll = planner.rollout(ego, opts, cands, windows, objs, times, longitudinal)
-    got = (roll.x_m, roll.y_m, roll.heading_rad, roll.speed_mps, roll.accelerations_mps2, roll.steerings_rad,
-           roll.s_m, roll.min_ttc_s, roll.cap0_mps)
+    got = (
+        roll.x_m,
+        roll.y_m,
+        roll.heading_rad,
+        roll.speed_mps,
+        roll.accelerations_mps2,
+        roll.steerings_rad,
+        roll.s_m,
+        roll.min_ttc_s,
+        roll.cap0_mps,
+    )
     for name, g, w in zip(["X", "Y", "H", "V", "A", "D", "S", "min_ttc", "cap0"], got, want):
         assert g.shape == w.shape, name
         assert np.array_equal(g, w, equal_nan=True), (name, np.nanmax(np.abs(g - w)))
 
 
-scene_rows = st.lists(st.tuples(st.floats(0, 400), st.floats(-6, 6), st.floats(-0.5, 0.5), st.floats(0, 40)),
-                      max_size=10)
+scene_rows = st.lists(
+    st.tuples(st.floats(0, 400), st.floats(-6, 6), st.floats(-0.5, 0.5), st.floats(0, 40)),
+    max_size=10,
+)
 
 
 @settings(max_examples=40, deadline=None)
-@given(x=st.floats(50, 300), y=st.floats(-5.0, 5.0), heading=st.floats(-0.4, 0.4), speed=st.floats(0, 40),
-       rows=scene_rows, accel=st.floats(-8, 3), longitudinal=st.booleans())
-def test_the_compiled_rollout_is_the_numpy_rollout_bit_for_bit(x, y, heading, speed, rows, accel, longitudinal):
+@given(
+    x=st.floats(50, 300),
+    y=st.floats(-5.0, 5.0),
+    heading=st.floats(-0.4, 0.4),
+    speed=st.floats(0, 40),
+    rows=scene_rows,
+    accel=st.floats(-8, 3),
+    longitudinal=st.booleans(),
+)
+def test_the_compiled_rollout_is_the_numpy_rollout_bit_for_bit(
+    x, y, heading, speed, rows, accel, longitudinal
+):
     ego = EgoState(x, y, heading, speed)
     objs = objects(rows) if rows else objects([])
     objs.acceleration_mps2 = np.full(len(objs), accel)  # braking and accelerating leads
@@ -163,7 +206,9 @@ def test_the_compiled_rollout_is_the_numpy_rollout_before_a_dead_end_and_while_b
     wall = objects([(215.0, 0.0, 0.0, 3.0), (190.0, 0.0, 0.0, 30.0)])
     assert_same_rollout(ego, opts, forecast(wall, TIMES, "cv"))
     planner = Planner()
-    assert_same_rollout(ego, opts, forecast(wall, TIMES, "cv"), planner=Planner(planner.evasive_config))
+    assert_same_rollout(
+        ego, opts, forecast(wall, TIMES, "cv"), planner=Planner(planner.evasive_config)
+    )
 
 
 def test_window_lookups_compiled_and_in_numpy_agree():
@@ -175,8 +220,20 @@ def test_window_lookups_compiled_and_in_numpy_agree():
     base = np.zeros(len(s), dtype=np.int64) + w.width
     got = w.frame(base, s)
     for k in range(len(s)):
-        one = window_frame(w.x_m, w.y_m, w.tx, w.ty, w.dx_m, w.dy_m, w.dtx, w.dty, 1.0 / w.spacing_m,
-                           w.width - 1.000001, base[k:k + 1], s[k:k + 1])
+        one = window_frame(
+            w.x_m,
+            w.y_m,
+            w.tx,
+            w.ty,
+            w.dx_m,
+            w.dy_m,
+            w.dtx,
+            w.dty,
+            1.0 / w.spacing_m,
+            w.width - 1.000001,
+            base[k : k + 1],
+            s[k : k + 1],
+        )
         assert all(g[k] == o[0] for g, o in zip(got, one))
 
 
@@ -201,7 +258,11 @@ def ring_scene():
     angle = -0.3
     ego = EgoState(61.0 * np.cos(angle), 61.0 * np.sin(angle), angle + np.pi / 2 + 0.05, 15.0)
     objs = objects([(60.0 * np.cos(0.0), 60.0 * np.sin(0.0), np.pi / 2, 8.0)])
-    return ego, offset_options(lm, ego, [("r-s-1", 0), ("r-s-0", -1)]), forecast(objs, TIMES, "ctrv")
+    return (
+        ego,
+        offset_options(lm, ego, [("r-s-1", 0), ("r-s-0", -1)]),
+        forecast(objs, TIMES, "ctrv"),
+    )
 
 
 def test_the_compiled_rollout_is_the_numpy_rollout_on_a_curve():
@@ -218,7 +279,10 @@ def test_a_changed_source_drops_the_cached_loop(tmp_path):
         p.write_text("x = 1\n")
     cache = tmp_path / "__pycache__"
     cache.mkdir()
-    cached = [cache / "kernel.rollout_steps-67.py311.nbi", cache / "kernel.rollout_steps-67.py311.1.nbc"]
+    cached = [
+        cache / "kernel.rollout_steps-67.py311.nbi",
+        cache / "kernel.rollout_steps-67.py311.1.nbc",
+    ]
     other = cache / "lanes.cpython-311.pyc"
     for p in [*cached, other]:
         p.write_text("compiled")

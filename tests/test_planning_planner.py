@@ -27,10 +27,15 @@ def three_lane_map(length_m=2000.0, merge_end_m=None) -> LaneMap:
     for k, y in enumerate((4.0, 0.0, -4.0)):
         end = merge_end_m if (k == 2 and merge_end_m) else length_m
         pts = np.array([[0.0, y], [end, y]])
-        lanes[f"a-b-{k}"] = {"centre_m": pts, "heading_rad": np.zeros(2), "width_m": 4.0,
-                             "speed_limit_mps": 30.0, "next": [],
-                             "left": f"a-b-{k - 1}" if k > 0 else None,
-                             "right": f"a-b-{k + 1}" if k < 2 else None}
+        lanes[f"a-b-{k}"] = {
+            "centre_m": pts,
+            "heading_rad": np.zeros(2),
+            "width_m": 4.0,
+            "speed_limit_mps": 30.0,
+            "next": [],
+            "left": f"a-b-{k - 1}" if k > 0 else None,
+            "right": f"a-b-{k + 1}" if k < 2 else None,
+        }
     return LaneMap({"lanes": lanes, "route": {"lane_ids": ["a-b-1"], "length_m": 1000.0}})
 
 
@@ -38,8 +43,16 @@ def objects(rows) -> ObjectStates:
     """rows: (x, y, heading, speed) of vehicles 5 m x 2 m."""
     a = np.asarray(rows, dtype=float).reshape(-1, 4)
     n = len(a)
-    return ObjectStates(np.arange(n), np.zeros(n, np.int8), a[:, :2], a[:, 2], a[:, 3],
-                        np.full(n, 5.0), np.full(n, 2.0), np.zeros(n))
+    return ObjectStates(
+        np.arange(n),
+        np.zeros(n, np.int8),
+        a[:, :2],
+        a[:, 2],
+        a[:, 3],
+        np.full(n, 5.0),
+        np.full(n, 2.0),
+        np.zeros(n),
+    )
 
 
 def options(lm: LaneMap, ego: EgoState, lane_changes=True):
@@ -118,8 +131,12 @@ def test_a_dead_end_lane_is_left_before_its_end():
 def test_steering_only_mode_holds_speed():
     lm = three_lane_map()
     ego = EgoState(100.0, 1.0, 0.0, 8.0)
-    p = Planner().plan(ego, options(lm, ego, lane_changes=False), forecast(ObjectStates.empty(), TIMES),
-                       longitudinal=False)
+    p = Planner().plan(
+        ego,
+        options(lm, ego, lane_changes=False),
+        forecast(ObjectStates.empty(), TIMES),
+        longitudinal=False,
+    )
     assert len(p.path_index) == 1
     assert p.acceleration_mps2 == 0.0
     assert p.steering_rad < 0  # 1 m left of the lane: steer right
@@ -151,14 +168,25 @@ def test_yaw_rate_estimator_matches_ids_in_any_order():
     assert est.update(c, 0.1).yaw_rate_radps.tolist() == [0.0]
 
 
-scene_rows = st.lists(st.tuples(st.floats(0, 400), st.floats(-10, 10), st.floats(-np.pi, np.pi),
-                                st.floats(0, 40)), max_size=12)
+scene_rows = st.lists(
+    st.tuples(st.floats(0, 400), st.floats(-10, 10), st.floats(-np.pi, np.pi), st.floats(0, 40)),
+    max_size=12,
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(x=st.floats(50, 300), y=st.floats(-5.5, 5.5), heading=st.floats(-0.6, 0.6), speed=st.floats(0, 40),
-       rows=scene_rows, longitudinal=st.booleans(), yaw=st.floats(-1, 1))
-def test_planner_output_is_always_finite_and_in_range(x, y, heading, speed, rows, longitudinal, yaw):
+@given(
+    x=st.floats(50, 300),
+    y=st.floats(-5.5, 5.5),
+    heading=st.floats(-0.6, 0.6),
+    speed=st.floats(0, 40),
+    rows=scene_rows,
+    longitudinal=st.booleans(),
+    yaw=st.floats(-1, 1),
+)
+def test_planner_output_is_always_finite_and_in_range(
+    x, y, heading, speed, rows, longitudinal, yaw
+):
     lm = three_lane_map()
     ego = EgoState(x, y, heading, speed)
     objs = objects(rows) if rows else ObjectStates.empty()
@@ -171,22 +199,41 @@ def test_planner_output_is_always_finite_and_in_range(x, y, heading, speed, rows
     assert np.all((p.scores["total"] >= 0) & (p.scores["total"] <= 1))
 
 
-@pytest.mark.parametrize("c2, h2, expected", [
-    ((4.9, 0.0), 0.0, True),  # nose to tail, 0.1 m overlap (two 5 m cars)
-    ((5.1, 0.0), 0.0, False),  # 0.1 m apart
-    ((0.0, 1.9), 0.0, True),  # side by side, touching (2 m wide)
-    ((0.0, 2.1), 0.0, False),
-    ((3.7, 3.7), np.pi / 4, False),  # diagonal: bounding circles overlap, the boxes do not
-    ((3.4, 3.4), np.pi / 4, True),  # ... a corner 0.16 m inside
-    ((2.0, 2.0), np.pi / 2, True),  # crossing at right angles
-])
+@pytest.mark.parametrize(
+    "c2, h2, expected",
+    [
+        ((4.9, 0.0), 0.0, True),  # nose to tail, 0.1 m overlap (two 5 m cars)
+        ((5.1, 0.0), 0.0, False),  # 0.1 m apart
+        ((0.0, 1.9), 0.0, True),  # side by side, touching (2 m wide)
+        ((0.0, 2.1), 0.0, False),
+        ((3.7, 3.7), np.pi / 4, False),  # diagonal: bounding circles overlap, the boxes do not
+        ((3.4, 3.4), np.pi / 4, True),  # ... a corner 0.16 m inside
+        ((2.0, 2.0), np.pi / 2, True),  # crossing at right angles
+    ],
+)
 def test_boxes_overlap_separating_axes(c2, h2, expected):
-    got = boxes_overlap(np.array([[0.0, 0.0]]), np.array([0.0]), 5.0, 2.0,
-                        np.array([c2]), np.array([h2]), np.array([5.0]), np.array([2.0]))
+    got = boxes_overlap(
+        np.array([[0.0, 0.0]]),
+        np.array([0.0]),
+        5.0,
+        2.0,
+        np.array([c2]),
+        np.array([h2]),
+        np.array([5.0]),
+        np.array([2.0]),
+    )
     assert got.tolist() == [expected]
     # symmetric in its two boxes
-    back = boxes_overlap(np.array([c2]), np.array([h2]), np.array([5.0]), np.array([2.0]),
-                         np.array([[0.0, 0.0]]), np.array([0.0]), 5.0, 2.0)
+    back = boxes_overlap(
+        np.array([c2]),
+        np.array([h2]),
+        np.array([5.0]),
+        np.array([2.0]),
+        np.array([[0.0, 0.0]]),
+        np.array([0.0]),
+        5.0,
+        2.0,
+    )
     assert back.tolist() == [expected]
 
 
@@ -195,25 +242,45 @@ def ring_map(radius_m=60.0) -> LaneMap:
     th = np.linspace(-np.pi / 2, np.pi / 2, 200)
     lanes = {}
     for k, r in enumerate((radius_m + 4.0, radius_m)):
-        lanes[f"r-s-{k}"] = {"centre_m": np.stack([r * np.cos(th), r * np.sin(th)], -1),
-                             "heading_rad": th + np.pi / 2, "width_m": 4.0, "speed_limit_mps": 20.0,
-                             "next": [], "left": "r-s-0" if k == 1 else None, "right": "r-s-1" if k == 0 else None}
+        lanes[f"r-s-{k}"] = {
+            "centre_m": np.stack([r * np.cos(th), r * np.sin(th)], -1),
+            "heading_rad": th + np.pi / 2,
+            "width_m": 4.0,
+            "speed_limit_mps": 20.0,
+            "next": [],
+            "left": "r-s-0" if k == 1 else None,
+            "right": "r-s-1" if k == 0 else None,
+        }
     return LaneMap({"lanes": lanes, "route": {"lane_ids": ["r-s-1"], "length_m": 150.0}})
 
 
 def offset_options(lm, ego, lanes):
-    rear = np.array([ego.x_m - 2.5 * np.cos(ego.heading_rad), ego.y_m - 2.5 * np.sin(ego.heading_rad)])
+    rear = np.array(
+        [ego.x_m - 2.5 * np.cos(ego.heading_rad), ego.y_m - 2.5 * np.sin(ego.heading_rad)]
+    )
     out = []
     for lid, change in lanes:
         path = lm.path((lid,))
         s, d = (float(v) for v in path.project(rear))
-        out.append(PathOption(path, s, change, True, d_m=d,
-                              heading_error_rad=float(ego.heading_rad - path.heading_at(s))))
+        out.append(
+            PathOption(
+                path,
+                s,
+                change,
+                True,
+                d_m=d,
+                heading_error_rad=float(ego.heading_rad - path.heading_at(s)),
+            )
+        )
     return out
 
 
 STRAIGHT = [(100.0, 3.0, 0.0), (100.0, -1.2, 0.1), (100.0, 0.2, -0.05)]
-ON_THE_RING = [(60.0, -0.3, 0.0), (61.0, -0.3, 0.1), (59.3, -0.3, -0.05)]  # (radius, angle, heading error)
+ON_THE_RING = [
+    (60.0, -0.3, 0.0),
+    (61.0, -0.3, 0.1),
+    (59.3, -0.3, -0.05),
+]  # (radius, angle, heading error)
 
 
 @pytest.mark.parametrize("scene", STRAIGHT + ON_THE_RING)
@@ -241,13 +308,22 @@ def test_the_agent_executes_what_the_planner_scored(scene):
     controller = PurePursuit(c.lookahead_gain_s, c.min_lookahead_m, c.max_lookahead_m)
     steer, _ = controller.update(x, y, heading, 15.0, p.reference)
     assert abs(steer - p.steering_rad) <= tolerance
-    for k, o in enumerate(opts):  # every candidate's first steer is pure pursuit along its own approach
+    for k, o in enumerate(
+        opts
+    ):  # every candidate's first steer is pure pursuit along its own approach
         steer, _ = controller.update(x, y, heading, 15.0, approach_path(o, 15.0, c))
         assert abs(p.steerings_rad[p.path_index == k][0, 0] - steer) <= tolerance
-    after = bicycle_step(BicycleState(np.float64(x), np.float64(y), np.float64(heading), np.float64(15.0)),
-                         p.accelerations_mps2[p.best, 0], p.steerings_rad[p.best, 0], c.step_s)
+    after = bicycle_step(
+        BicycleState(np.float64(x), np.float64(y), np.float64(heading), np.float64(15.0)),
+        p.accelerations_mps2[p.best, 0],
+        p.steerings_rad[p.best, 0],
+        c.step_s,
+    )
     assert p.trajectory_m[p.best, 1].tolist() == [after.x_m, after.y_m]
-    assert (p.heading_rad[p.best, 1], p.speed_mps[p.best, 1]) == (after.heading_rad, after.speed_mps)
+    assert (p.heading_rad[p.best, 1], p.speed_mps[p.best, 1]) == (
+        after.heading_rad,
+        after.speed_mps,
+    )
 
 
 def test_idm_kernel_follows_a_leader_and_reaches_the_desired_speed():
@@ -257,7 +333,9 @@ def test_idm_kernel_follows_a_leader_and_reaches_the_desired_speed():
     assert -2.5 < idm_acceleration(25.0, 20.0, np.inf, 0.0, idm) < 0  # above v0: ease off at most b
     # the equilibrium gap behind a leader at the same speed: s0 + v T
     assert idm_acceleration(20.0, 1e9, 3.0 + 20.0 * 1.2, 20.0, idm) == pytest.approx(0.0, abs=1e-9)
-    assert idm_acceleration(20.0, 30.0, 10.0, 10.0, idm) < -5.0  # closing fast on a slow leader: brake
+    assert (
+        idm_acceleration(20.0, 30.0, 10.0, 10.0, idm) < -5.0
+    )  # closing fast on a slow leader: brake
 
 
 def test_lane_following_forecast_stays_on_the_path_and_falls_back_without_one():
@@ -266,7 +344,9 @@ def test_lane_following_forecast_stays_on_the_path_and_falls_back_without_one():
     cars = objects([(100.0, 0.5, 0.3, 10.0), (100.0, 4.0, 0.3, 10.0)])  # heading off the lane
     f = forecast_along_paths(cars, TIMES, [path, None], fallback="cv")
     # the first follows its lane at its speed, keeping its 0.5 m offset
-    assert np.allclose(f.position_m[0, :, 1], 0.5) and f.position_m[0, -1, 0] == pytest.approx(140.0)
+    assert np.allclose(f.position_m[0, :, 1], 0.5) and f.position_m[0, -1, 0] == pytest.approx(
+        140.0
+    )
     assert np.allclose(f.heading_rad[0], 0.0)
     # the second, with no path, goes straight along its heading
     assert f.position_m[1, -1, 1] == pytest.approx(4.0 + 40.0 * np.sin(0.3))
@@ -276,10 +356,15 @@ def test_cautious_speeds_move_each_speed_to_the_end_that_is_worse_for_the_ego():
     """Ahead: slower (never below 0); behind: faster; crossing traffic: unchanged."""
     n = 4
     objects = ObjectStates(
-        id=np.arange(n), kind=np.zeros(n, np.int8),
+        id=np.arange(n),
+        kind=np.zeros(n, np.int8),
         position_m=np.array([[50.0, 0.0], [-30.0, 4.0], [40.0, 0.0], [20.0, 10.0]]),
-        heading_rad=np.array([0.0, 0.0, 0.0, np.pi / 2]), speed_mps=np.array([25.0, 25.0, 3.0, 10.0]),
-        length_m=np.full(n, 5.0), width_m=np.full(n, 2.0), yaw_rate_radps=np.zeros(n))
+        heading_rad=np.array([0.0, 0.0, 0.0, np.pi / 2]),
+        speed_mps=np.array([25.0, 25.0, 3.0, 10.0]),
+        length_m=np.full(n, 5.0),
+        width_m=np.full(n, 2.0),
+        yaw_rate_radps=np.zeros(n),
+    )
     sigma = np.array([4.0, 4.0, 4.0, 4.0])
     out = cautious_speeds(objects, sigma, np.zeros(2), 0.0, k_sigma=2.0)
     np.testing.assert_allclose(out.speed_mps, [17.0, 33.0, 0.0, 10.0])

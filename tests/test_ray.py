@@ -17,8 +17,9 @@ from sim.harness.evaluate import CONFIG, RESULTS, comparable_results, read_resul
 from sim.harness.parallel import FAULT_ENV
 from sim.harness.ray_backend import RAY_MISSING, manifest_key, materialise_checkpoint
 
-needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                               reason='Ray is not installed: pip install -e ".[ray]"')
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason='Ray is not installed: pip install -e ".[ray]"'
+)
 
 AGENTS = ["idm", "straight"]
 SCENARIOS = ["lane-keep", "highway"]
@@ -78,7 +79,9 @@ def local(tmp_path_factory):
     """The local backend's evaluation (in-process; per-seed results do not depend on the number
     of workers: tests/test_parallel.py)."""
     out = tmp_path_factory.mktemp("eval") / "local"
-    return out, run_eval(out, AGENTS, SCENARIOS, SEEDS, workers=1, duration_s=DURATION_S, progress=False)
+    return out, run_eval(
+        out, AGENTS, SCENARIOS, SEEDS, workers=1, duration_s=DURATION_S, progress=False
+    )
 
 
 def _only(records, agent, scenario):
@@ -90,8 +93,16 @@ def _only(records, agent, scenario):
 def test_ray_backend_equals_local_per_seed_with_traces(pool, local, tmp_path):
     local_out, local_records = local
     out = tmp_path / "ray"
-    records = run_eval(out, AGENTS, SCENARIOS, SEEDS, duration_s=DURATION_S, progress=False, backend="ray",
-                       ray_pool=pool)
+    records = run_eval(
+        out,
+        AGENTS,
+        SCENARIOS,
+        SEEDS,
+        duration_s=DURATION_S,
+        progress=False,
+        backend="ray",
+        ray_pool=pool,
+    )
     assert _comparable(records) == _comparable(local_records)
     for a in AGENTS:
         for s in SCENARIOS:
@@ -104,23 +115,46 @@ def test_ray_backend_equals_local_per_seed_with_traces(pool, local, tmp_path):
 
 @pytest.mark.ray
 @needs_ray
-def test_a_ray_worker_killed_mid_episode_is_retried_and_nothing_is_lost(pool, local, tmp_path, monkeypatch):
+def test_a_ray_worker_killed_mid_episode_is_retried_and_nothing_is_lost(
+    pool, local, tmp_path, monkeypatch
+):
     _, local_records = local
-    monkeypatch.setenv(FAULT_ENV, "kill-once-at:2")  # the first actor to start seed 2 SIGKILLs itself
-    records = run_eval(tmp_path / "k", ["idm"], ["highway"], SEEDS, duration_s=DURATION_S, progress=False,
-                       backend="ray", ray_pool=pool)
+    monkeypatch.setenv(
+        FAULT_ENV, "kill-once-at:2"
+    )  # the first actor to start seed 2 SIGKILLs itself
+    records = run_eval(
+        tmp_path / "k",
+        ["idm"],
+        ["highway"],
+        SEEDS,
+        duration_s=DURATION_S,
+        progress=False,
+        backend="ray",
+        ray_pool=pool,
+    )
     assert len((tmp_path / "k" / RESULTS).read_text().splitlines()) == len(SEEDS)
-    assert _comparable(records) == _only(local_records, "idm", "highway")  # every seed once: the retry's
+    assert _comparable(records) == _only(
+        local_records, "idm", "highway"
+    )  # every seed once: the retry's
 
 
 @pytest.mark.ray
 @needs_ray
-def test_an_episode_whose_worker_dies_twice_is_the_agents_error_and_the_run_ends(pool, local, tmp_path,
-                                                                                  monkeypatch):
+def test_an_episode_whose_worker_dies_twice_is_the_agents_error_and_the_run_ends(
+    pool, local, tmp_path, monkeypatch
+):
     _, local_records = local
     monkeypatch.setenv(FAULT_ENV, "kill-at:1")  # every actor that starts seed 1 dies
-    records = run_eval(tmp_path / "d", ["idm"], ["highway"], SEEDS, duration_s=DURATION_S, progress=False,
-                       backend="ray", ray_pool=pool)
+    records = run_eval(
+        tmp_path / "d",
+        ["idm"],
+        ["highway"],
+        SEEDS,
+        duration_s=DURATION_S,
+        progress=False,
+        backend="ray",
+        ray_pool=pool,
+    )
     got, want = _comparable(records), _only(local_records, "idm", "highway")
     assert sorted(got) == sorted(want)
     dead = got.pop(("idm", "highway", 1))
@@ -139,8 +173,17 @@ def test_a_local_run_resumes_on_ray(pool, local, tmp_path):
     shutil.copy(local_out / CONFIG, out / CONFIG)
     lines = (local_out / RESULTS).read_text().splitlines(keepends=True)
     (out / RESULTS).write_text("".join(lines[:5]))
-    records = run_eval(out, AGENTS, SCENARIOS, SEEDS, duration_s=DURATION_S, progress=False, resume=True,
-                       backend="ray", ray_pool=pool)
+    records = run_eval(
+        out,
+        AGENTS,
+        SCENARIOS,
+        SEEDS,
+        duration_s=DURATION_S,
+        progress=False,
+        resume=True,
+        backend="ray",
+        ray_pool=pool,
+    )
     assert _comparable(records) == _comparable(local_records)
     assert json.loads((out / CONFIG).read_text())["backend"] == "local"  # what it was started with
 
@@ -157,21 +200,47 @@ def test_checkpoints_are_shipped_by_hash_and_the_agent_spec_is_kept(cluster, poo
 
     torch.manual_seed(0)
     ckpt = tmp_path / "policy"
-    save_policy(PilotNet(PilotNetConfig(width="s")), ckpt,
-                {"camera": BevCamera().to_dict(), "action_names": ["steering"], "steering_range_rad": 0.785})
+    save_policy(
+        PilotNet(PilotNetConfig(width="s")),
+        ckpt,
+        {
+            "camera": BevCamera().to_dict(),
+            "action_names": ["steering"],
+            "steering_range_rad": 0.785,
+        },
+    )
     spec = f"e2e-bev:{ckpt}"
-    local = run_eval(tmp_path / "l", [spec], ["lane-keep"], [0, 1], workers=1, duration_s=DURATION_S,
-                     progress=False)
-    remote = run_eval(tmp_path / "r", [spec], ["lane-keep"], [0, 1], duration_s=DURATION_S, progress=False,
-                      backend="ray", ray_pool=pool)
+    local = run_eval(
+        tmp_path / "l",
+        [spec],
+        ["lane-keep"],
+        [0, 1],
+        workers=1,
+        duration_s=DURATION_S,
+        progress=False,
+    )
+    remote = run_eval(
+        tmp_path / "r",
+        [spec],
+        ["lane-keep"],
+        [0, 1],
+        duration_s=DURATION_S,
+        progress=False,
+        backend="ray",
+        ray_pool=pool,
+    )
     assert _comparable(remote) == _comparable(local)
     assert {r["agent"] for r in remote} == {spec}
     cached = cluster / "drive-testbed" / "checkpoints" / manifest_key(checkpoint_hashes(ckpt))
-    assert checkpoint_hashes(cached) == checkpoint_hashes(ckpt)  # what the actors built the agent from
+    assert checkpoint_hashes(cached) == checkpoint_hashes(
+        ckpt
+    )  # what the actors built the agent from
     label = agent_label(spec)  # the trace names a local run gives
     for seed in (0, 1):
-        _traces_equal(tmp_path / "l" / "traces" / f"lane-keep__{label}__{seed}.npz",
-                      tmp_path / "r" / "traces" / f"lane-keep__{label}__{seed}.npz")
+        _traces_equal(
+            tmp_path / "l" / "traces" / f"lane-keep__{label}__{seed}.npz",
+            tmp_path / "r" / "traces" / f"lane-keep__{label}__{seed}.npz",
+        )
 
 
 @pytest.mark.ray
@@ -190,8 +259,16 @@ def test_an_interrupted_ray_run_stops_its_actors_and_keeps_what_finished(pool, t
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_seeds_on_ray("idm", get_scenario("highway", duration_s=DURATION_S), range(20), tmp_path, on_record,
-                         camera=BevCamera(), workers=2, pool=pool)
+        run_seeds_on_ray(
+            "idm",
+            get_scenario("highway", duration_s=DURATION_S),
+            range(20),
+            tmp_path,
+            on_record,
+            camera=BevCamera(),
+            workers=2,
+            pool=pool,
+        )
     assert len(got) == 1 and (tmp_path / "traces" / f"highway__idm__{got[0]['seed']}.npz").exists()
     deadline = time.monotonic() + 30
     while ray.available_resources().get("CPU", 0) < 2 - pool.idle:  # the ones mid-episode are gone
@@ -206,9 +283,29 @@ def test_drive_eval_backend_ray_from_the_command_line(pool, local, tmp_path):
     _, local_records = local
     pool.close()  # the command starts its own actors: the shared ones make room on the two CPUs
     out = tmp_path / "cli"
-    assert main(["eval", "--agents", "straight", "--scenarios", "lane-keep", "--episodes", str(len(SEEDS)),
-                 "--duration", str(DURATION_S), "--backend", "ray", "--workers", "2", "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--agents",
+                "straight",
+                "--scenarios",
+                "lane-keep",
+                "--episodes",
+                str(len(SEEDS)),
+                "--duration",
+                str(DURATION_S),
+                "--backend",
+                "ray",
+                "--workers",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert _comparable(read_results(out / RESULTS)) == _only(local_records, "straight", "lane-keep")
     assert len(list((out / "traces").glob("*.npz"))) == len(SEEDS)
 
@@ -233,7 +330,9 @@ def test_a_checkpoint_folder_is_materialised_once_verified_and_repaired(tmp_path
     folder = materialise_checkpoint(manifest, fetch, tmp_path)
     assert folder == tmp_path / manifest_key(manifest)
     assert {f.name: f.read_bytes() for f in folder.iterdir()} == files
-    assert materialise_checkpoint(manifest, fetch, tmp_path) == folder and len(fetched) == 2  # cached
+    assert (
+        materialise_checkpoint(manifest, fetch, tmp_path) == folder and len(fetched) == 2
+    )  # cached
     (folder / "e2e.json").write_bytes(b"tampered")
     materialise_checkpoint(manifest, fetch, tmp_path)
     assert (folder / "e2e.json").read_bytes() == files["e2e.json"] and len(fetched) == 4  # rebuilt
@@ -250,8 +349,24 @@ def test_checkpoint_bytes_that_do_not_match_their_hash_are_refused(tmp_path):
 def test_bad_backend_choices_are_refused_with_the_fix(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="unknown backend 'slurm'; known: local, ray"):
         run_eval(tmp_path / "x", ["idm"], ["highway"], [0], backend="slurm")
-    assert main(["eval", "--agents", "idm", "--scenarios", "highway", "--episodes", "1",
-                 "--address", "auto", "--out", str(tmp_path / "y")]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--agents",
+                "idm",
+                "--scenarios",
+                "highway",
+                "--episodes",
+                "1",
+                "--address",
+                "auto",
+                "--out",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 2
+    )
     assert "--address auto needs --backend ray" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(ValueError, match=r'pip install -e "\.\[ray\]"'):

@@ -29,7 +29,7 @@ def test_noise_profile_is_triangular_and_covers_about_the_fraction():
     stop = start + np.flatnonzero(p[start:] == 0)[0]
     bump = np.abs(p[start:stop])
     k = int(np.argmax(bump))
-    assert np.all(np.diff(bump[:k + 1]) >= 0) and np.all(np.diff(bump[k:]) <= 0)  # up, then down
+    assert np.all(np.diff(bump[: k + 1]) >= 0) and np.all(np.diff(bump[k:]) <= 0)  # up, then down
     assert 0.1 * 0.5 < bump.max() <= 0.35
     assert not np.any(NoiseConfig(0.0).profile(1000, 1 / 15, rng))
     with pytest.raises(ValueError, match="--noise"):
@@ -76,7 +76,11 @@ def test_noise_perturbs_the_executed_action_but_not_the_label(recorded):
     ds = minari.MinariDataset(root / "a" / "data")
     perturbed = 0
     for ep in ds.iterate_episodes():
-        executed, label, noise = ep.actions[:, 0], ep.infos["expert_action"][:-1, 0], ep.infos["noise"][:-1]
+        executed, label, noise = (
+            ep.actions[:, 0],
+            ep.infos["expert_action"][:-1, 0],
+            ep.infos["noise"][:-1],
+        )
         np.testing.assert_allclose(executed, np.clip(label + noise, -1, 1), atol=1e-6)
         perturbed += int(np.sum(noise != 0))
     assert perturbed > 0
@@ -84,8 +88,14 @@ def test_noise_perturbs_the_executed_action_but_not_the_label(recorded):
 
 def test_recording_the_same_seeds_twice_gives_identical_datasets(recorded, tmp_path):
     root, _ = recorded
-    record_dataset(get_scenario("lane-keep", duration_s=4.0), SEEDS, tmp_path / "b", noise=NoiseConfig(0.3),
-                   progress=False, workers=2)
+    record_dataset(
+        get_scenario("lane-keep", duration_s=4.0),
+        SEEDS,
+        tmp_path / "b",
+        noise=NoiseConfig(0.3),
+        progress=False,
+        workers=2,
+    )
     a, b = load_demos(root / "a"), load_demos(tmp_path / "b")
     for field in ("frames", "speed", "command", "labels", "episode", "step"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
@@ -111,7 +121,9 @@ def test_demos_load_flat_with_stacked_indices_that_stay_in_their_episode(recorde
     assert np.all(strided[mid] == mid[:, None] + np.array([-5, -4, 0]))
 
 
-def test_existing_output_is_refused_and_a_failed_recording_leaves_nothing(recorded, tmp_path, monkeypatch):
+def test_existing_output_is_refused_and_a_failed_recording_leaves_nothing(
+    recorded, tmp_path, monkeypatch
+):
     root, _ = recorded
     with pytest.raises(FileExistsError):
         record_dataset(get_scenario("lane-keep"), [0], root / "a", progress=False)
@@ -195,7 +207,9 @@ def _flip_camera_bytes(h5_path, episode, n_bytes=4096):
         fh.write(bytes(b ^ 0xFF for b in block))
 
 
-def test_every_episode_carries_a_content_hash_and_flipped_frame_bytes_are_refused(recorded, tmp_path):
+def test_every_episode_carries_a_content_hash_and_flipped_frame_bytes_are_refused(
+    recorded, tmp_path
+):
     import h5py
 
     root, _ = recorded
@@ -207,7 +221,9 @@ def test_every_episode_carries_a_content_hash_and_flipped_frame_bytes_are_refuse
     bad = tmp_path / "flipped"
     shutil.copytree(root / "a", bad)
     _flip_camera_bytes(bad / "data" / "main_data.hdf5", "episode_1")
-    with pytest.raises(DemoError, match=r"flipped/data/main_data.hdf5: episode_1: content hash mismatch"):
+    with pytest.raises(
+        DemoError, match=r"flipped/data/main_data.hdf5: episode_1: content hash mismatch"
+    ):
         load_demos(bad)
     with pytest.raises(DemoError, match="episode_1: content hash mismatch"):
         load_demos(bad, episodes=[1])
@@ -249,23 +265,46 @@ def _drive_record(out, *extra, fault=None, episodes=3, workers=1):
     env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
     if fault:
         env[FAULT_ENV] = fault
-    cmd = [sys.executable, "-m", "sim.cli", "record", "--scenario", "lane-keep", "--episodes", str(episodes),
-           "--seed", "7", "--duration", "2", "--noise", "0.3", "--workers", str(workers), "--quiet",
-           "--out", str(out), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sim.cli",
+        "record",
+        "--scenario",
+        "lane-keep",
+        "--episodes",
+        str(episodes),
+        "--seed",
+        "7",
+        "--duration",
+        "2",
+        "--noise",
+        "0.3",
+        "--workers",
+        str(workers),
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
     return subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_after_one_episode_keeps_it_as_a_smaller_valid_dataset(tmp_path, workers):
     out = tmp_path / "demos"
-    r = _drive_record(out, fault="sigint-after-episodes:1", workers=workers)  # Ctrl-C right after episode 1
+    r = _drive_record(
+        out, fault="sigint-after-episodes:1", workers=workers
+    )  # Ctrl-C right after episode 1
     assert r.returncode == 130, r.stderr
     assert "Traceback" not in r.stderr and "KeyboardInterrupt" not in r.stderr, r.stderr
     assert "kept the 1 finished episode of 3" in r.stderr and str(out) in r.stderr, r.stderr
     d = load_demos(out)
     assert [e["seed"] for e in d.episodes] == [7]
     drive = dataset_info(out)["drive"]
-    assert drive["interrupted"] is True and drive["episodes_requested"] == 3 and drive["seeds"] == [7]
+    assert (
+        drive["interrupted"] is True and drive["episodes_requested"] == 3 and drive["seeds"] == [7]
+    )
     assert dataset_info(out)["total_episodes"] == 1
     assert not list(tmp_path.glob(".demos.*"))  # no temp folder left behind
 
@@ -280,26 +319,37 @@ def test_ctrl_c_before_any_episode_finished_says_nothing_is_kept(tmp_path, monke
 
     monkeypatch.setattr(sim.pipelines.record, "collect", interrupted)
     out = tmp_path / "demos"
-    assert main(["record", "--scenario", "lane-keep", "--episodes", "2", "--out", str(out), "--quiet"]) == 130
+    assert (
+        main(["record", "--scenario", "lane-keep", "--episodes", "2", "--out", str(out), "--quiet"])
+        == 130
+    )
     err = capsys.readouterr().err
     assert "nothing is kept" in err and "finished episodes are kept" not in err, err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_killed_recordings_temp_folder_is_removed_by_the_next_run_to_the_same_out(tmp_path, capsys):
+def test_a_killed_recordings_temp_folder_is_removed_by_the_next_run_to_the_same_out(
+    tmp_path, capsys
+):
     import os
     import subprocess
 
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = tmp_path / f".demos.{dead.pid}.k9x2ab_c.tmp"  # what a `kill -9`ed run leaves
-    old_style = tmp_path / ".demos.q1w2e3r4.tmp"  # ... and one from before temp folders named their owner
-    live = tmp_path / f".demos.{os.getpid()}.abcdefgh.tmp"  # a recording still running: not ours to touch
+    old_style = (
+        tmp_path / ".demos.q1w2e3r4.tmp"
+    )  # ... and one from before temp folders named their owner
+    live = (
+        tmp_path / f".demos.{os.getpid()}.abcdefgh.tmp"
+    )  # a recording still running: not ours to touch
     other = tmp_path / f".demos.v2.{dead.pid}.abcdefgh.tmp"  # another dataset's (--out demos.v2)
     for p in (stale, old_style, live, other):
         (p / "data").mkdir(parents=True)
         (p / "data" / "main_data.hdf5").write_bytes(b"\0" * 1000)
-    record_dataset(get_scenario("lane-keep", duration_s=1.0), [3], tmp_path / "demos", progress=False)
+    record_dataset(
+        get_scenario("lane-keep", duration_s=1.0), [3], tmp_path / "demos", progress=False
+    )
     assert not stale.exists() and not old_style.exists()
     assert live.exists() and other.exists()
     err = capsys.readouterr().err

@@ -93,7 +93,10 @@ def test_cam_equals_render_env_adapter():
 
 def test_declaring_cam_front_changes_nothing_else():
     base = ("bev", "pose", "speed")
-    envs = [DrivingEnv("highway", sensors=base), DrivingEnv("highway", sensors=(*base, "cam_front"))]
+    envs = [
+        DrivingEnv("highway", sensors=base),
+        DrivingEnv("highway", sensors=(*base, "cam_front")),
+    ]
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (6, 2)).astype(np.float32)
     runs = []
@@ -169,8 +172,9 @@ def test_rig_frames_bit_identical_across_processes_and_hash_seeds():
     digests = set()
     for hash_seed in ("0", "123"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        out = subprocess.run([sys.executable, "-c", RIG_DIGEST], env=env, capture_output=True, text=True,
-                             timeout=180)
+        out = subprocess.run(
+            [sys.executable, "-c", RIG_DIGEST], env=env, capture_output=True, text=True, timeout=180
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         digests.add(out.stdout.strip())
     assert len(digests) == 1

@@ -29,16 +29,20 @@ def _read(path) -> np.ndarray:
 
 def test_one_tile_per_camera_and_moment_deterministic_and_atomic(tmp_path):
     out, frames = tmp_path / "sheet" / "strip.png", tmp_path / "frames"
-    assert write_strip(out, ["lane-keep"], seed=1, steps=2, moments=2, scale=1,
-                       frames_dir=frames) == out
+    assert (
+        write_strip(out, ["lane-keep"], seed=1, steps=2, moments=2, scale=1, frames_dir=frames)
+        == out
+    )
     sheet = _read(out)
     # one row (the scenario), 2 moments x 2 cameras, each a label bar over a frame
     assert sheet.shape == (GAP_PX + LABEL_PX + H + GAP_PX, GAP_PX + 4 * (W + GAP_PX), 3)
-    first = sheet[GAP_PX + LABEL_PX:GAP_PX + LABEL_PX + H, GAP_PX:GAP_PX + W]
+    first = sheet[GAP_PX + LABEL_PX : GAP_PX + LABEL_PX + H, GAP_PX : GAP_PX + W]
     assert len(np.unique(first.reshape(-1, 3), axis=0)) > 3  # a rendered frame, not a blank
     assert sorted(p.name for p in out.parent.iterdir()) == ["strip.png"]  # no temp file left
     names = sorted(p.name for p in frames.iterdir())
-    assert names == [f"lane-keep_{c}_{k:04d}.png" for c in ("cam_front", "cam_rear") for k in (0, 2)]
+    assert names == [
+        f"lane-keep_{c}_{k:04d}.png" for c in ("cam_front", "cam_rear") for k in (0, 2)
+    ]
     assert _read(frames / names[0]).shape == (3 * H, 3 * W, 3)
     again = tmp_path / "again.png"
     write_strip(again, ["lane-keep"], seed=1, steps=2, moments=2, scale=1)
@@ -60,16 +64,20 @@ def test_a_failed_render_keeps_the_old_sheet(tmp_path, monkeypatch):
 
 def test_labels_and_blank_tiles_after_the_episode_ended():
     img = np.full((4, 6, 3), 200, dtype=np.uint8)
-    rows = [[Tile("merge", "cam_front", 30, 2.0, img, end="vehicle collision"),
-             Tile("merge", "cam_front", 60, 2.0, None)]]
+    rows = [
+        [
+            Tile("merge", "cam_front", 30, 2.0, img, end="vehicle collision"),
+            Tile("merge", "cam_front", 60, 2.0, None),
+        ]
+    ]
     assert rows[0][0].label == "merge  cam_front  t=2.0 s  end: vehicle collision"
     assert "episode over" in rows[0][1].label
     sheet = tile_sheet(rows, (4, 6), 2)
     assert sheet.shape == (GAP_PX + LABEL_PX + 8 + GAP_PX, GAP_PX + 2 * (12 + GAP_PX), 3)
     y = GAP_PX + LABEL_PX
-    assert (sheet[y:y + 8, GAP_PX:GAP_PX + 12] == 200).all()
+    assert (sheet[y : y + 8, GAP_PX : GAP_PX + 12] == 200).all()
     x = GAP_PX + 12 + GAP_PX
-    assert (sheet[y:y + 8, x:x + 12] == BACKGROUND_RGB).all()
+    assert (sheet[y : y + 8, x : x + 12] == BACKGROUND_RGB).all()
 
 
 def test_moments_are_evenly_spaced_control_steps():
@@ -80,11 +88,14 @@ def test_moments_are_evenly_spaced_control_steps():
         moment_steps(-1, 2)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--out", "strip.jpg"], "must name a .png"),
-    (["--out", ".", "--scenarios", "lane-keep"], "must name a .png"),
-    (["--out", "x.png", "--scenarios", "nowhere"], "unknown scenario"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--out", "strip.jpg"], "must name a .png"),
+        (["--out", ".", "--scenarios", "lane-keep"], "must name a .png"),
+        (["--out", "x.png", "--scenarios", "nowhere"], "unknown scenario"),
+    ],
+)
 def test_cli_refuses_bad_outputs_and_scenarios(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dir.png").mkdir()

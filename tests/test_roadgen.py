@@ -25,8 +25,13 @@ from sim.world.scenarios import get_scenario
 from tests.test_fast_physics import run_pair
 
 TRACK = RoadSpec(lanes_count=2, radius_range_m=(15.0, 300.0), max_arc_m=120.0, speed_limit_mps=10.0)
-HIGHWAY = RoadSpec(lanes_count=3, radius_range_m=(150.0, 300.0), straight_range_m=(50.0, 200.0),
-                   turn_range_rad=(np.pi / 12, np.pi / 3), max_arc_m=250.0)
+HIGHWAY = RoadSpec(
+    lanes_count=3,
+    radius_range_m=(150.0, 300.0),
+    straight_range_m=(50.0, 200.0),
+    turn_range_rad=(np.pi / 12, np.pi / 3),
+    max_arc_m=250.0,
+)
 SEEDS = (0, 1, 2, 3, 7, 19, UNSEEN_MAP_SEED_BASE, UNSEEN_MAP_SEED_BASE + 5)
 ROAD_M = 400.0
 
@@ -55,17 +60,28 @@ def test_every_lane_is_continuous_at_every_join_and_follows_the_layout(spec):
                 for frac in (0.0, 0.5, 1.0):
                     xy, h = seg.pose_at(frac * seg.length_m, spec.lane_offset_m(k))
                     s_lane = frac * lane.length
-                    assert np.allclose(hw_to_world_xy(lane.position(s_lane, 0.0)), xy, atol=1e-9), (seed, i, k)
+                    assert np.allclose(hw_to_world_xy(lane.position(s_lane, 0.0)), xy, atol=1e-9), (
+                        seed,
+                        i,
+                        k,
+                    )
                     assert abs(_wrap(lane_heading_world_rad(lane, s_lane) - h)) < 1e-9, (seed, i, k)
                 if i == 0:
                     continue
                 prev = _lanes(layout, network, i - 1)[k]
                 gap = np.linalg.norm(prev.position(prev.length, 0.0) - lane.position(0.0, 0.0))
                 kink = _wrap(prev.heading_at(prev.length) - lane.heading_at(0.0))
-                assert gap < 1e-9 and abs(kink) < 1e-9, f"map {seed} join s{i} lane {k}: {gap} m, {kink} rad"
+                assert gap < 1e-9 and abs(kink) < 1e-9, (
+                    f"map {seed} join s{i} lane {k}: {gap} m, {kink} rad"
+                )
                 # lane k continues into lane k, not into its neighbour
-                assert network.next_lane((node_name(i - 1), node_name(i), k),
-                                         position=prev.position(prev.length, 0.0))[2] == k
+                assert (
+                    network.next_lane(
+                        (node_name(i - 1), node_name(i), k),
+                        position=prev.position(prev.length, 0.0),
+                    )[2]
+                    == k
+                )
     assert min(curvatures) < 0 < max(curvatures)  # right and left turns both checked
 
 
@@ -93,10 +109,16 @@ def test_roads_never_come_back_onto_themselves():
     for spec in (TRACK, HIGHWAY):
         for seed in range(12):
             layout = generate_layout(spec, seed, ROAD_M)
-            heading = np.array([s.start_heading_rad for s in layout.segments] + [layout.segments[-1].end_heading_rad])
+            heading = np.array(
+                [s.start_heading_rad for s in layout.segments]
+                + [layout.segments[-1].end_heading_rad]
+            )
             assert np.all(np.abs(heading) <= spec.max_heading_rad + 1e-12)
             assert self_clearance_m(layout) >= spec.clearance_m
-            assert min(layout.lane_length_m(k) for k in range(spec.lanes_count)) >= ROAD_M + spec.run_out_m - 1e-6
+            assert (
+                min(layout.lane_length_m(k) for k in range(spec.lanes_count))
+                >= ROAD_M + spec.run_out_m - 1e-6
+            )
 
 
 def test_the_clearance_check_sees_a_road_that_loops():
@@ -117,14 +139,21 @@ def _digests(args):
 
     layout = generate_layout(spec, seed, ROAD_M)
     network = build_network(layout)
-    pts = np.array([lane.position(s, 0.0) for lane in network.lanes_list()
-                    for s in np.linspace(0.0, lane.length, 7)])
+    pts = np.array(
+        [
+            lane.position(s, 0.0)
+            for lane in network.lanes_list()
+            for s in np.linspace(0.0, lane.length, 7)
+        ]
+    )
     return layout.digest(), hashlib.sha256(pts.tobytes()).hexdigest()
 
 
 def test_a_map_seed_gives_the_same_map_in_a_fresh_process():
     jobs = [(TRACK, 3), (HIGHWAY, 3), (TRACK, UNSEEN_MAP_SEED_BASE + 11)]
-    with multiprocessing.get_context("spawn").Pool(1) as pool:  # no inherited state, fresh hash seed
+    with multiprocessing.get_context("spawn").Pool(
+        1
+    ) as pool:  # no inherited state, fresh hash seed
         theirs = pool.map(_digests, jobs)
     assert theirs == [_digests(job) for job in jobs]
     assert len({d for d, _ in theirs}) == len(jobs)  # and different seeds give different maps
@@ -173,8 +202,9 @@ def test_track_unseen_drives_a_map_outside_the_train_pool():
     assert isinstance(unseen.world, TrackWorld)
 
 
-@pytest.mark.parametrize("name,seed,steps", [("track", 1, 120), ("track:unseen", 2, 60),
-                                             ("curvy-highway", 0, 30)])
+@pytest.mark.parametrize(
+    "name,seed,steps", [("track", 1, 120), ("track:unseen", 2, 60), ("curvy-highway", 0, 30)]
+)
 def test_fast_physics_equals_stock_on_generated_roads(name, seed, steps):
     n, _, _ = run_pair(name, seed, noise=0.2, max_steps=steps)
     assert n == steps

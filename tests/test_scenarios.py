@@ -17,29 +17,50 @@ NAMES = list(SCENARIOS)
 
 
 def test_the_scenarios_exist():
-    assert set(NAMES) == {"lane-keep", "highway", "merge", "roundabout", "highway-short", "track",
-                          "curvy-highway", "cut-in", "hard-brake", "stopped-car"}
+    assert set(NAMES) == {
+        "lane-keep",
+        "highway",
+        "merge",
+        "roundabout",
+        "highway-short",
+        "track",
+        "curvy-highway",
+        "cut-in",
+        "hard-brake",
+        "stopped-car",
+    }
 
 
 def test_variants_parse_to_one_canonical_name():
     s = get_scenario("highway:night:latency=2:dense:noise=1")
     assert s.name == "highway:dense:night:noise=1:latency=2"  # traffic, maps, visual, faults
-    assert (s.base, s.trained_on, s.visual, s.faults) == ("highway", "highway", "night", (("noise", 1), ("latency", 2)))
+    assert (s.base, s.trained_on, s.visual, s.faults) == (
+        "highway",
+        "highway",
+        "night",
+        (("noise", 1), ("latency", 2)),
+    )
     assert s.world_config["vehicles_count"] == 80
     assert get_scenario("highway:regular:day").name == "highway"  # defaults drop out
     assert get_scenario("track:unseen").world_config["map_split"] == "unseen"
     assert get_scenario("cut-in").trained_on == "highway"
 
 
-@pytest.mark.parametrize("name, message", [
-    ("highway:dens", "unknown variant 'dens' of scenario 'highway'; known: traffic empty|regular|dense"),
-    ("lane-keep:dense", "unknown variant 'dense' of scenario 'lane-keep'; known: visual"),
-    ("lane-keep:unseen", "unknown variant 'unseen'"),
-    ("highway:noise=4", "fault 'noise' takes a level in 1-3, got '4'"),
-    ("highway:noise", "unknown variant 'noise'"),
-    ("highway:night:dusk", "two visual variants"),
-    ("highway:noise=1:noise=2", "fault 'noise' given twice"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        (
+            "highway:dens",
+            "unknown variant 'dens' of scenario 'highway'; known: traffic empty|regular|dense",
+        ),
+        ("lane-keep:dense", "unknown variant 'dense' of scenario 'lane-keep'; known: visual"),
+        ("lane-keep:unseen", "unknown variant 'unseen'"),
+        ("highway:noise=4", "fault 'noise' takes a level in 1-3, got '4'"),
+        ("highway:noise", "unknown variant 'noise'"),
+        ("highway:night:dusk", "two visual variants"),
+        ("highway:noise=1:noise=2", "fault 'noise' given twice"),
+    ],
+)
 def test_bad_variants_say_what_is_known(name, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         get_scenario(name)
@@ -93,8 +114,9 @@ def test_lane_keep_route_is_one_lap_of_the_ego_lane():
     pts = route["centre_m"]
     # the lap ends where it began
     assert np.linalg.norm(pts[0] - pts[-1]) < 0.5
-    assert route["length_m"] == pytest.approx(348.2, abs=1.0) or \
-        route["length_m"] == pytest.approx(381.9, abs=1.0)
+    assert route["length_m"] == pytest.approx(348.2, abs=1.0) or route["length_m"] == pytest.approx(
+        381.9, abs=1.0
+    )
 
 
 def test_roundabout_command_matches_route_exit():

@@ -11,8 +11,12 @@ from sim.harness.suite import SUITE_FILE, plan_groups, run_suite, suite_cells, s
 from sim.report.suite import build_suite, write_suite_report
 from sim.world.scenarios import FAULT_LEVELS, FAULTS, get_scenario
 
-SENSORS = {"expert": ["truth", "map", "pose", "speed"], "e2e": ["cam_front", "speed", "command"],
-           "modular": ["cam_front", "cam_rear", "speed", "pose", "map"], "idm": ["autopilot"]}
+SENSORS = {
+    "expert": ["truth", "map", "pose", "speed"],
+    "e2e": ["cam_front", "speed", "command"],
+    "modular": ["cam_front", "cam_rear", "speed", "pose", "map"],
+    "idm": ["autopilot"],
+}
 
 
 def test_full_suite_has_every_axis_and_every_fault_at_three_levels():
@@ -34,11 +38,23 @@ def test_agents_run_only_the_cells_that_can_change_their_episodes():
     groups = plan_groups(suite_cells("full"), SENSORS)
     runs = {(s, a) for g in groups.values() for s in g["scenarios"] for a in g["agents"]}
     assert ("highway-short:noise=2", "e2e") in runs and ("highway-short:noise=2", "modular") in runs
-    assert ("highway-short:noise=2", "expert") not in runs  # reads no camera: its clean episodes stand
+    assert (
+        "highway-short:noise=2",
+        "expert",
+    ) not in runs  # reads no camera: its clean episodes stand
     assert ("highway-short:night", "idm") not in runs
-    assert ("highway-short:pose=1", "modular") in runs and ("highway-short:pose=1", "e2e") not in runs
+    assert ("highway-short:pose=1", "modular") in runs and (
+        "highway-short:pose=1",
+        "e2e",
+    ) not in runs
     for agent in SENSORS:  # latency reaches every agent; the world axes too
-        for s in ("highway-short:latency=3", "highway-short:dense", "cut-in", "track:unseen", "highway-short"):
+        for s in (
+            "highway-short:latency=3",
+            "highway-short:dense",
+            "cut-in",
+            "track:unseen",
+            "highway-short",
+        ):
             assert (s, agent) in runs
 
 
@@ -49,8 +65,15 @@ def test_quick_suite_runs_reports_and_marks_unaffected_agents(tmp_path):
 
     suite_mod.SUITES["tiny"] = lambda: cells
     try:
-        run_suite(out, suite="tiny", agents=["idm", "straight"], seeds=[0, 1], workers=1, progress=False,
-                  duration_s=1.0)
+        run_suite(
+            out,
+            suite="tiny",
+            agents=["idm", "straight"],
+            seeds=[0, 1],
+            workers=1,
+            progress=False,
+            duration_s=1.0,
+        )
     finally:
         del suite_mod.SUITES["tiny"]
     plan = json.loads((out / SUITE_FILE).read_text())
@@ -64,8 +87,13 @@ def test_quick_suite_runs_reports_and_marks_unaffected_agents(tmp_path):
     assert [r["level"] for r in suite["axes"]["density"]] == ["regular", "dense"]
     paths = write_suite_report(out)
     md = paths["md"].read_text()
-    for title in ("Traffic density", "Hazards", "Visual conditions", "Sensor and actuation faults",
-                  "Generalisation gaps"):
+    for title in (
+        "Traffic density",
+        "Hazards",
+        "Visual conditions",
+        "Sensor and actuation faults",
+        "Generalisation gaps",
+    ):
         assert f"## {title}" in md
     assert "=clean" in md
     for key in ("density", "faults", "hazards", "visual"):
@@ -79,11 +107,15 @@ def test_an_agent_can_be_limited_to_some_axis_families():
 
     assert parse_suite_agent("e2e-bev@density+hazards") == ("e2e-bev", ("density", "hazards"))
     assert parse_suite_agent("e2e") == ("e2e", None)
-    with pytest.raises(ValueError, match="unknown axis families.*known: density, hazards, maps, visual, fault"):
+    with pytest.raises(
+        ValueError, match="unknown axis families.*known: density, hazards, maps, visual, fault"
+    ):
         parse_suite_agent("e2e@weather")
     sensors = {**SENSORS, "e2e-bev": ["bev", "speed", "command"]}
     groups = plan_groups(suite_cells("full"), sensors, {"e2e-bev": ("density", "hazards")})
     runs = {(s, a) for g in groups.values() for s in g["scenarios"] for a in g["agents"]}
     assert ("cut-in", "e2e-bev") in runs and ("highway-short:dense", "e2e-bev") in runs
-    assert not any(a == "e2e-bev" and s in ("track", "highway-short:night", "highway-short:latency=3")
-                   for s, a in runs)
+    assert not any(
+        a == "e2e-bev" and s in ("track", "highway-short:night", "highway-short:latency=3")
+        for s, a in runs
+    )

@@ -22,7 +22,9 @@ def detections(world_xy, pose, rng=None, noise_m=0.0):
     if rng is not None:
         ego = ego + rng.normal(0.0, noise_m, ego.shape)
     n = len(ego)
-    return Boxes(ego, np.zeros(n), np.full(n, 5.0), np.full(n, 2.0), np.zeros(n, np.int8), np.ones(n))
+    return Boxes(
+        ego, np.zeros(n), np.full(n, 5.0), np.full(n, 2.0), np.zeros(n, np.int8), np.ones(n)
+    )
 
 
 CARS = [(20.0, 0.0, 25.0, 0.0), (40.0, 4.0, 18.0, 0.0), (5.0, -4.0, 30.0, 1.0)]
@@ -136,7 +138,14 @@ def _stalled_car_seen_from_afar(tracker, seconds=2.0):
         rel = np.array([70.0 - 20.0 * t, 0.0])
         r = rel[0]
         noisy = rel + np.array([rng.normal(0.0, 0.001 * r * r), rng.normal(0.0, 0.2)])
-        det = Boxes(noisy[None], np.zeros(1), np.full(1, 5.0), np.full(1, 2.0), np.zeros(1, np.int8), np.ones(1))
+        det = Boxes(
+            noisy[None],
+            np.zeros(1),
+            np.full(1, 5.0),
+            np.full(1, 2.0),
+            np.zeros(1, np.int8),
+            np.ones(1),
+        )
         tracker.update(det, pose)
         obj = tracker.objects()
         ids.append(tuple(obj.id.tolist()))

@@ -44,15 +44,20 @@ def _plan_overlay(info) -> Overlay:
     s = np.linspace(0.0, PLAN_AHEAD_M, 41)[:, None]
     plan = xy + s * fwd + (s**2 / 100.0) * left  # 9 m to the left at 30 m
     candidates = np.stack([plan + 4.0 * left, plan - 4.0 * left])
-    return Overlay(trajectory_m=plan, candidates_m=candidates,
-                   candidate_ok=np.array([True, False]), objects=ObjectStates.empty(),
-                   path_lanes=())
+    return Overlay(
+        trajectory_m=plan,
+        candidates_m=candidates,
+        candidate_ok=np.array([True, False]),
+        objects=ObjectStates.empty(),
+        path_lanes=(),
+    )
 
 
 def _compose(tmp_path, name, scene, source, action="zeros"):
     env, obs, info = scene
-    video = EpisodeVideo(tmp_path / f"{name}.mp4", agent="fake", seed=0, fps=15,
-                         overlay_source=source)
+    video = EpisodeVideo(
+        tmp_path / f"{name}.mp4", agent="fake", seed=0, fps=15, overlay_source=source
+    )
     try:
         if action == "zeros":
             action = np.zeros(env.action_space.shape[0])
@@ -106,12 +111,22 @@ def test_perceived_objects_are_outlined_where_perception_put_them(tmp_path, scen
     xy = np.asarray(info["ego"]["position_m"], dtype=np.float64)
     phantom = xy + np.array([-12.0, 7.0])
     overlay = _plan_overlay(info)
-    overlay.objects = ObjectStates(np.array([0]), np.zeros(1, np.int8), phantom[None], np.zeros(1),
-                                   np.zeros(1), np.array([5.0]), np.array([2.0]), np.zeros(1))
+    overlay.objects = ObjectStates(
+        np.array([0]),
+        np.zeros(1, np.int8),
+        phantom[None],
+        np.zeros(1),
+        np.zeros(1),
+        np.array([5.0]),
+        np.array([2.0]),
+        np.zeros(1),
+    )
     drawn = _compose(tmp_path, "objects", scene, SimpleNamespace(overlay=overlay))
     edges = phantom + np.array([[0.0, 1.0], [0.0, -1.0], [2.5, 0.0], [-2.5, 0.0]])  # side midpoints
     rows, cols = _frame_px(info, edges).T
-    near = [drawn[r - 1:r + 2, c - 1:c + 2].reshape(-1, 3).astype(int) for r, c in zip(rows, cols)]
+    near = [
+        drawn[r - 1 : r + 2, c - 1 : c + 2].reshape(-1, 3).astype(int) for r, c in zip(rows, cols)
+    ]
     assert all((np.abs(px - PERCEIVED_RGB).max(axis=1) <= 40).any() for px in near)
     centre_r, centre_c = _frame_px(info, phantom[None])[0]
     assert np.abs(drawn[centre_r, centre_c].astype(int) - PERCEIVED_RGB).max() > 40  # an outline
@@ -127,8 +142,27 @@ def test_mismatched_candidate_flags_are_named(tmp_path, scene):
 
 def test_expert_run_writes_a_video_with_the_plan(tmp_path):
     out, video = tmp_path / "run", tmp_path / "clips" / "expert.mp4"
-    assert main(["run", "--agent", "expert", "--scenario", "highway", "--episodes", "1",
-                 "--duration", "3", "--video", str(video), "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--agent",
+                "expert",
+                "--scenario",
+                "highway",
+                "--episodes",
+                "1",
+                "--duration",
+                "3",
+                "--video",
+                str(video),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert video.stat().st_size > 0
     rec = json.loads((out / "episodes.jsonl").read_text())
     assert rec["status"] == "ok", rec["error"]
@@ -151,14 +185,20 @@ def test_detections_are_outlined_on_the_camera_panel(tmp_path, scene):
 
     env, _, info = scene
     overlay = _plan_overlay(info)
-    overlay.detections = Boxes(np.array([[20.0, -8.0]]), np.zeros(1), np.array([5.0]), np.array([2.0]),
-                               np.zeros(1, np.int8), np.ones(1))  # 20 m ahead, 8 m right: empty ground
+    overlay.detections = Boxes(
+        np.array([[20.0, -8.0]]),
+        np.zeros(1),
+        np.array([5.0]),
+        np.array([2.0]),
+        np.zeros(1, np.int8),
+        np.ones(1),
+    )  # 20 m ahead, 8 m right: empty ground
     plain = _compose(tmp_path, "plain", scene, SimpleNamespace(overlay=_plan_overlay(info)))
     drawn = _compose(tmp_path, "dets", scene, SimpleNamespace(overlay=overlay))
     scale = PANEL_PX / env.bev_camera.width_px
     u, v = env.bev_camera.ego_to_pixel(np.array([20.0, -8.0 - 1.0]))  # the box's right edge
     r, c = int(np.rint((v + 0.5) * scale)), int(np.rint((u + 0.5) * scale))
-    patch = drawn[r - 2:r + 3, c - 2:c + 3].reshape(-1, 3).astype(int)
+    patch = drawn[r - 2 : r + 3, c - 2 : c + 3].reshape(-1, 3).astype(int)
     assert (np.abs(patch - PERCEIVED_RGB).max(axis=1) <= 60).any()
     changed = np.any(drawn != plain, axis=2)
     assert changed[:PANEL_PX, :PANEL_PX].any() and not changed[:, PANEL_PX:].any()

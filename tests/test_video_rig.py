@@ -33,8 +33,15 @@ def scene():
 
 
 def _compose(tmp_path, env, obs, info, source=None, action="zeros", sensors=None):
-    video = EpisodeVideo(tmp_path / "v.mp4", agent="fake", seed=0, fps=15, overlay_source=source,
-                         rig=env.rig, sensors=sensors)
+    video = EpisodeVideo(
+        tmp_path / "v.mp4",
+        agent="fake",
+        seed=0,
+        fps=15,
+        overlay_source=source,
+        rig=env.rig,
+        sensors=sensors,
+    )
     try:
         if action == "zeros":
             action = np.zeros(env.action_space.shape[0])
@@ -44,20 +51,24 @@ def _compose(tmp_path, env, obs, info, source=None, action="zeros", sensors=None
 
 
 def _panel(frame, p):
-    return frame[p.y_px:p.y_px + p.height_px, p.x_px:p.x_px + p.width_px]
+    return frame[p.y_px : p.y_px + p.height_px, p.x_px : p.x_px + p.width_px]
 
 
 def test_default_layout_puts_the_two_rig_cameras_in_a_row_at_one_and_a_half_times():
     lay = frame_layout(default_rig())
     assert (lay.width_px, lay.height_px) == (2 * PANEL_PX, 640)
     assert [(p.name, p.x_px, p.y_px, p.width_px, p.height_px, p.scale) for p in lay.panels] == [
-        ("cam_front", 0, PANEL_PX, 384, 192, 1.5), ("cam_rear", PANEL_PX, PANEL_PX, 384, 192, 1.5)]
+        ("cam_front", 0, PANEL_PX, 384, 192, 1.5),
+        ("cam_rear", PANEL_PX, PANEL_PX, 384, 192, 1.5),
+    ]
     assert lay.hud_top_px == PANEL_PX + 192
 
 
 def test_any_rig_gets_even_frame_sizes_and_undistorted_panels_inside_the_frame():
     odd = PinholeCamera(width_px=101, height_px=77)
-    rig = CameraRig({"left": odd, "front": PinholeCamera(), "right": PinholeCamera(width_px=64, height_px=96)})
+    rig = CameraRig(
+        {"left": odd, "front": PinholeCamera(), "right": PinholeCamera(width_px=64, height_px=96)}
+    )
     lay = frame_layout(rig)
     assert lay.width_px % 2 == 0 and lay.height_px % 2 == 0
     for p in lay.panels:
@@ -75,8 +86,11 @@ def test_rig_panels_are_the_env_cameras_upscaled(tmp_path, scene):
     assert [p.name for p in lay.panels] == list(env.rig.names) == ["cam_front", "cam_rear"]
     panels = {}
     for p in lay.panels:
-        want = cv2.resize(env.render_camera(env.rig[p.name]).image, (p.width_px, p.height_px),
-                          interpolation=cv2.INTER_NEAREST)
+        want = cv2.resize(
+            env.render_camera(env.rig[p.name]).image,
+            (p.width_px, p.height_px),
+            interpolation=cv2.INTER_NEAREST,
+        )
         panels[p.name] = got = _panel(frame, p)
         # below the label, pixel for pixel; the seam between the panels may cover one column
         assert np.array_equal(got[LABEL_ROWS:, 2:-2], want[LABEL_ROWS:, 2:-2]), p.name
@@ -99,10 +113,23 @@ def test_perceived_objects_are_drawn_as_3d_boxes_on_the_camera_that_sees_them(tm
     ego = info["ego"]
     centre_ego = np.array([20.0, -8.0])
     centre = ego_to_world(centre_ego[None], ego["position_m"], ego["heading_rad"])
-    objects = ObjectStates(np.array([0]), np.zeros(1, np.int8), centre, np.array([ego["heading_rad"]]),
-                           np.zeros(1), np.array([5.0]), np.array([2.0]), np.zeros(1))
-    empty = Overlay(trajectory_m=np.zeros((0, 2)), candidates_m=np.zeros((0, 2, 2)),
-                    candidate_ok=np.zeros(0, bool), objects=ObjectStates.empty(), path_lanes=())
+    objects = ObjectStates(
+        np.array([0]),
+        np.zeros(1, np.int8),
+        centre,
+        np.array([ego["heading_rad"]]),
+        np.zeros(1),
+        np.array([5.0]),
+        np.array([2.0]),
+        np.zeros(1),
+    )
+    empty = Overlay(
+        trajectory_m=np.zeros((0, 2)),
+        candidates_m=np.zeros((0, 2, 2)),
+        candidate_ok=np.zeros(0, bool),
+        objects=ObjectStates.empty(),
+        path_lanes=(),
+    )
     boxed = replace(empty, objects=objects)
     plain = _compose(tmp_path, env, obs, info, SimpleNamespace(overlay=empty))
     drawn = _compose(tmp_path, env, obs, info, SimpleNamespace(overlay=boxed))
@@ -112,7 +139,7 @@ def test_perceived_objects_are_drawn_as_3d_boxes_on_the_camera_that_sees_them(tm
         # a car of 1.5 m (object_heights): mid-height of each vertical edge
         uv, _ = cam.project(np.array([centre_ego[0] + dx, centre_ego[1] + dy, 0.75]))
         c, r = np.rint((uv + 0.5) * front.scale - 0.5).astype(int) + (front.x_px, front.y_px)
-        patch = drawn[r - 1:r + 2, c - 1:c + 2].reshape(-1, 3).astype(int)
+        patch = drawn[r - 1 : r + 2, c - 1 : c + 2].reshape(-1, 3).astype(int)
         assert (np.abs(patch - PERCEIVED_RGB).max(axis=1) <= 60).any(), (dx, dy)
     changed = np.any(drawn != plain, axis=2)
     assert _panel(changed, front).any()
@@ -126,23 +153,61 @@ def test_a_box_crossing_the_near_plane_is_clipped_not_wrapped(tmp_path, scene):
     env, obs, info = scene
     ego = info["ego"]
     centre = ego_to_world(np.array([[0.0, 3.0]]), ego["position_m"], ego["heading_rad"])
-    objects = ObjectStates(np.array([0]), np.zeros(1, np.int8), centre, np.array([ego["heading_rad"]]),
-                           np.zeros(1), np.array([5.0]), np.array([2.0]), np.zeros(1))
-    overlay = Overlay(trajectory_m=np.zeros((0, 2)), candidates_m=np.zeros((0, 2, 2)),
-                      candidate_ok=np.zeros(0, bool), objects=objects, path_lanes=())
+    objects = ObjectStates(
+        np.array([0]),
+        np.zeros(1, np.int8),
+        centre,
+        np.array([ego["heading_rad"]]),
+        np.zeros(1),
+        np.array([5.0]),
+        np.array([2.0]),
+        np.zeros(1),
+    )
+    overlay = Overlay(
+        trajectory_m=np.zeros((0, 2)),
+        candidates_m=np.zeros((0, 2, 2)),
+        candidate_ok=np.zeros(0, bool),
+        objects=objects,
+        path_lanes=(),
+    )
     drawn = _compose(tmp_path, env, obs, info, SimpleNamespace(overlay=overlay))
     for p in frame_layout(env.rig).panels:
         red = np.abs(_panel(drawn, p).astype(int) - PERCEIVED_RGB).max(axis=2) <= 60
         assert red.any(), p.name
         # the box is on the ego's left: nothing red right of the image centre's column
-        right = slice(p.width_px // 2 + 4, None) if p.name == "cam_front" else slice(None, p.width_px // 2 - 4)
+        right = (
+            slice(p.width_px // 2 + 4, None)
+            if p.name == "cam_front"
+            else slice(None, p.width_px // 2 - 4)
+        )
         assert not red[:, right].any(), p.name
 
 
 def _run(tmp_path, name, video):
     out = tmp_path / name
-    assert main(["run", "--agent", "expert", "--scenario", "roundabout", "--episodes", "1", "--seed", "3",
-                 "--duration", "3", "--video", str(video), "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--agent",
+                "expert",
+                "--scenario",
+                "roundabout",
+                "--episodes",
+                "1",
+                "--seed",
+                "3",
+                "--duration",
+                "3",
+                "--video",
+                str(video),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -171,8 +236,11 @@ def test_recording_the_video_changes_nothing_in_the_episode(tmp_path):
         first = next(c.decode(video=0)).to_ndarray(format="rgb24")
     assert first.shape == (lay.height_px, lay.width_px, 3)
     for p in lay.panels:
-        want = cv2.resize(env.render_camera(env.rig[p.name]).image, (p.width_px, p.height_px),
-                          interpolation=cv2.INTER_NEAREST).astype(int)
+        want = cv2.resize(
+            env.render_camera(env.rig[p.name]).image,
+            (p.width_px, p.height_px),
+            interpolation=cv2.INTER_NEAREST,
+        ).astype(int)
         got = _panel(first, p).astype(int)
         err = np.abs(got - want)[LABEL_ROWS:, 2:-2].mean()  # H.264 at crf 23: a few levels
         assert err < 6, (p.name, err)

@@ -40,8 +40,12 @@ def _drive(name: str) -> dict:
         for _ in range(STEPS):
             obs, *_ = env.step(np.zeros(env.action_space.shape))
         front = env.render_camera(env.rig["cam_front"], instance=True)
-        return {**{c: obs[c] for c in CAMERAS}, "instance": front.instance,
-                "overview": env.overview(), "env_palettes": env.palettes}
+        return {
+            **{c: obs[c] for c in CAMERAS},
+            "instance": front.instance,
+            "overview": env.overview(),
+            "env_palettes": env.palettes,
+        }
     finally:
         env.close()
 
@@ -77,12 +81,24 @@ def test_an_unknown_condition_is_refused_with_the_known_list():
 
 def test_the_default_palettes_are_unchanged():
     """``day`` is what every policy was trained on: its colours are pinned."""
-    assert Palette() == Palette(ground=(46, 92, 52), road=(96, 96, 96), marking=(235, 235, 235),
-                                vehicle=(60, 110, 220), obstacle=(235, 150, 40), ego=(70, 210, 100),
-                                route=(240, 220, 80), patch=None)
+    assert Palette() == Palette(
+        ground=(46, 92, 52),
+        road=(96, 96, 96),
+        marking=(235, 235, 235),
+        vehicle=(60, 110, 220),
+        obstacle=(235, 150, 40),
+        ego=(70, 210, 100),
+        route=(240, 220, 80),
+        patch=None,
+    )
     p = PerspectivePalette()
     assert (p.sky, p.ground, p.road, p.marking, p.obstacle) == (
-        (150, 190, 230), (46, 92, 52), (96, 96, 96), (235, 235, 235), (235, 150, 40))
+        (150, 190, 230),
+        (46, 92, 52),
+        (96, 96, 96),
+        (235, 235, 235),
+        (235, 150, 40),
+    )
     assert p.vehicles[:3] == ((190, 35, 35), (40, 75, 190), (215, 215, 220))
     assert len(p.vehicles) == 10
     assert (p.light, p.ambient, p.patch, p.dims_the_frame) == ((0.25, 0.45, 0.86), 0.5, None, False)
@@ -100,11 +116,13 @@ def test_day_frames_are_the_default_palettes_bytes(frames):
         objs = env._scene_objects()
         default_rig = renderer_for(env.geometry)  # the default palette
         for cam in ("cam_front", "cam_rear"):
-            want = default_rig.render(env.rig[cam], xy, h, objs,
-                                      ids=np.arange(len(objs.kind))).image
+            want = default_rig.render(
+                env.rig[cam], xy, h, objs, ids=np.arange(len(objs.kind))
+            ).image
             assert obs[cam].tobytes() == want.tobytes() == frames["day"][cam].tobytes()
-        bev = SceneRenderer(env.geometry).ego_camera(env.bev_camera, xy, h, objs,
-                                                     ego.LENGTH, ego.WIDTH)
+        bev = SceneRenderer(env.geometry).ego_camera(
+            env.bev_camera, xy, h, objs, ego.LENGTH, ego.WIDTH
+        )
         assert obs["bev"].tobytes() == bev.tobytes() == frames["day"]["bev"].tobytes()
     finally:
         env.close()
@@ -145,8 +163,12 @@ def test_colours_change_the_vehicles_and_nothing_else(frames):
     was_car = _is(day["bev"], Palette().vehicle)
     assert was_car.sum() > 20
     assert _is(col["bev"], visual_palettes("colours").bev.vehicle)[was_car].all()
-    near_box = cv2.dilate((was_car | _is(day["bev"], Palette().ego)).astype(np.uint8),
-                          np.ones((5, 5), np.uint8)) > 0
+    near_box = (
+        cv2.dilate(
+            (was_car | _is(day["bev"], Palette().ego)).astype(np.uint8), np.ones((5, 5), np.uint8)
+        )
+        > 0
+    )
     assert not np.any(day["bev"] != col["bev"], axis=-1)[~near_box].any()
 
 
@@ -156,13 +178,18 @@ def test_colours_give_obstacles_another_colour_too(frames):
         env.reset(seed=0)
         ego = env.world.vehicle
         xy, h = hw_to_world_xy(ego.position), float(hw_to_world_heading(ego.heading))
-        block = SceneObjects(ego_to_world(np.array([[12.0, 0.0]]), xy, h), np.array([h]),
-                             np.array([2.0]), np.array([2.0]),
-                             np.array([KIND_OBSTACLE], dtype=np.int8))
+        block = SceneObjects(
+            ego_to_world(np.array([[12.0, 0.0]]), xy, h),
+            np.array([h]),
+            np.array([2.0]),
+            np.array([2.0]),
+            np.array([KIND_OBSTACLE], dtype=np.int8),
+        )
         seen = {}
         for name in ("day", "colours"):
             f = renderer_for(env.geometry, visual_palettes(name).rig).render(
-                env.rig["cam_front"], xy, h, block, instance=True)
+                env.rig["cam_front"], xy, h, block, instance=True
+            )
             seen[name] = f.image[f.instance == 0].astype(float).mean(axis=0)
         assert np.abs(seen["day"] - seen["colours"]).max() > 100
     finally:
@@ -220,13 +247,19 @@ def test_conditions_render_the_same_bytes_across_processes_and_hash_seeds():
     import subprocess
     import sys
 
-    code = (f"import importlib.util as u; s = u.spec_from_file_location('tv', {__file__!r}); "
-            "m = u.module_from_spec(s); s.loader.exec_module(m); print(m._frames_digest())"
-            )
+    code = (
+        f"import importlib.util as u; s = u.spec_from_file_location('tv', {__file__!r}); "
+        "m = u.module_from_spec(s); s.loader.exec_module(m); print(m._frames_digest())"
+    )
     hash_seed = "321" if os.environ.get("PYTHONHASHSEED") != "321" else "0"
-    out = subprocess.run([sys.executable, "-c", code],
-                         env={**os.environ, "PYTHONHASHSEED": hash_seed},
-                         capture_output=True, text=True, timeout=180, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == _frames_digest()
 

@@ -65,11 +65,16 @@ def policy_experience(meta: dict) -> dict:
     """
     if "ppo" in meta:
         init = meta["ppo"].get("init") or {}
-        return {"demo_frames": int(init.get("demo_frames", 0)),
-                "env_steps": int(meta["ppo"].get("timesteps", 0)) + int(init.get("env_steps", 0))}
+        return {
+            "demo_frames": int(init.get("demo_frames", 0)),
+            "env_steps": int(meta["ppo"].get("timesteps", 0)) + int(init.get("env_steps", 0)),
+        }
     frames = int((meta.get("dataset") or {}).get("frames", 0))
     rounds = (meta.get("dagger") or {}).get("rounds") or []
-    return {"demo_frames": frames, "env_steps": int(sum(int(r.get("new_frames", 0)) for r in rounds))}
+    return {
+        "demo_frames": frames,
+        "env_steps": int(sum(int(r.get("new_frames", 0)) for r in rounds)),
+    }
 
 
 class E2EAgent(BaseAgent):
@@ -100,10 +105,20 @@ class E2EAgent(BaseAgent):
                 pass
         return self._sensors
 
-    def __init__(self, task: TaskSpec, checkpoint: str | None = None, *, device: str = "auto",
-                 half: bool = False, compile: bool = False, batch_invariant: bool = True) -> None:
+    def __init__(
+        self,
+        task: TaskSpec,
+        checkpoint: str | None = None,
+        *,
+        device: str = "auto",
+        half: bool = False,
+        compile: bool = False,
+        batch_invariant: bool = True,
+    ) -> None:
         super().__init__(task)
-        self.checkpoint = str(checkpoint or f"{self.default_dir}/{task.scenario}").replace("{scenario}", task.scenario)
+        self.checkpoint = str(checkpoint or f"{self.default_dir}/{task.scenario}").replace(
+            "{scenario}", task.scenario
+        )
         self.requested_device, self.half, self.compile = device, half, compile
         self.batch_invariant = batch_invariant
         self.model = None
@@ -128,19 +143,25 @@ class E2EAgent(BaseAgent):
 
         path = Path(self.checkpoint)
         if not path.exists():
-            raise FileNotFoundError(f"no {self.kind} checkpoint at {path}; train one with: {self.how_to_train(path)}")
+            raise FileNotFoundError(
+                f"no {self.kind} checkpoint at {path}; train one with: {self.how_to_train(path)}"
+            )
         dev = resolve_device(self.requested_device)
         model, meta = load_policy(path, dev, self.meta_name, f"{self.kind} policy")
         if tuple(meta["action_names"]) != tuple(self.task.action_names):
-            raise ValueError(f"{path}: the policy drives {meta['action_names']}, scenario "
-                             f"{self.task.scenario!r} needs {list(self.task.action_names)}")
+            raise ValueError(
+                f"{path}: the policy drives {meta['action_names']}, scenario "
+                f"{self.task.scenario!r} needs {list(self.task.action_names)}"
+            )
         cams = model.config.cameras
         if cams:
             self.rig_input = _check_rig(path, meta, cams, self.task.rig)
         elif self.task.bev is not None:
             cam = self.task.bev
-            want = {k: float(getattr(cam, k)) for k in ("width_px", "height_px", "metres_per_pixel",
-                                                        "ego_u_px", "ego_v_px")}
+            want = {
+                k: float(getattr(cam, k))
+                for k in ("width_px", "height_px", "metres_per_pixel", "ego_u_px", "ego_v_px")
+            }
             got = {k: float(meta["camera"][k]) for k in want}
             if want != got:
                 raise ValueError(f"{path}: trained on camera {got}, this run's camera is {want}")
@@ -155,8 +176,10 @@ class E2EAgent(BaseAgent):
 
     def how_to_train(self, path: Path) -> str:
         sc = self.task.scenario
-        return (f"drive record --sensors rig --scenario {sc} --out runs/demos-rig/{sc} && drive train e2e "
-                f"--data runs/demos-rig/{sc} --out {path}")
+        return (
+            f"drive record --sensors rig --scenario {sc} --out runs/demos-rig/{sc} && drive train e2e "
+            f"--data runs/demos-rig/{sc} --out {path}"
+        )
 
     def checkpoints(self) -> tuple[str, ...]:
         return (self.checkpoint,)
@@ -179,7 +202,9 @@ class E2EAgent(BaseAgent):
     def reset_slot(self, slot: int, seed: int | None = None) -> None:
         self._history.pop(int(slot), None)
 
-    def stacked_frames(self, slot: int, frame: np.ndarray, stack: int, stride: int = 1) -> np.ndarray:
+    def stacked_frames(
+        self, slot: int, frame: np.ndarray, stack: int, stride: int = 1
+    ) -> np.ndarray:
         """This step's input: ``stack`` frames ``stride`` steps apart, oldest first; an
         episode's first steps repeat its first frame (as ``Demos.stacked_indices``)."""
         if stack == 1:
@@ -203,7 +228,9 @@ class E2EAgent(BaseAgent):
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         return self.act_batch([obs], slots=[0])[0]
 
-    def act_batch(self, obs: Sequence[Mapping[str, Any]], slots: Sequence[int] | None = None) -> np.ndarray:
+    def act_batch(
+        self, obs: Sequence[Mapping[str, Any]], slots: Sequence[int] | None = None
+    ) -> np.ndarray:
         # lazy: torch (module docstring)
         import torch
 
@@ -212,12 +239,21 @@ class E2EAgent(BaseAgent):
         self.prepare()
         config = self.config
         slots = range(len(obs)) if slots is None else slots
-        frames = np.stack([self.stacked_frames(int(s), self.view(o), config.stack, config.stride)
-                           for s, o in zip(slots, obs, strict=True)])
-        if config.n_views > 1 and config.stack > 1:  # time-major -> camera-major (the network's layout)
+        frames = np.stack(
+            [
+                self.stacked_frames(int(s), self.view(o), config.stack, config.stride)
+                for s, o in zip(slots, obs, strict=True)
+            ]
+        )
+        if (
+            config.n_views > 1 and config.stack > 1
+        ):  # time-major -> camera-major (the network's layout)
             b, h, w = frames.shape[:3]
-            frames = np.ascontiguousarray(frames.reshape(b, h, w, config.stack, config.n_views, 3)
-                                          .transpose(0, 1, 2, 4, 3, 5).reshape(b, h, w, -1))
+            frames = np.ascontiguousarray(
+                frames.reshape(b, h, w, config.stack, config.n_views, 3)
+                .transpose(0, 1, 2, 4, 3, 5)
+                .reshape(b, h, w, -1)
+            )
         speed = np.array([float(np.asarray(o["speed"]).reshape(-1)[0]) for o in obs], np.float32)
         command = np.array([int(o.get("command", 0)) for o in obs], np.int64)
         dev = self._device
@@ -235,9 +271,9 @@ class E2EAgent(BaseAgent):
             for i in range(0, len(x), chunk):
                 if self.half and dev.type == "cuda":
                     with torch.autocast("cuda", dtype=torch.bfloat16):
-                        outs.append(self.model(x[i:i + chunk], aux[i:i + chunk]).float())
+                        outs.append(self.model(x[i : i + chunk], aux[i : i + chunk]).float())
                 else:
-                    outs.append(self.model(x[i:i + chunk], aux[i:i + chunk]))
+                    outs.append(self.model(x[i : i + chunk], aux[i : i + chunk]))
             return torch.cat(outs)[:n].cpu().numpy().astype(np.float64)
 
 
@@ -251,8 +287,10 @@ class E2EBevAgent(E2EAgent):
 
     def how_to_train(self, path: Path) -> str:
         sc = self.task.scenario
-        return (f"drive record --scenario {sc} --out runs/demos/{sc} && drive train e2e --data "
-                f"runs/demos/{sc} --out {path}")
+        return (
+            f"drive record --scenario {sc} --out runs/demos/{sc} && drive train e2e --data "
+            f"runs/demos/{sc} --out {path}"
+        )
 
 
 def _check_rig(path: Path, meta: dict, cameras: tuple[str, ...], rig):
@@ -261,18 +299,24 @@ def _check_rig(path: Path, meta: dict, cameras: tuple[str, ...], rig):
     from agents.e2e.rig import RigInput  # lazy: cv2 and the camera models only for rig policies
 
     if "rig" not in meta:
-        raise ValueError(f"{path}: a rig policy ({', '.join(cameras)}) whose JSON has no 'rig' block")
+        raise ValueError(
+            f"{path}: a rig policy ({', '.join(cameras)}) whose JSON has no 'rig' block"
+        )
     trained = RigInput.from_dict(meta["rig"])
     if rig is None:
         return trained
     missing = [c for c in cameras if c not in rig]
     if missing:
-        raise ValueError(f"{path}: the policy reads camera(s) {missing}, this run's rig has "
-                         f"{', '.join(rig.names)}")
+        raise ValueError(
+            f"{path}: the policy reads camera(s) {missing}, this run's rig has "
+            f"{', '.join(rig.names)}"
+        )
     here = RigInput.build(rig, cameras)
     if not here.same_view(trained):
         diff = [c for c in cameras if rig[c].to_dict() != trained.rig[c].to_dict()]
-        raise ValueError(f"{path}: trained on other camera models for {diff or list(cameras)} "
-                         f"({[trained.rig[c].to_dict() for c in diff or cameras]}); this run's: "
-                         f"{[rig[c].to_dict() for c in diff or cameras]}")
+        raise ValueError(
+            f"{path}: trained on other camera models for {diff or list(cameras)} "
+            f"({[trained.rig[c].to_dict() for c in diff or cameras]}); this run's: "
+            f"{[rig[c].to_dict() for c in diff or cameras]}"
+        )
     return trained

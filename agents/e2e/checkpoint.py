@@ -24,12 +24,20 @@ REQUIRED_KEYS = ("camera", "action_names", "steering_range_rad")
 
 def save_policy(model: PilotNet, out: Path, meta: dict) -> None:
     """The network's weights and ``meta`` (plus its architecture and config) into folder ``out``."""
-    write_checkpoint(out, model.state_dict(), META,
-                     {"architecture": ARCHITECTURE, "config": model.config.to_dict(), **meta})
+    write_checkpoint(
+        out,
+        model.state_dict(),
+        META,
+        {"architecture": ARCHITECTURE, "config": model.config.to_dict(), **meta},
+    )
 
 
-def load_policy(path: str | Path, device: torch.device | str = "cpu", meta_name: str = META,
-                kind: str = "end-to-end policy") -> tuple[PilotNet, dict]:
+def load_policy(
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    meta_name: str = META,
+    kind: str = "end-to-end policy",
+) -> tuple[PilotNet, dict]:
     """The trained policy (eval mode) and its JSON (``e2e.json``; the RL policy's ``ppo.json``
     describes a PilotNet too); refuses anything that does not fit."""
     path = Path(path)

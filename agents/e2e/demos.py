@@ -38,10 +38,16 @@ sensor's name when the format was fixed."""
 
 
 HASHED_ARRAYS: tuple[tuple[str, type], ...] = (
-    ("observations/camera", np.uint8), ("observations/speed", np.float32),
-    ("observations/command", np.int64), ("actions", np.float32), ("rewards", np.float64),
-    ("terminations", np.bool_), ("truncations", np.bool_), ("infos/expert_action", np.float32),
-    ("infos/learner_driving", np.int8), ("infos/noise", np.float32),
+    ("observations/camera", np.uint8),
+    ("observations/speed", np.float32),
+    ("observations/command", np.int64),
+    ("actions", np.float32),
+    ("rewards", np.float64),
+    ("terminations", np.bool_),
+    ("truncations", np.bool_),
+    ("infos/expert_action", np.float32),
+    ("infos/learner_driving", np.int8),
+    ("infos/noise", np.float32),
 )
 """The arrays of an episode its content hash covers, in this order, each as this dtype."""
 CONTENT_HASH = "sha256-v1"
@@ -50,20 +56,26 @@ HASH_ATTR = "sha256"
 """The episode group's attribute holding its :func:`episode_digest`."""
 
 
-def hashed_arrays(cameras: Sequence[str] | None = None, side_views: bool = False) -> tuple[tuple[str, type], ...]:
+def hashed_arrays(
+    cameras: Sequence[str] | None = None, side_views: bool = False
+) -> tuple[tuple[str, type], ...]:
     """The arrays an episode's hash covers: :data:`HASHED_ARRAYS` for a bird's-eye dataset;
     for a rig dataset (``cameras``) each camera's road crops in place of ``observations/camera``,
     and, with recovery views, their frames per camera and their labels."""
     if cameras is None:
         return HASHED_ARRAYS
     rest = tuple(a for a in HASHED_ARRAYS if a[0] != "observations/camera")
-    side = ((*((f"infos/side_{c}", np.uint8) for c in cameras), ("infos/side_labels", np.float32))
-            if side_views else ())
+    side = (
+        (*((f"infos/side_{c}", np.uint8) for c in cameras), ("infos/side_labels", np.float32))
+        if side_views
+        else ()
+    )
     return (*((f"observations/{c}", np.uint8) for c in cameras), *rest, *side)
 
 
-def episode_digest(arrays: Mapping[str, np.ndarray],
-                   names: tuple[tuple[str, type], ...] = HASHED_ARRAYS) -> str:
+def episode_digest(
+    arrays: Mapping[str, np.ndarray], names: tuple[tuple[str, type], ...] = HASHED_ARRAYS
+) -> str:
     """SHA-256 (hex) over one episode's arrays ``names`` (:func:`hashed_arrays`), in that order:
     for each its name, dtype and shape, then its bytes (C order).  The recorder hashes the
     arrays it writes, the loader the arrays it reads back: any changed value changes the digest."""
@@ -119,47 +131,74 @@ class Demos:
         return (int(self.frames.shape[1]), int(self.frames.shape[2]))
 
     def __len__(self) -> int:
-        return int(len(self.labels))
+        return len(self.labels)
 
     def subset(self, episodes: Sequence[int]) -> Demos:
         """The states of ``episodes`` (indices into ``self.episodes``), in that order, as a new
         Demos whose episodes are renumbered 0, 1, ... (frames are copied)."""
         episodes = [int(e) for e in episodes]
-        if len(set(episodes)) != len(episodes) or any(not 0 <= e < len(self.episodes) for e in episodes):
-            raise ValueError(f"episode indices must be distinct and in [0, {len(self.episodes)}), got {episodes}")
+        if len(set(episodes)) != len(episodes) or any(
+            not 0 <= e < len(self.episodes) for e in episodes
+        ):
+            raise ValueError(
+                f"episode indices must be distinct and in [0, {len(self.episodes)}), got {episodes}"
+            )
         rows = [np.flatnonzero(self.episode == e) for e in episodes]
         idx = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        renumber = np.concatenate([np.full(len(r), k, np.int64) for k, r in enumerate(rows)]) if rows else idx
-        side = {} if self.side_frames is None else {"side_frames": self.side_frames[idx],
-                                                     "side_labels": self.side_labels[idx]}
-        return replace(self, frames=self.frames[idx], speed=self.speed[idx], command=self.command[idx],
-                       labels=self.labels[idx], episode=renumber, step=self.step[idx],
-                       episodes=[self.episodes[e] for e in episodes], **side)
+        renumber = (
+            np.concatenate([np.full(len(r), k, np.int64) for k, r in enumerate(rows)])
+            if rows
+            else idx
+        )
+        side = (
+            {}
+            if self.side_frames is None
+            else {"side_frames": self.side_frames[idx], "side_labels": self.side_labels[idx]}
+        )
+        return replace(
+            self,
+            frames=self.frames[idx],
+            speed=self.speed[idx],
+            command=self.command[idx],
+            labels=self.labels[idx],
+            episode=renumber,
+            step=self.step[idx],
+            episodes=[self.episodes[e] for e in episodes],
+            **side,
+        )
 
     def stacked_indices(self, stack: int, stride: int = 1) -> np.ndarray:
         """int64[N, stack]: row indices of each state's ``stack`` frames, ``stride`` steps
         apart, oldest first (the first frames of an episode repeat its reset frame)."""
         offsets = np.arange(stack - 1, -1, -1) * stride
-        back = np.minimum(self.step[:, None], offsets[None, :])  # never reach into the previous episode
+        back = np.minimum(
+            self.step[:, None], offsets[None, :]
+        )  # never reach into the previous episode
         return np.arange(len(self))[:, None] - back
 
 
 def _read_metadata(path: Path) -> dict:
     meta_path = path / DATA_DIR / "metadata.json"
     if not meta_path.exists():
-        raise DemoError(f"{path}: not a demonstration dataset (no {DATA_DIR}/metadata.json); "
-                        f"record one with: drive record --out {path}")
+        raise DemoError(
+            f"{path}: not a demonstration dataset (no {DATA_DIR}/metadata.json); "
+            f"record one with: drive record --out {path}"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DemoError(f"{meta_path}: damaged metadata, not valid JSON ({e})") from None
     drive = meta.get("drive")
     if not isinstance(drive, dict) or drive.get("format") != DEMO_FORMAT:
-        raise DemoError(f"{meta_path}: a Minari dataset, but not one recorded by `drive record` "
-                        f"(no 'drive' block of format {DEMO_FORMAT!r})")
+        raise DemoError(
+            f"{meta_path}: a Minari dataset, but not one recorded by `drive record` "
+            f"(no 'drive' block of format {DEMO_FORMAT!r})"
+        )
     if int(drive.get("recorder_version", 0)) > RECORDER_VERSION:
-        raise DemoError(f"{meta_path}: recorder version {drive['recorder_version']} is newer than this "
-                        f"code reads ({RECORDER_VERSION}); update the project")
+        raise DemoError(
+            f"{meta_path}: recorder version {drive['recorder_version']} is newer than this "
+            f"code reads ({RECORDER_VERSION}); update the project"
+        )
     return meta
 
 
@@ -172,14 +211,20 @@ def _episode_names(f, meta: dict, h5_path: Path) -> list[str]:
     """The HDF5 file's episode groups in recording order, checked against the metadata's count."""
     names = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
     if len(names) != int(meta.get("total_episodes", -1)):
-        raise DemoError(f"{h5_path}: holds {len(names)} episodes, the metadata says "
-                        f"{meta.get('total_episodes')}; the dataset is truncated or damaged")
+        raise DemoError(
+            f"{h5_path}: holds {len(names)} episodes, the metadata says "
+            f"{meta.get('total_episodes')}; the dataset is truncated or damaged"
+        )
     return names
 
 
-_TRAINING_ARRAYS = {"camera": "observations/camera", "speed": "observations/speed",
-                    "command": "observations/command", "actions": "actions",
-                    "expert_action": "infos/expert_action"}
+_TRAINING_ARRAYS = {
+    "camera": "observations/camera",
+    "speed": "observations/speed",
+    "command": "observations/command",
+    "actions": "actions",
+    "expert_action": "infos/expert_action",
+}
 """What training reads of an episode (the hash check reads all of :data:`HASHED_ARRAYS`)."""
 
 
@@ -203,11 +248,16 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
     n_act = len(drive["action_names"])
     hashed = drive.get("content_hash")
     if hashed is None:
-        print(f"warning: {path}: no content hashes (recorded before datasets carried them); damage to "
-              "its episodes cannot be detected - record it again to add them", file=sys.stderr)
+        print(
+            f"warning: {path}: no content hashes (recorded before datasets carried them); damage to "
+            "its episodes cannot be detected - record it again to add them",
+            file=sys.stderr,
+        )
     elif hashed != CONTENT_HASH:
-        raise DemoError(f"{path / DATA_DIR / 'metadata.json'}: content hash scheme {hashed!r} is not one "
-                        f"this code reads ({CONTENT_HASH!r}); update the project")
+        raise DemoError(
+            f"{path / DATA_DIR / 'metadata.json'}: content hash scheme {hashed!r} is not one "
+            f"this code reads ({CONTENT_HASH!r}); update the project"
+        )
     keys = [k for k, _ in names] if hashed is not None else list(_TRAINING_ARRAYS.values())
     episodes = []
     try:
@@ -223,43 +273,73 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
                 except KeyError as e:
                     raise DemoError(f"{where}: missing {e}; the dataset is damaged") from None
                 except Exception as e:  # noqa: BLE001 - h5py's errors for damaged blocks
-                    raise DemoError(f"{where}: cannot be read ({type(e).__name__}: {e}); the file is "
-                                    "truncated or damaged - record it again") from None
+                    raise DemoError(
+                        f"{where}: cannot be read ({type(e).__name__}: {e}); the file is "
+                        "truncated or damaged - record it again"
+                    ) from None
                 if hashed is not None:
                     expected = g.attrs.get(HASH_ATTR)
                     if expected is None:
-                        raise DemoError(f"{where}: no content hash, but the dataset was recorded with "
-                                        "them; the dataset is damaged - record it again")
+                        raise DemoError(
+                            f"{where}: no content hash, but the dataset was recorded with "
+                            "them; the dataset is damaged - record it again"
+                        )
                     if episode_digest(read, names) != str(expected):
-                        raise DemoError(f"{where}: content hash mismatch (its arrays are not the bytes "
-                                        "that were recorded); the dataset is damaged - record it again")
+                        raise DemoError(
+                            f"{where}: content hash mismatch (its arrays are not the bytes "
+                            "that were recorded); the dataset is damaged - record it again"
+                        )
                 if cameras is None:
                     arrays = {name: read[key] for name, key in _TRAINING_ARRAYS.items()}
                 else:
-                    arrays = {name: read[key] for name, key in _TRAINING_ARRAYS.items() if name != "camera"}
+                    arrays = {
+                        name: read[key]
+                        for name, key in _TRAINING_ARRAYS.items()
+                        if name != "camera"
+                    }
                     arrays["camera"] = _channels(read, [f"observations/{c}" for c in cameras])
                     if n_side:
-                        arrays["side_frames"] = _channels(read, [f"infos/side_{c}" for c in cameras])
+                        arrays["side_frames"] = _channels(
+                            read, [f"infos/side_{c}" for c in cameras]
+                        )
                         arrays["side_labels"] = read["infos/side_labels"]
                 checks = [
-                    (arrays["camera"].shape == (t + 1, *frame_shape) and arrays["camera"].dtype == np.uint8,
-                     f"camera {arrays['camera'].shape} {arrays['camera'].dtype}, expected "
-                     f"({t + 1}, {', '.join(map(str, frame_shape))}) uint8"),
-                    (arrays["speed"].shape[0] == t + 1, f"speed has {arrays['speed'].shape[0]} rows, expected {t + 1}"),
-                    (arrays["command"].shape == (t + 1,), f"command {arrays['command'].shape}, expected ({t + 1},)"),
-                    (arrays["actions"].shape == (t, n_act), f"actions {arrays['actions'].shape}, expected ({t}, {n_act})"),
-                    (arrays["expert_action"].shape == (t + 1, n_act),
-                     f"expert_action {arrays['expert_action'].shape}, expected ({t + 1}, {n_act})"),
+                    (
+                        arrays["camera"].shape == (t + 1, *frame_shape)
+                        and arrays["camera"].dtype == np.uint8,
+                        f"camera {arrays['camera'].shape} {arrays['camera'].dtype}, expected "
+                        f"({t + 1}, {', '.join(map(str, frame_shape))}) uint8",
+                    ),
+                    (
+                        arrays["speed"].shape[0] == t + 1,
+                        f"speed has {arrays['speed'].shape[0]} rows, expected {t + 1}",
+                    ),
+                    (
+                        arrays["command"].shape == (t + 1,),
+                        f"command {arrays['command'].shape}, expected ({t + 1},)",
+                    ),
+                    (
+                        arrays["actions"].shape == (t, n_act),
+                        f"actions {arrays['actions'].shape}, expected ({t}, {n_act})",
+                    ),
+                    (
+                        arrays["expert_action"].shape == (t + 1, n_act),
+                        f"expert_action {arrays['expert_action'].shape}, expected ({t + 1}, {n_act})",
+                    ),
                     (bool(np.all(np.isfinite(arrays["expert_action"]))), "non-finite labels"),
                 ]
                 if n_side:
                     checks += [
-                        (arrays["side_frames"].shape == (t + 1, n_side, *frame_shape),
-                         f"side views {arrays['side_frames'].shape}, expected ({t + 1}, {n_side}, "
-                         f"{', '.join(map(str, frame_shape))})"),
-                        (arrays["side_labels"].shape == (t + 1, n_side, n_act)
-                         and bool(np.all(np.isfinite(arrays["side_labels"]))),
-                         f"side labels {arrays['side_labels'].shape}, expected ({t + 1}, {n_side}, {n_act}) finite"),
+                        (
+                            arrays["side_frames"].shape == (t + 1, n_side, *frame_shape),
+                            f"side views {arrays['side_frames'].shape}, expected ({t + 1}, {n_side}, "
+                            f"{', '.join(map(str, frame_shape))})",
+                        ),
+                        (
+                            arrays["side_labels"].shape == (t + 1, n_side, n_act)
+                            and bool(np.all(np.isfinite(arrays["side_labels"]))),
+                            f"side labels {arrays['side_labels'].shape}, expected ({t + 1}, {n_side}, {n_act}) finite",
+                        ),
                     ]
                 for ok, why in checks:
                     if not ok:
@@ -269,8 +349,10 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
     except DemoError:
         raise
     except Exception as e:  # noqa: BLE001 - h5py's errors for truncated / corrupt files
-        raise DemoError(f"{h5_path}: cannot be read ({type(e).__name__}: {e}); the file is truncated "
-                        f"or damaged - record it again") from None
+        raise DemoError(
+            f"{h5_path}: cannot be read ({type(e).__name__}: {e}); the file is truncated "
+            f"or damaged - record it again"
+        ) from None
     return meta, episodes
 
 
@@ -288,7 +370,9 @@ def episode_lengths(paths: str | Path | list[str | Path]) -> list[int]:
         h5_path = p / DATA_DIR / "main_data.hdf5"
         try:
             with h5py.File(h5_path, "r") as f:
-                out += [int(f[n].attrs["total_steps"]) + 1 for n in _episode_names(f, meta, h5_path)]
+                out += [
+                    int(f[n].attrs["total_steps"]) + 1 for n in _episode_names(f, meta, h5_path)
+                ]
         except DemoError:
             raise
         except Exception as e:  # noqa: BLE001 - h5py's errors for truncated / corrupt files
@@ -296,7 +380,9 @@ def episode_lengths(paths: str | Path | list[str | Path]) -> list[int]:
     return out
 
 
-def load_demos(paths: str | Path | list[str | Path], episodes: Sequence[int] | None = None) -> Demos:
+def load_demos(
+    paths: str | Path | list[str | Path], episodes: Sequence[int] | None = None
+) -> Demos:
     """Load one dataset or several compatible ones (e.g. DAgger's aggregate) into memory;
     ``episodes``: only these (indices over all the datasets' episodes, in load order), in
     that order, the others' frames never read.
@@ -314,7 +400,10 @@ def load_demos(paths: str | Path | list[str | Path], episodes: Sequence[int] | N
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
         if len(wanted) != len(episodes) or any(not 0 <= e < starts[-1] for e in episodes):
             raise ValueError(f"episodes must be distinct and in [0, {starts[-1]}), got {episodes}")
-        local = [{e - int(starts[k]) for e in wanted if starts[k] <= e < starts[k + 1]} for k in range(len(paths))]
+        local = [
+            {e - int(starts[k]) for e in wanted if starts[k] <= e < starts[k + 1]}
+            for k in range(len(paths))
+        ]
         demos = _load(paths, local)
         position = {g: k for k, g in enumerate(sorted(wanted))}
         return demos.subset([position[e] for e in episodes])
@@ -324,8 +413,19 @@ def load_demos(paths: str | Path | list[str | Path], episodes: Sequence[int] | N
 def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
     if not paths:
         raise DemoError("no demonstration datasets given")
-    parts: dict[str, list] = {k: [] for k in ("frames", "speed", "command", "labels", "episode", "step",
-                                              "side_frames", "side_labels")}
+    parts: dict[str, list] = {
+        k: []
+        for k in (
+            "frames",
+            "speed",
+            "command",
+            "labels",
+            "episode",
+            "step",
+            "side_frames",
+            "side_labels",
+        )
+    }
     rig_meta: dict | None = None
     episodes: list[dict] = []
     sources: list[dict] = []
@@ -334,21 +434,35 @@ def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
         meta, eps = _load_one(p, want)
         drive = meta["drive"]
         rig = drive.get("rig")
-        key = {"scenario": drive["scenario"], "camera": drive["camera"], "action_names": drive["action_names"],
-               # the network's view must agree; the recovery views may differ between datasets
-               "rig": None if rig is None else {k: v for k, v in rig.items() if k != "side_views"},
-               # recorded before the field existed (format 1's first datasets): only the
-               # roundabout's routes followed the command
-               "uses_command": bool(drive.get("uses_command", drive["scenario"] == "roundabout"))}
+        key = {
+            "scenario": drive["scenario"],
+            "camera": drive["camera"],
+            "action_names": drive["action_names"],
+            # the network's view must agree; the recovery views may differ between datasets
+            "rig": None if rig is None else {k: v for k, v in rig.items() if k != "side_views"},
+            # recorded before the field existed (format 1's first datasets): only the
+            # roundabout's routes followed the command
+            "uses_command": bool(drive.get("uses_command", drive["scenario"] == "roundabout")),
+        }
         if first is None:
             first = key
         elif key != first:
-            raise DemoError(f"{p}: scenario/camera/actions {key} differ from the first dataset's {first}; "
-                            "train on datasets of one layout")
-        sources.append({"path": str(p), "dataset_id": meta.get("dataset_id"), "frames": drive.get("frames"),
-                        "recorder_version": drive.get("recorder_version"), "noise": drive.get("noise"),
-                        "beta": drive.get("beta"), "learner": drive.get("learner"),
-                        "git_revision": drive.get("git_revision")})
+            raise DemoError(
+                f"{p}: scenario/camera/actions {key} differ from the first dataset's {first}; "
+                "train on datasets of one layout"
+            )
+        sources.append(
+            {
+                "path": str(p),
+                "dataset_id": meta.get("dataset_id"),
+                "frames": drive.get("frames"),
+                "recorder_version": drive.get("recorder_version"),
+                "noise": drive.get("noise"),
+                "beta": drive.get("beta"),
+                "learner": drive.get("learner"),
+                "git_revision": drive.get("git_revision"),
+            }
+        )
         if rig is not None:
             rig_meta = rig_meta or dict(rig)
             if rig.get("side_views") != rig_meta.get("side_views"):
@@ -364,24 +478,45 @@ def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
             parts["labels"].append(np.asarray(a["expert_action"], np.float32))
             parts["episode"].append(np.full(n, len(episodes), np.int64))
             parts["step"].append(np.arange(n, dtype=np.int64))
-            episodes.append({"path": str(p), "seed": int(attrs.get("seed", -1)),
-                             "scenario": attrs.get("scenario"), "status": attrs.get("status"),
-                             "driving_score": attrs.get("driving_score"), "steps": n - 1})
+            episodes.append(
+                {
+                    "path": str(p),
+                    "seed": int(attrs.get("seed", -1)),
+                    "scenario": attrs.get("scenario"),
+                    "status": attrs.get("status"),
+                    "driving_score": attrs.get("driving_score"),
+                    "steps": n - 1,
+                }
+            )
     if not episodes:
         raise DemoError(f"{', '.join(map(str, paths))}: no episodes")
     side: dict = {}
     if parts["side_frames"]:
         counts = {a.shape[1] for a in parts["side_frames"]}
         if len(parts["side_frames"]) == len(parts["frames"]) and len(counts) == 1:
-            side = {"side_frames": np.concatenate(parts["side_frames"]),
-                    "side_labels": np.concatenate(parts["side_labels"])}
+            side = {
+                "side_frames": np.concatenate(parts["side_frames"]),
+                "side_labels": np.concatenate(parts["side_labels"]),
+            }
         else:  # a ragged mix would bias the sampling: train on the centre views only, and say so
-            print(f"note: {', '.join(map(str, paths))}: recovery views in {len(parts['side_frames'])} of "
-                  f"{len(parts['frames'])} episodes (counts {sorted(counts)}); training without them",
-                  file=sys.stderr)
-    return Demos(frames=np.concatenate(parts["frames"]), speed=np.concatenate(parts["speed"]),
-                 command=np.concatenate(parts["command"]), labels=np.concatenate(parts["labels"]),
-                 episode=np.concatenate(parts["episode"]), step=np.concatenate(parts["step"]),
-                 episodes=episodes, scenario=first["scenario"], camera=first["camera"],
-                 action_names=tuple(first["action_names"]), uses_command=first["uses_command"],
-                 sources=sources, rig=rig_meta, **side)
+            print(
+                f"note: {', '.join(map(str, paths))}: recovery views in {len(parts['side_frames'])} of "
+                f"{len(parts['frames'])} episodes (counts {sorted(counts)}); training without them",
+                file=sys.stderr,
+            )
+    return Demos(
+        frames=np.concatenate(parts["frames"]),
+        speed=np.concatenate(parts["speed"]),
+        command=np.concatenate(parts["command"]),
+        labels=np.concatenate(parts["labels"]),
+        episode=np.concatenate(parts["episode"]),
+        step=np.concatenate(parts["step"]),
+        episodes=episodes,
+        scenario=first["scenario"],
+        camera=first["camera"],
+        action_names=tuple(first["action_names"]),
+        uses_command=first["uses_command"],
+        sources=sources,
+        rig=rig_meta,
+        **side,
+    )

@@ -97,7 +97,7 @@ class PilotNetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PilotNetConfig":
+    def from_dict(cls, d: dict) -> PilotNetConfig:
         d = dict(d)
         d["image_hw"] = tuple(int(v) for v in d["image_hw"])
         d["cameras"] = tuple(d.get("cameras", ()))  # checkpoints from before the rig: bird's-eye
@@ -150,7 +150,7 @@ class PilotNet(nn.Module):
         self.channels_last = False
         """Keep the NHWC camera layout through the convolutions (set by ``to_channels_last``)."""
 
-    def to_channels_last(self) -> "PilotNet":
+    def to_channels_last(self) -> PilotNet:
         """Run the convolutions in channels_last layout (faster on CUDA tensor cores)."""
         self.channels_last = True
         return self.to(memory_format=torch.channels_last)
@@ -160,15 +160,21 @@ class PilotNet(nn.Module):
         want = (h, w, self.config.channels)
         if frames.ndim != 4 or tuple(frames.shape[1:]) != want:
             views = f" x cameras {len(self.config.cameras)}" if self.config.cameras else ""
-            raise ValueError(f"{self.config.model_name} expects frames of shape [B, {h}, {w}, "
-                             f"{self.config.channels}] (H, W, 3 x stack {self.config.stack}{views}), got "
-                             f"{list(frames.shape)}")
+            raise ValueError(
+                f"{self.config.model_name} expects frames of shape [B, {h}, {w}, "
+                f"{self.config.channels}] (H, W, 3 x stack {self.config.stack}{views}), got "
+                f"{list(frames.shape)}"
+            )
         if frames.dtype != torch.uint8:
-            raise ValueError(f"{self.config.model_name} expects uint8 frames (0..255), got {frames.dtype}")
+            raise ValueError(
+                f"{self.config.model_name} expects uint8 frames (0..255), got {frames.dtype}"
+            )
         if aux.shape != (frames.shape[0], self.config.aux_size):
-            raise ValueError(f"{self.config.model_name} expects aux of shape [B, {self.config.aux_size}] "
-                             f"(speed{' + one-hot command' if self.config.use_command else ''}), got "
-                             f"{list(aux.shape)}")
+            raise ValueError(
+                f"{self.config.model_name} expects aux of shape [B, {self.config.aux_size}] "
+                f"(speed{' + one-hot command' if self.config.use_command else ''}), got "
+                f"{list(aux.shape)}"
+            )
 
     def forward(self, frames: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
         self.check_input(frames, aux)
@@ -184,7 +190,9 @@ class PilotNet(nn.Module):
         if n == 1:
             return encode_pixels(self.features, self.pool, pixels)
         b, c, h, w = pixels.shape
-        return encode_pixels(self.features, self.pool, pixels.reshape(b * n, c // n, h, w)).reshape(b, -1)
+        return encode_pixels(self.features, self.pool, pixels.reshape(b * n, c // n, h, w)).reshape(
+            b, -1
+        )
 
 
 def encode_pixels(features: nn.Module, pool: nn.Module, pixels: torch.Tensor) -> torch.Tensor:

@@ -60,13 +60,16 @@ class RoadCrop:
         for f in ("top", "bottom", "left", "right"):
             object.__setattr__(self, f, int(getattr(self, f)))
         if not (0 <= self.top < self.bottom and 0 <= self.left < self.right):
-            raise ValueError(f"empty road crop rows {self.top}:{self.bottom}, columns {self.left}:{self.right}")
+            raise ValueError(
+                f"empty road crop rows {self.top}:{self.bottom}, columns {self.left}:{self.right}"
+            )
         if min(self.out_hw) < 8:
             raise ValueError(f"road crop output must be at least 8x8 px, got {self.out_hw}")
 
     @classmethod
-    def for_camera(cls, camera: PinholeCamera, out_hw: tuple[int, int] = INPUT_HW,
-                   margin_px: int = 4) -> RoadCrop:
+    def for_camera(
+        cls, camera: PinholeCamera, out_hw: tuple[int, int] = INPUT_HW, margin_px: int = 4
+    ) -> RoadCrop:
         """From ``margin_px`` above the camera's horizon (its centre column) to the bottom edge,
         full width."""
         top = math.floor(float(camera.horizon_row())) - int(margin_px)
@@ -76,9 +79,11 @@ class RoadCrop:
     def apply(self, frame: np.ndarray) -> np.ndarray:
         """``uint8[H, W, 3]`` camera frame -> ``uint8[*out_hw, 3]`` (area resampling)."""
         if frame.ndim != 3 or frame.shape[0] < self.bottom or frame.shape[1] < self.right:
-            raise ValueError(f"road crop rows {self.top}:{self.bottom}, columns {self.left}:{self.right} "
-                             f"do not fit a frame of shape {frame.shape}")
-        roi = frame[self.top:self.bottom, self.left:self.right]
+            raise ValueError(
+                f"road crop rows {self.top}:{self.bottom}, columns {self.left}:{self.right} "
+                f"do not fit a frame of shape {frame.shape}"
+            )
+        roi = frame[self.top : self.bottom, self.left : self.right]
         h, w = self.out_hw
         return cv2.resize(roi, (w, h), interpolation=cv2.INTER_AREA)
 
@@ -123,7 +128,9 @@ def parse_side_views(text: str) -> tuple[SideView, ...]:
         try:
             views.append(SideView(float(dy), float(yaw) if sep else 0.0))
         except ValueError as e:
-            raise ValueError(f"bad side view {part.strip()!r} (want SHIFT_M:YAW_DEG, e.g. 0.5:0 or 0:-5): {e}") from None
+            raise ValueError(
+                f"bad side view {part.strip()!r} (want SHIFT_M:YAW_DEG, e.g. 0.5:0 or 0:-5): {e}"
+            ) from None
     return tuple(views)
 
 
@@ -132,12 +139,22 @@ def side_camera(camera: PinholeCamera, view: SideView) -> PinholeCamera:
     ``yaw``: its mount rotated about the ego's centre and shifted, its optical axis turned."""
     th = math.radians(view.yaw_deg)
     c, s = math.cos(th), math.sin(th)
-    return replace(camera, x_m=c * camera.x_m - s * camera.y_m, y_m=s * camera.x_m + c * camera.y_m + view.dy_m,
-                   yaw_rad=camera.yaw_rad + th)
+    return replace(
+        camera,
+        x_m=c * camera.x_m - s * camera.y_m,
+        y_m=s * camera.x_m + c * camera.y_m + view.dy_m,
+        yaw_rad=camera.yaw_rad + th,
+    )
 
 
-def recovery_labels(labels: np.ndarray, speed_mps: np.ndarray, dy_m: np.ndarray, dtheta_rad: np.ndarray,
-                    steering_index: int, steering_range_rad: float) -> np.ndarray:
+def recovery_labels(
+    labels: np.ndarray,
+    speed_mps: np.ndarray,
+    dy_m: np.ndarray,
+    dtheta_rad: np.ndarray,
+    steering_index: int,
+    steering_range_rad: float,
+) -> np.ndarray:
     """The expert's normalised actions corrected for a car standing ``dy_m`` to the side and
     ``dtheta_rad`` off its heading: pure pursuit from that pose to the point the expert's arc
     reaches ``4 m + 1 s x speed`` ahead.  Only the steering changes; shapes broadcast."""
@@ -165,18 +182,26 @@ class RigInput:
     side_views: tuple[SideView, ...] = ()
 
     @classmethod
-    def build(cls, rig: CameraRig, cameras: Sequence[str] = DEFAULT_CAMERAS,
-              side_views: Sequence[SideView] = ()) -> RigInput:
+    def build(
+        cls,
+        rig: CameraRig,
+        cameras: Sequence[str] = DEFAULT_CAMERAS,
+        side_views: Sequence[SideView] = (),
+    ) -> RigInput:
         cameras = tuple(cameras)
         if not cameras:
             raise ValueError("a rig policy needs at least one camera")
         unknown = [c for c in cameras if c not in rig]
         if unknown:
-            raise ValueError(f"unknown rig camera(s) {unknown}; the rig has: {', '.join(rig.names)}")
+            raise ValueError(
+                f"unknown rig camera(s) {unknown}; the rig has: {', '.join(rig.names)}"
+            )
         if len(set(cameras)) != len(cameras):
             raise ValueError(f"a camera is named twice in {list(cameras)}")
         sub = CameraRig({c: rig[c] for c in cameras})
-        return cls(cameras, sub, tuple(RoadCrop.for_camera(rig[c]) for c in cameras), tuple(side_views))
+        return cls(
+            cameras, sub, tuple(RoadCrop.for_camera(rig[c]) for c in cameras), tuple(side_views)
+        )
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -185,7 +210,9 @@ class RigInput:
     def crop(self, frames: dict) -> np.ndarray:
         """This step's cropped camera frames, concatenated on the channel axis in camera order:
         ``uint8[66, 200, 3 x cameras]``."""
-        return np.concatenate([c.apply(np.asarray(frames[n])) for n, c in zip(self.cameras, self.crops)], axis=-1)
+        return np.concatenate(
+            [c.apply(np.asarray(frames[n])) for n, c in zip(self.cameras, self.crops)], axis=-1
+        )
 
     def side_frames(self, render) -> np.ndarray:
         """``uint8[V, 66, 200, 3 x cameras]``: every recovery view, each camera rendered by
@@ -194,31 +221,46 @@ class RigInput:
         out = np.empty((len(self.side_views), h, w, 3 * len(self.cameras)), np.uint8)
         for v, view in enumerate(self.side_views):
             for k, (name, crop) in enumerate(zip(self.cameras, self.crops)):
-                out[v, :, :, 3 * k:3 * k + 3] = crop.apply(render(side_camera(self.rig[name], view)))
+                out[v, :, :, 3 * k : 3 * k + 3] = crop.apply(
+                    render(side_camera(self.rig[name], view))
+                )
         return out
 
-    def side_labels(self, label: np.ndarray, speed_mps: float, steering_index: int,
-                    steering_range_rad: float) -> np.ndarray:
+    def side_labels(
+        self, label: np.ndarray, speed_mps: float, steering_index: int, steering_range_rad: float
+    ) -> np.ndarray:
         """``float32[V, k]``: the expert's action at this state corrected for each recovery view."""
         if not self.side_views:
             return np.zeros((0, len(label)), np.float32)
         dy = np.array([v.dy_m for v in self.side_views])
         th = np.radians([v.yaw_deg for v in self.side_views])
         rep = np.repeat(np.asarray(label, np.float32)[None], len(dy), axis=0)
-        return recovery_labels(rep, np.full(len(dy), float(speed_mps)), dy, th, steering_index, steering_range_rad)
+        return recovery_labels(
+            rep, np.full(len(dy), float(speed_mps)), dy, th, steering_index, steering_range_rad
+        )
 
     def to_dict(self) -> dict:
-        return {"cameras": list(self.cameras), "rig": self.rig.to_dict(),
-                "crops": {n: c.to_dict() for n, c in zip(self.cameras, self.crops)},
-                "side_views": [[v.dy_m, v.yaw_deg] for v in self.side_views]}
+        return {
+            "cameras": list(self.cameras),
+            "rig": self.rig.to_dict(),
+            "crops": {n: c.to_dict() for n, c in zip(self.cameras, self.crops)},
+            "side_views": [[v.dy_m, v.yaw_deg] for v in self.side_views],
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> RigInput:
         cams = tuple(d["cameras"])
-        return cls(cams, CameraRig.from_dict(d["rig"]), tuple(RoadCrop.from_dict(d["crops"][c]) for c in cams),
-                   tuple(SideView(float(a), float(b)) for a, b in d.get("side_views", [])))
+        return cls(
+            cams,
+            CameraRig.from_dict(d["rig"]),
+            tuple(RoadCrop.from_dict(d["crops"][c]) for c in cams),
+            tuple(SideView(float(a), float(b)) for a, b in d.get("side_views", [])),
+        )
 
     def same_view(self, other: RigInput) -> bool:
         """Same cameras, camera models and crops (the recovery views may differ)."""
-        return (self.cameras == other.cameras and self.rig.to_dict() == other.rig.to_dict()
-                and self.crops == other.crops)
+        return (
+            self.cameras == other.cameras
+            and self.rig.to_dict() == other.rig.to_dict()
+            and self.crops == other.crops
+        )

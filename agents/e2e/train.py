@@ -91,9 +91,13 @@ class ViewAugmenter:
         self.camera = BevCamera.from_dict(camera)
         self.h, self.w = int(self.camera.height_px), int(self.camera.width_px)
         self.steer_i, self.steer_range = steering_index, steering_range_rad
-        v, u = np.meshgrid(np.arange(self.h, dtype=np.float32), np.arange(self.w, dtype=np.float32), indexing="ij")
+        v, u = np.meshgrid(
+            np.arange(self.h, dtype=np.float32), np.arange(self.w, dtype=np.float32), indexing="ij"
+        )
         # output pixel -> ego-frame metres (x forward, y left) of the new viewpoint
-        self.base = torch.from_numpy(self.camera.pixel_to_ego(np.stack([u, v], axis=-1)).astype(np.float32))
+        self.base = torch.from_numpy(
+            self.camera.pixel_to_ego(np.stack([u, v], axis=-1)).astype(np.float32)
+        )
 
     def grid(self, dy: torch.Tensor, dtheta: torch.Tensor) -> torch.Tensor:
         """grid_sample grid [B, H, W, 2]: where each new pixel was in the recorded frame."""
@@ -102,11 +106,15 @@ class ViewAugmenter:
         px = c * x - s * y  # p = R(dtheta) p' + (0, dy)
         py = s * x + c * y + dy[:, None, None]
         # back to pixels through the camera model (float64), handed to grid_sample as float32
-        uv = torch.from_numpy(self.camera.ego_to_pixel(torch.stack([px, py], dim=-1).numpy()).astype(np.float32))
+        uv = torch.from_numpy(
+            self.camera.ego_to_pixel(torch.stack([px, py], dim=-1).numpy()).astype(np.float32)
+        )
         u, v = uv[..., 0], uv[..., 1]
         return torch.stack([(2 * u + 1) / self.w - 1, (2 * v + 1) / self.h - 1], dim=-1)
 
-    def correct(self, labels: np.ndarray, speed: np.ndarray, dy: np.ndarray, dtheta: np.ndarray) -> np.ndarray:
+    def correct(
+        self, labels: np.ndarray, speed: np.ndarray, dy: np.ndarray, dtheta: np.ndarray
+    ) -> np.ndarray:
         """Steering labels for the shifted viewpoints (pure pursuit to the expert's arc)."""
         return recovery_labels(labels, speed, dy, dtheta, self.steer_i, self.steer_range)
 
@@ -122,19 +130,31 @@ def _photometric(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 class BatchMaker:
     """Index gather + augmentation from the in-memory arrays (the data loader)."""
 
-    def __init__(self, demos: Demos, config: PilotNetConfig, recipe: E2ETrainConfig,
-                 steering_range_rad: float) -> None:
+    def __init__(
+        self,
+        demos: Demos,
+        config: PilotNetConfig,
+        recipe: E2ETrainConfig,
+        steering_range_rad: float,
+    ) -> None:
         self.d, self.config, self.recipe = demos, config, recipe
         self.frames = torch.from_numpy(demos.frames)  # shares memory, no copy
         self.stacked = demos.stacked_indices(config.stack, config.stride)
         self.rig = demos.rig is not None
-        self.aug = None if self.rig else ViewAugmenter(demos.camera, list(demos.action_names).index("steering"),
-                                                       steering_range_rad)
+        self.aug = (
+            None
+            if self.rig
+            else ViewAugmenter(
+                demos.camera, list(demos.action_names).index("steering"), steering_range_rad
+            )
+        )
         self.side = torch.from_numpy(demos.side_frames) if demos.side_frames is not None else None
         self.gen = torch.Generator().manual_seed(recipe.seed)
         self.rng = np.random.default_rng(recipe.seed)
 
-    def batch(self, idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(
+        self, idx: np.ndarray, augment: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.rig:
             return self._rig_batch(idx, augment)
         rows = torch.from_numpy(self.stacked[idx].reshape(-1))
@@ -146,43 +166,64 @@ class BatchMaker:
             x = frames.permute(0, 1, 4, 2, 3).reshape(b, k * 3, *frames.shape[2:4]).float()
             view = self.rng.random(b) < self.recipe.view_prob
             dy = np.where(view, self.rng.uniform(-self.recipe.shift_m, self.recipe.shift_m, b), 0.0)
-            dth = np.where(view, np.radians(self.rng.uniform(-self.recipe.rotate_deg, self.recipe.rotate_deg, b)), 0.0)
+            dth = np.where(
+                view,
+                np.radians(self.rng.uniform(-self.recipe.rotate_deg, self.recipe.rotate_deg, b)),
+                0.0,
+            )
             if view.any():
                 grid = self.aug.grid(torch.from_numpy(dy).float(), torch.from_numpy(dth).float())
-                x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border",
-                                                    align_corners=False)
+                x = torch.nn.functional.grid_sample(
+                    x, grid, mode="bilinear", padding_mode="border", align_corners=False
+                )
                 labels = self.aug.correct(labels, speed, dy, dth)
             x = _photometric(x, self.gen).round_().clamp_(0, 255).to(torch.uint8)
             frames = x.reshape(b, k, 3, *x.shape[2:]).permute(0, 1, 3, 4, 2)
-        frames = frames.permute(0, 2, 3, 1, 4).reshape(b, frames.shape[2], frames.shape[3], k * 3).contiguous()
+        frames = (
+            frames.permute(0, 2, 3, 1, 4)
+            .reshape(b, frames.shape[2], frames.shape[3], k * 3)
+            .contiguous()
+        )
         aux = aux_inputs(speed, self.d.command[idx], self.config)
         return frames, aux, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
 
-    def _rig_batch(self, idx: np.ndarray, augment: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _rig_batch(
+        self, idx: np.ndarray, augment: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rig frames: a ``view_prob`` share of the samples is drawn from one of the state's
         recorded recovery views (the whole stack from the same view, as from a camera mounted
         there) with its corrected label; photometric jitter on top."""
         b, k, n = len(idx), self.config.stack, self.config.n_views
         stacked = self.stacked[idx]  # [B, k]
         labels = self.d.labels[idx].copy()
-        frames = self.frames[torch.from_numpy(stacked.reshape(-1))].reshape(b, k, *self.frames.shape[1:])
+        frames = self.frames[torch.from_numpy(stacked.reshape(-1))].reshape(
+            b, k, *self.frames.shape[1:]
+        )
         if augment and self.side is not None and self.recipe.view_prob > 0:
             pick = np.flatnonzero(self.rng.random(b) < self.recipe.view_prob)
             if len(pick):
                 view = self.rng.integers(0, self.side.shape[1], len(pick))
                 rows = torch.from_numpy(stacked[pick].reshape(-1))
                 views = torch.from_numpy(np.repeat(view, k))
-                frames[torch.from_numpy(pick)] = self.side[rows, views].reshape(len(pick), k, *self.frames.shape[1:])
+                frames[torch.from_numpy(pick)] = self.side[rows, views].reshape(
+                    len(pick), k, *self.frames.shape[1:]
+                )
                 labels[pick] = self.d.side_labels[idx[pick], view]
         h, w = frames.shape[2:4]
         # [B, k, H, W, n*3] -> [B, H, W, n, k, 3]: each camera's frames together, oldest first
-        frames = frames.reshape(b, k, h, w, n, 3).permute(0, 2, 3, 4, 1, 5).reshape(b, h, w, n * k * 3)
+        frames = (
+            frames.reshape(b, k, h, w, n, 3).permute(0, 2, 3, 4, 1, 5).reshape(b, h, w, n * k * 3)
+        )
         if augment:
             x = frames.permute(0, 3, 1, 2).float()
             x = _photometric(x, self.gen).round_().clamp_(0, 255).to(torch.uint8)
             frames = x.permute(0, 2, 3, 1)
         aux = aux_inputs(self.d.speed[idx], self.d.command[idx], self.config)
-        return frames.contiguous(), aux, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
+        return (
+            frames.contiguous(),
+            aux,
+            torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32)),
+        )
 
 
 def _loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -190,12 +231,18 @@ def _loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def evaluate_loss(model: PilotNet, maker: BatchMaker, idx: np.ndarray, device: torch.device, kind: str,
-                  batch_size: int = 256) -> float:
+def evaluate_loss(
+    model: PilotNet,
+    maker: BatchMaker,
+    idx: np.ndarray,
+    device: torch.device,
+    kind: str,
+    batch_size: int = 256,
+) -> float:
     model.eval()
     total, n = 0.0, 0
     for i in range(0, len(idx), batch_size):
-        frames, aux, y = maker.batch(idx[i:i + batch_size], augment=False)
+        frames, aux, y = maker.batch(idx[i : i + batch_size], augment=False)
         pred = model(frames.to(device), aux.to(device))
         total += float(_loss(pred, y.to(device), kind)) * len(y)
         n += len(y)
@@ -208,11 +255,15 @@ def policy_loss(path: str | Path, demos: Demos, device: str | torch.device = "cp
     dev = resolve_device(device) if isinstance(device, str) else device
     model, meta = load_policy(path, dev)
     if tuple(meta["action_names"]) != tuple(demos.action_names):
-        raise ValueError(f"{path} drives {meta['action_names']}, the data has {list(demos.action_names)}")
+        raise ValueError(
+            f"{path} drives {meta['action_names']}, the data has {list(demos.action_names)}"
+        )
     h, w = demos.image_hw
     if model.config.image_hw != (h, w) or model.config.cameras != _cameras(demos):
-        raise ValueError(f"{path} takes {model.config.image_hw} frames of {_views(model.config.cameras)}, "
-                         f"the data has {(h, w)} of {_views(_cameras(demos))}")
+        raise ValueError(
+            f"{path} takes {model.config.image_hw} frames of {_views(model.config.cameras)}, "
+            f"the data has {(h, w)} of {_views(_cameras(demos))}"
+        )
     maker = BatchMaker(demos, model.config, E2ETrainConfig(), float(meta["steering_range_rad"]))
     kind = meta.get("training", {}).get("loss", E2ETrainConfig().loss)
     return evaluate_loss(model, maker, np.arange(len(demos)), dev, kind)
@@ -232,9 +283,17 @@ def epochs_for(samples: int, frames: int, max_epochs: int, val_fraction: float =
     return int(min(max_epochs, max(1, math.ceil(samples / max((1 - val_fraction) * frames, 1)))))
 
 
-def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig = E2ETrainConfig(), *,
-              device: str = "auto", init: str | Path | None = None, progress: bool = True,
-              extra_meta: dict | None = None, demos: Demos | None = None) -> dict:
+def train_e2e(
+    data: str | Path | list,
+    out: str | Path,
+    recipe: E2ETrainConfig = E2ETrainConfig(),
+    *,
+    device: str = "auto",
+    init: str | Path | None = None,
+    progress: bool = True,
+    extra_meta: dict | None = None,
+    demos: Demos | None = None,
+) -> dict:
     """Train a PilotNet policy on the demonstrations ``data``; the best epoch goes to ``out``.
 
     ``init``: a policy checkpoint to start from (DAgger's rounds fine-tune); its
@@ -251,29 +310,47 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
     steer_range = _steering_range(paths)
     train_idx, val_idx = split_by_episode(demos.episode.tolist(), recipe.val_fraction, recipe.seed)
     if not len(train_idx) or not len(val_idx):
-        raise ValueError(f"{', '.join(paths)}: need at least two episodes to split train / validation, "
-                         f"found {len(demos.episodes)}")
+        raise ValueError(
+            f"{', '.join(paths)}: need at least two episodes to split train / validation, "
+            f"found {len(demos.episodes)}"
+        )
     h, w = demos.image_hw
     if init is not None:
         model, init_meta = load_policy(init, dev)
         if tuple(init_meta["action_names"]) != demos.action_names:
-            raise ValueError(f"--init {init} drives {init_meta['action_names']}, the data has {demos.action_names}")
-        recipe = replace(recipe, model=model.config.model_name, stack=model.config.stack,
-                         stride=model.config.stride)
+            raise ValueError(
+                f"--init {init} drives {init_meta['action_names']}, the data has {demos.action_names}"
+            )
+        recipe = replace(
+            recipe,
+            model=model.config.model_name,
+            stack=model.config.stack,
+            stride=model.config.stride,
+        )
     else:
-        config = PilotNetConfig(width=parse_model(recipe.model), image_hw=(h, w), stack=recipe.stack,
-                                stride=recipe.stride,
-                                n_actions=len(demos.action_names),
-                                use_command=bool(len(np.unique(demos.command)) > 1 or demos.uses_command),
-                                cameras=_cameras(demos))
+        config = PilotNetConfig(
+            width=parse_model(recipe.model),
+            image_hw=(h, w),
+            stack=recipe.stack,
+            stride=recipe.stride,
+            n_actions=len(demos.action_names),
+            use_command=bool(len(np.unique(demos.command)) > 1 or demos.uses_command),
+            cameras=_cameras(demos),
+        )
         model = PilotNet(config).to(dev)
     if model.config.image_hw != (h, w) or model.config.cameras != _cameras(demos):
-        raise ValueError(f"the model takes {model.config.image_hw} frames of {_views(model.config.cameras)}, "
-                         f"the data has {(h, w)} of {_views(_cameras(demos))}")
+        raise ValueError(
+            f"the model takes {model.config.image_hw} frames of {_views(model.config.cameras)}, "
+            f"the data has {(h, w)} of {_views(_cameras(demos))}"
+        )
     maker = BatchMaker(demos, model.config, recipe, steer_range)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
     steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimiser, T_max=recipe.epochs * steps_per_epoch
+    )
     writer = None
     try:  # lazy: tensorboard is slow to import and only training writes scalars
         from torch.utils.tensorboard import SummaryWriter
@@ -290,12 +367,18 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
     for epoch in range(recipe.epochs):
         model.train()
         order = rng.permutation(train_idx)
-        bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="frame",
-                   disable=not progress, leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(order),
+            desc=f"epoch {epoch + 1}/{recipe.epochs}",
+            unit="frame",
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
         run_loss, run_n = 0.0, 0
         for i in range(0, len(order), recipe.batch_size):
             t0 = time.perf_counter()
-            frames, aux, y = maker.batch(order[i:i + recipe.batch_size], augment=recipe.augment)
+            frames, aux, y = maker.batch(order[i : i + recipe.batch_size], augment=recipe.augment)
             t1 = time.perf_counter()
             pred = model(frames.to(dev, non_blocking=True), aux.to(dev))
             loss = _loss(pred, y.to(dev), recipe.loss)
@@ -321,19 +404,48 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
         bar.close()
         val_loss = evaluate_loss(model, maker, val_idx, dev, recipe.loss)
         elapsed = time.time() - started
-        history.append({"epoch": epoch + 1, "train_loss": run_loss / max(run_n, 1), "val_loss": val_loss,
-                        "lr": optimiser.param_groups[0]["lr"], "elapsed_s": elapsed})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": run_loss / max(run_n, 1),
+                "val_loss": val_loss,
+                "lr": optimiser.param_groups[0]["lr"],
+                "elapsed_s": elapsed,
+            }
+        )
         if writer is not None:
             for k in ("train_loss", "val_loss", "lr"):
                 writer.add_scalar(k, history[-1][k], epoch + 1)
         if progress:
-            print(f"epoch {epoch + 1}: train {history[-1]['train_loss']:.4f}  val {val_loss:.4f}  "
-                  f"({elapsed:.0f} s)", flush=True)
+            print(
+                f"epoch {epoch + 1}: train {history[-1]['train_loss']:.4f}  val {val_loss:.4f}  "
+                f"({elapsed:.0f} s)",
+                flush=True,
+            )
         if val_loss < best or recipe.keep == "last":
             best, best_epoch = val_loss, epoch + 1
-            save_policy(model, out, _meta(demos, paths, recipe, model, steer_range, history, best_epoch,
-                                          train_idx, val_idx, dev, init, samples, load_s, compute_s,
-                                          stopped, extra_meta))
+            save_policy(
+                model,
+                out,
+                _meta(
+                    demos,
+                    paths,
+                    recipe,
+                    model,
+                    steer_range,
+                    history,
+                    best_epoch,
+                    train_idx,
+                    val_idx,
+                    dev,
+                    init,
+                    samples,
+                    load_s,
+                    compute_s,
+                    stopped,
+                    extra_meta,
+                ),
+            )
         elif epoch + 1 - best_epoch >= recipe.patience:
             stopped = "early_stopping"
             break
@@ -343,35 +455,95 @@ def train_e2e(data: str | Path | list, out: str | Path, recipe: E2ETrainConfig =
         writer.close()
     # the final JSON carries the whole history (the best epoch's weights stay as saved)
     final_model, _ = load_policy(out, "cpu")
-    save_policy(final_model, out, _meta(demos, paths, recipe, model, steer_range, history, best_epoch, train_idx,
-                                        val_idx, dev, init, samples, load_s, compute_s, stopped, extra_meta,
-                                        complete=True))
-    return {"out": str(out), "best_epoch": best_epoch, "best_val_loss": best, "history": history,
-            "parameters": count_parameters(model), "train_seconds": time.time() - started,
-            "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
-            "loader_samples_per_s": samples / max(load_s, 1e-9), "stopped": stopped,
-            "train_frames": int(len(train_idx)), "val_frames": int(len(val_idx))}
+    save_policy(
+        final_model,
+        out,
+        _meta(
+            demos,
+            paths,
+            recipe,
+            model,
+            steer_range,
+            history,
+            best_epoch,
+            train_idx,
+            val_idx,
+            dev,
+            init,
+            samples,
+            load_s,
+            compute_s,
+            stopped,
+            extra_meta,
+            complete=True,
+        ),
+    )
+    return {
+        "out": str(out),
+        "best_epoch": best_epoch,
+        "best_val_loss": best,
+        "history": history,
+        "parameters": count_parameters(model),
+        "train_seconds": time.time() - started,
+        "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
+        "loader_samples_per_s": samples / max(load_s, 1e-9),
+        "stopped": stopped,
+        "train_frames": len(train_idx),
+        "val_frames": len(val_idx),
+    }
 
 
 def _steering_range(paths: list[str]) -> float:
     return float(dataset_info(paths[0])["drive"].get("steering_range_rad", math.pi / 4))
 
 
-def _meta(demos, paths, recipe, model, steer_range, history, best_epoch, train_idx, val_idx, dev, init, samples,
-          load_s, compute_s, stopped, extra_meta, complete: bool = False) -> dict:
+def _meta(
+    demos,
+    paths,
+    recipe,
+    model,
+    steer_range,
+    history,
+    best_epoch,
+    train_idx,
+    val_idx,
+    dev,
+    init,
+    samples,
+    load_s,
+    compute_s,
+    stopped,
+    extra_meta,
+    complete: bool = False,
+) -> dict:
     return {
-        "model": model.config.model_name, "parameters": count_parameters(model),
-        "camera": demos.camera, **({"rig": demos.rig} if demos.rig is not None else {}),
+        "model": model.config.model_name,
+        "parameters": count_parameters(model),
+        "camera": demos.camera,
+        **({"rig": demos.rig} if demos.rig is not None else {}),
         "recovery_views": 0 if demos.side_frames is None else int(demos.side_frames.shape[1]),
-        "action_names": list(demos.action_names), "steering_range_rad": steer_range,
+        "action_names": list(demos.action_names),
+        "steering_range_rad": steer_range,
         "scenario": demos.scenario,
-        "training": {**asdict(recipe), "device": str(dev), "best_epoch": best_epoch, "history": history,
-                     "train_frames": int(len(train_idx)), "val_frames": int(len(val_idx)),
-                     "init": str(init) if init else None, "samples_seen": int(samples),
-                     "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
-                     "loader_samples_per_s": samples / max(load_s, 1e-9), "stopped": stopped,
-                     "complete": complete},
-        "dataset": {"paths": paths, "sources": demos.sources, "frames": len(demos),
-                    "episodes": len(demos.episodes)},
+        "training": {
+            **asdict(recipe),
+            "device": str(dev),
+            "best_epoch": best_epoch,
+            "history": history,
+            "train_frames": len(train_idx),
+            "val_frames": len(val_idx),
+            "init": str(init) if init else None,
+            "samples_seen": int(samples),
+            "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
+            "loader_samples_per_s": samples / max(load_s, 1e-9),
+            "stopped": stopped,
+            "complete": complete,
+        },
+        "dataset": {
+            "paths": paths,
+            "sources": demos.sources,
+            "frames": len(demos),
+            "episodes": len(demos.episodes),
+        },
         **(extra_meta or {}),
     }

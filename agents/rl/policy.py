@@ -27,7 +27,10 @@ class PilotNetExtractor(BaseFeaturesExtractor):
         self.features, self.pool = net.features, net.pool
 
     def forward(self, obs: dict) -> torch.Tensor:
-        parts = [encode_pixels(self.features, self.pool, obs["bev"].float()), obs["speed"].float().reshape(-1, 1) * SPEED_SCALE]
+        parts = [
+            encode_pixels(self.features, self.pool, obs["bev"].float()),
+            obs["speed"].float().reshape(-1, 1) * SPEED_SCALE,
+        ]
         if self.config.use_command:
             parts.append(obs["command"].float())
         return torch.cat(parts, dim=1)
@@ -39,13 +42,19 @@ def head_sizes(net: PilotNet) -> list[int]:
     return [m.out_features for m in linears[:-1]]
 
 
-def policy_kwargs(config: PilotNetConfig, log_std_init: float, value_arch: tuple[int, ...] = (64, 64)) -> dict:
+def policy_kwargs(
+    config: PilotNetConfig, log_std_init: float, value_arch: tuple[int, ...] = (64, 64)
+) -> dict:
     net = PilotNet(config)
-    return {"features_extractor_class": PilotNetExtractor,
-            "features_extractor_kwargs": {"config": config.to_dict()},
-            "net_arch": {"pi": head_sizes(net), "vf": list(value_arch)},
-            "activation_fn": nn.ELU, "share_features_extractor": False, "normalize_images": False,
-            "log_std_init": float(log_std_init)}
+    return {
+        "features_extractor_class": PilotNetExtractor,
+        "features_extractor_kwargs": {"config": config.to_dict()},
+        "net_arch": {"pi": head_sizes(net), "vf": list(value_arch)},
+        "activation_fn": nn.ELU,
+        "share_features_extractor": False,
+        "normalize_images": False,
+        "log_std_init": float(log_std_init),
+    }
 
 
 def _linears(seq: nn.Module) -> list[nn.Linear]:
@@ -55,7 +64,10 @@ def _linears(seq: nn.Module) -> list[nn.Linear]:
 def _head_pairs(policy, net: PilotNet) -> list[tuple[nn.Linear, nn.Linear]]:
     """(PilotNet layer, SB3 layer) for the actor's head: PilotNet's hidden layers are the policy
     MLP, its output layer is ``action_net``."""
-    mine, theirs = _linears(net.head), _linears(policy.mlp_extractor.policy_net) + [policy.action_net]
+    mine, theirs = (
+        _linears(net.head),
+        _linears(policy.mlp_extractor.policy_net) + [policy.action_net],
+    )
     if [tuple(m.weight.shape) for m in mine] != [tuple(m.weight.shape) for m in theirs]:
         raise ValueError("the PPO policy's head does not match PilotNet's")
     return list(zip(mine, theirs, strict=True))
@@ -65,7 +77,9 @@ def load_pilotnet_into_policy(policy, net: PilotNet) -> None:
     """Copy a PilotNet into an SB3 policy built by :func:`policy_kwargs`: the actor's convs,
     head and output layer, and the critic's convs (the value MLP starts fresh)."""
     if policy.pi_features_extractor.config != net.config:
-        raise ValueError(f"the PPO policy is {policy.pi_features_extractor.config}, the network is {net.config}")
+        raise ValueError(
+            f"the PPO policy is {policy.pi_features_extractor.config}, the network is {net.config}"
+        )
     with torch.no_grad():
         for ext in (policy.pi_features_extractor, policy.vf_features_extractor):
             ext.features.load_state_dict(net.features.state_dict())
@@ -77,8 +91,12 @@ def policy_to_pilotnet(policy) -> PilotNet:
     """The actor of an SB3 policy as a PilotNet (CPU, eval mode): its mean action."""
     net = PilotNet(policy.pi_features_extractor.config)
     with torch.no_grad():
-        net.features.load_state_dict({k: v.detach().cpu() for k, v in
-                                      policy.pi_features_extractor.features.state_dict().items()})
+        net.features.load_state_dict(
+            {
+                k: v.detach().cpu()
+                for k, v in policy.pi_features_extractor.features.state_dict().items()
+            }
+        )
         for mine, theirs in _head_pairs(policy, net):
             mine.load_state_dict({k: v.detach().cpu() for k, v in theirs.state_dict().items()})
     return net.eval()
@@ -91,10 +109,16 @@ _ALIAS = "features_extractor."
 
 def policy_state(policy) -> dict[str, torch.Tensor]:
     """The SB3 policy's tensors for ``policy.safetensors`` (each once, on the CPU)."""
-    return {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items() if not k.startswith(_ALIAS)}
+    return {
+        k: v.detach().cpu().contiguous()
+        for k, v in policy.state_dict().items()
+        if not k.startswith(_ALIAS)
+    }
 
 
-def load_policy_state(policy, state: dict[str, torch.Tensor], path: str = "policy.safetensors") -> None:
+def load_policy_state(
+    policy, state: dict[str, torch.Tensor], path: str = "policy.safetensors"
+) -> None:
     """Load :func:`policy_state`'s tensors back; every name, shape and dtype must fit (a
     :class:`~perception.checkpoint.CheckpointError` naming the tensor otherwise)."""
     want = {k: v for k, v in policy.state_dict().items() if not k.startswith(_ALIAS)}

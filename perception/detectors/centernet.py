@@ -48,11 +48,13 @@ class CenterNetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CenterNetConfig":
+    def from_dict(cls, d: dict) -> CenterNetConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown CenterNetConfig keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(
+                f"unknown CenterNetConfig keys {sorted(unknown)}; known: {sorted(known)}"
+            )
         d = dict(d)
         if "image_hw" in d:
             d["image_hw"] = tuple(d["image_hw"])
@@ -62,14 +64,24 @@ class CenterNetConfig:
     def camera(self) -> BevCamera:
         """The camera the network sees (its pixel <-> ego-metre maps)."""
         h, w = self.image_hw
-        return BevCamera(width_px=int(w), height_px=int(h), metres_per_pixel=self.metres_per_pixel,
-                          ego_u_px=self.ego_u_px, ego_v_px=self.ego_v_px)
+        return BevCamera(
+            width_px=int(w),
+            height_px=int(h),
+            metres_per_pixel=self.metres_per_pixel,
+            ego_u_px=self.ego_u_px,
+            ego_v_px=self.ego_v_px,
+        )
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class CenterNet(nn.Module):
@@ -80,7 +92,9 @@ class CenterNet(nn.Module):
     def __init__(self, config: CenterNetConfig = CenterNetConfig()) -> None:
         super().__init__()
         if config.stride != 4:
-            raise ValueError(f"this network's output grid is 1/4 of the image (stride 4), got {config.stride}")
+            raise ValueError(
+                f"this network's output grid is 1/4 of the image (stride 4), got {config.stride}"
+            )
         h, w = config.image_hw
         if h % 8 or w % 8:
             raise ValueError(f"image size must be a multiple of 8, got {h}x{w}")
@@ -89,11 +103,18 @@ class CenterNet(nn.Module):
         self.stem = _block(3, c, 2)  # 1/2
         self.down1 = _block(c, 2 * c, 2)  # 1/4
         self.down2 = _block(2 * c, 4 * c, 2)  # 1/8
-        self.up = nn.Sequential(nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2), nn.ReLU(inplace=True))
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2), nn.ReLU(inplace=True)
+        )
         self.fuse = _block(4 * c, 2 * c, 1)  # skip from 1/4
-        self.heads = nn.ModuleDict({name: nn.Sequential(
-            nn.Conv2d(2 * c, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, n, 1))
-            for name, n in self.HEADS.items()})
+        self.heads = nn.ModuleDict(
+            {
+                name: nn.Sequential(
+                    nn.Conv2d(2 * c, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, n, 1)
+                )
+                for name, n in self.HEADS.items()
+            }
+        )
         # heatmap bias so the initial prediction is ~0.01 everywhere (the paper's prior)
         nn.init.constant_(self.heads["heatmap"][-1].bias, -4.6)
 
@@ -101,9 +122,13 @@ class CenterNet(nn.Module):
         """``images``: uint8 or float [B, 3, H, W] in 0-255 -> raw head outputs on the 1/4 grid."""
         h, w = self.config.image_hw
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (h, w):
-            raise ValueError(f"expected images [B, 3, {h}, {w}] (RGB, channels first), got {tuple(images.shape)}; "
-                             f"convert camera frames with frames_to_tensor()")
-        x = images.to(next(self.parameters()).dtype) / 255.0 - 0.5  # the weights' dtype: fp16 on CUDA
+            raise ValueError(
+                f"expected images [B, 3, {h}, {w}] (RGB, channels first), got {tuple(images.shape)}; "
+                f"convert camera frames with frames_to_tensor()"
+            )
+        x = (
+            images.to(next(self.parameters()).dtype) / 255.0 - 0.5
+        )  # the weights' dtype: fp16 on CUDA
         x1 = self.down1(self.stem(x))
         x2 = self.down2(x1)
         x = self.fuse(torch.cat([self.up(x2), x1], dim=1))
@@ -120,8 +145,12 @@ def frames_to_tensor(frames: np.ndarray, device: torch.device | str = "cpu") -> 
 
 # -- decoding ------------------------------------------------------------------------------
 @torch.inference_mode()
-def decode(outputs: dict[str, torch.Tensor], config: CenterNetConfig, threshold: float = 0.3,
-           top_k: int = 64) -> list[Boxes]:
+def decode(
+    outputs: dict[str, torch.Tensor],
+    config: CenterNetConfig,
+    threshold: float = 0.3,
+    top_k: int = 64,
+) -> list[Boxes]:
     """Raw head outputs [B, ...] -> one :class:`Boxes` (ego frame) per image."""
     heat = torch.sigmoid(outputs["heatmap"].float())
     peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)  # local maxima only
@@ -146,7 +175,14 @@ def decode(outputs: dict[str, torch.Tensor], config: CenterNetConfig, threshold:
         sz = size[b][:, i].cpu().numpy()
         sin2, cos2 = hd[b][:, i].cpu().numpy()
         heading = 0.5 * np.arctan2(sin2, cos2)
-        result.append(Boxes(centre_m=camera.pixel_to_ego(uv), heading_rad=heading,
-                            length_m=np.abs(sz[0]), width_m=np.abs(sz[1]),
-                            kind=np.zeros(len(s), np.int8), score=s))
+        result.append(
+            Boxes(
+                centre_m=camera.pixel_to_ego(uv),
+                heading_rad=heading,
+                length_m=np.abs(sz[0]),
+                width_m=np.abs(sz[1]),
+                kind=np.zeros(len(s), np.int8),
+                score=s,
+            )
+        )
     return result

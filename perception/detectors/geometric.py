@@ -116,20 +116,27 @@ class SceneColours:
     def from_palette(cls, palette, marking_far_blend: float = 0.4) -> SceneColours:
         """From a :class:`~sim.world.perspective.PerspectivePalette` (or anything with its
         ``sky``, ``ground``, ``road``, ``marking`` and ``obstacle`` colours)."""
-        return cls(*(tuple(int(c) for c in getattr(palette, name))
-                     for name in ("sky", "ground", "road", "marking", "obstacle")),
-                   marking_far_blend=float(marking_far_blend))
+        return cls(
+            *(
+                tuple(int(c) for c in getattr(palette, name))
+                for name in ("sky", "ground", "road", "marking", "obstacle")
+            ),
+            marking_far_blend=float(marking_far_blend),
+        )
 
     @property
     def background(self) -> np.ndarray:
         """``int16[5, 3]``: sky, ground, road, marking and the far marking blend."""
-        far = tuple(round(r + self.marking_far_blend * (m - r)) for r, m in zip(self.road, self.marking))
+        far = tuple(
+            round(r + self.marking_far_blend * (m - r)) for r, m in zip(self.road, self.marking)
+        )
         return np.array([self.sky, self.ground, self.road, self.marking, far], dtype=np.int16)
 
 
 # ------------------------------------------------------------------------------ segmentation
-def vehicle_mask(frame: np.ndarray, colours: SceneColours, tolerance: int = 2,
-                 obstacle_angle_deg: float = 3.0) -> np.ndarray:
+def vehicle_mask(
+    frame: np.ndarray, colours: SceneColours, tolerance: int = 2, obstacle_angle_deg: float = 3.0
+) -> np.ndarray:
     """``bool[H, W]``: pixels that are none of the background colours (each channel within
     ``tolerance``) and no shade of the obstacle colour (RGB direction within
     ``obstacle_angle_deg``)."""
@@ -140,7 +147,9 @@ def vehicle_mask(frame: np.ndarray, colours: SceneColours, tolerance: int = 2,
     for colour in colours.background:
         mask &= np.abs(img - colour).max(axis=-1) > tolerance
     obstacle = np.asarray(colours.obstacle, dtype=np.float64)
-    cosine = (img @ (obstacle / np.linalg.norm(obstacle))) / np.maximum(np.linalg.norm(img, axis=-1), 1e-9)
+    cosine = (img @ (obstacle / np.linalg.norm(obstacle))) / np.maximum(
+        np.linalg.norm(img, axis=-1), 1e-9
+    )
     mask &= cosine < math.cos(math.radians(obstacle_angle_deg))
     return mask
 
@@ -172,13 +181,17 @@ def colour_groups(frame: np.ndarray, mask: np.ndarray, split_angle_deg: float) -
     return groups
 
 
-def blobs(groups: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]]]:
+def blobs(
+    groups: np.ndarray, min_area_px: int
+) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]]]:
     """8-connected components of each colour group: ``(labels int32[H, W], -1 = none;
     [(x0, y0, width, height, area)] per blob)``, blobs under ``min_area_px`` dropped."""
     labels = np.full(groups.shape, -1, dtype=np.int32)
     stats: list[tuple[int, int, int, int, int]] = []
     for g in range(int(groups.max()) + 1):
-        n, comp, st, _ = cv2.connectedComponentsWithStats((groups == g).astype(np.uint8), connectivity=8)
+        n, comp, st, _ = cv2.connectedComponentsWithStats(
+            (groups == g).astype(np.uint8), connectivity=8
+        )
         for k in range(1, n):
             x0, y0, w, h, area = (int(s) for s in st[k])
             if area < min_area_px:
@@ -189,8 +202,13 @@ def blobs(groups: np.ndarray, min_area_px: int) -> tuple[np.ndarray, list[tuple[
 
 
 # ------------------------------------------------------------------------------ geometry
-def l_shape_heading(points_xy: np.ndarray, camera_xy: np.ndarray, max_heading_rad: float,
-                    step_rad: float = math.radians(1.0), prior_m_per_rad: float = 0.05) -> float:
+def l_shape_heading(
+    points_xy: np.ndarray,
+    camera_xy: np.ndarray,
+    max_heading_rad: float,
+    step_rad: float = math.radians(1.0),
+    prior_m_per_rad: float = 0.05,
+) -> float:
     """The heading [rad] in ``[-max, max]`` (ego frame) whose near-edge lines best explain
     road points ``[N, 2]`` seen from ``camera_xy``: per candidate heading, each point's
     distance to the nearer of the footprint's two near edges (the lines through the
@@ -269,22 +287,42 @@ class GeometricDetector:
 
     name = "geometric"
 
-    def __init__(self, camera: PinholeCamera | None = None, palette=None, colour_tolerance: int = 2,
-                 split_angle_deg: float = 5.0, min_area_px: int = 3, max_heading_deg: float = 30.0,
-                 heading_resolution_m: float = 1.0, min_rows_below_horizon: float = 1.0,
-                 max_range_m: float = 120.0, default_length_m: float = DEFAULT_LENGTH_M,
-                 default_width_m: float = DEFAULT_WIDTH_M, score_area_px: float = 40.0) -> None:
-        checks = {"colour_tolerance": (colour_tolerance, 0), "min_area_px": (min_area_px, 1),
-                  "split_angle_deg": (split_angle_deg, 0), "max_heading_deg": (max_heading_deg, 0),
-                  "heading_resolution_m": (heading_resolution_m, 0), "max_range_m": (max_range_m, 1e-9),
-                  "min_rows_below_horizon": (min_rows_below_horizon, 0),
-                  "default_length_m": (default_length_m, 1e-9), "default_width_m": (default_width_m, 1e-9),
-                  "score_area_px": (score_area_px, 1e-9)}
+    def __init__(
+        self,
+        camera: PinholeCamera | None = None,
+        palette=None,
+        colour_tolerance: int = 2,
+        split_angle_deg: float = 5.0,
+        min_area_px: int = 3,
+        max_heading_deg: float = 30.0,
+        heading_resolution_m: float = 1.0,
+        min_rows_below_horizon: float = 1.0,
+        max_range_m: float = 120.0,
+        default_length_m: float = DEFAULT_LENGTH_M,
+        default_width_m: float = DEFAULT_WIDTH_M,
+        score_area_px: float = 40.0,
+    ) -> None:
+        checks = {
+            "colour_tolerance": (colour_tolerance, 0),
+            "min_area_px": (min_area_px, 1),
+            "split_angle_deg": (split_angle_deg, 0),
+            "max_heading_deg": (max_heading_deg, 0),
+            "heading_resolution_m": (heading_resolution_m, 0),
+            "max_range_m": (max_range_m, 1e-9),
+            "min_rows_below_horizon": (min_rows_below_horizon, 0),
+            "default_length_m": (default_length_m, 1e-9),
+            "default_width_m": (default_width_m, 1e-9),
+            "score_area_px": (score_area_px, 1e-9),
+        }
         for name, (value, low) in checks.items():
             if not (np.isfinite(value) and value >= low):
-                raise ValueError(f"GeometricDetector.{name} must be a number >= {low}, got {value!r}")
+                raise ValueError(
+                    f"GeometricDetector.{name} must be a number >= {low}, got {value!r}"
+                )
         if max_heading_deg >= 90.0:
-            raise ValueError(f"GeometricDetector.max_heading_deg must be < 90, got {max_heading_deg!r}")
+            raise ValueError(
+                f"GeometricDetector.max_heading_deg must be < 90, got {max_heading_deg!r}"
+            )
         self.camera = camera
         self.colours = SceneColours() if palette is None else SceneColours.from_palette(palette)
         self.colour_tolerance = int(colour_tolerance)  # [0-255] per channel
@@ -303,9 +341,13 @@ class GeometricDetector:
         """Vehicles (kind 0) in one RGB frame of ``camera`` (default: the constructor's)."""
         cam = camera if camera is not None else self.camera
         if cam is None:
-            raise ValueError("GeometricDetector.detect needs a camera: pass one here or to the constructor")
+            raise ValueError(
+                "GeometricDetector.detect needs a camera: pass one here or to the constructor"
+            )
         if frame.shape != cam.shape:
-            raise ValueError(f"frame is {frame.shape}, camera {cam.shape}: the frame of another camera?")
+            raise ValueError(
+                f"frame is {frame.shape}, camera {cam.shape}: the frame of another camera?"
+            )
         mask = vehicle_mask(frame, self.colours, self.colour_tolerance)
         labels, stats = blobs(colour_groups(frame, mask, self.split_angle_deg), self.min_area_px)
         rows = [self._blob_box(labels, mask, k, st, cam) for k, st in enumerate(stats)]
@@ -313,11 +355,21 @@ class GeometricDetector:
         if not rows:
             return Boxes.empty()
         a = np.array(rows, dtype=np.float64)
-        return Boxes(centre_m=a[:, 0:2], heading_rad=a[:, 2], length_m=a[:, 3], width_m=a[:, 4],
-                     kind=np.zeros(len(a), np.int8), score=a[:, 5], height_m=a[:, 6])
+        return Boxes(
+            centre_m=a[:, 0:2],
+            heading_rad=a[:, 2],
+            length_m=a[:, 3],
+            width_m=a[:, 4],
+            kind=np.zeros(len(a), np.int8),
+            score=a[:, 5],
+            height_m=a[:, 6],
+        )
 
-    def detect_batch(self, frames: Sequence[np.ndarray],
-                     cameras: PinholeCamera | Sequence[PinholeCamera | None] | None = None) -> list[Boxes]:
+    def detect_batch(
+        self,
+        frames: Sequence[np.ndarray],
+        cameras: PinholeCamera | Sequence[PinholeCamera | None] | None = None,
+    ) -> list[Boxes]:
         """:meth:`detect` per frame; ``cameras``: one per frame, one for all, or None (the
         constructor's)."""
         if cameras is None or isinstance(cameras, PinholeCamera):
@@ -327,12 +379,16 @@ class GeometricDetector:
         return [self.detect(f, c) for f, c in zip(frames, cameras)]
 
     # ------------------------------------------------------------------------- one blob
-    def _contacts(self, labels: np.ndarray, mask: np.ndarray, k: int, stat, cam: PinholeCamera) -> _Contacts | None:
+    def _contacts(
+        self, labels: np.ndarray, mask: np.ndarray, k: int, stat, cam: PinholeCamera
+    ) -> _Contacts | None:
         """The road points under blob ``k`` (its visible contacts, or a fallback)."""
         x0, y0, w, h, _ = stat
         height, width = labels.shape
-        crop = labels[y0:y0 + h, x0:x0 + w] == k
-        low = y0 + h - 1 - np.argmax(crop[::-1], axis=0)  # lowest row per column (every column has one)
+        crop = labels[y0 : y0 + h, x0 : x0 + w] == k
+        low = (
+            y0 + h - 1 - np.argmax(crop[::-1], axis=0)
+        )  # lowest row per column (every column has one)
         u = np.arange(x0, x0 + w)
         cut = low == height - 1
         occluded = ~cut & mask[np.minimum(low + 1, height - 1), u]
@@ -371,8 +427,9 @@ class GeometricDetector:
         row_m = float(np.linalg.norm(step - ground[nearest])) if np.isfinite(step[0]) else np.inf
         return _Contacts(ground[ok], trusted[ok], row_m, fit, factor)
 
-    def _width_only(self, cam: PinholeCamera, x0: int, w: int, low: np.ndarray, left_cut: bool,
-                    right_cut: bool) -> _Contacts | None:
+    def _width_only(
+        self, cam: PinholeCamera, x0: int, w: int, low: np.ndarray, left_cut: bool, right_cut: bool
+    ) -> _Contacts | None:
         """Two road points, the ends of a face of the default width seen ``w`` px wide: the
         range ``fx * width / w`` along the blob's bearing (None when a side is cut: the
         visible width is not the car's)."""
@@ -382,7 +439,9 @@ class GeometricDetector:
         ends = cam.pixel_to_ray(np.array([[x0, v], [x0 + w - 1, v]]))[:, :2]
         ends /= np.linalg.norm(ends, axis=-1, keepdims=True)
         depth_m = cam.fx * self.width_m / max(w - 1, 1)  # [m] along the optical axis
-        forward = cam.rotation_ego_from_camera[:2, 2] / np.linalg.norm(cam.rotation_ego_from_camera[:2, 2])
+        forward = cam.rotation_ego_from_camera[:2, 2] / np.linalg.norm(
+            cam.rotation_ego_from_camera[:2, 2]
+        )
         dist = depth_m / np.maximum(ends @ forward, 1e-3)  # [m] horizontal range of each end
         points = cam.position_m[:2] + dist[:, None] * ends
         if np.hypot(*points.mean(axis=0)) > self.max_range_m:
@@ -409,18 +468,27 @@ class GeometricDetector:
         if face_a and b_lo_ok and b_hi_ok and b_hi - b_lo > 1e-6:
             a_near = a_lo if a_lo > 0.0 else a_hi
             rho = math.hypot(a_near, 0.5 * (b_lo + b_hi))  # [m] IPM range of face A's middle
-            rho_w = rho * self.width_m / (b_hi - b_lo)  # [m] the range that makes it the default width
+            rho_w = (
+                rho * self.width_m / (b_hi - b_lo)
+            )  # [m] the range that makes it the default width
             w_px = cam.fx * (b_hi - b_lo) / rho  # [px] between the end pixels' centres
             sigma_ipm = c.row_m * _ROW_SIGMA if np.isfinite(c.row_m) else np.inf
             sigma_w = rho_w * _SPAN_SIGMA / max(w_px, 1.0)
             if np.isfinite(sigma_ipm) and abs(rho_w - rho) <= 3.0 * math.hypot(sigma_ipm, sigma_w):
-                fused = (rho / sigma_ipm**2 + rho_w / sigma_w**2) / (1.0 / sigma_ipm**2 + 1.0 / sigma_w**2)
+                fused = (rho / sigma_ipm**2 + rho_w / sigma_w**2) / (
+                    1.0 / sigma_ipm**2 + 1.0 / sigma_w**2
+                )
                 f = fused / rho
                 a, b = a * f, b * f
                 a_lo, a_hi, b_lo, b_hi = a_lo * f, a_hi * f, b_lo * f, b_hi * f
         # size: the default car, or what was measured where it can be trusted
         width = self.width_m
-        if face_a and b_lo_ok and b_hi_ok and 0.6 * self.width_m <= b_hi - b_lo <= 1.5 * self.width_m:
+        if (
+            face_a
+            and b_lo_ok
+            and b_hi_ok
+            and 0.6 * self.width_m <= b_hi - b_lo <= 1.5 * self.width_m
+        ):
             width = b_hi - b_lo
         length = self.length_m
         if face_b and fit and a_lo_ok and a_hi_ok and a_hi - a_lo >= self.length_m + TRUCK_EXCESS_M:
@@ -431,27 +499,38 @@ class GeometricDetector:
         area = stat[4]
         score = c.score_factor * area / (area + self.score_area_px)
         heading = (theta + math.pi / 2) % math.pi - math.pi / 2
-        return (centre[0], centre[1], heading, length, width, score,
-                self._height(labels, k, stat, cam, math.hypot(a_c, b_c)))
+        return (
+            centre[0],
+            centre[1],
+            heading,
+            length,
+            width,
+            score,
+            self._height(labels, k, stat, cam, math.hypot(a_c, b_c)),
+        )
 
     def _height(self, labels, k, stat, cam: PinholeCamera, range_m: float) -> float:
         """[m] The blob's top edge at the range of the box: the default car height unless it
         rises a clear 2 px above the horizon (a taller vehicle)."""
         x0, y0, w, _, _ = stat
-        u = x0 + int(np.argmax(labels[y0, x0:x0 + w] == k))
+        u = x0 + int(np.argmax(labels[y0, x0 : x0 + w] == k))
         if y0 > cam.horizon_row(float(u)) - 2.0:
             return DEFAULT_HEIGHT_M
         ray = cam.pixel_to_ray(np.array([u, y0 - 0.5]))
         return float(cam.z_m + range_m * ray[2] / max(np.hypot(ray[0], ray[1]), 1e-9))
 
 
-def _centre_along(lo: float, hi: float, lo_ok: bool, hi_ok: bool, near_face: bool, size_m: float) -> float:
+def _centre_along(
+    lo: float, hi: float, lo_ok: bool, hi_ok: bool, near_face: bool, size_m: float
+) -> float:
     """The box centre on one axis (camera at 0) from the points' extent ``[lo, hi]`` on it:
     with a face across this axis towards the camera, its line pushed back by half the
     size (or, when that end is not genuine, the far end pulled in); otherwise the middle
     of a whole extent, or its one genuine end pushed in by half the size."""
     if near_face:
-        near, far, near_ok, far_ok, sign = (lo, hi, lo_ok, hi_ok, 1.0) if lo > 0.0 else (hi, lo, hi_ok, lo_ok, -1.0)
+        near, far, near_ok, far_ok, sign = (
+            (lo, hi, lo_ok, hi_ok, 1.0) if lo > 0.0 else (hi, lo, hi_ok, lo_ok, -1.0)
+        )
         if not near_ok and far_ok:
             return far - sign * size_m / 2
         return near + sign * size_m / 2

@@ -30,7 +30,14 @@ def save_checkpoint(model: CenterNet, out: Path, meta: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[CenterNet, dict]:
-    return load_model(path, META, ARCHITECTURE, "detector", lambda c: CenterNet(CenterNetConfig.from_dict(c)), device)
+    return load_model(
+        path,
+        META,
+        ARCHITECTURE,
+        "detector",
+        lambda c: CenterNet(CenterNetConfig.from_dict(c)),
+        device,
+    )
 
 
 class LearnedDetector:
@@ -42,8 +49,13 @@ class LearnedDetector:
 
     name = "learned"
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", threshold: float = 0.3,
-                 half: bool = False) -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        device: str = "auto",
+        threshold: float = 0.3,
+        half: bool = False,
+    ) -> None:
         self.device = resolve_device(device)
         self.model, self.meta = load_checkpoint(checkpoint, self.device)
         self.config = self.model.config
@@ -58,7 +70,9 @@ class LearnedDetector:
     def detect_batch(self, frames) -> list[Boxes]:
         x = frames_to_tensor(np.asarray(frames), self.device)
         if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)  # uint8: the network casts to its dtype
+            x = x.contiguous(
+                memory_format=torch.channels_last
+            )  # uint8: the network casts to its dtype
         return decode(self.model(x), self.config, self.threshold)
 
     def detect(self, frame: np.ndarray) -> Boxes:

@@ -76,7 +76,11 @@ class Mono3DConfig:
     stride: int = 4  # output grid cell [px]
     image_hw: tuple[int, int] = (128, 256)  # input size [px] the network is built for
     hfov_deg: float = 100.0  # horizontal field of view of the cameras it learned depth from [deg]
-    mean_size_m: tuple[float, float, float] = (5.0, 2.0, 1.5)  # length, width, height the size head scales
+    mean_size_m: tuple[float, float, float] = (
+        5.0,
+        2.0,
+        1.5,
+    )  # length, width, height the size head scales
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -106,11 +110,15 @@ class Mono3DConfig:
             raise TypeError(f"expected a PinholeCamera, got {type(camera).__name__}")
         h, w = self.image_hw
         if (camera.height_px, camera.width_px) != (h, w):
-            raise ValueError(f"camera is {camera.width_px}x{camera.height_px} px, this detector was trained "
-                             f"on {w}x{h} px images; use a camera of that size or retrain")
+            raise ValueError(
+                f"camera is {camera.width_px}x{camera.height_px} px, this detector was trained "
+                f"on {w}x{h} px images; use a camera of that size or retrain"
+            )
         if abs(camera.hfov_deg - self.hfov_deg) > 1e-6:
-            raise ValueError(f"camera has a {camera.hfov_deg:g} deg field of view, this detector learned depth "
-                             f"from {self.hfov_deg:g} deg cameras; use such a camera or retrain")
+            raise ValueError(
+                f"camera has a {camera.hfov_deg:g} deg field of view, this detector learned depth "
+                f"from {self.hfov_deg:g} deg cameras; use such a camera or retrain"
+            )
 
 
 # -- parametrisation (shared with the trainer's targets) ------------------------------------
@@ -147,15 +155,23 @@ def ray_azimuth(centre_m: np.ndarray, camera: PinholeCamera) -> np.ndarray:
     return np.arctan2(-s * d[:, 0] + c * d[:, 1], c * d[:, 0] + s * d[:, 1])
 
 
-def observation_angle(centre_m: np.ndarray, heading_rad: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+def observation_angle(
+    centre_m: np.ndarray, heading_rad: np.ndarray, camera: PinholeCamera
+) -> np.ndarray:
     """``alpha = theta - beta`` [rad]: an ego-frame box's heading relative to the ray from the
     camera to its centre (0: driving straight away from the lens, pi: straight at it)."""
-    return wrap_angle(np.asarray(heading_rad, dtype=np.float64) - camera.yaw_rad - ray_azimuth(centre_m, camera))
+    return wrap_angle(
+        np.asarray(heading_rad, dtype=np.float64) - camera.yaw_rad - ray_azimuth(centre_m, camera)
+    )
 
 
-def heading_from_observation(alpha_rad: np.ndarray, centre_m: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+def heading_from_observation(
+    alpha_rad: np.ndarray, centre_m: np.ndarray, camera: PinholeCamera
+) -> np.ndarray:
     """The inverse of :func:`observation_angle`: ego-frame heading [rad] from ``alpha``."""
-    return wrap_angle(np.asarray(alpha_rad, dtype=np.float64) + camera.yaw_rad + ray_azimuth(centre_m, camera))
+    return wrap_angle(
+        np.asarray(alpha_rad, dtype=np.float64) + camera.yaw_rad + ray_azimuth(centre_m, camera)
+    )
 
 
 def alpha_from_axis(sin2: np.ndarray, cos2: np.ndarray, facing: np.ndarray) -> np.ndarray:
@@ -174,7 +190,9 @@ def centres_to_ego(uv_px: np.ndarray, depth_m: np.ndarray, camera: PinholeCamera
 
 # -- network ------------------------------------------------------------------------------
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class _Residual(nn.Module):
@@ -183,10 +201,19 @@ class _Residual(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
-        self.skip = (nn.Identity() if cin == cout and stride == 1 else
-                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)))
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.skip = (
+            nn.Identity()
+            if cin == cout and stride == 1
+            else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + self.skip(x))
@@ -201,19 +228,31 @@ class Mono3DNet(nn.Module):
     plain convolutions see only through the padding.
     """
 
-    HEADS: ClassVar[dict[str, int]] = {"heatmap": 1, "offset": 2, "depth": 1, "size": 3, "axis": 2, "facing": 1}
+    HEADS: ClassVar[dict[str, int]] = {
+        "heatmap": 1,
+        "offset": 2,
+        "depth": 1,
+        "size": 3,
+        "axis": 2,
+        "facing": 1,
+    }
 
     def __init__(self, config: Mono3DConfig = Mono3DConfig()) -> None:
         super().__init__()
         if config.stride != 4:
-            raise ValueError(f"this network's output grid is 1/4 of the image (stride 4), got {config.stride}")
+            raise ValueError(
+                f"this network's output grid is 1/4 of the image (stride 4), got {config.stride}"
+            )
         h, w = config.image_hw
         if h % 16 or w % 16:
             raise ValueError(f"image size must be a multiple of 16, got {h}x{w}")
         self.config = config
         c = config.width
-        self.stem = nn.Sequential(nn.Conv2d(5, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c),
-                                  nn.ReLU(inplace=True))  # 1/2
+        self.stem = nn.Sequential(
+            nn.Conv2d(5, c, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+        )  # 1/2
         self.down1 = _Residual(c, 2 * c, 2)  # 1/4
         self.down2 = _Residual(2 * c, 4 * c, 2)  # 1/8
         self.down3 = _Residual(4 * c, 8 * c, 2)  # 1/16
@@ -222,11 +261,16 @@ class Mono3DNet(nn.Module):
         self.fuse2 = _conv_bn_relu(4 * c, 4 * c)  # 1/8
         self.lateral2 = nn.Conv2d(4 * c, 2 * c, 1)
         self.fuse1 = _conv_bn_relu(2 * c, 2 * c)  # 1/4
-        self.heatmap = nn.Sequential(nn.Conv2d(2 * c, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, 1, 1))
+        self.heatmap = nn.Sequential(
+            nn.Conv2d(2 * c, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, 1, 1)
+        )
         n_reg = sum(n for k, n in self.HEADS.items() if k != "heatmap")
-        self.regression = nn.Sequential(nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU(inplace=True),
-                                        nn.Conv2d(2 * c, n_reg, 1))
-        nn.init.constant_(self.heatmap[-1].bias, -4.6)  # initial heatmap ~0.01 everywhere (the paper's prior)
+        self.regression = nn.Sequential(
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(2 * c, n_reg, 1)
+        )
+        nn.init.constant_(
+            self.heatmap[-1].bias, -4.6
+        )  # initial heatmap ~0.01 everywhere (the paper's prior)
         with torch.no_grad():  # initial depth 20 m (log), not 1 m
             self.regression[-1].bias[sum(self.HEADS[k] for k in ("offset",))] = math.log(20.0)
         v, u = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
@@ -236,8 +280,10 @@ class Mono3DNet(nn.Module):
         """``images``: uint8 or float [B, 3, H, W] in 0-255 -> raw head outputs on the 1/4 grid."""
         h, w = self.config.image_hw
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (h, w):
-            raise ValueError(f"expected images [B, 3, {h}, {w}] (RGB, channels first), got {tuple(images.shape)}; "
-                             f"convert camera frames with frames_to_tensor()")
+            raise ValueError(
+                f"expected images [B, 3, {h}, {w}] (RGB, channels first), got {tuple(images.shape)}; "
+                f"convert camera frames with frames_to_tensor()"
+            )
         dtype = self.stem[0].weight.dtype
         x = images.to(dtype) / 255.0 - 0.5
         x = torch.cat([x, self.coords.to(dtype).expand(len(x), -1, -1, -1)], dim=1)
@@ -263,18 +309,29 @@ this on the ground the weaker is a second peak on the same car (a near car spans
 more than the 3x3 peak window) and is dropped."""
 
 
-def suppress_duplicates(centre_m: np.ndarray, score: np.ndarray, min_separation_m: float) -> np.ndarray:
+def suppress_duplicates(
+    centre_m: np.ndarray, score: np.ndarray, min_separation_m: float
+) -> np.ndarray:
     """Indices of detections kept by greedy centre-distance suppression, highest score first."""
     keep: list[int] = []
     for i in np.argsort(-score, kind="stable"):
-        if not keep or np.min(np.linalg.norm(centre_m[keep] - centre_m[i], axis=1)) >= min_separation_m:
+        if (
+            not keep
+            or np.min(np.linalg.norm(centre_m[keep] - centre_m[i], axis=1)) >= min_separation_m
+        ):
             keep.append(int(i))
     return np.asarray(keep, dtype=np.int64)
 
 
 @torch.inference_mode()
-def decode(outputs: dict[str, torch.Tensor], config: Mono3DConfig, cameras: Sequence[PinholeCamera],
-           threshold: float = 0.3, top_k: int = 64, min_separation_m: float = MIN_SEPARATION_M) -> list[Boxes]:
+def decode(
+    outputs: dict[str, torch.Tensor],
+    config: Mono3DConfig,
+    cameras: Sequence[PinholeCamera],
+    threshold: float = 0.3,
+    top_k: int = 64,
+    min_separation_m: float = MIN_SEPARATION_M,
+) -> list[Boxes]:
     """Raw head outputs [B, ...] of images taken by ``cameras`` (one per image) -> one
     ego-frame :class:`Boxes` (vehicles, with height) per image; of two detections within
     ``min_separation_m`` on the ground the weaker is dropped (0: keep every peak)."""
@@ -285,7 +342,11 @@ def decode(outputs: dict[str, torch.Tensor], config: Mono3DConfig, cameras: Sequ
     peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)  # local maxima only
     scores, idx = peaks.view(B, -1).topk(min(top_k, h * w))
     keep = scores >= threshold
-    flat = {k: outputs[k].float().reshape(B, outputs[k].shape[1], -1) for k in Mono3DNet.HEADS if k != "heatmap"}
+    flat = {
+        k: outputs[k].float().reshape(B, outputs[k].shape[1], -1)
+        for k in Mono3DNet.HEADS
+        if k != "heatmap"
+    }
     result = []
     for b in range(B):
         i = idx[b][keep[b]]
@@ -295,14 +356,24 @@ def decode(outputs: dict[str, torch.Tensor], config: Mono3DConfig, cameras: Sequ
         head = {k: v[b][:, i].cpu().numpy().astype(np.float64) for k, v in flat.items()}
         i = i.cpu().numpy()
         cell = np.stack([i % w, i // w], axis=-1) + symexp(head["offset"]).T
-        log_depth = np.clip(head["depth"][0], -3.0, 6.0)  # 5 cm .. 400 m: no overflow from a wild output
-        centre = centres_to_ego(cell_to_pixel(cell, config.stride), np.exp(log_depth), cameras[b])[:, :2]
+        log_depth = np.clip(
+            head["depth"][0], -3.0, 6.0
+        )  # 5 cm .. 400 m: no overflow from a wild output
+        centre = centres_to_ego(cell_to_pixel(cell, config.stride), np.exp(log_depth), cameras[b])[
+            :, :2
+        ]
         size = np.exp(np.clip(head["size"].T, -3.0, 3.0)) * np.asarray(config.mean_size_m)
         alpha = alpha_from_axis(head["axis"][0], head["axis"][1], head["facing"][0] > 0.0)
         s = scores[b][keep[b]].cpu().numpy().astype(np.float64)
-        boxes = Boxes(centre_m=centre, heading_rad=heading_from_observation(alpha, centre, cameras[b]),
-                      length_m=size[:, 0], width_m=size[:, 1], kind=np.zeros(len(s), np.int8), score=s,
-                      height_m=size[:, 2])
+        boxes = Boxes(
+            centre_m=centre,
+            heading_rad=heading_from_observation(alpha, centre, cameras[b]),
+            length_m=size[:, 0],
+            width_m=size[:, 1],
+            kind=np.zeros(len(s), np.int8),
+            score=s,
+            height_m=size[:, 2],
+        )
         if min_separation_m > 0:
             boxes = boxes.select(suppress_duplicates(boxes.centre_m, boxes.score, min_separation_m))
         result.append(boxes)
@@ -316,7 +387,14 @@ def save_checkpoint(model: Mono3DNet, out: Path, meta: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[Mono3DNet, dict]:
-    return load_model(path, META, ARCHITECTURE, "mono3d detector", lambda c: Mono3DNet(Mono3DConfig.from_dict(c)), device)
+    return load_model(
+        path,
+        META,
+        ARCHITECTURE,
+        "mono3d detector",
+        lambda c: Mono3DNet(Mono3DConfig.from_dict(c)),
+        device,
+    )
 
 
 class Mono3DDetector:
@@ -330,8 +408,13 @@ class Mono3DDetector:
 
     name = "mono3d"
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", threshold: float = 0.3,
-                 half: bool = False) -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        device: str = "auto",
+        threshold: float = 0.3,
+        half: bool = False,
+    ) -> None:
         self.device = resolve_device(device)
         self.model, self.meta = load_checkpoint(checkpoint, self.device)
         self.config = self.model.config
@@ -347,8 +430,10 @@ class Mono3DDetector:
         """``frames`` uint8 ``[N, H, W, 3]``, ``cameras`` the N cameras that took them."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or len(frames) != len(cameras):
-            raise ValueError(f"expected frames [N, H, W, 3] and N cameras, got {frames.shape} and "
-                             f"{len(cameras)} camera(s)")
+            raise ValueError(
+                f"expected frames [N, H, W, 3] and N cameras, got {frames.shape} and "
+                f"{len(cameras)} camera(s)"
+            )
         for camera in cameras:
             self.config.check_camera(camera)
         x = frames_to_tensor(frames, self.device)  # uint8: the network casts to its own dtype

@@ -29,7 +29,9 @@ class OpenCVDetector:
 
     name = "opencv"
 
-    def __init__(self, spec: BevCamera, blue_margin: int = 80, min_blue: int = 120, min_area_px: float = 6.0) -> None:
+    def __init__(
+        self, spec: BevCamera, blue_margin: int = 80, min_blue: int = 120, min_area_px: float = 6.0
+    ) -> None:
         if min_area_px <= 0:
             raise ValueError(f"min_area_px must be > 0, got {min_area_px}")
         self.spec = spec
@@ -40,7 +42,9 @@ class OpenCVDetector:
     def mask(self, frame: np.ndarray) -> np.ndarray:
         """uint8 mask (255 = vehicle colour) of an RGB frame."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 frame [H, W, 3], got {frame.dtype} {frame.shape}")
+            raise ValueError(
+                f"expected an RGB uint8 frame [H, W, 3], got {frame.dtype} {frame.shape}"
+            )
         r = frame[..., 0].astype(np.int16)
         b = frame[..., 2].astype(np.int16)
         m = ((b - r > self.blue_margin) & (b > self.min_blue)).astype(np.uint8) * 255
@@ -69,9 +73,14 @@ class OpenCVDetector:
         mpp = self.spec.metres_per_pixel
         # the rectangle through the outline's pixel centres: anti-aliased edge pixels that
         # pass the colour test make it about half a pixel too large on each side already
-        return Boxes(centre_m=self.spec.pixel_to_ego(a[:, :2]), heading_rad=a[:, 2],
-                     length_m=a[:, 3] * mpp, width_m=a[:, 4] * mpp,
-                     kind=np.zeros(len(a), np.int8), score=a[:, 5])
+        return Boxes(
+            centre_m=self.spec.pixel_to_ego(a[:, :2]),
+            heading_rad=a[:, 2],
+            length_m=a[:, 3] * mpp,
+            width_m=a[:, 4] * mpp,
+            kind=np.zeros(len(a), np.int8),
+            score=a[:, 5],
+        )
 
     def detect_batch(self, frames: Sequence[np.ndarray]) -> list[Boxes]:
         return [self.detect(f) for f in frames]

@@ -33,7 +33,9 @@ from perception.splits import split_by_episode
 
 
 # -- training targets and loss ------------------------------------------------------------
-def gaussian_radius_cells(length_m: np.ndarray, width_m: np.ndarray, config: CenterNetConfig) -> np.ndarray:
+def gaussian_radius_cells(
+    length_m: np.ndarray, width_m: np.ndarray, config: CenterNetConfig
+) -> np.ndarray:
     """Heatmap bump radius [cells]: a third of the box's smaller side, at least one cell."""
     side_px = np.minimum(length_m, width_m) / config.metres_per_pixel
     return np.maximum(1.0, side_px / config.stride / 1.5)
@@ -45,9 +47,13 @@ def encode_targets(labels: list[Boxes], config: CenterNetConfig) -> dict[str, np
     H, W = config.image_hw
     h, w = H // config.stride, W // config.stride
     B = len(labels)
-    out = {"heatmap": np.zeros((B, 1, h, w), np.float32), "mask": np.zeros((B, 1, h, w), np.float32),
-           "offset": np.zeros((B, 2, h, w), np.float32), "size": np.zeros((B, 2, h, w), np.float32),
-           "heading": np.zeros((B, 2, h, w), np.float32)}
+    out = {
+        "heatmap": np.zeros((B, 1, h, w), np.float32),
+        "mask": np.zeros((B, 1, h, w), np.float32),
+        "offset": np.zeros((B, 2, h, w), np.float32),
+        "size": np.zeros((B, 2, h, w), np.float32),
+        "heading": np.zeros((B, 2, h, w), np.float32),
+    }
     ys, xs = np.mgrid[0:h, 0:w]
     camera = config.camera
     for b, boxes in enumerate(labels):
@@ -63,7 +69,7 @@ def encode_targets(labels: list[Boxes], config: CenterNetConfig) -> dict[str, np
             if not (0 <= ix < w and 0 <= iy < h):
                 continue
             sigma = radius[k] / 3.0 + 0.5
-            bump = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma ** 2))
+            bump = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
             out["heatmap"][b, 0] = np.maximum(out["heatmap"][b, 0], bump)
             out["mask"][b, 0, iy, ix] = 1.0
             out["offset"][b, :, iy, ix] = (cx - ix, cy - iy)
@@ -80,12 +86,15 @@ def focal_loss(logits: torch.Tensor, heatmap: torch.Tensor, mask: torch.Tensor) 
     p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     n = mask.sum().clamp(min=1.0)
     pos_loss = -(torch.log(p) * (1 - p) ** 2 * mask).sum()
-    neg_loss = -(torch.log(1 - p) * p ** 2 * (1 - heatmap) ** 4 * (1 - mask)).sum()
+    neg_loss = -(torch.log(1 - p) * p**2 * (1 - heatmap) ** 4 * (1 - mask)).sum()
     return (pos_loss + neg_loss) / n
 
 
-def centernet_loss(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
-                   weights: tuple[float, float, float, float] = (1.0, 1.0, 0.1, 1.0)) -> tuple[torch.Tensor, dict]:
+def centernet_loss(
+    pred: dict[str, torch.Tensor],
+    target: dict[str, torch.Tensor],
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 0.1, 1.0),
+) -> tuple[torch.Tensor, dict]:
     """Focal loss on the heatmap (alpha 2, beta 4) + L1 on offset, size, heading at centres."""
     pos = target["mask"]
     n = pos.sum().clamp(min=1.0)
@@ -125,12 +134,22 @@ def mirror(frames: np.ndarray, labels: list[Boxes]) -> tuple[np.ndarray, list[Bo
     """Left-right mirror images (about the ego column) and their labels."""
     out = []
     for b in labels:
-        out.append(Boxes(b.centre_m * np.array([1.0, -1.0]), -b.heading_rad, b.length_m, b.width_m, b.kind,
-                         b.score))
+        out.append(
+            Boxes(
+                b.centre_m * np.array([1.0, -1.0]),
+                -b.heading_rad,
+                b.length_m,
+                b.width_m,
+                b.kind,
+                b.score,
+            )
+        )
     return frames[:, :, ::-1], out
 
 
-def _augment(frames: np.ndarray, labels: list[Boxes], rng: np.random.Generator, config: CenterNetConfig):
+def _augment(
+    frames: np.ndarray, labels: list[Boxes], rng: np.random.Generator, config: CenterNetConfig
+):
     # mirroring is exact only when the ego column is the image's middle
     if abs(config.ego_u_px - (config.image_hw[1] - 1) / 2) < 1e-9 and rng.random() < 0.5:
         frames, labels = mirror(frames, labels)
@@ -146,11 +165,22 @@ def _augment(frames: np.ndarray, labels: list[Boxes], rng: np.random.Generator, 
 def _batches(idx: np.ndarray, size: int, rng: np.random.Generator | None):
     order = rng.permutation(idx) if rng is not None else idx
     for i in range(0, len(order), size):
-        yield order[i:i + size]
+        yield order[i : i + size]
 
 
-def _epoch_loss(model, frames, labels, idx, batch_size, device, config, optimiser=None, rng=None,
-                augment=False, bar=None) -> float:
+def _epoch_loss(
+    model,
+    frames,
+    labels,
+    idx,
+    batch_size,
+    device,
+    config,
+    optimiser=None,
+    rng=None,
+    augment=False,
+    bar=None,
+) -> float:
     total, n = 0.0, 0
     for b in _batches(idx, batch_size, rng):
         f, lab = frames[b], [labels[i] for i in b]
@@ -177,12 +207,20 @@ def validation_ap(model, frames, labels, idx, device, config, threshold_m: float
     with torch.inference_mode():
         for b in _batches(idx, 64, None):
             dets = decode(model(frames_to_tensor(frames[b], device)), config)
-            pairs += list(zip(dets, [labels[i].select(labels[i].kind == 0) for i in b], strict=True))
+            pairs += list(
+                zip(dets, [labels[i].select(labels[i].kind == 0) for i in b], strict=True)
+            )
     return average_precision(pairs, threshold_m)["ap"]
 
 
-def train_detector(data: str | Path, out: str | Path, recipe: TrainConfig = TrainConfig(), device: str = "auto",
-                   progress: bool = True, extra_meta: dict | None = None) -> dict:
+def train_detector(
+    data: str | Path,
+    out: str | Path,
+    recipe: TrainConfig = TrainConfig(),
+    device: str = "auto",
+    progress: bool = True,
+    extra_meta: dict | None = None,
+) -> dict:
     """Train on dataset ``data``; write the best epoch's checkpoint to folder ``out``."""
     out = Path(out)
     check_fresh_out(out, META)
@@ -191,16 +229,24 @@ def train_detector(data: str | Path, out: str | Path, recipe: TrainConfig = Trai
     rng = np.random.default_rng(recipe.seed)
     ds = FrameDataset(data)
     cam = ds.camera(BEV).to_dict()  # the CenterNet detector reads the bird's-eye camera
-    config = CenterNetConfig(width=recipe.width, image_hw=(int(cam["height_px"]), int(cam["width_px"])),
-                             metres_per_pixel=float(cam["metres_per_pixel"]), ego_u_px=float(cam["ego_u_px"]),
-                             ego_v_px=float(cam["ego_v_px"]))
+    config = CenterNetConfig(
+        width=recipe.width,
+        image_hw=(int(cam["height_px"]), int(cam["width_px"])),
+        metres_per_pixel=float(cam["metres_per_pixel"]),
+        ego_u_px=float(cam["ego_u_px"]),
+        ego_v_px=float(cam["ego_v_px"]),
+    )
     frames, labels, episodes = load_arrays(ds)
     train_idx, val_idx = split_by_episode(episodes, recipe.val_fraction, recipe.seed)
     if not len(train_idx) or not len(val_idx):
-        raise ValueError(f"{data}: need at least two episodes to split train / validation, found "
-                         f"{len(set(episodes))}")
+        raise ValueError(
+            f"{data}: need at least two episodes to split train / validation, found "
+            f"{len(set(episodes))}"
+        )
     model = CenterNet(config).to(dev)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs)
     writer = None
     try:  # lazy: tensorboard is slow to import and only training writes scalars
@@ -212,30 +258,71 @@ def train_detector(data: str | Path, out: str | Path, recipe: TrainConfig = Trai
     history, best, best_epoch, started = [], np.inf, -1, time.time()
     for epoch in range(recipe.epochs):
         model.train()
-        bar = tqdm(total=len(train_idx), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="frame",
-                   disable=not progress, leave=False)
-        train_loss = _epoch_loss(model, frames, labels, train_idx, recipe.batch_size, dev, config, optimiser,
-                                 rng, recipe.augment, bar)
+        bar = tqdm(
+            total=len(train_idx),
+            desc=f"epoch {epoch + 1}/{recipe.epochs}",
+            unit="frame",
+            disable=not progress,
+            leave=False,
+        )
+        train_loss = _epoch_loss(
+            model,
+            frames,
+            labels,
+            train_idx,
+            recipe.batch_size,
+            dev,
+            config,
+            optimiser,
+            rng,
+            recipe.augment,
+            bar,
+        )
         bar.close()
         model.eval()
         val_loss = _epoch_loss(model, frames, labels, val_idx, 64, dev, config)
         ap = validation_ap(model, frames, labels, val_idx, dev, config)
         schedule.step()
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_ap_2m": ap,
-                        "lr": optimiser.param_groups[0]["lr"], "elapsed_s": time.time() - started})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_ap_2m": ap,
+                "lr": optimiser.param_groups[0]["lr"],
+                "elapsed_s": time.time() - started,
+            }
+        )
         if writer is not None:
             for k in ("train_loss", "val_loss", "val_ap_2m", "lr"):
                 writer.add_scalar(k, history[-1][k], epoch + 1)
         if progress:
-            print(f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}  val AP@2m {ap:.3f}")
+            print(
+                f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}  val AP@2m {ap:.3f}"
+            )
         if val_loss < best:
             best, best_epoch = val_loss, epoch + 1
-            save_checkpoint(model, out, {
-                "training": {**asdict(recipe), "device": str(dev), "best_epoch": best_epoch,
-                             "history": history, "train_frames": int(len(train_idx)),
-                             "val_frames": int(len(val_idx)), "complete": False},
-                "dataset": {"path": str(data), "frames": len(ds), "manifest_created": ds.manifest.get("created")},
-                **(extra_meta or {})})
+            save_checkpoint(
+                model,
+                out,
+                {
+                    "training": {
+                        **asdict(recipe),
+                        "device": str(dev),
+                        "best_epoch": best_epoch,
+                        "history": history,
+                        "train_frames": len(train_idx),
+                        "val_frames": len(val_idx),
+                        "complete": False,
+                    },
+                    "dataset": {
+                        "path": str(data),
+                        "frames": len(ds),
+                        "manifest_created": ds.manifest.get("created"),
+                    },
+                    **(extra_meta or {}),
+                },
+            )
         elif epoch + 1 - best_epoch >= recipe.patience:
             break
     if writer is not None:

@@ -80,14 +80,19 @@ def key_points(fields: dict, camera: PinholeCamera) -> tuple[np.ndarray, np.ndar
     hi = np.array([camera.width_px - 0.5, camera.height_px - 0.5]) - 1e-3  # the image is [lo, hi)
     start = np.clip(0.5 * (box[:, :2] + box[:, 2:]), lo, hi)
     d = centre - start
-    with np.errstate(divide="ignore", invalid="ignore"):  # t: how far along d stays inside, per axis
+    with np.errstate(
+        divide="ignore", invalid="ignore"
+    ):  # t: how far along d stays inside, per axis
         t = np.where(centre > hi, (hi - start) / d, np.where(centre < lo, (lo - start) / d, 1.0))
-    key = np.where(inside[:, None], centre, np.clip(start + np.min(t, axis=1, keepdims=True) * d, lo, hi))
+    key = np.where(
+        inside[:, None], centre, np.clip(start + np.min(t, axis=1, keepdims=True) * d, lo, hi)
+    )
     return key, ~inside
 
 
-def target_objects(labels: Labels, camera: PinholeCamera, config: Mono3DConfig,
-                   min_visible_px: int) -> dict[str, np.ndarray]:
+def target_objects(
+    labels: Labels, camera: PinholeCamera, config: Mono3DConfig, min_visible_px: int
+) -> dict[str, np.ndarray]:
     """The labels that become targets, as arrays: ``cell`` [M, 2] (column, row) of their key
     points and what the heads regress there (``offset`` [M, 2], ``depth`` [M], ``size``
     [M, 3], ``axis`` [M, 2], ``facing`` [M]), ``radius`` [M] of the heatmap bump [cells],
@@ -97,10 +102,17 @@ def target_objects(labels: Labels, camera: PinholeCamera, config: Mono3DConfig,
     centre = np.asarray(fields["centre_px"], dtype=np.float64).reshape(-1, 2)
     box = np.asarray(fields["box_px"], dtype=np.float64).reshape(-1, 4)
     with np.errstate(invalid="ignore"):
-        use = ((boxes.kind == 0) & (np.asarray(fields["visible_px"]) >= min_visible_px) & (depth > camera.near_m)
-               & np.isfinite(centre).all(axis=1) & np.isfinite(box).all(axis=1))
+        use = (
+            (boxes.kind == 0)
+            & (np.asarray(fields["visible_px"]) >= min_visible_px)
+            & (depth > camera.near_m)
+            & np.isfinite(centre).all(axis=1)
+            & np.isfinite(box).all(axis=1)
+        )
     use = np.flatnonzero(use)
-    use = use[np.argsort(-depth[use], kind="stable")]  # far to near: the nearer one wins a shared cell
+    use = use[
+        np.argsort(-depth[use], kind="stable")
+    ]  # far to near: the nearer one wins a shared cell
     key, _ = key_points({"centre_px": centre[use], "box_px": box[use]}, camera)
     h, w = config.grid_hw
     cell = np.clip(np.floor((key + 0.5) / config.stride), 0, [w - 1, h - 1]).astype(np.int64)
@@ -108,15 +120,24 @@ def target_objects(labels: Labels, camera: PinholeCamera, config: Mono3DConfig,
     size = np.stack([b.length_m, b.width_m, b.height_m], axis=1)
     alpha = observation_angle(b.centre_m, b.heading_rad, camera)
     side_px = np.minimum(box[use, 2] - box[use, 0], box[use, 3] - box[use, 1])
-    return {"cell": cell, "offset": symlog(pixel_to_cell(centre[use], config.stride) - cell),
-            "depth": np.log(depth[use]), "size": np.log(size / np.asarray(config.mean_size_m)),
-            "axis": np.stack([np.sin(2 * alpha), np.cos(2 * alpha)], axis=1),
-            "facing": (np.cos(alpha) < 0).astype(np.float64),
-            "radius": np.maximum(1.0, side_px / config.stride / 1.5), "depth_m": depth[use]}
+    return {
+        "cell": cell,
+        "offset": symlog(pixel_to_cell(centre[use], config.stride) - cell),
+        "depth": np.log(depth[use]),
+        "size": np.log(size / np.asarray(config.mean_size_m)),
+        "axis": np.stack([np.sin(2 * alpha), np.cos(2 * alpha)], axis=1),
+        "facing": (np.cos(alpha) < 0).astype(np.float64),
+        "radius": np.maximum(1.0, side_px / config.stride / 1.5),
+        "depth_m": depth[use],
+    }
 
 
-def encode_targets(labels: Sequence[Labels], cameras: Sequence[PinholeCamera], config: Mono3DConfig,
-                   min_visible_px: int = 4) -> dict[str, np.ndarray]:
+def encode_targets(
+    labels: Sequence[Labels],
+    cameras: Sequence[PinholeCamera],
+    config: Mono3DConfig,
+    min_visible_px: int = 4,
+) -> dict[str, np.ndarray]:
     """Per-image training targets on the output grid: ``heatmap`` and ``mask`` (1 at key
     cells) [B, 1, h, w], and the regression targets at the key cells: ``offset`` [B, 2, h, w],
     ``depth`` [B, 1, h, w], ``size`` [B, 3, h, w], ``axis`` [B, 2, h, w], ``facing`` [B, 1, h, w]."""
@@ -130,7 +151,7 @@ def encode_targets(labels: Sequence[Labels], cameras: Sequence[PinholeCamera], c
         for k in range(len(t["cell"])):
             ix, iy = t["cell"][k]
             sigma = t["radius"][k] / 3.0 + 0.5
-            bump = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma ** 2))
+            bump = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
             np.maximum(out["heatmap"][b, 0], bump, out=out["heatmap"][b, 0])
             out["mask"][b, 0, iy, ix] = 1.0
             for name in ("offset", "depth", "size", "axis", "facing"):
@@ -160,8 +181,15 @@ def mirror_labels(labels: Labels, camera: PinholeCamera) -> Labels:
     g = camera.yaw_rad
     m = np.array([[math.cos(2 * g), math.sin(2 * g)], [math.sin(2 * g), -math.cos(2 * g)]])
     lens = np.array([camera.x_m, camera.y_m])
-    mirrored = Boxes((boxes.centre_m - lens) @ m.T + lens, 2 * g - boxes.heading_rad, boxes.length_m,
-                     boxes.width_m, boxes.kind, boxes.score, boxes.height_m)
+    mirrored = Boxes(
+        (boxes.centre_m - lens) @ m.T + lens,
+        2 * g - boxes.heading_rad,
+        boxes.length_m,
+        boxes.width_m,
+        boxes.kind,
+        boxes.score,
+        boxes.height_m,
+    )
     mirrored.heading_rad = np.arctan2(np.sin(mirrored.heading_rad), np.cos(mirrored.heading_rad))
     u_max = camera.width_px - 1.0  # u -> u_max - u maps [-0.5, W - 0.5] onto itself
     out = dict(fields)
@@ -182,9 +210,12 @@ def photometric_jitter(frames: np.ndarray, rng: np.random.Generator) -> np.ndarr
     be memorised)."""
     x = frames.astype(np.float32)
     n = len(x)
-    x = x * rng.uniform(0.8, 1.2, (n, 1, 1, 1)).astype(np.float32) + rng.uniform(-30, 30, (n, 1, 1, 1)).astype(
-        np.float32)
-    x += rng.normal(0, 1, x.shape).astype(np.float32) * rng.uniform(0, 8, (n, 1, 1, 1)).astype(np.float32)
+    x = x * rng.uniform(0.8, 1.2, (n, 1, 1, 1)).astype(np.float32) + rng.uniform(
+        -30, 30, (n, 1, 1, 1)
+    ).astype(np.float32)
+    x += rng.normal(0, 1, x.shape).astype(np.float32) * rng.uniform(0, 8, (n, 1, 1, 1)).astype(
+        np.float32
+    )
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
@@ -218,8 +249,13 @@ def condition_jitter(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return out
 
 
-def augment(frames: np.ndarray, labels: list[Labels], cameras: Sequence[PinholeCamera],
-            rng: np.random.Generator, conditions: bool = False) -> tuple[np.ndarray, list[Labels]]:
+def augment(
+    frames: np.ndarray,
+    labels: list[Labels],
+    cameras: Sequence[PinholeCamera],
+    rng: np.random.Generator,
+    conditions: bool = False,
+) -> tuple[np.ndarray, list[Labels]]:
     """Each image mirrored with probability 1/2 (where :func:`can_mirror`), then (with
     ``conditions``) given a lighting condition (:func:`condition_jitter`), then jittered."""
     frames = frames.copy()
@@ -234,11 +270,21 @@ def augment(frames: np.ndarray, labels: list[Labels], cameras: Sequence[PinholeC
 
 
 # -- loss ------------------------------------------------------------------------------------
-LOSS_WEIGHTS = {"heatmap": 1.0, "offset": 1.0, "depth": 1.0, "size": 0.5, "axis": 0.5, "facing": 0.2}
+LOSS_WEIGHTS = {
+    "heatmap": 1.0,
+    "offset": 1.0,
+    "depth": 1.0,
+    "size": 0.5,
+    "axis": 0.5,
+    "facing": 0.2,
+}
 
 
-def mono3d_loss(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
-                weights: dict[str, float] = LOSS_WEIGHTS) -> tuple[torch.Tensor, dict[str, float]]:
+def mono3d_loss(
+    pred: dict[str, torch.Tensor],
+    target: dict[str, torch.Tensor],
+    weights: dict[str, float] = LOSS_WEIGHTS,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Focal loss on the heatmap, L1 on offset, depth, size and axis and BCE on facing at the
     key cells, each regression term per object."""
     pos = target["mask"]
@@ -246,7 +292,9 @@ def mono3d_loss(pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
     terms = {"heatmap": focal_loss(pred["heatmap"].float(), target["heatmap"], pos)}
     for name in ("offset", "depth", "size", "axis"):
         terms[name] = (torch.abs(pred[name].float() - target[name]) * pos).sum() / n
-    bce = F.binary_cross_entropy_with_logits(pred["facing"].float(), target["facing"], reduction="none")
+    bce = F.binary_cross_entropy_with_logits(
+        pred["facing"].float(), target["facing"], reduction="none"
+    )
     terms["facing"] = (bce * pos).sum() / n
     total = sum(weights[k] * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}
@@ -273,8 +321,9 @@ class Mono3DTrainConfig:
     val_threshold: float = 0.1  # detection score threshold when scoring validation AP
 
 
-def load_samples(ds: FrameDataset, cameras: Sequence[str]) -> tuple[np.ndarray, list[Labels],
-                                                                    list[PinholeCamera], list[tuple]]:
+def load_samples(
+    ds: FrameDataset, cameras: Sequence[str]
+) -> tuple[np.ndarray, list[Labels], list[PinholeCamera], list[tuple]]:
     """Every frame of every camera named: images, labels (every vehicle showing a pixel), the
     camera of each image and its episode (scenario, seed)."""
     frames, labels, models, episodes = [], [], [], []
@@ -292,14 +341,22 @@ def _check_cameras(ds: FrameDataset, names: Sequence[str]) -> tuple[str, ...]:
     pinhole = tuple(n for n, c in ds.cameras.items() if isinstance(c, PinholeCamera))
     names = tuple(names) or pinhole
     if not names:
-        raise ValueError(f"{ds.path}: no perspective camera (has {', '.join(ds.cameras)}); record one with "
-                         f"'drive perception data --cameras cam_front,cam_rear'")
+        raise ValueError(
+            f"{ds.path}: no perspective camera (has {', '.join(ds.cameras)}); record one with "
+            f"'drive perception data --cameras cam_front,cam_rear'"
+        )
     wrong = [n for n in names if n not in pinhole]
     if wrong:
-        raise ValueError(f"camera(s) {wrong} are not perspective cameras of {ds.path}; known: {', '.join(pinhole)}")
-    shapes = {(ds.cameras[n].height_px, ds.cameras[n].width_px, ds.cameras[n].hfov_deg) for n in names}
+        raise ValueError(
+            f"camera(s) {wrong} are not perspective cameras of {ds.path}; known: {', '.join(pinhole)}"
+        )
+    shapes = {
+        (ds.cameras[n].height_px, ds.cameras[n].width_px, ds.cameras[n].hfov_deg) for n in names
+    }
     if len(shapes) != 1:
-        raise ValueError(f"one network serves cameras of one size and field of view; {names} differ: {shapes}")
+        raise ValueError(
+            f"one network serves cameras of one size and field of view; {names} differ: {shapes}"
+        )
     return names
 
 
@@ -308,8 +365,14 @@ class CosineSchedule:
     being the larger of the share of steps done and the share of the time budget spent (so a
     budget-limited run still anneals)."""
 
-    def __init__(self, optimiser: torch.optim.Optimizer, peak: float, total_steps: int, budget_s: float,
-                 started: float) -> None:
+    def __init__(
+        self,
+        optimiser: torch.optim.Optimizer,
+        peak: float,
+        total_steps: int,
+        budget_s: float,
+        started: float,
+    ) -> None:
         self.optimiser, self.peak, self.total_steps = optimiser, peak, max(total_steps, 1)
         self.budget_s, self.started, self.steps = budget_s, started, 0
 
@@ -326,19 +389,35 @@ class CosineSchedule:
         self.steps += 1
 
 
-def _epoch(model, frames, labels, cams, idx, batch_size, device, config, recipe, optimiser=None, rng=None,
-           bar=None, deadline=None, schedule=None) -> float:
+def _epoch(
+    model,
+    frames,
+    labels,
+    cams,
+    idx,
+    batch_size,
+    device,
+    config,
+    recipe,
+    optimiser=None,
+    rng=None,
+    bar=None,
+    deadline=None,
+    schedule=None,
+) -> float:
     total, n = 0.0, 0
     order = rng.permutation(idx) if rng is not None else idx
     for start in range(0, len(order), batch_size):
-        b = order[start:start + batch_size]
+        b = order[start : start + batch_size]
         if schedule is not None:
             schedule.step()
         f, lab, cam = frames[b], [labels[i] for i in b], [cams[i] for i in b]
         if optimiser is not None and recipe.augment:
             f, lab = augment(f, lab, cam, rng, recipe.conditions)
-        target = {k: torch.from_numpy(v).to(device)
-                  for k, v in encode_targets(lab, cam, config, recipe.min_visible_px).items()}
+        target = {
+            k: torch.from_numpy(v).to(device)
+            for k, v in encode_targets(lab, cam, config, recipe.min_visible_px).items()
+        }
         with torch.set_grad_enabled(optimiser is not None):
             loss, _ = mono3d_loss(model(frames_to_tensor(f, device)), target)
         if optimiser is not None:
@@ -355,15 +434,26 @@ def _epoch(model, frames, labels, cams, idx, batch_size, device, config, recipe,
     return total / max(n, 1)
 
 
-def validation_ap(model, frames, labels, cams, idx, device, config, threshold: float = 0.1,
-                  distance_m: float = 2.0) -> dict[str, float]:
+def validation_ap(
+    model,
+    frames,
+    labels,
+    cams,
+    idx,
+    device,
+    config,
+    threshold: float = 0.1,
+    distance_m: float = 2.0,
+) -> dict[str, float]:
     """Centre-distance AP at ``distance_m`` over the images ``idx``, overall and per range band."""
     model.eval()
     pairs = []
     with torch.inference_mode():
         for start in range(0, len(idx), 64):
-            b = idx[start:start + 64]
-            dets = decode(model(frames_to_tensor(frames[b], device)), config, [cams[i] for i in b], threshold)
+            b = idx[start : start + 64]
+            dets = decode(
+                model(frames_to_tensor(frames[b], device)), config, [cams[i] for i in b], threshold
+            )
             pairs += list(zip(dets, [labels[i][0] for i in b], strict=True))
     out = {"all": average_precision(pairs, distance_m)["ap"]}
     for band in RANGE_BANDS_M:
@@ -372,8 +462,14 @@ def validation_ap(model, frames, labels, cams, idx, device, config, threshold: f
     return out
 
 
-def train_mono3d(data: str | Path, out: str | Path, recipe: Mono3DTrainConfig = Mono3DTrainConfig(),
-                 device: str = "auto", progress: bool = True, extra_meta: dict | None = None) -> dict:
+def train_mono3d(
+    data: str | Path,
+    out: str | Path,
+    recipe: Mono3DTrainConfig = Mono3DTrainConfig(),
+    device: str = "auto",
+    progress: bool = True,
+    extra_meta: dict | None = None,
+) -> dict:
     """Train on the perspective cameras of dataset ``data``; write the best epoch's checkpoint
     (by validation AP@2m) to folder ``out``."""
     out = Path(out)
@@ -384,14 +480,20 @@ def train_mono3d(data: str | Path, out: str | Path, recipe: Mono3DTrainConfig = 
     ds = FrameDataset(data)
     names = _check_cameras(ds, recipe.cameras)
     first = ds.camera(names[0])
-    config = Mono3DConfig(width=recipe.width, image_hw=(first.height_px, first.width_px), hfov_deg=first.hfov_deg)
+    config = Mono3DConfig(
+        width=recipe.width, image_hw=(first.height_px, first.width_px), hfov_deg=first.hfov_deg
+    )
     frames, labels, cams, episodes = load_samples(ds, names)
     train_idx, val_idx = split_by_episode(episodes, recipe.val_fraction, recipe.seed)
     if not len(train_idx) or not len(val_idx):
-        raise ValueError(f"{data}: need at least two episodes to split train / validation, found "
-                         f"{len(set(episodes))}")
+        raise ValueError(
+            f"{data}: need at least two episodes to split train / validation, found "
+            f"{len(set(episodes))}"
+        )
     model = Mono3DNet(config).to(dev)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
     writer = None
     try:  # lazy: tensorboard is slow to import and only training writes scalars
         from torch.utils.tensorboard import SummaryWriter
@@ -402,40 +504,87 @@ def train_mono3d(data: str | Path, out: str | Path, recipe: Mono3DTrainConfig = 
     started = time.time()
     deadline = started + recipe.budget_s if recipe.budget_s > 0 else None
     steps_per_epoch = -(-len(train_idx) // recipe.batch_size)
-    schedule = CosineSchedule(optimiser, recipe.lr, recipe.epochs * steps_per_epoch, recipe.budget_s, started)
+    schedule = CosineSchedule(
+        optimiser, recipe.lr, recipe.epochs * steps_per_epoch, recipe.budget_s, started
+    )
     history, best, best_epoch, stopped = [], -np.inf, -1, "epochs"
     for epoch in range(recipe.epochs):
         model.train()
-        bar = tqdm(total=len(train_idx), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="image",
-                   disable=not progress, leave=False)
-        train_loss = _epoch(model, frames, labels, cams, train_idx, recipe.batch_size, dev, config, recipe,
-                            optimiser, rng, bar, deadline, schedule)
+        bar = tqdm(
+            total=len(train_idx),
+            desc=f"epoch {epoch + 1}/{recipe.epochs}",
+            unit="image",
+            disable=not progress,
+            leave=False,
+        )
+        train_loss = _epoch(
+            model,
+            frames,
+            labels,
+            cams,
+            train_idx,
+            recipe.batch_size,
+            dev,
+            config,
+            recipe,
+            optimiser,
+            rng,
+            bar,
+            deadline,
+            schedule,
+        )
         bar.close()
         model.eval()
         val_loss = _epoch(model, frames, labels, cams, val_idx, 64, dev, config, recipe)
         ap = validation_ap(model, frames, labels, cams, val_idx, dev, config, recipe.val_threshold)
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                        "val_ap_2m": ap["all"], **{f"val_ap_2m_{k}": v for k, v in ap.items() if k != "all"},
-                        "lr": optimiser.param_groups[0]["lr"], "elapsed_s": time.time() - started})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_ap_2m": ap["all"],
+                **{f"val_ap_2m_{k}": v for k, v in ap.items() if k != "all"},
+                "lr": optimiser.param_groups[0]["lr"],
+                "elapsed_s": time.time() - started,
+            }
+        )
         if writer is not None:
             for k, v in history[-1].items():
                 if k not in ("epoch", "elapsed_s") and np.isfinite(v):
                     writer.add_scalar(k, v, epoch + 1)
         if progress:
             bands = "  ".join(f"{k} {v:.3f}" for k, v in ap.items() if k != "all")
-            print(f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}  val AP@2m {ap['all']:.3f} "
-                  f"({bands})  {history[-1]['elapsed_s']:.0f} s")
+            print(
+                f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}  val AP@2m {ap['all']:.3f} "
+                f"({bands})  {history[-1]['elapsed_s']:.0f} s"
+            )
         score = ap["all"] if np.isfinite(ap["all"]) else -val_loss
         if score > best:
             best, best_epoch = score, epoch + 1
-            save_checkpoint(model, out, {
-                "training": {**asdict(recipe), "cameras": list(names), "device": str(dev),
-                             "best_epoch": best_epoch, "history": history, "train_images": len(train_idx),
-                             "val_images": len(val_idx), "parameters": parameter_count(model),
-                             "complete": False},
-                "cameras": {n: ds.camera(n).to_dict() for n in names},
-                "dataset": {"path": str(data), "frames": len(ds), "manifest_created": ds.manifest.get("created")},
-                **(extra_meta or {})})
+            save_checkpoint(
+                model,
+                out,
+                {
+                    "training": {
+                        **asdict(recipe),
+                        "cameras": list(names),
+                        "device": str(dev),
+                        "best_epoch": best_epoch,
+                        "history": history,
+                        "train_images": len(train_idx),
+                        "val_images": len(val_idx),
+                        "parameters": parameter_count(model),
+                        "complete": False,
+                    },
+                    "cameras": {n: ds.camera(n).to_dict() for n in names},
+                    "dataset": {
+                        "path": str(data),
+                        "frames": len(ds),
+                        "manifest_created": ds.manifest.get("created"),
+                    },
+                    **(extra_meta or {}),
+                },
+            )
         elif epoch + 1 - best_epoch >= recipe.patience:
             stopped = "patience"
             break
@@ -445,6 +594,12 @@ def train_mono3d(data: str | Path, out: str | Path, recipe: Mono3DTrainConfig = 
     if writer is not None:
         writer.close()
     mark_complete(out, META)
-    return {"best_epoch": best_epoch, "best_val_ap_2m": history[best_epoch - 1]["val_ap_2m"], "history": history,
-            "out": str(out), "stopped": stopped, "parameters": parameter_count(model),
-            "train_seconds": time.time() - started}
+    return {
+        "best_epoch": best_epoch,
+        "best_val_ap_2m": history[best_epoch - 1]["val_ap_2m"],
+        "history": history,
+        "out": str(out),
+        "stopped": stopped,
+        "parameters": parameter_count(model),
+        "train_seconds": time.time() - started,
+    }

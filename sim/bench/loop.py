@@ -37,13 +37,26 @@ def _harness(spec: str, world, seeds: list[int], workers: int) -> dict[str, Any]
     records: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="drive-bench-loop-") as tmp:
         t0 = time.perf_counter()
-        run_seeds(spec, world, seeds, Path(tmp), records.append, camera=BevCamera(),
-                  workers=min(workers, len(seeds)))
+        run_seeds(
+            spec,
+            world,
+            seeds,
+            Path(tmp),
+            records.append,
+            camera=BevCamera(),
+            workers=min(workers, len(seeds)),
+        )
         wall = time.perf_counter() - t0
     steps = sum(int(r["steps"]) for r in records)
-    return {"workers": workers, "episodes": len(records), "steps": steps, "wall_s": wall,
-            "episodes_per_min": 60.0 * len(records) / wall, "decisions_per_s": steps / wall,
-            "statuses": sorted(r["status"] for r in records)}
+    return {
+        "workers": workers,
+        "episodes": len(records),
+        "steps": steps,
+        "wall_s": wall,
+        "episodes_per_min": 60.0 * len(records) / wall,
+        "decisions_per_s": steps / wall,
+        "statuses": sorted(r["status"] for r in records),
+    }
 
 
 def _stock_loop(seeds: list[int], duration_s: float) -> dict[str, Any]:
@@ -52,11 +65,19 @@ def _stock_loop(seeds: list[int], duration_s: float) -> dict[str, Any]:
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
     config = {
-        "observation": {"type": "GrayscaleObservation", "observation_shape": (128, 128), "stack_size": 4,
-                        "weights": [0.2989, 0.5870, 0.1140], "scaling": 2.0},
+        "observation": {
+            "type": "GrayscaleObservation",
+            "observation_shape": (128, 128),
+            "stack_size": 4,
+            "weights": [0.2989, 0.5870, 0.1140],
+            "scaling": 2.0,
+        },
         "action": {"type": "ContinuousAction"},
-        "lanes_count": 4, "vehicles_count": 50, "duration": duration_s,
-        "policy_frequency": 15, "simulation_frequency": 15,
+        "lanes_count": 4,
+        "vehicles_count": 50,
+        "duration": duration_s,
+        "policy_frequency": 15,
+        "simulation_frequency": 15,
     }
     env = gym.make("highway-v0", config=config)
 
@@ -85,18 +106,34 @@ def _stock_loop(seeds: list[int], duration_s: float) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     env.close()
     if blank:
-        raise RuntimeError("highway-env's GrayscaleObservation rendered only blank frames; "
-                           "the baseline would be meaningless")
-    return {"workers": 1, "episodes": episodes, "steps": steps, "wall_s": wall,
-            "episodes_per_min": 60.0 * episodes / wall, "decisions_per_s": steps / wall}
+        raise RuntimeError(
+            "highway-env's GrayscaleObservation rendered only blank frames; "
+            "the baseline would be meaningless"
+        )
+    return {
+        "workers": 1,
+        "episodes": episodes,
+        "steps": steps,
+        "wall_s": wall,
+        "episodes_per_min": 60.0 * episodes / wall,
+        "decisions_per_s": steps / wall,
+    }
 
 
-def bench_loop(agents: tuple[str, ...] = AGENTS, episodes: int = 10, workers: tuple[int, ...] = (1, 2),
-               duration_s: float | None = None) -> dict[str, Any]:
+def bench_loop(
+    agents: tuple[str, ...] = AGENTS,
+    episodes: int = 10,
+    workers: tuple[int, ...] = (1, 2),
+    duration_s: float | None = None,
+) -> dict[str, Any]:
     seeds = list(range(episodes))
     world = get_scenario("highway", **({"duration_s": duration_s} if duration_s else {}))
-    result: dict[str, Any] = {"scenario": "highway", "seeds": seeds, "duration_s": world.duration_s,
-                              "agents": {}}
+    result: dict[str, Any] = {
+        "scenario": "highway",
+        "seeds": seeds,
+        "duration_s": world.duration_s,
+        "agents": {},
+    }
     for spec in agents:
         try:  # an agent without its checkpoint is reported, not fatal
             make_agent(spec, task_spec(world, BevCamera())).prepare()
@@ -113,17 +150,23 @@ def bench_loop(agents: tuple[str, ...] = AGENTS, episodes: int = 10, workers: tu
 
 
 def format_loop(r: dict[str, Any]) -> str:
-    lines = [f"harness throughput on {r['scenario']}, seeds {r['seeds'][0]}-{r['seeds'][-1]}, "
-             f"{r['duration_s']:g} s episodes",
-             f"{'loop':44s} {'workers':>7s} {'episodes/min':>12s} {'decisions/s':>11s} {'vs stock':>8s}"]
+    lines = [
+        f"harness throughput on {r['scenario']}, seeds {r['seeds'][0]}-{r['seeds'][-1]}, "
+        f"{r['duration_s']:g} s episodes",
+        f"{'loop':44s} {'workers':>7s} {'episodes/min':>12s} {'decisions/s':>11s} {'vs stock':>8s}",
+    ]
     b = r["baseline"]
-    lines.append(f"{'stock highway-env + SB3 CnnPolicy.predict':44s} {b['workers']:7d} "
-                 f"{b['episodes_per_min']:12.1f} {b['decisions_per_s']:11.0f} {1.0:7.2f}x")
+    lines.append(
+        f"{'stock highway-env + SB3 CnnPolicy.predict':44s} {b['workers']:7d} "
+        f"{b['episodes_per_min']:12.1f} {b['decisions_per_s']:11.0f} {1.0:7.2f}x"
+    )
     for spec, row in r["agents"].items():
         if "skipped" in row:
             lines.append(f"{'drive harness, ' + spec:44s} skipped: {row['skipped']}")
             continue
         for run in row["runs"]:
-            lines.append(f"{'drive harness, ' + spec:44s} {run['workers']:7d} {run['episodes_per_min']:12.1f} "
-                         f"{run['decisions_per_s']:11.0f} {run['vs_baseline']:7.2f}x")
+            lines.append(
+                f"{'drive harness, ' + spec:44s} {run['workers']:7d} {run['episodes_per_min']:12.1f} "
+                f"{run['decisions_per_s']:11.0f} {run['vs_baseline']:7.2f}x"
+            )
     return "\n".join(lines)

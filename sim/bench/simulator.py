@@ -57,13 +57,24 @@ _CAMERA_LABELS = {
 def _timing_row(name: str, size: tuple[int, int], ms: list[float]) -> dict[str, Any]:
     """One renderer's frame times [ms] -> median, p90, p99 (``size`` is (width, height) [px])."""
     p50, p90, p99 = np.percentile(np.asarray(ms, dtype=np.float64), [50, 90, 99])
-    return {"renderer": name, "label": _CAMERA_LABELS[name], "width_px": size[0],
-            "height_px": size[1], "median_ms": float(p50), "p90_ms": float(p90),
-            "p99_ms": float(p99)}
+    return {
+        "renderer": name,
+        "label": _CAMERA_LABELS[name],
+        "width_px": size[0],
+        "height_px": size[1],
+        "median_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+    }
 
 
-def bench_camera(scenario: str = "highway", frames: int = 300, size_px: int = 128,
-                 seed: int = 0, warmup: int = 10) -> dict[str, Any]:
+def bench_camera(
+    scenario: str = "highway",
+    frames: int = 300,
+    size_px: int = 128,
+    seed: int = 0,
+    warmup: int = 10,
+) -> dict[str, Any]:
     """Frame times of every camera on one scenario, interleaved on the same world states.
 
     Rows (:data:`CAMERA_ROWS`): the top-down ego camera at ``size_px`` (the bird's-eye
@@ -87,25 +98,40 @@ def bench_camera(scenario: str = "highway", frames: int = 300, size_px: int = 12
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame must not look for a display
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-    spec = BevCamera(width_px=size_px, height_px=size_px, ego_u_px=(size_px - 1) / 2,
-                      ego_v_px=round(size_px * 0.78))
+    spec = BevCamera(
+        width_px=size_px,
+        height_px=size_px,
+        ego_u_px=(size_px - 1) / 2,
+        ego_v_px=round(size_px * 0.78),
+    )
     env = DrivingEnv(name, bev=spec, sensors=("autopilot",))
     try:
         _, info = env.reset(seed=seed)
         stock = GrayscaleObservation(
-            env.world, observation_shape=(size_px, size_px), stack_size=1,
-            weights=[0.2989, 0.5870, 0.1140], scaling=1.0 / spec.metres_per_pixel)
+            env.world,
+            observation_shape=(size_px, size_px),
+            stack_size=1,
+            weights=[0.2989, 0.5870, 0.1140],
+            scaling=1.0 / spec.metres_per_pixel,
+        )
         stock.viewer.enabled = True  # see the module docstring
         if stock.observe().max() == 0:
-            raise RuntimeError("highway-env's GrayscaleObservation rendered a blank frame; "
-                               "the comparison would be meaningless")
+            raise RuntimeError(
+                "highway-env's GrayscaleObservation rendered a blank frame; "
+                "the comparison would be meaningless"
+            )
         front, rear = env.rig["cam_front"], env.rig["cam_rear"]
 
         def top_down() -> np.ndarray:
             ego = env.world.vehicle
-            return env.renderer.ego_camera(spec, hw_to_world_xy(ego.position),
-                                           hw_to_world_heading(ego.heading),
-                                           env._scene_objects(), ego.LENGTH, ego.WIDTH)
+            return env.renderer.ego_camera(
+                spec,
+                hw_to_world_xy(ego.position),
+                hw_to_world_heading(ego.heading),
+                env._scene_objects(),
+                ego.LENGTH,
+                ego.WIDTH,
+            )
 
         renderers = {
             "top_down": top_down,
@@ -114,15 +140,18 @@ def bench_camera(scenario: str = "highway", frames: int = 300, size_px: int = 12
             "cam_front_labels": lambda: env.render_camera(front, instance=True, depth=True),
             "highway_env": stock.observe,
         }
-        sizes = {"top_down": (size_px, size_px), "highway_env": (size_px, size_px),
-                 "cam_front": (front.width_px, front.height_px),
-                 "cam_rear": (rear.width_px, rear.height_px),
-                 "cam_front_labels": (front.width_px, front.height_px)}
+        sizes = {
+            "top_down": (size_px, size_px),
+            "highway_env": (size_px, size_px),
+            "cam_front": (front.width_px, front.height_px),
+            "cam_rear": (rear.width_px, rear.height_px),
+            "cam_front_labels": (front.width_px, front.height_px),
+        }
         names = list(CAMERA_ROWS)
         times: dict[str, list[float]] = {row: [] for row in names}
         episodes = 1
         for k in range(frames + warmup):
-            order = names[k % len(names):] + names[:k % len(names)]
+            order = names[k % len(names) :] + names[: k % len(names)]
             for row in order:
                 ms = time_ms(renderers[row])
                 if k >= warmup:
@@ -141,18 +170,31 @@ def bench_camera(scenario: str = "highway", frames: int = 300, size_px: int = 12
     for row in rows:
         row["vs_highway_env"] = base / row["median_ms"]
         row["vs_top_down"] = row["median_ms"] / top
-    return {"scenario": name, "frames": frames, "warmup": warmup,
-            "seed": seed, "episodes": episodes, "size_px": size_px, "rows": rows}
+    return {
+        "scenario": name,
+        "frames": frames,
+        "warmup": warmup,
+        "seed": seed,
+        "episodes": episodes,
+        "size_px": size_px,
+        "rows": rows,
+    }
 
 
-def bench_cameras(scenarios: tuple[str, ...] = ("highway",), frames: int = 300,
-                  size_px: int = 128, seed: int = 0) -> dict[str, Any]:
+def bench_cameras(
+    scenarios: tuple[str, ...] = ("highway",), frames: int = 300, size_px: int = 128, seed: int = 0
+) -> dict[str, Any]:
     """:func:`bench_camera` on each scenario in turn (names checked before anything runs)."""
     if not scenarios:
         raise ValueError("no scenarios given")
     names = [get_scenario(name).name for name in dict.fromkeys(scenarios)]  # fails fast
-    return {"benchmark": "camera", "frames": frames, "size_px": size_px, "seed": seed,
-            "scenarios": [bench_camera(name, frames, size_px, seed) for name in names]}
+    return {
+        "benchmark": "camera",
+        "frames": frames,
+        "size_px": size_px,
+        "seed": seed,
+        "scenarios": [bench_camera(name, frames, size_px, seed) for name in names],
+    }
 
 
 def format_camera(r: dict[str, Any]) -> str:
@@ -161,15 +203,21 @@ def format_camera(r: dict[str, Any]) -> str:
     for sc in r["scenarios"]:
         if out:
             out.append("")
-        out.append(f"camera benchmark: {sc['scenario']}, {sc['frames']} world states "
-                   f"(interleaved, {sc['episodes']} episode(s) from seed {sc['seed']})")
-        out.append(f"{'renderer':42s} {'size':>7s} {'median ms':>9s} {'p90 ms':>7s} "
-                   f"{'p99 ms':>7s} {'hw-env/row':>10s} {'row/top-down':>12s}")
+        out.append(
+            f"camera benchmark: {sc['scenario']}, {sc['frames']} world states "
+            f"(interleaved, {sc['episodes']} episode(s) from seed {sc['seed']})"
+        )
+        out.append(
+            f"{'renderer':42s} {'size':>7s} {'median ms':>9s} {'p90 ms':>7s} "
+            f"{'p99 ms':>7s} {'hw-env/row':>10s} {'row/top-down':>12s}"
+        )
         for row in sc["rows"]:
             size = f"{row['width_px']}x{row['height_px']}"
-            out.append(f"{row['label']:42s} {size:>7s} {row['median_ms']:9.3f} "
-                       f"{row['p90_ms']:7.3f} {row['p99_ms']:7.3f} "
-                       f"{row['vs_highway_env']:9.2f}x {row['vs_top_down']:11.2f}x")
+            out.append(
+                f"{row['label']:42s} {size:>7s} {row['median_ms']:9.3f} "
+                f"{row['p90_ms']:7.3f} {row['p99_ms']:7.3f} "
+                f"{row['vs_highway_env']:9.2f}x {row['vs_top_down']:11.2f}x"
+            )
     return "\n".join(out)
 
 
@@ -192,8 +240,9 @@ def _record_actions(scenario: str, seed: int, steps: int, overrides: dict) -> li
     return actions
 
 
-def _step_times_ms(scenario: str, seed: int, actions: list[np.ndarray], overrides: dict,
-                   fast: bool) -> tuple[list[float], list[float]]:
+def _step_times_ms(
+    scenario: str, seed: int, actions: list[np.ndarray], overrides: dict, fast: bool
+) -> tuple[list[float], list[float]]:
     """(whole ``DrivingEnv.step``, the highway-env world step inside it) per step [ms]."""
 
     env = DrivingEnv(scenario, sensors=("speed",), overrides=overrides, fast_physics=fast)
@@ -212,8 +261,9 @@ def _step_times_ms(scenario: str, seed: int, actions: list[np.ndarray], override
     return times, physics
 
 
-def bench_physics(scenario: str, overrides: dict | None = None, steps: int = 200,
-                  repeats: int = 3) -> dict[str, Any]:
+def bench_physics(
+    scenario: str, overrides: dict | None = None, steps: int = 200, repeats: int = 3
+) -> dict[str, Any]:
     """Stock vs fast physics on the same replayed action sequences, repeats interleaved.
 
     Each repeat replays one recorded episode open-loop through a stock and a fast env
@@ -232,15 +282,27 @@ def bench_physics(scenario: str, overrides: dict | None = None, steps: int = 200
         fast_phys += phys_ms
     s, f = float(np.median(stock)), float(np.median(fast))
     sp, fp = float(np.median(stock_phys)), float(np.median(fast_phys))
-    return {"scenario": scenario, "overrides": overrides, "steps_timed": len(fast),
-            "stock_median_ms": s, "fast_median_ms": f,
-            "stock_steps_per_s": 1000.0 / s, "fast_steps_per_s": 1000.0 / f, "speedup": s / f,
-            "stock_physics_median_ms": sp, "fast_physics_median_ms": fp,
-            "physics_speedup": sp / fp}
+    return {
+        "scenario": scenario,
+        "overrides": overrides,
+        "steps_timed": len(fast),
+        "stock_median_ms": s,
+        "fast_median_ms": f,
+        "stock_steps_per_s": 1000.0 / s,
+        "fast_steps_per_s": 1000.0 / f,
+        "speedup": s / f,
+        "stock_physics_median_ms": sp,
+        "fast_physics_median_ms": fp,
+        "physics_speedup": sp / fp,
+    }
 
 
-def bench_workers(scenario: str = "highway", episodes: int = 6, workers: tuple[int, ...] = (1, 2),
-                  duration_s: float | None = None) -> list[dict[str, Any]]:
+def bench_workers(
+    scenario: str = "highway",
+    episodes: int = 6,
+    workers: tuple[int, ...] = (1, 2),
+    duration_s: float | None = None,
+) -> list[dict[str, Any]]:
     """Episodes per minute of ``drive run`` (idm, no video) at each worker count.
 
     Each run is a fresh ``drive run`` process, so every worker count pays the same
@@ -250,70 +312,121 @@ def bench_workers(scenario: str = "highway", episodes: int = 6, workers: tuple[i
     out = []
     for w in workers:
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "sim.cli", "run", "--agent", "idm", "--scenario", scenario,
-                   "--episodes", str(episodes), "--workers", str(w), "--video", "none", "--quiet",
-                   "--out", str(Path(tmp) / "run")]
+            cmd = [
+                sys.executable,
+                "-m",
+                "sim.cli",
+                "run",
+                "--agent",
+                "idm",
+                "--scenario",
+                scenario,
+                "--episodes",
+                str(episodes),
+                "--workers",
+                str(w),
+                "--video",
+                "none",
+                "--quiet",
+                "--out",
+                str(Path(tmp) / "run"),
+            ]
             if duration_s:
                 cmd += ["--duration", str(duration_s)]
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True)
             wall = time.perf_counter() - t0
-        out.append({"scenario": scenario, "workers": w, "episodes": episodes, "wall_s": wall,
-                    "episodes_per_min": 60.0 * episodes / wall})
+        out.append(
+            {
+                "scenario": scenario,
+                "workers": w,
+                "episodes": episodes,
+                "wall_s": wall,
+                "episodes_per_min": 60.0 * episodes / wall,
+            }
+        )
     return out
 
 
-def bench_sim(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge", "roundabout"),
-              steps: int = 200, repeats: int = 3, worker_episodes: int = 6) -> dict[str, Any]:
+def bench_sim(
+    scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge", "roundabout"),
+    steps: int = 200,
+    repeats: int = 3,
+    worker_episodes: int = 6,
+) -> dict[str, Any]:
     rows = []
     for name in scenarios:
         rows.append({**bench_physics(name, None, steps, repeats), "traffic": "default"})
         if name in DOUBLE_TRAFFIC:
-            rows.append({**bench_physics(name, {"vehicles_count": DOUBLE_TRAFFIC[name]}, steps,
-                                         repeats), "traffic": "2x"})
+            rows.append(
+                {
+                    **bench_physics(name, {"vehicles_count": DOUBLE_TRAFFIC[name]}, steps, repeats),
+                    "traffic": "2x",
+                }
+            )
     counts = (25, 50, 100)
-    scaling = [bench_physics("highway", {"vehicles_count": n}, steps, repeats) | {"vehicles": n}
-               for n in counts]
+    scaling = [
+        bench_physics("highway", {"vehicles_count": n}, steps, repeats) | {"vehicles": n}
+        for n in counts
+    ]
     for kind in ("stock", "fast"):  # least-squares slope of log(physics ms) on log(N)
         ms = [row[f"{kind}_physics_median_ms"] for row in scaling]
         slope = float(np.polyfit(np.log(counts), np.log(ms), 1)[0])
         for row in scaling:
             row[f"{kind}_growth_exponent"] = slope
     workers = bench_workers("highway", worker_episodes) if worker_episodes else []
-    return {"benchmark": "sim", "steps": steps, "repeats": repeats, "physics": rows,
-            "highway_scaling": scaling, "workers": workers}
+    return {
+        "benchmark": "sim",
+        "steps": steps,
+        "repeats": repeats,
+        "physics": rows,
+        "highway_scaling": scaling,
+        "workers": workers,
+    }
 
 
 def format_sim(r: dict[str, Any]) -> str:
-    lines = [f"median over {r['repeats']} replayed episodes x <= {r['steps']} steps, stock and fast "
-             f"alternating (same seeds and actions: identical trajectories). 'env' is a whole "
-             f"DrivingEnv.step, 'physics' the highway-env world step inside it",
-             f"{'scenario':12s} {'traffic':8s} {'stock env st/s':>15s} {'fast env st/s':>14s} "
-             f"{'env x':>6s} {'physics x':>10s}"]
+    lines = [
+        f"median over {r['repeats']} replayed episodes x <= {r['steps']} steps, stock and fast "
+        f"alternating (same seeds and actions: identical trajectories). 'env' is a whole "
+        f"DrivingEnv.step, 'physics' the highway-env world step inside it",
+        f"{'scenario':12s} {'traffic':8s} {'stock env st/s':>15s} {'fast env st/s':>14s} "
+        f"{'env x':>6s} {'physics x':>10s}",
+    ]
     for row in r["physics"]:
-        lines.append(f"{row['scenario']:12s} {row['traffic']:8s} {row['stock_steps_per_s']:15.0f} "
-                     f"{row['fast_steps_per_s']:14.0f} {row['speedup']:5.1f}x "
-                     f"{row['physics_speedup']:9.1f}x")
+        lines.append(
+            f"{row['scenario']:12s} {row['traffic']:8s} {row['stock_steps_per_s']:15.0f} "
+            f"{row['fast_steps_per_s']:14.0f} {row['speedup']:5.1f}x "
+            f"{row['physics_speedup']:9.1f}x"
+        )
     lines.append("")
     lines.append("highway step time vs vehicle count")
-    lines.append(f"{'vehicles':>8s} {'stock physics ms':>17s} {'fast physics ms':>16s} "
-                 f"{'physics x':>10s} {'env x':>6s}")
+    lines.append(
+        f"{'vehicles':>8s} {'stock physics ms':>17s} {'fast physics ms':>16s} "
+        f"{'physics x':>10s} {'env x':>6s}"
+    )
     for row in r["highway_scaling"]:
-        lines.append(f"{row['vehicles']:8d} {row['stock_physics_median_ms']:17.2f} "
-                     f"{row['fast_physics_median_ms']:16.2f} {row['physics_speedup']:9.1f}x "
-                     f"{row['speedup']:5.1f}x")
+        lines.append(
+            f"{row['vehicles']:8d} {row['stock_physics_median_ms']:17.2f} "
+            f"{row['fast_physics_median_ms']:16.2f} {row['physics_speedup']:9.1f}x "
+            f"{row['speedup']:5.1f}x"
+        )
     if r["highway_scaling"]:
         s = r["highway_scaling"][0]
-        lines.append(f"physics cost ~ N^{s['stock_growth_exponent']:.2f} (stock) vs "
-                     f"N^{s['fast_growth_exponent']:.2f} (fast), least squares over 25/50/100")
+        lines.append(
+            f"physics cost ~ N^{s['stock_growth_exponent']:.2f} (stock) vs "
+            f"N^{s['fast_growth_exponent']:.2f} (fast), least squares over 25/50/100"
+        )
     if r["workers"]:
         lines.append("")
         lines.append("drive run (idm, highway, no video): episodes per minute")
         base = r["workers"][0]["episodes_per_min"]
         for row in r["workers"]:
-            lines.append(f"  --workers {row['workers']}: {row['episodes_per_min']:6.1f} ep/min "
-                         f"({row['episodes']} episodes in {row['wall_s']:.1f} s, "
-                         f"{row['episodes_per_min'] / base:.2f}x)")
+            lines.append(
+                f"  --workers {row['workers']}: {row['episodes_per_min']:6.1f} ep/min "
+                f"({row['episodes']} episodes in {row['wall_s']:.1f} s, "
+                f"{row['episodes_per_min'] / base:.2f}x)"
+            )
     return "\n".join(lines)
 
 
@@ -324,20 +437,27 @@ PLANNER_BUDGET_MS = 10.0  # [ms] a decision over this counts against the planner
 
 def _latency_row(latency_ms: list[float], step_ms: list[float]) -> dict[str, Any]:
     lat = np.asarray(latency_ms, dtype=np.float64)
-    row: dict[str, Any] = {"decisions": int(len(lat))}
+    row: dict[str, Any] = {"decisions": len(lat)}
     if len(lat):
         p50, p90, p99 = np.percentile(lat, [50, 90, 99])
-        row |= {"latency_p50_ms": float(p50), "latency_p90_ms": float(p90),
-                "latency_p99_ms": float(p99), "latency_max_ms": float(lat.max()),
-                "latency_mean_ms": float(lat.mean()),
-                "over_budget_share": float(np.mean(lat > PLANNER_BUDGET_MS))}
+        row |= {
+            "latency_p50_ms": float(p50),
+            "latency_p90_ms": float(p90),
+            "latency_p99_ms": float(p99),
+            "latency_max_ms": float(lat.max()),
+            "latency_mean_ms": float(lat.mean()),
+            "over_budget_share": float(np.mean(lat > PLANNER_BUDGET_MS)),
+        }
     row["env_step_median_ms"] = float(np.median(step_ms)) if step_ms else None
     return row
 
 
-def bench_planner(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge", "roundabout"),
-                  episodes: int = 2, agent: str = "expert",
-                  duration_s: float | None = None) -> dict[str, Any]:
+def bench_planner(
+    scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge", "roundabout"),
+    episodes: int = 2,
+    agent: str = "expert",
+    duration_s: float | None = None,
+) -> dict[str, Any]:
     """Per-decision latency of ``agent`` in closed loop: ``episodes`` episodes (seeds
     0..episodes-1) per scenario, in-process through :func:`sim.harness.loop.run_episode`.
 
@@ -377,30 +497,47 @@ def bench_planner(scenarios: tuple[str, ...] = ("lane-keep", "highway", "merge",
                 statuses[result.status] = statuses.get(result.status, 0) + 1
         finally:
             env.close()
-        rows.append({"scenario": scenario.name, "episodes": episodes, "statuses": statuses,
-                     **_latency_row(latency, step_ms)})
-    return {"benchmark": "planner", "agent": agent, "episodes": episodes,
-            "duration_s": duration_s, "budget_ms": PLANNER_BUDGET_MS, "scenarios": rows}
+        rows.append(
+            {
+                "scenario": scenario.name,
+                "episodes": episodes,
+                "statuses": statuses,
+                **_latency_row(latency, step_ms),
+            }
+        )
+    return {
+        "benchmark": "planner",
+        "agent": agent,
+        "episodes": episodes,
+        "duration_s": duration_s,
+        "budget_ms": PLANNER_BUDGET_MS,
+        "scenarios": rows,
+    }
 
 
 def format_planner(r: dict[str, Any]) -> str:
     budget = r["budget_ms"]
     over = f"> {budget:g} ms"
-    lines = [f"planner benchmark: agent {r['agent']}, {r['episodes']} episode(s) per scenario "
-             f"(seeds 0..{r['episodes'] - 1}), closed loop. Latency: one agent.act [ms]; "
-             f"env step: median DrivingEnv.step [ms]",
-             f"{'scenario':12s} {'decisions':>9s} {'p50':>7s} {'p90':>7s} {'p99':>7s} "
-             f"{'max':>7s} {over:>9s} {'env step':>9s}  status"]
+    lines = [
+        f"planner benchmark: agent {r['agent']}, {r['episodes']} episode(s) per scenario "
+        f"(seeds 0..{r['episodes'] - 1}), closed loop. Latency: one agent.act [ms]; "
+        f"env step: median DrivingEnv.step [ms]",
+        f"{'scenario':12s} {'decisions':>9s} {'p50':>7s} {'p90':>7s} {'p99':>7s} "
+        f"{'max':>7s} {over:>9s} {'env step':>9s}  status",
+    ]
     for row in r["scenarios"]:
         status = ", ".join(f"{k} {v}" for k, v in sorted(row["statuses"].items()))
         if not row["decisions"]:
-            lines.append(f"{row['scenario']:12s} {0:9d} {'-':>7s} {'-':>7s} {'-':>7s} {'-':>7s} "
-                         f"{'-':>9s} {'-':>9s}  {status}")
+            lines.append(
+                f"{row['scenario']:12s} {0:9d} {'-':>7s} {'-':>7s} {'-':>7s} {'-':>7s} "
+                f"{'-':>9s} {'-':>9s}  {status}"
+            )
             continue
         step = row["env_step_median_ms"]
         lines.append(
             f"{row['scenario']:12s} {row['decisions']:9d} {row['latency_p50_ms']:7.2f} "
             f"{row['latency_p90_ms']:7.2f} {row['latency_p99_ms']:7.2f} "
             f"{row['latency_max_ms']:7.2f} {100 * row['over_budget_share']:8.1f}% "
-            f"{'-' if step is None else f'{step:.2f}':>9s}  {status}")
+            f"{'-' if step is None else f'{step:.2f}':>9s}  {status}"
+        )
     return "\n".join(lines)

@@ -47,14 +47,14 @@ class BevCamera:
         if int(self.width_px) != self.width_px or self.width_px < 8:
             raise ValueError(f"BevCamera.width_px must be an integer >= 8, got {self.width_px!r}")
         if int(self.height_px) != self.height_px or self.height_px < 8:
-            raise ValueError(
-                f"BevCamera.height_px must be an integer >= 8, got {self.height_px!r}"
-            )
+            raise ValueError(f"BevCamera.height_px must be an integer >= 8, got {self.height_px!r}")
         if not (np.isfinite(self.metres_per_pixel) and self.metres_per_pixel > 0):
             raise ValueError(
                 f"BevCamera.metres_per_pixel must be a positive number, got {self.metres_per_pixel!r}"
             )
-        if not (0 <= self.ego_u_px <= self.width_px - 1 and 0 <= self.ego_v_px <= self.height_px - 1):
+        if not (
+            0 <= self.ego_u_px <= self.width_px - 1 and 0 <= self.ego_v_px <= self.height_px - 1
+        ):
             raise ValueError(
                 f"BevCamera ego pixel (ego_u_px={self.ego_u_px}, ego_v_px={self.ego_v_px}) lies "
                 f"outside the "

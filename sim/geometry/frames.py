@@ -40,15 +40,18 @@ def ego_to_world(xy_ego: np.ndarray, ego_xy: np.ndarray, ego_heading: float) -> 
     """Ego-frame points ``[N, 2]`` -> world frame [m]."""
     c, s = np.cos(ego_heading), np.sin(ego_heading)
     p = np.asarray(xy_ego, dtype=np.float64)
-    return np.stack([ego_xy[0] + c * p[..., 0] - s * p[..., 1], ego_xy[1] + s * p[..., 0] + c * p[..., 1]],
-                    axis=-1)
+    return np.stack(
+        [ego_xy[0] + c * p[..., 0] - s * p[..., 1], ego_xy[1] + s * p[..., 0] + c * p[..., 1]],
+        axis=-1,
+    )
 
 
 _UNIT_BOX = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])  # rear-right first, ccw
 
 
-def box_corners(position_m: np.ndarray, heading_rad: np.ndarray, length_m: np.ndarray,
-                width_m: np.ndarray) -> np.ndarray:
+def box_corners(
+    position_m: np.ndarray, heading_rad: np.ndarray, length_m: np.ndarray, width_m: np.ndarray
+) -> np.ndarray:
     """Corners ``[N, 4, 2]`` of oriented boxes (centres ``[N, 2]``, headings, lengths and
     widths ``[N]``), counter-clockwise from rear-right, in the frame of the centres (world
     or ego)."""

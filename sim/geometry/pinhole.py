@@ -56,9 +56,13 @@ from functools import cached_property
 
 import numpy as np
 
-_BODY_FROM_CAMERA = np.array([[0.0, 0.0, 1.0],     # body forward = camera +z
-                              [-1.0, 0.0, 0.0],    # body left    = camera -x
-                              [0.0, -1.0, 0.0]])   # body up      = camera -y
+_BODY_FROM_CAMERA = np.array(
+    [
+        [0.0, 0.0, 1.0],  # body forward = camera +z
+        [-1.0, 0.0, 0.0],  # body left    = camera -x
+        [0.0, -1.0, 0.0],
+    ]
+)  # body up      = camera -y
 """Columns: the camera frame's x (right), y (down), z (forward) in body FLU axes."""
 
 _SENSOR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -72,8 +76,12 @@ def _finite(value) -> bool:
 
 
 def _check_int(name: str, value, minimum: int) -> None:
-    ok = (not isinstance(value, bool) and _finite(value) and float(value) == int(float(value))
-          and int(float(value)) >= minimum)
+    ok = (
+        not isinstance(value, bool)
+        and _finite(value)
+        and float(value) == int(float(value))
+        and int(float(value)) >= minimum
+    )
     if not ok:
         raise ValueError(f"PinholeCamera.{name} must be an integer >= {minimum}, got {value!r}")
 
@@ -116,19 +124,21 @@ class PinholeCamera:
         _check_int("height_px", self.height_px, 8)
         if not (_finite(self.hfov_deg) and 0.0 < float(self.hfov_deg) < 180.0):
             raise ValueError(
-                f"PinholeCamera.hfov_deg must be a number in (0, 180), got {self.hfov_deg!r}")
+                f"PinholeCamera.hfov_deg must be a number in (0, 180), got {self.hfov_deg!r}"
+            )
         for name in ("x_m", "y_m", "z_m", "yaw_rad"):
             if not _finite(getattr(self, name)):
                 raise ValueError(
-                    f"PinholeCamera.{name} must be a finite number, got {getattr(self, name)!r}")
+                    f"PinholeCamera.{name} must be a finite number, got {getattr(self, name)!r}"
+                )
         for name in ("pitch_rad", "roll_rad"):
             value = getattr(self, name)
             if not (_finite(value) and abs(float(value)) <= math.pi / 2):
                 raise ValueError(
-                    f"PinholeCamera.{name} must be a number in [-pi/2, pi/2], got {value!r}")
+                    f"PinholeCamera.{name} must be a number in [-pi/2, pi/2], got {value!r}"
+                )
         if not (_finite(self.near_m) and float(self.near_m) > 0.0):
-            raise ValueError(
-                f"PinholeCamera.near_m must be a positive number, got {self.near_m!r}")
+            raise ValueError(f"PinholeCamera.near_m must be a positive number, got {self.near_m!r}")
         # plain int/float fields (numpy scalars in, JSON-able and comparable values out)
         for f in fields(self):
             cast = int if f.name in ("width_px", "height_px") else float
@@ -223,23 +233,29 @@ class PinholeCamera:
         near-plane test: for callers that clipped in 3D already, like the renderer)."""
         q = np.asarray(points_cam_m, dtype=np.float64)
         inv_z = 1.0 / q[..., 2]
-        return np.stack([self.cx + self.fx * q[..., 0] * inv_z, self.cy + self.fy * q[..., 1] * inv_z],
-                        axis=-1)
+        return np.stack(
+            [self.cx + self.fx * q[..., 0] * inv_z, self.cy + self.fy * q[..., 1] * inv_z], axis=-1
+        )
 
     def camera_rays(self, uv_px: np.ndarray) -> np.ndarray:
         """Pixels ``[..., 2]`` -> camera-frame viewing directions ``[..., 3]`` scaled to z = 1
         (the inverse of :meth:`camera_to_pixel` up to depth)."""
         q = np.asarray(uv_px, dtype=np.float64)
-        return np.stack([(q[..., 0] - self.cx) / self.fx, (q[..., 1] - self.cy) / self.fy,
-                         np.ones(q.shape[:-1])], axis=-1)
+        return np.stack(
+            [
+                (q[..., 0] - self.cx) / self.fx,
+                (q[..., 1] - self.cy) / self.fy,
+                np.ones(q.shape[:-1]),
+            ],
+            axis=-1,
+        )
 
     def in_image(self, uv_px: np.ndarray) -> np.ndarray:
         """Whether pixels ``[..., 2]`` lie inside the image, ``[-0.5, W-0.5) x [-0.5, H-0.5)``
         (False for NaN)."""
         q = np.asarray(uv_px, dtype=np.float64)
         u, v = q[..., 0], q[..., 1]
-        return ((u >= -0.5) & (u < self.width_px - 0.5)
-                & (v >= -0.5) & (v < self.height_px - 0.5))
+        return (u >= -0.5) & (u < self.width_px - 0.5) & (v >= -0.5) & (v < self.height_px - 0.5)
 
     def pixel_to_ray(self, uv_px: np.ndarray) -> np.ndarray:
         """Pixels ``[..., 2]`` -> unit viewing directions ``[..., 3]`` in the ego frame (from
@@ -298,7 +314,9 @@ class PinholeCamera:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown PinholeCamera keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(
+                f"unknown PinholeCamera keys {sorted(unknown)}; known: {sorted(known)}"
+            )
         return cls(**d)
 
 
@@ -315,25 +333,31 @@ class CameraRig:
     cameras: tuple[tuple[str, PinholeCamera], ...]
     """``(name, camera)`` pairs, in rig order."""
 
-    def __init__(self, cameras: Mapping[str, PinholeCamera]
-                 | Iterable[tuple[str, PinholeCamera]]) -> None:
+    def __init__(
+        self, cameras: Mapping[str, PinholeCamera] | Iterable[tuple[str, PinholeCamera]]
+    ) -> None:
         pairs = tuple(cameras.items()) if isinstance(cameras, Mapping) else tuple(cameras)
         if not pairs:
             raise ValueError("CameraRig.cameras must name at least one camera, got none")
         seen: set[str] = set()
         for pair in pairs:
             if not (isinstance(pair, tuple) and len(pair) == 2):
-                raise ValueError(f"CameraRig.cameras entries must be (name, camera) pairs, "
-                                 f"got {pair!r}")
+                raise ValueError(
+                    f"CameraRig.cameras entries must be (name, camera) pairs, got {pair!r}"
+                )
             name, camera = pair
             if not (isinstance(name, str) and _SENSOR_NAME.fullmatch(name)):
-                raise ValueError(f"CameraRig camera name must be identifier-like "
-                                 f"([A-Za-z_][A-Za-z0-9_]*), got {name!r}")
+                raise ValueError(
+                    f"CameraRig camera name must be identifier-like "
+                    f"([A-Za-z_][A-Za-z0-9_]*), got {name!r}"
+                )
             if name in seen:
                 raise ValueError(f"CameraRig camera name {name!r} appears twice")
             if not isinstance(camera, PinholeCamera):
-                raise TypeError(f"CameraRig camera {name!r} must be a PinholeCamera, "
-                                 f"got {type(camera).__name__}")
+                raise TypeError(
+                    f"CameraRig camera {name!r} must be a PinholeCamera, "
+                    f"got {type(camera).__name__}"
+                )
             seen.add(name)
         object.__setattr__(self, "cameras", pairs)
 

@@ -24,112 +24,238 @@ from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS, get_scenario
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``scenarios``, ``agents``, ``run`` and ``eval`` to ``subparsers``."""
     s = subparsers.add_parser(
-        "scenarios", help="list the driving scenarios",
-        description="List the named driving scenarios with a one-line description.")
+        "scenarios",
+        help="list the driving scenarios",
+        description="List the named driving scenarios with a one-line description.",
+    )
     s.set_defaults(func=_cmd_scenarios)
 
     s = subparsers.add_parser(
-        "agents", help="list the agents and their sensors",
-        description="List the agents, the sensors each one is handed, and what it is.")
+        "agents",
+        help="list the agents and their sensors",
+        description="List the agents, the sensors each one is handed, and what it is.",
+    )
     s.set_defaults(func=_cmd_agents)
 
     s = subparsers.add_parser(
-        "run", help="run an agent for some episodes; write episodes.jsonl and a video",
+        "run",
+        help="run an agent for some episodes; write episodes.jsonl and a video",
         description="Run one agent in one scenario on consecutive seeds. Writes DIR/config.json "
-                    "first, then one line per finished episode to DIR/episodes.jsonl, and an "
-                    "H.264 MP4 of the first episode (the top-down ego camera beside a north-up overview, "
-                    "the rig's front and rear cameras under them, and a HUD).")
-    s.add_argument("--agent", default=DEFAULT_AGENT,
-                   help=f"agent name (default: {DEFAULT_AGENT}; known: {', '.join(AGENTS)})")
-    s.add_argument("--scenario", default=DEFAULT_SCENARIO,
-                   help=f"scenario name (default: {DEFAULT_SCENARIO}; known: {', '.join(SCENARIOS)})")
-    s.add_argument("--episodes", type=arguments.positive_int, default=3, help="number of episodes (default: 3)")
-    s.add_argument("--seed", type=arguments.seed, default=0,
-                   help="seed of the first episode; episode k uses seed+k (default: 0)")
-    s.add_argument("--out", default=None, metavar="DIR",
-                   help="output folder (default: runs/run__{scenario}__{agent}__seed{S}__{time})")
-    s.add_argument("--video", default=None, metavar="FILE.mp4",
-                   help="where to write the first episode's video (default: DIR/video.mp4; "
-                        "'none' for no video); an existing file is replaced only when it is a "
-                        "video drive wrote, or with --force")
-    s.add_argument("--force", action="store_true",
-                   help="overwrite the --video file even when drive did not write it")
-    s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",
-                   help="override the scenario's episode time limit [s]")
-    s.add_argument("--workers", type=arguments.workers, default=1,
-                   help="worker processes; whole episodes are spread over them, results per "
-                        "seed do not depend on it (default: 1, in-process)")
-    s.add_argument("--batch", type=arguments.positive_int, default=1,
-                   help="step K environments in lock-step with one batched decision per step "
-                        "(agents with per-slot state: e2e, idm, straight); results per seed do "
-                        "not depend on it (default: 1)")
-    s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
-                   help="where network agents (e2e) run (default: auto = CUDA when present)")
-    s.add_argument("--decision-timeout", type=arguments.timeout, default=None, metavar="SECONDS",
-                   help="end an episode with status 'timeout' when one decision takes longer "
-                        "(default: 0 = no limit)")
-    s.add_argument("--physics", choices=["fast", "stock"], default="fast",
-                   help="fast: sim.world.fastroad, bit-identical to highway-env and several times "
-                        "faster; stock: plain highway-env (default: fast)")
+        "first, then one line per finished episode to DIR/episodes.jsonl, and an "
+        "H.264 MP4 of the first episode (the top-down ego camera beside a north-up overview, "
+        "the rig's front and rear cameras under them, and a HUD).",
+    )
+    s.add_argument(
+        "--agent",
+        default=DEFAULT_AGENT,
+        help=f"agent name (default: {DEFAULT_AGENT}; known: {', '.join(AGENTS)})",
+    )
+    s.add_argument(
+        "--scenario",
+        default=DEFAULT_SCENARIO,
+        help=f"scenario name (default: {DEFAULT_SCENARIO}; known: {', '.join(SCENARIOS)})",
+    )
+    s.add_argument(
+        "--episodes", type=arguments.positive_int, default=3, help="number of episodes (default: 3)"
+    )
+    s.add_argument(
+        "--seed",
+        type=arguments.seed,
+        default=0,
+        help="seed of the first episode; episode k uses seed+k (default: 0)",
+    )
+    s.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="output folder (default: runs/run__{scenario}__{agent}__seed{S}__{time})",
+    )
+    s.add_argument(
+        "--video",
+        default=None,
+        metavar="FILE.mp4",
+        help="where to write the first episode's video (default: DIR/video.mp4; "
+        "'none' for no video); an existing file is replaced only when it is a "
+        "video drive wrote, or with --force",
+    )
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite the --video file even when drive did not write it",
+    )
+    s.add_argument(
+        "--duration",
+        type=arguments.duration,
+        default=None,
+        metavar="SECONDS",
+        help="override the scenario's episode time limit [s]",
+    )
+    s.add_argument(
+        "--workers",
+        type=arguments.workers,
+        default=1,
+        help="worker processes; whole episodes are spread over them, results per "
+        "seed do not depend on it (default: 1, in-process)",
+    )
+    s.add_argument(
+        "--batch",
+        type=arguments.positive_int,
+        default=1,
+        help="step K environments in lock-step with one batched decision per step "
+        "(agents with per-slot state: e2e, idm, straight); results per seed do "
+        "not depend on it (default: 1)",
+    )
+    s.add_argument(
+        "--device",
+        default=None,
+        choices=["auto", "cpu", "cuda"],
+        help="where network agents (e2e) run (default: auto = CUDA when present)",
+    )
+    s.add_argument(
+        "--decision-timeout",
+        type=arguments.timeout,
+        default=None,
+        metavar="SECONDS",
+        help="end an episode with status 'timeout' when one decision takes longer "
+        "(default: 0 = no limit)",
+    )
+    s.add_argument(
+        "--physics",
+        choices=["fast", "stock"],
+        default="fast",
+        help="fast: sim.world.fastroad, bit-identical to highway-env and several times "
+        "faster; stock: plain highway-env (default: fast)",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_run, on_interrupt="finished episodes are kept in episodes.jsonl")
 
     s = subparsers.add_parser(
-        "eval", help="run every agent on every scenario on the same seeds; or score detectors",
+        "eval",
+        help="run every agent on every scenario on the same seeds; or score detectors",
         description="Without 'detector': every agent of --agents on every scenario of --scenarios "
-                    "on the same seeds, one line per finished episode appended to "
-                    "DIR/results.jsonl (config.json first, with checkpoint hashes); --resume runs "
-                    "only what is missing; --backend ray runs the episodes on a Ray cluster. 'detector': nuScenes-style average precision (centre "
-                    "distance 0.5/1/2/4 m) overall and by range (0-20, 20-40, 40+ m), with the "
-                    "translation (ATE) and orientation (AOE) errors of true positives and, on the "
-                    "rig's perspective cameras, the depth error, for each detector on each camera "
-                    "it reads and each sensor corruption.")
-    s.add_argument("what", nargs="?", choices=["detector", "tracking"], default=None,
-                   help="'detector' to score detectors; 'tracking' to time how fast each planning "
-                        "agent's perception gets the hazard right (hard-brake, stopped-car, cut-in: "
-                        "latency from onset, speed and position errors; --out FILE.json); omit to "
-                        "evaluate agents")
-    s.add_argument("--agents", default="expert,modular,e2e,idm", metavar="A,B",
-                   help="agents to evaluate (default: expert,modular,e2e,idm: both paradigms from the "
-                        "camera rig; modular-bev and e2e-bev drive from the bird's-eye raster)")
-    s.add_argument("--scenarios", default="lane-keep,highway", metavar="A,B",
-                   help="scenarios (default: lane-keep,highway)")
-    s.add_argument("--episodes", type=arguments.positive_int, default=20, help="seeds per scenario (default: 20)")
+        "on the same seeds, one line per finished episode appended to "
+        "DIR/results.jsonl (config.json first, with checkpoint hashes); --resume runs "
+        "only what is missing; --backend ray runs the episodes on a Ray cluster. 'detector': nuScenes-style average precision (centre "
+        "distance 0.5/1/2/4 m) overall and by range (0-20, 20-40, 40+ m), with the "
+        "translation (ATE) and orientation (AOE) errors of true positives and, on the "
+        "rig's perspective cameras, the depth error, for each detector on each camera "
+        "it reads and each sensor corruption.",
+    )
+    s.add_argument(
+        "what",
+        nargs="?",
+        choices=["detector", "tracking"],
+        default=None,
+        help="'detector' to score detectors; 'tracking' to time how fast each planning "
+        "agent's perception gets the hazard right (hard-brake, stopped-car, cut-in: "
+        "latency from onset, speed and position errors; --out FILE.json); omit to "
+        "evaluate agents",
+    )
+    s.add_argument(
+        "--agents",
+        default="expert,modular,e2e,idm",
+        metavar="A,B",
+        help="agents to evaluate (default: expert,modular,e2e,idm: both paradigms from the "
+        "camera rig; modular-bev and e2e-bev drive from the bird's-eye raster)",
+    )
+    s.add_argument(
+        "--scenarios",
+        default="lane-keep,highway",
+        metavar="A,B",
+        help="scenarios (default: lane-keep,highway)",
+    )
+    s.add_argument(
+        "--episodes",
+        type=arguments.positive_int,
+        default=20,
+        help="seeds per scenario (default: 20)",
+    )
     s.add_argument("--seed-start", type=arguments.seed, default=0, help="first seed (default: 0)")
-    s.add_argument("--workers", type=arguments.workers, default=2,
-                   help="worker processes; with --backend ray, Ray actors of one CPU each (default: 2)")
-    s.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help="local: worker processes on this machine; ray: actors on a Ray cluster, "
-                        "checkpoints shipped to them, traces sent back (pip install -e \".[ray]\"); "
-                        "results per seed are the same, and a run may be resumed on either (default: local)")
-    s.add_argument("--address", default=None, metavar="ADDR",
-                   help="with --backend ray: the cluster to join, as ray.init takes it (auto, "
-                        "ray://HOST:10001, HOST:6379) (default: RAY_ADDRESS, else a local cluster)")
-    s.add_argument("--duration", type=arguments.duration, default=None, metavar="SECONDS",
-                   help="override every scenario's episode time limit [s]")
-    s.add_argument("--decision-timeout", type=arguments.timeout, default=5.0, metavar="SECONDS",
-                   help="a decision slower than this ends its episode with status 'timeout' "
-                        "(default: 5; 0 = no limit)")
+    s.add_argument(
+        "--workers",
+        type=arguments.workers,
+        default=2,
+        help="worker processes; with --backend ray, Ray actors of one CPU each (default: 2)",
+    )
+    s.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="local: worker processes on this machine; ray: actors on a Ray cluster, "
+        'checkpoints shipped to them, traces sent back (pip install -e ".[ray]"); '
+        "results per seed are the same, and a run may be resumed on either (default: local)",
+    )
+    s.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="with --backend ray: the cluster to join, as ray.init takes it (auto, "
+        "ray://HOST:10001, HOST:6379) (default: RAY_ADDRESS, else a local cluster)",
+    )
+    s.add_argument(
+        "--duration",
+        type=arguments.duration,
+        default=None,
+        metavar="SECONDS",
+        help="override every scenario's episode time limit [s]",
+    )
+    s.add_argument(
+        "--decision-timeout",
+        type=arguments.timeout,
+        default=5.0,
+        metavar="SECONDS",
+        help="a decision slower than this ends its episode with status 'timeout' "
+        "(default: 5; 0 = no limit)",
+    )
     s.add_argument("--resume", action="store_true", help="continue the evaluation in --out")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
-    s.add_argument("--data", default=None, metavar="DIR", help="detector: a dataset from 'drive perception data'")
-    s.add_argument("--detector", default="opencv", metavar="A,B",
-                   help="detectors: opencv, learned:CHECKPOINT_DIR (the bird's-eye camera), "
-                        "geometric, mono3d:CHECKPOINT_DIR (perspective cameras) (default: opencv)")
-    s.add_argument("--cameras", default=None, metavar="A,B",
-                   help="detector: the dataset's cameras to score on (default: all it has; each "
-                        "detector runs on those it reads)")
-    s.add_argument("--plot", default=None, metavar="FILE.png",
-                   help="detector: also plot the perspective detectors' depth error against range")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="where networks run (default: auto = CUDA when present)")
-    s.add_argument("--corrupt", default="none,noise,blur,brightness", metavar="A,B",
-                   help="corruptions to evaluate under, each with an optional severity after a "
-                        "colon, e.g. noise:40,blur:2 (default: none,noise,blur,brightness at "
-                        "noise 20, blur 1 px, brightness -60)")
-    s.add_argument("--out", default=None, metavar="DIR|FILE.json",
-                   help="agents: the evaluation folder (default: runs/eval__{time}); detector: "
-                        "also write the reports as JSON")
+    s.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="detector: a dataset from 'drive perception data'",
+    )
+    s.add_argument(
+        "--detector",
+        default="opencv",
+        metavar="A,B",
+        help="detectors: opencv, learned:CHECKPOINT_DIR (the bird's-eye camera), "
+        "geometric, mono3d:CHECKPOINT_DIR (perspective cameras) (default: opencv)",
+    )
+    s.add_argument(
+        "--cameras",
+        default=None,
+        metavar="A,B",
+        help="detector: the dataset's cameras to score on (default: all it has; each "
+        "detector runs on those it reads)",
+    )
+    s.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="detector: also plot the perspective detectors' depth error against range",
+    )
+    s.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where networks run (default: auto = CUDA when present)",
+    )
+    s.add_argument(
+        "--corrupt",
+        default="none,noise,blur,brightness",
+        metavar="A,B",
+        help="corruptions to evaluate under, each with an optional severity after a "
+        "colon, e.g. noise:40,blur:2 (default: none,noise,blur,brightness at "
+        "noise 20, blur 1 px, brightness -60)",
+    )
+    s.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR|FILE.json",
+        help="agents: the evaluation folder (default: runs/eval__{time}); detector: "
+        "also write the reports as JSON",
+    )
     s.set_defaults(func=_cmd_eval, on_interrupt="finished episodes are kept; --resume continues")
 
 
@@ -140,8 +266,10 @@ def _cmd_scenarios(args) -> int:
     for name, s in SCENARIOS.items():
         print(f"{name:{width}s}  {s.summary}")
         print(f"{'':{width}s}    variants: {variant_help(s)}")
-    print("\nvariants follow the name after colons, e.g. highway:dense:night:noise=2 (drive run --scenario, "
-          "drive eval --scenarios)")
+    print(
+        "\nvariants follow the name after colons, e.g. highway:dense:night:noise=2 (drive run --scenario, "
+        "drive eval --scenarios)"
+    )
     return 0
 
 
@@ -162,8 +290,10 @@ def _seeds(first: int, episodes: int, option: str) -> list[int]:
     """Consecutive seeds from ``first``; the last one must stay a valid seed too."""
     last = first + episodes - 1
     if last > arguments.MAX_SEED:
-        raise ValueError(f"{option} {first} with --episodes {episodes} reaches seed {last}; seeds are at "
-                         f"most {arguments.MAX_SEED}")
+        raise ValueError(
+            f"{option} {first} with --episodes {episodes} reaches seed {last}; seeds are at "
+            f"most {arguments.MAX_SEED}"
+        )
     return list(range(first, first + episodes))
 
 
@@ -173,7 +303,11 @@ def _cmd_run(args) -> int:
     parse_agent(args.agent)  # an unknown name lists the known ones
     overrides = {"duration_s": args.duration} if args.duration is not None else {}
     scenario = get_scenario(args.scenario, **overrides)
-    out = Path(args.out) if args.out else default_run_dir(args.scenario, agent_label(args.agent), args.seed)
+    out = (
+        Path(args.out)
+        if args.out
+        else default_run_dir(args.scenario, agent_label(args.agent), args.seed)
+    )
     if args.video is None:
         video = out / "video.mp4"
     elif args.video.lower() == "none":
@@ -183,10 +317,21 @@ def _cmd_run(args) -> int:
         if video.suffix.lower() != ".mp4":
             raise ValueError(f"--video must end in .mp4 (or be 'none'), got {args.video!r}")
     seeds = _seeds(args.seed, args.episodes, "--seed")
-    records = run_agent(args.agent, scenario, seeds, out, video_path=video, workers=args.workers,
-                        fast_physics=args.physics == "fast", progress=not args.quiet,
-                        argv=sys.argv, batch=args.batch, device=args.device,
-                        decision_timeout_s=args.decision_timeout, overwrite_video=args.force)
+    records = run_agent(
+        args.agent,
+        scenario,
+        seeds,
+        out,
+        video_path=video,
+        workers=args.workers,
+        fast_physics=args.physics == "fast",
+        progress=not args.quiet,
+        argv=sys.argv,
+        batch=args.batch,
+        device=args.device,
+        decision_timeout_s=args.decision_timeout,
+        overwrite_video=args.force,
+    )
     print(format_summary(records))
     for r in records:
         if r.get("error"):
@@ -209,10 +354,21 @@ def _cmd_eval_agents(args) -> int:
         parse_agent(a)  # an unknown name lists the known ones
     out = Path(args.out) if args.out else Path("runs") / f"eval__{time.strftime('%Y%m%d-%H%M%S')}"
     seeds = _seeds(args.seed_start, args.episodes, "--seed-start")
-    records = run_eval(out, agents, arguments.scenario_list(args.scenarios), seeds,
-                       workers=args.workers, device=args.device, resume=args.resume,
-                       duration_s=args.duration, progress=not args.quiet, argv=sys.argv,
-                       decision_timeout_s=args.decision_timeout, backend=args.backend, address=args.address)
+    records = run_eval(
+        out,
+        agents,
+        arguments.scenario_list(args.scenarios),
+        seeds,
+        workers=args.workers,
+        device=args.device,
+        resume=args.resume,
+        duration_s=args.duration,
+        progress=not args.quiet,
+        argv=sys.argv,
+        decision_timeout_s=args.decision_timeout,
+        backend=args.backend,
+        address=args.address,
+    )
     print(format_eval(records))
     print(f"results: {out / RESULTS}")
     return 0
@@ -232,11 +388,15 @@ def _cmd_eval_tracking(args) -> int:
     scenarios = arguments.scenario_list(args.scenarios)
     wrong = [sc for sc in scenarios if sc.split(":", 1)[0] not in HAZARDS]
     if wrong:
-        raise ValueError(f"drive eval tracking times hazards; {', '.join(wrong)} is none (known: {', '.join(HAZARDS)})")
+        raise ValueError(
+            f"drive eval tracking times hazards; {', '.join(wrong)} is none (known: {', '.join(HAZARDS)})"
+        )
     out = Path(args.out) if args.out else None
     if out is not None:
         if out.exists():
-            raise ValueError(f"{out} exists; tracking results are never overwritten (choose another --out)")
+            raise ValueError(
+                f"{out} exists; tracking results are never overwritten (choose another --out)"
+            )
         ensure_writable_dir(out.parent if str(out.parent) else Path("."))
     seeds = _seeds(args.seed_start, args.episodes, "--seed-start")
     rows = []
@@ -246,12 +406,23 @@ def _cmd_eval_tracking(args) -> int:
                 rows.append(track_hazard(a, sc, seed, device=args.device))
                 if not args.quiet:
                     r = rows[-1]
-                    print(f"{a} {sc} seed {seed}: {r['status']}, latency {r['latency_s']} s", flush=True)
+                    print(
+                        f"{a} {sc} seed {seed}: {r['status']}, latency {r['latency_s']} s",
+                        flush=True,
+                    )
     summary = summarise_tracking(rows)
     print(format_tracking(summary))
     if out is not None:
-        atomic_write_json(out, {"agents": agents, "scenarios": scenarios, "seeds": list(seeds),
-                                "summary": summary, "episodes": rows})
+        atomic_write_json(
+            out,
+            {
+                "agents": agents,
+                "scenarios": scenarios,
+                "seeds": list(seeds),
+                "summary": summary,
+                "episodes": rows,
+            },
+        )
         atomic_write_text(out.with_suffix(".md"), format_tracking(summary))
         print(f"wrote {out}")
     return 0
@@ -263,7 +434,9 @@ def _cmd_eval(args) -> int:
     if args.what == "tracking":
         return _cmd_eval_tracking(args)
     if not args.data:
-        raise ValueError("drive eval detector needs --data DIR (a dataset from 'drive perception data')")
+        raise ValueError(
+            "drive eval detector needs --data DIR (a dataset from 'drive perception data')"
+        )
     from perception.dataset import FrameDataset
     from sim.geometry.pinhole import PinholeCamera
     from sim.pipelines.perception_data import (
@@ -278,31 +451,45 @@ def _cmd_eval(args) -> int:
     corruptions = parse_corruptions(args.corrupt)
     names = [d.strip() for d in args.detector.split(",") if d.strip()]
     if not names:
-        raise ValueError("no detector given; known: opencv, learned:CHECKPOINT_DIR, geometric, mono3d:CHECKPOINT_DIR")
-    cameras = ([c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras
-               else list(dataset.cameras))
+        raise ValueError(
+            "no detector given; known: opencv, learned:CHECKPOINT_DIR, geometric, mono3d:CHECKPOINT_DIR"
+        )
+    cameras = (
+        [c.strip() for c in args.cameras.split(",") if c.strip()]
+        if args.cameras
+        else list(dataset.cameras)
+    )
     for c in cameras:
         dataset.camera(c)  # a camera the dataset lacks is refused with the ones it has
     reports = []
     for name in names:
         det, reads = build_detector(name, dataset, device=args.device)
-        mine = [c for c in cameras if isinstance(dataset.cameras[c], PinholeCamera) == (reads == "pinhole")]
+        mine = [
+            c
+            for c in cameras
+            if isinstance(dataset.cameras[c], PinholeCamera) == (reads == "pinhole")
+        ]
         if not mine:
             what = "perspective" if reads == "pinhole" else "bird's-eye"
-            raise ValueError(f"detector {name!r} reads {what} cameras; the chosen cameras are "
-                             f"{', '.join(cameras)}")
+            raise ValueError(
+                f"detector {name!r} reads {what} cameras; the chosen cameras are "
+                f"{', '.join(cameras)}"
+            )
         for cam in mine:
             for kind, severity in corruptions:
                 reports.append((name, evaluate_detector(det, dataset, kind, severity, camera=cam)))
-    print(f"{args.data}: {len(dataset)} frames; nuScenes-style AP, centre distance thresholds; "
-          f"ATE, AOE (modulo 180 deg) of true positives at 2 m; depth error of true positives at 4 m")
+    print(
+        f"{args.data}: {len(dataset)} frames; nuScenes-style AP, centre distance thresholds; "
+        f"ATE, AOE (modulo 180 deg) of true positives at 2 m; depth error of true positives at 4 m"
+    )
     print(format_detection_report(reports))
     if args.plot:
         print(f"wrote {plot_depth_errors(reports, Path(args.plot))}")
     if args.out:
         path = Path(args.out)
         ensure_writable_dir(path.parent if str(path.parent) else Path("."))
-        atomic_write_json(path, {"data": str(args.data), "reports": [
-            {"detector": n, **r} for n, r in reports]})
+        atomic_write_json(
+            path, {"data": str(args.data), "reports": [{"detector": n, **r} for n, r in reports]}
+        )
         print(f"wrote {path}")
     return 0

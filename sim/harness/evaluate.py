@@ -63,7 +63,15 @@ RESULTS = "results.jsonl"
 CONFIG = "config.json"
 TIMING_FIELDS = ("latency_p50_ms", "latency_p99_ms")
 """Wall-clock measurements: the only fields that differ between two runs of the same seeds."""
-MATCHED = ("agents", "scenarios", "seeds", "camera", "duration_s", "checkpoints", "decision_timeout_s")
+MATCHED = (
+    "agents",
+    "scenarios",
+    "seeds",
+    "camera",
+    "duration_s",
+    "checkpoints",
+    "decision_timeout_s",
+)
 """What a resumed run must share with the run it continues."""
 DECISION_TIMEOUT_S = 5.0
 """A decision slower than this ends its episode with ``timeout`` (at 15 Hz a decision is due
@@ -97,19 +105,43 @@ def comparable_results(records) -> dict[tuple[str, str, int], dict]:
 
 
 _INT, _NUMBER, _BOOL, _STR = "an integer", "a number", "true or false", "a string"
-REQUIRED_FIELDS = {"agent": _STR, "scenario": _STR, "seed": _INT, "status": _STR,
-                   "driving_score": _NUMBER, "route_completion": _NUMBER}
+REQUIRED_FIELDS = {
+    "agent": _STR,
+    "scenario": _STR,
+    "seed": _INT,
+    "status": _STR,
+    "driving_score": _NUMBER,
+    "route_completion": _NUMBER,
+}
 """What every results line holds (:class:`~sim.harness.loop.EpisodeResult` and
 :func:`~sim.harness.parallel.failure_record` both write them), and the type of each."""
 TYPED_FIELDS = {
-    "steps": _INT, "elapsed_s": _NUMBER, "route_completed": _BOOL,
-    "collision_vehicle": _INT, "collision_object": _INT, "offroad": _INT, "lane_violation": _INT,
-    "distance_m": _NUMBER, "infractions_per_km": _NUMBER, "mean_speed_mps": _NUMBER,
-    "lateral_offset_rms_m": _NUMBER, "lane_departures": _INT, "manoeuvres": _INT, "interventions": _INT,
-    "autonomy_pct": _NUMBER, "max_long_accel_mps2": _NUMBER, "min_long_accel_mps2": _NUMBER,
-    "max_abs_lat_accel_mps2": _NUMBER, "max_abs_jerk_mps3": _NUMBER, "max_abs_yaw_rate_radps": _NUMBER,
-    "comfort_violation_rate": _NUMBER, "comfortable": _BOOL, "min_ttc_s": _NUMBER,
-    "latency_p50_ms": _NUMBER, "latency_p99_ms": _NUMBER, "device": _STR,
+    "steps": _INT,
+    "elapsed_s": _NUMBER,
+    "route_completed": _BOOL,
+    "collision_vehicle": _INT,
+    "collision_object": _INT,
+    "offroad": _INT,
+    "lane_violation": _INT,
+    "distance_m": _NUMBER,
+    "infractions_per_km": _NUMBER,
+    "mean_speed_mps": _NUMBER,
+    "lateral_offset_rms_m": _NUMBER,
+    "lane_departures": _INT,
+    "manoeuvres": _INT,
+    "interventions": _INT,
+    "autonomy_pct": _NUMBER,
+    "max_long_accel_mps2": _NUMBER,
+    "min_long_accel_mps2": _NUMBER,
+    "max_abs_lat_accel_mps2": _NUMBER,
+    "max_abs_jerk_mps3": _NUMBER,
+    "max_abs_yaw_rate_radps": _NUMBER,
+    "comfort_violation_rate": _NUMBER,
+    "comfortable": _BOOL,
+    "min_ttc_s": _NUMBER,
+    "latency_p50_ms": _NUMBER,
+    "latency_p99_ms": _NUMBER,
+    "device": _STR,
 }
 """Fields a results line may hold (the per-episode metrics and the run's bookkeeping): when
 present, of this type.  Other extra fields are kept unchecked."""
@@ -144,7 +176,9 @@ def _schema_error(r: Any) -> str | None:
             return f"field {name!r} is {r[name]}; expected a finite number"
     if r.get("error") is not None and not isinstance(r["error"], str):
         return f"field 'error' is {json.dumps(r['error'])}; expected a string or null"
-    if "sensors" in r and not (isinstance(r["sensors"], list) and all(isinstance(s, str) for s in r["sensors"])):
+    if "sensors" in r and not (
+        isinstance(r["sensors"], list) and all(isinstance(s, str) for s in r["sensors"])
+    ):
         return f"field 'sensors' is {json.dumps(r['sensors'])}; expected a list of strings"
     return None
 
@@ -162,20 +196,34 @@ def read_results(path: str | Path) -> list[dict]:
             raise ValueError(f"{path}:{k}: {why}")
         key = _key(r)
         if key in seen:
-            raise ValueError(f"{path}:{k}: episode (agent {key[0]!r}, scenario {key[1]!r}, seed {key[2]}) "
-                             f"is already recorded at line {seen[key]}; a results file holds each episode "
-                             "once (two writers at once?): keep one of the two lines")
+            raise ValueError(
+                f"{path}:{k}: episode (agent {key[0]!r}, scenario {key[1]!r}, seed {key[2]}) "
+                f"is already recorded at line {seen[key]}; a results file holds each episode "
+                "once (two writers at once?): keep one of the two lines"
+            )
         seen[key] = k
         records.append(r)
     return records
 
 
-def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], seeds: Sequence[int], *,
-             workers: int = 1, device: str | None = None, resume: bool = False,
-             duration_s: float | None = None, camera: BevCamera | None = None, progress: bool = True,
-             argv: Sequence[str] | None = None, decision_timeout_s: float | None = DECISION_TIMEOUT_S,
-             backend: str = "local", address: str | None = None,
-             ray_pool: RayEpisodePool | None = None) -> list[dict]:
+def run_eval(
+    out: str | Path,
+    agents: Sequence[str],
+    scenarios: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    workers: int = 1,
+    device: str | None = None,
+    resume: bool = False,
+    duration_s: float | None = None,
+    camera: BevCamera | None = None,
+    progress: bool = True,
+    argv: Sequence[str] | None = None,
+    decision_timeout_s: float | None = DECISION_TIMEOUT_S,
+    backend: str = "local",
+    address: str | None = None,
+    ray_pool: RayEpisodePool | None = None,
+) -> list[dict]:
     """Run every agent on every scenario for ``seeds``; return all records of ``out``.
     ``backend``: ``local`` (``workers`` processes here) or ``ray`` (``workers`` actors on the
     Ray cluster at ``address``, a local cluster when None; or the warm actors of ``ray_pool``,
@@ -191,46 +239,73 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
         raise ValueError("drive eval needs at least one agent, one scenario and one seed")
     if len(set(seeds)) != len(seeds):
         raise ValueError("the seed list repeats a seed")
-    worlds = {name: get_scenario(name, **({"duration_s": duration_s} if duration_s else {}))
-              for name in scenarios}  # unknown names fail here, listing the known ones
+    worlds = {
+        name: get_scenario(name, **({"duration_s": duration_s} if duration_s else {}))
+        for name in scenarios
+    }  # unknown names fail here, listing the known ones
     checkpoints: dict[str, dict[str, Any]] = {}
     experience: dict[str, dict[str, Any]] = {}
     sensors: dict[str, list[str]] = {}
-    for spec in agents:  # fail fast: bad names, missing checkpoints (per scenario: e2e's default is)
+    for (
+        spec
+    ) in agents:  # fail fast: bad names, missing checkpoints (per scenario: e2e's default is)
         for name in scenarios:
             probe = make_agent(spec, task_spec(worlds[name], camera), device=device)
             probe.prepare()
             sensors[spec] = list(probe.sensors)
-            for path in probe.checkpoints():  # one per agent today (e2e: its policy; modular: its detector)
-                checkpoints.setdefault(spec, {})[name] = {"path": str(path), "sha256": checkpoint_hashes(path)}
-            learned = probe.experience()  # what a learned policy learned from (demo frames, env steps)
+            for path in (
+                probe.checkpoints()
+            ):  # one per agent today (e2e: its policy; modular: its detector)
+                checkpoints.setdefault(spec, {})[name] = {
+                    "path": str(path),
+                    "sha256": checkpoint_hashes(path),
+                }
+            learned = (
+                probe.experience()
+            )  # what a learned policy learned from (demo frames, env steps)
             if learned is not None:
                 experience.setdefault(spec, {})[name] = learned
     config = {
-        "agents": agents, "scenarios": scenarios, "seeds": seeds, "camera": camera.to_dict(),
-        "duration_s": duration_s, "checkpoints": checkpoints, "experience": experience, "sensors": sensors,
+        "agents": agents,
+        "scenarios": scenarios,
+        "seeds": seeds,
+        "camera": camera.to_dict(),
+        "duration_s": duration_s,
+        "checkpoints": checkpoints,
+        "experience": experience,
+        "sensors": sensors,
         "decision_timeout_s": decision_timeout_s,
         "scenario_specs": {n: scenario_record(w) for n, w in worlds.items()},
-        "workers": int(ray_pool.workers if ray_pool is not None else workers), "backend": backend, "address": address, "device": device or "auto",
+        "workers": int(ray_pool.workers if ray_pool is not None else workers),
+        "backend": backend,
+        "address": address,
+        "device": device or "auto",
         "command": list(argv) if argv else None,
-        "versions": package_versions(), "git_revision": git_revision(),
+        "versions": package_versions(),
+        "git_revision": git_revision(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     pool, own_pool = ray_pool, None
-    if backend == "ray" and pool is None:  # Ray missing, a cluster out of reach: said before anything is written
+    if (
+        backend == "ray" and pool is None
+    ):  # Ray missing, a cluster out of reach: said before anything is written
         from sim.harness.ray_backend import RayEpisodePool
 
-        pool = own_pool = RayEpisodePool(workers, address=address, device=device)  # kept across the pairs
+        pool = own_pool = RayEpisodePool(
+            workers, address=address, device=device
+        )  # kept across the pairs
     out = ensure_writable_dir(out)
     # one writer per folder, from reading what is done to the last line: a second run is
     # refused at once, naming the owner (two resumes would both run the missing episodes)
-    with folder_lock(out), (own_pool or contextlib.nullcontext()):
+    with folder_lock(out), own_pool or contextlib.nullcontext():
         results_path, config_path = out / RESULTS, out / CONFIG
         done: set[tuple[str, str, int]] = set()
         if results_path.exists() or config_path.exists():
             if not resume:
-                raise FileExistsError(f"{out} already holds an evaluation; pass --resume to continue it, "
-                                      "or choose a new --out folder")
+                raise FileExistsError(
+                    f"{out} already holds an evaluation; pass --resume to continue it, "
+                    "or choose a new --out folder"
+                )
             grown = _check_resumable(config_path, config)
             if grown is not None:  # new agents join the finished ones: the config says so first
                 atomic_write_json(config_path, grown)
@@ -241,14 +316,26 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
         else:
             atomic_write_json(config_path, config)
         versions = config["versions"]
-        todo = [(s, a, [seed for seed in seeds if (a, s, seed) not in done]) for s in scenarios for a in agents]
+        todo = [
+            (s, a, [seed for seed in seeds if (a, s, seed) not in done])
+            for s in scenarios
+            for a in agents
+        ]
         todo = [t for t in todo if t[2]]
         if progress and done:
-            print(f"resuming: {len(done)} episodes done, {sum(len(t[2]) for t in todo)} to run", flush=True)
+            print(
+                f"resuming: {len(done)} episodes done, {sum(len(t[2]) for t in todo)} to run",
+                flush=True,
+            )
         written = [0]  # results lines this process wrote (the testing hook's count)
         for scenario_name, spec, todo_seeds in todo:
-            bar = tqdm(total=len(todo_seeds), desc=f"{spec} on {scenario_name}", unit="ep",
-                       disable=not progress, dynamic_ncols=True)
+            bar = tqdm(
+                total=len(todo_seeds),
+                desc=f"{spec} on {scenario_name}",
+                unit="ep",
+                disable=not progress,
+                dynamic_ncols=True,
+            )
 
             def on_record(record: dict, bar=bar, spec=spec) -> None:
                 record = {**record, "agent": spec, "versions": versions}
@@ -262,9 +349,19 @@ def run_eval(out: str | Path, agents: Sequence[str], scenarios: Sequence[str], s
                 bar.update(1)
 
             try:
-                run_seeds(spec, worlds[scenario_name], todo_seeds, out, on_record, camera=camera,
-                          workers=min(workers, len(todo_seeds)), device=device,
-                          decision_timeout_s=decision_timeout_s, backend=backend, ray_pool=pool)
+                run_seeds(
+                    spec,
+                    worlds[scenario_name],
+                    todo_seeds,
+                    out,
+                    on_record,
+                    camera=camera,
+                    workers=min(workers, len(todo_seeds)),
+                    device=device,
+                    decision_timeout_s=decision_timeout_s,
+                    backend=backend,
+                    ray_pool=pool,
+                )
             finally:
                 bar.close()
         return read_results(results_path) if results_path.exists() else []
@@ -280,13 +377,17 @@ def _check_resumable(config_path: Path, config: dict) -> dict | None:
     checkpoints.  New agents may join (their episodes run on the same seeds); returns the
     grown config to write then, else None."""
     if not config_path.exists():
-        raise ValueError(f"{config_path} is missing: cannot tell what the results in its folder are; "
-                         "choose a new --out folder")
+        raise ValueError(
+            f"{config_path} is missing: cannot tell what the results in its folder are; "
+            "choose a new --out folder"
+        )
     try:
         old = json.loads(config_path.read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{config_path}: unreadable ({e}); choose a new --out folder") from None
-    diff = [k for k in MATCHED if k not in ("agents", "checkpoints") and old.get(k) != config.get(k)]
+    diff = [
+        k for k in MATCHED if k not in ("agents", "checkpoints") and old.get(k) != config.get(k)
+    ]
     old_agents, new_agents = list(old.get("agents") or []), list(config.get("agents") or [])
     if set(old_agents) - set(new_agents):
         diff.insert(0, "agents")
@@ -294,19 +395,30 @@ def _check_resumable(config_path: Path, config: dict) -> dict | None:
     if any(old_ckpt.get(a) != new_ckpt.get(a) for a in old_agents if a in new_agents):
         diff.append("checkpoints")
     if diff:
-        raise ConfigMismatch(f"--resume: this run's {', '.join(diff)} differ from {config_path}; "
-                             "resume with the same arguments and checkpoints (agents may be added), or "
-                             "choose a new --out folder")
+        raise ConfigMismatch(
+            f"--resume: this run's {', '.join(diff)} differ from {config_path}; "
+            "resume with the same arguments and checkpoints (agents may be added), or "
+            "choose a new --out folder"
+        )
     extra = [a for a in new_agents if a not in old_agents]
     if not extra:
         return None
     grown = dict(old)
     grown["agents"] = old_agents + extra
     for key in ("checkpoints", "experience", "sensors"):
-        grown[key] = {**(old.get(key) or {}), **{a: v for a, v in (config.get(key) or {}).items() if a in extra}}
-    grown["added"] = [*(old.get("added") or []), {"agents": extra, "command": config.get("command"),
-                                                  "git_revision": config.get("git_revision"),
-                                                  "started": config.get("started")}]
+        grown[key] = {
+            **(old.get(key) or {}),
+            **{a: v for a, v in (config.get(key) or {}).items() if a in extra},
+        }
+    grown["added"] = [
+        *(old.get("added") or []),
+        {
+            "agents": extra,
+            "command": config.get("command"),
+            "git_revision": config.get("git_revision"),
+            "started": config.get("started"),
+        },
+    ]
     return grown
 
 

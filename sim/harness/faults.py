@@ -70,8 +70,16 @@ SEVERITY: dict[str, tuple[Any, ...]] = {
     "brightness": (-40.0, -80.0, -120.0),  # [grey levels] added to every channel
     "dirt": (0.05, 0.15, 0.30),  # [fraction of image area] covered by mud, per lens
     "drop": (0.3, 0.6, 0.9),  # [probability] that a step delivers no new camera frame
-    "pose": ((0.25, np.deg2rad(0.5)), (0.5, np.deg2rad(1.0)), (1.0, np.deg2rad(2.0))),  # ([m], [rad])
-    "speed": ((0.05, 0.25), (0.10, 0.5), (0.20, 1.0)),  # ([fraction] scale error, [m/s] noise sigma)
+    "pose": (
+        (0.25, np.deg2rad(0.5)),
+        (0.5, np.deg2rad(1.0)),
+        (1.0, np.deg2rad(2.0)),
+    ),  # ([m], [rad])
+    "speed": (
+        (0.05, 0.25),
+        (0.10, 0.5),
+        (0.20, 1.0),
+    ),  # ([fraction] scale error, [m/s] noise sigma)
     "latency": (0.067, 0.133, 0.267),  # [s] actuation delay; whole control periods in effect
 }
 """Severity of each fault kind at levels 1, 2, 3 (index ``level - 1``); units as commented and
@@ -97,7 +105,9 @@ def _check(kind: str, level: int) -> None:
     if kind not in FAULTS:
         raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")
     if level not in FAULT_LEVELS:
-        raise ValueError(f"fault {kind!r}: level {level!r} is not one of {', '.join(map(str, FAULT_LEVELS))}")
+        raise ValueError(
+            f"fault {kind!r}: level {level!r} is not one of {', '.join(map(str, FAULT_LEVELS))}"
+        )
 
 
 def severity(kind: str, level: int) -> Any:
@@ -128,8 +138,10 @@ def describe_fault(kind: str, level: int, dt_s: float = 1.0 / 15.0) -> str:
         return f"{100 * s:g} % of steps repeat the last camera frames"
     if kind == "pose":
         pos_m, head_rad = s
-        return (f"pose off by {pos_m:g} m and {np.rad2deg(head_rad):g} deg, "
-                f"plus {pos_m:g} m / {np.rad2deg(head_rad):g} deg noise per step")
+        return (
+            f"pose off by {pos_m:g} m and {np.rad2deg(head_rad):g} deg, "
+            f"plus {pos_m:g} m / {np.rad2deg(head_rad):g} deg noise per step"
+        )
     if kind == "speed":
         scale, noise_mps = s
         return f"speedometer {100 * scale:g} % off, plus {noise_mps:g} m/s noise per step"
@@ -154,8 +166,11 @@ def touches(kind: str, sensors: Iterable[str], cameras: Sequence[str] = CAMERA_S
 
 def fault_stream(seed: int, kind: str, sensor: str = "") -> np.random.Generator:
     """The random stream of fault ``kind`` on ``sensor`` in the episode of ``seed``."""
-    return np.random.default_rng(np.random.SeedSequence(
-        [int(seed), FAULT_STREAM, FAULTS.index(kind), zlib.crc32(sensor.encode())]))
+    return np.random.default_rng(
+        np.random.SeedSequence(
+            [int(seed), FAULT_STREAM, FAULTS.index(kind), zlib.crc32(sensor.encode())]
+        )
+    )
 
 
 class FaultInjector:
@@ -167,8 +182,13 @@ class FaultInjector:
     one run without an injector.
     """
 
-    def __init__(self, faults: Iterable[tuple[str, int]], seed: int, dt_s: float,
-                 cameras: Sequence[str] = CAMERA_SENSORS) -> None:
+    def __init__(
+        self,
+        faults: Iterable[tuple[str, int]],
+        seed: int,
+        dt_s: float,
+        cameras: Sequence[str] = CAMERA_SENSORS,
+    ) -> None:
         """
         :param faults: ``(kind, level)`` pairs, e.g. ``scenario.faults``
         :param seed: the episode's seed; every draw derives from it
@@ -192,8 +212,13 @@ class FaultInjector:
             pos_m, head_rad = severity("pose", self.levels["pose"])
             rng = self._stream("pose")
             direction = rng.uniform(-np.pi, np.pi)
-            self._pose_bias = np.array([pos_m * np.cos(direction), pos_m * np.sin(direction),
-                                        head_rad * rng.choice((-1.0, 1.0))])
+            self._pose_bias = np.array(
+                [
+                    pos_m * np.cos(direction),
+                    pos_m * np.sin(direction),
+                    head_rad * rng.choice((-1.0, 1.0)),
+                ]
+            )
         if "speed" in self.levels:
             scale, _ = severity("speed", self.levels["speed"])
             self._speed_scale = 1.0 + scale * self._stream("speed").choice((-1.0, 1.0))
@@ -230,8 +255,10 @@ class FaultInjector:
 
     def _camera(self, name: str, frame: np.ndarray, dropped: bool) -> np.ndarray:
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
-            raise ValueError(f"camera sensor {name!r} is not a uint8[H, W, 3] image "
-                             f"(dtype {frame.dtype}, shape {frame.shape}); image faults need one")
+            raise ValueError(
+                f"camera sensor {name!r} is not a uint8[H, W, 3] image "
+                f"(dtype {frame.dtype}, shape {frame.shape}); image faults need one"
+            )
         if dropped and name in self._held:
             return self._held[name].copy()
         for kind in IMAGE_ORDER:
@@ -240,7 +267,9 @@ class FaultInjector:
             s = severity(kind, self.levels[kind])
             if kind == "dirt":
                 if name not in self._dirt:
-                    self._dirt[name] = lens_dirt_mask(frame.shape[:2], s, self._stream("dirt", name))
+                    self._dirt[name] = lens_dirt_mask(
+                        frame.shape[:2], s, self._stream("dirt", name)
+                    )
                 frame = apply_lens_dirt(frame, self._dirt[name])
             else:
                 frame = corrupt(frame, kind, s, seed=self._stream(kind, name))
@@ -258,7 +287,9 @@ class FaultInjector:
     def _speed(self, speed: np.ndarray) -> np.ndarray:
         _, noise_mps = severity("speed", self.levels["speed"])
         noise = self._stream("speed").normal(0.0, noise_mps, speed.shape)
-        return np.maximum(speed.astype(np.float64) * self._speed_scale + noise, 0.0).astype(speed.dtype)
+        return np.maximum(speed.astype(np.float64) * self._speed_scale + noise, 0.0).astype(
+            speed.dtype
+        )
 
     def act(self, action: np.ndarray) -> np.ndarray:
         """The action the actuators deliver this step: ``action`` itself without latency,

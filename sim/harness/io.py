@@ -85,16 +85,24 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     write (full disk) is cut back off before the error is raised.
     """
     path = Path(path)
-    data = (json.dumps(record, sort_keys=True, default=_json_default, allow_nan=True) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)  # 0666 less the umask: FILE_MODE
+    data = (
+        json.dumps(record, sort_keys=True, default=_json_default, allow_nan=True) + "\n"
+    ).encode("utf-8")
+    fd = os.open(
+        path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666
+    )  # 0666 less the umask: FILE_MODE
     try:
         end = os.lseek(fd, 0, os.SEEK_END)
         if end and os.pread(fd, 1, end - 1) != b"\n":
-            raise ValueError(f"{path}: last line is incomplete; refusing to append to a damaged file")
+            raise ValueError(
+                f"{path}: last line is incomplete; refusing to append to a damaged file"
+            )
         written = os.write(fd, data)
         if written != len(data):
             os.ftruncate(fd, end)
-            raise OSError(f"{path}: short write ({written} of {len(data)} bytes); the line was not added")
+            raise OSError(
+                f"{path}: short write ({written} of {len(data)} bytes); the line was not added"
+            )
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -102,7 +110,9 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
     """Replace a JSONL file whole, atomically (a rewrite of lines appended earlier)."""
-    text = "".join(json.dumps(r, sort_keys=True, default=_json_default, allow_nan=True) + "\n" for r in records)
+    text = "".join(
+        json.dumps(r, sort_keys=True, default=_json_default, allow_nan=True) + "\n" for r in records
+    )
     atomic_write_text(path, text)
 
 
@@ -147,8 +157,10 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            raise FolderLocked(f"{folder} is in use by another process (PID {holder}, holding {path}); "
-                               "wait for it to finish, or stop it, then run again") from None
+            raise FolderLocked(
+                f"{folder} is in use by another process (PID {holder}, holding {path}); "
+                "wait for it to finish, or stop it, then run again"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         yield path
@@ -164,7 +176,9 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe.", delete=True)
         probe.close()
     except OSError as e:
-        raise PermissionError(f"output folder {str(path)!r} is not writable: {e.strerror or e}") from None
+        raise PermissionError(
+            f"output folder {str(path)!r} is not writable: {e.strerror or e}"
+        ) from None
     return path
 
 

@@ -67,7 +67,8 @@ def check_sensors(agent) -> tuple[str, ...]:
     if unknown:
         raise ValueError(
             f"agent {agent.name!r} declares unknown sensor(s) {unknown}; "
-            f"known: {', '.join(SENSORS)}")
+            f"known: {', '.join(SENSORS)}"
+        )
     return sensors
 
 
@@ -82,8 +83,12 @@ def env_sensors_for(agent, *, camera: bool = False) -> tuple[str, ...]:
     return tuple(s for s in SENSORS if s in sensors)
 
 
-def agent_view(sensors: tuple[str, ...], obs: Mapping[str, Any], info: Mapping[str, Any],
-               static: Mapping[str, Any]) -> dict[str, Any]:
+def agent_view(
+    sensors: tuple[str, ...],
+    obs: Mapping[str, Any],
+    info: Mapping[str, Any],
+    static: Mapping[str, Any],
+) -> dict[str, Any]:
     """Assemble exactly the declared sensors from the observation, ``info`` and the
     episode's static sensors (``map``)."""
     view = {}
@@ -128,8 +133,15 @@ class Episode:
     gating, stepping, the trace, the status), shared by the one-at-a-time and lock-step loops
     and the demo recorder (:func:`sim.pipelines.record.collect_episode`)."""
 
-    def __init__(self, env: DrivingEnv, sensors: tuple[str, ...], seed: int,
-                 observers: tuple[StepObserver, ...] = (), *, catch_sim_errors: bool = False) -> None:
+    def __init__(
+        self,
+        env: DrivingEnv,
+        sensors: tuple[str, ...],
+        seed: int,
+        observers: tuple[StepObserver, ...] = (),
+        *,
+        catch_sim_errors: bool = False,
+    ) -> None:
         """``catch_sim_errors``: an exception from ``env.reset`` / ``env.step`` ends the episode
         with status ``sim_error`` (the error recorded) instead of propagating; the control loops
         ask for it, the demo recorder lets a broken simulator stop the recording."""
@@ -140,8 +152,9 @@ class Episode:
         self.trace = EpisodeTrace(dt_s=self.scenario.dt_s)
         self.status, self.error, self.done = "ok", None, False
         self.terminated = self.truncated = False
-        self.faults = FaultInjector(self.scenario.faults, self.seed, self.scenario.dt_s,
-                                    cameras=("bev", *env.rig.names))
+        self.faults = FaultInjector(
+            self.scenario.faults, self.seed, self.scenario.dt_s, cameras=("bev", *env.rig.names)
+        )
         self._view: dict[str, Any] | None = None  # this step's (faulty) view, built once
         try:
             self.obs, self.info = env.reset(seed=self.seed)
@@ -162,7 +175,9 @@ class Episode:
         Built once per step and cached: the faults are stateful (a dropped frame repeats the
         last one delivered, noise draws advance), so asking twice must not degrade twice."""
         if self._view is None:
-            self._view = self.faults.observe(agent_view(self.sensors, self.obs, self.info, self.static))
+            self._view = self.faults.observe(
+                agent_view(self.sensors, self.obs, self.info, self.static)
+            )
         return self._view
 
     def fail(self, status: str, error: str) -> None:
@@ -205,9 +220,16 @@ class Episode:
     def result(self, agent) -> EpisodeResult:
         metrics = episode_metrics(self.trace, self.status, self.scenario.lane_changes_allowed)
         return EpisodeResult(
-            agent=agent.name, scenario=self.scenario.name, seed=self.seed, status=self.status,
-            metrics=metrics, sensors=self.sensors, device=str(agent.device),
-            error=self.error, trace=self.trace)
+            agent=agent.name,
+            scenario=self.scenario.name,
+            seed=self.seed,
+            status=self.status,
+            metrics=metrics,
+            sensors=self.sensors,
+            device=str(agent.device),
+            error=self.error,
+            trace=self.trace,
+        )
 
 
 class DecisionTimeout(BaseException):
@@ -223,8 +245,11 @@ def _on_alarm(signum, frame) -> None:
 def _alarm(limit_s: float | None) -> Iterator[Callable[[bool], None]]:
     """Yields ``arm(on)``: start (``True``) or stop (``False``) the per-decision alarm.  A
     no-op where signals cannot interrupt (no limit, not the main thread, no SIGALRM)."""
-    usable = (bool(limit_s) and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())
+    usable = (
+        bool(limit_s)
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
     if not usable:
         yield lambda on: None
         return
@@ -240,8 +265,9 @@ def _alarm(limit_s: float | None) -> Iterator[Callable[[bool], None]]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _decide(arm: Callable[[bool], None], limit_s: float | None, call: Callable[..., Any],
-            *args: Any) -> tuple[Any, str, str | None, float]:
+def _decide(
+    arm: Callable[[bool], None], limit_s: float | None, call: Callable[..., Any], *args: Any
+) -> tuple[Any, str, str | None, float]:
     """One timed decision ``call(*args)`` under the alarm: ``(raw, status, error, latency_ms)`` with status
     ``ok``, ``agent_error`` (it raised) or ``timeout`` (interrupted, or slower than the limit
     where no alarm could interrupt it)."""
@@ -268,12 +294,19 @@ def _decide(arm: Callable[[bool], None], limit_s: float | None, call: Callable[.
 def _check_env(env: DrivingEnv, agent, sensors: tuple[str, ...]) -> None:
     missing = [s for s in sensors if s not in env.sensors]
     if missing:
-        raise ValueError(f"env does not compute sensor(s) {missing} that agent "
-                         f"{agent.name!r} declares; build it with env_sensors_for(agent)")
+        raise ValueError(
+            f"env does not compute sensor(s) {missing} that agent "
+            f"{agent.name!r} declares; build it with env_sensors_for(agent)"
+        )
 
 
-def run_episode(env: DrivingEnv, agent, seed: int, observers: tuple[StepObserver, ...] = (),
-                decision_timeout_s: float | None = None) -> EpisodeResult:
+def run_episode(
+    env: DrivingEnv,
+    agent,
+    seed: int,
+    observers: tuple[StepObserver, ...] = (),
+    decision_timeout_s: float | None = None,
+) -> EpisodeResult:
     """Run one episode of ``agent`` in ``env`` from ``seed``; never raises for agent faults
     (``agent_error``) nor for the simulator's (``sim_error``)."""
     sensors = check_sensors(agent)
@@ -296,9 +329,13 @@ def run_episode(env: DrivingEnv, agent, seed: int, observers: tuple[StepObserver
     return ep.result(agent)
 
 
-def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int],
-                          on_result: Callable[[EpisodeResult], None] | None = None,
-                          decision_timeout_s: float | None = None) -> list[EpisodeResult]:
+def run_episodes_lockstep(
+    envs: Sequence[DrivingEnv],
+    agent,
+    seeds: Sequence[int],
+    on_result: Callable[[EpisodeResult], None] | None = None,
+    decision_timeout_s: float | None = None,
+) -> list[EpisodeResult]:
     """Run ``seeds`` on K environments in lock-step, one ``act_batch`` call per step.
 
     Each environment is a slot; when its episode ends the slot takes the next seed
@@ -311,8 +348,10 @@ def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int
     episode, with ``sim_error``.  Results come back in seed order.
     """
     if not agent.lockstep:
-        raise ValueError(f"agent {agent.name!r} keeps per-episode state without slots and cannot be "
-                         "stepped in lock-step; run it with --batch 1 (and --workers for parallelism)")
+        raise ValueError(
+            f"agent {agent.name!r} keeps per-episode state without slots and cannot be "
+            "stepped in lock-step; run it with --batch 1 (and --workers for parallelism)"
+        )
     sensors = check_sensors(agent)
     for env in envs:
         _check_env(env, agent, sensors)
@@ -344,6 +383,7 @@ def run_episodes_lockstep(envs: Sequence[DrivingEnv], agent, seeds: Sequence[int
 
     for slot in range(min(len(envs), len(pending))):
         fill(slot)
+
     def batch(views: list, slots: list[int]) -> np.ndarray:
         raw = np.asarray(agent.act_batch(views, slots=slots))
         if raw.shape[:1] != (len(slots),):

@@ -48,6 +48,7 @@ def scored(record: dict) -> bool:
     """Whether an episode record counts towards its agent's scores (not a simulator fault)."""
     return record.get("status") not in SIM_FAULTS
 
+
 # CARLA-leaderboard-style infraction penalties: driving score is multiplied by the factor
 # once per infraction of that kind.
 INFRACTION_PENALTY = {
@@ -100,16 +101,22 @@ class EpisodeTrace:
     def arrays(self) -> dict[str, np.ndarray]:
         """The trace as arrays, for ``np.savez`` (no pickled objects)."""
         return {
-            "t_s": np.asarray(self.t_s), "x_m": np.asarray(self.x_m), "y_m": np.asarray(self.y_m),
+            "t_s": np.asarray(self.t_s),
+            "x_m": np.asarray(self.x_m),
+            "y_m": np.asarray(self.y_m),
             "heading_rad": np.asarray(self.heading_rad),
             "speed_mps": np.asarray(self.speed_mps),
             "lateral_offset_m": np.asarray(self.lateral_offset_m),
             "route_offset_m": np.asarray(self.route_offset_m),
-            "lane_id": np.asarray(self.lane_id, dtype=str), "ttc_s": np.asarray(self.ttc_s),
+            "lane_id": np.asarray(self.lane_id, dtype=str),
+            "ttc_s": np.asarray(self.ttc_s),
             "route_completion": np.asarray(self.route_completion),
             # (steps, action size); (0, 0) when the agent failed before its first action
-            "actions": (np.asarray(self.actions, dtype=np.float64).reshape(len(self.actions), -1)
-                        if self.actions else np.zeros((0, 0))),
+            "actions": (
+                np.asarray(self.actions, dtype=np.float64).reshape(len(self.actions), -1)
+                if self.actions
+                else np.zeros((0, 0))
+            ),
             "latency_ms": np.asarray(self.latency_ms),
             "lane_departure": np.asarray(self.lane_departure, dtype=bool),
         }
@@ -132,9 +139,13 @@ def _lane_number(lane_id: str) -> str:
     return lane_id.rsplit("-", 1)[-1]
 
 
-def count_interventions(lateral_offset_m: np.ndarray, lane_ids: list[str] | None,
-                        lane_changes_allowed: bool, dt_s: float,
-                        threshold_m: float = LANE_DEPARTURE_M) -> tuple[int, int]:
+def count_interventions(
+    lateral_offset_m: np.ndarray,
+    lane_ids: list[str] | None,
+    lane_changes_allowed: bool,
+    dt_s: float,
+    threshold_m: float = LANE_DEPARTURE_M,
+) -> tuple[int, int]:
     """Count (interventions, manoeuvres) among excursions beyond ``threshold_m``.
 
     ``lateral_offset_m`` is the signed offset from the centre of the lane followed; with
@@ -182,10 +193,15 @@ def comfort_metrics(speed_mps: np.ndarray, heading_rad: np.ndarray, dt_s: float)
     v = np.asarray(speed_mps, dtype=np.float64)
     h = np.unwrap(np.asarray(heading_rad, dtype=np.float64))
     if len(v) < 2:
-        return {"max_long_accel_mps2": 0.0, "min_long_accel_mps2": 0.0,
-                "max_abs_lat_accel_mps2": 0.0, "max_abs_jerk_mps3": 0.0,
-                "max_abs_yaw_rate_radps": 0.0, "comfort_violation_rate": 0.0,
-                "comfortable": True}
+        return {
+            "max_long_accel_mps2": 0.0,
+            "min_long_accel_mps2": 0.0,
+            "max_abs_lat_accel_mps2": 0.0,
+            "max_abs_jerk_mps3": 0.0,
+            "max_abs_yaw_rate_radps": 0.0,
+            "comfort_violation_rate": 0.0,
+            "comfortable": True,
+        }
     lon = _derivative(v, dt_s)
     yaw_rate = _derivative(h, dt_s)
     lat = v * yaw_rate
@@ -222,7 +238,9 @@ def episode_metrics(trace: EpisodeTrace, status: str, lane_changes_allowed: bool
     followed = np.asarray(trace.lateral_offset_m if lane_changes_allowed else trace.route_offset_m)
     lat = followed
     lat_moves = np.abs(lat) > LANE_DEPARTURE_M
-    lane_departures = int(np.sum(lat_moves[1:] & ~lat_moves[:-1])) + int(bool(len(lat) and lat_moves[0]))
+    lane_departures = int(np.sum(lat_moves[1:] & ~lat_moves[:-1])) + int(
+        bool(len(lat) and lat_moves[0])
+    )
     infractions = {
         "collision_vehicle": int(trace.collision == "vehicle"),
         "collision_object": int(trace.collision == "object"),
@@ -230,10 +248,13 @@ def episode_metrics(trace: EpisodeTrace, status: str, lane_changes_allowed: bool
         "lane_violation": 0 if lane_changes_allowed else lane_departures,
     }
     interventions, manoeuvres = count_interventions(
-        followed, trace.lane_id, lane_changes_allowed, trace.dt_s)
+        followed, trace.lane_id, lane_changes_allowed, trace.dt_s
+    )
     if trace.collision or trace.offroad or status in AGENT_FAULTS:
         interventions += 1
-    autonomy = 100.0 * (1.0 - interventions * INTERVENTION_PENALTY_S / elapsed_s) if elapsed_s else 0.0
+    autonomy = (
+        100.0 * (1.0 - interventions * INTERVENTION_PENALTY_S / elapsed_s) if elapsed_s else 0.0
+    )
     latency = np.asarray(trace.latency_ms)
     n_infractions = sum(infractions.values())
     return {
@@ -242,7 +263,9 @@ def episode_metrics(trace: EpisodeTrace, status: str, lane_changes_allowed: bool
         "elapsed_s": float(elapsed_s),
         "route_completion": completion,
         "route_completed": bool(completion >= 1.0 - 1e-9),
-        "driving_score": 0.0 if status in AGENT_FAULTS + SIM_FAULTS else driving_score(completion, infractions),
+        "driving_score": 0.0
+        if status in AGENT_FAULTS + SIM_FAULTS
+        else driving_score(completion, infractions),
         **infractions,
         "distance_m": distance_m,
         "infractions_per_km": float(n_infractions / (max(distance_m, 1.0) / 1000.0)),

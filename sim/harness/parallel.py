@@ -103,17 +103,34 @@ def stop_processes(procs: Sequence[mp.process.BaseProcess], *, grace_s: float = 
             proc.join()
 
 
-def _worker_main(conn: Connection, agent_name: str, scenario: Scenario, camera: BevCamera,
-                 fast_physics: bool, out_dir: str, device: str | None = None,
-                 decision_timeout_s: float | None = None) -> None:
+def _worker_main(
+    conn: Connection,
+    agent_name: str,
+    scenario: Scenario,
+    camera: BevCamera,
+    fast_physics: bool,
+    out_dir: str,
+    device: str | None = None,
+    decision_timeout_s: float | None = None,
+) -> None:
     try:
-        _serve(conn, agent_name, scenario, camera, fast_physics, out_dir, device, decision_timeout_s)
+        _serve(
+            conn, agent_name, scenario, camera, fast_physics, out_dir, device, decision_timeout_s
+        )
     except (BrokenPipeError, ConnectionResetError, EOFError):
         return  # the parent is gone (interrupted, or killed): nobody to report to
 
 
-def _serve(conn: Connection, agent_name: str, scenario: Scenario, camera: BevCamera,
-           fast_physics: bool, out_dir: str, device: str | None, decision_timeout_s: float | None) -> None:
+def _serve(
+    conn: Connection,
+    agent_name: str,
+    scenario: Scenario,
+    camera: BevCamera,
+    fast_physics: bool,
+    out_dir: str,
+    device: str | None,
+    decision_timeout_s: float | None,
+) -> None:
     ignore_sigint()
     # one BLAS/OpenMP thread per worker: W workers already fill W cores, and torch's
     # default (all cores per process) would oversubscribe them
@@ -127,8 +144,15 @@ def _serve(conn: Connection, agent_name: str, scenario: Scenario, camera: BevCam
     try:
         if fault_requested("init"):
             raise RuntimeError("worker start-up fault injected for a test")
-        runner = EpisodeRunner(agent_name, scenario, camera, fast_physics=fast_physics, device=device,
-                               out_dir=Path(out_dir), decision_timeout_s=decision_timeout_s)
+        runner = EpisodeRunner(
+            agent_name,
+            scenario,
+            camera,
+            fast_physics=fast_physics,
+            device=device,
+            out_dir=Path(out_dir),
+            decision_timeout_s=decision_timeout_s,
+        )
     except Exception:  # noqa: BLE001 - report why, then stop: no episode can run here
         conn.send(("init_failed", None, traceback.format_exc(limit=8)))
         return
@@ -152,11 +176,20 @@ def _serve(conn: Connection, agent_name: str, scenario: Scenario, camera: BevCam
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def failure_record(agent: str, scenario: str, seed: int, error: str, status: str = "agent_error") -> dict:
+def failure_record(
+    agent: str, scenario: str, seed: int, error: str, status: str = "agent_error"
+) -> dict:
     """The ``episodes.jsonl`` line for an episode that could not be run to its end: the agent's
     fault by default (a worker that died), ``sim_error`` where the simulator raised."""
-    return {"agent": agent, "scenario": scenario, "seed": int(seed), "status": status,
-            "error": error, "driving_score": 0.0, "route_completion": 0.0}
+    return {
+        "agent": agent,
+        "scenario": scenario,
+        "seed": int(seed),
+        "status": status,
+        "error": error,
+        "driving_score": 0.0,
+        "route_completion": 0.0,
+    }
 
 
 class _Worker:
@@ -166,10 +199,20 @@ class _Worker:
         self.started = False  # acknowledged by the worker
 
 
-def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, workers: int,
-                 camera: BevCamera, fast_physics: bool, out_dir: Path, device: str | None = None,
-                 video_path: Path | None, on_record: Callable[[dict], None],
-                 decision_timeout_s: float | None = None) -> None:
+def run_parallel(
+    agent_name: str,
+    scenario: Scenario,
+    seeds: Sequence[int],
+    *,
+    workers: int,
+    camera: BevCamera,
+    fast_physics: bool,
+    out_dir: Path,
+    device: str | None = None,
+    video_path: Path | None,
+    on_record: Callable[[dict], None],
+    decision_timeout_s: float | None = None,
+) -> None:
     """Run every seed on ``workers`` processes; ``on_record`` gets each finished record once."""
     ctx = mp.get_context("spawn")
     todo: deque[tuple[int, int]] = deque(enumerate(seeds))
@@ -179,9 +222,20 @@ def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, w
 
     def start_worker() -> None:
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker_main, daemon=True,
-                           args=(child, agent_name, scenario, camera, fast_physics, str(out_dir), device,
-                                 decision_timeout_s))
+        proc = ctx.Process(
+            target=_worker_main,
+            daemon=True,
+            args=(
+                child,
+                agent_name,
+                scenario,
+                camera,
+                fast_physics,
+                str(out_dir),
+                device,
+                decision_timeout_s,
+            ),
+        )
         with sigint_ignored_by_children():
             proc.start()
         child.close()
@@ -220,9 +274,15 @@ def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, w
         if w.sent is not None:
             k, seed = w.sent
             if w.started or sends.get(k, 0) >= MAX_SENDS_PER_EPISODE:
-                on_record(failure_record(agent_name, scenario.name, seed,
-                                         f"worker process died (exit code {w.proc.exitcode}) "
-                                         f"while running this episode"))
+                on_record(
+                    failure_record(
+                        agent_name,
+                        scenario.name,
+                        seed,
+                        f"worker process died (exit code {w.proc.exitcode}) "
+                        f"while running this episode",
+                    )
+                )
             else:
                 todo.appendleft(w.sent)  # never started: hand it to someone else
         if todo and len(live) < workers:
@@ -243,8 +303,15 @@ def run_parallel(agent_name: str, scenario: Scenario, seeds: Sequence[int], *, w
         if kind == "done":
             on_record(payload)
         else:
-            on_record(failure_record(agent_name, scenario.name, seed,
-                                     f"episode failed in the simulator: {payload}", status="sim_error"))
+            on_record(
+                failure_record(
+                    agent_name,
+                    scenario.name,
+                    seed,
+                    f"episode failed in the simulator: {payload}",
+                    status="sim_error",
+                )
+            )
         feed(w)
 
     finished = False

@@ -96,8 +96,12 @@ def connect_ray(address: str | None = None):
     ray = import_ray()
     if not ray.is_initialized():
         local = address is None and not os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
-                 **({"include_dashboard": False} if local else {}))
+        ray.init(
+            address=address,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            **({"include_dashboard": False} if local else {}),
+        )
     return ray
 
 
@@ -136,8 +140,10 @@ def ship_checkpoint(ray, path: str | Path) -> CheckpointShipment:
         if (job, sha) not in _SHIPPED:
             data = (path / name).read_bytes()
             if hashlib.sha256(data).hexdigest() != sha:
-                raise ValueError(f"{path / name} changed while it was being shipped to the Ray cluster; "
-                                 "run again once nothing writes to the checkpoint")
+                raise ValueError(
+                    f"{path / name} changed while it was being shipped to the Ray cluster; "
+                    "run again once nothing writes to the checkpoint"
+                )
             _SHIPPED[job, sha] = ray.put(data)
     return CheckpointShipment(manifest, {sha: _SHIPPED[job, sha] for sha in manifest.values()})
 
@@ -154,10 +160,13 @@ def _folder_matches(folder: Path, manifest: Mapping[str, str]) -> bool:
         return False
     names = {f.name for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")}
     return names == set(manifest) and all(
-        hashlib.sha256((folder / n).read_bytes()).hexdigest() == sha for n, sha in manifest.items())
+        hashlib.sha256((folder / n).read_bytes()).hexdigest() == sha for n, sha in manifest.items()
+    )
 
 
-def materialise_checkpoint(manifest: Mapping[str, str], fetch: Callable[[str], bytes], root: Path) -> Path:
+def materialise_checkpoint(
+    manifest: Mapping[str, str], fetch: Callable[[str], bytes], root: Path
+) -> Path:
     """The checkpoint folder ``root/<manifest key>``, verified; built from ``fetch(sha256) -> bytes``
     when missing or damaged.  Written to a temporary sibling first and renamed into place, so a
     reader (another actor on this node) never sees half a folder."""
@@ -171,7 +180,9 @@ def materialise_checkpoint(manifest: Mapping[str, str], fetch: Callable[[str], b
             data = fetch(sha)
             got = hashlib.sha256(data).hexdigest()
             if got != sha:
-                raise ValueError(f"checkpoint file {name!r} arrived with SHA-256 {got}, expected {sha}")
+                raise ValueError(
+                    f"checkpoint file {name!r} arrived with SHA-256 {got}, expected {sha}"
+                )
             (tmp / name).write_bytes(data)
         if folder.exists() and not _folder_matches(folder, manifest):
             shutil.rmtree(folder, ignore_errors=True)  # damaged: replaced by the verified copy
@@ -189,8 +200,10 @@ def agent_checkpoint(agent_name: str, scenario: Scenario, camera: BevCamera) -> 
     """The checkpoint folder ``agent_name`` loads on ``scenario`` (its default resolved), or None."""
     folders = make_agent(agent_name, task_spec(scenario, camera), device="cpu").checkpoints()
     if len(folders) > 1:
-        raise ValueError(f"agent {agent_name!r} loads {len(folders)} checkpoints ({', '.join(folders)}); "
-                         "the Ray backend ships one per agent: use --backend local")
+        raise ValueError(
+            f"agent {agent_name!r} loads {len(folders)} checkpoints ({', '.join(folders)}); "
+            "the Ray backend ships one per agent: use --backend local"
+        )
     return str(folders[0]) if folders else None
 
 
@@ -222,9 +235,17 @@ class EpisodeActor:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         self.runner: _TraceKeepingRunner | None = None
 
-    def load(self, agent_name: str, scenario: Scenario, camera: BevCamera, fast_physics: bool,
-             device: str | None, decision_timeout_s: float | None,
-             checkpoint: CheckpointShipment | None, fault: str | None) -> tuple[int, str | None]:
+    def load(
+        self,
+        agent_name: str,
+        scenario: Scenario,
+        camera: BevCamera,
+        fast_physics: bool,
+        device: str | None,
+        decision_timeout_s: float | None,
+        checkpoint: CheckpointShipment | None,
+        fault: str | None,
+    ) -> tuple[int, str | None]:
         """Build the runner of ``agent_name`` on ``scenario``; (this process's id, why it could
         not be built or None)."""
         if fault:  # the driver's testing hook, which a node's environment would not carry
@@ -241,13 +262,24 @@ class EpisodeActor:
             if checkpoint is not None:
                 import ray
 
-                folder = materialise_checkpoint(checkpoint.manifest, lambda sha: ray.get(checkpoint.objects[sha]),
-                                                checkpoint_cache_root())
+                folder = materialise_checkpoint(
+                    checkpoint.manifest,
+                    lambda sha: ray.get(checkpoint.objects[sha]),
+                    checkpoint_cache_root(),
+                )
                 spec = f"{parse_agent(agent_name)[0]}:{folder}"
-            self.runner = _TraceKeepingRunner(spec, scenario, camera, fast_physics=fast_physics,
-                                              out_dir=Path(tempfile.gettempdir()), device=device,
-                                              decision_timeout_s=decision_timeout_s)
-            if "torch" in sys.modules:  # one intra-op thread, as OMP_NUM_THREADS says (RayEpisodePool)
+            self.runner = _TraceKeepingRunner(
+                spec,
+                scenario,
+                camera,
+                fast_physics=fast_physics,
+                out_dir=Path(tempfile.gettempdir()),
+                device=device,
+                decision_timeout_s=decision_timeout_s,
+            )
+            if (
+                "torch" in sys.modules
+            ):  # one intra-op thread, as OMP_NUM_THREADS says (RayEpisodePool)
                 sys.modules["torch"].set_num_threads(1)
         except Exception:  # noqa: BLE001 - reported: no episode can run here
             return os.getpid(), traceback.format_exc(limit=8)
@@ -255,7 +287,9 @@ class EpisodeActor:
 
     def run(self, seed: int, attempt: int) -> tuple[str, Any, bytes | None]:
         """``("done", record, trace bytes)``, or ``("failed", traceback, None)`` where the simulator raised."""
-        if fault_requested("kill-at", seed) or (attempt == 1 and fault_requested("kill-once-at", seed)):
+        if fault_requested("kill-at", seed) or (
+            attempt == 1 and fault_requested("kill-once-at", seed)
+        ):
             os.kill(os.getpid(), signal.SIGKILL)
         assert self.runner is not None, "run() before a successful load()"
         try:
@@ -273,20 +307,28 @@ class RayEpisodePool:
     the (agent, scenario) pairs of one evaluation (a Ray worker's imports cost seconds), all
     killed on :meth:`close`.  Use it as a context manager."""
 
-    def __init__(self, workers: int, *, address: str | None = None, device: str | None = None) -> None:
+    def __init__(
+        self, workers: int, *, address: str | None = None, device: str | None = None
+    ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.ray = connect_ray(address)
         num_gpus = 0.0
         if device == "cuda":
             if not self.ray.cluster_resources().get("GPU"):
-                raise ValueError("--device cuda: the Ray cluster has no GPU; use --device cpu (or auto)")
+                raise ValueError(
+                    "--device cuda: the Ray cluster has no GPU; use --device cpu (or auto)"
+                )
             num_gpus = GPU_PER_ACTOR
         self.workers, self.device = workers, device
         # one CPU and one BLAS/OpenMP thread per actor, as a local worker, set before its
         # interpreter starts (a node's own environment, or the driver's, may say otherwise)
-        self._actor_class = self.ray.remote(num_cpus=1, num_gpus=num_gpus, max_restarts=0,
-                                            runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})(EpisodeActor)
+        self._actor_class = self.ray.remote(
+            num_cpus=1,
+            num_gpus=num_gpus,
+            max_restarts=0,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
+        )(EpisodeActor)
         self._idle: list[Any] = []  # alive, between two pairs
         self._every: list[Any] = []
 
@@ -322,9 +364,18 @@ class RayEpisodePool:
         with contextlib.suppress(ValueError):
             self._every.remove(actor)
 
-    def run(self, agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path,
-            on_record: Callable[[dict], None], *, camera: BevCamera, fast_physics: bool = True,
-            decision_timeout_s: float | None = None) -> None:
+    def run(
+        self,
+        agent_name: str,
+        scenario: Scenario,
+        seeds: Sequence[int],
+        out_dir: Path,
+        on_record: Callable[[dict], None],
+        *,
+        camera: BevCamera,
+        fast_physics: bool = True,
+        decision_timeout_s: float | None = None,
+    ) -> None:
         """Run every seed of ``agent_name`` on ``scenario``; ``on_record`` gets each finished
         record once, after its trace is written under ``out_dir/traces``."""
         from ray.exceptions import RayError, RayTaskError
@@ -332,8 +383,16 @@ class RayEpisodePool:
         ray = self.ray
         folder = agent_checkpoint(agent_name, scenario, camera)
         shipment = ship_checkpoint(ray, folder) if folder is not None else None
-        load_args = (agent_name, scenario, camera, fast_physics, self.device, decision_timeout_s, shipment,
-                     os.environ.get(FAULT_ENV))
+        load_args = (
+            agent_name,
+            scenario,
+            camera,
+            fast_physics,
+            self.device,
+            decision_timeout_s,
+            shipment,
+            os.environ.get(FAULT_ENV),
+        )
         traces = Path(out_dir) / "traces"
         todo: deque[int] = deque(int(s) for s in seeds)
         attempts: Counter[int] = Counter()
@@ -372,7 +431,9 @@ class RayEpisodePool:
                             self._drop(actor)
                             start_deaths += 1
                             if start_deaths > MAX_START_DEATHS:
-                                raise RuntimeError(f"Ray workers keep dying as they start: {_first_line(e)}") from None
+                                raise RuntimeError(
+                                    f"Ray workers keep dying as they start: {_first_line(e)}"
+                                ) from None
                             replace_lost()
                             continue
                         if error is not None:
@@ -386,48 +447,101 @@ class RayEpisodePool:
                     actor, seed = busy.pop(ref)
                     try:
                         kind, payload, trace = ray.get(ref)
-                    except RayTaskError as e:  # run() raised past its own handler (a result Ray could not send)
+                    except (
+                        RayTaskError
+                    ) as e:  # run() raised past its own handler (a result Ray could not send)
                         hand(actor)
-                        on_record(failure_record(agent_name, scenario.name, seed,
-                                                 f"episode failed on a Ray worker: {e}", status="sim_error"))
+                        on_record(
+                            failure_record(
+                                agent_name,
+                                scenario.name,
+                                seed,
+                                f"episode failed on a Ray worker: {e}",
+                                status="sim_error",
+                            )
+                        )
                         continue
                     except RayError as e:  # the actor (its process or its node) is gone
                         self._drop(actor)
                         if attempts[seed] < MAX_ATTEMPTS_PER_EPISODE:
-                            todo.appendleft(seed)  # a lost machine is not the agent's fault: once more
+                            todo.appendleft(
+                                seed
+                            )  # a lost machine is not the agent's fault: once more
                             replace_lost()
                             continue
                         replace_lost()
-                        on_record(failure_record(agent_name, scenario.name, seed,
-                                                 f"Ray worker died while running this episode, "
-                                                 f"{attempts[seed]} times ({_first_line(e)})"))
+                        on_record(
+                            failure_record(
+                                agent_name,
+                                scenario.name,
+                                seed,
+                                f"Ray worker died while running this episode, "
+                                f"{attempts[seed]} times ({_first_line(e)})",
+                            )
+                        )
                         continue
                     hand(actor)
                     if kind == "done":
                         traces.mkdir(parents=True, exist_ok=True)
-                        atomic_write_bytes(traces / f"{scenario.name}__{agent_label(agent_name)}__{seed}.npz", trace)
+                        atomic_write_bytes(
+                            traces / f"{scenario.name}__{agent_label(agent_name)}__{seed}.npz",
+                            trace,
+                        )
                         on_record(payload)
                     else:
-                        on_record(failure_record(agent_name, scenario.name, seed,
-                                                 f"episode failed in the simulator: {payload}", status="sim_error"))
+                        on_record(
+                            failure_record(
+                                agent_name,
+                                scenario.name,
+                                seed,
+                                f"episode failed in the simulator: {payload}",
+                                status="sim_error",
+                            )
+                        )
         finally:  # failed or interrupted: actors mid-episode are stopped now; idle ones stay warm
             for actor in [*loading.values(), *(a for a, _ in busy.values())]:
                 self._drop(actor)
 
 
-def run_seeds_on_ray(agent_name: str, scenario: Scenario, seeds: Sequence[int], out_dir: Path,
-                     on_record: Callable[[dict], None], *, camera: BevCamera, workers: int,
-                     fast_physics: bool = True, device: str | None = None,
-                     decision_timeout_s: float | None = None, address: str | None = None,
-                     pool: RayEpisodePool | None = None) -> None:
+def run_seeds_on_ray(
+    agent_name: str,
+    scenario: Scenario,
+    seeds: Sequence[int],
+    out_dir: Path,
+    on_record: Callable[[dict], None],
+    *,
+    camera: BevCamera,
+    workers: int,
+    fast_physics: bool = True,
+    device: str | None = None,
+    decision_timeout_s: float | None = None,
+    address: str | None = None,
+    pool: RayEpisodePool | None = None,
+) -> None:
     """:meth:`RayEpisodePool.run` on ``pool``, or on a pool of ``workers`` actors for this call alone."""
     if pool is not None:
-        pool.run(agent_name, scenario, seeds, out_dir, on_record, camera=camera, fast_physics=fast_physics,
-                 decision_timeout_s=decision_timeout_s)
+        pool.run(
+            agent_name,
+            scenario,
+            seeds,
+            out_dir,
+            on_record,
+            camera=camera,
+            fast_physics=fast_physics,
+            decision_timeout_s=decision_timeout_s,
+        )
         return
     with RayEpisodePool(workers, address=address, device=device) as own:
-        own.run(agent_name, scenario, seeds, out_dir, on_record, camera=camera, fast_physics=fast_physics,
-                decision_timeout_s=decision_timeout_s)
+        own.run(
+            agent_name,
+            scenario,
+            seeds,
+            out_dir,
+            on_record,
+            camera=camera,
+            fast_physics=fast_physics,
+            decision_timeout_s=decision_timeout_s,
+        )
 
 
 def _first_line(error: BaseException) -> str:

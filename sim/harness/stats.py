@@ -58,12 +58,28 @@ def bootstrap(values: Sequence[float], statistic: str = "mean") -> Estimate:
         return Estimate(value, value, value, len(x))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DegenerateDataWarning: handled by the fallback below
-        res = stats.bootstrap((x,), fn, n_resamples=RESAMPLES, confidence_level=CONFIDENCE, method="BCa",
-                              random_state=np.random.default_rng(SEED), vectorized=True)
+        res = stats.bootstrap(
+            (x,),
+            fn,
+            n_resamples=RESAMPLES,
+            confidence_level=CONFIDENCE,
+            method="BCa",
+            random_state=np.random.default_rng(SEED),
+            vectorized=True,
+        )
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if not (np.isfinite(low) and np.isfinite(high)):  # BCa undefined (e.g. nearly constant): percentile
-        res = stats.bootstrap((x,), fn, n_resamples=RESAMPLES, confidence_level=CONFIDENCE,
-                              method="percentile", random_state=np.random.default_rng(SEED), vectorized=True)
+    if not (
+        np.isfinite(low) and np.isfinite(high)
+    ):  # BCa undefined (e.g. nearly constant): percentile
+        res = stats.bootstrap(
+            (x,),
+            fn,
+            n_resamples=RESAMPLES,
+            confidence_level=CONFIDENCE,
+            method="percentile",
+            random_state=np.random.default_rng(SEED),
+            vectorized=True,
+        )
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return Estimate(value, low, high, len(x))
 
@@ -101,4 +117,6 @@ def paired(a: dict[int, float], b: dict[int, float]) -> Paired:
     n = len(d)
     if n == 0:
         return Paired(bootstrap([]), float("nan"), float("nan"), float("nan"), 0)
-    return Paired(bootstrap(d), float(np.mean(d > 0)), float(np.mean(d < 0)), float(np.mean(d == 0)), n)
+    return Paired(
+        bootstrap(d), float(np.mean(d > 0)), float(np.mean(d < 0)), float(np.mean(d == 0)), n
+    )

@@ -65,31 +65,52 @@ class Cell:
 
 
 def _cells_full() -> list[Cell]:
-    cells = [Cell("density", level, get_scenario(f"{BASE}:{level}").name, BASE)
-             for level in ("empty", "regular", "dense")]
-    cells += [Cell("hazards", name, get_scenario(name).name, name)
-              for name in ("cut-in", "hard-brake", "stopped-car", "merge:dense")]
-    cells += [Cell("maps", "track:train", "track", "track"),
-              Cell("maps", "track:unseen", get_scenario("track:unseen").name, "track"),
-              # nothing is trained on curvy-highway's maps (the highway's policies drive it), so
-              # its train/unseen split would measure nothing: one cell, curves never seen
-              Cell("maps", "curvy-highway", "curvy-highway", "curvy-highway")]
-    cells += [Cell("visual", v, get_scenario(f"{BASE}:{v}").name, BASE)
-              for v in ("day", "dusk", "night", "colours", "worn")]
+    cells = [
+        Cell("density", level, get_scenario(f"{BASE}:{level}").name, BASE)
+        for level in ("empty", "regular", "dense")
+    ]
+    cells += [
+        Cell("hazards", name, get_scenario(name).name, name)
+        for name in ("cut-in", "hard-brake", "stopped-car", "merge:dense")
+    ]
+    cells += [
+        Cell("maps", "track:train", "track", "track"),
+        Cell("maps", "track:unseen", get_scenario("track:unseen").name, "track"),
+        # nothing is trained on curvy-highway's maps (the highway's policies drive it), so
+        # its train/unseen split would measure nothing: one cell, curves never seen
+        Cell("maps", "curvy-highway", "curvy-highway", "curvy-highway"),
+    ]
+    cells += [
+        Cell("visual", v, get_scenario(f"{BASE}:{v}").name, BASE)
+        for v in ("day", "dusk", "night", "colours", "worn")
+    ]
     for kind in FAULTS:
         cells.append(Cell(f"fault:{kind}", "0", BASE, BASE))
-        cells += [Cell(f"fault:{kind}", str(n), get_scenario(f"{BASE}:{kind}={n}").name, BASE)
-                  for n in FAULT_LEVELS]
+        cells += [
+            Cell(f"fault:{kind}", str(n), get_scenario(f"{BASE}:{kind}={n}").name, BASE)
+            for n in FAULT_LEVELS
+        ]
     return cells
 
 
 def _cells_quick() -> list[Cell]:
     """A smoke-sized suite: one cell per axis beside its reference."""
-    return [c for c in _cells_full()
-            if (c.axis, c.level) in {("density", "regular"), ("density", "dense"), ("hazards", "cut-in"),
-                                     ("maps", "track:train"), ("maps", "track:unseen"),
-                                     ("visual", "night"), ("fault:noise", "0"), ("fault:noise", "3"),
-                                     ("fault:latency", "3")}]
+    return [
+        c
+        for c in _cells_full()
+        if (c.axis, c.level)
+        in {
+            ("density", "regular"),
+            ("density", "dense"),
+            ("hazards", "cut-in"),
+            ("maps", "track:train"),
+            ("maps", "track:unseen"),
+            ("visual", "night"),
+            ("fault:noise", "0"),
+            ("fault:noise", "3"),
+            ("fault:latency", "3"),
+        }
+    ]
 
 
 SUITES = {"full": _cells_full, "quick": _cells_quick}
@@ -106,8 +127,10 @@ def suite_cells(name: str) -> list[Cell]:
     families = [f.strip() for f in name.split(",") if f.strip()]
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
-        raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITES)}, or axis families from "
-                         f"{', '.join(FAMILIES)} (comma-separated)")
+        raise ValueError(
+            f"unknown suite {name!r}; known: {', '.join(SUITES)}, or axis families from "
+            f"{', '.join(FAMILIES)} (comma-separated)"
+        )
     return [c for c in _cells_full() if c.axis.split(":", 1)[0] in families]
 
 
@@ -115,7 +138,10 @@ def affects(scenario: Scenario, sensors: Sequence[str]) -> bool:
     """Whether running ``scenario`` can differ, for an agent reading ``sensors``, from running
     its clean version: the world itself differs (any non-suite variant does), or a visual
     condition / fault touches a sensor the agent reads."""
-    from sim.harness.faults import CAMERA_SENSORS, touches  # the faults' own table of what each hits
+    from sim.harness.faults import (
+        CAMERA_SENSORS,
+        touches,
+    )  # the faults' own table of what each hits
 
     if scenario.visual != "day" and any(s in CAMERA_SENSORS for s in sensors):
         return True
@@ -135,12 +161,17 @@ def parse_suite_agent(spec: str) -> tuple[str, tuple[str, ...] | None]:
     families = tuple(f.strip() for f in fams.split("+") if f.strip())
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
-        raise ValueError(f"agent {spec!r}: unknown axis families {unknown or fams!r}; known: {', '.join(FAMILIES)}")
+        raise ValueError(
+            f"agent {spec!r}: unknown axis families {unknown or fams!r}; known: {', '.join(FAMILIES)}"
+        )
     return name, families
 
 
-def plan_groups(cells: Sequence[Cell], agent_sensors: dict[str, list[str]],
-                families: dict[str, tuple[str, ...] | None] | None = None) -> dict[str, dict[str, list[str]]]:
+def plan_groups(
+    cells: Sequence[Cell],
+    agent_sensors: dict[str, list[str]],
+    families: dict[str, tuple[str, ...] | None] | None = None,
+) -> dict[str, dict[str, list[str]]]:
     """``{folder: {"agents": [...], "scenarios": [...]}}``: one folder per axis family (the
     faults are one family) and set of agents; each scenario goes, once, to the folder of the
     agents it affects (all agents where its world differs: density, hazards, maps), among
@@ -154,12 +185,18 @@ def plan_groups(cells: Sequence[Cell], agent_sensors: dict[str, list[str]],
         placed.add(c.scenario)
         sc = get_scenario(c.scenario)
         family = c.axis.split(":", 1)[0]
-        who = tuple(a for a, sensors in agent_sensors.items()
-                    if (families.get(a) is None or family in families[a]) and (_clean(sc) or affects(sc, sensors)))
+        who = tuple(
+            a
+            for a, sensors in agent_sensors.items()
+            if (families.get(a) is None or family in families[a])
+            and (_clean(sc) or affects(sc, sensors))
+        )
         if not who:
             continue
         folder = f"{family}__" + re.sub(r"[^A-Za-z0-9_.-]+", "-", "+".join(who))
-        groups.setdefault(folder, {"agents": list(who), "scenarios": []})["scenarios"].append(c.scenario)
+        groups.setdefault(folder, {"agents": list(who), "scenarios": []})["scenarios"].append(
+            c.scenario
+        )
     return groups
 
 
@@ -173,10 +210,21 @@ def agent_sensors(agents: Sequence[str], device: str | None = None) -> dict[str,
     return {a: list(make_agent(a, task, device=device).sensors) for a in agents}
 
 
-def run_suite(out: str | Path, *, suite: str = "full", agents: Sequence[str] = DEFAULT_AGENTS,
-              seeds: Sequence[int], workers: int = 2, device: str | None = None, resume: bool = False,
-              backend: str = "local", address: str | None = None, progress: bool = True,
-              argv: Sequence[str] | None = None, duration_s: float | None = None) -> Path:
+def run_suite(
+    out: str | Path,
+    *,
+    suite: str = "full",
+    agents: Sequence[str] = DEFAULT_AGENTS,
+    seeds: Sequence[int],
+    workers: int = 2,
+    device: str | None = None,
+    resume: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    progress: bool = True,
+    argv: Sequence[str] | None = None,
+    duration_s: float | None = None,
+) -> Path:
     """Run every cell of ``suite`` for ``agents`` on ``seeds`` into ``out``; returns ``out``."""
     from sim.harness.evaluate import run_eval
 
@@ -187,38 +235,68 @@ def run_suite(out: str | Path, *, suite: str = "full", agents: Sequence[str] = D
     agents = list(parsed)
     sensors = agent_sensors(agents, device)
     groups = plan_groups(cells, sensors, parsed)
-    plan = {"suite": suite, "agents": agents, "families": {a: f and list(f) for a, f in parsed.items()},
-            "sensors": sensors, "seeds": [int(s) for s in seeds],
-            "duration_s": duration_s,
-            "cells": [asdict(c) for c in cells], "groups": groups,
-            "command": list(argv) if argv else None, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    plan = {
+        "suite": suite,
+        "agents": agents,
+        "families": {a: f and list(f) for a, f in parsed.items()},
+        "sensors": sensors,
+        "seeds": [int(s) for s in seeds],
+        "duration_s": duration_s,
+        "cells": [asdict(c) for c in cells],
+        "groups": groups,
+        "command": list(argv) if argv else None,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     path = out / SUITE_FILE
     if path.exists():
         old = json.loads(path.read_text())
         if not resume:
-            raise FileExistsError(f"{out} already holds a suite; pass --resume to continue it, or choose "
-                                  "a new --out folder")
+            raise FileExistsError(
+                f"{out} already holds a suite; pass --resume to continue it, or choose "
+                "a new --out folder"
+            )
         for key in ("agents", "families", "seeds", "duration_s"):
             if old.get(key) != plan[key]:
-                raise ValueError(f"--resume: this run's {key} differ from {path}; resume with the same "
-                                 "agents, seeds and duration, or choose a new --out folder")
+                raise ValueError(
+                    f"--resume: this run's {key} differ from {path}; resume with the same "
+                    "agents, seeds and duration, or choose a new --out folder"
+                )
         # a resume may add cells (e.g. --suite density,hazards, then --suite full): the union
         have = [Cell(**c) for c in old["cells"]]
         cells = have + [c for c in cells if c not in have]
         groups = plan_groups(cells, sensors, parsed)
-        plan.update(cells=[asdict(c) for c in cells], groups=groups,
-                    suite=old["suite"] if old["suite"] == suite else f"{old['suite']}+{suite}")
+        plan.update(
+            cells=[asdict(c) for c in cells],
+            groups=groups,
+            suite=old["suite"] if old["suite"] == suite else f"{old['suite']}+{suite}",
+        )
     else:
         ensure_writable_dir(out)
     atomic_write_json(path, plan)
     n = sum(len(g["agents"]) * len(g["scenarios"]) for g in groups.values()) * len(seeds)
     if progress:
-        print(f"suite {suite!r}: {len(cells)} cells, {len(agents)} agents, {len(seeds)} seeds -> {n} episodes "
-              f"in {len(groups)} evaluation folders under {out}", flush=True)
+        print(
+            f"suite {suite!r}: {len(cells)} cells, {len(agents)} agents, {len(seeds)} seeds -> {n} episodes "
+            f"in {len(groups)} evaluation folders under {out}",
+            flush=True,
+        )
     for folder, group in groups.items():
-        kwargs: dict[str, Any] = {"backend": backend, "address": address} if backend != "local" else {}
-        run_eval(out / folder, group["agents"], group["scenarios"], seeds, workers=workers, device=device,
-                 resume=(out / folder).exists(), progress=progress, argv=argv, duration_s=duration_s, **kwargs)
+        kwargs: dict[str, Any] = (
+            {"backend": backend, "address": address} if backend != "local" else {}
+        )
+        run_eval(
+            out / folder,
+            group["agents"],
+            group["scenarios"],
+            seeds,
+            workers=workers,
+            device=device,
+            resume=(out / folder).exists(),
+            progress=progress,
+            argv=argv,
+            duration_s=duration_s,
+            **kwargs,
+        )
     return out
 
 
@@ -236,15 +314,22 @@ def suite_scores(out: str | Path) -> dict[str, Any]:
         if path.exists():
             for r in read_results(path):
                 records.setdefault((r["scenario"], r["agent"]), []).append(r)
-    ran = {(s, a) for folder in plan["groups"].values() for s in folder["scenarios"] for a in folder["agents"]}
+    ran = {
+        (s, a)
+        for folder in plan["groups"].values()
+        for s in folder["scenarios"]
+        for a in folder["agents"]
+    }
     families = plan.get("families") or {}
     for c in plan["cells"]:
         for a in plan["agents"]:
             if families.get(a) is not None and c["axis"].split(":", 1)[0] not in families[a]:
                 continue  # this agent does not run this axis at all
             if (c["scenario"], a) not in ran and (c["reference"], a) in records:
-                records[(c["scenario"], a)] = [{**r, "scenario": c["scenario"], "unaffected": True}
-                                               for r in records[(c["reference"], a)]]
+                records[(c["scenario"], a)] = [
+                    {**r, "scenario": c["scenario"], "unaffected": True}
+                    for r in records[(c["reference"], a)]
+                ]
     for rs in records.values():
         rs.sort(key=lambda r: r["seed"])
     return {"plan": plan, "records": records}

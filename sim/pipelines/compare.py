@@ -120,7 +120,9 @@ class CompareRecipe:
     def __post_init__(self) -> None:
         unknown = [x for x in self.sensors if x not in SENSORS]
         if unknown or not self.sensors or len(set(self.sensors)) != len(self.sensors):
-            raise ValueError(f"--sensors {','.join(self.sensors)}: give one or both of {', '.join(SENSORS)}")
+            raise ValueError(
+                f"--sensors {','.join(self.sensors)}: give one or both of {', '.join(SENSORS)}"
+            )
 
     def e2e_recipe(self, scenario: str, sensors: str = "bev") -> E2ERecipe:
         table = self.e2e_rig if sensors == "rig" else self.e2e
@@ -152,25 +154,41 @@ HIGHWAY_RIG = E2ERecipe(demo_episodes=24, stack=2, epochs=4, budget_s=240.0)
 QUICK_BC = E2ERecipe(demo_episodes=10, model="pilotnet-s", stack=1, epochs=6, budget_s=50.0)
 RECIPES: dict[str, CompareRecipe] = {
     "default": CompareRecipe(
-        name="default", root="runs", episodes=20,
+        name="default",
+        root="runs",
+        episodes=20,
         e2e={"lane-keep": E2ERecipe(demo_episodes=30, epochs=6, budget_s=300.0), "*": HIGHWAY_BC},
-        e2e_rig={"lane-keep": LANE_KEEP_RIG, "*": HIGHWAY_RIG}),
+        e2e_rig={"lane-keep": LANE_KEEP_RIG, "*": HIGHWAY_RIG},
+    ),
     "quick": CompareRecipe(
-        name="quick", root="runs/quick", episodes=3, detector_frames=1200, detector_epochs=3, videos=1,
-        e2e={"*": QUICK_BC}, e2e_rig={"*": replace(QUICK_BC, demo_episodes=6)},
-        notes=("--quick is a smoke view: 3 seeds per scenario and networks trained for under a "
-               "minute each; run 'drive compare' for numbers worth quoting",)),
+        name="quick",
+        root="runs/quick",
+        episodes=3,
+        detector_frames=1200,
+        detector_epochs=3,
+        videos=1,
+        e2e={"*": QUICK_BC},
+        e2e_rig={"*": replace(QUICK_BC, demo_episodes=6)},
+        notes=(
+            "--quick is a smoke view: 3 seeds per scenario and networks trained for under a "
+            "minute each; run 'drive compare' for numbers worth quoting",
+        ),
+    ),
 }
 
 
 def artefacts(recipe: CompareRecipe) -> dict[str, Any]:
     root = Path(recipe.root)
-    return {"frames": root / "frames", "detector": root / "detector", "detector-rig": root / "detector-rig",
-            "demos": {s: root / "demos" / s for s in recipe.scenarios},
-            "e2e": {s: root / "e2e" / s for s in recipe.scenarios},
-            "demos-rig": {s: root / "demos-rig" / s for s in recipe.scenarios},
-            "e2e-rig": {s: root / "e2e-rig" / s for s in recipe.scenarios},
-            "eval": root / recipe.eval_dir}
+    return {
+        "frames": root / "frames",
+        "detector": root / "detector",
+        "detector-rig": root / "detector-rig",
+        "demos": {s: root / "demos" / s for s in recipe.scenarios},
+        "e2e": {s: root / "e2e" / s for s in recipe.scenarios},
+        "demos-rig": {s: root / "demos-rig" / s for s in recipe.scenarios},
+        "e2e-rig": {s: root / "e2e-rig" / s for s in recipe.scenarios},
+        "eval": root / recipe.eval_dir,
+    }
 
 
 def rig_detector(recipe: CompareRecipe) -> str:
@@ -217,8 +235,15 @@ class _Log:
 
     def made(self, stage: str, path: Path, t0: float, **extra: Any) -> None:
         seconds = time.perf_counter() - t0
-        self.stages.append({"stage": stage, "path": str(path), "action": "made", "seconds": round(seconds, 1),
-                            **extra})
+        self.stages.append(
+            {
+                "stage": stage,
+                "path": str(path),
+                "action": "made",
+                "seconds": round(seconds, 1),
+                **extra,
+            }
+        )
         self.say(f"{stage}: made {path} in {seconds:.0f} s")
 
     def elapsed(self) -> float:
@@ -238,26 +263,49 @@ def _detector(recipe: CompareRecipe, paths: dict, log: _Log, device: str, meta: 
     if (paths["frames"] / MANIFEST).exists():
         log.reused("detector frames", paths["frames"])
     else:
-        log.say(f"recording {recipe.detector_frames} labelled camera frames for the detector "
-                f"({', '.join(recipe.detector_scenarios)})")
+        log.say(
+            f"recording {recipe.detector_frames} labelled camera frames for the detector "
+            f"({', '.join(recipe.detector_scenarios)})"
+        )
         t0 = time.perf_counter()
-        record_frames(list(recipe.detector_scenarios), recipe.detector_frames, paths["frames"], seed=0,
-                      per_episode=recipe.detector_per_episode, progress=not log.quiet)
+        record_frames(
+            list(recipe.detector_scenarios),
+            recipe.detector_frames,
+            paths["frames"],
+            seed=0,
+            per_episode=recipe.detector_per_episode,
+            progress=not log.quiet,
+        )
         log.made("detector frames", paths["frames"], t0, frames=recipe.detector_frames)
     log.say(f"training the modular agent's detector ({recipe.detector_epochs} epochs)")
     t0 = time.perf_counter()
-    result = train_detector(paths["frames"], paths["detector"],
-                            TrainConfig(epochs=recipe.detector_epochs, width=recipe.detector_width),
-                            device=device, progress=not log.quiet, extra_meta=meta)
+    result = train_detector(
+        paths["frames"],
+        paths["detector"],
+        TrainConfig(epochs=recipe.detector_epochs, width=recipe.detector_width),
+        device=device,
+        progress=not log.quiet,
+        extra_meta=meta,
+    )
     ap = float(result["history"][result["best_epoch"] - 1]["val_ap_2m"])
     log.made("detector", paths["detector"], t0, val_ap_2m=round(ap, 4))
     if ap < WEAK_DETECTOR_AP:
-        log.say(f"warning: the detector's validation AP@2m is {ap:.2f}; the modular agent will miss "
-                f"vehicles (train longer: drive train detector --data {paths['frames']} --out DIR)")
+        log.say(
+            f"warning: the detector's validation AP@2m is {ap:.2f}; the modular agent will miss "
+            f"vehicles (train longer: drive train detector --data {paths['frames']} --out DIR)"
+        )
 
 
-def _e2e(recipe: CompareRecipe, scenario: str, sensors: str, paths: dict, log: _Log, device: str, workers: int,
-         meta: dict) -> None:
+def _e2e(
+    recipe: CompareRecipe,
+    scenario: str,
+    sensors: str,
+    paths: dict,
+    log: _Log,
+    device: str,
+    workers: int,
+    meta: dict,
+) -> None:
     rig = sensors == "rig"
     ckpt = paths["e2e-rig" if rig else "e2e"][scenario]
     demos = paths["demos-rig" if rig else "demos"][scenario]
@@ -269,34 +317,69 @@ def _e2e(recipe: CompareRecipe, scenario: str, sensors: str, paths: dict, log: _
     if demos.exists():
         log.reused(f"demos {tag}", demos)
     else:
-        log.say(f"recording {r.demo_episodes} expert demonstrations on {scenario}"
-                + (f" (rig: {', '.join(r.cameras)} + recovery views)" if rig else ""))
+        log.say(
+            f"recording {r.demo_episodes} expert demonstrations on {scenario}"
+            + (f" (rig: {', '.join(r.cameras)} + recovery views)" if rig else "")
+        )
         t0 = time.perf_counter()
-        world = get_scenario(scenario, **({"duration_s": recipe.duration_s} if recipe.duration_s else {}))
+        world = get_scenario(
+            scenario, **({"duration_s": recipe.duration_s} if recipe.duration_s else {})
+        )
         seeds = list(range(recipe.demo_seed, recipe.demo_seed + r.demo_episodes))
-        view = RigInput.build(default_rig(), r.cameras, parse_side_views(r.side_views)) if rig else None
-        record_dataset(world, seeds, demos, noise=NoiseConfig(fraction=recipe.demo_noise), workers=workers,
-                       progress=not log.quiet, rig=view)
+        view = (
+            RigInput.build(default_rig(), r.cameras, parse_side_views(r.side_views))
+            if rig
+            else None
+        )
+        record_dataset(
+            world,
+            seeds,
+            demos,
+            noise=NoiseConfig(fraction=recipe.demo_noise),
+            workers=workers,
+            progress=not log.quiet,
+            rig=view,
+        )
         log.made(f"demos {tag}", demos, t0, episodes=r.demo_episodes)
-    log.say(f"training the end-to-end network for {tag} ({r.model}, {r.stack} frame(s), "
-            f"{r.epochs} epochs, at most {r.budget_s:.0f} s)")
+    log.say(
+        f"training the end-to-end network for {tag} ({r.model}, {r.stack} frame(s), "
+        f"{r.epochs} epochs, at most {r.budget_s:.0f} s)"
+    )
     t0 = time.perf_counter()
-    result = train_e2e([demos], ckpt, E2ETrainConfig(model=r.model, stack=r.stack, epochs=r.epochs,
-                                                     budget_s=r.budget_s),
-                       device=device, progress=not log.quiet, extra_meta=meta)
+    result = train_e2e(
+        [demos],
+        ckpt,
+        E2ETrainConfig(model=r.model, stack=r.stack, epochs=r.epochs, budget_s=r.budget_s),
+        device=device,
+        progress=not log.quiet,
+        extra_meta=meta,
+    )
     log.made(f"e2e {tag}", ckpt, t0, epochs=len(result["history"]), stopped=result["stopped"])
 
 
-def _evaluate(recipe: CompareRecipe, paths: dict, log: _Log, device: str, workers: int,
-              argv: Sequence[str] | None) -> list[dict]:
+def _evaluate(
+    recipe: CompareRecipe,
+    paths: dict,
+    log: _Log,
+    device: str,
+    workers: int,
+    argv: Sequence[str] | None,
+) -> list[dict]:
     out = paths["eval"]
     specs = agent_specs(recipe)
     seeds = list(range(recipe.seed_start, recipe.seed_start + recipe.episodes))
     n = len(specs) * len(recipe.scenarios) * len(seeds)
-    log.say(f"evaluating {', '.join(specs)} on {', '.join(recipe.scenarios)}: {len(seeds)} seeds each "
-            f"({seeds[0]}-{seeds[-1]}), {n} episodes -> {out}")
-    kwargs = dict(workers=workers, device=device, duration_s=recipe.duration_s, progress=not log.quiet,
-                  argv=argv)
+    log.say(
+        f"evaluating {', '.join(specs)} on {', '.join(recipe.scenarios)}: {len(seeds)} seeds each "
+        f"({seeds[0]}-{seeds[-1]}), {n} episodes -> {out}"
+    )
+    kwargs = dict(
+        workers=workers,
+        device=device,
+        duration_s=recipe.duration_s,
+        progress=not log.quiet,
+        argv=argv,
+    )
     t0 = time.perf_counter()
     resume, kept = (out / CONFIG).exists(), None
     try:
@@ -306,16 +389,32 @@ def _evaluate(recipe: CompareRecipe, paths: dict, log: _Log, device: str, worker
         names = (out.with_name(f"{out.name}.{stamp}" + (f"-{k}" if k else "")) for k in range(1000))
         kept = next(p for p in names if not p.exists())
         out.rename(kept)
-        log.say(f"the comparison in {out} was made with other checkpoints or settings ({e}); "
-                f"kept it as {kept} and starting a new one")
+        log.say(
+            f"the comparison in {out} was made with other checkpoints or settings ({e}); "
+            f"kept it as {kept} and starting a new one"
+        )
         resume = False
         records = run_eval(out, specs, recipe.scenarios, seeds, resume=False, **kwargs)
-    log.made("evaluation", out, t0, episodes=len(records), resumed=resume, kept_previous=kept and str(kept))
+    log.made(
+        "evaluation",
+        out,
+        t0,
+        episodes=len(records),
+        resumed=resume,
+        kept_previous=kept and str(kept),
+    )
     return records
 
 
-def run_compare(recipe: CompareRecipe, *, device: str = "auto", workers: int | None = None,
-                videos: int | None = None, quiet: bool = False, argv: Sequence[str] | None = None) -> dict:
+def run_compare(
+    recipe: CompareRecipe,
+    *,
+    device: str = "auto",
+    workers: int | None = None,
+    videos: int | None = None,
+    quiet: bool = False,
+    argv: Sequence[str] | None = None,
+) -> dict:
     """Make what is missing, evaluate, report; return the summary written to compare.json."""
 
     for name in recipe.scenarios:
@@ -324,20 +423,32 @@ def run_compare(recipe: CompareRecipe, *, device: str = "auto", workers: int | N
     videos = recipe.videos if videos is None else videos
     log = _Log(quiet)
     paths = artefacts(recipe)
-    meta = {"git_revision": git_revision(), "versions": package_versions(),
-            "command": list(argv) if argv else None, "made_by": f"drive compare ({recipe.name} recipe)"}
+    meta = {
+        "git_revision": git_revision(),
+        "versions": package_versions(),
+        "command": list(argv) if argv else None,
+        "made_by": f"drive compare ({recipe.name} recipe)",
+    }
     names = recipe.agent_names
     if "modular-bev" in names:
         _detector(recipe, paths, log, device, meta)
     if "modular" in names:
         detector = rig_detector(recipe)
         if detector == "geometric":
-            log.say(f"the rig's modular agent uses the geometric detector (no training; for the learned "
-                    f"monocular 3D detector, about 25 min on 2 cores: drive perception data --cameras "
-                    f"cam_front,cam_rear --out {recipe.root}/frames-rig && drive train detector --model mono3d "
-                    f"--data {recipe.root}/frames-rig --out {paths['detector-rig']})")
-            log.stages.append({"stage": "detector (rig)", "path": "geometric", "action": "none needed",
-                               "seconds": 0.0})
+            log.say(
+                f"the rig's modular agent uses the geometric detector (no training; for the learned "
+                f"monocular 3D detector, about 25 min on 2 cores: drive perception data --cameras "
+                f"cam_front,cam_rear --out {recipe.root}/frames-rig && drive train detector --model mono3d "
+                f"--data {recipe.root}/frames-rig --out {paths['detector-rig']})"
+            )
+            log.stages.append(
+                {
+                    "stage": "detector (rig)",
+                    "path": "geometric",
+                    "action": "none needed",
+                    "seconds": 0.0,
+                }
+            )
         else:
             log.reused("detector (rig)", Path(detector))
     for scenario in recipe.scenarios:
@@ -348,14 +459,25 @@ def run_compare(recipe: CompareRecipe, *, device: str = "auto", workers: int | N
     log.say(f"writing the report ({videos} side-by-side video(s) per scenario)")
     t0 = time.perf_counter()
     studies = sorted(Path(recipe.root, "study").glob("*/study.html"))
-    report = write_report(paths["eval"], videos=videos, progress=not quiet,
-                          links=[(f"scaling study: {p.parent.name}", p) for p in studies])
+    report = write_report(
+        paths["eval"],
+        videos=videos,
+        progress=not quiet,
+        links=[(f"scaling study: {p.parent.name}", p) for p in studies],
+    )
     log.made("report", report["html"], t0)
-    summary = {"recipe": asdict(recipe), "agents": agent_specs(recipe), "device": device,
-               "workers": workers, "videos": videos, "stages": log.stages,
-               "seconds": round(log.elapsed(), 1), "report": {k: str(v) for k, v in report.items()},
-               "studies": [str(p) for p in studies],
-               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    summary = {
+        "recipe": asdict(recipe),
+        "agents": agent_specs(recipe),
+        "device": device,
+        "workers": workers,
+        "videos": videos,
+        "stages": log.stages,
+        "seconds": round(log.elapsed(), 1),
+        "report": {k: str(v) for k, v in report.items()},
+        "studies": [str(p) for p in studies],
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     atomic_write_json(paths["eval"] / SUMMARY, summary)
     if not quiet:
         print(format_eval(records))
@@ -364,7 +486,9 @@ def run_compare(recipe: CompareRecipe, *, device: str = "auto", workers: int | N
         made = sum(s["seconds"] for s in log.stages if s["stage"] not in ("evaluation", "report"))
         for p in studies:
             print(f"scaling study: {p}")
-        print(f"compare: done in {summary['seconds'] / 60:.1f} min ({made / 60:.1f} min making checkpoints)")
+        print(
+            f"compare: done in {summary['seconds'] / 60:.1f} min ({made / 60:.1f} min making checkpoints)"
+        )
     return summary
 
 

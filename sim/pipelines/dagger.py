@@ -85,16 +85,32 @@ def _evaluate(policy: Path, scenario, config: DaggerConfig, out: Path, progress:
     if out.exists():
         shutil.rmtree(out)  # a half-finished evaluation from an interrupted round
     seeds = list(range(config.eval_seed_start, config.eval_seed_start + n))
-    records = run_agent(f"e2e:{policy}", scenario, seeds, out, video_path=None,
-                        workers=config.workers, progress=progress)
+    records = run_agent(
+        f"e2e:{policy}",
+        scenario,
+        seeds,
+        out,
+        video_path=None,
+        workers=config.workers,
+        progress=progress,
+    )
     return closed_loop_summary(records)
 
 
-def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerConfig(),
-               recipe: E2ETrainConfig | None = None, *,
-               scenario: str | None = None, data: list[str] | None = None, episodes: list[int] | None = None,
-               samples: int | None = None, device: str = "auto", progress: bool = True,
-               extra_meta: dict | None = None) -> dict:
+def run_dagger(
+    init: str | Path,
+    out: str | Path,
+    config: DaggerConfig = DaggerConfig(),
+    recipe: E2ETrainConfig | None = None,
+    *,
+    scenario: str | None = None,
+    data: list[str] | None = None,
+    episodes: list[int] | None = None,
+    samples: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    extra_meta: dict | None = None,
+) -> dict:
     """Run (or resume) ``config.rounds`` DAgger rounds from the policy ``init``.
 
     ``data``: the initial demos (default: ``init``'s training data); ``episodes``: only these
@@ -112,7 +128,9 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
     data = list(data or init_meta["dataset"]["paths"])
     aggregate = _Aggregate(data, episodes)
     rig = None
-    if init_meta["config"].get("cameras"):  # a rig policy: record its view, with the data's recovery views
+    if init_meta["config"].get(
+        "cameras"
+    ):  # a rig policy: record its view, with the data's recovery views
         first = dataset_info(data[0])["drive"].get("rig") or init_meta["rig"]
         rig = RigInput.from_dict({**init_meta["rig"], "side_views": first.get("side_views") or []})
     log_path = out / "dagger.jsonl"
@@ -121,11 +139,22 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
     started = time.time()
     if 0 not in done:
         if progress:
-            print(f"round 0: scoring the initial policy {init} on {config.eval_episodes} seeds", flush=True)
-        row = {"round": 0, "beta": None, "policy": str(init), "frames": aggregate.frames(), "new_frames": 0,
-               "closed_loop": _evaluate(init, _scenario(scenario, config), config, out / "rounds" / "0" / "eval",
-                                        progress),
-               "val_loss": _best_val(init_meta), "seconds": time.time() - started}
+            print(
+                f"round 0: scoring the initial policy {init} on {config.eval_episodes} seeds",
+                flush=True,
+            )
+        row = {
+            "round": 0,
+            "beta": None,
+            "policy": str(init),
+            "frames": aggregate.frames(),
+            "new_frames": 0,
+            "closed_loop": _evaluate(
+                init, _scenario(scenario, config), config, out / "rounds" / "0" / "eval", progress
+            ),
+            "val_loss": _best_val(init_meta),
+            "seconds": time.time() - started,
+        }
         append_jsonl(log_path, row)
         done[0] = row
     current = init
@@ -141,34 +170,75 @@ def run_dagger(init: str | Path, out: str | Path, config: DaggerConfig = DaggerC
         if demos.exists():  # complete (datasets appear atomically) from an interrupted round
             new = {"frames": _frames([demos])}
         else:
-            seeds = [config.data_seed_start + (r - 1) * config.episodes + i for i in range(config.episodes)]
+            seeds = [
+                config.data_seed_start + (r - 1) * config.episodes + i
+                for i in range(config.episodes)
+            ]
             if progress:
                 print(f"round {r}: collecting {len(seeds)} episodes, beta {beta:.3f}", flush=True)
-            new = record_dataset(_scenario(scenario, config), seeds, demos, noise=NoiseConfig(0.0),
-                                 learner=f"e2e:{current}", beta=beta, workers=config.workers,
-                                 progress=progress, extra={"dagger_round": r}, rig=rig)
+            new = record_dataset(
+                _scenario(scenario, config),
+                seeds,
+                demos,
+                noise=NoiseConfig(0.0),
+                learner=f"e2e:{current}",
+                beta=beta,
+                workers=config.workers,
+                progress=progress,
+                extra={"dagger_round": r},
+                rig=rig,
+            )
         aggregate.add(demos)
         policy = rdir / "policy"
         if policy.exists():
             shutil.rmtree(policy)  # a half-trained round: train it again
         frames = aggregate.frames()
-        rec = recipe if samples is None else replace(recipe, epochs=epochs_for(samples, frames, recipe.epochs))
-        result = train_e2e(aggregate.paths, policy, rec, device=device, init=current, progress=progress,
-                           demos=aggregate.load(), extra_meta={**(extra_meta or {}), "dagger_round": r})
+        rec = (
+            recipe
+            if samples is None
+            else replace(recipe, epochs=epochs_for(samples, frames, recipe.epochs))
+        )
+        result = train_e2e(
+            aggregate.paths,
+            policy,
+            rec,
+            device=device,
+            init=current,
+            progress=progress,
+            demos=aggregate.load(),
+            extra_meta={**(extra_meta or {}), "dagger_round": r},
+        )
         current = policy
-        row = {"round": r, "beta": beta, "policy": str(policy), "frames": frames,
-               "new_frames": int(new["frames"]),
-               "closed_loop": _evaluate(policy, _scenario(scenario, config), config, rdir / "eval", progress),
-               "val_loss": float(result["best_val_loss"]), "seconds": time.time() - t0}
+        row = {
+            "round": r,
+            "beta": beta,
+            "policy": str(policy),
+            "frames": frames,
+            "new_frames": int(new["frames"]),
+            "closed_loop": _evaluate(
+                policy, _scenario(scenario, config), config, rdir / "eval", progress
+            ),
+            "val_loss": float(result["best_val_loss"]),
+            "seconds": time.time() - t0,
+        }
         append_jsonl(log_path, row)
         done[r] = row
         if progress:
             cl = row["closed_loop"]
-            print(f"round {r}: score {cl.get('driving_score', float('nan')):.3f}, collisions "
-                  f"{cl.get('collision_rate', float('nan')):.2f}, val loss {row['val_loss']:.4f}", flush=True)
+            print(
+                f"round {r}: score {cl.get('driving_score', float('nan')):.3f}, collisions "
+                f"{cl.get('collision_rate', float('nan')):.2f}, val loss {row['val_loss']:.4f}",
+                flush=True,
+            )
     final, final_meta = load_policy(current)
-    final_meta["dagger"] = {"config": asdict(config), "rounds": [done[k] for k in sorted(done)], "init": str(init)}
-    save_policy(final, out, {k: v for k, v in final_meta.items() if k not in ("architecture", "config")})
+    final_meta["dagger"] = {
+        "config": asdict(config),
+        "rounds": [done[k] for k in sorted(done)],
+        "init": str(init),
+    }
+    save_policy(
+        final, out, {k: v for k, v in final_meta.items() if k not in ("architecture", "config")}
+    )
     return {"out": str(out), "rounds": [done[k] for k in sorted(done)], "scenario": scenario}
 
 
@@ -211,13 +281,17 @@ def _best_val(meta: dict) -> float | None:
 
 
 def format_dagger(result: dict) -> str:
-    lines = [f"DAgger on {result['scenario']} -> {result['out']} (e2e:{result['out']})",
-             "round  beta   frames  val loss  score  collisions  route  autonomy %"]
+    lines = [
+        f"DAgger on {result['scenario']} -> {result['out']} (e2e:{result['out']})",
+        "round  beta   frames  val loss  score  collisions  route  autonomy %",
+    ]
     for row in result["rounds"]:
         cl = row["closed_loop"]
         beta = "-" if row["beta"] is None else f"{row['beta']:.3f}"
         vl = "-" if row["val_loss"] is None else f"{row['val_loss']:.4f}"
-        lines.append(f"{row['round']:5d}  {beta:>5s}  {row['frames']:7d}  {vl:>8s}  "
-                     f"{cl.get('driving_score', float('nan')):5.3f}  {cl.get('collision_rate', float('nan')):10.2f}  "
-                     f"{cl.get('route_completion', float('nan')):5.2f}  {cl.get('autonomy_pct', float('nan')):10.1f}")
+        lines.append(
+            f"{row['round']:5d}  {beta:>5s}  {row['frames']:7d}  {vl:>8s}  "
+            f"{cl.get('driving_score', float('nan')):5.3f}  {cl.get('collision_rate', float('nan')):10.2f}  "
+            f"{cl.get('route_completion', float('nan')):5.2f}  {cl.get('autonomy_pct', float('nan')):10.1f}"
+        )
     return "\n".join(lines)

@@ -63,10 +63,19 @@ def check_cameras(names: Sequence[str], rig: CameraRig | None = None) -> tuple[s
     return tuple(dict.fromkeys(names))
 
 
-def record_frames(scenarios: Sequence[str], frames: int, out: Path, *, seed: int = 0, every: int = 5,
-                  per_episode: int = 40, camera: BevCamera | None = None,
-                  cameras: Sequence[str] = (BEV,), rig: CameraRig | None = None,
-                  progress: bool = True) -> dict:
+def record_frames(
+    scenarios: Sequence[str],
+    frames: int,
+    out: Path,
+    *,
+    seed: int = 0,
+    every: int = 5,
+    per_episode: int = 40,
+    camera: BevCamera | None = None,
+    cameras: Sequence[str] = (BEV,),
+    rig: CameraRig | None = None,
+    progress: bool = True,
+) -> dict:
     """Record ``frames`` labelled frames of each of ``cameras`` (``bev`` with the spec
     ``camera``, and the ``rig``'s by name) into the dataset folder ``out``; returns the
     manifest.
@@ -75,7 +84,9 @@ def record_frames(scenarios: Sequence[str], frames: int, out: Path, *, seed: int
     (traffic layouts) rather than a few long drives.
     """
     if frames < 1 or every < 1 or per_episode < 1:
-        raise ValueError(f"frames, every and per_episode must be >= 1, got {frames}, {every}, {per_episode}")
+        raise ValueError(
+            f"frames, every and per_episode must be >= 1, got {frames}, {every}, {per_episode}"
+        )
     camera = camera or BevCamera()
     rig = rig or default_rig()
     cameras = check_cameras(cameras, rig)
@@ -95,14 +106,21 @@ def record_frames(scenarios: Sequence[str], frames: int, out: Path, *, seed: int
         nonlocal total_labels
         if not buf["poses"]:
             return
-        arrays = shard_arrays(images, buf["poses"], buf["scenario"], buf["seeds"], buf["steps"],
-                              buf["labels"])
+        arrays = shard_arrays(
+            images, buf["poses"], buf["scenario"], buf["seeds"], buf["steps"], buf["labels"]
+        )
         name = f"shard-{len(shards):05d}.npz"
         data = io.BytesIO()
         np.savez_compressed(data, **arrays)
         atomic_write_bytes(out / name, data.getvalue())
-        shards.append({"file": name, "frames": len(arrays["pose"]), "labels": len(arrays["label_frame"]),
-                       "sha256": sha256_of(out / name)})
+        shards.append(
+            {
+                "file": name,
+                "frames": len(arrays["pose"]),
+                "labels": len(arrays["label_frame"]),
+                "sha256": sha256_of(out / name),
+            }
+        )
         total_labels += len(arrays["label_frame"])
         for v in (*buf.values(), *images.values()):
             v.clear()
@@ -140,19 +158,31 @@ def record_frames(scenarios: Sequence[str], frames: int, out: Path, *, seed: int
         for env in envs.values():
             env.close()
     manifest = {
-        "format": FORMAT, "version": VERSION,
-        "cameras": {name: camera_entry(model) for name, model in models.items()}, "scenarios": list(scenarios),
-        "frames": recorded, "labels": total_labels, "shards": shards,
-        "recorder": {"driver": "autopilot (highway-env IDM/MOBIL)", "seed": seed, "every": every,
-                     "per_episode": per_episode, "episodes": episode},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_revision": git_revision(),
+        "format": FORMAT,
+        "version": VERSION,
+        "cameras": {name: camera_entry(model) for name, model in models.items()},
+        "scenarios": list(scenarios),
+        "frames": recorded,
+        "labels": total_labels,
+        "shards": shards,
+        "recorder": {
+            "driver": "autopilot (highway-env IDM/MOBIL)",
+            "seed": seed,
+            "every": every,
+            "per_episode": per_episode,
+            "episodes": episode,
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_revision": git_revision(),
         "versions": package_versions(),
     }
     atomic_write_json(out / MANIFEST, manifest)
     return manifest
 
 
-def _label_frame(env: DrivingEnv, obs: dict, info: dict, models: dict, images: dict[str, list]) -> FrameLabels:
+def _label_frame(
+    env: DrivingEnv, obs: dict, info: dict, models: dict, images: dict[str, list]
+) -> FrameLabels:
     """Append each camera's image of the env's current state to ``images`` and return the
     frame's labels: every vehicle and obstacle in view of at least one camera (within
     :data:`~perception.labels.LABEL_RANGE_M` for the perspective ones)."""
@@ -168,10 +198,19 @@ def _label_frame(env: DrivingEnv, obs: dict, info: dict, models: dict, images: d
             per_camera[name] = camera_labels(boxes, ids, model, frame.instance)
     in_view = np.zeros(len(boxes), dtype=bool)
     for name, fields in per_camera.items():
-        in_view |= (fields["visible_fraction"] > 0 if name == BEV else
-                    np.isfinite(fields["box_px"][:, 0]) & (boxes.range_m <= LABEL_RANGE_M))
-    return FrameLabels(boxes.select(in_view), ids[in_view],
-                       {name: {key: v[in_view] for key, v in fields.items()} for name, fields in per_camera.items()})
+        in_view |= (
+            fields["visible_fraction"] > 0
+            if name == BEV
+            else np.isfinite(fields["box_px"][:, 0]) & (boxes.range_m <= LABEL_RANGE_M)
+        )
+    return FrameLabels(
+        boxes.select(in_view),
+        ids[in_view],
+        {
+            name: {key: v[in_view] for key, v in fields.items()}
+            for name, fields in per_camera.items()
+        },
+    )
 
 
 def dataset_size_bytes(path: Path) -> int:
@@ -191,8 +230,10 @@ def parse_corruptions(text: str) -> list[tuple[str, float | None]]:
     for item in (c.strip() for c in text.split(",") if c.strip()):
         kind, sep, level = item.partition(":")
         if kind not in CORRUPTIONS:
-            raise ValueError(f"unknown corruption {kind!r}; known: {', '.join(CORRUPTIONS)} "
-                             "(a severity after a colon, e.g. noise:40)")
+            raise ValueError(
+                f"unknown corruption {kind!r}; known: {', '.join(CORRUPTIONS)} "
+                "(a severity after a colon, e.g. noise:40)"
+            )
         try:
             severity = float(level) if sep else None
         except ValueError:
@@ -216,8 +257,10 @@ def build_detector(spec: str, dataset: FrameDataset, device: str = "auto"):
     the camera model it reads (``"bev"`` or ``"pinhole"``)."""
     kind, _, path = spec.partition(":")
     if kind not in DETECTORS:
-        raise ValueError(f"unknown detector {spec!r}; known: opencv, learned:CHECKPOINT_DIR, geometric, "
-                         f"mono3d:CHECKPOINT_DIR")
+        raise ValueError(
+            f"unknown detector {spec!r}; known: opencv, learned:CHECKPOINT_DIR, geometric, "
+            f"mono3d:CHECKPOINT_DIR"
+        )
     if kind in ("learned", "mono3d") and not path:
         raise ValueError(f"the {kind} detector needs its checkpoint: --detector {kind}:DIR")
     if kind in ("opencv", "geometric") and path:
@@ -239,8 +282,13 @@ def build_detector(spec: str, dataset: FrameDataset, device: str = "auto"):
     return Mono3DDetector(path, device=device), "pinhole"
 
 
-def evaluate_detector(detector, dataset: FrameDataset, corruption: str = "none",
-                      severity: float | None = None, camera: str = BEV) -> dict:
+def evaluate_detector(
+    detector,
+    dataset: FrameDataset,
+    corruption: str = "none",
+    severity: float | None = None,
+    camera: str = BEV,
+) -> dict:
     """nuScenes-style report of ``detector`` on every frame of ``dataset``'s ``camera``,
     optionally corrupted (:mod:`perception.corruptions`): AP per distance threshold and
     range band, the translation (ATE) and orientation (AOE) errors of true positives.
@@ -277,21 +325,32 @@ def depth_errors(pairs, camera: PinholeCamera) -> dict[str, list[float]]:
         idx, _ = match_frame(det, gt, DEPTH_MATCH_M)
         tp = idx >= 0
         if tp.any():
-            d_det, d_gt = _centre_depth(det.select(tp), camera), _centre_depth(gt.select(idx[tp]), camera)
+            d_det, d_gt = (
+                _centre_depth(det.select(tp), camera),
+                _centre_depth(gt.select(idx[tp]), camera),
+            )
             gt_depth.extend(d_gt.tolist())
             err.extend((d_det - d_gt).tolist())
     return {"gt_depth_m": gt_depth, "error_m": err}
 
 
-def depth_error_by_band(depth: dict, edges_m=(0.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0)) -> list[dict]:
+def depth_error_by_band(
+    depth: dict, edges_m=(0.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0)
+) -> list[dict]:
     """Median and 90th percentile of |depth error| per label-depth bin."""
     d, e = np.asarray(depth["gt_depth_m"]), np.abs(np.asarray(depth["error_m"]))
     out = []
     for lo, hi in itertools.pairwise(edges_m):
         sel = (d >= lo) & (d < hi)
-        out.append({"from_m": lo, "to_m": hi, "n": int(sel.sum()),
-                    "median_abs_m": float(np.median(e[sel])) if sel.any() else float("nan"),
-                    "p90_abs_m": float(np.percentile(e[sel], 90)) if sel.any() else float("nan")})
+        out.append(
+            {
+                "from_m": lo,
+                "to_m": hi,
+                "n": int(sel.sum()),
+                "median_abs_m": float(np.median(e[sel])) if sel.any() else float("nan"),
+                "p90_abs_m": float(np.percentile(e[sel], 90)) if sel.any() else float("nan"),
+            }
+        )
     return out
 
 
@@ -309,8 +368,13 @@ def plot_depth_errors(reports: Sequence[tuple[str, dict]], path: Path) -> Path:
         d, e = np.asarray(rep["depth"]["gt_depth_m"]), np.abs(np.asarray(rep["depth"]["error_m"]))
         dots = ax.scatter(d, e, s=4, alpha=0.25, label=None)
         bands = [b for b in depth_error_by_band(rep["depth"]) if b["n"]]
-        ax.plot([(b["from_m"] + b["to_m"]) / 2 for b in bands], [b["median_abs_m"] for b in bands],
-                marker="o", color=dots.get_facecolor()[0][:3], label=f"{name} on {rep['camera']} (median)")
+        ax.plot(
+            [(b["from_m"] + b["to_m"]) / 2 for b in bands],
+            [b["median_abs_m"] for b in bands],
+            marker="o",
+            color=dots.get_facecolor()[0][:3],
+            label=f"{name} on {rep['camera']} (median)",
+        )
     ax.set_xlabel("label depth along the camera axis [m]")
     ax.set_ylabel("|depth error| [m]")
     ax.set_title("Monocular depth error against range (true positives within 4 m)")
@@ -329,8 +393,17 @@ def format_detection_report(reports: Sequence[tuple[str, dict]]) -> str:
     180 deg) at 2 m, the median |depth error| (perspective cameras), and the labels."""
     first = reports[0][1]
     thresholds = [f"{t:g}m" for t in first["thresholds_m"]]
-    head = ["detector", "camera", "corruption", "range", *(f"AP@{t}" for t in thresholds), "ATE m", "AOE deg",
-            "depth err m", "gt"]
+    head = [
+        "detector",
+        "camera",
+        "corruption",
+        "range",
+        *(f"AP@{t}" for t in thresholds),
+        "ATE m",
+        "AOE deg",
+        "depth err m",
+        "gt",
+    ]
     rows = []
     for name, rep in reports:
         d = np.asarray(rep.get("depth", {}).get("gt_depth_m", []))
@@ -341,14 +414,26 @@ def format_detection_report(reports: Sequence[tuple[str, dict]]) -> str:
             lo, hi = (0.0, np.inf) if band == "all" else _band_limits(band)
             sel = (d >= lo) & (d < hi)
             depth = f"{np.median(e[sel]):.2f}" if sel.any() else "-"
-            rows.append([name, rep.get("camera", BEV), rep["corruption"], band,
-                         *("-" if np.isnan(a) else f"{a:.3f}" for a in ap),
-                         "-" if np.isnan(tp["position_error_m"]) else f"{tp['position_error_m']:.2f}",
-                         "-" if np.isnan(tp["heading_error_rad"]) else f"{np.degrees(tp['heading_error_rad']):.1f}",
-                         depth, str(tp["gt"])])
+            rows.append(
+                [
+                    name,
+                    rep.get("camera", BEV),
+                    rep["corruption"],
+                    band,
+                    *("-" if np.isnan(a) else f"{a:.3f}" for a in ap),
+                    "-" if np.isnan(tp["position_error_m"]) else f"{tp['position_error_m']:.2f}",
+                    "-"
+                    if np.isnan(tp["heading_error_rad"])
+                    else f"{np.degrees(tp['heading_error_rad']):.1f}",
+                    depth,
+                    str(tp["gt"]),
+                ]
+            )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     line = "  ".join(h.rjust(w) for h, w in zip(head, widths))
-    return "\n".join([line, "-" * len(line)] + ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows])
+    return "\n".join(
+        [line, "-" * len(line)] + ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    )
 
 
 def _band_limits(name: str) -> tuple[float, float]:

@@ -142,19 +142,36 @@ class _SeededRLEnv(RLEnv):
             self._seeds = np.random.default_rng([int(seed), 7919])
         if self._seeds is None:
             self._seeds = np.random.default_rng(7919)
-        return super().reset(seed=int(self._seeds.integers(TRAIN_SEED_MIN, 2**31 - 1)), options=options)
+        return super().reset(
+            seed=int(self._seeds.integers(TRAIN_SEED_MIN, 2**31 - 1)), options=options
+        )
 
 
 def _make_env(scenario: Scenario, camera: dict, reward: dict, fast: bool, sensors: tuple[str, ...]):
     def make():
-        return Monitor(_SeededRLEnv(scenario, camera=camera, reward=RewardConfig(**reward),
-                                    fast_physics=fast, sensors=sensors))
+        return Monitor(
+            _SeededRLEnv(
+                scenario,
+                camera=camera,
+                reward=RewardConfig(**reward),
+                fast_physics=fast,
+                sensors=sensors,
+            )
+        )
+
     return make
 
 
-def build_ppo(scenario: Scenario, config: PPOConfig, *, camera: BevCamera | None = None,
-              reward: RewardConfig | None = None, init_net=None, device: str = "auto",
-              tensorboard: Path | None = None):
+def build_ppo(
+    scenario: Scenario,
+    config: PPOConfig,
+    *,
+    camera: BevCamera | None = None,
+    reward: RewardConfig | None = None,
+    init_net=None,
+    device: str = "auto",
+    tensorboard: Path | None = None,
+):
     """The SB3 PPO model and its vectorised environments (the caller closes ``model.env``)."""
     reward = reward or RewardConfig()
 
@@ -163,21 +180,39 @@ def build_ppo(scenario: Scenario, config: PPOConfig, *, camera: BevCamera | None
     if init_net is not None:
         net_config = init_net.config
     else:
-        net_config = PilotNetConfig(width=parse_model(config.model), image_hw=(camera.height_px, camera.width_px),
-                                    n_actions=len(scenario.action_names), use_command="command" in sensors)
+        net_config = PilotNetConfig(
+            width=parse_model(config.model),
+            image_hw=(camera.height_px, camera.width_px),
+            n_actions=len(scenario.action_names),
+            use_command="command" in sensors,
+        )
     if config.threads:
         torch.set_num_threads(config.threads)
-    fns = [_make_env(scenario, camera.to_dict(), asdict(reward), config.fast_physics, sensors)
-           for _ in range(config.envs)]
+    fns = [
+        _make_env(scenario, camera.to_dict(), asdict(reward), config.fast_physics, sensors)
+        for _ in range(config.envs)
+    ]
     venv = SubprocVecEnv(fns) if config.vec == "subproc" and config.envs > 1 else DummyVecEnv(fns)
     dev = resolve_device(device)
-    model = PPO("MultiInputPolicy", venv, learning_rate=config.lr, n_steps=config.n_steps,
-                batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
-                gae_lambda=config.gae_lambda, clip_range=config.clip_range, ent_coef=config.ent_coef,
-                vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm,
-                policy_kwargs=policy_kwargs(net_config, config.log_std_init),
-                tensorboard_log=str(tensorboard) if tensorboard else None, seed=config.seed, device=dev,
-                verbose=0)
+    model = PPO(
+        "MultiInputPolicy",
+        venv,
+        learning_rate=config.lr,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        policy_kwargs=policy_kwargs(net_config, config.log_std_init),
+        tensorboard_log=str(tensorboard) if tensorboard else None,
+        seed=config.seed,
+        device=dev,
+        verbose=0,
+    )
     if init_net is not None:
         load_pilotnet_into_policy(model.policy, init_net)
     return model
@@ -186,17 +221,25 @@ def build_ppo(scenario: Scenario, config: PPOConfig, *, camera: BevCamera | None
 def check_init(net, meta: dict, scenario: Scenario, camera: BevCamera, path: str) -> None:
     """A policy that can start PPO here: same actions, camera, inputs; one frame."""
     if tuple(meta["action_names"]) != tuple(scenario.action_names):
-        raise ValueError(f"--init {path} drives {meta['action_names']}, {scenario.name} needs "
-                         f"{list(scenario.action_names)}")
+        raise ValueError(
+            f"--init {path} drives {meta['action_names']}, {scenario.name} needs "
+            f"{list(scenario.action_names)}"
+        )
     if net.config.stack != 1:
-        raise ValueError(f"--init {path} stacks {net.config.stack} frames; PPO here takes single-frame "
-                         "networks (train the e2e policy with --stack 1)")
+        raise ValueError(
+            f"--init {path} stacks {net.config.stack} frames; PPO here takes single-frame "
+            "networks (train the e2e policy with --stack 1)"
+        )
     if net.config.image_hw != (camera.height_px, camera.width_px):
-        raise ValueError(f"--init {path} takes {net.config.image_hw} frames, the camera gives "
-                         f"{(camera.height_px, camera.width_px)}")
+        raise ValueError(
+            f"--init {path} takes {net.config.image_hw} frames, the camera gives "
+            f"{(camera.height_px, camera.width_px)}"
+        )
     if net.config.use_command != ("command" in rl_sensors(scenario)):
-        raise ValueError(f"--init {path} {'uses' if net.config.use_command else 'lacks'} the command input; "
-                         f"{scenario.name} {'needs' if 'command' in rl_sensors(scenario) else 'has'} none")
+        raise ValueError(
+            f"--init {path} {'uses' if net.config.use_command else 'lacks'} the command input; "
+            f"{scenario.name} {'needs' if 'command' in rl_sensors(scenario) else 'has'} none"
+        )
 
 
 def load_init(spec: str):
@@ -207,15 +250,28 @@ def load_init(spec: str):
         kind, path = "e2e", spec
     if kind not in ("e2e", "ppo") or not path:
         raise ValueError(f"--init {spec!r}: give e2e:RUN (a behaviour-cloned network) or ppo:RUN")
-    net, meta = load_policy(path, "cpu", META if kind == "ppo" else "e2e.json",
-                            "PPO policy" if kind == "ppo" else "behaviour-cloned (e2e) policy")
+    net, meta = load_policy(
+        path,
+        "cpu",
+        META if kind == "ppo" else "e2e.json",
+        "PPO policy" if kind == "ppo" else "behaviour-cloned (e2e) policy",
+    )
     return net, meta, f"{kind}:{path}"
 
 
-def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConfig(), *,
-              init: str | None = None, reward: RewardConfig | None = None, camera: BevCamera | None = None,
-              device: str = "auto", resume: bool = False, progress: bool = True,
-              extra_meta: dict | None = None) -> dict:
+def train_ppo(
+    scenario: str | None,
+    out: str | Path,
+    config: PPOConfig = PPOConfig(),
+    *,
+    init: str | None = None,
+    reward: RewardConfig | None = None,
+    camera: BevCamera | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+    extra_meta: dict | None = None,
+) -> dict:
     """Train (or, with ``resume``, continue) a PPO policy; the checkpoint goes to ``out``."""
 
     out = Path(out)
@@ -226,41 +282,66 @@ def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConf
         init_net, init_meta, init = load_init(init)
     name = scenario or (init_meta or {}).get("scenario")
     if not name:
-        raise ValueError("drive train ppo needs --scenario (or an --init checkpoint that names one)")
+        raise ValueError(
+            "drive train ppo needs --scenario (or an --init checkpoint that names one)"
+        )
     sc = _scenario(name, config)
     if init_net is not None:
         check_init(init_net, init_meta, sc, camera, init)
     if training_complete(out, META):
-        raise FileExistsError(f"{out / META} already exists (training finished); choose a new --out folder")
+        raise FileExistsError(
+            f"{out / META} already exists (training finished); choose a new --out folder"
+        )
     done_steps, state = 0, None
     if (out / META).exists() or (out / POLICY).exists():
         if not resume:
-            raise FileExistsError(f"{out} holds an interrupted PPO run; pass --resume to continue it, "
-                                  "or choose a new --out folder")
+            raise FileExistsError(
+                f"{out} holds an interrupted PPO run; pass --resume to continue it, "
+                "or choose a new --out folder"
+            )
         try:
             old = json.loads((out / META).read_text())
             old["ppo"]["config"], old["config"]
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{out / META}: not a PPO run's JSON ({type(e).__name__}: {e})") from None
+            raise CheckpointError(
+                f"{out / META}: not a PPO run's JSON ({type(e).__name__}: {e})"
+            ) from None
         free = ("steps", "budget_s")  # a resumed run may train longer, or within another budget
         if {k: v for k, v in old["ppo"]["config"].items() if k not in free} != {
-                k: v for k, v in asdict(config).items() if k not in free}:
-            raise ValueError(f"--resume: this run's recipe differs from {out / META}; resume with the same "
-                             "arguments, or choose a new --out folder")
+            k: v for k, v in asdict(config).items() if k not in free
+        }:
+            raise ValueError(
+                f"--resume: this run's recipe differs from {out / META}; resume with the same "
+                "arguments, or choose a new --out folder"
+            )
         try:
             state = load_file(str(out / POLICY))
         except Exception as e:  # noqa: BLE001 - safetensors' errors for a damaged file
-            raise CheckpointError(f"{out / POLICY}: cannot be read ({type(e).__name__}: {e})") from None
+            raise CheckpointError(
+                f"{out / POLICY}: cannot be read ({type(e).__name__}: {e})"
+            ) from None
         done_steps = int(old["ppo"]["timesteps"])
     elif resume:
         raise ValueError(f"--resume: {out} holds no PPO run to continue")
     out.mkdir(parents=True, exist_ok=True)
-    if state is not None:  # the architecture the run was started with (its weights come from the state)
-
+    if (
+        state is not None
+    ):  # the architecture the run was started with (its weights come from the state)
         init_net = PilotNet(PilotNetConfig.from_dict(old["config"]))
-    model = build_ppo(sc, config, camera=camera, reward=reward, init_net=init_net, device=device,
-                      tensorboard=out / "tensorboard")
-    history = [r for r in read_jsonl(out / PROGRESS) if r["timesteps"] <= done_steps] if done_steps else []
+    model = build_ppo(
+        sc,
+        config,
+        camera=camera,
+        reward=reward,
+        init_net=init_net,
+        device=device,
+        tensorboard=out / "tensorboard",
+    )
+    history = (
+        [r for r in read_jsonl(out / PROGRESS) if r["timesteps"] <= done_steps]
+        if done_steps
+        else []
+    )
     if state is not None:
         load_policy_state(model.policy, state, str(out / POLICY))
         model.num_timesteps = done_steps
@@ -269,8 +350,11 @@ def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConf
         (out / PROGRESS).unlink()
     base_meta = {
         "model": init_net.config.model_name if init_net is not None else config.model,
-        "camera": camera.to_dict(), "action_names": list(sc.action_names),
-        "steering_range_rad": math.pi / 4, "scenario": sc.name, "sensors": list(rl_sensors(sc)),
+        "camera": camera.to_dict(),
+        "action_names": list(sc.action_names),
+        "steering_range_rad": math.pi / 4,
+        "scenario": sc.name,
+        "sensors": list(rl_sensors(sc)),
         **(extra_meta or {}),
     }
     init_info = None
@@ -282,24 +366,50 @@ def train_ppo(scenario: str | None, out: str | Path, config: PPOConfig = PPOConf
     started = time.time()
     try:
         torch.manual_seed(config.seed)
-        model.learn(total_timesteps=config.steps - done_steps, callback=monitor, progress_bar=progress,
-                    reset_num_timesteps=state is None, tb_log_name="ppo")
+        model.learn(
+            total_timesteps=config.steps - done_steps,
+            callback=monitor,
+            progress_bar=progress,
+            reset_num_timesteps=state is None,
+            tb_log_name="ppo",
+        )
         monitor.checkpoint(final=True)
     finally:
         model.env.close()
-    return {"out": str(out), "scenario": sc.name, "timesteps": int(model.num_timesteps),
-            "seconds": time.time() - started, "history": monitor.history, "stopped": monitor.stopped,
-            "env_steps_per_s": (model.num_timesteps - done_steps) / max(time.time() - started, 1e-9),
-            "init": init_info}
+    return {
+        "out": str(out),
+        "scenario": sc.name,
+        "timesteps": int(model.num_timesteps),
+        "seconds": time.time() - started,
+        "history": monitor.history,
+        "stopped": monitor.stopped,
+        "env_steps_per_s": (model.num_timesteps - done_steps) / max(time.time() - started, 1e-9),
+        "init": init_info,
+    }
 
 
 class _Monitor(BaseCallback):
     """Critic warm-up, reward-term logging, periodic checkpoint + closed-loop evaluation, budget."""
 
-    def __init__(self, out: Path, scenario: Scenario, config: PPOConfig, reward: RewardConfig, base_meta: dict,
-                 init_info: dict | None, history: list[dict], progress: bool) -> None:
+    def __init__(
+        self,
+        out: Path,
+        scenario: Scenario,
+        config: PPOConfig,
+        reward: RewardConfig,
+        base_meta: dict,
+        init_info: dict | None,
+        history: list[dict],
+        progress: bool,
+    ) -> None:
         super().__init__(verbose=0)
-        self.out, self.scenario, self.config, self.reward, self.base_meta = out, scenario, config, reward, base_meta
+        self.out, self.scenario, self.config, self.reward, self.base_meta = (
+            out,
+            scenario,
+            config,
+            reward,
+            base_meta,
+        )
         self.init_info, self.history, self.show = init_info, history, progress
         self.terms: dict[str, list[float]] = {}
         self.started = time.time()
@@ -331,7 +441,9 @@ class _Monitor(BaseCallback):
     def _on_rollout_start(self) -> None:
         self.rollout_start = self.num_timesteps
 
-    def _on_rollout_end(self) -> None:  # before each update: critic only on rollouts begun in the warm-up
+    def _on_rollout_end(
+        self,
+    ) -> None:  # before each update: critic only on rollouts begun in the warm-up
         self._freeze(self.rollout_start < self.config.critic_warmup)
         for k, v in self.terms.items():
             self.logger.record(f"reward/{k}", float(np.mean(v)))
@@ -355,23 +467,39 @@ class _Monitor(BaseCallback):
             self._save(complete=True)  # the last evaluation was at this very step
             return
         self._save(complete=False)
-        row = {"timesteps": int(self.num_timesteps), "seconds": time.time() - self.started,
-               "closed_loop": self._evaluate(),
-               "episode_reward_mean": _mean([e["r"] for e in self.model.ep_info_buffer]),
-               "episode_length_mean": _mean([e["l"] for e in self.model.ep_info_buffer])}
+        row = {
+            "timesteps": int(self.num_timesteps),
+            "seconds": time.time() - self.started,
+            "closed_loop": self._evaluate(),
+            "episode_reward_mean": _mean([e["r"] for e in self.model.ep_info_buffer]),
+            "episode_length_mean": _mean([e["l"] for e in self.model.ep_info_buffer]),
+        }
         self.history.append(row)
 
         append_jsonl(self.out / PROGRESS, row)
         cl = row["closed_loop"]
-        for k in ("driving_score", "route_completion", "collision_rate", "offroad_rate", "autonomy_pct"):
+        for k in (
+            "driving_score",
+            "route_completion",
+            "collision_rate",
+            "offroad_rate",
+            "autonomy_pct",
+        ):
             if k in cl:
                 self.logger.record(f"eval/{k}", cl[k])
         if self.show and cl.get("episodes"):
-            print(f"\n{row['timesteps']} steps ({row['seconds'] / 60:.1f} min): closed-loop score "
-                  f"{cl['driving_score']:.3f}, route {cl['route_completion']:.2f}, off-road "
-                  f"{cl['offroad_rate']:.2f}, collisions {cl['collision_rate']:.2f}", flush=True)
+            print(
+                f"\n{row['timesteps']} steps ({row['seconds'] / 60:.1f} min): closed-loop score "
+                f"{cl['driving_score']:.3f}, route {cl['route_completion']:.2f}, off-road "
+                f"{cl['offroad_rate']:.2f}, collisions {cl['collision_rate']:.2f}",
+                flush=True,
+            )
         self._save(complete=final)
-        earlier = [h["closed_loop"]["driving_score"] for h in self.history[:-1] if h["closed_loop"].get("episodes")]
+        earlier = [
+            h["closed_loop"]["driving_score"]
+            for h in self.history[:-1]
+            if h["closed_loop"].get("episodes")
+        ]
         if cl.get("episodes") and (not earlier or cl["driving_score"] > max(earlier)):
             self._keep_best(row)
 
@@ -385,9 +513,14 @@ class _Monitor(BaseCallback):
             os.chmod(tmp, DIR_MODE)
             shutil.copy2(self.out / "model.safetensors", tmp / "model.safetensors")
             meta = json.loads((self.out / META).read_text())
-            meta["selected"] = {"timesteps": row["timesteps"], "driving_score": row["closed_loop"]["driving_score"],
-                                "eval_seeds": [self.config.eval_seed_start,
-                                               self.config.eval_seed_start + self.config.eval_episodes - 1]}
+            meta["selected"] = {
+                "timesteps": row["timesteps"],
+                "driving_score": row["closed_loop"]["driving_score"],
+                "eval_seeds": [
+                    self.config.eval_seed_start,
+                    self.config.eval_seed_start + self.config.eval_episodes - 1,
+                ],
+            }
             (tmp / META).write_text(json.dumps(meta, indent=2, default=float))
             old = self.out / "best"
             if old.exists():
@@ -405,14 +538,28 @@ class _Monitor(BaseCallback):
         policy = self.model.policy
         write_weights(self.out / POLICY, policy_state(policy))
         net = policy_to_pilotnet(policy)
-        meta = {**self.base_meta, "parameters": count_parameters(net),
-                "ppo": {"config": asdict(self.config), "timesteps": int(self.num_timesteps),
-                        "init": self.init_info, "reward": asdict(self.reward), "history": self.history,
-                        "stopped": self.stopped, "log_std": policy.log_std.detach().cpu().tolist(),
-                        "critic_parameters": sum(q.numel() for q in policy.parameters()) - count_parameters(net)},
-                "training": {"complete": bool(complete)}}
-        write_checkpoint(self.out, net.state_dict(), META, {"architecture": ARCHITECTURE,
-                                                            "config": net.config.to_dict(), **meta})
+        meta = {
+            **self.base_meta,
+            "parameters": count_parameters(net),
+            "ppo": {
+                "config": asdict(self.config),
+                "timesteps": int(self.num_timesteps),
+                "init": self.init_info,
+                "reward": asdict(self.reward),
+                "history": self.history,
+                "stopped": self.stopped,
+                "log_std": policy.log_std.detach().cpu().tolist(),
+                "critic_parameters": sum(q.numel() for q in policy.parameters())
+                - count_parameters(net),
+            },
+            "training": {"complete": bool(complete)},
+        }
+        write_checkpoint(
+            self.out,
+            net.state_dict(),
+            META,
+            {"architecture": ARCHITECTURE, "config": net.config.to_dict(), **meta},
+        )
 
     def _evaluate(self) -> dict:
         n = self.config.eval_episodes
@@ -421,9 +568,16 @@ class _Monitor(BaseCallback):
         folder = self.out / "evals" / str(int(self.num_timesteps))
         if folder.exists():
             shutil.rmtree(folder)
-        records = run_agent(f"ppo:{self.out}", self.scenario, list(range(self.config.eval_seed_start,
-                                                                        self.config.eval_seed_start + n)),
-                            folder, video_path=None, workers=1, progress=False, device="cpu")
+        records = run_agent(
+            f"ppo:{self.out}",
+            self.scenario,
+            list(range(self.config.eval_seed_start, self.config.eval_seed_start + n)),
+            folder,
+            video_path=None,
+            workers=1,
+            progress=False,
+            device="cpu",
+        )
         return closed_loop_summary(records)
 
 
@@ -432,9 +586,11 @@ def _mean(values: list) -> float | None:
 
 
 def format_ppo(result: dict) -> str:
-    lines = [f"PPO on {result['scenario']} -> {result['out']} (ppo:{result['out']}): "
-             f"{result['timesteps']} environment steps in {result['seconds'] / 60:.1f} min "
-             f"({result['env_steps_per_s']:.0f} steps/s, stopped: {result['stopped']})"]
+    lines = [
+        f"PPO on {result['scenario']} -> {result['out']} (ppo:{result['out']}): "
+        f"{result['timesteps']} environment steps in {result['seconds'] / 60:.1f} min "
+        f"({result['env_steps_per_s']:.0f} steps/s, stopped: {result['stopped']})"
+    ]
     if result.get("init"):
         i = result["init"]
         lines.append(f"started from {i['path']} ({i['demo_frames']} demo frames)")
@@ -444,15 +600,23 @@ def format_ppo(result: dict) -> str:
         if not cl.get("episodes"):
             continue
         rew = "-" if row.get("episode_reward_mean") is None else f"{row['episode_reward_mean']:.1f}"
-        lines.append(f"{row['timesteps']:6d}  {row['seconds'] / 60:6.1f}  {cl['driving_score']:6.3f}  "
-                     f"{cl['route_completion']:5.2f}  {cl['offroad_rate']:8.2f}  {cl['collision_rate']:10.2f}  "
-                     f"{cl['autonomy_pct']:10.1f}  {rew:>14s}")
+        lines.append(
+            f"{row['timesteps']:6d}  {row['seconds'] / 60:6.1f}  {cl['driving_score']:6.3f}  "
+            f"{cl['route_completion']:5.2f}  {cl['offroad_rate']:8.2f}  {cl['collision_rate']:10.2f}  "
+            f"{cl['autonomy_pct']:10.1f}  {rew:>14s}"
+        )
     return "\n".join(lines)
 
 
 # -- benchmark ----------------------------------------------------------------------------------------
-def bench_ppo(scenario: str = "highway", steps: int = 1024, repeats: int = 3, envs: int = 4, vec: str = "dummy",
-              model: str = "pilotnet-s") -> dict:
+def bench_ppo(
+    scenario: str = "highway",
+    steps: int = 1024,
+    repeats: int = 3,
+    envs: int = 4,
+    vec: str = "dummy",
+    model: str = "pilotnet-s",
+) -> dict:
     """PPO training throughput (environment steps/s) with the fast physics against stock, same run.
 
     One PPO model per physics, built once; then ``repeats`` rounds, alternating the two, each
@@ -480,9 +644,16 @@ def bench_ppo(scenario: str = "highway", steps: int = 1024, repeats: int = 3, en
     n_steps = max(1, steps // envs)
     arms = {}
     for kind in ("stock", "fast"):
-        cfg = PPOConfig(steps=n_steps * envs, envs=envs, vec=vec, model=model, n_steps=n_steps,
-                        batch_size=min(PPOConfig.batch_size, n_steps * envs), fast_physics=kind == "fast",
-                        eval_episodes=0)
+        cfg = PPOConfig(
+            steps=n_steps * envs,
+            envs=envs,
+            vec=vec,
+            model=model,
+            n_steps=n_steps,
+            batch_size=min(PPOConfig.batch_size, n_steps * envs),
+            fast_physics=kind == "fast",
+            eval_episodes=0,
+        )
         arms[kind] = build_ppo(sc, cfg, device="cpu")
     rows: dict[str, list[dict]] = {"stock": [], "fast": []}
     try:
@@ -490,32 +661,57 @@ def bench_ppo(scenario: str = "highway", steps: int = 1024, repeats: int = 3, en
             for kind in ("stock", "fast"):
                 clock = Clock()
                 t0 = time.perf_counter()
-                arms[kind].learn(total_timesteps=n_steps * envs, callback=clock, reset_num_timesteps=False)
+                arms[kind].learn(
+                    total_timesteps=n_steps * envs, callback=clock, reset_num_timesteps=False
+                )
                 total = time.perf_counter() - t0
-                rows[kind].append({"seconds": total, "rollout_s": clock.rollout_s,
-                                   "update_s": total - clock.rollout_s})
+                rows[kind].append(
+                    {
+                        "seconds": total,
+                        "rollout_s": clock.rollout_s,
+                        "update_s": total - clock.rollout_s,
+                    }
+                )
     finally:
         for m in arms.values():
             m.env.close()
     n = n_steps * envs
-    out = {"benchmark": "ppo", "scenario": sc.name, "steps": n, "repeats": repeats, "envs": envs, "vec": vec,
-           "model": model, "runs": rows}
+    out = {
+        "benchmark": "ppo",
+        "scenario": sc.name,
+        "steps": n,
+        "repeats": repeats,
+        "envs": envs,
+        "vec": vec,
+        "model": model,
+        "runs": rows,
+    }
     for kind, rs in rows.items():
-        out[kind] = {"env_steps_per_s": float(np.median([n / r["seconds"] for r in rs])),
-                     "rollout_steps_per_s": float(np.median([n / r["rollout_s"] for r in rs])),
-                     "update_s": float(np.median([r["update_s"] for r in rs]))}
+        out[kind] = {
+            "env_steps_per_s": float(np.median([n / r["seconds"] for r in rs])),
+            "rollout_steps_per_s": float(np.median([n / r["rollout_s"] for r in rs])),
+            "update_s": float(np.median([r["update_s"] for r in rs])),
+        }
     out["speedup"] = out["fast"]["env_steps_per_s"] / out["stock"]["env_steps_per_s"]
-    out["rollout_speedup"] = out["fast"]["rollout_steps_per_s"] / out["stock"]["rollout_steps_per_s"]
+    out["rollout_speedup"] = (
+        out["fast"]["rollout_steps_per_s"] / out["stock"]["rollout_steps_per_s"]
+    )
     return out
 
 
 def format_bench_ppo(r: dict) -> str:
-    lines = [f"PPO training on {r['scenario']}: {r['model']}, {r['envs']} envs ({r['vec']}), median of "
-             f"{r['repeats']} rounds of {r['steps']} environment steps (one rollout + one update of "
-             f"{PPOConfig.n_epochs} epochs), stock and fast physics alternating",
-             f"{'physics':8s} {'training env st/s':>18s} {'rollout env st/s':>17s} {'update s':>9s}"]
+    lines = [
+        f"PPO training on {r['scenario']}: {r['model']}, {r['envs']} envs ({r['vec']}), median of "
+        f"{r['repeats']} rounds of {r['steps']} environment steps (one rollout + one update of "
+        f"{PPOConfig.n_epochs} epochs), stock and fast physics alternating",
+        f"{'physics':8s} {'training env st/s':>18s} {'rollout env st/s':>17s} {'update s':>9s}",
+    ]
     for kind in ("stock", "fast"):
         k = r[kind]
-        lines.append(f"{kind:8s} {k['env_steps_per_s']:18.1f} {k['rollout_steps_per_s']:17.1f} {k['update_s']:9.2f}")
-    lines.append(f"fast / stock: training {r['speedup']:.2f}x, rollouts alone {r['rollout_speedup']:.2f}x")
+        lines.append(
+            f"{kind:8s} {k['env_steps_per_s']:18.1f} {k['rollout_steps_per_s']:17.1f} {k['update_s']:9.2f}"
+        )
+    lines.append(
+        f"fast / stock: training {r['speedup']:.2f}x, rollouts alone {r['rollout_speedup']:.2f}x"
+    )
     return "\n".join(lines)

@@ -164,11 +164,19 @@ class DemoEpisode:
 
     @property
     def steps(self) -> int:
-        return int(len(self.actions))
+        return len(self.actions)
 
 
-def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = NoiseConfig(),
-                    learner=None, beta: float = 1.0, rig: RigInput | None = None) -> DemoEpisode:
+def collect_episode(
+    env: DrivingEnv,
+    expert,
+    seed: int,
+    *,
+    noise: NoiseConfig = NoiseConfig(),
+    learner=None,
+    beta: float = 1.0,
+    rig: RigInput | None = None,
+) -> DemoEpisode:
     """Drive one episode and label every visited state with ``expert``'s action.
 
     ``rig``: record the rig cameras' road crops (and ``rig.side_views``, rendered from the
@@ -200,9 +208,13 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
         return env.render_camera(camera).image
 
     def label_of(obs, info) -> np.ndarray:
-        action, why = gate_action(expert.act(agent_view(e_sensors, obs, info, ep.static)), n_act, names)
+        action, why = gate_action(
+            expert.act(agent_view(e_sensors, obs, info, ep.static)), n_act, names
+        )
         if action is None:
-            raise RuntimeError(f"expert {expert.name!r} returned an invalid action at seed {seed}: {why}")
+            raise RuntimeError(
+                f"expert {expert.name!r} returned an invalid action at seed {seed}: {why}"
+            )
         return action
 
     step = 0
@@ -218,7 +230,9 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
             cams.append(rig.crop(obs))
             if rig.side_views:
                 sides.append(rig.side_frames(render))
-                side_labels.append(rig.side_labels(label, float(speeds[-1][0]), steer_i, steer_range))
+                side_labels.append(
+                    rig.side_labels(label, float(speeds[-1][0]), steer_i, steer_range)
+                )
         if ep.done:
             by_learner.append(False)
             noises.append(0.0)
@@ -226,7 +240,9 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
         executed, driven_by_learner = label.copy(), False
         if learner is not None and rng.random() >= beta:
             try:
-                proposal, _ = gate_action(learner.act(agent_view(l_sensors, obs, info, ep.static)), n_act, names)
+                proposal, _ = gate_action(
+                    learner.act(agent_view(l_sensors, obs, info, ep.static)), n_act, names
+                )
             except Exception:  # noqa: BLE001 - a failing learner hands the wheel back
                 proposal = None
             if proposal is not None:
@@ -241,26 +257,43 @@ def collect_episode(env: DrivingEnv, expert, seed: int, *, noise: NoiseConfig = 
     status, terminated, truncated = ep.status, ep.terminated, ep.truncated
     metrics = episode_metrics(ep.trace, status, scenario.lane_changes_allowed)
     return DemoEpisode(
-        seed=int(seed), frames=np.stack(cams), speed=np.stack(speeds).astype(np.float32),
+        seed=int(seed),
+        frames=np.stack(cams),
+        speed=np.stack(speeds).astype(np.float32),
         command=np.asarray(cmds, np.int64),
         actions=np.stack(acts).astype(np.float32) if acts else np.zeros((0, n_act), np.float32),
-        expert_action=np.stack(labels).astype(np.float32), learner_driving=np.asarray(by_learner, np.int8),
-        noise=np.asarray(noises, np.float32), terminated=bool(terminated or status != "ok"),
-        truncated=bool(truncated), status=status, driving_score=float(metrics["driving_score"]),
-        metrics=metrics, side_frames=np.stack(sides) if sides else None,
-        side_labels=np.stack(side_labels).astype(np.float32) if side_labels else None)
+        expert_action=np.stack(labels).astype(np.float32),
+        learner_driving=np.asarray(by_learner, np.int8),
+        noise=np.asarray(noises, np.float32),
+        terminated=bool(terminated or status != "ok"),
+        truncated=bool(truncated),
+        status=status,
+        driving_score=float(metrics["driving_score"]),
+        metrics=metrics,
+        side_frames=np.stack(sides) if sides else None,
+        side_labels=np.stack(side_labels).astype(np.float32) if side_labels else None,
+    )
 
 
 # -- collecting in worker processes -----------------------------------------------------------
 _WORKER: dict = {}
 
 
-def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | None, fast_physics: bool,
-                 device: str, rig: dict | None = None) -> None:
+def _worker_init(
+    scenario: Scenario,
+    camera: dict,
+    expert: str,
+    learner: str | None,
+    fast_physics: bool,
+    device: str,
+    rig: dict | None = None,
+) -> None:
     if mp.parent_process() is not None:  # a pool worker: one thread each (see sim.harness.parallel)
         os.environ["OMP_NUM_THREADS"] = "1"
         ignore_sigint()  # Ctrl-C is the parent's: it stops the pool
-    sc = scenario  # the object, not its name: overrides (a shorter duration_s) must reach the worker
+    sc = (
+        scenario  # the object, not its name: overrides (a shorter duration_s) must reach the worker
+    )
     cam = BevCamera(**camera)
     rig_input = RigInput.from_dict(rig) if rig is not None else None
     task = task_spec(sc, cam, rig_input.rig if rig_input is not None else None)
@@ -270,8 +303,13 @@ def _worker_init(scenario: Scenario, camera: dict, expert: str, learner: str | N
     sensors = set(recorded) | set(check_sensors(expert_agent))
     if learner_agent is not None:
         sensors |= set(check_sensors(learner_agent))
-    env = DrivingEnv(sc, bev=cam, fast_physics=fast_physics, rig=task.rig,
-                     sensors=tuple(s for s in dict.fromkeys((*SENSORS, *task.rig.names)) if s in sensors))
+    env = DrivingEnv(
+        sc,
+        bev=cam,
+        fast_physics=fast_physics,
+        rig=task.rig,
+        sensors=tuple(s for s in dict.fromkeys((*SENSORS, *task.rig.names)) if s in sensors),
+    )
     _WORKER.update(env=env, expert=expert_agent, learner=learner_agent, rig=rig_input)
 
 
@@ -284,15 +322,41 @@ def _make_learner(spec: str, task, device: str):
 
 def _worker_episode(args: tuple[int, NoiseConfig, float]) -> DemoEpisode:
     seed, noise, beta = args
-    return collect_episode(_WORKER["env"], _WORKER["expert"], seed, noise=noise,
-                           learner=_WORKER["learner"], beta=beta, rig=_WORKER["rig"])
+    return collect_episode(
+        _WORKER["env"],
+        _WORKER["expert"],
+        seed,
+        noise=noise,
+        learner=_WORKER["learner"],
+        beta=beta,
+        rig=_WORKER["rig"],
+    )
 
 
-def collect(scenario: Scenario, seeds: Sequence[int], *, camera: BevCamera, noise: NoiseConfig,
-            expert: str = "expert", learner: str | None = None, beta: float = 1.0, workers: int = 1,
-            fast_physics: bool = True, device: str = "cpu", rig: RigInput | None = None):
+def collect(
+    scenario: Scenario,
+    seeds: Sequence[int],
+    *,
+    camera: BevCamera,
+    noise: NoiseConfig,
+    expert: str = "expert",
+    learner: str | None = None,
+    beta: float = 1.0,
+    workers: int = 1,
+    fast_physics: bool = True,
+    device: str = "cpu",
+    rig: RigInput | None = None,
+):
     """Yield :class:`DemoEpisode` s in seed order (the same arrays for any ``workers``)."""
-    init = (scenario, camera.to_dict(), expert, learner, fast_physics, device, rig.to_dict() if rig else None)
+    init = (
+        scenario,
+        camera.to_dict(),
+        expert,
+        learner,
+        fast_physics,
+        device,
+        rig.to_dict() if rig else None,
+    )
     jobs = [(int(s), noise, float(beta)) for s in seeds]
     if workers <= 1:
         _worker_init(*init)
@@ -311,13 +375,18 @@ def collect(scenario: Scenario, seeds: Sequence[int], *, camera: BevCamera, nois
 
 # -- writing the Minari dataset ----------------------------------------------------------------
 def _spaces(scenario: Scenario, camera: BevCamera, rig: RigInput | None = None):
-    frames = ({"camera": spaces.Box(0, 255, camera.shape, np.uint8)} if rig is None else
-              {name: spaces.Box(0, 255, (*rig.input_hw, 3), np.uint8) for name in rig.cameras})
-    obs = spaces.Dict({
-        **frames,
-        "speed": spaces.Box(-50.0, 50.0, (1,), np.float32),
-        "command": spaces.Discrete(len(COMMANDS)),
-    })
+    frames = (
+        {"camera": spaces.Box(0, 255, camera.shape, np.uint8)}
+        if rig is None
+        else {name: spaces.Box(0, 255, (*rig.input_hw, 3), np.uint8) for name in rig.cameras}
+    )
+    obs = spaces.Dict(
+        {
+            **frames,
+            "speed": spaces.Box(-50.0, 50.0, (1,), np.float32),
+            "command": spaces.Discrete(len(COMMANDS)),
+        }
+    )
     return obs, spaces.Box(-1.0, 1.0, (len(scenario.action_names),), np.float32)
 
 
@@ -375,18 +444,23 @@ def _remove_stale_temps(out: Path) -> None:
     prefix = _temp_prefix(out)
     owned = re.compile(r"(?:(\d+)\.)?[a-z0-9_]{8}")  # tempfile's 8 random characters
     try:
-        candidates = [p for p in out.parent.iterdir()
-                      if p.name.startswith(prefix) and p.name.endswith(_TEMP_SUFFIX) and p.is_dir()]
+        candidates = [
+            p
+            for p in out.parent.iterdir()
+            if p.name.startswith(prefix) and p.name.endswith(_TEMP_SUFFIX) and p.is_dir()
+        ]
     except FileNotFoundError:
         return
     for p in candidates:
-        m = owned.fullmatch(p.name[len(prefix):-len(_TEMP_SUFFIX)])
+        m = owned.fullmatch(p.name[len(prefix) : -len(_TEMP_SUFFIX)])
         if m is None or (m.group(1) is not None and _process_alive(int(m.group(1)))):
             continue  # another dataset's, or a recording still running
         shutil.rmtree(p, ignore_errors=True)
         if not p.exists():
-            print(f"note: removed {p}, a temp folder an interrupted recording to {out} left behind",
-                  file=sys.stderr)
+            print(
+                f"note: removed {p}, a temp folder an interrupted recording to {out} left behind",
+                file=sys.stderr,
+            )
 
 
 def _process_alive(pid: int) -> bool:
@@ -403,12 +477,25 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camera: BevCamera | None = None,
-                   noise: NoiseConfig = NoiseConfig(), expert: str = "expert", learner: str | None = None,
-                   beta: float = 1.0, workers: int = 1, fast_physics: bool = True, device: str = "cpu",
-                   progress: bool = True, extra: dict | None = None,
-                   on_episode: Callable[[DemoEpisode], None] | None = None,
-                   keep_partial: bool = False, rig: RigInput | None = None) -> dict:
+def record_dataset(
+    scenario: Scenario,
+    seeds: Sequence[int],
+    out: Path,
+    *,
+    camera: BevCamera | None = None,
+    noise: NoiseConfig = NoiseConfig(),
+    expert: str = "expert",
+    learner: str | None = None,
+    beta: float = 1.0,
+    workers: int = 1,
+    fast_physics: bool = True,
+    device: str = "cpu",
+    progress: bool = True,
+    extra: dict | None = None,
+    on_episode: Callable[[DemoEpisode], None] | None = None,
+    keep_partial: bool = False,
+    rig: RigInput | None = None,
+) -> dict:
     """Record ``seeds`` into a new Minari dataset at ``out``; return its summary.
 
     ``rig``: record the rig cameras' road crops (``observations/cam_front``, ...) and the
@@ -421,10 +508,14 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
     partial dataset for a complete one).
     """
 
-    if scenario.faults:  # the recorder stores the executed action; latency would delay what the world got
-        raise ValueError(f"demos are recorded without sensor or actuation faults; {scenario.name!r} has "
-                         f"{', '.join(f'{k}={n}' for k, n in scenario.faults)}: record {scenario.base!r} "
-                         "(faults are for evaluation)")
+    if (
+        scenario.faults
+    ):  # the recorder stores the executed action; latency would delay what the world got
+        raise ValueError(
+            f"demos are recorded without sensor or actuation faults; {scenario.name!r} has "
+            f"{', '.join(f'{k}={n}' for k, n in scenario.faults)}: record {scenario.base!r} "
+            "(faults are for evaluation)"
+        )
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new --out path")
@@ -438,8 +529,11 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
     camera = camera or BevCamera()
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(out)}{os.getpid()}.", suffix=_TEMP_SUFFIX,
-                                dir=out.parent))
+    tmp = Path(
+        tempfile.mkdtemp(
+            prefix=f"{_temp_prefix(out)}{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=out.parent
+        )
+    )
     os.chmod(tmp, DIR_MODE)
     started = time.time()
     statuses: dict[str, int] = {}
@@ -449,41 +543,89 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
     interrupted = False
     try:
         obs_space, act_space = _spaces(scenario, camera, rig)
-        storage = MinariStorage.new(tmp / DATA_DIR, observation_space=obs_space, action_space=act_space,
-                                    data_format="hdf5", jpeg_encoding=False)
-        bar = tqdm(total=len(seeds), desc=f"recording {scenario.name}", unit="ep", disable=not progress,
-                   dynamic_ncols=True)
-        episodes = collect(scenario, seeds, camera=camera, noise=noise, expert=expert, learner=learner,
-                           beta=beta, workers=workers, fast_physics=fast_physics, device=device, rig=rig)
+        storage = MinariStorage.new(
+            tmp / DATA_DIR,
+            observation_space=obs_space,
+            action_space=act_space,
+            data_format="hdf5",
+            jpeg_encoding=False,
+        )
+        bar = tqdm(
+            total=len(seeds),
+            desc=f"recording {scenario.name}",
+            unit="ep",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        episodes = collect(
+            scenario,
+            seeds,
+            camera=camera,
+            noise=noise,
+            expert=expert,
+            learner=learner,
+            beta=beta,
+            workers=workers,
+            fast_physics=fast_physics,
+            device=device,
+            rig=rig,
+        )
         try:
             for i, ep in enumerate(episodes):
                 n = ep.steps
-                views = ({"camera": ep.frames} if rig is None else
-                          {c: ep.frames[..., 3 * k:3 * k + 3] for k, c in enumerate(rig.cameras)})
-                infos = {"expert_action": ep.expert_action, "learner_driving": ep.learner_driving,
-                         "noise": ep.noise}
+                views = (
+                    {"camera": ep.frames}
+                    if rig is None
+                    else {c: ep.frames[..., 3 * k : 3 * k + 3] for k, c in enumerate(rig.cameras)}
+                )
+                infos = {
+                    "expert_action": ep.expert_action,
+                    "learner_driving": ep.learner_driving,
+                    "noise": ep.noise,
+                }
                 if rig is not None and rig.side_views:
-                    infos.update({f"side_{c}": ep.side_frames[..., 3 * k:3 * k + 3]
-                                  for k, c in enumerate(rig.cameras)}, side_labels=ep.side_labels)
+                    infos.update(
+                        {
+                            f"side_{c}": ep.side_frames[..., 3 * k : 3 * k + 3]
+                            for k, c in enumerate(rig.cameras)
+                        },
+                        side_labels=ep.side_labels,
+                    )
                 arrays = {
                     "observations": {**views, "speed": ep.speed, "command": ep.command},
-                    "actions": ep.actions, "rewards": np.zeros(n, np.float64),
-                    "terminations": np.asarray([False] * (n - 1) + [ep.terminated] if n else [], bool),
-                    "truncations": np.asarray([False] * (n - 1) + [ep.truncated and not ep.terminated]
-                                              if n else [], bool),
+                    "actions": ep.actions,
+                    "rewards": np.zeros(n, np.float64),
+                    "terminations": np.asarray(
+                        [False] * (n - 1) + [ep.terminated] if n else [], bool
+                    ),
+                    "truncations": np.asarray(
+                        [False] * (n - 1) + [ep.truncated and not ep.terminated] if n else [], bool
+                    ),
                     "infos": infos,
                 }
-                digest = episode_digest({
-                    **{f"observations/{k}": v for k, v in arrays["observations"].items()},
-                    **{f"infos/{k}": v for k, v in arrays["infos"].items()},
-                    **{k: arrays[k] for k in ("actions", "rewards", "terminations", "truncations")}},
-                    hashed_arrays(rig.cameras if rig else None, bool(rig and rig.side_views)))
+                digest = episode_digest(
+                    {
+                        **{f"observations/{k}": v for k, v in arrays["observations"].items()},
+                        **{f"infos/{k}": v for k, v in arrays["infos"].items()},
+                        **{
+                            k: arrays[k]
+                            for k in ("actions", "rewards", "terminations", "truncations")
+                        },
+                    },
+                    hashed_arrays(rig.cameras if rig else None, bool(rig and rig.side_views)),
+                )
                 buffer = EpisodeBuffer(id=i, seed=ep.seed, **arrays)
                 with _SigintDeferred():  # an episode is in the file whole, or not at all
                     storage.update_episodes([buffer])
-                    episode_meta.append({"scenario": scenario.name, "recorder_version": RECORDER_VERSION,
-                                         "status": ep.status, "driving_score": ep.driving_score,
-                                         HASH_ATTR: digest})
+                    episode_meta.append(
+                        {
+                            "scenario": scenario.name,
+                            "recorder_version": RECORDER_VERSION,
+                            "status": ep.status,
+                            "driving_score": ep.driving_score,
+                            HASH_ATTR: digest,
+                        }
+                    )
                     kept_seeds.append(ep.seed)
                     statuses[ep.status] = statuses.get(ep.status, 0) + 1
                     frames += n + 1
@@ -505,33 +647,56 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
         with _SigintDeferred(reraise=False):
             storage.update_episode_metadata(episode_meta)
             drive = {
-                "format": DEMO_FORMAT, "recorder_version": RECORDER_VERSION, "scenario": scenario.name,
-                "uses_command": scenario.uses_command, "action_names": list(scenario.action_names),
+                "format": DEMO_FORMAT,
+                "recorder_version": RECORDER_VERSION,
+                "scenario": scenario.name,
+                "uses_command": scenario.uses_command,
+                "action_names": list(scenario.action_names),
                 "control_hz": scenario.control_hz,
-                "steering_range_rad": STEERING_RANGE_RAD, "acceleration_range_mps2": ACCELERATION_RANGE_MPS2,
+                "steering_range_rad": STEERING_RANGE_RAD,
+                "acceleration_range_mps2": ACCELERATION_RANGE_MPS2,
                 "camera": camera.to_dict(),
-                "sensors": list(RECORDED_SENSORS) if rig is None else ["speed", "command", *rig.cameras],
-                **({"rig": rig.to_dict()} if rig is not None else {}), "expert": expert,
-                "learner": learner, "beta": float(beta),
-                "noise": {"fraction": noise.fraction, "duration_s": list(noise.duration_s),
-                          "peak_yaw_rate_rps": list(noise.peak_yaw_rate_rps)},
-                "seeds": kept_seeds, "frames": frames, "statuses": statuses,
+                "sensors": list(RECORDED_SENSORS)
+                if rig is None
+                else ["speed", "command", *rig.cameras],
+                **({"rig": rig.to_dict()} if rig is not None else {}),
+                "expert": expert,
+                "learner": learner,
+                "beta": float(beta),
+                "noise": {
+                    "fraction": noise.fraction,
+                    "duration_s": list(noise.duration_s),
+                    "peak_yaw_rate_rps": list(noise.peak_yaw_rate_rps),
+                },
+                "seeds": kept_seeds,
+                "frames": frames,
+                "statuses": statuses,
                 "content_hash": CONTENT_HASH,
-                "interrupted": interrupted, "episodes_requested": len(seeds),
-                "versions": package_versions(), "git_revision": git_revision(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {}),
+                "interrupted": interrupted,
+                "episodes_requested": len(seeds),
+                "versions": package_versions(),
+                "git_revision": git_revision(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                **(extra or {}),
             }
-            storage.update_metadata({
-                "minari_version": minari.__version__,
-                "dataset_id": f"drive/{scenario.name}/{_slug(out.name)}-v0",
-                "algorithm_name": expert if learner is None else f"dagger({expert}, {learner}, beta={beta:g})",
-                "description": f"{scenario.name}: {len(kept_seeds)} episodes driven by {expert}"
-                               f"{' mixed with ' + learner if learner else ''}, noise fraction "
-                               f"{noise.fraction:g}; labels in infos/expert_action"
-                               + (f" (interrupted: {len(kept_seeds)} of the {len(seeds)} requested)"
-                                  if interrupted else ""),
-                "drive": drive,
-            })
+            storage.update_metadata(
+                {
+                    "minari_version": minari.__version__,
+                    "dataset_id": f"drive/{scenario.name}/{_slug(out.name)}-v0",
+                    "algorithm_name": expert
+                    if learner is None
+                    else f"dagger({expert}, {learner}, beta={beta:g})",
+                    "description": f"{scenario.name}: {len(kept_seeds)} episodes driven by {expert}"
+                    f"{' mixed with ' + learner if learner else ''}, noise fraction "
+                    f"{noise.fraction:g}; labels in infos/expert_action"
+                    + (
+                        f" (interrupted: {len(kept_seeds)} of the {len(seeds)} requested)"
+                        if interrupted
+                        else ""
+                    ),
+                    "drive": drive,
+                }
+            )
             os.replace(tmp, out)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -539,8 +704,14 @@ def record_dataset(scenario: Scenario, seeds: Sequence[int], out: Path, *, camer
             raise RecordingInterrupted(out, len(seeds), None) from None
         raise
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    summary = {"path": str(out), "episodes": len(kept_seeds), "frames": frames, "bytes": size,
-               "statuses": statuses, "seconds": time.time() - started}
+    summary = {
+        "path": str(out),
+        "episodes": len(kept_seeds),
+        "frames": frames,
+        "bytes": size,
+        "statuses": statuses,
+        "seconds": time.time() - started,
+    }
     if interrupted:
         summary["episodes_requested"] = len(seeds)
         raise RecordingInterrupted(out, len(seeds), summary)
@@ -554,6 +725,8 @@ def _slug(name: str) -> str:
 
 def format_record_summary(summary: dict) -> str:
     st = ", ".join(f"{k} {v}" for k, v in sorted(summary["statuses"].items()))
-    return (f"recorded {summary['episodes']} episodes, {summary['frames']} frames, "
-            f"{summary['bytes'] / 1e6:.1f} MB in {summary['seconds']:.0f} s -> {summary['path']}\n"
-            f"expert under noise: {st}")
+    return (
+        f"recorded {summary['episodes']} episodes, {summary['frames']} frames, "
+        f"{summary['bytes'] / 1e6:.1f} MB in {summary['seconds']:.0f} s -> {summary['path']}\n"
+        f"expert under noise: {st}"
+    )

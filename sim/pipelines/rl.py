@@ -59,9 +59,18 @@ class RewardConfig:
                 raise ValueError(f"reward weight {k} must be a finite number >= 0, got {v}")
 
 
-def shaped_reward(before: dict, after: dict, events: dict, action: np.ndarray, prev_action: np.ndarray | None,
-                  *, cruise_speed_mps: float, dt_s: float, lane_changes_allowed: bool,
-                  weights: RewardConfig = RewardConfig()) -> dict[str, float]:
+def shaped_reward(
+    before: dict,
+    after: dict,
+    events: dict,
+    action: np.ndarray,
+    prev_action: np.ndarray | None,
+    *,
+    cruise_speed_mps: float,
+    dt_s: float,
+    lane_changes_allowed: bool,
+    weights: RewardConfig = RewardConfig(),
+) -> dict[str, float]:
     """The reward of one control step as its terms (signed) and their ``total``.
 
     ``before``/``after``: the env's ``info["ego"]`` around the step (``progress_m``,
@@ -74,7 +83,11 @@ def shaped_reward(before: dict, after: dict, events: dict, action: np.ndarray, p
     centring = min((offset / HALF_LANE_M) ** 2, 1.0)
     lane = float(not lane_changes_allowed and abs(offset) > LANE_DEPARTURE_M)
     a = np.asarray(action, dtype=np.float64).reshape(-1)
-    da = 0.0 if prev_action is None else float(np.sum((a - np.asarray(prev_action, np.float64).reshape(-1)) ** 2))
+    da = (
+        0.0
+        if prev_action is None
+        else float(np.sum((a - np.asarray(prev_action, np.float64).reshape(-1)) ** 2))
+    )
     dh = float(wrap_angle(float(after["heading_rad"]) - float(before["heading_rad"])))
     lat_accel = float(after["speed_mps"]) * dh / dt_s
     terms = {
@@ -102,13 +115,23 @@ class RLEnv(gym.Wrapper):
     the scenario's time limit.  ``info["reward_terms"]`` holds the step's terms.
     """
 
-    def __init__(self, scenario: str | Scenario, camera: BevCamera | dict | None = None,
-                 reward: RewardConfig = RewardConfig(), fast_physics: bool = True,
-                 overrides: dict[str, Any] | None = None, sensors: tuple[str, ...] | None = None) -> None:
-        sc = get_scenario(scenario, **(overrides or {})) if isinstance(scenario, str) else (
-            scenario.with_overrides(**overrides) if overrides else scenario)
-        super().__init__(DrivingEnv(sc, bev=camera, sensors=sensors or rl_sensors(sc),
-                                    fast_physics=fast_physics))
+    def __init__(
+        self,
+        scenario: str | Scenario,
+        camera: BevCamera | dict | None = None,
+        reward: RewardConfig = RewardConfig(),
+        fast_physics: bool = True,
+        overrides: dict[str, Any] | None = None,
+        sensors: tuple[str, ...] | None = None,
+    ) -> None:
+        sc = (
+            get_scenario(scenario, **(overrides or {}))
+            if isinstance(scenario, str)
+            else (scenario.with_overrides(**overrides) if overrides else scenario)
+        )
+        super().__init__(
+            DrivingEnv(sc, bev=camera, sensors=sensors or rl_sensors(sc), fast_physics=fast_physics)
+        )
         self.scenario, self.reward_config = sc, reward
         self._ego: dict | None = None
         self._prev_action: np.ndarray | None = None
@@ -121,10 +144,17 @@ class RLEnv(gym.Wrapper):
     def step(self, action):
         obs, _, terminated, truncated, info = self.env.step(action)
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
-        terms = shaped_reward(self._ego, info["ego"], info["events"], a, self._prev_action,
-                              cruise_speed_mps=self.scenario.cruise_speed_mps, dt_s=self.scenario.dt_s,
-                              lane_changes_allowed=self.scenario.lane_changes_allowed,
-                              weights=self.reward_config)
+        terms = shaped_reward(
+            self._ego,
+            info["ego"],
+            info["events"],
+            a,
+            self._prev_action,
+            cruise_speed_mps=self.scenario.cruise_speed_mps,
+            dt_s=self.scenario.dt_s,
+            lane_changes_allowed=self.scenario.lane_changes_allowed,
+            weights=self.reward_config,
+        )
         self._ego, self._prev_action = info["ego"], a
         info["reward_terms"] = terms
         return obs, terms["total"], terminated, truncated, info

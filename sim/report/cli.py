@@ -16,31 +16,48 @@ from sim import arguments
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``report`` and ``explain`` to ``subparsers``."""
     s = subparsers.add_parser(
-        "report", help="write the side-by-side report of a 'drive eval' folder",
+        "report",
+        help="write the side-by-side report of a 'drive eval' folder",
         description="Reads DIR/config.json and DIR/results.jsonl and writes DIR/report.md (figures "
-                    "in DIR/report_files/), a self-contained DIR/report.html and DIR/report.json: per "
-                    "scenario, every agent's statuses and metrics with 95%% bootstrap intervals "
-                    "(mean and interquartile mean), paired comparisons on shared seeds, the sensors "
-                    "each agent used, and figures.")
+        "in DIR/report_files/), a self-contained DIR/report.html and DIR/report.json: per "
+        "scenario, every agent's statuses and metrics with 95%% bootstrap intervals "
+        "(mean and interquartile mean), paired comparisons on shared seeds, the sensors "
+        "each agent used, and figures.",
+    )
     s.add_argument("dir", metavar="DIR", help="a folder written by 'drive eval'")
-    s.add_argument("--videos", type=arguments.count, default=3, metavar="N",
-                   help="side-by-side videos per scenario (seeds re-driven by every agent; "
-                        "0 for none; default: 3)")
+    s.add_argument(
+        "--videos",
+        type=arguments.count,
+        default=3,
+        metavar="N",
+        help="side-by-side videos per scenario (seeds re-driven by every agent; "
+        "0 for none; default: 3)",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_cmd_report)
 
     s = subparsers.add_parser(
-        "explain", help="what perception got wrong at each collision of a 'drive eval' folder",
+        "explain",
+        help="what perception got wrong at each collision of a 'drive eval' folder",
         description="Re-drives every collision of the planning agents (expert, modular, modular-bev, "
-                    "modular-gt) in DIR and compares the agent's tracks with ground truth over the "
-                    "last 3 s: the object hit was missed, seen late, mislocated, or perceived (then "
-                    "planning failed), with its bearing and which rig camera could see it.  Writes "
-                    "DIR/perception_failures.md and .json.")
+        "modular-gt) in DIR and compares the agent's tracks with ground truth over the "
+        "last 3 s: the object hit was missed, seen late, mislocated, or perceived (then "
+        "planning failed), with its bearing and which rig camera could see it.  Writes "
+        "DIR/perception_failures.md and .json.",
+    )
     s.add_argument("dir", metavar="DIR", help="a folder written by 'drive eval'")
-    s.add_argument("--agents", default=None, metavar="A,B",
-                   help="agent specs as in DIR/config.json (default: its planning agents)")
-    s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
-                   help="where detectors run (default: cpu)")
+    s.add_argument(
+        "--agents",
+        default=None,
+        metavar="A,B",
+        help="agent specs as in DIR/config.json (default: its planning agents)",
+    )
+    s.add_argument(
+        "--device",
+        default="cpu",
+        choices=["auto", "cpu", "cuda"],
+        help="where detectors run (default: cpu)",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_cmd_explain)
 

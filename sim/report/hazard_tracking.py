@@ -41,8 +41,12 @@ from sim.world.scenarios import get_scenario
 
 HAZARDS = ("hard-brake", "stopped-car", "cut-in")
 MATCH_M = 3.0  # [m] a track within this of the hazard object is its track
-LANE_BAND_M = 3.0  # [m] laterally within this of the ego: in its lane (highway-env: half a lane + 1 m)
-AHEAD_M = 250.0  # [m] the hazard is looked for this far ahead (the stalled car stands 150-220 m ahead)
+LANE_BAND_M = (
+    3.0  # [m] laterally within this of the ego: in its lane (highway-env: half a lane + 1 m)
+)
+AHEAD_M = (
+    250.0  # [m] the hazard is looked for this far ahead (the stalled car stands 150-220 m ahead)
+)
 ONSET_MPS = 0.5  # [m/s] a lead this much slower than at the start has begun braking
 SPEED_OK_MPS = 2.0  # [m/s] a track's speed this close to the truth is right
 DECEL_SEEN_MPS2 = 2.0  # [m/s^2] a braking lead is seen braking once its track decelerates this hard
@@ -62,7 +66,11 @@ def hazard_object(scenario: str, steps: list[dict[str, Any]]) -> int | None:
     base = scenario.split(":", 1)[0]
     first = steps[0]
     rel = _ego_frame(first)
-    ahead = (rel[:, 0] > 0) & (rel[:, 0] < AHEAD_M) & (np.abs(rel[:, 1]) < LANE_BAND_M) if len(rel) else np.zeros(0, bool)
+    ahead = (
+        (rel[:, 0] > 0) & (rel[:, 0] < AHEAD_M) & (np.abs(rel[:, 1]) < LANE_BAND_M)
+        if len(rel)
+        else np.zeros(0, bool)
+    )
     if base == "hard-brake":
         if not ahead.any():
             return None
@@ -106,7 +114,9 @@ def _onset(scenario: str, steps: list[dict[str, Any]], hazard: int) -> int | Non
     return None
 
 
-def _right(scenario: str, step: dict[str, Any], hazard: int) -> tuple[bool, float | None, float | None]:
+def _right(
+    scenario: str, step: dict[str, Any], hazard: int
+) -> tuple[bool, float | None, float | None]:
     """Whether the step's tracks have the hazard right, and the matched track's speed and
     position errors (None: no track within MATCH_M)."""
     truth = step["truth"]
@@ -126,12 +136,16 @@ def _right(scenario: str, step: dict[str, Any], hazard: int) -> tuple[bool, floa
     elif base == "stopped-car":
         ok = v_track < STOPPED_MPS
     else:
-        rel = world_to_ego(tracks["position_m"][j][None], step["ego"]["position_m"], step["ego"]["heading_rad"])[0]
+        rel = world_to_ego(
+            tracks["position_m"][j][None], step["ego"]["position_m"], step["ego"]["heading_rad"]
+        )[0]
         ok = abs(rel[1]) < LANE_BAND_M
     return bool(ok), speed_err, float(e[j])
 
 
-def track_hazard(spec: str, scenario: str, seed: int, device: str = "cpu", agent=None) -> dict[str, Any]:
+def track_hazard(
+    spec: str, scenario: str, seed: int, device: str = "cpu", agent=None
+) -> dict[str, Any]:
     """Drive ``spec`` on hazard ``scenario`` / ``seed`` and time its perception of the hazard
     (``agent``: an already built planning agent to drive instead, labelled ``spec``)."""
     sc = get_scenario(scenario)
@@ -139,15 +153,33 @@ def track_hazard(spec: str, scenario: str, seed: int, device: str = "cpu", agent
     if not isinstance(agent, PlanningAgent):
         raise ValueError(f"{spec!r} is not a planning agent: it has no tracks to time")
     agent.prepare()
-    steps, ep = redrive(agent, sc, seed, observe=lambda a: {"tracks": {
-        "position_m": a.overlay.objects.position_m.copy(), "speed_mps": a.overlay.objects.speed_mps.copy(),
-        "acceleration_mps2": a.overlay.objects.acceleration_mps2.copy()}})
-    out: dict[str, Any] = {"agent": spec, "scenario": scenario, "seed": int(seed), "status": ep.status}
+    steps, ep = redrive(
+        agent,
+        sc,
+        seed,
+        observe=lambda a: {
+            "tracks": {
+                "position_m": a.overlay.objects.position_m.copy(),
+                "speed_mps": a.overlay.objects.speed_mps.copy(),
+                "acceleration_mps2": a.overlay.objects.acceleration_mps2.copy(),
+            }
+        },
+    )
+    out: dict[str, Any] = {
+        "agent": spec,
+        "scenario": scenario,
+        "seed": int(seed),
+        "status": ep.status,
+    }
     hazard = hazard_object(scenario, steps) if steps else None
     onset = None if hazard is None else _onset(scenario, steps, hazard)
-    out.update({"hazard_id": hazard, "onset_s": None if onset is None else round(onset * sc.dt_s, 3)})
+    out.update(
+        {"hazard_id": hazard, "onset_s": None if onset is None else round(onset * sc.dt_s, 3)}
+    )
     if onset is None:
-        out.update({"latency_s": None, "median_speed_error_mps": None, "median_position_error_m": None})
+        out.update(
+            {"latency_s": None, "median_speed_error_mps": None, "median_position_error_m": None}
+        )
         return out
     right_at = None
     speed_err, pos_err = [], []
@@ -161,11 +193,13 @@ def track_hazard(spec: str, scenario: str, seed: int, device: str = "cpu", agent
         if n < onset + window and se is not None:
             speed_err.append(se)
             pos_err.append(pe)
-    out.update({
-        "latency_s": None if right_at is None else round((right_at - onset) * sc.dt_s, 3),
-        "median_speed_error_mps": round(float(np.median(speed_err)), 2) if speed_err else None,
-        "median_position_error_m": round(float(np.median(pos_err)), 2) if pos_err else None,
-    })
+    out.update(
+        {
+            "latency_s": None if right_at is None else round((right_at - onset) * sc.dt_s, 3),
+            "median_speed_error_mps": round(float(np.median(speed_err)), 2) if speed_err else None,
+            "median_position_error_m": round(float(np.median(pos_err)), 2) if pos_err else None,
+        }
+    )
     return out
 
 
@@ -178,24 +212,42 @@ def summarise_tracking(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         lat = [r["latency_s"] for r in rs if r["latency_s"] is not None]
         se = [r["median_speed_error_mps"] for r in rs if r["median_speed_error_mps"] is not None]
         pe = [r["median_position_error_m"] for r in rs if r["median_position_error_m"] is not None]
-        out.append({
-            "agent": key[0], "scenario": key[1], "episodes": len(rs), "right": len(lat),
-            "latency_p50_s": round(float(np.median(lat)), 3) if lat else None,
-            "latency_p90_s": round(float(np.percentile(lat, 90)), 3) if lat else None,
-            "speed_error_mps": round(float(np.median(se)), 2) if se else None,
-            "position_error_m": round(float(np.median(pe)), 2) if pe else None,
-            "collisions": sum(r["status"] == "collision" for r in rows if (r["agent"], r["scenario"]) == key),
-        })
+        out.append(
+            {
+                "agent": key[0],
+                "scenario": key[1],
+                "episodes": len(rs),
+                "right": len(lat),
+                "latency_p50_s": round(float(np.median(lat)), 3) if lat else None,
+                "latency_p90_s": round(float(np.percentile(lat, 90)), 3) if lat else None,
+                "speed_error_mps": round(float(np.median(se)), 2) if se else None,
+                "position_error_m": round(float(np.median(pe)), 2) if pe else None,
+                "collisions": sum(
+                    r["status"] == "collision" for r in rows if (r["agent"], r["scenario"]) == key
+                ),
+            }
+        )
     return out
 
 
 def format_tracking(summary: list[dict[str, Any]]) -> str:
     """The summary as a Markdown table."""
-    lines = [("| agent | hazard | episodes | right in time | latency p50 / p90 s | speed error m/s | "
-              "position error m | collisions |"), "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        (
+            "| agent | hazard | episodes | right in time | latency p50 / p90 s | speed error m/s | "
+            "position error m | collisions |"
+        ),
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in summary:
-        lat = "-" if r["latency_p50_s"] is None else f"{r['latency_p50_s']:.2f} / {r['latency_p90_s']:.2f}"
-        lines.append(f"| `{r['agent']}` | {r['scenario']} | {r['episodes']} | {r['right']} | {lat} | "
-                     f"{r['speed_error_mps'] if r['speed_error_mps'] is not None else '-'} | "
-                     f"{r['position_error_m'] if r['position_error_m'] is not None else '-'} | {r['collisions']} |")
+        lat = (
+            "-"
+            if r["latency_p50_s"] is None
+            else f"{r['latency_p50_s']:.2f} / {r['latency_p90_s']:.2f}"
+        )
+        lines.append(
+            f"| `{r['agent']}` | {r['scenario']} | {r['episodes']} | {r['right']} | {lat} | "
+            f"{r['speed_error_mps'] if r['speed_error_mps'] is not None else '-'} | "
+            f"{r['position_error_m'] if r['position_error_m'] is not None else '-'} | {r['collisions']} |"
+        )
     return "\n".join(lines) + "\n"

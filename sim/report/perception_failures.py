@@ -63,7 +63,9 @@ MISLOCATED_M = 1.5  # [m] median track position error above this: mislocated
 SPEED_ERROR_MPS = 3.0  # [m/s] median track speed error above this: mislocated
 PLANNING_AGENTS = ("expert", "modular", "modular-bev", "modular-gt")
 # mechanisms
-LANE_BAND_M = 3.0  # [m] laterally within this of the car: in its lane (highway-env's half lane + 1 m)
+LANE_BAND_M = (
+    3.0  # [m] laterally within this of the car: in its lane (highway-env's half lane + 1 m)
+)
 LANE_CHANGE_S = 1.0  # [s] a lane change chosen this recently caused the collision
 BRAKING_MPS = 2.0  # [m/s] a lead that slowed by more than this over the window was braking
 STOPPED_MPS = 0.5  # [m/s] a slower object stood still
@@ -75,8 +77,9 @@ FOLLOW_SHARE = 0.5  # of the episode's steps behind a lead: held back by traffic
 
 def _relative(step: dict[str, Any], k: int) -> np.ndarray:
     """Object ``k`` of a step's truth in the ego frame [m]."""
-    return world_to_ego(step["truth"]["position_m"][k][None], step["ego"]["position_m"],
-                        step["ego"]["heading_rad"])[0]
+    return world_to_ego(
+        step["truth"]["position_m"][k][None], step["ego"]["position_m"], step["ego"]["heading_rad"]
+    )[0]
 
 
 def collision_mechanism(window: list[dict[str, Any]], hit: int, dt_s: float) -> str:
@@ -86,13 +89,15 @@ def collision_mechanism(window: list[dict[str, Any]], hit: int, dt_s: float) -> 
     last = window[-1]
     k_last = int(np.flatnonzero(last["truth"]["id"] == hit)[0])
     rel = _relative(last, k_last)
-    recent = window[-max(1, round(LANE_CHANGE_S / dt_s)):]
+    recent = window[-max(1, round(LANE_CHANGE_S / dt_s)) :]
     changing = any((s.get("lane_change") or 0) != 0 for s in recent)
     if rel[0] < 0 and not changing:
         return "rear-ended"
     if changing:
         return "lane change"
-    speeds = [float(s["truth"]["speed_mps"][np.flatnonzero(s["truth"]["id"] == hit)[0]]) for s in window]
+    speeds = [
+        float(s["truth"]["speed_mps"][np.flatnonzero(s["truth"]["id"] == hit)[0]]) for s in window
+    ]
     if speeds[-1] < STOPPED_MPS and speeds[0] < STOPPED_MPS:
         return "stopped object"
     if max(speeds) - speeds[-1] > BRAKING_MPS:
@@ -120,8 +125,14 @@ def shortfall_mechanism(steps: list[dict[str, Any]], dt_s: float) -> str:
         if not n:
             behind.append(False)
             continue
-        rel = world_to_ego(s["truth"]["position_m"], s["ego"]["position_m"], s["ego"]["heading_rad"])
-        behind.append(bool(((rel[:, 0] > 0) & (rel[:, 0] < FOLLOW_M) & (np.abs(rel[:, 1]) < LANE_BAND_M)).any()))
+        rel = world_to_ego(
+            s["truth"]["position_m"], s["ego"]["position_m"], s["ego"]["heading_rad"]
+        )
+        behind.append(
+            bool(
+                ((rel[:, 0] > 0) & (rel[:, 0] < FOLLOW_M) & (np.abs(rel[:, 1]) < LANE_BAND_M)).any()
+            )
+        )
     return "behind slow traffic" if np.mean(behind) >= FOLLOW_SHARE else "slow on a free road"
 
 
@@ -131,12 +142,21 @@ def _in_view(camera, rel_xy: np.ndarray) -> bool:
     return bool(np.isfinite(uv).all() and camera.in_image(uv))
 
 
-def redrive(agent, scenario, seed: int, bev: BevCamera | None = None,
-            observe: Callable[[Any], dict[str, Any]] = lambda agent: {}) -> tuple[list[dict[str, Any]], Episode]:
+def redrive(
+    agent,
+    scenario,
+    seed: int,
+    bev: BevCamera | None = None,
+    observe: Callable[[Any], dict[str, Any]] = lambda agent: {},
+) -> tuple[list[dict[str, Any]], Episode]:
     """Drive ``agent`` (prepared) on ``scenario`` / ``seed`` again with the ``truth`` sensor
     added (it changes nothing in the world): one dict per decision with ``truth``, ``ego``
     and what ``observe(agent)`` returns after the decision; and the finished episode."""
-    env = DrivingEnv(scenario, bev=bev or BevCamera(), sensors=tuple(dict.fromkeys((*env_sensors_for(agent), "truth"))))
+    env = DrivingEnv(
+        scenario,
+        bev=bev or BevCamera(),
+        sensors=tuple(dict.fromkeys((*env_sensors_for(agent), "truth"))),
+    )
     ep = Episode(env, tuple(agent.sensors), seed, catch_sim_errors=True)
     agent.reset(seed=int(seed))
     steps: list[dict[str, Any]] = []
@@ -153,12 +173,22 @@ def redrive(agent, scenario, seed: int, bev: BevCamera | None = None,
 def _tracks_and_lane_change(agent) -> dict[str, Any]:
     objects = agent.overlay.objects if getattr(agent, "overlay", None) is not None else None
     plan = agent.last_plan if isinstance(agent, PlanningAgent) else None
-    return {"tracks": None if objects is None else (objects.position_m.copy(), objects.speed_mps.copy()),
-            "lane_change": None if plan is None else int(plan.option.lane_change)}
+    return {
+        "tracks": None
+        if objects is None
+        else (objects.position_m.copy(), objects.speed_mps.copy()),
+        "lane_change": None if plan is None else int(plan.option.lane_change),
+    }
 
 
-def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | None = None,
-                    device: str = "cpu", bev: BevCamera | None = None) -> dict[str, Any]:
+def explain_episode(
+    spec: str,
+    scenario: str,
+    seed: int,
+    duration_s: float | None = None,
+    device: str = "cpu",
+    bev: BevCamera | None = None,
+) -> dict[str, Any]:
     """Drive ``spec`` on ``scenario``/``seed`` again and judge perception at its collision."""
     sc = get_scenario(scenario, **({"duration_s": duration_s} if duration_s else {}))
     bev = bev or BevCamera()
@@ -166,20 +196,33 @@ def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | Non
     agent.prepare()
     steps, ep = redrive(agent, sc, seed, bev, _tracks_and_lane_change)
     final_ego, final_truth = ep.info.get("ego"), ep.info.get("truth")
-    out: dict[str, Any] = {"agent": spec, "scenario": scenario, "seed": int(seed), "status": ep.status,
-                           "steps": len(steps)}
+    out: dict[str, Any] = {
+        "agent": spec,
+        "scenario": scenario,
+        "seed": int(seed),
+        "status": ep.status,
+        "steps": len(steps),
+    }
     if ep.status != "collision" or final_truth is None or not len(final_truth["id"]):
         out["verdict"] = "no collision"
-        completed = bool(final_ego is not None and final_ego.get("route_completion", 0.0) >= 1.0 - 1e-9)
-        out["route_completion"] = None if final_ego is None else round(float(final_ego["route_completion"]), 3)
-        out["mechanism"] = None if completed or ep.status != "ok" or not steps else shortfall_mechanism(steps, sc.dt_s)
+        completed = bool(
+            final_ego is not None and final_ego.get("route_completion", 0.0) >= 1.0 - 1e-9
+        )
+        out["route_completion"] = (
+            None if final_ego is None else round(float(final_ego["route_completion"]), 3)
+        )
+        out["mechanism"] = (
+            None
+            if completed or ep.status != "ok" or not steps
+            else shortfall_mechanism(steps, sc.dt_s)
+        )
         return out
     d = np.linalg.norm(final_truth["position_m"] - final_ego["position_m"], axis=1)
     hit = int(final_truth["id"][int(np.argmin(d))])
     out["object_id"] = hit
     out["object_kind"] = ("vehicle", "obstacle")[int(final_truth["kind"][int(np.argmin(d))])]
     dt = sc.dt_s
-    window = steps[-max(1, round(WINDOW_S / dt)):]
+    window = steps[-max(1, round(WINDOW_S / dt)) :]
     tracked, within, pos_err, speed_err = [], [], [], []
     for s in window:
         k = int(np.flatnonzero(s["truth"]["id"] == hit)[0])
@@ -198,24 +241,40 @@ def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | Non
     first_tracked = next((i for i, t in enumerate(tracked) if t), None)
     last = window[-1]
     k = int(np.flatnonzero(last["truth"]["id"] == hit)[0])
-    rel = world_to_ego(last["truth"]["position_m"][k][None], last["ego"]["position_m"], last["ego"]["heading_rad"])[0]
+    rel = world_to_ego(
+        last["truth"]["position_m"][k][None], last["ego"]["position_m"], last["ego"]["heading_rad"]
+    )[0]
     rig = getattr(getattr(agent, "task", None), "rig", None)
     seen_by = [name for name, cam in rig.items() if _in_view(cam, rel)] if rig is not None else []
-    out.update({
-        "bearing_deg": round(float(np.degrees(np.arctan2(rel[1], rel[0]))), 1),
-        "range_m": round(float(np.hypot(*rel)), 2),
-        "in_camera_view": seen_by,
-        "tracked_share": round(float(np.mean(tracked)), 3),
-        "first_tracked_s_before": None if first_tracked is None else round((len(window) - first_tracked) * dt, 2),
-        "median_position_error_m": round(float(np.median(pos_err[-n_late:])), 2) if pos_err else None,
-        "median_speed_error_mps": round(float(np.median(speed_err[-n_late:])), 2) if speed_err else None,
-    })
+    out.update(
+        {
+            "bearing_deg": round(float(np.degrees(np.arctan2(rel[1], rel[0]))), 1),
+            "range_m": round(float(np.hypot(*rel)), 2),
+            "in_camera_view": seen_by,
+            "tracked_share": round(float(np.mean(tracked)), 3),
+            "first_tracked_s_before": None
+            if first_tracked is None
+            else round((len(window) - first_tracked) * dt, 2),
+            "median_position_error_m": round(float(np.median(pos_err[-n_late:])), 2)
+            if pos_err
+            else None,
+            "median_speed_error_mps": round(float(np.median(speed_err[-n_late:])), 2)
+            if speed_err
+            else None,
+        }
+    )
     relevant_since = next((i for i, w in enumerate(within) if w), None)
     if first_tracked is None:
         verdict = "missed"
-    elif len(window) - first_tracked < n_late and relevant_since is not None and len(window) - relevant_since >= n_late:
+    elif (
+        len(window) - first_tracked < n_late
+        and relevant_since is not None
+        and len(window) - relevant_since >= n_late
+    ):
         verdict = "late"
-    elif (out["median_position_error_m"] or 0.0) > MISLOCATED_M or (out["median_speed_error_mps"] or 0.0) > SPEED_ERROR_MPS:
+    elif (out["median_position_error_m"] or 0.0) > MISLOCATED_M or (
+        out["median_speed_error_mps"] or 0.0
+    ) > SPEED_ERROR_MPS:
         verdict = "mislocated"
     else:
         verdict = "perceived"
@@ -224,8 +283,9 @@ def explain_episode(spec: str, scenario: str, seed: int, duration_s: float | Non
     return out
 
 
-def explain_folder(folder: str | Path, agents: list[str] | None = None, device: str = "cpu",
-                   progress: bool = True) -> dict[str, Any]:
+def explain_folder(
+    folder: str | Path, agents: list[str] | None = None, device: str = "cpu", progress: bool = True
+) -> dict[str, Any]:
     """Every collision of the planning agents in a ``drive eval`` folder, explained; writes
     ``perception_failures.json`` and ``perception_failures.md`` there."""
     folder = Path(folder)
@@ -234,12 +294,20 @@ def explain_folder(folder: str | Path, agents: list[str] | None = None, device: 
     chosen = agents or [a for a in config["agents"] if a.split(":", 1)[0] in PLANNING_AGENTS]
     unknown = [a for a in chosen if a not in config["agents"]]
     if unknown:
-        raise ValueError(f"agent(s) {unknown} not in {folder / CONFIG}; it has {', '.join(config['agents'])}")
+        raise ValueError(
+            f"agent(s) {unknown} not in {folder / CONFIG}; it has {', '.join(config['agents'])}"
+        )
     bev = BevCamera.from_dict(config["camera"]) if config.get("camera") else BevCamera()
-    crashes = sorted((r["agent"], r["scenario"], int(r["seed"])) for r in records
-                      if r["agent"] in chosen and r["status"] == "collision")
-    short = sorted((r["agent"], r["scenario"], int(r["seed"])) for r in records
-                   if r["agent"] in chosen and r["status"] == "ok" and not r.get("route_completed", True))
+    crashes = sorted(
+        (r["agent"], r["scenario"], int(r["seed"]))
+        for r in records
+        if r["agent"] in chosen and r["status"] == "collision"
+    )
+    short = sorted(
+        (r["agent"], r["scenario"], int(r["seed"]))
+        for r in records
+        if r["agent"] in chosen and r["status"] == "ok" and not r.get("route_completed", True)
+    )
     rows, shortfalls = [], []
     todo = [(c, rows) for c in crashes] + [(c, shortfalls) for c in short]
     for k, ((a, s, seed), into) in enumerate(todo):
@@ -256,8 +324,14 @@ def explain_folder(folder: str | Path, agents: list[str] | None = None, device: 
             key = r["mechanism"] if r["status"] == "collision" else f"short: {r['mechanism']}"
             mechanisms.setdefault(r["agent"], {}).setdefault(key, 0)
             mechanisms[r["agent"]][key] += 1
-    result = {"folder": str(folder), "agents": chosen, "collisions": rows, "shortfalls": shortfalls,
-              "summary": summary, "mechanisms": mechanisms}
+    result = {
+        "folder": str(folder),
+        "agents": chosen,
+        "collisions": rows,
+        "shortfalls": shortfalls,
+        "summary": summary,
+        "mechanisms": mechanisms,
+    }
     atomic_write_json(folder / "perception_failures.json", result)
     atomic_write_text(folder / "perception_failures.md", format_failures(result))
     return result
@@ -265,37 +339,66 @@ def explain_folder(folder: str | Path, agents: list[str] | None = None, device: 
 
 def format_failures(result: dict[str, Any]) -> str:
     """The markdown: verdict counts per agent, then one row per collision."""
-    lines = ["# What perception got wrong at each collision", "",
-             (f"`drive explain {result['folder']}`: each collision re-driven, the agent's tracks compared "
-             f"with ground truth over the last {WINDOW_S:g} s (see `sim/report/perception_failures.py`)."), "",
-             "| agent | missed | late | mislocated | perceived (planning failed) | re-drive differed |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "# What perception got wrong at each collision",
+        "",
+        (
+            f"`drive explain {result['folder']}`: each collision re-driven, the agent's tracks compared "
+            f"with ground truth over the last {WINDOW_S:g} s (see `sim/report/perception_failures.py`)."
+        ),
+        "",
+        "| agent | missed | late | mislocated | perceived (planning failed) | re-drive differed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for a in result["agents"]:
         c = result["summary"].get(a, {})
-        lines.append(f"| `{a}` | {c.get('missed', 0)} | {c.get('late', 0)} | {c.get('mislocated', 0)} | "
-                     f"{c.get('perceived', 0)} | {c.get('no collision', 0)} |")
-    lines += ["", ("What happened on the road (collisions by mechanism; `short:` episodes that ended "
-                   "without a collision but short of the route):"), "", "| agent | mechanism | episodes |",
-              "| --- | --- | ---: |"]
+        lines.append(
+            f"| `{a}` | {c.get('missed', 0)} | {c.get('late', 0)} | {c.get('mislocated', 0)} | "
+            f"{c.get('perceived', 0)} | {c.get('no collision', 0)} |"
+        )
+    lines += [
+        "",
+        (
+            "What happened on the road (collisions by mechanism; `short:` episodes that ended "
+            "without a collision but short of the route):"
+        ),
+        "",
+        "| agent | mechanism | episodes |",
+        "| --- | --- | ---: |",
+    ]
     for a in result["agents"]:
         for m, n in sorted(result.get("mechanisms", {}).get(a, {}).items()):
             lines.append(f"| `{a}` | {m} | {n} |")
-    lines += ["", ("| agent | scenario | seed | verdict | mechanism | object | bearing deg | range m | in view of | "
-              "tracked share | first tracked s before | pos err m | speed err m/s |"),
-              "| --- | --- | ---: | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        (
+            "| agent | scenario | seed | verdict | mechanism | object | bearing deg | range m | in view of | "
+            "tracked share | first tracked s before | pos err m | speed err m/s |"
+        ),
+        "| --- | --- | ---: | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
     for r in result["collisions"]:
         if r["verdict"] == "no collision":
-            lines.append(f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | re-drive ended {r['status']} | | | | | | | | | |")
+            lines.append(
+                f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | re-drive ended {r['status']} | | | | | | | | | |"
+            )
             continue
         lines.append(
             f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | **{r['verdict']}** | {r['mechanism']} | {r['object_kind']} "
             f"{r['object_id']} | {r['bearing_deg']} | {r['range_m']} | {', '.join(r['in_camera_view']) or 'none'} | "
             f"{r['tracked_share']} | {r['first_tracked_s_before'] if r['first_tracked_s_before'] is not None else '-'} | "
             f"{r['median_position_error_m'] if r['median_position_error_m'] is not None else '-'} | "
-            f"{r['median_speed_error_mps'] if r['median_speed_error_mps'] is not None else '-'} |")
+            f"{r['median_speed_error_mps'] if r['median_speed_error_mps'] is not None else '-'} |"
+        )
     if result.get("shortfalls"):
-        lines += ["", "| agent | scenario | seed | route completion | mechanism |", "| --- | --- | ---: | ---: | --- |"]
+        lines += [
+            "",
+            "| agent | scenario | seed | route completion | mechanism |",
+            "| --- | --- | ---: | ---: | --- |",
+        ]
         for r in result["shortfalls"]:
-            lines.append(f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | {r.get('route_completion')} | "
-                         f"{r.get('mechanism') or 're-drive ' + r['status']} |")
+            lines.append(
+                f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | {r.get('route_completion')} | "
+                f"{r.get('mechanism') or 're-drive ' + r['status']} |"
+            )
     return "\n".join(lines) + "\n"

@@ -73,7 +73,9 @@ def _value(record: dict, field: str) -> float:
         return float(record["status"] == "collision")
     if field == "offroad_rate":
         return float(record["status"] == "offroad")
-    if field == "lane_violation_rate":  # episodes that left a lane they had to keep (absent: older records)
+    if (
+        field == "lane_violation_rate"
+    ):  # episodes that left a lane they had to keep (absent: older records)
         return float(record["lane_violation"] > 0) if "lane_violation" in record else float("nan")
     v = record.get(field)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
@@ -84,12 +86,16 @@ def load_eval(folder: str | Path) -> tuple[dict, list[dict]]:
     folder = Path(folder)
     config_path, results_path = folder / CONFIG, folder / RESULTS
     if not results_path.exists():
-        raise ValueError(f"{results_path} does not exist; {folder} is not an evaluation folder "
-                         f"(make one with: drive eval --out {folder})")
+        raise ValueError(
+            f"{results_path} does not exist; {folder} is not an evaluation folder "
+            f"(make one with: drive eval --out {folder})"
+        )
     try:
         config = json.loads(config_path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{config_path} does not exist; {folder} is not a drive eval folder") from None
+        raise ValueError(
+            f"{config_path} does not exist; {folder} is not a drive eval folder"
+        ) from None
     except ValueError as e:
         raise ValueError(f"{config_path}: not valid JSON ({e})") from None
     records = read_results(results_path)
@@ -107,8 +113,11 @@ BEV_VARIANTS = {"modular-bev": "modular", "e2e-bev": "e2e"}
 SENSOR_AXIS = ("modular", "e2e")
 """The paradigms the report sets side by side on the rig and on the bird's-eye raster."""
 SENSOR_LABELS = {"rig": "camera rig", "bev": "bird's-eye raster"}
-PRIVILEGED = {"truth": "truth (privileged)", "autopilot": "autopilot (privileged)",
-              "bev": "bird's-eye raster (map, privileged)"}
+PRIVILEGED = {
+    "truth": "truth (privileged)",
+    "autopilot": "autopilot (privileged)",
+    "bev": "bird's-eye raster (map, privileged)",
+}
 """How the report names the sensors no car carries."""
 
 
@@ -141,10 +150,19 @@ def _pairs(agents: list[str], sensor: dict[str, str] | None = None) -> list[tupl
     """Pairs compared on shared seeds; ``sensor``: each agent's (:func:`_sensors_of`)."""
     sensor = sensor or _sensors_of(agents)
     # head to head only on the same sensor (across sensors the sensor, not the paradigm, would differ)
-    out = [(a, b) for fa, fb in DUELS for a in agents for b in agents
-           if _family(a) == fa and _family(b) == fb and sensor[a] == sensor[b]]
-    out += [(a, b) for a in agents for b in agents
-            if _family(a) == _family(b) and sensor[a] == "rig" and sensor[b] == "bev"]
+    out = [
+        (a, b)
+        for fa, fb in DUELS
+        for a in agents
+        for b in agents
+        if _family(a) == fa and _family(b) == fb and sensor[a] == sensor[b]
+    ]
+    out += [
+        (a, b)
+        for a in agents
+        for b in agents
+        if _family(a) == _family(b) and sensor[a] == "rig" and sensor[b] == "bev"
+    ]
     if "expert" in agents:
         out += [(a, "expert") for a in agents if a != "expert"]
     return out
@@ -154,23 +172,40 @@ def build_rows(config: dict, records: list[dict]) -> dict[str, Any]:
     """Everything the report shows, as plain data (also written as ``report.json``)."""
     scenarios = [s for s in config.get("scenarios", []) if any(r["scenario"] == s for r in records)]
     agents = list(config.get("agents", []))
-    out: dict[str, Any] = {"scenarios": {}, "sensors": config.get("sensors", {}),
-                           "checkpoints": config.get("checkpoints", {}), "experience": config.get("experience", {}),
-                           "seeds": config.get("seeds", []),
-                           "git_revision": config.get("git_revision")}
+    out: dict[str, Any] = {
+        "scenarios": {},
+        "sensors": config.get("sensors", {}),
+        "checkpoints": config.get("checkpoints", {}),
+        "experience": config.get("experience", {}),
+        "seeds": config.get("seeds", []),
+        "git_revision": config.get("git_revision"),
+    }
     for s in scenarios:
-        by_agent = {a: sorted((r for r in records if r["scenario"] == s and r["agent"] == a),
-                              key=lambda r: r["seed"]) for a in agents}
+        by_agent = {
+            a: sorted(
+                (r for r in records if r["scenario"] == s and r["agent"] == a),
+                key=lambda r: r["seed"],
+            )
+            for a in agents
+        }
         by_agent = {a: rs for a, rs in by_agent.items() if rs}
         table = {}
         for a, all_rs in by_agent.items():
             rs = [r for r in all_rs if scored(r)]  # a sim_error is the simulator's, not the agent's
-            row = {"episodes": len(all_rs), "status": dict(Counter(r["status"] for r in all_rs)),
-                   "scored": len(rs), "device": sorted({str(r.get("device", "?")) for r in all_rs})}
+            row = {
+                "episodes": len(all_rs),
+                "status": dict(Counter(r["status"] for r in all_rs)),
+                "scored": len(rs),
+                "device": sorted({str(r.get("device", "?")) for r in all_rs}),
+            }
             for _, field, _ in METRICS:
                 vals = [_value(r, field) for r in rs]
-                if field in RATES:  # a share of episodes: Wilson (the IQM of 0/1 values means little)
-                    known = [v for v in vals if np.isfinite(v)]  # records older than a rate count as unknown
+                if (
+                    field in RATES
+                ):  # a share of episodes: Wilson (the IQM of 0/1 values means little)
+                    known = [
+                        v for v in vals if np.isfinite(v)
+                    ]  # records older than a rate count as unknown
                     rate = wilson(int(np.sum(known)), len(known))
                     row[field] = {"mean": rate, "iqm": rate}
                 else:
@@ -189,21 +224,46 @@ def build_rows(config: dict, records: list[dict]) -> dict[str, Any]:
     return out
 
 
-def _sensor_axis(table: dict[str, dict], comps: list[dict], sensor: dict[str, str]) -> dict[str, Any] | None:
+def _sensor_axis(
+    table: dict[str, dict], comps: list[dict], sensor: dict[str, str]
+) -> dict[str, Any] | None:
     """One scenario's paradigms on the rig and on the bird's-eye raster (None unless one of
     :data:`SENSOR_AXIS` ran on both): per agent its driving score, collisions and paired
     difference to ``expert``; per paradigm rig - bev on shared seeds; and the reading."""
-    agents = [a for p in SENSOR_AXIS for x in SENSOR_LABELS for a in table if _family(a) == p and sensor[a] == x]
-    if not any({sensor[a] for a in agents if _family(a) == p} == set(SENSOR_LABELS) for p in SENSOR_AXIS):
+    agents = [
+        a
+        for p in SENSOR_AXIS
+        for x in SENSOR_LABELS
+        for a in table
+        if _family(a) == p and sensor[a] == x
+    ]
+    if not any(
+        {sensor[a] for a in agents if _family(a) == p} == set(SENSOR_LABELS) for p in SENSOR_AXIS
+    ):
         return None
     result = {(c["a"], c["b"]): c["result"] for c in comps}
-    rows = [{"paradigm": _family(a), "sensor": sensor[a], "agent": a, "scored": table[a]["scored"],
-             "driving_score": table[a]["driving_score"]["mean"],
-             "collisions": table[a]["status"].get("collision", 0), "vs_expert": result.get((a, "expert"))}
-            for a in agents]
-    rig_minus_bev = [{"paradigm": _family(a), "rig": a, "bev": b, "result": r} for (a, b), r in result.items()
-                     if _family(a) == _family(b) and sensor.get(a) == "rig" and sensor.get(b) == "bev"]
-    return {"rows": rows, "rig_minus_bev": rig_minus_bev, "reading": _reading(agents, result, sensor)}
+    rows = [
+        {
+            "paradigm": _family(a),
+            "sensor": sensor[a],
+            "agent": a,
+            "scored": table[a]["scored"],
+            "driving_score": table[a]["driving_score"]["mean"],
+            "collisions": table[a]["status"].get("collision", 0),
+            "vs_expert": result.get((a, "expert")),
+        }
+        for a in agents
+    ]
+    rig_minus_bev = [
+        {"paradigm": _family(a), "rig": a, "bev": b, "result": r}
+        for (a, b), r in result.items()
+        if _family(a) == _family(b) and sensor.get(a) == "rig" and sensor.get(b) == "bev"
+    ]
+    return {
+        "rows": rows,
+        "rig_minus_bev": rig_minus_bev,
+        "reading": _reading(agents, result, sensor),
+    }
 
 
 def _lead(a: str, b: str, d: Estimate) -> str:
@@ -211,12 +271,17 @@ def _lead(a: str, b: str, d: Estimate) -> str:
     saying so when the interval does not exclude a tie."""
     if d.value == 0:
         return f"{a} and {b} tie"
-    lead = (f"leads {b} by {d.format(3)}" if d.value > 0
-            else f"trails {b} by {Estimate(0.0 - d.value, 0.0 - d.high, 0.0 - d.low, d.n).format(3)}")
+    lead = (
+        f"leads {b} by {d.format(3)}"
+        if d.value > 0
+        else f"trails {b} by {Estimate(0.0 - d.value, 0.0 - d.high, 0.0 - d.low, d.n).format(3)}"
+    )
     return f"{a} {lead}" + (" (interval includes 0)" if d.low <= 0 <= d.high else "")
 
 
-def _reading(agents: list[str], result: dict[tuple[str, str], Paired], sensor: dict[str, str]) -> str:
+def _reading(
+    agents: list[str], result: dict[tuple[str, str], Paired], sensor: dict[str, str]
+) -> str:
     """One sentence from the paired numbers: modular against e2e on each sensor (the first
     agent of each), whether the verdict holds or flips from the bird's-eye raster (perception
     free) to the rig, and what the rig costs each paradigm (rig - bev)."""
@@ -237,7 +302,9 @@ def _reading(agents: list[str], result: dict[tuple[str, str], Paired], sensor: d
             costs.append(f"{p} {r.difference.format(3)}")
     text = "; ".join(duels)
     if len(signs) == 2:
-        verdict = "holds" if signs[0] == signs[1] else "flips" if signs[0] * signs[1] < 0 else "changes"
+        verdict = (
+            "holds" if signs[0] == signs[1] else "flips" if signs[0] * signs[1] < 0 else "changes"
+        )
         text += f": the verdict {verdict} when perception stops being free"
     if costs:
         cost = "rig - bev, paired: " + ", ".join(costs)
@@ -269,18 +336,28 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
         ax.set_ylabel("driving score")
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"{s}: driving score per episode")
-        out.append(("Driving score per episode (box: quartiles; dots: episodes)", _save(fig, files / f"{s}__scores.png")))
+        out.append(
+            (
+                "Driving score per episode (box: quartiles; dots: episodes)",
+                _save(fig, files / f"{s}__scores.png"),
+            )
+        )
         fig, ax = subplots(figsize=(5.5, 3.2))
         for a in agents:
-            lat = [r["latency_p50_ms"] for r in recs[a]
-                   if scored(r) and np.isfinite(r.get("latency_p50_ms", np.nan))]
+            lat = [
+                r["latency_p50_ms"]
+                for r in recs[a]
+                if scored(r) and np.isfinite(r.get("latency_p50_ms", np.nan))
+            ]
             if lat:
                 ax.hist(lat, bins=20, alpha=0.6, label=a)
         ax.set_xlabel("decision latency p50 per episode [ms]")
         ax.set_ylabel("episodes")
         ax.legend(fontsize=8)
         ax.set_title(f"{s}: decision latency")
-        out.append(("Decision latency (per-episode median)", _save(fig, files / f"{s}__latency.png")))
+        out.append(
+            ("Decision latency (per-episode median)", _save(fig, files / f"{s}__latency.png"))
+        )
         for c in data["paired"]:
             a, b = c["a"], c["b"]
             if (_family(a), _family(b)) not in DUELS:
@@ -295,30 +372,45 @@ def _figures(rows: dict, files: Path) -> dict[str, list[tuple[str, Path]]]:
             ax.set_ylabel(f"{b} driving score")
             ax.set_title(f"{s}: per seed")
             name = f"{s}__{_slug(a)}__vs__{_slug(b)}.png"
-            out.append((f"Per seed: {a} against {b} (above the line: {b} better)", _save(fig, files / name)))
+            out.append(
+                (
+                    f"Per seed: {a} against {b} (above the line: {b} better)",
+                    _save(fig, files / name),
+                )
+            )
     dagger = _dagger_rounds(rows)
     if dagger:
         fig, ax = subplots(figsize=(5, 3.2))
         for label, rounds in dagger.items():
-            ax.plot([r["round"] for r in rounds], [r["closed_loop"].get("driving_score", np.nan) for r in rounds],
-                    marker="o", label=label)
+            ax.plot(
+                [r["round"] for r in rounds],
+                [r["closed_loop"].get("driving_score", np.nan) for r in rounds],
+                marker="o",
+                label=label,
+            )
         ax.set_xlabel("DAgger round (0 = behaviour cloning)")
         ax.set_ylabel("driving score (DAgger's own eval seeds)")
         ax.legend(fontsize=8)
-        figs.setdefault("DAgger", []).append(("Driving score per DAgger round", _save(fig, files / "dagger.png")))
+        figs.setdefault("DAgger", []).append(
+            ("Driving score per DAgger round", _save(fig, files / "dagger.png"))
+        )
     curves = _ppo_curves(rows)
     if curves:
         fig, ax = subplots(figsize=(5, 3.2))
         for label, hist in curves.items():
-            pts = [(h["timesteps"], h["closed_loop"]["driving_score"]) for h in hist
-                   if h["closed_loop"].get("episodes")]
+            pts = [
+                (h["timesteps"], h["closed_loop"]["driving_score"])
+                for h in hist
+                if h["closed_loop"].get("episodes")
+            ]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
         ax.set_xlabel("environment steps of PPO training")
         ax.set_ylabel("driving score (training's eval seeds)")
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=8)
-        figs.setdefault("PPO", []).append(("Closed-loop driving score during PPO training",
-                                           _save(fig, files / "ppo.png")))
+        figs.setdefault("PPO", []).append(
+            ("Closed-loop driving score during PPO training", _save(fig, files / "ppo.png"))
+        )
     return figs
 
 
@@ -370,17 +462,25 @@ def _slug(name: str) -> str:
 def _status(counts: dict) -> str:
     """Statuses counted, most frequent first; simulator faults apart, after ``not scored:``."""
     order = lambda kv: (-kv[1], kv[0])
-    text = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=order) if k not in SIM_FAULTS)
+    text = ", ".join(
+        f"{k} {v}" for k, v in sorted(counts.items(), key=order) if k not in SIM_FAULTS
+    )
     sim = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=order) if k in SIM_FAULTS)
     return "; ".join(part for part in (text, sim and f"not scored: {sim}") if part)
 
 
-TITLES = {"mean": "{s}: mean [95% CI]", "iqm": "{s}: interquartile mean [95% CI]",
-          "paired": "{s}: paired on shared seeds", "axis": "{s}: the sensor as an axis"}
+TITLES = {
+    "mean": "{s}: mean [95% CI]",
+    "iqm": "{s}: interquartile mean [95% CI]",
+    "paired": "{s}: paired on shared seeds",
+    "axis": "{s}: the sensor as an axis",
+}
 """The per-scenario tables' titles (``{s}``: the scenario)."""
-SENSOR_AXIS_INTRO = ("The same paradigm on the camera rig and on the privileged bird's-eye raster: how the "
-                     "verdict (modular against e2e) changes when perception stops being free. Differences are "
-                     "paired on shared seeds.")
+SENSOR_AXIS_INTRO = (
+    "The same paradigm on the camera rig and on the privileged bird's-eye raster: how the "
+    "verdict (modular against e2e) changes when perception stops being free. Differences are "
+    "paired on shared seeds."
+)
 
 
 def _sensor_list(sensors: Sequence[str] | None) -> str:
@@ -396,7 +496,9 @@ def _notes(rows: dict) -> dict[str, tuple[list[str], list[str]]]:
     sensors = rows.get("sensors") or {}
     out = {}
     for s, data in rows["scenarios"].items():
-        line = "Sensors — " + " · ".join(f"{a}: {_sensor_list(sensors.get(a))}" for a in data["table"])
+        line = "Sensors — " + " · ".join(
+            f"{a}: {_sensor_list(sensors.get(a))}" for a in data["table"]
+        )
         out.update({t.format(s=s): ([line], []) for t in TITLES.values()})
         axis = (rows.get("sensor_axis") or {}).get(s)
         if axis:
@@ -412,73 +514,150 @@ def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             header = ["agent", "episodes", "status", *[m[0] for m in METRICS], "device"]
             cells = []
             for a, row in data["table"].items():
-                cells.append([a, str(row["episodes"]), _status(row["status"]),
-                              *[row[f][stat].format(d) for _, f, d in METRICS], ", ".join(row["device"])])
+                cells.append(
+                    [
+                        a,
+                        str(row["episodes"]),
+                        _status(row["status"]),
+                        *[row[f][stat].format(d) for _, f, d in METRICS],
+                        ", ".join(row["device"]),
+                    ]
+                )
             out.append((TITLES[stat].format(s=s), header, cells))
         if data["paired"]:
-            header = ["a", "b", "seeds", "driving score a - b [95% CI]", "a better", "b better", "tied"]
-            cells = [[c["a"], c["b"], str(c["result"].n), c["result"].difference.format(3),
-                      f"{c['result'].a_wins:.0%}", f"{c['result'].b_wins:.0%}", f"{c['result'].ties:.0%}"]
-                     for c in data["paired"]]
+            header = [
+                "a",
+                "b",
+                "seeds",
+                "driving score a - b [95% CI]",
+                "a better",
+                "b better",
+                "tied",
+            ]
+            cells = [
+                [
+                    c["a"],
+                    c["b"],
+                    str(c["result"].n),
+                    c["result"].difference.format(3),
+                    f"{c['result'].a_wins:.0%}",
+                    f"{c['result'].b_wins:.0%}",
+                    f"{c['result'].ties:.0%}",
+                ]
+                for c in data["paired"]
+            ]
             out.append((TITLES["paired"].format(s=s), header, cells))
         axis = (rows.get("sensor_axis") or {}).get(s)
         if axis:
-            header = ["paradigm", "sensor", "agent", "scored episodes", "driving score mean [95% CI]", "collisions",
-                      "agent - expert, paired [95% CI]", "rig - bev, paired [95% CI]"]
-            cells = [[r["paradigm"], SENSOR_LABELS[r["sensor"]], r["agent"], str(r["scored"]),
-                      r["driving_score"].format(3), f"{r['collisions']} of {r['scored']}",
-                      r["vs_expert"].difference.format(3) if r["vs_expert"] else "-",
-                      "; ".join(f"{c['bev']}: {c['result'].difference.format(3)}"
-                                for c in axis["rig_minus_bev"] if c["rig"] == r["agent"])]
-                     for r in axis["rows"]]
+            header = [
+                "paradigm",
+                "sensor",
+                "agent",
+                "scored episodes",
+                "driving score mean [95% CI]",
+                "collisions",
+                "agent - expert, paired [95% CI]",
+                "rig - bev, paired [95% CI]",
+            ]
+            cells = [
+                [
+                    r["paradigm"],
+                    SENSOR_LABELS[r["sensor"]],
+                    r["agent"],
+                    str(r["scored"]),
+                    r["driving_score"].format(3),
+                    f"{r['collisions']} of {r['scored']}",
+                    r["vs_expert"].difference.format(3) if r["vs_expert"] else "-",
+                    "; ".join(
+                        f"{c['bev']}: {c['result'].difference.format(3)}"
+                        for c in axis["rig_minus_bev"]
+                        if c["rig"] == r["agent"]
+                    ),
+                ]
+                for r in axis["rows"]
+            ]
             out.append((TITLES["axis"].format(s=s), header, cells))
     sensors = rows.get("sensors") or {}
     if sensors:
-        out.append(("Inputs each agent was handed", ["agent", "sensors"],
-                    [[a, _sensor_list(v)] for a, v in sensors.items()]))
+        out.append(
+            (
+                "Inputs each agent was handed",
+                ["agent", "sensors"],
+                [[a, _sensor_list(v)] for a, v in sensors.items()],
+            )
+        )
     cks = rows.get("checkpoints") or {}
     exp = rows.get("experience") or {}
     if cks:
+
         def used(a: str, s: str, key: str) -> str:
             e = (exp.get(a) or {}).get(s)
             return f"{int(e[key]):,}" if e and key in e else "-"
-        out.append(("Checkpoints and the experience each learned from",
-                    ["agent", "scenario", "path", "model sha256", "expert-labelled demo frames",
-                     "environment steps driven while learning"],
-                    [[a, s, c["path"], (c["sha256"].get("model.safetensors") or "")[:16],
-                      used(a, s, "demo_frames"), used(a, s, "env_steps")]
-                     for a, per in cks.items() for s, c in per.items()]))
+
+        out.append(
+            (
+                "Checkpoints and the experience each learned from",
+                [
+                    "agent",
+                    "scenario",
+                    "path",
+                    "model sha256",
+                    "expert-labelled demo frames",
+                    "environment steps driven while learning",
+                ],
+                [
+                    [
+                        a,
+                        s,
+                        c["path"],
+                        (c["sha256"].get("model.safetensors") or "")[:16],
+                        used(a, s, "demo_frames"),
+                        used(a, s, "env_steps"),
+                    ]
+                    for a, per in cks.items()
+                    for s, c in per.items()
+                ],
+            )
+        )
     return out
 
 
 def _md_table(header: list[str], cells: list[list[str]]) -> str:
-    esc = lambda t: t.replace("|", "\\|")  # noqa: E731
+    esc = lambda t: t.replace("|", "\\|")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in cells]
     return "\n".join(lines)
 
 
-GALLERY_INTRO = ("Per scenario and agent: the failed episodes (not ok, or a driving score under 1), "
-                 "worst first, with the last frame of the worst one (camera and top-down view at the "
-                 "moment it ended).")
-INTRO = ("Each scenario's agents ran the same seeds. Intervals are 95% bootstrap intervals over "
-         "episodes (BCa, 2000 resamples), except the collision and off-road rates (shares of "
-         "episodes), which have Wilson score intervals: a bootstrap cannot see an event that never "
-         "happened. A metric equal in every episode has a zero-width interval. Every status counts "
-         "in every denominator: an agent fault scores 0. The exception is `sim_error` (the simulator, "
-         "not the agent, failed: its reset or step raised): such episodes are counted apart in the "
-         "status column (\"not scored\") and left out of every metric, figure and paired comparison.")
+GALLERY_INTRO = (
+    "Per scenario and agent: the failed episodes (not ok, or a driving score under 1), "
+    "worst first, with the last frame of the worst one (camera and top-down view at the "
+    "moment it ended)."
+)
+INTRO = (
+    "Each scenario's agents ran the same seeds. Intervals are 95% bootstrap intervals over "
+    "episodes (BCa, 2000 resamples), except the collision and off-road rates (shares of "
+    "episodes), which have Wilson score intervals: a bootstrap cannot see an event that never "
+    "happened. A metric equal in every episode has a zero-width interval. Every status counts "
+    "in every denominator: an agent fault scores 0. The exception is `sim_error` (the simulator, "
+    "not the agent, failed: its reset or step raised): such episodes are counted apart in the "
+    'status column ("not scored") and left out of every metric, figure and paired comparison.'
+)
 
 
 def _redrive(config: dict) -> dict:
     """The evaluation's settings an episode is re-driven with (videos, thumbnails)."""
-    return {"duration_s": config.get("duration_s"),
-            "camera": BevCamera.from_dict(config["camera"]) if config.get("camera") else None,
-            "device": None if config.get("device") in (None, "auto") else config["device"],
-            "decision_timeout_s": config.get("decision_timeout_s")}
+    return {
+        "duration_s": config.get("duration_s"),
+        "camera": BevCamera.from_dict(config["camera"]) if config.get("camera") else None,
+        "device": None if config.get("device") in (None, "auto") else config["device"],
+        "decision_timeout_s": config.get("decision_timeout_s"),
+    }
 
 
-def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: bool) -> dict[str, list[dict]]:
+def _videos(
+    config: dict, rows: dict, files: Path, per_scenario: int, progress: bool
+) -> dict[str, list[dict]]:
     """Side-by-side videos of picked seeds per scenario, and the failure gallery's thumbnails."""
     out: dict[str, list[dict]] = {}
     for s, data in rows["scenarios"].items():
@@ -491,10 +670,16 @@ def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: 
             if progress:
                 print(f"video: {s} seed {seed} ({len(agents)} agents)", flush=True)
             made = side_by_side(agents, s, seed, path, **_redrive(config))
-            evaluated = {a: next((r for r in by_agent[a] if r["seed"] == seed), None) for a in agents}
-            differs = [a for a in agents if evaluated[a] is not None and
-                       (made["records"][a]["status"], made["records"][a]["driving_score"])
-                       != (evaluated[a]["status"], evaluated[a]["driving_score"])]
+            evaluated = {
+                a: next((r for r in by_agent[a] if r["seed"] == seed), None) for a in agents
+            }
+            differs = [
+                a
+                for a in agents
+                if evaluated[a] is not None
+                and (made["records"][a]["status"], made["records"][a]["driving_score"])
+                != (evaluated[a]["status"], evaluated[a]["driving_score"])
+            ]
             thumbs = {}
             for a, img in made["thumbnails"].items():
                 if worst[a]["seed"] == seed:
@@ -503,7 +688,9 @@ def _videos(config: dict, rows: dict, files: Path, per_scenario: int, progress: 
                     if ok:
                         atomic_write_bytes(thumb, buf.tobytes())
                         thumbs[a] = thumb
-            items.append({"seed": seed, "why": why, "path": path, "differs": differs, "thumbnails": thumbs})
+            items.append(
+                {"seed": seed, "why": why, "path": path, "differs": differs, "thumbnails": thumbs}
+            )
     return out
 
 
@@ -515,8 +702,9 @@ def failed(record: dict) -> bool:
     return record["status"] != "ok" or record["driving_score"] < 1.0
 
 
-def _gallery(config: dict, rows: dict, videos: dict[str, list[dict]], files: Path,
-             progress: bool) -> dict[str, list[dict]]:
+def _gallery(
+    config: dict, rows: dict, videos: dict[str, list[dict]], files: Path, progress: bool
+) -> dict[str, list[dict]]:
     """Per scenario and agent, the failed episodes (worst first, up to GALLERY_PER_AGENT) and a
     thumbnail of the worst: the filmed one's, else (when videos are on) the seed re-driven alone."""
     out = {}
@@ -524,18 +712,36 @@ def _gallery(config: dict, rows: dict, videos: dict[str, list[dict]], files: Pat
         thumbs = {a: v["thumbnails"][a] for v in videos.get(s, []) for a in v["thumbnails"]}
         out[s] = []
         for a, rs in data["records"].items():
-            bad = sorted((r for r in rs if failed(r)), key=lambda r: (r["driving_score"], r["seed"]))
-            episodes = [{"seed": r["seed"], "status": r["status"], "score": r["driving_score"],
-                         "error": r.get("error")} for r in bad[:GALLERY_PER_AGENT]]
+            bad = sorted(
+                (r for r in rs if failed(r)), key=lambda r: (r["driving_score"], r["seed"])
+            )
+            episodes = [
+                {
+                    "seed": r["seed"],
+                    "status": r["status"],
+                    "score": r["driving_score"],
+                    "error": r.get("error"),
+                }
+                for r in bad[:GALLERY_PER_AGENT]
+            ]
             thumb = thumbs.get(a)
             if bad and thumb is None and videos:
                 thumb = _thumbnail(config, a, s, int(bad[0]["seed"]), files, progress)
-            out[s].append({"agent": a, "episodes": len(rs), "failed": len(bad), "worst": episodes,
-                           "thumbnail": thumb if bad else None})
+            out[s].append(
+                {
+                    "agent": a,
+                    "episodes": len(rs),
+                    "failed": len(bad),
+                    "worst": episodes,
+                    "thumbnail": thumb if bad else None,
+                }
+            )
     return out
 
 
-def _thumbnail(config: dict, agent: str, scenario: str, seed: int, files: Path, progress: bool) -> Path | None:
+def _thumbnail(
+    config: dict, agent: str, scenario: str, seed: int, files: Path, progress: bool
+) -> Path | None:
     """Re-drive one agent's episode and keep its last frame (the moment it failed)."""
     if progress:
         print(f"thumbnail: {scenario} seed {seed} ({agent})", flush=True)
@@ -545,7 +751,11 @@ def _thumbnail(config: dict, agent: str, scenario: str, seed: int, files: Path, 
         img = last_frame(clip)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR)) if img is not None else (False, None)
+    ok, buf = (
+        cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if img is not None
+        else (False, None)
+    )
     if not ok:
         return None
     path = files / f"{scenario}__seed{seed}__{_slug(agent)}.png"
@@ -569,8 +779,12 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-def write_report(folder: str | Path, videos: int = 3, progress: bool = False,
-                 links: Sequence[tuple[str, Path]] = ()) -> dict[str, Path]:
+def write_report(
+    folder: str | Path,
+    videos: int = 3,
+    progress: bool = False,
+    links: Sequence[tuple[str, Path]] = (),
+) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and ``report.json`` into ``folder``; with
     ``videos`` > 0, up to that many side-by-side videos per scenario (episodes re-driven);
     ``links``: (title, file) pairs listed at the end (``drive compare``: scaling studies)."""
@@ -585,21 +799,42 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False,
     gallery = _gallery(config, rows, clips, files, progress)
     seeds = rows["seeds"]
     seed_text = f"seeds {seeds[0]}-{seeds[-1]}" if seeds else "no seeds"
-    md = [f"# Evaluation report: {folder.name}", "",
-          f"{len(records)} episodes; {seed_text}; git revision {rows['git_revision']}.", "", INTRO, ""]
-    body = [f"<h1>Evaluation report: {html.escape(folder.name)}</h1>",
-            f"<p>{len(records)} episodes; {html.escape(seed_text)}; git revision "
-            f"{html.escape(str(rows['git_revision']))}.</p>", f"<p>{html.escape(INTRO)}</p>"]
+    md = [
+        f"# Evaluation report: {folder.name}",
+        "",
+        f"{len(records)} episodes; {seed_text}; git revision {rows['git_revision']}.",
+        "",
+        INTRO,
+        "",
+    ]
+    body = [
+        f"<h1>Evaluation report: {html.escape(folder.name)}</h1>",
+        f"<p>{len(records)} episodes; {html.escape(seed_text)}; git revision "
+        f"{html.escape(str(rows['git_revision']))}.</p>",
+        f"<p>{html.escape(INTRO)}</p>",
+    ]
     for title, header, cells in tables:
         above, below = notes.get(title, ([], []))
-        md += [f"## {title}", "", *[x for p in above for x in (p, "")], _md_table(header, cells), "",
-               *[x for p in below for x in (p, "")]]
+        md += [
+            f"## {title}",
+            "",
+            *[x for p in above for x in (p, "")],
+            _md_table(header, cells),
+            "",
+            *[x for p in below for x in (p, "")],
+        ]
         body.append(f"<h2>{html.escape(title)}</h2>")
         body += [f"<p class=note>{html.escape(p)}</p>" for p in above]
-        body.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-                    + "</tr></thead><tbody>"
-                    + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                              for row in cells) + "</tbody></table>")
+        body.append(
+            "<table><thead><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            + "</tr></thead><tbody>"
+            + "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                for row in cells
+            )
+            + "</tbody></table>"
+        )
         body += [f"<p class=note>{html.escape(p)}</p>" for p in below]
     for group, items in figs.items():
         md += [f"## Figures: {group}", ""]
@@ -607,47 +842,66 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False,
         for caption, path in items:
             md += [f"![{caption}]({FILES}/{path.name})", "", f"*{caption}*", ""]
             data = base64.b64encode(path.read_bytes()).decode()
-            body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            body.append(
+                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
     for s, items in clips.items():
         if not items:
             continue
         md += [f"## Side by side: {s}", ""]
         body.append(f"<h2>Side by side: {html.escape(s)}</h2>")
         for v in items:
-            note = (f" Re-driven episode differs from the evaluation for: {', '.join(v['differs'])}."
-                    if v["differs"] else "")
+            note = (
+                f" Re-driven episode differs from the evaluation for: {', '.join(v['differs'])}."
+                if v["differs"]
+                else ""
+            )
             md += [f"[{v['why']}]({FILES}/{v['path'].name}){note}", ""]
             data = base64.b64encode(v["path"].read_bytes()).decode()
-            body.append(f"<figure><video controls muted preload=metadata width=900 "
-                        f'src="data:video/mp4;base64,{data}"></video>'
-                        f"<figcaption>{html.escape(v['why'] + note)}</figcaption></figure>")
+            body.append(
+                f"<figure><video controls muted preload=metadata width=900 "
+                f'src="data:video/mp4;base64,{data}"></video>'
+                f"<figcaption>{html.escape(v['why'] + note)}</figcaption></figure>"
+            )
     md += ["## Failure gallery", "", GALLERY_INTRO, ""]
     body += ["<h2>Failure gallery</h2>", f"<p>{html.escape(GALLERY_INTRO)}</p>"]
     for s, items in gallery.items():
-        md += [f"### {s}", "", "| agent | failed | seed | status | driving score | error |",
-               "|---|---|---|---|---|---|"]
+        md += [
+            f"### {s}",
+            "",
+            "| agent | failed | seed | status | driving score | error |",
+            "|---|---|---|---|---|---|",
+        ]
         body.append(f"<h3>{html.escape(s)}</h3><div class=gallery>")
         for g in items:
             if not g["worst"]:
                 md.append(f"| {g['agent']} | 0 of {g['episodes']} | | | | |")
-                body.append(f"<p class=clean>{html.escape(g['agent'])}: no failed episode "
-                            f"(all {g['episodes']} ok, score 1.000)</p>")
+                body.append(
+                    f"<p class=clean>{html.escape(g['agent'])}: no failed episode "
+                    f"(all {g['episodes']} ok, score 1.000)</p>"
+                )
                 continue
             lines, count = [], f"{g['failed']} of {g['episodes']}"
             for k, w in enumerate(g["worst"]):
                 err = (w["error"] or "").splitlines()[0][:120] if w["error"] else ""
                 first = k == 0
-                md.append(f"| {g['agent'] if first else ''} | {count if first else ''} "
-                          f"| {w['seed']} | {w['status']} | {w['score']:.3f} | {err.replace('|', '/')} |")
-                lines.append(f"seed {w['seed']}: {html.escape(w['status'])}, score {w['score']:.3f}"
-                             + (f" - {html.escape(err)}" if err else ""))
+                md.append(
+                    f"| {g['agent'] if first else ''} | {count if first else ''} "
+                    f"| {w['seed']} | {w['status']} | {w['score']:.3f} | {err.replace('|', '/')} |"
+                )
+                lines.append(
+                    f"seed {w['seed']}: {html.escape(w['status'])}, score {w['score']:.3f}"
+                    + (f" - {html.escape(err)}" if err else "")
+                )
             img = ""
             if g["thumbnail"] is not None:
                 data = base64.b64encode(Path(g["thumbnail"]).read_bytes()).decode()
                 img = f'<img alt="last frame of seed {g["worst"][0]["seed"]}" width=384 src="data:image/png;base64,{data}">'
-            body.append(f"<figure>{img}<figcaption><b>{html.escape(g['agent'])}</b>: {g['failed']} of "
-                        f"{g['episodes']} failed<br>" + "<br>".join(lines) + "</figcaption></figure>")
+            body.append(
+                f"<figure>{img}<figcaption><b>{html.escape(g['agent'])}</b>: {g['failed']} of "
+                f"{g['episodes']} failed<br>" + "<br>".join(lines) + "</figcaption></figure>"
+            )
         md.append("")
         body.append("</div>")
     if links:
@@ -659,17 +913,24 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False,
             body.append(f'<li><a href="{html.escape(rel)}">{html.escape(title)}</a></li>')
         md.append("")
         body.append("</ul>")
-    page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>"
-            + html.escape(f"Evaluation report: {folder.name}") + "</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}"
-            "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
-            "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-            "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
-            "figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}"
-            "figcaption{font-size:12px;color:#555}p.clean{font-size:13px;color:#2a7a2a}"
-            "p.note{font-size:13px;color:#333;max-width:80em}"
-            "</style></head><body>" + "\n".join(body) + SELF_CHECK + "</body></html>\n")
-    paths = {"md": folder / "report.md", "html": folder / "report.html", "json": folder / "report.json"}
+    page = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>"
+        + html.escape(f"Evaluation report: {folder.name}")
+        + "</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:110em}"
+        "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
+        "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
+        "figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}"
+        "figcaption{font-size:12px;color:#555}p.clean{font-size:13px;color:#2a7a2a}"
+        "p.note{font-size:13px;color:#333;max-width:80em}"
+        "</style></head><body>" + "\n".join(body) + SELF_CHECK + "</body></html>\n"
+    )
+    paths = {
+        "md": folder / "report.md",
+        "html": folder / "report.html",
+        "json": folder / "report.json",
+    }
     atomic_write_text(paths["md"], "\n".join(md))
     atomic_write_text(paths["html"], page)
     atomic_write_text(paths["json"], json.dumps(_plain(rows), indent=1, sort_keys=True) + "\n")
@@ -678,6 +939,7 @@ def write_report(folder: str | Path, videos: int = 3, progress: bool = False,
 
 def _plain(rows: dict) -> Any:
     """report.json: the tables' numbers (records left out: they are in results.jsonl)."""
+
     def conv(o):
         if hasattr(o, "__dataclass_fields__"):
             return {k: conv(getattr(o, k)) for k in o.__dataclass_fields__}
@@ -688,4 +950,5 @@ def _plain(rows: dict) -> Any:
         if isinstance(o, float) and not np.isfinite(o):
             return None
         return o
+
     return conv(rows)

@@ -81,8 +81,12 @@ def _end_reason(info: dict) -> str:
     return "time limit"
 
 
-def drive_frames(scenario: str, seed: int, at_steps: Sequence[int],
-                 cameras: Sequence[str] = ("cam_front", "cam_rear")) -> list[Tile]:
+def drive_frames(
+    scenario: str,
+    seed: int,
+    at_steps: Sequence[int],
+    cameras: Sequence[str] = ("cam_front", "cam_rear"),
+) -> list[Tile]:
     """Drive one ``scenario`` episode with the autopilot and grab ``cameras`` at ``at_steps``
     (control steps; 0 = the reset frame): ``len(at_steps) * len(cameras)`` tiles, moment by
     moment, cameras in the given order."""
@@ -102,8 +106,16 @@ def drive_frames(scenario: str, seed: int, at_steps: Sequence[int],
                     end = _end_reason(info)
             shown = step == k or (end and not any(t.step == step for t in tiles))
             for cam in cameras:
-                tiles.append(Tile(scenario, cam, step, env.time_s, obs[cam].copy() if shown else None,
-                                  end if (shown and step < k) else ""))
+                tiles.append(
+                    Tile(
+                        scenario,
+                        cam,
+                        step,
+                        env.time_s,
+                        obs[cam].copy() if shown else None,
+                        end if (shown and step < k) else "",
+                    )
+                )
         return tiles
     finally:
         env.close()
@@ -116,28 +128,34 @@ def _label(width_px: int, text: str) -> np.ndarray:
     return bar
 
 
-def tile_sheet(rows: Sequence[Sequence[Tile]], frame_shape: tuple[int, int], scale: int) -> np.ndarray:
+def tile_sheet(
+    rows: Sequence[Sequence[Tile]], frame_shape: tuple[int, int], scale: int
+) -> np.ndarray:
     """Tiles ``rows`` (each a list of tiles) into one RGB sheet: each frame upscaled ``scale``
     times (nearest), a label bar above it, :data:`GAP_PX` between tiles and around."""
     h, w = frame_shape[0] * scale, frame_shape[1] * scale
     cols = max(len(r) for r in rows)
-    sheet = np.empty((GAP_PX + len(rows) * (LABEL_PX + h + GAP_PX), GAP_PX + cols * (w + GAP_PX), 3),
-                     dtype=np.uint8)
+    sheet = np.empty(
+        (GAP_PX + len(rows) * (LABEL_PX + h + GAP_PX), GAP_PX + cols * (w + GAP_PX), 3),
+        dtype=np.uint8,
+    )
     sheet[:] = BACKGROUND_RGB
     for i, row in enumerate(rows):
         y = GAP_PX + i * (LABEL_PX + h + GAP_PX)
         for j, tile in enumerate(row):
             x = GAP_PX + j * (w + GAP_PX)
-            sheet[y:y + LABEL_PX, x:x + w] = _label(w, tile.label)
+            sheet[y : y + LABEL_PX, x : x + w] = _label(w, tile.label)
             if tile.image is not None:
-                sheet[y + LABEL_PX:y + LABEL_PX + h, x:x + w] = np.repeat(
-                    np.repeat(tile.image, scale, axis=0), scale, axis=1)
+                sheet[y + LABEL_PX : y + LABEL_PX + h, x : x + w] = np.repeat(
+                    np.repeat(tile.image, scale, axis=0), scale, axis=1
+                )
     return sheet
 
 
 def _png(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]),
-                           [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    ok, buf = cv2.imencode(
+        ".png", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 9]
+    )
     if not ok:
         raise RuntimeError("OpenCV could not encode the PNG")
     return buf.tobytes()
@@ -152,10 +170,16 @@ def _check_out(out: str | Path) -> Path:
     return out
 
 
-def write_strip(out: str | Path, scenarios: Sequence[str] = tuple(SCENARIOS), seed: int = 0,
-                steps: int = DEFAULT_STEPS, moments: int = DEFAULT_MOMENTS,
-                scale: int = DEFAULT_SCALE, frames_dir: str | Path | None = None,
-                progress: bool = False) -> Path:
+def write_strip(
+    out: str | Path,
+    scenarios: Sequence[str] = tuple(SCENARIOS),
+    seed: int = 0,
+    steps: int = DEFAULT_STEPS,
+    moments: int = DEFAULT_MOMENTS,
+    scale: int = DEFAULT_SCALE,
+    frames_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Path:
     """Render the sheet of ``scenarios`` (one row each) and write it to ``out`` (a ``.png``,
     atomically; its folder is created).  With ``frames_dir``, also every frame on its own,
     upscaled :data:`FRAME_SCALE` times, as ``{scenario}_{camera}_{step:04d}.png``."""
@@ -164,7 +188,9 @@ def write_strip(out: str | Path, scenarios: Sequence[str] = tuple(SCENARIOS), se
         raise ValueError(f"scale must be at least 1, got {scale}")
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown or not scenarios:
-        raise ValueError(f"unknown or no scenario(s) {list(unknown)}; known: {', '.join(SCENARIOS)}")
+        raise ValueError(
+            f"unknown or no scenario(s) {list(unknown)}; known: {', '.join(SCENARIOS)}"
+        )
     at = moment_steps(steps, moments)
     rows = []
     for name in scenarios:
@@ -179,7 +205,9 @@ def write_strip(out: str | Path, scenarios: Sequence[str] = tuple(SCENARIOS), se
         folder = ensure_writable_dir(frames_dir)
         for tile in (t for row in rows for t in row if t.image is not None):
             big = np.repeat(np.repeat(tile.image, FRAME_SCALE, axis=0), FRAME_SCALE, axis=1)
-            atomic_write_bytes(folder / f"{tile.scenario}_{tile.camera}_{tile.step:04d}.png", _png(big))
+            atomic_write_bytes(
+                folder / f"{tile.scenario}_{tile.camera}_{tile.step:04d}.png", _png(big)
+            )
     return out
 
 
@@ -187,20 +215,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m sim.report.rig_strip",
         description="Contact sheet of the perspective rig (cam_front, cam_rear) in every scenario, "
-                    "at a few moments of an autopilot-driven episode.")
+        "at a few moments of an autopilot-driven episode.",
+    )
     p.add_argument("--out", required=True, metavar="PNG", help="the sheet to write (.png)")
     p.add_argument("--seed", type=arguments.seed, default=0, help="episode seed (default: 0)")
-    p.add_argument("--steps", type=arguments.count, default=DEFAULT_STEPS, metavar="N",
-                   help=f"the last moment, in control steps (default: {DEFAULT_STEPS})")
-    p.add_argument("--moments", type=arguments.int_between(1, 12, "must be 1 to 12"),
-                   default=DEFAULT_MOMENTS, metavar="K",
-                   help=f"moments per episode, evenly spaced over [0, N] (default: {DEFAULT_MOMENTS})")
-    p.add_argument("--scale", type=arguments.int_between(1, 8, "must be 1 to 8"),
-                   default=DEFAULT_SCALE, help=f"frame upscaling on the sheet (default: {DEFAULT_SCALE})")
-    p.add_argument("--scenarios", default=",".join(SCENARIOS),
-                   help="comma-separated scenarios, one row each (default: all)")
-    p.add_argument("--frames-dir", metavar="DIR",
-                   help=f"also write each frame alone, upscaled x{FRAME_SCALE}, into DIR")
+    p.add_argument(
+        "--steps",
+        type=arguments.count,
+        default=DEFAULT_STEPS,
+        metavar="N",
+        help=f"the last moment, in control steps (default: {DEFAULT_STEPS})",
+    )
+    p.add_argument(
+        "--moments",
+        type=arguments.int_between(1, 12, "must be 1 to 12"),
+        default=DEFAULT_MOMENTS,
+        metavar="K",
+        help=f"moments per episode, evenly spaced over [0, N] (default: {DEFAULT_MOMENTS})",
+    )
+    p.add_argument(
+        "--scale",
+        type=arguments.int_between(1, 8, "must be 1 to 8"),
+        default=DEFAULT_SCALE,
+        help=f"frame upscaling on the sheet (default: {DEFAULT_SCALE})",
+    )
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated scenarios, one row each (default: all)",
+    )
+    p.add_argument(
+        "--frames-dir",
+        metavar="DIR",
+        help=f"also write each frame alone, upscaled x{FRAME_SCALE}, into DIR",
+    )
     return p
 
 
@@ -208,9 +256,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         scenarios = arguments.scenario_list(args.scenarios)
-        out = write_strip(args.out, scenarios, seed=args.seed, steps=args.steps,
-                          moments=args.moments, scale=args.scale, frames_dir=args.frames_dir,
-                          progress=True)
+        out = write_strip(
+            args.out,
+            scenarios,
+            seed=args.seed,
+            steps=args.steps,
+            moments=args.moments,
+            scale=args.scale,
+            frames_dir=args.frames_dir,
+            progress=True,
+        )
     except (ValueError, PermissionError) as e:
         print(f"rig_strip: error: {e}", file=sys.stderr)
         return 2

@@ -39,17 +39,32 @@ def _label(img: np.ndarray, text: str, colour=(255, 255, 255)) -> None:
     cv2.putText(img, text, (6, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
 
 
-def drive_clips(agents: Sequence[str], scenario: str, seed: int, folder: Path, *,
-                duration_s: float | None = None, camera: BevCamera | None = None,
-                device: str | None = None, decision_timeout_s: float | None = None) -> list[tuple[Path, dict]]:
+def drive_clips(
+    agents: Sequence[str],
+    scenario: str,
+    seed: int,
+    folder: Path,
+    *,
+    duration_s: float | None = None,
+    camera: BevCamera | None = None,
+    device: str | None = None,
+    decision_timeout_s: float | None = None,
+) -> list[tuple[Path, dict]]:
     """Drive ``seed`` once per agent with the episode video on; ``(clip, record)`` each."""
     world = get_scenario(scenario, **({"duration_s": duration_s} if duration_s else {}))
     camera = camera or BevCamera()
     out = []
     with tempfile.TemporaryDirectory(prefix="drive-clips-") as traces:
         for k, spec in enumerate(agents):
-            runner = EpisodeRunner(spec, world, camera, fast_physics=True, out_dir=Path(traces),
-                                   device=device, decision_timeout_s=decision_timeout_s)
+            runner = EpisodeRunner(
+                spec,
+                world,
+                camera,
+                fast_physics=True,
+                out_dir=Path(traces),
+                device=device,
+                decision_timeout_s=decision_timeout_s,
+            )
             try:
                 path = folder / f"{scenario}__{seed}__{k}.mp4"
                 record = runner.run(seed, video_path=path)
@@ -59,10 +74,14 @@ def drive_clips(agents: Sequence[str], scenario: str, seed: int, folder: Path, *
     return out
 
 
-def tile(clips: Sequence[tuple[Path, dict]], labels: Sequence[str], out: Path, fps: int) -> dict[str, np.ndarray]:
+def tile(
+    clips: Sequence[tuple[Path, dict]], labels: Sequence[str], out: Path, fps: int
+) -> dict[str, np.ndarray]:
     """Tile the clips into ``out`` (H.264); returns each label's last frame (a thumbnail)."""
     containers = [av.open(str(p)) for p, _ in clips]
-    first = containers[0].streams.video[0]  # the clips share one layout (sim.report.video.frame_layout)
+    first = containers[0].streams.video[
+        0
+    ]  # the clips share one layout (sim.report.video.frame_layout)
     w, h = _tile_size(first.width, first.height)
     cols = min(COLUMNS, len(clips))
     rows = -(-len(clips) // cols)
@@ -89,16 +108,20 @@ def tile(clips: Sequence[tuple[Path, dict]], labels: Sequence[str], out: Path, f
                 record = clips[k][1]
                 if done[k]:
                     tile_img = (tile_img * 0.45).astype(np.uint8)
-                    _label(tile_img, f"{labels[k]}: ended, {record['status']} "
-                                     f"(score {record['driving_score']:.2f})", (255, 200, 80))
+                    _label(
+                        tile_img,
+                        f"{labels[k]}: ended, {record['status']} "
+                        f"(score {record['driving_score']:.2f})",
+                        (255, 200, 80),
+                    )
                 else:
                     _label(tile_img, labels[k])
                 r, c = divmod(k, cols)
-                canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile_img
+                canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = tile_img
                 if c:  # a pale seam between agents (each clip is several panels itself)
-                    canvas[r * h:(r + 1) * h, c * w - 1:c * w + 1] = SEAM_RGB
+                    canvas[r * h : (r + 1) * h, c * w - 1 : c * w + 1] = SEAM_RGB
                 if r:
-                    canvas[r * h - 1:r * h + 1, c * w:(c + 1) * w] = SEAM_RGB
+                    canvas[r * h - 1 : r * h + 1, c * w : (c + 1) * w] = SEAM_RGB
             if all(done):
                 break
             for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
@@ -127,7 +150,10 @@ def side_by_side(agents: Sequence[str], scenario: str, seed: int, out: Path, **k
         thumbs = tile(clips, list(agents), out, fps)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"records": {a: rec for a, (_, rec) in zip(agents, clips, strict=True)}, "thumbnails": thumbs}
+    return {
+        "records": {a: rec for a, (_, rec) in zip(agents, clips, strict=True)},
+        "thumbnails": thumbs,
+    }
 
 
 def worst_episode(records: Sequence[dict]) -> dict | None:
@@ -147,13 +173,26 @@ def pick_seeds(by_agent: dict[str, list[dict]], n_representative: int = 2) -> li
     spread = sorted(shared, key=lambda s: (-(max(scores[s].values()) - min(scores[s].values())), s))
     for s in spread[:n_representative]:
         gap = max(scores[s].values()) - min(scores[s].values())
-        picks.append((s, f"seed {s}: agents' scores differ by {gap:.2f}" if gap > 0
-                      else f"seed {s}: every agent scored {max(scores[s].values()):.2f}"))
+        picks.append(
+            (
+                s,
+                f"seed {s}: agents' scores differ by {gap:.2f}"
+                if gap > 0
+                else f"seed {s}: every agent scored {max(scores[s].values()):.2f}",
+            )
+        )
     for a, rs in by_agent.items():
         worst = worst_episode([r for r in rs if int(r["seed"]) in shared])
         if worst is not None and worst["driving_score"] < 1.0:
-            picks.append((int(worst["seed"]), (f"seed {worst['seed']}: worst episode of {a} "
-                                               f"({worst['status']}, score {worst['driving_score']:.2f})")))
+            picks.append(
+                (
+                    int(worst["seed"]),
+                    (
+                        f"seed {worst['seed']}: worst episode of {a} "
+                        f"({worst['status']}, score {worst['driving_score']:.2f})"
+                    ),
+                )
+            )
     seen, out = set(), []
     for s, why in picks:
         if s not in seen:

@@ -24,11 +24,17 @@ from sim.harness.stats import Estimate, bootstrap, paired, wilson
 from sim.report.report import _md_table, _save, subplots
 
 FILES = "suite_files"
-AXIS_TITLES = {"density": "Traffic density", "hazards": "Hazards", "maps": "Training vs unseen maps",
-               "visual": "Visual conditions"}
+AXIS_TITLES = {
+    "density": "Traffic density",
+    "hazards": "Hazards",
+    "maps": "Training vs unseen maps",
+    "visual": "Visual conditions",
+}
 PRIVILEGED = ("truth", "bev", "autopilot")
-GAPS_NOTE = ("Unseen maps against the training maps (unpaired: other roads), each visual condition "
-             "against day (paired by seed: the same traffic).")
+GAPS_NOTE = (
+    "Unseen maps against the training maps (unpaired: other roads), each visual condition "
+    "against day (paired by seed: the same traffic)."
+)
 
 
 def _scores(records: Sequence[dict]) -> dict[int, float]:
@@ -52,10 +58,17 @@ def cell_summary(records: Sequence[dict]) -> dict[str, Any]:
     kept = [r for r in records if scored(r)]
     n = len(kept)
     collisions = sum(r["status"] == "collision" for r in kept)
-    return {"score": bootstrap([r["driving_score"] for r in kept]), "n": n, "collisions": collisions,
-            "collision_rate": wilson(collisions, n), "offroad": sum(r["status"] == "offroad" for r in kept),
-            "perfect": float(np.mean([r["driving_score"] >= 1.0 - 1e-9 for r in kept])) if n else float("nan"),
-            "unaffected": bool(kept) and all(r.get("unaffected") for r in kept)}
+    return {
+        "score": bootstrap([r["driving_score"] for r in kept]),
+        "n": n,
+        "collisions": collisions,
+        "collision_rate": wilson(collisions, n),
+        "offroad": sum(r["status"] == "offroad" for r in kept),
+        "perfect": float(np.mean([r["driving_score"] >= 1.0 - 1e-9 for r in kept]))
+        if n
+        else float("nan"),
+        "unaffected": bool(kept) and all(r.get("unaffected") for r in kept),
+    }
 
 
 def build_suite(data: dict[str, Any]) -> dict[str, Any]:
@@ -64,29 +77,50 @@ def build_suite(data: dict[str, Any]) -> dict[str, Any]:
     agents = plan["agents"]
     families = plan.get("families") or {}
 
-    def runs(agent: str, axis: str) -> bool:  # an agent limited to some families (e2e-bev@density+hazards)
+    def runs(
+        agent: str, axis: str
+    ) -> bool:  # an agent limited to some families (e2e-bev@density+hazards)
         return families.get(agent) is None or axis.split(":", 1)[0] in families[agent]
 
     axes: dict[str, list[dict]] = {}
     for c in plan["cells"]:
-        row = {**c, "agents": {a: cell_summary(records.get((c["scenario"], a), []) if runs(a, c["axis"]) else [])
-                               for a in agents}}
+        row = {
+            **c,
+            "agents": {
+                a: cell_summary(records.get((c["scenario"], a), []) if runs(a, c["axis"]) else [])
+                for a in agents
+            },
+        }
         axes.setdefault(c["axis"], []).append(row)
     gaps = []
     for c in plan["cells"]:
         if c["axis"] not in ("maps", "visual") or c["scenario"] == c["reference"]:
             continue
         for a in (a for a in agents if runs(a, c["axis"])):
-            test, ref = _scores(records.get((c["scenario"], a), [])), _scores(records.get((c["reference"], a), []))
+            test, ref = (
+                _scores(records.get((c["scenario"], a), [])),
+                _scores(records.get((c["reference"], a), [])),
+            )
             if not test or not ref:
                 continue
             if c["axis"] == "visual":  # same worlds, seed for seed: paired
                 d, how = paired(test, ref).difference, "paired"
             else:  # other roads: independent samples
                 d, how = _difference(list(test.values()), list(ref.values())), "unpaired"
-            gaps.append({"axis": c["axis"], "cell": c["level"], "scenario": c["scenario"],
-                         "reference": c["reference"], "agent": a, "gap": d, "how": how,
-                         "unaffected": all(r.get("unaffected") for r in records.get((c["scenario"], a), []))})
+            gaps.append(
+                {
+                    "axis": c["axis"],
+                    "cell": c["level"],
+                    "scenario": c["scenario"],
+                    "reference": c["reference"],
+                    "agent": a,
+                    "gap": d,
+                    "how": how,
+                    "unaffected": all(
+                        r.get("unaffected") for r in records.get((c["scenario"], a), [])
+                    ),
+                }
+            )
     return {"plan": plan, "agents": agents, "axes": axes, "gaps": gaps}
 
 
@@ -98,14 +132,23 @@ def _curve(ax, rows: list[dict], agents: list[str], xlabels: list[str], title: s
     for k, a in enumerate(agents):
         if not any(r["agents"][a]["n"] for r in rows):
             continue  # an agent that does not run this axis
-        x = np.arange(len(rows)) + (k - (len(agents) - 1) / 2) * 0.04  # dodged: equal scores stay visible
+        x = (
+            np.arange(len(rows)) + (k - (len(agents) - 1) / 2) * 0.04
+        )  # dodged: equal scores stay visible
         est = [r["agents"][a]["score"] for r in rows]
         y = np.array([e.value for e in est])
         lo = np.array([e.low if np.isfinite(e.low) else e.value for e in est])
         hi = np.array([e.high if np.isfinite(e.high) else e.value for e in est])
         dashed = any(r["agents"][a]["unaffected"] for r in rows[1:])
-        ax.plot(x, y, marker="o", color=COLOURS[k % len(COLOURS)], label=a + (" (unaffected)" if dashed else ""),
-                linestyle="--" if dashed else "-", linewidth=1.6)
+        ax.plot(
+            x,
+            y,
+            marker="o",
+            color=COLOURS[k % len(COLOURS)],
+            label=a + (" (unaffected)" if dashed else ""),
+            linestyle="--" if dashed else "-",
+            linewidth=1.6,
+        )
         ax.fill_between(x, lo, hi, color=COLOURS[k % len(COLOURS)], alpha=0.15, linewidth=0)
     ax.set_xticks(np.arange(len(rows)), xlabels)
     ax.set_ylim(-0.03, 1.05)
@@ -118,8 +161,13 @@ def _figures(suite: dict, files: Path) -> dict[str, Path]:
     for axis in ("density", "visual"):
         if axis in axes:
             fig, ax = subplots(figsize=(6.4, 3.8))
-            _curve(ax, axes[axis], agents, [r["level"] for r in axes[axis]],
-                   f"{AXIS_TITLES[axis]}: driving score (mean, 95% CI)")
+            _curve(
+                ax,
+                axes[axis],
+                agents,
+                [r["level"] for r in axes[axis]],
+                f"{AXIS_TITLES[axis]}: driving score (mean, 95% CI)",
+            )
             ax.set_ylabel("driving score")
             ax.legend(fontsize=8, loc="lower left")
             out[axis] = _save(fig, files / f"{axis}.png")
@@ -131,10 +179,12 @@ def _figures(suite: dict, files: Path) -> dict[str, Path]:
         grid = np.atleast_1d(grid).ravel()
         for ax, axis in zip(grid, faults):
             _curve(ax, axes[axis], agents, [r["level"] for r in axes[axis]], axis.split(":", 1)[1])
-        for ax in grid[len(faults):]:
+        for ax in grid[len(faults) :]:
             ax.set_visible(False)
         grid[0].legend(fontsize=7, loc="lower left")
-        fig.suptitle("Faults: driving score against severity level (0 = clean; mean, 95% CI)", fontsize=11)
+        fig.suptitle(
+            "Faults: driving score against severity level (0 = clean; mean, 95% CI)", fontsize=11
+        )
         out["faults"] = _save(fig, files / "faults.png")
     for axis in ("hazards", "maps"):
         if axis in axes:
@@ -146,15 +196,28 @@ def _figures(suite: dict, files: Path) -> dict[str, Path]:
             for k, a in enumerate(present):
                 est = [r["agents"][a]["score"] for r in rows]
                 y = np.array([e.value for e in est])
-                err = np.array([[max(0.0, e.value - e.low) if np.isfinite(e.low) else 0.0 for e in est],
-                                [max(0.0, e.high - e.value) if np.isfinite(e.high) else 0.0 for e in est]])
-                ax.bar(x + (k - (len(present) - 1) / 2) * width, y, width, yerr=err, capsize=2,
-                       color=COLOURS[agents.index(a) % len(COLOURS)], label=a)
+                err = np.array(
+                    [
+                        [max(0.0, e.value - e.low) if np.isfinite(e.low) else 0.0 for e in est],
+                        [max(0.0, e.high - e.value) if np.isfinite(e.high) else 0.0 for e in est],
+                    ]
+                )
+                ax.bar(
+                    x + (k - (len(present) - 1) / 2) * width,
+                    y,
+                    width,
+                    yerr=err,
+                    capsize=2,
+                    color=COLOURS[agents.index(a) % len(COLOURS)],
+                    label=a,
+                )
             ax.set_xticks(x, [r["level"] for r in rows], fontsize=8)
             ax.set_ylim(0, 1.08)
             ax.set_ylabel("driving score")
             ax.set_title(f"{AXIS_TITLES[axis]}: driving score (mean, 95% CI)", fontsize=10)
-            ax.legend(fontsize=8, ncol=len(present), loc="upper center", bbox_to_anchor=(0.5, -0.12))
+            ax.legend(
+                fontsize=8, ncol=len(present), loc="upper center", bbox_to_anchor=(0.5, -0.12)
+            )
             ax.grid(axis="y", alpha=0.3)
             out[axis] = _save(fig, files / f"{axis}.png")
     return out
@@ -171,13 +234,19 @@ def _cell_text(s: dict) -> str:
     return text + " =clean" if s["unaffected"] else text
 
 
-def _axis_table(rows: list[dict], agents: list[str], first: str) -> tuple[list[str], list[list[str]]]:
+def _axis_table(
+    rows: list[dict], agents: list[str], first: str
+) -> tuple[list[str], list[list[str]]]:
     header = [first, "scenario"] + agents + ["expert at 1.000"]
     cells = []
     for r in rows:
         expert = r["agents"].get("expert")
         share = f"{expert['perfect']:.0%}" if expert and expert["n"] else "-"
-        cells.append([r["level"], f"`{r['scenario']}`"] + [_cell_text(r["agents"][a]) for a in agents] + [share])
+        cells.append(
+            [r["level"], f"`{r['scenario']}`"]
+            + [_cell_text(r["agents"][a]) for a in agents]
+            + [share]
+        )
     return header, cells
 
 
@@ -203,7 +272,9 @@ def _gaps_table(suite: dict) -> tuple[list[str], list[list[str]]]:
     for g in suite["gaps"]:
         rows = {r["scenario"]: r for r in suite["axes"][g["axis"]]}
         there = rows[g["scenario"]]["agents"][g["agent"]]["score"].format()
-        ref_row = next((r for r in suite["axes"][g["axis"]] if r["scenario"] == g["reference"]), None)
+        ref_row = next(
+            (r for r in suite["axes"][g["axis"]] if r["scenario"] == g["reference"]), None
+        )
         ref = ref_row["agents"][g["agent"]]["score"].format() if ref_row else "-"
         how = "unaffected (reads no camera)" if g["unaffected"] else g["how"]
         cells.append([g["axis"], g["cell"], g["agent"], there, ref, g["gap"].format(), how])
@@ -214,15 +285,19 @@ def _sensors_line(suite: dict) -> str:
     parts = []
     for a, sensors in suite["plan"]["sensors"].items():
         priv = [s for s in sensors if s in PRIVILEGED]
-        parts.append(f"{a}: {', '.join(sensors)}" + (f" (privileged: {', '.join(priv)})" if priv else ""))
+        parts.append(
+            f"{a}: {', '.join(sensors)}" + (f" (privileged: {', '.join(priv)})" if priv else "")
+        )
     return "Sensors: " + "; ".join(parts) + "."
 
 
-INTRO = ("Each cell is a scenario variant run by every agent on the same seeds; a number is the mean "
-         "driving score (route completion x infraction penalties) with its 95% bootstrap interval, then "
-         "the collisions (and off-road ends) out of the cell's episodes. '=clean' marks an agent the "
-         "cell cannot affect (a visual condition or image fault for an agent that reads no camera; "
-         "pose noise for one that reads no pose): its clean episodes stand for it, unchanged.")
+INTRO = (
+    "Each cell is a scenario variant run by every agent on the same seeds; a number is the mean "
+    "driving score (route completion x infraction penalties) with its 95% bootstrap interval, then "
+    "the collisions (and off-road ends) out of the cell's episodes. '=clean' marks an agent the "
+    "cell cannot affect (a visual condition or image fault for an agent that reads no camera; "
+    "pose noise for one that reads no pose): its clean episodes stand for it, unchanged."
+)
 
 
 def reading(suite: dict) -> list[str]:
@@ -236,15 +311,19 @@ def reading(suite: dict) -> list[str]:
         for r in rows:
             e = r["agents"].get("expert")
             if e and e["n"] and e["perfect"] < 1.0:
-                out.append(f"{r['scenario']}: the expert scores 1.000 on {e['perfect']:.0%} of {e['n']} seeds "
-                           f"(mean {e['score'].value:.3f}, {e['collisions']} collisions): below the ceiling.")
+                out.append(
+                    f"{r['scenario']}: the expert scores 1.000 on {e['perfect']:.0%} of {e['n']} seeds "
+                    f"(mean {e['score'].value:.3f}, {e['collisions']} collisions): below the ceiling."
+                )
     for axis in ("density", "hazards", "maps", "visual"):
         for r in suite["axes"].get(axis, []):
             vals = {a: r["agents"][a]["score"].value for a in agents if r["agents"][a]["n"]}
             if len(vals) >= 2:
                 best, worst = max(vals, key=vals.get), min(vals, key=vals.get)
                 if vals[best] - vals[worst] >= 0.2:
-                    out.append(f"{r['scenario']}: {best} {vals[best]:.3f} vs {worst} {vals[worst]:.3f}.")
+                    out.append(
+                        f"{r['scenario']}: {best} {vals[best]:.3f} vs {worst} {vals[worst]:.3f}."
+                    )
     return out
 
 
@@ -258,22 +337,36 @@ def write_suite_report(folder: str | Path) -> dict[str, Path]:
     figs = _figures(suite, files)
     plan = suite["plan"]
     seeds = plan["seeds"]
-    head = (f"Suite {plan['suite']!r}: {len(plan['cells'])} cells x {len(plan['agents'])} agents on seeds "
-            f"{seeds[0]}-{seeds[-1]} ({len(seeds)} per cell).")
+    head = (
+        f"Suite {plan['suite']!r}: {len(plan['cells'])} cells x {len(plan['agents'])} agents on seeds "
+        f"{seeds[0]}-{seeds[-1]} ({len(seeds)} per cell)."
+    )
     sections: list[tuple[str, list[str], tuple[list[str], list[list[str]]] | None, str | None]] = []
     axes = suite["axes"]
-    for axis, first in (("density", "traffic"), ("hazards", "hazard"), ("maps", "maps"), ("visual", "condition")):
+    for axis, first in (
+        ("density", "traffic"),
+        ("hazards", "hazard"),
+        ("maps", "maps"),
+        ("visual", "condition"),
+    ):
         if axis in axes:
-            sections.append((AXIS_TITLES[axis], [], _axis_table(axes[axis], suite["agents"], first), axis))
+            sections.append(
+                (AXIS_TITLES[axis], [], _axis_table(axes[axis], suite["agents"], first), axis)
+            )
     if any(a.startswith("fault:") for a in axes):
         sections.append(("Sensor and actuation faults", [], _faults_table(suite), "faults"))
     if suite["gaps"]:
-        sections.append(("Generalisation gaps (unseen - training)",
-                         [GAPS_NOTE], _gaps_table(suite), None))
+        sections.append(
+            ("Generalisation gaps (unseen - training)", [GAPS_NOTE], _gaps_table(suite), None)
+        )
     notes = reading(suite)
     md = [f"# Benchmark suite: {folder.name}", "", head, "", INTRO, "", _sensors_line(suite), ""]
-    body = [f"<h1>Benchmark suite: {html.escape(folder.name)}</h1>", f"<p>{html.escape(head)}</p>",
-            f"<p>{html.escape(INTRO)}</p>", f"<p class=note>{html.escape(_sensors_line(suite))}</p>"]
+    body = [
+        f"<h1>Benchmark suite: {html.escape(folder.name)}</h1>",
+        f"<p>{html.escape(head)}</p>",
+        f"<p>{html.escape(INTRO)}</p>",
+        f"<p class=note>{html.escape(_sensors_line(suite))}</p>",
+    ]
     if notes:
         md += ["## Reading", "", *[f"- {n}" for n in notes], ""]
         body += ["<h2>Reading</h2><ul>", *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"]
@@ -288,23 +381,39 @@ def write_suite_report(folder: str | Path) -> dict[str, Path]:
         if table:
             header, cells = table
             md += [_md_table(header, cells), ""]
-            body.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-                        + "</tr></thead><tbody>" + "".join(
-                            "<tr>" + "".join(f"<td>{html.escape(c.strip('`'))}</td>" for c in row) + "</tr>"
-                            for row in cells) + "</tbody></table>")
+            body.append(
+                "<table><thead><tr>"
+                + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+                + "</tr></thead><tbody>"
+                + "".join(
+                    "<tr>" + "".join(f"<td>{html.escape(c.strip('`'))}</td>" for c in row) + "</tr>"
+                    for row in cells
+                )
+                + "</tbody></table>"
+            )
     if plan.get("command"):
         md += ["## Command", "", "```", " ".join(plan["command"]), "```", ""]
         body.append(f"<h2>Command</h2><pre>{html.escape(' '.join(plan['command']))}</pre>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;"
-             "padding:3px 6px;text-align:left}img{max-width:100%}.note{color:#444}")
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(folder.name)}</title>"
-            f"<style>{style}</style></head><body>" + "\n".join(body) + "</body></html>")
-    md_path, html_path, json_path = folder / "suite.md", folder / "suite.html", folder / "suite_report.json"
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:3px 6px;text-align:left}img{max-width:100%}.note{color:#444}"
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(folder.name)}</title>"
+        f"<style>{style}</style></head><body>" + "\n".join(body) + "</body></html>"
+    )
+    md_path, html_path, json_path = (
+        folder / "suite.md",
+        folder / "suite.html",
+        folder / "suite_report.json",
+    )
     atomic_write_bytes(md_path, "\n".join(md).encode())
     atomic_write_bytes(html_path, page.encode())
-    atomic_write_json(json_path, json.loads(json.dumps(
-        {"axes": suite["axes"], "gaps": suite["gaps"]}, default=_plain)))
+    atomic_write_json(
+        json_path,
+        json.loads(json.dumps({"axes": suite["axes"], "gaps": suite["gaps"]}, default=_plain)),
+    )
     return {"md": md_path, "html": html_path, "json": json_path, **figs}
 
 

@@ -127,8 +127,13 @@ def frame_layout(rig: CameraRig) -> FrameLayout:
         panels.append(RigPanel(name, k * cell + (cell - w) // 2, PANEL_PX, w, h, scale))
         row_h = max(row_h, h)
     row_h = _even(row_h)
-    return FrameLayout(width_px=2 * PANEL_PX, height_px=PANEL_PX + row_h + HUD_PX,
-                       rig_top_px=PANEL_PX, hud_top_px=PANEL_PX + row_h, panels=tuple(panels))
+    return FrameLayout(
+        width_px=2 * PANEL_PX,
+        height_px=PANEL_PX + row_h + HUD_PX,
+        rig_top_px=PANEL_PX,
+        hud_top_px=PANEL_PX + row_h,
+        panels=tuple(panels),
+    )
 
 
 def _put(img, text, org, scale=0.5, colour=(255, 255, 255)):
@@ -139,7 +144,7 @@ def _label(img, text, org, scale=0.5, colour=(255, 255, 255)):
     """Text on a darkened backdrop: readable on a pale sky as on dark asphalt."""
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     x, y = org
-    box = img[max(y - h - 4, 0):y + base + 1, max(x - 4, 0):x + w + 4]
+    box = img[max(y - h - 4, 0) : y + base + 1, max(x - 4, 0) : x + w + 4]
     box[:] = (box * LABEL_BACKDROP).astype(np.uint8)
     _put(img, text, org, scale, colour)
 
@@ -168,20 +173,24 @@ def draw_plan_overlay(img: np.ndarray, overlay: Any, m: np.ndarray, t: np.ndarra
     ok = np.asarray(overlay.candidate_ok, dtype=bool).reshape(-1)
     if candidates.size:
         if len(ok) != len(candidates):
-            raise ValueError(f"overlay has {len(candidates)} candidates but {len(ok)} "
-                             f"candidate_ok flags")
+            raise ValueError(
+                f"overlay has {len(candidates)} candidates but {len(ok)} candidate_ok flags"
+            )
         # rejected first, so the candidates the planner could pick stay on top
         for sel, colour in ((~ok, CANDIDATE_REJECTED_RGB), (ok, CANDIDATE_OK_RGB)):
             lines = _polylines_px(candidates[sel], m, t)
             if lines:
-                cv2.polylines(img, lines, False, colour, CANDIDATE_THICKNESS_PX, cv2.LINE_AA,
-                              SHIFT)
+                cv2.polylines(img, lines, False, colour, CANDIDATE_THICKNESS_PX, cv2.LINE_AA, SHIFT)
     objects = getattr(overlay, "objects", None)
     if objects is not None and len(objects.position_m):
         # what perception reported, as outlines over the true cars (they differ once a
         # detector replaces ground truth)
-        boxes = box_corners(np.asarray(objects.position_m), np.asarray(objects.heading_rad),
-                            np.asarray(objects.length_m), np.asarray(objects.width_m))
+        boxes = box_corners(
+            np.asarray(objects.position_m),
+            np.asarray(objects.heading_rad),
+            np.asarray(objects.length_m),
+            np.asarray(objects.width_m),
+        )
         outlines = _polylines_px(boxes, m, t)
         if outlines:
             cv2.polylines(img, outlines, True, PERCEIVED_RGB, 1, cv2.LINE_AA, SHIFT)
@@ -189,9 +198,11 @@ def draw_plan_overlay(img: np.ndarray, overlay: Any, m: np.ndarray, t: np.ndarra
     if plan:
         cv2.polylines(img, plan, False, PLAN_RGB, PLAN_THICKNESS_PX, cv2.LINE_AA, SHIFT)
     h = img.shape[0]
-    legend = (("plan", PLAN_RGB, PLAN_THICKNESS_PX),
-              ("candidates (grey: rejected)", CANDIDATE_OK_RGB, CANDIDATE_THICKNESS_PX),
-              ("perceived objects", PERCEIVED_RGB, 1))
+    legend = (
+        ("plan", PLAN_RGB, PLAN_THICKNESS_PX),
+        ("candidates (grey: rejected)", CANDIDATE_OK_RGB, CANDIDATE_THICKNESS_PX),
+        ("perceived objects", PERCEIVED_RGB, 1),
+    )
     for k, (label, colour, width) in enumerate(legend):
         y = h - 44 + 16 * k
         cv2.line(img, (8, y), (28, y), colour, width, cv2.LINE_AA)
@@ -201,22 +212,44 @@ def draw_plan_overlay(img: np.ndarray, overlay: Any, m: np.ndarray, t: np.ndarra
 def draw_detections(img: np.ndarray, detections: Any, spec: Any, scale: float) -> None:
     """Outline a detector's boxes (ego frame: ``centre_m``, ``heading_rad``, ``length_m``,
     ``width_m``) on the camera panel ``img``, the camera frame scaled by ``scale``."""
-    corners = box_corners(np.asarray(detections.centre_m), np.asarray(detections.heading_rad),
-                          np.asarray(detections.length_m),
-                          np.asarray(detections.width_m))  # ego frame [N, 4, 2]
+    corners = box_corners(
+        np.asarray(detections.centre_m),
+        np.asarray(detections.heading_rad),
+        np.asarray(detections.length_m),
+        np.asarray(detections.width_m),
+    )  # ego frame [N, 4, 2]
     uv = spec.ego_to_pixel(corners)  # [N, 4, 2] camera pixels (centres at integers)
     px = np.rint((uv + 0.5) * scale * (1 << SHIFT)).astype(np.int32)
     cv2.polylines(img, list(px), True, PERCEIVED_RGB, DETECTION_THICKNESS_PX, cv2.LINE_AA, SHIFT)
 
 
-_BOX_EDGES = np.array([[0, 1], [1, 2], [2, 3], [3, 0],  # bottom face (ground)
-                       [4, 5], [5, 6], [6, 7], [7, 4],  # top face
-                       [0, 4], [1, 5], [2, 6], [3, 7]])  # verticals
+_BOX_EDGES = np.array(
+    [
+        [0, 1],
+        [1, 2],
+        [2, 3],
+        [3, 0],  # bottom face (ground)
+        [4, 5],
+        [5, 6],
+        [6, 7],
+        [7, 4],  # top face
+        [0, 4],
+        [1, 5],
+        [2, 6],
+        [3, 7],
+    ]
+)  # verticals
 
 
-def draw_boxes_3d(img: np.ndarray, camera: PinholeCamera, scale: float, corners_ego_m: np.ndarray,
-                  heights_m: np.ndarray, colour=PERCEIVED_RGB,
-                  thickness_px: int = RIG_BOX_THICKNESS_PX) -> None:
+def draw_boxes_3d(
+    img: np.ndarray,
+    camera: PinholeCamera,
+    scale: float,
+    corners_ego_m: np.ndarray,
+    heights_m: np.ndarray,
+    colour=PERCEIVED_RGB,
+    thickness_px: int = RIG_BOX_THICKNESS_PX,
+) -> None:
     """Draw boxes standing on the road (ego-frame footprints ``[N, 4, 2]`` [m], heights
     ``[N]`` [m]) as 3D wireframes on ``img``, ``camera``'s frame upscaled by ``scale``.
 
@@ -227,9 +260,17 @@ def draw_boxes_3d(img: np.ndarray, camera: PinholeCamera, scale: float, corners_
     footprint = np.asarray(corners_ego_m, dtype=np.float64).reshape(-1, 4, 2)
     if not len(footprint):
         return
-    z = np.asarray(heights_m, dtype=np.float64).reshape(-1, 1, 1) * np.array([0.0, 1.0])[None, :, None]
-    pts = np.concatenate([np.broadcast_to(footprint[:, None], (len(footprint), 2, 4, 2)),
-                          np.broadcast_to(z, (len(footprint), 2, 4))[..., None]], axis=-1)
+    z = (
+        np.asarray(heights_m, dtype=np.float64).reshape(-1, 1, 1)
+        * np.array([0.0, 1.0])[None, :, None]
+    )
+    pts = np.concatenate(
+        [
+            np.broadcast_to(footprint[:, None], (len(footprint), 2, 4, 2)),
+            np.broadcast_to(z, (len(footprint), 2, 4))[..., None],
+        ],
+        axis=-1,
+    )
     q = camera.ego_to_camera(pts.reshape(-1, 8, 3))  # [N, 8, 3] camera frame
     a, b = q[:, _BOX_EDGES[:, 0]].reshape(-1, 3), q[:, _BOX_EDGES[:, 1]].reshape(-1, 3)
     near = max(camera.near_m, BOX_NEAR_M)
@@ -258,9 +299,18 @@ class EpisodeVideo:
     the agent's declared sensors, to mark its inputs in the panel labels (None: unmarked).
     """
 
-    def __init__(self, path: str | os.PathLike, *, agent: str, seed: int, fps: int,
-                 crf: int = 23, overlay_source: Any = None, rig: CameraRig | None = None,
-                 sensors: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        agent: str,
+        seed: int,
+        fps: int,
+        crf: int = 23,
+        overlay_source: Any = None,
+        rig: CameraRig | None = None,
+        sensors: Collection[str] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp.mp4")
@@ -284,8 +334,10 @@ class EpisodeVideo:
 
     def compose(self, env, obs, action, info) -> np.ndarray:
         if env.rig != self.rig:
-            raise ValueError(f"the env's rig {env.rig.to_dict()} is not the video's {self.rig.to_dict()}; "
-                             "build the EpisodeVideo with rig=env.rig")
+            raise ValueError(
+                f"the env's rig {env.rig.to_dict()} is not the video's {self.rig.to_dict()}; "
+                "build the EpisodeVideo with rig=env.rig"
+            )
         lay = self.layout
         cam = cv2.resize(obs["bev"], (PANEL_PX, PANEL_PX), interpolation=cv2.INTER_NEAREST)
         top = env.overview((PANEL_PX, PANEL_PX), OVERVIEW_MPP)
@@ -296,11 +348,15 @@ class EpisodeVideo:
             draw_plan_overlay(top, overlay, m, t)
             detections = getattr(overlay, "detections", None)
             per_camera = getattr(overlay, "camera_detections", None)
-            if per_camera:  # a rig agent: each camera's detections on its panel (tracks: the overview)
+            if (
+                per_camera
+            ):  # a rig agent: each camera's detections on its panel (tracks: the overview)
                 self._draw_detected(rig_imgs, per_camera)
             else:
                 if detections is not None and len(detections.centre_m):
-                    draw_detections(cam, detections, env.bev_camera, PANEL_PX / env.bev_camera.width_px)
+                    draw_detections(
+                        cam, detections, env.bev_camera, PANEL_PX / env.bev_camera.width_px
+                    )
                 objects = getattr(overlay, "objects", None)
                 if objects is not None and len(objects.position_m):
                     self._draw_perceived(rig_imgs, objects, info["ego"])
@@ -308,20 +364,28 @@ class EpisodeVideo:
         frame[:PANEL_PX, :PANEL_PX] = cam
         frame[:PANEL_PX, PANEL_PX:] = top
         for p in lay.panels:
-            frame[p.y_px:p.y_px + p.height_px, p.x_px:p.x_px + p.width_px] = rig_imgs[p.name]
+            frame[p.y_px : p.y_px + p.height_px, p.x_px : p.x_px + p.width_px] = rig_imgs[p.name]
         # dark seams between the panels
         cv2.line(frame, (PANEL_PX, 0), (PANEL_PX, PANEL_PX - 1), (0, 0, 0), 2)
         cv2.line(frame, (0, lay.rig_top_px), (lay.width_px - 1, lay.rig_top_px), (0, 0, 0), 2)
         for p in lay.panels[1:]:
             cv2.line(frame, (p.x_px, lay.rig_top_px), (p.x_px, lay.hud_top_px - 1), (0, 0, 0), 2)
         sp = env.bev_camera
-        _label(frame, self._input_label(f"bev: bird's-eye {sp.width_px}x{sp.height_px}, ego up", "bev"),
-               (8, 18))
+        _label(
+            frame,
+            self._input_label(f"bev: bird's-eye {sp.width_px}x{sp.height_px}, ego up", "bev"),
+            (8, 18),
+        )
         _label(frame, "overview (north up)", (PANEL_PX + 8, 18))
         for p in lay.panels:
             c = self.rig[p.name]
-            _label(frame, self._input_label(f"{p.name}: {c.hfov_deg:.0f} deg, {c.width_px}x{c.height_px}",
-                                            p.name), (p.x_px + 8, p.y_px + 18))
+            _label(
+                frame,
+                self._input_label(
+                    f"{p.name}: {c.hfov_deg:.0f} deg, {c.width_px}x{c.height_px}", p.name
+                ),
+                (p.x_px + 8, p.y_px + 18),
+            )
         self._hud(frame, env, action, info)
         return frame
 
@@ -334,12 +398,16 @@ class EpisodeVideo:
             img = env.render_camera(self.rig[panel.name]).image
         return cv2.resize(img, (panel.width_px, panel.height_px), interpolation=cv2.INTER_NEAREST)
 
-    def _draw_perceived(self, rig_imgs: dict[str, np.ndarray], objects: Any, ego: dict[str, Any]) -> None:
+    def _draw_perceived(
+        self, rig_imgs: dict[str, np.ndarray], objects: Any, ego: dict[str, Any]
+    ) -> None:
         """The perceived objects (world frame) as 3D boxes on every rig panel, at the frame's
         ego pose."""
         centre = world_to_ego(np.asarray(objects.position_m), ego["position_m"], ego["heading_rad"])
         heading = np.asarray(objects.heading_rad, dtype=np.float64) - ego["heading_rad"]
-        footprint = box_corners(centre, heading, np.asarray(objects.length_m), np.asarray(objects.width_m))
+        footprint = box_corners(
+            centre, heading, np.asarray(objects.length_m), np.asarray(objects.width_m)
+        )
         heights = object_heights(objects.length_m, objects.kind)
         for p in self.layout.panels:
             draw_boxes_3d(rig_imgs[p.name], self.rig[p.name], p.scale, footprint, heights)
@@ -351,14 +419,26 @@ class EpisodeVideo:
             det = per_camera.get(p.name)
             if det is None or not len(det.centre_m):
                 continue
-            footprint = box_corners(np.asarray(det.centre_m), np.asarray(det.heading_rad),
-                                    np.asarray(det.length_m), np.asarray(det.width_m))
+            footprint = box_corners(
+                np.asarray(det.centre_m),
+                np.asarray(det.heading_rad),
+                np.asarray(det.length_m),
+                np.asarray(det.width_m),
+            )
             heights = np.asarray(det.height_m, dtype=np.float64)
-            heights = np.where(np.isfinite(heights), heights, object_heights(det.length_m, det.kind))
-            draw_boxes_3d(rig_imgs[p.name], self.rig[p.name], p.scale, footprint, heights, colour=DETECTED_RGB)
+            heights = np.where(
+                np.isfinite(heights), heights, object_heights(det.length_m, det.kind)
+            )
+            draw_boxes_3d(
+                rig_imgs[p.name], self.rig[p.name], p.scale, footprint, heights, colour=DETECTED_RGB
+            )
 
     def _input_label(self, text: str, sensor: str) -> str:
-        return f"{text}  (agent input)" if self.sensors is not None and sensor in self.sensors else text
+        return (
+            f"{text}  (agent input)"
+            if self.sensors is not None and sensor in self.sensors
+            else text
+        )
 
     def _overlay(self, action) -> Any:
         """The overlay to draw on this frame, or None.  The reset frame (no action yet)
@@ -376,22 +456,42 @@ class EpisodeVideo:
         a = np.zeros(len(names)) if action is None else np.asarray(action)
         steer = float(a[names.index("steering")])
         acc = float(a[names.index("acceleration")]) if "acceleration" in names else 0.0
-        _put(frame, f"{sc.name}  agent={self.agent}  seed={self.seed}  cmd={info['command']}",
-             (8, y0))
-        _put(frame, f"t={ego['time_s']:5.1f}s  speed={ego['speed_mps']:5.1f} m/s "
-                    f"({ego['speed_mps'] * 3.6:5.1f} km/h)  route={100 * ego['route_completion']:5.1f}%",
-             (8, y0 + 22))
+        _put(
+            frame,
+            f"{sc.name}  agent={self.agent}  seed={self.seed}  cmd={info['command']}",
+            (8, y0),
+        )
+        _put(
+            frame,
+            f"t={ego['time_s']:5.1f}s  speed={ego['speed_mps']:5.1f} m/s "
+            f"({ego['speed_mps'] * 3.6:5.1f} km/h)  route={100 * ego['route_completion']:5.1f}%",
+            (8, y0 + 22),
+        )
         # steering bar grows to the left for a left turn; acceleration bar to the right
         cx, cy, half = self.layout.width_px - 120, y0 - 6, 100
         cv2.rectangle(frame, (cx - half, cy - 6), (cx + half, cy + 6), (80, 80, 80), 1)
         cv2.rectangle(frame, (cx, cy - 5), (int(cx - steer * half), cy + 5), (80, 200, 255), -1)
-        _put(frame, f"steer {np.degrees(steer * STEERING_RANGE_RAD):+5.1f} deg",
-             (cx - half - 130, cy + 5), 0.45)
+        _put(
+            frame,
+            f"steer {np.degrees(steer * STEERING_RANGE_RAD):+5.1f} deg",
+            (cx - half - 130, cy + 5),
+            0.45,
+        )
         cy2 = y0 + 16
         cv2.rectangle(frame, (cx - half, cy2 - 6), (cx + half, cy2 + 6), (80, 80, 80), 1)
-        cv2.rectangle(frame, (cx, cy2 - 5), (int(cx + acc * half), cy2 + 5),
-                      (90, 220, 90) if acc >= 0 else (230, 80, 80), -1)
-        _put(frame, f"accel {acc * ACCELERATION_RANGE_MPS2:+4.1f} m/s2", (cx - half - 130, cy2 + 5), 0.45)
+        cv2.rectangle(
+            frame,
+            (cx, cy2 - 5),
+            (int(cx + acc * half), cy2 + 5),
+            (90, 220, 90) if acc >= 0 else (230, 80, 80),
+            -1,
+        )
+        _put(
+            frame,
+            f"accel {acc * ACCELERATION_RANGE_MPS2:+4.1f} m/s2",
+            (cx - half - 130, cy2 + 5),
+            0.45,
+        )
         if events["collision"] or events["offroad"]:
             what = f"COLLISION ({events['collision']})" if events["collision"] else "OFF ROAD"
             _put(frame, what, (PANEL_PX + 8, 44), 0.7, (255, 60, 60))

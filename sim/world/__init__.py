@@ -22,8 +22,9 @@ def register_envs() -> None:
     """Register every scenario's gymnasium id (idempotent)."""
     for name in SCENARIOS:
         if env_id(name) not in gym.registry:
-            gym.register(id=env_id(name), entry_point="sim.world.env:DrivingEnv",
-                         kwargs={"scenario": name})
+            gym.register(
+                id=env_id(name), entry_point="sim.world.env:DrivingEnv", kwargs={"scenario": name}
+            )
 
 
 register_envs()

@@ -23,15 +23,27 @@ from sim.world.scenarios import ACCELERATION_RANGE_MPS2, STEERING_RANGE_RAD
 
 
 class IDMAutopilot:
-    def __init__(self, world, *, target_speed_mps: float, lane_changes: bool,
-                 destination: str | None, dt_s: float, longitudinal: bool) -> None:
+    def __init__(
+        self,
+        world,
+        *,
+        target_speed_mps: float,
+        lane_changes: bool,
+        destination: str | None,
+        dt_s: float,
+        longitudinal: bool,
+    ) -> None:
         ego = world.vehicle
         self.world = world
         self.dt_s = dt_s
         self.longitudinal = longitudinal
         self.shadow = IDMVehicle(
-            world.road, ego.position.copy(), heading=ego.heading, speed=ego.speed,
-            target_speed=target_speed_mps, enable_lane_change=lane_changes,
+            world.road,
+            ego.position.copy(),
+            heading=ego.heading,
+            speed=ego.speed,
+            target_speed=target_speed_mps,
+            enable_lane_change=lane_changes,
         )
         self.shadow.lane_index, self.shadow.lane = ego.lane_index, ego.lane
         self.shadow.target_lane_index = ego.lane_index

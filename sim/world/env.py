@@ -83,8 +83,9 @@ _GEOMETRY_CACHE: dict[tuple, tuple[RoadGeometry, dict[str, SceneRenderer]]] = {}
 GEOMETRY_CACHE_SIZE = 32  # maps kept per process (generated roads give one per map seed)
 
 
-def _validate_sensors(sensors: Sequence[str] | None,
-                      rig_names: Sequence[str] = RIG_SENSORS) -> tuple[str, ...]:
+def _validate_sensors(
+    sensors: Sequence[str] | None, rig_names: Sequence[str] = RIG_SENSORS
+) -> tuple[str, ...]:
     if sensors is None:
         return DEFAULT_SENSORS
     known = DEFAULT_SENSORS + tuple(rig_names)
@@ -129,10 +130,14 @@ class DrivingEnv(gym.Env):
                 f"unknown render_mode {render_mode!r}; known: {self.metadata['render_modes']}"
             )
         self.scenario = scenario
-        self.bev_camera = BevCamera.from_dict(bev) if isinstance(bev, dict) else (bev or BevCamera())
+        self.bev_camera = (
+            BevCamera.from_dict(bev) if isinstance(bev, dict) else (bev or BevCamera())
+        )
         self.rig = rig if rig is not None else default_rig()
         if set(self.rig.names) & set(DEFAULT_SENSORS):
-            raise ValueError(f"rig camera names {self.rig.names} clash with sensors {DEFAULT_SENSORS}")
+            raise ValueError(
+                f"rig camera names {self.rig.names} clash with sensors {DEFAULT_SENSORS}"
+            )
         self.sensors = _validate_sensors(sensors, self.rig.names)
         self.palettes = visual_palettes(scenario.visual)  # every camera renders in this condition
         self._rig_sensors = tuple(n for n in self.rig.names if n in self.sensors)
@@ -185,7 +190,8 @@ class DrivingEnv(gym.Env):
         self.progress = RouteProgress(self.route)
         self.time_s, self.steps = 0.0, 0
         self._objects = [o for o in self.world.road.vehicles if o is not self.world.vehicle] + [
-            o for o in self.world.road.objects if not isinstance(o, Landmark)]
+            o for o in self.world.road.objects if not isinstance(o, Landmark)
+        ]
         self._object_static = None
         self.autopilot = None
         if "autopilot" in self.sensors:
@@ -193,9 +199,13 @@ class DrivingEnv(gym.Env):
             if plan.command in ("left", "straight", "right"):
                 dest = plan.lanes[-1][1]
             self.autopilot = IDMAutopilot(
-                self.world, target_speed_mps=self.scenario.cruise_speed_mps,
-                lane_changes=self.scenario.lane_changes_allowed, destination=dest,
-                dt_s=self.scenario.dt_s, longitudinal=self.scenario.longitudinal)
+                self.world,
+                target_speed_mps=self.scenario.cruise_speed_mps,
+                lane_changes=self.scenario.lane_changes_allowed,
+                destination=dest,
+                dt_s=self.scenario.dt_s,
+                longitudinal=self.scenario.longitudinal,
+            )
         ego_state = self._ego_state()
         self.progress.update(ego_state["position_m"])
         arrays = self._object_arrays()
@@ -206,7 +216,8 @@ class DrivingEnv(gym.Env):
         if a.shape != self.action_space.shape:
             raise ValueError(
                 f"action must have shape {self.action_space.shape} "
-                f"({', '.join(self.scenario.action_names)}), got {np.shape(action)}")
+                f"({', '.join(self.scenario.action_names)}), got {np.shape(action)}"
+            )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action must be finite, got {a.tolist()}")
         hw_action = np.clip(a, -1.0, 1.0)
@@ -225,16 +236,22 @@ class DrivingEnv(gym.Env):
         if events["collision"] or events["offroad"]:
             reward -= 1.0
         arrays = self._object_arrays()
-        return (self._observe(arrays), float(reward), terminated, bool(truncated),
-                self._info(events, ego_state, arrays))
+        return (
+            self._observe(arrays),
+            float(reward),
+            terminated,
+            bool(truncated),
+            self._info(events, ego_state, arrays),
+        )
 
     def render(self):
         if self.render_mode != "rgb_array":
             return None
         return self.overview()
 
-    def overview(self, size_px: tuple[int, int] = (256, 256),
-                 metres_per_pixel: float = 0.5) -> np.ndarray:
+    def overview(
+        self, size_px: tuple[int, int] = (256, 256), metres_per_pixel: float = 0.5
+    ) -> np.ndarray:
         """A north-up view centred on the ego, with the route drawn: for people, not agents.
 
         :meth:`overview_transform` gives its world -> pixel map, to draw more on it.
@@ -242,11 +259,20 @@ class DrivingEnv(gym.Env):
         ego = self.world.vehicle
         xy = self._overview_centre_m()
         return self.renderer.top_down(
-            size_px, metres_per_pixel, xy, self._scene_objects(), xy,
-            hw_to_world_heading(ego.heading), ego.LENGTH, ego.WIDTH, route_m=self.route.points_m)
+            size_px,
+            metres_per_pixel,
+            xy,
+            self._scene_objects(),
+            xy,
+            hw_to_world_heading(ego.heading),
+            ego.LENGTH,
+            ego.WIDTH,
+            route_m=self.route.points_m,
+        )
 
-    def overview_transform(self, size_px: tuple[int, int] = (256, 256),
-                           metres_per_pixel: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    def overview_transform(
+        self, size_px: tuple[int, int] = (256, 256), metres_per_pixel: float = 0.5
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The affine world -> pixel map ``(m, t)`` of :meth:`overview` with the same
         arguments, in the current state (see :func:`sim.world.render.top_down_transform`)."""
         return top_down_transform(size_px, metres_per_pixel, self._overview_centre_m())
@@ -260,8 +286,11 @@ class DrivingEnv(gym.Env):
 
     # -- internals ----------------------------------------------------------------------------
     def _load_geometry(self) -> None:
-        key = (self.scenario.world, repr(sorted(self.scenario.world_config.items())),
-               repr(self.world.map_key()))
+        key = (
+            self.scenario.world,
+            repr(sorted(self.scenario.world_config.items())),
+            repr(self.world.map_key()),
+        )
         if key not in _GEOMETRY_CACHE:
             while len(_GEOMETRY_CACHE) >= GEOMETRY_CACHE_SIZE:  # the oldest map goes first
                 _GEOMETRY_CACHE.pop(next(iter(_GEOMETRY_CACHE)))
@@ -332,23 +361,39 @@ class DrivingEnv(gym.Env):
                 objs,
                 np.array([o.LENGTH for o in objs], dtype=np.float64),
                 np.array([o.WIDTH for o in objs], dtype=np.float64),
-                np.array([KIND_OBSTACLE if isinstance(o, Obstacle) else KIND_VEHICLE
-                          for o in objs], dtype=np.int8))
+                np.array(
+                    [KIND_OBSTACLE if isinstance(o, Obstacle) else KIND_VEHICLE for o in objs],
+                    dtype=np.int8,
+                ),
+            )
         _, length, width, kind = self._object_static
-        return {"position_m": pos, "heading_rad": heading, "speed_mps": speed,
-                "length_m": length.copy(), "width_m": width.copy(), "kind": kind.copy()}
+        return {
+            "position_m": pos,
+            "heading_rad": heading,
+            "speed_mps": speed,
+            "length_m": length.copy(),
+            "width_m": width.copy(),
+            "kind": kind.copy(),
+        }
 
     def _scene_objects(self, arrays: dict | None = None) -> SceneObjects:
         a = arrays if arrays is not None else self._object_arrays()
-        return SceneObjects(a["position_m"], a["heading_rad"], a["length_m"], a["width_m"], a["kind"])
+        return SceneObjects(
+            a["position_m"], a["heading_rad"], a["length_m"], a["width_m"], a["kind"]
+        )
 
     def _observe(self, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
         ego = self.world.vehicle
         obs: dict[str, Any] = {}
         if "bev" in self.sensors:
             obs["bev"] = self.renderer.ego_camera(
-                self.bev_camera, hw_to_world_xy(ego.position), hw_to_world_heading(ego.heading),
-                self._scene_objects(arrays), ego.LENGTH, ego.WIDTH)
+                self.bev_camera,
+                hw_to_world_xy(ego.position),
+                hw_to_world_heading(ego.heading),
+                self._scene_objects(arrays),
+                ego.LENGTH,
+                ego.WIDTH,
+            )
         if "speed" in self.sensors:
             obs["speed"] = np.array([ego.speed], dtype=np.float32)
         if "pose" in self.sensors:
@@ -360,9 +405,14 @@ class DrivingEnv(gym.Env):
             obs[name] = self.render_camera(self.rig[name], arrays).image
         return obs
 
-    def render_camera(self, camera: PinholeCamera, arrays: dict[str, np.ndarray] | None = None,
-                      instance: bool = False, depth: bool = False,
-                      colour_seed: int = 0) -> PerspectiveFrame:
+    def render_camera(
+        self,
+        camera: PinholeCamera,
+        arrays: dict[str, np.ndarray] | None = None,
+        instance: bool = False,
+        depth: bool = False,
+        colour_seed: int = 0,
+    ) -> PerspectiveFrame:
         """Render a perspective ``camera`` on the current state: the ego's pose, every other
         vehicle and obstacle (identities = the ``truth`` sensor's ids, their index), the
         road map (one cached :class:`~sim.world.perspective.PerspectiveRenderer` per map and
@@ -373,9 +423,15 @@ class DrivingEnv(gym.Env):
         ego = self.world.vehicle
         a = arrays if arrays is not None else self._object_arrays()
         return renderer_for(self.geometry, self.palettes.rig).render(
-            camera, hw_to_world_xy(ego.position), float(hw_to_world_heading(ego.heading)),
-            self._scene_objects(a), ids=np.arange(len(a["kind"])), colour_seed=colour_seed,
-            instance=instance, depth=depth)
+            camera,
+            hw_to_world_xy(ego.position),
+            float(hw_to_world_heading(ego.heading)),
+            self._scene_objects(a),
+            ids=np.arange(len(a["kind"])),
+            colour_seed=colour_seed,
+            instance=instance,
+            depth=depth,
+        )
 
     def _truth(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every other object (vehicles and obstacles), world frame, structure of arrays."""
@@ -413,8 +469,9 @@ class DrivingEnv(gym.Env):
         ttc = np.maximum(gap[ok], 0.0) / closing[ok]
         return float(min(TTC_HORIZON_S, ttc.min()))
 
-    def _info(self, events: dict[str, Any], ego_state: dict[str, Any],
-              arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    def _info(
+        self, events: dict[str, Any], ego_state: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> dict[str, Any]:
         ego_state = {
             **ego_state,
             "time_s": self.time_s,

@@ -61,7 +61,9 @@ def _axis_aligned(lane: AbstractLane) -> bool:
     return bool((d[0] == 0.0 and abs(d[1]) == 1.0) or (d[1] == 0.0 and abs(d[0]) == 1.0))
 
 
-def _estimate_coordinates(lane: AbstractLane, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _estimate_coordinates(
+    lane: AbstractLane, pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Vectorised (s, lateral) of points ``[N, 2]`` on a lane, or None for unknown lane types."""
     if isinstance(lane, StraightLane):  # includes SineLane
         delta = pos - lane.start
@@ -88,7 +90,7 @@ class _LaneView:
     the road's iteration order, which highway-env's tie rules refer to.
     """
 
-    __slots__ = ("s_sorted", "idx_sorted")
+    __slots__ = ("idx_sorted", "s_sorted")
 
     def __init__(self, lane: AbstractLane, objs: list, pos: np.ndarray, margin: float) -> None:
         n = len(objs)
@@ -108,8 +110,11 @@ class _LaneView:
                 s_est, lat_est = estimate
                 band = PREFILTER_BAND_M
                 w = lane.width_at(0.0)  # straight, sine and circular lanes: constant width
-                near = np.flatnonzero((np.abs(lat_est) <= w / 2 + margin + band)
-                                      & (lo - band <= s_est) & (s_est < hi + band))
+                near = np.flatnonzero(
+                    (np.abs(lat_est) <= w / 2 + margin + band)
+                    & (lo - band <= s_est)
+                    & (s_est < hi + band)
+                )
             for i in near:
                 si, lati = lane.local_coordinates(objs[i].position)
                 s[i] = si
@@ -167,8 +172,11 @@ class FastRoad(Road):
     # -- neighbour search -------------------------------------------------------------------
     def _snapshot(self) -> None:
         self._objs = [o for o in self.vehicles + self.objects if not isinstance(o, Landmark)]
-        self._pos = (np.array([o.position for o in self._objs], dtype=np.float64)
-                     if self._objs else np.zeros((0, 2)))
+        self._pos = (
+            np.array([o.position for o in self._objs], dtype=np.float64)
+            if self._objs
+            else np.zeros((0, 2))
+        )
 
     def _view(self, lane_index: LaneIndex, lane: AbstractLane) -> _LaneView:
         view = self._views.get(lane_index)
@@ -290,6 +298,7 @@ class FastRoadNetwork(RoadNetwork):
         self._length = np.array([lane.length for lane in al])
         self._heading = np.array([lane.heading for lane in al])
         self._memo_lanes = [lane for lane in lanes if type(lane) is _MemoStraightLane]
+
     def add_lane(self, _from: str, _to: str, lane: AbstractLane) -> None:
         super().add_lane(_from, _to, lane)
         self._fast_init()  # the lane table must list every lane
@@ -304,10 +313,12 @@ class FastRoadNetwork(RoadNetwork):
             dy = pos[:, 1:2] - self._start[None, :, 1]
             s = dx * self._dir[None, :, 0] + dy * self._dir[None, :, 1]
             r = dx * self._lat[None, :, 0] + dy * self._lat[None, :, 1]
-            angle = np.abs(((heading[:, None] - self._heading[None, :]) + np.pi) % (2 * np.pi)
-                           - np.pi)
-            dist[:, self._aligned] = (np.abs(r) + np.maximum(s - self._length, 0)
-                                      + np.maximum(0 - s, 0) + 1.0 * angle)
+            angle = np.abs(
+                ((heading[:, None] - self._heading[None, :]) + np.pi) % (2 * np.pi) - np.pi
+            )
+            dist[:, self._aligned] = (
+                np.abs(r) + np.maximum(s - self._length, 0) + np.maximum(0 - s, 0) + 1.0 * angle
+            )
         for k in self._others:
             lane = self._lanes[k]
             for i in range(len(pos)):
@@ -328,8 +339,10 @@ class FastRoadNetwork(RoadNetwork):
     def get_closest_lane_index(self, position: np.ndarray, heading: float | None = None):
         if heading is None:
             return super().get_closest_lane_index(position, heading)
-        dist = self._distances(np.asarray(position, dtype=np.float64).reshape(1, 2),
-                               np.array([heading], dtype=np.float64))
+        dist = self._distances(
+            np.asarray(position, dtype=np.float64).reshape(1, 2),
+            np.array([heading], dtype=np.float64),
+        )
         return self._indexes[int(np.argmin(dist[0]))]
 
 
@@ -381,8 +394,9 @@ def make_fast(road: Road) -> FastRoad:
     if type(road) is not Road:
         raise TypeError(f"fast physics supports highway-env's Road, not {type(road).__name__}")
     if type(road.network) is not RoadNetwork:
-        raise TypeError(f"fast physics supports highway-env's RoadNetwork, not "
-                        f"{type(road.network).__name__}")
+        raise TypeError(
+            f"fast physics supports highway-env's RoadNetwork, not {type(road.network).__name__}"
+        )
     road.__class__ = FastRoad
     road._fast_init()
     for lane in road.network.lanes_list():
@@ -446,15 +460,20 @@ class FastIDMVehicle(IDMVehicle):
         self.follow_road()
         if self.enable_lane_change:
             self.change_lane_policy()
-        action["steering"] = _clip(self.steering_control(self.target_lane_index),
-                                   -self.MAX_STEERING_ANGLE, self.MAX_STEERING_ANGLE)
+        action["steering"] = _clip(
+            self.steering_control(self.target_lane_index),
+            -self.MAX_STEERING_ANGLE,
+            self.MAX_STEERING_ANGLE,
+        )
         front_vehicle, rear_vehicle = self.road.neighbour_vehicles(self, self.lane_index)
         action["acceleration"] = self.acceleration(
-            ego_vehicle=self, front_vehicle=front_vehicle, rear_vehicle=rear_vehicle)
+            ego_vehicle=self, front_vehicle=front_vehicle, rear_vehicle=rear_vehicle
+        )
         if self.lane_index != self.target_lane_index:
             front_vehicle, rear_vehicle = self.road.neighbour_vehicles(self, self.target_lane_index)
             target_idm_acceleration = self.acceleration(
-                ego_vehicle=self, front_vehicle=front_vehicle, rear_vehicle=rear_vehicle)
+                ego_vehicle=self, front_vehicle=front_vehicle, rear_vehicle=rear_vehicle
+            )
             action["acceleration"] = min(action["acceleration"], target_idm_acceleration)
         action["acceleration"] = _clip(action["acceleration"], -self.ACC_MAX, self.ACC_MAX)
         Vehicle.act(self, action)
@@ -465,8 +484,12 @@ class FastIDMVehicle(IDMVehicle):
         ego_target_speed = getattr(ego_vehicle, "target_speed", 0)
         if ego_vehicle.lane and ego_vehicle.lane.speed_limit is not None:
             ego_target_speed = _clip(ego_target_speed, 0, ego_vehicle.lane.speed_limit)
-        acceleration = self.COMFORT_ACC_MAX * (1 - np.power(
-            max(ego_vehicle.speed, 0) / abs(utils.not_zero(ego_target_speed)), self.DELTA))
+        acceleration = self.COMFORT_ACC_MAX * (
+            1
+            - np.power(
+                max(ego_vehicle.speed, 0) / abs(utils.not_zero(ego_target_speed)), self.DELTA
+            )
+        )
         if front_vehicle:
             d = ego_vehicle.lane_distance_to(front_vehicle)
             q = self.desired_gap(ego_vehicle, front_vehicle) / utils.not_zero(d)
@@ -481,11 +504,14 @@ class FastIDMVehicle(IDMVehicle):
         lane_next_coords = lane_coords[0] + self.speed * self.TAU_PURSUIT
         lane_future_heading = target_lane.heading_at(lane_next_coords)
         lateral_speed_command = -self.KP_LATERAL * lane_coords[1]
-        heading_command = np.arcsin(_clip(lateral_speed_command / utils.not_zero(self.speed), -1, 1))
+        heading_command = np.arcsin(
+            _clip(lateral_speed_command / utils.not_zero(self.speed), -1, 1)
+        )
         heading_ref = lane_future_heading + _clip(heading_command, -np.pi / 4, np.pi / 4)
         heading_rate_command = self.KP_HEADING * utils.wrap_to_pi(heading_ref - self.heading)
-        slip_angle = np.arcsin(_clip(
-            self.LENGTH / 2 / utils.not_zero(self.speed) * heading_rate_command, -1, 1))
+        slip_angle = np.arcsin(
+            _clip(self.LENGTH / 2 / utils.not_zero(self.speed) * heading_rate_command, -1, 1)
+        )
         steering_angle = np.arctan(2 * np.tan(slip_angle))
         steering_angle = _clip(steering_angle, -self.MAX_STEERING_ANGLE, self.MAX_STEERING_ANGLE)
         return float(steering_angle)

@@ -47,7 +47,9 @@ def map_seed_for(split: str, episode_seed: int, train_maps: int) -> int:
     if int(episode_seed) != episode_seed or episode_seed < 0:
         raise ValueError(f"episode seed must be a non-negative integer, got {episode_seed!r}")
     if int(train_maps) != train_maps or not 1 <= train_maps <= UNSEEN_MAP_SEED_BASE:
-        raise ValueError(f"train_maps must be an integer in [1, {UNSEEN_MAP_SEED_BASE}], got {train_maps!r}")
+        raise ValueError(
+            f"train_maps must be an integer in [1, {UNSEEN_MAP_SEED_BASE}], got {train_maps!r}"
+        )
     if split == "train":
         return int(episode_seed) % int(train_maps)
     if split == "unseen":
@@ -77,16 +79,18 @@ class GeneratedRoadWorld(WorldMixin, AbstractEnv):
     @classmethod
     def default_config(cls) -> dict:
         config = super().default_config()
-        config.update({
-            "map_split": "train",
-            "train_maps": 20,
-            "lanes_count": 2,
-            "radius_range_m": (15.0, 300.0),
-            "speed_limit_mps": 10.0,
-            "route_length_m": 350.0,
-            "ego_start_m": 10.0,
-            "ego_speed_mps": 8.0,
-        })
+        config.update(
+            {
+                "map_split": "train",
+                "train_maps": 20,
+                "lanes_count": 2,
+                "radius_range_m": (15.0, 300.0),
+                "speed_limit_mps": 10.0,
+                "route_length_m": 350.0,
+                "ego_start_m": 10.0,
+                "ego_speed_mps": 8.0,
+            }
+        )
         return config
 
     STRAIGHT_RANGE_M: tuple[float, float] = (20.0, 100.0)
@@ -123,7 +127,9 @@ class GeneratedRoadWorld(WorldMixin, AbstractEnv):
     def _check_config(self) -> None:
         c = self.config
         if c["map_split"] not in MAP_SPLITS:
-            raise ValueError(f"unknown map_split {c['map_split']!r}; known: {', '.join(MAP_SPLITS)}")
+            raise ValueError(
+                f"unknown map_split {c['map_split']!r}; known: {', '.join(MAP_SPLITS)}"
+            )
         for key in ("route_length_m", "ego_speed_mps"):
             if not float(c[key]) > 0:
                 raise ValueError(f"{key} must be > 0, got {c[key]!r}")
@@ -135,15 +141,22 @@ class GeneratedRoadWorld(WorldMixin, AbstractEnv):
         spec = self.road_spec()
         road_m = float(self.config["ego_start_m"]) + float(self.config["route_length_m"])
         self.layout = cached_layout(spec, self.map_key()[1], road_m)
-        self.road = Road(network=build_network(self.layout), np_random=self.np_random,
-                         record_history=self.config["show_trajectories"],
-                         neighbour_vehicles_connected_lanes=self.config["neighbour_vehicles_connected_lanes"])
+        self.road = Road(
+            network=build_network(self.layout),
+            np_random=self.np_random,
+            record_history=self.config["show_trajectories"],
+            neighbour_vehicles_connected_lanes=self.config["neighbour_vehicles_connected_lanes"],
+        )
         self._make_vehicles()
 
     def _make_vehicles(self) -> None:
         lane_k = int(self.np_random.integers(self.config["lanes_count"]))
-        ego = self._vehicle_at(self.action_type.vehicle_class, lane_k, float(self.config["ego_start_m"]),
-                               float(self.config["ego_speed_mps"]))
+        ego = self._vehicle_at(
+            self.action_type.vehicle_class,
+            lane_k,
+            float(self.config["ego_start_m"]),
+            float(self.config["ego_speed_mps"]),
+        )
         self.controlled_vehicles = [ego]
         self.road.vehicles.append(ego)
 
@@ -152,16 +165,21 @@ class GeneratedRoadWorld(WorldMixin, AbstractEnv):
         aligned with its lane."""
         i, s_seg = self.layout.locate(s_m)
         lane = self.road.network.get_lane((node_name(i), node_name(i + 1), lane_k))
-        s_lane = s_seg * lane.length / self.layout.segments[i].length_m  # arcs: lanes differ in length
+        s_lane = (
+            s_seg * lane.length / self.layout.segments[i].length_m
+        )  # arcs: lanes differ in length
         return cls(self.road, lane.position(s_lane, 0.0), lane.heading_at(s_lane), speed_mps, **kw)
 
     def route_plan(self) -> RoutePlan:
         ego = self.vehicle
         k = ego.lane_index[2]
-        lanes: list[LaneIndex] = [(node_name(i), node_name(i + 1), k)
-                                  for i in range(len(self.layout.segments))]
+        lanes: list[LaneIndex] = [
+            (node_name(i), node_name(i + 1), k) for i in range(len(self.layout.segments))
+        ]
         s0, _ = self.road.network.get_lane(lanes[0]).local_coordinates(ego.position)
-        return RoutePlan(lanes=lanes, start_s_m=float(s0), length_m=float(self.config["route_length_m"]))
+        return RoutePlan(
+            lanes=lanes, start_s_m=float(s0), length_m=float(self.config["route_length_m"])
+        )
 
 
 class TrackWorld(GeneratedRoadWorld):
@@ -196,18 +214,20 @@ class CurvyHighwayWorld(GeneratedRoadWorld):
     @classmethod
     def default_config(cls) -> dict:
         config = super().default_config()
-        config.update({
-            "lanes_count": 3,
-            "radius_range_m": (150.0, 300.0),
-            "speed_limit_mps": 20.0,
-            "route_length_m": 600.0,
-            "ego_start_m": 50.0,  # room for a few cars behind the ego
-            "ego_speed_mps": 20.0,
-            "vehicles_count": 30,
-            "vehicles_density": 1.0,
-            "traffic_speed_mps": (16.0, 19.0),
-            "neighbour_vehicles_connected_lanes": True,
-        })
+        config.update(
+            {
+                "lanes_count": 3,
+                "radius_range_m": (150.0, 300.0),
+                "speed_limit_mps": 20.0,
+                "route_length_m": 600.0,
+                "ego_start_m": 50.0,  # room for a few cars behind the ego
+                "ego_speed_mps": 20.0,
+                "vehicles_count": 30,
+                "vehicles_density": 1.0,
+                "traffic_speed_mps": (16.0, 19.0),
+                "neighbour_vehicles_connected_lanes": True,
+            }
+        )
         return config
 
     STRAIGHT_RANGE_M = (50.0, 200.0)  # [m] a highway's straights are longer,
@@ -223,8 +243,10 @@ class CurvyHighwayWorld(GeneratedRoadWorld):
             raise ValueError(f"vehicles_density must be > 0, got {c['vehicles_density']!r}")
         lo, hi = c["traffic_speed_mps"]
         if not 0 < lo <= hi:
-            raise ValueError(f"traffic_speed_mps must be (low, high) with 0 < low <= high, "
-                             f"got {c['traffic_speed_mps']!r}")
+            raise ValueError(
+                f"traffic_speed_mps must be (low, high) with 0 < low <= high, "
+                f"got {c['traffic_speed_mps']!r}"
+            )
 
     def _make_vehicles(self) -> None:
         super()._make_vehicles()

@@ -110,7 +110,11 @@ class RevealingVehicle(ScriptedVehicle):
     its new lane."""
 
     def setup(self, stalled: Vehicle, escape_lane_index, reveal_m: float) -> None:
-        self.stalled, self.escape_lane_index, self.reveal_m = stalled, escape_lane_index, float(reveal_m)
+        self.stalled, self.escape_lane_index, self.reveal_m = (
+            stalled,
+            escape_lane_index,
+            float(reveal_m),
+        )
         self.enable_lane_change = False
         self.script_acceleration = 0.0
         self.phase = "hold"
@@ -166,9 +170,15 @@ class HazardWorld(HighwayWorld):
                 keep.append(v)
                 continue
             s, lane = self._s(v), v.lane_index[2]
-            in_ego_lane = lane == ego.lane_index[2] and s_ego - CLEAR_BEHIND_M <= s <= s_ego + CLEAR_AHEAD_M
-            near_actor = any(abs(s - self._s(a)) < CLEAR_NEAR_M and abs(lane - a.lane_index[2]) <= 1
-                             and lane != ego.lane_index[2] for a in self.hazard_actors)
+            in_ego_lane = (
+                lane == ego.lane_index[2] and s_ego - CLEAR_BEHIND_M <= s <= s_ego + CLEAR_AHEAD_M
+            )
+            near_actor = any(
+                abs(s - self._s(a)) < CLEAR_NEAR_M
+                and abs(lane - a.lane_index[2]) <= 1
+                and lane != ego.lane_index[2]
+                for a in self.hazard_actors
+            )
             near_ego = abs(s - s_ego) < CLEAR_NEAR_M / 2
             if not (in_ego_lane or near_actor or near_ego):
                 keep.append(v)
@@ -183,7 +193,9 @@ class CutInWorld(HazardWorld):
         lane = self._lane(self._neighbour_lane(rng))
         s0 = self._s(ego) + float(rng.uniform(30.0, 45.0))  # [m] starts ahead, and slower
         speed = float(ego.speed - rng.uniform(2.0, 5.0))
-        car = CutInVehicle(self.road, lane.position(s0, 0.0), heading=lane.heading_at(s0), speed=speed)
+        car = CutInVehicle(
+            self.road, lane.position(s0, 0.0), heading=lane.heading_at(s0), speed=speed
+        )
         car.setup(ego, ego.lane_index, cut_gap_m=float(rng.uniform(6.0, 15.0)))
         self._add(car)
 
@@ -194,13 +206,19 @@ class HardBrakeWorld(HazardWorld):
         side = self._neighbour_lane(rng)  # boxed in on one side: a car beside the ego there
         beside = self._lane(side)
         s = self._s(ego) + float(rng.uniform(-4.0, 6.0))
-        car = IDMVehicle(self.road, beside.position(s, 0.0), heading=beside.heading_at(s), speed=ego.speed)
+        car = IDMVehicle(
+            self.road, beside.position(s, 0.0), heading=beside.heading_at(s), speed=ego.speed
+        )
         car.enable_lane_change = False
         self._add(car)
         gap = float(rng.uniform(8.0, 16.0))  # [m] bumper to bumper
         s0 = self._s(ego) + gap + ego.LENGTH
-        car = BrakingVehicle(self.road, lane.position(s0, 0.0), heading=lane.heading_at(s0), speed=ego.speed)
-        car.setup(brake_at_s=float(rng.uniform(0.0, 0.6)), dt_s=1.0 / self.config["simulation_frequency"])
+        car = BrakingVehicle(
+            self.road, lane.position(s0, 0.0), heading=lane.heading_at(s0), speed=ego.speed
+        )
+        car.setup(
+            brake_at_s=float(rng.uniform(0.0, 0.6)), dt_s=1.0 / self.config["simulation_frequency"]
+        )
         self._add(car)
 
 
@@ -208,11 +226,14 @@ class StoppedCarWorld(HazardWorld):
     def _place_hazard(self, rng, ego: Vehicle) -> None:
         lane = ego.lane
         s_stalled = self._s(ego) + float(rng.uniform(150.0, 220.0))
-        stalled = Vehicle(self.road, lane.position(s_stalled, 0.0), heading=lane.heading_at(s_stalled), speed=0.0)
+        stalled = Vehicle(
+            self.road, lane.position(s_stalled, 0.0), heading=lane.heading_at(s_stalled), speed=0.0
+        )
         self._add(stalled)
         s_lead = self._s(ego) + float(rng.uniform(18.0, 28.0))
-        lead = RevealingVehicle(self.road, lane.position(s_lead, 0.0), heading=lane.heading_at(s_lead),
-                                speed=ego.speed)
+        lead = RevealingVehicle(
+            self.road, lane.position(s_lead, 0.0), heading=lane.heading_at(s_lead), speed=ego.speed
+        )
         escape = self._neighbour_lane(rng)
         lead.setup(stalled, (*ego.lane_index[:2], escape), reveal_m=float(rng.uniform(40.0, 60.0)))
         self._add(lead)

@@ -88,13 +88,18 @@ OBSTACLE_HEIGHT_M = 1.0  # [m] highway-env's 2 m x 2 m obstacles: a barrier bloc
 # Box corners: the footprint counter-clockwise from rear-right (render.box_corners), then the
 # same four at roof height.  Faces as corner loops, with outward normals in the box frame
 # (x forward, y left, z up).
-_FACES = np.array([[0, 3, 7, 4],    # rear
-                   [1, 2, 6, 5],    # front
-                   [0, 1, 5, 4],    # right
-                   [3, 2, 6, 7],    # left
-                   [4, 5, 6, 7]])   # top
-_FACE_NORMALS_BOX = np.array([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0],
-                              [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+_FACES = np.array(
+    [
+        [0, 3, 7, 4],  # rear
+        [1, 2, 6, 5],  # front
+        [0, 1, 5, 4],  # right
+        [3, 2, 6, 7],  # left
+        [4, 5, 6, 7],
+    ]
+)  # top
+_FACE_NORMALS_BOX = np.array(
+    [[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+)
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,17 @@ class PerspectivePalette:
     marking: tuple[int, int, int] = Palette.marking
     obstacle: tuple[int, int, int] = Palette.obstacle
     vehicles: tuple[tuple[int, int, int], ...] = (
-        (190, 35, 35), (40, 75, 190), (215, 215, 220), (35, 35, 40), (140, 140, 150),
-        (215, 185, 45), (35, 130, 70), (110, 55, 140), (95, 60, 40), (60, 160, 175))
+        (190, 35, 35),
+        (40, 75, 190),
+        (215, 215, 220),
+        (35, 35, 40),
+        (140, 140, 150),
+        (215, 185, 45),
+        (35, 130, 70),
+        (110, 55, 140),
+        (95, 60, 40),
+        (60, 160, 175),
+    )
     """Car body colours; each vehicle draws one by its identity (:func:`object_colours`)."""
     light: tuple[float, float, float] = (0.25, 0.45, 0.86)
     """Direction towards the sun, world frame (x east, y north, z up); normalised on use."""
@@ -171,7 +185,7 @@ def _strip_polys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = []
     for i0 in range(0, len(a) - 1, STRIP_SEGMENTS):
         i1 = min(i0 + STRIP_SEGMENTS, len(a) - 1)
-        poly = np.concatenate([a[i0:i1 + 1], b[i0:i1 + 1][::-1]])
+        poly = np.concatenate([a[i0 : i1 + 1], b[i0 : i1 + 1][::-1]])
         out.append(np.concatenate([poly, np.repeat(poly[-1:], POLY_VERTICES - len(poly), axis=0)]))
     return np.array(out).reshape(-1, POLY_VERTICES, 2)
 
@@ -190,11 +204,16 @@ def _dash_quads(lane: LaneGeometry, edge: np.ndarray, curved: bool) -> list[np.n
         end = min(start + STRIPE_DASH_M, length)
         if end - start < 0.5 * STRIPE_DASH_M:  # a stub at the lane's end (highway-env skips it too)
             continue
-        n = min(STRIP_SEGMENTS + 1, int(np.ceil((end - start) / DASH_SAMPLE_M)) + 1) if curved else 2
+        n = (
+            min(STRIP_SEGMENTS + 1, int(np.ceil((end - start) / DASH_SAMPLE_M)) + 1)
+            if curved
+            else 2
+        )
         s = np.linspace(start, end, n)
         pts = np.stack([np.interp(s, lane.s_m, edge[:, k]) for k in (0, 1)], axis=-1)
-        out.append(_line_polys(pts, _edge_normals(np.interp(s, lane.s_m, heading)),
-                               MARKING_WIDTH_M / 2))
+        out.append(
+            _line_polys(pts, _edge_normals(np.interp(s, lane.s_m, heading)), MARKING_WIDTH_M / 2)
+        )
     return out
 
 
@@ -242,8 +261,14 @@ class QuadSet:
         a group, while far-apart ones are filled together."""
         parts = [p for p in parts if len(p)]
         if not parts:
-            return cls(np.zeros((0, POLY_VERTICES, 2)), np.zeros(0, dtype=np.int64), np.zeros((0, 2)),
-                       np.zeros(0), np.zeros((0, 2)), np.zeros(0))
+            return cls(
+                np.zeros((0, POLY_VERTICES, 2)),
+                np.zeros(0, dtype=np.int64),
+                np.zeros((0, 2)),
+                np.zeros(0),
+                np.zeros((0, 2)),
+                np.zeros(0),
+            )
         groups: list[tuple[set, list[np.ndarray]]] = []
         for part in parts:
             cells = _cells(part)
@@ -255,8 +280,9 @@ class QuadSet:
             else:
                 groups.append((cells, [part]))
         q = np.concatenate([p for _, members in groups for p in members]).astype(np.float64)
-        group = np.concatenate([np.full(sum(len(p) for p in members), g)
-                                for g, (_, members) in enumerate(groups)])
+        group = np.concatenate(
+            [np.full(sum(len(p) for p in members), g) for g, (_, members) in enumerate(groups)]
+        )
         centre = 0.5 * (q.min(axis=1) + q.max(axis=1))
         radius = np.linalg.norm(q - centre[:, None], axis=-1).max(axis=1)
         # culling chunks: runs of CHUNK_QUADS consecutive quads with a bounding circle
@@ -270,8 +296,9 @@ class QuadSet:
     def candidates(self, eye_xy_m: np.ndarray, reach_m: float) -> np.ndarray:
         """Indices of the quads in chunks whose circle comes within ``reach_m`` of a point."""
         d = self.chunk_centre_m - eye_xy_m
-        chunks = np.flatnonzero(np.einsum("ij,ij->i", d, d)
-                                <= np.square(reach_m + self.chunk_radius_m))
+        chunks = np.flatnonzero(
+            np.einsum("ij,ij->i", d, d) <= np.square(reach_m + self.chunk_radius_m)
+        )
         if not len(chunks):
             return chunks
         idx = (chunks[:, None] * CHUNK_QUADS + np.arange(CHUNK_QUADS)).ravel()
@@ -325,23 +352,31 @@ class FlatPass:
             quads_m=np.concatenate([q.quads_m for q in sets]).astype(np.float64),
             centre_m=np.concatenate([q.centre_m for q in sets]),
             radius_m=np.concatenate([q.radius_m for q in sets]),
-            key=np.concatenate([2 * surface.group, first_marking + 2 * markings.group,
-                                first_patch + 2 * patches.group]).astype(np.int64),
-            marking=np.concatenate([np.zeros(ns, dtype=bool), np.ones(nm, dtype=bool),
-                                    np.zeros(npatch, dtype=bool)]),
+            key=np.concatenate(
+                [
+                    2 * surface.group,
+                    first_marking + 2 * markings.group,
+                    first_patch + 2 * patches.group,
+                ]
+            ).astype(np.int64),
+            marking=np.concatenate(
+                [np.zeros(ns, dtype=bool), np.ones(nm, dtype=bool), np.zeros(npatch, dtype=bool)]
+            ),
             first_marking_key=first_marking,
             first_patch_key=first_patch,
             chunk_centre_m=np.concatenate([q.chunk_centre_m for q in sets]),
             chunk_radius_m=np.concatenate([q.chunk_radius_m for q in sets]),
             chunk_start=np.concatenate([s0, m0, p0]),
-            chunk_len=np.concatenate([sl, ml, pl]))
+            chunk_len=np.concatenate([sl, ml, pl]),
+        )
 
     def candidates(self, eye_xy_m: np.ndarray, reach_m: float) -> np.ndarray:
         """Indices of the polygons in chunks whose circle comes within ``reach_m`` of a point
         (the same polygons as :meth:`QuadSet.candidates` on each set)."""
         d = self.chunk_centre_m - eye_xy_m
-        chunks = np.flatnonzero(np.einsum("ij,ij->i", d, d)
-                                <= np.square(reach_m + self.chunk_radius_m))
+        chunks = np.flatnonzero(
+            np.einsum("ij,ij->i", d, d) <= np.square(reach_m + self.chunk_radius_m)
+        )
         idx = self.chunk_start[chunks, None] + np.arange(CHUNK_QUADS)
         return idx[np.arange(CHUNK_QUADS) < self.chunk_len[chunks, None]]
 
@@ -375,8 +410,10 @@ class RoadMesh:
             edges: list[tuple[np.ndarray, int]] = []  # this road's edges and their part
             strips = []  # (lane, left, right, part)
             for lane in lanes:
-                (left, pl), (right, pr) = (_shared(edges, lane.left_m),
-                                           _shared(edges, lane.right_m))
+                (left, pl), (right, pr) = (
+                    _shared(edges, lane.left_m),
+                    _shared(edges, lane.right_m),
+                )
                 part = pl if pl is not None else pr
                 if part is None:
                     part = len(surfaces)
@@ -389,13 +426,19 @@ class RoadMesh:
             shared = collections.Counter(id(e) for e, _ in edges)
             for lane, left, right, part in strips:
                 out = SEAM_OVERLAP_M * _edge_normals(lane.heading_rad)  # towards the left
-                surfaces[part].append(_strip_polys(left if shared[id(left)] > 1 else left + out,
-                                                   right if shared[id(right)] > 1 else right - out))
+                surfaces[part].append(
+                    _strip_polys(
+                        left if shared[id(left)] > 1 else left + out,
+                        right if shared[id(right)] > 1 else right - out,
+                    )
+                )
             for lane, left, right, _ in strips:
                 for kind, edge in ((lane.line_left, left), (lane.line_right, right)):
                     if kind not in ("continuous", "striped"):
                         continue
-                    same = next((k for k, (e, _, _) in enumerate(lines) if _coincide(e, edge)), None)
+                    same = next(
+                        (k for k, (e, _, _) in enumerate(lines) if _coincide(e, edge)), None
+                    )
                     if same is None:
                         lines.append((edge, kind, lane))
                     elif kind == "continuous":  # a continuous line wins over dashes on its edge
@@ -403,8 +446,9 @@ class RoadMesh:
         markings = []
         for edge, kind, lane in lines:
             if kind == "continuous":
-                markings.append(_line_polys(edge, _edge_normals(lane.heading_rad),
-                                            MARKING_WIDTH_M / 2))
+                markings.append(
+                    _line_polys(edge, _edge_normals(lane.heading_rad), MARKING_WIDTH_M / 2)
+                )
             else:
                 curved = not np.allclose(lane.heading_rad, lane.heading_rad[0])
                 dashes = _dash_quads(lane, edge, curved)
@@ -413,10 +457,16 @@ class RoadMesh:
         patches = None
         if worn:
             quads = wear_patches(geometry)  # [K, 4, 2], padded to strip polygons by repeats
-            patches = QuadSet.build([np.concatenate(
-                [quads, np.repeat(quads[:, -1:], POLY_VERTICES - 4, axis=1)], axis=1)])
-        return cls(QuadSet.build([np.concatenate(p) for p in surfaces]), QuadSet.build(markings),
-                   patches)
+            patches = QuadSet.build(
+                [
+                    np.concatenate(
+                        [quads, np.repeat(quads[:, -1:], POLY_VERTICES - 4, axis=1)], axis=1
+                    )
+                ]
+            )
+        return cls(
+            QuadSet.build([np.concatenate(p) for p in surfaces]), QuadSet.build(markings), patches
+        )
 
 
 def _shared(edges: list[tuple[np.ndarray, int]], edge: np.ndarray) -> tuple[np.ndarray, int | None]:
@@ -449,14 +499,19 @@ def object_heights(length_m: np.ndarray, kind: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(kind) == KIND_OBSTACLE, OBSTACLE_HEIGHT_M, h)
 
 
-def object_colours(ids: np.ndarray, kind: np.ndarray, palette: PerspectivePalette,
-                   seed: int = 0) -> np.ndarray:
+def object_colours(
+    ids: np.ndarray, kind: np.ndarray, palette: PerspectivePalette, seed: int = 0
+) -> np.ndarray:
     """Body colours ``float[N, 3]``: a vehicle's colour is a hash of ``(id, seed)`` into
     ``palette.vehicles`` (the same identity keeps its colour all episode); obstacles take
     ``palette.obstacle``."""
     x = np.asarray(ids, dtype=np.int64).astype(np.uint64)
     with np.errstate(over="ignore"):  # splitmix64 of (id, seed): uint64 arithmetic wraps
-        h = x + np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x100000001B3) + np.uint64(0x9E3779B97F4A7C15)
+        h = (
+            x
+            + np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x100000001B3)
+            + np.uint64(0x9E3779B97F4A7C15)
+        )
         h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         h ^= h >> np.uint64(31)
@@ -491,8 +546,9 @@ def clip_near(polys: np.ndarray, near_m: float) -> tuple[np.ndarray, np.ndarray]
     order = np.argsort(~keep, axis=1, kind="stable")  # kept slots first, in order
     count = keep.sum(axis=1)
     pad = np.minimum(np.arange(2 * n)[None, :], np.maximum(count - 1, 0)[:, None])
-    out = np.take_along_axis(np.take_along_axis(cand, order[..., None], axis=1),
-                             pad[..., None], axis=1)
+    out = np.take_along_axis(
+        np.take_along_axis(cand, order[..., None], axis=1), pad[..., None], axis=1
+    )
     return out, count
 
 
@@ -566,8 +622,13 @@ class _View:
         return planes / np.linalg.norm(planes, axis=1, keepdims=True)
 
     @classmethod
-    def build(cls, camera: PinholeCamera, ego_xy_m: np.ndarray, ego_heading_rad: float,
-              planes: np.ndarray | None = None) -> _View:
+    def build(
+        cls,
+        camera: PinholeCamera,
+        ego_xy_m: np.ndarray,
+        ego_heading_rad: float,
+        planes: np.ndarray | None = None,
+    ) -> _View:
         """``planes``: :meth:`frustum_planes` of ``camera``, when the caller has them cached."""
         c, s = np.cos(ego_heading_rad), np.sin(ego_heading_rad)
         world_to_ego = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])  # p_ego = d @ this
@@ -620,12 +681,16 @@ class _CameraCache:
         near_ground = cv2.dilate((~self.sky).astype(np.uint8), np.ones((k, k), np.uint8)) > 0
         rows = np.flatnonzero((self.sky & near_ground).any(axis=1))
         self.spill_rows = slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) else slice(0, 0)
-        self.gain = (_frame_gain(camera, palette, self.ground_depth)  # night palettes only
-                     if palette.dims_the_frame else None)
+        self.gain = (
+            _frame_gain(camera, palette, self.ground_depth)  # night palettes only
+            if palette.dims_the_frame
+            else None
+        )
 
 
-def _frame_gain(camera: PinholeCamera, palette: PerspectivePalette,
-                ground_depth_m: np.ndarray) -> np.ndarray:
+def _frame_gain(
+    camera: PinholeCamera, palette: PerspectivePalette, ground_depth_m: np.ndarray
+) -> np.ndarray:
     """The per-pixel gain ``uint8[H, W, 3]`` (255 = 1) of a palette's night lighting and
     vignette (:class:`PerspectivePalette`), fixed per camera: the road point a pixel sees
     does not move in the camera frame, so the light's falloff is a property of the pixel.
@@ -645,15 +710,21 @@ def _frame_gain(camera: PinholeCamera, palette: PerspectivePalette,
 class PerspectiveRenderer:
     """Renders a :class:`RoadMesh` and the objects on it through a :class:`PinholeCamera`."""
 
-    def __init__(self, geometry: RoadGeometry | RoadMesh,
-                 palette: PerspectivePalette = PerspectivePalette()) -> None:
+    def __init__(
+        self, geometry: RoadGeometry | RoadMesh, palette: PerspectivePalette = PerspectivePalette()
+    ) -> None:
         """``geometry``: a road map (its mesh is built here, with wear patches when the
         palette has a patch colour) or a ready :class:`RoadMesh`, taken as it is."""
-        self.mesh = (geometry if isinstance(geometry, RoadMesh)
-                     else RoadMesh.from_geometry(geometry, worn=palette.patch is not None))
+        self.mesh = (
+            geometry
+            if isinstance(geometry, RoadMesh)
+            else RoadMesh.from_geometry(geometry, worn=palette.patch is not None)
+        )
         self.palette = palette
         self._cameras: dict[PinholeCamera, _CameraCache] = {}
-        far = tuple(round(r + MARKING_FAR_BLEND * (m - r)) for r, m in zip(palette.road, palette.marking))
+        far = tuple(
+            round(r + MARKING_FAR_BLEND * (m - r)) for r, m in zip(palette.road, palette.marking)
+        )
         self._marking_far = far
         light = np.asarray(palette.light, dtype=np.float64)
         self._light = light / np.linalg.norm(light)
@@ -667,13 +738,25 @@ class PerspectiveRenderer:
             return self.palette.patch if self.palette.patch is not None else self.palette.road
         return self._marking_far if key % 2 else self.palette.marking
 
-    def _style(self, ids: np.ndarray, kind: np.ndarray, length_m: np.ndarray,
-               heights_m: np.ndarray | None, colour_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def _style(
+        self,
+        ids: np.ndarray,
+        kind: np.ndarray,
+        length_m: np.ndarray,
+        heights_m: np.ndarray | None,
+        colour_seed: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Every object's box height ``[N]`` and body colour ``[N, 3]``
         (:func:`object_heights`, :func:`object_colours`), remembered for the last few object
         lists: an episode's identities, kinds and sizes do not change from frame to frame."""
-        key = (colour_seed, ids.dtype.str, ids.tobytes(), kind.dtype.str, kind.tobytes(),
-               length_m.tobytes() if heights_m is None else None)
+        key = (
+            colour_seed,
+            ids.dtype.str,
+            ids.tobytes(),
+            kind.dtype.str,
+            kind.tobytes(),
+            length_m.tobytes() if heights_m is None else None,
+        )
         style = self._styles.get(key)
         if style is None:
             height = object_heights(length_m, kind) if heights_m is None else None
@@ -691,10 +774,18 @@ class PerspectiveRenderer:
             cache = self._cameras[camera] = _CameraCache(camera, self.palette)
         return cache
 
-    def render(self, camera: PinholeCamera, ego_xy_m: np.ndarray, ego_heading_rad: float,
-               objects: SceneObjects, ids: np.ndarray | None = None,
-               heights_m: np.ndarray | None = None, colour_seed: int = 0,
-               instance: bool = False, depth: bool = False) -> PerspectiveFrame:
+    def render(
+        self,
+        camera: PinholeCamera,
+        ego_xy_m: np.ndarray,
+        ego_heading_rad: float,
+        objects: SceneObjects,
+        ids: np.ndarray | None = None,
+        heights_m: np.ndarray | None = None,
+        colour_seed: int = 0,
+        instance: bool = False,
+        depth: bool = False,
+    ) -> PerspectiveFrame:
         """One frame of ``camera`` on the ego at ``ego_xy_m`` (world frame [m]) heading
         ``ego_heading_rad`` [rad].
 
@@ -707,16 +798,16 @@ class PerspectiveRenderer:
         :param depth: also return the depth image
         """
         cache = self._cache(camera)
-        view = _View.build(camera, np.asarray(ego_xy_m, dtype=np.float64), float(ego_heading_rad),
-                           cache.planes)
+        view = _View.build(
+            camera, np.asarray(ego_xy_m, dtype=np.float64), float(ego_heading_rad), cache.planes
+        )
         img = cache.background.copy()
         self._draw_road(img, view)
         # a far road quad's fill may touch the pixel row above the horizon
         rows = cache.spill_rows
         np.copyto(img[rows], cache.background[rows], where=cache.sky3[rows])
         face_id = np.full(img.shape[:2], -1, dtype=np.int32) if (instance or depth) else None
-        planes, owners = self._draw_boxes(img, face_id, view, objects, ids, heights_m,
-                                          colour_seed)
+        planes, owners = self._draw_boxes(img, face_id, view, objects, ids, heights_m, colour_seed)
         if cache.gain is not None:
             cv2.multiply(img, cache.gain, dst=img, scale=1.0 / 255.0)
         frame = PerspectiveFrame(img)
@@ -760,7 +851,9 @@ class PerspectiveRenderer:
         if len(order):
             key_front = key[order]
             bounds = (np.flatnonzero(np.diff(key_front)) + 1).tolist()
-            for k, lo, hi in zip(key_front[[0, *bounds]].tolist(), [0, *bounds], [*bounds, len(polys)]):
+            for k, lo, hi in zip(
+                key_front[[0, *bounds]].tolist(), [0, *bounds], [*bounds, len(polys)]
+            ):
                 calls[k] = polys[lo:hi]
         if len(cross):
             for k, poly in zip(key[cross].tolist(), _clip_to_px(view, q[cross])):
@@ -770,8 +863,9 @@ class PerspectiveRenderer:
             cv2.fillPoly(img, group, self._flat_colour(k), cv2.LINE_8, SHIFT)
 
     # -- boxes ---------------------------------------------------------------------------------
-    def _draw_boxes(self, img, face_id, view: _View, objects: SceneObjects, ids, heights_m,
-                    colour_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def _draw_boxes(
+        self, img, face_id, view: _View, objects: SceneObjects, ids, heights_m, colour_seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Paint the visible faces far to near; returns the drawn faces' camera-frame planes
         ``[F, 4]`` (``n . q = d`` as ``n, d``) and owners ``[F]`` (indexed by ``face_id``)."""
         n_obj = len(objects.position_m)
@@ -797,8 +891,10 @@ class PerspectiveRenderer:
         c, s = np.cos(heading), np.sin(heading)
         rel = view.eye_m[:2] - pos[sel]
         lx, ly = c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]
-        gap = np.hypot(lx - np.clip(lx, -length[sel] / 2, length[sel] / 2),
-                       ly - np.clip(ly, -width[sel] / 2, width[sel] / 2))
+        gap = np.hypot(
+            lx - np.clip(lx, -length[sel] / 2, length[sel] / 2),
+            ly - np.clip(ly, -width[sel] / 2, width[sel] / 2),
+        )
         order = np.lexsort((ids[sel], -gap))
         sel, heading, c, s = sel[order], heading[order], c[order], s[order]
         m = len(sel)
@@ -849,8 +945,9 @@ RENDERER_CACHE_SIZE = 32
 seed), the oldest dropped first, as :data:`sim.world.env.GEOMETRY_CACHE_SIZE` maps."""
 
 
-def renderer_for(geometry: RoadGeometry,
-                 palette: PerspectivePalette = PerspectivePalette()) -> PerspectiveRenderer:
+def renderer_for(
+    geometry: RoadGeometry, palette: PerspectivePalette = PerspectivePalette()
+) -> PerspectiveRenderer:
     """The process-wide renderer of a road map in a palette (the palettes of the visual
     conditions: :func:`sim.world.visual.visual_palettes`).  A map's mesh is built once and
     shared by its palettes (a worn road's, with its patches, once more)."""
@@ -858,8 +955,14 @@ def renderer_for(geometry: RoadGeometry,
     entry = _RENDERERS.get(key)
     if entry is None or entry[0] is not geometry:
         worn = palette.patch is not None
-        mesh = next((r.mesh for g, r in _RENDERERS.values()
-                     if g is geometry and (r.palette.patch is not None) == worn), None)
+        mesh = next(
+            (
+                r.mesh
+                for g, r in _RENDERERS.values()
+                if g is geometry and (r.palette.patch is not None) == worn
+            ),
+            None,
+        )
         _RENDERERS.pop(key, None)
         while len(_RENDERERS) >= RENDERER_CACHE_SIZE:  # the oldest goes first
             _RENDERERS.pop(next(iter(_RENDERERS)))
@@ -868,8 +971,9 @@ def renderer_for(geometry: RoadGeometry,
     return entry[1]
 
 
-def render_env(env, camera: PinholeCamera, instance: bool = False, depth: bool = False,
-               colour_seed: int = 0) -> PerspectiveFrame:
+def render_env(
+    env, camera: PinholeCamera, instance: bool = False, depth: bool = False, colour_seed: int = 0
+) -> PerspectiveFrame:
     """Render ``camera`` on a :class:`~sim.world.env.DrivingEnv`'s current state: the ego's
     pose, every other vehicle and obstacle (identities = the ``truth`` sensor's ids, their
     index), the env's road map.  Kept for callers of the adapter: it is

@@ -96,8 +96,12 @@ def wear_patches(geometry: RoadGeometry) -> np.ndarray:
         roads.append(np.full(int(used.sum()), len(roads)))
     if not centres:
         return np.zeros((0, 4, 2))
-    quads = box_corners(np.concatenate(centres), np.concatenate(headings),
-                        np.concatenate(lengths), np.concatenate(widths))
+    quads = box_corners(
+        np.concatenate(centres),
+        np.concatenate(headings),
+        np.concatenate(lengths),
+        np.concatenate(widths),
+    )
     quads = quads[_overlap_free(quads, np.concatenate(roads))]
     # neighbours in space next to each other (renderers cull runs of consecutive polygons)
     cell = np.floor(quads.mean(axis=1) / WEAR_SORT_CELL_M).astype(np.int64)
@@ -114,9 +118,12 @@ def _overlap_free(quads: np.ndarray, group: np.ndarray) -> np.ndarray:
     keep = np.zeros(len(quads), dtype=bool)
     for k, (x, y) in enumerate(np.floor(centre / cell).astype(np.int64).tolist()):
         near = [j for dx in (-1, 0, 1) for dy in (-1, 0, 1) for j in grid.get((x + dx, y + dy), ())]
-        if not any(group[j] != group[k]
-                   and np.linalg.norm(centre[j] - centre[k]) < radius[j] + radius[k]
-                   and _convex_overlap(quads[j], quads[k]) for j in near):
+        if not any(
+            group[j] != group[k]
+            and np.linalg.norm(centre[j] - centre[k]) < radius[j] + radius[k]
+            and _convex_overlap(quads[j], quads[k])
+            for j in near
+        ):
             keep[k] = True
             grid.setdefault((x, y), []).append(k)
     return keep
@@ -144,13 +151,14 @@ class SceneObjects:
     kind: np.ndarray  # [N] KIND_VEHICLE | KIND_OBSTACLE
 
     @classmethod
-    def empty(cls) -> "SceneObjects":
+    def empty(cls) -> SceneObjects:
         z = np.zeros(0)
         return cls(np.zeros((0, 2)), z, z, z, np.zeros(0, dtype=np.int8))
 
 
-def top_down_transform(size_px: tuple[int, int], metres_per_pixel: float,
-                       centre_xy_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def top_down_transform(
+    size_px: tuple[int, int], metres_per_pixel: float, centre_xy_m: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The affine world -> pixel map ``(m, t)`` of :meth:`SceneRenderer.top_down`.
 
     A world point ``xy`` [m] (y up) lands at pixel ``uv = m @ xy + t`` (u right, v down;
@@ -184,44 +192,82 @@ class SceneRenderer:
         # a worn road's patches [K, 4, 2] (none on a clean one), culled by bounding circles
         self._patches = wear_patches(geometry) if palette.patch is not None else np.zeros((0, 4, 2))
         self._patch_centres = self._patches.mean(axis=1)
-        self._patch_radii = np.linalg.norm(self._patches - self._patch_centres[:, None],
-                                           axis=-1).max(axis=1)
+        self._patch_radii = np.linalg.norm(
+            self._patches - self._patch_centres[:, None], axis=-1
+        ).max(axis=1)
 
     # -- views -----------------------------------------------------------------------------
-    def ego_camera(self, spec: BevCamera, ego_xy_m: np.ndarray, ego_heading_rad: float,
-                   objects: SceneObjects, ego_length_m: float, ego_width_m: float) -> np.ndarray:
+    def ego_camera(
+        self,
+        spec: BevCamera,
+        ego_xy_m: np.ndarray,
+        ego_heading_rad: float,
+        objects: SceneObjects,
+        ego_length_m: float,
+        ego_width_m: float,
+    ) -> np.ndarray:
         """The ego camera frame ``uint8[H, W, 3]``: ego forward is up, ego left is left."""
         c, s = np.cos(ego_heading_rad), np.sin(ego_heading_rad)
         m = np.array([[s, -c], [-c, -s]]) / spec.metres_per_pixel
         t = np.array([spec.ego_u_px, spec.ego_v_px]) - m @ np.asarray(ego_xy_m, dtype=np.float64)
         img = np.empty(spec.shape, dtype=np.uint8)
-        self._draw(img, m, t, np.asarray(ego_xy_m, dtype=np.float64), spec.view_radius_m,
-                   spec.metres_per_pixel, objects)
-        self._draw_boxes(img, m, t, np.asarray(ego_xy_m, dtype=np.float64)[None],
-                         np.array([ego_heading_rad]), np.array([ego_length_m]),
-                         np.array([ego_width_m]), self.palette.ego)
+        self._draw(
+            img,
+            m,
+            t,
+            np.asarray(ego_xy_m, dtype=np.float64),
+            spec.view_radius_m,
+            spec.metres_per_pixel,
+            objects,
+        )
+        self._draw_boxes(
+            img,
+            m,
+            t,
+            np.asarray(ego_xy_m, dtype=np.float64)[None],
+            np.array([ego_heading_rad]),
+            np.array([ego_length_m]),
+            np.array([ego_width_m]),
+            self.palette.ego,
+        )
         return img
 
-    def top_down(self, size_px: tuple[int, int], metres_per_pixel: float, centre_xy_m: np.ndarray,
-                 objects: SceneObjects, ego_xy_m: np.ndarray, ego_heading_rad: float,
-                 ego_length_m: float, ego_width_m: float,
-                 route_m: np.ndarray | None = None) -> np.ndarray:
+    def top_down(
+        self,
+        size_px: tuple[int, int],
+        metres_per_pixel: float,
+        centre_xy_m: np.ndarray,
+        objects: SceneObjects,
+        ego_xy_m: np.ndarray,
+        ego_heading_rad: float,
+        ego_length_m: float,
+        ego_width_m: float,
+        route_m: np.ndarray | None = None,
+    ) -> np.ndarray:
         """A north-up overview ``uint8[H, W, 3]`` centred on ``centre_xy_m``."""
         w, h = size_px
         m, t = top_down_transform(size_px, metres_per_pixel, centre_xy_m)
         img = np.empty((h, w, 3), dtype=np.uint8)
         radius = 0.5 * np.hypot(w, h) * metres_per_pixel
-        self._draw(img, m, t, np.asarray(centre_xy_m, dtype=np.float64), radius, metres_per_pixel,
-                   objects)
+        self._draw(
+            img, m, t, np.asarray(centre_xy_m, dtype=np.float64), radius, metres_per_pixel, objects
+        )
         if route_m is not None and len(route_m) > 1:
             d = route_m - centre_xy_m
             near = np.einsum("ij,ij->i", d, d) < (radius + 50.0) ** 2
             if near.any():
                 pts = self._to_px(route_m[near], m, t)
                 cv2.polylines(img, [pts], False, self.palette.route, 1, cv2.LINE_AA, SHIFT)
-        self._draw_boxes(img, m, t, np.asarray(ego_xy_m, dtype=np.float64)[None],
-                         np.array([ego_heading_rad]), np.array([ego_length_m]),
-                         np.array([ego_width_m]), self.palette.ego)
+        self._draw_boxes(
+            img,
+            m,
+            t,
+            np.asarray(ego_xy_m, dtype=np.float64)[None],
+            np.array([ego_heading_rad]),
+            np.array([ego_length_m]),
+            np.array([ego_width_m]),
+            self.palette.ego,
+        )
         return img
 
     # -- drawing -----------------------------------------------------------------------------
@@ -235,12 +281,21 @@ class SceneRenderer:
         flat = self._to_px(np.concatenate(chosen), m, t)
         return np.split(flat, np.cumsum([len(a) for a in chosen])[:-1])
 
-    def _draw(self, img: np.ndarray, m: np.ndarray, t: np.ndarray, view_xy: np.ndarray,
-              view_radius: float, mpp: float, objects: SceneObjects) -> None:
+    def _draw(
+        self,
+        img: np.ndarray,
+        m: np.ndarray,
+        t: np.ndarray,
+        view_xy: np.ndarray,
+        view_radius: float,
+        mpp: float,
+        objects: SceneObjects,
+    ) -> None:
         g, pal = self.geometry, self.palette
         img[:] = pal.ground
         polys = self._many_to_px(
-            g.surface_polys, _near(g.surface_centres, view_xy, view_radius + g.surface_radii), m, t)
+            g.surface_polys, _near(g.surface_centres, view_xy, view_radius + g.surface_radii), m, t
+        )
         if polys:
             cv2.fillPoly(img, polys, pal.road, cv2.LINE_AA, SHIFT)
         if len(self._patches):
@@ -250,7 +305,8 @@ class SceneRenderer:
                 cv2.fillPoly(img, list(px), pal.patch, cv2.LINE_AA, SHIFT)
         thickness = 1 if mpp >= 0.25 else max(1, int(round(0.15 / mpp)))
         lines = self._many_to_px(
-            g.solid_lines, _near(g.solid_centres, view_xy, view_radius + g.solid_radii), m, t)
+            g.solid_lines, _near(g.solid_centres, view_xy, view_radius + g.solid_radii), m, t
+        )
         if lines:
             cv2.polylines(img, lines, False, pal.marking, thickness, cv2.LINE_AA, SHIFT)
         idx = _near(g.dash_mids, view_xy, view_radius + 2.0)
@@ -264,8 +320,16 @@ class SceneRenderer:
             for kind, colour in ((KIND_OBSTACLE, pal.obstacle), (KIND_VEHICLE, pal.vehicle)):
                 sel = near & (objects.kind == kind)
                 if sel.any():
-                    self._draw_boxes(img, m, t, objects.position_m[sel], objects.heading_rad[sel],
-                                     objects.length_m[sel], objects.width_m[sel], colour)
+                    self._draw_boxes(
+                        img,
+                        m,
+                        t,
+                        objects.position_m[sel],
+                        objects.heading_rad[sel],
+                        objects.length_m[sel],
+                        objects.width_m[sel],
+                        colour,
+                    )
 
     def _draw_boxes(self, img, m, t, pos, heading, length, width, colour) -> None:
         corners = box_corners(pos, heading, length, width)

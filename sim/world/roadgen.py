@@ -93,26 +93,37 @@ class RoadSpec:
         lo, hi = self.radius_range_m
         half_span = self.half_span_m
         if not (0 < lo <= hi):
-            raise ValueError(f"radius_range_m must be (low, high) with 0 < low <= high, got {self.radius_range_m!r}")
+            raise ValueError(
+                f"radius_range_m must be (low, high) with 0 < low <= high, got {self.radius_range_m!r}"
+            )
         if hi - lo < 2 * half_span:
             raise ValueError(
                 f"radius_range_m {self.radius_range_m!r} is narrower than the {self.lanes_count} lanes "
-                f"({2 * half_span:.1f} m between the outer lanes' centres): no arc fits every lane inside it")
+                f"({2 * half_span:.1f} m between the outer lanes' centres): no arc fits every lane inside it"
+            )
         s_lo, s_hi = self.straight_range_m
         if not (0 < s_lo <= s_hi):
-            raise ValueError(f"straight_range_m must be (low, high) with 0 < low <= high, "
-                             f"got {self.straight_range_m!r}")
+            raise ValueError(
+                f"straight_range_m must be (low, high) with 0 < low <= high, "
+                f"got {self.straight_range_m!r}"
+            )
         t_lo, t_hi = self.turn_range_rad
         if not (0 < t_lo <= t_hi <= MAX_ARC_TURN_RAD):
-            raise ValueError(f"turn_range_rad must be (low, high) with 0 < low <= high <= "
-                             f"{MAX_ARC_TURN_RAD:.3f}, got {self.turn_range_rad!r}")
+            raise ValueError(
+                f"turn_range_rad must be (low, high) with 0 < low <= high <= "
+                f"{MAX_ARC_TURN_RAD:.3f}, got {self.turn_range_rad!r}"
+            )
         if not (0 < self.max_heading_rad < np.pi / 2):
-            raise ValueError(f"max_heading_rad must be in (0, pi/2) so the road cannot come back, "
-                             f"got {self.max_heading_rad!r}")
+            raise ValueError(
+                f"max_heading_rad must be in (0, pi/2) so the road cannot come back, "
+                f"got {self.max_heading_rad!r}"
+            )
         w = np.asarray(self.piece_weights, dtype=np.float64)
         if w.shape != (len(PIECES),) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"piece_weights must be {len(PIECES)} non-negative odds for {PIECES}, "
-                             f"got {self.piece_weights!r}")
+            raise ValueError(
+                f"piece_weights must be {len(PIECES)} non-negative odds for {PIECES}, "
+                f"got {self.piece_weights!r}"
+            )
         for name in ("max_arc_m", "lead_in_m", "run_out_m", "speed_limit_mps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -158,7 +169,9 @@ class Segment:
         """Heading change [rad] over the segment (left-positive)."""
         return self.curvature_1pm * self.length_m
 
-    def pose_at(self, s_m: np.ndarray | float, lateral_m: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    def pose_at(
+        self, s_m: np.ndarray | float, lateral_m: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """World position(s) ``[..., 2]`` [m] and heading(s) [rad] at arc length ``s_m`` of the
         centre line, offset ``lateral_m`` to the left (a lane's centre line: same heading)."""
         s = np.asarray(s_m, dtype=np.float64)
@@ -204,8 +217,13 @@ class Layout:
 
     def as_array(self) -> np.ndarray:
         """``[N, 5]`` rows ``(x, y, heading, length, curvature)`` of the segments (world frame)."""
-        return np.array([(*seg.start_xy_m, seg.start_heading_rad, seg.length_m, seg.curvature_1pm)
-                         for seg in self.segments], dtype=np.float64)
+        return np.array(
+            [
+                (*seg.start_xy_m, seg.start_heading_rad, seg.length_m, seg.curvature_1pm)
+                for seg in self.segments
+            ],
+            dtype=np.float64,
+        )
 
     def digest(self) -> str:
         """SHA-256 of the segments' bytes: equal digests mean bit-identical maps."""
@@ -255,8 +273,13 @@ def self_clearance_m(layout: Layout, step_m: float = 1.0) -> float:
     return float(np.sqrt((dx * dx + dy * dy)[distant].min()) - spec.width_m)
 
 
-def _arc(rng: np.random.Generator, spec: RoadSpec, heading_rad: float, sign: float | None,
-         turn_rad: float | None = None) -> tuple[float, float]:
+def _arc(
+    rng: np.random.Generator,
+    spec: RoadSpec,
+    heading_rad: float,
+    sign: float | None,
+    turn_rad: float | None = None,
+) -> tuple[float, float]:
     """One arc's (curvature [1/m], length [m]) from ``heading_rad``.
 
     The radius is log-uniform in the spec's centre-radius range (tight and wide curves
@@ -269,7 +292,10 @@ def _arc(rng: np.random.Generator, spec: RoadSpec, heading_rad: float, sign: flo
     turn = float(rng.uniform(*spec.turn_range_rad)) if turn_rad is None else turn_rad
     if sign is None:
         sign = 1.0 if rng.uniform() < 0.5 else -1.0
-        room, other = spec.max_heading_rad - sign * heading_rad, spec.max_heading_rad + sign * heading_rad
+        room, other = (
+            spec.max_heading_rad - sign * heading_rad,
+            spec.max_heading_rad + sign * heading_rad,
+        )
         if turn > room and other > room:
             sign = -sign
     room = spec.max_heading_rad - sign * heading_rad  # heading left before the bound
@@ -325,14 +351,20 @@ def generate_layout(spec: RoadSpec, map_seed: int, length_m: float) -> Layout:
         raise ValueError(f"length_m must be > 0, got {length_m!r}")
     gaps = []
     for attempt in range(MAX_ATTEMPTS):
-        rng = np.random.default_rng(np.random.SeedSequence([ROADGEN_ENTROPY, int(map_seed), attempt]))
-        layout = Layout(tuple(_draw_layout(spec, rng, float(length_m))), spec, int(map_seed), attempt)
+        rng = np.random.default_rng(
+            np.random.SeedSequence([ROADGEN_ENTROPY, int(map_seed), attempt])
+        )
+        layout = Layout(
+            tuple(_draw_layout(spec, rng, float(length_m))), spec, int(map_seed), attempt
+        )
         gap = self_clearance_m(layout)
         if gap >= spec.clearance_m:
             return layout
         gaps.append(round(gap, 1))
-    raise RuntimeError(f"map seed {map_seed}: every one of {MAX_ATTEMPTS} draws comes back within "
-                       f"{spec.clearance_m} m of itself (gaps {gaps} m); loosen {spec!r}")
+    raise RuntimeError(
+        f"map seed {map_seed}: every one of {MAX_ATTEMPTS} draws comes back within "
+        f"{spec.clearance_m} m of itself (gaps {gaps} m); loosen {spec!r}"
+    )
 
 
 def _line_types(k: int, lanes_count: int) -> list[str]:
@@ -354,8 +386,11 @@ def lane_of(segment: Segment, spec: RoadSpec, k: int) -> StraightLane | Circular
     axis points down.
     """
     offset = spec.lane_offset_m(k)
-    kw = {"width": spec.lane_width_m, "line_types": _line_types(k, spec.lanes_count),
-          "speed_limit": spec.speed_limit_mps}
+    kw = {
+        "width": spec.lane_width_m,
+        "line_types": _line_types(k, spec.lanes_count),
+        "speed_limit": spec.speed_limit_mps,
+    }
     start_w, _ = segment.pose_at(0.0, offset)
     if segment.kind == "straight":
         end_w, _ = segment.pose_at(segment.length_m, offset)

@@ -22,7 +22,9 @@ from sim.geometry.frames import hw_to_world_xy
 
 LaneIndex = tuple[str, str, int]
 
-STRAIGHT_SAMPLE_M = 10.0  # [m] straight lanes are exact with any spacing; 10 m keeps culling chunks small
+STRAIGHT_SAMPLE_M = (
+    10.0  # [m] straight lanes are exact with any spacing; 10 m keeps culling chunks small
+)
 CURVED_SAMPLE_M = 1.0  # [m] arcs and sines: 1 m chords deviate < 1 cm from a >= 15 m radius
 CHUNK_LENGTH_M = 40.0  # [m] renderer culling granularity
 SUCCESSOR_GAP_M = 8.0  # [m] a lane leaving a lane's end node within this distance of its end
@@ -127,7 +129,7 @@ class RoadGeometry:
     topology: dict[LaneIndex, dict] = field(default_factory=dict)
 
     @classmethod
-    def from_network(cls, network: RoadNetwork) -> "RoadGeometry":
+    def from_network(cls, network: RoadNetwork) -> RoadGeometry:
         lanes: dict[LaneIndex, LaneGeometry] = {}
         for _from, tos in network.graph.items():
             for _to, lane_list in tos.items():
@@ -183,7 +185,11 @@ class RoadGeometry:
                 lateral = -np.sin(h) * rel[0] + np.cos(h) * rel[1]
                 gap = float(np.hypot(*rel))
                 # a lane starting beside the end (the next road's other lanes) is not a successor
-                if o.index != idx and gap <= SUCCESSOR_GAP_M and abs(lateral) <= SUCCESSOR_LATERAL * lane.width_m:
+                if (
+                    o.index != idx
+                    and gap <= SUCCESSOR_GAP_M
+                    and abs(lateral) <= SUCCESSOR_LATERAL * lane.width_m
+                ):
                     nxt.append((gap, o.id))
             nxt.sort()
             entry = {"next": [i for _, i in nxt], "left": None, "right": None}

@@ -28,7 +28,7 @@ class Route:
     @classmethod
     def along_lanes(
         cls, geometry: RoadGeometry, lanes: list[LaneIndex], start_s_m: float, length_m: float
-    ) -> "Route":
+    ) -> Route:
         """Follow ``lanes`` from ``start_s_m`` on the first one for ``length_m`` metres.
 
         Arc length accumulates each lane's own length, so a lateral jump between two
@@ -46,11 +46,15 @@ class Route:
             if hi > lo + 1e-9:  # this lane overlaps [0, length]: exact ends, samples between
                 inner = (s_route > lo + 1e-9) & (s_route < hi - 1e-9)
                 ss.append(np.concatenate([[lo], s_route[inner], [hi]]))
-                pts.append(np.concatenate([
-                    [_interp_xy(lane.s_m, lane.centre_m, lo - offset)],
-                    lane.centre_m[inner],
-                    [_interp_xy(lane.s_m, lane.centre_m, hi - offset)],
-                ]))
+                pts.append(
+                    np.concatenate(
+                        [
+                            [_interp_xy(lane.s_m, lane.centre_m, lo - offset)],
+                            lane.centre_m[inner],
+                            [_interp_xy(lane.s_m, lane.centre_m, hi - offset)],
+                        ]
+                    )
+                )
             offset += float(lane.s_m[-1])
             if offset >= length_m:
                 break
@@ -63,7 +67,9 @@ class Route:
         points = np.concatenate(pts)
         s = np.concatenate(ss)
         order = np.argsort(s, kind="stable")
-        return cls(lanes=tuple(lanes), points_m=points[order], s_m=s[order], length_m=float(length_m))
+        return cls(
+            lanes=tuple(lanes), points_m=points[order], s_m=s[order], length_m=float(length_m)
+        )
 
     def sensor(self) -> dict:
         """The route part of the ``map`` sensor."""

@@ -102,16 +102,21 @@ class Scenario:
         if not self.trained_on:
             object.__setattr__(self, "trained_on", self.base)
         if self.visual not in VISUAL_CONDITIONS:
-            raise ValueError(f"scenario {self.name!r}: unknown visual condition {self.visual!r}; "
-                             f"known: {', '.join(VISUAL_CONDITIONS)}")
+            raise ValueError(
+                f"scenario {self.name!r}: unknown visual condition {self.visual!r}; "
+                f"known: {', '.join(VISUAL_CONDITIONS)}"
+            )
         for kind, level in self.faults:
             if kind not in FAULTS or level not in FAULT_LEVELS:
-                raise ValueError(f"scenario {self.name!r}: bad fault {kind}={level}; known: "
-                                 f"{', '.join(FAULTS)}, each at level {', '.join(map(str, FAULT_LEVELS))}")
+                raise ValueError(
+                    f"scenario {self.name!r}: bad fault {kind}={level}; known: "
+                    f"{', '.join(FAULTS)}, each at level {', '.join(map(str, FAULT_LEVELS))}"
+                )
         if not (np.isfinite(self.duration_s) and self.duration_s > 0):
             raise ValueError(
                 f"scenario {self.name!r}: duration_s must be a finite number > 0, "
-                f"got {self.duration_s}")
+                f"got {self.duration_s}"
+            )
         if self.control_hz <= 0 or self.sim_hz % self.control_hz:
             raise ValueError(
                 f"scenario {self.name!r}: sim_hz ({self.sim_hz}) must be a positive multiple of "
@@ -136,13 +141,19 @@ class Scenario:
     def max_steps(self) -> int:
         return int(round(self.duration_s * self.control_hz))
 
-    def with_overrides(self, **overrides: Any) -> "Scenario":
+    def with_overrides(self, **overrides: Any) -> Scenario:
         """A copy with some fields replaced; world keys go into ``world_config``.
 
         Unknown keys are rejected (highway-env's ``configure`` silently accepts typos).
         """
-        fields = {f.name for f in dataclasses.fields(self)} - {"name", "world", "world_config", "base",
-                                                               "traffic", "trained_on"}
+        fields = {f.name for f in dataclasses.fields(self)} - {
+            "name",
+            "world",
+            "world_config",
+            "base",
+            "traffic",
+            "trained_on",
+        }
         world_keys = set(self.world_config)
         unknown = set(overrides) - fields - world_keys
         if unknown:
@@ -179,8 +190,11 @@ class Scenario:
 HIGHWAY_TRAFFIC = {
     "empty": {"vehicles_count": 0},
     "regular": {"vehicles_count": 50, "vehicles_density": 1.0},
-    "dense": {"vehicles_count": 80, "vehicles_density": 2.5,
-              "other_vehicles_type": "highway_env.vehicle.behavior.AggressiveVehicle"},
+    "dense": {
+        "vehicles_count": 80,
+        "vehicles_density": 2.5,
+        "other_vehicles_type": "highway_env.vehicle.behavior.AggressiveVehicle",
+    },
 }
 """NoCrash-style densities on the highway: highway-env spaces its cars ``1 / density`` apart
 in expectation (cars per lane per ~40 m at density 1)."""
@@ -191,12 +205,20 @@ MERGE_TRAFFIC = {
 }
 """Cars on the 2-lane road the ego merges into (420 m, at least 20 m apart in a lane)."""
 
+
 def _hazard(name: str, summary: str, world_class: str) -> Scenario:
     """A hazard of :mod:`sim.world.hazards`: the 4-lane highway, 20 background cars, 300 m in
     20 s, driven with the highway's policies."""
-    return Scenario(name=name, summary=summary, world=f"sim.world.hazards:{world_class}", longitudinal=True,
-                    duration_s=20.0, cruise_speed_mps=25.0, trained_on="highway",
-                    world_config={"lanes_count": 4, "vehicles_count": 20, "route_length_m": 300.0})
+    return Scenario(
+        name=name,
+        summary=summary,
+        world=f"sim.world.hazards:{world_class}",
+        longitudinal=True,
+        duration_s=20.0,
+        cruise_speed_mps=25.0,
+        trained_on="highway",
+        world_config={"lanes_count": 4, "vehicles_count": 20, "route_length_m": 300.0},
+    )
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -244,7 +266,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             name="highway-short",
             summary="the highway, 300 m in 15 s: the benchmark suite's base for traffic density, "
-                    "visual conditions and faults",
+            "visual conditions and faults",
             world="sim.world.worlds:HighwayWorld",
             longitudinal=True,
             duration_s=15.0,
@@ -257,38 +279,61 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             name="track",
             summary="lane-keep on generated roads (straights, arcs of radius 15-300 m, S-bends); "
-                    "track:unseen drives held-out maps",
+            "track:unseen drives held-out maps",
             world="sim.world.generated:TrackWorld",
             longitudinal=False,
             duration_s=40.0,
             lane_changes_allowed=False,
             cruise_speed_mps=8.0,
-            world_config={"map_split": "train", "train_maps": 20, "lanes_count": 2,
-                          "radius_range_m": (15.0, 300.0), "route_length_m": 250.0,
-                          "ego_speed_mps": 8.0},
+            world_config={
+                "map_split": "train",
+                "train_maps": 20,
+                "lanes_count": 2,
+                "radius_range_m": (15.0, 300.0),
+                "route_length_m": 250.0,
+                "ego_speed_mps": 8.0,
+            },
         ),
         Scenario(
             name="curvy-highway",
             summary="3-lane generated highway with curves (arcs of radius 150-300 m) and IDM traffic, "
-                    "300 m; driven with the highway's policies (curves they never saw)",
+            "300 m; driven with the highway's policies (curves they never saw)",
             world="sim.world.generated:CurvyHighwayWorld",
             longitudinal=True,
             duration_s=25.0,
             cruise_speed_mps=20.0,
             trained_on="highway",
-            world_config={"map_split": "train", "train_maps": 20, "lanes_count": 3,
-                          "radius_range_m": (150.0, 300.0), "route_length_m": 300.0,
-                          "vehicles_count": 20},
-            traffic={"empty": {"vehicles_count": 0}, "regular": {"vehicles_count": 20},
-                     "dense": {"vehicles_count": 40}},
+            world_config={
+                "map_split": "train",
+                "train_maps": 20,
+                "lanes_count": 3,
+                "radius_range_m": (150.0, 300.0),
+                "route_length_m": 300.0,
+                "vehicles_count": 20,
+            },
+            traffic={
+                "empty": {"vehicles_count": 0},
+                "regular": {"vehicles_count": 20},
+                "dense": {"vehicles_count": 40},
+            },
         ),
         # -- hazards (sim.world.hazards): one scripted event each, on a highway; highway policies drive
-        _hazard("cut-in", "a car in the next lane cuts into the ego's lane at a short gap (6-15 m), 2-5 m/s slower",
-                "CutInWorld"),
-        _hazard("hard-brake", "the car ahead (8-16 m) brakes at -6 m/s^2 to a stop 0-0.6 s in; a car beside "
-                "boxes the ego in on one side", "HardBrakeWorld"),
-        _hazard("stopped-car", "a stalled car in the ego's lane, revealed late when the car ahead changes lanes",
-                "StoppedCarWorld"),
+        _hazard(
+            "cut-in",
+            "a car in the next lane cuts into the ego's lane at a short gap (6-15 m), 2-5 m/s slower",
+            "CutInWorld",
+        ),
+        _hazard(
+            "hard-brake",
+            "the car ahead (8-16 m) brakes at -6 m/s^2 to a stop 0-0.6 s in; a car beside "
+            "boxes the ego in on one side",
+            "HardBrakeWorld",
+        ),
+        _hazard(
+            "stopped-car",
+            "a stalled car in the ego's lane, revealed late when the car ahead changes lanes",
+            "StoppedCarWorld",
+        ),
     )
 }
 
@@ -307,7 +352,11 @@ def variant_help(scenario: Scenario) -> str:
     if "map_split" in scenario.world_config:
         parts.append("maps " + "|".join(MAP_SPLITS))
     parts.append("visual " + "|".join(VISUAL_CONDITIONS))
-    parts.append("faults " + "|".join(f"{f}=N" for f in FAULTS) + f" (N in {FAULT_LEVELS[0]}-{FAULT_LEVELS[-1]})")
+    parts.append(
+        "faults "
+        + "|".join(f"{f}=N" for f in FAULTS)
+        + f" (N in {FAULT_LEVELS[0]}-{FAULT_LEVELS[-1]})"
+    )
     return "; ".join(parts)
 
 
@@ -319,8 +368,10 @@ def _apply_variant(scenario: Scenario, tokens: list[str]) -> Scenario:
 
     def once(axis: str, token: str) -> None:
         if axis in seen and axis != "fault":
-            raise ValueError(f"scenario {scenario.name!r}: two {axis} variants ({seen[axis]!r}, {token!r}); "
-                             "give one")
+            raise ValueError(
+                f"scenario {scenario.name!r}: two {axis} variants ({seen[axis]!r}, {token!r}); "
+                "give one"
+            )
         seen[axis] = token
 
     for token in tokens:
@@ -340,14 +391,18 @@ def _apply_variant(scenario: Scenario, tokens: list[str]) -> Scenario:
             except ValueError:
                 level = -1
             if level not in FAULT_LEVELS:
-                raise ValueError(f"fault {key!r} takes a level in {FAULT_LEVELS[0]}-{FAULT_LEVELS[-1]}, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"fault {key!r} takes a level in {FAULT_LEVELS[0]}-{FAULT_LEVELS[-1]}, "
+                    f"got {value!r}"
+                )
             if key in faults:
                 raise ValueError(f"scenario {scenario.name!r}: fault {key!r} given twice")
             faults[key] = level
         else:
-            raise ValueError(f"unknown variant {token!r} of scenario {scenario.name!r}; known: "
-                             f"{variant_help(scenario)}")
+            raise ValueError(
+                f"unknown variant {token!r} of scenario {scenario.name!r}; known: "
+                f"{variant_help(scenario)}"
+            )
     world = dict(scenario.world_config)
     name = [scenario.name]
     if traffic != DEFAULT_TRAFFIC:
@@ -361,8 +416,14 @@ def _apply_variant(scenario: Scenario, tokens: list[str]) -> Scenario:
         name.append(visual)
     ordered = tuple((f, faults[f]) for f in FAULTS if f in faults)
     name += [f"{f}={n}" for f, n in ordered]
-    return dataclasses.replace(scenario, name=":".join(name), base=scenario.name, world_config=world,
-                               visual=visual, faults=ordered)
+    return dataclasses.replace(
+        scenario,
+        name=":".join(name),
+        base=scenario.name,
+        world_config=world,
+        visual=visual,
+        faults=ordered,
+    )
 
 
 def get_scenario(name: str, **overrides: Any) -> Scenario:

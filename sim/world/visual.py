@@ -51,8 +51,10 @@ class VisualPalettes:
 
 def _tint(colour: RGB, gain: tuple[float, float, float]) -> RGB:
     """``colour`` times a per-channel gain, rounded and clipped to 0-255."""
-    return tuple(min(255, max(0, round(c * g)))  # type: ignore[return-value]
-                 for c, g in zip(colour, gain))
+    return tuple(
+        min(255, max(0, round(c * g)))  # type: ignore[return-value]
+        for c, g in zip(colour, gain)
+    )
 
 
 def _blend(a: RGB, b: RGB, t: float) -> RGB:
@@ -70,15 +72,26 @@ _DUSK_MARKING: RGB = (225, 196, 165)
 _DUSK_OBSTACLE: RGB = _tint(_DAY_BEV.obstacle, DUSK_TINT)
 DUSK = VisualPalettes(
     "dusk",
-    bev=Palette(ground=_DUSK_GROUND, road=_DUSK_ROAD, marking=_DUSK_MARKING,
-                vehicle=_tint(_DAY_BEV.vehicle, DUSK_TINT), obstacle=_DUSK_OBSTACLE,
-                ego=_tint(_DAY_BEV.ego, DUSK_TINT), route=_DAY_BEV.route),
+    bev=Palette(
+        ground=_DUSK_GROUND,
+        road=_DUSK_ROAD,
+        marking=_DUSK_MARKING,
+        vehicle=_tint(_DAY_BEV.vehicle, DUSK_TINT),
+        obstacle=_DUSK_OBSTACLE,
+        ego=_tint(_DAY_BEV.ego, DUSK_TINT),
+        route=_DAY_BEV.route,
+    ),
     rig=PerspectivePalette(
-        sky=(236, 148, 118), ground=_DUSK_GROUND, road=_DUSK_ROAD, marking=_DUSK_MARKING,
+        sky=(236, 148, 118),
+        ground=_DUSK_GROUND,
+        road=_DUSK_ROAD,
+        marking=_DUSK_MARKING,
         obstacle=_DUSK_OBSTACLE,
         vehicles=tuple(_tint(c, DUSK_TINT) for c in _DAY_RIG.vehicles),
         light=(-0.95, 0.3, 0.15),  # the sun 8.5 deg above the western horizon (world: x east)
-        ambient=0.3))
+        ambient=0.3,
+    ),
+)
 
 # -- night: street lights, the car's own lights --------------------------------------------
 NIGHT_TINT = (0.45, 0.46, 0.54)  # dim, slightly blue (scotopic) surface colours
@@ -88,21 +101,43 @@ _NIGHT_MARKING: RGB = (150, 150, 138)
 _NIGHT_OBSTACLE: RGB = _tint(_DAY_BEV.obstacle, NIGHT_TINT)
 NIGHT = VisualPalettes(
     "night",
-    bev=Palette(ground=_NIGHT_GROUND, road=_NIGHT_ROAD, marking=_NIGHT_MARKING,
-                vehicle=_tint(_DAY_BEV.vehicle, NIGHT_TINT), obstacle=_NIGHT_OBSTACLE,
-                ego=_tint(_DAY_BEV.ego, NIGHT_TINT), route=_tint(_DAY_BEV.route, NIGHT_TINT)),
+    bev=Palette(
+        ground=_NIGHT_GROUND,
+        road=_NIGHT_ROAD,
+        marking=_NIGHT_MARKING,
+        vehicle=_tint(_DAY_BEV.vehicle, NIGHT_TINT),
+        obstacle=_NIGHT_OBSTACLE,
+        ego=_tint(_DAY_BEV.ego, NIGHT_TINT),
+        route=_tint(_DAY_BEV.route, NIGHT_TINT),
+    ),
     rig=PerspectivePalette(
-        sky=(30, 36, 66), ground=_NIGHT_GROUND, road=_NIGHT_ROAD, marking=_NIGHT_MARKING,
+        sky=(30, 36, 66),
+        ground=_NIGHT_GROUND,
+        road=_NIGHT_ROAD,
+        marking=_NIGHT_MARKING,
         obstacle=_NIGHT_OBSTACLE,
         vehicles=tuple(_tint(c, NIGHT_TINT) for c in _DAY_RIG.vehicles),
         light=(0.0, 0.0, 1.0),  # street lights overhead: roofs brightest, sides alike
         ambient=0.6,
-        light_range_m=30.0, light_floor=0.5, vignette=0.35))
+        light_range_m=30.0,
+        light_floor=0.5,
+        vignette=0.35,
+    ),
+)
 
 # -- colours: other road users in unusual body colours --------------------------------------
 UNUSUAL_VEHICLES: tuple[RGB, ...] = (
-    (0, 235, 235), (255, 110, 0), (255, 20, 170), (150, 255, 0), (255, 0, 255),
-    (145, 0, 255), (255, 170, 200), (255, 240, 0), (0, 255, 140), (130, 60, 0))
+    (0, 235, 235),
+    (255, 110, 0),
+    (255, 20, 170),
+    (150, 255, 0),
+    (255, 0, 255),
+    (145, 0, 255),
+    (255, 170, 200),
+    (255, 240, 0),
+    (0, 255, 140),
+    (130, 60, 0),
+)
 """Cyan, vivid orange, hot pink, lime, magenta, violet, pale pink, lemon, spring green, rust:
 each far in hue from the ``day`` colour of the same index (red, blue, white, black, grey,
 yellow, green, purple, brown, teal), so every car changes colour."""
@@ -110,7 +145,8 @@ UNUSUAL_OBSTACLE: RGB = (30, 60, 230)  # deep blue barrier blocks instead of ora
 COLOURS = VisualPalettes(
     "colours",
     bev=replace(_DAY_BEV, vehicle=UNUSUAL_VEHICLES[0], obstacle=UNUSUAL_OBSTACLE),
-    rig=replace(_DAY_RIG, vehicles=UNUSUAL_VEHICLES, obstacle=UNUSUAL_OBSTACLE))
+    rig=replace(_DAY_RIG, vehicles=UNUSUAL_VEHICLES, obstacle=UNUSUAL_OBSTACLE),
+)
 
 # -- worn: old asphalt, patches, faded paint -----------------------------------------------
 MARKING_FADE = 0.55  # worn markings are this much of the way from the day paint to the road
@@ -120,10 +156,12 @@ _WORN_MARKING: RGB = _blend(_DAY_BEV.marking, _WORN_ROAD, MARKING_FADE)
 WORN = VisualPalettes(
     "worn",
     bev=replace(_DAY_BEV, road=_WORN_ROAD, marking=_WORN_MARKING, patch=_WORN_PATCH),
-    rig=replace(_DAY_RIG, road=_WORN_ROAD, marking=_WORN_MARKING, patch=_WORN_PATCH))
+    rig=replace(_DAY_RIG, road=_WORN_ROAD, marking=_WORN_MARKING, patch=_WORN_PATCH),
+)
 
 CONDITIONS: dict[str, VisualPalettes] = {
-    p.condition: p for p in (VisualPalettes("day", _DAY_BEV, _DAY_RIG), DUSK, NIGHT, COLOURS, WORN)}
+    p.condition: p for p in (VisualPalettes("day", _DAY_BEV, _DAY_RIG), DUSK, NIGHT, COLOURS, WORN)
+}
 """Every condition of :data:`VISUAL_CONDITIONS`, in its order."""
 
 
@@ -132,5 +170,6 @@ def visual_palettes(condition: str) -> VisualPalettes:
     try:
         return CONDITIONS[condition]
     except KeyError:
-        raise ValueError(f"unknown visual condition {condition!r}; "
-                         f"known: {', '.join(VISUAL_CONDITIONS)}") from None
+        raise ValueError(
+            f"unknown visual condition {condition!r}; known: {', '.join(VISUAL_CONDITIONS)}"
+        ) from None

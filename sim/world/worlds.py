@@ -121,8 +121,11 @@ class HighwayWorld(WorldMixin, HighwayEnv):
     def route_plan(self) -> RoutePlan:
         ego = self.vehicle
         s0, _ = ego.lane.local_coordinates(ego.position)
-        return RoutePlan(lanes=[ego.lane_index], start_s_m=float(s0),
-                         length_m=float(self.config["route_length_m"]))
+        return RoutePlan(
+            lanes=[ego.lane_index],
+            start_s_m=float(s0),
+            length_m=float(self.config["route_length_m"]),
+        )
 
 
 class MergeWorld(WorldMixin, MergeEnv):
@@ -161,7 +164,9 @@ class MergeWorld(WorldMixin, MergeEnv):
                 x = float(rng.uniform(0.0, 420.0))
                 if all(abs(x - p) > min_gap_m for p in taken[lane_k]):
                     lane = road.network.get_lane(("a", "b", lane_k))
-                    v = IDMVehicle(road, lane.position(x, 0.0), speed=float(rng.uniform(19.0, 24.0)))
+                    v = IDMVehicle(
+                        road, lane.position(x, 0.0), speed=float(rng.uniform(19.0, 24.0))
+                    )
                     v.randomize_behavior()
                     road.vehicles.append(v)
                     taken[lane_k].append(x)
@@ -184,8 +189,11 @@ class RoundaboutWorld(WorldMixin, RoundaboutEnv):
     seed *after* the stock traffic, so traffic is identical to ``roundabout-v0``.
     """
 
-    EXITS = {"right": ("ex", "exs", "exr"), "straight": ("nx", "nxs", "nxr"),
-             "left": ("wx", "wxs", "wxr")}
+    EXITS = {
+        "right": ("ex", "exs", "exr"),
+        "straight": ("nx", "nxs", "nxr"),
+        "left": ("wx", "wxs", "wxr"),
+    }
     RING = ["se", "ex", "ee", "nx", "ne", "wx", "we", "sx"]
     RUN_OUT_M = 50.0  # [m] driven on the exit road to finish the route
     RING_LANE = 1  # the outer ring lane: entering traffic joins it
@@ -209,5 +217,6 @@ class RoundaboutWorld(WorldMixin, RoundaboutEnv):
         lanes += [(exit_node, exit_sine_end, 0), (exit_sine_end, exit_road_end, 0)]
         start = net.get_lane(lanes[0]).local_coordinates(self.vehicle.position)[0]
         length = sum(net.get_lane(i).length for i in lanes[:-1]) - start + self.RUN_OUT_M
-        return RoutePlan(lanes=lanes, start_s_m=float(start), length_m=float(length),
-                         command=self.command)
+        return RoutePlan(
+            lanes=lanes, start_s_m=float(start), length_m=float(length), command=self.command
+        )
