@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agents import AGENTS
 from sim import arguments
-from sim.harness.io import atomic_write_json, ensure_writable_dir
+from sim.harness.io import check_output_file, write_json_output
 from sim.world.scenarios import SCENARIOS, get_scenario
 
 PLANNER_SCENARIOS = ("lane-keep", "highway", "merge", "roundabout")
@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=arguments.duration,
         default=None,
         metavar="SECONDS",
-        help="planner: override each scenario's episode time limit [s]",
+        help="planner, loop, suite: override each scenario's episode time limit [s]",
     )
     s.add_argument(
         "--frames",
@@ -179,6 +179,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE.json|DIR",
         help="also write the result as JSON; suite: the suite's folder (default: runs/suite)",
     )
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the --out JSON file even when drive did not write it, or another "
+        "command did (an evaluation's results, a dataset's manifest)",
+    )
     s.set_defaults(
         func=_cmd_bench, on_interrupt="suite: finished episodes are kept; --resume continues"
     )
@@ -190,11 +196,16 @@ def _cmd_suite(args) -> int:
     from sim.harness.suite import run_suite
     from sim.report.suite import write_suite_report
 
+    if args.force:
+        raise ValueError(
+            "--force replaces the JSON --out of the other benchmarks; a suite's folder is "
+            "never replaced (--resume continues it, or choose another --out)"
+        )
     out = Path(args.out or "runs/suite")
     if not args.report_only:
         agents = [a.strip() for a in args.agents.split(",") if a.strip()]
         episodes = args.episodes or 20
-        seeds = list(range(args.seed_start, args.seed_start + episodes))
+        seeds = arguments.seed_range(args.seed_start, episodes, "--seed-start")
         run_suite(
             out,
             suite=args.suite,
@@ -206,6 +217,7 @@ def _cmd_suite(args) -> int:
             backend=args.backend,
             address=args.address,
             argv=sys.argv,
+            duration_s=args.duration,
         )
     paths = write_suite_report(out)
     print(f"report: {paths['md']}\n        {paths['html']}")
@@ -215,6 +227,9 @@ def _cmd_suite(args) -> int:
 def _cmd_bench(args) -> int:
     if args.what == "suite":
         return _cmd_suite(args)
+    kind = f"drive bench {args.what}"
+    if args.out:  # the output policy, before any work
+        check_output_file(args.out, kind=kind, force=args.force, suffixes=(".json",))
     if args.what == "camera":
         from sim.bench.simulator import bench_cameras, format_camera
 
@@ -273,8 +288,6 @@ def _cmd_bench(args) -> int:
             f"unknown benchmark {args.what!r}; known: camera, sim, planner, inference, loop, ppo"
         )
     if args.out:
-        path = Path(args.out)
-        ensure_writable_dir(path.parent if str(path.parent) else Path("."))
-        atomic_write_json(path, result)
-        print(f"wrote {path}")
+        write_json_output(args.out, result, kind=kind)
+        print(f"wrote {args.out}")
     return 0

@@ -17,7 +17,11 @@ from pathlib import Path
 from agents import AGENTS, DEFAULT_AGENT, agent_label, make_agent, parse_agent
 from sim import arguments
 from sim.geometry.bev import BevCamera
-from sim.harness.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from sim.harness.io import (
+    check_output_file,
+    write_json_output,
+    write_text_output,
+)
 from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS, get_scenario
 
 
@@ -250,6 +254,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "noise 20, blur 1 px, brightness -60)",
     )
     s.add_argument(
+        "--force",
+        action="store_true",
+        help="detector, tracking: replace the --out / --plot file even when drive did not "
+        "write it, or another command did",
+    )
+    s.add_argument(
         "--out",
         default=None,
         metavar="DIR|FILE.json",
@@ -286,17 +296,6 @@ def _cmd_agents(args) -> int:
     return 0
 
 
-def _seeds(first: int, episodes: int, option: str) -> list[int]:
-    """Consecutive seeds from ``first``; the last one must stay a valid seed too."""
-    last = first + episodes - 1
-    if last > arguments.MAX_SEED:
-        raise ValueError(
-            f"{option} {first} with --episodes {episodes} reaches seed {last}; seeds are at "
-            f"most {arguments.MAX_SEED}"
-        )
-    return list(range(first, first + episodes))
-
-
 def _cmd_run(args) -> int:
     from sim.harness.run import default_run_dir, format_summary, run_agent
 
@@ -316,7 +315,7 @@ def _cmd_run(args) -> int:
         video = Path(args.video)
         if video.suffix.lower() != ".mp4":
             raise ValueError(f"--video must end in .mp4 (or be 'none'), got {args.video!r}")
-    seeds = _seeds(args.seed, args.episodes, "--seed")
+    seeds = arguments.seed_range(args.seed, args.episodes, "--seed")
     records = run_agent(
         args.agent,
         scenario,
@@ -337,8 +336,8 @@ def _cmd_run(args) -> int:
         if r.get("error"):
             print(f"seed {r['seed']}: {r['status']}: {r['error']}")
     print(f"episodes: {out / 'episodes.jsonl'}")
-    if video is not None:
-        print(f"video:    {video}")
+    if video is not None:  # named only when it is there: its episode may have failed
+        print(f"video:    {video}" if video.is_file() else "video:    none written")
     return 0
 
 
@@ -347,13 +346,19 @@ def _cmd_eval_agents(args) -> int:
 
     if args.address is not None and args.backend != "ray":
         raise ValueError(f"--address {args.address} needs --backend ray")
+    for option, given in (("--force", args.force), ("--plot", args.plot), ("--data", args.data)):
+        if given:  # an option this command would ignore is refused, not dropped
+            raise ValueError(
+                f"{option} belongs to 'drive eval detector'; an evaluation of agents never "
+                "replaces its folder (--resume continues it)"
+            )
     agents = list(dict.fromkeys(a.strip() for a in args.agents.split(",") if a.strip()))
     if not agents:
         raise ValueError(f"--agents names no agent (got {args.agents!r})")
     for a in agents:
         parse_agent(a)  # an unknown name lists the known ones
     out = Path(args.out) if args.out else Path("runs") / f"eval__{time.strftime('%Y%m%d-%H%M%S')}"
-    seeds = _seeds(args.seed_start, args.episodes, "--seed-start")
+    seeds = arguments.seed_range(args.seed_start, args.episodes, "--seed-start")
     records = run_eval(
         out,
         agents,
@@ -392,13 +397,11 @@ def _cmd_eval_tracking(args) -> int:
             f"drive eval tracking times hazards; {', '.join(wrong)} is none (known: {', '.join(HAZARDS)})"
         )
     out = Path(args.out) if args.out else None
-    if out is not None:
-        if out.exists():
-            raise ValueError(
-                f"{out} exists; tracking results are never overwritten (choose another --out)"
-            )
-        ensure_writable_dir(out.parent if str(out.parent) else Path("."))
-    seeds = _seeds(args.seed_start, args.episodes, "--seed-start")
+    kind = "drive eval tracking"
+    if out is not None:  # the output policy, before any work: the JSON and its Markdown
+        check_output_file(out, kind=kind, force=args.force, suffixes=(".json",))
+        check_output_file(out.with_suffix(".md"), kind=kind, force=args.force)
+    seeds = arguments.seed_range(args.seed_start, args.episodes, "--seed-start")
     rows = []
     for a in agents:
         for sc in scenarios:
@@ -413,7 +416,7 @@ def _cmd_eval_tracking(args) -> int:
     summary = summarise_tracking(rows)
     print(format_tracking(summary))
     if out is not None:
-        atomic_write_json(
+        write_json_output(
             out,
             {
                 "agents": agents,
@@ -422,8 +425,9 @@ def _cmd_eval_tracking(args) -> int:
                 "summary": summary,
                 "episodes": rows,
             },
+            kind=kind,
         )
-        atomic_write_text(out.with_suffix(".md"), format_tracking(summary))
+        write_text_output(out.with_suffix(".md"), format_tracking(summary), kind=kind)
         print(f"wrote {out}")
     return 0
 
@@ -447,8 +451,12 @@ def _cmd_eval(args) -> int:
         plot_depth_errors,
     )
 
-    dataset = FrameDataset(args.data)
+    kind = "drive eval detector"
+    for option, value, suffix in (("--out", args.out, ".json"), ("--plot", args.plot, ".png")):
+        if value:  # the output policy, before any work
+            check_output_file(value, kind=kind, force=args.force, option=option, suffixes=(suffix,))
     corruptions = parse_corruptions(args.corrupt)
+    dataset = FrameDataset(args.data)
     names = [d.strip() for d in args.detector.split(",") if d.strip()]
     if not names:
         raise ValueError(
@@ -484,12 +492,12 @@ def _cmd_eval(args) -> int:
     )
     print(format_detection_report(reports))
     if args.plot:
-        print(f"wrote {plot_depth_errors(reports, Path(args.plot))}")
+        print(f"wrote {plot_depth_errors(reports, Path(args.plot), kind=kind)}")
     if args.out:
-        path = Path(args.out)
-        ensure_writable_dir(path.parent if str(path.parent) else Path("."))
-        atomic_write_json(
-            path, {"data": str(args.data), "reports": [{"detector": n, **r} for n, r in reports]}
+        write_json_output(
+            args.out,
+            {"data": str(args.data), "reports": [{"detector": n, **r} for n, r in reports]},
+            kind=kind,
         )
-        print(f"wrote {path}")
+        print(f"wrote {args.out}")
     return 0

@@ -182,6 +182,132 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+WRITTEN_BY = "written_by"
+"""The key of every JSON output (and the tag of every PNG, Markdown and HTML one) that names
+the ``drive`` command which wrote it: the output policy's proof of authorship
+(:func:`check_output_file`)."""
+
+_MARKER_PREFIX = "<!-- written by: "
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_KEY = "Software"  # the PNG tEXt keyword that carries WRITTEN_BY's value (matplotlib's)
+_SNIFF_LIMIT = 64 * 2**20  # [bytes] larger JSON files are not parsed to find their author
+
+
+def text_marker(kind: str) -> str:
+    """The first line of a Markdown or HTML output written by ``kind`` (an HTML comment,
+    invisible in both)."""
+    return f"{_MARKER_PREFIX}{kind} -->"
+
+
+def written_by(path: str | os.PathLike) -> str | None:
+    """The ``drive`` command that wrote ``path`` (its :data:`WRITTEN_BY` record), or ``None``
+    for a file drive did not write, cannot be read, or predates the policy.  JSON: the
+    top-level key; PNG: the tEXt chunk :data:`PNG_KEY`; Markdown, HTML: the first line
+    (:func:`text_marker`).  Other kinds carry no record (``None``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            if path.stat().st_size > _SNIFF_LIMIT:
+                return None
+            value = json.loads(path.read_bytes())
+            kind = value.get(WRITTEN_BY) if isinstance(value, dict) else None
+            return kind if isinstance(kind, str) else None
+        if suffix == ".png":
+            return _png_text(path, PNG_KEY)
+        if suffix in (".md", ".html"):
+            with open(path, encoding="utf-8") as f:
+                first = f.readline(512).strip()
+            if first.startswith(_MARKER_PREFIX) and first.endswith(" -->"):
+                return first[len(_MARKER_PREFIX) : -len(" -->")]
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON: not ours
+        return None
+    return None
+
+
+def _png_text(path: Path, key: str) -> str | None:
+    """The value of the first tEXt chunk named ``key`` before the image data, or ``None``."""
+    with open(path, "rb") as f:
+        if f.read(8) != _PNG_SIGNATURE:
+            return None
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            size, ctype = int.from_bytes(head[:4], "big"), head[4:]
+            if ctype in (b"IDAT", b"IEND") or size > 2**20:
+                return None
+            body = f.read(size)
+            f.read(4)  # CRC
+            if ctype == b"tEXt":
+                name, _, value = body.partition(b"\0")
+                if name.decode("latin-1") == key:
+                    return value.decode("latin-1")
+
+
+def check_output_file(
+    path: str | os.PathLike,
+    *,
+    kind: str,
+    force: bool = False,
+    option: str = "--out",
+    suffixes: tuple[str, ...] = (),
+) -> Path:
+    """The output policy for one file, applied before any work: ``path`` may be written by
+    the command ``kind`` (e.g. ``"drive bench camera"``) when it does not exist, when it is
+    an earlier output of the same command (:func:`written_by`), or with ``force``
+    (``--force``).  Refused (nothing created): a folder, a name without one of ``suffixes``,
+    a file drive did not write or another command wrote (a results log, a dataset's
+    manifest, a user's file), a place that cannot be written.  Returns the path."""
+    path = Path(path)
+    shown = str(path)
+    if not path.name or path.is_dir():
+        raise ValueError(f"{option} {shown!r} is a folder; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{option} {shown!r} must end in {' or '.join(suffixes)}")
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise ValueError(f"{option} {shown!r} exists and is not a regular file")
+        author = written_by(path)
+        if not force and author != kind:
+            whose = f"{author} wrote it" if author else "drive did not write it"
+            raise FileExistsError(
+                f"{option} {shown!r} already exists and {whose}, not {kind}; choose another "
+                "path, or pass --force to replace it"
+            )
+    _check_creatable(path.parent, option, shown)
+    return path
+
+
+def _check_creatable(folder: Path, option: str, shown: str) -> None:
+    """``folder`` exists as a writable folder, or could be made (its nearest existing
+    ancestor is one); nothing is created."""
+    probe = folder if str(folder) else Path(".")
+    while not probe.exists():
+        if probe.is_symlink() or probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{option} {shown!r}: {str(probe)!r} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"{option} {shown!r}: folder {str(probe)!r} is not writable")
+
+
+def write_json_output(path: str | os.PathLike, obj: dict, *, kind: str) -> None:
+    """Write a command's JSON output atomically, stamped with its author (:data:`WRITTEN_BY`),
+    creating its folder: the write half of :func:`check_output_file`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {WRITTEN_BY: kind, **obj})
+
+
+def write_text_output(path: str | os.PathLike, text: str, *, kind: str) -> None:
+    """Write a Markdown or HTML output atomically, its first line the author's marker."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text_marker(kind) + "\n" + text)
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()

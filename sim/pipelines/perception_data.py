@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from perception.boxes import Boxes
-from perception.corruptions import CORRUPTIONS, DEFAULT_SEVERITY, corrupt
+from perception.corruptions import CORRUPTIONS, DEFAULT_SEVERITY, check_severity, corrupt
 from perception.dataset import (
     BEV,
     FORMAT,
@@ -42,7 +42,7 @@ from perception.labels import LABEL_RANGE_M, bev_labels, camera_labels, objects_
 from perception.metrics import detection_report, match_frame
 from sim.geometry.bev import BevCamera
 from sim.geometry.pinhole import CameraRig, PinholeCamera, default_rig
-from sim.harness.io import atomic_path, atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from sim.harness.io import PNG_KEY, atomic_path, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.harness.versions import git_revision, package_versions
 from sim.world.env import DrivingEnv
 
@@ -238,8 +238,11 @@ def parse_corruptions(text: str) -> list[tuple[str, float | None]]:
             severity = float(level) if sep else None
         except ValueError:
             raise ValueError(f"corruption {item!r}: severity {level!r} is not a number") from None
-        if severity is not None and not np.isfinite(severity):
-            raise ValueError(f"corruption {item!r}: severity must be finite")
+        if severity is not None:
+            try:
+                severity = check_severity(kind, severity)
+            except ValueError as e:
+                raise ValueError(f"corruption {item!r}: {e}") from None
         out.append((kind, severity))
     if not out:
         raise ValueError(f"no corruption given; known: {', '.join(CORRUPTIONS)}")
@@ -354,7 +357,9 @@ def depth_error_by_band(
     return out
 
 
-def plot_depth_errors(reports: Sequence[tuple[str, dict]], path: Path) -> Path:
+def plot_depth_errors(
+    reports: Sequence[tuple[str, dict]], path: Path, *, kind: str = "drive eval detector"
+) -> Path:
     """Depth error against depth, one series per (detector, camera) on clean frames: every
     true positive as a dot, the binned median |error| as a line.  Monocular depth error grows
     about quadratically with range (a pixel of error in the contact row spans more metres
@@ -382,8 +387,9 @@ def plot_depth_errors(reports: Sequence[tuple[str, dict]], path: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    with atomic_path(path, suffix=path.suffix or ".png") as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".png") as tmp:  # tagged with its author: the output policy
+        fig.savefig(tmp, format="png", dpi=120, metadata={PNG_KEY: kind})
     return path
 
 

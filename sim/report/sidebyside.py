@@ -22,6 +22,7 @@ import numpy as np
 from sim.geometry.bev import BevCamera
 from sim.harness.io import publish_file
 from sim.harness.run import EpisodeRunner
+from sim.report.video import av_target
 from sim.world.scenarios import get_scenario
 
 SCALE = 0.5  # each agent's clip (its whole frame: panels, rig row, HUD) at half size in the grid
@@ -78,7 +79,7 @@ def tile(
     clips: Sequence[tuple[Path, dict]], labels: Sequence[str], out: Path, fps: int
 ) -> dict[str, np.ndarray]:
     """Tile the clips into ``out`` (H.264); returns each label's last frame (a thumbnail)."""
-    containers = [av.open(str(p)) for p, _ in clips]
+    containers = [av.open(av_target(p)) for p, _ in clips]
     first = containers[0].streams.video[
         0
     ]  # the clips share one layout (sim.report.video.frame_layout)
@@ -90,7 +91,7 @@ def tile(
     last: list[np.ndarray | None] = [None] * len(clips)
     done = [False] * len(clips)
     tmp = out.with_name(f".{out.name}.tmp.mp4")
-    sink = av.open(str(tmp), mode="w", options={"movflags": "+faststart"})
+    sink = av.open(av_target(tmp), mode="w", options={"movflags": "+faststart"})
     stream = sink.add_stream("libx264", rate=int(fps))
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.options = {"crf": "26", "preset": "veryfast"}
@@ -204,7 +205,7 @@ def pick_seeds(by_agent: dict[str, list[dict]], n_representative: int = 2) -> li
 def last_frame(clip: Path) -> np.ndarray | None:
     """The last frame of a video (RGB), or None for an empty one."""
     img = None
-    with av.open(str(clip)) as c:
+    with av.open(av_target(clip)) as c:
         for frame in c.decode(video=0):
             img = frame
     return None if img is None else img.to_ndarray(format="rgb24")

@@ -75,10 +75,17 @@ RIG_BOX_THICKNESS_PX = 1  # 3D boxes on the rig's panels: a car 40 m ahead is ~8
 BOX_NEAR_M = 0.3  # [m] 3D box edges are clipped this far in front of a rig camera (tame pixels)
 
 
+def av_target(path: str | os.PathLike) -> str:
+    """The name to hand ``av.open`` for the file ``path``: absolute, because ffmpeg reads a
+    leading ``NAME:`` as a protocol, and outputs named after a scenario variant
+    (``lane-keep:night/video.mp4``) begin with exactly that."""
+    return os.path.abspath(path)
+
+
 def is_drive_video(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a video this module wrote (an MP4 whose comment is :data:`MARKER`)."""
     try:
-        with av.open(str(path)) as c:
+        with av.open(av_target(path)) as c:
             return c.metadata.get("comment") == MARKER
     except Exception:  # noqa: BLE001 - not a video at all, or an unreadable one: not ours
         return False
@@ -319,7 +326,9 @@ class EpisodeVideo:
         self.rig = rig if rig is not None else default_rig()
         self.layout = frame_layout(self.rig)
         self.sensors = None if sensors is None else frozenset(sensors)
-        self._container = av.open(str(self._tmp), mode="w", options={"movflags": "+faststart"})
+        self._container = av.open(
+            av_target(self._tmp), mode="w", options={"movflags": "+faststart"}
+        )
         self._container.metadata["comment"] = MARKER
         self._stream = self._container.add_stream("libx264", rate=int(fps))
         self._stream.width = self.layout.width_px
