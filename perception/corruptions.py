@@ -21,6 +21,27 @@ import numpy as np
 CORRUPTIONS = ("none", "noise", "blur", "brightness", "dirt")
 DEFAULT_SEVERITY = {"none": 0.0, "noise": 20.0, "blur": 1.0, "brightness": -60.0, "dirt": 0.15}
 
+SEVERITY_RANGE = {
+    "none": (0.0, 0.0),
+    "noise": (0.0, 255.0),  # [grey levels] beyond a standard deviation of 255 it is all clipping
+    "blur": (0.0, 64.0),  # [px] a sigma of 64 px already blurs a 256 x 128 frame to its mean
+    "brightness": (-255.0, 255.0),  # [grey levels] beyond +-255 every pixel is black or white
+    "dirt": (0.0, 0.99),  # [fraction] full coverage would never stop adding blobs
+}
+"""The severities each corruption accepts (inclusive): past them the image cannot get worse,
+and an unbounded blur's kernel grows with its sigma (``blur:1e9`` would run for hours)."""
+
+
+def check_severity(kind: str, severity: float) -> float:
+    """``severity`` as a float when ``kind`` accepts it (:data:`SEVERITY_RANGE`); a one-line
+    error naming the range otherwise."""
+    low, high = SEVERITY_RANGE[kind]
+    value = float(severity)
+    if not low <= value <= high:  # NaN fails too
+        raise ValueError(f"{kind} severity must be within [{low:g}, {high:g}], got {severity!r}")
+    return value
+
+
 DIRT_RGB = (72, 60, 48)
 """Colour of lens dirt (dried mud, RGB): dark and brown, unlike any road, car or sky colour
 the renderer draws, so a detector cannot mistake a blob for a car's body by colour alone."""
@@ -43,7 +64,7 @@ def corrupt(
     """
     if kind not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {kind!r}; known: {', '.join(CORRUPTIONS)}")
-    s = DEFAULT_SEVERITY[kind] if severity is None else float(severity)
+    s = DEFAULT_SEVERITY[kind] if severity is None else check_severity(kind, severity)
     if kind == "none":
         return frame.copy()
     if kind == "dirt":

@@ -176,3 +176,15 @@ def scenario_list(text: str) -> tuple[str, ...]:
             f"--scenarios names no scenario (got {text!r}); known: {', '.join(SCENARIOS)}"
         )
     return tuple(dict.fromkeys(get_scenario(n).name for n in names))  # errors list the known names
+
+
+def seed_range(first: int, episodes: int, option: str) -> list[int]:
+    """Consecutive seeds from ``first`` (``option``'s value) for ``episodes`` episodes; the last
+    one must stay a valid seed too (every command that runs seeds asks here)."""
+    last = first + episodes - 1
+    if last > MAX_SEED:
+        raise ValueError(
+            f"{option} {first} with --episodes {episodes} reaches seed {last}; seeds are at "
+            f"most {MAX_SEED}"
+        )
+    return list(range(first, first + episodes))

@@ -165,3 +165,25 @@ def test_a_manifest_may_name_only_files_inside_its_folder(recorded, tmp_path):
     (ds / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(DatasetError, match="not a file name"):
         FrameDataset(ds)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("blur:1e9", "blur severity must be within [0, 64]"),
+        ("noise:-1", "noise severity must be within [0, 255]"),
+        ("dirt:1", "dirt severity must be within [0, 0.99]"),
+        ("brightness:nan", "brightness severity must be within"),
+    ],
+)
+def test_corruption_severities_are_bounded(spec, message):
+    """``--corrupt blur:1e9`` ran for minutes on 6 frames (the kernel grows with sigma);
+    ``noise:-1`` surfaced numpy's bare 'scale < 0'."""
+    from perception.corruptions import corrupt
+    from sim.pipelines.perception_data import parse_corruptions
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_corruptions(spec)
+    kind, _, level = spec.partition(":")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        corrupt(np.zeros((8, 8, 3), np.uint8), kind, float(level))

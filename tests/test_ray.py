@@ -373,3 +373,17 @@ def test_bad_backend_choices_are_refused_with_the_fix(tmp_path, monkeypatch, cap
         run_eval(tmp_path / "z", ["idm"], ["highway"], [0], backend="ray")
     assert not (tmp_path / "z").exists()  # refused before anything is written
     assert 'pip install -e ".[ray]"' in RAY_MISSING
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_unreachable_cluster_is_refused_at_once_and_nothing_is_written(
+    tmp_path, capsys, address
+):
+    """``ray.init`` retried ``127.0.0.1:1`` for over ten minutes; ``ray://`` gave an internal
+    ConnectionError after 33 s.  Both are refused on the first failed TCP connection."""
+    pytest.importorskip("ray")
+    out = tmp_path / "ev"
+    argv = ["eval", "--agents", "straight", "--scenarios", "lane-keep", "--episodes", "1"]
+    assert main([*argv, "--backend", "ray", "--address", address, "--out", str(out)]) == 2
+    assert f"cannot reach the Ray cluster at '{address}'" in capsys.readouterr().err
+    assert not out.exists()

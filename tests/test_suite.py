@@ -119,3 +119,104 @@ def test_an_agent_can_be_limited_to_some_axis_families():
         a == "e2e-bev" and s in ("track", "highway-short:night", "highway-short:latency=3")
         for s, a in runs
     )
+
+
+def _plan_folder(tmp_path, plan: dict):
+    out = tmp_path / "suite"
+    out.mkdir()
+    (out / SUITE_FILE).write_text(json.dumps(plan))
+    return out
+
+
+def test_the_report_survives_an_axis_no_agent_ran(tmp_path):
+    """straight@density+hazards in the quick suite: the maps axis has no agent (its bar chart
+    used to die in matplotlib with 'number sections must be larger than 0')."""
+    from dataclasses import asdict
+
+    cells = [asdict(c) for c in suite_cells("quick")]
+    plan = {
+        "suite": "quick",
+        "agents": ["straight"],
+        "families": {"straight": ["density", "hazards"]},
+        "seeds": [0],
+        "cells": cells,
+        "groups": {},
+        "duration_s": None,
+        "sensors": {"straight": []},
+    }
+    paths = write_suite_report(_plan_folder(tmp_path, plan))
+    md = paths["md"].read_text()
+    assert "## Generalisation" not in md and "## Hazards" in md
+    assert "maps" not in paths
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "a JSON list"),
+        ('{"suite": "quick", "agents": [], "seeds": [], "groups": {}}', "'cells' is missing"),
+        (
+            '{"suite": "q", "agents": [], "seeds": [], "groups": {}, "sensors": {}, '
+            '"cells": [{"axis": 1}]}',
+            "a damaged cell",
+        ),
+    ],
+)
+def test_a_damaged_plan_is_refused_with_its_path_and_reason(tmp_path, capsys, text, reason):
+    from sim.cli import main
+
+    out = tmp_path / "suite"
+    out.mkdir()
+    (out / SUITE_FILE).write_text(text)
+    assert main(["bench", "suite", "--report-only", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(out / SUITE_FILE) in err and reason in err
+    assert main(["bench", "suite", "--resume", "--agents", "idm", "--out", str(out)]) == 2
+    assert reason in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seed-start", "2147483647", "--episodes", "2"], "reaches seed 2147483648"),
+        (["--agents", "straight,straight@maps"], "given twice"),
+        (["--address", "127.0.0.1:1"], "needs --backend ray"),
+        (["--force"], "never replaced"),
+    ],
+)
+def test_suite_options_are_checked_before_anything_is_written(tmp_path, capsys, argv, message):
+    from sim.cli import main
+
+    out = tmp_path / "suite"
+    assert main(["bench", "suite", "--suite", "quick", "--out", str(out), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_unreachable_ray_cluster_is_refused_before_the_plan_is_written(tmp_path, capsys):
+    pytest.importorskip("ray")
+    from sim.cli import main
+
+    out = tmp_path / "suite"
+    argv = ["bench", "suite", "--suite", "quick", "--agents", "idm", "--out", str(out)]
+    assert main([*argv, "--backend", "ray", "--address", "127.0.0.1:1"]) == 2
+    assert "cannot reach the Ray cluster at '127.0.0.1:1'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_suite_passes_its_duration_on(monkeypatch, tmp_path):
+    """``drive bench suite --duration`` used to be accepted and dropped."""
+    import sim.harness.suite as suite_mod
+    from sim.cli import main
+
+    seen = {}
+
+    def fake_run_suite(out, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(suite_mod, "run_suite", fake_run_suite)
+    with pytest.raises(SystemExit):
+        main(["bench", "suite", "--duration", "3", "--out", str(tmp_path / "s")])
+    assert seen["duration_s"] == 3.0

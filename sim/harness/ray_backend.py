@@ -49,6 +49,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import traceback
@@ -95,14 +96,44 @@ def connect_ray(address: str | None = None):
     Returns the ``ray`` module."""
     ray = import_ray()
     if not ray.is_initialized():
-        local = address is None and not os.environ.get("RAY_ADDRESS")
-        ray.init(
-            address=address,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            **({"include_dashboard": False} if local else {}),
-        )
+        given = address or os.environ.get("RAY_ADDRESS")
+        if given:
+            check_reachable(given)
+        try:
+            ray.init(
+                address=address,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                **({"include_dashboard": False} if not given else {}),
+            )
+        except ConnectionError as e:
+            raise ValueError(
+                f"cannot join the Ray cluster at {given!r}: {_first_line(e)}"
+            ) from None
     return ray
+
+
+CONNECT_TIMEOUT_S = 5.0
+"""[s] How long a cluster's address may take to accept a TCP connection before the run is
+refused; ``ray.init`` itself retries an unreachable address for many minutes."""
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse, within ``timeout_s``, a ``HOST:PORT`` or ``ray://HOST:PORT`` cluster address
+    that accepts no TCP connection, naming it; ``auto`` and other forms are left to Ray."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto", or a form Ray resolves itself
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise ValueError(
+            f"cannot reach the Ray cluster at {address!r} ({reason} within {timeout_s:g} s); "
+            "start it (ray start --head) or check --address / RAY_ADDRESS"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -230,9 +230,24 @@ def run_suite(
 
     out = Path(out)
     cells = suite_cells(suite)
-    specs = list(dict.fromkeys(agents))
-    parsed = dict(parse_suite_agent(a) for a in specs)
+    parsed: dict[str, tuple[str, ...] | None] = {}
+    for spec in dict.fromkeys(agents):
+        name, families = parse_suite_agent(spec)
+        if name in parsed:  # straight,straight@maps: which one was meant?
+            raise ValueError(
+                f"agent {name!r} is given twice in --agents ({spec!r} and an earlier spec); "
+                "give each agent once, its axis families joined with '+'"
+            )
+        parsed[name] = families
+    if not parsed:
+        raise ValueError("--agents names no agent")
     agents = list(parsed)
+    if address is not None and backend != "ray":
+        raise ValueError(f"--address {address} needs --backend ray")
+    if backend == "ray":  # refused before anything is written (suite.json would bar a rerun)
+        from sim.harness.ray_backend import connect_ray
+
+        connect_ray(address)
     sensors = agent_sensors(agents, device)
     groups = plan_groups(cells, sensors, parsed)
     plan = {
@@ -249,7 +264,7 @@ def run_suite(
     }
     path = out / SUITE_FILE
     if path.exists():
-        old = json.loads(path.read_text())
+        old = read_plan(out)
         if not resume:
             raise FileExistsError(
                 f"{out} already holds a suite; pass --resume to continue it, or choose "
@@ -300,6 +315,45 @@ def run_suite(
     return out
 
 
+PLAN_KEYS = {
+    "suite": str,
+    "agents": list,
+    "seeds": list,
+    "cells": list,
+    "groups": dict,
+    "sensors": dict,
+}
+"""The keys a suite's plan (``suite.json``) must hold, with their JSON types."""
+
+
+def read_plan(out: str | Path) -> dict[str, Any]:
+    """The plan in ``out/suite.json``; a missing, damaged or foreign file is refused with its
+    path and the reason."""
+    path = Path(out) / SUITE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no suite here (run drive bench suite --out {out})")
+    try:
+        plan = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a suite plan: not valid JSON ({e})") from None
+    if not isinstance(plan, dict):
+        raise ValueError(f"{path}: not a suite plan: a JSON {type(plan).__name__}, not an object")
+    for key, kind in PLAN_KEYS.items():
+        if not isinstance(plan.get(key), kind):
+            raise ValueError(
+                f"{path}: not a suite plan: {key!r} is missing or not a JSON {kind.__name__}"
+            )
+    try:
+        for c in plan["cells"]:
+            Cell(**c)
+        for g in plan["groups"].values():
+            if not (isinstance(g["agents"], list) and isinstance(g["scenarios"], list)):
+                raise TypeError("a group's agents and scenarios are lists")
+    except (TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"{path}: not a suite plan: a damaged cell or group ({e})") from None
+    return plan
+
+
 def suite_scores(out: str | Path) -> dict[str, Any]:
     """The suite's results: ``{"plan": suite.json, "records": {(scenario, agent): [record]}}``
     with, for every (cell, agent) the agent did not need to run, the clean reference's
@@ -307,7 +361,7 @@ def suite_scores(out: str | Path) -> dict[str, Any]:
     from sim.harness.evaluate import RESULTS, read_results
 
     out = Path(out)
-    plan = json.loads((out / SUITE_FILE).read_text())
+    plan = read_plan(out)
     records: dict[tuple[str, str], list[dict]] = {}
     for folder in plan["groups"]:
         path = out / folder / RESULTS

@@ -537,7 +537,7 @@ def _cmd_record(args) -> int:
     scenario = get_scenario(
         args.scenario, **({"duration_s": args.duration} if args.duration is not None else {})
     )
-    seeds = list(range(args.seed, args.seed + args.episodes))
+    seeds = arguments.seed_range(args.seed, args.episodes, "--seed")
     rig = None
     if args.sensors == "rig":
         from agents.e2e.rig import RigInput, parse_side_views

@@ -156,10 +156,15 @@ def _curve(ax, rows: list[dict], agents: list[str], xlabels: list[str], title: s
     ax.grid(alpha=0.3)
 
 
+def _ran(rows: list[dict], agents: list[str]) -> bool:
+    """Whether any agent has an episode in these cells (an axis no agent runs gets no plot)."""
+    return any(r["agents"][a]["n"] for r in rows for a in agents)
+
+
 def _figures(suite: dict, files: Path) -> dict[str, Path]:
     agents, axes, out = suite["agents"], suite["axes"], {}
     for axis in ("density", "visual"):
-        if axis in axes:
+        if axis in axes and _ran(axes[axis], agents):
             fig, ax = subplots(figsize=(6.4, 3.8))
             _curve(
                 ax,
@@ -171,7 +176,7 @@ def _figures(suite: dict, files: Path) -> dict[str, Path]:
             ax.set_ylabel("driving score")
             ax.legend(fontsize=8, loc="lower left")
             out[axis] = _save(fig, files / f"{axis}.png")
-    faults = [a for a in axes if a.startswith("fault:")]
+    faults = [a for a in axes if a.startswith("fault:") and _ran(axes[a], agents)]
     if faults:
         ncols = 4
         nrows = -(-len(faults) // ncols)
@@ -189,8 +194,10 @@ def _figures(suite: dict, files: Path) -> dict[str, Path]:
     for axis in ("hazards", "maps"):
         if axis in axes:
             rows = axes[axis]
-            fig, ax = subplots(figsize=(7.2, 3.8))
             present = [a for a in agents if any(r["agents"][a]["n"] for r in rows)]
+            if not present:
+                continue  # no agent ran this axis (e2e-bev@density+hazards and the maps): no plot
+            fig, ax = subplots(figsize=(7.2, 3.8))
             width = 0.8 / max(1, len(present))
             x = np.arange(len(rows))
             for k, a in enumerate(present):
