@@ -385,3 +385,57 @@ def test_video_refuses_to_overwrite_a_file_it_did_not_write(capsys, tmp_path):
         main([*base, "--out", str(tmp_path / "c")]) == 0
     )  # our own earlier video: replaced freely
     assert (tmp_path / "c" / "episodes.jsonl").exists()
+
+
+def test_a_librarys_value_error_is_an_internal_error_not_a_usage_error(capsys, monkeypatch):
+    """Any ValueError used to exit 2 as if the user had erred (numpy's bare 'scale < 0' for
+    ``--corrupt noise:-1``); one raised inside a library is a defect of the project: exit 1."""
+    import numpy as np
+
+    from sim.harness import cli as harness_cli
+
+    monkeypatch.delenv("DRIVE_DEBUG", raising=False)
+    monkeypatch.setattr(
+        harness_cli, "_cmd_scenarios", lambda args: np.random.default_rng(0).normal(0.0, -1.0)
+    )
+    assert main(["scenarios"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("drive: internal error: ValueError") and "DRIVE_DEBUG=1" in err
+
+
+def test_drive_debug_shows_the_traceback_of_a_refusal_too(monkeypatch):
+    monkeypatch.setenv("DRIVE_DEBUG", "1")
+    with pytest.raises(ValueError, match="unknown scenario"):
+        main(["run", "--scenario", "no-such-place", "--episodes", "1"])
+
+
+def test_a_second_ctrl_c_during_shutdown_lets_the_cleanup_finish(capfd, monkeypatch):
+    """The first SIGINT stops the command; a second one, sent while its cleanup runs, used to
+    raise KeyboardInterrupt into the cleanup (tqdm's traceback).  Signals sent to this
+    process are handled at the next bytecode, so no timing is involved."""
+    import os
+    import signal
+
+    from sim.harness import cli as harness_cli
+
+    cleaned = []
+
+    def command(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            raise AssertionError("the first Ctrl-C did not stop the command")
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)  # again, during the cleanup
+            cleaned.append(True)
+
+    monkeypatch.setattr(harness_cli, "_cmd_scenarios", command)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(["scenarios"]) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert cleaned == [True]
+    err = capfd.readouterr().err
+    assert "already stopping" in err and "drive: interrupted" in err
+    assert "Traceback" not in err
