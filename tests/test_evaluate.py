@@ -631,6 +631,8 @@ def test_a_folder_held_by_another_process_is_refused_before_anything_is_read(
         ("route_completion", None),
         ("lane_violation", "1"),
         ("latency_p50_ms", [1.0]),
+        ("scenario", "highway:bogus=9"),  # an unknown variant used to pass on --resume
+        ("scenario", "highway:night:dense"),  # not the canonical name results are keyed by
     ],
 )
 def test_a_wrong_typed_results_field_is_refused_naming_file_line_and_field(

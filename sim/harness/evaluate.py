@@ -28,6 +28,7 @@ run started on this machine may be resumed on a cluster, and back.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -159,6 +160,19 @@ def _type_ok(value: Any, kind: str) -> bool:
     return isinstance(value, str)
 
 
+@functools.lru_cache(maxsize=256)
+def _scenario_error(name: str) -> str | None:
+    """What is wrong with a record's scenario name (it must be a canonical name
+    :func:`get_scenario` accepts: results are keyed by it), or None."""
+    try:
+        canonical = get_scenario(name).name
+    except ValueError as e:
+        return f"field 'scenario' is {json.dumps(name)}: {e}"
+    if canonical != name:
+        return f"field 'scenario' is {json.dumps(name)}; results are keyed by {canonical!r}"
+    return None
+
+
 def _schema_error(r: Any) -> str | None:
     """What is wrong with one results record, or None."""
     if not isinstance(r, dict):
@@ -174,6 +188,9 @@ def _schema_error(r: Any) -> str | None:
     for name in ("driving_score", "route_completion"):
         if not math.isfinite(r[name]):
             return f"field {name!r} is {r[name]}; expected a finite number"
+    why = _scenario_error(r["scenario"])
+    if why:
+        return why
     if r.get("error") is not None and not isinstance(r["error"], str):
         return f"field 'error' is {json.dumps(r['error'])}; expected a string or null"
     if "sensors" in r and not (
