@@ -56,7 +56,8 @@ def default_checkpoint(scenario: str) -> str:
 
 
 def policy_experience(meta: dict) -> dict:
-    """``{"demo_frames": N, "env_steps": M}`` of a policy checkpoint's JSON.
+    """``{"demo_frames": N, "env_steps": M, "samples_seen": ..., "epochs": ...}`` of a policy
+    checkpoint's JSON.
 
     Behaviour cloning: the dataset's frames (its ``dataset.frames`` already include DAgger's
     aggregated rounds, whose rollouts are also environment steps the learner drove); RL
@@ -71,9 +72,16 @@ def policy_experience(meta: dict) -> dict:
         }
     frames = int((meta.get("dataset") or {}).get("frames", 0))
     rounds = (meta.get("dagger") or {}).get("rounds") or []
+    training = meta.get("training") or {}
     return {
         "demo_frames": frames,
         "env_steps": int(sum(int(r.get("new_frames", 0)) for r in rounds)),
+        # what the network was trained on: samples drawn and epochs, and why it stopped
+        # (``budget``: a time cap cut the recipe short)
+        "samples_seen": int(training.get("samples_seen", 0)),
+        "epochs": len(training.get("history") or []),
+        "epochs_planned": int(training.get("epochs", 0)),
+        "stopped": str(training.get("stopped", "")),
     }
 
 

@@ -23,6 +23,7 @@ as the git revision).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -69,7 +70,10 @@ class E2ETrainConfig:
     rotate_deg: float = 5.0
     """Largest viewpoint rotation [deg]."""
     budget_s: float = 0.0
-    """Stop training after this many seconds (0 = no budget)."""
+    """A cap on training time [s] (0 = none).  The recipe (``epochs``, the data) decides what
+    a network sees; a budget only cuts it short, loudly: a warning, ``stopped: "budget"`` and
+    the samples and epochs it got in the checkpoint, so a busy machine cannot silently give
+    a different network."""
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
 
@@ -453,6 +457,15 @@ def train_e2e(
             break
     if writer is not None:
         writer.close()
+    if stopped == "budget":  # loud: this network is not the one its recipe describes
+        planned = recipe.epochs * len(train_idx)
+        print(
+            f"warning: {out}: the {recipe.budget_s:g} s budget stopped training after "
+            f"{len(history)} of {recipe.epochs} epochs ({samples:,} of {planned:,} samples); "
+            "the network is not its recipe's (no budget: the same network on any machine)",
+            file=sys.stderr,
+            flush=True,
+        )
     # the final JSON carries the whole history (the best epoch's weights stay as saved)
     final_model, _ = load_policy(out, "cpu")
     save_policy(
@@ -488,6 +501,8 @@ def train_e2e(
         "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
         "loader_samples_per_s": samples / max(load_s, 1e-9),
         "stopped": stopped,
+        "samples_seen": int(samples),
+        "epochs_trained": len(history),
         "train_frames": len(train_idx),
         "val_frames": len(val_idx),
     }
@@ -534,6 +549,8 @@ def _meta(
             "val_frames": len(val_idx),
             "init": str(init) if init else None,
             "samples_seen": int(samples),
+            "epochs_trained": len(history),
+            "samples_planned": int(recipe.epochs * len(train_idx)),
             "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
             "loader_samples_per_s": samples / max(load_s, 1e-9),
             "stopped": stopped,

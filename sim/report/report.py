@@ -594,6 +594,16 @@ def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             e = (exp.get(a) or {}).get(s)
             return f"{int(e[key]):,}" if e and key in e else "-"
 
+        def trained(a: str, s: str) -> str:
+            """Samples and epochs a network was trained on; a time budget's cut is named."""
+            e = (exp.get(a) or {}).get(s) or {}
+            if not e.get("samples_seen"):
+                return "-"
+            text = f"{int(e['samples_seen']):,} ({e['epochs']} epochs"
+            if e.get("stopped") == "budget":
+                text += f" of {e['epochs_planned']}: cut by the time budget"
+            return text + ")"
+
         out.append(
             (
                 "Checkpoints and the experience each learned from",
@@ -604,6 +614,7 @@ def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                     "model sha256",
                     "expert-labelled demo frames",
                     "environment steps driven while learning",
+                    "training samples (epochs)",
                 ],
                 [
                     [
@@ -613,6 +624,7 @@ def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                         (c["sha256"].get("model.safetensors") or "")[:16],
                         used(a, s, "demo_frames"),
                         used(a, s, "env_steps"),
+                        trained(a, s),
                     ]
                     for a, per in cks.items()
                     for s, c in per.items()
