@@ -202,21 +202,32 @@ def test_an_agent_fault_scores_zero_even_after_progress():
 
 # -- per-decision timeout ---------------------------------------------------------------------------
 class Hanger(BaseAgent):
-    """Hangs on decision ``at``: a busy loop that even swallows ``Exception``, or a sleep."""
+    """Hangs on decision ``at`` (a busy loop that even swallows ``Exception``, or a sleep)
+    after making its own decision timer expire: the agent sends this process the SIGALRM the
+    loop's timer would send, so no test waits for wall-clock time.  ``cut`` records whether
+    the hang was interrupted; the hang itself is bounded (``seconds``) only so that a broken
+    timeout fails the test rather than hanging it."""
 
     name = "hanger"
     sensors = ("speed",)
     lockstep = True
 
-    def __init__(self, task, at=3, how="spin", seconds=30.0):
+    def __init__(self, task, at=3, how="spin", seconds=60.0):
         super().__init__(task)
         self.at, self.how, self.seconds, self.calls = at, how, seconds, 0
+        self.cut, self.armed_s = None, None
 
     def act(self, obs):
         self.calls += 1
         if self.calls == self.at:
+            import os
+            import signal
             import time
 
+            self.armed_s = signal.getitimer(signal.ITIMER_REAL)[0]  # the loop armed a timer
+            self.cut = True  # until the hang below runs to its end
+            if self.armed_s:
+                os.kill(os.getpid(), signal.SIGALRM)  # ... and here it fires
             t0 = time.monotonic()
             while time.monotonic() - t0 < self.seconds:
                 try:
@@ -224,6 +235,7 @@ class Hanger(BaseAgent):
                         time.sleep(self.seconds)
                 except Exception:  # noqa: BLE001, S110 - a badly written agent
                     pass
+            self.cut = False  # reached only when nothing interrupted the hang
         return np.zeros(self.task.action_size)
 
     def reset_slot(self, slot, seed=None):
@@ -233,36 +245,53 @@ class Hanger(BaseAgent):
 @pytest.mark.parametrize("how", ["spin", "sleep"])
 def test_a_hanging_decision_ends_the_episode_as_timeout_and_the_alarm_is_cleared(how):
     import signal
-    import time
 
     agent = Hanger(_task(), at=3, how=how)
     env = DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent))
     before = signal.getsignal(signal.SIGALRM)
-    t0 = time.monotonic()
-    r = run_episode(env, agent, 0, decision_timeout_s=0.2)
-    assert time.monotonic() - t0 < 10
-    assert r.status == "timeout" and "0.2 s limit" in r.error
+    r = run_episode(env, agent, 0, decision_timeout_s=30.0)
+    assert 0 < agent.armed_s <= 30.0 and agent.cut  # armed with the limit, and it cut
+    assert r.status == "timeout" and "30 s limit" in r.error
     assert r.metrics["driving_score"] == 0.0 and len(r.trace.latency_ms) == 3
     assert (
         signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
         and signal.getsignal(signal.SIGALRM) is before
     )
-    ok = run_episode(env, Hanger(_task(), at=10**6), 1, decision_timeout_s=0.2)
-    assert ok.status == "ok"  # fast decisions are never cut
+    ok = run_episode(env, Hanger(_task(), at=10**6), 1, decision_timeout_s=30.0)
+    assert ok.status == "ok"  # decisions within the limit are never cut
 
 
-def test_off_the_main_thread_a_slow_decision_is_judged_by_its_latency():
+def test_off_the_main_thread_a_slow_decision_is_judged_by_its_latency(monkeypatch):
+    """No signal can interrupt a decision off the main thread: a decision that took longer
+    than the limit (on a fake clock: 0.4 s pass during decision 2) ends the episode after it."""
     import threading
 
-    agent = Hanger(_task(), at=2, how="sleep", seconds=0.4)
+    from sim.harness import loop
+    from agents.baselines import StraightAgent
+
+    clock = {"ns": 0}
+    monkeypatch.setattr(loop, "now_ns", lambda: clock["ns"])
+
+    class Slow(StraightAgent):
+        calls = 0
+
+        def act(self, obs):
+            self.calls += 1
+            if self.calls == 2:
+                clock["ns"] += 400_000_000
+            return super().act(obs)
+
+    agent = Slow(_task())
     env = DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent))
     out = {}
     t = threading.Thread(
         target=lambda: out.setdefault("r", run_episode(env, agent, 0, decision_timeout_s=0.1))
     )
     t.start()
-    t.join(30)
-    assert out["r"].status == "timeout" and out["r"].trace.latency_ms[-1] >= 400
+    t.join()
+    r = out["r"]
+    assert r.status == "timeout" and r.trace.latency_ms[-1] == 400.0
+    assert len(r.trace.latency_ms) == 2 and "stopped after 0.40 s" in r.error
 
 
 def test_a_hanging_batch_times_out_every_episode_in_it():
@@ -274,8 +303,8 @@ def test_a_hanging_batch_times_out_every_episode_in_it():
         DrivingEnv(get_scenario("highway", **SHORT), sensors=env_sensors_for(agent))
         for _ in range(2)
     ]
-    rs = run_episodes_lockstep(envs, agent, [0, 1], decision_timeout_s=0.2)
-    assert [r.status for r in rs] == ["timeout", "timeout"]
+    rs = run_episodes_lockstep(envs, agent, [0, 1], decision_timeout_s=30.0)
+    assert [r.status for r in rs] == ["timeout", "timeout"] and agent.cut
 
 
 # -- simulator faults are not the agent's --------------------------------------------------------------

@@ -99,6 +99,26 @@ def test_stock_physics_flag_gives_the_same_episodes(tmp_path):
     assert config["fast_physics"] is False and config["workers"] == 1
 
 
+def _workers_in_group(pgid: int) -> list[str]:
+    """Command lines of the live (not zombie) processes of process group ``pgid`` other than
+    multiprocessing's resource tracker (which exits on its own once its pipe closes)."""
+    import os
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # it exited while we looked
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z" and "resource_tracker" not in cmdline:
+            found.append(f"{stat.parent.name}: {cmdline}")
+    assert os.getpgid(0) != pgid
+    return found
+
+
 def _interrupt_a_two_worker_run(tmp_path, *, whole_group):
     """``drive run --workers 2`` in its own process group; once one episode is recorded, SIGINT
     to the group (a Ctrl-C at a terminal) or to the parent alone. Returns (exit code, stderr,
@@ -107,7 +127,6 @@ def _interrupt_a_two_worker_run(tmp_path, *, whole_group):
     import signal
     import subprocess
     import sys
-    import time
 
     out = tmp_path / "run"
     cmd = [
@@ -133,7 +152,8 @@ def _interrupt_a_two_worker_run(tmp_path, *, whole_group):
         "--out",
         str(out),
     ]
-    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    # the run stops itself (SIGSTOP) right after its first episode line: a known point
+    env = {**os.environ, FAULT_ENV: "pause-after-results:1"}
     # a Ctrl-C reaches the run as at a terminal even when the tests themselves run in the
     # background: a non-interactive shell starts background jobs with SIGINT ignored, a child
     # inherits an ignored signal, and Python then installs no KeyboardInterrupt handler
@@ -149,24 +169,18 @@ def _interrupt_a_two_worker_run(tmp_path, *, whole_group):
         )
     finally:
         signal.signal(signal.SIGINT, previous)
+    episodes = out / "episodes.jsonl"
     try:
-        episodes, deadline = out / "episodes.jsonl", time.monotonic() + 180
-        while not (episodes.exists() and episodes.read_text().endswith("\n")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no episode finished in time"
-            time.sleep(0.05)
-        if whole_group:
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)  # blocks until it stops (or exits)
+        assert os.WIFSTOPPED(status), proc.communicate()
+        if whole_group:  # the SIGINT waits while the run is stopped, and lands on SIGCONT
             os.killpg(proc.pid, signal.SIGINT)
         else:
             os.kill(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        while True:  # and no worker outlives the parent
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            assert time.monotonic() < deadline + 30, "worker processes outlived the interrupted run"
-            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGCONT)
+        _, err = proc.communicate(timeout=600)
+        # and no worker outlives the parent: it joins them before it exits
+        assert _workers_in_group(proc.pid) == [], "worker processes outlived the run"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -237,6 +237,11 @@ class DecisionTimeout(BaseException):
     ``except Exception`` cannot swallow it."""
 
 
+now_ns = time.perf_counter_ns
+"""The decision clock [ns]: module-level so tests can stand a fake clock in for it (a slow
+decision without sleeping)."""
+
+
 def _on_alarm(signum, frame) -> None:
     raise DecisionTimeout()
 
@@ -271,7 +276,7 @@ def _decide(
     """One timed decision ``call(*args)`` under the alarm: ``(raw, status, error, latency_ms)`` with status
     ``ok``, ``agent_error`` (it raised) or ``timeout`` (interrupted, or slower than the limit
     where no alarm could interrupt it)."""
-    t0 = time.perf_counter_ns()
+    t0 = now_ns()
     raw, status, error = None, "ok", None
     try:
         arm(True)
@@ -283,7 +288,7 @@ def _decide(
         status = "timeout"
     except Exception as e:  # noqa: BLE001 - any agent fault is recorded, not raised
         status, error = "agent_error", _describe(e)
-    latency = (time.perf_counter_ns() - t0) / 1e6
+    latency = (now_ns() - t0) / 1e6
     if status == "ok" and limit_s and latency > 1e3 * limit_s:
         status = "timeout"
     if status == "timeout":

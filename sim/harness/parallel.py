@@ -46,7 +46,7 @@ from sim.world.scenarios import Scenario
 # (right after reporting seed S done), "init" (a worker fails to start),
 # "kill-after-results:N" (``drive eval`` SIGKILLs itself right after writing its N-th
 # results line), "pause-after-results:N" (``drive eval`` SIGSTOPs itself there, holding its
-# folder's lock, until a SIGCONT) or "sigint-after-episodes:N" (the demo recorder,
+# folder's lock, until a SIGCONT; ``drive run`` likewise after its N-th episode line) or "sigint-after-episodes:N" (the demo recorder,
 # ``sim.pipelines.record``, raises KeyboardInterrupt in its own process right after writing
 # its N-th episode, as a Ctrl-C there would).  Tests use it to show that faults are
 # recorded, never hang a run, and that a killed evaluation resumes to the same results, at a

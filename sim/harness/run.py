@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -31,7 +33,7 @@ from sim.harness.loop import (
     run_episodes_lockstep,
 )
 from sim.harness.metrics import scored
-from sim.harness.parallel import failure_record, run_parallel
+from sim.harness.parallel import failure_record, fault_requested, run_parallel
 from sim.harness.versions import git_revision, package_versions
 from sim.report.video import EpisodeVideo, is_drive_video
 from sim.world.env import DrivingEnv
@@ -272,6 +274,8 @@ def run_agent(
     def on_record(record: dict) -> None:
         append_jsonl(episodes_path, record)
         records.append(record)
+        if fault_requested("pause-after-results", len(records)):
+            os.kill(os.getpid(), signal.SIGSTOP)  # a test's known point: until a SIGCONT
         bar.set_postfix_str(
             f"seed {record['seed']}: {record['status']}, score {record['driving_score']:.2f}"
         )

@@ -336,11 +336,14 @@ def read_plan(out: str | Path) -> dict[str, Any]:
         plan = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not a suite plan: not valid JSON ({e})") from None
+    # a damaged file is the user's input, refused (ValueError: exit 2), not a TypeError
     if not isinstance(plan, dict):
-        raise ValueError(f"{path}: not a suite plan: a JSON {type(plan).__name__}, not an object")
+        raise ValueError(  # noqa: TRY004
+            f"{path}: not a suite plan: a JSON {type(plan).__name__}, not an object"
+        )
     for key, kind in PLAN_KEYS.items():
         if not isinstance(plan.get(key), kind):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004
                 f"{path}: not a suite plan: {key!r} is missing or not a JSON {kind.__name__}"
             )
     try:
