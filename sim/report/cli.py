@@ -43,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "modular-gt) in DIR and compares the agent's tracks with ground truth over the "
         "last 3 s: the object hit was missed, seen late, mislocated, or perceived (then "
         "planning failed), with its bearing and which rig camera could see it.  Writes "
-        "DIR/perception_failures.md and .json.",
+        "DIR/perception_failures.md and .json.  Agents without perception (straight, idm, "
+        "e2e, ...) are skipped, and refused when named.  Before re-driving: the analysis "
+        "files may only replace an earlier analysis of the same agents and episodes (a "
+        "file drive did not write, or an analysis of other agents or episodes, is "
+        "refused), and every checkpoint must still hash as DIR/config.json recorded; "
+        "--force overrides both.",
     )
     s.add_argument("dir", metavar="DIR", help="a folder written by 'drive eval'")
     s.add_argument(
@@ -57,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="cpu",
         choices=["auto", "cpu", "cuda"],
         help="where detectors run (default: cpu)",
+    )
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="replace DIR/perception_failures.json and .md whatever they hold, and re-drive "
+        "with checkpoints that changed since the evaluation (a warning, kept in the JSON)",
     )
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_cmd_explain)
@@ -75,7 +86,11 @@ def _cmd_explain(args) -> int:
     from sim.report.perception_failures import explain_folder
 
     agents = [a.strip() for a in args.agents.split(",") if a.strip()] if args.agents else None
-    result = explain_folder(args.dir, agents, device=args.device, progress=not args.quiet)
+    result = explain_folder(
+        args.dir, agents, device=args.device, progress=not args.quiet, force=args.force
+    )
+    if result["skipped"]:
+        print(f"skipped (no perception to judge): {', '.join(result['skipped'])}")
     for agent, counts in result["summary"].items():
         print(f"{agent}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"wrote {args.dir}/perception_failures.md")

@@ -33,23 +33,42 @@ planner's failures can be counted by cause.  Collisions:
 An episode that ended without a collision but short of its route (a timeout) is
 ``stood still`` (the car stood for more than :data:`STOOD_S`), ``behind slow traffic``
 (a lead within :data:`FOLLOW_M` for most of the episode) or ``slow on a free road``.
+
+Only the planning agents are analysed: the others (``straight``, ``idm``, ``e2e``, ...) have
+no tracks to compare, and a verdict of theirs would blame a perception they do not have.
+Naming one is refused; by default they are skipped, and the analysis says so.
+
+Before any episode is re-driven (minutes of work), two checks, each overridden by ``force``
+(``--force``):
+
+* the output policy (:func:`sim.harness.io.check_output_file`): the analysis files may
+  replace only an earlier analysis of the **same** agents and episodes (re-running it, e.g.
+  after a code fix); a file drive did not write, or an analysis of other agents or of other
+  episodes (the evaluation was resumed since), is kept: replacing it would lose work
+  silently.  The JSON records the agents and episodes it analysed to compare.
+* the checkpoints: every agent's checkpoint files are hashed as ``drive eval`` hashed them
+  (:func:`~sim.harness.evaluate.checkpoint_hashes`) and compared with ``config.json``: a
+  re-drive with a retrained detector would not reproduce the evaluated collisions, so its
+  verdicts would be about other episodes.  Forced, the mismatch is a warning, printed and
+  kept in the JSON's ``warnings``.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agents import make_agent
+from agents import make_agent, parse_agent
 from agents.modular import PlanningAgent
 from sim.geometry.bev import BevCamera
 from sim.geometry.frames import world_to_ego
-from sim.harness.evaluate import CONFIG, RESULTS, read_results
-from sim.harness.io import atomic_write_json, atomic_write_text
+from sim.harness.evaluate import CONFIG, RESULTS, checkpoint_hashes, read_results
+from sim.harness.io import check_output_file, write_json_output, write_text_output, written_by
 from sim.harness.loop import Episode, env_sensors_for
 from sim.harness.run import task_spec
 from sim.world.env import DrivingEnv
@@ -62,6 +81,11 @@ MATCH_M = 3.0  # [m] a track within this of the object is the object's track
 MISLOCATED_M = 1.5  # [m] median track position error above this: mislocated
 SPEED_ERROR_MPS = 3.0  # [m/s] median track speed error above this: mislocated
 PLANNING_AGENTS = ("expert", "modular", "modular-bev", "modular-gt")
+"""The agents with perception to judge (tracks in their ``overlay``); the registry's others
+drive without one."""
+KIND = "drive explain"
+"""The author recorded in the analysis files (:func:`sim.harness.io.written_by`)."""
+OUTPUTS = ("perception_failures.json", "perception_failures.md")
 # mechanisms
 LANE_BAND_M = (
     3.0  # [m] laterally within this of the car: in its lane (highway-env's half lane + 1 m)
@@ -171,7 +195,7 @@ def redrive(
 
 
 def _tracks_and_lane_change(agent) -> dict[str, Any]:
-    objects = agent.overlay.objects if getattr(agent, "overlay", None) is not None else None
+    objects = None if agent.overlay is None else agent.overlay.objects  # BaseAgent declares it
     plan = agent.last_plan if isinstance(agent, PlanningAgent) else None
     return {
         "tracks": None
@@ -189,10 +213,15 @@ def explain_episode(
     device: str = "cpu",
     bev: BevCamera | None = None,
 ) -> dict[str, Any]:
-    """Drive ``spec`` on ``scenario``/``seed`` again and judge perception at its collision."""
+    """Drive ``spec`` on ``scenario``/``seed`` again and judge perception at its collision.
+    ``spec`` must be a planning agent (:data:`PLANNING_AGENTS`): the others have no tracks,
+    and a verdict would blame a perception they lack."""
+    parse_agent(spec)  # an unknown name lists the known ones
+    _check_planning([spec])
     sc = get_scenario(scenario, **({"duration_s": duration_s} if duration_s else {}))
     bev = bev or BevCamera()
-    agent = make_agent(spec, task_spec(sc, bev), device=device)
+    task = task_spec(sc, bev)  # what the agent is built from: its rig is the one to check
+    agent = make_agent(spec, task, device=device)
     agent.prepare()
     steps, ep = redrive(agent, sc, seed, bev, _tracks_and_lane_change)
     final_ego, final_truth = ep.info.get("ego"), ep.info.get("truth")
@@ -244,7 +273,7 @@ def explain_episode(
     rel = world_to_ego(
         last["truth"]["position_m"][k][None], last["ego"]["position_m"], last["ego"]["heading_rad"]
     )[0]
-    rig = getattr(getattr(agent, "task", None), "rig", None)
+    rig = task.rig
     seen_by = [name for name, cam in rig.items() if _in_view(cam, rel)] if rig is not None else []
     out.update(
         {
@@ -283,20 +312,141 @@ def explain_episode(
     return out
 
 
+def _is_planning(spec: str) -> bool:
+    """Whether agent ``spec`` has perception to judge (:data:`PLANNING_AGENTS`)."""
+    return spec.partition(":")[0] in PLANNING_AGENTS
+
+
+def _check_planning(specs: list[str], where: str = "") -> None:
+    """Refuse the agents without perception: a verdict would blame what they do not have."""
+    bad = [a for a in specs if not _is_planning(a)]
+    if bad:
+        raise ValueError(
+            f"agent(s) {', '.join(bad)} have no perception to judge; drive explain analyses "
+            f"the planning agents: {', '.join(PLANNING_AGENTS)}{where}"
+        )
+
+
+def _check_outputs(
+    folder: Path, agents: list[str], episodes: list[tuple[str, str, int]], force: bool
+) -> None:
+    """The output policy for the analysis files, before any re-drive: each may be written when
+    absent, or when it is ``drive explain``'s analysis of the same agents and episodes; with
+    ``force`` whatever it holds (see the module docstring)."""
+    for name in OUTPUTS:
+        path = folder / name
+        try:
+            check_output_file(path, kind=KIND, force=force, option="analysis file")
+        except FileExistsError:  # the policy's refusal, worded for a path the user did not pick
+            author = written_by(path)
+            whose = f"{author} wrote it, not {KIND}" if author else "drive did not write it"
+            raise FileExistsError(
+                f"{path} exists and {whose}; move it away, or pass --force to replace it"
+            ) from None
+    path = folder / OUTPUTS[0]
+    if force or written_by(path) != KIND:
+        return
+    old = json.loads(path.read_text())
+    old_agents = list(old.get("agents") or [])
+    old_episodes = {tuple(e) for e in old.get("episodes") or []}
+    changed = []
+    if sorted(old_agents) != sorted(agents):
+        was = ", ".join(old_agents) or "none"
+        changed.append(f"agents {was} (this run: {', '.join(agents)})")
+    if old_episodes != set(episodes):
+        new, gone = len(set(episodes) - old_episodes), len(old_episodes - set(episodes))
+        changed.append(f"{len(old_episodes)} episodes (this run adds {new}, drops {gone})")
+    if changed:
+        raise FileExistsError(
+            f"{path} holds an analysis of other settings: {'; '.join(changed)}; move it away "
+            "to keep it, or pass --force to replace it"
+        )
+
+
+def _short(digest: str | None) -> str:
+    return "absent" if digest is None else digest[:12]
+
+
+def checkpoint_changes(
+    folder: str | Path,
+    config: dict[str, Any],
+    pairs: list[tuple[str, str]],
+    bev: BevCamera,
+    device: str = "cpu",
+) -> list[str]:
+    """How the checkpoints each (agent, scenario) of ``pairs`` would load now differ from the
+    ones ``drive eval`` hashed into ``folder/config.json`` (one line each, naming the agent,
+    the file and both SHA-256 prefixes; empty: unchanged).  Hashed as the evaluation hashed
+    them (:func:`~sim.harness.evaluate.checkpoint_hashes`, the last checkpoint per agent)."""
+    config_path = Path(folder) / CONFIG
+    recorded = config.get("checkpoints") or {}
+    duration = {"duration_s": config["duration_s"]} if config.get("duration_s") else {}
+    changes: list[str] = []
+    for spec, scenario in pairs:
+        agent = make_agent(spec, task_spec(get_scenario(scenario, **duration), bev), device=device)
+        now: dict[str, Any] = {}
+        for path in agent.checkpoints():  # nothing is loaded: the paths only
+            now = {"path": str(path)}
+            if Path(path).is_dir():
+                now["sha256"] = checkpoint_hashes(path)
+        old = (recorded.get(spec) or {}).get(scenario) or {}
+        if old.get("sha256") == now.get("sha256"):
+            continue
+        if not old:
+            change = f"agent {spec} loads {now['path']}, which {config_path} does not record"
+        elif not now:
+            change = f"agent {spec} loads no checkpoint now; {config_path} records {old['path']}"
+        elif "sha256" not in now:
+            change = f"agent {spec}'s checkpoint {now['path']} is missing; {config_path} records it"
+        else:
+            was, new = old.get("sha256") or {}, now["sha256"]
+            # a file changed in place first, then files added or removed
+            files = sorted(
+                (f for f in {*was, *new} if was.get(f) != new.get(f)),
+                key=lambda f: (f not in was or f not in new, f),
+            )
+            more = f" (and {len(files) - 1} more file(s))" if len(files) > 1 else ""
+            change = (
+                f"agent {spec}'s checkpoint {now['path']} changed since the evaluation: "
+                f"{files[0]} sha256 {_short(was.get(files[0]))} in {config_path}, "
+                f"{_short(new.get(files[0]))} now{more}"
+            )
+        changes.append(change)
+    return list(dict.fromkeys(changes))  # one line per change, however many scenarios share it
+
+
 def explain_folder(
-    folder: str | Path, agents: list[str] | None = None, device: str = "cpu", progress: bool = True
+    folder: str | Path,
+    agents: list[str] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Every collision of the planning agents in a ``drive eval`` folder, explained; writes
-    ``perception_failures.json`` and ``perception_failures.md`` there."""
+    """Every collision (and shortfall) of the planning agents in a ``drive eval`` folder,
+    explained; writes ``perception_failures.json`` and ``perception_failures.md`` there.
+
+    ``agents``: specs as in ``config.json`` (default: its planning agents; the others are
+    skipped and listed under ``skipped``; naming one is refused).  Before any re-drive the
+    analysis files are checked against the output policy and the checkpoints against the
+    ones the evaluation hashed (see the module docstring); ``force`` replaces any earlier
+    analysis and turns a changed checkpoint into a warning (kept under ``warnings``)."""
     folder = Path(folder)
     config = json.loads((folder / CONFIG).read_text())
     records = read_results(folder / RESULTS)
-    chosen = agents or [a for a in config["agents"] if a.split(":", 1)[0] in PLANNING_AGENTS]
+    planning = [a for a in config["agents"] if _is_planning(a)]
+    chosen = agents or planning
     unknown = [a for a in chosen if a not in config["agents"]]
     if unknown:
         raise ValueError(
             f"agent(s) {unknown} not in {folder / CONFIG}; it has {', '.join(config['agents'])}"
         )
+    _check_planning(chosen, f"; {folder / CONFIG} has {', '.join(planning) or 'none of them'}")
+    if not chosen:
+        raise ValueError(
+            f"{folder / CONFIG} holds no planning agent (it has {', '.join(config['agents'])}); "
+            f"drive explain judges the perception of {', '.join(PLANNING_AGENTS)} only"
+        )
+    skipped = [] if agents else [a for a in config["agents"] if not _is_planning(a)]
     bev = BevCamera.from_dict(config["camera"]) if config.get("camera") else BevCamera()
     crashes = sorted(
         (r["agent"], r["scenario"], int(r["seed"]))
@@ -308,6 +458,18 @@ def explain_folder(
         for r in records
         if r["agent"] in chosen and r["status"] == "ok" and not r.get("route_completed", True)
     )
+    episodes = sorted(crashes + short)
+    _check_outputs(folder, chosen, episodes, force)
+    pairs = sorted({(a, s) for a, s, _ in episodes})
+    warnings = checkpoint_changes(folder, config, pairs, bev, device=device)
+    if warnings and not force:
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        raise ValueError(
+            f"{warnings[0]}{more}; a re-drive would not reproduce the evaluated episodes: "
+            "restore the checkpoint, or pass --force to explain with it anyway"
+        )
+    for w in warnings:
+        print(f"drive explain: warning: {w}; re-driving anyway (--force)", file=sys.stderr)
     rows, shortfalls = [], []
     todo = [(c, rows) for c in crashes] + [(c, shortfalls) for c in short]
     for k, ((a, s, seed), into) in enumerate(todo):
@@ -327,18 +489,26 @@ def explain_folder(
     result = {
         "folder": str(folder),
         "agents": chosen,
+        "episodes": [list(e) for e in episodes],  # with the agents: what a re-run must match
+        "skipped": skipped,
+        "warnings": warnings,
         "collisions": rows,
         "shortfalls": shortfalls,
         "summary": summary,
         "mechanisms": mechanisms,
     }
-    atomic_write_json(folder / "perception_failures.json", result)
-    atomic_write_text(folder / "perception_failures.md", format_failures(result))
+    write_json_output(folder / OUTPUTS[0], result, kind=KIND)
+    write_text_output(folder / OUTPUTS[1], format_failures(result), kind=KIND)
     return result
 
 
 def format_failures(result: dict[str, Any]) -> str:
     """The markdown: verdict counts per agent, then one row per collision."""
+    notes = [f"**Warning:** {w}; re-driven anyway (`--force`)." for w in result.get("warnings", ())]
+    if result.get("skipped"):
+        skipped = ", ".join(f"`{a}`" for a in result["skipped"])
+        notes.append(f"Not analysed (no perception to judge): {skipped}.")
+    notes = [line for note in notes for line in (note, "")]
     lines = [
         "# What perception got wrong at each collision",
         "",
@@ -347,6 +517,7 @@ def format_failures(result: dict[str, Any]) -> str:
             f"with ground truth over the last {WINDOW_S:g} s (see `sim/report/perception_failures.py`)."
         ),
         "",
+        *notes,
         "| agent | missed | late | mislocated | perceived (planning failed) | re-drive differed |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
