@@ -439,3 +439,19 @@ def test_a_second_ctrl_c_during_shutdown_lets_the_cleanup_finish(capfd, monkeypa
     err = capfd.readouterr().err
     assert "already stopping" in err and "drive: interrupted" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_unreachable_cluster_is_refused_at_once_and_nothing_is_written(
+    tmp_path, capsys, address
+):
+    """``ray.init`` retried ``127.0.0.1:1`` for over ten minutes; ``ray://`` gave an internal
+    ConnectionError after 33 s.  Both are refused on the first failed TCP connection."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():  # a session this process has is used as it is
+        pytest.skip("this process already holds a Ray session")
+    out = tmp_path / "ev"
+    argv = ["eval", "--agents", "straight", "--scenarios", "lane-keep", "--episodes", "1"]
+    assert main([*argv, "--backend", "ray", "--address", address, "--out", str(out)]) == 2
+    assert f"cannot reach the Ray cluster at '{address}'" in capsys.readouterr().err
+    assert not out.exists()

@@ -59,15 +59,28 @@ def test_results_per_seed_do_not_depend_on_worker_count(tmp_path, agent):
 
 
 def test_a_killed_worker_is_recorded_and_the_run_finishes(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(FAULT_ENV, "kill-at:11")  # the worker that starts seed 11 SIGKILLs itself
+    monkeypatch.setenv(FAULT_ENV, "kill-at:11")  # each worker that starts seed 11 SIGKILLs itself
     assert _run(tmp_path / "k", 2) == 0
     recs = _records(tmp_path / "k" / "episodes.jsonl")
     assert sorted(recs) == [10, 11, 12, 13]  # every episode accounted for
-    assert recs[11]["status"] == "agent_error" and "worker process died" in recs[11]["error"]
+    lost = "the worker died while running this episode, 2 times"  # as on Ray: one policy
+    assert recs[11]["status"] == "agent_error" and recs[11]["error"] == lost
     assert recs[11]["driving_score"] == 0.0
     assert all(recs[s]["status"] == "ok" for s in (10, 12, 13))
-    assert "seed 11: agent_error: worker process died" in capsys.readouterr().out
-    assert multiprocessing.active_children() == []  # nothing left running
+    out = capsys.readouterr()
+    assert f"seed 11: agent_error: {lost}" in out.out and "exit code -9" in out.err
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_killed_once_mid_episode_is_retried_and_nothing_changes(tmp_path, monkeypatch):
+    """The retry rule local workers share with Ray actors: an episode whose worker died while
+    running it runs once more from its seed; its record is the undisturbed one."""
+    assert _run(tmp_path / "calm", 2) == 0
+    monkeypatch.setenv(FAULT_ENV, "kill-once-at:11")  # the first worker to start seed 11 dies
+    assert _run(tmp_path / "once", 2) == 0
+    calm, once = (_records(tmp_path / d / "episodes.jsonl") for d in ("calm", "once"))
+    assert once == calm
+    assert len((tmp_path / "once" / "episodes.jsonl").read_text().splitlines()) == 4  # nothing left running
 
 
 def test_a_worker_dying_between_episodes_loses_nothing(tmp_path, monkeypatch):

@@ -159,7 +159,7 @@ def test_an_episode_whose_worker_dies_twice_is_the_agents_error_and_the_run_ends
     assert sorted(got) == sorted(want)
     dead = got.pop(("idm", "highway", 1))
     assert dead["status"] == "agent_error" and dead["driving_score"] == 0.0
-    assert "Ray worker died while running this episode, 2 times" in dead["error"]
+    assert dead["error"] == "the worker died while running this episode, 2 times"
     assert got == {k: v for k, v in want.items() if k[2] != 1}
 
 
@@ -373,17 +373,3 @@ def test_bad_backend_choices_are_refused_with_the_fix(tmp_path, monkeypatch, cap
         run_eval(tmp_path / "z", ["idm"], ["highway"], [0], backend="ray")
     assert not (tmp_path / "z").exists()  # refused before anything is written
     assert 'pip install -e ".[ray]"' in RAY_MISSING
-
-
-@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
-def test_an_unreachable_cluster_is_refused_at_once_and_nothing_is_written(
-    tmp_path, capsys, address
-):
-    """``ray.init`` retried ``127.0.0.1:1`` for over ten minutes; ``ray://`` gave an internal
-    ConnectionError after 33 s.  Both are refused on the first failed TCP connection."""
-    pytest.importorskip("ray")
-    out = tmp_path / "ev"
-    argv = ["eval", "--agents", "straight", "--scenarios", "lane-keep", "--episodes", "1"]
-    assert main([*argv, "--backend", "ray", "--address", address, "--out", str(out)]) == 2
-    assert f"cannot reach the Ray cluster at '{address}'" in capsys.readouterr().err
-    assert not out.exists()

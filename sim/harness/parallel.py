@@ -42,7 +42,7 @@ from sim.geometry.bev import BevCamera
 from sim.world.scenarios import Scenario
 
 # Testing hook: "kill-at:S" (a worker SIGKILLs itself on starting seed S), "kill-once-at:S" (the
-# Ray backend only: the first attempt at seed S dies, its retry lives), "kill-after:S"
+# first attempt at seed S dies, its retry lives), "kill-after:S"
 # (right after reporting seed S done), "init" (a worker fails to start),
 # "kill-after-results:N" (``drive eval`` SIGKILLs itself right after writing its N-th
 # results line), "pause-after-results:N" (``drive eval`` SIGSTOPs itself there, holding its
@@ -52,7 +52,41 @@ from sim.world.scenarios import Scenario
 # recorded, never hang a run, and that a killed evaluation resumes to the same results, at a
 # known point, not a timed one.
 FAULT_ENV = "DRIVE_TEST_WORKER_FAULT"
-MAX_SENDS_PER_EPISODE = 2  # an episode whose worker died before starting it is re-sent once
+
+# -- the one failure policy of both episode pools (worker processes here, Ray actors) --------
+MAX_ATTEMPTS_PER_EPISODE = 2
+"""An episode whose worker died while running it (a process killed by the OOM killer, a
+machine lost) is run once more from its seed on a fresh worker: episodes are deterministic, so
+the second attempt gives the record an undisturbed run would have.  A second death records it
+as the agent's error (:func:`lost_episode_record`).  Deaths before a worker started an episode
+cost the episode nothing (it goes back to the queue)."""
+MAX_START_DEATHS = 3
+"""Workers that may die before they are ready (before starting any episode) before the run
+stops with an error: a worker that cannot even start would otherwise be replaced forever."""
+
+
+def retry_lost_episode(attempts: int) -> bool:
+    """Whether an episode whose worker died during its ``attempts``-th attempt runs again."""
+    return attempts < MAX_ATTEMPTS_PER_EPISODE
+
+
+def lost_episode_record(agent: str, scenario: str, seed: int, attempts: int) -> dict:
+    """The record of an episode whose worker died on every attempt: the same on either
+    backend (the cause, an exit code or a lost node, goes to the log, not the record)."""
+    return failure_record(
+        agent,
+        scenario,
+        seed,
+        f"the worker died while running this episode, {attempts} times",
+    )
+
+
+def attempt_fault(seed: int, attempt: int) -> bool:
+    """The testing hook's deaths at the start of an episode: ``kill-at:S`` every attempt at
+    seed S, ``kill-once-at:S`` only the first."""
+    return fault_requested("kill-at", seed) or (
+        attempt == 1 and fault_requested("kill-once-at", seed)
+    )
 
 
 def fault_requested(kind: str, at: int | None = None) -> bool:
@@ -163,9 +197,9 @@ def _serve(
             return
         if task is None:
             return
-        k, seed, video_path = task
+        k, seed, video_path, attempt = task
         conn.send(("started", k, None))
-        if fault_requested("kill-at", seed):
+        if attempt_fault(seed, attempt):
             os.kill(os.getpid(), signal.SIGKILL)
         try:
             record = runner.run(seed, Path(video_path) if video_path else None)
@@ -216,7 +250,8 @@ def run_parallel(
     """Run every seed on ``workers`` processes; ``on_record`` gets each finished record once."""
     ctx = mp.get_context("spawn")
     todo: deque[tuple[int, int]] = deque(enumerate(seeds))
-    sends: dict[int, int] = {}
+    attempts: dict[int, int] = {}  # episodes a worker started (acknowledged), per index
+    start_deaths = [0]
     live: dict[Connection, _Worker] = {}
     every_proc: list[mp.Process] = []
 
@@ -253,9 +288,9 @@ def run_parallel(
                 release(w)
                 return
             k, seed = task
-            w.conn.send((k, seed, str(video_path) if (video_path and k == 0) else None))
+            video = str(video_path) if (video_path and k == 0) else None
+            w.conn.send((k, seed, video, attempts.get(k, 0) + 1))
             w.sent = task
-            sends[k] = sends.get(k, 0) + 1
         except OSError:  # it died between two messages: the task was never handed over
             if task is not None:
                 todo.appendleft(task)
@@ -273,18 +308,24 @@ def run_parallel(
         w.proc.join()
         if w.sent is not None:
             k, seed = w.sent
-            if w.started or sends.get(k, 0) >= MAX_SENDS_PER_EPISODE:
-                on_record(
-                    failure_record(
-                        agent_name,
-                        scenario.name,
-                        seed,
-                        f"worker process died (exit code {w.proc.exitcode}) "
-                        f"while running this episode",
+            if not w.started:  # it died before starting the episode: the episode lost nothing
+                start_deaths[0] += 1
+                if start_deaths[0] > MAX_START_DEATHS:
+                    raise RuntimeError(
+                        f"worker processes keep dying before they start an episode (the last "
+                        f"with exit code {w.proc.exitcode})"
                     )
-                )
+                todo.appendleft(w.sent)
+            elif retry_lost_episode(attempts[k]):
+                todo.appendleft(w.sent)  # once more from its seed, on a fresh worker
             else:
-                todo.appendleft(w.sent)  # never started: hand it to someone else
+                print(
+                    f"drive: seed {seed}: the worker died on each of {attempts[k]} attempts "
+                    f"(the last with exit code {w.proc.exitcode})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                on_record(lost_episode_record(agent_name, scenario.name, seed, attempts[k]))
         if todo and len(live) < workers:
             start_worker()
 
@@ -298,6 +339,7 @@ def run_parallel(
             raise RuntimeError(f"a worker could not start: {payload}")
         if kind == "started":
             w.started = True
+            attempts[k] = attempts.get(k, 0) + 1
             return
         seed = w.sent[1]
         if kind == "done":

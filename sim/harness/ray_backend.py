@@ -64,15 +64,19 @@ from sim.geometry.bev import BevCamera
 from sim.harness.evaluate import checkpoint_hashes
 from sim.harness.io import atomic_write_bytes
 from sim.harness.loop import EpisodeResult
-from sim.harness.parallel import FAULT_ENV, failure_record, fault_requested
+from sim.harness.parallel import (
+    FAULT_ENV,
+    MAX_START_DEATHS,
+    attempt_fault,
+    failure_record,
+    fault_requested,
+    lost_episode_record,
+    retry_lost_episode,
+)
 from sim.harness.run import EpisodeRunner, save_trace, task_spec
 from sim.world.scenarios import Scenario
 
 RAY_MISSING = 'the Ray backend needs Ray: pip install -e ".[ray]"'
-MAX_ATTEMPTS_PER_EPISODE = 2
-"""An episode whose actor died is retried once on a fresh actor, then recorded ``agent_error``."""
-MAX_START_DEATHS = 3
-"""Actors that may die before they are ready (a node lost while they start) before the run stops."""
 GPU_PER_ACTOR = 0.25
 """With ``--device cuda`` an actor asks Ray for this much of a GPU: four share one (inference is
 light next to the simulator).  Without it Ray hides the GPUs from an actor (``auto`` runs on CPU)."""
@@ -318,9 +322,7 @@ class EpisodeActor:
 
     def run(self, seed: int, attempt: int) -> tuple[str, Any, bytes | None]:
         """``("done", record, trace bytes)``, or ``("failed", traceback, None)`` where the simulator raised."""
-        if fault_requested("kill-at", seed) or (
-            attempt == 1 and fault_requested("kill-once-at", seed)
-        ):
+        if attempt_fault(seed, attempt):
             os.kill(os.getpid(), signal.SIGKILL)
         assert self.runner is not None, "run() before a successful load()"
         try:
@@ -494,21 +496,19 @@ class RayEpisodePool:
                         continue
                     except RayError as e:  # the actor (its process or its node) is gone
                         self._drop(actor)
-                        if attempts[seed] < MAX_ATTEMPTS_PER_EPISODE:
-                            todo.appendleft(
-                                seed
-                            )  # a lost machine is not the agent's fault: once more
+                        if retry_lost_episode(attempts[seed]):  # the one failure policy
+                            todo.appendleft(seed)
                             replace_lost()
                             continue
                         replace_lost()
+                        print(
+                            f"drive: seed {seed}: the Ray worker died on each of "
+                            f"{attempts[seed]} attempts ({_first_line(e)})",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         on_record(
-                            failure_record(
-                                agent_name,
-                                scenario.name,
-                                seed,
-                                f"Ray worker died while running this episode, "
-                                f"{attempts[seed]} times ({_first_line(e)})",
-                            )
+                            lost_episode_record(agent_name, scenario.name, seed, attempts[seed])
                         )
                         continue
                     hand(actor)
