@@ -168,9 +168,16 @@ log_std = number_between(-20.0, 5.0, "a log standard deviation")
 """An argparse type: the log of a standard deviation, [-20, 5]."""
 
 
+def comma_list(text: str | None) -> tuple[str, ...]:
+    """``"a, b,,a"`` -> ``("a", "b")``: the one parser of every comma-separated option
+    (names stripped, empty items dropped, a repeated name kept once, in first-seen order);
+    ``None`` or an empty string -> ``()``."""
+    return tuple(dict.fromkeys(n.strip() for n in (text or "").split(",") if n.strip()))
+
+
 def scenario_list(text: str) -> tuple[str, ...]:
     """``"a,b"`` -> ``("a", "b")``, each a known scenario (the error lists the known ones)."""
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    names = comma_list(text)
     if not names:
         raise ValueError(
             f"--scenarios names no scenario (got {text!r}); known: {', '.join(SCENARIOS)}"

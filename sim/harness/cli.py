@@ -352,7 +352,7 @@ def _cmd_eval_agents(args) -> int:
                 f"{option} belongs to 'drive eval detector'; an evaluation of agents never "
                 "replaces its folder (--resume continues it)"
             )
-    agents = list(dict.fromkeys(a.strip() for a in args.agents.split(",") if a.strip()))
+    agents = list(arguments.comma_list(args.agents))
     if not agents:
         raise ValueError(f"--agents names no agent (got {args.agents!r})")
     for a in agents:
@@ -387,7 +387,7 @@ def _cmd_eval_tracking(args) -> int:
         track_hazard,
     )
 
-    agents = list(dict.fromkeys(a.strip() for a in args.agents.split(",") if a.strip()))
+    agents = list(arguments.comma_list(args.agents))
     for a in agents:
         parse_agent(a)  # an unknown name lists the known ones
     scenarios = arguments.scenario_list(args.scenarios)
@@ -457,13 +457,13 @@ def _cmd_eval(args) -> int:
             check_output_file(value, kind=kind, force=args.force, option=option, suffixes=(suffix,))
     corruptions = parse_corruptions(args.corrupt)
     dataset = FrameDataset(args.data)
-    names = [d.strip() for d in args.detector.split(",") if d.strip()]
+    names = list(arguments.comma_list(args.detector))
     if not names:
         raise ValueError(
             "no detector given; known: opencv, learned:CHECKPOINT_DIR, geometric, mono3d:CHECKPOINT_DIR"
         )
     cameras = (
-        [c.strip() for c in args.cameras.split(",") if c.strip()]
+        list(arguments.comma_list(args.cameras))
         if args.cameras
         else list(dataset.cameras)
     )

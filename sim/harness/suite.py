@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.arguments import comma_list
 from sim.harness.io import atomic_write_json, ensure_writable_dir
 from sim.world.scenarios import FAULT_LEVELS, FAULTS, Scenario, get_scenario
 
@@ -124,7 +125,7 @@ def suite_cells(name: str) -> list[Cell]:
     unknown name lists the known ones."""
     if name in SUITES:
         return SUITES[name]()
-    families = [f.strip() for f in name.split(",") if f.strip()]
+    families = list(comma_list(name))
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
         raise ValueError(

@@ -85,7 +85,7 @@ def _cmd_report(args) -> int:
 def _cmd_explain(args) -> int:
     from sim.report.perception_failures import explain_folder
 
-    agents = [a.strip() for a in args.agents.split(",") if a.strip()] if args.agents else None
+    agents = list(arguments.comma_list(args.agents)) if args.agents else None
     result = explain_folder(
         args.dir, agents, device=args.device, progress=not args.quiet, force=args.force
     )

@@ -47,6 +47,7 @@ from sim.harness.io import atomic_write_bytes, atomic_write_text, ensure_writabl
 from sim.harness.metrics import SIM_FAULTS, scored
 from sim.harness.stats import Estimate, Paired, bootstrap, paired, wilson
 from sim.report.sidebyside import drive_clips, last_frame, pick_seeds, side_by_side, worst_episode
+from sim.report.tables import html_table, md_table
 
 # (column, record field or derived name, digits); rates are shares of episodes.
 METRICS: tuple[tuple[str, str, int], ...] = (
@@ -634,13 +635,6 @@ def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     return out
 
 
-def _md_table(header: list[str], cells: list[list[str]]) -> str:
-    esc = lambda t: t.replace("|", "\\|")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in cells]
-    return "\n".join(lines)
-
-
 GALLERY_INTRO = (
     "Per scenario and agent: the failed episodes (not ok, or a driving score under 1), "
     "worst first, with the last frame of the worst one (camera and top-down view at the "
@@ -831,22 +825,13 @@ def write_report(
             f"## {title}",
             "",
             *[x for p in above for x in (p, "")],
-            _md_table(header, cells),
+            md_table(header, cells),
             "",
             *[x for p in below for x in (p, "")],
         ]
         body.append(f"<h2>{html.escape(title)}</h2>")
         body += [f"<p class=note>{html.escape(p)}</p>" for p in above]
-        body.append(
-            "<table><thead><tr>"
-            + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-            + "</tr></thead><tbody>"
-            + "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                for row in cells
-            )
-            + "</tbody></table>"
-        )
+        body.append(html_table(header, cells))
         body += [f"<p class=note>{html.escape(p)}</p>" for p in below]
     for group, items in figs.items():
         md += [f"## Figures: {group}", ""]

@@ -21,7 +21,8 @@ import numpy as np
 from sim.harness.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.harness.metrics import scored
 from sim.harness.stats import Estimate, bootstrap, paired, wilson
-from sim.report.report import _md_table, _save, subplots
+from sim.report.report import _save, subplots
+from sim.report.tables import html_table, md_table
 
 FILES = "suite_files"
 AXIS_TITLES = {
@@ -387,17 +388,8 @@ def write_suite_report(folder: str | Path) -> dict[str, Path]:
             body.append(f"<img src='{html.escape(rel)}' alt='{html.escape(title)}'>")
         if table:
             header, cells = table
-            md += [_md_table(header, cells), ""]
-            body.append(
-                "<table><thead><tr>"
-                + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-                + "</tr></thead><tbody>"
-                + "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(c.strip('`'))}</td>" for c in row) + "</tr>"
-                    for row in cells
-                )
-                + "</tbody></table>"
-            )
+            md += [md_table(header, cells), ""]
+            body.append(html_table(header, cells))
     if plan.get("command"):
         md += ["## Command", "", "```", " ".join(plan["command"]), "```", ""]
         body.append(f"<h2>Command</h2><pre>{html.escape(' '.join(plan['command']))}</pre>")
