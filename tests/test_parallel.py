@@ -113,8 +113,10 @@ def test_stock_physics_flag_gives_the_same_episodes(tmp_path):
 
 
 def _workers_in_group(pgid: int) -> list[str]:
-    """Command lines of the live (not zombie) processes of process group ``pgid`` other than
-    multiprocessing's resource tracker (which exits on its own once its pipe closes)."""
+    """Command lines of the live processes of process group ``pgid`` other than
+    multiprocessing's resource tracker (which exits on its own once its pipe closes); a
+    zombie, or a process whose command line is gone (its memory released: it is exiting),
+    is not live."""
     import os
     from pathlib import Path
 
@@ -126,7 +128,7 @@ def _workers_in_group(pgid: int) -> list[str]:
         except OSError:  # it exited while we looked
             continue
         state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z" and "resource_tracker" not in cmdline:
+        if pgrp == pgid and state != "Z" and cmdline and "resource_tracker" not in cmdline:
             found.append(f"{stat.parent.name}: {cmdline}")
     assert os.getpgid(0) != pgid
     return found

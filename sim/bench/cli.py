@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "episodes/min and decisions/s of the whole evaluation harness "
         "per agent on highway with 1 and 2 workers, beside stock "
         "highway-env + GrayscaleObservation + SB3 CnnPolicy.predict. "
+        "'pool': the same mixed 40-episode evaluation (expert, idm, straight, modular-gt on "
+        "lane-keep and highway) with the local backend's warm worker processes and with Ray "
+        "actors, alternated --repeats times: median wall time and the ratio. "
         "'ppo': PPO training throughput (environment steps/s, rollout and "
         "update apart) with the fast physics vs stock (default: highway, "
         "--steps 1024 per round, --repeats rounds). 'suite': every agent over the "
@@ -52,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument(
         "what",
-        choices=["camera", "sim", "planner", "inference", "loop", "ppo", "suite"],
+        choices=["camera", "sim", "planner", "inference", "loop", "ppo", "pool", "suite"],
         help="what to benchmark",
     )
     s.add_argument(
@@ -203,7 +206,7 @@ def _cmd_suite(args) -> int:
         )
     out = Path(args.out or "runs/suite")
     if not args.report_only:
-        agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+        agents = list(arguments.comma_list(args.agents))
         episodes = args.episodes or 20
         seeds = arguments.seed_range(args.seed_start, episodes, "--seed-start")
         run_suite(
@@ -261,14 +264,24 @@ def _cmd_bench(args) -> int:
     elif args.what == "loop":
         from sim.bench.loop import bench_loop, format_loop
 
-        agents = tuple(a.strip() for a in args.agents.split(",") if a.strip())
+        agents = arguments.comma_list(args.agents)
         result = bench_loop(agents=agents, episodes=args.episodes or 10, duration_s=args.duration)
         print(format_loop(result))
+    elif args.what == "pool":
+        from sim.bench.pool import DURATION_S, EPISODES, bench_pool, format_pool
+
+        result = bench_pool(
+            episodes=args.episodes or EPISODES,
+            duration_s=args.duration or DURATION_S,
+            workers=args.workers,
+            repeats=args.repeats,
+        )
+        print(format_pool(result))
     elif args.what == "inference":
         from sim.bench.inference import bench_inference, format_inference
 
         cams = (
-            tuple(c.strip() for c in args.rig_cameras.split(",") if c.strip())
+            arguments.comma_list(args.rig_cameras)
             if args.rig_cameras
             else None
         )

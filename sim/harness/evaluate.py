@@ -52,7 +52,7 @@ from sim.harness.io import (
     iter_jsonl,
 )
 from sim.harness.metrics import STATUSES, scored
-from sim.harness.parallel import fault_requested
+from sim.harness.parallel import LocalEpisodePool, fault_requested
 from sim.harness.run import BACKENDS, run_seeds, scenario_record, task_spec
 from sim.harness.versions import git_revision, package_versions
 from sim.world.scenarios import get_scenario
@@ -311,6 +311,8 @@ def run_eval(
         pool = own_pool = RayEpisodePool(
             workers, address=address, device=device
         )  # kept across the pairs
+    elif backend == "local" and workers > 1:  # warm worker processes, kept across the pairs
+        pool = own_pool = LocalEpisodePool(workers, device=device)
     out = ensure_writable_dir(out)
     # one writer per folder, from reading what is done to the last line: a second run is
     # refused at once, naming the owner (two resumes would both run the missing episodes)
@@ -377,7 +379,7 @@ def run_eval(
                     device=device,
                     decision_timeout_s=decision_timeout_s,
                     backend=backend,
-                    ray_pool=pool,
+                    pool=pool,
                 )
             finally:
                 bar.close()

@@ -137,34 +137,18 @@ def stop_processes(procs: Sequence[mp.process.BaseProcess], *, grace_s: float = 
             proc.join()
 
 
-def _worker_main(
-    conn: Connection,
-    agent_name: str,
-    scenario: Scenario,
-    camera: BevCamera,
-    fast_physics: bool,
-    out_dir: str,
-    device: str | None = None,
-    decision_timeout_s: float | None = None,
-) -> None:
+def _worker_main(conn: Connection, device: str | None = None) -> None:
     try:
-        _serve(
-            conn, agent_name, scenario, camera, fast_physics, out_dir, device, decision_timeout_s
-        )
+        _serve(conn, device)
     except (BrokenPipeError, ConnectionResetError, EOFError):
         return  # the parent is gone (interrupted, or killed): nobody to report to
 
 
-def _serve(
-    conn: Connection,
-    agent_name: str,
-    scenario: Scenario,
-    camera: BevCamera,
-    fast_physics: bool,
-    out_dir: str,
-    device: str | None,
-    decision_timeout_s: float | None,
-) -> None:
+def _serve(conn: Connection, device: str | None) -> None:
+    """A warm worker: ``("load", agent, scenario, camera, fast_physics, out_dir,
+    decision_timeout_s)`` builds the runner of the next (agent, scenario) and answers
+    ``loaded``; ``("run", k, seed, video, attempt)`` answers ``started`` then ``done`` or
+    ``failed``; ``None`` (or a closed pipe) ends it."""
     ignore_sigint()
     # one BLAS/OpenMP thread per worker: W workers already fill W cores, and torch's
     # default (all cores per process) would oversubscribe them
@@ -175,29 +159,37 @@ def _serve(
     # imported here: spawn starts from a clean interpreter, and the parent needs none of it
     from sim.harness.run import EpisodeRunner
 
-    try:
-        if fault_requested("init"):
-            raise RuntimeError("worker start-up fault injected for a test")
-        runner = EpisodeRunner(
-            agent_name,
-            scenario,
-            camera,
-            fast_physics=fast_physics,
-            device=device,
-            out_dir=Path(out_dir),
-            decision_timeout_s=decision_timeout_s,
-        )
-    except Exception:  # noqa: BLE001 - report why, then stop: no episode can run here
-        conn.send(("init_failed", None, traceback.format_exc(limit=8)))
-        return
+    runner = None
     while True:
         try:
-            task = conn.recv()
+            message = conn.recv()
         except EOFError:
             return
-        if task is None:
+        if message is None:
             return
-        k, seed, video_path, attempt = task
+        if message[0] == "load":
+            _, agent_name, scenario, camera, fast_physics, out_dir, timeout_s = message
+            if runner is not None:
+                runner.close()
+                runner = None
+            try:
+                if fault_requested("init"):
+                    raise RuntimeError("worker start-up fault injected for a test")
+                runner = EpisodeRunner(
+                    agent_name,
+                    scenario,
+                    camera,
+                    fast_physics=fast_physics,
+                    device=device,
+                    out_dir=Path(out_dir),
+                    decision_timeout_s=timeout_s,
+                )
+            except Exception:  # noqa: BLE001 - report why: no episode of this pair can run here
+                conn.send(("init_failed", None, traceback.format_exc(limit=8)))
+                continue
+            conn.send(("loaded", None, None))
+            continue
+        _, k, seed, video_path, attempt = message
         conn.send(("started", k, None))
         if attempt_fault(seed, attempt):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -231,6 +223,188 @@ class _Worker:
         self.proc, self.conn = proc, conn
         self.sent: tuple[int, int] | None = None  # (k, seed) handed over
         self.started = False  # acknowledged by the worker
+        self.loaded = False  # holds the runner of the current (agent, scenario)
+
+
+class LocalEpisodePool:
+    """Up to ``workers`` worker processes on this machine, kept warm across the (agent,
+    scenario) pairs of one evaluation: a worker's imports (highway-env, torch) cost seconds,
+    paid once per pool, not once per pair.  The local implementation of the episode pool
+    whose other one is :class:`~sim.harness.ray_backend.RayEpisodePool`: the same
+    :meth:`run`, the same failure policy (:data:`MAX_ATTEMPTS_PER_EPISODE`).  Use it as a
+    context manager; :meth:`close` stops every worker."""
+
+    def __init__(self, workers: int, *, device: str | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers, self.device = workers, device
+        self._ctx = mp.get_context("spawn")
+        self._idle: list[_Worker] = []  # alive, between two pairs
+        self._every: list[mp.Process] = []
+
+    def __enter__(self) -> LocalEpisodePool:  # noqa: PYI034 - typing.Self is Python 3.11+
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def idle(self) -> int:
+        """Warm workers waiting for the next (agent, scenario)."""
+        return len(self._idle)
+
+    def close(self) -> None:
+        """Tell idle workers to stop, then stop whatever is left (mid-episode after an error
+        or a Ctrl-C) with SIGTERM, then SIGKILL."""
+        for w in self._idle:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+            w.conn.close()
+        for proc in self._every:
+            proc.join(timeout=2)
+        stop_processes(self._every)
+        self._idle.clear()
+        self._every.clear()
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_worker_main, daemon=True, args=(child, self.device))
+        with sigint_ignored_by_children():
+            proc.start()
+        child.close()
+        self._every.append(proc)
+        return _Worker(proc, parent)
+
+    def run(
+        self,
+        agent_name: str,
+        scenario: Scenario,
+        seeds: Sequence[int],
+        out_dir: Path,
+        on_record: Callable[[dict], None],
+        *,
+        camera: BevCamera,
+        fast_physics: bool = True,
+        decision_timeout_s: float | None = None,
+        video_path: Path | None = None,
+    ) -> None:
+        """Run every seed of ``agent_name`` on ``scenario``; ``on_record`` gets each finished
+        record once (the first seed's episode writes ``video_path``).  An error or a Ctrl-C
+        stops every worker (the pool starts fresh ones next time)."""
+        todo: deque[tuple[int, int]] = deque(enumerate(seeds))
+        attempts: dict[int, int] = {}  # episodes a worker started (acknowledged), per index
+        start_deaths = 0
+        live: dict[Connection, _Worker] = {}
+        load = ("load", agent_name, scenario, camera, fast_physics, str(out_dir), decision_timeout_s)
+
+        def take_worker() -> None:
+            w = self._idle.pop() if self._idle else self._spawn()
+            w.sent, w.started, w.loaded = None, False, False
+            live[w.conn] = w
+            try:
+                w.conn.send(load)
+            except OSError:  # died while idle: a fresh one instead
+                retire(w)
+
+        def feed(w: _Worker) -> None:
+            """Hand ``w`` the next episode, or give it back to the idle ones."""
+            w.sent, w.started = None, False
+            if not todo:
+                live.pop(w.conn, None)
+                self._idle.append(w)
+                return
+            k, seed = task = todo.popleft()
+            video = str(video_path) if (video_path and k == 0) else None
+            try:
+                w.conn.send(("run", k, seed, video, attempts.get(k, 0) + 1))
+                w.sent = task
+            except OSError:  # it died between two messages: the task was never handed over
+                todo.appendleft(task)
+                retire(w)
+
+        def retire(w: _Worker) -> None:
+            """``w`` is dead (or its pipe is): account for its episode, replace it if needed."""
+            nonlocal start_deaths
+            live.pop(w.conn, None)
+            w.conn.close()
+            if w.proc.is_alive():
+                w.proc.kill()
+            w.proc.join()
+            if w.sent is None or not w.started:  # no episode lost: it goes back to the queue
+                if w.sent is not None:
+                    todo.appendleft(w.sent)
+                start_deaths += 1
+                if start_deaths > MAX_START_DEATHS:
+                    raise RuntimeError(
+                        f"worker processes keep dying before they start an episode (the last "
+                        f"with exit code {w.proc.exitcode})"
+                    )
+            else:
+                k, seed = w.sent
+                if retry_lost_episode(attempts[k]):
+                    todo.appendleft(w.sent)  # once more from its seed, on a fresh worker
+                else:
+                    print(
+                        f"drive: seed {seed}: the worker died on each of {attempts[k]} attempts "
+                        f"(the last with exit code {w.proc.exitcode})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    on_record(lost_episode_record(agent_name, scenario.name, seed, attempts[k]))
+            if todo and len(live) < min(self.workers, len(todo) + len(live)):
+                take_worker()
+
+        def handle(w: _Worker) -> None:
+            try:
+                kind, k, payload = w.conn.recv()
+            except (EOFError, OSError):
+                retire(w)  # died mid-message or with nothing to say
+                return
+            if kind == "init_failed":
+                raise RuntimeError(f"a worker could not start: {payload}")
+            if kind == "loaded":
+                w.loaded = True
+                feed(w)
+                return
+            if kind == "started":
+                w.started = True
+                attempts[k] = attempts.get(k, 0) + 1
+                return
+            seed = w.sent[1]
+            if kind == "done":
+                on_record(payload)
+            else:
+                on_record(
+                    failure_record(
+                        agent_name,
+                        scenario.name,
+                        seed,
+                        f"episode failed in the simulator: {payload}",
+                        status="sim_error",
+                    )
+                )
+            feed(w)
+
+        finished = False
+        try:
+            for _ in range(min(self.workers, len(todo))):
+                take_worker()
+            while live:
+                by_sentinel = {w.proc.sentinel: w for w in live.values()}
+                for obj in wait(list(live) + list(by_sentinel), timeout=5.0):
+                    w = live.get(obj) or by_sentinel.get(obj)
+                    if w is None or w.conn not in live:
+                        continue  # retired or given back earlier in this round
+                    if obj is w.conn or w.conn.poll():
+                        handle(w)  # messages first: a worker may answer and then die
+                    else:
+                        retire(w)
+            finished = True
+        finally:
+            if not finished:  # interrupted or failed: stop every worker now, mid-episode or not
+                self.close()
 
 
 def run_parallel(
@@ -247,134 +421,18 @@ def run_parallel(
     on_record: Callable[[dict], None],
     decision_timeout_s: float | None = None,
 ) -> None:
-    """Run every seed on ``workers`` processes; ``on_record`` gets each finished record once."""
-    ctx = mp.get_context("spawn")
-    todo: deque[tuple[int, int]] = deque(enumerate(seeds))
-    attempts: dict[int, int] = {}  # episodes a worker started (acknowledged), per index
-    start_deaths = [0]
-    live: dict[Connection, _Worker] = {}
-    every_proc: list[mp.Process] = []
-
-    def start_worker() -> None:
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(
-            target=_worker_main,
-            daemon=True,
-            args=(
-                child,
-                agent_name,
-                scenario,
-                camera,
-                fast_physics,
-                str(out_dir),
-                device,
-                decision_timeout_s,
-            ),
+    """Run every seed on ``workers`` processes of a pool of its own (a caller with several
+    (agent, scenario) pairs keeps one :class:`LocalEpisodePool` across them instead);
+    ``on_record`` gets each finished record once."""
+    with LocalEpisodePool(min(workers, max(1, len(seeds))), device=device) as pool:
+        pool.run(
+            agent_name,
+            scenario,
+            seeds,
+            out_dir,
+            on_record,
+            camera=camera,
+            fast_physics=fast_physics,
+            decision_timeout_s=decision_timeout_s,
+            video_path=video_path,
         )
-        with sigint_ignored_by_children():
-            proc.start()
-        child.close()
-        every_proc.append(proc)
-        live[parent] = _Worker(proc, parent)
-        feed(live[parent])
-
-    def feed(w: _Worker) -> None:
-        """Hand ``w`` the next episode, or tell it to stop; a dead pipe retires it."""
-        w.sent, w.started = None, False
-        task = todo.popleft() if todo else None
-        try:
-            if task is None:
-                w.conn.send(None)
-                release(w)
-                return
-            k, seed = task
-            video = str(video_path) if (video_path and k == 0) else None
-            w.conn.send((k, seed, video, attempts.get(k, 0) + 1))
-            w.sent = task
-        except OSError:  # it died between two messages: the task was never handed over
-            if task is not None:
-                todo.appendleft(task)
-            retire(w)
-
-    def release(w: _Worker) -> None:
-        live.pop(w.conn, None)
-        w.conn.close()
-
-    def retire(w: _Worker) -> None:
-        """``w`` is dead (or its pipe is): account for its episode, replace it if needed."""
-        release(w)
-        if w.proc.is_alive():
-            w.proc.kill()
-        w.proc.join()
-        if w.sent is not None:
-            k, seed = w.sent
-            if not w.started:  # it died before starting the episode: the episode lost nothing
-                start_deaths[0] += 1
-                if start_deaths[0] > MAX_START_DEATHS:
-                    raise RuntimeError(
-                        f"worker processes keep dying before they start an episode (the last "
-                        f"with exit code {w.proc.exitcode})"
-                    )
-                todo.appendleft(w.sent)
-            elif retry_lost_episode(attempts[k]):
-                todo.appendleft(w.sent)  # once more from its seed, on a fresh worker
-            else:
-                print(
-                    f"drive: seed {seed}: the worker died on each of {attempts[k]} attempts "
-                    f"(the last with exit code {w.proc.exitcode})",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                on_record(lost_episode_record(agent_name, scenario.name, seed, attempts[k]))
-        if todo and len(live) < workers:
-            start_worker()
-
-    def handle(w: _Worker) -> None:
-        try:
-            kind, k, payload = w.conn.recv()
-        except (EOFError, OSError):
-            retire(w)  # died mid-message or with nothing to say
-            return
-        if kind == "init_failed":
-            raise RuntimeError(f"a worker could not start: {payload}")
-        if kind == "started":
-            w.started = True
-            attempts[k] = attempts.get(k, 0) + 1
-            return
-        seed = w.sent[1]
-        if kind == "done":
-            on_record(payload)
-        else:
-            on_record(
-                failure_record(
-                    agent_name,
-                    scenario.name,
-                    seed,
-                    f"episode failed in the simulator: {payload}",
-                    status="sim_error",
-                )
-            )
-        feed(w)
-
-    finished = False
-    try:
-        for _ in range(min(workers, len(todo))):
-            start_worker()
-        while live:
-            by_sentinel = {w.proc.sentinel: w for w in live.values()}
-            for obj in wait(list(live) + list(by_sentinel), timeout=5.0):
-                w = live.get(obj) or by_sentinel.get(obj)
-                if w is None or w.conn not in live:
-                    continue  # retired earlier in this round
-                if obj is w.conn or w.conn.poll():
-                    handle(w)  # messages first: a worker may answer and then die
-                else:
-                    retire(w)
-        finished = True
-    finally:
-        for w in list(live.values()):
-            release(w)
-        if finished:  # every worker was told to stop: let them exit on their own
-            for proc in every_proc:
-                proc.join(timeout=2)
-        stop_processes(every_proc)  # interrupted or failed: stop them now, mid-episode or not

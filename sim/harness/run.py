@@ -33,7 +33,12 @@ from sim.harness.loop import (
     run_episodes_lockstep,
 )
 from sim.harness.metrics import scored
-from sim.harness.parallel import failure_record, fault_requested, run_parallel
+from sim.harness.parallel import (
+    LocalEpisodePool,
+    failure_record,
+    fault_requested,
+    run_parallel,
+)
 from sim.harness.versions import git_revision, package_versions
 from sim.report.video import EpisodeVideo, is_drive_video
 from sim.world.env import DrivingEnv
@@ -317,12 +322,14 @@ def run_seeds(
     decision_timeout_s: float | None = None,
     backend: str = "local",
     address: str | None = None,
-    ray_pool: RayEpisodePool | None = None,
+    pool: RayEpisodePool | LocalEpisodePool | None = None,
 ) -> None:
     """The episodes of one agent on one scenario, each record handed to ``on_record`` as it
     finishes (in-process, lock-step or over worker processes; ``backend="ray"``: over
-    ``workers`` actors of the Ray cluster at ``address``, or of ``ray_pool``, a
-    :class:`~sim.harness.ray_backend.RayEpisodePool` kept across calls); traces go to ``out_dir``.  A failing episode is recorded with its status, never raised."""
+    ``workers`` actors of the Ray cluster at ``address``); ``pool``: the warm episode pool
+    the caller keeps across (agent, scenario) pairs, :class:`LocalEpisodePool` (local
+    backend, several workers) or :class:`~sim.harness.ray_backend.RayEpisodePool`.  Traces
+    go to ``out_dir``.  A failing episode is recorded with its status, never raised."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if backend == "ray":
@@ -346,7 +353,7 @@ def run_seeds(
             device=device,
             decision_timeout_s=decision_timeout_s,
             address=address,
-            pool=ray_pool,
+            pool=pool if not isinstance(pool, LocalEpisodePool) else None,
         )
     elif workers == 1:
         runner = EpisodeRunner(
@@ -380,6 +387,18 @@ def run_seeds(
                 on_record(record)
         finally:
             runner.close()
+    elif isinstance(pool, LocalEpisodePool) and batch == 1:
+        pool.run(
+            agent_name,
+            scenario,
+            seeds,
+            out_dir,
+            on_record,
+            camera=camera,
+            fast_physics=fast_physics,
+            decision_timeout_s=decision_timeout_s,
+            video_path=video_path,
+        )
     else:
         run_parallel(
             agent_name,
