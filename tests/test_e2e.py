@@ -419,3 +419,59 @@ def test_weights_resaved_in_another_dtype_are_refused(tmp_path, dtype):
         load_policy(out)
     with pytest.raises(CheckpointError, match=rf"found {name}"):
         E2EAgent(_task(), str(out)).prepare()
+
+
+def test_train_e2e_checks_its_out_folder_and_options_before_loading_data(tmp_path, capsys):
+    """``--out EXISTING_FILE`` failed with an internal error after the whole training; the out
+    path and the options that could not take effect are refused before the data is read."""
+    from sim.cli import main
+
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    nodata = str(tmp_path / "no-demos")  # never read: each refusal comes first
+    for out in (a_file, a_file / "p"):
+        assert main(["train", "e2e", "--data", nodata, "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"{a_file} is a file" in err and len(err.strip().splitlines()) == 1
+    done = tmp_path / "done"
+    save_policy(PilotNet(PilotNetConfig(width="s")), done, {"camera": {}})
+    assert main(["train", "e2e", "--data", nodata, "--out", str(done), "--quiet"]) == 2
+    assert "e2e.json already exists" in capsys.readouterr().err
+    for extra, word in (
+        (["--cameras", "cam_rear"], "--cameras"),
+        (["--no-augment", "--view-prob", "0.5"], "--view-prob"),
+    ):
+        out = tmp_path / word.strip("-")
+        assert main(["train", "e2e", "--data", nodata, "--out", str(out), *extra]) == 2
+        assert word in capsys.readouterr().err and not out.exists()
+
+
+def _bev_checkpoint(out):
+    save_policy(
+        PilotNet(PilotNetConfig(width="s")),
+        out,
+        {"camera": CAM.to_dict(), "action_names": ["steering"], "steering_range_rad": 0.785},
+    )
+    return json.loads((out / "e2e.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda m: m.pop("steering_range_rad"), "missing key 'steering_range_rad'"),
+        (lambda m: m.update(steering_range_rad="wide"), "'steering_range_rad' must be a number"),
+        (lambda m: m.update(action_names="steering"), "'action_names' must be a list"),
+        (lambda m: m.update(action_names=["steering", "x"]), "2 action names for 1 output"),
+        (lambda m: m.update(camera=[1, 2]), "'camera' must be an object"),
+        (lambda m: m["camera"].pop("width_px"), "'camera'.*width_px"),
+        (lambda m: m.update(config="pilotnet"), "'config' must be an object"),
+        (lambda m: m["config"].update(cameras="cam_front"), "'cameras' in 'config' must be a"),
+    ],
+)
+def test_a_damaged_checkpoint_json_is_refused_with_its_path_and_reason(tmp_path, edit, reason):
+    out = tmp_path / "p"
+    meta = _bev_checkpoint(out)
+    edit(meta)
+    (out / "e2e.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=rf"{out / 'e2e.json'}: .*{reason}"):
+        load_policy(out)

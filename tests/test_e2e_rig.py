@@ -357,3 +357,83 @@ def test_dagger_on_a_rig_policy_records_its_view_with_the_same_recovery_views(
         .splitlines()
     )
     assert seeds == [10000]  # the rounds are scored apart from the reported seeds 0..
+
+
+def _rig_checkpoint(out, cameras=("cam_front",)):
+    from agents.e2e.checkpoint import save_policy
+
+    config = PilotNetConfig(width="s", image_hw=INPUT_HW, cameras=cameras)
+    save_policy(
+        PilotNet(config),
+        out,
+        {
+            "camera": {},
+            "action_names": ["steering"],
+            "steering_range_rad": STEERING_RANGE_RAD,
+            "rig": RigInput.build(default_rig(), cameras).to_dict(),
+        },
+    )
+    return json.loads((out / "e2e.json").read_text())
+
+
+def test_a_checkpoint_naming_an_unknown_camera_is_refused_with_the_known_ones(tmp_path):
+    """A rig block naming a camera its rig lacks gave a bare ``KeyError: 'cam_left'``."""
+    from agents.e2e.checkpoint import load_policy
+    from perception.checkpoint import CheckpointError
+
+    out = tmp_path / "p"
+    meta = _rig_checkpoint(out)
+    meta["rig"]["cameras"] = meta["config"]["cameras"] = ["cam_left"]
+    (out / "e2e.json").write_text(json.dumps(meta))
+    where = str(out / "e2e.json")
+    with pytest.raises(
+        CheckpointError, match=rf"{where}: .*'cam_left'.*known: cam_front, cam_rear"
+    ):
+        load_policy(out)
+    with pytest.raises(CheckpointError, match="cam_left.*known: cam_front, cam_rear"):
+        E2EAgent(_task(rig=default_rig()), str(out)).prepare()
+    for edit, reason in (
+        (lambda m: m.pop("rig"), "a rig policy .*no 'rig' block"),
+        (lambda m: m["rig"].update(cameras=["cam_rear"]), r"network reads \['cam_front'\]"),
+        (lambda m: m["rig"]["crops"].clear(), "bad 'rig' block"),
+    ):
+        meta = _rig_checkpoint(tmp_path / "q")
+        edit(meta)
+        (tmp_path / "q" / "e2e.json").write_text(json.dumps(meta))
+        with pytest.raises(CheckpointError, match=rf"{tmp_path / 'q' / 'e2e.json'}: .*{reason}"):
+            load_policy(tmp_path / "q")
+
+
+def test_a_side_view_named_twice_is_refused():
+    """``--side-views 0.5:0,0.5:0`` recorded the same view twice (twice the RAM and disk, and
+    that view drawn twice as often)."""
+    with pytest.raises(ValueError, match=r"recovery view 0.5:0 is named twice"):
+        parse_side_views("0.5:0,-0.5:0,0.5")
+    with pytest.raises(ValueError, match="named twice"):
+        RigInput.build(default_rig(), ("cam_front",), (SideView(0, 5), SideView(0.0, 5.0)))
+    assert len(parse_side_views("0.5:0,-0.5:0")) == 2
+
+
+def test_view_prob_on_rig_demos_without_recovery_views(tmp_path, capsys):
+    """``--view-prob 1`` on rig demos without recovery views trained on the centre view and
+    recorded view_prob 1.0: an explicit value that cannot take effect is refused; the
+    default records the 0 that took effect."""
+    from sim.cli import main
+
+    demos = tmp_path / "d"
+    record_dataset(
+        get_scenario("lane-keep", duration_s=1.0),
+        [31, 32],
+        demos,
+        noise=NoiseConfig(0.0),
+        progress=False,
+        rig=RigInput.build(default_rig(), ("cam_front",)),
+    )
+    argv = ["train", "e2e", "--data", str(demos), "--model", "pilotnet-s", "--epochs", "1"]
+    assert main([*argv, "--view-prob", "1", "--out", str(tmp_path / "p"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--view-prob 1" in err and "no recovery views" in err and str(demos) in err
+    assert not (tmp_path / "p").exists()
+    assert main([*argv, "--out", str(tmp_path / "q"), "--quiet", "--device", "cpu"]) == 0
+    meta = json.loads((tmp_path / "q" / "e2e.json").read_text())
+    assert meta["training"]["view_prob"] == 0.0 and meta["recovery_views"] == 0

@@ -187,3 +187,31 @@ def test_corruption_severities_are_bounded(spec, message):
     kind, _, level = spec.partition(":")
     with pytest.raises(ValueError, match=re.escape(message)):
         corrupt(np.zeros((8, 8, 3), np.uint8), kind, float(level))
+
+
+def test_perception_data_refuses_faults_before_writing_anything(tmp_path, capsys):
+    """``--scenarios highway:noise=3`` wrote frames identical to plain ``highway`` under a
+    manifest that said noise=3: the recorder cannot apply the harness's faults, so it refuses
+    them, before the output folder exists."""
+    out = tmp_path / "ds"
+    argv = ["perception", "data", "--frames", "2", "--every", "1", "--quiet", "--out", str(out)]
+    assert main([*argv, "--scenarios", "highway:noise=3"]) == 2
+    err = capsys.readouterr().err
+    assert "drive perception data" in err and "noise=3" in err and "'highway'" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    with pytest.raises(ValueError, match=r"latency=1.*use 'merge'"):
+        record_frames(["highway", "merge:latency=1"], 2, out, progress=False)
+    assert not out.exists()
+
+
+def test_perception_data_out_must_be_a_folder_and_is_checked_before_any_work(tmp_path, capsys):
+    a_file = tmp_path / "f"
+    a_file.write_text("not a dataset")
+    for out in (a_file, a_file / "ds"):
+        argv = ["perception", "data", "--frames", "2", "--quiet", "--out", str(out)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{a_file} is a file" in err and len(err.strip().splitlines()) == 1
+    assert a_file.read_text() == "not a dataset"
+    with pytest.raises(FileExistsError, match="is a file"):
+        record_frames(["highway"], 2, a_file, progress=False)

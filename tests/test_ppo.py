@@ -406,13 +406,25 @@ def test_ppo_agent_errors_name_the_fix(tmp_path, bc):
         make_agent(f"ppo:{bc}", task).prepare()
 
 
+def _seen(meta: dict) -> dict:
+    return {k: policy_experience(meta)[k] for k in ("demo_frames", "env_steps")}
+
+
 def test_experience_counts_demo_frames_and_environment_steps():
-    assert policy_experience({"dataset": {"frames": 2000}}) == {"demo_frames": 2000, "env_steps": 0}
+    assert _seen({"dataset": {"frames": 2000}}) == {"demo_frames": 2000, "env_steps": 0}
     dagger = {
         "dataset": {"frames": 2600},
         "dagger": {"rounds": [{"new_frames": 0}, {"new_frames": 300}, {"new_frames": 300}]},
+        "training": {"samples_seen": 5000, "epochs": 3, "history": [{}, {}], "stopped": "budget"},
     }
-    assert policy_experience(dagger) == {"demo_frames": 2600, "env_steps": 600}
+    assert policy_experience(dagger) == {
+        "demo_frames": 2600,
+        "env_steps": 600,
+        "samples_seen": 5000,  # what the network was trained on, and why it stopped
+        "epochs": 2,
+        "epochs_planned": 3,
+        "stopped": "budget",
+    }
     ppo = {"ppo": {"timesteps": 5000, "init": {"demo_frames": 2000, "env_steps": 0}}}
     assert policy_experience(ppo) == {"demo_frames": 2000, "env_steps": 5000}
     assert policy_experience({"ppo": {"timesteps": 7, "init": None}}) == {
@@ -430,10 +442,15 @@ def test_the_report_puts_ppo_beside_e2e_with_the_experience_each_used(bc, scratc
     run_eval(out, agents, ["lane-keep"], [0, 1], duration_s=1.0, progress=False, device="cpu")
     config = json.loads((out / "config.json").read_text())
     bc_frames = json.loads((bc / "e2e.json").read_text())["dataset"]["frames"]
-    assert config["experience"] == {
+    seen = {
+        a: {s: {k: e[k] for k in ("demo_frames", "env_steps")} for s, e in per.items()}
+        for a, per in config["experience"].items()
+    }
+    assert seen == {
         agents[0]: {"lane-keep": {"demo_frames": bc_frames, "env_steps": 0}},
         agents[1]: {"lane-keep": {"demo_frames": 0, "env_steps": 32}},
     }
+    assert config["experience"][agents[0]]["lane-keep"]["samples_seen"] > 0
     paths = write_report(out, videos=0)
     md = paths["md"].read_text()
     assert "| environment steps driven while learning |" in md
@@ -630,3 +647,43 @@ def test_a_policy_state_resaved_in_another_dtype_is_refused():
                 load_policy_state(model.policy, bad)
     finally:
         model.env.close()
+
+
+_TINY_CLI = [
+    "train", "ppo", "--steps", "32", "--envs", "1", "--vec", "dummy", "--n-steps", "16",
+    "--batch-size", "16", "--epochs", "1", "--eval-every", "32", "--eval-episodes", "0",
+    "--duration", "1", "--device", "cpu", "--quiet",
+]  # fmt: skip
+
+
+def test_ppo_refuses_faults_before_writing_anything(tmp_path, capsys):
+    """``--scenario lane-keep:latency=3`` trained weights identical to plain lane-keep's under a
+    JSON that said latency=3: the RL environment cannot apply the harness's faults."""
+    from sim.cli import main
+
+    out = tmp_path / "p"
+    assert main([*_TINY_CLI, "--scenario", "lane-keep:latency=3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "drive train ppo" in err and "latency=3" in err and "'lane-keep'" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    with pytest.raises(ValueError, match="noise=1"):
+        RLEnv("lane-keep:noise=1")
+
+
+def test_ppo_out_and_ignored_options_are_refused_before_any_work(tmp_path, capsys):
+    from sim.cli import main
+
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "p"):
+        assert main([*_TINY_CLI, "--scenario", "lane-keep", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{a_file} is a file" in err and len(err.strip().splitlines()) == 1
+    assert a_file.read_text() == "x"
+    for extra, word in (
+        (["--cameras", "cam_front"], "--cameras"),
+        (["--view-prob", "0.3"], "--view-prob"),
+    ):
+        out = tmp_path / word.strip("-")
+        assert main([*_TINY_CLI, "--scenario", "lane-keep", "--out", str(out), *extra]) == 2
+        assert word in capsys.readouterr().err and not out.exists()

@@ -131,6 +131,20 @@ def parse_side_views(text: str) -> tuple[SideView, ...]:
             raise ValueError(
                 f"bad side view {part.strip()!r} (want SHIFT_M:YAW_DEG, e.g. 0.5:0 or 0:-5): {e}"
             ) from None
+    return unique_views(views)
+
+
+def unique_views(views: Sequence[SideView]) -> tuple[SideView, ...]:
+    """``views`` as a tuple; a view given twice (``0.5:0,0.5``) is refused: it would be
+    rendered and stored twice and drawn twice as often in training, silently."""
+    seen: set[SideView] = set()
+    for v in views:
+        if v in seen:
+            raise ValueError(
+                f"recovery view {v.dy_m:g}:{v.yaw_deg:g} is named twice in "
+                f"{','.join(f'{w.dy_m:g}:{w.yaw_deg:g}' for w in views)}; name each once"
+            )
+        seen.add(v)
     return tuple(views)
 
 
@@ -200,7 +214,10 @@ class RigInput:
             raise ValueError(f"a camera is named twice in {list(cameras)}")
         sub = CameraRig({c: rig[c] for c in cameras})
         return cls(
-            cameras, sub, tuple(RoadCrop.for_camera(rig[c]) for c in cameras), tuple(side_views)
+            cameras,
+            sub,
+            tuple(RoadCrop.for_camera(rig[c]) for c in cameras),
+            unique_views(side_views),
         )
 
     @property

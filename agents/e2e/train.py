@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.e2e.checkpoint import META, load_policy, save_policy
+from agents.e2e.checkpoint import META, check_folder_path, load_policy, save_policy
 from agents.e2e.demos import Demos, dataset_info, load_demos
 from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
 from agents.e2e.rig import recovery_labels
@@ -62,9 +62,12 @@ class E2ETrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     augment: bool = True
-    view_prob: float = 0.5
+    view_prob: float | None = None
     """Share of samples given a viewpoint shift (bird's-eye frames) or drawn from one of the
-    recorded recovery views (rig frames, when the demos have them)."""
+    recorded recovery views (rig frames).  ``None``: :data:`DEFAULT_VIEW_PROB` where it can
+    take effect, else 0; an explicit share > 0 where it cannot (no augmentation, rig demos
+    without recovery views) is refused.  The checkpoint records the share that took effect
+    (:func:`effective_view_prob`)."""
     shift_m: float = 1.0
     """Largest lateral viewpoint shift [m]."""
     rotate_deg: float = 5.0
@@ -85,6 +88,35 @@ class E2ETrainConfig:
             raise ValueError(f"unknown keep {self.keep!r}; known: best, last")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
+        if self.view_prob is not None and not 0.0 <= self.view_prob <= 1.0:
+            raise ValueError(f"view_prob must be in [0, 1], got {self.view_prob}")
+        if self.view_prob and not self.augment:
+            raise ValueError(
+                f"--view-prob {self.view_prob:g} cannot take effect with --no-augment "
+                "(recovery views and viewpoint shifts are augmentation); leave one of them out"
+            )
+
+
+DEFAULT_VIEW_PROB = 0.5
+"""The share of augmented samples from a recovery view or viewpoint shift, where none is given."""
+
+
+def effective_view_prob(recipe: E2ETrainConfig, demos: Demos, where: str = "the demos") -> float:
+    """The share of samples ``recipe`` draws from a recovery view on ``demos`` (named ``where``
+    in errors): 0 without augmentation or without views to draw, :data:`DEFAULT_VIEW_PROB`
+    when ``recipe.view_prob`` is ``None``.  An explicit share > 0 on rig demos recorded without
+    recovery views is refused: it would train on the centre view only and record otherwise."""
+    if not recipe.augment:
+        return 0.0
+    if demos.rig is not None and demos.side_frames is None:
+        if recipe.view_prob:
+            raise ValueError(
+                f"--view-prob {recipe.view_prob:g} cannot take effect: {where} hold rig frames "
+                "with no recovery views (recorded with --side-views none); leave --view-prob "
+                "out, or record the demos with --side-views"
+            )
+        return 0.0
+    return DEFAULT_VIEW_PROB if recipe.view_prob is None else float(recipe.view_prob)
 
 
 # -- augmentation ---------------------------------------------------------------------------------
@@ -141,7 +173,8 @@ class BatchMaker:
         recipe: E2ETrainConfig,
         steering_range_rad: float,
     ) -> None:
-        self.d, self.config, self.recipe = demos, config, recipe
+        self.d, self.config = demos, config
+        self.recipe = replace(recipe, view_prob=effective_view_prob(recipe, demos))
         self.frames = torch.from_numpy(demos.frames)  # shares memory, no copy
         self.stacked = demos.stacked_indices(config.stack, config.stride)
         self.rig = demos.rig is not None
@@ -302,8 +335,12 @@ def train_e2e(
 
     ``init``: a policy checkpoint to start from (DAgger's rounds fine-tune); its
     architecture wins over ``recipe.model``/``recipe.stack``.
+
+    ``out`` is checked before any work (a file in its place, a finished checkpoint in it:
+    refused; an interrupted training's leftovers are overwritten), and nothing is written
+    there until the data, the recipe and the model are known to fit.
     """
-    out = Path(out)
+    out = check_folder_path(out)
     check_fresh_out(out, META)
     dev = resolve_device(device)
     if recipe.threads:
@@ -312,6 +349,7 @@ def train_e2e(
     paths = [str(p) for p in (data if isinstance(data, list) else [data])]
     demos = demos if demos is not None else load_demos(paths)
     steer_range = _steering_range(paths)
+    recipe = replace(recipe, view_prob=effective_view_prob(recipe, demos, ", ".join(paths)))
     train_idx, val_idx = split_by_episode(demos.episode.tolist(), recipe.val_fraction, recipe.seed)
     if not len(train_idx) or not len(val_idx):
         raise ValueError(

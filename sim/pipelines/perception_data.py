@@ -44,7 +44,9 @@ from sim.geometry.bev import BevCamera
 from sim.geometry.pinhole import CameraRig, PinholeCamera, default_rig
 from sim.harness.io import PNG_KEY, atomic_path, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from sim.harness.versions import git_revision, package_versions
+from sim.pipelines.preflight import refuse_faults
 from sim.world.env import DrivingEnv
+from sim.world.scenarios import get_scenario
 
 SHARD_FRAMES = 500  # frames per shard file (~25 MB per camera uncompressed at 128x128)
 
@@ -82,18 +84,26 @@ def record_frames(
 
     At most ``per_episode`` frames come from one episode, so a dataset spans many seeds
     (traffic layouts) rather than a few long drives.
+
+    Scenario faults (``highway:noise=3``) are refused, not applied: frames and labels are a
+    pair, and the harness's faults are not all camera faults (``latency``, ``pose``,
+    ``speed`` change nothing a frame shows; ``drop`` repeats an earlier frame beside this
+    step's labels), while image corruption of clean frames is already reproducible at
+    evaluation (``drive eval detector --corrupt``), so a dataset stays clean and reusable.
+    Everything is checked (scenarios, cameras, ``out``) before the folder is created.
     """
     if frames < 1 or every < 1 or per_episode < 1:
         raise ValueError(
             f"frames, every and per_episode must be >= 1, got {frames}, {every}, {per_episode}"
         )
+    for name in scenarios:
+        refuse_faults(get_scenario(name), FAULTS_REFUSED)
     camera = camera or BevCamera()
     rig = rig or default_rig()
     cameras = check_cameras(cameras, rig)
     models = {name: camera if name == BEV else rig[name] for name in cameras}
+    _check_out(Path(out))
     out = ensure_writable_dir(out)
-    if (out / MANIFEST).exists():
-        raise FileExistsError(f"{out / MANIFEST} already exists; choose a new --out folder")
     sensors = ((BEV,) if BEV in cameras else ()) + ("truth", "pose", "autopilot")
     envs = {s: DrivingEnv(s, bev=camera, sensors=sensors, rig=rig) for s in scenarios}
     shards: list[dict] = []
@@ -178,6 +188,26 @@ def record_frames(
     }
     atomic_write_json(out / MANIFEST, manifest)
     return manifest
+
+
+FAULTS_REFUSED = (
+    "drive perception data cannot apply sensor or actuation faults (it records clean frames "
+    "with their labels; corrupt them at evaluation with drive eval detector --corrupt)"
+)
+
+
+def _check_out(out: Path) -> None:
+    """Refuse ``out`` before anything is made: a file where the dataset folder or one of its
+    parents should be, or a folder that already holds a dataset (its manifest)."""
+    if (out / MANIFEST).exists():
+        raise FileExistsError(f"{out / MANIFEST} already exists; choose a new --out folder")
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise FileExistsError(
+                    f"{path} is a file; --out {out} must be a folder that holds no dataset"
+                )
+            return
 
 
 def _label_frame(

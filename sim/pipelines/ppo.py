@@ -42,7 +42,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from agents.e2e.agent import policy_experience
-from agents.e2e.checkpoint import ARCHITECTURE, load_policy
+from agents.e2e.checkpoint import ARCHITECTURE, check_folder_path, load_policy
 from agents.e2e.model import PilotNet, PilotNetConfig, count_parameters, parse_model
 from agents.rl.agent import META, POLICY
 from agents.rl.policy import (
@@ -63,7 +63,8 @@ from sim.geometry.bev import BevCamera
 from sim.harness.io import DIR_MODE, append_jsonl, read_jsonl, write_jsonl
 from sim.harness.run import run_agent
 from sim.pipelines.dagger import closed_loop_summary
-from sim.pipelines.rl import RewardConfig, RLEnv, rl_sensors
+from sim.pipelines.preflight import refuse_faults
+from sim.pipelines.rl import FAULTS_REFUSED, RewardConfig, RLEnv, rl_sensors
 from sim.world.scenarios import Scenario, get_scenario
 
 PROGRESS = "progress.jsonl"
@@ -272,9 +273,13 @@ def train_ppo(
     progress: bool = True,
     extra_meta: dict | None = None,
 ) -> dict:
-    """Train (or, with ``resume``, continue) a PPO policy; the checkpoint goes to ``out``."""
+    """Train (or, with ``resume``, continue) a PPO policy; the checkpoint goes to ``out``.
 
-    out = Path(out)
+    Refused before ``out`` is created: a file in ``out``'s place, a finished run there (an
+    interrupted one needs ``resume``), a scenario with faults (:data:`FAULTS_REFUSED`), a
+    device this machine lacks."""
+
+    out = check_folder_path(out)
     camera = camera or BevCamera()
     reward = reward or RewardConfig()
     init_net = init_meta = None
@@ -286,6 +291,7 @@ def train_ppo(
             "drive train ppo needs --scenario (or an --init checkpoint that names one)"
         )
     sc = _scenario(name, config)
+    refuse_faults(sc, FAULTS_REFUSED)
     if init_net is not None:
         check_init(init_net, init_meta, sc, camera, init)
     if training_complete(out, META):
@@ -323,6 +329,7 @@ def train_ppo(
         done_steps = int(old["ppo"]["timesteps"])
     elif resume:
         raise ValueError(f"--resume: {out} holds no PPO run to continue")
+    resolve_device(device)  # an unavailable --device is refused before out exists
     out.mkdir(parents=True, exist_ok=True)
     if (
         state is not None

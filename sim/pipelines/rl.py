@@ -35,10 +35,17 @@ import numpy as np
 from planning.comfort import LAT_ACCEL_MAX_MPS2
 from planning.geometry import wrap_angle
 from sim.geometry.bev import BevCamera
+from sim.pipelines.preflight import refuse_faults
 from sim.world.env import LANE_DEPARTURE_M, DrivingEnv
 from sim.world.scenarios import Scenario, get_scenario
 
 HALF_LANE_M = 2.0  # [m] highway-env lanes are 4 m wide
+FAULTS_REFUSED = (
+    "drive train ppo cannot apply sensor or actuation faults (its RL environments step the "
+    "world directly, not through the harness loop that applies them)"
+)
+"""Why a faulted scenario (``lane-keep:latency=3``) is refused here rather than trained on as
+if it were clean (:func:`sim.pipelines.preflight.refuse_faults`)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,8 @@ class RLEnv(gym.Wrapper):
     """``DrivingEnv`` with the image policy's sensors and the shaped reward (module docstring).
 
     Terminates as ``DrivingEnv`` does (collision, off-road, route completed) and truncates at
-    the scenario's time limit.  ``info["reward_terms"]`` holds the step's terms.
+    the scenario's time limit.  ``info["reward_terms"]`` holds the step's terms.  A scenario
+    with faults is refused (:data:`FAULTS_REFUSED`).
     """
 
     def __init__(
@@ -129,6 +137,7 @@ class RLEnv(gym.Wrapper):
             if isinstance(scenario, str)
             else (scenario.with_overrides(**overrides) if overrides else scenario)
         )
+        refuse_faults(sc, FAULTS_REFUSED)
         super().__init__(
             DrivingEnv(sc, bev=camera, sensors=sensors or rl_sensors(sc), fast_physics=fast_physics)
         )
