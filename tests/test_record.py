@@ -356,3 +356,45 @@ def test_a_killed_recordings_temp_folder_is_removed_by_the_next_run_to_the_same_
     notes = [line for line in err.splitlines() if "removed" in line]
     assert len(notes) == 2 and str(stale) in err and str(old_style) in err, err
     assert len(load_demos(tmp_path / "demos").episodes) == 1
+
+
+def test_a_worker_killed_on_every_try_loses_its_seed_with_a_clear_error_and_keeps_the_rest(
+    tmp_path,
+):
+    # the testing hook SIGKILLs every worker that starts seed 8 (as the OOM killer would):
+    # the recording must notice, retry it once, then stop with the lost seed named, never hang
+    out = tmp_path / "demos"
+    r = _drive_record(out, fault="kill-at:8", workers=2)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "seed 8" in line and "died" in line and str(out) in line, r.stderr
+    d = load_demos(out)  # what finished is kept, in seed order
+    assert [e["seed"] for e in d.episodes] == [7, 9]
+    drive = dataset_info(out)["drive"]
+    assert drive["lost_seeds"] == [8] and drive["episodes_requested"] == 3
+    assert drive["seeds"] == [7, 9]
+    assert not list(tmp_path.glob(".demos.*"))  # no temp folder left behind
+
+
+def test_a_seed_whose_worker_died_once_is_rerun_and_the_dataset_is_unchanged(
+    recorded, tmp_path, monkeypatch
+):
+    from sim.harness.parallel import FAULT_ENV
+    from sim.pipelines.record import RecordingIncomplete
+
+    root, _ = recorded
+    sc = get_scenario("lane-keep", duration_s=4.0)
+    monkeypatch.setenv(FAULT_ENV, "kill-once-at:8")  # the first worker to start seed 8 dies
+    record_dataset(sc, SEEDS, tmp_path / "b", noise=NoiseConfig(0.3), progress=False, workers=2)
+    a, b = load_demos(root / "a"), load_demos(tmp_path / "b")
+    for field in ("frames", "speed", "command", "labels", "episode", "step"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    assert [e["seed"] for e in b.episodes] == SEEDS
+    assert dataset_info(tmp_path / "b")["drive"]["lost_seeds"] == []
+    # a pipeline's recording (no keep_partial) that loses a seed keeps nothing
+    monkeypatch.setenv(FAULT_ENV, "kill-at:8")
+    with pytest.raises(RecordingIncomplete, match="seed 8") as lost:
+        record_dataset(sc, SEEDS, tmp_path / "c", noise=NoiseConfig(0.3), progress=False, workers=2)
+    assert list(lost.value.lost) == [8] and lost.value.summary is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

@@ -400,3 +400,76 @@ def test_the_ray_backend_runs_cells_on_a_local_cluster(tmp_path):
     )
     cells = run_study(cfg, tmp_path / "ray", backend="ray", progress=False)
     assert len(cells) == 2
+
+
+def _tiny_study(out, *extra):
+    """``drive study scale`` with a recipe small enough that a late refusal costs seconds."""
+    return main(
+        [
+            "study",
+            "scale",
+            "--scenario",
+            "lane-keep",
+            "--frames",
+            "60",
+            "--models",
+            "s",
+            "--train-seeds",
+            "1",
+            "--episodes",
+            "1",
+            "--samples",
+            "100",
+            "--max-epochs",
+            "1",
+            "--duration",
+            "3",
+            "--heldout-episodes",
+            "0",
+            "--quiet",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+
+
+def test_a_study_refuses_a_missing_reference_before_recording_or_creating_anything(
+    tmp_path, capsys
+):
+    out = tmp_path / "study"
+    nope = tmp_path / "no-detector"
+    refs = ["--references", f"expert,modular:{nope}"]
+    assert _tiny_study(out, *refs, "--backend", "ray") == 2
+    assert list(tmp_path.iterdir()) == []  # no demos recorded, no folder made
+    err = capsys.readouterr().err
+    assert str(nope) in err and "--references" in err, err
+
+
+def test_a_study_refuses_an_unusable_ray_cluster_before_recording_or_creating_anything(
+    tmp_path, capsys
+):
+    out = tmp_path / "study"
+    # port 1: nothing listens, so the refusal comes on the first TCP attempt
+    args = ["--references", "expert", "--backend", "ray", "--address", "127.0.0.1:1"]
+    assert _tiny_study(out, *args) == 2
+    assert "127.0.0.1:1" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refused_studies_leave_no_folder_behind(tmp_path, capsys):
+    out = tmp_path / "study"
+    # demos are recorded without faults: refused before the study folder exists
+    assert _tiny_study(out, "--scenario", "lane-keep:noise=2", "--references", "expert") == 2
+    err = capsys.readouterr().err
+    assert "noise=2" in err and "lane-keep" in err, err
+    assert list(tmp_path.iterdir()) == []
+    assert _tiny_study(out, "--data", str(tmp_path / "missing"), "--references", "expert") == 2
+    assert str(tmp_path / "missing") in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    # a study folder that cannot be made (a file is in the way) is refused before any work
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert _tiny_study(blocker / "study", "--references", "expert") == 2
+    assert str(blocker) in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

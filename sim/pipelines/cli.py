@@ -389,9 +389,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--view-prob",
         type=arguments.probability,
-        default=0.5,
-        help="e2e: share of samples drawn from a recorded recovery view (rig demos) or given a "
-        "viewpoint shift (bird's-eye demos); 0 trains on the centre view only (default: 0.5)",
+        default=None,
+        help="e2e/dagger: share of samples drawn from a recorded recovery view (rig demos) or "
+        "given a viewpoint shift (bird's-eye demos); 0 trains on the centre view only; refused "
+        "where it cannot take effect (--no-augment, rig demos without recovery views) "
+        "(default: 0.5 where it can, else 0)",
     )
     s.add_argument(
         "--epochs",
@@ -528,6 +530,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_record(args) -> int:
     from sim.pipelines.record import (
         NoiseConfig,
+        RecordingIncomplete,
         RecordingInterrupted,
         format_record_summary,
         record_dataset,
@@ -577,6 +580,9 @@ def _cmd_record(args) -> int:
                 file=sys.stderr,
             )
         return 130
+    except RecordingIncomplete as e:  # worker processes died: one line, what was kept, what next
+        print(f"drive record: {e}", file=sys.stderr)
+        return 1
     print(format_record_summary(summary))
     return 0
 
@@ -798,6 +804,11 @@ def _train_e2e(args, meta: dict) -> int:
         raise ValueError(
             "drive train e2e needs --data (datasets from 'drive record', comma-separated)"
         )
+    if args.cameras is not None:
+        raise ValueError(
+            "--cameras is for drive train detector --model mono3d; drive train e2e reads the "
+            "cameras its demos were recorded with (drive record --sensors rig --cameras A,B)"
+        )
     result = train_e2e(
         [d for d in args.data.split(",") if d],
         args.out,
@@ -858,6 +869,12 @@ def _train_dagger(args, meta: dict) -> int:
 def _train_ppo(args, meta: dict) -> int:
     from sim.pipelines.ppo import PPOConfig, format_ppo, train_ppo
 
+    for option, value, why in (
+        ("--cameras", args.cameras, "the PPO policy sees the bird's-eye raster (bev)"),
+        ("--view-prob", args.view_prob, "PPO draws no recovery views (e2e and dagger do)"),
+    ):
+        if value is not None:
+            raise ValueError(f"drive train ppo takes no {option}: {why}")
     values = dict(
         steps=args.steps,
         envs=args.envs,

@@ -37,8 +37,9 @@ from agents.e2e.rig import RigInput
 from agents.e2e.train import E2ETrainConfig, epochs_for, train_e2e
 from sim.harness.io import append_jsonl, read_jsonl
 from sim.harness.run import run_agent
+from sim.pipelines.preflight import refuse_faults
 from sim.pipelines.record import NoiseConfig, record_dataset
-from sim.world.scenarios import get_scenario
+from sim.world.scenarios import Scenario, get_scenario
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,25 @@ def _evaluate(policy: Path, scenario, config: DaggerConfig, out: Path, progress:
     return closed_loop_summary(records)
 
 
+def check_rounds(scenario: str, world: Scenario, data: list[str]) -> None:
+    """Refuse, before round 0, a ``scenario`` whose rounds could not be recorded or trained on:
+    one with faults (demos are recorded clean), or one other than the initial demos' (a
+    round's demos join them in one training set, which holds one scenario)."""
+    refuse_faults(
+        world,
+        f"--scenario {scenario}: DAgger records a demo set every round, and demos are recorded "
+        "without sensor or actuation faults",
+    )
+    recorded = dataset_info(data[0])["drive"]["scenario"]
+    if world.name != recorded:
+        raise ValueError(
+            f"--scenario {scenario}: DAgger trains on its rounds' demos together with {data[0]} "
+            f"(recorded on {recorded}), and a training set holds one scenario; pass --scenario "
+            f"{recorded}, or --data demos recorded on {world.name} "
+            f"(drive record --scenario {world.name})"
+        )
+
+
 def run_dagger(
     init: str | Path,
     out: str | Path,
@@ -118,6 +138,9 @@ def run_dagger(
     the scaling study's subsets).  ``samples``: each round fine-tunes for about that many
     samples (epochs from the aggregate's size, at most ``recipe.epochs``) instead of a fixed
     ``recipe.epochs``.
+
+    Everything a round would refuse late (the scenario, the data) is checked first
+    (:func:`check_rounds`): a refused run scores, records, trains and creates nothing.
     """
     init, out = Path(init), Path(out)
     recipe = recipe or E2ETrainConfig(epochs=4, lr=3e-4, patience=2)
@@ -126,6 +149,7 @@ def run_dagger(
     if not scenario:
         raise ValueError(f"{init / META} names no scenario; pass --scenario")
     data = list(data or init_meta["dataset"]["paths"])
+    check_rounds(scenario, _scenario(scenario, config), data)
     aggregate = _Aggregate(data, episodes)
     rig = None
     if init_meta["config"].get(

@@ -36,6 +36,12 @@ as a complete one, its ``drive`` block saying ``interrupted: true`` and
 carries its summary, or ``None`` when no episode had finished and nothing was kept.  ``minari.MinariDataset(
 "DATASET/data")`` opens it with Minari's own API; :mod:`agents.e2e.demos` loads it for
 training and rejects damaged files with the path and the reason.
+
+A worker process that dies (killed, out of memory) never hangs a recording: its episode is
+rerun once in a fresh process (same seed, same arrays), and a seed whose worker dies again
+is lost; the recording then ends with :class:`RecordingIncomplete` naming the lost seeds,
+after keeping the finished episodes as with Ctrl-C (``lost_seeds`` in the ``drive`` block),
+or keeping nothing without ``keep_partial``.
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -78,9 +86,18 @@ from sim.geometry.bev import BevCamera
 from sim.harness.io import DIR_MODE
 from sim.harness.loop import Episode, agent_view, check_sensors, gate_action
 from sim.harness.metrics import episode_metrics
-from sim.harness.parallel import fault_requested, ignore_sigint, sigint_ignored_by_children
+from sim.harness.parallel import (
+    MAX_START_DEATHS,
+    attempt_fault,
+    fault_requested,
+    ignore_sigint,
+    retry_lost_episode,
+    sigint_ignored_by_children,
+    stop_processes,
+)
 from sim.harness.run import task_spec
 from sim.harness.versions import git_revision, package_versions
+from sim.pipelines.preflight import refuse_faults
 from sim.world.env import SENSORS, DrivingEnv
 from sim.world.scenarios import (
     ACCELERATION_RANGE_MPS2,
@@ -320,8 +337,22 @@ def _make_learner(spec: str, task, device: str):
     return agent
 
 
-def _worker_episode(args: tuple[int, NoiseConfig, float]) -> DemoEpisode:
-    seed, noise, beta = args
+def _pool_worker_init(started, *init) -> None:
+    """A pool worker's start: ``started`` (shared memory, one slot per job) is where it marks
+    each episode it begins, so the parent knows which episodes a dead worker took with it."""
+    _WORKER["started"] = started
+    if fault_requested("init"):  # testing hook: a worker that cannot start
+        raise RuntimeError("worker start-up fault injected for a test")
+    _worker_init(*init)
+
+
+def _worker_episode(args: tuple[int, int, NoiseConfig, float, int]) -> DemoEpisode:
+    k, seed, noise, beta, attempt = args
+    started = _WORKER.get("started")
+    if started is not None:  # a pool worker: mark job k begun (its slot is no one else's)
+        started[k] = attempt
+        if attempt_fault(seed, attempt):
+            os.kill(os.getpid(), signal.SIGKILL)  # testing hook: killed mid-episode, as by OOM
     return collect_episode(
         _WORKER["env"],
         _WORKER["expert"],
@@ -347,7 +378,11 @@ def collect(
     device: str = "cpu",
     rig: RigInput | None = None,
 ):
-    """Yield :class:`DemoEpisode` s in seed order (the same arrays for any ``workers``)."""
+    """Yield :class:`DemoEpisode` s in seed order (the same arrays for any ``workers``).
+
+    With ``workers > 1`` a worker process that dies is survived (:func:`_collect_in_pool`):
+    a seed whose worker died on every try is skipped, and :class:`EpisodesLost` is raised
+    after the last episode."""
     init = (
         scenario,
         camera.to_dict(),
@@ -361,16 +396,122 @@ def collect(
     if workers <= 1:
         _worker_init(*init)
         try:
-            for job in jobs:
-                yield _worker_episode(job)
+            for k, (seed, noise_, beta_) in enumerate(jobs):
+                yield _worker_episode((k, seed, noise_, beta_, 1))
         finally:
             _WORKER["env"].close()
             _WORKER.clear()
         return
-    with sigint_ignored_by_children():
-        pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=init)
-    with pool:  # leaving it, finished or not (interrupted, closed early), terminates the workers
-        yield from pool.imap(_worker_episode, jobs)
+    yield from _collect_in_pool(init, jobs, workers)
+
+
+class EpisodesLost(RuntimeError):
+    """Seeds :func:`collect` could not record: the worker process running each died on every
+    try (``lost``: seed -> why); every other episode was yielded before."""
+
+    def __init__(self, lost: dict[int, str]) -> None:
+        self.lost = dict(sorted(lost.items()))
+        super().__init__("; ".join(f"seed {s}: {why}" for s, why in self.lost.items()))
+
+
+def _exit_reason(code: int | None) -> str:
+    """A dead process's exit code in words (``-9``: killed by SIGKILL, as the OOM killer does)."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (", as the out-of-memory killer does" if code == -9 else "")
+    return f"exit code {code}"
+
+
+def _collect_in_pool(
+    init: tuple, jobs: list[tuple[int, NoiseConfig, float]], workers: int
+) -> Iterator[DemoEpisode]:
+    """Yield the episodes of ``jobs`` in order from ``workers`` processes, and survive a worker
+    that dies (killed, out of memory, a segfault) instead of waiting for it forever.
+
+    ``multiprocessing.Pool`` replaces a dead worker but never answers the task it held, so
+    its iterator hangs; a ``ProcessPoolExecutor`` notices the death at once and fails every
+    unfinished job with ``BrokenProcessPool``.  What finished is kept.  The retry rule is the
+    harness's (:mod:`sim.harness.parallel`): each worker marks the jobs it begins in shared
+    memory; jobs the pool had not begun go back as they were; jobs it had begun (one killed
+    its worker, the others were stopped with the pool) run again while
+    :func:`~sim.harness.parallel.retry_lost_episode` allows, one at a time in a fresh single
+    process, so the job that dies again is the one that kills its worker, and is lost; the
+    rest go on on ``workers`` processes.  An episode is a function of its seed, so a rerun
+    changes no array.  Lost seeds raise :class:`EpisodesLost` after every other episode was
+    yielded; more than ``MAX_START_DEATHS`` pools that die before beginning any job (a
+    worker that cannot even start) stop the recording."""
+    ctx = mp.get_context("spawn")
+    started = ctx.RawArray("i", len(jobs))  # per job: the try a worker began (0: not begun)
+    tries = [0] * len(jobs)  # per job: tries begun and lost with their worker
+    finished: dict[int, DemoEpisode] = {}  # finished, not yet yielded (they go out in order)
+    lost: dict[int, str] = {}
+    nxt, start_deaths = 0, 0  # the next job to yield; pools that died having begun nothing
+
+    def ready() -> Iterator[DemoEpisode]:
+        nonlocal nxt
+        while nxt in finished or nxt in lost:
+            if nxt in finished:
+                yield finished.pop(nxt)
+            nxt += 1
+
+    while todo := [k for k in range(nxt, len(jobs)) if k not in finished and k not in lost]:
+        suspects = [k for k in todo if tries[k]]
+        batch, size = (suspects, 1) if suspects else (todo, min(workers, len(todo)))
+        for k in batch:
+            started[k] = 0
+        pool = ProcessPoolExecutor(
+            size, mp_context=ctx, initializer=_pool_worker_init, initargs=(started, *init)
+        )
+        procs: list = []
+        clean = False
+        try:
+            with sigint_ignored_by_children():  # the workers start here, as jobs are submitted
+                futures = {
+                    k: pool.submit(_worker_episode, (k, *jobs[k], tries[k] + 1)) for k in batch
+                }
+            procs = list(pool._processes.values())  # private, stable since Python 3.2
+            broken = False
+            for k in batch:
+                try:
+                    finished[k] = futures[k].result()
+                except BrokenProcessPool:
+                    broken = True
+                    break
+                yield from ready()
+            if broken:
+                stop_processes(procs)
+                codes = {p.exitcode for p in procs if p.exitcode is not None}
+                why = ", ".join(sorted(_exit_reason(c) for c in codes))
+                progress = False
+                for k in batch:
+                    if k < nxt or k in finished:
+                        progress = True
+                    elif futures[k].exception() is None:  # done before the pool broke
+                        finished[k] = futures[k].result()
+                        progress = True
+                    elif started[k]:  # begun: lost with its worker
+                        progress = True
+                        tries[k] += 1
+                        if not retry_lost_episode(tries[k]):
+                            lost[k] = f"its worker process died on each of {tries[k]} tries ({why})"
+                start_deaths += not progress
+                if start_deaths > MAX_START_DEATHS:
+                    raise RuntimeError(
+                        "the recording's worker processes died before they began an episode "
+                        f"({why}); see the worker's error above"
+                    )
+            clean = True
+        finally:
+            procs = procs or list((pool._processes or {}).values())
+            pool.shutdown(wait=clean, cancel_futures=not clean)
+            if not clean:  # interrupted, closed early or failed: stop the workers mid-episode
+                stop_processes(procs)
+        yield from ready()
+    if lost:
+        raise EpisodesLost({jobs[k][0]: why for k, why in lost.items()})
 
 
 # -- writing the Minari dataset ----------------------------------------------------------------
@@ -400,6 +541,37 @@ class RecordingInterrupted(KeyboardInterrupt):
     def __init__(self, path: Path, requested: int, summary: dict | None) -> None:
         super().__init__(str(path))
         self.path, self.requested, self.summary = Path(path), int(requested), summary
+
+
+class RecordingIncomplete(RuntimeError):
+    """Seeds lost to worker processes that died on every try (:class:`EpisodesLost`).
+
+    ``lost`` maps each lost seed to why; ``summary`` is the summary of the smaller dataset
+    of the finished episodes kept at ``path`` (``keep_partial=True``, its ``drive`` block
+    listing ``lost_seeds``), or ``None`` when nothing was kept.
+    """
+
+    def __init__(self, path: Path, requested: int, summary: dict | None, lost: dict) -> None:
+        self.path, self.requested, self.summary = Path(path), int(requested), summary
+        self.lost = dict(sorted(lost.items()))
+        seeds = list(self.lost)
+        text = "; ".join(f"seed {s} lost: {why}" for s, why in self.lost.items())
+        if summary is None:
+            text += (
+                f"; nothing is kept (no dataset at {self.path}); record again, with fewer "
+                "workers if memory ran out"
+            )
+        else:
+            n = summary["episodes"]
+            text += (
+                f"; kept the {n} finished episode{'s' if n != 1 else ''} of {self.requested} as "
+                f"a smaller dataset -> {self.path} (its metadata lists lost_seeds); record the "
+                f"lost seed{'s' if len(seeds) != 1 else ''} into another dataset (drive record "
+                f"--seed {seeds[0]} --episodes 1 --out OTHER"
+                + (", one per seed" if len(seeds) != 1 else "")
+                + f") and train on both (--data {self.path},OTHER)"
+            )
+        super().__init__(text)
 
 
 class _SigintDeferred:
@@ -505,17 +677,13 @@ def record_dataset(
     ``keep_partial``: on Ctrl-C keep the finished episodes as a smaller dataset and raise
     :class:`RecordingInterrupted` (see the module docstring); otherwise an interrupted
     recording keeps nothing (pipelines that check ``out`` exists must never mistake a
-    partial dataset for a complete one).
+    partial dataset for a complete one).  Seeds lost to worker processes that died on every
+    try (:func:`_collect_in_pool`) raise :class:`RecordingIncomplete` the same way: after
+    the smaller dataset is written with ``keep_partial``, with nothing kept otherwise.
     """
 
-    if (
-        scenario.faults
-    ):  # the recorder stores the executed action; latency would delay what the world got
-        raise ValueError(
-            f"demos are recorded without sensor or actuation faults; {scenario.name!r} has "
-            f"{', '.join(f'{k}={n}' for k, n in scenario.faults)}: record {scenario.base!r} "
-            "(faults are for evaluation)"
-        )
+    # the recorder stores the executed action; latency would delay what the world got
+    refuse_faults(scenario, "demos are recorded without sensor or actuation faults")
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new --out path")
@@ -541,6 +709,7 @@ def record_dataset(
     kept_seeds: list[int] = []
     frames = 0
     interrupted = False
+    lost: dict[int, str] = {}  # seed -> why: worker processes that died on every try
     try:
         obs_space, act_space = _spaces(scenario, camera, rig)
         storage = MinariStorage.new(
@@ -639,6 +808,10 @@ def record_dataset(
             if not keep_partial or not kept_seeds:
                 raise
             interrupted = True
+        except EpisodesLost as e:  # every other episode is written: keep them, or nothing
+            lost = e.lost
+            if not keep_partial or not kept_seeds:
+                raise RecordingIncomplete(out, len(seeds), None, lost) from None
         finally:
             episodes.close()  # stops the workers now, before the dataset is written
             bar.close()
@@ -674,6 +847,7 @@ def record_dataset(
                 "content_hash": CONTENT_HASH,
                 "interrupted": interrupted,
                 "episodes_requested": len(seeds),
+                "lost_seeds": sorted(lost),
                 "versions": package_versions(),
                 "git_revision": git_revision(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -692,6 +866,11 @@ def record_dataset(
                     + (
                         f" (interrupted: {len(kept_seeds)} of the {len(seeds)} requested)"
                         if interrupted
+                        else ""
+                    )
+                    + (
+                        f" (seeds {', '.join(map(str, sorted(lost)))} lost: their workers died)"
+                        if lost
                         else ""
                     ),
                     "drive": drive,
@@ -715,6 +894,9 @@ def record_dataset(
     if interrupted:
         summary["episodes_requested"] = len(seeds)
         raise RecordingInterrupted(out, len(seeds), summary)
+    if lost:
+        summary["episodes_requested"] = len(seeds)
+        raise RecordingIncomplete(out, len(seeds), summary, lost)
     return summary
 
 

@@ -48,14 +48,17 @@ import numpy as np
 import torch
 from matplotlib.ticker import NullFormatter
 
+from agents import make_agent
 from agents.e2e.checkpoint import META
 from agents.e2e.demos import dataset_info, episode_lengths, load_demos
 from agents.e2e.rig import DEFAULT_CAMERAS, DEFAULT_SIDE_VIEWS, INPUT_HW, RigInput, SideView
 from agents.e2e.train import E2ETrainConfig, epochs_for, policy_loss, train_e2e
 from perception.checkpoint import training_complete
+from sim.geometry.bev import BevCamera
 from sim.geometry.pinhole import default_rig
 from sim.harness.evaluate import RESULTS, read_results, run_eval
 from sim.harness.io import (
+    _check_creatable,
     append_jsonl,
     atomic_write_bytes,
     atomic_write_json,
@@ -65,11 +68,14 @@ from sim.harness.io import (
     write_jsonl,
 )
 from sim.harness.ray_backend import connect_ray
+from sim.harness.run import task_spec
 from sim.harness.stats import bootstrap
 from sim.harness.versions import git_revision, package_versions
-from sim.pipelines.dagger import DaggerConfig, run_dagger
+from sim.pipelines.dagger import DaggerConfig, check_rounds, run_dagger
+from sim.pipelines.preflight import refuse_faults
 from sim.pipelines.record import NoiseConfig, record_dataset
 from sim.report.report import subplots
+from sim.report.tables import html_table, md_table
 from sim.world.scenarios import get_scenario
 
 CONFIG = "study.json"
@@ -600,6 +606,43 @@ def _check_config(path: Path, config: dict) -> None:
         )
 
 
+def _preflight(cfg: StudyConfig, config: dict, device: str) -> None:
+    """Refuse now what would stop the study after minutes of recording, training or driving:
+    a scenario with faults where the study records demos (they are recorded clean), given
+    data it cannot use (missing, other sensors, too small for the largest size, another
+    scenario than DAgger's rounds), a reference agent that cannot drive (an unknown name, a
+    missing checkpoint).  ``config``: the study.json being written (a resumed study's
+    datasets and held-out set are in it already)."""
+    world = get_scenario(cfg.scenario, **({"duration_s": cfg.duration_s} if cfg.duration_s else {}))
+    datasets = list(config.get("datasets") or cfg.data)
+    records = [
+        what
+        for what, due in (
+            ("its demos", not datasets),
+            ("held-out episodes", cfg.heldout_episodes and not config.get(HELDOUT)),
+            ("DAgger rounds", cfg.dagger_rounds),
+        )
+        if due
+    ]
+    if records:
+        refuse_faults(
+            world,
+            f"drive study records {' and '.join(records)} on --scenario {cfg.scenario}, and "
+            "demos are recorded without sensor or actuation faults",
+        )
+    if cfg.data and not config.get("datasets"):
+        _check_data_sensors(cfg, cfg.data)
+        nested_subsets(episode_lengths(list(cfg.data)), cfg.frames, cfg.order_seed)
+    if cfg.dagger_rounds and datasets:
+        check_rounds(cfg.scenario, world, datasets)
+    task = task_spec(world, BevCamera())  # as drive eval builds them (run_eval's probe)
+    for spec in cfg.references:
+        try:
+            make_agent(spec, task, device=device).prepare()
+        except (ValueError, FileNotFoundError) as e:
+            raise ValueError(f"--references {spec}: {e}") from None
+
+
 def run_study(
     cfg: StudyConfig,
     out: str | Path,
@@ -612,12 +655,19 @@ def run_study(
     progress: bool = True,
     argv: Sequence[str] | None = None,
 ) -> list[dict]:
-    """Run (or resume) the study in ``out``; returns every finished cell's line."""
+    """Run (or resume) the study in ``out``; returns every finished cell's line.
 
-    get_scenario(cfg.scenario)  # unknown names list the known ones
+    Whatever would stop the study later is refused first, before it records or creates
+    anything (a refused study leaves no folder and costs seconds): the output folder, the
+    recipe against a resumed study, the scenario, the data and the references
+    (:func:`_preflight`), then the backend (Ray installed, the cluster reachable)."""
+
     if backend not in ("local", "ray"):
         raise ValueError(f"unknown backend {backend!r}; known: local, ray")
-    out = ensure_writable_dir(out)
+    if address is not None and backend != "ray":
+        raise ValueError(f"--address {address} needs --backend ray")
+    out = Path(out)
+    _check_creatable(out, "--out", str(out))  # a folder, or one that can be made; none made yet
     config_path = out / CONFIG
     config = {
         "study": json.loads(json.dumps(asdict(cfg))),
@@ -635,8 +685,10 @@ def run_study(
         old = json.loads(config_path.read_text())
         for key in ("datasets", "dataset_frames", "dataset_episodes", "started", HELDOUT):
             config[key] = old.get(key)
-    if cfg.data and not config.get("datasets"):
-        _check_data_sensors(cfg, cfg.data)
+    _preflight(cfg, config, device)
+    if backend == "ray":  # Ray missing, a cluster out of reach: refused before any work
+        connect_ray(address)
+    out = ensure_writable_dir(out)
     if progress and cfg.sensors == "rig":
         print(rig_memory_line(cfg, workers), flush=True)
     if not config.get("datasets"):
@@ -1113,9 +1165,7 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
         "",
         *[f"- {x}" for x in match_lines],
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *["| " + " | ".join(row) + " |" for row in table],
+        md_table(header, table),
         "",
     ]
     data = base64.b64encode(chart.read_bytes()).decode()
@@ -1124,13 +1174,8 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
         f'<img alt="scaling chart" src="data:image/png;base64,{data}">'
         f"<p>References: {html.escape('; '.join(ref_lines))}</p><ul>"
         + "".join(f"<li>{html.escape(x)}</li>" for x in match_lines)
-        + "</ul><table><thead><tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        + "</tr></thead><tbody>"
-        + "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table
-        )
-        + "</tbody></table>"
+        + "</ul>"
+        + html_table(header, table)
     )
     page = (
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Scaling study</title><style>"
