@@ -189,7 +189,7 @@ class PlannerConfig:
 
     @property
     def steps(self) -> int:
-        return int(round(self.horizon_s / self.step_s))
+        return round(self.horizon_s / self.step_s)
 
     @property
     def idm(self) -> IDMParameters:

@@ -21,7 +21,7 @@ from sim.world.scenarios import get_scenario
 
 CAM = BevCamera()
 DT = 1 / 15
-KEEP = dict(cruise_speed_mps=8.0, dt_s=DT, lane_changes_allowed=False)
+KEEP = {"cruise_speed_mps": 8.0, "dt_s": DT, "lane_changes_allowed": False}
 
 
 def _ego(s=0.0, route=0.0, lateral=None, speed=8.0, heading=0.0):
@@ -177,17 +177,17 @@ def bc(tmp_path_factory):
 def _tiny(**kw):
     from sim.pipelines.ppo import PPOConfig
 
-    base = dict(
-        steps=64,
-        envs=2,
-        vec="dummy",
-        n_steps=16,
-        batch_size=16,
-        n_epochs=1,
-        eval_every=32,
-        eval_episodes=1,
-        duration_s=2.0,
-    )
+    base = {
+        "steps": 64,
+        "envs": 2,
+        "vec": "dummy",
+        "n_steps": 16,
+        "batch_size": 16,
+        "n_epochs": 1,
+        "eval_every": 32,
+        "eval_episodes": 1,
+        "duration_s": 2.0,
+    }
     return PPOConfig(**{**base, **kw})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict
 
@@ -40,7 +41,7 @@ def test_nested_subsets_are_prefixes_of_one_order_and_the_shortest_that_fit(
     total = sum(frames)
     sizes = sorted(set(data.draw(st.lists(st.integers(1, total), min_size=1, max_size=5))))
     subsets = nested_subsets(frames, sizes, order_seed)
-    for small, big in zip(sizes, sizes[1:], strict=False):
+    for small, big in itertools.pairwise(sizes):
         assert (
             subsets[big][: len(subsets[small])] == subsets[small]
         )  # nested: a prefix of the bigger one

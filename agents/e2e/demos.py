@@ -307,8 +307,10 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
                     (
                         arrays["camera"].shape == (t + 1, *frame_shape)
                         and arrays["camera"].dtype == np.uint8,
-                        f"camera {arrays['camera'].shape} {arrays['camera'].dtype}, expected "
-                        f"({t + 1}, {', '.join(map(str, frame_shape))}) uint8",
+                        (
+                            f"camera {arrays['camera'].shape} {arrays['camera'].dtype}, expected "
+                            f"({t + 1}, {', '.join(map(str, frame_shape))}) uint8"
+                        ),
                     ),
                     (
                         arrays["speed"].shape[0] == t + 1,
@@ -332,8 +334,10 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
                     checks += [
                         (
                             arrays["side_frames"].shape == (t + 1, n_side, *frame_shape),
-                            f"side views {arrays['side_frames'].shape}, expected ({t + 1}, {n_side}, "
-                            f"{', '.join(map(str, frame_shape))})",
+                            (
+                                f"side views {arrays['side_frames'].shape}, expected ({t + 1}, {n_side}, "
+                                f"{', '.join(map(str, frame_shape))})"
+                            ),
                         ),
                         (
                             arrays["side_labels"].shape == (t + 1, n_side, n_act)

@@ -21,6 +21,7 @@ the trainer are in :mod:`perception.detectors.train`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -87,7 +88,7 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
 class CenterNet(nn.Module):
     """Encoder down to 1/8, one upsampling step to the 1/4 output grid, four heads."""
 
-    HEADS = {"heatmap": 1, "offset": 2, "size": 2, "heading": 2}
+    HEADS: ClassVar[dict[str, int]] = {"heatmap": 1, "offset": 2, "size": 2, "heading": 2}
 
     def __init__(self, config: CenterNetConfig = CenterNetConfig()) -> None:
         super().__init__()

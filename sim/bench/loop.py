@@ -151,8 +151,10 @@ def bench_loop(
 
 def format_loop(r: dict[str, Any]) -> str:
     lines = [
-        f"harness throughput on {r['scenario']}, seeds {r['seeds'][0]}-{r['seeds'][-1]}, "
-        f"{r['duration_s']:g} s episodes",
+        (
+            f"harness throughput on {r['scenario']}, seeds {r['seeds'][0]}-{r['seeds'][-1]}, "
+            f"{r['duration_s']:g} s episodes"
+        ),
         f"{'loop':44s} {'workers':>7s} {'episodes/min':>12s} {'decisions/s':>11s} {'vs stock':>8s}",
     ]
     b = r["baseline"]

@@ -290,7 +290,7 @@ def run_parallel(
 
     def handle(w: _Worker) -> None:
         try:
-            kind, k, payload = w.conn.recv()
+            kind, _k, payload = w.conn.recv()
         except (EOFError, OSError):
             retire(w)  # died mid-message or with nothing to say
             return

@@ -773,20 +773,20 @@ def _train_mono3d(args, meta: dict) -> int:
 def _e2e_recipe(args, **overrides):
     from agents.e2e.train import E2ETrainConfig
 
-    values = dict(
-        model=args.model or "pilotnet-m",
-        stack=args.stack,
-        stride=args.stride,
-        loss=args.loss,
-        epochs=args.epochs or 20,
-        batch_size=args.batch_size or 64,
-        lr=args.lr or 1e-3,
-        patience=args.patience or 4,
-        seed=args.seed,
-        augment=not args.no_augment,
-        budget_s=60.0 * args.budget_min,
-        view_prob=args.view_prob,
-    )
+    values = {
+        "model": args.model or "pilotnet-m",
+        "stack": args.stack,
+        "stride": args.stride,
+        "loss": args.loss,
+        "epochs": args.epochs or 20,
+        "batch_size": args.batch_size or 64,
+        "lr": args.lr or 1e-3,
+        "patience": args.patience or 4,
+        "seed": args.seed,
+        "augment": not args.no_augment,
+        "budget_s": 60.0 * args.budget_min,
+        "view_prob": args.view_prob,
+    }
     values.update(overrides)
     return E2ETrainConfig(**values)
 
@@ -858,21 +858,21 @@ def _train_dagger(args, meta: dict) -> int:
 def _train_ppo(args, meta: dict) -> int:
     from sim.pipelines.ppo import PPOConfig, format_ppo, train_ppo
 
-    values = dict(
-        steps=args.steps,
-        envs=args.envs,
-        vec=args.vec,
-        model=args.model or "pilotnet-s",
-        seed=args.seed,
-        budget_s=60.0 * args.budget_min,
-        fast_physics=args.physics == "fast",
-        eval_every=args.eval_every,
-        eval_episodes=5 if args.eval_episodes is None else args.eval_episodes,
-        critic_warmup=(
+    values = {
+        "steps": args.steps,
+        "envs": args.envs,
+        "vec": args.vec,
+        "model": args.model or "pilotnet-s",
+        "seed": args.seed,
+        "budget_s": 60.0 * args.budget_min,
+        "fast_physics": args.physics == "fast",
+        "eval_every": args.eval_every,
+        "eval_episodes": 5 if args.eval_episodes is None else args.eval_episodes,
+        "critic_warmup": (
             args.critic_warmup if args.critic_warmup is not None else (10_000 if args.init else 0)
         ),
-        duration_s=args.duration,
-    )
+        "duration_s": args.duration,
+    }
     for arg, field in (
         ("lr", "lr"),
         ("batch_size", "batch_size"),

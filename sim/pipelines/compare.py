@@ -170,8 +170,10 @@ RECIPES: dict[str, CompareRecipe] = {
         e2e={"*": QUICK_BC},
         e2e_rig={"*": replace(QUICK_BC, demo_episodes=6)},
         notes=(
-            "--quick is a smoke view: 3 seeds per scenario and networks trained for under a "
-            "minute each; run 'drive compare' for numbers worth quoting",
+            (
+                "--quick is a smoke view: 3 seeds per scenario and networks trained for under a "
+                "minute each; run 'drive compare' for numbers worth quoting"
+            ),
         ),
     ),
 }
@@ -373,13 +375,13 @@ def _evaluate(
         f"evaluating {', '.join(specs)} on {', '.join(recipe.scenarios)}: {len(seeds)} seeds each "
         f"({seeds[0]}-{seeds[-1]}), {n} episodes -> {out}"
     )
-    kwargs = dict(
-        workers=workers,
-        device=device,
-        duration_s=recipe.duration_s,
-        progress=not log.quiet,
-        argv=argv,
-    )
+    kwargs = {
+        "workers": workers,
+        "device": device,
+        "duration_s": recipe.duration_s,
+        "progress": not log.quiet,
+        "argv": argv,
+    }
     t0 = time.perf_counter()
     resume, kept = (out / CONFIG).exists(), None
     try:

@@ -587,9 +587,11 @@ def _mean(values: list) -> float | None:
 
 def format_ppo(result: dict) -> str:
     lines = [
-        f"PPO on {result['scenario']} -> {result['out']} (ppo:{result['out']}): "
-        f"{result['timesteps']} environment steps in {result['seconds'] / 60:.1f} min "
-        f"({result['env_steps_per_s']:.0f} steps/s, stopped: {result['stopped']})"
+        (
+            f"PPO on {result['scenario']} -> {result['out']} (ppo:{result['out']}): "
+            f"{result['timesteps']} environment steps in {result['seconds'] / 60:.1f} min "
+            f"({result['env_steps_per_s']:.0f} steps/s, stopped: {result['stopped']})"
+        )
     ]
     if result.get("init"):
         i = result["init"]
@@ -701,9 +703,11 @@ def bench_ppo(
 
 def format_bench_ppo(r: dict) -> str:
     lines = [
-        f"PPO training on {r['scenario']}: {r['model']}, {r['envs']} envs ({r['vec']}), median of "
-        f"{r['repeats']} rounds of {r['steps']} environment steps (one rollout + one update of "
-        f"{PPOConfig.n_epochs} epochs), stock and fast physics alternating",
+        (
+            f"PPO training on {r['scenario']}: {r['model']}, {r['envs']} envs ({r['vec']}), median of "
+            f"{r['repeats']} rounds of {r['steps']} environment steps (one rollout + one update of "
+            f"{PPOConfig.n_epochs} epochs), stock and fast physics alternating"
+        ),
         f"{'physics':8s} {'training env st/s':>18s} {'rollout env st/s':>17s} {'update s':>9s}",
     ]
     for kind in ("stock", "fast"):

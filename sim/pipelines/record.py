@@ -121,10 +121,10 @@ class NoiseConfig:
         t = rng.exponential(mean_gap)
         while True:
             length = rng.uniform(*self.duration_s)
-            start = int(round(t / dt_s))
+            start = round(t / dt_s)
             if start >= n_steps:
                 return out
-            k = max(2, int(round(length / dt_s)))
+            k = max(2, round(length / dt_s))
             peak = rng.uniform(*self.peak_yaw_rate_rps) * rng.choice((-1.0, 1.0))
             tri = peak * (1.0 - np.abs(np.linspace(-1.0, 1.0, k)))
             stop = min(n_steps, start + k)

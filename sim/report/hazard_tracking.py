@@ -151,7 +151,8 @@ def track_hazard(
     sc = get_scenario(scenario)
     agent = agent or make_agent(spec, task_spec(sc, BevCamera()), device=device)
     if not isinstance(agent, PlanningAgent):
-        raise ValueError(f"{spec!r} is not a planning agent: it has no tracks to time")
+        # ValueError, not TypeError: a wrong --agents spec, which the CLI reports as a usage error
+        raise ValueError(f"{spec!r} is not a planning agent: it has no tracks to time")  # noqa: TRY004
     agent.prepare()
     steps, ep = redrive(
         agent,

@@ -289,11 +289,11 @@ def _reading(
     for a in agents:
         first.setdefault((_family(a), sensor[a]), a)
     duels, signs = [], []
-    for sensor in ("bev", "rig"):
-        m, e = first.get(("modular", sensor)), first.get(("e2e", sensor))
+    for kind in ("bev", "rig"):
+        m, e = first.get(("modular", kind)), first.get(("e2e", kind))
         r = result.get((m, e))
         if r is not None and r.n:
-            duels.append(f"on the {SENSOR_LABELS[sensor]}, {_lead(m, e, r.difference)}")
+            duels.append(f"on the {SENSOR_LABELS[kind]}, {_lead(m, e, r.difference)}")
             signs.append(np.sign(r.difference.value))
     costs = []
     for p in SENSOR_AXIS:
@@ -809,8 +809,10 @@ def write_report(
     ]
     body = [
         f"<h1>Evaluation report: {html.escape(folder.name)}</h1>",
-        f"<p>{len(records)} episodes; {html.escape(seed_text)}; git revision "
-        f"{html.escape(str(rows['git_revision']))}.</p>",
+        (
+            f"<p>{len(records)} episodes; {html.escape(seed_text)}; git revision "
+            f"{html.escape(str(rows['git_revision']))}.</p>"
+        ),
         f"<p>{html.escape(INTRO)}</p>",
     ]
     for title, header, cells in tables:

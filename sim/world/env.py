@@ -39,7 +39,7 @@ or on leaving the road.  It is there for RL users; the harness scores with metri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -96,7 +96,7 @@ def _validate_sensors(
 
 
 class DrivingEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 15}
 
     def __init__(
         self,

@@ -139,7 +139,7 @@ class Scenario:
 
     @property
     def max_steps(self) -> int:
-        return int(round(self.duration_s * self.control_hz))
+        return round(self.duration_s * self.control_hz)
 
     def with_overrides(self, **overrides: Any) -> Scenario:
         """A copy with some fields replaced; world keys go into ``world_config``.
