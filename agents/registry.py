@@ -52,7 +52,8 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
         (
             "end-to-end PilotNet CNN from the camera rig: 66x200 road crops of its cameras "
             "(+ speed, command) -> action, behaviour-cloned from expert demos with recovery views "
-            "(e2e:CHECKPOINT_DIR, '{scenario}' in it becomes the scenario; default runs/e2e-rig/{scenario})"
+            "(e2e:CHECKPOINT_DIR, '{scenario}' in it becomes the scenario; default "
+            "runs/e2e-rig/{scenario})"
         ),
     ),
     "e2e-bev": (
@@ -65,9 +66,9 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
     "ppo": (
         PPOAgent,
         (
-            "PilotNet trained by reinforcement learning (SB3 PPO, shaped reward), bird's-eye raster "
-            "(+ speed, command) -> action, from scratch or from an e2e-bev network (ppo:CHECKPOINT_DIR; "
-            "default runs/ppo/{scenario})"
+            "PilotNet trained by reinforcement learning (SB3 PPO, shaped reward), bird's-eye "
+            "raster (+ speed, command) -> action, from scratch or from an e2e-bev network "
+            "(ppo:CHECKPOINT_DIR; default runs/ppo/{scenario})"
         ),
     ),
     "idm": (IDMAgent, "highway-env's IDM/MOBIL driver in the ego's seat (stock baseline)"),
@@ -76,7 +77,8 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
 
 TAKES_CHECKPOINT = ("modular", "modular-bev", "e2e", "e2e-bev", "ppo")
 TAKES_DEVICE = ("modular", "e2e", "e2e-bev", "ppo")
-"""Agents built with ``device=`` (``auto``/``cpu``/``cuda``); the bird's-eye detector picks its own."""
+"""Agents built with ``device=`` (``auto``/``cpu``/``cuda``); the bird's-eye detector picks its
+own."""
 DEFAULT_AGENT = "expert"
 
 

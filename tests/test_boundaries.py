@@ -137,8 +137,16 @@ from tests.test_planning_planner import TIMES, objects, three_lane_map, options
 from planning.planner import EgoState, Planner
 from planning.prediction import forecast
 ego = EgoState(100.0, 0.0, 0.0, 20.0)
-p = Planner().plan(ego, options(three_lane_map(), ego), forecast(objects([(130.0, 0.0, 0.0, 10.0)]), TIMES, "cv"))
-print(COMPILED, "numba" in sys.modules and sys.modules["numba"] is not None, p.trajectory_m.tobytes().hex())
+p = Planner().plan(
+    ego,
+    options(three_lane_map(), ego),
+    forecast(objects([(130.0, 0.0, 0.0, 10.0)]), TIMES, "cv"),
+)
+print(
+    COMPILED,
+    "numba" in sys.modules and sys.modules["numba"] is not None,
+    p.trajectory_m.tobytes().hex(),
+)
 """
 
 

@@ -520,7 +520,8 @@ def _small_cli(out, *extra):
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    """A finished 6-episode evaluation (idm, straight on highway, seeds 0-2) to copy and tamper with."""
+    """A finished 6-episode evaluation (idm, straight on highway, seeds 0-2) to copy and tamper
+    with."""
     out = tmp_path_factory.mktemp("eval") / "small"
     run_eval(out, SMALL, ["highway"], SMALL_SEEDS, workers=1, duration_s=2.0, progress=False)
     return out

@@ -1,4 +1,5 @@
-"""``drive study scale``: nested subsets, cells trained and driven, resume, grown grids, the report."""
+"""``drive study scale``: nested subsets, cells trained and driven, resume, grown grids, the
+report."""
 
 from __future__ import annotations
 
@@ -383,7 +384,8 @@ def test_study_cli_refuses_bad_input(capsys):
 
 
 @pytest.mark.ray
-@pytest.mark.slow  # 80 s: the study on Ray (pytest -m slow); drive eval's Ray path is tests/test_ray.py
+# 80 s: the study on Ray (pytest -m slow); drive eval's Ray path is tests/test_ray.py
+@pytest.mark.slow
 def test_the_ray_backend_runs_cells_on_a_local_cluster(tmp_path):
     pytest.importorskip("ray")
     cfg = StudyConfig(

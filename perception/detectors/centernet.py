@@ -124,8 +124,8 @@ class CenterNet(nn.Module):
         h, w = self.config.image_hw
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (h, w):
             raise ValueError(
-                f"expected images [B, 3, {h}, {w}] (RGB, channels first), got {tuple(images.shape)}; "
-                f"convert camera frames with frames_to_tensor()"
+                f"expected images [B, 3, {h}, {w}] (RGB, channels first), got "
+                f"{tuple(images.shape)}; convert camera frames with frames_to_tensor()"
             )
         x = (
             images.to(next(self.parameters()).dtype) / 255.0 - 0.5

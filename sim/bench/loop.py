@@ -168,7 +168,8 @@ def format_loop(r: dict[str, Any]) -> str:
             continue
         for run in row["runs"]:
             lines.append(
-                f"{'drive harness, ' + spec:44s} {run['workers']:7d} {run['episodes_per_min']:12.1f} "
-                f"{run['decisions_per_s']:11.0f} {run['vs_baseline']:7.2f}x"
+                f"{'drive harness, ' + spec:44s} {run['workers']:7d} "
+                f"{run['episodes_per_min']:12.1f} {run['decisions_per_s']:11.0f} "
+                f"{run['vs_baseline']:7.2f}x"
             )
     return "\n".join(lines)

@@ -74,7 +74,8 @@ MAX_START_DEATHS = 3
 """Actors that may die before they are ready (a node lost while they start) before the run stops."""
 GPU_PER_ACTOR = 0.25
 """With ``--device cuda`` an actor asks Ray for this much of a GPU: four share one (inference is
-light next to the simulator).  Without it Ray hides the GPUs from an actor (``auto`` runs on CPU)."""
+light next to the simulator).  Without it Ray hides the GPUs from an actor (``auto`` runs on
+CPU)."""
 POLL_S = 1.0
 """``ray.wait`` returns at least this often, so Ctrl-C reaches the driver promptly."""
 
@@ -116,7 +117,8 @@ def manifest_key(manifest: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class CheckpointShipment:
-    """A checkpoint folder in the object store: what each file must hash to, and where its bytes are."""
+    """A checkpoint folder in the object store: what each file must hash to, and where its bytes
+    are."""
 
     manifest: dict[str, str]
     """File name -> SHA-256 of its bytes (:func:`sim.harness.evaluate.checkpoint_hashes`)."""
@@ -149,7 +151,8 @@ def ship_checkpoint(ray, path: str | Path) -> CheckpointShipment:
 
 
 def checkpoint_cache_root() -> Path:
-    """Where a node keeps the checkpoint folders it was shipped (``$XDG_CACHE_HOME`` or ``~/.cache``)."""
+    """Where a node keeps the checkpoint folders it was shipped (``$XDG_CACHE_HOME`` or
+    ``~/.cache``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "drive-testbed" / "checkpoints"
 
@@ -167,9 +170,9 @@ def _folder_matches(folder: Path, manifest: Mapping[str, str]) -> bool:
 def materialise_checkpoint(
     manifest: Mapping[str, str], fetch: Callable[[str], bytes], root: Path
 ) -> Path:
-    """The checkpoint folder ``root/<manifest key>``, verified; built from ``fetch(sha256) -> bytes``
-    when missing or damaged.  Written to a temporary sibling first and renamed into place, so a
-    reader (another actor on this node) never sees half a folder."""
+    """The checkpoint folder ``root/<manifest key>``, verified; built from
+    ``fetch(sha256) -> bytes`` when missing or damaged.  Written to a temporary sibling first and
+    renamed into place, so a reader (another actor on this node) never sees half a folder."""
     folder = root / manifest_key(manifest)
     if _folder_matches(folder, manifest):
         return folder
@@ -197,7 +200,8 @@ def materialise_checkpoint(
 
 
 def agent_checkpoint(agent_name: str, scenario: Scenario, camera: BevCamera) -> str | None:
-    """The checkpoint folder ``agent_name`` loads on ``scenario`` (its default resolved), or None."""
+    """The checkpoint folder ``agent_name`` loads on ``scenario`` (its default resolved), or
+    None."""
     folders = make_agent(agent_name, task_spec(scenario, camera), device="cpu").checkpoints()
     if len(folders) > 1:
         raise ValueError(
@@ -286,7 +290,8 @@ class EpisodeActor:
         return os.getpid(), None
 
     def run(self, seed: int, attempt: int) -> tuple[str, Any, bytes | None]:
-        """``("done", record, trace bytes)``, or ``("failed", traceback, None)`` where the simulator raised."""
+        """``("done", record, trace bytes)``, or ``("failed", traceback, None)`` where the simulator
+        raised."""
         if fault_requested("kill-at", seed) or (
             attempt == 1 and fault_requested("kill-once-at", seed)
         ):
@@ -518,7 +523,8 @@ def run_seeds_on_ray(
     address: str | None = None,
     pool: RayEpisodePool | None = None,
 ) -> None:
-    """:meth:`RayEpisodePool.run` on ``pool``, or on a pool of ``workers`` actors for this call alone."""
+    """:meth:`RayEpisodePool.run` on ``pool``, or on a pool of ``workers`` actors for this call
+    alone."""
     if pool is not None:
         pool.run(
             agent_name,

@@ -318,7 +318,8 @@ def run_seeds(
     """The episodes of one agent on one scenario, each record handed to ``on_record`` as it
     finishes (in-process, lock-step or over worker processes; ``backend="ray"``: over
     ``workers`` actors of the Ray cluster at ``address``, or of ``ray_pool``, a
-    :class:`~sim.harness.ray_backend.RayEpisodePool` kept across calls); traces go to ``out_dir``.  A failing episode is recorded with its status, never raised."""
+    :class:`~sim.harness.ray_backend.RayEpisodePool` kept across calls); traces go to ``out_dir``.
+    A failing episode is recorded with its status, never raised."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if backend == "ray":

@@ -148,15 +148,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser(
         "compare",
         help="the main job: train what is missing, evaluate every agent, write the report",
-        description="Make what the comparison needs and is not cached under runs/ (expert demos and the "
-        "end-to-end network per scenario; for --sensors bev the bird's-eye detector too), run "
-        "'drive eval' of expert, modular, e2e and idm on lane-keep and highway with the same seeds "
-        "- both paradigms from the camera rig - and write 'drive report' into runs/compare.  "
-        "--sensors bev: the same comparison on the bird's-eye raster (modular-bev, e2e-bev; "
-        "runs/compare-bev); --sensors rig,bev: all six on the same seeds, the sensor as an axis of "
-        "the report (runs/compare-rig-bev).  Defaults: 20 seeds per scenario, about 16 min from "
-        "nothing on 2 CPU cores (minutes once the checkpoints exist); --quick: 3 seeds and small "
-        "networks under runs/quick.  An interrupted run resumes.",
+        description=(
+            "Make what the comparison needs and is not cached under runs/ (expert demos and the "
+            "end-to-end network per scenario; for --sensors bev the bird's-eye detector too), run "
+            "'drive eval' of expert, modular, e2e and idm on lane-keep and highway with the same "
+            "seeds - both paradigms from the camera rig - and write 'drive report' into "
+            "runs/compare.  --sensors bev: the same comparison on the bird's-eye raster "
+            "(modular-bev, e2e-bev; runs/compare-bev); --sensors rig,bev: all six on the same "
+            "seeds, the sensor as an axis of the report (runs/compare-rig-bev).  Defaults: 20 "
+            "seeds per scenario, about 16 min from nothing on 2 CPU cores (minutes once the "
+            "checkpoints exist); --quick: 3 seeds and small networks under runs/quick.  An "
+            "interrupted run resumes."
+        ),
     )
     s.add_argument("--quick", action="store_true", help="smoke view in a few minutes (runs/quick)")
     s.add_argument(
@@ -191,14 +194,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser(
         "study",
         help="scaling study: closed-loop score of the e2e network against data and model size",
-        description="Record (or reuse) one expert dataset, train PilotNet on nested subsets of it for every "
-        "(data size, model size, training seed) cell with the same recipe and compute, drive each "
-        "cell on the same held-out seeds, and chart driving score against labelled frames with "
-        "the expert and the modular stack on the same sensors as references.  --sensors bev: the "
-        "network sees the bird's-eye raster (reference modular-bev); --sensors rig: 66x200 road crops "
-        "of the rig's --cameras, trained with PilotNet's recovery views (reference modular).  A rig "
-        "frame with V recovery views takes (1+V) x 66x200x3 bytes of RAM per camera when a cell "
-        "trains; the study prints the estimate first.  Resumable cell by cell (--resume).",
+        description=(
+            "Record (or reuse) one expert dataset, train PilotNet on nested subsets of it for "
+            "every (data size, model size, training seed) cell with the same recipe and compute, "
+            "drive each cell on the same held-out seeds, and chart driving score against labelled "
+            "frames with the expert and the modular stack on the same sensors as references.  "
+            "--sensors bev: the network sees the bird's-eye raster (reference modular-bev); "
+            "--sensors rig: 66x200 road crops of the rig's --cameras, trained with PilotNet's "
+            "recovery views (reference modular).  A rig frame with V recovery views takes (1+V) x "
+            "66x200x3 bytes of RAM per camera when a cell trains; the study prints the estimate "
+            "first.  Resumable cell by cell (--resume)."
+        ),
     )
     s.add_argument("what", choices=["scale"], help="the study")
     s.add_argument("--scenario", default="lane-keep", help="(default: lane-keep)")
@@ -253,14 +259,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sensors",
         default="bev",
         choices=["bev", "rig"],
-        help="what the network sees: bev, the bird's-eye raster (e2e-bev), or rig, road crops of the "
-        "rig's --cameras with recovery views (e2e) (default: bev)",
+        help=(
+            "what the network sees: bev, the bird's-eye raster (e2e-bev), or rig, road crops of "
+            "the rig's --cameras with recovery views (e2e) (default: bev)"
+        ),
     )
     s.add_argument(
         "--cameras",
         default=None,
         metavar="A,B",
-        help="rig: the cameras the network sees (default: cam_front; the rig has cam_front, cam_rear)",
+        help=(
+            "rig: the cameras the network sees (default: cam_front; the rig has cam_front, "
+            "cam_rear)"
+        ),
     )
     s.add_argument(
         "--side-views",
@@ -334,15 +345,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model centernet (default) the bird's-eye CenterNet on the bev camera, --model mono3d "
         "the monocular 3D detector on the rig's perspective cameras (one network for all of "
         "--cameras). 'e2e': the PilotNet policy by behaviour cloning on datasets from 'drive "
-        "record' (split by episode, viewpoint + photometric augmentation, L1/MSE, AdamW "
-        "+ cosine, early stopping, optional --budget-min). 'dagger': DAgger rounds from "
-        "an e2e checkpoint (--init): roll out the policy mixed with the expert (beta), "
-        "label every visited state with the expert, aggregate, fine-tune, and score each "
-        "round in closed loop. 'ppo': reinforcement learning with Stable-Baselines3 PPO on the "
-        "camera (+ speed) with the shaped reward of sim.pipelines.rl, PilotNet as the actor, from scratch or "
-        "from an e2e network (--init e2e:RUN), K environment processes, a closed-loop "
-        "evaluation every --eval-every steps (--resume continues an interrupted run). Each "
-        "writes OUT/model.safetensors + a JSON config and TensorBoard logs in OUT/tensorboard.",
+        "record' (split by episode, viewpoint + photometric augmentation, L1/MSE, AdamW + cosine, "
+        "early stopping, optional --budget-min). 'dagger': DAgger rounds from an e2e checkpoint "
+        "(--init): roll out the policy mixed with the expert (beta), label every visited state "
+        "with the expert, aggregate, fine-tune, and score each round in closed loop. 'ppo': "
+        "reinforcement learning with Stable-Baselines3 PPO on the camera (+ speed) with the shaped "
+        "reward of sim.pipelines.rl, PilotNet as the actor, from scratch or from an e2e network "
+        "(--init e2e:RUN), K environment processes, a closed-loop evaluation every --eval-every "
+        "steps (--resume continues an interrupted run). Each writes OUT/model.safetensors + a JSON "
+        "config and TensorBoard logs in OUT/tensorboard.",
     )
     s.add_argument("what", choices=["detector", "e2e", "dagger", "ppo"], help="what to train")
     s.add_argument(
@@ -474,7 +485,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--eval-every",
         type=arguments.env_steps,
         default=20_000,
-        help="ppo: environment steps between closed-loop evaluations and checkpoints (default: 20000)",
+        help=(
+            "ppo: environment steps between closed-loop evaluations and checkpoints (default: "
+            "20000)"
+        ),
     )
     s.add_argument(
         "--physics", default="fast", choices=["fast", "stock"], help="ppo: (default: fast)"
@@ -508,8 +522,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--eval-episodes",
         type=arguments.count,
         default=None,
-        help="dagger: closed-loop episodes scored per round on seeds 10000.. (default: 20); ppo: per "
-        "evaluation, on seeds 10000.. (default: 5)",
+        help=(
+            "dagger: closed-loop episodes scored per round on seeds 10000.. (default: 20); ppo: "
+            "per evaluation, on seeds 10000.. (default: 5)"
+        ),
     )
     s.add_argument(
         "--workers",
@@ -572,8 +588,9 @@ def _cmd_record(args) -> int:
         else:
             n = stop.summary["episodes"]
             print(
-                f"drive record: interrupted; kept the {n} finished episode{'s' if n != 1 else ''} of "
-                f"{stop.requested} as a smaller dataset -> {stop.path} (its metadata says interrupted)",
+                f"drive record: interrupted; kept the {n} finished episode{'s' if n != 1 else ''} "
+                f"of {stop.requested} as a smaller dataset -> {stop.path} (its metadata says "
+                "interrupted)",
                 file=sys.stderr,
             )
         return 130
@@ -763,9 +780,9 @@ def _train_mono3d(args, meta: dict) -> int:
     )
     print(
         f"checkpoint: {args.out}  best epoch {result['best_epoch']}/{len(result['history'])} "
-        f"({result['stopped']})  val loss {best['val_loss']:.4f}  val AP@2m {best['val_ap_2m']:.3f} ({bands})  "
-        f"{result['parameters']:,} parameters  {result['train_seconds']:.0f} s; TensorBoard logs in "
-        f"{Path(args.out) / 'tensorboard'}"
+        f"({result['stopped']})  val loss {best['val_loss']:.4f}  val AP@2m "
+        f"{best['val_ap_2m']:.3f} ({bands})  {result['parameters']:,} parameters  "
+        f"{result['train_seconds']:.0f} s; TensorBoard logs in {Path(args.out) / 'tensorboard'}"
     )
     return 0
 
@@ -814,11 +831,12 @@ def format_training(result: dict) -> str:
     best = result["history"][result["best_epoch"] - 1]
     return (
         f"checkpoint: {result['out']}  best epoch {result['best_epoch']}/{len(result['history'])} "
-        f"({result['stopped']})  val loss {best['val_loss']:.4f}  {result['parameters']:,} parameters  "
-        f"{result['train_seconds']:.0f} s\n"
-        f"throughput: training {result['train_samples_per_s']:.0f} samples/s, data loading alone "
+        f"({result['stopped']})  val loss {best['val_loss']:.4f}  {result['parameters']:,} "
+        f"parameters  {result['train_seconds']:.0f} s\nthroughput: training "
+        f"{result['train_samples_per_s']:.0f} samples/s, data loading alone "
         f"{result['loader_samples_per_s']:.0f} samples/s  ({result['train_frames']} train / "
-        f"{result['val_frames']} validation frames; TensorBoard logs in {Path(result['out']) / 'tensorboard'})"
+        f"{result['val_frames']} validation frames; TensorBoard logs in "
+        f"{Path(result['out']) / 'tensorboard'})"
     )
 
 
@@ -894,7 +912,7 @@ def _train_ppo(args, meta: dict) -> int:
     )
     print(format_ppo(result))
     print(
-        f"TensorBoard logs in {Path(args.out) / 'tensorboard'}; drive it with: drive run --agent ppo:{args.out} "
-        f"--scenario {result['scenario']}"
+        f"TensorBoard logs in {Path(args.out) / 'tensorboard'}; drive it with: drive run --agent "
+        f"ppo:{args.out} --scenario {result['scenario']}"
     )
     return 0

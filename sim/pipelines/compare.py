@@ -81,7 +81,8 @@ class E2ERecipe:
     cameras: tuple[str, ...] = ("cam_front",)
     """Rig: the cameras the network sees."""
     side_views: str = "default"
-    """Rig: the recovery views recorded (``drive record --side-views``; ``default``: its default)."""
+    """Rig: the recovery views recorded (``drive record --side-views``; ``default``: its
+    default)."""
 
 
 @dataclass(frozen=True)
@@ -438,10 +439,10 @@ def run_compare(
         detector = rig_detector(recipe)
         if detector == "geometric":
             log.say(
-                f"the rig's modular agent uses the geometric detector (no training; for the learned "
-                f"monocular 3D detector, about 25 min on 2 cores: drive perception data --cameras "
-                f"cam_front,cam_rear --out {recipe.root}/frames-rig && drive train detector --model mono3d "
-                f"--data {recipe.root}/frames-rig --out {paths['detector-rig']})"
+                "the rig's modular agent uses the geometric detector (no training; for the learned "
+                "monocular 3D detector, about 25 min on 2 cores: drive perception data --cameras "
+                f"cam_front,cam_rear --out {recipe.root}/frames-rig && drive train detector "
+                f"--model mono3d --data {recipe.root}/frames-rig --out {paths['detector-rig']})"
             )
             log.stages.append(
                 {
@@ -489,7 +490,8 @@ def run_compare(
         for p in studies:
             print(f"scaling study: {p}")
         print(
-            f"compare: done in {summary['seconds'] / 60:.1f} min ({made / 60:.1f} min making checkpoints)"
+            f"compare: done in {summary['seconds'] / 60:.1f} min ({made / 60:.1f} min making "
+            "checkpoints)"
         )
     return summary
 

@@ -39,11 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser(
         "explain",
         help="what perception got wrong at each collision of a 'drive eval' folder",
-        description="Re-drives every collision of the planning agents (expert, modular, modular-bev, "
-        "modular-gt) in DIR and compares the agent's tracks with ground truth over the "
-        "last 3 s: the object hit was missed, seen late, mislocated, or perceived (then "
-        "planning failed), with its bearing and which rig camera could see it.  Writes "
-        "DIR/perception_failures.md and .json.",
+        description=(
+            "Re-drives every collision of the planning agents (expert, modular, modular-bev, "
+            "modular-gt) in DIR and compares the agent's tracks with ground truth over the "
+            "last 3 s: the object hit was missed, seen late, mislocated, or perceived (then "
+            "planning failed), with its bearing and which rig camera could see it.  Writes "
+            "DIR/perception_failures.md and .json."
+        ),
     )
     s.add_argument("dir", metavar="DIR", help="a folder written by 'drive eval'")
     s.add_argument(

@@ -149,7 +149,8 @@ def _sensors_of(agents: list[str], sensors: dict[str, list[str]] | None = None) 
 def _pairs(agents: list[str], sensor: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """Pairs compared on shared seeds; ``sensor``: each agent's (:func:`_sensors_of`)."""
     sensor = sensor or _sensors_of(agents)
-    # head to head only on the same sensor (across sensors the sensor, not the paradigm, would differ)
+    # head to head only on the same sensor
+    # (across sensors the sensor, not the paradigm, would differ)
     out = [
         (a, b)
         for fa, fb in DUELS
@@ -773,7 +774,8 @@ window.addEventListener("load", () => {
     v.addEventListener("loadedmetadata", () => done(v.videoWidth > 0));
     v.addEventListener("error", () => done(false));
   }))).then(res => {
-    document.body.dataset.media = `images ${okImgs}/${imgs.length}, videos ${res.filter(Boolean).length}/${vids.length}`;
+    document.body.dataset.media =
+      `images ${okImgs}/${imgs.length}, videos ${res.filter(Boolean).length}/${vids.length}`;
   });
 });
 </script>"""
@@ -899,7 +901,10 @@ def write_report(
             img = ""
             if g["thumbnail"] is not None:
                 data = base64.b64encode(Path(g["thumbnail"]).read_bytes()).decode()
-                img = f'<img alt="last frame of seed {g["worst"][0]["seed"]}" width=384 src="data:image/png;base64,{data}">'
+                img = (
+                    f'<img alt="last frame of seed {g["worst"][0]["seed"]}" width=384 '
+                    f'src="data:image/png;base64,{data}">'
+                )
             body.append(
                 f"<figure>{img}<figcaption><b>{html.escape(g['agent'])}</b>: {g['failed']} of "
                 f"{g['episodes']} failed<br>" + "<br>".join(lines) + "</figcaption></figure>"
