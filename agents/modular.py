@@ -162,9 +162,9 @@ class CameraPerception:
 
         if not (Path(self.checkpoint) / "detector.json").exists():
             raise ValueError(
-                f"no detector checkpoint at {self.checkpoint}; record frames and train one: "
-                f"drive perception data --scenarios highway,merge,roundabout --frames 3000 --out runs/frames "
-                f"&& drive train detector --data runs/frames --out {self.checkpoint}"
+                f"no detector checkpoint at {self.checkpoint}; record frames and train one: drive "
+                "perception data --scenarios highway,merge,roundabout --frames 3000 --out "
+                f"runs/frames && drive train detector --data runs/frames --out {self.checkpoint}"
             )
         self.detector = LearnedDetector(self.checkpoint, device=self.device_name)
         self.device = str(self.detector.device)
@@ -244,9 +244,10 @@ class RigPerception:
         if not (Path(self.checkpoint) / META).exists():
             raise ValueError(
                 f"no rig detector checkpoint at {self.checkpoint}; record frames and train one: "
-                f"drive perception data --cameras cam_front,cam_rear --scenarios highway,merge,roundabout "
-                f"--frames 3000 --out runs/frames-rig && drive train detector --model mono3d "
-                f"--data runs/frames-rig --out {self.checkpoint} (or use modular:geometric)"
+                "drive perception data --cameras cam_front,cam_rear --scenarios "
+                "highway,merge,roundabout --frames 3000 --out runs/frames-rig && drive train "
+                f"detector --model mono3d --data runs/frames-rig --out {self.checkpoint} (or use "
+                "modular:geometric)"
             )
         self.detector = Mono3DDetector(self.checkpoint, device=self.device_name)
         self.device = str(self.detector.device)

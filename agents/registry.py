@@ -18,43 +18,58 @@ from agents.rl.agent import PPOAgent
 AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
     "expert": (
         ExpertAgent,
-        "privileged expert: ground-truth objects -> PDM-style planner -> "
-        "pure pursuit + speed PID (demo source, upper bound)",
+        (
+            "privileged expert: ground-truth objects -> PDM-style planner -> "
+            "pure pursuit + speed PID (demo source, upper bound)"
+        ),
     ),
     "modular": (
         ModularAgent,
-        "modular stack from the camera rig: a monocular 3D detector on the front "
-        "and rear cameras -> fusion -> tracker -> the expert's planner and "
-        "controllers (modular:CHECKPOINT_DIR, default runs/detector-rig; "
-        "modular:geometric for the no-learning baseline)",
+        (
+            "modular stack from the camera rig: a monocular 3D detector on the front "
+            "and rear cameras -> fusion -> tracker -> the expert's planner and "
+            "controllers (modular:CHECKPOINT_DIR, default runs/detector-rig; "
+            "modular:geometric for the no-learning baseline)"
+        ),
     ),
     "modular-bev": (
         ModularBevAgent,
-        "the modular stack from the bird's-eye raster: CenterNet -> tracker "
-        "-> the same planner (ablation: perception nearly free; "
-        "modular-bev:CHECKPOINT_DIR, default runs/detector)",
+        (
+            "the modular stack from the bird's-eye raster: CenterNet -> tracker "
+            "-> the same planner (ablation: perception nearly free; "
+            "modular-bev:CHECKPOINT_DIR, default runs/detector)"
+        ),
     ),
     "modular-gt": (
         ModularGroundTruthAgent,
-        "the modular stack with ground-truth perception "
-        "(ablation: planning without perception errors)",
+        (
+            "the modular stack with ground-truth perception "
+            "(ablation: planning without perception errors)"
+        ),
     ),
     "e2e": (
         E2EAgent,
-        "end-to-end PilotNet CNN from the camera rig: 66x200 road crops of its cameras "
-        "(+ speed, command) -> action, behaviour-cloned from expert demos with recovery views "
-        "(e2e:CHECKPOINT_DIR, '{scenario}' in it becomes the scenario; default runs/e2e-rig/{scenario})",
+        (
+            "end-to-end PilotNet CNN from the camera rig: 66x200 road crops of its cameras "
+            "(+ speed, command) -> action, behaviour-cloned from expert demos with recovery views "
+            "(e2e:CHECKPOINT_DIR, '{scenario}' in it becomes the scenario; default "
+            "runs/e2e-rig/{scenario})"
+        ),
     ),
     "e2e-bev": (
         E2EBevAgent,
-        "the end-to-end PilotNet on the bird's-eye raster (ablation: a clean top-down "
-        "map instead of camera frames; e2e-bev:CHECKPOINT_DIR, default runs/e2e/{scenario})",
+        (
+            "the end-to-end PilotNet on the bird's-eye raster (ablation: a clean top-down "
+            "map instead of camera frames; e2e-bev:CHECKPOINT_DIR, default runs/e2e/{scenario})"
+        ),
     ),
     "ppo": (
         PPOAgent,
-        "PilotNet trained by reinforcement learning (SB3 PPO, shaped reward), bird's-eye raster "
-        "(+ speed, command) -> action, from scratch or from an e2e-bev network (ppo:CHECKPOINT_DIR; "
-        "default runs/ppo/{scenario})",
+        (
+            "PilotNet trained by reinforcement learning (SB3 PPO, shaped reward), bird's-eye "
+            "raster (+ speed, command) -> action, from scratch or from an e2e-bev network "
+            "(ppo:CHECKPOINT_DIR; default runs/ppo/{scenario})"
+        ),
     ),
     "idm": (IDMAgent, "highway-env's IDM/MOBIL driver in the ego's seat (stock baseline)"),
     "straight": (StraightAgent, "wheel straight, speed held (lower bound)"),
@@ -62,7 +77,8 @@ AGENTS: dict[str, tuple[Callable[..., Agent], str]] = {
 
 TAKES_CHECKPOINT = ("modular", "modular-bev", "e2e", "e2e-bev", "ppo")
 TAKES_DEVICE = ("modular", "e2e", "e2e-bev", "ppo")
-"""Agents built with ``device=`` (``auto``/``cpu``/``cuda``); the bird's-eye detector picks its own."""
+"""Agents built with ``device=`` (``auto``/``cpu``/``cuda``); the bird's-eye detector picks its
+own."""
 DEFAULT_AGENT = "expert"
 
 

@@ -196,8 +196,8 @@ class FrameDataset:
             )
         if m.get("version") != VERSION:
             why = (
-                " (one bird's-eye camera and 2D labels, before the camera rig); record it again with "
-                "'drive perception data'"
+                " (one bird's-eye camera and 2D labels, before the camera rig); record it again "
+                "with 'drive perception data'"
                 if m.get("version") == 1
                 else ""
             )

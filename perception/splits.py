@@ -19,7 +19,7 @@ def split_by_episode(
     held out, drawn with ``seed``.  No episode contributes to both."""
     keys = sorted(set(episodes))
     rng = np.random.default_rng(seed)
-    n_val = max(1, int(round(val_fraction * len(keys)))) if len(keys) > 1 else 0
+    n_val = max(1, round(val_fraction * len(keys))) if len(keys) > 1 else 0
     val_keys = {keys[i] for i in rng.permutation(len(keys))[:n_val]}
     is_val = np.array([e in val_keys for e in episodes])
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -14,6 +14,7 @@ trajectories at once without searching.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -258,7 +259,9 @@ class ReferencePath:
         )
         points, headings, limit_src = points[keep], headings[keep], limit_src[keep]
         kept_index = np.cumsum(keep) - 1  # old vertex index -> new
-        joined = any(np.linalg.norm(a[-1] - b[0]) >= JUNCTION_GAP_M for a, b in zip(pts, pts[1:]))
+        joined = any(
+            np.linalg.norm(a[-1] - b[0]) >= JUNCTION_GAP_M for a, b in itertools.pairwise(pts)
+        )
         # a gap between lanes is bridged by a straight chord: let the headings follow it
         line = Polyline.from_points(points, None if joined else headings)
         grid = line.resample(PATH_SPACING_M)
@@ -266,7 +269,7 @@ class ReferencePath:
         limit = limit_src[
             np.clip(np.searchsorted(line.s_m, grid.s_m, side="right") - 1, 0, len(line.s_m) - 1)
         ]
-        n = max(1, int(round(CURVATURE_WINDOW_M / PATH_SPACING_M)))
+        n = max(1, round(CURVATURE_WINDOW_M / PATH_SPACING_M))
         kernel = np.ones(n) / n
         curvature = np.convolve(
             np.pad(grid.curvature_1pm, (n // 2, n - 1 - n // 2), mode="edge"), kernel, mode="valid"

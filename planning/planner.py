@@ -132,7 +132,8 @@ class PlannerConfig:
     emergency_brake: bool = True  # also full braking (max_brake_mps2) in the current lane
     evasive: bool = True  # when every candidate collides, lane changes on a short transition too
     evasive_transition_s: float = 1.0  # [s] their transition: speed x this (highway-env's drivers
-    # complete a lane change in about a second: ControlledVehicle's TAU_LATERAL 0.6 s, TAU_HEADING 0.2 s)
+    # complete a lane change in about a second: ControlledVehicle's TAU_LATERAL 0.6 s,
+    # TAU_HEADING 0.2 s)
     evasive_min_transition_m: float = 6.0  # [m] ... and at least this long
     lateral_accel_mps2: float = 2.5  # [m/s^2] curvature speed limit v <= sqrt(a / |k|)
     # IDM
@@ -189,7 +190,7 @@ class PlannerConfig:
 
     @property
     def steps(self) -> int:
-        return int(round(self.horizon_s / self.step_s))
+        return round(self.horizon_s / self.step_s)
 
     @property
     def idm(self) -> IDMParameters:
@@ -274,7 +275,8 @@ class Plan:
     scores: dict[str, np.ndarray]  # [C] each term, plus "total"
     times_s: np.ndarray  # [T+1]
     option: PathOption  # the chosen candidate's path option
-    reference: BlendedPath  # the line the chosen rollout steered along (onto option.path), for the controller
+    # the line the chosen rollout steered along (onto option.path), for the controller
+    reference: BlendedPath
 
     @property
     def best_trajectory_m(self) -> np.ndarray:
@@ -823,7 +825,8 @@ class Planner:
         pidx = cands.path_index
         T, C, K = c.steps, len(pidx), len(objects)
         s0_local = np.array([options[p].s_m for p in pidx]) - windows.s_base_m[pidx]
-        # the way onto each path (planning.lanes.hermite_offset, its per-candidate constants hoisted)
+        # the way onto each path (planning.lanes.hermite_offset,
+        # its per-candidate constants hoisted)
         blend_d0 = np.array([options[p].d_m for p in pidx])
         blend_slope = transition_slope(np.array([options[p].heading_error_rad for p in pidx]))
         blend_len = c.transition_length_m(max(ego.speed_mps, 0.0), blend_d0)

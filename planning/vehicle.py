@@ -22,7 +22,8 @@ import numpy as np
 
 from planning.jit import register_jitable
 
-VEHICLE_LENGTH_M = 5.0  # [m] highway-env's Vehicle.LENGTH (its "wheelbase" is L: yaw about the centre, rear axle at -L/2)
+# [m] highway-env's Vehicle.LENGTH (its "wheelbase" is L: yaw about the centre, rear axle at -L/2)
+VEHICLE_LENGTH_M = 5.0
 VEHICLE_WIDTH_M = 2.0  # [m] highway-env's Vehicle.WIDTH
 MAX_SPEED_MPS = 40.0  # [m/s] the scenarios' speed range (0, 40)
 MIN_SPEED_MPS = 0.0  # [m/s] braking stops the car; it never reverses

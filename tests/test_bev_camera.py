@@ -40,10 +40,10 @@ def test_axes_forward_is_up_left_is_left():
 @pytest.mark.parametrize(
     "bad",
     [
-        dict(width_px=4),
-        dict(metres_per_pixel=0.0),
-        dict(metres_per_pixel=float("nan")),
-        dict(ego_v_px=500.0),
+        {"width_px": 4},
+        {"metres_per_pixel": 0.0},
+        {"metres_per_pixel": float("nan")},
+        {"ego_v_px": 500.0},
     ],
 )
 def test_spec_rejects_bad_values_by_name(bad):

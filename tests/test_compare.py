@@ -24,22 +24,22 @@ from sim.pipelines.compare import (
 
 def tiny(root: Path, **overrides) -> CompareRecipe:
     net = E2ERecipe(demo_episodes=2, model="pilotnet-s", epochs=1, budget_s=60.0)
-    values = dict(
-        name="tiny",
-        root=str(root),
-        episodes=1,
-        duration_s=3.0,
-        detector_frames=24,
-        detector_per_episode=8,
-        detector_scenarios=("highway",),
-        detector_epochs=1,
-        detector_width=8,
-        videos=0,
-        workers=1,
-        e2e={"*": net},
-        e2e_rig={"*": replace(net, side_views="0.5:0,-0.5:0")},
-        sensors=("bev",),
-    )
+    values = {
+        "name": "tiny",
+        "root": str(root),
+        "episodes": 1,
+        "duration_s": 3.0,
+        "detector_frames": 24,
+        "detector_per_episode": 8,
+        "detector_scenarios": ("highway",),
+        "detector_epochs": 1,
+        "detector_width": 8,
+        "videos": 0,
+        "workers": 1,
+        "e2e": {"*": net},
+        "e2e_rig": {"*": replace(net, side_views="0.5:0,-0.5:0")},
+        "sensors": ("bev",),
+    }
     values.update(overrides)
     return CompareRecipe(**values)
 

@@ -1,4 +1,5 @@
-"""The end-to-end policy: PilotNet, behaviour cloning, checkpoints, the agent, lock-step batching."""
+"""The end-to-end policy: PilotNet, behaviour cloning, checkpoints, the agent, lock-step
+batching."""
 
 import json
 

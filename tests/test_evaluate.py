@@ -86,7 +86,7 @@ def test_a_run_killed_with_sigkill_and_resumed_equals_an_uninterrupted_one(seria
         FAULT_ENV: "kill-after-results:2",
     }
     proc = subprocess.run(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300, check=False
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     partial = read_results(out / RESULTS)  # whole lines only: every append is a rename
@@ -173,7 +173,7 @@ def test_report_has_every_agent_interval_paired_rows_sensors_and_figures(serial,
 
     from sim.report.report import write_report
 
-    src, records = serial
+    src, _records = serial
     out = tmp_path / "rep"
     shutil.copytree(src, out)
     # pretend idm is the expert to get paired rows (the report pairs everything with "expert")
@@ -377,7 +377,7 @@ def test_report_html_loads_every_table_figure_and_video_in_headless_chromium(ser
         "--dump-dom",
         page.resolve().as_uri(),
     ]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
     media = re.search(r'<body data-media="images (\d+)/(\d+), videos (\d+)/(\d+)"', dom)
     assert media, f"the page's self-check did not run: {dom[:500]!r}"
     ok_img, n_img, ok_vid, n_vid = map(int, media.groups())
@@ -525,7 +525,8 @@ def _small_cli(out, *extra):
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    """A finished 6-episode evaluation (idm, straight on highway, seeds 0-2) to copy and tamper with."""
+    """A finished 6-episode evaluation (idm, straight on highway, seeds 0-2) to copy and tamper
+    with."""
     out = tmp_path_factory.mktemp("eval") / "small"
     run_eval(out, SMALL, ["highway"], SMALL_SEEDS, workers=1, duration_s=2.0, progress=False)
     return out

@@ -92,7 +92,7 @@ def test_highway_episode_with_lane_changes_is_identical():
 
 def test_episode_ending_in_a_collision_is_identical():
     # flat out into the traffic ahead: the ego rear-ends a car
-    steps, _, crashed = run_pair("highway", 2, policy=[1.0, 0.0])
+    _steps, _, crashed = run_pair("highway", 2, policy=[1.0, 0.0])
     assert crashed
 
 

@@ -160,7 +160,7 @@ def test_speed_noise_has_the_stated_scale_error_and_spread_and_touches_only_spee
     assert all(stopped.observe({"speed": np.float32([0.0])})["speed"][0] >= 0.0 for _ in range(100))
 
 
-# -- latency ----------------------------------------------------------------------------------------
+# -- latency ---------------------------------------------------------------------------------------
 class Script(BaseAgent):
     """Outputs a known action sequence, one entry per call."""
 
@@ -213,7 +213,7 @@ def test_without_latency_an_action_passes_through_unchanged():
     assert inj.act(a) is a
 
 
-# -- the harness applies them: seeded, the same in every loop, only where they touch ----------------
+# -- the harness applies them: seeded, the same in every loop, only where they touch ---------------
 class Reader(StatelessMixin, BaseAgent):
     """Steers and brakes from the camera's brightness, the pose and the speedometer, so any
     fault on those reaches the world."""
@@ -293,7 +293,7 @@ def test_lockstep_and_one_at_a_time_agree_under_faults():
         _same(a, b)
 
 
-# -- descriptions and errors --------------------------------------------------------------------------
+# -- descriptions and errors -----------------------------------------------------------------------
 def test_descriptions_name_the_units():
     assert describe_fault("latency", 2) == "actions 2 steps (133 ms) late"
     assert describe_fault("latency", 3) == "actions 4 steps (267 ms) late"

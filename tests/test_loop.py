@@ -200,7 +200,7 @@ def test_an_agent_fault_scores_zero_even_after_progress():
     assert r.metrics["driving_score"] == 0.0
 
 
-# -- per-decision timeout ---------------------------------------------------------------------------
+# -- per-decision timeout --------------------------------------------------------------------------
 class Hanger(BaseAgent):
     """Hangs on decision ``at`` (a busy loop that even swallows ``Exception``, or a sleep)
     after making its own decision timer expire: the agent sends this process the SIGALRM the
@@ -307,7 +307,7 @@ def test_a_hanging_batch_times_out_every_episode_in_it():
     assert [r.status for r in rs] == ["timeout", "timeout"] and agent.cut
 
 
-# -- simulator faults are not the agent's --------------------------------------------------------------
+# -- simulator faults are not the agent's ----------------------------------------------------------
 def _failing(env, method, after=0):
     """Make ``env.<method>`` raise on its call number ``after + 1`` (0: the first)."""
     real, calls = getattr(env, method), []

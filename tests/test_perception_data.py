@@ -30,7 +30,7 @@ def test_round_trip_frames_labels_and_metadata(recorded):
     items = list(ds.iter_frames())
     assert len(items) == 24
     assert sum(len(labels) for _, labels, _ in items) == manifest["labels"] > 0
-    frame, labels, meta = items[0]
+    frame, _labels, meta = items[0]
     assert frame.shape == (128, 128, 3) and frame.dtype == np.uint8
     assert meta["scenario"] == "highway" and meta["seed"] == 3 and meta["step"] == 0
     assert [m["seed"] for _, _, m in items[::8]] == [3, 3, 4]  # highway seed 3, merge 3, highway 4
@@ -52,7 +52,7 @@ def test_labels_are_the_ground_truth_of_the_recorded_state(recorded):
 
 
 def test_recording_the_same_seeds_twice_gives_identical_shards(recorded, tmp_path):
-    out, manifest = recorded
+    _out, manifest = recorded
     again = record_frames(
         ["highway", "merge"], 24, tmp_path / "again", seed=3, every=4, per_episode=8, progress=False
     )

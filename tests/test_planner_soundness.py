@@ -44,7 +44,8 @@ def plan(ego, objs, **kw):
 
 
 def first_accel(p, path):
-    """The best first acceleration among the gated-in candidates on ``path`` (0 keep, 1 left, 2 right)."""
+    """The best first acceleration among the gated-in candidates on ``path``
+    (0 keep, 1 left, 2 right)."""
     ok = (p.path_index == path) & (p.scores["total"] > 0)
     return p.accelerations_mps2[ok, 0].max() if ok.any() else None
 
@@ -176,7 +177,7 @@ def test_a_stopped_car_too_close_to_stop_for_means_the_hardest_braking_or_an_esc
     assert p.acceleration_mps2 == pytest.approx(-5.0)
 
 
-def test_when_every_candidate_collides_the_pick_keeps_to_the_last_path_unless_another_collides_later():
+def test_when_every_candidate_collides_the_pick_keeps_the_last_path_unless_another_collides_later():
     """Dense traffic, seed 1003: with every candidate colliding the pick alternated between
     braking towards the left neighbour, swerving right and braking in lane (steering flipping
     sign from one decision to the next). Among the candidates that collide latest, within

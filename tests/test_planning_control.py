@@ -14,8 +14,8 @@ DT_S = 1 / 15
 def drive(controller, path: Polyline, state: BicycleState, duration_s: float) -> np.ndarray:
     """Closed loop at constant speed; returns the centre's Frenet offset d per step."""
     offsets = []
-    for _ in range(int(round(duration_s / DT_S))):
-        steer, debug = controller.update(
+    for _ in range(round(duration_s / DT_S)):
+        steer, _debug = controller.update(
             float(state.x_m),
             float(state.y_m),
             float(state.heading_rad),

@@ -1,4 +1,5 @@
-"""The RL baseline: the shaped reward, PPO around PilotNet, its checkpoints and the ``ppo`` agent."""
+"""The RL baseline: the shaped reward, PPO around PilotNet, its checkpoints and the ``ppo``
+agent."""
 
 import json
 
@@ -21,7 +22,7 @@ from sim.world.scenarios import get_scenario
 
 CAM = BevCamera()
 DT = 1 / 15
-KEEP = dict(cruise_speed_mps=8.0, dt_s=DT, lane_changes_allowed=False)
+KEEP = {"cruise_speed_mps": 8.0, "dt_s": DT, "lane_changes_allowed": False}
 
 
 def _ego(s=0.0, route=0.0, lateral=None, speed=8.0, heading=0.0):
@@ -143,7 +144,8 @@ def test_the_rl_env_hands_the_image_policy_its_sensors_and_the_terms_sum_to_the_
         obs, r, term, trunc, info = env.step(np.array([0.3 * (-1) ** k]))
         terms = info["reward_terms"]
         assert r == pytest.approx(sum(v for n, v in terms.items() if n != "total"))
-        # the wheel flips between +0.3 and -0.3: -0.02 x (0.3 - -0.3)^2 = -0.02 x 0.36 (none on the first step)
+        # the wheel flips between +0.3 and -0.3: -0.02 x (0.3 - -0.3)^2 = -0.02 x 0.36
+        # (none on the first step)
         assert terms["smoothness"] == pytest.approx(0.0 if k == 0 else -0.0072), k
         total += r
         if term or trunc:
@@ -152,7 +154,7 @@ def test_the_rl_env_hands_the_image_policy_its_sensors_and_the_terms_sum_to_the_
     assert set(RLEnv("roundabout").observation_space.spaces) == {"bev", "speed", "command"}
 
 
-# -- PPO around PilotNet ----------------------------------------------------------------------------
+# -- PPO around PilotNet ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bc(tmp_path_factory):
     """A small behaviour-cloned lane-keep policy (PilotNet-s) to start PPO from."""
@@ -177,17 +179,17 @@ def bc(tmp_path_factory):
 def _tiny(**kw):
     from sim.pipelines.ppo import PPOConfig
 
-    base = dict(
-        steps=64,
-        envs=2,
-        vec="dummy",
-        n_steps=16,
-        batch_size=16,
-        n_epochs=1,
-        eval_every=32,
-        eval_episodes=1,
-        duration_s=2.0,
-    )
+    base = {
+        "steps": 64,
+        "envs": 2,
+        "vec": "dummy",
+        "n_steps": 16,
+        "batch_size": 16,
+        "n_epochs": 1,
+        "eval_every": 32,
+        "eval_episodes": 1,
+        "duration_s": 2.0,
+    }
     return PPOConfig(**{**base, **kw})
 
 
@@ -310,7 +312,8 @@ def test_an_interrupted_run_resumes_to_the_same_step_count(tmp_path, monkeypatch
     def flaky(self):
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt  # killed during the evaluation at step 32 (its checkpoint is on disk)
+            # killed during the evaluation at step 32 (its checkpoint is on disk)
+            raise KeyboardInterrupt
         return real(self)
 
     monkeypatch.setattr(ppo._Monitor, "_evaluate", flaky)
@@ -364,7 +367,7 @@ def test_damaged_policy_state_and_mismatched_inits_are_refused(bc, tmp_path):
         train_ppo("lane-keep", out, _tiny(), device="cpu", progress=False, resume=True)
 
 
-# -- the agent ---------------------------------------------------------------------------------------
+# -- the agent -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory):
     from sim.pipelines.ppo import train_ppo

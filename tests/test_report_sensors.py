@@ -93,9 +93,10 @@ def test_bev_variants_belong_to_their_paradigm_and_duel_with_the_others():
 def test_every_scenario_table_names_each_agents_sensors_privileged_marked(tmp_path):
     paths = write_report(_eval_folder(tmp_path / "ev", list(SENSORS)), videos=0)
     line = (
-        "Sensors — expert: truth (privileged), map, pose, speed · modular: cam_front, cam_rear, pose, map, speed"
-        " · modular-bev: bird's-eye raster (map, privileged), pose, map, speed"
-        f" · {E2E}: cam_front, speed, command · {E2E_BEV}: bird's-eye raster (map, privileged), speed, command"
+        "Sensors — expert: truth (privileged), map, pose, speed · modular: cam_front, cam_rear, "
+        "pose, map, speed · modular-bev: bird's-eye raster (map, privileged), pose, map, speed · "
+        f"{E2E}: cam_front, speed, command · {E2E_BEV}: bird's-eye raster (map, privileged), "
+        "speed, command"
     )
     sections = _sections(paths["md"].read_text())
     titles = [t.format(s=s) for s in SCENARIOS for t in TITLES.values()]
@@ -199,7 +200,8 @@ def test_the_sensor_comes_from_the_recorded_inputs_and_ppo_drives_the_raster():
     # ppo is PilotNet on the bird's-eye raster: it duels e2e-bev, not the rig's e2e
     pairs = _pairs(["e2e", "e2e-bev", "ppo"])
     assert ("e2e-bev", "ppo") in pairs and ("e2e", "ppo") not in pairs
-    # a checkpoint spec named e2e that was handed the raster (a bird's-eye study's cell) counts as bev
+    # a checkpoint spec named e2e that was handed the raster (a bird's-eye study's cell)
+    # counts as bev
     recorded = {
         "e2e:cells/x": ["bev", "speed", "command"],
         "modular-bev": ["bev", "pose", "map", "speed"],

@@ -1,5 +1,7 @@
 """Route geometry and progress: laps close, junction jumps add no length, offsets are signed."""
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -44,7 +46,7 @@ def _straight_route(length=100.0):
         centre_m = np.array([[0.0, 0.0], [length, 0.0]])
 
     class Geo:
-        lanes = {("a", "b", 0): Lane}
+        lanes: ClassVar[dict] = {("a", "b", 0): Lane}
 
     return Route.along_lanes(Geo, [("a", "b", 0)], start_s_m=10.0, length_m=50.0)
 
@@ -70,7 +72,7 @@ def test_route_too_short_for_its_lanes_is_an_error():
         centre_m = np.array([[0.0, 0.0], [30.0, 0.0]])
 
     class Geo:
-        lanes = {("a", "b", 0): Lane}
+        lanes: ClassVar[dict] = {("a", "b", 0): Lane}
 
     with pytest.raises(ValueError, match="less than the route length"):
         Route.along_lanes(Geo, [("a", "b", 0)], start_s_m=0.0, length_m=50.0)

@@ -1,7 +1,9 @@
-"""``drive study scale``: nested subsets, cells trained and driven, resume, grown grids, the report."""
+"""``drive study scale``: nested subsets, cells trained and driven, resume, grown grids, the
+report."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict
 
@@ -40,7 +42,7 @@ def test_nested_subsets_are_prefixes_of_one_order_and_the_shortest_that_fit(
     total = sum(frames)
     sizes = sorted(set(data.draw(st.lists(st.integers(1, total), min_size=1, max_size=5))))
     subsets = nested_subsets(frames, sizes, order_seed)
-    for small, big in zip(sizes, sizes[1:], strict=False):
+    for small, big in itertools.pairwise(sizes):
         assert (
             subsets[big][: len(subsets[small])] == subsets[small]
         )  # nested: a prefix of the bigger one
@@ -382,7 +384,8 @@ def test_study_cli_refuses_bad_input(capsys):
 
 
 @pytest.mark.ray
-@pytest.mark.slow  # 80 s: the study on Ray (pytest -m slow); drive eval's Ray path is tests/test_ray.py
+# 80 s: the study on Ray (pytest -m slow); drive eval's Ray path is tests/test_ray.py
+@pytest.mark.slow
 def test_the_ray_backend_runs_cells_on_a_local_cluster(tmp_path):
     pytest.importorskip("ray")
     cfg = StudyConfig(

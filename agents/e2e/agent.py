@@ -185,8 +185,8 @@ class E2EAgent(BaseAgent):
     def how_to_train(self, path: Path) -> str:
         sc = self.task.scenario
         return (
-            f"drive record --sensors rig --scenario {sc} --out runs/demos-rig/{sc} && drive train e2e "
-            f"--data runs/demos-rig/{sc} --out {path}"
+            f"drive record --sensors rig --scenario {sc} --out runs/demos-rig/{sc} && drive train "
+            f"e2e --data runs/demos-rig/{sc} --out {path}"
         )
 
     def checkpoints(self) -> tuple[str, ...]:
@@ -225,7 +225,7 @@ class E2EAgent(BaseAgent):
             h.append(frame)
         return np.concatenate(list(h)[::stride], axis=-1)
 
-    # -- acting ---------------------------------------------------------------------------------------
+    # -- acting ------------------------------------------------------------------------------------
     def view(self, obs: Mapping[str, Any]) -> np.ndarray:
         """What the network sees of one observation: the rig cameras' road crops side by side
         on the channel axis, or the bird's-eye frame."""

@@ -249,8 +249,8 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
     hashed = drive.get("content_hash")
     if hashed is None:
         print(
-            f"warning: {path}: no content hashes (recorded before datasets carried them); damage to "
-            "its episodes cannot be detected - record it again to add them",
+            f"warning: {path}: no content hashes (recorded before datasets carried them); damage "
+            "to its episodes cannot be detected - record it again to add them",
             file=sys.stderr,
         )
     elif hashed != CONTENT_HASH:
@@ -307,8 +307,10 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
                     (
                         arrays["camera"].shape == (t + 1, *frame_shape)
                         and arrays["camera"].dtype == np.uint8,
-                        f"camera {arrays['camera'].shape} {arrays['camera'].dtype}, expected "
-                        f"({t + 1}, {', '.join(map(str, frame_shape))}) uint8",
+                        (
+                            f"camera {arrays['camera'].shape} {arrays['camera'].dtype}, expected "
+                            f"({t + 1}, {', '.join(map(str, frame_shape))}) uint8"
+                        ),
                     ),
                     (
                         arrays["speed"].shape[0] == t + 1,
@@ -324,7 +326,10 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
                     ),
                     (
                         arrays["expert_action"].shape == (t + 1, n_act),
-                        f"expert_action {arrays['expert_action'].shape}, expected ({t + 1}, {n_act})",
+                        (
+                            f"expert_action {arrays['expert_action'].shape}, expected ({t + 1}, "
+                            f"{n_act})"
+                        ),
                     ),
                     (bool(np.all(np.isfinite(arrays["expert_action"]))), "non-finite labels"),
                 ]
@@ -332,13 +337,18 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
                     checks += [
                         (
                             arrays["side_frames"].shape == (t + 1, n_side, *frame_shape),
-                            f"side views {arrays['side_frames'].shape}, expected ({t + 1}, {n_side}, "
-                            f"{', '.join(map(str, frame_shape))})",
+                            (
+                                f"side views {arrays['side_frames'].shape}, expected ({t + 1}, "
+                                f"{n_side}, {', '.join(map(str, frame_shape))})"
+                            ),
                         ),
                         (
                             arrays["side_labels"].shape == (t + 1, n_side, n_act)
                             and bool(np.all(np.isfinite(arrays["side_labels"]))),
-                            f"side labels {arrays['side_labels'].shape}, expected ({t + 1}, {n_side}, {n_act}) finite",
+                            (
+                                f"side labels {arrays['side_labels'].shape}, expected ({t + 1}, "
+                                f"{n_side}, {n_act}) finite"
+                            ),
                         ),
                     ]
                 for ok, why in checks:
@@ -500,8 +510,9 @@ def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
             }
         else:  # a ragged mix would bias the sampling: train on the centre views only, and say so
             print(
-                f"note: {', '.join(map(str, paths))}: recovery views in {len(parts['side_frames'])} of "
-                f"{len(parts['frames'])} episodes (counts {sorted(counts)}); training without them",
+                f"note: {', '.join(map(str, paths))}: recovery views in "
+                f"{len(parts['side_frames'])} of {len(parts['frames'])} episodes (counts "
+                f"{sorted(counts)}); training without them",
                 file=sys.stderr,
             )
     return Demos(

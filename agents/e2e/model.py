@@ -127,7 +127,7 @@ class PilotNet(nn.Module):
         layers: list[nn.Module] = []
         c_in = 3 * config.stack
         for c, size, stride in _CONVS:
-            c_out = max(4, int(round(c * k)))
+            c_out = max(4, round(c * k))
             layers += [nn.Conv2d(c_in, c_out, size, stride), nn.ELU()]
             c_in = c_out
         self.features = nn.Sequential(*layers)
@@ -141,7 +141,7 @@ class PilotNet(nn.Module):
         fcs: list[nn.Module] = []
         n_in = flat + config.aux_size
         for n in _FCS:
-            n_out = max(4, int(round(n * k)))
+            n_out = max(4, round(n * k))
             fcs += [nn.Linear(n_in, n_out), nn.ELU()]
             n_in = n_out
         fcs.append(nn.Linear(n_in, config.n_actions))

@@ -361,7 +361,8 @@ def train_e2e(
         model, init_meta = load_policy(init, dev)
         if tuple(init_meta["action_names"]) != demos.action_names:
             raise ValueError(
-                f"--init {init} drives {init_meta['action_names']}, the data has {demos.action_names}"
+                f"--init {init} drives {init_meta['action_names']}, the data has "
+                f"{demos.action_names}"
             )
         recipe = replace(
             recipe,

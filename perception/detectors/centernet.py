@@ -21,6 +21,7 @@ the trainer are in :mod:`perception.detectors.train`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -87,7 +88,7 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
 class CenterNet(nn.Module):
     """Encoder down to 1/8, one upsampling step to the 1/4 output grid, four heads."""
 
-    HEADS = {"heatmap": 1, "offset": 2, "size": 2, "heading": 2}
+    HEADS: ClassVar[dict[str, int]] = {"heatmap": 1, "offset": 2, "size": 2, "heading": 2}
 
     def __init__(self, config: CenterNetConfig = CenterNetConfig()) -> None:
         super().__init__()
@@ -123,8 +124,8 @@ class CenterNet(nn.Module):
         h, w = self.config.image_hw
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (h, w):
             raise ValueError(
-                f"expected images [B, 3, {h}, {w}] (RGB, channels first), got {tuple(images.shape)}; "
-                f"convert camera frames with frames_to_tensor()"
+                f"expected images [B, 3, {h}, {w}] (RGB, channels first), got "
+                f"{tuple(images.shape)}; convert camera frames with frames_to_tensor()"
             )
         x = (
             images.to(next(self.parameters()).dtype) / 255.0 - 0.5

@@ -31,9 +31,10 @@ convolutional network predicts, on a grid ``stride`` = 4 times coarser than the 
   classification with a shared residual (CenterNet's bins + sin/cos, in 3 channels).
 
 Decoding (:func:`decode`): peaks of the heatmap (3x3 max-pool), the ``top_k`` above
-``threshold``, the weaker of two within :data:`MIN_SEPARATION_M` on the ground dropped; cell + offset -> pixel -> ray (``camera.camera_rays``) x depth -> camera-frame
-centre -> ego frame (``camera.camera_to_ego``) -> an ego-frame :class:`Boxes` centred at the
-3D centre's ground point (x, y), heading ``alpha + beta + camera yaw``.
+``threshold``, the weaker of two within :data:`MIN_SEPARATION_M` on the ground dropped; cell +
+offset -> pixel -> ray (``camera.camera_rays``) x depth -> camera-frame centre -> ego frame
+(``camera.camera_to_ego``) -> an ego-frame :class:`Boxes` centred at the 3D centre's ground point
+(x, y), heading ``alpha + beta + camera yaw``.
 
 One network serves every camera of the rig: the pixel <-> ray maps are the camera's, so a
 camera looking backwards decodes to boxes behind the ego.  What the network learns
@@ -281,8 +282,8 @@ class Mono3DNet(nn.Module):
         h, w = self.config.image_hw
         if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (h, w):
             raise ValueError(
-                f"expected images [B, 3, {h}, {w}] (RGB, channels first), got {tuple(images.shape)}; "
-                f"convert camera frames with frames_to_tensor()"
+                f"expected images [B, 3, {h}, {w}] (RGB, channels first), got "
+                f"{tuple(images.shape)}; convert camera frames with frames_to_tensor()"
             )
         dtype = self.stem[0].weight.dtype
         x = images.to(dtype) / 255.0 - 0.5

@@ -4,8 +4,8 @@ No learning.  The ego camera draws vehicles in one colour (``sim.world.render.Pa
 blue-ish RGB (60, 110, 220)); the detector keeps pixels that are clearly blue
 (blue channel above the red one by ``blue_margin`` and brighter than ``min_blue``)
 and fits ``cv2.minAreaRect`` to every outer contour of at least ``min_area_px``.  (No
-morphological opening: a 2x2 one shifted every box by a pixel.)  It is the reference the learned detector
-has to beat: exact on clean frames where cars stand apart, blind to colour shifts,
+morphological opening: a 2x2 one shifted every box by a pixel.)  It is the reference the learned
+detector has to beat: exact on clean frames where cars stand apart, blind to colour shifts,
 and it merges cars that touch in the image.
 
 Each box's score is its rectangularity (contour area / rectangle area): a merged or

@@ -20,8 +20,8 @@ training images for the one network; frames split into train / validation by epi
 horizontal mirroring (:func:`mirror_labels`, exact for a pinhole camera with its principal
 point at the image centre and no roll: the mirror image is the world reflected in the
 camera's vertical plane), condition augmentation (colour casts, gamma, vignettes:
-:func:`condition_jitter`) and photometric jitter.  AdamW with a cosine schedule over the steps or the time budget, whichever ends first
-(:class:`CosineSchedule`); every epoch
+:func:`condition_jitter`) and photometric jitter.  AdamW with a cosine schedule over the steps or
+the time budget, whichever ends first (:class:`CosineSchedule`); every epoch
 the validation loss and the centre-distance AP at 2 m (:mod:`perception.metrics`, overall
 and per range band); the epoch with the best AP@2m is kept and training stops after
 ``patience`` epochs without a better one, or when ``budget_s`` is spent.  Progress bar and
@@ -140,7 +140,8 @@ def encode_targets(
 ) -> dict[str, np.ndarray]:
     """Per-image training targets on the output grid: ``heatmap`` and ``mask`` (1 at key
     cells) [B, 1, h, w], and the regression targets at the key cells: ``offset`` [B, 2, h, w],
-    ``depth`` [B, 1, h, w], ``size`` [B, 3, h, w], ``axis`` [B, 2, h, w], ``facing`` [B, 1, h, w]."""
+    ``depth`` [B, 1, h, w], ``size`` [B, 3, h, w], ``axis`` [B, 2, h, w],
+    ``facing`` [B, 1, h, w]."""
     h, w = config.grid_hw
     B = len(labels)
     widths = {"heatmap": 1, "mask": 1, "offset": 2, "depth": 1, "size": 3, "axis": 2, "facing": 1}
@@ -348,7 +349,8 @@ def _check_cameras(ds: FrameDataset, names: Sequence[str]) -> tuple[str, ...]:
     wrong = [n for n in names if n not in pinhole]
     if wrong:
         raise ValueError(
-            f"camera(s) {wrong} are not perspective cameras of {ds.path}; known: {', '.join(pinhole)}"
+            f"camera(s) {wrong} are not perspective cameras of {ds.path}; known: "
+            f"{', '.join(pinhole)}"
         )
     shapes = {
         (ds.cameras[n].height_px, ds.cameras[n].width_px, ds.cameras[n].hfov_deg) for n in names
@@ -555,8 +557,8 @@ def train_mono3d(
         if progress:
             bands = "  ".join(f"{k} {v:.3f}" for k, v in ap.items() if k != "all")
             print(
-                f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}  val AP@2m {ap['all']:.3f} "
-                f"({bands})  {history[-1]['elapsed_s']:.0f} s"
+                f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}  val AP@2m "
+                f"{ap['all']:.3f} ({bands})  {history[-1]['elapsed_s']:.0f} s"
             )
         score = ap["all"] if np.isfinite(ap["all"]) else -val_loss
         if score > best:

@@ -309,8 +309,8 @@ def format_inference(r: dict[str, Any]) -> str:
     for dev, d in r["devices"].items():
         out.append(f"\n{dev} ({d['name']})")
         head = (
-            f"{'model':34s} {'params':>9s} {'fwd b1 p50':>10s} {'p99':>7s} {'act p50':>8s} {'p99':>7s} "
-            + " ".join(f"{'b' + str(b) + ' /s':>8s}" for b in BATCHES)
+            f"{'model':34s} {'params':>9s} {'fwd b1 p50':>10s} {'p99':>7s} {'act p50':>8s} "
+            f"{'p99':>7s} " + " ".join(f"{'b' + str(b) + ' /s':>8s}" for b in BATCHES)
         )
         out += [head, "-" * len(head)]
         for k, row in d["models"].items():
@@ -332,14 +332,14 @@ def format_inference(r: dict[str, Any]) -> str:
             out += _format_rig(r[RIG], dev, d[RIG])
     loop = r["loop"]
     out.append(
-        f"\nlock-step loop, {loop['scenario']}, {loop['episodes']} episodes of {loop['duration_s']:g} s, "
-        f"one act_batch per step:"
+        f"\nlock-step loop, {loop['scenario']}, {loop['episodes']} episodes of "
+        f"{loop['duration_s']:g} s, one act_batch per step:"
     )
     out.append(f"{'K':>3s} {'decisions/s':>12s} {'vs K=1':>7s} {'inference share':>16s} device")
     for k, row in loop["by_batch"].items():
         out.append(
-            f"{k:>3} {row['decisions_per_s']:12.0f} {row['speedup']:6.2f}x {row['inference_share']:16.0%} "
-            f"{row['device']}"
+            f"{k:>3} {row['decisions_per_s']:12.0f} {row['speedup']:6.2f}x "
+            f"{row['inference_share']:16.0%} {row['device']}"
         )
     return "\n".join(out)
 
@@ -354,25 +354,27 @@ def _format_rig(spec: dict[str, Any], dev: str, d: dict[str, Any]) -> list[str]:
     on_cpu = dev == "cpu"
     out = [
         (
-            f"\nrig network on {dev}: PilotNet on {' + '.join(cams)} ({n} camera{'s' * (n > 1)}), each a "
-            f"{ih}x{iw} road crop through the shared encoder in one forward (uint8[1, {ih}, {iw}, {ic}]), batch 1"
+            f"\nrig network on {dev}: PilotNet on {' + '.join(cams)} ({n} camera{'s' * (n > 1)}), "
+            f"each a {ih}x{iw} road crop through the shared encoder in one forward (uint8[1, {ih}, "
+            f"{iw}, {ic}]), batch 1"
         ),
         (
             f"target: batch-1 p50 and p99 <= {target:g} ms on the CPU"
             + ("" if on_cpu else " (this table: not the CPU, shown for scale)")
         ),
         (
-            f"fwd = the network alone; act = the e2e agent's act from the full camera frames ({frames}): "
-            f"crop + forward + action;"
+            "fwd = the network alone; act = the e2e agent's act from the full camera frames "
+            f"({frames}): crop + forward + action;"
         ),
         (
-            f"{sb3_key}: SB3 ActorCriticCnnPolicy at the same input (channels-first uint8[{ic}, {ih}, {iw}]); "
-            f"its fwd = normalise + NatureCNN + actor head, its act = policy.predict from the already-cropped array"
+            f"{sb3_key}: SB3 ActorCriticCnnPolicy at the same input (channels-first uint8[{ic}, "
+            f"{ih}, {iw}]); its fwd = normalise + NatureCNN + actor head, its act = policy.predict "
+            "from the already-cropped array"
         ),
     ]
     head = (
-        f"{'model':34s} {'params':>9s} {'fwd b1 p50':>10s} {'p99':>7s} {'act p50':>8s} {'p99':>7s}  "
-        f"{f'<= {target:g} ms (p50 & p99)':>22s}"
+        f"{'model':34s} {'params':>9s} {'fwd b1 p50':>10s} {'p99':>7s} {'act p50':>8s} "
+        f"{'p99':>7s}  {f'<= {target:g} ms (p50 & p99)':>22s}"
     )
     out += [head, "-" * len(head)]
 
@@ -407,7 +409,10 @@ def _format_rig(spec: dict[str, Any], dev: str, d: dict[str, Any]) -> list[str]:
             f"{row['forward_b1']['p50_ms']:.2f} ms"
         )
         if sb3 is not None:
-            line += f" vs NatureCNN at the same input ({ic}x{ih}x{iw}): {sb3['forward_b1']['p50_ms']:.2f} ms"
+            line += (
+                f" vs NatureCNN at the same input ({ic}x{ih}x{iw}): "
+                f"{sb3['forward_b1']['p50_ms']:.2f} ms"
+            )
         line += f" (forward p50); act {row['act']['p50_ms']:.2f} ms"
         if sb3 is not None:
             line += f" vs predict {sb3['act']['p50_ms']:.2f} ms"

@@ -151,8 +151,10 @@ def bench_loop(
 
 def format_loop(r: dict[str, Any]) -> str:
     lines = [
-        f"harness throughput on {r['scenario']}, seeds {r['seeds'][0]}-{r['seeds'][-1]}, "
-        f"{r['duration_s']:g} s episodes",
+        (
+            f"harness throughput on {r['scenario']}, seeds {r['seeds'][0]}-{r['seeds'][-1]}, "
+            f"{r['duration_s']:g} s episodes"
+        ),
         f"{'loop':44s} {'workers':>7s} {'episodes/min':>12s} {'decisions/s':>11s} {'vs stock':>8s}",
     ]
     b = r["baseline"]
@@ -166,7 +168,8 @@ def format_loop(r: dict[str, Any]) -> str:
             continue
         for run in row["runs"]:
             lines.append(
-                f"{'drive harness, ' + spec:44s} {run['workers']:7d} {run['episodes_per_min']:12.1f} "
-                f"{run['decisions_per_s']:11.0f} {run['vs_baseline']:7.2f}x"
+                f"{'drive harness, ' + spec:44s} {run['workers']:7d} "
+                f"{run['episodes_per_min']:12.1f} {run['decisions_per_s']:11.0f} "
+                f"{run['vs_baseline']:7.2f}x"
             )
     return "\n".join(lines)

@@ -257,7 +257,7 @@ def _step_times_ms(
         return out
 
     env.world.step = timed_world_step
-    times = [time_ms(lambda: env.step(a)) for a in actions]
+    times = [time_ms(lambda a=a: env.step(a)) for a in actions]
     return times, physics
 
 
@@ -387,11 +387,15 @@ def bench_sim(
 
 def format_sim(r: dict[str, Any]) -> str:
     lines = [
-        f"median over {r['repeats']} replayed episodes x <= {r['steps']} steps, stock and fast "
-        f"alternating (same seeds and actions: identical trajectories). 'env' is a whole "
-        f"DrivingEnv.step, 'physics' the highway-env world step inside it",
-        f"{'scenario':12s} {'traffic':8s} {'stock env st/s':>15s} {'fast env st/s':>14s} "
-        f"{'env x':>6s} {'physics x':>10s}",
+        (
+            f"median over {r['repeats']} replayed episodes x <= {r['steps']} steps, stock and fast "
+            f"alternating (same seeds and actions: identical trajectories). 'env' is a whole "
+            f"DrivingEnv.step, 'physics' the highway-env world step inside it"
+        ),
+        (
+            f"{'scenario':12s} {'traffic':8s} {'stock env st/s':>15s} {'fast env st/s':>14s} "
+            f"{'env x':>6s} {'physics x':>10s}"
+        ),
     ]
     for row in r["physics"]:
         lines.append(
@@ -519,11 +523,15 @@ def format_planner(r: dict[str, Any]) -> str:
     budget = r["budget_ms"]
     over = f"> {budget:g} ms"
     lines = [
-        f"planner benchmark: agent {r['agent']}, {r['episodes']} episode(s) per scenario "
-        f"(seeds 0..{r['episodes'] - 1}), closed loop. Latency: one agent.act [ms]; "
-        f"env step: median DrivingEnv.step [ms]",
-        f"{'scenario':12s} {'decisions':>9s} {'p50':>7s} {'p90':>7s} {'p99':>7s} "
-        f"{'max':>7s} {over:>9s} {'env step':>9s}  status",
+        (
+            f"planner benchmark: agent {r['agent']}, {r['episodes']} episode(s) per scenario "
+            f"(seeds 0..{r['episodes'] - 1}), closed loop. Latency: one agent.act [ms]; "
+            f"env step: median DrivingEnv.step [ms]"
+        ),
+        (
+            f"{'scenario':12s} {'decisions':>9s} {'p50':>7s} {'p90':>7s} {'p99':>7s} "
+            f"{'max':>7s} {over:>9s} {'env step':>9s}  status"
+        ),
     ]
     for row in r["scenarios"]:
         status = ", ".join(f"{k} {v}" for k, v in sorted(row["statuses"].items()))

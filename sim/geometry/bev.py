@@ -50,7 +50,8 @@ class BevCamera:
             raise ValueError(f"BevCamera.height_px must be an integer >= 8, got {self.height_px!r}")
         if not (np.isfinite(self.metres_per_pixel) and self.metres_per_pixel > 0):
             raise ValueError(
-                f"BevCamera.metres_per_pixel must be a positive number, got {self.metres_per_pixel!r}"
+                "BevCamera.metres_per_pixel must be a positive number, got "
+                f"{self.metres_per_pixel!r}"
             )
         if not (
             0 <= self.ego_u_px <= self.width_px - 1 and 0 <= self.ego_v_px <= self.height_px - 1

@@ -137,13 +137,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="run every agent on every scenario on the same seeds; or score detectors",
         description="Without 'detector': every agent of --agents on every scenario of --scenarios "
-        "on the same seeds, one line per finished episode appended to "
-        "DIR/results.jsonl (config.json first, with checkpoint hashes); --resume runs "
-        "only what is missing; --backend ray runs the episodes on a Ray cluster. 'detector': nuScenes-style average precision (centre "
-        "distance 0.5/1/2/4 m) overall and by range (0-20, 20-40, 40+ m), with the "
-        "translation (ATE) and orientation (AOE) errors of true positives and, on the "
-        "rig's perspective cameras, the depth error, for each detector on each camera "
-        "it reads and each sensor corruption.",
+        "on the same seeds, one line per finished episode appended to DIR/results.jsonl "
+        "(config.json first, with checkpoint hashes); --resume runs only what is missing; "
+        "--backend ray runs the episodes on a Ray cluster. 'detector': nuScenes-style average "
+        "precision (centre distance 0.5/1/2/4 m) overall and by range (0-20, 20-40, 40+ m), with "
+        "the translation (ATE) and orientation (AOE) errors of true positives and, on the rig's "
+        "perspective cameras, the depth error, for each detector on each camera it reads and each "
+        "sensor corruption.",
     )
     s.add_argument(
         "what",
@@ -277,8 +277,8 @@ def _cmd_scenarios(args) -> int:
         print(f"{name:{width}s}  {s.summary}")
         print(f"{'':{width}s}    variants: {variant_help(s)}")
     print(
-        "\nvariants follow the name after colons, e.g. highway:dense:night:noise=2 (drive run --scenario, "
-        "drive eval --scenarios)"
+        "\nvariants follow the name after colons, e.g. highway:dense:night:noise=2 (drive run "
+        "--scenario, drive eval --scenarios)"
     )
     return 0
 
@@ -394,7 +394,8 @@ def _cmd_eval_tracking(args) -> int:
     wrong = [sc for sc in scenarios if sc.split(":", 1)[0] not in HAZARDS]
     if wrong:
         raise ValueError(
-            f"drive eval tracking times hazards; {', '.join(wrong)} is none (known: {', '.join(HAZARDS)})"
+            f"drive eval tracking times hazards; {', '.join(wrong)} is none (known: "
+            f"{', '.join(HAZARDS)})"
         )
     out = Path(args.out) if args.out else None
     kind = "drive eval tracking"
@@ -460,7 +461,8 @@ def _cmd_eval(args) -> int:
     names = list(arguments.comma_list(args.detector))
     if not names:
         raise ValueError(
-            "no detector given; known: opencv, learned:CHECKPOINT_DIR, geometric, mono3d:CHECKPOINT_DIR"
+            "no detector given; known: opencv, learned:CHECKPOINT_DIR, geometric, "
+            "mono3d:CHECKPOINT_DIR"
         )
     cameras = (
         list(arguments.comma_list(args.cameras))

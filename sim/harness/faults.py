@@ -8,21 +8,23 @@ videos see the real state, only what the agent reads and what its actuators deli
 
 Severities (one table, :data:`SEVERITY`; natural units; level 1 / 2 / 3):
 
-==========  ===========================================  ==================  =========================
-kind        what it models                                parameter           level 1 / 2 / 3
-==========  ===========================================  ==================  =========================
-noise       sensor read-out noise, every camera           Gaussian sigma      8 / 16 / 32 grey levels
-blur        defocus / motion blur, every camera           Gaussian sigma      1 / 2 / 4 px
-brightness  under-exposure, every camera                  additive shift      -40 / -80 / -120 grey levels
-dirt        mud on each lens, fixed for the episode       image area covered  5 / 15 / 30 %
-drop        camera frames lost in transport               P(step dropped)     0.1 / 0.3 / 0.5
-pose        localisation (GPS-like) error on ``pose``     episode bias +      0.25 / 0.5 / 1.0 m and
-                                                          per-step noise      0.5 / 1 / 2 deg
-speed       speedometer error on ``speed``                episode scale +     5 / 10 / 20 % and
-                                                          per-step noise      0.25 / 0.5 / 1.0 m/s
-latency     actuation delay                               delay               67 / 133 / 267 ms
-                                                                              (1 / 2 / 4 steps at 15 Hz)
-==========  ===========================================  ==================  =========================
+==========  =========================================  ==================  =========================
+kind        what it models                             parameter           level 1 / 2 / 3
+==========  =========================================  ==================  =========================
+noise       sensor read-out noise, every camera        Gaussian sigma      8 / 16 / 32 grey levels
+blur        defocus / motion blur, every camera        Gaussian sigma      1 / 2 / 4 px
+brightness  under-exposure, every camera               additive shift      -40 / -80 / -120
+                                                                           grey levels
+dirt        mud on each lens, fixed for the episode    image area covered  5 / 15 / 30 %
+drop        camera frames lost in transport            P(step dropped)     0.1 / 0.3 / 0.5
+pose        localisation (GPS-like) error on ``pose``  episode bias +      0.25 / 0.5 / 1.0 m and
+                                                       per-step noise      0.5 / 1 / 2 deg
+speed       speedometer error on ``speed``             episode scale +     5 / 10 / 20 % and
+                                                       per-step noise      0.25 / 0.5 / 1.0 m/s
+latency     actuation delay                            delay               67 / 133 / 267 ms
+                                                                           (1 / 2 / 4 steps at
+                                                                           15 Hz)
+==========  =========================================  ==================  =========================
 
 Details that decide what an agent sees:
 

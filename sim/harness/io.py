@@ -173,8 +173,8 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe.", delete=True)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe.", delete=True):
+            pass  # created, then deleted on close: the folder takes new files
     except OSError as e:
         raise PermissionError(
             f"output folder {str(path)!r} is not writable: {e.strerror or e}"

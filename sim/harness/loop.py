@@ -273,8 +273,8 @@ def _alarm(limit_s: float | None) -> Iterator[Callable[[bool], None]]:
 def _decide(
     arm: Callable[[bool], None], limit_s: float | None, call: Callable[..., Any], *args: Any
 ) -> tuple[Any, str, str | None, float]:
-    """One timed decision ``call(*args)`` under the alarm: ``(raw, status, error, latency_ms)`` with status
-    ``ok``, ``agent_error`` (it raised) or ``timeout`` (interrupted, or slower than the limit
+    """One timed decision ``call(*args)`` under the alarm: ``(raw, status, error, latency_ms)`` with
+    status ``ok``, ``agent_error`` (it raised) or ``timeout`` (interrupted, or slower than the limit
     where no alarm could interrupt it)."""
     t0 = now_ns()
     raw, status, error = None, "ok", None
@@ -292,7 +292,10 @@ def _decide(
     if status == "ok" and limit_s and latency > 1e3 * limit_s:
         status = "timeout"
     if status == "timeout":
-        error = f"a decision took longer than the {limit_s:g} s limit (stopped after {latency / 1e3:.2f} s)"
+        error = (
+            f"a decision took longer than the {limit_s:g} s limit "
+            f"(stopped after {latency / 1e3:.2f} s)"
+        )
     return raw, status, error, latency
 
 

@@ -117,7 +117,8 @@ def _cells_quick() -> list[Cell]:
 SUITES = {"full": _cells_full, "quick": _cells_quick}
 FAMILIES = ("density", "hazards", "maps", "visual", "fault")
 """Axis families; a suite may also be named by a comma-separated list of them
-(``density,hazards``) to run part of the full suite (a later ``--suite full --resume`` adds the rest)."""
+(``density,hazards``) to run part of the full suite (a later ``--suite full --resume`` adds the
+rest)."""
 
 
 def suite_cells(name: str) -> list[Cell]:
@@ -163,7 +164,8 @@ def parse_suite_agent(spec: str) -> tuple[str, tuple[str, ...] | None]:
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
         raise ValueError(
-            f"agent {spec!r}: unknown axis families {unknown or fams!r}; known: {', '.join(FAMILIES)}"
+            f"agent {spec!r}: unknown axis families {unknown or fams!r}; known: "
+            f"{', '.join(FAMILIES)}"
         )
     return name, families
 
@@ -292,8 +294,8 @@ def run_suite(
     n = sum(len(g["agents"]) * len(g["scenarios"]) for g in groups.values()) * len(seeds)
     if progress:
         print(
-            f"suite {suite!r}: {len(cells)} cells, {len(agents)} agents, {len(seeds)} seeds -> {n} episodes "
-            f"in {len(groups)} evaluation folders under {out}",
+            f"suite {suite!r}: {len(cells)} cells, {len(agents)} agents, {len(seeds)} seeds -> {n} "
+            f"episodes in {len(groups)} evaluation folders under {out}",
             flush=True,
         )
     for folder, group in groups.items():

@@ -47,6 +47,7 @@ def git_revision() -> str | None:
             capture_output=True,
             text=True,
             timeout=5,
+            check=False,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -84,7 +84,8 @@ class E2ERecipe:
     cameras: tuple[str, ...] = ("cam_front",)
     """Rig: the cameras the network sees."""
     side_views: str = "default"
-    """Rig: the recovery views recorded (``drive record --side-views``; ``default``: its default)."""
+    """Rig: the recovery views recorded (``drive record --side-views``; ``default``: its
+    default)."""
 
 
 @dataclass(frozen=True)
@@ -173,8 +174,10 @@ RECIPES: dict[str, CompareRecipe] = {
         e2e={"*": QUICK_BC},
         e2e_rig={"*": replace(QUICK_BC, demo_episodes=6)},
         notes=(
-            "--quick is a smoke view: 3 seeds per scenario and networks trained for under a "
-            "minute each; run 'drive compare' for numbers worth quoting",
+            (
+                "--quick is a smoke view: 3 seeds per scenario and networks trained for under a "
+                "minute each; run 'drive compare' for numbers worth quoting"
+            ),
         ),
     ),
 }
@@ -376,13 +379,13 @@ def _evaluate(
         f"evaluating {', '.join(specs)} on {', '.join(recipe.scenarios)}: {len(seeds)} seeds each "
         f"({seeds[0]}-{seeds[-1]}), {n} episodes -> {out}"
     )
-    kwargs = dict(
-        workers=workers,
-        device=device,
-        duration_s=recipe.duration_s,
-        progress=not log.quiet,
-        argv=argv,
-    )
+    kwargs = {
+        "workers": workers,
+        "device": device,
+        "duration_s": recipe.duration_s,
+        "progress": not log.quiet,
+        "argv": argv,
+    }
     t0 = time.perf_counter()
     resume, kept = (out / CONFIG).exists(), None
     try:
@@ -439,10 +442,10 @@ def run_compare(
         detector = rig_detector(recipe)
         if detector == "geometric":
             log.say(
-                f"the rig's modular agent uses the geometric detector (no training; for the learned "
-                f"monocular 3D detector, about 25 min on 2 cores: drive perception data --cameras "
-                f"cam_front,cam_rear --out {recipe.root}/frames-rig && drive train detector --model mono3d "
-                f"--data {recipe.root}/frames-rig --out {paths['detector-rig']})"
+                "the rig's modular agent uses the geometric detector (no training; for the learned "
+                "monocular 3D detector, about 25 min on 2 cores: drive perception data --cameras "
+                f"cam_front,cam_rear --out {recipe.root}/frames-rig && drive train detector "
+                f"--model mono3d --data {recipe.root}/frames-rig --out {paths['detector-rig']})"
             )
             log.stages.append(
                 {
@@ -490,7 +493,8 @@ def run_compare(
         for p in studies:
             print(f"scaling study: {p}")
         print(
-            f"compare: done in {summary['seconds'] / 60:.1f} min ({made / 60:.1f} min making checkpoints)"
+            f"compare: done in {summary['seconds'] / 60:.1f} min ({made / 60:.1f} min making "
+            "checkpoints)"
         )
     return summary
 

@@ -51,7 +51,8 @@ class DaggerConfig:
     """Share of expert control in round 1; halved each round."""
     decay: float = 0.5
     eval_episodes: int = 20
-    """Closed-loop episodes scored per round, seeds ``eval_seed_start``.. (held out from training)."""
+    """Closed-loop episodes scored per round, seeds ``eval_seed_start``.. (held out from
+    training)."""
     eval_seed_start: int = 10000
     """The rounds' closed-loop seeds start here, apart from the 0.. the reports quote."""
     data_seed_start: int = 5000
@@ -315,7 +316,9 @@ def format_dagger(result: dict) -> str:
         vl = "-" if row["val_loss"] is None else f"{row['val_loss']:.4f}"
         lines.append(
             f"{row['round']:5d}  {beta:>5s}  {row['frames']:7d}  {vl:>8s}  "
-            f"{cl.get('driving_score', float('nan')):5.3f}  {cl.get('collision_rate', float('nan')):10.2f}  "
-            f"{cl.get('route_completion', float('nan')):5.2f}  {cl.get('autonomy_pct', float('nan')):10.1f}"
+            f"{cl.get('driving_score', float('nan')):5.3f}  "
+            f"{cl.get('collision_rate', float('nan')):10.2f}  "
+            f"{cl.get('route_completion', float('nan')):5.2f}  "
+            f"{cl.get('autonomy_pct', float('nan')):10.1f}"
         )
     return "\n".join(lines)

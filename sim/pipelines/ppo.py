@@ -1,4 +1,5 @@
-"""``drive train ppo``: the reinforcement-learning baseline (Stable-Baselines3 PPO, Schulman et al. 2017).
+"""``drive train ppo``: the reinforcement-learning baseline (Stable-Baselines3 PPO, Schulman et al.
+2017).
 
 What people usually reach for to drive highway-env from pixels, set up so that it can be
 compared with the others on equal terms:
@@ -17,8 +18,8 @@ compared with the others on equal terms:
   report's (``eval_seed_start``..): ``OUT/progress.jsonl``, one line per evaluation;
 * the checkpoint (:mod:`agents.rl.agent`) is weights + JSON, written atomically at every
   evaluation (the final weights in ``OUT``; the best-scoring evaluation's in ``OUT/best``,
-  selected on the evaluation seeds); an interrupted run continues with ``--resume`` from the last one (the
-  optimiser's moments restart; the policy, log-std and critic do not);
+  selected on the evaluation seeds); an interrupted run continues with ``--resume`` from the last
+  one (the optimiser's moments restart; the policy, log-std and critic do not);
 * the training episodes' seeds are drawn from 1,000,000 up, never the report's seeds.
 """
 
@@ -84,12 +85,13 @@ class PPOConfig:
     """``subproc``: one process per environment (SubprocVecEnv); ``dummy``: all in this one."""
     model: str = "pilotnet-s"
     """PilotNet width without ``--init`` (with it, the init's architecture). The small width by
-    default: RL takes ~8 forward/backward passes per environment step, where BC takes one per frame."""
+    default: RL takes ~8 forward/backward passes per environment step, where BC takes one per
+    frame."""
     n_steps: int = 256
     """Steps per environment per rollout (a rollout is n_steps x envs transitions)."""
     batch_size: int = 64
-    """Minibatch (SB3's default). Larger ones are slower on the CPU: a 256-frame float32 minibatch is
-    50 MB, allocated afresh (mmap + page faults) for every gradient step."""
+    """Minibatch (SB3's default). Larger ones are slower on the CPU: a 256-frame float32
+    minibatch is 50 MB, allocated afresh (mmap + page faults) for every gradient step."""
     n_epochs: int = 4
     lr: float = 3e-4
     gamma: float = 0.99
@@ -594,9 +596,11 @@ def _mean(values: list) -> float | None:
 
 def format_ppo(result: dict) -> str:
     lines = [
-        f"PPO on {result['scenario']} -> {result['out']} (ppo:{result['out']}): "
-        f"{result['timesteps']} environment steps in {result['seconds'] / 60:.1f} min "
-        f"({result['env_steps_per_s']:.0f} steps/s, stopped: {result['stopped']})"
+        (
+            f"PPO on {result['scenario']} -> {result['out']} (ppo:{result['out']}): "
+            f"{result['timesteps']} environment steps in {result['seconds'] / 60:.1f} min "
+            f"({result['env_steps_per_s']:.0f} steps/s, stopped: {result['stopped']})"
+        )
     ]
     if result.get("init"):
         i = result["init"]
@@ -609,13 +613,13 @@ def format_ppo(result: dict) -> str:
         rew = "-" if row.get("episode_reward_mean") is None else f"{row['episode_reward_mean']:.1f}"
         lines.append(
             f"{row['timesteps']:6d}  {row['seconds'] / 60:6.1f}  {cl['driving_score']:6.3f}  "
-            f"{cl['route_completion']:5.2f}  {cl['offroad_rate']:8.2f}  {cl['collision_rate']:10.2f}  "
-            f"{cl['autonomy_pct']:10.1f}  {rew:>14s}"
+            f"{cl['route_completion']:5.2f}  {cl['offroad_rate']:8.2f}  "
+            f"{cl['collision_rate']:10.2f}  {cl['autonomy_pct']:10.1f}  {rew:>14s}"
         )
     return "\n".join(lines)
 
 
-# -- benchmark ----------------------------------------------------------------------------------------
+# -- benchmark -------------------------------------------------------------------------------------
 def bench_ppo(
     scenario: str = "highway",
     steps: int = 1024,
@@ -708,15 +712,18 @@ def bench_ppo(
 
 def format_bench_ppo(r: dict) -> str:
     lines = [
-        f"PPO training on {r['scenario']}: {r['model']}, {r['envs']} envs ({r['vec']}), median of "
-        f"{r['repeats']} rounds of {r['steps']} environment steps (one rollout + one update of "
-        f"{PPOConfig.n_epochs} epochs), stock and fast physics alternating",
+        (
+            f"PPO training on {r['scenario']}: {r['model']}, {r['envs']} envs ({r['vec']}), median "
+            f"of {r['repeats']} rounds of {r['steps']} environment steps (one rollout + one update "
+            f"of {PPOConfig.n_epochs} epochs), stock and fast physics alternating"
+        ),
         f"{'physics':8s} {'training env st/s':>18s} {'rollout env st/s':>17s} {'update s':>9s}",
     ]
     for kind in ("stock", "fast"):
         k = r[kind]
         lines.append(
-            f"{kind:8s} {k['env_steps_per_s']:18.1f} {k['rollout_steps_per_s']:17.1f} {k['update_s']:9.2f}"
+            f"{kind:8s} {k['env_steps_per_s']:18.1f} {k['rollout_steps_per_s']:17.1f} "
+            f"{k['update_s']:9.2f}"
         )
     lines.append(
         f"fast / stock: training {r['speedup']:.2f}x, rollouts alone {r['rollout_speedup']:.2f}x"

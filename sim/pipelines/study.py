@@ -150,7 +150,8 @@ class StudyConfig:
     """Which weights a cell keeps: ``last`` (fixed compute, the final epoch) or ``best`` (lowest
     loss on the cell's own validation episodes, with early stopping)."""
     sensors: str = "bev"
-    """What the network sees: ``bev`` (the bird's-eye raster) or ``rig`` (road crops of ``cameras``)."""
+    """What the network sees: ``bev`` (the bird's-eye raster) or ``rig`` (road crops of
+    ``cameras``)."""
     cameras: tuple[str, ...] = ()
     """rig: the cameras the network sees (empty: DEFAULT_CAMERAS); bev: none."""
     side_views: tuple[tuple[float, float], ...] | None = None
@@ -185,7 +186,8 @@ class StudyConfig:
         if self.references is None:
             object.__setattr__(self, "references", DEFAULT_REFERENCES[self.sensors])
         object.__setattr__(self, "references", tuple(self.references))
-        self.rig_input()  # unknown cameras, views out of range: refused now, not after the recording
+        # unknown cameras, views out of range: refused now, not after the recording
+        self.rig_input()
         if (
             not self.frames
             or any(f <= 0 for f in self.frames)
@@ -215,7 +217,8 @@ class StudyConfig:
         return RigInput.build(default_rig(), self.cameras, views)
 
     def sensor_label(self) -> str:
-        """What the network sees, for charts: ``camera rig (cam_front)`` or ``bird's-eye raster``."""
+        """What the network sees, for charts: ``camera rig (cam_front)`` or
+        ``bird's-eye raster``."""
         return (
             f"camera rig ({', '.join(self.cameras)})"
             if self.sensors == "rig"
@@ -240,9 +243,10 @@ def rig_memory_line(cfg: StudyConfig, workers: int = 1) -> str:
     total = rig_memory_bytes(largest, views, len(cfg.cameras))
     h, w = INPUT_HW
     text = (
-        f"study: memory: a rig frame is 1 + {views} recovery views x {h}x{w}x3 bytes x {len(cfg.cameras)} "
-        f"camera{'s' if len(cfg.cameras) != 1 else ''} = {per_frame / 1e3:.0f} kB; the largest subset "
-        f"({largest:,} frames or a little more) takes about {total / 1e9:.2f} GB of RAM in each training cell"
+        f"study: memory: a rig frame is 1 + {views} recovery views x {h}x{w}x3 bytes x "
+        f"{len(cfg.cameras)} camera{'s' if len(cfg.cameras) != 1 else ''} = {per_frame / 1e3:.0f} "
+        f"kB; the largest subset ({largest:,} frames or a little more) takes about "
+        f"{total / 1e9:.2f} GB of RAM in each training cell"
     )
     if workers > 1:
         text += f", {workers * total / 1e9:.2f} GB with {workers} cells at a time"
@@ -276,8 +280,9 @@ def _check_data_sensors(cfg: StudyConfig, paths: Sequence[str]) -> None:
                 "bird's-eye frames" if rig is None else f"rig frames of {', '.join(rig['cameras'])}"
             )
             raise ValueError(
-                f"{path} holds {held}, the study's network sees the rig's {', '.join(cfg.cameras)}; "
-                "record rig demos with 'drive record --sensors rig' or match --sensors/--cameras"
+                f"{path} holds {held}, the study's network sees the rig's "
+                f"{', '.join(cfg.cameras)}; record rig demos with 'drive record --sensors rig' or "
+                "match --sensors/--cameras"
             )
 
 
@@ -709,9 +714,9 @@ def run_study(
     seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.episodes))
     if progress and cfg.samples < 2 * max(cfg.frames):
         print(
-            f"study: warning: {cfg.samples:,} training samples per cell is under two passes over the "
-            f"{max(cfg.frames):,}-frame subset; the largest cells are under-trained rather than data-limited "
-            f"(raise --samples)",
+            f"study: warning: {cfg.samples:,} training samples per cell is under two passes over "
+            f"the {max(cfg.frames):,}-frame subset; the largest cells are under-trained rather "
+            "than data-limited (raise --samples)",
             flush=True,
         )
     ref_dir = out / "reference"
@@ -742,8 +747,9 @@ def run_study(
     if progress:
         dagger = f", each then {cfg.dagger_rounds} DAgger rounds" if cfg.dagger_rounds else ""
         print(
-            f"study: {total} cells ({len(cfg.frames)} sizes x {len(cfg.models)} models x {cfg.train_seeds} "
-            f"seeds{dagger}), {total - len(todo)} done, {len(todo)} to run, {workers} at a time",
+            f"study: {total} cells ({len(cfg.frames)} sizes x {len(cfg.models)} models x "
+            f"{cfg.train_seeds} seeds{dagger}), {total - len(todo)} done, {len(todo)} to run, "
+            f"{workers} at a time",
             flush=True,
         )
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
@@ -761,10 +767,13 @@ def run_study(
                 held = line.get("heldout_loss")
                 print(
                     f"study: cell {total - len(todo) + finished}/{total} {line['cell']}: score "
-                    f"{line['driving_score']:.3f}, collisions {line['collision_rate']:.2f}, val loss "
-                    f"{line['val_loss']:.4f}"
+                    f"{line['driving_score']:.3f}, collisions {line['collision_rate']:.2f}, val "
+                    f"loss {line['val_loss']:.4f}"
                     + ("" if held is None else f", held-out loss {held:.4f}")
-                    + f", {line['train_seconds']:.0f}+{line['eval_seconds']:.0f} s; about {left / 60:.0f} min left",
+                    + (
+                        f", {line['train_seconds']:.0f}+{line['eval_seconds']:.0f} s; "
+                        f"about {left / 60:.0f} min left"
+                    ),
                     flush=True,
                 )
 
@@ -1134,9 +1143,9 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
         dagger_text = (
             f" DAgger lines: from each cell's policy, {'/'.join(map(str, k))} rounds of "
             f"{cfg.get('dagger_episodes')} episodes driven by the mix of expert and network, every "
-            f"visited state labelled by the expert and aggregated with the cell's subset, fine-tuned on "
-            f"{cfg['samples'] // 2:,} samples per round; their x is all labelled frames (subset + "
-            f"DAgger's), {total_dagger / 60:.0f} min of cell time."
+            "visited state labelled by the expert and aggregated with the cell's subset, "
+            f"fine-tuned on {cfg['samples'] // 2:,} samples per round; their x is all labelled "
+            f"frames (subset + DAgger's), {total_dagger / 60:.0f} min of cell time."
         )
     held_text = (
         f" Open-loop loss on {cfg.get('heldout_episodes')} expert episodes in no subset (seeds "
@@ -1145,13 +1154,14 @@ def write_study_report(folder: str | Path) -> dict[str, Path]:
         else " Open-loop loss on each cell's own validation episodes (not comparable across sizes)."
     )
     intro = (
-        f"Scenario {cfg['scenario']}, PilotNet on the {sensor}; {len(bc_cells)} cells done ({len(grid(recipe))} in the last run's "
-        f"grid); every cell trained "
-        f"on {cfg['samples']:,} samples (at most {cfg['max_epochs']} epochs, {cfg['budget_s']:.0f} s budget) "
-        f"from nested subsets of {config.get('dataset_episodes')} expert episodes "
+        f"Scenario {cfg['scenario']}, PilotNet on the {sensor}; {len(bc_cells)} cells done "
+        f"({len(grid(recipe))} in the last run's grid); every cell trained on {cfg['samples']:,} "
+        f"samples (at most {cfg['max_epochs']} epochs, {cfg['budget_s']:.0f} s budget) from nested "
+        f"subsets of {config.get('dataset_episodes')} expert episodes "
         f"({config.get('dataset_frames'):,} frames), then driven on seeds {cfg['seed_start']}-"
-        f"{cfg['seed_start'] + cfg['episodes'] - 1}. Bands: min-max over training seeds. A star marks the "
-        f"smallest size whose mean reaches modular's 95% interval. Training {total_train / 60:.0f} min and "
+        f"{cfg['seed_start'] + cfg['episodes'] - 1}. Bands: min-max over training seeds. A star "
+        "marks the smallest size whose mean reaches modular's 95% interval. Training "
+        f"{total_train / 60:.0f} min and "
         f"evaluation {total_eval / 60:.0f} min of cell time in all." + held_text + dagger_text
     )
     md = [

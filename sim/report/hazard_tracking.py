@@ -6,16 +6,17 @@ episode of a hazard scenario the agent drives again (episodes are deterministic 
 the ``truth`` sensor the re-drive adds changes nothing in the world) while its tracks are
 compared with ground truth at every decision:
 
-===============  ===================================================  =====================================
-hazard           onset (from ground truth)                            right when a track within MATCH_M has
-===============  ===================================================  =====================================
-``hard-brake``   the lead ahead in the lane has slowed by ONSET_MPS    its speed within SPEED_OK_MPS and a
-                                                                      deceleration of at least
-                                                                      DECEL_SEEN_MPS2 (as the planner gets it)
-``stopped-car``  nothing stands between the car and the stalled car   a speed under STOPPED_MPS
-``cut-in``       the car cutting in is within LANE_BAND_M of the       its lateral offset within LANE_BAND_M
-                 ego's line
-===============  ===================================================  =====================================
+===============  =========================================  ========================================
+hazard           onset (from ground truth)                  right when a track within MATCH_M has
+===============  =========================================  ========================================
+``hard-brake``   the lead ahead in the lane has slowed by   its speed within SPEED_OK_MPS and a
+                 ONSET_MPS                                  deceleration of at least
+                                                            DECEL_SEEN_MPS2 (as the planner gets it)
+``stopped-car``  nothing stands between the car and the     a speed under STOPPED_MPS
+                 stalled car
+``cut-in``       the car cutting in is within LANE_BAND_M   its lateral offset within LANE_BAND_M
+                 of the ego's line
+===============  =========================================  ========================================
 
 The **latency** is the time from onset to right (None: never right before the episode
 ended); the **errors** are the tracks' median speed and position errors over the
@@ -151,7 +152,8 @@ def track_hazard(
     sc = get_scenario(scenario)
     agent = agent or make_agent(spec, task_spec(sc, BevCamera()), device=device)
     if not isinstance(agent, PlanningAgent):
-        raise ValueError(f"{spec!r} is not a planning agent: it has no tracks to time")
+        # ValueError, not TypeError: a wrong --agents spec, which the CLI reports as a usage error
+        raise ValueError(f"{spec!r} is not a planning agent: it has no tracks to time")  # noqa: TRY004
     agent.prepare()
     steps, ep = redrive(
         agent,
@@ -248,6 +250,7 @@ def format_tracking(summary: list[dict[str, Any]]) -> str:
         lines.append(
             f"| `{r['agent']}` | {r['scenario']} | {r['episodes']} | {r['right']} | {lat} | "
             f"{r['speed_error_mps'] if r['speed_error_mps'] is not None else '-'} | "
-            f"{r['position_error_m'] if r['position_error_m'] is not None else '-'} | {r['collisions']} |"
+            f"{r['position_error_m'] if r['position_error_m'] is not None else '-'} | "
+            f"{r['collisions']} |"
         )
     return "\n".join(lines) + "\n"

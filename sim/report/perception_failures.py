@@ -513,8 +513,9 @@ def format_failures(result: dict[str, Any]) -> str:
         "# What perception got wrong at each collision",
         "",
         (
-            f"`drive explain {result['folder']}`: each collision re-driven, the agent's tracks compared "
-            f"with ground truth over the last {WINDOW_S:g} s (see `sim/report/perception_failures.py`)."
+            f"`drive explain {result['folder']}`: each collision re-driven, the agent's tracks "
+            f"compared with ground truth over the last {WINDOW_S:g} s (see "
+            "`sim/report/perception_failures.py`)."
         ),
         "",
         *notes,
@@ -543,23 +544,25 @@ def format_failures(result: dict[str, Any]) -> str:
     lines += [
         "",
         (
-            "| agent | scenario | seed | verdict | mechanism | object | bearing deg | range m | in view of | "
-            "tracked share | first tracked s before | pos err m | speed err m/s |"
+            "| agent | scenario | seed | verdict | mechanism | object | bearing deg | range m | in "
+            "view of | tracked share | first tracked s before | pos err m | speed err m/s |"
         ),
         "| --- | --- | ---: | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in result["collisions"]:
         if r["verdict"] == "no collision":
             lines.append(
-                f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | re-drive ended {r['status']} | | | | | | | | | |"
+                f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | re-drive ended {r['status']} "
+                "| | | | | | | | | |"
             )
             continue
         lines.append(
-            f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | **{r['verdict']}** | {r['mechanism']} | {r['object_kind']} "
-            f"{r['object_id']} | {r['bearing_deg']} | {r['range_m']} | {', '.join(r['in_camera_view']) or 'none'} | "
-            f"{r['tracked_share']} | {r['first_tracked_s_before'] if r['first_tracked_s_before'] is not None else '-'} | "
-            f"{r['median_position_error_m'] if r['median_position_error_m'] is not None else '-'} | "
-            f"{r['median_speed_error_mps'] if r['median_speed_error_mps'] is not None else '-'} |"
+            f"| `{r['agent']}` | {r['scenario']} | {r['seed']} | **{r['verdict']}** | "
+            f"{r['mechanism']} | {r['object_kind']} {r['object_id']} | {r['bearing_deg']} | "
+            f"{r['range_m']} | {', '.join(r['in_camera_view']) or 'none'} | {r['tracked_share']} | "
+            f"{r['first_tracked_s_before'] if r['first_tracked_s_before'] is not None else '-'} | "
+            f"{r['median_position_error_m'] if r['median_position_error_m'] is not None else '-'} "
+            f"| {r['median_speed_error_mps'] if r['median_speed_error_mps'] is not None else '-'} |"
         )
     if result.get("shortfalls"):
         lines += [

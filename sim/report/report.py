@@ -150,7 +150,8 @@ def _sensors_of(agents: list[str], sensors: dict[str, list[str]] | None = None) 
 def _pairs(agents: list[str], sensor: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """Pairs compared on shared seeds; ``sensor``: each agent's (:func:`_sensors_of`)."""
     sensor = sensor or _sensors_of(agents)
-    # head to head only on the same sensor (across sensors the sensor, not the paradigm, would differ)
+    # head to head only on the same sensor
+    # (across sensors the sensor, not the paradigm, would differ)
     out = [
         (a, b)
         for fa, fb in DUELS
@@ -290,11 +291,11 @@ def _reading(
     for a in agents:
         first.setdefault((_family(a), sensor[a]), a)
     duels, signs = [], []
-    for sensor in ("bev", "rig"):
-        m, e = first.get(("modular", sensor)), first.get(("e2e", sensor))
+    for kind in ("bev", "rig"):
+        m, e = first.get(("modular", kind)), first.get(("e2e", kind))
         r = result.get((m, e))
         if r is not None and r.n:
-            duels.append(f"on the {SENSOR_LABELS[sensor]}, {_lead(m, e, r.difference)}")
+            duels.append(f"on the {SENSOR_LABELS[kind]}, {_lead(m, e, r.difference)}")
             signs.append(np.sign(r.difference.value))
     costs = []
     for p in SENSOR_AXIS:
@@ -779,7 +780,8 @@ window.addEventListener("load", () => {
     v.addEventListener("loadedmetadata", () => done(v.videoWidth > 0));
     v.addEventListener("error", () => done(false));
   }))).then(res => {
-    document.body.dataset.media = `images ${okImgs}/${imgs.length}, videos ${res.filter(Boolean).length}/${vids.length}`;
+    document.body.dataset.media =
+      `images ${okImgs}/${imgs.length}, videos ${res.filter(Boolean).length}/${vids.length}`;
   });
 });
 </script>"""
@@ -815,8 +817,10 @@ def write_report(
     ]
     body = [
         f"<h1>Evaluation report: {html.escape(folder.name)}</h1>",
-        f"<p>{len(records)} episodes; {html.escape(seed_text)}; git revision "
-        f"{html.escape(str(rows['git_revision']))}.</p>",
+        (
+            f"<p>{len(records)} episodes; {html.escape(seed_text)}; git revision "
+            f"{html.escape(str(rows['git_revision']))}.</p>"
+        ),
         f"<p>{html.escape(INTRO)}</p>",
     ]
     for title, header, cells in tables:
@@ -894,7 +898,10 @@ def write_report(
             img = ""
             if g["thumbnail"] is not None:
                 data = base64.b64encode(Path(g["thumbnail"]).read_bytes()).decode()
-                img = f'<img alt="last frame of seed {g["worst"][0]["seed"]}" width=384 src="data:image/png;base64,{data}">'
+                img = (
+                    f'<img alt="last frame of seed {g["worst"][0]["seed"]}" width=384 '
+                    f'src="data:image/png;base64,{data}">'
+                )
             body.append(
                 f"<figure>{img}<figcaption><b>{html.escape(g['agent'])}</b>: {g['failed']} of "
                 f"{g['episodes']} failed<br>" + "<br>".join(lines) + "</figcaption></figure>"

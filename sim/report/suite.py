@@ -320,8 +320,9 @@ def reading(suite: dict) -> list[str]:
             e = r["agents"].get("expert")
             if e and e["n"] and e["perfect"] < 1.0:
                 out.append(
-                    f"{r['scenario']}: the expert scores 1.000 on {e['perfect']:.0%} of {e['n']} seeds "
-                    f"(mean {e['score'].value:.3f}, {e['collisions']} collisions): below the ceiling."
+                    f"{r['scenario']}: the expert scores 1.000 on {e['perfect']:.0%} of {e['n']} "
+                    f"seeds (mean {e['score'].value:.3f}, {e['collisions']} collisions): below the "
+                    "ceiling."
                 )
     for axis in ("density", "hazards", "maps", "visual"):
         for r in suite["axes"].get(axis, []):
@@ -346,8 +347,8 @@ def write_suite_report(folder: str | Path) -> dict[str, Path]:
     plan = suite["plan"]
     seeds = plan["seeds"]
     head = (
-        f"Suite {plan['suite']!r}: {len(plan['cells'])} cells x {len(plan['agents'])} agents on seeds "
-        f"{seeds[0]}-{seeds[-1]} ({len(seeds)} per cell)."
+        f"Suite {plan['suite']!r}: {len(plan['cells'])} cells x {len(plan['agents'])} agents on "
+        f"seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} per cell)."
     )
     sections: list[tuple[str, list[str], tuple[list[str], list[list[str]]] | None, str | None]] = []
     axes = suite["axes"]

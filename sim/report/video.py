@@ -24,8 +24,9 @@ every candidate rollout (thin; light if it passed the planner's gates, grey if n
 the chosen trajectory (thick, magenta); the objects perception reported (its tracks) are
 outlined on the overview (red).  A rig agent's raw detections are drawn as 3D boxes on each
 camera's own panel (orange); a bird's-eye agent's raw boxes on the bird's-eye camera, its
-tracks as 3D boxes on the rig's panels (red).  A frame shows the decision that led to it, made one step earlier (so a
-perceived box trails its car by one step of relative motion); the reset frame has none.
+tracks as 3D boxes on the rig's panels (red).  A frame shows the decision that led to it, made one
+step earlier (so a perceived box trails its car by one step of relative motion); the reset frame has
+none.
 
 H.264 (yuv420p, ``+faststart``) in MP4, which every browser plays.  The file is written
 to a temp name and renamed at the end, so a crash never leaves a half video behind.  Its

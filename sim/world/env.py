@@ -24,9 +24,9 @@ scenario's visual condition (``highway:night``; :mod:`sim.world.visual`).
 
 Structured sensors travel in ``info`` when asked for: ``truth`` (every other object's
 pose, size and velocity), ``map`` (lane and route geometry; static, so only in the
-``reset`` info), ``autopilot`` (highway-env's IDM/MOBIL decision for the ego, normalised).  ``info`` always carries ``events``
-(collision with what, off-road, lane departure, route completed) and ``ego`` (the
-ground-truth state the control loop scores with; agents never receive it).
+``reset`` info), ``autopilot`` (highway-env's IDM/MOBIL decision for the ego, normalised).  ``info``
+always carries ``events`` (collision with what, off-road, lane departure, route completed) and
+``ego`` (the ground-truth state the control loop scores with; agents never receive it).
 
 Action: normalised ``[acceleration, steering]`` (or ``[steering]`` in steering-only
 scenarios) in [-1, 1]; steering +1 = +pi/4 rad = full *left* (counter-clockwise),
@@ -39,7 +39,7 @@ or on leaving the road.  It is there for RL users; the harness scores with metri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -96,7 +96,7 @@ def _validate_sensors(
 
 
 class DrivingEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 15}
 
     def __init__(
         self,
@@ -110,7 +110,8 @@ class DrivingEnv(gym.Env):
     ) -> None:
         """
         :param scenario: a scenario name (``drive scenarios``) or a :class:`Scenario`
-        :param bev: the bird's-eye camera's :class:`BevCamera` (or its dict); default 128x128 at 0.5 m/px
+        :param bev: the bird's-eye camera's :class:`BevCamera` (or its dict); default 128x128
+            at 0.5 m/px
         :param sensors: which sensors to compute (default: ``DEFAULT_SENSORS``, i.e. all
             but the rig's cameras); the
             observation space holds the fixed-shape ones among them

@@ -252,7 +252,7 @@ class FastRoad(Road):
 
     def _handle_collisions(self, dt: float) -> None:
         vehicles, objects = self.vehicles, self.objects
-        n, m = len(vehicles), len(objects)
+        n = len(vehicles)
         if n == 0:
             return
         everything = vehicles + objects
@@ -453,7 +453,7 @@ class FastIDMVehicle(IDMVehicle):
             cache = self._velocity_cache = (h, v, vel)
         return cache[2]
 
-    def act(self, action: dict | str = None):
+    def act(self, action: dict | str | None = None):
         if self.crashed:
             return
         action = {}

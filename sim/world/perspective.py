@@ -528,8 +528,9 @@ def clip_near(polys: np.ndarray, near_m: float) -> tuple[np.ndarray, np.ndarray]
     Returns ``(clipped [P, 2n, 3], count [P])``: each polygon's ``count`` vertices in order,
     padded by repeating the last one (a zero-length edge fills nothing); count 0 = nothing
     left.  A convex polygon gains at most one vertex; a slightly concave strip may cross the
-    plane more than twice, hence the 2n slots (its bridges along the plane fill nothing).  Vectorised Sutherland-Hodgman against one plane: each edge keeps its start when
-    that is in front, and adds its crossing point when it crosses the plane.
+    plane more than twice, hence the 2n slots (its bridges along the plane fill nothing).
+    Vectorised Sutherland-Hodgman against one plane: each edge keeps its start when that is in
+    front, and adds its crossing point when it crosses the plane.
     """
     p, n = polys.shape[:2]
     z = polys[..., 2]

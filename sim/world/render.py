@@ -303,7 +303,7 @@ class SceneRenderer:
             if len(idx):
                 px = self._to_px(self._patches[idx].reshape(-1, 2), m, t).reshape(-1, 4, 2)
                 cv2.fillPoly(img, list(px), pal.patch, cv2.LINE_AA, SHIFT)
-        thickness = 1 if mpp >= 0.25 else max(1, int(round(0.15 / mpp)))
+        thickness = 1 if mpp >= 0.25 else max(1, round(0.15 / mpp))
         lines = self._many_to_px(
             g.solid_lines, _near(g.solid_centres, view_xy, view_radius + g.solid_radii), m, t
         )

@@ -94,12 +94,14 @@ class RoadSpec:
         half_span = self.half_span_m
         if not (0 < lo <= hi):
             raise ValueError(
-                f"radius_range_m must be (low, high) with 0 < low <= high, got {self.radius_range_m!r}"
+                "radius_range_m must be (low, high) with 0 < low <= high, got "
+                f"{self.radius_range_m!r}"
             )
         if hi - lo < 2 * half_span:
             raise ValueError(
-                f"radius_range_m {self.radius_range_m!r} is narrower than the {self.lanes_count} lanes "
-                f"({2 * half_span:.1f} m between the outer lanes' centres): no arc fits every lane inside it"
+                f"radius_range_m {self.radius_range_m!r} is narrower than the {self.lanes_count} "
+                f"lanes ({2 * half_span:.1f} m between the outer lanes' centres): no arc fits "
+                "every lane inside it"
             )
         s_lo, s_hi = self.straight_range_m
         if not (0 < s_lo <= s_hi):

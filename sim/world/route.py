@@ -61,8 +61,8 @@ class Route:
         else:
             if offset < length_m - 1e-6:
                 raise ValueError(
-                    f"route lanes {[lane_id(i) for i in lanes]} cover {offset:.1f} m from the start, "
-                    f"less than the route length {length_m:.1f} m"
+                    f"route lanes {[lane_id(i) for i in lanes]} cover {offset:.1f} m from the "
+                    f"start, less than the route length {length_m:.1f} m"
                 )
         points = np.concatenate(pts)
         s = np.concatenate(ss)

@@ -1,15 +1,39 @@
 """The named driving scenarios: each a highway-env world with continuous control.
 
-| name | world | action | control / sim | duration | route |
-| --- | --- | --- | --- | --- | --- |
-| lane-keep | racetrack, no traffic | [steering], speed held at 8 m/s | 15 / 15 Hz | 60 s | one lap of the ego's lane (348 or 382 m) |
-| highway | 4 lanes, 50 IDM/MOBIL cars | [acceleration, steering] | 15 / 15 Hz | 40 s | 750 m along the road |
-| merge | on-ramp onto a 2-lane road, 10 cars | [acceleration, steering] | 15 / 15 Hz | 30 s | ramp -> right lane, ~340 m |
-| roundabout | 2-lane roundabout, 5 cars | [acceleration, steering] + command | 15 / 15 Hz | 40 s | entry -> commanded exit + 50 m |
-| highway-short | the highway, 50 cars | [acceleration, steering] | 15 / 15 Hz | 15 s | 300 m (the benchmark suite's base) |
-| track | generated road (sim.world.roadgen), 2 lanes, no traffic | [steering] at 8 m/s | 15 / 15 Hz | 40 s | 250 m of the ego's lane |
-| curvy-highway | generated 3-lane road, arcs of 150-300 m, 20 cars | [acceleration, steering] | 15 / 15 Hz | 25 s | 300 m |
-| cut-in, hard-brake, stopped-car | the highway, 20 cars + one scripted hazard (sim.world.hazards) | [acceleration, steering] | 15 / 15 Hz | 20 s | 300 m |
+Control and simulation run at 15 / 15 Hz in every scenario.
+
++---------------+-------------------------+----------------+----------+----------------------------+
+| name          | world                   | action         | duration | route                      |
++===============+=========================+================+==========+============================+
+| lane-keep     | racetrack, no traffic   | [steering],    | 60 s     | one lap of the ego's lane  |
+|               |                         | speed held at  |          | (348 or 382 m)             |
+|               |                         | 8 m/s          |          |                            |
++---------------+-------------------------+----------------+----------+----------------------------+
+| highway       | 4 lanes, 50 IDM/MOBIL   | [acceleration, | 40 s     | 750 m along the road       |
+|               | cars                    | steering]      |          |                            |
++---------------+-------------------------+----------------+----------+----------------------------+
+| merge         | on-ramp onto a 2-lane   | [acceleration, | 30 s     | ramp -> right lane, ~340 m |
+|               | road, 10 cars           | steering]      |          |                            |
++---------------+-------------------------+----------------+----------+----------------------------+
+| roundabout    | 2-lane roundabout, 5    | [acceleration, | 40 s     | entry -> commanded exit +  |
+|               | cars                    | steering] +    |          | 50 m                       |
+|               |                         | command        |          |                            |
++---------------+-------------------------+----------------+----------+----------------------------+
+| highway-short | the highway, 50 cars    | [acceleration, | 15 s     | 300 m (the benchmark       |
+|               |                         | steering]      |          | suite's base)              |
++---------------+-------------------------+----------------+----------+----------------------------+
+| track         | generated road          | [steering] at  | 40 s     | 250 m of the ego's lane    |
+|               | (sim.world.roadgen), 2  | 8 m/s          |          |                            |
+|               | lanes, no traffic       |                |          |                            |
++---------------+-------------------------+----------------+----------+----------------------------+
+| curvy-highway | generated 3-lane road,  | [acceleration, | 25 s     | 300 m                      |
+|               | arcs of 150-300 m, 20   | steering]      |          |                            |
+|               | cars                    |                |          |                            |
++---------------+-------------------------+----------------+----------+----------------------------+
+| cut-in,       | the highway, 20 cars +  | [acceleration, | 20 s     | 300 m                      |
+| hard-brake,   | one scripted hazard     | steering]      |          |                            |
+| stopped-car   | (sim.world.hazards)     |                |          |                            |
++---------------+-------------------------+----------------+----------+----------------------------+
 
 Variants follow the name after colons (:func:`get_scenario`): traffic density
 (``highway:empty|dense``), the map split of a generated road (``track:unseen``), a
@@ -139,7 +163,7 @@ class Scenario:
 
     @property
     def max_steps(self) -> int:
-        return int(round(self.duration_s * self.control_hz))
+        return round(self.duration_s * self.control_hz)
 
     def with_overrides(self, **overrides: Any) -> Scenario:
         """A copy with some fields replaced; world keys go into ``world_config``.
@@ -256,7 +280,9 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             name="roundabout",
-            summary="2-lane roundabout; take the exit the command sensor gives (left/straight/right)",
+            summary=(
+                "2-lane roundabout; take the exit the command sensor gives (left/straight/right)"
+            ),
             world="sim.world.worlds:RoundaboutWorld",
             longitudinal=True,
             duration_s=40.0,
@@ -296,8 +322,10 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             name="curvy-highway",
-            summary="3-lane generated highway with curves (arcs of radius 150-300 m) and IDM traffic, "
-            "300 m; driven with the highway's policies (curves they never saw)",
+            summary=(
+                "3-lane generated highway with curves (arcs of radius 150-300 m) and IDM traffic, "
+                "300 m; driven with the highway's policies (curves they never saw)"
+            ),
             world="sim.world.generated:CurvyHighwayWorld",
             longitudinal=True,
             duration_s=25.0,
@@ -317,10 +345,12 @@ SCENARIOS: dict[str, Scenario] = {
                 "dense": {"vehicles_count": 40},
             },
         ),
-        # -- hazards (sim.world.hazards): one scripted event each, on a highway; highway policies drive
+        # -- hazards (sim.world.hazards): one scripted event each, on a highway;
+        # highway policies drive
         _hazard(
             "cut-in",
-            "a car in the next lane cuts into the ego's lane at a short gap (6-15 m), 2-5 m/s slower",
+            "a car in the next lane cuts into the ego's lane at a short gap (6-15 m), 2-5 m/s "
+            "slower",
             "CutInWorld",
         ),
         _hazard(

@@ -12,6 +12,7 @@ indices of its road network, from the ego's starting position.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -189,12 +190,12 @@ class RoundaboutWorld(WorldMixin, RoundaboutEnv):
     seed *after* the stock traffic, so traffic is identical to ``roundabout-v0``.
     """
 
-    EXITS = {
+    EXITS: ClassVar[dict[str, tuple[str, str, str]]] = {
         "right": ("ex", "exs", "exr"),
         "straight": ("nx", "nxs", "nxr"),
         "left": ("wx", "wxs", "wxr"),
     }
-    RING = ["se", "ex", "ee", "nx", "ne", "wx", "we", "sx"]
+    RING: ClassVar[list[str]] = ["se", "ex", "ee", "nx", "ne", "wx", "we", "sx"]
     RUN_OUT_M = 50.0  # [m] driven on the exit road to finish the route
     RING_LANE = 1  # the outer ring lane: entering traffic joins it
 
