@@ -189,3 +189,61 @@ def test_inference_imports_no_training_code():
     assert not training, f"inference imports training modules {training}"
     assert "torch.utils.tensorboard" not in loaded
     assert "stable_baselines3" not in top(loaded)
+
+
+HARNESS_RUN = (
+    "sim.harness.episodes",
+    "sim.harness.loop",
+    "sim.harness.parallel",
+    "sim.harness.ray_backend",
+    "sim.harness.run",
+    "sim.harness.evaluate",
+)
+"""The harness's run path: the episode runner, the loop, both episode pools, drive run/eval."""
+
+
+def test_the_harness_writes_no_report():
+    """A video reaches a run as an observer factory it is handed (sim.report.video.VideoFile);
+    the run path itself imports no report module."""
+    loaded = loaded_modules(*HARNESS_RUN, walk=False)
+    report = sorted(m for m in loaded if m == "sim.report" or m.startswith("sim.report."))
+    assert not report, f"the harness imports {report}"
+
+
+def test_the_harness_modules_import_each_other_without_a_cycle():
+    """Every import among sim.harness's modules, at the top or inside a function, forms a
+    chain (episodes <- parallel <- ray_backend <- run <- evaluate), never a cycle."""
+    import ast
+    from pathlib import Path
+
+    import sim.harness
+
+    folder = Path(sim.harness.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        name = f"sim.harness.{path.stem}"
+        edges = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module]
+                if node.module == "sim.harness":
+                    targets = [f"sim.harness.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            edges |= {t for t in targets if t.startswith("sim.harness.") and t != name}
+
+    def cycle_from(start: str, path: list[str]) -> list[str] | None:
+        for nxt in sorted(graph.get(path[-1], ())):
+            if nxt == start:
+                return [*path, nxt]
+            if nxt not in path:
+                found = cycle_from(start, [*path, nxt])
+                if found:
+                    return found
+        return None
+
+    for module in sorted(graph):
+        cycle = cycle_from(module, [module])
+        assert cycle is None, " -> ".join(cycle)

@@ -456,3 +456,16 @@ def test_an_unreachable_cluster_is_refused_at_once_and_nothing_is_written(
     assert main([*argv, "--backend", "ray", "--address", address, "--out", str(out)]) == 2
     assert f"cannot reach the Ray cluster at '{address}'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_each_subcommand_is_registered_by_its_own_function():
+    """An area's ``register`` only calls one ``_register_<command>`` per command, the home of
+    that command's parser (a change to one command's options touches one function)."""
+    from sim.cli import AREAS, build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for area in AREAS:
+        own = [n for n in dir(area) if n.startswith("_register_")]
+        assert own or area.__name__ == "sim.bench.cli", area.__name__
+        for name in own:
+            assert name.removeprefix("_register_").replace("_", "-") in commands, name

@@ -331,3 +331,22 @@ def test_eval_detector_cli_refuses_what_it_cannot_score(rig_data, capsys):
     )
     text = capsys.readouterr().out
     assert "noise:40" in text and "ATE m" in text and "AOE deg" in text
+
+
+def test_eval_detector_outputs_carry_their_author_and_a_rerun_replaces_them(
+    rig_data, tmp_path, capsys
+):
+    """The corruption loop reused the name of the outputs' author: the JSON and the plot were
+    stamped with the last corruption ('noise'), so the same command run again was refused."""
+    from sim.cli import main
+    from sim.harness.io import written_by
+
+    out, _ = rig_data
+    files = {"--out": tmp_path / "det.json", "--plot": tmp_path / "depth.png"}
+    argv = ["eval", "detector", "--data", str(out), "--detector", "geometric"]
+    argv += ["--cameras", "cam_front", "--corrupt", "none,noise"]
+    argv += [x for option, path in files.items() for x in (option, str(path))]
+    for _ in range(2):  # the second run replaces the first's outputs
+        assert main(argv) == 0, capsys.readouterr().err
+        for path in files.values():
+            assert written_by(path) == "drive eval detector"

@@ -266,8 +266,8 @@ def test_off_the_main_thread_a_slow_decision_is_judged_by_its_latency(monkeypatc
     than the limit (on a fake clock: 0.4 s pass during decision 2) ends the episode after it."""
     import threading
 
-    from sim.harness import loop
     from agents.baselines import StraightAgent
+    from sim.harness import loop
 
     clock = {"ns": 0}
     monkeypatch.setattr(loop, "now_ns", lambda: clock["ns"])

@@ -80,7 +80,8 @@ def test_a_worker_killed_once_mid_episode_is_retried_and_nothing_changes(tmp_pat
     assert _run(tmp_path / "once", 2) == 0
     calm, once = (_records(tmp_path / d / "episodes.jsonl") for d in ("calm", "once"))
     assert once == calm
-    assert len((tmp_path / "once" / "episodes.jsonl").read_text().splitlines()) == 4  # nothing left running
+    assert len((tmp_path / "once" / "episodes.jsonl").read_text().splitlines()) == 4
+    assert multiprocessing.active_children() == []  # nothing left running
 
 
 def test_a_worker_dying_between_episodes_loses_nothing(tmp_path, monkeypatch):

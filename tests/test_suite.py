@@ -157,8 +157,10 @@ def test_the_report_survives_an_axis_no_agent_ran(tmp_path):
         ("[1, 2]", "a JSON list"),
         ('{"suite": "quick", "agents": [], "seeds": [], "groups": {}}', "'cells' is missing"),
         (
-            '{"suite": "q", "agents": [], "seeds": [], "groups": {}, "sensors": {}, '
-            '"cells": [{"axis": 1}]}',
+            (
+                '{"suite": "q", "agents": [], "seeds": [], "groups": {}, "sensors": {}, '
+                '"cells": [{"axis": 1}]}'
+            ),
             "a damaged cell",
         ),
     ],

@@ -20,9 +20,8 @@ def test_every_report_writes_its_tables_with_it():
     """No second copy of the table writer: the modules that write reports import it."""
     import inspect
 
-    import sim.pipelines.study as study
-    import sim.report.report as report
-    import sim.report.suite as suite
+    from sim.pipelines import study
+    from sim.report import report, suite
 
     for module in (report, suite, study):
         source = inspect.getsource(module)

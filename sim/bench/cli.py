@@ -280,11 +280,7 @@ def _cmd_bench(args) -> int:
     elif args.what == "inference":
         from sim.bench.inference import bench_inference, format_inference
 
-        cams = (
-            arguments.comma_list(args.rig_cameras)
-            if args.rig_cameras
-            else None
-        )
+        cams = arguments.comma_list(args.rig_cameras) if args.rig_cameras else None
         result = bench_inference(
             repeats=args.repeats_inference, loop_episodes=args.loop_episodes, rig_cameras=cams
         )

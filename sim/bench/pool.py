@@ -89,9 +89,11 @@ def bench_pool(
 
 def format_pool(r: dict[str, Any]) -> str:
     lines = [
-        f"episode pools: {r['episodes']} episodes ({', '.join(r['agents'])} on "
-        f"{', '.join(r['scenarios'])}, {r['duration_s']:g} s each), {r['workers']} workers, "
-        f"{r['repeats']} alternating repeats",
+        (
+            f"episode pools: {r['episodes']} episodes ({', '.join(r['agents'])} on "
+            f"{', '.join(r['scenarios'])}, {r['duration_s']:g} s each), {r['workers']} "
+            f"workers, {r['repeats']} alternating repeats"
+        ),
         f"{'backend':8s} {'median s':>9s} {'runs s':>20s}",
     ]
     for b, t in r["times_s"].items():
@@ -100,8 +102,8 @@ def format_pool(r: dict[str, Any]) -> str:
     if r["local_over_ray"] is not None:
         verdict = "within" if r["local_over_ray"] <= r["target_ratio"] else "NOT within"
         lines.append(
-            f"local / ray = {r['local_over_ray']:.2f} ({verdict} the {r['target_ratio']:g}x target); "
-            "results per seed identical"
+            f"local / ray = {r['local_over_ray']:.2f} ({verdict} the {r['target_ratio']:g}x "
+            "target); results per seed identical"
         )
     else:
         lines.append(f"ray: skipped ({r['ray_skipped']})")

@@ -400,6 +400,17 @@ class CameraRig:
         return cls({name: PinholeCamera.from_dict(cam) for name, cam in d["cameras"].items()})
 
 
+BEV_SENSOR = "bev"
+"""The bird's-eye raster's sensor name: an image sensor beside the rig's cameras."""
+
+
+def camera_sensors(rig: CameraRig) -> tuple[str, ...]:
+    """Which sensors are cameras (``uint8[H, W, 3]`` images) with ``rig`` mounted: the
+    bird's-eye raster and each of the rig's cameras, by name.  The one answer the faults,
+    the loop and the reports ask for."""
+    return (BEV_SENSOR, *rig.names)
+
+
 def default_rig() -> CameraRig:
     """The default rig: ``cam_front`` and ``cam_rear``, both 256x128 px, 100 deg HFOV,
     1.5 m above the road, pitched 5 deg down.

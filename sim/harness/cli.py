@@ -27,6 +27,14 @@ from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS, get_scenario
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``scenarios``, ``agents``, ``run`` and ``eval`` to ``subparsers``."""
+    _register_scenarios(subparsers)
+    _register_agents(subparsers)
+    _register_run(subparsers)
+    _register_eval(subparsers)
+
+
+def _register_scenarios(subparsers: argparse._SubParsersAction) -> None:
+    """``drive scenarios``: its parser and its handler."""
     s = subparsers.add_parser(
         "scenarios",
         help="list the driving scenarios",
@@ -34,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     s.set_defaults(func=_cmd_scenarios)
 
+
+def _register_agents(subparsers: argparse._SubParsersAction) -> None:
+    """``drive agents``: its parser and its handler."""
     s = subparsers.add_parser(
         "agents",
         help="list the agents and their sensors",
@@ -41,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     s.set_defaults(func=_cmd_agents)
 
+
+def _register_run(subparsers: argparse._SubParsersAction) -> None:
+    """``drive run``: its parser and its handler."""
     s = subparsers.add_parser(
         "run",
         help="run an agent for some episodes; write episodes.jsonl and a video",
@@ -133,6 +147,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_run, on_interrupt="finished episodes are kept in episodes.jsonl")
 
+
+def _register_eval(subparsers: argparse._SubParsersAction) -> None:
+    """``drive eval``: its parser and its handler."""
     s = subparsers.add_parser(
         "eval",
         help="run every agent on every scenario on the same seeds; or score detectors",
@@ -316,12 +333,16 @@ def _cmd_run(args) -> int:
         if video.suffix.lower() != ".mp4":
             raise ValueError(f"--video must end in .mp4 (or be 'none'), got {args.video!r}")
     seeds = arguments.seed_range(args.seed, args.episodes, "--seed")
+    # the command hands the run its video writer as an observer factory (the harness itself
+    # imports no report)
+    from sim.report.video import VideoFile
+
     records = run_agent(
         args.agent,
         scenario,
         seeds,
         out,
-        video_path=video,
+        video=VideoFile(video) if video is not None else None,
         workers=args.workers,
         fast_physics=args.physics == "fast",
         progress=not args.quiet,
@@ -438,68 +459,7 @@ def _cmd_eval(args) -> int:
         return _cmd_eval_agents(args)
     if args.what == "tracking":
         return _cmd_eval_tracking(args)
-    if not args.data:
-        raise ValueError(
-            "drive eval detector needs --data DIR (a dataset from 'drive perception data')"
-        )
-    from perception.dataset import FrameDataset
-    from sim.geometry.pinhole import PinholeCamera
-    from sim.pipelines.perception_data import (
-        build_detector,
-        evaluate_detector,
-        format_detection_report,
-        parse_corruptions,
-        plot_depth_errors,
-    )
+    # the detector evaluation is perception's pipeline, not the harness's
+    from sim.pipelines.perception_data import eval_detectors_command
 
-    kind = "drive eval detector"
-    for option, value, suffix in (("--out", args.out, ".json"), ("--plot", args.plot, ".png")):
-        if value:  # the output policy, before any work
-            check_output_file(value, kind=kind, force=args.force, option=option, suffixes=(suffix,))
-    corruptions = parse_corruptions(args.corrupt)
-    dataset = FrameDataset(args.data)
-    names = list(arguments.comma_list(args.detector))
-    if not names:
-        raise ValueError(
-            "no detector given; known: opencv, learned:CHECKPOINT_DIR, geometric, "
-            "mono3d:CHECKPOINT_DIR"
-        )
-    cameras = (
-        list(arguments.comma_list(args.cameras))
-        if args.cameras
-        else list(dataset.cameras)
-    )
-    for c in cameras:
-        dataset.camera(c)  # a camera the dataset lacks is refused with the ones it has
-    reports = []
-    for name in names:
-        det, reads = build_detector(name, dataset, device=args.device)
-        mine = [
-            c
-            for c in cameras
-            if isinstance(dataset.cameras[c], PinholeCamera) == (reads == "pinhole")
-        ]
-        if not mine:
-            what = "perspective" if reads == "pinhole" else "bird's-eye"
-            raise ValueError(
-                f"detector {name!r} reads {what} cameras; the chosen cameras are "
-                f"{', '.join(cameras)}"
-            )
-        for cam in mine:
-            for kind, severity in corruptions:
-                reports.append((name, evaluate_detector(det, dataset, kind, severity, camera=cam)))
-    print(
-        f"{args.data}: {len(dataset)} frames; nuScenes-style AP, centre distance thresholds; "
-        f"ATE, AOE (modulo 180 deg) of true positives at 2 m; depth error of true positives at 4 m"
-    )
-    print(format_detection_report(reports))
-    if args.plot:
-        print(f"wrote {plot_depth_errors(reports, Path(args.plot), kind=kind)}")
-    if args.out:
-        write_json_output(
-            args.out,
-            {"data": str(args.data), "reports": [{"detector": n, **r} for n, r in reports]},
-            kind=kind,
-        )
-        print(f"wrote {args.out}")
-    return 0
+    return eval_detectors_command(args)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import math
 import os
@@ -38,27 +37,27 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm import tqdm
 
 from agents import make_agent
 from sim.geometry.bev import BevCamera
+from sim.harness.episodes import scenario_record, task_spec
 from sim.harness.io import (
     append_jsonl,
     atomic_write_json,
+    checkpoint_hashes,
     ensure_writable_dir,
     folder_lock,
     iter_jsonl,
 )
 from sim.harness.metrics import STATUSES, scored
 from sim.harness.parallel import LocalEpisodePool, fault_requested
-from sim.harness.run import BACKENDS, run_seeds, scenario_record, task_spec
+from sim.harness.ray_backend import RayEpisodePool
+from sim.harness.run import BACKENDS, run_seeds
 from sim.harness.versions import git_revision, package_versions
 from sim.world.scenarios import get_scenario
-
-if TYPE_CHECKING:  # the pool's module imports this one (and Ray is optional)
-    from sim.harness.ray_backend import RayEpisodePool
 
 RESULTS = "results.jsonl"
 CONFIG = "config.json"
@@ -77,15 +76,6 @@ MATCHED = (
 DECISION_TIMEOUT_S = 5.0
 """A decision slower than this ends its episode with ``timeout`` (at 15 Hz a decision is due
 every 67 ms; 5 s leaves room for a GPU's first call, not for a hang)."""
-
-
-def checkpoint_hashes(path: str | Path) -> dict[str, str]:
-    """SHA-256 of every file directly in a checkpoint folder (logs in sub-folders aside)."""
-    out = {}
-    for f in sorted(Path(path).iterdir()):
-        if f.is_file() and not f.name.startswith("."):
-            out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
-    return out
 
 
 def _key(record: dict) -> tuple[str, str, int]:
@@ -306,8 +296,6 @@ def run_eval(
     if (
         backend == "ray" and pool is None
     ):  # Ray missing, a cluster out of reach: said before anything is written
-        from sim.harness.ray_backend import RayEpisodePool
-
         pool = own_pool = RayEpisodePool(
             workers, address=address, device=device
         )  # kept across the pairs

@@ -59,10 +59,10 @@ import numpy as np
 
 from perception.corruptions import apply_lens_dirt, corrupt, lens_dirt_mask
 from planning.geometry import wrap_angle
-from sim.geometry.pinhole import default_rig
+from sim.geometry.pinhole import camera_sensors, default_rig
 from sim.world.scenarios import FAULT_LEVELS, FAULTS
 
-CAMERA_SENSORS = ("bev", *default_rig().names)
+CAMERA_SENSORS = camera_sensors(default_rig())
 """Image sensors (``uint8[H, W, 3]``) the image faults degrade: the bird's-eye raster and the
 default rig's cameras (an env with another rig: pass its names to :class:`FaultInjector`)."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -180,6 +181,16 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
             f"output folder {str(path)!r} is not writable: {e.strerror or e}"
         ) from None
     return path
+
+
+def checkpoint_hashes(path: str | os.PathLike) -> dict[str, str]:
+    """SHA-256 of every file directly in a checkpoint folder (logs in sub-folders aside): what
+    an evaluation records, a resume and ``drive explain`` compare, and Ray ships by."""
+    out = {}
+    for f in sorted(Path(path).iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
 
 
 WRITTEN_BY = "written_by"

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.geometry.pinhole import camera_sensors
 from sim.harness.faults import FaultInjector
 from sim.harness.metrics import EpisodeTrace, episode_metrics
 from sim.world.env import INFO_SENSORS, SENSORS, DrivingEnv
@@ -153,7 +154,7 @@ class Episode:
         self.status, self.error, self.done = "ok", None, False
         self.terminated = self.truncated = False
         self.faults = FaultInjector(
-            self.scenario.faults, self.seed, self.scenario.dt_s, cameras=("bev", *env.rig.names)
+            self.scenario.faults, self.seed, self.scenario.dt_s, cameras=camera_sensors(env.rig)
         )
         self._view: dict[str, Any] | None = None  # this step's (faulty) view, built once
         try:

@@ -39,6 +39,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from sim.geometry.bev import BevCamera
+from sim.harness.episodes import ObserverFactory
 from sim.world.scenarios import Scenario
 
 # Testing hook: "kill-at:S" (a worker SIGKILLs itself on starting seed S), "kill-once-at:S" (the
@@ -46,7 +47,8 @@ from sim.world.scenarios import Scenario
 # (right after reporting seed S done), "init" (a worker fails to start),
 # "kill-after-results:N" (``drive eval`` SIGKILLs itself right after writing its N-th
 # results line), "pause-after-results:N" (``drive eval`` SIGSTOPs itself there, holding its
-# folder's lock, until a SIGCONT; ``drive run`` likewise after its N-th episode line) or "sigint-after-episodes:N" (the demo recorder,
+# folder's lock, until a SIGCONT; ``drive run`` likewise after its N-th episode line) or
+# "sigint-after-episodes:N" (the demo recorder,
 # ``sim.pipelines.record``, raises KeyboardInterrupt in its own process right after writing
 # its N-th episode, as a Ctrl-C there would).  Tests use it to show that faults are
 # recorded, never hang a run, and that a killed evaluation resumes to the same results, at a
@@ -157,7 +159,7 @@ def _serve(conn: Connection, device: str | None) -> None:
     if "torch" in sys.modules:  # pragma: no cover - spawn starts clean; kept for forked starts
         sys.modules["torch"].set_num_threads(1)
     # imported here: spawn starts from a clean interpreter, and the parent needs none of it
-    from sim.harness.run import EpisodeRunner
+    from sim.harness.episodes import EpisodeRunner
 
     runner = None
     while True:
@@ -189,12 +191,12 @@ def _serve(conn: Connection, device: str | None) -> None:
                 continue
             conn.send(("loaded", None, None))
             continue
-        _, k, seed, video_path, attempt = message
+        _, k, seed, video, attempt = message
         conn.send(("started", k, None))
         if attempt_fault(seed, attempt):
             os.kill(os.getpid(), signal.SIGKILL)
         try:
-            record = runner.run(seed, Path(video_path) if video_path else None)
+            record = runner.run(seed, video)
             conn.send(("done", k, record))
         except Exception:  # noqa: BLE001 - a sim-side failure: report it, keep serving
             conn.send(("failed", k, traceback.format_exc(limit=8)))
@@ -288,16 +290,25 @@ class LocalEpisodePool:
         camera: BevCamera,
         fast_physics: bool = True,
         decision_timeout_s: float | None = None,
-        video_path: Path | None = None,
+        video: ObserverFactory | None = None,
     ) -> None:
         """Run every seed of ``agent_name`` on ``scenario``; ``on_record`` gets each finished
-        record once (the first seed's episode writes ``video_path``).  An error or a Ctrl-C
+        record once (the first seed's episode is watched by the observer ``video`` makes, in
+        the worker: a video writer the caller hands in, pickled across).  An error or a Ctrl-C
         stops every worker (the pool starts fresh ones next time)."""
         todo: deque[tuple[int, int]] = deque(enumerate(seeds))
         attempts: dict[int, int] = {}  # episodes a worker started (acknowledged), per index
         start_deaths = 0
         live: dict[Connection, _Worker] = {}
-        load = ("load", agent_name, scenario, camera, fast_physics, str(out_dir), decision_timeout_s)
+        load = (
+            "load",
+            agent_name,
+            scenario,
+            camera,
+            fast_physics,
+            str(out_dir),
+            decision_timeout_s,
+        )
 
         def take_worker() -> None:
             w = self._idle.pop() if self._idle else self._spawn()
@@ -316,9 +327,9 @@ class LocalEpisodePool:
                 self._idle.append(w)
                 return
             k, seed = task = todo.popleft()
-            video = str(video_path) if (video_path and k == 0) else None
+            watch = video if k == 0 else None
             try:
-                w.conn.send(("run", k, seed, video, attempts.get(k, 0) + 1))
+                w.conn.send(("run", k, seed, watch, attempts.get(k, 0) + 1))
                 w.sent = task
             except OSError:  # it died between two messages: the task was never handed over
                 todo.appendleft(task)
@@ -417,7 +428,7 @@ def run_parallel(
     fast_physics: bool,
     out_dir: Path,
     device: str | None = None,
-    video_path: Path | None,
+    video: ObserverFactory | None,
     on_record: Callable[[dict], None],
     decision_timeout_s: float | None = None,
 ) -> None:
@@ -434,5 +445,5 @@ def run_parallel(
             camera=camera,
             fast_physics=fast_physics,
             decision_timeout_s=decision_timeout_s,
-            video_path=video_path,
+            video=video,
         )

@@ -61,8 +61,8 @@ from typing import Any
 
 from agents import agent_label, make_agent, parse_agent
 from sim.geometry.bev import BevCamera
-from sim.harness.evaluate import checkpoint_hashes
-from sim.harness.io import atomic_write_bytes
+from sim.harness.episodes import EpisodeRunner, save_trace, task_spec
+from sim.harness.io import atomic_write_bytes, checkpoint_hashes
 from sim.harness.loop import EpisodeResult
 from sim.harness.parallel import (
     FAULT_ENV,
@@ -73,13 +73,13 @@ from sim.harness.parallel import (
     lost_episode_record,
     retry_lost_episode,
 )
-from sim.harness.run import EpisodeRunner, save_trace, task_spec
 from sim.world.scenarios import Scenario
 
 RAY_MISSING = 'the Ray backend needs Ray: pip install -e ".[ray]"'
 GPU_PER_ACTOR = 0.25
-"""With ``--device cuda`` an actor asks Ray for this much of a GPU: four share one (inference is
-light next to the simulator).  Without it Ray hides the GPUs from an actor (``auto`` runs on CPU)."""
+"""With ``--device cuda`` an actor asks Ray for this much of a GPU: four share one (inference
+is light next to the simulator).  Without it Ray hides the GPUs from an actor (``auto`` runs
+on CPU)."""
 POLL_S = 1.0
 """``ray.wait`` returns at least this often, so Ctrl-C reaches the driver promptly."""
 
@@ -151,7 +151,8 @@ def manifest_key(manifest: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class CheckpointShipment:
-    """A checkpoint folder in the object store: what each file must hash to, and where its bytes are."""
+    """A checkpoint folder in the object store: what each file must hash to, and where its
+    bytes are."""
 
     manifest: dict[str, str]
     """File name -> SHA-256 of its bytes (:func:`sim.harness.evaluate.checkpoint_hashes`)."""
@@ -184,7 +185,8 @@ def ship_checkpoint(ray, path: str | Path) -> CheckpointShipment:
 
 
 def checkpoint_cache_root() -> Path:
-    """Where a node keeps the checkpoint folders it was shipped (``$XDG_CACHE_HOME`` or ``~/.cache``)."""
+    """Where a node keeps the checkpoint folders it was shipped (``$XDG_CACHE_HOME`` or
+    ``~/.cache``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "drive-testbed" / "checkpoints"
 
@@ -202,9 +204,10 @@ def _folder_matches(folder: Path, manifest: Mapping[str, str]) -> bool:
 def materialise_checkpoint(
     manifest: Mapping[str, str], fetch: Callable[[str], bytes], root: Path
 ) -> Path:
-    """The checkpoint folder ``root/<manifest key>``, verified; built from ``fetch(sha256) -> bytes``
-    when missing or damaged.  Written to a temporary sibling first and renamed into place, so a
-    reader (another actor on this node) never sees half a folder."""
+    """The checkpoint folder ``root/<manifest key>``, verified; built from
+    ``fetch(sha256) -> bytes`` when missing or damaged.  Written to a temporary sibling first
+    and renamed into place, so a reader (another actor on this node) never sees half a
+    folder."""
     folder = root / manifest_key(manifest)
     if _folder_matches(folder, manifest):
         return folder
@@ -232,7 +235,8 @@ def materialise_checkpoint(
 
 
 def agent_checkpoint(agent_name: str, scenario: Scenario, camera: BevCamera) -> str | None:
-    """The checkpoint folder ``agent_name`` loads on ``scenario`` (its default resolved), or None."""
+    """The checkpoint folder ``agent_name`` loads on ``scenario`` (its default resolved), or
+    None."""
     folders = make_agent(agent_name, task_spec(scenario, camera), device="cpu").checkpoints()
     if len(folders) > 1:
         raise ValueError(
@@ -321,7 +325,8 @@ class EpisodeActor:
         return os.getpid(), None
 
     def run(self, seed: int, attempt: int) -> tuple[str, Any, bytes | None]:
-        """``("done", record, trace bytes)``, or ``("failed", traceback, None)`` where the simulator raised."""
+        """``("done", record, trace bytes)``, or ``("failed", traceback, None)`` where the
+        simulator raised."""
         if attempt_fault(seed, attempt):
             os.kill(os.getpid(), signal.SIGKILL)
         assert self.runner is not None, "run() before a successful load()"
@@ -549,7 +554,8 @@ def run_seeds_on_ray(
     address: str | None = None,
     pool: RayEpisodePool | None = None,
 ) -> None:
-    """:meth:`RayEpisodePool.run` on ``pool``, or on a pool of ``workers`` actors for this call alone."""
+    """:meth:`RayEpisodePool.run` on ``pool``, or on a pool of ``workers`` actors for this
+    call alone."""
     if pool is not None:
         pool.run(
             agent_name,

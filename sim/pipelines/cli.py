@@ -23,6 +23,15 @@ from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS, get_scenario
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``record``, ``perception``, ``compare``, ``study`` and ``train`` to ``subparsers``."""
+    _register_record(subparsers)
+    _register_perception(subparsers)
+    _register_compare(subparsers)
+    _register_study(subparsers)
+    _register_train(subparsers)
+
+
+def _register_record(subparsers: argparse._SubParsersAction) -> None:
+    """``drive record``: its parser and its handler."""
     s = subparsers.add_parser(
         "record",
         help="record expert demonstrations as a Minari dataset",
@@ -95,6 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_record)
 
+
+def _register_perception(subparsers: argparse._SubParsersAction) -> None:
+    """``drive perception``: its parser and its handler."""
     s = subparsers.add_parser(
         "perception",
         help="record auto-labelled camera frames for detectors",
@@ -145,18 +157,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_perception)
 
+
+def _register_compare(subparsers: argparse._SubParsersAction) -> None:
+    """``drive compare``: its parser and its handler."""
     s = subparsers.add_parser(
         "compare",
         help="the main job: train what is missing, evaluate every agent, write the report",
-        description="Make what the comparison needs and is not cached under runs/ (expert demos and the "
-        "end-to-end network per scenario; for --sensors bev the bird's-eye detector too), run "
-        "'drive eval' of expert, modular, e2e and idm on lane-keep and highway with the same seeds "
-        "- both paradigms from the camera rig - and write 'drive report' into runs/compare.  "
-        "--sensors bev: the same comparison on the bird's-eye raster (modular-bev, e2e-bev; "
-        "runs/compare-bev); --sensors rig,bev: all six on the same seeds, the sensor as an axis of "
-        "the report (runs/compare-rig-bev).  Defaults: 20 seeds per scenario, about 16 min from "
-        "nothing on 2 CPU cores (minutes once the checkpoints exist); --quick: 3 seeds and small "
-        "networks under runs/quick.  An interrupted run resumes.",
+        description="Make what the comparison needs and is not cached under runs/ (expert demos "
+        "and the end-to-end network per scenario; for --sensors bev the bird's-eye detector "
+        "too), run 'drive eval' of expert, modular, e2e and idm on lane-keep and highway with the "
+        "same seeds - both paradigms from the camera rig - and write 'drive report' into "
+        "runs/compare.  --sensors bev: the same comparison on the bird's-eye raster (modular-bev, "
+        "e2e-bev; runs/compare-bev); --sensors rig,bev: all six on the same seeds, the sensor as "
+        "an axis of the report (runs/compare-rig-bev).  Defaults: 20 seeds per scenario, about 16 "
+        "min from nothing on 2 CPU cores (minutes once the checkpoints exist); --quick: 3 seeds "
+        "and small networks under runs/quick.  An interrupted run resumes.",
     )
     s.add_argument("--quick", action="store_true", help="smoke view in a few minutes (runs/quick)")
     s.add_argument(
@@ -188,17 +203,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_cmd_compare)
 
+
+def _register_study(subparsers: argparse._SubParsersAction) -> None:
+    """``drive study``: its parser and its handler."""
     s = subparsers.add_parser(
         "study",
         help="scaling study: closed-loop score of the e2e network against data and model size",
-        description="Record (or reuse) one expert dataset, train PilotNet on nested subsets of it for every "
-        "(data size, model size, training seed) cell with the same recipe and compute, drive each "
-        "cell on the same held-out seeds, and chart driving score against labelled frames with "
-        "the expert and the modular stack on the same sensors as references.  --sensors bev: the "
-        "network sees the bird's-eye raster (reference modular-bev); --sensors rig: 66x200 road crops "
-        "of the rig's --cameras, trained with PilotNet's recovery views (reference modular).  A rig "
-        "frame with V recovery views takes (1+V) x 66x200x3 bytes of RAM per camera when a cell "
-        "trains; the study prints the estimate first.  Resumable cell by cell (--resume).",
+        description="Record (or reuse) one expert dataset, train PilotNet on nested subsets of it "
+        "for every (data size, model size, training seed) cell with the same recipe and "
+        "compute, drive each cell on the same held-out seeds, and chart driving score against "
+        "labelled frames with the expert and the modular stack on the same sensors as references.  "
+        "--sensors bev: the network sees the bird's-eye raster (reference modular-bev); --sensors "
+        "rig: 66x200 road crops of the rig's --cameras, trained with PilotNet's recovery views "
+        "(reference modular).  A rig frame with V recovery views takes (1+V) x 66x200x3 bytes of "
+        "RAM per camera when a cell trains; the study prints the estimate first.  Resumable cell "
+        "by cell (--resume).",
     )
     s.add_argument("what", choices=["scale"], help="the study")
     s.add_argument("--scenario", default="lane-keep", help="(default: lane-keep)")
@@ -253,14 +272,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sensors",
         default="bev",
         choices=["bev", "rig"],
-        help="what the network sees: bev, the bird's-eye raster (e2e-bev), or rig, road crops of the "
-        "rig's --cameras with recovery views (e2e) (default: bev)",
+        help="what the network sees: bev, the bird's-eye raster (e2e-bev), or rig, road crops of "
+        "the rig's --cameras with recovery views (e2e) (default: bev)",
     )
     s.add_argument(
         "--cameras",
         default=None,
         metavar="A,B",
-        help="rig: the cameras the network sees (default: cam_front; the rig has cam_front, cam_rear)",
+        help="rig: the cameras the network sees (default: cam_front; the rig has cam_front, "
+        "cam_rear)",
     )
     s.add_argument(
         "--side-views",
@@ -327,6 +347,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_cmd_study)
 
+
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
+    """``drive train``: its parser and its handler."""
     s = subparsers.add_parser(
         "train",
         help="train a network: detector, e2e (behaviour cloning), dagger or ppo (RL)",
@@ -339,10 +362,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "an e2e checkpoint (--init): roll out the policy mixed with the expert (beta), "
         "label every visited state with the expert, aggregate, fine-tune, and score each "
         "round in closed loop. 'ppo': reinforcement learning with Stable-Baselines3 PPO on the "
-        "camera (+ speed) with the shaped reward of sim.pipelines.rl, PilotNet as the actor, from scratch or "
-        "from an e2e network (--init e2e:RUN), K environment processes, a closed-loop "
-        "evaluation every --eval-every steps (--resume continues an interrupted run). Each "
-        "writes OUT/model.safetensors + a JSON config and TensorBoard logs in OUT/tensorboard.",
+        "camera (+ speed) with the shaped reward of sim.pipelines.rl, PilotNet as the actor, "
+        "from scratch or from an e2e network (--init e2e:RUN), K environment processes, "
+        "a closed-loop evaluation every --eval-every steps (--resume continues an interrupted "
+        "run). Each writes OUT/model.safetensors + a JSON config and TensorBoard logs in "
+        "OUT/tensorboard.",
     )
     s.add_argument("what", choices=["detector", "e2e", "dagger", "ppo"], help="what to train")
     s.add_argument(
@@ -476,7 +500,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--eval-every",
         type=arguments.env_steps,
         default=20_000,
-        help="ppo: environment steps between closed-loop evaluations and checkpoints (default: 20000)",
+        help="ppo: environment steps between closed-loop evaluations and checkpoints "
+        "(default: 20000)",
     )
     s.add_argument(
         "--physics", default="fast", choices=["fast", "stock"], help="ppo: (default: fast)"
@@ -510,8 +535,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--eval-episodes",
         type=arguments.count,
         default=None,
-        help="dagger: closed-loop episodes scored per round on seeds 10000.. (default: 20); ppo: per "
-        "evaluation, on seeds 10000.. (default: 5)",
+        help="dagger: closed-loop episodes scored per round on seeds 10000.. (default: 20); "
+        "ppo: per evaluation, on seeds 10000.. (default: 5)",
     )
     s.add_argument(
         "--workers",
@@ -575,8 +600,9 @@ def _cmd_record(args) -> int:
         else:
             n = stop.summary["episodes"]
             print(
-                f"drive record: interrupted; kept the {n} finished episode{'s' if n != 1 else ''} of "
-                f"{stop.requested} as a smaller dataset -> {stop.path} (its metadata says interrupted)",
+                f"drive record: interrupted; kept the {n} finished "
+                f"episode{'s' if n != 1 else ''} of {stop.requested} as a smaller dataset "
+                f"-> {stop.path} (its metadata says interrupted)",
                 file=sys.stderr,
             )
         return 130
@@ -769,9 +795,10 @@ def _train_mono3d(args, meta: dict) -> int:
     )
     print(
         f"checkpoint: {args.out}  best epoch {result['best_epoch']}/{len(result['history'])} "
-        f"({result['stopped']})  val loss {best['val_loss']:.4f}  val AP@2m {best['val_ap_2m']:.3f} ({bands})  "
-        f"{result['parameters']:,} parameters  {result['train_seconds']:.0f} s; TensorBoard logs in "
-        f"{Path(args.out) / 'tensorboard'}"
+        f"({result['stopped']})  val loss {best['val_loss']:.4f}  "
+        f"val AP@2m {best['val_ap_2m']:.3f} ({bands})  "
+        f"{result['parameters']:,} parameters  {result['train_seconds']:.0f} s; "
+        f"TensorBoard logs in {Path(args.out) / 'tensorboard'}"
     )
     return 0
 
@@ -779,20 +806,20 @@ def _train_mono3d(args, meta: dict) -> int:
 def _e2e_recipe(args, **overrides):
     from agents.e2e.train import E2ETrainConfig
 
-    values = dict(
-        model=args.model or "pilotnet-m",
-        stack=args.stack,
-        stride=args.stride,
-        loss=args.loss,
-        epochs=args.epochs or 20,
-        batch_size=args.batch_size or 64,
-        lr=args.lr or 1e-3,
-        patience=args.patience or 4,
-        seed=args.seed,
-        augment=not args.no_augment,
-        budget_s=60.0 * args.budget_min,
-        view_prob=args.view_prob,
-    )
+    values = {
+        "model": args.model or "pilotnet-m",
+        "stack": args.stack,
+        "stride": args.stride,
+        "loss": args.loss,
+        "epochs": args.epochs or 20,
+        "batch_size": args.batch_size or 64,
+        "lr": args.lr or 1e-3,
+        "patience": args.patience or 4,
+        "seed": args.seed,
+        "augment": not args.no_augment,
+        "budget_s": 60.0 * args.budget_min,
+        "view_prob": args.view_prob,
+    }
     values.update(overrides)
     return E2ETrainConfig(**values)
 
@@ -825,11 +852,12 @@ def format_training(result: dict) -> str:
     best = result["history"][result["best_epoch"] - 1]
     return (
         f"checkpoint: {result['out']}  best epoch {result['best_epoch']}/{len(result['history'])} "
-        f"({result['stopped']})  val loss {best['val_loss']:.4f}  {result['parameters']:,} parameters  "
-        f"{result['train_seconds']:.0f} s\n"
+        f"({result['stopped']})  val loss {best['val_loss']:.4f}  "
+        f"{result['parameters']:,} parameters  {result['train_seconds']:.0f} s\n"
         f"throughput: training {result['train_samples_per_s']:.0f} samples/s, data loading alone "
         f"{result['loader_samples_per_s']:.0f} samples/s  ({result['train_frames']} train / "
-        f"{result['val_frames']} validation frames; TensorBoard logs in {Path(result['out']) / 'tensorboard'})"
+        f"{result['val_frames']} validation frames; "
+        f"TensorBoard logs in {Path(result['out']) / 'tensorboard'})"
     )
 
 
@@ -875,21 +903,21 @@ def _train_ppo(args, meta: dict) -> int:
     ):
         if value is not None:
             raise ValueError(f"drive train ppo takes no {option}: {why}")
-    values = dict(
-        steps=args.steps,
-        envs=args.envs,
-        vec=args.vec,
-        model=args.model or "pilotnet-s",
-        seed=args.seed,
-        budget_s=60.0 * args.budget_min,
-        fast_physics=args.physics == "fast",
-        eval_every=args.eval_every,
-        eval_episodes=5 if args.eval_episodes is None else args.eval_episodes,
-        critic_warmup=(
+    values = {
+        "steps": args.steps,
+        "envs": args.envs,
+        "vec": args.vec,
+        "model": args.model or "pilotnet-s",
+        "seed": args.seed,
+        "budget_s": 60.0 * args.budget_min,
+        "fast_physics": args.physics == "fast",
+        "eval_every": args.eval_every,
+        "eval_episodes": 5 if args.eval_episodes is None else args.eval_episodes,
+        "critic_warmup": (
             args.critic_warmup if args.critic_warmup is not None else (10_000 if args.init else 0)
         ),
-        duration_s=args.duration,
-    )
+        "duration_s": args.duration,
+    }
     for arg, field in (
         ("lr", "lr"),
         ("batch_size", "batch_size"),
@@ -911,7 +939,8 @@ def _train_ppo(args, meta: dict) -> int:
     )
     print(format_ppo(result))
     print(
-        f"TensorBoard logs in {Path(args.out) / 'tensorboard'}; drive it with: drive run --agent ppo:{args.out} "
+        f"TensorBoard logs in {Path(args.out) / 'tensorboard'}; "
+        f"drive it with: drive run --agent ppo:{args.out} "
         f"--scenario {result['scenario']}"
     )
     return 0

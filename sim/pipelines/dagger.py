@@ -92,7 +92,7 @@ def _evaluate(policy: Path, scenario, config: DaggerConfig, out: Path, progress:
         scenario,
         seeds,
         out,
-        video_path=None,
+        video=None,
         workers=config.workers,
         progress=progress,
     )

@@ -40,9 +40,18 @@ from perception.dataset import (
 )
 from perception.labels import LABEL_RANGE_M, bev_labels, camera_labels, objects_in_ego
 from perception.metrics import detection_report, match_frame
+from sim.arguments import comma_list
 from sim.geometry.bev import BevCamera
 from sim.geometry.pinhole import CameraRig, PinholeCamera, default_rig
-from sim.harness.io import PNG_KEY, atomic_path, atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from sim.harness.io import (
+    PNG_KEY,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_output_file,
+    ensure_writable_dir,
+    write_json_output,
+)
 from sim.harness.versions import git_revision, package_versions
 from sim.pipelines.preflight import refuse_faults
 from sim.world.env import DrivingEnv
@@ -478,3 +487,62 @@ def _band_limits(name: str) -> tuple[float, float]:
         return float(name[:-2]), np.inf
     lo, hi = name[:-1].split("-")
     return float(lo), float(hi)
+
+
+def eval_detectors_command(args) -> int:
+    """``drive eval detector``: every detector of ``--detector`` on every camera it reads of
+    the dataset ``--data``, under each ``--corrupt``ion; the table, and optionally the JSON
+    (``--out``) and the depth-error plot (``--plot``), both checked before any work."""
+    if not args.data:
+        raise ValueError(
+            "drive eval detector needs --data DIR (a dataset from 'drive perception data')"
+        )
+    kind = "drive eval detector"
+    for option, value, suffix in (("--out", args.out, ".json"), ("--plot", args.plot, ".png")):
+        if value:  # the output policy, before any work
+            check_output_file(value, kind=kind, force=args.force, option=option, suffixes=(suffix,))
+    corruptions = parse_corruptions(args.corrupt)
+    dataset = FrameDataset(args.data)
+    names = list(comma_list(args.detector))
+    if not names:
+        raise ValueError(
+            "no detector given; known: opencv, learned:CHECKPOINT_DIR, geometric, "
+            "mono3d:CHECKPOINT_DIR"
+        )
+    cameras = list(comma_list(args.cameras)) if args.cameras else list(dataset.cameras)
+    for c in cameras:
+        dataset.camera(c)  # a camera the dataset lacks is refused with the ones it has
+    reports = []
+    for name in names:
+        det, reads = build_detector(name, dataset, device=args.device)
+        mine = [
+            c
+            for c in cameras
+            if isinstance(dataset.cameras[c], PinholeCamera) == (reads == "pinhole")
+        ]
+        if not mine:
+            what = "perspective" if reads == "pinhole" else "bird's-eye"
+            raise ValueError(
+                f"detector {name!r} reads {what} cameras; the chosen cameras are "
+                f"{', '.join(cameras)}"
+            )
+        for cam in mine:
+            for corruption, severity in corruptions:
+                reports.append(
+                    (name, evaluate_detector(det, dataset, corruption, severity, camera=cam))
+                )
+    print(
+        f"{args.data}: {len(dataset)} frames; nuScenes-style AP, centre distance thresholds; "
+        f"ATE, AOE (modulo 180 deg) of true positives at 2 m; depth error of true positives at 4 m"
+    )
+    print(format_detection_report(reports))
+    if args.plot:
+        print(f"wrote {plot_depth_errors(reports, Path(args.plot), kind=kind)}")
+    if args.out:
+        write_json_output(
+            args.out,
+            {"data": str(args.data), "reports": [{"detector": n, **r} for n, r in reports]},
+            kind=kind,
+        )
+        print(f"wrote {args.out}")
+    return 0

@@ -582,7 +582,7 @@ class _Monitor(BaseCallback):
             self.scenario,
             list(range(self.config.eval_seed_start, self.config.eval_seed_start + n)),
             folder,
-            video_path=None,
+            video=None,
             workers=1,
             progress=False,
             device="cpu",

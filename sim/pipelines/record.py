@@ -22,20 +22,22 @@ Layout (Minari 0.5 HDF5, ``jpeg_encoding=False`` so frames stay lossless)::
 Episode attributes: ``seed``, ``scenario``, ``recorder_version``, ``status``,
 ``driving_score`` and ``sha256``, the episode's content hash
 (:func:`agents.e2e.demos.episode_digest` of the arrays written; the ``drive`` block's
-``content_hash`` names the scheme), which loading checks.  ``observations`` have T+1 entries (the last is the final state),
-``actions`` T; ``infos/expert_action[t]`` labels ``observations[t]``.  The dataset is
-built in a temp folder beside ``DATASET`` (``.DATASET.PID.XXXXXXXX.tmp``) and renamed into
-place when complete, so a crash never leaves a half dataset under the final name; a temp
-folder that a killed recording (its PID no longer running) left beside the same
-``DATASET`` is removed by the next recording to it, with a one-line note on stderr.
+``content_hash`` names the scheme), which loading checks.  ``observations`` have T+1
+entries (the last is the final state), ``actions`` T; ``infos/expert_action[t]`` labels
+``observations[t]``.  The dataset is built in a temp folder beside ``DATASET``
+(``.DATASET.PID.XXXXXXXX.tmp``) and renamed into place when complete, so a crash never
+leaves a half dataset under the final name; a temp folder that a killed recording (its PID
+no longer running) left beside the same ``DATASET`` is removed by the next recording to it,
+with a one-line note on stderr.
 
 Interrupted (Ctrl-C): by default nothing is kept.  With ``keep_partial=True``
 (``drive record``) the finished episodes are written as a smaller dataset, the same way
 as a complete one, its ``drive`` block saying ``interrupted: true`` and
 ``episodes_requested``; :class:`RecordingInterrupted` (a ``KeyboardInterrupt``) then
-carries its summary, or ``None`` when no episode had finished and nothing was kept.  ``minari.MinariDataset(
-"DATASET/data")`` opens it with Minari's own API; :mod:`agents.e2e.demos` loads it for
-training and rejects damaged files with the path and the reason.
+carries its summary, or ``None`` when no episode had finished and nothing was kept.
+``minari.MinariDataset("DATASET/data")`` opens it with Minari's own API;
+:mod:`agents.e2e.demos` loads it for training and rejects damaged files with the path and
+the reason.
 
 A worker process that dies (killed, out of memory) never hangs a recording: its episode is
 rerun once in a fresh process (same seed, same arrays), and a seed whose worker dies again
@@ -138,10 +140,10 @@ class NoiseConfig:
         t = rng.exponential(mean_gap)
         while True:
             length = rng.uniform(*self.duration_s)
-            start = int(round(t / dt_s))
+            start = round(t / dt_s)
             if start >= n_steps:
                 return out
-            k = max(2, int(round(length / dt_s)))
+            k = max(2, round(length / dt_s))
             peak = rng.uniform(*self.peak_yaw_rate_rps) * rng.choice((-1.0, 1.0))
             tri = peak * (1.0 - np.abs(np.linspace(-1.0, 1.0, k)))
             stop = min(n_steps, start + k)

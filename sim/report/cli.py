@@ -15,6 +15,12 @@ from sim import arguments
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``report`` and ``explain`` to ``subparsers``."""
+    _register_report(subparsers)
+    _register_explain(subparsers)
+
+
+def _register_report(subparsers: argparse._SubParsersAction) -> None:
+    """``drive report``: its parser and its handler."""
     s = subparsers.add_parser(
         "report",
         help="write the side-by-side report of a 'drive eval' folder",
@@ -36,12 +42,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_cmd_report)
 
+
+def _register_explain(subparsers: argparse._SubParsersAction) -> None:
+    """``drive explain``: its parser and its handler."""
     s = subparsers.add_parser(
         "explain",
         help="what perception got wrong at each collision of a 'drive eval' folder",
-        description="Re-drives every collision of the planning agents (expert, modular, modular-bev, "
-        "modular-gt) in DIR and compares the agent's tracks with ground truth over the "
-        "last 3 s: the object hit was missed, seen late, mislocated, or perceived (then "
+        description="Re-drives every collision of the planning agents (expert, modular, "
+        "modular-bev, modular-gt) in DIR and compares the agent's tracks with ground truth "
+        "over the last 3 s: the object hit was missed, seen late, mislocated, or perceived (then "
         "planning failed), with its bearing and which rig camera could see it.  Writes "
         "DIR/perception_failures.md and .json.  Agents without perception (straight, idm, "
         "e2e, ...) are skipped, and refused when named.  Before re-driving: the analysis "

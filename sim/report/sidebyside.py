@@ -22,7 +22,7 @@ import numpy as np
 from sim.geometry.bev import BevCamera
 from sim.harness.io import publish_file
 from sim.harness.run import EpisodeRunner
-from sim.report.video import av_target
+from sim.report.video import VideoFile, av_target
 from sim.world.scenarios import get_scenario
 
 SCALE = 0.5  # each agent's clip (its whole frame: panels, rig row, HUD) at half size in the grid
@@ -68,7 +68,7 @@ def drive_clips(
             )
             try:
                 path = folder / f"{scenario}__{seed}__{k}.mp4"
-                record = runner.run(seed, video_path=path)
+                record = runner.run(seed, VideoFile(path))
             finally:
                 runner.close()
             out.append((path, record))

@@ -93,6 +93,39 @@ def is_drive_video(path: str | os.PathLike) -> bool:
 
 
 @dataclass(frozen=True)
+class VideoFile:
+    """One episode's video at ``path``, as a run is handed it: the observer factory the
+    harness calls for the episode (it builds an :class:`EpisodeVideo`; the harness imports no
+    report), picklable, so a worker process builds the writer itself, and the file's output
+    policy (:meth:`check`)."""
+
+    path: Path
+
+    def check(self, force: bool = False) -> None:
+        """Before any work: a folder is refused, and an existing file unless it is a video
+        drive wrote (:func:`is_drive_video`) or ``force`` (``--force``)."""
+        shown = str(self.path)
+        if self.path.is_dir():
+            raise ValueError(f"--video {shown!r} is a folder; give a file name ending in .mp4")
+        if self.path.exists() and not force and not is_drive_video(self.path):
+            raise FileExistsError(
+                f"--video {shown!r} already exists and is not a video drive wrote; "
+                "choose another file name, or pass --force to overwrite it"
+            )
+
+    def __call__(self, *, env, agent, agent_name: str, seed: int, fps: float) -> EpisodeVideo:
+        return EpisodeVideo(
+            self.path,
+            agent=agent_name,
+            seed=int(seed),
+            fps=fps,
+            overlay_source=agent,
+            rig=env.rig,
+            sensors=agent.sensors,
+        )
+
+
+@dataclass(frozen=True)
 class RigPanel:
     """Where one rig camera's frame sits in the video frame: ``scale`` x its pixels,
     nearest-upscaled, top-left corner at ``(x_px, y_px)``."""
