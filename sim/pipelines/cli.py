@@ -83,17 +83,17 @@ def _register_record(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument(
         "--cameras",
-        default="cam_front",
+        default=None,
         metavar="A,B",
         help="rig: the cameras to record (default: cam_front; the rig has cam_front, cam_rear)",
     )
     s.add_argument(
         "--side-views",
-        default=",".join(f"{dy:g}:{yaw:g}" for dy, yaw in DEFAULT_SIDE_VIEWS),
+        default=None,
         metavar="DY:YAW,...",
         help="rig: recovery views, each the cameras rendered from the car shifted DY m to the left "
         "and turned YAW deg, labelled by pure pursuit back to the expert's path; 'none' for "
-        "none (default: %(default)s)",
+        "none (default: " + ",".join(f"{dy:g}:{yaw:g}" for dy, yaw in DEFAULT_SIDE_VIEWS) + ")",
     )
     s.add_argument(
         "--out", required=True, metavar="DATASET", help="dataset folder (must not exist)"
@@ -567,14 +567,25 @@ def _cmd_record(args) -> int:
     )
     seeds = arguments.seed_range(args.seed, args.episodes, "--seed")
     rig = None
-    if args.sensors == "rig":
+    if args.sensors == "bev":  # options the bird's-eye recording would ignore are refused
+        for option, value in (("--cameras", args.cameras), ("--side-views", args.side_views)):
+            if value is not None:
+                raise ValueError(
+                    f"{option} chooses what a rig recording records; with --sensors bev the "
+                    "demos hold the bird's-eye raster only (drop it, or --sensors rig)"
+                )
+    else:
         from agents.e2e.rig import RigInput, parse_side_views
         from sim.geometry.pinhole import default_rig
 
         rig = RigInput.build(
             default_rig(),
-            [c.strip() for c in args.cameras.split(",") if c.strip()],
-            parse_side_views(args.side_views),
+            list(arguments.comma_list(args.cameras or "cam_front")),
+            parse_side_views(
+                args.side_views
+                if args.side_views is not None
+                else ",".join(f"{dy:g}:{yaw:g}" for dy, yaw in DEFAULT_SIDE_VIEWS)
+            ),
         )
     try:
         summary = record_dataset(
@@ -867,6 +878,11 @@ def _train_dagger(args, meta: dict) -> int:
     if not args.init:
         raise ValueError(
             "drive train dagger needs --init RUN (an e2e checkpoint from 'drive train e2e')"
+        )
+    if args.cameras is not None:
+        raise ValueError(
+            "drive train dagger takes no --cameras: the rounds record the cameras the --init "
+            "network sees"
         )
     config = DaggerConfig(
         rounds=args.rounds,
