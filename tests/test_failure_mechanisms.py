@@ -68,7 +68,7 @@ def test_the_hazard_object_is_found_from_ground_truth():
     assert hazard_object("stopped-car", steps) == 3
     steps = window(lambda t: ([(5, 20 * t + 12, max(0.0, 4.0 - 2 * t), 17.0)],))
     assert hazard_object("cut-in", steps) == 5
-    with pytest.raises(ValueError, match="known: hard-brake"):
+    with pytest.raises(ValueError, match="known: cut-in, hard-brake"):
         hazard_object("highway", steps)
 
 
@@ -98,7 +98,7 @@ def test_drive_eval_tracking_refuses_what_it_cannot_time(tmp_path, capsys):
         )
         == 2
     )
-    assert "known: hard-brake, stopped-car, cut-in" in capsys.readouterr().err
+    assert "known: cut-in, hard-brake, stopped-car" in capsys.readouterr().err
     out = tmp_path / "t.json"
     out.write_text("{}")
     assert (

@@ -222,3 +222,16 @@ def test_the_suite_passes_its_duration_on(monkeypatch, tmp_path):
     with pytest.raises(SystemExit):
         main(["bench", "suite", "--duration", "3", "--out", str(tmp_path / "s")])
     assert seen["duration_s"] == 3.0
+
+
+def test_the_suites_cells_come_from_the_scenario_table():
+    """The hazards, densities and visual conditions are listed once, beside the scenarios: a
+    new hazard scenario joins the suite's hazard axis (and drive eval tracking) by itself."""
+    from sim.report.hazard_tracking import HAZARDS as TRACKED
+    from sim.world.scenarios import HAZARDS, HIGHWAY_TRAFFIC, VISUAL_CONDITIONS
+
+    cells = suite_cells("full")
+    levels = {axis: [c.level for c in cells if c.axis == axis] for axis in ("hazards", "visual")}
+    assert levels["hazards"] == [*HAZARDS, "merge:dense"] and TRACKED == HAZARDS
+    assert levels["visual"] == list(VISUAL_CONDITIONS)
+    assert [c.level for c in cells if c.axis == "density"] == list(HIGHWAY_TRAFFIC)

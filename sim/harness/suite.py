@@ -44,7 +44,15 @@ from typing import Any
 
 from sim.arguments import comma_list
 from sim.harness.io import atomic_write_json, ensure_writable_dir
-from sim.world.scenarios import FAULT_LEVELS, FAULTS, Scenario, get_scenario
+from sim.world.scenarios import (
+    FAULT_LEVELS,
+    FAULTS,
+    HAZARDS,
+    HIGHWAY_TRAFFIC,
+    VISUAL_CONDITIONS,
+    Scenario,
+    get_scenario,
+)
 
 SUITE_FILE = "suite.json"
 DEFAULT_AGENTS = ("expert", "modular", "e2e", "idm")
@@ -68,11 +76,10 @@ class Cell:
 def _cells_full() -> list[Cell]:
     cells = [
         Cell("density", level, get_scenario(f"{BASE}:{level}").name, BASE)
-        for level in ("empty", "regular", "dense")
+        for level in HIGHWAY_TRAFFIC
     ]
     cells += [
-        Cell("hazards", name, get_scenario(name).name, name)
-        for name in ("cut-in", "hard-brake", "stopped-car", "merge:dense")
+        Cell("hazards", name, get_scenario(name).name, name) for name in (*HAZARDS, "merge:dense")
     ]
     cells += [
         Cell("maps", "track:train", "track", "track"),
@@ -81,10 +88,7 @@ def _cells_full() -> list[Cell]:
         # its train/unseen split would measure nothing: one cell, curves never seen
         Cell("maps", "curvy-highway", "curvy-highway", "curvy-highway"),
     ]
-    cells += [
-        Cell("visual", v, get_scenario(f"{BASE}:{v}").name, BASE)
-        for v in ("day", "dusk", "night", "colours", "worn")
-    ]
+    cells += [Cell("visual", v, get_scenario(f"{BASE}:{v}").name, BASE) for v in VISUAL_CONDITIONS]
     for kind in FAULTS:
         cells.append(Cell(f"fault:{kind}", "0", BASE, BASE))
         cells += [

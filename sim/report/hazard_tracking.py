@@ -38,9 +38,8 @@ from sim.geometry.bev import BevCamera
 from sim.geometry.frames import world_to_ego
 from sim.harness.run import task_spec
 from sim.report.perception_failures import redrive
-from sim.world.scenarios import get_scenario
+from sim.world.scenarios import HAZARDS, get_scenario
 
-HAZARDS = ("hard-brake", "stopped-car", "cut-in")
 MATCH_M = 3.0  # [m] a track within this of the hazard object is its track
 LANE_BAND_M = (
     3.0  # [m] laterally within this of the ego: in its lane (highway-env: half a lane + 1 m)

@@ -367,6 +367,10 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }
 
+HAZARDS = tuple(n for n, s in SCENARIOS.items() if s.world.startswith("sim.world.hazards:"))
+"""The scripted hazards (cut-in, hard-brake, stopped-car): the one list the benchmark suite's
+hazard axis and ``drive eval tracking`` take their cells from."""
+
 DEFAULT_SCENARIO = "highway"
 
 
