@@ -26,6 +26,8 @@ tracebacks.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import multiprocessing as mp
 import os
 import signal
@@ -33,10 +35,11 @@ import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import Any
 
 from sim.geometry.bev import BevCamera
 from sim.harness.episodes import ObserverFactory
@@ -147,10 +150,11 @@ def _worker_main(conn: Connection, device: str | None = None) -> None:
 
 
 def _serve(conn: Connection, device: str | None) -> None:
-    """A warm worker: ``("load", agent, scenario, camera, fast_physics, out_dir,
-    decision_timeout_s)`` builds the runner of the next (agent, scenario) and answers
-    ``loaded``; ``("run", k, seed, video, attempt)`` answers ``started`` then ``done`` or
-    ``failed``; ``None`` (or a closed pipe) ends it."""
+    """A warm worker: ``("load", factory)`` builds the runner of the next job
+    (``factory(device)``: an :class:`~sim.harness.episodes.EpisodeRunner` for an (agent,
+    scenario), a demo recorder for ``drive record``) and answers ``loaded``;
+    ``("run", k, seed, extra, attempt)`` answers ``started`` then ``done`` with
+    ``runner.run(seed, extra)`` or ``failed``; ``None`` (or a closed pipe) ends it."""
     ignore_sigint()
     # one BLAS/OpenMP thread per worker: W workers already fill W cores, and torch's
     # default (all cores per process) would oversubscribe them
@@ -158,9 +162,6 @@ def _serve(conn: Connection, device: str | None) -> None:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     if "torch" in sys.modules:  # pragma: no cover - spawn starts clean; kept for forked starts
         sys.modules["torch"].set_num_threads(1)
-    # imported here: spawn starts from a clean interpreter, and the parent needs none of it
-    from sim.harness.episodes import EpisodeRunner
-
     runner = None
     while True:
         try:
@@ -170,34 +171,25 @@ def _serve(conn: Connection, device: str | None) -> None:
         if message is None:
             return
         if message[0] == "load":
-            _, agent_name, scenario, camera, fast_physics, out_dir, timeout_s = message
             if runner is not None:
                 runner.close()
                 runner = None
             try:
                 if fault_requested("init"):
                     raise RuntimeError("worker start-up fault injected for a test")
-                runner = EpisodeRunner(
-                    agent_name,
-                    scenario,
-                    camera,
-                    fast_physics=fast_physics,
-                    device=device,
-                    out_dir=Path(out_dir),
-                    decision_timeout_s=timeout_s,
-                )
+                runner = message[1](device)
             except Exception:  # noqa: BLE001 - report why: no episode of this pair can run here
                 conn.send(("init_failed", None, traceback.format_exc(limit=8)))
                 continue
             conn.send(("loaded", None, None))
             continue
-        _, k, seed, video, attempt = message
+        _, k, seed, extra, attempt = message
         conn.send(("started", k, None))
         if attempt_fault(seed, attempt):
             os.kill(os.getpid(), signal.SIGKILL)
         try:
-            record = runner.run(seed, video)
-            conn.send(("done", k, record))
+            result = runner.run(seed, extra)
+            conn.send(("done", k, result))
         except Exception:  # noqa: BLE001 - a sim-side failure: report it, keep serving
             conn.send(("failed", k, traceback.format_exc(limit=8)))
         if fault_requested("kill-after", seed):
@@ -294,14 +286,10 @@ class LocalEpisodePool:
     ) -> None:
         """Run every seed of ``agent_name`` on ``scenario``; ``on_record`` gets each finished
         record once (the first seed's episode is watched by the observer ``video`` makes, in
-        the worker: a video writer the caller hands in, pickled across).  An error or a Ctrl-C
-        stops every worker (the pool starts fresh ones next time)."""
-        todo: deque[tuple[int, int]] = deque(enumerate(seeds))
-        attempts: dict[int, int] = {}  # episodes a worker started (acknowledged), per index
-        start_deaths = 0
-        live: dict[Connection, _Worker] = {}
-        load = (
-            "load",
+        the worker: a video writer the caller hands in, pickled across).  An error or a
+        Ctrl-C stops every worker (the pool starts fresh ones next time)."""
+        factory = functools.partial(
+            _episode_runner,
             agent_name,
             scenario,
             camera,
@@ -309,6 +297,56 @@ class LocalEpisodePool:
             str(out_dir),
             decision_timeout_s,
         )
+        extras = {0: video} if video is not None else {}
+        # closed at once on an error in on_record (a Ctrl-C), which stops the workers: a
+        # traceback that keeps this frame alive would otherwise keep the generator open
+        with contextlib.closing(self.results(factory, seeds, extras)) as events:
+            self._record(events, agent_name, scenario, on_record)
+
+    @staticmethod
+    def _record(events, agent_name: str, scenario: Scenario, on_record) -> None:
+        for kind, _k, seed, payload in events:
+            if kind == "done":
+                on_record(payload)
+            elif kind == "failed":
+                on_record(
+                    failure_record(
+                        agent_name,
+                        scenario.name,
+                        seed,
+                        f"episode failed in the simulator: {payload}",
+                        status="sim_error",
+                    )
+                )
+            else:  # "lost": the worker died on every attempt (payload: attempts, exit code)
+                attempts, exitcode = payload
+                print(
+                    f"drive: seed {seed}: the worker died on each of {attempts} attempts "
+                    f"(the last with exit code {exitcode})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                on_record(lost_episode_record(agent_name, scenario.name, seed, attempts))
+
+    def results(
+        self,
+        factory: Callable[[str | None], Any],
+        seeds: Sequence[int],
+        extras: Mapping[int, Any] | None = None,
+    ) -> Iterator[tuple[str, int, int, Any]]:
+        """The pool's engine: every seed run by a runner ``factory(device)`` builds in each
+        worker (picklable; ``runner.run(seed, extras.get(k))`` gives the k-th result), as
+        events in the order they happen: ``("done", k, seed, result)``, ``("failed", k, seed,
+        traceback)`` (the runner raised) and ``("lost", k, seed, (attempts, exit code))`` (its
+        worker died on every attempt, :data:`MAX_ATTEMPTS_PER_EPISODE`).  Closing the
+        iterator early, or an exception in its consumer, stops every worker."""
+        extras = extras or {}
+        todo: deque[tuple[int, int]] = deque(enumerate(int(s) for s in seeds))
+        attempts: dict[int, int] = {}  # episodes a worker started (acknowledged), per index
+        start_deaths = 0
+        live: dict[Connection, _Worker] = {}
+        events: deque[tuple[str, int, int, Any]] = deque()
+        load = ("load", factory)
 
         def take_worker() -> None:
             w = self._idle.pop() if self._idle else self._spawn()
@@ -327,9 +365,8 @@ class LocalEpisodePool:
                 self._idle.append(w)
                 return
             k, seed = task = todo.popleft()
-            watch = video if k == 0 else None
             try:
-                w.conn.send(("run", k, seed, watch, attempts.get(k, 0) + 1))
+                w.conn.send(("run", k, seed, extras.get(k), attempts.get(k, 0) + 1))
                 w.sent = task
             except OSError:  # it died between two messages: the task was never handed over
                 todo.appendleft(task)
@@ -357,13 +394,7 @@ class LocalEpisodePool:
                 if retry_lost_episode(attempts[k]):
                     todo.appendleft(w.sent)  # once more from its seed, on a fresh worker
                 else:
-                    print(
-                        f"drive: seed {seed}: the worker died on each of {attempts[k]} attempts "
-                        f"(the last with exit code {w.proc.exitcode})",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    on_record(lost_episode_record(agent_name, scenario.name, seed, attempts[k]))
+                    events.append(("lost", k, seed, (attempts[k], w.proc.exitcode)))
             if todo and len(live) < min(self.workers, len(todo) + len(live)):
                 take_worker()
 
@@ -383,28 +414,18 @@ class LocalEpisodePool:
                 w.started = True
                 attempts[k] = attempts.get(k, 0) + 1
                 return
-            seed = w.sent[1]
-            if kind == "done":
-                on_record(payload)
-            else:
-                on_record(
-                    failure_record(
-                        agent_name,
-                        scenario.name,
-                        seed,
-                        f"episode failed in the simulator: {payload}",
-                        status="sim_error",
-                    )
-                )
+            events.append((kind, k, w.sent[1], payload))  # "done" or "failed"
             feed(w)
 
         finished = False
         try:
             for _ in range(min(self.workers, len(todo))):
                 take_worker()
-            while live:
+            while live or events:
+                while events:
+                    yield events.popleft()
                 by_sentinel = {w.proc.sentinel: w for w in live.values()}
-                for obj in wait(list(live) + list(by_sentinel), timeout=5.0):
+                for obj in wait(list(live) + list(by_sentinel), timeout=5.0) if live else ():
                     w = live.get(obj) or by_sentinel.get(obj)
                     if w is None or w.conn not in live:
                         continue  # retired or given back earlier in this round
@@ -414,8 +435,32 @@ class LocalEpisodePool:
                         retire(w)
             finished = True
         finally:
-            if not finished:  # interrupted or failed: stop every worker now, mid-episode or not
+            if not finished:  # interrupted, closed early or failed: stop every worker now
                 self.close()
+
+
+def _episode_runner(
+    agent_name: str,
+    scenario: Scenario,
+    camera: BevCamera,
+    fast_physics: bool,
+    out_dir: str,
+    decision_timeout_s: float | None,
+    device: str | None,
+):
+    """In a worker: the :class:`~sim.harness.episodes.EpisodeRunner` of one (agent, scenario)
+    (imported here: a spawned worker starts clean, and the parent needs none of it)."""
+    from sim.harness.episodes import EpisodeRunner
+
+    return EpisodeRunner(
+        agent_name,
+        scenario,
+        camera,
+        fast_physics=fast_physics,
+        device=device,
+        out_dir=Path(out_dir),
+        decision_timeout_s=decision_timeout_s,
+    )
 
 
 def run_parallel(

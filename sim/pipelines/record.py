@@ -48,6 +48,8 @@ or keeping nothing without ``keep_partial``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import multiprocessing as mp
 import os
 import re
@@ -58,8 +60,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -88,15 +88,7 @@ from sim.geometry.bev import BevCamera
 from sim.harness.io import DIR_MODE
 from sim.harness.loop import Episode, agent_view, check_sensors, gate_action
 from sim.harness.metrics import episode_metrics
-from sim.harness.parallel import (
-    MAX_START_DEATHS,
-    attempt_fault,
-    fault_requested,
-    ignore_sigint,
-    retry_lost_episode,
-    sigint_ignored_by_children,
-    stop_processes,
-)
+from sim.harness.parallel import LocalEpisodePool, fault_requested, ignore_sigint
 from sim.harness.run import task_spec
 from sim.harness.versions import git_revision, package_versions
 from sim.pipelines.preflight import refuse_faults
@@ -339,22 +331,10 @@ def _make_learner(spec: str, task, device: str):
     return agent
 
 
-def _pool_worker_init(started, *init) -> None:
-    """A pool worker's start: ``started`` (shared memory, one slot per job) is where it marks
-    each episode it begins, so the parent knows which episodes a dead worker took with it."""
-    _WORKER["started"] = started
-    if fault_requested("init"):  # testing hook: a worker that cannot start
-        raise RuntimeError("worker start-up fault injected for a test")
-    _worker_init(*init)
-
-
 def _worker_episode(args: tuple[int, int, NoiseConfig, float, int]) -> DemoEpisode:
-    k, seed, noise, beta, attempt = args
-    started = _WORKER.get("started")
-    if started is not None:  # a pool worker: mark job k begun (its slot is no one else's)
-        started[k] = attempt
-        if attempt_fault(seed, attempt):
-            os.kill(os.getpid(), signal.SIGKILL)  # testing hook: killed mid-episode, as by OOM
+    """One episode in this process (``--workers 1``), from the recorder :func:`_worker_init`
+    set up."""
+    _k, seed, noise, beta, _attempt = args
     return collect_episode(
         _WORKER["env"],
         _WORKER["expert"],
@@ -364,6 +344,24 @@ def _worker_episode(args: tuple[int, int, NoiseConfig, float, int]) -> DemoEpiso
         beta=beta,
         rig=_WORKER["rig"],
     )
+
+
+class DemoRunner:
+    """The demo recorder of one worker of the harness's episode pool
+    (:class:`~sim.harness.parallel.LocalEpisodePool`): built in the worker from the recording's
+    settings, ``run(seed, extra)`` records one episode (``extra``: its noise and beta)."""
+
+    def __init__(self, init: tuple, device: str | None = None) -> None:
+        _worker_init(*init)
+
+    def run(self, seed: int, extra: tuple[NoiseConfig, float]) -> DemoEpisode:
+        noise, beta = extra
+        return _worker_episode((0, seed, noise, beta, 1))
+
+    def close(self) -> None:
+        if "env" in _WORKER:
+            _WORKER["env"].close()
+        _WORKER.clear()
 
 
 def collect(
@@ -430,88 +428,36 @@ def _exit_reason(code: int | None) -> str:
 def _collect_in_pool(
     init: tuple, jobs: list[tuple[int, NoiseConfig, float]], workers: int
 ) -> Iterator[DemoEpisode]:
-    """Yield the episodes of ``jobs`` in order from ``workers`` processes, and survive a worker
-    that dies (killed, out of memory, a segfault) instead of waiting for it forever.
-
-    ``multiprocessing.Pool`` replaces a dead worker but never answers the task it held, so
-    its iterator hangs; a ``ProcessPoolExecutor`` notices the death at once and fails every
-    unfinished job with ``BrokenProcessPool``.  What finished is kept.  The retry rule is the
-    harness's (:mod:`sim.harness.parallel`): each worker marks the jobs it begins in shared
-    memory; jobs the pool had not begun go back as they were; jobs it had begun (one killed
-    its worker, the others were stopped with the pool) run again while
-    :func:`~sim.harness.parallel.retry_lost_episode` allows, one at a time in a fresh single
-    process, so the job that dies again is the one that kills its worker, and is lost; the
-    rest go on on ``workers`` processes.  An episode is a function of its seed, so a rerun
-    changes no array.  Lost seeds raise :class:`EpisodesLost` after every other episode was
-    yielded; more than ``MAX_START_DEATHS`` pools that die before beginning any job (a
-    worker that cannot even start) stop the recording."""
-    ctx = mp.get_context("spawn")
-    started = ctx.RawArray("i", len(jobs))  # per job: the try a worker began (0: not begun)
-    tries = [0] * len(jobs)  # per job: tries begun and lost with their worker
+    """Yield the episodes of ``jobs`` in order from ``workers`` processes of the harness's
+    episode pool (:class:`~sim.harness.parallel.LocalEpisodePool`), with its failure policy:
+    a worker that dies (killed, out of memory, a segfault) is noticed at once
+    (``multiprocessing.Pool`` waited for it forever), an episode it was running runs once more
+    from its seed (an episode is a function of its seed, so a rerun changes no array), and a
+    seed whose worker died on every attempt is lost: :class:`EpisodesLost` after every other
+    episode was yielded.  Episodes finishing out of order wait for their turn."""
+    seeds = [seed for seed, _, _ in jobs]
+    extras = {k: (noise, beta) for k, (_, noise, beta) in enumerate(jobs)}
+    factory = functools.partial(DemoRunner, init)
     finished: dict[int, DemoEpisode] = {}  # finished, not yet yielded (they go out in order)
     lost: dict[int, str] = {}
-    nxt, start_deaths = 0, 0  # the next job to yield; pools that died having begun nothing
-
-    def ready() -> Iterator[DemoEpisode]:
-        nonlocal nxt
-        while nxt in finished or nxt in lost:
-            if nxt in finished:
-                yield finished.pop(nxt)
-            nxt += 1
-
-    while todo := [k for k in range(nxt, len(jobs)) if k not in finished and k not in lost]:
-        suspects = [k for k in todo if tries[k]]
-        batch, size = (suspects, 1) if suspects else (todo, min(workers, len(todo)))
-        for k in batch:
-            started[k] = 0
-        pool = ProcessPoolExecutor(
-            size, mp_context=ctx, initializer=_pool_worker_init, initargs=(started, *init)
-        )
-        procs: list = []
-        clean = False
-        try:
-            with sigint_ignored_by_children():  # the workers start here, as jobs are submitted
-                futures = {
-                    k: pool.submit(_worker_episode, (k, *jobs[k], tries[k] + 1)) for k in batch
-                }
-            procs = list(pool._processes.values())  # private, stable since Python 3.2
-            broken = False
-            for k in batch:
-                try:
-                    finished[k] = futures[k].result()
-                except BrokenProcessPool:
-                    broken = True
-                    break
-                yield from ready()
-            if broken:
-                stop_processes(procs)
-                codes = {p.exitcode for p in procs if p.exitcode is not None}
-                why = ", ".join(sorted(_exit_reason(c) for c in codes))
-                progress = False
-                for k in batch:
-                    if k < nxt or k in finished:
-                        progress = True
-                    elif futures[k].exception() is None:  # done before the pool broke
-                        finished[k] = futures[k].result()
-                        progress = True
-                    elif started[k]:  # begun: lost with its worker
-                        progress = True
-                        tries[k] += 1
-                        if not retry_lost_episode(tries[k]):
-                            lost[k] = f"its worker process died on each of {tries[k]} tries ({why})"
-                start_deaths += not progress
-                if start_deaths > MAX_START_DEATHS:
-                    raise RuntimeError(
-                        "the recording's worker processes died before they began an episode "
-                        f"({why}); see the worker's error above"
-                    )
-            clean = True
-        finally:
-            procs = procs or list((pool._processes or {}).values())
-            pool.shutdown(wait=clean, cancel_futures=not clean)
-            if not clean:  # interrupted, closed early or failed: stop the workers mid-episode
-                stop_processes(procs)
-        yield from ready()
+    nxt = 0  # the next job to yield
+    with (
+        LocalEpisodePool(min(workers, len(jobs))) as pool,
+        contextlib.closing(pool.results(factory, seeds, extras)) as events,
+    ):
+        for kind, k, _seed, payload in events:
+            if kind == "done":
+                finished[k] = payload
+            elif kind == "failed":  # the recorder raised: the episode cannot be recorded
+                raise RuntimeError(f"recording seed {seeds[k]} failed: {payload}")
+            else:
+                attempts, code = payload
+                why = _exit_reason(code)
+                lost[k] = f"its worker process died on each of {attempts} tries ({why})"
+            while nxt in finished or nxt in lost:
+                if nxt in finished:
+                    yield finished.pop(nxt)
+                nxt += 1
     if lost:
         raise EpisodesLost({jobs[k][0]: why for k, why in lost.items()})
 
