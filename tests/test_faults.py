@@ -146,6 +146,44 @@ def test_pose_noise_has_the_stated_bias_and_spread_and_touches_only_pose():
     np.testing.assert_array_equal(truth, [120.0, -4.0, 3.1])  # the input was not written to
 
 
+def test_sensed_objects_stay_exact_relative_to_a_car_whose_pose_is_off():
+    """A pose fault hits where the car places itself on the map; the objects it senses (the
+    privileged truth sensor) keep their geometry relative to it, so in the world frame they
+    carry the same error.  Before, the expert's objects moved against its own position."""
+    from sim.geometry.frames import world_to_ego
+
+    pose = np.array([50.0, 2.0, 0.3])
+    truth = {
+        "id": np.array([0, 1]),
+        "position_m": np.array([[70.0, 6.0], [30.0, -1.5]]),
+        "heading_rad": np.array([0.25, -3.0]),
+        "velocity_mps": np.array([[20.0, 5.0], [-10.0, 1.0]]),
+        "speed_mps": np.array([20.6, 10.05]),
+    }
+    inj = FaultInjector((("pose", 3),), 7, DT_S)
+    for _ in range(5):
+        view = inj.observe({"pose": pose, "truth": truth})
+        seen, truth_seen = view["pose"], view["truth"]
+        assert not np.allclose(seen, pose)  # the pose is off ...
+        np.testing.assert_allclose(  # ... the objects relative to it are not
+            world_to_ego(truth_seen["position_m"], seen[:2], seen[2]),
+            world_to_ego(truth["position_m"], pose[:2], pose[2]),
+            atol=1e-9,
+        )
+        np.testing.assert_allclose(
+            wrap_angle(truth_seen["heading_rad"] - seen[2]),
+            wrap_angle(truth["heading_rad"] - pose[2]),
+            atol=1e-12,
+        )
+        turn = wrap_angle(seen[2] - pose[2])
+        c, s = np.cos(turn), np.sin(turn)
+        np.testing.assert_allclose(
+            truth_seen["velocity_mps"], truth["velocity_mps"] @ np.array([[c, s], [-s, c]])
+        )
+        assert truth_seen["speed_mps"] is truth["speed_mps"] and truth_seen["id"] is truth["id"]
+    np.testing.assert_array_equal(truth["position_m"], [[70.0, 6.0], [30.0, -1.5]])  # untouched
+
+
 def test_speed_noise_has_the_stated_scale_error_and_spread_and_touches_only_speed():
     scale, noise_mps = severity("speed", 3)
     inj = FaultInjector((("speed", 3),), 2, DT_S)

@@ -3,8 +3,9 @@
 A scenario names its faults (:attr:`sim.world.scenarios.Scenario.faults`, kinds in
 :data:`~sim.world.scenarios.FAULTS`); the control loop builds one :class:`FaultInjector` per
 episode and passes every agent view through :meth:`FaultInjector.observe` and every action
-through :meth:`FaultInjector.act`.  The world itself stays clean: truth, events, metrics and
-videos see the real state, only what the agent reads and what its actuators deliver degrade.
+through :meth:`FaultInjector.act`.  The world itself stays clean: events, metrics and videos
+see the real state, only what the agent reads (its sensors, the ``truth`` sensor included)
+and what its actuators deliver degrade.
 
 Severities (one table, :data:`SEVERITY`; natural units; level 1 / 2 / 3):
 
@@ -36,7 +37,9 @@ Details that decide what an agent sees:
 * ``pose``: a bias fixed for the episode, of exactly the level's size (position: that many
   metres in a uniformly random direction; heading: that many degrees, random sign), plus white
   noise per step with the same sigma per axis, as a GNSS fix with a slowly varying offset
-  would hit a map-based stack;
+  would hit a map-based stack; objects the agent senses (the privileged ``truth`` sensor)
+  stay exact relative to the car, so in the world frame they carry the same error
+  (:func:`carried_by_pose_error`): the fault hits where the car places itself on the map;
 * ``speed``: a scale error fixed for the episode, of exactly the level's size with a random
   sign (a wrong tyre radius), plus white noise per step; a speedometer never reads below 0;
 * ``latency``: the action an agent decides at step t reaches the world at step t + k; the first
@@ -250,7 +253,10 @@ class FaultInjector:
             if name in out:
                 out[name] = self._camera(name, out[name], dropped)
         if "pose" in out and "pose" in self.levels:
-            out["pose"] = self._pose(np.asarray(out["pose"]))
+            true_pose = np.asarray(out["pose"])
+            out["pose"] = self._pose(true_pose)
+            if "truth" in out:  # sensed from the car: exact relative to it
+                out["truth"] = carried_by_pose_error(out["truth"], true_pose, out["pose"])
         if "speed" in out and "speed" in self.levels:
             out["speed"] = self._speed(np.asarray(out["speed"]))
         return out
@@ -302,3 +308,27 @@ class FaultInjector:
         self._queue.append(np.array(action, dtype=np.float64))
         delivered = self._queue.popleft()
         return np.zeros_like(action, dtype=np.float64) if delivered is None else delivered
+
+
+def carried_by_pose_error(
+    truth: Mapping[str, Any], true_pose: np.ndarray, faulty_pose: np.ndarray
+) -> dict[str, Any]:
+    """The ``truth`` objects as a car whose localisation reads ``faulty_pose`` places them:
+    objects are sensed relative to the car, so their geometry relative to it stays exact and,
+    in the world frame, they carry the pose's error (the rigid transform taking the true pose
+    to the faulty one).  Without it a pose fault moved the privileged expert's objects
+    against its own position, an error no perception stack makes: a GNSS offset hits where a
+    car places itself on the map, not where it sees the car ahead."""
+    true_pose = np.asarray(true_pose, dtype=np.float64)
+    faulty_pose = np.asarray(faulty_pose, dtype=np.float64)
+    dtheta = float(wrap_angle(faulty_pose[2] - true_pose[2]))
+    c, s = np.cos(dtheta), np.sin(dtheta)
+    rot = np.array([[c, -s], [s, c]])
+    out = dict(truth)
+    pos = np.asarray(truth["position_m"], dtype=np.float64).reshape(-1, 2)
+    out["position_m"] = (pos - true_pose[:2]) @ rot.T + faulty_pose[:2]
+    out["heading_rad"] = wrap_angle(np.asarray(truth["heading_rad"], dtype=np.float64) + dtheta)
+    if "velocity_mps" in truth:
+        vel = np.asarray(truth["velocity_mps"], dtype=np.float64).reshape(-1, 2)
+        out["velocity_mps"] = vel @ rot.T
+    return out
