@@ -18,6 +18,8 @@
                                           train the CenterNet vehicle detector
     drive train ppo --scenario NAME --out RUN [--steps N] [--envs K] [--init e2e:RUN]
                                           reinforcement learning (SB3 PPO, PilotNet actor)
+    drive probe AGENT [--scenario highway] [--episodes 10] [--every 15]
+                                          does a policy look? counterfactual frames
     drive bench ppo                       PPO training throughput, fast vs stock physics
 
 Each area registers its own subcommands and holds their handlers: ``sim.harness.cli``

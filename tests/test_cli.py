@@ -55,6 +55,7 @@ def test_help_lists_every_subcommand_by_area(capsys):
         "compare",
         "study",
         "train",
+        "probe",
         "report",
         "explain",
         "bench",

@@ -22,12 +22,83 @@ from sim.world.scenarios import DEFAULT_SCENARIO, SCENARIOS, get_scenario
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``record``, ``perception``, ``compare``, ``study`` and ``train`` to ``subparsers``."""
+    """Add ``record``, ``perception``, ``compare``, ``study``, ``train`` and ``probe`` to
+    ``subparsers``."""
     _register_record(subparsers)
     _register_perception(subparsers)
     _register_compare(subparsers)
     _register_study(subparsers)
     _register_train(subparsers)
+    _register_probe(subparsers)
+
+
+def _register_probe(subparsers: argparse._SubParsersAction) -> None:
+    """``drive probe``: its parser and its handler."""
+    s = subparsers.add_parser(
+        "probe",
+        help="does a learned policy look? its answers to counterfactual versions of a moment",
+        description="The expert drives held-out seeds; every --every decisions AGENT is asked "
+        "about the moment as its sensors show it and about counterfactual versions rendered by "
+        "the same cameras: every other vehicle removed, a stopped car 15-30 m ahead in its "
+        "lane, the lead at half its gap, the speed input +5 m/s. Prints the share of states "
+        "where it brakes harder for the stopped car, the mean change of each action when the "
+        "traffic vanishes, and its sensitivity to the speed input (sim.pipelines.probe).",
+    )
+    s.add_argument("agent", help="the policy to probe, e.g. e2e or e2e:RUN (it reads a camera)")
+    s.add_argument("--scenario", default="highway", help="scenario (default: highway)")
+    s.add_argument(
+        "--episodes", type=arguments.positive_int, default=10, help="seeds (default: 10)"
+    )
+    s.add_argument(
+        "--seed-start",
+        type=arguments.seed,
+        default=3000,
+        help="first seed (default: 3000, apart from training and evaluation seeds)",
+    )
+    s.add_argument(
+        "--every",
+        type=arguments.positive_int,
+        default=15,
+        help="decisions between probed states (default: 15, one a second)",
+    )
+    s.add_argument(
+        "--duration",
+        type=arguments.duration,
+        default=None,
+        metavar="SECONDS",
+        help="override the scenario's episode time limit [s]",
+    )
+    s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    s.add_argument("--out", default=None, metavar="FILE.json", help="also write every answer")
+    s.add_argument(
+        "--force", action="store_true", help="replace --out even when drive did not write it"
+    )
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.set_defaults(func=_cmd_probe)
+
+
+def _cmd_probe(args) -> int:
+    from sim.harness.io import check_output_file
+    from sim.pipelines.probe import format_probe, probe_agent, write_probe
+
+    parse_agent(args.agent)  # an unknown name lists the known ones
+    if args.out:  # the output policy, before any work
+        check_output_file(args.out, kind="drive probe", force=args.force, suffixes=(".json",))
+    seeds = arguments.seed_range(args.seed_start, args.episodes, "--seed-start")
+    result = probe_agent(
+        args.agent,
+        args.scenario,
+        seeds,
+        every=args.every,
+        duration_s=args.duration,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(format_probe(result))
+    if args.out:
+        write_probe(args.out, result)
+        print(f"wrote {args.out}")
+    return 0
 
 
 def _register_record(subparsers: argparse._SubParsersAction) -> None:

@@ -43,7 +43,12 @@ from matplotlib.figure import Figure
 
 from sim.geometry.bev import BevCamera
 from sim.harness.evaluate import CONFIG, RESULTS, read_results
-from sim.harness.io import atomic_write_bytes, atomic_write_text, ensure_writable_dir
+from sim.harness.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    ensure_writable_dir,
+    written_by,
+)
 from sim.harness.metrics import SIM_FAULTS, scored
 from sim.harness.stats import Estimate, Paired, bootstrap, paired, wilson
 from sim.report.sidebyside import drive_clips, last_frame, pick_seeds, side_by_side, worst_episode
@@ -633,6 +638,70 @@ def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                 ],
             )
         )
+    probes = rows.get("probes") or []
+    if probes:
+
+        def pct(x) -> str:
+            return "-" if x is None else f"{100 * x:.0f}%"
+
+        def num(x, fmt: str = "{:.3f}") -> str:
+            return "-" if x is None else fmt.format(x)
+
+        out.append(
+            (
+                "Does it look? Counterfactual probes (drive probe)",
+                [
+                    "agent",
+                    "scenario",
+                    "probed states (seeds)",
+                    "brakes harder for a stopped car 15-30 m ahead",
+                    "|acceleration change|, traffic removed",
+                    "brakes harder, lead at half its gap",
+                    "acceleration change per +1 m/s of speed input",
+                    "file",
+                ],
+                [
+                    [
+                        pr["agent"],
+                        pr["scenario"],
+                        f"{pr['summary']['states']} ({pr['seeds'][0]}-{pr['seeds'][-1]})",
+                        pct(pr["summary"].get("brakes_for_stopped_car")),
+                        num(pr["summary"].get("empty_acceleration_mean_abs_change")),
+                        pct(pr["summary"].get("brakes_for_closer_lead")),
+                        num(pr["summary"].get("faster_acceleration_per_mps"), "{:+.4f}"),
+                        pr["file"],
+                    ]
+                    for pr in probes
+                ],
+            )
+        )
+    return out
+
+
+PROBE_PATTERN = "probe*.json"
+"""Probe results (``drive probe AGENT --out DIR/probe-NAME.json``) the report of ``DIR`` shows."""
+
+
+def read_probes(folder: Path) -> list[dict[str, Any]]:
+    """The ``drive probe`` results saved in an evaluation folder (files drive wrote as probes;
+    any other file is left alone), oldest first."""
+    out = []
+    for path in sorted(folder.glob(PROBE_PATTERN), key=lambda p: p.stat().st_mtime):
+        if written_by(path) != "drive probe":
+            continue
+        try:
+            data = json.loads(path.read_text())
+            out.append(
+                {
+                    "agent": str(data["agent"]),
+                    "scenario": str(data["scenario"]),
+                    "seeds": list(data["seeds"]),
+                    "summary": dict(data["summary"]),
+                    "file": path.name,
+                }
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a drive probe result ({e})") from None
     return out
 
 
@@ -799,6 +868,7 @@ def write_report(
     folder = Path(folder)
     config, records = load_eval(folder)
     rows = build_rows(config, records)
+    rows["probes"] = read_probes(folder)
     files = ensure_writable_dir(folder / FILES)
     figs = _figures(rows, files)
     tables = _tables(rows)

@@ -377,6 +377,26 @@ class DrivingEnv(gym.Env):
             "kind": kind.copy(),
         }
 
+    def object_arrays(self) -> dict[str, np.ndarray]:
+        """Every other object's state now (world frame, structure of arrays: ``position_m``,
+        ``heading_rad``, ``speed_mps``, ``length_m``, ``width_m``, ``kind``), a copy a caller
+        may edit and hand back to :meth:`render_camera` / :meth:`render_bev` to render a
+        counterfactual scene (``drive probe``); the world itself is never changed."""
+        return {k: np.array(v, copy=True) for k, v in self._object_arrays().items()}
+
+    def render_bev(self, arrays: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The bird's-eye ``bev`` frame of the current ego pose over ``arrays`` (default: the
+        scene as it is), as :meth:`_observe` renders it."""
+        ego = self.world.vehicle
+        return self.renderer.ego_camera(
+            self.bev_camera,
+            hw_to_world_xy(ego.position),
+            hw_to_world_heading(ego.heading),
+            self._scene_objects(arrays),
+            ego.LENGTH,
+            ego.WIDTH,
+        )
+
     def _scene_objects(self, arrays: dict | None = None) -> SceneObjects:
         a = arrays if arrays is not None else self._object_arrays()
         return SceneObjects(
