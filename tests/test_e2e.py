@@ -476,3 +476,28 @@ def test_a_damaged_checkpoint_json_is_refused_with_its_path_and_reason(tmp_path,
     (out / "e2e.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=rf"{out / 'e2e.json'}: .*{reason}"):
         load_policy(out)
+
+
+def test_speed_dropout_zeroes_the_speed_input_of_a_share_of_training_samples(demos_dir):
+    """The speed-shortcut counter-measure: on a ``speed_dropout`` share of training samples
+    the network is handed speed 0; validation batches keep the true speed; 0 changes no
+    draw of the other augmentations."""
+    from agents.e2e.train import BatchMaker
+
+    demos = load_demos(demos_dir)
+    config = PilotNetConfig(width="s", image_hw=demos.frames.shape[1:3], n_actions=2)
+    idx = np.arange(min(400, len(demos)))
+    true_speed = aux_inputs(demos.speed[idx], demos.command[idx], config)[:, 0]
+    drop = BatchMaker(demos, config, E2ETrainConfig(speed_dropout=0.5), np.pi / 4)
+    _, aux, _ = drop.batch(idx, augment=True)
+    zeroed = (aux[:, 0] == 0) & (true_speed != 0)
+    assert 0.35 < zeroed.float().mean() < 0.65
+    assert torch.equal(aux[~zeroed, 0], true_speed[~zeroed])
+    _, aux_val, _ = drop.batch(idx, augment=False)
+    assert torch.equal(aux_val[:, 0], true_speed)
+    plain = BatchMaker(demos, config, E2ETrainConfig(), np.pi / 4).batch(idx, augment=True)
+    fresh = BatchMaker(demos, config, E2ETrainConfig(speed_dropout=0.5), np.pi / 4)
+    dropped = fresh.batch(idx, augment=True)  # the same frames and labels, speed aside
+    assert torch.equal(plain[0], dropped[0]) and torch.equal(plain[2], dropped[2])
+    with pytest.raises(ValueError, match="--no-augment"):
+        E2ETrainConfig(speed_dropout=0.5, augment=False)

@@ -79,6 +79,11 @@ class E2ETrainConfig:
     a different network."""
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
+    speed_dropout: float = 0.0
+    """Share of training samples whose speed input is zeroed (a counter-measure to the
+    speed shortcut, issue 31: a network that cannot count on its speedometer must read its
+    speed, and the traffic, from the frames; validation and driving keep the true speed).
+    Its draws come from their own stream, so 0 trains exactly as before."""
 
     def __post_init__(self) -> None:
         parse_model(self.model)
@@ -88,6 +93,13 @@ class E2ETrainConfig:
             raise ValueError(f"unknown keep {self.keep!r}; known: best, last")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
+        if not 0.0 <= self.speed_dropout <= 1.0:
+            raise ValueError(f"speed_dropout must be in [0, 1], got {self.speed_dropout}")
+        if self.speed_dropout > 0 and not self.augment:
+            raise ValueError(
+                "--speed-dropout is a training-time augmentation; it cannot take effect with "
+                "--no-augment"
+            )
         if self.view_prob is not None and not 0.0 <= self.view_prob <= 1.0:
             raise ValueError(f"view_prob must be in [0, 1], got {self.view_prob}")
         if self.view_prob and not self.augment:
@@ -188,6 +200,15 @@ class BatchMaker:
         self.side = torch.from_numpy(demos.side_frames) if demos.side_frames is not None else None
         self.gen = torch.Generator().manual_seed(recipe.seed)
         self.rng = np.random.default_rng(recipe.seed)
+        self.speed_rng = np.random.default_rng([recipe.seed, 1])  # speed dropout's own draws
+
+    def speed_input(self, speed: np.ndarray, augment: bool) -> np.ndarray:
+        """The speed the network is handed: zeroed on a ``speed_dropout`` share of training
+        samples, as it is otherwise."""
+        p = self.recipe.speed_dropout
+        if not augment or p <= 0.0:
+            return speed
+        return np.where(self.speed_rng.random(len(speed)) < p, 0.0, speed).astype(speed.dtype)
 
     def batch(
         self, idx: np.ndarray, augment: bool
@@ -221,7 +242,7 @@ class BatchMaker:
             .reshape(b, frames.shape[2], frames.shape[3], k * 3)
             .contiguous()
         )
-        aux = aux_inputs(speed, self.d.command[idx], self.config)
+        aux = aux_inputs(self.speed_input(speed, augment), self.d.command[idx], self.config)
         return frames, aux, torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
 
     def _rig_batch(
@@ -255,7 +276,9 @@ class BatchMaker:
             x = frames.permute(0, 3, 1, 2).float()
             x = _photometric(x, self.gen).round_().clamp_(0, 255).to(torch.uint8)
             frames = x.permute(0, 2, 3, 1)
-        aux = aux_inputs(self.d.speed[idx], self.d.command[idx], self.config)
+        aux = aux_inputs(
+            self.speed_input(self.d.speed[idx], augment), self.d.command[idx], self.config
+        )
         return (
             frames.contiguous(),
             aux,

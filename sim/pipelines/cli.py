@@ -482,6 +482,13 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--no-augment", action="store_true", help="e2e: no augmentation")
     s.add_argument(
+        "--speed-dropout",
+        type=arguments.probability,
+        default=0.0,
+        help="e2e: share of training samples whose speed input is zeroed, against the speed "
+        "shortcut (default: 0)",
+    )
+    s.add_argument(
         "--view-prob",
         type=arguments.probability,
         default=None,
@@ -901,6 +908,7 @@ def _e2e_recipe(args, **overrides):
         "augment": not args.no_augment,
         "budget_s": 60.0 * args.budget_min,
         "view_prob": args.view_prob,
+        "speed_dropout": args.speed_dropout,
     }
     values.update(overrides)
     return E2ETrainConfig(**values)
