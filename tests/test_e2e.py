@@ -501,3 +501,19 @@ def test_speed_dropout_zeroes_the_speed_input_of_a_share_of_training_samples(dem
     assert torch.equal(plain[0], dropped[0]) and torch.equal(plain[2], dropped[2])
     with pytest.raises(ValueError, match="--no-augment"):
         E2ETrainConfig(speed_dropout=0.5, augment=False)
+
+
+def test_keyframe_weights_favour_the_moments_the_expert_changes_what_it_does():
+    from agents.e2e.train import _loss, keyframe_weights
+
+    labels = np.array([[0.0, 0.0], [0.0, 0.0], [0.5, 0.0], [0.5, 0.0], [0.0, 0.2], [0.0, 0.2]])
+    episode = np.array([0, 0, 0, 0, 1, 1])  # the jump at index 4 starts an episode: no change
+    w = keyframe_weights(labels, episode, strength=2.0)
+    assert w.mean() == pytest.approx(1.0) and w.dtype == np.float32
+    assert w[2] == w.max() and np.allclose(np.delete(w, 2), w[0])  # only index 2 changed
+    assert w[2] / w[0] == pytest.approx(1 + 2.0 * 0.5 / (0.5 / 6))
+    assert np.allclose(keyframe_weights(labels, episode, 0.0), 1.0)
+    pred, target = torch.zeros(3, 2), torch.tensor([[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    assert _loss(pred, target, "l1") == pytest.approx(1 / 3)
+    weighted = _loss(pred, target, "l1", torch.tensor([3.0, 0.0, 0.0]))
+    assert weighted == pytest.approx(1.0)  # the first sample counts three times

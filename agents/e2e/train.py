@@ -79,6 +79,12 @@ class E2ETrainConfig:
     a different network."""
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
+    keyframe_weight: float = 0.0
+    """Keyframe weighting (after Wen et al. 2021, a counter-measure to copycat policies that
+    repeat the previous action): each training sample's loss is weighted by
+    ``1 + keyframe_weight * change / mean change``, ``change`` being how much the expert's
+    action moved from the previous step of its episode (sum of |differences| over the
+    actions), the weights then scaled to mean 1; 0 weighs every sample alike (as before)."""
     speed_dropout: float = 0.0
     """Share of training samples whose speed input is zeroed (a counter-measure to the
     speed shortcut, issue 31: a network that cannot count on its speedometer must read its
@@ -93,6 +99,8 @@ class E2ETrainConfig:
             raise ValueError(f"unknown keep {self.keep!r}; known: best, last")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
+        if not 0.0 <= self.keyframe_weight <= 100.0:
+            raise ValueError(f"keyframe_weight must be in [0, 100], got {self.keyframe_weight}")
         if not 0.0 <= self.speed_dropout <= 1.0:
             raise ValueError(f"speed_dropout must be in [0, 1], got {self.speed_dropout}")
         if self.speed_dropout > 0 and not self.augment:
@@ -286,8 +294,29 @@ class BatchMaker:
         )
 
 
-def _loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    return (pred - target).abs().mean() if kind == "l1" else ((pred - target) ** 2).mean()
+def _loss(
+    pred: torch.Tensor, target: torch.Tensor, kind: str, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The batch's loss; ``weight`` (per sample, mean 1 over the dataset) scales each
+    sample's share (keyframe weighting)."""
+    per = (pred - target).abs() if kind == "l1" else (pred - target) ** 2
+    if weight is None:
+        return per.mean()
+    return (per.mean(dim=1) * weight).mean()
+
+
+def keyframe_weights(labels: np.ndarray, episode: np.ndarray, strength: float) -> np.ndarray:
+    """Per-sample weights ``1 + strength * change / mean change`` scaled to mean 1, ``change``
+    the sum over the actions of |the expert's action - its previous step's| within an episode
+    (0 at an episode's first step): the moments where the expert changes what it does count
+    more than the ones a copy of the last action would get right."""
+    labels = np.asarray(labels, dtype=np.float64).reshape(len(labels), -1)
+    change = np.zeros(len(labels))
+    same = np.asarray(episode[1:]) == np.asarray(episode[:-1])
+    change[1:] = np.where(same, np.abs(np.diff(labels, axis=0)).sum(axis=1), 0.0)
+    mean = change.mean()
+    w = 1.0 + (strength * change / mean if mean > 0 else 0.0)
+    return (w / w.mean()).astype(np.float32)
 
 
 @torch.inference_mode()
@@ -410,6 +439,11 @@ def train_e2e(
             f"the data has {(h, w)} of {_views(_cameras(demos))}"
         )
     maker = BatchMaker(demos, model.config, recipe, steer_range)
+    weights = (
+        keyframe_weights(demos.labels, demos.episode, recipe.keyframe_weight)
+        if recipe.keyframe_weight > 0
+        else None
+    )
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
@@ -447,7 +481,10 @@ def train_e2e(
             frames, aux, y = maker.batch(order[i : i + recipe.batch_size], augment=recipe.augment)
             t1 = time.perf_counter()
             pred = model(frames.to(dev, non_blocking=True), aux.to(dev))
-            loss = _loss(pred, y.to(dev), recipe.loss)
+            w = None
+            if weights is not None:
+                w = torch.from_numpy(weights[order[i : i + recipe.batch_size]]).to(dev)
+            loss = _loss(pred, y.to(dev), recipe.loss, w)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

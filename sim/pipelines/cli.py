@@ -482,6 +482,13 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--no-augment", action="store_true", help="e2e: no augmentation")
     s.add_argument(
+        "--keyframe-weight",
+        type=arguments.number_between(0.0, 100.0, "a keyframe weight"),
+        default=0.0,
+        help="e2e: weight each sample's loss by 1 + W x how much the expert's action changed "
+        "from its previous step (keyframes, after Wen et al. 2021) (default: 0, all alike)",
+    )
+    s.add_argument(
         "--speed-dropout",
         type=arguments.probability,
         default=0.0,
@@ -909,6 +916,7 @@ def _e2e_recipe(args, **overrides):
         "budget_s": 60.0 * args.budget_min,
         "view_prob": args.view_prob,
         "speed_dropout": args.speed_dropout,
+        "keyframe_weight": args.keyframe_weight,
     }
     values.update(overrides)
     return E2ETrainConfig(**values)
