@@ -464,6 +464,29 @@ def train_e2e(
     samples = 0
     stopped = "epochs"
     rng = np.random.default_rng(recipe.seed)
+
+    def meta_now(complete: bool = False) -> dict:
+        """The checkpoint's JSON as training stands (the counters read at call time)."""
+        return _meta(
+            demos,
+            paths,
+            recipe,
+            model,
+            steer_range,
+            history,
+            best_epoch,
+            train_idx,
+            val_idx,
+            dev,
+            init,
+            samples,
+            load_s,
+            compute_s,
+            stopped,
+            extra_meta,
+            complete=complete,
+        )
+
     for epoch in range(recipe.epochs):
         model.train()
         order = rng.permutation(train_idx)
@@ -527,28 +550,7 @@ def train_e2e(
             )
         if val_loss < best or recipe.keep == "last":
             best, best_epoch = val_loss, epoch + 1
-            save_policy(
-                model,
-                out,
-                _meta(
-                    demos,
-                    paths,
-                    recipe,
-                    model,
-                    steer_range,
-                    history,
-                    best_epoch,
-                    train_idx,
-                    val_idx,
-                    dev,
-                    init,
-                    samples,
-                    load_s,
-                    compute_s,
-                    stopped,
-                    extra_meta,
-                ),
-            )
+            save_policy(model, out, meta_now())
         elif epoch + 1 - best_epoch >= recipe.patience:
             stopped = "early_stopping"
             break
@@ -567,29 +569,7 @@ def train_e2e(
         )
     # the final JSON carries the whole history (the best epoch's weights stay as saved)
     final_model, _ = load_policy(out, "cpu")
-    save_policy(
-        final_model,
-        out,
-        _meta(
-            demos,
-            paths,
-            recipe,
-            model,
-            steer_range,
-            history,
-            best_epoch,
-            train_idx,
-            val_idx,
-            dev,
-            init,
-            samples,
-            load_s,
-            compute_s,
-            stopped,
-            extra_meta,
-            complete=True,
-        ),
-    )
+    save_policy(final_model, out, meta_now(complete=True))
     return {
         "out": str(out),
         "best_epoch": best_epoch,
