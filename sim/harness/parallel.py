@@ -461,34 +461,3 @@ def _episode_runner(
         out_dir=Path(out_dir),
         decision_timeout_s=decision_timeout_s,
     )
-
-
-def run_parallel(
-    agent_name: str,
-    scenario: Scenario,
-    seeds: Sequence[int],
-    *,
-    workers: int,
-    camera: BevCamera,
-    fast_physics: bool,
-    out_dir: Path,
-    device: str | None = None,
-    video: ObserverFactory | None,
-    on_record: Callable[[dict], None],
-    decision_timeout_s: float | None = None,
-) -> None:
-    """Run every seed on ``workers`` processes of a pool of its own (a caller with several
-    (agent, scenario) pairs keeps one :class:`LocalEpisodePool` across them instead);
-    ``on_record`` gets each finished record once."""
-    with LocalEpisodePool(min(workers, max(1, len(seeds))), device=device) as pool:
-        pool.run(
-            agent_name,
-            scenario,
-            seeds,
-            out_dir,
-            on_record,
-            camera=camera,
-            fast_physics=fast_physics,
-            decision_timeout_s=decision_timeout_s,
-            video=video,
-        )

@@ -556,19 +556,11 @@ def run_seeds_on_ray(
 ) -> None:
     """:meth:`RayEpisodePool.run` on ``pool``, or on a pool of ``workers`` actors for this
     call alone."""
-    if pool is not None:
-        pool.run(
-            agent_name,
-            scenario,
-            seeds,
-            out_dir,
-            on_record,
-            camera=camera,
-            fast_physics=fast_physics,
-            decision_timeout_s=decision_timeout_s,
-        )
-        return
-    with RayEpisodePool(workers, address=address, device=device) as own:
+    with (
+        contextlib.nullcontext(pool)
+        if pool is not None
+        else RayEpisodePool(workers, address=address, device=device)
+    ) as own:
         own.run(
             agent_name,
             scenario,

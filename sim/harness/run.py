@@ -9,6 +9,7 @@ interrupted run keeps every episode it finished.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -31,13 +32,8 @@ from sim.harness.episodes import (  # noqa: F401 - re-exported: the run's public
 )
 from sim.harness.io import append_jsonl, atomic_write_json, ensure_writable_dir
 from sim.harness.metrics import scored
-from sim.harness.parallel import (
-    LocalEpisodePool,
-    failure_record,
-    fault_requested,
-    run_parallel,
-)
-from sim.harness.ray_backend import RayEpisodePool, run_seeds_on_ray
+from sim.harness.parallel import LocalEpisodePool, failure_record, fault_requested
+from sim.harness.ray_backend import RayEpisodePool
 from sim.harness.versions import git_revision, package_versions
 from sim.world.scenarios import Scenario
 
@@ -201,27 +197,12 @@ def run_seeds(
     go to ``out_dir``.  A failing episode is recorded with its status, never raised."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    if backend == "ray":
-        if video is not None or batch > 1:
-            raise ValueError(
-                "the Ray backend runs whole episodes without a video or --batch; "
-                "use the local backend for those"
-            )
-        run_seeds_on_ray(
-            agent_name,
-            scenario,
-            seeds,
-            out_dir,
-            on_record,
-            camera=camera,
-            workers=workers,
-            fast_physics=fast_physics,
-            device=device,
-            decision_timeout_s=decision_timeout_s,
-            address=address,
-            pool=pool if not isinstance(pool, LocalEpisodePool) else None,
+    if backend == "ray" and (video is not None or batch > 1):
+        raise ValueError(
+            "the Ray backend runs whole episodes without a video or --batch; "
+            "use the local backend for those"
         )
-    elif workers == 1:
+    if backend == "local" and workers == 1:  # in this process
         runner = EpisodeRunner(
             agent_name,
             scenario,
@@ -253,8 +234,17 @@ def run_seeds(
                 on_record(record)
         finally:
             runner.close()
-    elif isinstance(pool, LocalEpisodePool) and batch == 1:
-        pool.run(
+        return
+    # an episode pool: the caller's (kept warm across pairs), or one for this call alone
+    own = None
+    if pool is None:
+        own = (
+            RayEpisodePool(workers, address=address, device=device)
+            if backend == "ray"
+            else LocalEpisodePool(min(workers, max(1, len(seeds))), device=device)
+        )
+    with own if own is not None else contextlib.nullcontext():
+        (pool or own).run(
             agent_name,
             scenario,
             seeds,
@@ -263,21 +253,7 @@ def run_seeds(
             camera=camera,
             fast_physics=fast_physics,
             decision_timeout_s=decision_timeout_s,
-            video=video,
-        )
-    else:
-        run_parallel(
-            agent_name,
-            scenario,
-            seeds,
-            workers=workers,
-            camera=camera,
-            fast_physics=fast_physics,
-            out_dir=out_dir,
-            video=video,
-            device=device,
-            on_record=on_record,
-            decision_timeout_s=decision_timeout_s,
+            **({"video": video} if video is not None else {}),
         )
 
 
