@@ -517,3 +517,43 @@ def test_keyframe_weights_favour_the_moments_the_expert_changes_what_it_does():
     assert _loss(pred, target, "l1") == pytest.approx(1 / 3)
     weighted = _loss(pred, target, "l1", torch.tensor([3.0, 0.0, 0.0]))
     assert weighted == pytest.approx(1.0)  # the first sample counts three times
+
+
+def test_the_speed_head_learns_to_read_the_speed_from_the_frames_alone():
+    """CILRS's speed branch sees the image features only: frames whose brightness encodes a
+    speed teach it that speed, while the speed *input* carries nothing (zeros)."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    speed = rng.uniform(0.0, 3.0, 16).astype(np.float32)  # in the input's scale (m/s / 10)
+    frames = torch.from_numpy(
+        np.broadcast_to((speed * 80)[:, None, None, None], (16, 64, 64, 3)).astype(np.uint8)
+    )
+    net = PilotNet(PilotNetConfig(width="s", image_hw=(64, 64), speed_head=True))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    target = torch.from_numpy(speed)
+    for _ in range(300):
+        _, pred = net.forward_heads(frames, torch.zeros(16, 1))
+        loss = (pred - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+    plain = PilotNet(PilotNetConfig(width="s", image_hw=(64, 64)))
+    assert plain.forward_heads(frames, torch.zeros(16, 1))[1] is None
+    assert net(frames, torch.zeros(16, 1)).shape == (16, 1)  # driving: the actions only
+
+
+def test_training_with_a_speed_head_saves_the_branch_and_refuses_an_init_without_one(
+    demos_dir, trained, tmp_path
+):
+    recipe = E2ETrainConfig(model="pilotnet-s", epochs=1, batch_size=32, speed_head=0.05)
+    out = tmp_path / "speed"
+    train_e2e(demos_dir, out, recipe, device="cpu", progress=False)
+    model, meta = load_policy(out)
+    assert model.config.speed_head and model.speed_branch is not None
+    assert meta["training"]["speed_head"] == 0.05
+    plain, _ = trained
+    with pytest.raises(ValueError, match="no speed branch"):
+        train_e2e(demos_dir, tmp_path / "x", recipe, device="cpu", init=plain, progress=False)
+    with pytest.raises(ValueError, match="speed_head must be in"):
+        E2ETrainConfig(speed_head=-1)

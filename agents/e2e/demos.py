@@ -21,12 +21,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from agents.e2e.stream import FrameFileWriter, RowSubset
 
 DEMO_FORMAT = "drive-demos"
 RECORDER_VERSION = 1
@@ -97,7 +100,8 @@ class Demos:
 
     frames: np.ndarray
     """uint8[N, H, W, 3] bird's-eye frames, or uint8[N, 66, 200, 3 x cameras] the rig's road
-    crops (cameras concatenated on the channel axis, in ``rig["cameras"]`` order)."""
+    crops (cameras concatenated on the channel axis, in ``rig["cameras"]`` order); loaded with
+    ``stream_dir``, a :class:`~agents.e2e.stream.FrameFile` indexed the same way."""
     speed: np.ndarray
     """float32[N] ego speed [m/s]."""
     command: np.ndarray
@@ -122,7 +126,13 @@ class Demos:
     recovery views); None for the bird's-eye frames."""
     side_frames: np.ndarray | None = None
     """uint8[N, V, 66, 200, 3 x cameras]: the recovery views of each state (rig datasets
-    recorded with them)."""
+    recorded with them); streamed like ``frames``."""
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the frames are read from disk per batch (``load_demos(stream_dir=...)``)."""
+        return not isinstance(self.frames, np.ndarray)
+
     side_labels: np.ndarray | None = None
     """float32[N, V, k]: the expert's action corrected for each recovery view."""
 
@@ -150,14 +160,18 @@ class Demos:
             if rows
             else idx
         )
+
+        def rows(a):  # a streamed array stays on disk: a view of its rows
+            return a[idx] if isinstance(a, np.ndarray) else RowSubset(a, idx)
+
         side = (
             {}
             if self.side_frames is None
-            else {"side_frames": self.side_frames[idx], "side_labels": self.side_labels[idx]}
+            else {"side_frames": rows(self.side_frames), "side_labels": self.side_labels[idx]}
         )
         return replace(
             self,
-            frames=self.frames[idx],
+            frames=rows(self.frames),
             speed=self.speed[idx],
             command=self.command[idx],
             labels=self.labels[idx],
@@ -228,7 +242,9 @@ _TRAINING_ARRAYS = {
 """What training reads of an episode (the hash check reads all of :data:`HASHED_ARRAYS`)."""
 
 
-def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tuple[dict, dict]]]:
+def _load_one(
+    path: Path, wanted: set[int] | None = None
+) -> tuple[dict, Iterator[tuple[dict, dict]]]:
     meta = _read_metadata(path)
     h5_path = path / DATA_DIR / "main_data.hdf5"
     if not h5_path.exists():
@@ -259,7 +275,14 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
             f"this code reads ({CONTENT_HASH!r}); update the project"
         )
     keys = [k for k, _ in names] if hashed is not None else list(_TRAINING_ARRAYS.values())
-    episodes = []
+    return meta, _episodes(
+        h5_path, meta, wanted, keys, names, hashed, cameras, n_side, frame_shape, n_act
+    )
+
+
+def _episodes(h5_path, meta, wanted, keys, names, hashed, cameras, n_side, frame_shape, n_act):
+    """Each wanted episode of ``h5_path`` as ``(attrs, arrays)``, checked, one at a time (so a
+    streamed load holds one episode in memory)."""
     try:
         with h5py.File(h5_path, "r") as f:
             for i, name in enumerate(_episode_names(f, meta, h5_path)):
@@ -355,7 +378,8 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
                     if not ok:
                         raise DemoError(f"{where}: {why}; the dataset is damaged")
                 attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}
-                episodes.append((attrs, arrays))
+                yield attrs, arrays
+                del read, arrays  # hold one episode at a time (a streamed load's memory)
     except DemoError:
         raise
     except Exception as e:  # noqa: BLE001 - h5py's errors for truncated / corrupt files
@@ -363,7 +387,6 @@ def _load_one(path: Path, wanted: set[int] | None = None) -> tuple[dict, list[tu
             f"{h5_path}: cannot be read ({type(e).__name__}: {e}); the file is truncated "
             f"or damaged - record it again"
         ) from None
-    return meta, episodes
 
 
 def _channels(read: dict, keys: list[str]) -> np.ndarray:
@@ -391,11 +414,15 @@ def episode_lengths(paths: str | Path | list[str | Path]) -> list[int]:
 
 
 def load_demos(
-    paths: str | Path | list[str | Path], episodes: Sequence[int] | None = None
+    paths: str | Path | list[str | Path],
+    episodes: Sequence[int] | None = None,
+    stream_dir: str | Path | None = None,
 ) -> Demos:
     """Load one dataset or several compatible ones (e.g. DAgger's aggregate) into memory;
     ``episodes``: only these (indices over all the datasets' episodes, in load order), in
-    that order, the others' frames never read.
+    that order, the others' frames never read.  With ``stream_dir`` (an existing folder) the
+    frames and recovery views go to flat files there instead of memory
+    (:mod:`agents.e2e.stream`): memory holds one episode at a time while loading.
 
     Every episode read is checked against its content hash; a mismatch, or HDF5 damage
     that h5py reports while reading, is a :class:`DemoError` naming the file and the
@@ -414,27 +441,69 @@ def load_demos(
             {e - int(starts[k]) for e in wanted if starts[k] <= e < starts[k + 1]}
             for k in range(len(paths))
         ]
-        demos = _load(paths, local)
+        demos = _load(paths, local, stream_dir)
         position = {g: k for k, g in enumerate(sorted(wanted))}
         return demos.subset([position[e] for e in episodes])
-    return _load(paths, [None] * len(paths))
+    return _load(paths, [None] * len(paths), stream_dir)
 
 
-def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
+class _Frames:
+    """Where :func:`_load` puts the episodes' frames: lists to concatenate in memory, or flat
+    files in ``stream_dir``."""
+
+    def __init__(self, stream_dir: str | Path | None) -> None:
+        self.dir = None if stream_dir is None else Path(stream_dir)
+        self.parts: dict[str, list] = {"frames": [], "side_frames": []}
+        self.writers: dict[str, FrameFileWriter] = {}
+        self.count = {"frames": 0, "side_frames": 0}
+        self.views: set[int] = set()
+        """The recovery views' counts seen (more than one: a ragged mix, not kept)."""
+
+    def add(self, key: str, block: np.ndarray) -> None:
+        self.count[key] += 1
+        if key == "side_frames":
+            self.views.add(block.shape[1])
+            if len(self.views) > 1:  # ragged: dropped by the caller, nothing more to keep
+                self.drop(key)
+                return
+        if self.dir is None:
+            self.parts[key].append(block)
+            return
+        if key not in self.writers:
+            views = block.shape[1] if key == "side_frames" else 0
+            self.dir.mkdir(parents=True, exist_ok=True)
+            # a name of its own: another load into the same folder keeps its files
+            self.writers[key] = FrameFileWriter(self.dir / f"{key}-{uuid.uuid4().hex}.u8", views)
+        self.writers[key].append(block)
+
+    def result(self, key: str):
+        if self.dir is None:
+            return np.concatenate(self.parts[key])
+        return self.writers.pop(key).finish()
+
+    def drop(self, key: str) -> None:
+        self.parts[key] = []
+        if key in self.writers:
+            self.writers.pop(key).abort()
+
+    def abort(self) -> None:
+        for key in list(self.writers):
+            self.drop(key)
+
+
+def _load(paths: list, wanted: list[set[int] | None], stream_dir=None) -> Demos:
+    store = _Frames(stream_dir)
+    try:
+        return _load_into(paths, wanted, store)
+    finally:
+        store.abort()  # whatever a refused load had written
+
+
+def _load_into(paths: list, wanted: list[set[int] | None], store: _Frames) -> Demos:
     if not paths:
         raise DemoError("no demonstration datasets given")
     parts: dict[str, list] = {
-        k: []
-        for k in (
-            "frames",
-            "speed",
-            "command",
-            "labels",
-            "episode",
-            "step",
-            "side_frames",
-            "side_labels",
-        )
+        k: [] for k in ("speed", "command", "labels", "episode", "step", "side_labels")
     }
     rig_meta: dict | None = None
     episodes: list[dict] = []
@@ -445,7 +514,9 @@ def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
         drive = meta["drive"]
         rig = drive.get("rig")
         key = {
-            "scenario": drive["scenario"],
+            # the policy's scenario: a variant's demos (``stopped-car``, ``highway:dense``)
+            # train the policy of the scenario it is driven with (``highway``)
+            "scenario": drive.get("trained_on", drive["scenario"]),
             "camera": drive["camera"],
             "action_names": drive["action_names"],
             # the network's view must agree; the recovery views may differ between datasets
@@ -479,9 +550,9 @@ def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
                 rig_meta["side_views"] = None  # mixed: the views differ between datasets
         for attrs, a in eps:
             n = len(a["expert_action"])
-            parts["frames"].append(a["camera"])
+            store.add("frames", a["camera"])
             if "side_frames" in a:
-                parts["side_frames"].append(a["side_frames"])
+                store.add("side_frames", a["side_frames"])
                 parts["side_labels"].append(a["side_labels"])
             parts["speed"].append(np.asarray(a["speed"], np.float32).reshape(n))
             parts["command"].append(np.asarray(a["command"], np.int64))
@@ -498,25 +569,26 @@ def _load(paths: list, wanted: list[set[int] | None]) -> Demos:
                     "steps": n - 1,
                 }
             )
+            del a  # the next episode is read with this one's frames already gone
     if not episodes:
         raise DemoError(f"{', '.join(map(str, paths))}: no episodes")
     side: dict = {}
-    if parts["side_frames"]:
-        counts = {a.shape[1] for a in parts["side_frames"]}
-        if len(parts["side_frames"]) == len(parts["frames"]) and len(counts) == 1:
+    with_views, n_episodes = store.count["side_frames"], store.count["frames"]
+    if with_views:
+        if with_views == n_episodes and len(store.views) == 1:
             side = {
-                "side_frames": np.concatenate(parts["side_frames"]),
+                "side_frames": store.result("side_frames"),
                 "side_labels": np.concatenate(parts["side_labels"]),
             }
         else:  # a ragged mix would bias the sampling: train on the centre views only, and say so
+            store.drop("side_frames")
             print(
-                f"note: {', '.join(map(str, paths))}: recovery views in "
-                f"{len(parts['side_frames'])} of {len(parts['frames'])} episodes (counts "
-                f"{sorted(counts)}); training without them",
+                f"note: {', '.join(map(str, paths))}: recovery views in {with_views} of "
+                f"{n_episodes} episodes (counts {sorted(store.views)}); training without them",
                 file=sys.stderr,
             )
     return Demos(
-        frames=np.concatenate(parts["frames"]),
+        frames=store.result("frames"),
         speed=np.concatenate(parts["speed"]),
         command=np.concatenate(parts["command"]),
         labels=np.concatenate(parts["labels"]),

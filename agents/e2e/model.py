@@ -55,6 +55,10 @@ class PilotNetConfig:
     cameras: tuple[str, ...] = ()
     """Rig cameras (``cam_front``, ...), each a 66x200 road crop through the *same* conv
     encoder, the features concatenated; ``()``: one bird's-eye frame."""
+    speed_head: bool = False
+    """A speed-prediction branch from the image features alone (CILRS, Codevilla et al.
+    2019): trained to read the ego speed from the frames, it makes the encoder carry what the
+    speed input would otherwise shortcut.  Driving never uses its output."""
 
     def __post_init__(self) -> None:
         if self.width not in WIDTHS:
@@ -146,6 +150,15 @@ class PilotNet(nn.Module):
             n_in = n_out
         fcs.append(nn.Linear(n_in, config.n_actions))
         self.head = nn.Sequential(*fcs)
+        self.speed_branch = (
+            nn.Sequential(
+                nn.Linear(flat, max(4, round(_FCS[0] * k))),
+                nn.ELU(),
+                nn.Linear(max(4, round(_FCS[0] * k)), 1),
+            )
+            if config.speed_head
+            else None
+        )
         self.flat_features = flat
         self.channels_last = False
         """Keep the NHWC camera layout through the convolutions (set by ``to_channels_last``)."""
@@ -177,11 +190,21 @@ class PilotNet(nn.Module):
             )
 
     def forward(self, frames: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        return self.forward_heads(frames, aux)[0]
+
+    def forward_heads(
+        self, frames: torch.Tensor, aux: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The actions and, with ``speed_head``, the speed read from the frames alone (in the
+        speed input's scale, [m/s] x :data:`SPEED_SCALE`; None without the branch)."""
         self.check_input(frames, aux)
         x = frames.permute(0, 3, 1, 2).float()  # NHWC memory: already channels_last
         if not self.channels_last:
             x = x.contiguous()
-        return self.head(torch.cat([self.encode(x), aux.to(x.dtype)], dim=1))
+        features = self.encode(x)
+        actions = self.head(torch.cat([features, aux.to(x.dtype)], dim=1))
+        speed = None if self.speed_branch is None else self.speed_branch(features)[:, 0]
+        return actions, speed
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """The image features of float [B, channels, H, W] pixels in 0..255 (:func:`encode_pixels`),

@@ -22,6 +22,7 @@ as the git revision).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -34,8 +35,16 @@ from tqdm import tqdm
 
 from agents.e2e.checkpoint import META, check_folder_path, load_policy, save_policy
 from agents.e2e.demos import Demos, dataset_info, load_demos
-from agents.e2e.model import PilotNet, PilotNetConfig, aux_inputs, count_parameters, parse_model
+from agents.e2e.model import (
+    SPEED_SCALE,
+    PilotNet,
+    PilotNetConfig,
+    aux_inputs,
+    count_parameters,
+    parse_model,
+)
 from agents.e2e.rig import recovery_labels
+from agents.e2e.stream import stream_folder
 from perception.checkpoint import check_fresh_out, resolve_device
 from perception.splits import split_by_episode
 from sim.geometry.bev import BevCamera
@@ -85,6 +94,12 @@ class E2ETrainConfig:
     ``1 + keyframe_weight * change / mean change``, ``change`` being how much the expert's
     action moved from the previous step of its episode (sum of |differences| over the
     actions), the weights then scaled to mean 1; 0 weighs every sample alike (as before)."""
+    speed_head: float = 0.0
+    """Weight of the CILRS speed-prediction loss (0: no speed branch).  > 0 gives the network
+    a branch that reads the ego speed from the image features alone, trained by L1 against
+    the true speed (x :data:`~agents.e2e.model.SPEED_SCALE`, the speed input's scale) beside
+    the action loss; the validation loss stays the action loss alone, comparable across
+    recipes.  CILRS and its reimplementations weigh it 0.05 against their action losses."""
     speed_dropout: float = 0.0
     """Share of training samples whose speed input is zeroed (a counter-measure to the
     speed shortcut, issue 31: a network that cannot count on its speedometer must read its
@@ -101,6 +116,8 @@ class E2ETrainConfig:
             raise ValueError("epochs and batch size must be >= 1")
         if not 0.0 <= self.keyframe_weight <= 100.0:
             raise ValueError(f"keyframe_weight must be in [0, 100], got {self.keyframe_weight}")
+        if not 0.0 <= self.speed_head <= 10.0:
+            raise ValueError(f"speed_head must be in [0, 10], got {self.speed_head}")
         if not 0.0 <= self.speed_dropout <= 1.0:
             raise ValueError(f"speed_dropout must be in [0, 1], got {self.speed_dropout}")
         if self.speed_dropout > 0 and not self.augment:
@@ -184,7 +201,13 @@ def _photometric(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 class BatchMaker:
-    """Index gather + augmentation from the in-memory arrays (the data loader)."""
+    """Index gather + augmentation (the data loader): from the in-memory arrays, or from a
+    streamed dataset's files (:mod:`agents.e2e.stream`), which give the same bytes.
+
+    Every random draw of a training batch comes from streams seeded by ``(recipe.seed,
+    key)``, ``key`` naming the batch (epoch, position): a batch is the same whichever process
+    makes it and in whatever order, so loader workers (:class:`BatchLoader`) change the speed,
+    never the network."""
 
     def __init__(
         self,
@@ -195,7 +218,7 @@ class BatchMaker:
     ) -> None:
         self.d, self.config = demos, config
         self.recipe = replace(recipe, view_prob=effective_view_prob(recipe, demos))
-        self.frames = torch.from_numpy(demos.frames)  # shares memory, no copy
+        self.frames = demos.frames  # an array, or a streamed file indexed like one
         self.stacked = demos.stacked_indices(config.stack, config.stride)
         self.rig = demos.rig is not None
         self.aug = (
@@ -205,10 +228,19 @@ class BatchMaker:
                 demos.camera, list(demos.action_names).index("steering"), steering_range_rad
             )
         )
-        self.side = torch.from_numpy(demos.side_frames) if demos.side_frames is not None else None
-        self.gen = torch.Generator().manual_seed(recipe.seed)
-        self.rng = np.random.default_rng(recipe.seed)
-        self.speed_rng = np.random.default_rng([recipe.seed, 1])  # speed dropout's own draws
+        self.side = demos.side_frames
+        self._streams((0,))
+
+    def _streams(self, key: tuple[int, ...]) -> None:
+        """The batch ``key``'s random streams: augmentation, and speed dropout's own (so
+        ``speed_dropout`` 0 draws the rest exactly as with it)."""
+        seed = int(self.recipe.seed)
+        self.rng = np.random.default_rng([seed, *key])
+        self.gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        self.speed_rng = np.random.default_rng([seed, 1, *key])
+
+    def _gather(self, rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.frames[rows]))
 
     def speed_input(self, speed: np.ndarray, augment: bool) -> np.ndarray:
         """The speed the network is handed: zeroed on a ``speed_dropout`` share of training
@@ -219,13 +251,17 @@ class BatchMaker:
         return np.where(self.speed_rng.random(len(speed)) < p, 0.0, speed).astype(speed.dtype)
 
     def batch(
-        self, idx: np.ndarray, augment: bool
+        self, idx: np.ndarray, augment: bool, key: tuple[int, ...] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frames, head inputs and labels of the states ``idx``; ``key`` (e.g. ``(epoch,
+        position)``) reseeds the augmentation for this batch (None: the streams continue)."""
+        if key is not None:
+            self._streams(tuple(int(k) for k in key))
         if self.rig:
             return self._rig_batch(idx, augment)
-        rows = torch.from_numpy(self.stacked[idx].reshape(-1))
         b, k = len(idx), self.config.stack
-        frames = self.frames[rows].reshape(b, k, *self.frames.shape[1:])  # [B, k, H, W, 3]
+        frames = self._gather(self.stacked[idx].reshape(-1))
+        frames = frames.reshape(b, k, *frames.shape[1:])  # [B, k, H, W, 3]
         labels = self.d.labels[idx]
         speed = self.d.speed[idx]
         if augment:
@@ -262,19 +298,22 @@ class BatchMaker:
         b, k, n = len(idx), self.config.stack, self.config.n_views
         stacked = self.stacked[idx]  # [B, k]
         labels = self.d.labels[idx].copy()
-        frames = self.frames[torch.from_numpy(stacked.reshape(-1))].reshape(
-            b, k, *self.frames.shape[1:]
-        )
+        pick = np.zeros(0, np.int64)
         if augment and self.side is not None and self.recipe.view_prob > 0:
             pick = np.flatnonzero(self.rng.random(b) < self.recipe.view_prob)
-            if len(pick):
-                view = self.rng.integers(0, self.side.shape[1], len(pick))
-                rows = torch.from_numpy(stacked[pick].reshape(-1))
-                views = torch.from_numpy(np.repeat(view, k))
-                frames[torch.from_numpy(pick)] = self.side[rows, views].reshape(
-                    len(pick), k, *self.frames.shape[1:]
-                )
-                labels[pick] = self.d.side_labels[idx[pick], view]
+        centre = np.setdiff1d(np.arange(b), pick)
+        frames = torch.empty((b, k, *self.frames.shape[1:]), dtype=torch.uint8)
+        if len(centre):
+            frames[torch.from_numpy(centre)] = self._gather(stacked[centre].reshape(-1)).reshape(
+                len(centre), k, *self.frames.shape[1:]
+            )
+        if len(pick):
+            view = self.rng.integers(0, self.side.shape[1], len(pick))
+            side = self.side[stacked[pick].reshape(-1), np.repeat(view, k)]
+            frames[torch.from_numpy(pick)] = torch.from_numpy(np.ascontiguousarray(side)).reshape(
+                len(pick), k, *self.frames.shape[1:]
+            )
+            labels[pick] = self.d.side_labels[idx[pick], view]
         h, w = frames.shape[2:4]
         # [B, k, H, W, n*3] -> [B, H, W, n, k, 3]: each camera's frames together, oldest first
         frames = (
@@ -292,6 +331,48 @@ class BatchMaker:
             aux,
             torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32)),
         )
+
+
+class _EpochBatches(torch.utils.data.Dataset):
+    """One epoch's batches (``order`` cut into ``batch_size`` runs), batch ``j`` made with key
+    ``(epoch, j)``: what :class:`BatchLoader`'s workers map over."""
+
+    def __init__(self, maker: BatchMaker, order: np.ndarray, size: int, epoch: int, augment: bool):
+        self.maker, self.order, self.size = maker, order, size
+        self.epoch, self.augment = epoch, augment
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.size)
+
+    def __getitem__(self, j: int):
+        idx = self.order[j * self.size : (j + 1) * self.size]
+        return (*self.maker.batch(idx, self.augment, key=(self.epoch, j)), torch.from_numpy(idx))
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # a loader worker must not fight the trainer for the cores
+
+
+def epoch_batches(
+    maker: BatchMaker, order: np.ndarray, batch_size: int, epoch: int, augment: bool, workers: int
+):
+    """The epoch's batches in order, as ``(frames, aux, labels, idx)``, made in ``workers``
+    processes (0: in this one); the same batches whatever ``workers`` is."""
+    data = _EpochBatches(maker, order, batch_size, epoch, augment)
+    if workers <= 0:
+        return (data[j] for j in range(len(data)))
+    return iter(
+        torch.utils.data.DataLoader(
+            data,
+            batch_size=None,
+            shuffle=False,
+            num_workers=workers,
+            worker_init_fn=_one_thread,
+            prefetch_factor=4,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+        )
+    )
 
 
 def _loss(
@@ -382,8 +463,15 @@ def train_e2e(
     progress: bool = True,
     extra_meta: dict | None = None,
     demos: Demos | None = None,
+    stream: bool = True,
+    loader_workers: int = 0,
 ) -> dict:
     """Train a PilotNet policy on the demonstrations ``data``; the best epoch goes to ``out``.
+
+    ``stream``: read the frames from disk per batch (:mod:`agents.e2e.stream`; a temp folder
+    holds them for the run), so memory does not grow with the dataset; ``loader_workers``:
+    processes that make the batches while the network trains.  Neither changes the network
+    (the same batches either way); ``demos`` given: trained on as they are.
 
     ``init``: a policy checkpoint to start from (DAgger's rounds fine-tune); its
     architecture wins over ``recipe.model``/``recipe.stack``.
@@ -399,7 +487,26 @@ def train_e2e(
         torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     paths = [str(p) for p in (data if isinstance(data, list) else [data])]
-    demos = demos if demos is not None else load_demos(paths)
+    with contextlib.ExitStack() as stack:
+        if demos is None:
+            folder = stack.enter_context(stream_folder()) if stream else None
+            demos = load_demos(paths, stream_dir=folder)
+        return _train(
+            demos, paths, out, recipe, dev, init, progress, extra_meta, max(0, loader_workers)
+        )
+
+
+def _train(
+    demos: Demos,
+    paths: list[str],
+    out: Path,
+    recipe: E2ETrainConfig,
+    dev: torch.device,
+    init,
+    progress: bool,
+    extra_meta: dict | None,
+    loader_workers: int,
+) -> dict:
     steer_range = _steering_range(paths)
     recipe = replace(recipe, view_prob=effective_view_prob(recipe, demos, ", ".join(paths)))
     train_idx, val_idx = split_by_episode(demos.episode.tolist(), recipe.val_fraction, recipe.seed)
@@ -416,6 +523,11 @@ def train_e2e(
                 f"--init {init} drives {init_meta['action_names']}, the data has "
                 f"{demos.action_names}"
             )
+        if recipe.speed_head > 0 and not model.config.speed_head:
+            raise ValueError(
+                f"--speed-head {recipe.speed_head:g}: --init {init} has no speed branch to "
+                "train; start from a network trained with --speed-head, or leave it out"
+            )
         recipe = replace(
             recipe,
             model=model.config.model_name,
@@ -431,6 +543,7 @@ def train_e2e(
             n_actions=len(demos.action_names),
             use_command=bool(len(np.unique(demos.command)) > 1 or demos.uses_command),
             cameras=_cameras(demos),
+            speed_head=recipe.speed_head > 0,
         )
         model = PilotNet(config).to(dev)
     if model.config.image_hw != (h, w) or model.config.cameras != _cameras(demos):
@@ -484,6 +597,7 @@ def train_e2e(
             compute_s,
             stopped,
             extra_meta,
+            loader_workers,
             complete=complete,
         )
 
@@ -499,15 +613,24 @@ def train_e2e(
             dynamic_ncols=True,
         )
         run_loss, run_n = 0.0, 0
-        for i in range(0, len(order), recipe.batch_size):
+        batches = epoch_batches(
+            maker, order, recipe.batch_size, epoch, recipe.augment, loader_workers
+        )
+        while True:
             t0 = time.perf_counter()
-            frames, aux, y = maker.batch(order[i : i + recipe.batch_size], augment=recipe.augment)
+            batch = next(batches, None)
+            if batch is None:
+                break
+            frames, aux, y, idx = batch
             t1 = time.perf_counter()
-            pred = model(frames.to(dev, non_blocking=True), aux.to(dev))
+            pred, speed_pred = model.forward_heads(frames.to(dev, non_blocking=True), aux.to(dev))
             w = None
             if weights is not None:
-                w = torch.from_numpy(weights[order[i : i + recipe.batch_size]]).to(dev)
+                w = torch.from_numpy(weights[idx.numpy()]).to(dev)
             loss = _loss(pred, y.to(dev), recipe.loss, w)
+            if speed_pred is not None and recipe.speed_head > 0:
+                true_speed = torch.from_numpy(demos.speed[idx.numpy()] * SPEED_SCALE).to(dev)
+                loss = loss + recipe.speed_head * (speed_pred - true_speed).abs().mean()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -527,6 +650,7 @@ def train_e2e(
             if recipe.budget_s and time.time() - started > recipe.budget_s:
                 stopped = "budget"
                 break
+        del batches  # a loader's workers stop here (a budget may have cut the epoch short)
         bar.close()
         val_loss = evaluate_loss(model, maker, val_idx, dev, recipe.loss)
         elapsed = time.time() - started
@@ -608,6 +732,7 @@ def _meta(
     compute_s,
     stopped,
     extra_meta,
+    loader_workers: int = 0,
     complete: bool = False,
 ) -> dict:
     return {
@@ -634,6 +759,8 @@ def _meta(
             "loader_samples_per_s": samples / max(load_s, 1e-9),
             "stopped": stopped,
             "complete": complete,
+            "streamed": bool(demos.streamed),
+            "loader_workers": int(loader_workers),
         },
         "dataset": {
             "paths": paths,

@@ -489,6 +489,16 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "from its previous step (keyframes, after Wen et al. 2021) (default: 0, all alike)",
     )
     s.add_argument(
+        "--speed-head",
+        type=arguments.number_between(0.0, 10.0, "a speed-head loss weight"),
+        default=0.0,
+        nargs="?",
+        const=0.05,
+        metavar="W",
+        help="e2e: a CILRS speed-prediction branch from the image features, its L1 loss "
+        "weighted W against the actions' (--speed-head alone: 0.05, CILRS's) (default: none)",
+    )
+    s.add_argument(
         "--speed-dropout",
         type=arguments.probability,
         default=0.0,
@@ -916,6 +926,7 @@ def _e2e_recipe(args, **overrides):
         "budget_s": 60.0 * args.budget_min,
         "view_prob": args.view_prob,
         "speed_dropout": args.speed_dropout,
+        "speed_head": args.speed_head,
         "keyframe_weight": args.keyframe_weight,
     }
     values.update(overrides)

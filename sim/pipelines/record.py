@@ -771,6 +771,7 @@ def record_dataset(
                 "format": DEMO_FORMAT,
                 "recorder_version": RECORDER_VERSION,
                 "scenario": scenario.name,
+                "trained_on": scenario.trained_on,
                 "uses_command": scenario.uses_command,
                 "action_names": list(scenario.action_names),
                 "control_hz": scenario.control_hz,
