@@ -367,6 +367,40 @@ def test_dagger_round_aggregates_relabels_and_scores(trained, demos_dir, tmp_pat
     )
 
 
+def test_dagger_rounds_collect_on_every_variant_named_and_score_the_first(
+    trained, demos_dir, tmp_path
+):
+    from sim.pipelines.dagger import DaggerConfig, run_dagger
+
+    out, _ = trained
+    config = DaggerConfig(rounds=1, episodes=1, eval_episodes=1, workers=1, duration_s=2.0)
+    recipe = E2ETrainConfig(model="pilotnet-s", epochs=1, lr=1e-4, patience=1)
+    result = run_dagger(
+        out,
+        tmp_path / "d",
+        config,
+        recipe,
+        scenario="lane-keep,lane-keep:dusk",
+        device="cpu",
+        progress=False,
+        loader_workers=1,
+    )
+    rdir = tmp_path / "d" / "rounds" / "1"
+    plain = load_demos(rdir / "demos-lane-keep")
+    dusk = load_demos(rdir / "demos-lane-keep-dusk")
+    assert {e["scenario"] for e in dusk.episodes} == {"lane-keep:dusk"}
+    assert dusk.scenario == plain.scenario == "lane-keep"  # the policy a variant trains
+    assert result["rounds"][1]["new_frames"] == len(plain) + len(dusk)
+    evaluated = (rdir / "eval" / "episodes.jsonl").read_text().splitlines()
+    assert [json.loads(x)["scenario"] for x in evaluated] == ["lane-keep"]  # the first is scored
+    _, meta = load_policy(rdir / "policy")
+    assert meta["training"]["streamed"] and meta["training"]["loader_workers"] == 1
+    for bad, why in (("highway", "trains one policy"), ("lane-keep,lane-keep", "once")):
+        with pytest.raises(ValueError, match=why):
+            run_dagger(out, tmp_path / "x", config, recipe, scenario=bad, progress=False)
+    assert not (tmp_path / "x").exists()
+
+
 def test_bench_inference_reports_every_width_and_the_sb3_baseline():
     from sim.bench.inference import bench_inference, format_inference
 

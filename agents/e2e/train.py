@@ -59,6 +59,9 @@ class E2ETrainConfig:
     stride: int = 1
     loss: str = "l1"
     epochs: int = 20
+    samples_per_epoch: int = 0
+    """Samples drawn (without replacement) from the training split each epoch; 0: all of it.
+    Fixes the compute per epoch as an aggregated dataset grows (DAgger's rounds at scale)."""
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -112,6 +115,8 @@ class E2ETrainConfig:
             raise ValueError(f"unknown loss {self.loss!r}; known: l1, mse")
         if self.keep not in ("best", "last"):
             raise ValueError(f"unknown keep {self.keep!r}; known: best, last")
+        if self.samples_per_epoch < 0:
+            raise ValueError(f"samples_per_epoch must be >= 0, got {self.samples_per_epoch}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
         if not 0.0 <= self.keyframe_weight <= 100.0:
@@ -560,7 +565,8 @@ def _train(
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
-    steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size)
+    per_epoch = min(recipe.samples_per_epoch or len(train_idx), len(train_idx))
+    steps_per_epoch = math.ceil(per_epoch / recipe.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimiser, T_max=recipe.epochs * steps_per_epoch
     )
@@ -603,7 +609,7 @@ def _train(
 
     for epoch in range(recipe.epochs):
         model.train()
-        order = rng.permutation(train_idx)
+        order = rng.permutation(train_idx)[:per_epoch]
         bar = tqdm(
             total=len(order),
             desc=f"epoch {epoch + 1}/{recipe.epochs}",
@@ -683,7 +689,7 @@ def _train(
     if writer is not None:
         writer.close()
     if stopped == "budget":  # loud: this network is not the one its recipe describes
-        planned = recipe.epochs * len(train_idx)
+        planned = recipe.epochs * per_epoch
         print(
             f"warning: {out}: the {recipe.budget_s:g} s budget stopped training after "
             f"{len(history)} of {recipe.epochs} epochs ({samples:,} of {planned:,} samples); "
@@ -754,7 +760,9 @@ def _meta(
             "init": str(init) if init else None,
             "samples_seen": int(samples),
             "epochs_trained": len(history),
-            "samples_planned": int(recipe.epochs * len(train_idx)),
+            "samples_planned": int(
+                recipe.epochs * min(recipe.samples_per_epoch or len(train_idx), len(train_idx))
+            ),
             "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
             "loader_samples_per_s": samples / max(load_s, 1e-9),
             "stopped": stopped,

@@ -489,6 +489,27 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "from its previous step (keyframes, after Wen et al. 2021) (default: 0, all alike)",
     )
     s.add_argument(
+        "--samples-per-epoch",
+        type=arguments.count,
+        default=0,
+        help="e2e/dagger: samples drawn from the training split each epoch, fixing the compute "
+        "as an aggregate grows (default: 0, all of it)",
+    )
+    s.add_argument(
+        "--loader-workers",
+        type=arguments.count,
+        default=0,
+        help="e2e/dagger: processes that make batches while the network trains (the same "
+        "network with any number) (default: 0, in the trainer's process)",
+    )
+    s.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="e2e/dagger: hold the frames in memory instead of streaming them from a temp "
+        "file per batch (faster on small sets; memory grows with the data) (default: stream; "
+        "DRIVE_STREAM_DIR sets the temp folder)",
+    )
+    s.add_argument(
         "--speed-head",
         type=arguments.number_between(0.0, 10.0, "a speed-head loss weight"),
         default=0.0,
@@ -552,7 +573,11 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="dagger: the e2e checkpoint to start from; ppo: e2e:RUN (BC -> PPO) or ppo:RUN",
     )
     s.add_argument(
-        "--scenario", default=None, help="dagger/ppo: scenario (default: the --init checkpoint's)"
+        "--scenario",
+        default=None,
+        help="dagger/ppo: scenario (default: the --init checkpoint's); dagger: several, "
+        "comma-separated (variants of the policy's scenario, e.g. highway,stopped-car,"
+        "highway:dense), each collected every round, the first scored",
     )
     s.add_argument(
         "--steps",
@@ -927,6 +952,7 @@ def _e2e_recipe(args, **overrides):
         "view_prob": args.view_prob,
         "speed_dropout": args.speed_dropout,
         "speed_head": args.speed_head,
+        "samples_per_epoch": args.samples_per_epoch,
         "keyframe_weight": args.keyframe_weight,
     }
     values.update(overrides)
@@ -952,6 +978,8 @@ def _train_e2e(args, meta: dict) -> int:
         device=args.device,
         progress=not args.quiet,
         extra_meta=meta,
+        stream=not args.in_memory,
+        loader_workers=args.loader_workers,
     )
     print(format_training(result))
     return 0
@@ -1003,6 +1031,8 @@ def _train_dagger(args, meta: dict) -> int:
         device=args.device,
         progress=not args.quiet,
         extra_meta=meta,
+        stream=not args.in_memory,
+        loader_workers=args.loader_workers,
     )
     print(format_dagger(result))
     return 0

@@ -15,6 +15,12 @@ Round ``r`` (1..K):
 A rig policy's rounds record what it sees: the rig cameras' road crops and the same
 recovery views as its first dataset (so the aggregate keeps them).
 
+Several scenarios (``scenario="highway,stopped-car,hard-brake"``: a policy's scenario and
+variants of it, all with the same ``trained_on``) make each round collect ``episodes`` on
+every one of them, into ``OUT/rounds/r/demos-NAME``; the closed-loop score is the first's.
+The aggregate is streamed from disk (:mod:`agents.e2e.stream`), so memory does not grow
+with the rounds.
+
 Round 0 is the initial policy's score, so the curve starts from behaviour cloning.
 ``OUT/dagger.jsonl`` gets one line per round (appended atomically); a rerun of the same
 command skips the rounds already there (resume).  The last round's checkpoint is copied
@@ -34,6 +40,7 @@ import numpy as np
 from agents.e2e.checkpoint import META, load_policy, save_policy
 from agents.e2e.demos import Demos, dataset_info, episode_lengths, load_demos
 from agents.e2e.rig import RigInput
+from agents.e2e.stream import stream_folder
 from agents.e2e.train import E2ETrainConfig, epochs_for, train_e2e
 from sim.harness.io import append_jsonl, read_jsonl
 from sim.harness.run import run_agent
@@ -101,21 +108,38 @@ def _evaluate(policy: Path, scenario, config: DaggerConfig, out: Path, progress:
 
 def check_rounds(scenario: str, world: Scenario, data: list[str]) -> None:
     """Refuse, before round 0, a ``scenario`` whose rounds could not be recorded or trained on:
-    one with faults (demos are recorded clean), or one other than the initial demos' (a
-    round's demos join them in one training set, which holds one scenario)."""
+    one with faults (demos are recorded clean), or one that trains another policy than the
+    initial demos' (a round's demos join them in one training set, which trains one policy:
+    a variant such as ``stopped-car`` joins ``highway`` demos)."""
     refuse_faults(
         world,
         f"--scenario {scenario}: DAgger records a demo set every round, and demos are recorded "
         "without sensor or actuation faults",
     )
-    recorded = dataset_info(data[0])["drive"]["scenario"]
-    if world.name != recorded:
+    drive = dataset_info(data[0])["drive"]
+    recorded = drive.get("trained_on", drive["scenario"])
+    if world.trained_on != recorded:
         raise ValueError(
             f"--scenario {scenario}: DAgger trains on its rounds' demos together with {data[0]} "
-            f"(recorded on {recorded}), and a training set holds one scenario; pass --scenario "
-            f"{recorded}, or --data demos recorded on {world.name} "
-            f"(drive record --scenario {world.name})"
+            f"(demos of the {recorded} policy), and a training set trains one policy; pass "
+            f"--scenario {recorded} (or a variant of it), or --data demos recorded on "
+            f"{world.trained_on} (drive record --scenario {world.trained_on})"
         )
+
+
+def round_scenarios(scenario: str) -> list[str]:
+    """The scenarios a round collects on: ``scenario`` split at commas, in order, each once."""
+    names = [n.strip() for n in scenario.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"--scenario {scenario!r}: name each scenario once, comma-separated")
+    return names
+
+
+def _demos_dirs(rdir: Path, names: list[str]) -> list[Path]:
+    """Where round ``rdir`` keeps each scenario's demos (one scenario: ``demos``, as before)."""
+    if len(names) == 1:
+        return [rdir / "demos"]
+    return [rdir / f"demos-{n.replace(':', '-').replace('=', '')}" for n in names]
 
 
 def run_dagger(
@@ -131,8 +155,13 @@ def run_dagger(
     device: str = "auto",
     progress: bool = True,
     extra_meta: dict | None = None,
+    stream: bool = True,
+    loader_workers: int = 0,
 ) -> dict:
     """Run (or resume) ``config.rounds`` DAgger rounds from the policy ``init``.
+
+    ``scenario``: one name or several, comma-separated (every round collects on each; the
+    first is scored).  ``stream``/``loader_workers``: as :func:`agents.e2e.train.train_e2e`.
 
     ``data``: the initial demos (default: ``init``'s training data); ``episodes``: only these
     of them (indices over ``data``'s episodes, as :func:`agents.e2e.demos.load_demos` takes them;
@@ -150,7 +179,10 @@ def run_dagger(
     if not scenario:
         raise ValueError(f"{init / META} names no scenario; pass --scenario")
     data = list(data or init_meta["dataset"]["paths"])
-    check_rounds(scenario, _scenario(scenario, config), data)
+    names = round_scenarios(scenario)
+    for name in names:
+        check_rounds(name, _scenario(name, config), data)
+    scored = names[0]
     aggregate = _Aggregate(data, episodes)
     rig = None
     if init_meta["config"].get(
@@ -175,7 +207,7 @@ def run_dagger(
             "frames": aggregate.frames(),
             "new_frames": 0,
             "closed_loop": _evaluate(
-                init, _scenario(scenario, config), config, out / "rounds" / "0" / "eval", progress
+                init, _scenario(scored, config), config, out / "rounds" / "0" / "eval", progress
             ),
             "val_loss": _best_val(init_meta),
             "seconds": time.time() - started,
@@ -186,34 +218,41 @@ def run_dagger(
     for r in range(1, config.rounds + 1):
         rdir = out / "rounds" / str(r)
         beta = config.beta * config.decay ** (r - 1)
+        dirs = _demos_dirs(rdir, names)
         if r in done:
             current = Path(done[r]["policy"])
-            aggregate.add(rdir / "demos")
+            for d in dirs:
+                aggregate.add(d)
             continue
         t0 = time.time()
-        demos = rdir / "demos"
-        if demos.exists():  # complete (datasets appear atomically) from an interrupted round
-            new = {"frames": _frames([demos])}
-        else:
-            seeds = [
-                config.data_seed_start + (r - 1) * config.episodes + i
-                for i in range(config.episodes)
-            ]
-            if progress:
-                print(f"round {r}: collecting {len(seeds)} episodes, beta {beta:.3f}", flush=True)
-            new = record_dataset(
-                _scenario(scenario, config),
-                seeds,
-                demos,
-                noise=NoiseConfig(0.0),
-                learner=f"e2e:{current}",
-                beta=beta,
-                workers=config.workers,
-                progress=progress,
-                extra={"dagger_round": r},
-                rig=rig,
-            )
-        aggregate.add(demos)
+        seeds = [
+            config.data_seed_start + (r - 1) * config.episodes + i for i in range(config.episodes)
+        ]
+        new_frames = 0
+        for name, demos in zip(names, dirs, strict=True):
+            if demos.exists():  # complete (datasets appear atomically) from an interrupted round
+                new_frames += _frames([demos])
+            else:
+                if progress:
+                    print(
+                        f"round {r}: collecting {len(seeds)} episodes on {name}, beta {beta:.3f}",
+                        flush=True,
+                    )
+                new_frames += int(
+                    record_dataset(
+                        _scenario(name, config),
+                        seeds,
+                        demos,
+                        noise=NoiseConfig(0.0),
+                        learner=f"e2e:{current}",
+                        beta=beta,
+                        workers=config.workers,
+                        progress=progress,
+                        extra={"dagger_round": r},
+                        rig=rig,
+                    )["frames"]
+                )
+            aggregate.add(demos)
         policy = rdir / "policy"
         if policy.exists():
             shutil.rmtree(policy)  # a half-trained round: train it again
@@ -223,25 +262,28 @@ def run_dagger(
             if samples is None
             else replace(recipe, epochs=epochs_for(samples, frames, recipe.epochs))
         )
-        result = train_e2e(
-            aggregate.paths,
-            policy,
-            rec,
-            device=device,
-            init=current,
-            progress=progress,
-            demos=aggregate.load(),
-            extra_meta={**(extra_meta or {}), "dagger_round": r},
-        )
+        with stream_folder() as folder:
+            result = train_e2e(
+                aggregate.paths,
+                policy,
+                rec,
+                device=device,
+                init=current,
+                progress=progress,
+                demos=aggregate.load(folder if stream else None),
+                extra_meta={**(extra_meta or {}), "dagger_round": r},
+                stream=stream,
+                loader_workers=loader_workers,
+            )
         current = policy
         row = {
             "round": r,
             "beta": beta,
             "policy": str(policy),
             "frames": frames,
-            "new_frames": int(new["frames"]),
+            "new_frames": int(new_frames),
             "closed_loop": _evaluate(
-                policy, _scenario(scenario, config), config, rdir / "eval", progress
+                policy, _scenario(scored, config), config, rdir / "eval", progress
             ),
             "val_loss": float(result["best_val_loss"]),
             "seconds": time.time() - t0,
@@ -290,9 +332,13 @@ class _Aggregate:
         lengths = episode_lengths(self.paths)
         return int(sum(lengths[e] for e in chosen))
 
-    def load(self) -> Demos | None:
+    def load(self, stream_dir: Path | None = None) -> Demos | None:
+        """The chosen episodes (None: all of them, loaded by the trainer itself), their frames
+        streamed into ``stream_dir`` when given."""
         chosen = self.chosen()
-        return None if chosen is None else load_demos(self.paths, episodes=chosen)
+        if chosen is None:
+            return None
+        return load_demos(self.paths, episodes=chosen, stream_dir=stream_dir)
 
 
 def _frames(paths: list) -> int:
