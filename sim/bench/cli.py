@@ -45,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'pool': the same mixed 40-episode evaluation (idm and expert on lane-keep and "
         "highway, 10 seeds each) with the local backend's warm worker processes and with Ray "
         "actors, alternated --repeats times: median wall time and the ratio. "
+        "'data': frames/s of recording rig demos (expert-labelled) with 1 and --workers "
+        "workers, and with --agent e2e:RUN on-policy (the network drives, the expert labels), "
+        "beside the trainer's batch gather in samples/s and its load's peak memory with the "
+        "frames in memory vs streamed from disk. "
         "'ppo': PPO training throughput (environment steps/s, rollout and "
         "update apart) with the fast physics vs stock (default: highway, "
         "--steps 1024 per round, --repeats rounds). 'suite': every agent over the "
@@ -55,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument(
         "what",
-        choices=["camera", "sim", "planner", "inference", "loop", "ppo", "pool", "suite"],
+        choices=["camera", "sim", "planner", "inference", "loop", "ppo", "pool", "data", "suite"],
         help="what to benchmark",
     )
     s.add_argument(
@@ -86,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--agent",
         default="expert",
-        help=f"planner: agent name (default: expert; known: {', '.join(AGENTS)})",
+        help=f"planner: agent name (default: expert; known: {', '.join(AGENTS)}); data: "
+        "e2e:RUN adds an on-policy recording row",
     )
     s.add_argument(
         "--duration",
@@ -227,6 +232,18 @@ def _cmd_suite(args) -> int:
     return 0
 
 
+def _data_learner(agent: str) -> str | None:
+    """``drive bench data``'s on-policy driver: an e2e network, or none for ``expert``."""
+    if agent == "expert":
+        return None
+    if agent.split(":", 1)[0] != "e2e":
+        raise ValueError(
+            f"drive bench data --agent {agent}: the on-policy row is driven by an end-to-end "
+            "network (e2e or e2e:RUN); leave --agent out for the expert's rows alone"
+        )
+    return agent
+
+
 def _cmd_bench(args) -> int:
     if args.what == "suite":
         return _cmd_suite(args)
@@ -277,6 +294,18 @@ def _cmd_bench(args) -> int:
             repeats=args.repeats,
         )
         print(format_pool(result))
+    elif args.what == "data":
+        from sim.bench.data import DURATION_S, EPISODES, bench_data, format_data
+
+        result = bench_data(
+            scenario=args.scenario or "highway",
+            episodes=args.episodes or EPISODES,
+            duration_s=args.duration or DURATION_S,
+            workers=args.workers,
+            learner=_data_learner(args.agent),
+            repeats=args.repeats,
+        )
+        print(format_data(result))
     elif args.what == "inference":
         from sim.bench.inference import bench_inference, format_inference
 
@@ -294,7 +323,8 @@ def _cmd_bench(args) -> int:
         print(format_bench_ppo(result))
     else:  # argparse choices guard this; kept for direct calls
         raise ValueError(
-            f"unknown benchmark {args.what!r}; known: camera, sim, planner, inference, loop, ppo"
+            f"unknown benchmark {args.what!r}; known: camera, sim, planner, inference, loop, ppo, "
+            "pool, data, suite"
         )
     if args.out:
         write_json_output(args.out, result, kind=kind)
