@@ -10,7 +10,7 @@ import pytest
 from agents import BaseAgent
 from agents.registry import AGENTS as REGISTRY
 from sim.cli import main
-from sim.pipelines.probe import counterfactual_scenes, probe_agent
+from sim.pipelines.probe import counterfactual_scenes, format_probe, probe_agent
 from sim.world.render import KIND_OBSTACLE, KIND_VEHICLE
 
 
@@ -115,3 +115,18 @@ def test_the_report_shows_the_probes_saved_beside_the_evaluation(agents, tmp_pat
     row = next(line for line in md.splitlines() if line.startswith("| looks |"))
     assert "| 100% |" in row and "probe-looks.json" in row
     assert "probe-notes.json" not in md
+
+
+def test_the_teacher_answers_the_same_counterfactuals_from_their_truth(agents):
+    """The expert, reading each edited scene's truth, is the probe's ceiling: it brakes for a
+    car stopped in its lane and ignores the speed input's shift only as its plan says."""
+    result = probe_agent(
+        "blind", "highway", seeds=[3000, 3001], every=15, duration_s=4.0, progress=False
+    )
+    teacher = result["teacher_summary"]
+    assert result["teacher"] == "expert" and teacher["states"] == result["summary"]["states"]
+    assert all(set(r["teacher_actions"]) == set(r["actions"]) for r in result["states"])
+    assert teacher["brakes_for_stopped_car"] >= 0.75
+    assert teacher["stopped_acceleration_mean_change"] < -0.2
+    assert result["summary"]["brakes_for_stopped_car"] == 0.0  # the blind policy, same states
+    assert "the teacher (expert" in format_probe(result)

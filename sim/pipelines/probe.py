@@ -21,6 +21,11 @@ acceleration output lower by more than :data:`BRAKE_MARGIN`), the mean change of
 acceleration and steering when the traffic vanishes or the lead closes in, and its
 sensitivity to the speed input (per m/s).  A policy that looks brakes for the stopped car
 nearly always; one that drives from its speed input barely moves for any frame edit.
+
+The teacher answers the same questions: a second ``expert`` reads each counterfactual
+scene's ``truth`` (and the shifted speed) from a fresh start.  Its row is the ceiling an
+imitation of it could reach, and says where a target misreads it (a teacher that changes
+lanes round a stopped car rather than braking for it).
 """
 
 from __future__ import annotations
@@ -123,6 +128,8 @@ def probe_agent(
         raise ValueError(f"agent {spec!r} reads no speed input; the probe shifts it")
     driver = make_agent(DRIVER, task)
     driver.prepare()
+    teacher = make_agent(DRIVER, task)  # answers the same counterfactuals from their truth
+    teacher.prepare()
     sensors = tuple(dict.fromkeys((*env_sensors_for(driver), *env_sensors_for(agent))))
     rows: list[dict[str, Any]] = []
     for seed in seeds:
@@ -134,7 +141,9 @@ def probe_agent(
         try:
             while not ep.done:
                 if step and step % every == 0:
-                    rows.append(_probe_moment(agent, env, ep, cameras, rng, int(seed), step))
+                    rows.append(
+                        _probe_moment(agent, teacher, env, ep, cameras, rng, int(seed), step)
+                    )
                 ep.apply(driver.act(ep.view()), 0.0)
                 step += 1
         finally:
@@ -150,11 +159,17 @@ def probe_agent(
         "action_names": list(sc.action_names),
         "states": rows,
         "summary": summarise_probe(rows, list(sc.action_names)),
+        "teacher": DRIVER,
+        "teacher_summary": summarise_probe(
+            [{**r, "actions": r["teacher_actions"]} for r in rows], list(sc.action_names)
+        ),
     }
 
 
-def _probe_moment(agent, env, ep, cameras, rng, seed: int, step: int) -> dict[str, Any]:
-    """The agent's answers to the real moment and to each counterfactual of it."""
+def _probe_moment(agent, teacher, env, ep, cameras, rng, seed: int, step: int) -> dict[str, Any]:
+    """The agent's answers to the real moment and to each counterfactual of it, and the
+    teacher's (the privileged expert reading each scene's ``truth``): what imitation could
+    at best learn to answer."""
     base = agent_view(tuple(agent.sensors), ep.obs, ep.info, ep.static)
     arrays = env.object_arrays()
     ego = ep.info["ego"]
@@ -177,12 +192,23 @@ def _probe_moment(agent, env, ep, cameras, rng, seed: int, step: int) -> dict[st
     for slot in range(len(names)):
         agent.reset_slot(slot, seed)
     actions = np.asarray(agent.act_batch([views[n] for n in names], slots=range(len(names))))
+    seen = agent_view(tuple(teacher.sensors), ep.obs, ep.info, ep.static)
+    taught = {}
+    for n in names:
+        view = dict(seen)
+        if n == "faster":
+            view["speed"] = seen["speed"] + SPEED_SHIFT_MPS
+        elif n != "real":
+            view["truth"] = env.truth_of(scenes[n])
+        teacher.reset(seed=seed)  # a fresh decision, as the probed agent's fresh slot
+        taught[n] = [float(x) for x in np.asarray(teacher.act(view)).reshape(-1)]
     return {
         "seed": seed,
         "step": step,
         "speed_mps": float(np.asarray(base["speed"]).reshape(-1)[0]),
         "stopped_m": stopped_m,
         "actions": {n: [float(x) for x in actions[i]] for i, n in enumerate(names)},
+        "teacher_actions": taught,
     }
 
 
@@ -244,6 +270,15 @@ def format_probe(result: dict[str, Any]) -> str:
             f"{name}: mean |change| traffic removed {s[f'empty_{name}_mean_abs_change']:.3f}, "
             f"stopped car {s[f'stopped_{name}_mean_abs_change']:.3f}; speed input "
             f"{s[f'faster_{name}_per_mps']:+.4f} per m/s"
+        )
+    t = result.get("teacher_summary")
+    if t and "brakes_for_stopped_car" in t:
+        closer = t.get("brakes_for_closer_lead")
+        lines.append(
+            f"the teacher ({result['teacher']}, reading each scene's truth) on the same states: "
+            f"brakes harder for the stopped car in {100 * t['brakes_for_stopped_car']:.0f}% "
+            f"(acceleration {t['stopped_acceleration_mean_change']:+.3f} on average), for the "
+            f"closer lead in {'-' if closer is None else f'{100 * closer:.0f}%'}"
         )
     return "\n".join(lines)
 

@@ -658,6 +658,7 @@ def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                     "|acceleration change|, traffic removed",
                     "brakes harder, lead at half its gap",
                     "acceleration change per +1 m/s of speed input",
+                    "the teacher on the same states: brakes for the stopped car / lead closer",
                     "file",
                 ],
                 [
@@ -669,6 +670,12 @@ def _tables(rows: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                         num(pr["summary"].get("empty_acceleration_mean_abs_change")),
                         pct(pr["summary"].get("brakes_for_closer_lead")),
                         num(pr["summary"].get("faster_acceleration_per_mps"), "{:+.4f}"),
+                        (
+                            f"{pct(pr['teacher_summary'].get('brakes_for_stopped_car'))} / "
+                            f"{pct(pr['teacher_summary'].get('brakes_for_closer_lead'))}"
+                            if pr.get("teacher_summary")
+                            else "-"  # probes saved before the teacher answered
+                        ),
                         pr["file"],
                     ]
                     for pr in probes

@@ -454,12 +454,18 @@ class DrivingEnv(gym.Env):
             depth=depth,
         )
 
+    def truth_of(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The ``truth`` sensor of an edited scene (:meth:`object_arrays`, changed): what the
+        privileged expert would read there (``drive probe``'s teacher row); ids number the
+        scene's objects in order."""
+        return self._truth(arrays)
+
     def _truth(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every other object (vehicles and obstacles), world frame, structure of arrays."""
         h = arrays["heading_rad"]
         vel = arrays["speed_mps"][:, None] * np.stack([np.cos(h), np.sin(h)], axis=-1)
         return {
-            "id": np.arange(len(self._objects), dtype=np.int64),
+            "id": np.arange(len(arrays["position_m"]), dtype=np.int64),
             "kind": arrays["kind"].copy(),  # index into TRUTH_KINDS
             "position_m": arrays["position_m"],
             "heading_rad": h,
