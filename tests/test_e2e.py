@@ -566,14 +566,14 @@ def test_the_speed_head_learns_to_read_the_speed_from_the_frames_alone():
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     target = torch.from_numpy(speed)
     for _ in range(300):
-        _, pred = net.forward_heads(frames, torch.zeros(16, 1))
-        loss = (pred - target).abs().mean()
+        _, heads = net.forward_heads(frames, torch.zeros(16, 1))
+        loss = (heads["speed"] - target).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert loss.item() < 0.1
     plain = PilotNet(PilotNetConfig(width="s", image_hw=(64, 64)))
-    assert plain.forward_heads(frames, torch.zeros(16, 1))[1] is None
+    assert plain.forward_heads(frames, torch.zeros(16, 1))[1] == {}
     assert net(frames, torch.zeros(16, 1)).shape == (16, 1)  # driving: the actions only
 
 

@@ -7,7 +7,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from agents.e2e.demos import load_demos
+from agents.e2e.checkpoint import load_policy
+from agents.e2e.demos import DemoError, load_demos
 from agents.e2e.model import PilotNetConfig
 from agents.e2e.rig import RigInput, SideView
 from agents.e2e.stream import FrameFile, FrameFileWriter, RowSubset
@@ -148,3 +149,72 @@ def test_a_batch_is_the_same_whichever_order_batches_are_made_in(demos):
         assert x.equal(y)
     other = a.batch(idx, augment=True, key=(1, 5))  # the next epoch draws afresh
     assert not other[0].equal(first[0])
+
+
+def test_the_lead_label_is_the_nearest_object_ahead_in_the_ego_corridor():
+    from sim.pipelines.record import lead_label
+
+    ego = {
+        "position_m": [0.0, 0.0],
+        "heading_rad": 0.0,
+        "speed_mps": 20.0,
+        "length_m": 5.0,
+        "width_m": 2.0,
+    }
+    objects = {
+        "position_m": np.array([[40.0, 0.5], [25.0, 3.5], [-10.0, 0.0], [30.0, -0.8]]),
+        "heading_rad": np.zeros(4),
+        "speed_mps": np.array([10.0, 0.0, 30.0, 15.0]),
+        "length_m": np.full(4, 5.0),
+        "width_m": np.full(4, 2.0),
+    }
+    # 25 m ahead is a lane over, -10 m is behind: the car 30 m ahead leads, 25 m bumper to bumper
+    np.testing.assert_allclose(lead_label(objects, ego), [25.0, 5.0])
+    far = {**objects, "position_m": objects["position_m"] + [100.0, 0.0]}
+    np.testing.assert_allclose(lead_label(far, ego), [60.0, 0.0])  # out of range: none
+    none = {k: v[:0] for k, v in objects.items()}
+    np.testing.assert_allclose(lead_label(none, ego), [60.0, 0.0])
+
+
+@pytest.fixture(scope="module")
+def hazard_demos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lead")
+    view = RigInput.build(default_rig(), ("cam_front",), ())
+    record_dataset(
+        get_scenario("stopped-car", duration_s=3.0),
+        [7, 8],
+        root / "demos",
+        noise=NoiseConfig(0.0),
+        progress=False,
+        rig=view,
+        workers=1,
+    )
+    return root / "demos"
+
+
+def test_demos_carry_the_lead_label_under_their_hash(hazard_demos, tmp_path):
+    import shutil
+
+    import h5py
+
+    d = load_demos(hazard_demos)
+    assert d.lead is not None and d.lead.shape == (len(d), 2)
+    assert d.lead[:, 0].min() < 60.0  # the stopped car is seen ahead
+    copy = tmp_path / "copy"
+    shutil.copytree(hazard_demos, copy)
+    with h5py.File(copy / "data" / "main_data.hdf5", "r+") as f:
+        f["episode_0/infos/lead"][0, 0] += 1.0
+    with pytest.raises(DemoError, match="content hash mismatch"):
+        load_demos(copy)
+
+
+def test_training_a_lead_head_needs_the_label(hazard_demos, tmp_path):
+    from dataclasses import replace
+
+    recipe = E2ETrainConfig(model="pilotnet-s", stack=2, epochs=1, batch_size=16, lead_head=1.0)
+    train_e2e(hazard_demos, tmp_path / "lead", recipe, device="cpu", progress=False)
+    model, meta = load_policy(tmp_path / "lead")
+    assert model.config.lead_head and meta["training"]["lead_head"] == 1.0
+    unlabelled = replace(load_demos(hazard_demos), lead=None)  # as recorded before the label
+    with pytest.raises(ValueError, match="no lead labels"):
+        train_e2e(hazard_demos, tmp_path / "x", recipe, progress=False, demos=unlabelled)

@@ -59,21 +59,32 @@ HASH_ATTR = "sha256"
 """The episode group's attribute holding its :func:`episode_digest`."""
 
 
+LEAD_LABEL = "infos/lead"
+"""The lead auto-label of each state (datasets whose ``drive`` block lists ``"lead"`` in
+``auto_labels``): float32[T+1, 2], the bumper gap to the nearest object ahead in the ego's
+corridor [m] (capped at :data:`LEAD_RANGE_M`, the cap when none) and its closing speed [m/s]
+(0 when none)."""
+LEAD_RANGE_M = 60.0
+"""[m] The lead label's range: farther (or no) lead reads as this gap."""
+
+
 def hashed_arrays(
-    cameras: Sequence[str] | None = None, side_views: bool = False
+    cameras: Sequence[str] | None = None, side_views: bool = False, lead: bool = False
 ) -> tuple[tuple[str, type], ...]:
     """The arrays an episode's hash covers: :data:`HASHED_ARRAYS` for a bird's-eye dataset;
     for a rig dataset (``cameras``) each camera's road crops in place of ``observations/camera``,
-    and, with recovery views, their frames per camera and their labels."""
+    and, with recovery views, their frames per camera and their labels; with ``lead`` the
+    lead auto-label (:data:`LEAD_LABEL`) last."""
+    extra = ((LEAD_LABEL, np.float32),) if lead else ()
     if cameras is None:
-        return HASHED_ARRAYS
+        return (*HASHED_ARRAYS, *extra)
     rest = tuple(a for a in HASHED_ARRAYS if a[0] != "observations/camera")
     side = (
         (*((f"infos/side_{c}", np.uint8) for c in cameras), ("infos/side_labels", np.float32))
         if side_views
         else ()
     )
-    return (*((f"observations/{c}", np.uint8) for c in cameras), *rest, *side)
+    return (*((f"observations/{c}", np.uint8) for c in cameras), *rest, *side, *extra)
 
 
 def episode_digest(
@@ -135,6 +146,9 @@ class Demos:
 
     side_labels: np.ndarray | None = None
     """float32[N, V, k]: the expert's action corrected for each recovery view."""
+    lead: np.ndarray | None = None
+    """float32[N, 2]: the lead auto-label of each state (:data:`LEAD_LABEL`), where every
+    dataset loaded carries it; None otherwise."""
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -178,6 +192,7 @@ class Demos:
             episode=renumber,
             step=self.step[idx],
             episodes=[self.episodes[e] for e in episodes],
+            lead=None if self.lead is None else self.lead[idx],
             **side,
         )
 
@@ -260,7 +275,8 @@ def _load_one(
         h, w = (int(v) for v in rig["crops"][cameras[0]]["out_hw"])
         frame_shape = (h, w, 3 * len(cameras))
     n_side = len(rig.get("side_views", [])) if rig is not None else 0
-    names = hashed_arrays(cameras, n_side > 0)
+    has_lead = "lead" in (drive.get("auto_labels") or [])
+    names = hashed_arrays(cameras, n_side > 0, has_lead)
     n_act = len(drive["action_names"])
     hashed = drive.get("content_hash")
     if hashed is None:
@@ -276,11 +292,13 @@ def _load_one(
         )
     keys = [k for k, _ in names] if hashed is not None else list(_TRAINING_ARRAYS.values())
     return meta, _episodes(
-        h5_path, meta, wanted, keys, names, hashed, cameras, n_side, frame_shape, n_act
+        h5_path, meta, wanted, keys, names, hashed, cameras, n_side, frame_shape, n_act, has_lead
     )
 
 
-def _episodes(h5_path, meta, wanted, keys, names, hashed, cameras, n_side, frame_shape, n_act):
+def _episodes(
+    h5_path, meta, wanted, keys, names, hashed, cameras, n_side, frame_shape, n_act, has_lead
+):
     """Each wanted episode of ``h5_path`` as ``(attrs, arrays)``, checked, one at a time (so a
     streamed load holds one episode in memory)."""
     try:
@@ -356,6 +374,15 @@ def _episodes(h5_path, meta, wanted, keys, names, hashed, cameras, n_side, frame
                     ),
                     (bool(np.all(np.isfinite(arrays["expert_action"]))), "non-finite labels"),
                 ]
+                if has_lead:
+                    arrays["lead"] = read[LEAD_LABEL]
+                    checks.append(
+                        (
+                            arrays["lead"].shape == (t + 1, 2)
+                            and bool(np.all(np.isfinite(arrays["lead"]))),
+                            f"lead labels {arrays['lead'].shape}, expected ({t + 1}, 2) finite",
+                        )
+                    )
                 if n_side:
                     checks += [
                         (
@@ -503,7 +530,7 @@ def _load_into(paths: list, wanted: list[set[int] | None], store: _Frames) -> De
     if not paths:
         raise DemoError("no demonstration datasets given")
     parts: dict[str, list] = {
-        k: [] for k in ("speed", "command", "labels", "episode", "step", "side_labels")
+        k: [] for k in ("speed", "command", "labels", "episode", "step", "side_labels", "lead")
     }
     rig_meta: dict | None = None
     episodes: list[dict] = []
@@ -554,6 +581,8 @@ def _load_into(paths: list, wanted: list[set[int] | None], store: _Frames) -> De
             if "side_frames" in a:
                 store.add("side_frames", a["side_frames"])
                 parts["side_labels"].append(a["side_labels"])
+            if "lead" in a:
+                parts["lead"].append(np.asarray(a["lead"], np.float32))
             parts["speed"].append(np.asarray(a["speed"], np.float32).reshape(n))
             parts["command"].append(np.asarray(a["command"], np.int64))
             parts["labels"].append(np.asarray(a["expert_action"], np.float32))
@@ -587,6 +616,15 @@ def _load_into(paths: list, wanted: list[set[int] | None], store: _Frames) -> De
                 f"{n_episodes} episodes (counts {sorted(store.views)}); training without them",
                 file=sys.stderr,
             )
+    lead = None
+    if parts["lead"] and len(parts["lead"]) == n_episodes:
+        lead = np.concatenate(parts["lead"])
+    elif parts["lead"]:  # some datasets without: no lead head on a partial label
+        print(
+            f"note: {', '.join(map(str, paths))}: lead labels in {len(parts['lead'])} of "
+            f"{n_episodes} episodes; training without them",
+            file=sys.stderr,
+        )
     return Demos(
         frames=store.result("frames"),
         speed=np.concatenate(parts["speed"]),
@@ -601,5 +639,6 @@ def _load_into(paths: list, wanted: list[set[int] | None], store: _Frames) -> De
         uses_command=first["uses_command"],
         sources=sources,
         rig=rig_meta,
+        lead=lead,
         **side,
     )

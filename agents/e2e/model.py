@@ -59,6 +59,11 @@ class PilotNetConfig:
     """A speed-prediction branch from the image features alone (CILRS, Codevilla et al.
     2019): trained to read the ego speed from the frames, it makes the encoder carry what the
     speed input would otherwise shortcut.  Driving never uses its output."""
+    lead_head: bool = False
+    """An auxiliary branch from the image features alone predicting the lead auto-label (gap
+    to the car ahead in the ego's corridor, closing speed; TransFuser's and TCP's dense
+    targets): the encoder must represent the car it may have to brake for.  Driving never
+    uses its output."""
 
     def __post_init__(self) -> None:
         if self.width not in WIDTHS:
@@ -150,13 +155,15 @@ class PilotNet(nn.Module):
             n_in = n_out
         fcs.append(nn.Linear(n_in, config.n_actions))
         self.head = nn.Sequential(*fcs)
+        hidden = max(4, round(_FCS[0] * k))
         self.speed_branch = (
-            nn.Sequential(
-                nn.Linear(flat, max(4, round(_FCS[0] * k))),
-                nn.ELU(),
-                nn.Linear(max(4, round(_FCS[0] * k)), 1),
-            )
+            nn.Sequential(nn.Linear(flat, hidden), nn.ELU(), nn.Linear(hidden, 1))
             if config.speed_head
+            else None
+        )
+        self.lead_branch = (
+            nn.Sequential(nn.Linear(flat, hidden), nn.ELU(), nn.Linear(hidden, 2))
+            if config.lead_head
             else None
         )
         self.flat_features = flat
@@ -194,17 +201,23 @@ class PilotNet(nn.Module):
 
     def forward_heads(
         self, frames: torch.Tensor, aux: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The actions and, with ``speed_head``, the speed read from the frames alone (in the
-        speed input's scale, [m/s] x :data:`SPEED_SCALE`; None without the branch)."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The actions and the auxiliary branches' outputs, each from the image features
+        alone: ``speed`` (``speed_head``: [B], in the speed input's scale, [m/s] x
+        :data:`SPEED_SCALE`) and ``lead`` (``lead_head``: [B, 2], the lead label in
+        :func:`lead_targets`' scale)."""
         self.check_input(frames, aux)
         x = frames.permute(0, 3, 1, 2).float()  # NHWC memory: already channels_last
         if not self.channels_last:
             x = x.contiguous()
         features = self.encode(x)
         actions = self.head(torch.cat([features, aux.to(x.dtype)], dim=1))
-        speed = None if self.speed_branch is None else self.speed_branch(features)[:, 0]
-        return actions, speed
+        heads: dict[str, torch.Tensor] = {}
+        if self.speed_branch is not None:
+            heads["speed"] = self.speed_branch(features)[:, 0]
+        if self.lead_branch is not None:
+            heads["lead"] = self.lead_branch(features)
+        return actions, heads
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """The image features of float [B, channels, H, W] pixels in 0..255 (:func:`encode_pixels`),
@@ -231,6 +244,18 @@ def aux_inputs(speed_mps, command, config: PilotNetConfig) -> torch.Tensor:
         return speed
     cmd = torch.as_tensor(command, dtype=torch.long).reshape(-1)
     return torch.cat([speed, nn.functional.one_hot(cmd, N_COMMANDS).float()], dim=1)
+
+
+LEAD_GAP_SCALE_M = 60.0
+"""[m] The lead head's gap target is the gap over this (the label's range: 0..1)."""
+LEAD_CLOSING_SCALE_MPS = 10.0
+"""[m/s] The lead head's closing-speed target is the closing speed over this."""
+
+
+def lead_targets(lead) -> torch.Tensor:
+    """The lead head's targets from the lead labels (float [B, 2]: gap m, closing m/s)."""
+    t = torch.as_tensor(lead, dtype=torch.float32).reshape(-1, 2)
+    return t / torch.tensor([LEAD_GAP_SCALE_M, LEAD_CLOSING_SCALE_MPS])
 
 
 def count_parameters(model: nn.Module) -> int:

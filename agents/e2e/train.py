@@ -41,6 +41,7 @@ from agents.e2e.model import (
     PilotNetConfig,
     aux_inputs,
     count_parameters,
+    lead_targets,
     parse_model,
 )
 from agents.e2e.rig import recovery_labels
@@ -103,6 +104,10 @@ class E2ETrainConfig:
     the true speed (x :data:`~agents.e2e.model.SPEED_SCALE`, the speed input's scale) beside
     the action loss; the validation loss stays the action loss alone, comparable across
     recipes.  CILRS and its reimplementations weigh it 0.05 against their action losses."""
+    lead_head: float = 0.0
+    """Weight of the auxiliary lead loss (0: no lead branch): L1 between a branch from the
+    image features and the demos' lead auto-label (gap / 60 m, closing speed / 10 m/s), beside
+    the action loss (TransFuser's auxiliary heads); needs demos recorded with the label."""
     speed_dropout: float = 0.0
     """Share of training samples whose speed input is zeroed (a counter-measure to the
     speed shortcut, issue 31: a network that cannot count on its speedometer must read its
@@ -123,6 +128,8 @@ class E2ETrainConfig:
             raise ValueError(f"keyframe_weight must be in [0, 100], got {self.keyframe_weight}")
         if not 0.0 <= self.speed_head <= 10.0:
             raise ValueError(f"speed_head must be in [0, 10], got {self.speed_head}")
+        if not 0.0 <= self.lead_head <= 10.0:
+            raise ValueError(f"lead_head must be in [0, 10], got {self.lead_head}")
         if not 0.0 <= self.speed_dropout <= 1.0:
             raise ValueError(f"speed_dropout must be in [0, 1], got {self.speed_dropout}")
         if self.speed_dropout > 0 and not self.augment:
@@ -391,6 +398,25 @@ def _loss(
     return (per.mean(dim=1) * weight).mean()
 
 
+def _auxiliary_loss(
+    heads: dict[str, torch.Tensor],
+    demos: Demos,
+    idx: np.ndarray,
+    recipe: E2ETrainConfig,
+    dev: torch.device,
+) -> torch.Tensor | float:
+    """The auxiliary heads' weighted L1 losses on the states ``idx`` (0 without heads): the
+    speed read from the frames against the true speed (CILRS), the lead against its label."""
+    total: torch.Tensor | float = 0.0
+    if "speed" in heads and recipe.speed_head > 0:
+        true_speed = torch.from_numpy(demos.speed[idx] * SPEED_SCALE).to(dev)
+        total = total + recipe.speed_head * (heads["speed"] - true_speed).abs().mean()
+    if "lead" in heads and recipe.lead_head > 0:
+        target = lead_targets(demos.lead[idx]).to(dev)
+        total = total + recipe.lead_head * (heads["lead"] - target).abs().mean()
+    return total
+
+
 def keyframe_weights(labels: np.ndarray, episode: np.ndarray, strength: float) -> np.ndarray:
     """Per-sample weights ``1 + strength * change / mean change`` scaled to mean 1, ``change``
     the sum over the actions of |the expert's action - its previous step's| within an episode
@@ -520,6 +546,11 @@ def _train(
             f"{', '.join(paths)}: need at least two episodes to split train / validation, "
             f"found {len(demos.episodes)}"
         )
+    if recipe.lead_head > 0 and demos.lead is None:
+        raise ValueError(
+            f"--lead-head: {', '.join(paths)} carry no lead labels (recorded before them, or "
+            "mixed with datasets that do not); record the demos again with drive record"
+        )
     h, w = demos.image_hw
     if init is not None:
         model, init_meta = load_policy(init, dev)
@@ -527,6 +558,11 @@ def _train(
             raise ValueError(
                 f"--init {init} drives {init_meta['action_names']}, the data has "
                 f"{demos.action_names}"
+            )
+        if recipe.lead_head > 0 and not model.config.lead_head:
+            raise ValueError(
+                f"--lead-head {recipe.lead_head:g}: --init {init} has no lead branch to "
+                "train; start from a network trained with --lead-head, or leave it out"
             )
         if recipe.speed_head > 0 and not model.config.speed_head:
             raise ValueError(
@@ -549,6 +585,7 @@ def _train(
             use_command=bool(len(np.unique(demos.command)) > 1 or demos.uses_command),
             cameras=_cameras(demos),
             speed_head=recipe.speed_head > 0,
+            lead_head=recipe.lead_head > 0,
         )
         model = PilotNet(config).to(dev)
     if model.config.image_hw != (h, w) or model.config.cameras != _cameras(demos):
@@ -629,14 +666,12 @@ def _train(
                 break
             frames, aux, y, idx = batch
             t1 = time.perf_counter()
-            pred, speed_pred = model.forward_heads(frames.to(dev, non_blocking=True), aux.to(dev))
+            pred, heads = model.forward_heads(frames.to(dev, non_blocking=True), aux.to(dev))
             w = None
             if weights is not None:
                 w = torch.from_numpy(weights[idx.numpy()]).to(dev)
             loss = _loss(pred, y.to(dev), recipe.loss, w)
-            if speed_pred is not None and recipe.speed_head > 0:
-                true_speed = torch.from_numpy(demos.speed[idx.numpy()] * SPEED_SCALE).to(dev)
-                loss = loss + recipe.speed_head * (speed_pred - true_speed).abs().mean()
+            loss = loss + _auxiliary_loss(heads, demos, idx.numpy(), recipe, dev)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

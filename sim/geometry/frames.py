@@ -62,3 +62,28 @@ def box_corners(
     out[..., 0] = c * lx - s * ly + np.asarray(position_m)[:, 0:1]
     out[..., 1] = s * lx + c * ly + np.asarray(position_m)[:, 1:2]
     return out
+
+
+def corridor_ahead(
+    objects: dict[str, np.ndarray], ego: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each object's bumper-to-bumper gap along the ego's heading [m], its closing speed (the
+    ego's speed minus the object's along that heading) [m/s], and whether it is in the ego's
+    corridor ahead (centre ahead, lateral offset under half the two widths): the objects a
+    time-to-collision is measured to.  ``objects``: ``position_m``, ``heading_rad``,
+    ``speed_mps``, ``length_m``, ``width_m`` arrays; ``ego``: the same keys as scalars."""
+    h = float(ego["heading_rad"])
+    fwd = np.array([np.cos(h), np.sin(h)])
+    left = np.array([-fwd[1], fwd[0]])
+    d = np.asarray(objects["position_m"], dtype=np.float64).reshape(-1, 2) - np.asarray(
+        ego["position_m"], dtype=np.float64
+    )
+    x, y = d @ fwd, d @ left
+    oh = np.asarray(objects["heading_rad"], dtype=np.float64)
+    v_other_fwd = np.asarray(objects["speed_mps"]) * (np.cos(oh) * fwd[0] + np.sin(oh) * fwd[1])
+    gap = x - (float(ego["length_m"]) + np.asarray(objects["length_m"])) / 2
+    in_corridor = (np.abs(y) < (float(ego["width_m"]) + np.asarray(objects["width_m"])) / 2) & (
+        x > 0
+    )
+    closing = float(ego["speed_mps"]) - v_other_fwd
+    return gap, closing, in_corridor

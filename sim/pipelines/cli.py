@@ -520,6 +520,17 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "weighted W against the actions' (--speed-head alone: 0.05, CILRS's) (default: none)",
     )
     s.add_argument(
+        "--lead-head",
+        type=arguments.number_between(0.0, 10.0, "a lead-head loss weight"),
+        default=0.0,
+        nargs="?",
+        const=1.0,
+        metavar="W",
+        help="e2e: an auxiliary branch predicting the lead auto-label (gap to the car ahead, "
+        "closing speed) from the image features, its L1 loss weighted W (--lead-head alone: "
+        "1) (default: none; needs demos recorded with the label)",
+    )
+    s.add_argument(
         "--speed-dropout",
         type=arguments.probability,
         default=0.0,
@@ -952,6 +963,7 @@ def _e2e_recipe(args, **overrides):
         "view_prob": args.view_prob,
         "speed_dropout": args.speed_dropout,
         "speed_head": args.speed_head,
+        "lead_head": args.lead_head,
         "samples_per_epoch": args.samples_per_epoch,
         "keyframe_weight": args.keyframe_weight,
     }

@@ -77,6 +77,7 @@ from agents.e2e.demos import (
     DATA_DIR,
     DEMO_FORMAT,
     HASH_ATTR,
+    LEAD_RANGE_M,
     RECORDED_SENSORS,
     RECORDER_VERSION,
     episode_digest,
@@ -85,6 +86,7 @@ from agents.e2e.demos import (
 from agents.e2e.rig import RigInput
 from planning.vehicle import steering_for_curvature
 from sim.geometry.bev import BevCamera
+from sim.geometry.frames import corridor_ahead
 from sim.harness.io import DIR_MODE
 from sim.harness.loop import Episode, agent_view, check_sensors, gate_action
 from sim.harness.metrics import episode_metrics
@@ -172,10 +174,28 @@ class DemoEpisode:
     """Rig recordings with recovery views: ``uint8[T+1, V, 66, 200, 3 x cameras]``."""
     side_labels: np.ndarray | None = None
     """``float32[T+1, V, k]``: the expert's action corrected for each recovery view."""
+    lead: np.ndarray | None = None
+    """``float32[T+1, 2]``: the lead auto-label of each state (:func:`lead_label`)."""
 
     @property
     def steps(self) -> int:
         return len(self.actions)
+
+
+def lead_label(objects: dict[str, np.ndarray], ego: dict) -> np.ndarray:
+    """The lead auto-label of one state (:data:`~agents.e2e.demos.LEAD_LABEL`): the bumper
+    gap to the nearest object ahead in the ego's corridor, capped at
+    :data:`~agents.e2e.demos.LEAD_RANGE_M` (the cap when there is none) [m], and its closing
+    speed [m/s] (0 when none).  A dense target from the privileged world (TransFuser's and
+    TCP's auxiliary heads): what a network must see to brake in time."""
+    if not len(objects["position_m"]):
+        return np.array([LEAD_RANGE_M, 0.0], np.float32)
+    gap, closing, ahead = corridor_ahead(objects, ego)
+    ahead &= gap < LEAD_RANGE_M
+    if not ahead.any():
+        return np.array([LEAD_RANGE_M, 0.0], np.float32)
+    k = int(np.flatnonzero(ahead)[np.argmin(gap[ahead])])
+    return np.array([max(float(gap[k]), 0.0), float(closing[k])], np.float32)
 
 
 def collect_episode(
@@ -212,7 +232,7 @@ def collect_episode(
     if learner is not None:
         learner.reset(seed=int(seed))
     cams, speeds, cmds, acts, labels, by_learner, noises = [], [], [], [], [], [], []
-    sides, side_labels = [], []
+    sides, side_labels, leads = [], [], []
     steer_range = float(STEERING_RANGE_RAD)
 
     def render(camera):
@@ -235,6 +255,7 @@ def collect_episode(
         cmds.append(int(obs["command"]))
         label = label_of(obs, info)
         labels.append(label)
+        leads.append(lead_label(env.object_arrays(), info["ego"]))
         if rig is None:
             cams.append(obs["bev"])
         else:
@@ -283,6 +304,7 @@ def collect_episode(
         metrics=metrics,
         side_frames=np.stack(sides) if sides else None,
         side_labels=np.stack(side_labels).astype(np.float32) if side_labels else None,
+        lead=np.stack(leads).astype(np.float32),
     )
 
 
@@ -699,6 +721,7 @@ def record_dataset(
                     "expert_action": ep.expert_action,
                     "learner_driving": ep.learner_driving,
                     "noise": ep.noise,
+                    "lead": ep.lead,
                 }
                 if rig is not None and rig.side_views:
                     infos.update(
@@ -729,7 +752,9 @@ def record_dataset(
                             for k in ("actions", "rewards", "terminations", "truncations")
                         },
                     },
-                    hashed_arrays(rig.cameras if rig else None, bool(rig and rig.side_views)),
+                    hashed_arrays(
+                        rig.cameras if rig else None, bool(rig and rig.side_views), lead=True
+                    ),
                 )
                 buffer = EpisodeBuffer(id=i, seed=ep.seed, **arrays)
                 with _SigintDeferred():  # an episode is in the file whole, or not at all
@@ -794,6 +819,7 @@ def record_dataset(
                 "frames": frames,
                 "statuses": statuses,
                 "content_hash": CONTENT_HASH,
+                "auto_labels": ["lead"],
                 "interrupted": interrupted,
                 "episodes_requested": len(seeds),
                 "lost_seeds": sorted(lost),

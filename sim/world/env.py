@@ -48,7 +48,7 @@ from highway_env.vehicle.objects import Landmark, Obstacle
 
 from planning.geometry import wrap_angle
 from sim.geometry.bev import BevCamera
-from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
+from sim.geometry.frames import corridor_ahead, hw_to_world_heading, hw_to_world_xy
 from sim.geometry.pinhole import CameraRig, PinholeCamera, default_rig
 from sim.world.autopilot import IDMAutopilot
 from sim.world.fastroad import make_fast
@@ -480,16 +480,7 @@ class DrivingEnv(gym.Env):
         """Time-to-collision [s] with the nearest object ahead in the ego's corridor."""
         if not len(arrays["position_m"]):
             return TTC_HORIZON_S
-        h = ego_state["heading_rad"]
-        fwd = np.array([np.cos(h), np.sin(h)])
-        left = np.array([-fwd[1], fwd[0]])
-        d = arrays["position_m"] - ego_state["position_m"]
-        x, y = d @ fwd, d @ left
-        oh = arrays["heading_rad"]
-        v_other_fwd = arrays["speed_mps"] * (np.cos(oh) * fwd[0] + np.sin(oh) * fwd[1])
-        gap = x - (ego_state["length_m"] + arrays["length_m"]) / 2
-        in_lane = (np.abs(y) < (ego_state["width_m"] + arrays["width_m"]) / 2) & (x > 0)
-        closing = ego_state["speed_mps"] - v_other_fwd
+        gap, closing, in_lane = corridor_ahead(arrays, ego_state)
         ok = in_lane & (closing > 1e-6)
         if not ok.any():
             return TTC_HORIZON_S
