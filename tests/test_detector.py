@@ -86,7 +86,7 @@ def trained(tmp_path_factory):
     result = train_detector(
         data,
         ckpt,
-        TrainConfig(epochs=4, width=8, batch_size=8, patience=4),
+        TrainConfig(epochs=6, width=8, batch_size=8, patience=6),
         device="cpu",
         progress=False,
         extra_meta={"git_revision": "test"},

@@ -290,7 +290,11 @@ def _load_one(
             f"{path / DATA_DIR / 'metadata.json'}: content hash scheme {hashed!r} is not one "
             f"this code reads ({CONTENT_HASH!r}); update the project"
         )
-    keys = [k for k, _ in names] if hashed is not None else list(_TRAINING_ARRAYS.values())
+    keys = (
+        [k for k, _ in names]
+        if hashed is not None
+        else [*_TRAINING_ARRAYS.values(), *([LEAD_LABEL] if has_lead else [])]
+    )
     return meta, _episodes(
         h5_path, meta, wanted, keys, names, hashed, cameras, n_side, frame_shape, n_act, has_lead
     )

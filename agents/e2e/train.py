@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -48,6 +47,7 @@ from agents.e2e.rig import recovery_labels
 from agents.e2e.stream import stream_folder
 from perception.checkpoint import check_fresh_out, resolve_device
 from perception.splits import split_by_episode
+from perception.training import EpochLoop, cosine_per_step
 from sim.geometry.bev import BevCamera
 
 
@@ -604,9 +604,7 @@ def _train(
     )
     per_epoch = min(recipe.samples_per_epoch or len(train_idx), len(train_idx))
     steps_per_epoch = math.ceil(per_epoch / recipe.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimiser, T_max=recipe.epochs * steps_per_epoch
-    )
+    schedule = cosine_per_step(optimiser, recipe.epochs * steps_per_epoch)
     writer = None
     try:  # lazy: tensorboard is slow to import and only training writes scalars
         from torch.utils.tensorboard import SummaryWriter
@@ -615,10 +613,10 @@ def _train(
     except ImportError:  # pragma: no cover - tensorboard is a dependency
         pass
     history: list[dict] = []
-    best, best_epoch, started, step = math.inf, 0, time.time(), 0
+    loop = EpochLoop(recipe.epochs, recipe.patience, recipe.keep, recipe.budget_s)
+    step = 0
     load_s = compute_s = 0.0
     samples = 0
-    stopped = "epochs"
     rng = np.random.default_rng(recipe.seed)
 
     def meta_now(complete: bool = False) -> dict:
@@ -630,7 +628,7 @@ def _train(
             model,
             steer_range,
             history,
-            best_epoch,
+            loop.best_epoch,
             train_idx,
             val_idx,
             dev,
@@ -638,7 +636,7 @@ def _train(
             samples,
             load_s,
             compute_s,
-            stopped,
+            loop.stopped,
             extra_meta,
             loader_workers,
             complete=complete,
@@ -688,13 +686,12 @@ def _train(
                 bar.set_postfix_str(f"loss {run_loss / run_n:.4f}")
                 if writer is not None:
                     writer.add_scalar("train/loss_step", loss.item(), step)
-            if recipe.budget_s and time.time() - started > recipe.budget_s:
-                stopped = "budget"
+            if loop.over_budget():
                 break
         del batches  # a loader's workers stop here (a budget may have cut the epoch short)
         bar.close()
         val_loss = evaluate_loss(model, maker, val_idx, dev, recipe.loss)
-        elapsed = time.time() - started
+        elapsed = loop.elapsed_s()
         history.append(
             {
                 "epoch": epoch + 1,
@@ -713,38 +710,27 @@ def _train(
                 f"({elapsed:.0f} s)",
                 flush=True,
             )
-        if val_loss < best or recipe.keep == "last":
-            best, best_epoch = val_loss, epoch + 1
+        save, stop = loop.end_epoch(-val_loss)
+        if save:
             save_policy(model, out, meta_now())
-        elif epoch + 1 - best_epoch >= recipe.patience:
-            stopped = "early_stopping"
-            break
-        if stopped == "budget":
+        if stop:
             break
     if writer is not None:
         writer.close()
-    if stopped == "budget":  # loud: this network is not the one its recipe describes
-        planned = recipe.epochs * per_epoch
-        print(
-            f"warning: {out}: the {recipe.budget_s:g} s budget stopped training after "
-            f"{len(history)} of {recipe.epochs} epochs ({samples:,} of {planned:,} samples); "
-            "the network is not its recipe's (no budget: the same network on any machine)",
-            file=sys.stderr,
-            flush=True,
-        )
+    loop.warn_if_cut(out, samples, recipe.epochs * per_epoch)
     # the final JSON carries the whole history (the best epoch's weights stay as saved)
     final_model, _ = load_policy(out, "cpu")
     save_policy(final_model, out, meta_now(complete=True))
     return {
         "out": str(out),
-        "best_epoch": best_epoch,
-        "best_val_loss": best,
+        "best_epoch": loop.best_epoch,
+        "best_val_loss": -loop.best,
         "history": history,
         "parameters": count_parameters(model),
-        "train_seconds": time.time() - started,
+        "train_seconds": loop.elapsed_s(),
         "train_samples_per_s": samples / max(load_s + compute_s, 1e-9),
         "loader_samples_per_s": samples / max(load_s, 1e-9),
-        "stopped": stopped,
+        "stopped": loop.stopped,
         "samples_seen": int(samples),
         "epochs_trained": len(history),
         "train_frames": len(train_idx),

@@ -7,15 +7,14 @@ with L1 at the centres only.
 :func:`train_detector`: frames split into train / validation *by episode* (a scenario and
 seed, :mod:`perception.splits`), so validation traffic layouts are never seen in training;
 augmentation with left-right mirroring (labels mirrored too), brightness and contrast
-jitter and pixel noise; AdamW with a cosine schedule; the validation loss is computed
-every epoch with the AP at 2 m, the best epoch's weights are kept
-(:func:`~perception.detectors.learned.save_checkpoint`) and training stops after
-``patience`` epochs without improvement.  Progress bar and TensorBoard scalars.
+jitter and pixel noise; the validation loss is computed every epoch with the AP at 2 m, the
+best epoch's weights are kept (:func:`~perception.detectors.learned.save_checkpoint`).
+Schedule, early stopping and the optional time budget follow the one training skeleton
+(:mod:`perception.training`).  Progress bar and TensorBoard scalars.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from perception.detectors.centernet import CenterNet, CenterNetConfig, decode, f
 from perception.detectors.learned import META, save_checkpoint
 from perception.metrics import average_precision
 from perception.splits import split_by_episode
+from perception.training import EpochLoop, cosine_per_step
 
 
 # -- training targets and loss ------------------------------------------------------------
@@ -119,6 +119,7 @@ class TrainConfig:
     seed: int = 0
     width: int = 32  # network width (CenterNetConfig.width)
     augment: bool = True
+    budget_s: float = 0.0  # a cap on training time [s] (0: none); only cuts short, loudly
 
 
 def load_arrays(ds: FrameDataset) -> tuple[np.ndarray, list[Boxes], list[tuple[str, int]]]:
@@ -180,7 +181,11 @@ def _epoch_loss(
     rng=None,
     augment=False,
     bar=None,
+    schedule=None,
+    loop=None,
 ) -> float:
+    """The mean loss over ``idx``; with an ``optimiser``, one training epoch (``schedule``
+    stepped per batch, the ``loop``'s budget checked after each)."""
     total, n = 0.0, 0
     for b in _batches(idx, batch_size, rng):
         f, lab = frames[b], [labels[i] for i in b]
@@ -193,11 +198,15 @@ def _epoch_loss(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if schedule is not None:
+                schedule.step()
         total += float(loss.detach()) * len(b)
         n += len(b)
         if bar is not None:
             bar.update(len(b))
             bar.set_postfix_str(f"loss {total / n:.3f}")
+        if loop is not None and loop.over_budget():
+            break
     return total / max(n, 1)
 
 
@@ -247,7 +256,7 @@ def train_detector(
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=recipe.epochs)
+    schedule = cosine_per_step(optimiser, recipe.epochs * -(-len(train_idx) // recipe.batch_size))
     writer = None
     try:  # lazy: tensorboard is slow to import and only training writes scalars
         from torch.utils.tensorboard import SummaryWriter
@@ -255,7 +264,9 @@ def train_detector(
         writer = SummaryWriter(log_dir=str(out / "tensorboard"))
     except ImportError:  # tensorboard is a dependency; without it training still works
         pass
-    history, best, best_epoch, started = [], np.inf, -1, time.time()
+    history: list[dict] = []
+    loop = EpochLoop(recipe.epochs, recipe.patience, "best", recipe.budget_s)
+    samples = 0
     for epoch in range(recipe.epochs):
         model.train()
         bar = tqdm(
@@ -277,12 +288,14 @@ def train_detector(
             rng,
             recipe.augment,
             bar,
+            schedule,
+            loop,
         )
+        samples += bar.n
         bar.close()
         model.eval()
         val_loss = _epoch_loss(model, frames, labels, val_idx, 64, dev, config)
         ap = validation_ap(model, frames, labels, val_idx, dev, config)
-        schedule.step()
         history.append(
             {
                 "epoch": epoch + 1,
@@ -290,7 +303,7 @@ def train_detector(
                 "val_loss": val_loss,
                 "val_ap_2m": ap,
                 "lr": optimiser.param_groups[0]["lr"],
-                "elapsed_s": time.time() - started,
+                "elapsed_s": loop.elapsed_s(),
             }
         )
         if writer is not None:
@@ -300,8 +313,8 @@ def train_detector(
             print(
                 f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}  val AP@2m {ap:.3f}"
             )
-        if val_loss < best:
-            best, best_epoch = val_loss, epoch + 1
+        save, stop = loop.end_epoch(-val_loss)
+        if save:
             save_checkpoint(
                 model,
                 out,
@@ -309,10 +322,11 @@ def train_detector(
                     "training": {
                         **asdict(recipe),
                         "device": str(dev),
-                        "best_epoch": best_epoch,
+                        **loop.record(),
                         "history": history,
                         "train_frames": len(train_idx),
                         "val_frames": len(val_idx),
+                        "samples_seen": samples,
                         "complete": False,
                     },
                     "dataset": {
@@ -323,9 +337,18 @@ def train_detector(
                     **(extra_meta or {}),
                 },
             )
-        elif epoch + 1 - best_epoch >= recipe.patience:
+        if stop:
             break
     if writer is not None:
         writer.close()
+    loop.warn_if_cut(out, samples, recipe.epochs * len(train_idx))
     mark_complete(out, META)
-    return {"best_epoch": best_epoch, "best_val_loss": best, "history": history, "out": str(out)}
+    return {
+        "best_epoch": loop.best_epoch,
+        "best_val_loss": -loop.best,
+        "history": history,
+        "out": str(out),
+        "stopped": loop.stopped,
+        "epochs_trained": loop.epochs_done,
+        "samples_seen": samples,
+    }

@@ -20,18 +20,16 @@ training images for the one network; frames split into train / validation by epi
 horizontal mirroring (:func:`mirror_labels`, exact for a pinhole camera with its principal
 point at the image centre and no roll: the mirror image is the world reflected in the
 camera's vertical plane), condition augmentation (colour casts, gamma, vignettes:
-:func:`condition_jitter`) and photometric jitter.  AdamW with a cosine schedule over the steps or
-the time budget, whichever ends first (:class:`CosineSchedule`); every epoch
-the validation loss and the centre-distance AP at 2 m (:mod:`perception.metrics`, overall
-and per range band); the epoch with the best AP@2m is kept and training stops after
-``patience`` epochs without a better one, or when ``budget_s`` is spent.  Progress bar and
-TensorBoard scalars.
+:func:`condition_jitter`) and photometric jitter.  Every epoch the validation loss and the
+centre-distance AP at 2 m (:mod:`perception.metrics`, overall and per range band); the epoch
+with the best AP@2m is kept.  Schedule (a cosine over the planned steps, never the clock),
+early stopping and the optional time budget (which only cuts short, loudly) follow the one
+training skeleton (:mod:`perception.training`).  Progress bar and TensorBoard scalars.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +57,7 @@ from perception.detectors.mono3d import (
 from perception.detectors.train import focal_loss
 from perception.metrics import RANGE_BANDS_M, average_precision
 from perception.splits import split_by_episode
+from perception.training import EpochLoop, cosine_per_step
 from sim.geometry.pinhole import PinholeCamera
 
 Labels = tuple[Boxes, dict]
@@ -362,35 +361,6 @@ def _check_cameras(ds: FrameDataset, names: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-class CosineSchedule:
-    """AdamW's learning rate along a cosine from ``peak`` to 0 over the run, the run's progress
-    being the larger of the share of steps done and the share of the time budget spent (so a
-    budget-limited run still anneals)."""
-
-    def __init__(
-        self,
-        optimiser: torch.optim.Optimizer,
-        peak: float,
-        total_steps: int,
-        budget_s: float,
-        started: float,
-    ) -> None:
-        self.optimiser, self.peak, self.total_steps = optimiser, peak, max(total_steps, 1)
-        self.budget_s, self.started, self.steps = budget_s, started, 0
-
-    def progress(self) -> float:
-        done = self.steps / self.total_steps
-        if self.budget_s > 0:
-            done = max(done, (time.time() - self.started) / self.budget_s)
-        return min(done, 1.0)
-
-    def step(self) -> None:
-        lr = 0.5 * self.peak * (1.0 + math.cos(math.pi * self.progress()))
-        for group in self.optimiser.param_groups:
-            group["lr"] = lr
-        self.steps += 1
-
-
 def _epoch(
     model,
     frames,
@@ -404,15 +374,15 @@ def _epoch(
     optimiser=None,
     rng=None,
     bar=None,
-    deadline=None,
+    loop=None,
     schedule=None,
 ) -> float:
+    """The mean loss over ``idx``; with an ``optimiser``, one training epoch (``schedule``
+    stepped per batch, the ``loop``'s budget checked after each)."""
     total, n = 0.0, 0
     order = rng.permutation(idx) if rng is not None else idx
     for start in range(0, len(order), batch_size):
         b = order[start : start + batch_size]
-        if schedule is not None:
-            schedule.step()
         f, lab, cam = frames[b], [labels[i] for i in b], [cams[i] for i in b]
         if optimiser is not None and recipe.augment:
             f, lab = augment(f, lab, cam, rng, recipe.conditions)
@@ -426,12 +396,14 @@ def _epoch(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if schedule is not None:
+                schedule.step()
         total += float(loss.detach()) * len(b)
         n += len(b)
         if bar is not None:
             bar.update(len(b))
             bar.set_postfix_str(f"loss {total / n:.3f}")
-        if deadline is not None and time.time() > deadline:
+        if loop is not None and loop.over_budget():
             break
     return total / max(n, 1)
 
@@ -503,13 +475,11 @@ def train_mono3d(
         writer = SummaryWriter(log_dir=str(out / "tensorboard"))
     except ImportError:  # tensorboard is a dependency; without it training still works
         pass
-    started = time.time()
-    deadline = started + recipe.budget_s if recipe.budget_s > 0 else None
     steps_per_epoch = -(-len(train_idx) // recipe.batch_size)
-    schedule = CosineSchedule(
-        optimiser, recipe.lr, recipe.epochs * steps_per_epoch, recipe.budget_s, started
-    )
-    history, best, best_epoch, stopped = [], -np.inf, -1, "epochs"
+    schedule = cosine_per_step(optimiser, recipe.epochs * steps_per_epoch)
+    loop = EpochLoop(recipe.epochs, recipe.patience, "best", recipe.budget_s)
+    history: list[dict] = []
+    samples = 0
     for epoch in range(recipe.epochs):
         model.train()
         bar = tqdm(
@@ -532,9 +502,10 @@ def train_mono3d(
             optimiser,
             rng,
             bar,
-            deadline,
+            loop,
             schedule,
         )
+        samples += bar.n
         bar.close()
         model.eval()
         val_loss = _epoch(model, frames, labels, cams, val_idx, 64, dev, config, recipe)
@@ -547,7 +518,7 @@ def train_mono3d(
                 "val_ap_2m": ap["all"],
                 **{f"val_ap_2m_{k}": v for k, v in ap.items() if k != "all"},
                 "lr": optimiser.param_groups[0]["lr"],
-                "elapsed_s": time.time() - started,
+                "elapsed_s": loop.elapsed_s(),
             }
         )
         if writer is not None:
@@ -560,9 +531,8 @@ def train_mono3d(
                 f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}  val AP@2m "
                 f"{ap['all']:.3f} ({bands})  {history[-1]['elapsed_s']:.0f} s"
             )
-        score = ap["all"] if np.isfinite(ap["all"]) else -val_loss
-        if score > best:
-            best, best_epoch = score, epoch + 1
+        save, stop = loop.end_epoch(ap["all"] if np.isfinite(ap["all"]) else -val_loss)
+        if save:
             save_checkpoint(
                 model,
                 out,
@@ -571,7 +541,8 @@ def train_mono3d(
                         **asdict(recipe),
                         "cameras": list(names),
                         "device": str(dev),
-                        "best_epoch": best_epoch,
+                        **loop.record(),
+                        "samples_seen": samples,
                         "history": history,
                         "train_images": len(train_idx),
                         "val_images": len(val_idx),
@@ -587,21 +558,20 @@ def train_mono3d(
                     **(extra_meta or {}),
                 },
             )
-        elif epoch + 1 - best_epoch >= recipe.patience:
-            stopped = "patience"
-            break
-        if deadline is not None and time.time() > deadline:
-            stopped = "budget"
+        if stop:
             break
     if writer is not None:
         writer.close()
+    loop.warn_if_cut(out, samples, recipe.epochs * len(train_idx))
     mark_complete(out, META)
     return {
-        "best_epoch": best_epoch,
-        "best_val_ap_2m": history[best_epoch - 1]["val_ap_2m"],
+        "best_epoch": loop.best_epoch,
+        "best_val_ap_2m": history[loop.best_epoch - 1]["val_ap_2m"],
         "history": history,
         "out": str(out),
-        "stopped": stopped,
+        "stopped": loop.stopped,
+        "epochs_trained": loop.epochs_done,
+        "samples_seen": samples,
         "parameters": parameter_count(model),
-        "train_seconds": time.time() - started,
+        "train_seconds": loop.elapsed_s(),
     }

@@ -478,7 +478,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "--budget-min",
         type=arguments.minutes,
         default=0.0,
-        help="e2e/dagger/detector mono3d: stop training after this many minutes (default: none)",
+        help="e2e/dagger/detector: a cap on training minutes; it only cuts a run short, with a "
+        "warning and the samples it got recorded (default: none)",
     )
     s.add_argument("--no-augment", action="store_true", help="e2e: no augmentation")
     s.add_argument(
@@ -896,6 +897,7 @@ def _cmd_train(args) -> int:
         width=args.width or 32,
         seed=args.seed,
         patience=args.patience or 5,
+        budget_s=60.0 * args.budget_min,
     )
     result = train_detector(
         args.data, args.out, recipe, device=args.device, progress=not args.quiet, extra_meta=meta
