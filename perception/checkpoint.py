@@ -66,11 +66,12 @@ def check_fresh_out(out: Path, meta_name: str) -> None:
         raise FileExistsError(f"{Path(out) / meta_name} already exists; choose a new --out folder")
 
 
-def mark_complete(path: str | Path, meta_name: str) -> None:
-    """Set ``training.complete`` in the checkpoint's JSON (atomically)."""
+def mark_complete(path: str | Path, meta_name: str, training: dict | None = None) -> None:
+    """Set ``training.complete`` in the checkpoint's JSON (atomically), with ``training``'s
+    entries: how the run ended (its stop label, epochs and samples), known only now."""
     meta_path = Path(path) / meta_name
     meta = json.loads(meta_path.read_text())
-    meta.setdefault("training", {})["complete"] = True
+    meta.setdefault("training", {}).update({**(training or {}), "complete": True})
     _write_meta(meta_path, meta)
 
 

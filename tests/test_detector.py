@@ -99,6 +99,12 @@ def test_a_tiny_training_run_reduces_the_loss(trained):
     history = result["history"]
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
     assert result["best_val_loss"] < history[0]["val_loss"]
+    # the checkpoint says how the run ended (the one training skeleton's labels)
+    _, ckpt, _ = trained
+    training = json.loads((ckpt / "detector.json").read_text())["training"]
+    assert training["stopped"] == result["stopped"] in ("epochs", "early_stopping")
+    assert training["epochs_trained"] == len(history) and training["complete"]
+    assert training["samples_seen"] == result["samples_seen"] > 0
 
 
 def test_checkpoint_round_trip_is_exact_and_self_describing(trained, tmp_path):

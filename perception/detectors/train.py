@@ -183,9 +183,9 @@ def _epoch_loss(
     bar=None,
     schedule=None,
     loop=None,
-) -> float:
-    """The mean loss over ``idx``; with an ``optimiser``, one training epoch (``schedule``
-    stepped per batch, the ``loop``'s budget checked after each)."""
+) -> tuple[float, int]:
+    """The mean loss over ``idx`` and the samples it covered; with an ``optimiser``, one
+    training epoch (``schedule`` stepped per batch, the ``loop``'s budget checked after each)."""
     total, n = 0.0, 0
     for b in _batches(idx, batch_size, rng):
         f, lab = frames[b], [labels[i] for i in b]
@@ -207,7 +207,7 @@ def _epoch_loss(
             bar.set_postfix_str(f"loss {total / n:.3f}")
         if loop is not None and loop.over_budget():
             break
-    return total / max(n, 1)
+    return total / max(n, 1), n
 
 
 def validation_ap(model, frames, labels, idx, device, config, threshold_m: float = 2.0) -> float:
@@ -276,7 +276,7 @@ def train_detector(
             disable=not progress,
             leave=False,
         )
-        train_loss = _epoch_loss(
+        train_loss, seen = _epoch_loss(
             model,
             frames,
             labels,
@@ -291,10 +291,10 @@ def train_detector(
             schedule,
             loop,
         )
-        samples += bar.n
+        samples += seen
         bar.close()
         model.eval()
-        val_loss = _epoch_loss(model, frames, labels, val_idx, 64, dev, config)
+        val_loss, _ = _epoch_loss(model, frames, labels, val_idx, 64, dev, config)
         ap = validation_ap(model, frames, labels, val_idx, dev, config)
         history.append(
             {
@@ -342,7 +342,7 @@ def train_detector(
     if writer is not None:
         writer.close()
     loop.warn_if_cut(out, samples, recipe.epochs * len(train_idx))
-    mark_complete(out, META)
+    mark_complete(out, META, {**loop.record(), "samples_seen": samples, "history": history})
     return {
         "best_epoch": loop.best_epoch,
         "best_val_loss": -loop.best,

@@ -376,9 +376,9 @@ def _epoch(
     bar=None,
     loop=None,
     schedule=None,
-) -> float:
-    """The mean loss over ``idx``; with an ``optimiser``, one training epoch (``schedule``
-    stepped per batch, the ``loop``'s budget checked after each)."""
+) -> tuple[float, int]:
+    """The mean loss over ``idx`` and the samples it covered; with an ``optimiser``, one
+    training epoch (``schedule`` stepped per batch, the ``loop``'s budget checked after each)."""
     total, n = 0.0, 0
     order = rng.permutation(idx) if rng is not None else idx
     for start in range(0, len(order), batch_size):
@@ -405,7 +405,7 @@ def _epoch(
             bar.set_postfix_str(f"loss {total / n:.3f}")
         if loop is not None and loop.over_budget():
             break
-    return total / max(n, 1)
+    return total / max(n, 1), n
 
 
 def validation_ap(
@@ -489,7 +489,7 @@ def train_mono3d(
             disable=not progress,
             leave=False,
         )
-        train_loss = _epoch(
+        train_loss, seen = _epoch(
             model,
             frames,
             labels,
@@ -505,10 +505,10 @@ def train_mono3d(
             loop,
             schedule,
         )
-        samples += bar.n
+        samples += seen
         bar.close()
         model.eval()
-        val_loss = _epoch(model, frames, labels, cams, val_idx, 64, dev, config, recipe)
+        val_loss, _ = _epoch(model, frames, labels, cams, val_idx, 64, dev, config, recipe)
         ap = validation_ap(model, frames, labels, cams, val_idx, dev, config, recipe.val_threshold)
         history.append(
             {
@@ -563,7 +563,7 @@ def train_mono3d(
     if writer is not None:
         writer.close()
     loop.warn_if_cut(out, samples, recipe.epochs * len(train_idx))
-    mark_complete(out, META)
+    mark_complete(out, META, {**loop.record(), "samples_seen": samples, "history": history})
     return {
         "best_epoch": loop.best_epoch,
         "best_val_ap_2m": history[loop.best_epoch - 1]["val_ap_2m"],
