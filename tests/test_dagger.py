@@ -34,7 +34,8 @@ def policy(tmp_path_factory):
 @pytest.mark.parametrize(
     ("scenario", "why"),
     [
-        ("lane-keep:night", "lane-keep"),  # its rounds would not aggregate with day demos
+        ("lane-keep:night", "visual conditions stay unseen"),  # trained in daylight only
+        ("highway", "trains one policy"),  # another policy's demos
         ("lane-keep:noise=2", "noise=2"),  # demos are recorded without faults
     ],
 )

@@ -367,37 +367,39 @@ def test_dagger_round_aggregates_relabels_and_scores(trained, demos_dir, tmp_pat
     )
 
 
-def test_dagger_rounds_collect_on_every_variant_named_and_score_the_first(
-    trained, demos_dir, tmp_path
-):
+def test_dagger_rounds_collect_on_every_variant_named_and_score_the_first(tmp_path):
     from sim.pipelines.dagger import DaggerConfig, run_dagger
 
-    out, _ = trained
+    record_dataset(
+        get_scenario("highway", duration_s=2.0), [41, 42], tmp_path / "demos", progress=False
+    )
+    recipe = E2ETrainConfig(model="pilotnet-s", epochs=1, batch_size=32, lr=1e-4, patience=1)
+    train_e2e(tmp_path / "demos", tmp_path / "bc", recipe, device="cpu", progress=False)
     config = DaggerConfig(rounds=1, episodes=1, eval_episodes=1, workers=1, duration_s=2.0)
-    recipe = E2ETrainConfig(model="pilotnet-s", epochs=1, lr=1e-4, patience=1)
     result = run_dagger(
-        out,
+        tmp_path / "bc",
         tmp_path / "d",
         config,
         recipe,
-        scenario="lane-keep,lane-keep:dusk",
+        scenario="highway,stopped-car",
         device="cpu",
         progress=False,
         loader_workers=1,
     )
     rdir = tmp_path / "d" / "rounds" / "1"
-    plain = load_demos(rdir / "demos-lane-keep")
-    dusk = load_demos(rdir / "demos-lane-keep-dusk")
-    assert {e["scenario"] for e in dusk.episodes} == {"lane-keep:dusk"}
-    assert dusk.scenario == plain.scenario == "lane-keep"  # the policy a variant trains
-    assert result["rounds"][1]["new_frames"] == len(plain) + len(dusk)
+    plain = load_demos(rdir / "demos-highway")
+    hazard = load_demos(rdir / "demos-stopped-car")
+    assert {e["scenario"] for e in hazard.episodes} == {"stopped-car"}
+    assert hazard.scenario == plain.scenario == "highway"  # the policy a variant trains
+    assert result["rounds"][1]["new_frames"] == len(plain) + len(hazard)
     evaluated = (rdir / "eval" / "episodes.jsonl").read_text().splitlines()
-    assert [json.loads(x)["scenario"] for x in evaluated] == ["lane-keep"]  # the first is scored
+    assert [json.loads(x)["scenario"] for x in evaluated] == ["highway"]  # the first is scored
     _, meta = load_policy(rdir / "policy")
     assert meta["training"]["streamed"] and meta["training"]["loader_workers"] == 1
-    for bad, why in (("highway", "trains one policy"), ("lane-keep,lane-keep", "once")):
+    assert len(meta["dataset"]["paths"]) == 3  # the demos and both variants' rounds
+    for bad, why in (("merge", "trains one policy"), ("highway,highway", "once")):
         with pytest.raises(ValueError, match=why):
-            run_dagger(out, tmp_path / "x", config, recipe, scenario=bad, progress=False)
+            run_dagger(tmp_path / "bc", tmp_path / "x", config, recipe, scenario=bad)
     assert not (tmp_path / "x").exists()
 
 

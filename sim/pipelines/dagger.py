@@ -108,14 +108,22 @@ def _evaluate(policy: Path, scenario, config: DaggerConfig, out: Path, progress:
 
 def check_rounds(scenario: str, world: Scenario, data: list[str]) -> None:
     """Refuse, before round 0, a ``scenario`` whose rounds could not be recorded or trained on:
-    one with faults (demos are recorded clean), or one that trains another policy than the
-    initial demos' (a round's demos join them in one training set, which trains one policy:
-    a variant such as ``stopped-car`` joins ``highway`` demos)."""
+    one with faults (demos are recorded clean), one in another visual condition than day (the
+    conditions stay unseen), or one that trains another policy than the initial demos' (a
+    round's demos join them in one training set, which trains one policy: a variant such as
+    ``stopped-car`` or ``highway:dense`` joins ``highway`` demos)."""
     refuse_faults(
         world,
         f"--scenario {scenario}: DAgger records a demo set every round, and demos are recorded "
         "without sensor or actuation faults",
     )
+    if world.visual != "day":
+        raise ValueError(
+            f"--scenario {scenario}: DAgger would train the {world.trained_on} policy on "
+            f"{world.visual} frames, and every policy is trained in daylight so that the visual "
+            f"conditions stay unseen (the benchmark's generalisation axis); pass --scenario "
+            f"{world.trained_on} or another traffic variant of it"
+        )
     drive = dataset_info(data[0])["drive"]
     recorded = drive.get("trained_on", drive["scenario"])
     if world.trained_on != recorded:
