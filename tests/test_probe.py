@@ -114,6 +114,9 @@ def test_the_report_shows_the_probes_saved_beside_the_evaluation(agents, tmp_pat
     assert "## Does it look? Counterfactual probes (drive probe)" in md
     row = next(line for line in md.splitlines() if line.startswith("| looks |"))
     assert "| 100% |" in row and "probe-looks.json" in row
+    teacher = json.loads((ev / "probe-looks.json").read_text())["teacher_summary"]
+    shares = f"{100 * teacher['brakes_for_stopped_car']:.0f}% / "
+    assert shares in row  # the teacher's answers on the same states, beside the agent's
     assert "probe-notes.json" not in md
 
 

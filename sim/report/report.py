@@ -704,6 +704,8 @@ def read_probes(folder: Path) -> list[dict[str, Any]]:
                     "scenario": str(data["scenario"]),
                     "seeds": list(data["seeds"]),
                     "summary": dict(data["summary"]),
+                    # probes saved before the teacher answered have none
+                    "teacher_summary": dict(data.get("teacher_summary") or {}),
                     "file": path.name,
                 }
             )
