@@ -419,6 +419,20 @@ def _register_study(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_study)
 
 
+def _head_weight(s: argparse.ArgumentParser, flag: str, alone: float, text: str) -> None:
+    """An auxiliary head's loss-weight option: ``FLAG W``, ``FLAG`` alone (``alone``), or left
+    out (0: no head)."""
+    s.add_argument(
+        flag,
+        type=arguments.number_between(0.0, 10.0, f"a {flag[2:]} loss weight"),
+        default=0.0,
+        nargs="?",
+        const=alone,
+        metavar="W",
+        help=f"e2e: {text}",
+    )
+
+
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
     """``drive train``: its parser and its handler."""
     s = subparsers.add_parser(
@@ -510,26 +524,20 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "file per batch (faster on small sets; memory grows with the data) (default: stream; "
         "DRIVE_STREAM_DIR sets the temp folder)",
     )
-    s.add_argument(
+    _head_weight(
+        s,
         "--speed-head",
-        type=arguments.number_between(0.0, 10.0, "a speed-head loss weight"),
-        default=0.0,
-        nargs="?",
-        const=0.05,
-        metavar="W",
-        help="e2e: a CILRS speed-prediction branch from the image features, its L1 loss "
-        "weighted W against the actions' (--speed-head alone: 0.05, CILRS's) (default: none)",
+        0.05,
+        "a CILRS speed-prediction branch from the image features, its L1 loss weighted W "
+        "against the actions' (--speed-head alone: 0.05, CILRS's) (default: none)",
     )
-    s.add_argument(
+    _head_weight(
+        s,
         "--lead-head",
-        type=arguments.number_between(0.0, 10.0, "a lead-head loss weight"),
-        default=0.0,
-        nargs="?",
-        const=1.0,
-        metavar="W",
-        help="e2e: an auxiliary branch predicting the lead auto-label (gap to the car ahead, "
-        "closing speed) from the image features, its L1 loss weighted W (--lead-head alone: "
-        "1) (default: none; needs demos recorded with the label)",
+        1.0,
+        "an auxiliary branch predicting the lead auto-label (gap to the car ahead, closing "
+        "speed) from the image features, its L1 loss weighted W (--lead-head alone: 1) "
+        "(default: none; needs demos recorded with the label)",
     )
     s.add_argument(
         "--speed-dropout",

@@ -38,6 +38,7 @@ import numpy as np
 
 from agents import make_agent
 from sim.geometry.bev import BevCamera
+from sim.geometry.frames import world_to_ego
 from sim.harness.episodes import task_spec
 from sim.harness.loop import Episode, agent_view, env_sensors_for
 from sim.world.env import DrivingEnv
@@ -61,13 +62,6 @@ DRIVER = "expert"
 behaviour-cloned network learned from."""
 
 
-def _ahead(arrays: dict[str, np.ndarray], ego_xy: np.ndarray, heading: float) -> np.ndarray:
-    """Each object's (longitudinal, lateral) offset from the ego along its heading [m]."""
-    c, s = np.cos(heading), np.sin(heading)
-    d = arrays["position_m"] - ego_xy
-    return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], axis=-1)
-
-
 def counterfactual_scenes(
     arrays: dict[str, np.ndarray], ego_xy: np.ndarray, heading: float, stopped_m: float
 ) -> dict[str, dict[str, np.ndarray] | None]:
@@ -86,7 +80,7 @@ def counterfactual_scenes(
         "width_m": np.append(arrays["width_m"], width),
         "kind": np.append(arrays["kind"], np.int8(KIND_VEHICLE)).astype(arrays["kind"].dtype),
     }
-    rel = _ahead(arrays, ego_xy, heading)
+    rel = world_to_ego(arrays["position_m"], ego_xy, heading)
     lane = vehicle & (rel[:, 0] > 0) & (np.abs(rel[:, 1]) < LANE_HALF_WIDTH_M)
     closer = None
     if lane.any():

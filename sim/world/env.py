@@ -407,14 +407,7 @@ class DrivingEnv(gym.Env):
         ego = self.world.vehicle
         obs: dict[str, Any] = {}
         if "bev" in self.sensors:
-            obs["bev"] = self.renderer.ego_camera(
-                self.bev_camera,
-                hw_to_world_xy(ego.position),
-                hw_to_world_heading(ego.heading),
-                self._scene_objects(arrays),
-                ego.LENGTH,
-                ego.WIDTH,
-            )
+            obs["bev"] = self.render_bev(arrays)
         if "speed" in self.sensors:
             obs["speed"] = np.array([ego.speed], dtype=np.float32)
         if "pose" in self.sensors:
