@@ -9,6 +9,8 @@ the last scene (the fallback's contract, which held before too) fails on the pla
 this change.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -39,8 +41,8 @@ def options(ego: EgoState):
     return out
 
 
-def plan(ego, objs, **kw):
-    return Planner().plan(ego, options(ego), forecast(objs, TIMES, "cv"), **kw)
+def plan(ego, objs, planner=None, **kw):
+    return (planner or Planner()).plan(ego, options(ego), forecast(objs, TIMES, "cv"), **kw)
 
 
 def first_accel(p, path):
@@ -91,12 +93,12 @@ def test_a_braking_lead_is_forecast_stopping():
 
 
 def test_the_planner_brakes_early_for_a_lead_that_brakes():
-    """The lead 40 m ahead at the ego's speed (about IDM's desired gap): following is right
+    """The lead 27 m ahead at the ego's speed (IDM's desired gap): following is right
     if it keeps its speed, a collision course if it brakes at 6 m/s^2.  Forecast with its
     acceleration, the plan brakes now (the old planner forecast constant speed and held on)."""
     ego = EgoState(100.0, 0.0, 0.0, 25.0)
     blocked = [(105.0, 4.0, 0.0, 25.0), (105.0, -4.0, 0.0, 25.0)]  # no escape sideways
-    lead = objects([(145.0, 0.0, 0.0, 25.0), *blocked])
+    lead = objects([(132.0, 0.0, 0.0, 25.0), *blocked])  # 27 m bumper to bumper
     calm = plan(ego, lead)
     lead.acceleration_mps2 = np.array([-6.0, 0.0, 0.0])
     braking = plan(ego, lead)
@@ -123,14 +125,24 @@ def test_the_cruise_speed_is_the_scenarios():
     assert plan(ego, ObjectStates.empty()).target_speed_mps.max() == pytest.approx(30.0)
 
 
-def test_idm_gaps_are_highway_envs():
+def test_the_cars_own_gaps_are_the_idms_while_the_traffic_keeps_highway_envs():
+    """The car follows at the IDM's s0 = 2 m and a 1.0 s gap; everything that models the
+    traffic (the follower, MOBIL, the `idm` proposal) keeps highway-env's 1.5 s and 5 m."""
     c = PlannerConfig()
-    assert (
-        (c.idm_headway_s, c.idm_min_gap_m)
-        == (HIGHWAY_ENV_IDM.headway_s, HIGHWAY_ENV_IDM.min_gap_m)
-        == (1.5, 5.0)
-    )
+    assert (c.idm_headway_s, c.idm_min_gap_m) == (1.0, 2.0)
+    assert (HIGHWAY_ENV_IDM.headway_s, HIGHWAY_ENV_IDM.min_gap_m) == (1.5, 5.0)
     assert c.unsafe_follower_decel_mps2 == 2.0  # LANE_CHANGE_MAX_BRAKING_IMPOSED
+
+
+def test_the_car_follows_closer_than_the_traffic_does():
+    """Following a row of cars at 20 m/s, 30 m ahead bumper to bumper in every lane:
+    highway-env's gap (5 m + 1.5 s x 20 m/s = 35 m) brakes, the car's own (2 m + 1.0 s x
+    20 m/s = 22 m) holds on (in a jam each metre of gap is route the benchmark counts)."""
+    ego = EgoState(100.0, 0.0, 0.0, 20.0)
+    row = objects([(135.0, y, 0.0, 20.0) for y in (0.0, 4.0, -4.0)])
+    assert plan(ego, row, cruise_speed_mps=25.0).acceleration_mps2 >= 0.0
+    old = Planner(replace(PlannerConfig(), idm_headway_s=1.5, idm_min_gap_m=5.0))
+    assert plan(ego, row, cruise_speed_mps=25.0, planner=old).acceleration_mps2 < -0.5
 
 
 def test_mobil_vetoes_a_change_that_brakes_the_new_follower_by_more_than_2():
