@@ -29,6 +29,7 @@ import numpy as np
 from agents.base import BaseAgent, TaskSpec
 from perception.boxes import Boxes
 from perception.fusion import fuse
+from perception.odometry import SpeedometerCheck
 from perception.tracker import Tracker
 from planning.control import PurePursuit, SpeedPID, Stanley, normalise_action
 from planning.geometry import wrap_angle
@@ -321,6 +322,7 @@ class PlanningAgent(BaseAgent):
         self.perception = perception or GroundTruthPerception()
         self.sensors = tuple(dict.fromkeys(self.perception.sensors + self.base_sensors))
         self.planner = Planner(config)
+        self.odometry = SpeedometerCheck()
         self.longitudinal = "acceleration" in task.action_names
         if lateral == "pure-pursuit":
             c = self.planner.config
@@ -355,6 +357,7 @@ class PlanningAgent(BaseAgent):
     def reset(self, seed: int | None = None) -> None:
         """A new episode: the lane map is rebuilt from the first observation's map."""
         self.perception.reset()
+        self.odometry.reset()
         self.planner.reset()
         self.lateral.reset()
         self.speed_pid.reset()
@@ -380,7 +383,10 @@ class PlanningAgent(BaseAgent):
         if self.lane_map is None:  # the episode's first decision
             self.lane_map = LaneMap(obs["map"], path_cache=self._path_cache)
         x, y, heading = (float(v) for v in np.asarray(obs["pose"], dtype=np.float64))
-        speed = float(np.asarray(obs["speed"]).reshape(-1)[0])
+        # the speedometer, its scale checked against the distance the fixes travelled
+        speed = self.odometry.update(
+            obs["pose"], float(np.asarray(obs["speed"]).reshape(-1)[0]), self.dt_s
+        )
         ego = EgoState(x, y, heading, speed, self._last_accel)
         objects = self._with_lane_yaw_rates(self.perception.perceive(obs, self.dt_s))
         plan = self.planner.plan(
