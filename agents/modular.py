@@ -29,7 +29,7 @@ import numpy as np
 from agents.base import BaseAgent, TaskSpec
 from perception.boxes import Boxes
 from perception.fusion import fuse
-from perception.odometry import SpeedometerCheck
+from perception.localisation import SpeedometerCheck, TrafficLocalisation
 from perception.tracker import Tracker
 from planning.control import PurePursuit, SpeedPID, Stanley, normalise_action
 from planning.geometry import wrap_angle
@@ -317,12 +317,17 @@ class PlanningAgent(BaseAgent):
         config: PlannerConfig | None = None,
         lateral: str = "pure-pursuit",
         motion_model: str = "ctrv",
+        traffic_localisation: bool = False,
     ) -> None:
+        """:param traffic_localisation: correct the pose and the privileged ``truth`` objects
+        for the displacement the traffic shows against its lanes
+        (:class:`perception.localisation.TrafficLocalisation`; the expert's)"""
         super().__init__(task)
         self.perception = perception or GroundTruthPerception()
         self.sensors = tuple(dict.fromkeys(self.perception.sensors + self.base_sensors))
         self.planner = Planner(config)
         self.odometry = SpeedometerCheck()
+        self.traffic_localisation = TrafficLocalisation() if traffic_localisation else None
         self.longitudinal = "acceleration" in task.action_names
         if lateral == "pure-pursuit":
             c = self.planner.config
@@ -358,6 +363,8 @@ class PlanningAgent(BaseAgent):
         """A new episode: the lane map is rebuilt from the first observation's map."""
         self.perception.reset()
         self.odometry.reset()
+        if self.traffic_localisation is not None:
+            self.traffic_localisation.reset()
         self.planner.reset()
         self.lateral.reset()
         self.speed_pid.reset()
@@ -382,6 +389,11 @@ class PlanningAgent(BaseAgent):
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         if self.lane_map is None:  # the episode's first decision
             self.lane_map = LaneMap(obs["map"], path_cache=self._path_cache)
+        if self.traffic_localisation is not None and "truth" in obs:
+            pose, truth = self.traffic_localisation.correct(
+                self.lane_map, obs["pose"], obs["truth"]
+            )
+            obs = {**obs, "pose": pose, "truth": truth}
         x, y, heading = (float(v) for v in np.asarray(obs["pose"], dtype=np.float64))
         # the speedometer, its scale checked against the distance the fixes travelled
         speed = self.odometry.update(

@@ -152,6 +152,28 @@ class LaneMap:
             self._seg_s[best] + t[best] * np.sqrt(self._seg_len2[best])
         )
 
+    def offsets(
+        self, xy_m: np.ndarray, heading_rad: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For each point ``[K, 2]`` heading ``[K]``, its signed offset [m] from the
+        nearest aligned lane centre (left positive) and that centre's heading [rad];
+        ``nan`` where no lane is aligned."""
+        xy = np.asarray(xy_m, dtype=np.float64).reshape(-1, 2)
+        heading = np.asarray(heading_rad, dtype=np.float64).reshape(-1)
+        rel = xy[:, None, :] - self._seg_a[None]  # [K, S, 2]
+        t = np.clip(np.einsum("ksj,sj->ks", rel, self._seg_ab) / self._seg_len2, 0.0, 1.0)
+        foot = rel - t[..., None] * self._seg_ab[None]
+        dist = np.linalg.norm(foot, axis=-1)
+        aligned = np.abs(wrap_angle(self._seg_heading[None] - heading[:, None])) < ALIGNED_RAD
+        dist = np.where(aligned, dist, np.inf)
+        best = np.argmin(dist, axis=1) if len(xy) else np.zeros(0, dtype=np.int64)
+        rows = np.arange(len(xy))
+        found = np.isfinite(dist[rows, best])
+        ab = self._seg_ab[best]
+        side = np.sign(ab[:, 0] * rel[rows, best, 1] - ab[:, 1] * rel[rows, best, 0])
+        offset = np.where(found, side * dist[rows, best], np.nan)
+        return offset, np.where(found, self._seg_heading[best], np.nan)
+
     def corridor(
         self, lane_id: str, length_m: float, start_s_m: float = 0.0, follow_route: bool = True
     ) -> tuple[str, ...]:
