@@ -152,9 +152,7 @@ class LaneMap:
             self._seg_s[best] + t[best] * np.sqrt(self._seg_len2[best])
         )
 
-    def offsets(
-        self, xy_m: np.ndarray, heading_rad: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def offsets(self, xy_m: np.ndarray, heading_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each point ``[K, 2]`` heading ``[K]``, its signed offset [m] from the
         nearest aligned lane centre (left positive) and that centre's heading [rad];
         ``nan`` where no lane is aligned."""
