@@ -112,6 +112,7 @@ HIGHWAY_ENV_IDM = IDMParameters(
     accel_mps2=3.0, decel_mps2=5.0, headway_s=1.5, min_gap_m=5.0, delta=4.0
 )
 HIGHWAY_ENV_ACC_MAX_MPS2 = 6.0  # [m/s^2] IDMVehicle.ACC_MAX: the traffic's acceleration limit
+STATIC_KIND = 1  # ObjectStates.kind of a static obstacle (sim's TRUTH_KINDS "obstacle")
 # candidate kinds (Plan.kind)
 PROPOSAL, STOP, IDM_PROPOSAL, EMERGENCY_BRAKE, EVASIVE = 0, 1, 2, 3, 4
 CANDIDATE_KINDS = ("proposal", "stop", "idm", "emergency-brake", "evasive")
@@ -148,6 +149,10 @@ class PlannerConfig:
     idm_headway_s: float = 1.0  # [s] desired time gap T
     idm_min_gap_m: float = 2.0  # [m] jam distance s0, bumper to bumper
     idm_delta: float = 4.0  # acceleration exponent
+    static_standoff_m: float = 3.0  # [m] kept behind a static object on top of the jam distance
+    # (5 m in all, highway-env's DISTANCE_WANTED): room to steer round it, which a queue's
+    # 2 m does not leave (merge:dense seed 201 stopped 2 m behind the on-ramp's end obstacle,
+    # pointed at the main road, and no candidate could clear its corner)
     max_brake_mps2: float = 5.0  # [m/s^2] the car's braking limit
     dead_end_margin_m: float = 3.0  # [m] stop this far before a corridor's end
     # the way onto a path: from the car's offset and heading to the centre line over up to
@@ -486,6 +491,7 @@ def near_objects(forecast: Forecast, ego: EgoState, reach_m: float) -> Forecast:
         forecast.length_m[keep],
         forecast.width_m[keep],
         forecast.id[keep],
+        kind=forecast.kind[keep],
     )
 
 
@@ -505,6 +511,7 @@ class ObjectsAlongPaths:
     overlap_m: np.ndarray  # [K] an object this close (laterally) to the car's line overlaps it
     half_length_sum_m: np.ndarray  # [K] centre-to-centre length of the ego and the object, halved
     length_m: np.ndarray  # [K]
+    standoff_m: np.ndarray  # [K] kept on top of IDM's gap behind it (static objects)
 
     def __len__(self) -> int:
         return self.s_m.shape[1]
@@ -550,6 +557,7 @@ def objects_along_paths(
         overlap,
         half_l_sum,
         np.asarray(forecast.length_m, dtype=np.float64),
+        np.where(np.asarray(forecast.kind) == STATIC_KIND, config.static_standoff_m, 0.0),
     )
 
 
@@ -859,7 +867,7 @@ class Planner:
             )
             in_way_all = on_path_all | (np.abs(d_all - d_planned) < objects.overlap_m)
             g_all = np.where(
-                in_way_all, so_all - objects.half_length_sum_m, np.inf
+                in_way_all, so_all - objects.half_length_sum_m - objects.standoff_m, np.inf
             )  # gap = this - the ego's centre s
         else:
             so_all = g_all = vs_all = np.zeros((T, C, 0))

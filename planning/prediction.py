@@ -117,10 +117,13 @@ class Forecast:
     acceleration_mps2: np.ndarray | None = (
         None  # [K] the constant acceleration forecast; None: zeros
     )
+    kind: np.ndarray | None = None  # [K] ObjectStates.kind (0 vehicle, 1 static); None: vehicles
 
     def __post_init__(self) -> None:
         if self.acceleration_mps2 is None:
             self.acceleration_mps2 = np.zeros(len(self.id))
+        if self.kind is None:
+            self.kind = np.zeros(len(self.id), dtype=np.int8)
 
 
 def constant_acceleration(
@@ -166,6 +169,7 @@ def forecast(objects: ObjectStates, times_s: np.ndarray, model: str = "ctrv") ->
         width_m=objects.width_m,
         id=objects.id,
         acceleration_mps2=objects.acceleration_mps2.copy(),
+        kind=np.asarray(objects.kind, dtype=np.int8).copy(),
     )
 
 

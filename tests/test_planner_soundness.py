@@ -145,6 +145,25 @@ def test_the_car_follows_closer_than_the_traffic_does():
     assert plan(ego, row, cruise_speed_mps=25.0, planner=old).acceleration_mps2 < -0.5
 
 
+def test_a_static_obstacle_keeps_the_traffics_standoff():
+    """Rolling up at 4 m/s to something standing 12 m ahead in the lane: behind a stopped car
+    the planner's proposals close to its 2 m jam gap (a queue); behind a static obstacle they
+    stop 5 m short (the room to steer round it: merge:dense seed 201 stopped 2 m behind the
+    on-ramp's end obstacle and no candidate could clear its corner)."""
+    from planning.planner import PROPOSAL
+
+    ego = EgoState(100.0, 0.0, 0.0, 4.0)
+    gaps = {}
+    for kind in (0, 1):  # a vehicle, a static obstacle
+        thing = objects([(100.0 + 2.5 + 12.0 + 2.5, 0.0, 0.0, 0.0)])
+        thing.kind = np.array([kind], dtype=np.int8)
+        p = Planner().plan(ego, options(ego)[:1], forecast(thing, TIMES, "cv"))
+        rear_axle_x = p.trajectory_m[p.kind == PROPOSAL, -1, 0]  # the rear axle is the back
+        gaps[kind] = (117.5 - (rear_axle_x + ego.length_m)).min()
+    assert 2.0 <= gaps[0] < 3.0
+    assert gaps[1] >= 5.0
+
+
 def test_mobil_vetoes_a_change_that_brakes_the_new_follower_by_more_than_2():
     """A follower 22 m behind in the right lane at the ego's 20 m/s: highway-env's IDM
     (desired speed 25 m/s, T 1.5 s, s0 5 m) has it brake at 5.8 m/s^2 behind the ego,
