@@ -163,8 +163,12 @@ class TrafficLocalisation:
         turned = (pos - pose[:2]) @ np.array([[c, s], [-s, c]]) + pose[:2]
         # sideways, the near cars: the heading estimate's error moves far cars by its lever arm
         lat = use & (dist < LATERAL_REACH_M)
-        offset, _ = lane_map.offsets(turned[lat], heading[lat] - dtheta)
-        _, ego_lane_heading = lane_map.offsets(pose[None, :2], [pose[2] - dtheta])
+        # the landmarks' offsets and, last, the lane heading under the car, in one search
+        offset, lane_heading = lane_map.offsets(
+            np.vstack([turned[lat], pose[None, :2]]),
+            np.append(heading[lat] - dtheta, pose[2] - dtheta),
+        )
+        offset, ego_lane_heading = offset[:-1], lane_heading[-1:]
         ok = np.isfinite(offset)
         if ok.sum() < LATERAL_MIN_CARS or not np.isfinite(ego_lane_heading[0]):
             return pose, truth

@@ -32,6 +32,7 @@ DESTINATION_SLACK_M = (
     10.0  # [m] a lane ending this close to the destination lane's end is no dead end
 )
 CURVED_MAP_1PM = 0.02  # [1/m] a lane bending tighter than a 50 m radius makes a map "curved"
+OFFSET_SEARCH_M = 10.0  # [m] LaneMap.offsets looks for lane centres this far around the points
 ALIGNED_RAD = np.pi / 3  # [rad] a lane counts as the ego's only if headings differ by less
 MIN_TRANSITION_M = 1e-6  # [m] shorter transitions are none: the centre line itself
 MAX_HEADING_ERROR_RAD = 1.0  # [rad] a transition starts at most this far off the path's heading
@@ -108,6 +109,8 @@ class LaneMap:
         self._seg_ab = np.concatenate(ends) - self._seg_a
         self._seg_len2 = np.maximum(np.einsum("ij,ij->i", self._seg_ab, self._seg_ab), 1e-12)
         self._seg_heading = np.arctan2(self._seg_ab[:, 1], self._seg_ab[:, 0])
+        self._seg_lo = np.minimum(self._seg_a, self._seg_a + self._seg_ab)  # bounding boxes
+        self._seg_hi = np.maximum(self._seg_a, self._seg_a + self._seg_ab)
         self._seg_owner = np.concatenate(owner)
         self._seg_s = np.concatenate([self.lanes[lid].centre.s_m[:-1] for lid in self._lane_ids])
         self._paths: dict = {} if path_cache is None else path_cache
@@ -158,19 +161,28 @@ class LaneMap:
         ``nan`` where no lane is aligned."""
         xy = np.asarray(xy_m, dtype=np.float64).reshape(-1, 2)
         heading = np.asarray(heading_rad, dtype=np.float64).reshape(-1)
-        rel = xy[:, None, :] - self._seg_a[None]  # [K, S, 2]
-        t = np.clip(np.einsum("ksj,sj->ks", rel, self._seg_ab) / self._seg_len2, 0.0, 1.0)
-        foot = rel - t[..., None] * self._seg_ab[None]
-        dist = np.linalg.norm(foot, axis=-1)
-        aligned = np.abs(wrap_angle(self._seg_heading[None] - heading[:, None])) < ALIGNED_RAD
+        nan = np.full(len(xy), np.nan)
+        if not len(xy):
+            return nan, nan
+        # only the segments near the points (a map holds thousands: 4000 on the highway)
+        lo, hi = xy.min(axis=0) - OFFSET_SEARCH_M, xy.max(axis=0) + OFFSET_SEARCH_M
+        near = np.flatnonzero(np.all((self._seg_hi >= lo) & (self._seg_lo <= hi), axis=1))
+        if not len(near):
+            return nan, nan
+        a, ab = self._seg_a[near], self._seg_ab[near]
+        rel = xy[:, None, :] - a[None]  # [K, S, 2]
+        t = np.clip(np.einsum("ksj,sj->ks", rel, ab) / self._seg_len2[near], 0.0, 1.0)
+        dist = np.linalg.norm(rel - t[..., None] * ab[None], axis=-1)
+        seg_heading = self._seg_heading[near]
+        aligned = np.abs(wrap_angle(seg_heading[None] - heading[:, None])) < ALIGNED_RAD
         dist = np.where(aligned, dist, np.inf)
-        best = np.argmin(dist, axis=1) if len(xy) else np.zeros(0, dtype=np.int64)
+        best = np.argmin(dist, axis=1)
         rows = np.arange(len(xy))
         found = np.isfinite(dist[rows, best])
-        ab = self._seg_ab[best]
+        ab = ab[best]
         side = np.sign(ab[:, 0] * rel[rows, best, 1] - ab[:, 1] * rel[rows, best, 0])
         offset = np.where(found, side * dist[rows, best], np.nan)
-        return offset, np.where(found, self._seg_heading[best], np.nan)
+        return offset, np.where(found, seg_heading[best], np.nan)
 
     def corridor(
         self, lane_id: str, length_m: float, start_s_m: float = 0.0, follow_route: bool = True
