@@ -75,10 +75,10 @@ class SpeedometerCheck:
         self._last_speed: float | None = None
         self._history: deque = deque()  # (time, x, y, heading, odometer)
         self._ratios: list[float] = []
+        self.scale = 1.0  # the speedometer's estimated scale (reading / true speed)
 
-    @property
-    def scale(self) -> float:
-        """The speedometer's estimated scale (reading / true speed); 1 until trusted."""
+    def _estimate(self) -> float:
+        """The scale from the windows so far; 1 until trusted or within tolerance."""
         if len(self._ratios) < self.min_windows:
             return 1.0
         true_per_read = float(np.median(self._ratios))
@@ -105,6 +105,7 @@ class SpeedometerCheck:
             turn = abs(float(wrap_angle(heading - h0)))
             if travelled >= self.min_distance_m and turn <= self.max_turn_rad:
                 self._ratios.append(float(np.hypot(x - x0, y - y0)) / travelled)
+                self.scale = self._estimate()  # only a new window moves it
         return speed_mps / self.scale
 
 

@@ -135,11 +135,10 @@ class LaneMap:
         junction's overlapping lanes do not flicker, and an exit is not mistaken for
         the ring it leaves.
         """
-        rel = np.asarray(xy_m, dtype=np.float64) - self._seg_a
-        t = np.clip(np.einsum("ij,ij->i", rel, self._seg_ab) / self._seg_len2, 0.0, 1.0)
-        dist = np.linalg.norm(rel - t[:, None] * self._seg_ab, axis=1)
-        aligned = np.abs(wrap_angle(self._seg_heading - heading_rad)) < ALIGNED_RAD
-        dist = np.where(aligned, dist, np.inf)
+        _, t, dist = self._segment_distances(
+            np.asarray(xy_m, dtype=np.float64).reshape(1, 2), np.array([heading_rad]), slice(None)
+        )
+        t, dist = t[0], dist[0]
         best = int(np.argmin(dist))
         for lane_id in prefer:
             if lane_id not in self.lanes:
@@ -155,6 +154,18 @@ class LaneMap:
             self._seg_s[best] + t[best] * np.sqrt(self._seg_len2[best])
         )
 
+    def _segment_distances(self, xy: np.ndarray, heading: np.ndarray, seg) -> tuple:
+        """From each point ``[K, 2]`` heading ``[K]`` to each of the segments ``seg`` (an
+        index array or a slice): the point relative to the segment's start ``[K, S, 2]``, the
+        foot's fraction along it ``[K, S]`` and the distance ``[K, S]`` (inf where the segment
+        is not aligned with the heading)."""
+        ab = self._seg_ab[seg]
+        rel = xy[:, None, :] - self._seg_a[seg][None]
+        t = np.clip(np.einsum("ksj,sj->ks", rel, ab) / self._seg_len2[seg], 0.0, 1.0)
+        dist = np.linalg.norm(rel - t[..., None] * ab[None], axis=-1)
+        aligned = np.abs(wrap_angle(self._seg_heading[seg][None] - heading[:, None])) < ALIGNED_RAD
+        return rel, t, np.where(aligned, dist, np.inf)
+
     def offsets(self, xy_m: np.ndarray, heading_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each point ``[K, 2]`` heading ``[K]``, its signed offset [m] from the
         nearest aligned lane centre (left positive) and that centre's heading [rad];
@@ -169,17 +180,11 @@ class LaneMap:
         near = np.flatnonzero(np.all((self._seg_hi >= lo) & (self._seg_lo <= hi), axis=1))
         if not len(near):
             return nan, nan
-        a, ab = self._seg_a[near], self._seg_ab[near]
-        rel = xy[:, None, :] - a[None]  # [K, S, 2]
-        t = np.clip(np.einsum("ksj,sj->ks", rel, ab) / self._seg_len2[near], 0.0, 1.0)
-        dist = np.linalg.norm(rel - t[..., None] * ab[None], axis=-1)
-        seg_heading = self._seg_heading[near]
-        aligned = np.abs(wrap_angle(seg_heading[None] - heading[:, None])) < ALIGNED_RAD
-        dist = np.where(aligned, dist, np.inf)
+        rel, _, dist = self._segment_distances(xy, heading, near)
         best = np.argmin(dist, axis=1)
         rows = np.arange(len(xy))
         found = np.isfinite(dist[rows, best])
-        ab = ab[best]
+        ab, seg_heading = self._seg_ab[near][best], self._seg_heading[near]
         side = np.sign(ab[:, 0] * rel[rows, best, 1] - ab[:, 1] * rel[rows, best, 0])
         offset = np.where(found, side * dist[rows, best], np.nan)
         return offset, np.where(found, seg_heading[best], np.nan)
