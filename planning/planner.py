@@ -491,6 +491,7 @@ def near_objects(forecast: Forecast, ego: EgoState, reach_m: float) -> Forecast:
         forecast.length_m[keep],
         forecast.width_m[keep],
         forecast.id[keep],
+        acceleration_mps2=forecast.acceleration_mps2[keep],
         kind=forecast.kind[keep],
     )
 

@@ -106,6 +106,25 @@ def test_the_planner_brakes_early_for_a_lead_that_brakes():
     assert braking.acceleration_mps2 <= -3.0
 
 
+def test_the_rollouts_idm_follows_the_leads_forecast_acceleration():
+    """A lead 45 m ahead braking gently (1.5 m/s^2), far from any collision: the lane-keep
+    proposals' IDM must follow the lead as forecast, so each brakes harder later in the
+    horizon, on average, than behind the same lead at constant speed.  (``near_objects``
+    once dropped the accelerations, so the rollout saw every lead at constant speed and
+    only the collision gate saw the braking.)"""
+    ego = EgoState(100.0, 0.0, 0.0, 25.0)
+    blocked = [(105.0, 4.0, 0.0, 25.0), (105.0, -4.0, 0.0, 25.0)]
+    lead = objects([(150.0, 0.0, 0.0, 25.0), *blocked])
+    calm = plan(ego, lead)
+    lead.acceleration_mps2 = np.array([-1.5, 0.0, 0.0])
+    braking = plan(ego, lead)
+    keep = (calm.path_index == 0) & (calm.kind == 0)
+    later = slice(10, None)  # after the first second
+    diff = braking.accelerations_mps2[keep, later] - calm.accelerations_mps2[keep, later]
+    assert (diff.mean(axis=1) < -0.05).all()  # every proposal, on average
+    assert diff.min() < -0.5
+
+
 def test_the_motion_estimator_measures_acceleration():
     est = MotionEstimator(smoothing=0.0)
     car = objects([(0.0, 0.0, 0.0, 20.0)])
