@@ -99,6 +99,7 @@ MIN_CURVATURE_1PM = 1e-6  # [1/m] curvature floor of the curve speed limit (no d
 # IDM in the rollout
 MIN_DESIRED_SPEED_MPS = 0.1  # [m/s] floor on a candidate's desired speed (IDM divides by it)
 MIN_CLOSING_SPEED_MPS = 0.1  # [m/s] slower closing on the lead is no time-to-collision
+STANDSTILL_MPS = 0.5  # [m/s] a follower this slow stands: MOBIL's braking criterion has no hold
 NO_TRANSITION_INV_LENGTH_1PM = 1e9  # [1/m] a zero-length transition: on the centre line at once
 # ranking
 MIN_PROGRESS_TO_RANK_M = 5.0  # [m] below this best progress every candidate scores progress 1
@@ -577,6 +578,8 @@ class Rollout:
     final_s_m: np.ndarray  # [C] final rear-axle position, window-local
     s_m: np.ndarray  # [C, T+1] rear-axle position along its path at each step, window-local
     cap0_mps: np.ndarray  # [C] the path's speed cap where the car is now
+    d_m: np.ndarray  # [C, T+1] the car's planned offset from its path at each step (the
+    # transition's offset where the rear axle is, planning.lanes.hermite_offset), left positive
 
 
 @dataclass
@@ -613,6 +616,16 @@ def gated_in(scores: dict[str, np.ndarray]) -> np.ndarray:
         * scores["no_overrun"]
         * scores["safe_lane_change"]
     ) > 0
+
+
+def transition_offset_m(ds_m: np.ndarray, r: RolloutInputs) -> np.ndarray:
+    """``[C, N]`` the offset of each candidate's way onto its path ``ds_m`` [C, N] along it
+    from the car (:func:`planning.lanes.hermite_offset` with the rollout's hoisted
+    constants; past the transition, on the centre line)."""
+    u = np.clip(ds_m * r.blend_inv_len_1pm[:, None], 0.0, 1.0)
+    return r.blend_d0_m[:, None] * (2 * u**3 - 3 * u**2 + 1) + r.blend_m0_m[:, None] * (
+        u**3 - 2 * u**2 + u
+    )
 
 
 class Planner:
@@ -821,6 +834,7 @@ class Planner:
             final_s_m=s,
             cap0_mps=cap0,
             s_m=S,
+            d_m=transition_offset_m(S - r.s0_local_m[:, None], r),
         )
 
     def rollout_inputs(
@@ -900,7 +914,7 @@ class Planner:
         from behind, no overrun of a dead end, a MOBIL-safe lane change; plus each
         candidate's first collision of either kind [s]."""
         first_hit = self.first_collision_s(ego, options, pidx, roll, forecast)
-        rear_hit = self.rear_end_s(ego, pidx, roll, objects)
+        rear_hit = self.rear_end_s(ego, options, pidx, roll, objects)
         overrun = windows.dead_end[pidx] & (roll.final_s_m + ego.length_m > windows.s_end_m[pidx])
         safe_change = self.safe_lane_changes(ego, options, windows, objects)
         return {
@@ -960,14 +974,24 @@ class Planner:
         return first_hit
 
     def rear_end_s(
-        self, ego: EgoState, pidx: np.ndarray, roll: Rollout, objects: ObjectsAlongPaths
+        self,
+        ego: EgoState,
+        options: Sequence[PathOption],
+        pidx: np.ndarray,
+        roll: Rollout,
+        objects: ObjectsAlongPaths,
     ) -> np.ndarray:
         """When the follower on each candidate's path would run into the car's back [s]
         (inf: never).  The follower (the nearest object behind within the path's lane band
         now) is simulated as highway-env's IDM driver (:data:`HIGHWAY_ENV_IDM`, braking up
         to :data:`HIGHWAY_ENV_ACC_MAX_MPS2`) at its current speed as desired speed, reacting
         to the candidate's rollout along the path: braking hard in front of a tailgater is a
-        collision the benchmark counts."""
+        collision the benchmark counts.  The car is in the follower's way only from the step
+        its planned offset (:attr:`Rollout.d_m`) enters the lane band round the follower's
+        line: a lane change pulls out *ahead* of a car standing alongside and behind it
+        before it is in that car's lane, so that car is no follower yet (without this, a car
+        boxed in behind a stopped car with a stopped car alongside never leaves: stopped-car
+        seed 6032).  A lane-keeping candidate is in its lane from the start."""
         c = self.config
         C, K = len(pidx), len(objects)
         hit = np.full(C, np.inf)
@@ -986,9 +1010,11 @@ class Planner:
         fs = front[rows, f].copy()
         fv = np.maximum(objects.vs_mps[pidx][rows, f], 0.0)
         f_v0 = np.maximum(fv, MIN_DESIRED_SPEED_MPS)
+        in_lane = np.abs(roll.d_m - o_d[rows, f][:, None]) < objects.band_m[pidx][:, None]
+        in_lane |= np.array([options[p].lane_change == 0 for p in pidx])[:, None]
         for k in range(c.steps + 1):
             gap = rear_s[:, k] - fs
-            new = has & (gap <= 0.0) & ~np.isfinite(hit)
+            new = has & in_lane[:, k] & (gap <= 0.0) & ~np.isfinite(hit)
             hit[new] = k * c.step_s
             if k == c.steps:
                 break
@@ -1033,6 +1059,12 @@ class Planner:
             )  # the nearest follower
             gap_f = s_ego - objects.s_m[k, q] - objects.half_length_sum_m[q]
             vf = max(objects.vs_mps[k, q], 0.0)
+            if vf < STANDSTILL_MPS:
+                # a car standing still cannot be made to brake; whether the car can pull out
+                # in front of it (or of one alongside) is the collision and rear-end gates'
+                # question (highway-env's check would veto forever: a car boxed in behind a
+                # stopped car with a standing car alongside never left, stopped-car seed 6032)
+                continue
             v0_f = float(windows.speed_cap(np.array([k * windows.width]), np.array([s_ego]))[0])
             acc_f = idm_acceleration(
                 vf, max(v0_f, MIN_DESIRED_SPEED_MPS), gap_f, ego.speed_mps, HIGHWAY_ENV_IDM

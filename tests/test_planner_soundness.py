@@ -125,6 +125,38 @@ def test_the_rollouts_idm_follows_the_leads_forecast_acceleration():
     assert diff.min() < -0.5
 
 
+def _best_on(p, path):
+    m = np.flatnonzero(p.path_index == path)
+    return m[np.argmax(p.scores["total"][m])]
+
+
+def test_a_car_boxed_in_behind_a_stopped_car_pulls_out_ahead_of_a_standing_car_alongside():
+    """Stopped 12 m behind a stopped car, a standing car alongside in the right lane 1.5 m
+    behind, the left lane blocked: the way out is to pull forward and right, ahead of the
+    standing car.  The gates once put the car in the right lane at once, so that car was
+    a follower overlapping its back (rear end) that MOBIL would have to brake: every lane
+    change was vetoed for good (stopped-car seed 6032 stood there for 7 s)."""
+    ego = EgoState(100.0, 0.0, 0.0, 0.0)
+    scene = objects([(112.0, 0.0, 0.0, 0.0), (98.5, -4.0, 0.0, 0.0), (101.0, 4.0, 0.0, 0.0)])
+    p = plan(ego, scene)
+    right = _best_on(p, 2)
+    assert p.scores["no_rear_end"][right] == 1.0
+    assert p.scores["safe_lane_change"][right] == 1.0
+    assert p.path_index[p.best] == 2 and p.acceleration_mps2 > 0.5
+
+
+def test_a_moving_car_alongside_still_vetoes_the_lane_change():
+    """The same way out with the car alongside driving at the ego's 20 m/s: it is in the
+    right lane when the car would get there, so the change stays gated."""
+    ego = EgoState(100.0, 0.0, 0.0, 20.0)
+    scene = objects([(125.0, 0.0, 0.0, 10.0), (98.5, -4.0, 0.0, 20.0), (101.0, 4.0, 0.0, 20.0)])
+    p = plan(ego, scene)
+    right = p.path_index == 2
+    assert (p.scores["total"][right] == 0).all()
+    assert (p.scores["no_rear_end"][right] == 0).all()
+    assert (p.scores["safe_lane_change"][right] == 0).all()
+
+
 def test_the_motion_estimator_measures_acceleration():
     est = MotionEstimator(smoothing=0.0)
     car = objects([(0.0, 0.0, 0.0, 20.0)])
@@ -256,6 +288,7 @@ def test_when_every_candidate_collides_the_pick_keeps_the_last_path_unless_anoth
         np.zeros(C),
         z,
         np.zeros(C),
+        z,
     )
     assert Planner.pick(scores, roll) == 0  # the latest collision
     previous = np.array([False, True, False])
@@ -330,6 +363,20 @@ def test_the_expert_drives_the_old_planners_worst_hazard_seeds(scenario, seed):
     result, _ = episode("expert", scenario, seed, get_scenario(scenario).duration_s)
     assert result.status == "ok", (scenario, seed, result.status)
     assert result.metrics["route_completed"], (scenario, seed)
+
+
+def test_the_expert_leaves_the_box_behind_the_stopped_car():
+    """stopped-car seed 6032 (held-out range 6000-6049): the car ends up stopped behind
+    the stopped car with two crashed cars standing in the lane beside it, one alongside.
+    The rear-end and MOBIL gates took that car for a follower already in the car's way and
+    vetoed every way out for the rest of the episode (0.58 of the route); it now pulls out
+    ahead of it after a second's standstill and drives on (0.87; `idm` was never boxed in)."""
+    from sim.world.scenarios import get_scenario
+    from tests.test_expert import episode
+
+    result, _ = episode("expert", "stopped-car", 6032, get_scenario("stopped-car").duration_s)
+    assert result.status == "ok", result.status
+    assert result.metrics["route_completion"] > 0.8
 
 
 def test_no_lane_change_into_dense_traffic_on_the_old_planners_crash_seed():
