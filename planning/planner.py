@@ -620,11 +620,11 @@ def gated_in(scores: dict[str, np.ndarray]) -> np.ndarray:
 
 def transition_offset_m(ds_m: np.ndarray, r: RolloutInputs) -> np.ndarray:
     """``[C, N]`` the offset of each candidate's way onto its path ``ds_m`` [C, N] along it
-    from the car (:func:`planning.lanes.hermite_offset` with the rollout's hoisted
-    constants; past the transition, on the centre line)."""
-    u = np.clip(ds_m * r.blend_inv_len_1pm[:, None], 0.0, 1.0)
-    return r.blend_d0_m[:, None] * (2 * u**3 - 3 * u**2 + 1) + r.blend_m0_m[:, None] * (
-        u**3 - 2 * u**2 + u
+    from the car: :func:`planning.lanes.hermite_offset`, its slope and length recovered from
+    the rollout's hoisted constants (past the transition, on the centre line)."""
+    length = 1.0 / r.blend_inv_len_1pm
+    return hermite_offset(
+        ds_m, r.blend_d0_m[:, None], (r.blend_m0_m / length)[:, None], length[:, None]
     )
 
 
