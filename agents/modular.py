@@ -34,7 +34,7 @@ from perception.tracker import Tracker
 from planning.control import PurePursuit, SpeedPID, Stanley, normalise_action
 from planning.geometry import wrap_angle
 from planning.lanes import ALIGNED_RAD, LaneMap, ReferencePath
-from planning.planner import EgoState, PathOption, Plan, Planner, PlannerConfig
+from planning.planner import EgoState, PathOption, Plan, Planner, PlannerConfig, warm_up
 from planning.prediction import (
     Forecast,
     MotionEstimator,
@@ -379,8 +379,10 @@ class PlanningAgent(BaseAgent):
 
     def prepare(self) -> None:
         """Load whatever the perception source needs (a checkpoint) before the first episode,
-        so a missing file stops a run up front instead of failing every episode."""
+        so a missing file stops a run up front instead of failing every episode; and compile
+        the planner's rollout loop (or load it from numba's cache) before the first decision."""
         self.perception.prepare()
+        warm_up()
 
     def checkpoints(self) -> tuple[str, ...]:
         return self.perception.checkpoints()

@@ -72,11 +72,13 @@ from planning.lanes import (
     MAX_TRANSITION_SLOPE,
     MIN_TRANSITION_M,
     BlendedPath,
+    LaneMap,
     ReferencePath,
     hermite_offset,
     transition_slope,
 )
-from planning.prediction import Forecast, constant_acceleration
+from planning.prediction import Forecast, ObjectStates, constant_acceleration
+from planning.prediction import forecast as forecast_objects
 from planning.rollout import (
     IDMParameters,
     idm_acceleration,
@@ -1175,3 +1177,41 @@ class Planner:
             if committed:
                 return int(committed[0])
         return int(key[0])
+
+
+def warm_up() -> None:
+    """Compile the rollout's step loop now, or load it from numba's on-disk cache, by
+    planning once on a made-up straight road with one car ahead.
+
+    Agents call it when they prepare, before their first episode: the first decision then
+    costs a decision, not a compile (about 5 s, which a 5 s decision timeout counts), and a
+    parallel run's parent process has written the cache before its workers start, so the
+    workers only read it (two processes compiling and writing the cache at once can fail
+    in numba with "no compiled object yet", which ended a fresh install's first episode as
+    an agent error)."""
+    lane = {
+        "centre_m": np.array([[0.0, 0.0], [200.0, 0.0]]),
+        "heading_rad": np.zeros(2),
+        "width_m": 4.0,
+        "speed_limit_mps": 30.0,
+        "next": [],
+        "left": None,
+        "right": None,
+    }
+    lanes = LaneMap({"lanes": {"a-b-0": lane}, "route": {"lane_ids": ["a-b-0"], "length_m": 200.0}})
+    path = lanes.path(("a-b-0",))
+    planner = Planner()
+    car = ObjectStates(
+        np.zeros(1, np.int64),
+        np.zeros(1, np.int8),
+        np.array([[40.0, 0.0]]),
+        np.zeros(1),
+        np.full(1, 10.0),
+        np.full(1, 5.0),
+        np.full(1, 2.0),
+        np.zeros(1),
+        np.zeros(1),
+    )
+    times = np.arange(planner.config.steps + 1) * planner.config.step_s
+    option = PathOption(path, float(path.project(np.array([7.5, 0.0]))[0]), 0, on_route=True)
+    planner.plan(EgoState(10.0, 0.0, 0.0, 20.0), [option], forecast_objects(car, times))

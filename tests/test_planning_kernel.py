@@ -13,6 +13,7 @@ more.  Determinism is unaffected: one machine runs the same code in every proces
 """
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -307,3 +308,31 @@ def test_a_changed_source_drops_the_cached_loop(tmp_path):
     sources[1].write_text("x = 2\n")  # IDM edited
     assert drop_stale_cache(cache, sources)
     assert not any(p.exists() for p in cached) and other.exists()
+
+
+def test_an_agent_compiles_the_rollout_loop_when_it_prepares():
+    """A planning agent's prepare() compiles (or loads from numba's cache) the rollout loop,
+    so a parallel run's parent has it before its workers start and no first decision pays
+    for the compile (a fresh process: this one has compiled it already)."""
+    import subprocess
+    import sys
+
+    from planning.jit import COMPILED
+
+    if not COMPILED:
+        pytest.skip("numba is not installed: the loop runs as plain Python")
+    code = (
+        "from agents import make_agent\n"
+        "from sim.geometry.bev import BevCamera\n"
+        "from sim.harness.episodes import task_spec\n"
+        "from sim.world.scenarios import get_scenario\n"
+        "from planning.kernel import rollout_steps\n"
+        "agent = make_agent('expert', task_spec(get_scenario('highway'), BevCamera()))\n"
+        "before = len(rollout_steps.signatures)\n"
+        "agent.prepare()\n"
+        "print(before, len(rollout_steps.signatures))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.split() == ["0", "1"]
