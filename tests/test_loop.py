@@ -425,3 +425,28 @@ def test_a_world_that_cannot_be_built_is_a_sim_error_in_a_run(tmp_path, monkeypa
     )
     assert [r["status"] for r in records] == ["sim_error", "sim_error"]
     assert all("the road cannot be built" in r["error"] for r in records)
+
+
+def test_episodes_in_this_process_run_on_one_torch_thread_as_in_a_worker(tmp_path, monkeypatch):
+    """The same seed gives the same episode whatever --workers: torch's kernels reduce in
+    an order that depends on the thread count, so the in-process path runs its episodes on
+    one thread, as every worker process does, and gives the caller's count back after."""
+    torch = pytest.importorskip("torch")
+    from sim.harness.run import EpisodeRunner, run_seeds
+
+    seen = []
+    run = EpisodeRunner.run
+
+    def spy(self, seed, video=None):
+        seen.append(torch.get_num_threads())
+        return run(self, seed, video)
+
+    monkeypatch.setattr(EpisodeRunner, "run", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_seeds("idm", get_scenario("highway", **SHORT), [0], tmp_path, print, camera=BevCamera())
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -12,9 +12,11 @@ keeps their import graph a chain: episodes <- parallel <- ray_backend <- run <- 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -181,6 +183,30 @@ class EpisodeRunner:
     def close(self) -> None:
         if self._env is not None:
             self._env.close()
+
+
+@contextlib.contextmanager
+def one_inference_thread() -> Iterator[None]:
+    """Torch's CPU kernels on one intra-op thread while episodes run in this process, as
+    in every worker process (:mod:`sim.harness.parallel`, :mod:`sim.harness.ray_backend`),
+    and the caller's thread count back after.
+
+    The same seed must give the same episode whatever ``--workers`` is: torch's
+    convolutions reduce in an order that depends on the thread count, so a learned
+    detector's boxes differ in their last bits between one thread and two, and over an
+    episode that difference changed what `modular` did (held-out highway seed 8019 ended in
+    a collision with one thread and not with two; docs/planner.md, section 8).  Without
+    torch loaded (no learned agent) nothing changes."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def save_trace(path: Path, result: EpisodeResult) -> None:

@@ -26,6 +26,7 @@ from sim.geometry.bev import BevCamera
 from sim.harness.episodes import (  # noqa: F401 - re-exported: the run's public names
     EpisodeRunner,
     ObserverFactory,
+    one_inference_thread,
     save_trace,
     scenario_record,
     task_spec,
@@ -213,25 +214,27 @@ def run_seeds(
             decision_timeout_s=decision_timeout_s,
         )
         try:
-            if batch > 1:
-                rest = list(seeds)
-                if video is not None and rest:  # the video's episode alone: same result
-                    on_record(runner.run(rest.pop(0), video))
-                runner.run_lockstep(rest, batch, on_record)
-            for k, seed in enumerate(seeds if batch == 1 else []):
-                try:
-                    record = runner.run(seed, video if k == 0 else None)
-                except Exception:  # noqa: BLE001 - as a worker would: record, go on
-                    # run_episode records every agent fault itself: what escapes it is the
-                    # simulator's or the harness's (a world that cannot be built), not the agent's
-                    record = failure_record(
-                        agent_name,
-                        scenario.name,
-                        seed,
-                        "episode failed in the simulator: " + traceback.format_exc(limit=8),
-                        status="sim_error",
-                    )
-                on_record(record)
+            with one_inference_thread():
+                if batch > 1:
+                    rest = list(seeds)
+                    if video is not None and rest:  # the video's episode alone: same result
+                        on_record(runner.run(rest.pop(0), video))
+                    runner.run_lockstep(rest, batch, on_record)
+                for k, seed in enumerate(seeds if batch == 1 else []):
+                    try:
+                        record = runner.run(seed, video if k == 0 else None)
+                    except Exception:  # noqa: BLE001 - as a worker would: record, go on
+                        # run_episode records every agent fault itself: what escapes it is the
+                        # simulator's or the harness's (a world that cannot be built), not the
+                        # agent's
+                        record = failure_record(
+                            agent_name,
+                            scenario.name,
+                            seed,
+                            "episode failed in the simulator: " + traceback.format_exc(limit=8),
+                            status="sim_error",
+                        )
+                    on_record(record)
         finally:
             runner.close()
         return

@@ -67,6 +67,7 @@ from agents import make_agent, parse_agent
 from agents.modular import PlanningAgent
 from sim.geometry.bev import BevCamera
 from sim.geometry.frames import world_to_ego
+from sim.harness.episodes import one_inference_thread
 from sim.harness.evaluate import CONFIG, RESULTS, checkpoint_hashes, read_results
 from sim.harness.io import check_output_file, write_json_output, write_text_output, written_by
 from sim.harness.loop import Episode, env_sensors_for
@@ -175,7 +176,9 @@ def redrive(
 ) -> tuple[list[dict[str, Any]], Episode]:
     """Drive ``agent`` (prepared) on ``scenario`` / ``seed`` again with the ``truth`` sensor
     added (it changes nothing in the world): one dict per decision with ``truth``, ``ego``
-    and what ``observe(agent)`` returns after the decision; and the finished episode."""
+    and what ``observe(agent)`` returns after the decision; and the finished episode.  On one
+    torch thread, as the evaluation drove it (:func:`~sim.harness.episodes.one_inference_thread`),
+    so the episode re-driven is the one recorded."""
     env = DrivingEnv(
         scenario,
         bev=bev or BevCamera(),
@@ -185,10 +188,11 @@ def redrive(
     agent.reset(seed=int(seed))
     steps: list[dict[str, Any]] = []
     try:
-        while not ep.done:
-            raw = agent.act(ep.view())
-            steps.append({"truth": ep.info["truth"], "ego": ep.info["ego"], **observe(agent)})
-            ep.apply(raw, 0.0)
+        with one_inference_thread():
+            while not ep.done:
+                raw = agent.act(ep.view())
+                steps.append({"truth": ep.info["truth"], "ego": ep.info["ego"], **observe(agent)})
+                ep.apply(raw, 0.0)
     finally:
         env.close()
     return steps, ep
