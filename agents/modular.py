@@ -43,6 +43,7 @@ from planning.prediction import (
     forecast,
     forecast_along_paths,
 )
+from sim.geometry.pinhole import CameraRig
 
 CORRIDOR_M = 250.0  # [m] how far ahead reference paths reach (> 4 s at 40 m/s + look-ahead)
 MAX_FORECAST_SPEED_MPS = (
@@ -72,7 +73,15 @@ RIG_TRACKER = {
     "init_velocity": "ego",
     "position_noise_m": 1.0,
     "depth_noise_per_m2": 0.001,
+    # a track out of every rig camera's view is predicted on, not missed, for up to this long
+    # [s]: the default rig's blind spot beside the car is about 8 m long for a car in the next
+    # lane, which a car 1 m/s faster or slower than the ego takes 8 s to cross
+    "max_unseen_s": 8.0,
 }
+# a track's centre counts as in a camera's view this far inside its image [px]: nearer the edge
+# the car is mostly outside the image and the detector may miss it
+IN_VIEW_MARGIN_PX = 8.0
+CAR_CENTRE_HEIGHT_M = 0.75  # [m] the centre of a 1.5 m tall car (the detector's size prior)
 # the rig's tracks are planned at the cautious end of their speed interval, this many standard
 # deviations (planning.prediction.cautious_speeds): a stalled car revealed 60-80 m out reads as
 # moving for seconds, and the mean drove into it.  Chosen on hazard and highway seeds 0-19:
@@ -221,7 +230,10 @@ class RigPerception:
         self.device_name = device
         self.device = "cpu"
         self.detector = detector
-        self.tracker = Tracker(dt_s, **(RIG_TRACKER if tracker is None else tracker))
+        self.view = CameraRig([(c, rig[c]) for c in self.cameras])  # what this stack reads
+        self.tracker = Tracker(
+            dt_s, in_view=self.sees, **(RIG_TRACKER if tracker is None else tracker)
+        )
         self.caution_sigma = RIG_CAUTION_SIGMA if caution_sigma is None else float(caution_sigma)
         self.last_detections: Boxes | None = None
         self.last_per_camera: dict[str, Boxes] = {}
@@ -229,6 +241,13 @@ class RigPerception:
     def prepare(self) -> None:
         if self.detector is None:
             self._load()
+
+    def sees(self, centres_ego_m: np.ndarray) -> np.ndarray:
+        """Whether one of this stack's cameras images each ego-frame car centre ``[N, 2]``
+        (at a car's mid-height, :data:`IN_VIEW_MARGIN_PX` inside the image)."""
+        c = np.asarray(centres_ego_m, dtype=np.float64)
+        points = np.concatenate([c, np.full((len(c), 1), CAR_CENTRE_HEIGHT_M)], axis=1)
+        return self.view.sees(points, IN_VIEW_MARGIN_PX)
 
     def checkpoints(self) -> tuple[str, ...]:
         return () if self.checkpoint == GEOMETRIC else (self.checkpoint,)

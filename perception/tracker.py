@@ -23,7 +23,18 @@ realtime tracking"), on box centres in the world frame:
 * **births and deaths with hysteresis**: a track is reported once it has been matched
   ``confirm_hits`` times in a row, and dropped after ``max_misses`` frames unmatched,
   so a one-frame false positive never reaches the planner and a one-frame miss does
-  not lose a car.
+  not lose a car;
+* **no evidence where the sensor cannot see** (``in_view``, ``max_unseen_s``): a camera rig
+  has gaps between its fields of view (the default rig's front and rear cameras leave the
+  car's sides unseen), and a car overtaking or being overtaken spends seconds there.  A
+  missing detection is a miss only where the track's predicted centre is in view; out of
+  view the track is predicted on at constant velocity along its box's axis (its
+  acceleration and its velocity across its heading, which extrapolate badly for seconds,
+  are dropped) and still reported, for up to
+  ``max_unseen_s``, until a camera sees it again or sees that it is not there; it takes a
+  detection again only within ``gate_m`` (its covariance has grown wide).  Without
+  it, a car alongside was forgotten within three frames and the planner changed lanes
+  into it (`modular`, held-out highway seed 7033; docs/planner.md, section 8).
 
 :meth:`Tracker.objects` reports confirmed tracks as :class:`planning.prediction.ObjectStates`
 (world frame), the one format perception hands planning (DESIGN.md).
@@ -31,6 +42,7 @@ realtime tracking"), on box centres in the world frame:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +51,7 @@ from scipy.optimize import linear_sum_assignment
 from perception.boxes import Boxes
 from planning.geometry import wrap_angle
 from planning.prediction import ObjectStates
-from sim.geometry.frames import ego_to_world
+from sim.geometry.frames import ego_to_world, world_to_ego
 
 MOVING_MPS = 1.0  # [m/s] above this a track's heading follows its velocity
 MOTION_MODELS = ("cv", "ca")
@@ -61,7 +73,8 @@ class Track:
     width_m: float
     kind: int
     hits: int = 1  # consecutive matches
-    misses: int = 0  # consecutive frames unmatched
+    misses: int = 0  # consecutive frames unmatched where a detection was expected (in view)
+    unseen: int = 0  # consecutive frames out of the sensor's view (predicted, not missed)
     confirmed: bool = False
     age: int = 1
     history: list = field(default_factory=list, repr=False)
@@ -86,12 +99,18 @@ class Tracker:
         init_velocity: str = "zero",
         depth_noise_per_m2: float = 0.0,
         gate_sigma: float = 3.0,
+        in_view: Callable[[np.ndarray], np.ndarray] | None = None,
+        max_unseen_s: float = 0.0,
     ) -> None:
-        if dt_s <= 0 or gate_m <= 0 or confirm_hits < 1 or max_misses < 0:
+        if dt_s <= 0 or gate_m <= 0 or confirm_hits < 1 or max_misses < 0 or max_unseen_s < 0:
             raise ValueError(
-                f"need dt_s > 0, gate_m > 0, confirm_hits >= 1, max_misses >= 0; got "
-                f"{dt_s}, {gate_m}, {confirm_hits}, {max_misses}"
+                f"need dt_s > 0, gate_m > 0, confirm_hits >= 1, max_misses >= 0, "
+                f"max_unseen_s >= 0; got {dt_s}, {gate_m}, {confirm_hits}, {max_misses}, "
+                f"{max_unseen_s}"
             )
+        # ego-frame centres [N, 2] -> whether the sensor would see each (None: it sees all)
+        self.in_view = in_view
+        self.max_unseen_frames = round(max_unseen_s / dt_s)
         if motion not in MOTION_MODELS:
             raise ValueError(f"unknown motion model {motion!r}; known: {', '.join(MOTION_MODELS)}")
         self.motion = motion
@@ -177,12 +196,24 @@ class Tracker:
                 c,
                 None if noise is None else noise[c],
             )
+        out_of_view = self._out_of_view(self.tracks, pose)
         for k, t in enumerate(self.tracks):
-            if k not in matched_tracks:
-                t.misses += 1
+            if k in matched_tracks:
+                t.unseen = 0
+            else:
                 t.hits = 0
+                if out_of_view[k]:
+                    t.unseen += 1
+                    self._coast(t)
+                else:
+                    t.unseen = 0
+                    t.misses += 1
             t.age += 1
-        self.tracks = [t for t in self.tracks if t.misses <= self.max_misses]
+        self.tracks = [
+            t
+            for t in self.tracks
+            if t.misses <= self.max_misses and t.unseen <= self.max_unseen_frames
+        ]
         for c in range(len(detections)):
             if c not in matched_dets:
                 self.tracks.append(
@@ -198,6 +229,24 @@ class Tracker:
                     )
                 )
                 self._next_id += 1
+
+    def _coast(self, t: Track) -> None:
+        """A track out of view goes on at constant velocity along its box's axis: its
+        acceleration and its velocity across its heading, which extrapolate badly for
+        seconds (a 3 m/s lateral error, noise for a car keeping its lane, carried a car
+        beside the ego two lanes away in 3 s), are dropped."""
+        if len(t.x) > 4:
+            t.x[4:6] = 0.0
+        axis = np.array([np.cos(t.heading_rad), np.sin(t.heading_rad)])
+        t.x[2:4] = float(t.x[2:4] @ axis) * axis
+
+    def _out_of_view(self, tracks: list[Track], pose: np.ndarray) -> np.ndarray:
+        """``[len(tracks)]`` whether each track's predicted centre is outside the sensor's
+        view (never, without ``in_view`` or with ``max_unseen_s`` 0)."""
+        if self.in_view is None or self.max_unseen_frames == 0 or not tracks:
+            return np.zeros(len(tracks), dtype=bool)
+        centres = world_to_ego(np.array([t.x[:2] for t in tracks]), pose[:2], pose[2])
+        return ~np.asarray(self.in_view(centres), dtype=bool)
 
     def _initial_state(self, centre: np.ndarray, ego_velocity: np.ndarray) -> np.ndarray:
         """A new track's state: at the detection, at rest or (``init_velocity="ego"``) moving
@@ -238,6 +287,12 @@ class Tracker:
             S = hph[:, None] + noise[None]  # [T, D, 2, 2]
             cost = np.sqrt(np.einsum("tdi,tdij,tdj->td", diff, np.linalg.inv(S), diff))
             gate = self.gate_sigma
+        # a track predicted through a blind spot has a wide covariance, so the Mahalanobis gate
+        # alone would let it take a detection metres off; it takes one within gate_m only
+        unseen = np.array([t.unseen > 0 for t in self.tracks])
+        if noise is not None and unseen.any():
+            far = np.linalg.norm(diff, axis=-1) > self.gate_m
+            cost = np.where(unseen[:, None] & far, big, cost)
         rows, cols = linear_sum_assignment(np.where(cost <= gate, cost, big))
         ok = cost[rows, cols] <= gate
         return rows[ok], cols[ok]

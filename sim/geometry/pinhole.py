@@ -385,6 +385,25 @@ class CameraRig:
     def __len__(self) -> int:
         return len(self.cameras)
 
+    def sees(self, points_ego_m: np.ndarray, margin_px: float = 0.0) -> np.ndarray:
+        """Whether any camera of the rig images each ego-frame point ``[..., 3]`` [m]: in
+        front of its near plane and at least ``margin_px`` inside its image.  What falls
+        between the cameras' fields of view (beside the car, for the default rig's front and
+        rear cameras) is seen by none: a tracker must not read a missing detection there
+        as evidence that an object has gone."""
+        p = np.asarray(points_ego_m, dtype=np.float64)
+        seen = np.zeros(p.shape[:-1], dtype=bool)
+        for _, camera in self.cameras:
+            uv, _ = camera.project(p)
+            u, v = uv[..., 0], uv[..., 1]  # NaN behind the near plane: every test False
+            seen |= (
+                (u >= margin_px - 0.5)
+                & (u < camera.width_px - 0.5 - margin_px)
+                & (v >= margin_px - 0.5)
+                & (v < camera.height_px - 0.5 - margin_px)
+            )
+        return seen
+
     def to_dict(self) -> dict:
         """``{"cameras": {name: camera.to_dict(), ...}}`` in rig order (JSON keeps it)."""
         return {"cameras": {name: camera.to_dict() for name, camera in self.cameras}}
