@@ -30,11 +30,11 @@ realtime tracking"), on box centres in the world frame:
   missing detection is a miss only where the track's predicted centre is in view; out of
   view the track is predicted on at constant velocity along its box's axis (its
   acceleration and its velocity across its heading, which extrapolate badly for seconds,
-  are dropped) and still reported, for up to
-  ``max_unseen_s``, until a camera sees it again or sees that it is not there; it takes a
-  detection again only within ``gate_m`` (its covariance has grown wide).  Without
-  it, a car alongside was forgotten within three frames and the planner changed lanes
-  into it (`modular`, held-out highway seed 7033; docs/planner.md, section 8).
+  are dropped) and still reported, for up to ``max_unseen_s``, until a camera sees it
+  again or sees that it is not there; it takes a detection again only within ``gate_m``
+  (its covariance has grown wide).  Without it, a car alongside was forgotten within three
+  frames and the planner changed lanes into it (`modular`, held-out highway seeds 7033,
+  8019, 9021; docs/planner.md, section 8).
 
 :meth:`Tracker.objects` reports confirmed tracks as :class:`planning.prediction.ObjectStates`
 (world frame), the one format perception hands planning (DESIGN.md).

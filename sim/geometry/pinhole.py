@@ -250,12 +250,18 @@ class PinholeCamera:
             axis=-1,
         )
 
-    def in_image(self, uv_px: np.ndarray) -> np.ndarray:
+    def in_image(self, uv_px: np.ndarray, margin_px: float = 0.0) -> np.ndarray:
         """Whether pixels ``[..., 2]`` lie inside the image, ``[-0.5, W-0.5) x [-0.5, H-0.5)``
-        (False for NaN)."""
+        shrunk by ``margin_px`` on every side (False for NaN)."""
         q = np.asarray(uv_px, dtype=np.float64)
         u, v = q[..., 0], q[..., 1]
-        return (u >= -0.5) & (u < self.width_px - 0.5) & (v >= -0.5) & (v < self.height_px - 0.5)
+        lo = margin_px - 0.5
+        return (
+            (u >= lo)
+            & (u < self.width_px - 0.5 - margin_px)
+            & (v >= lo)
+            & (v < self.height_px - 0.5 - margin_px)
+        )
 
     def pixel_to_ray(self, uv_px: np.ndarray) -> np.ndarray:
         """Pixels ``[..., 2]`` -> unit viewing directions ``[..., 3]`` in the ego frame (from
@@ -394,14 +400,8 @@ class CameraRig:
         p = np.asarray(points_ego_m, dtype=np.float64)
         seen = np.zeros(p.shape[:-1], dtype=bool)
         for _, camera in self.cameras:
-            uv, _ = camera.project(p)
-            u, v = uv[..., 0], uv[..., 1]  # NaN behind the near plane: every test False
-            seen |= (
-                (u >= margin_px - 0.5)
-                & (u < camera.width_px - 0.5 - margin_px)
-                & (v >= margin_px - 0.5)
-                & (v < camera.height_px - 0.5 - margin_px)
-            )
+            uv, _ = camera.project(p)  # NaN behind the near plane: not in the image
+            seen |= camera.in_image(uv, margin_px)
         return seen
 
     def to_dict(self) -> dict:
