@@ -147,6 +147,35 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (in eval mode) with every ``Conv2d`` that a ``BatchNorm2d`` follows inside an
+    ``nn.Sequential`` merged with it into one convolution, in place.
+
+    For inference only: the folded convolution computes the frozen normalisation in its
+    weights and bias, one pass over the feature map instead of two (the outputs agree with
+    the unfolded network to float32 rounding, ~1e-6). Training a folded model would learn
+    without the normalisation, so a model in training mode is refused."""
+    if model.training:
+        raise ValueError("fold_batchnorm folds a frozen normalisation: call model.eval() first")
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for name, child in model.named_children():
+        if isinstance(child, torch.nn.Sequential):
+            kids, folded, i = list(child), [], 0
+            while i < len(kids):
+                conv, nxt = kids[i], kids[i + 1] if i + 1 < len(kids) else None
+                if isinstance(conv, torch.nn.Conv2d) and isinstance(nxt, torch.nn.BatchNorm2d):
+                    folded.append(fuse_conv_bn_eval(conv, nxt))
+                    i += 2
+                else:
+                    folded.append(fold_batchnorm(conv))
+                    i += 1
+            setattr(model, name, torch.nn.Sequential(*folded))
+        else:
+            fold_batchnorm(child)
+    return model
+
+
 def save_model(
     model: torch.nn.Module, out: Path, meta_name: str, architecture: str, meta: dict
 ) -> None:

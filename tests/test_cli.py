@@ -8,6 +8,7 @@ import sys
 import av
 import pytest
 
+from agents import make_agent
 from sim.cli import main
 from sim.world.scenarios import SCENARIOS
 
@@ -286,6 +287,37 @@ def test_bench_planner_smoke(capsys, tmp_path):
         <= row["latency_max_ms"]
     )
     assert 0.0 <= row["over_budget_share"] <= 1.0 and row["env_step_median_ms"] > 0
+
+
+def test_bench_planner_times_a_prepared_agent_on_one_torch_thread(monkeypatch):
+    """The benchmark times decisions as an evaluation makes them: after prepare() (a
+    checkpoint's load and the rollout's compile are not a decision) and on one torch thread."""
+    import torch
+
+    import sim.bench.simulator as simulator
+
+    seen = []
+
+    def spy(name, task):
+        bot = make_agent(name, task)
+        prepare, act = bot.prepare, bot.act
+
+        def prepared():
+            seen.append("prepare")
+            prepare()
+
+        def acting(obs):
+            seen.append(torch.get_num_threads())
+            return act(obs)
+
+        bot.prepare, bot.act = prepared, acting
+        return bot
+
+    monkeypatch.setattr(simulator, "make_agent", spy)
+    torch.set_num_threads(2)
+    simulator.bench_planner(scenarios=("lane-keep",), episodes=1, duration_s=1.0)
+    assert seen[0] == "prepare" and len(seen) > 2 and set(seen[1:]) == {1}
+    assert torch.get_num_threads() == 2  # the caller's threads back
 
 
 @pytest.mark.parametrize(

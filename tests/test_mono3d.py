@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from perception.boxes import Boxes
-from perception.checkpoint import CheckpointError, training_complete
+from perception.checkpoint import CheckpointError, fold_batchnorm, training_complete
 from perception.dataset import FrameDataset
 from perception.detectors.learned import META
 from perception.detectors.mono3d import (
@@ -246,6 +246,29 @@ def test_checkpoint_round_trip_and_batch_equals_single(checkpoint):
             assert got.score == pytest.approx(w.score, abs=1e-5)
             assert got.height_m == pytest.approx(w.height_m, rel=1e-4)
     assert np.all(batch[1].centre_m[:, 0] < 0)  # the rear camera's detections are behind the ego
+
+
+def test_folding_the_batch_norms_keeps_the_outputs_and_refuses_a_training_model():
+    torch.manual_seed(0)
+    model = Mono3DNet(CFG)
+    for m in model.modules():  # normalisation statistics far from the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1.0, 1.0)
+            m.running_var.uniform_(0.2, 3.0)
+            m.weight.data.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(-0.5, 0.5)
+    with pytest.raises(ValueError, match="eval"):
+        fold_batchnorm(model)
+    model.eval()
+    x = torch.from_numpy(frames(2).transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        want = model(x)
+        folded = fold_batchnorm(model)
+        got = folded(x.contiguous(memory_format=torch.channels_last))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    for k, w in want.items():
+        assert got[k].shape == w.shape
+        assert torch.allclose(got[k], w, atol=1e-4, rtol=1e-4), k
 
 
 def test_a_camera_of_another_size_or_fov_is_refused(checkpoint):

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.boxes import Boxes
-from perception.checkpoint import load_model, resolve_device, save_model
+from perception.checkpoint import fold_batchnorm, load_model, resolve_device, save_model
 from perception.detectors.centernet import frames_to_tensor
 from perception.detectors.learned import META
 from planning.geometry import wrap_angle
@@ -402,9 +402,9 @@ class Mono3DDetector:
     """The trained monocular 3D detector: ``detect(frame, camera)`` /
     ``detect_batch(frames, cameras)`` -> ego-frame :class:`Boxes`.
 
-    A batch may mix cameras (front and rear, several envs): one forward pass for all.  On CUDA
-    the network runs ``channels_last``, and in half precision with ``half=True``; on the CPU
-    always float32.
+    A batch may mix cameras (front and rear, several envs): one forward pass for all.  The
+    network runs with its batch norms folded into the convolutions, ``channels_last``; on CUDA
+    in half precision with ``half=True``, on the CPU always float32.
     """
 
     name = "mono3d"
@@ -421,10 +421,11 @@ class Mono3DDetector:
         self.config = self.model.config
         self.threshold = float(threshold)
         self.half = bool(half) and self.device.type == "cuda"
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
-            if self.half:
-                self.model = self.model.half()
+        # inference only: batch norms folded into their convolutions, NHWC layout (oneDNN's
+        # and cuDNN's fast path); together ~12% off a CPU forward pass (docs/planner.md)
+        self.model = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
+        if self.half:
+            self.model = self.model.half()
 
     @torch.inference_mode()
     def detect_batch(self, frames: np.ndarray, cameras: Sequence[PinholeCamera]) -> list[Boxes]:
@@ -438,8 +439,7 @@ class Mono3DDetector:
         for camera in cameras:
             self.config.check_camera(camera)
         x = frames_to_tensor(frames, self.device)  # uint8: the network casts to its own dtype
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         return decode(self.model(x), self.config, list(cameras), self.threshold)
 
     def detect(self, frame: np.ndarray, camera: PinholeCamera) -> Boxes:

@@ -30,6 +30,7 @@ from highway_env.envs.common.observation import GrayscaleObservation
 from agents import make_agent
 from sim.geometry.bev import BevCamera
 from sim.geometry.frames import hw_to_world_heading, hw_to_world_xy
+from sim.harness.episodes import one_inference_thread
 from sim.harness.loop import env_sensors_for, run_episode
 from sim.harness.run import task_spec
 from sim.world.env import DrivingEnv
@@ -466,9 +467,11 @@ def bench_planner(
     0..episodes-1) per scenario, in-process through :func:`sim.harness.loop.run_episode`.
 
     Latency is the loop's own timing of ``agent.act`` (``EpisodeTrace.latency_ms``), so
-    the first decision of an episode (map parsing) is in it.  ``env_step_median_ms`` is
-    the median ``DrivingEnv.step`` over the same steps, for scale.  Names are checked
-    before anything runs.
+    the first decision of an episode (map parsing) is in it.  The agent runs as an
+    evaluation runs it: prepared first (checkpoints loaded, the rollout compiled), with
+    torch on one thread (:func:`~sim.harness.episodes.one_inference_thread`).
+    ``env_step_median_ms`` is the median ``DrivingEnv.step`` over the same steps, for scale.
+    Names are checked before anything runs.
     """
 
     if episodes < 1:
@@ -495,8 +498,10 @@ def bench_planner(
         latency: list[float] = []
         statuses: dict[str, int] = {}
         try:
-            for seed in range(episodes):
-                result = run_episode(env, bot, seed)
+            bot.prepare()
+            with one_inference_thread():
+                results = [run_episode(env, bot, seed) for seed in range(episodes)]
+            for result in results:
                 latency += result.trace.latency_ms
                 statuses[result.status] = statuses.get(result.status, 0) + 1
         finally:
