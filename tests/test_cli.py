@@ -294,7 +294,7 @@ def test_bench_planner_times_a_prepared_agent_on_one_torch_thread(monkeypatch):
     checkpoint's load and the rollout's compile are not a decision) and on one torch thread."""
     import torch
 
-    import sim.bench.simulator as simulator
+    from sim.bench import simulator
 
     seen = []
 
