@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -331,6 +331,13 @@ class ReferencePath:
     @property
     def length_m(self) -> float:
         return (len(self.xy_m) - 1) * self.spacing_m
+
+    def shifted(self, offset_m: float) -> ReferencePath:
+        """This path moved ``offset_m`` to its left (negative: right), sample by sample: a
+        line parallel to the centre line, inside the lane (PDM-Closed's offset centre
+        lines). Arc lengths stay the centre line's: exact on a straight road, off by
+        ``offset x curvature`` (1% at 1 m on a 100 m radius) on a curve."""
+        return replace(self, xy_m=self.xy_m + float(offset_m) * left_normal(self.tangent))
 
     def frame(self, s_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Centre point and unit tangent at ``s_m`` (any shape), straight beyond the ends."""

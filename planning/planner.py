@@ -139,6 +139,18 @@ class PlannerConfig:
     # complete a lane change in about a second: ControlledVehicle's TAU_LATERAL 0.6 s,
     # TAU_HEADING 0.2 s)
     evasive_min_transition_m: float = 6.0  # [m] ... and at least this long
+    # nudging (PDM-Closed's centre lines shifted by +-1 m, Dauner et al. 2023): where a standing
+    # object (a crashed car, a parked one) sits partly in the current lane, the lane's centre
+    # line shifted away from it by nudge_m is a path too, so the car can squeeze past it in
+    # its lane instead of stopping behind it (tuning seed 326 of highway-short:dense stood
+    # 7 s behind a crashed car whose corner reached 0.6 m into the lane, with the lane ahead
+    # free; idm changed lanes and drove on)
+    nudge_m: float = 1.0  # [m] the shift (0: no nudging)
+    nudge_standing_mps: float = 0.5  # [m/s] an object slower than this is standing
+    nudge_min_object_offset_m: float = 1.0  # [m] ... whose centre is at least this far off
+    # the lane's centre line (one centred in the lane cannot be passed inside it)
+    nudge_max_curvature_1pm: float = 0.01  # [1/m] only where the lane bends less (100 m
+    # radius: the shifted line's arc length is then within 1% of the centre line's)
     lateral_accel_mps2: float = 2.5  # [m/s^2] curvature speed limit v <= sqrt(a / |k|)
     # IDM
     idm_accel_mps2: float = 2.4  # [m/s^2] maximum acceleration a (nuPlan's comfort bound)
@@ -244,6 +256,7 @@ class PathOption:
     previous: bool = False  # the path the previous decision chose (commitment)
     d_m: float = 0.0  # the rear axle's offset from it now, left positive
     heading_error_rad: float = 0.0  # the car's heading minus the path's, at s_m
+    nudge_m: float = 0.0  # the path is its lane's centre line shifted this far left (nudging)
 
 
 @dataclass(frozen=True)
@@ -516,6 +529,7 @@ class ObjectsAlongPaths:
     half_length_sum_m: np.ndarray  # [K] centre-to-centre length of the ego and the object, halved
     length_m: np.ndarray  # [K]
     standoff_m: np.ndarray  # [K] kept on top of IDM's gap behind it (static objects)
+    standing: np.ndarray  # [K] bool: slower than nudge_standing_mps now and over the horizon
 
     def __len__(self) -> int:
         return self.s_m.shape[1]
@@ -548,7 +562,12 @@ def objects_along_paths(
             obj_vd[k] = obj_vel[:, 1] * t_obj[:, 0] - obj_vel[:, 0] * t_obj[:, 1]
             # the acceleration acts along the object's heading: its share along the path
             obj_as[k] = forecast.acceleration_mps2 * np.einsum("ij,ij->i", obj_dir, t_obj)
-    band = config.band_m(np.array([o.path.width_m for o in options]))
+    # a nudge's band is its lane's, narrowed on both sides by the shift: as far into the
+    # neighbour lane on the side it moves to as the lane's own band reaches, and not over the
+    # standing object on the other side that it is there to pass
+    band = config.band_m(np.array([o.path.width_m for o in options])) - np.array(
+        [abs(o.nudge_m) for o in options]
+    )
     half_l_sum = (forecast.length_m + ego.length_m) / 2 if K else np.zeros(0)
     overlap = (forecast.width_m + ego.width_m) / 2 + config.overlap_margin_m if K else np.zeros(0)
     return ObjectsAlongPaths(
@@ -562,6 +581,9 @@ def objects_along_paths(
         half_l_sum,
         np.asarray(forecast.length_m, dtype=np.float64),
         np.where(np.asarray(forecast.kind) == STATIC_KIND, config.static_standoff_m, 0.0),
+        np.asarray(forecast.speed_mps, dtype=np.float64)
+        + np.maximum(forecast.acceleration_mps2, 0.0) * config.horizon_s
+        < config.nudge_standing_mps,
     )
 
 
@@ -636,9 +658,11 @@ class Planner:
     def __init__(self, config: PlannerConfig | None = None) -> None:
         self.config = config or PlannerConfig()
         self._profiles: dict[int, tuple[ReferencePath, np.ndarray]] = {}
+        self._shifted: dict[tuple[int, float], tuple[ReferencePath, ReferencePath]] = {}
 
     def reset(self) -> None:
         self._profiles.clear()
+        self._shifted.clear()
 
     def profile(self, path: ReferencePath) -> np.ndarray:
         """``path``'s speed cap per sample [m/s] (cached)."""
@@ -663,8 +687,6 @@ class Planner:
             raise ValueError("the planner needs at least one reference path")
         c = self.config
         times = np.arange(c.steps + 1) * c.step_s
-        cands = candidate_grid(options, c, longitudinal)
-        path_index, fraction = cands.path_index, cands.speed_fraction
         profile = (
             self.profile
             if cruise_speed_mps is None
@@ -673,6 +695,13 @@ class Planner:
         windows = PathWindows.crop(options, ego, c, profile)
         forecast = near_objects(forecast, ego, windows.reach_m)
         objects = objects_along_paths(options, forecast, ego, windows, c)
+        nudges = self.nudges(options, objects, windows) if longitudinal else []
+        if nudges:  # after every lane option: the current lane's stays the IDM proposal's
+            options = [*options, *nudges]
+            windows = PathWindows.crop(options, ego, c, profile)
+            objects = objects_along_paths(options, forecast, ego, windows, c)
+        cands = candidate_grid(options, c, longitudinal)
+        path_index, fraction = cands.path_index, cands.speed_fraction
         roll = self.rollout(ego, options, cands, windows, objects, times, longitudinal)
         gates = self.gates(ego, options, path_index, roll, forecast, windows, objects)
         scores = self.rank(ego, options, path_index, roll, gates)
@@ -708,6 +737,53 @@ class Planner:
             option=option,
             reference=approach_path(option, ego.speed_mps, reference_config),
         )
+
+    def nudges(
+        self, options: Sequence[PathOption], objects: ObjectsAlongPaths, windows: PathWindows
+    ) -> list[PathOption]:
+        """The current lane's centre line shifted ``nudge_m`` away from each side on which a
+        standing object sits partly in the lane (its centre within the lane band, at least
+        ``nudge_min_object_offset_m`` off the centre line), ahead of the car or beside it, on a
+        lane that bends less than ``nudge_max_curvature_1pm`` there. Scored like any option:
+        the collision gate (the boxes, not the band) decides whether the car fits past."""
+        c = self.config
+        k = next((i for i, o in enumerate(options) if o.lane_change == 0 and not o.nudge_m), None)
+        if k is None or c.nudge_m <= 0.0 or not len(objects):
+            return []
+        o = options[k]
+        s_car = o.s_m - windows.s_base_m[k]
+        d = objects.d_m[k]
+        partly = (
+            objects.standing
+            & (np.abs(d) < objects.band_m[k])
+            & (np.abs(d) >= c.nudge_min_object_offset_m)
+            & (objects.s_m[k] > s_car - objects.half_length_sum_m)
+        )
+        if not partly.any():
+            return []
+        ahead = o.s_m + np.arange(0.0, windows.reach_m, o.path.spacing_m * 5)
+        if np.abs(o.path.lookup(o.path.curvature_1pm, ahead)).max() > c.nudge_max_curvature_1pm:
+            return []
+        sides = sorted({-1.0 if dk > 0 else 1.0 for dk in d[partly]}, reverse=True)
+        return [
+            replace(
+                o,
+                path=self.shifted(o.path, side * c.nudge_m),
+                d_m=o.d_m - side * c.nudge_m,
+                nudge_m=side * c.nudge_m,
+            )
+            for side in sides
+        ]
+
+    def shifted(self, path: ReferencePath, offset_m: float) -> ReferencePath:
+        """``path`` shifted ``offset_m`` to its left, one object per path and offset for the
+        episode (so its speed profile is computed once, :meth:`profile`)."""
+        key = (id(path), offset_m)
+        hit = self._shifted.get(key)
+        if hit is None or hit[0] is not path:
+            hit = (path, path.shifted(offset_m))
+            self._shifted[key] = hit
+        return hit[1]
 
     @property
     def evasive_config(self) -> PlannerConfig:

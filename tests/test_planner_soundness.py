@@ -157,6 +157,44 @@ def test_a_moving_car_alongside_still_vetoes_the_lane_change():
     assert (p.scores["safe_lane_change"][right] == 0).all()
 
 
+def test_a_centre_line_shifted_is_parallel_to_it():
+    path = options(EgoState(100.0, 0.0, 0.0, 0.0))[0].path
+    right = path.shifted(-1.0)
+    s, d = path.project(right.xy_m[10:20])
+    assert d == pytest.approx(np.full(10, -1.0), abs=1e-9)
+    assert s == pytest.approx(np.arange(10, 20) * path.spacing_m, abs=1e-9)
+    assert right.lanes == path.lanes and right.width_m == path.width_m
+
+
+def _crash_partly_in_the_lane():
+    """Stopped 12 m behind a crashed car standing 2.2 m left of the lane's centre, turned
+    0.27 rad, its corner 0.6 m into the car's way; the left lane is the crash's, a car
+    stands in the right lane ahead (tuning seed 326 of the dense cell)."""
+    ego = EgoState(100.0, 0.0, 0.0, 0.0)
+    return ego, objects([(112.0, 2.2, 0.27, 0.0), (108.0, -4.0, 0.0, 0.0)])
+
+
+def test_a_car_nudges_past_a_crash_standing_partly_in_its_lane():
+    ego, scene = _crash_partly_in_the_lane()
+    p = plan(ego, scene)
+    assert p.option.nudge_m == -1.0 and p.option.lane_change == 0  # right, in the lane
+    assert p.acceleration_mps2 > 0.5
+    assert p.scores["no_collision"][p.best] == 1.0 and p.scores["total"][p.best] > 0
+    assert p.scores["progress_m"][p.best] > 30.0
+    # centred, the car would hit the crash's corner: it creeps up and stops behind it
+    still = plan(ego, scene, Planner(PlannerConfig(nudge_m=0.0)))
+    assert still.option.nudge_m == 0.0 and still.scores["progress_m"][still.best] < 10.0
+
+
+def test_no_nudge_past_a_moving_car_or_one_centred_in_the_lane():
+    ego, _ = _crash_partly_in_the_lane()
+    moving = objects([(112.0, 2.2, 0.0, 3.0), (108.0, -4.0, 0.0, 0.0)])
+    centred = objects([(112.0, 0.5, 0.0, 0.0), (108.0, -4.0, 0.0, 0.0)])
+    for scene in (moving, centred):
+        p = plan(ego, scene)
+        assert len(np.unique(p.path_index)) == 3  # the three lanes' paths, no shifted one
+
+
 def test_the_motion_estimator_measures_acceleration():
     est = MotionEstimator(smoothing=0.0)
     car = objects([(0.0, 0.0, 0.0, 20.0)])
@@ -402,6 +440,20 @@ def test_the_expert_escapes_a_lead_braking_at_the_spawn_in_dense_traffic():
         "expert", "highway-short:dense", 65, get_scenario("highway-short:dense").duration_s
     )
     assert result.status == "ok", result.status
+
+
+def test_the_expert_nudges_past_a_crash_in_dense_traffic():
+    """Dense traffic, tuning seed 326: two crashes leave the car's lane free but for a
+    crashed car's corner 0.6 m into it; the planner stood behind it for 11 s (0.26 of the
+    route) where `idm` changed lanes and drove on (0.81). It nudges past it in its lane."""
+    from sim.world.scenarios import get_scenario
+    from tests.test_expert import episode
+
+    result, _ = episode(
+        "expert", "highway-short:dense", 326, get_scenario("highway-short:dense").duration_s
+    )
+    assert result.status == "ok", result.status
+    assert result.metrics["route_completion"] > 0.6
 
 
 def test_agents_are_told_the_scenarios_cruise_speed():
