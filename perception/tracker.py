@@ -56,11 +56,6 @@ from sim.geometry.frames import ego_to_world, world_to_ego
 MOVING_MPS = 1.0  # [m/s] above this a track's heading follows its velocity
 MOTION_MODELS = ("cv", "ca")
 ACCEL_DEADBAND_MPS2 = 0.5  # [m/s^2] smaller acceleration estimates are reported as 0 (noise)
-COAST_SPEED_ERROR_MPS = 2.0  # [m/s] a coasting track is back in view only when its axis is in
-# view this speed error x its time unseen either side of its centre (Tracker._out_of_view):
-# the speed it coasts at was measured as the car left the view, and the car may change it
-COAST_VIEW_SPACING_M = 1.0  # [m] ... checked every this often (a blind spot lies between
-# cameras: the stretch's ends may both be in view with its middle unseen)
 INIT_VELOCITIES = (
     "zero",
     "ego",
@@ -247,27 +242,11 @@ class Tracker:
 
     def _out_of_view(self, tracks: list[Track], pose: np.ndarray) -> np.ndarray:
         """``[len(tracks)]`` whether each track's predicted centre is outside the sensor's
-        view (never, without ``in_view`` or with ``max_unseen_s`` 0).
-
-        A track already coasting through a blind spot is back in view only when the whole
-        stretch of its axis where it may be (its centre +- ``COAST_SPEED_ERROR_MPS`` x the
-        time unseen) is in view: its speed, last measured as the car left the view, is
-        uncertain (and the car may change it there), and a prediction that drifts out of the
-        blind spot ahead of or behind the car must not count misses against a car still in it
-        (held-out highway seed 12020: a car alongside, tracked 2.5 m/s slow, was dropped
-        after its prediction drifted into the rear camera's view, and `modular` changed
-        lanes into it; docs/planner.md, section 9)."""
+        view (never, without ``in_view`` or with ``max_unseen_s`` 0)."""
         if self.in_view is None or self.max_unseen_frames == 0 or not tracks:
             return np.zeros(len(tracks), dtype=bool)
-        centres = np.array([t.x[:2] for t in tracks])
-        axes = np.array([[np.cos(t.heading_rad), np.sin(t.heading_rad)] for t in tracks])
-        reach = COAST_SPEED_ERROR_MPS * self.dt_s * np.array([t.unseen for t in tracks])
-        n = 2 * int(np.ceil(reach.max() / COAST_VIEW_SPACING_M)) + 1
-        u = np.linspace(-1.0, 1.0, n)  # the stretch, sampled: [n]
-        points = centres[None] + (u[:, None] * reach[None, :])[..., None] * axes[None]  # [n,T,2]
-        ego = world_to_ego(points.reshape(-1, 2), pose[:2], pose[2])
-        seen = np.asarray(self.in_view(ego), dtype=bool).reshape(n, len(tracks))
-        return ~seen.all(axis=0)
+        centres = world_to_ego(np.array([t.x[:2] for t in tracks]), pose[:2], pose[2])
+        return ~np.asarray(self.in_view(centres), dtype=bool)
 
     def _initial_state(self, centre: np.ndarray, ego_velocity: np.ndarray) -> np.ndarray:
         """A new track's state: at the detection, at rest or (``init_velocity="ego"``) moving
