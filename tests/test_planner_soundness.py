@@ -444,7 +444,7 @@ def test_the_expert_escapes_a_lead_braking_at_the_spawn_in_dense_traffic():
 
 def test_the_expert_nudges_past_a_crash_in_dense_traffic():
     """Dense traffic, tuning seed 326: two crashes leave the car's lane free but for a
-    crashed car's corner 0.6 m into it; the planner stood behind it for 11 s (0.26 of the
+    crashed car's corner 0.6 m into it; the planner stood behind it for the last 7 s (0.26 of the
     route) where `idm` changed lanes and drove on (0.81). It nudges past it in its lane."""
     from sim.world.scenarios import get_scenario
     from tests.test_expert import episode
